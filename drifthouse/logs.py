@@ -1,0 +1,54 @@
+"""Structured logging: an event name plus key/values, e.g.
+``log.info("sink.flushed", table="metrics", rows=120)``.
+
+Values whose key looks like a secret are masked before anything is rendered, as a second line of
+defence behind pydantic's ``SecretStr``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+__all__ = ["configure", "get_logger"]
+
+_SECRET_MARKERS = ("password", "token", "secret", "routing_key", "webhook_url", "api_key")
+
+
+def _mask_secrets(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for key in list(event):
+        if any(marker in key.lower() for marker in _SECRET_MARKERS):
+            event[key] = "**********"
+    return event
+
+
+def configure(*, level: str = "INFO", json: bool = False) -> None:
+    """Set up structlog once per process: key/value lines on stderr (JSON with ``json=True``)."""
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if json
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _mask_secrets,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str) -> Any:
+    """A structlog logger bound to a component name."""
+    return structlog.get_logger(component=name)

@@ -1,0 +1,94 @@
+"""Rows that leave the pipeline: one shape per ClickHouse table (CONTRACTS section 5).
+
+Times are integer epoch milliseconds (UTC); the sinks turn them into ``DateTime64(3, 'UTC')``.
+Rows are frozen ``msgspec.Struct``s so they are cheap to build, compare and spool to disk.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = ["AlertRow", "MetricRow", "SketchRow"]
+
+
+class MetricRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One metric value of one window: a row of table ``metrics``.
+
+    ``feature`` is ``''`` for model-level metrics; ``segment`` is ``''`` for all events,
+    otherwise ``name=value``. ``n`` is the number of events in the window.
+    ``computed_at`` is the only wall-clock field; it versions rewrites of the same key.
+    """
+
+    window_start: int
+    window_end: int
+    window: str
+    model: str
+    model_version: str
+    feature: str
+    segment: str
+    metric: str
+    value: float
+    n: int
+    run_id: str
+    computed_at: int = 0
+
+    def key(self) -> tuple[int, str, str, str, str, str, str, str]:
+        """The natural key: one row per key survives rewrites."""
+        return (
+            self.window_start,
+            self.window,
+            self.model,
+            self.model_version,
+            self.feature,
+            self.segment,
+            self.metric,
+            self.run_id,
+        )
+
+
+class SketchRow(msgspec.Struct, frozen=True, kw_only=True):
+    """The mergeable state of one window, feature and kind: a row of table ``sketches``.
+
+    For ``kind == 'hist'`` there are ``len(counts) - 1`` edges and a value ``v`` is counted in
+    bin ``i`` when ``edges[i-1] <= v < edges[i]`` (outermost bins open). For ``categories``,
+    ``labels[i]`` names ``counts[i]``. For ``quantiles``, ``edges`` are the lower bounds of the
+    log buckets. Summing ``counts`` element-wise over rows with equal edges merges windows.
+    """
+
+    window_start: int
+    window_end: int
+    window: str
+    model: str
+    model_version: str
+    feature: str
+    segment: str
+    metric: str
+    kind: str
+    edges: list[float]
+    labels: list[str]
+    counts: list[int]
+    n: int
+    run_id: str
+    computed_at: int = 0
+
+
+class AlertRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One alert state change (firing or resolved): a row of table ``alerts``."""
+
+    ts: int
+    rule: str
+    severity: str
+    status: str
+    model: str
+    model_version: str
+    feature: str
+    segment: str
+    metric: str
+    value: float
+    threshold: float
+    window_start: int
+    window_end: int
+    message: str
+    receivers: list[str]
+    dedup_key: str
+    run_id: str
