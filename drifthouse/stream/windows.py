@@ -1,0 +1,250 @@
+"""Event-time windows built from panes (CONTRACTS section 4).
+
+A tumbling window of size ``S`` is one pane of length ``S``; a sliding window of size ``S`` and
+hop ``H`` is the merge of its ``S / H`` panes of length ``H``. Panes are aligned to the Unix
+epoch in UTC, so every worker and every replay cuts the same windows (a ``7d`` window starts on
+a Thursday, 1970-01-01 being one).
+
+Lateness follows the watermark: ``watermark = max event time seen - allowed_lateness``. A pane
+``[a, b)`` closes when the watermark reaches ``b``; an event whose pane is already closed is
+*late* for that window spec. Every decision depends only on the events and their order within
+one source partition, never on wall-clock time or on how the input was cut into micro-batches:
+the watermark before event ``i`` is a running maximum over the events before it.
+
+Example
+-------
+>>> import numpy as np
+>>> spec = WindowSpec.tumbling(60_000)
+>>> w = EventTimeWindows([spec], allowed_lateness_ms=0, empty=lambda: 0, merge=lambda a, b: a + b)
+>>> ts = np.array([1_000, 2_000, 61_000, 3_000], dtype=np.int64)
+>>> (routed,) = w.route(ts)
+>>> routed.late.tolist()          # the last event's minute closed at 61_000
+[False, False, False, True]
+>>> for pane, idx in routed.groups():
+...     w.update(0, pane, "m", lambda s, n=len(idx): s + n)
+>>> [(c.start, c.end, c.state) for c in w.close()]
+[(0, 60000, 2)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from drifthouse.config import WindowConfig, format_duration
+from drifthouse.errors import SketchError
+
+__all__ = ["ClosedWindow", "EventTimeWindows", "Routed", "WindowSpec"]
+
+S = TypeVar("S")
+K = TypeVar("K", bound=Hashable)
+
+_NO_TIME = np.iinfo(np.int64).min
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """One configured window: ``size_ms`` long, a new one every ``hop_ms`` (``== size_ms`` when tumbling)."""
+
+    size_ms: int
+    hop_ms: int
+
+    def __post_init__(self) -> None:
+        if self.size_ms <= 0 or self.hop_ms <= 0 or self.size_ms % self.hop_ms:
+            raise SketchError(
+                f"window size must be a positive whole number of hops (got size {self.size_ms} ms, hop {self.hop_ms} ms)"
+            )
+
+    @classmethod
+    def tumbling(cls, size_ms: int) -> WindowSpec:
+        return cls(size_ms, size_ms)
+
+    @classmethod
+    def from_config(cls, cfg: WindowConfig) -> WindowSpec:
+        return cls(cfg.size, cfg.hop if cfg.hop is not None else cfg.size)
+
+    @property
+    def name(self) -> str:
+        """The ``window`` column: ``'1h'`` or ``'15m/1m'``."""
+        if self.hop_ms == self.size_ms:
+            return format_duration(self.size_ms)
+        return f"{format_duration(self.size_ms)}/{format_duration(self.hop_ms)}"
+
+    @property
+    def pane_ms(self) -> int:
+        return self.hop_ms
+
+    @property
+    def panes_per_window(self) -> int:
+        return self.size_ms // self.hop_ms
+
+    def pane_start(self, ts_ms: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """Start of the pane holding each time (floor division aligns to the epoch, also before 1970)."""
+        return (ts_ms // self.pane_ms) * self.pane_ms
+
+
+@dataclass(frozen=True)
+class ClosedWindow(Generic[K, S]):
+    """A window whose end the watermark has passed, with the merge of its panes for one key."""
+
+    spec: WindowSpec
+    start: int
+    end: int
+    key: K
+    state: S
+
+
+@dataclass
+class Routed:
+    """Where a micro-batch's events go under one window spec.
+
+    ``pane[i]`` is the start of event ``i``'s pane and ``late[i]`` tells whether that pane had
+    already closed when the event arrived.
+    """
+
+    pane: npt.NDArray[np.int64]
+    late: npt.NDArray[np.bool_]
+
+    def groups(
+        self, mask: npt.NDArray[np.bool_] | None = None
+    ) -> Iterator[tuple[int, npt.NDArray[np.intp]]]:
+        """``(pane_start, event indices)`` for the on-time events, panes ascending, indices in arrival order."""
+        keep = ~self.late if mask is None else (~self.late & mask)
+        idx = np.flatnonzero(keep)
+        if idx.size == 0:
+            return
+        panes = self.pane[idx]
+        first = panes[0]
+        if np.all(panes == first):  # the common case: a whole batch in one pane
+            yield int(first), idx
+            return
+        order = np.argsort(panes, kind="stable")  # stable keeps arrival order inside a pane
+        sorted_panes = panes[order]
+        cuts = np.flatnonzero(np.diff(sorted_panes)) + 1
+        for chunk in np.split(order, cuts):
+            yield int(panes[chunk[0]]), idx[chunk]
+
+
+@dataclass
+class EventTimeWindows(Generic[K, S]):
+    """Pane states of one source partition for several window specs, with an event-time watermark.
+
+    The manager is generic over the sketch state ``S`` (it only needs ``empty`` and an
+    associative ``merge``) and over the key ``K`` (e.g. ``(model, model_version)``). Callers
+    route a batch of event times, update the pane states of the on-time events with their own
+    sketches, and then collect the windows that closed.
+
+    Parameters
+    ----------
+    specs:
+        The window specs; results carry ``spec.name`` in the ``window`` column.
+    allowed_lateness_ms:
+        How far behind the largest event time seen an event may be and still count.
+    empty, merge:
+        The sketch protocol's identity and merge; panes are merged oldest first. ``merge`` must
+        not modify its arguments: a pane takes part in several sliding windows.
+    """
+
+    specs: Sequence[WindowSpec]
+    allowed_lateness_ms: int
+    empty: Callable[[], S]
+    merge: Callable[[S, S], S]
+    max_ts: int = _NO_TIME
+    _panes: list[dict[int, dict[K, S]]] = field(default_factory=list, repr=False)
+    _emitted_until: list[int] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.allowed_lateness_ms < 0:
+            raise SketchError(f"allowed lateness must be >= 0 ms (got {self.allowed_lateness_ms})")
+        self._panes = [{} for _ in self.specs]
+        # Per spec: windows ending at or before this time have been emitted (or were empty).
+        self._emitted_until = [_NO_TIME for _ in self.specs]
+
+    @property
+    def watermark(self) -> int:
+        """Largest event time seen minus the allowed lateness (int64 minimum before any event)."""
+        return _NO_TIME if self.max_ts == _NO_TIME else self.max_ts - self.allowed_lateness_ms
+
+    def route(self, ts_ms: npt.NDArray[np.int64]) -> list[Routed]:
+        """Assign a batch of event times (in arrival order) to panes and advance the watermark.
+
+        Event ``i`` is judged against the watermark made by the events before it, so the result
+        does not depend on where batches are cut.
+        """
+        ts = np.asarray(ts_ms, dtype=np.int64)
+        if ts.size == 0:
+            return [Routed(np.empty(0, np.int64), np.empty(0, np.bool_)) for _ in self.specs]
+        running = np.maximum.accumulate(ts)
+        before = np.empty_like(running)
+        before[0] = self.max_ts
+        before[1:] = np.maximum(running[:-1], self.max_ts)
+        has_before = before != _NO_TIME
+        watermark_before = np.where(has_before, before - self.allowed_lateness_ms, _NO_TIME)
+        out = []
+        for spec in self.specs:
+            pane = spec.pane_start(ts)
+            late = has_before & (pane + spec.pane_ms <= watermark_before)
+            out.append(Routed(pane, late))
+        self.max_ts = max(self.max_ts, int(running[-1]))
+        return out
+
+    def current_pane(self, spec_index: int) -> int | None:
+        """Start of the pane holding the largest event time seen (where late and invalid events are counted)."""
+        if self.max_ts == _NO_TIME:
+            return None
+        return int(self.specs[spec_index].pane_start(np.array([self.max_ts], np.int64))[0])
+
+    def update(self, spec_index: int, pane_start: int, key: K, fn: Callable[[S], S]) -> None:
+        """Replace the state of ``(spec, pane, key)`` by ``fn(state)`` (``empty()`` when new)."""
+        by_key = self._panes[spec_index].setdefault(pane_start, {})
+        state = by_key.get(key)
+        by_key[key] = fn(self.empty() if state is None else state)
+
+    def open_windows(self) -> int:
+        """Number of panes held, over all specs and keys (a health figure)."""
+        return sum(len(keys) for panes in self._panes for keys in panes.values())
+
+    def close(self, *, final: bool = False) -> list[ClosedWindow[K, S]]:
+        """Emit every window whose end the watermark has reached (all of them when ``final``).
+
+        Windows come oldest first per spec; each window's state is the merge of its panes,
+        oldest pane first, so the result is the same however the panes were filled.
+        """
+        out: list[ClosedWindow[K, S]] = []
+        wm = self.watermark
+        for i, spec in enumerate(self.specs):
+            panes = self._panes[i]
+            if not panes:
+                continue
+            pane_ms, size = spec.pane_ms, spec.size_ms
+            last_pane = max(panes)
+            # Window ends are multiples of the hop; a window covers panes [end - size, end).
+            limit = last_pane + size if final else min(wm, last_pane + size)
+            limit = (limit // pane_ms) * pane_ms
+            done = self._emitted_until[i]
+            # Only windows that hold at least one pane: gaps in the data cost nothing.
+            ends = sorted(
+                {p + k * pane_ms for p in panes for k in range(1, spec.panes_per_window + 1)}
+            )
+            for end in ends:
+                if end <= done or end > limit:
+                    continue
+                start = end - size
+                merged: dict[K, S] = {}
+                for p in range(start, end, pane_ms):
+                    for key, state in panes.get(p, {}).items():
+                        prev = merged.get(key)
+                        merged[key] = state if prev is None else self.merge(prev, state)
+                for key, state in merged.items():
+                    out.append(ClosedWindow(spec, start, end, key, state))
+            start_end = done + pane_ms if done != _NO_TIME else min(panes) + pane_ms
+            if limit >= start_end:
+                self._emitted_until[i] = max(self._emitted_until[i], limit)
+            # A pane is needed until the last window holding it (ending at pane + size) is out.
+            for p in [p for p in panes if p + size <= self._emitted_until[i]]:
+                del panes[p]
+        return out
