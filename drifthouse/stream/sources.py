@@ -50,7 +50,7 @@ class FileSource:
     def _open(self) -> IO[bytes]:
         raw = self.path.open("rb")
         if self.path.suffix == ".gz":
-            return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
+            return gzip.GzipFile(fileobj=raw)
         return io.BufferedReader(raw, buffer_size=1 << 20)  # type: ignore[arg-type]
 
     def batches(self) -> Iterator[tuple[list[Message], int]]:
