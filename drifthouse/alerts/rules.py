@@ -1,0 +1,431 @@
+"""The rules engine: metric rows in, alert state changes out, all in event time.
+
+For every rule and every series it matches (model, model version, feature, segment, window kind)
+the engine keeps a small state machine::
+
+    ok --(when holds `for` windows in a row)--> firing --(clear holds keep_firing_for + 1 windows)--> ok
+
+``clear`` defaults to ``not when``; a separate ``clear`` gives hysteresis (a PSI rule that fires
+above 0.25 and resolves below 0.1 does not flap on a value hovering around 0.25). While firing,
+a window where ``when`` still holds wins over ``clear``, so overlapping conditions cannot flap.
+
+Alerts are stamped with the window's end (event time, never the wall clock) and carry a
+``dedup_key`` that hashes the rule and the series but not the time, so a replay gives the same
+alerts as the live run and PagerDuty folds repeats into one incident. The whole state is a
+plain value (:meth:`RuleEngine.dump_state` / :meth:`RuleEngine.load_state`): a restarted worker
+neither pages again nor forgets an alert that is firing.
+
+Example
+-------
+>>> from drifthouse.config import RuleConfig
+>>> from drifthouse.rows import MetricRow
+>>> rule = RuleConfig(name="errors", metric="error_rate_5xx", when="value > 0.05")
+>>> engine = RuleEngine([rule])
+>>> def row(end, value):
+...     return MetricRow(window_start=end - 60_000, window_end=end, window="1m", model="fraud",
+...                      model_version="1", feature="", segment="", metric="error_rate_5xx",
+...                      value=value, n=1000, run_id="live")
+>>> [a.status for a in engine.process([row(60_000, 0.2)])]
+['firing']
+>>> engine.process([row(120_000, 0.3)])
+[]
+>>> [(a.status, a.ts) for a in engine.process([row(180_000, 0.01)])]
+[('resolved', 180000)]
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import math
+import string
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from drifthouse.alerts.expr import Condition, ExprError, extract_threshold, parse
+from drifthouse.config import RuleConfig
+from drifthouse.errors import ConfigError
+from drifthouse.logs import get_logger
+from drifthouse.rows import AlertRow, MetricRow
+
+__all__ = [
+    "KNOWN_METRICS",
+    "Baselines",
+    "CompiledRule",
+    "RuleEngine",
+    "alert_labels",
+    "compile_rules",
+    "dedup_key",
+    "validate_rules",
+]
+
+log = get_logger("alerts.rules")
+
+Baselines = Callable[[str, str, str, str], float | None]
+"""``(model, model_version, feature, metric) -> baseline or None``."""
+
+KNOWN_METRICS = frozenset(
+    {
+        # drift
+        "psi", "ks", "ks_pvalue", "chi2", "chi2_pvalue", "js", "wasserstein", "importance_shift",
+        # quality
+        "count", "missing", "missing_rate", "non_finite", "type_error", "out_of_range",
+        "new_category", "min", "max", "mean", "std",
+        # model level
+        "events", "invalid_events", "late_events", "throughput_rps", "latency_p50", "latency_p95",
+        "latency_p99", "error_rate_4xx", "error_rate_5xx",
+        # with labels
+        "accuracy", "precision", "recall", "f1", "roc_auc", "mae", "rmse", "r2", "mape",
+        # fairness
+        "demographic_parity_diff", "equal_opportunity_diff",
+    }
+)  # fmt: skip
+"""Metric names drifthouse computes (CONTRACTS section 3); metric events may add more (``cpu_util``)."""
+
+DEFAULT_MESSAGE = (
+    "{rule}: {metric} of model {model}{scope} is {value:.4g} (threshold {threshold:.4g}) "
+    "in the {window} window ending {window_end}"
+)
+_TEMPLATE_FIELDS = frozenset(
+    {
+        "rule", "severity", "status", "model", "model_version", "feature", "segment", "metric",
+        "window", "value", "threshold", "baseline", "n", "window_start", "window_end",
+        "window_start_ms", "window_end_ms", "scope",
+    }
+)  # fmt: skip
+
+
+def dedup_key(rule: str, model: str, model_version: str, feature: str, segment: str, window: str) -> str:
+    """A stable key for one rule on one series; time is left out on purpose."""
+    text = "\x1f".join((rule, model, model_version, feature, segment, window))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+class _SafeFormatter(string.Formatter):
+    """``str.format`` without attribute or index access: templates come from config files."""
+
+    def get_field(self, field_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        if not field_name.isidentifier():
+            raise KeyError(f"only plain names are allowed in message templates (got {{{field_name}}})")
+        return self.get_value(field_name, args, kwargs), field_name
+
+
+_FORMATTER = _SafeFormatter()
+
+
+def _check_template(template: str) -> str | None:
+    """None when the template is fine, else what is wrong with it."""
+    try:
+        fields = [f for _, f, _, _ in _FORMATTER.parse(template) if f is not None]
+    except ValueError as exc:
+        return f"not a valid template: {exc}"
+    for field in fields:
+        if field not in _TEMPLATE_FIELDS:
+            return f"unknown field {{{field}}}; use any of {', '.join(sorted(_TEMPLATE_FIELDS))}"
+    sample = dict.fromkeys(_TEMPLATE_FIELDS, "x") | {"value": 1.0, "threshold": 1.0, "baseline": 1.0, "n": 1}
+    try:
+        _FORMATTER.vformat(template, (), sample)
+    except (ValueError, KeyError, IndexError) as exc:
+        return f"cannot be formatted: {exc}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    """A rule with its conditions parsed once."""
+
+    config: RuleConfig
+    when: Condition
+    clear: Condition
+    explicit_clear: bool
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def matches(self, row: MetricRow) -> bool:
+        c = self.config
+        return (
+            fnmatch.fnmatchcase(row.metric, c.metric)
+            and fnmatch.fnmatchcase(row.model, c.model)
+            and fnmatch.fnmatchcase(row.model_version, c.model_version)
+            and fnmatch.fnmatchcase(row.feature, c.feature)
+            and fnmatch.fnmatchcase(row.segment, c.segment)
+            and fnmatch.fnmatchcase(row.window, c.window)
+        )
+
+    def message(self, fields: dict[str, Any]) -> str:
+        template = self.config.message or DEFAULT_MESSAGE
+        try:
+            return _FORMATTER.vformat(template, (), fields)
+        except (ValueError, KeyError, IndexError, TypeError):
+            return _FORMATTER.vformat(DEFAULT_MESSAGE, (), fields)
+
+
+def compile_rules(rules: Sequence[RuleConfig]) -> list[CompiledRule]:
+    """Parse every rule's conditions; raise :class:`ConfigError` listing every problem."""
+    problems = [p for p in validate_rules(rules) if not p[1].startswith("warning:")]
+    if problems:
+        raise ConfigError(f"{len(problems)} problem(s) in rules", problems)
+    out = []
+    for rule in rules:
+        when = parse(rule.when)
+        clear = parse(rule.clear) if rule.clear else when.negated()
+        out.append(CompiledRule(rule, when, clear, rule.clear is not None))
+    return out
+
+
+def _glob_problem(pattern: str) -> str | None:
+    depth = 0
+    for ch in pattern:
+        if ch == "[":
+            depth += 1
+        elif ch == "]" and depth:
+            depth -= 1
+    if depth:
+        return f"unbalanced '[' in glob {pattern!r}; write '[[]' for a literal '['"
+    return None
+
+
+def validate_rules(rules: Sequence[RuleConfig], *, prefix: str = "rules") -> list[tuple[str, str]]:
+    """Every problem in ``rules`` as ``(location, message)``; warnings start with ``'warning: '``.
+
+    Checks: conditions parse (the message names the column), templates use known fields only,
+    globs are well formed, names are unique, metrics are known (a warning: metric events may
+    bring their own names such as ``cpu_util``).
+    """
+    problems: list[tuple[str, str]] = []
+    seen: dict[str, int] = {}
+    for i, rule in enumerate(rules):
+        where = f"{prefix}[{i}]"
+        if rule.name in seen:
+            problems.append(
+                (f"{where}.name", f"duplicate rule name {rule.name!r} (also {prefix}[{seen[rule.name]}]); names key alert state")
+            )
+        seen.setdefault(rule.name, i)
+        if not rule.name.strip():
+            problems.append((f"{where}.name", "must not be empty"))
+        for field in ("when", "clear"):
+            text = getattr(rule, field)
+            if text is None:
+                continue
+            try:
+                parse(text)
+            except ExprError as exc:
+                problems.append((f"{where}.{field}", str(exc)))
+        for field in ("metric", "model", "model_version", "feature", "segment", "window"):
+            problem = _glob_problem(getattr(rule, field))
+            if problem:
+                problems.append((f"{where}.{field}", problem))
+        if rule.message is not None:
+            problem = _check_template(rule.message)
+            if problem:
+                problems.append((f"{where}.message", problem))
+        metric = rule.metric
+        if not any(fnmatch.fnmatchcase(m, metric) for m in KNOWN_METRICS) and not metric.endswith("_util"):
+            problems.append(
+                (
+                    f"{where}.metric",
+                    f"warning: {metric!r} is not a metric drifthouse computes; fine if metric events send it, "
+                    f"else check the spelling (e.g. psi, error_rate_5xx, latency_p95)",
+                )
+            )
+    return problems
+
+
+def alert_labels(alert: AlertRow, rule_labels: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The labels routes, inhibitions and silences match on."""
+    labels = dict(rule_labels or {})
+    labels.update(
+        rule=alert.rule,
+        severity=alert.severity,
+        model=alert.model,
+        model_version=alert.model_version,
+        feature=alert.feature,
+        segment=alert.segment,
+        metric=alert.metric,
+    )
+    return labels
+
+
+class _Series(msgspec.Struct, kw_only=True):
+    rule: str
+    model: str
+    model_version: str
+    feature: str
+    segment: str
+    window: str
+    matches: int = 0  # consecutive windows where `when` held, while not firing
+    clears: int = 0  # consecutive windows where `clear` held, while firing
+    last_end: int = -1  # the last window_end seen: older or repeated rows are ignored
+    alert: AlertRow | None = None  # the firing alert, None when ok
+
+
+_SeriesKey = tuple[str, str, str, str, str, str]
+
+
+class RuleEngine:
+    """Evaluates rules over metric rows and emits alert state changes.
+
+    Parameters
+    ----------
+    rules:
+        The rules (``drifthouse.yaml`` ``rules`` or :func:`drifthouse.alerts.defaults.load_default_rules`).
+    baselines:
+        ``(model, model_version, feature, metric) -> float | None``; without it every condition that
+        mentions ``baseline`` is false.
+
+    Rows should come in event-time order, a window's rows together; a row whose window ends at
+    or before the last window seen for its series is ignored, so re-processing rows after a
+    restart does not count windows twice.
+    """
+
+    def __init__(self, rules: Sequence[RuleConfig], baselines: Baselines | None = None) -> None:
+        self.rules = compile_rules(rules)
+        self._by_name = {r.name: r for r in self.rules}
+        self.baselines: Baselines = baselines or (lambda *_: None)
+        self._series: dict[_SeriesKey, _Series] = {}
+
+    def rule_labels(self, name: str) -> dict[str, str]:
+        rule = self._by_name.get(name)
+        return dict(rule.config.labels) if rule else {}
+
+    def process(self, rows: Iterable[MetricRow]) -> list[AlertRow]:
+        """Feed rows; return the alerts that started firing or resolved, in event-time order."""
+        out: list[AlertRow] = []
+        for row in sorted(rows, key=lambda r: r.window_end):
+            for rule in self.rules:
+                if rule.matches(row):
+                    alert = self._step(rule, row)
+                    if alert is not None:
+                        out.append(alert)
+        return out
+
+    def firing(self) -> list[AlertRow]:
+        """The alerts firing now (their firing rows)."""
+        return [s.alert for s in self._series.values() if s.alert is not None]
+
+    def _step(self, rule: CompiledRule, row: MetricRow) -> AlertRow | None:
+        key = (rule.name, row.model, row.model_version, row.feature, row.segment, row.window)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = _Series(
+                rule=rule.name,
+                model=row.model,
+                model_version=row.model_version,
+                feature=row.feature,
+                segment=row.segment,
+                window=row.window,
+            )
+        if row.window_end <= series.last_end:
+            log.debug("alert.row_skipped", rule=rule.name, window_end=row.window_end, last=series.last_end)
+            return None
+        series.last_end = row.window_end
+        baseline = self.baselines(row.model, row.model_version, row.feature, row.metric)
+        when = rule.when.evaluate(value=row.value, baseline=baseline, n=row.n)
+        if series.alert is None:
+            if not when:
+                series.matches = 0
+                return None
+            series.matches += 1
+            if series.matches < rule.config.for_:
+                return None
+            series.matches = 0
+            series.clears = 0
+            series.alert = self._alert(rule, row, "firing", extract_threshold(rule.when, baseline, row.n), baseline)
+            return series.alert
+        if when:
+            series.clears = 0
+            return None
+        if not rule.clear.evaluate(value=row.value, baseline=baseline, n=row.n):
+            series.clears = 0  # inside the hysteresis band: still firing
+            return None
+        series.clears += 1
+        if series.clears <= rule.config.keep_firing_for:
+            return None
+        series.clears = 0
+        series.alert = None
+        cond = rule.clear if rule.explicit_clear else rule.when
+        return self._alert(rule, row, "resolved", extract_threshold(cond, baseline, row.n), baseline)
+
+    def _alert(
+        self, rule: CompiledRule, row: MetricRow, status: str, threshold: float, baseline: float | None
+    ) -> AlertRow:
+        scope = "".join(
+            part
+            for part in (
+                f" feature {row.feature}" if row.feature else "",
+                f" segment {row.segment}" if row.segment else "",
+                f" version {row.model_version}" if row.model_version not in ("", "unknown") else "",
+            )
+        )
+        fields: dict[str, Any] = {
+            "rule": rule.name,
+            "severity": rule.config.severity,
+            "status": status,
+            "model": row.model,
+            "model_version": row.model_version,
+            "feature": row.feature,
+            "segment": row.segment,
+            "metric": row.metric,
+            "window": row.window,
+            "value": row.value,
+            "threshold": threshold,
+            "baseline": math.nan if baseline is None else baseline,
+            "n": row.n,
+            "window_start": _iso(row.window_start),
+            "window_end": _iso(row.window_end),
+            "window_start_ms": row.window_start,
+            "window_end_ms": row.window_end,
+            "scope": scope,
+        }
+        return AlertRow(
+            ts=row.window_end,
+            rule=rule.name,
+            severity=rule.config.severity,
+            status=status,
+            model=row.model,
+            model_version=row.model_version,
+            feature=row.feature,
+            segment=row.segment,
+            metric=row.metric,
+            value=row.value,
+            threshold=threshold,
+            window_start=row.window_start,
+            window_end=row.window_end,
+            message=rule.message(fields),
+            receivers=[],
+            dedup_key=dedup_key(rule.name, row.model, row.model_version, row.feature, row.segment, row.window),
+            run_id=row.run_id,
+        )
+
+    # ---- persistence ---------------------------------------------------------------------------
+
+    def dump_state(self) -> dict[str, Any]:
+        """The engine's state as JSON-ready builtins (only series that carry state)."""
+        series = [
+            s
+            for s in self._series.values()
+            if s.alert is not None or s.matches or s.clears or s.last_end >= 0
+        ]
+        return {"version": 1, "series": msgspec.to_builtins(series)}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`dump_state`'s output; series of rules no longer configured are dropped."""
+        if state.get("version") != 1:
+            raise ConfigError(f"unknown rule engine state version {state.get('version')!r} (expected 1)")
+        series = msgspec.convert(state.get("series", []), list[_Series])
+        self._series.clear()
+        for s in series:
+            if s.rule not in self._by_name:
+                log.warning("alert.state_dropped", rule=s.rule, reason="rule no longer configured")
+                continue
+            self._series[(s.rule, s.model, s.model_version, s.feature, s.segment, s.window)] = s
