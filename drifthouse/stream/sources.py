@@ -7,7 +7,6 @@ order results are computed in. Files are one partition (``0``) whose offsets are
 from __future__ import annotations
 
 import gzip
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,10 +47,9 @@ class FileSource:
         return self.path.stat().st_size
 
     def _open(self) -> IO[bytes]:
-        raw = self.path.open("rb")
         if self.path.suffix == ".gz":
-            return gzip.GzipFile(fileobj=raw)
-        return io.BufferedReader(raw, buffer_size=1 << 20)  # type: ignore[arg-type]
+            return gzip.open(self.path, "rb")
+        return self.path.open("rb", buffering=1 << 20)
 
     def batches(self) -> Iterator[tuple[list[Message], int]]:
         """Yield ``(messages, bytes read so far)``; the byte count drives progress bars."""
