@@ -48,7 +48,7 @@ class FileSource:
 
     def _open(self) -> IO[bytes]:
         if self.path.suffix == ".gz":
-            return gzip.open(self.path, "rb")
+            return gzip.open(self.path, "rb")  # type: ignore[return-value]
         return self.path.open("rb", buffering=1 << 20)
 
     def batches(self) -> Iterator[tuple[list[Message], int]]:
