@@ -50,7 +50,7 @@ class Fault:
     description: str = ""
 
     def active(self, ts: np.ndarray) -> np.ndarray:
-        on = ts >= self.start_ms
+        on: np.ndarray = ts >= self.start_ms
         if self.end_ms is not None:
             on &= ts < self.end_ms
         return on
@@ -58,7 +58,8 @@ class Fault:
     def ramp(self, ts: np.ndarray, hours: float) -> np.ndarray:
         """0 before the onset, rising linearly to 1 over ``hours``."""
         ramp: np.ndarray = np.clip((ts - self.start_ms) / (hours * HOUR), 0.0, 1.0)
-        return ramp * self.active(ts)
+        out: np.ndarray = ramp * self.active(ts)
+        return out
 
 
 @dataclass(frozen=True)
