@@ -1,0 +1,175 @@
+"""Numba kernels: private functions over arrays and scalars only.
+
+The public classes in :mod:`drifthouse.detectors` validate and convert their inputs, then call
+these. Kernels mutate the state arrays they are given in place and return nothing (or a count).
+
+Every float accumulator is advanced one event at a time, in event order, continuing from the
+running values already in the state. That is what makes ``update(update(s, a), b)`` equal
+``update(s, a + b)`` bit for bit however a stream is cut into micro-batches.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__: list[str] = []
+
+# Status codes of numeric values (see NumericBlock.update).
+PRESENT = 0
+MISSING = 1
+TYPE_ERROR = 2
+
+
+@njit(cache=True, nogil=True)  # type: ignore[misc]
+def _bin_index(row: np.ndarray, v: float) -> int:  # pragma: no cover - compiled
+    """Number of edges ``<= v`` in the sorted ``row`` (``searchsorted(row, v, 'right')``)."""
+    lo = 0
+    hi = row.shape[0]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if row[mid] <= v:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True, nogil=True)  # type: ignore[misc]
+def _numeric_update(
+    values: np.ndarray,  # float64 (n, F)
+    status: np.ndarray,  # uint8 (n, F)
+    edges: np.ndarray,  # float64 (F, E_max), padded with +inf
+    lo: np.ndarray,  # float64 (F,) in-range lower bound (inclusive)
+    hi: np.ndarray,  # float64 (F,) in-range upper bound (inclusive)
+    counts: np.ndarray,  # int64 (F, E_max + 1)
+    count: np.ndarray,  # int64 (F,) present and finite
+    missing: np.ndarray,  # int64 (F,)
+    non_finite: np.ndarray,  # int64 (F,)
+    type_error: np.ndarray,  # int64 (F,)
+    out_of_range: np.ndarray,  # int64 (F,)
+    vmin: np.ndarray,  # float64 (F,)
+    vmax: np.ndarray,  # float64 (F,)
+    mean: np.ndarray,  # float64 (F,)
+    m2: np.ndarray,  # float64 (F,)
+) -> int:  # pragma: no cover - compiled
+    """Bin, count and accumulate one micro-batch; return the number of unknown status codes."""
+    n, f_num = values.shape
+    bad = 0
+    for i in range(n):
+        for j in range(f_num):
+            s = status[i, j]
+            if s == PRESENT:
+                v = values[i, j]
+                if not np.isfinite(v):
+                    non_finite[j] += 1
+                    continue
+                b = _bin_index(edges[j], v)
+                counts[j, b] += 1
+                c = count[j] + 1
+                count[j] = c
+                if v < lo[j] or v > hi[j]:
+                    out_of_range[j] += 1
+                if v < vmin[j]:
+                    vmin[j] = v
+                if v > vmax[j]:
+                    vmax[j] = v
+                # Welford, one event at a time, continuing the running values.
+                delta = v - mean[j]
+                mean[j] += delta / c
+                m2[j] += delta * (v - mean[j])
+            elif s == MISSING:
+                missing[j] += 1
+            elif s == TYPE_ERROR:
+                type_error[j] += 1
+            else:
+                bad += 1
+    return bad
+
+
+@njit(cache=True, nogil=True)  # type: ignore[misc]
+def _check_codes(codes: np.ndarray, n_categories: np.ndarray) -> int:  # pragma: no cover
+    """Row index of the first code outside ``-1 .. K_f + 1`` (``-1`` when all are valid)."""
+    n, f_cat = codes.shape
+    for i in range(n):
+        for j in range(f_cat):
+            c = codes[i, j]
+            if c < -1 or c > n_categories[j] + 1:
+                return i
+    return -1
+
+
+@njit(cache=True, nogil=True)  # type: ignore[misc]
+def _categorical_update(
+    codes: np.ndarray,  # int32 (n, F)
+    n_categories: np.ndarray,  # int64 (F,) K_f
+    counts: np.ndarray,  # int64 (F, K_max + 1)
+    count: np.ndarray,  # int64 (F,)
+    missing: np.ndarray,  # int64 (F,)
+    new_category: np.ndarray,  # int64 (F,)
+) -> None:  # pragma: no cover - compiled
+    """Count category codes: ``-1`` missing, ``K_f`` other, ``K_f + 1`` new (counted as other)."""
+    n, f_cat = codes.shape
+    for i in range(n):
+        for j in range(f_cat):
+            c = codes[i, j]
+            if c < 0:
+                missing[j] += 1
+                continue
+            k = n_categories[j]
+            if c > k:
+                new_category[j] += 1
+                c = k
+            counts[j, c] += 1
+            count[j] += 1
+
+
+@njit(cache=True, nogil=True)  # type: ignore[misc]
+def _quantile_update(
+    values: np.ndarray,  # float64 (n,)
+    min_value: float,
+    inv_log_gamma: float,
+    n_buckets: int,
+    counts: np.ndarray,  # int64 (n_buckets + 2,): [under, dense..., over]
+    extremes: np.ndarray,  # float64 (2,): min, max
+) -> int:  # pragma: no cover - compiled
+    """Count values into log buckets; return the number of non-finite values skipped.
+
+    Dense bucket ``k`` (slot ``k + 1``) holds ``min_value * gamma**k < v <= min_value * gamma**(k+1)``.
+    """
+    skipped = 0
+    for i in range(values.shape[0]):
+        v = values[i]
+        if not np.isfinite(v):
+            skipped += 1
+            continue
+        if v < extremes[0]:
+            extremes[0] = v
+        if v > extremes[1]:
+            extremes[1] = v
+        if v <= min_value:
+            counts[0] += 1
+            continue
+        k = int(np.ceil(np.log(v / min_value) * inv_log_gamma)) - 1
+        if k < 0:
+            k = 0
+        if k >= n_buckets:
+            counts[n_buckets + 1] += 1
+        else:
+            counts[k + 1] += 1
+    return skipped
+
+
+@njit(cache=True, nogil=True)  # type: ignore[misc]
+def _status_update(statuses: np.ndarray, counts: np.ndarray) -> None:  # pragma: no cover
+    """Count HTTP statuses into ``[2xx/3xx, 4xx, 5xx, other]``."""
+    for i in range(statuses.shape[0]):
+        s = statuses[i]
+        if 200 <= s < 400:
+            counts[0] += 1
+        elif 400 <= s < 500:
+            counts[1] += 1
+        elif 500 <= s < 600:
+            counts[2] += 1
+        else:
+            counts[3] += 1
