@@ -25,7 +25,9 @@ class Notification(msgspec.Struct, frozen=True, kw_only=True):
     ``kind`` is ``firing`` (new alerts), ``resolved`` (only resolutions), ``update`` (new alerts
     and resolutions together) or ``repeat`` (unchanged alerts re-sent after ``repeat_interval``).
     ``ts`` is the event time (epoch ms) the notification was due; ``group_labels`` holds the
-    values of the route's ``group_by`` labels.
+    values of the route's ``group_by`` labels. ``firing`` lists every alert of the group that
+    fires (as Alertmanager does), ``new`` the dedup keys among them not notified before, and
+    ``resolved`` the alerts resolved since the group's last notification.
     """
 
     id: str
@@ -36,6 +38,7 @@ class Notification(msgspec.Struct, frozen=True, kw_only=True):
     group_labels: dict[str, str]
     firing: list[AlertRow]
     resolved: list[AlertRow]
+    new: list[str] = []
 
     @property
     def alerts(self) -> list[AlertRow]:

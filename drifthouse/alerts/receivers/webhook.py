@@ -1,0 +1,44 @@
+"""A generic webhook: the notification as JSON, POSTed with httpx."""
+
+from __future__ import annotations
+
+import httpx
+import msgspec
+
+from drifthouse.alerts.base import Notification
+from drifthouse.alerts.receivers._common import parse_retry_after
+from drifthouse.errors import NotifyError, NotifyRetryable
+
+__all__ = ["WebhookReceiver"]
+
+
+class WebhookReceiver:
+    """POSTs ``{"id", "receiver", "kind", "ts", "group_key", "group_labels", "firing", "resolved",
+    "new"}`` to ``url``; the ``id`` lets the other side drop a notification it already has."""
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        name: str = "webhook",
+        headers: dict[str, str] | None = None,
+        client: httpx.Client | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.name = name
+        self.url = url
+        self._headers = headers or {}
+        self.client = client or httpx.Client(timeout=timeout)
+
+    def send(self, notification: Notification) -> None:
+        body = msgspec.json.encode(notification)
+        headers = {"content-type": "application/json", "idempotency-key": notification.id, **self._headers}
+        try:
+            resp = self.client.post(self.url, content=body, headers=headers)
+        except httpx.TransportError as exc:
+            raise NotifyRetryable(f"webhook {self.name}: cannot reach {self.url} ({type(exc).__name__})") from exc
+        if resp.is_success:
+            return
+        if resp.status_code in (408, 429) or resp.status_code >= 500:
+            raise NotifyRetryable(f"webhook {self.name}: HTTP {resp.status_code}", parse_retry_after(dict(resp.headers)))
+        raise NotifyError(f"webhook {self.name} refused the notification: HTTP {resp.status_code} {resp.text[:200]}")

@@ -1,0 +1,350 @@
+"""Routing, grouping, inhibition and silences: alerts in, notifications out, in event time.
+
+Alertmanager's model, simplified:
+
+- Routes are tried in order; the first whose ``match`` labels all match (exact or glob) takes
+  the alert, and later routes are tried too only while the matching routes say ``continue``.
+- Each route groups its alerts by ``group_by`` labels. A new group waits ``group_wait`` before
+  its first notification, then batches changes at most every ``group_interval``, and re-sends
+  unchanged firing alerts every ``repeat_interval``.
+- A firing ``source`` alert of an inhibition mutes matching ``target`` alerts that have equal
+  ``equal`` labels; a silence mutes the alerts its matchers match. Muted alerts are logged
+  (``alert.muted``) and kept in :attr:`Dispatcher.muted`, never sent.
+
+Every timer runs on event time, the alerts' timestamps: :meth:`Dispatcher.advance` moves the
+clock to a watermark and handles what fell due on the way, each at the instant it fell due, with
+only the alerts stamped at or before that instant. A replay therefore sends the same
+notifications, at the same event times, as the live run, however often ``advance`` is called.
+
+Example
+-------
+>>> from drifthouse.config import RouteConfig
+>>> from drifthouse.rows import AlertRow
+>>> sent = []
+>>> d = Dispatcher([RouteConfig(match={"severity": "critical"}, receivers=["pd"], group_wait=0)],
+...                deliver=sent.append)
+>>> a = AlertRow(ts=1000, rule="errors", severity="critical", status="firing", model="m",
+...              model_version="1", feature="", segment="", metric="error_rate_5xx", value=0.2,
+...              threshold=0.05, window_start=0, window_end=1000, message="", receivers=[],
+...              dedup_key="k", run_id="live")
+>>> [x.receivers for x in d.submit([a])]
+[['pd']]
+>>> [(n.receiver, n.kind, n.ts) for n in d.advance(1000)]
+[('pd', 'firing', 1000)]
+"""
+
+from __future__ import annotations
+
+import bisect
+import fnmatch
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import msgspec
+
+from drifthouse.alerts.base import Notification, notification_id
+from drifthouse.alerts.rules import alert_labels
+from drifthouse.alerts.silences import SilenceStore
+from drifthouse.config import InhibitConfig, RouteConfig
+from drifthouse.errors import ConfigError
+from drifthouse.logs import get_logger
+from drifthouse.rows import AlertRow
+
+__all__ = ["Dispatcher", "Muted", "labels_match"]
+
+log = get_logger("alerts.routing")
+
+
+def labels_match(matchers: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    """True when every matcher matches its label (exact or glob; a missing label is ``''``)."""
+    return all(fnmatch.fnmatchcase(labels.get(k, ""), v) for k, v in matchers.items())
+
+
+class Muted(msgspec.Struct, frozen=True, kw_only=True):
+    """A firing alert a receiver did not hear of: ``reason`` is ``inhibited`` or ``silenced``."""
+
+    ts: int
+    dedup_key: str
+    rule: str
+    model: str
+    reason: str
+    by: str  # the inhibiting alert's dedup_key, or the silence id
+    alert: AlertRow
+
+
+class _Group(msgspec.Struct, kw_only=True):
+    route: int
+    key: str
+    labels: dict[str, str]
+    alerts: dict[str, AlertRow] = {}  # dedup_key -> latest state
+    notified: list[str] = []  # dedup keys whose firing was sent
+    created: int = 0
+    dirty_since: int | None = None
+    last_flush: int | None = None
+    last_notify: int | None = None
+
+
+class _Pending(msgspec.Struct, frozen=True, kw_only=True):
+    seq: int
+    alert: AlertRow
+
+
+class _State(msgspec.Struct, kw_only=True):
+    version: int = 1
+    clock: int = -(2**62)
+    seq: int = 0
+    pending: list[_Pending] = []
+    groups: list[_Group] = []
+    active: dict[str, dict[str, str]] = {}  # firing dedup_key -> labels
+    muted_seen: list[str] = []
+
+
+class Dispatcher:
+    """Routes alerts to receivers' notifications on event time.
+
+    Parameters
+    ----------
+    routes, inhibit:
+        ``drifthouse.yaml`` ``routes`` and ``inhibit``.
+    deliver:
+        Called with each notification when it falls due, e.g. ``DeliveryWorker.enqueue``.
+    silences:
+        A silence store; none by default.
+    rule_labels:
+        ``rule name -> labels`` of the rule (``RuleEngine.rule_labels``), matched like built-in labels.
+
+    Call :meth:`submit` with the alerts of the windows a watermark closed, then
+    :meth:`advance` with that watermark; at the end of a bounded source call :meth:`drain`.
+    """
+
+    def __init__(
+        self,
+        routes: Sequence[RouteConfig],
+        inhibit: Sequence[InhibitConfig] = (),
+        *,
+        deliver: Callable[[Notification], None] | None = None,
+        silences: SilenceStore | None = None,
+        rule_labels: Callable[[str], Mapping[str, str]] | None = None,
+    ) -> None:
+        self.routes = list(routes)
+        self.inhibit = list(inhibit)
+        self.deliver = deliver
+        self.silences = silences
+        self.rule_labels = rule_labels or (lambda _name: {})
+        self.muted: list[Muted] = []
+        self._s = _State()
+        self._groups: dict[str, _Group] = {}
+        self._muted_seen: set[str] = set()
+
+    # ---- routing --------------------------------------------------------------------------------
+
+    def labels(self, alert: AlertRow) -> dict[str, str]:
+        return alert_labels(alert, self.rule_labels(alert.rule))
+
+    def matching_routes(self, labels: Mapping[str, str]) -> list[int]:
+        """Indexes of the routes that take an alert with these labels."""
+        out = []
+        for i, route in enumerate(self.routes):
+            if labels_match(route.match, labels):
+                out.append(i)
+                if not route.continue_:
+                    break
+        return out
+
+    def receivers_for(self, alert: AlertRow) -> list[str]:
+        """The receivers an alert is routed to (the ``receivers`` column of table ``alerts``)."""
+        names: list[str] = []
+        for i in self.matching_routes(self.labels(alert)):
+            names.extend(r for r in self.routes[i].receivers if r not in names)
+        return names
+
+    def submit(self, alerts: Iterable[AlertRow]) -> list[AlertRow]:
+        """Queue alert state changes; return them with ``receivers`` filled in, to be stored."""
+        out = []
+        for alert in alerts:
+            routed = msgspec.structs.replace(alert, receivers=self.receivers_for(alert))
+            if not routed.receivers:
+                log.warning("alert.unrouted", rule=alert.rule, model=alert.model, status=alert.status)
+            self._s.seq += 1
+            item = _Pending(seq=self._s.seq, alert=routed)
+            bisect.insort(self._s.pending, item, key=lambda p: (p.alert.ts, p.seq))
+            out.append(routed)
+        return out
+
+    # ---- the event-time clock -------------------------------------------------------------------
+
+    def advance(self, now_ms: int) -> list[Notification]:
+        """Move the clock to ``now_ms`` (a watermark); return (and deliver) what fell due."""
+        sent: list[Notification] = []
+        pending = self._s.pending
+        while True:
+            next_alert = pending[0].alert.ts if pending and pending[0].alert.ts <= now_ms else None
+            due_group: _Group | None = None
+            due = None
+            for group in self._groups.values():
+                t = self._due(group)
+                if t is not None and t <= now_ms and (due is None or t < due):
+                    due, due_group = t, group
+            if next_alert is not None and (due is None or next_alert <= due):
+                self._apply(pending.pop(0).alert)
+            elif due_group is not None and due is not None:
+                self._s.clock = max(self._s.clock, due)
+                sent.extend(self._flush(due_group, self._s.clock))
+            else:
+                break
+        self._s.clock = max(self._s.clock, now_ms)
+        return sent
+
+    def drain(self) -> list[Notification]:
+        """End of a bounded source: send what the last alerts' groups are waiting for."""
+        if not self._s.pending and not self._groups:
+            return []
+        last = max([p.alert.ts for p in self._s.pending] + [self._s.clock])
+        wait = max([r.group_wait for r in self.routes] + [0])
+        return self.advance(last + wait)
+
+    def _due(self, group: _Group) -> int | None:
+        route = self.routes[group.route]
+        if group.dirty_since is not None:
+            if group.last_flush is None:
+                return group.created + route.group_wait
+            return max(group.dirty_since, group.last_flush + route.group_interval)
+        firing = [k for k, a in group.alerts.items() if a.status == "firing"]
+        if not firing:
+            return None
+        if any(k not in group.notified for k in firing) and group.last_flush is not None:
+            # muted alerts: look again at the next interval in case the mute has ended
+            return group.last_flush + route.group_interval
+        if group.last_notify is not None:
+            return group.last_notify + route.repeat_interval
+        return None
+
+    def _apply(self, alert: AlertRow) -> None:
+        self._s.clock = max(self._s.clock, alert.ts)
+        labels = self.labels(alert)
+        if alert.status == "firing":
+            self._s.active[alert.dedup_key] = labels
+        else:
+            self._s.active.pop(alert.dedup_key, None)
+        for i in self.matching_routes(labels):
+            route = self.routes[i]
+            group_labels = {k: labels.get(k, "") for k in route.group_by}
+            key = f"{i}:{json.dumps(group_labels, sort_keys=True)}"
+            group = self._groups.get(key)
+            if group is None:
+                if alert.status != "firing":
+                    continue  # a resolution for a group that is gone: nothing was notified
+                group = self._groups[key] = _Group(route=i, key=key, labels=group_labels, created=alert.ts)
+            group.alerts[alert.dedup_key] = alert
+            if group.dirty_since is None:
+                group.dirty_since = alert.ts
+
+    def _muted_by(self, alert: AlertRow, labels: Mapping[str, str], ts: int) -> tuple[str, str] | None:
+        for rule in self.inhibit:
+            if not labels_match(rule.target, labels):
+                continue
+            for key, source in self._s.active.items():
+                if key == alert.dedup_key or not labels_match(rule.source, source):
+                    continue
+                if all(source.get(e, "") == labels.get(e, "") for e in rule.equal):
+                    return "inhibited", key
+        if self.silences is not None:
+            for silence in self.silences.active(ts):
+                if silence.matches(labels):
+                    return "silenced", silence.id
+        return None
+
+    def _flush(self, group: _Group, ts: int) -> list[Notification]:
+        route = self.routes[group.route]
+        repeat_due = group.dirty_since is None
+        visible: list[AlertRow] = []
+        for alert in group.alerts.values():
+            if alert.status != "firing":
+                continue
+            labels = self.labels(alert)
+            muted = self._muted_by(alert, labels, ts)
+            if muted is None:
+                visible.append(alert)
+                continue
+            reason, by = muted
+            mark = f"{alert.dedup_key}:{alert.ts}:{by}"
+            if mark not in self._muted_seen:
+                self._muted_seen.add(mark)
+                self.muted.append(
+                    Muted(ts=ts, dedup_key=alert.dedup_key, rule=alert.rule, model=alert.model, reason=reason, by=by, alert=alert)
+                )
+                log.info(
+                    "alert.muted",
+                    rule=alert.rule,
+                    model=alert.model,
+                    feature=alert.feature,
+                    severity=alert.severity,
+                    reason=reason,
+                    by=by,
+                    ts=ts,
+                )
+        notified = set(group.notified)
+        resolved = [a for a in group.alerts.values() if a.status == "resolved" and a.dedup_key in notified]
+        new = [a.dedup_key for a in visible if a.dedup_key not in notified]
+        if new and resolved:
+            kind = "update"
+        elif new:
+            kind = "firing"
+        elif resolved:
+            kind = "resolved"
+        elif visible and repeat_due and group.last_notify is not None and ts >= group.last_notify + route.repeat_interval:
+            kind = "repeat"
+        else:
+            kind = ""
+        out: list[Notification] = []
+        if kind:
+            keys = [a.dedup_key for a in visible] + [a.dedup_key + ":resolved" for a in resolved]
+            for receiver in route.receivers:
+                note = Notification(
+                    id=notification_id(receiver, group.key, kind, ts, keys),
+                    receiver=receiver,
+                    kind=kind,
+                    ts=ts,
+                    group_key=group.key,
+                    group_labels=dict(group.labels),
+                    firing=list(visible),
+                    resolved=resolved,
+                    new=new,
+                )
+                out.append(note)
+                if self.deliver is not None:
+                    self.deliver(note)
+            group.last_notify = ts
+        elif repeat_due and group.last_notify is not None and ts >= group.last_notify + route.repeat_interval:
+            group.last_notify = ts  # everything muted: skip this repeat
+        group.notified = sorted((notified | set(new)) - {a.dedup_key for a in resolved})
+        for key in [k for k, a in group.alerts.items() if a.status == "resolved"]:
+            del group.alerts[key]
+            if key in group.notified:
+                group.notified.remove(key)
+        group.dirty_since = None
+        group.last_flush = ts
+        if not group.alerts:
+            del self._groups[group.key]
+        return out
+
+    # ---- persistence ----------------------------------------------------------------------------
+
+    def dump_state(self) -> dict[str, Any]:
+        """Groups, pending alerts and the clock as JSON-ready builtins."""
+        self._s.groups = list(self._groups.values())
+        self._s.muted_seen = sorted(self._muted_seen)
+        out: dict[str, Any] = msgspec.to_builtins(self._s)
+        self._s.groups = []
+        return out
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`dump_state`'s output (routes must be the same list as when dumped)."""
+        if state.get("version") != 1:
+            raise ConfigError(f"unknown dispatcher state version {state.get('version')!r} (expected 1)")
+        s = msgspec.convert(state, _State)
+        self._groups = {g.key: g for g in s.groups if g.route < len(self.routes)}
+        self._muted_seen = set(s.muted_seen)
+        s.groups = []
+        self._s = s
