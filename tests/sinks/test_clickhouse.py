@@ -1,0 +1,286 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drifthouse.errors import SpoolFull, StoreError, StoreUnavailable
+from drifthouse.rows import MetricRow
+from drifthouse.sinks.clickhouse import ClickHouseSink
+from drifthouse.sinks.schema import migrate
+from drifthouse.sinks.spool import Spool
+from drifthouse.sinks.store import call, open_store, redact
+from tests.sinks import rowgen
+from tests.sinks.conftest import HttpClickHouse
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def _metrics(
+    count: int, *, computed_at: int = 1, value: float = 1.0, start: int | None = None
+) -> list[MetricRow]:
+    first = rowgen.now_hour() if start is None else start
+    return [
+        rowgen.metric(
+            first + i * rowgen.HOUR,
+            "fraud",
+            "1.0.0",
+            "amount",
+            "psi",
+            value,
+            computed_at=computed_at,
+        )
+        for i in range(count)
+    ]
+
+
+def _count(client: Any, sql: str, parameters: dict[str, Any] | None = None) -> int:
+    return int(client.query(sql, parameters=parameters or {}).result_rows[0][0])
+
+
+def test_rows_arrive_with_their_times(store_client: Any, database: str) -> None:
+    sink = ClickHouseSink(store_client, database=database)
+    rows = _metrics(3)
+    sink.write(rows)
+    sink.flush()
+    got = store_client.query(
+        "SELECT toUnixTimestamp64Milli(window_start), toUnixTimestamp64Milli(window_end), model, value "
+        "FROM metrics ORDER BY window_start"
+    ).result_rows
+    assert got == [(r.window_start, r.window_end, "fraud", 1.0) for r in rows]
+
+
+def test_same_window_twice_leaves_one_row_per_key(store_client: Any, database: str) -> None:
+    metrics, sketches, alerts = rowgen.results(hours=3)
+    sink = ClickHouseSink(store_client, database=database)
+    sink.write([*metrics, *sketches, *alerts])
+    sink.flush()
+    rewritten = [
+        MetricRow(
+            **{
+                **{f: getattr(r, f) for f in r.__struct_fields__},
+                "value": r.value + 1,
+                "computed_at": 2,
+            }
+        )
+        for r in metrics
+    ]
+    sink.write(
+        [*rewritten, *sketches, *alerts]
+    )  # a retry, a restart, a replay with the same run id
+    sink.flush()
+    assert _count(store_client, "SELECT count() FROM metrics") >= len(
+        metrics
+    )  # no merge needed below
+    assert _count(store_client, "SELECT count() FROM metrics FINAL") == len(metrics)
+    assert _count(store_client, "SELECT count() FROM metrics_latest") == len(metrics)
+    assert _count(store_client, "SELECT count() FROM sketches_latest") == len(sketches)
+    assert _count(store_client, "SELECT count() FROM alerts_latest") == len(alerts)
+    assert (
+        _count(
+            store_client,
+            "SELECT countIf(computed_at != toDateTime64(0.002, 3)) FROM metrics_latest",
+        )
+        == 0
+    )
+    by_argmax = store_client.query(
+        "SELECT count(), sum(v) FROM (SELECT argMax(value, computed_at) AS v FROM metrics "
+        "GROUP BY model, metric, feature, window, window_start, model_version, segment, run_id)"
+    ).result_rows[0]
+    assert by_argmax == (len(metrics), pytest.approx(sum(r.value for r in rewritten)))
+
+
+def test_batches_by_rows(store_client: Any, database: str) -> None:
+    sink = ClickHouseSink(
+        store_client, database=database, batch_rows=100, flush_interval_ms=3_600_000
+    )
+    for row in _metrics(250):
+        sink.write([row])
+    assert sink.inserted_rows == 200
+    assert _count(store_client, "SELECT count() FROM metrics") == 200
+    sink.flush()
+    assert _count(store_client, "SELECT count() FROM metrics") == 250
+
+
+def test_batches_by_time(store_client: Any, database: str) -> None:
+    clock = FakeClock()
+    sink = ClickHouseSink(store_client, database=database, flush_interval_ms=1_000, clock=clock)
+    sink.write(_metrics(1))
+    assert not sink.flush_if_due()
+    assert sink.inserted_rows == 0
+    clock.now += 1.5
+    assert sink.flush_if_due()
+    assert _count(store_client, "SELECT count() FROM metrics") == 1
+    clock.now += 0.5
+    sink.write(_metrics(1, start=0))  # not yet due: buffered
+    assert sink.inserted_rows == 1
+    clock.now += 0.6
+    sink.write([])  # any write checks the clock
+    assert sink.inserted_rows == 2
+
+
+def test_rejects_foreign_objects(store_client: Any, database: str) -> None:
+    sink = ClickHouseSink(store_client, database=database)
+    with pytest.raises(TypeError, match="MetricRow"):
+        sink.write([{"metric": "psi"}])  # type: ignore[list-item]
+
+
+def _http_sink(
+    server: HttpClickHouse, tmp_path: Path, clock: FakeClock | None = None, **kw: Any
+) -> ClickHouseSink:
+    client = open_store(server.dsn)
+    migrate(client, "drifthouse")
+    options: dict[str, Any] = {
+        "spool_dir": tmp_path / "spool",
+        "backoff_s": 0.05,
+        "max_backoff_s": 0.2,
+    }
+    if clock is not None:
+        options.update(clock=clock, sleep=clock.sleep)
+    options.update(kw)
+    return ClickHouseSink(client, **options)
+
+
+def test_retries_retryable_errors_with_backoff(
+    http_clickhouse: HttpClickHouse, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    sink = _http_sink(http_clickhouse, tmp_path, clock, backoff_s=0.2, max_backoff_s=5.0)
+    sink.write(_metrics(1, start=0))
+    sink.flush()
+    http_clickhouse.fault(503, 3)
+    sink.write(_metrics(2))
+    sink.flush()
+    assert clock.sleeps == [0.2, 0.4, 0.8]
+    assert sink.pending_batches == 0
+    assert _count(sink.client, "SELECT count() FROM metrics FINAL") == 3
+
+
+def test_gives_up_on_errors_a_retry_cannot_fix(
+    http_clickhouse: HttpClickHouse, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    sink = _http_sink(http_clickhouse, tmp_path, clock)
+    sink.client.command("ALTER TABLE drifthouse.metrics DROP COLUMN n")
+    sink.write(_metrics(1))
+    with pytest.raises(StoreError, match="run `drifthouse migrate`"):
+        sink.flush()
+    with pytest.raises(StoreError) as info:
+        call("a query", sink.client.query, "SELEC 1")
+    assert type(info.value) is StoreError and "Syntax error" in str(info.value)
+    assert clock.sleeps == []
+
+
+def test_store_errors_never_show_the_password(
+    http_clickhouse: HttpClickHouse, tmp_path: Path
+) -> None:
+    dsn = http_clickhouse.dsn
+    http_clickhouse.stop()
+    with pytest.raises(StoreUnavailable) as info:
+        open_store(dsn)
+    assert "s3cret-pw" not in str(info.value)
+    assert "s3cret-pw" not in str(info.value.__cause__)
+    assert redact(f"failed {dsn}") == f"failed {dsn.replace('s3cret-pw', '***')}"
+
+
+def test_spool_signals_pressure_before_it_is_full(
+    http_clickhouse: HttpClickHouse, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    sink = _http_sink(http_clickhouse, tmp_path, clock, spool_max_bytes=20_000, retries=0)
+    http_clickhouse.stop()
+    pressures: list[float] = []
+    paused_at: int | None = None
+    with pytest.raises(SpoolFull):
+        for i in range(1_000):
+            sink.write(_metrics(20, start=i * 100 * rowgen.HOUR))
+            sink.flush()
+            pressures.append(sink.pressure)
+            if paused_at is None and sink.should_pause():
+                paused_at = i
+    assert paused_at is not None and paused_at < len(pressures) - 1
+    assert pressures == sorted(pressures) and pressures[-1] <= 1.0
+    assert sink.spool is not None and sink.spool.bytes <= 20_000
+    assert sink._buffered == 20  # the batch that did not fit is still held, not lost
+
+
+def test_outage_results_arrive_exactly_once(
+    http_clickhouse: HttpClickHouse, tmp_path: Path
+) -> None:
+    """ClickHouse refuses connections for a while, then returns: nothing lost, nothing doubled."""
+    sink = _http_sink(http_clickhouse, tmp_path, batch_rows=50)
+    metrics, sketches, alerts = rowgen.results(hours=4)
+    before, during, after = metrics[:200], metrics[200:600], metrics[600:]
+    sink.write(before)
+    sink.flush()
+    assert sink.pending_batches == 0
+
+    http_clickhouse.stop()
+    http_clickhouse.wait_refused()
+    sink.write(during)
+    sink.write(sketches)
+    sink.write(alerts)
+    sink.flush()  # returns: everything is fsync'd in the spool
+    assert sink.pending_batches > 0 and not sink.available
+    assert 0.0 < sink.pressure < sink.pause_at
+
+    http_clickhouse.start()
+    sink.write(after)
+    for _ in range(100):
+        sink.flush()
+        if sink.pending_batches == 0:
+            break
+        sink._sleep(0.05)
+    assert sink.pending_batches == 0
+    client = sink.client
+    assert _count(client, "SELECT count() FROM metrics") == len(metrics)  # raw: not one row doubled
+    assert _count(client, "SELECT count() FROM metrics FINAL") == len(metrics)
+    assert _count(client, "SELECT count() FROM sketches") == len(sketches)
+    assert _count(client, "SELECT count() FROM alerts") == len(alerts)
+    assert list(sink.spool.directory.iterdir()) == []  # type: ignore[union-attr]
+
+
+def test_spool_survives_a_restart(http_clickhouse: HttpClickHouse, tmp_path: Path) -> None:
+    sink = _http_sink(http_clickhouse, tmp_path, retries=0)
+    http_clickhouse.stop()
+    first, second = _metrics(5, value=1.0), _metrics(5, value=2.0, computed_at=1)
+    sink.write(first)
+    sink.flush()
+    sink.write(second)  # same keys and version: the later insert must win, so order matters
+    sink.flush()
+    assert sink.pending_batches == 2
+    del sink  # the process dies; the spool stays
+
+    http_clickhouse.start()
+    reborn = _http_sink(http_clickhouse, tmp_path)
+    assert reborn.pending_batches == 2
+    assert reborn.replay() == 2
+    values = reborn.client.query("SELECT DISTINCT value FROM metrics FINAL").result_rows
+    assert values == [(2.0,)]
+    assert _count(reborn.client, "SELECT count() FROM metrics") == 10
+
+
+def test_spool_orders_and_bounds(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=10_000)
+    for value in range(5):
+        spool.append("metrics", _metrics(2, value=float(value)))
+    assert [b.rows[0].value for b in spool.batches()] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    used = spool.bytes
+    with pytest.raises(SpoolFull, match="store.spool_max_bytes"):
+        spool.append("metrics", _metrics(200))
+    assert spool.bytes == used and len(Spool(tmp_path, max_bytes=10_000)) == 5
+    for batch in spool.batches():
+        spool.remove(batch)
+    assert spool.bytes == 0 and list(tmp_path.iterdir()) == []
