@@ -1,0 +1,658 @@
+"""Input events (CONTRACTS section 1): typed structs and one reusable decoder per kind.
+
+Three kinds of event arrive as one JSON object per Kafka message:
+
+- :class:`PredictionEvent` (topic ``predictions``): a model's inputs and output,
+- :class:`LabelEvent` (topic ``labels``): the ground truth of an earlier prediction,
+- :class:`MetricEvent` (topic ``metrics``): numbers such as resource utilisation.
+
+An :class:`EventDecoder` is created once per kind and reused. Valid JSON runs through msgspec's
+typed decoder in C; only messages that fail take a slow path that works out the precise reason,
+field path and offending value for the dead-letter header. A bad message raises
+:class:`~drifthouse.errors.DecodeError` (``decode``) or is returned beside the good ones
+(``decode_batch``): it never stops a batch.
+
+Reasons: ``too_large``, ``invalid_json``, ``schema``, ``non_finite``, ``future_ts``.
+
+Example
+-------
+>>> dec = EventDecoder(PredictionEvent)
+>>> ev = dec.decode(b'{"model": "fraud", "ts": "2024-05-01T12:00:00Z", "features": {"amount": 12}}')
+>>> ev.ts_ms, ev.model_version, ev.status, ev.features
+(1714564800000, 'unknown', 200, {'amount': 12.0})
+>>> dec.decode(b'{"model": "fraud", "ts": 1, "features": {"amount": [1]}}')
+Traceback (most recent call last):
+...
+drifthouse.errors.DecodeError: expected a number, string, bool or null; got array [1] - at `$.features.amount`
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeAlias, TypeVar
+
+import msgspec
+
+from drifthouse.errors import DecodeError
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_FUTURE_MS",
+    "Event",
+    "EventDecoder",
+    "EventKind",
+    "FeatureValue",
+    "LabelEvent",
+    "MetricEvent",
+    "Prediction",
+    "PredictionEvent",
+    "decoder_for",
+    "encode_event",
+    "parse_ts",
+]
+
+DEFAULT_MAX_BYTES = 1_000_000
+DEFAULT_MAX_FUTURE_MS = 3_600_000
+
+# DateTime64(3) in ClickHouse and Python's datetime both end in the year 9999.
+_MAX_TS_MS = 253_402_300_799_999
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+
+FeatureValue: TypeAlias = float | str | bool | None
+"""A feature value after decoding: numbers are always ``float`` (JSON ``3`` becomes ``3.0``)."""
+
+Prediction: TypeAlias = int | float | str | dict[str, float]
+"""A prediction: a number (regression score, class id), a class name, or class -> probability."""
+
+_NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+_NonNegative = Annotated[float, msgspec.Meta(ge=0.0)]
+_HttpStatus = Annotated[int, msgspec.Meta(ge=100, le=599)]
+
+
+def parse_ts(value: int | str) -> int:
+    """Normalise an event time to integer epoch milliseconds (UTC).
+
+    ``value`` is integer epoch milliseconds or an RFC 3339 string with an offset or ``Z``
+    (fractions of a millisecond are truncated towards the past).
+
+    >>> parse_ts("2024-05-01T14:00:00.250+02:00")
+    1714564800250
+    >>> parse_ts(1714564800250)
+    1714564800250
+
+    Raises
+    ------
+    DecodeError
+        ``schema`` at ``$.ts`` when the value is not a valid timestamp or out of range.
+    """
+    if type(value) is int:
+        ms = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(
+                value.upper() if "t" in value or "z" in value else value
+            )
+        except ValueError:
+            raise DecodeError(
+                "schema",
+                "$.ts",
+                f"expected an RFC 3339 timestamp such as '2024-05-01T12:00:00Z' or integer epoch "
+                f"milliseconds; got string {_preview(value)}",
+            ) from None
+        if parsed.tzinfo is None or parsed.tzinfo.utcoffset(parsed) is None:
+            raise DecodeError(
+                "schema",
+                "$.ts",
+                f"expected an RFC 3339 timestamp with an offset or 'Z' (a time without one is "
+                f"ambiguous); got string {_preview(value)}: append 'Z' for UTC",
+            )
+        ms = (parsed - _EPOCH) // _ONE_MS
+    else:
+        raise DecodeError(
+            "schema",
+            "$.ts",
+            f"expected an RFC 3339 string or integer epoch milliseconds; got {_describe(value)}",
+        )
+    if not 0 <= ms <= _MAX_TS_MS:
+        raise DecodeError(
+            "schema",
+            "$.ts",
+            f"expected a time between 1970-01-01 and 9999-12-31 (epoch milliseconds 0..{_MAX_TS_MS}); "
+            f"got {_preview(value)}",
+        )
+    return ms
+
+
+# The struct attribute is ``ts_ms`` (always int epoch ms once constructed) while the JSON key
+# is ``ts`` (an int or an RFC 3339 string). msgspec must accept both forms when decoding, so at
+# run time the field is declared ``int | str`` and ``__post_init__`` normalises it; type checkers
+# see the normalised ``int``.
+
+
+class PredictionEvent(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
+    """One served prediction: a model's inputs and output (topic ``predictions``).
+
+    Attributes
+    ----------
+    model : str
+        Model name (non-empty).
+    ts_ms : int
+        Event time in epoch milliseconds (JSON key ``ts``: RFC 3339 string or integer ms).
+    features : dict[str, float | str | bool | None]
+        Model inputs. Numbers decode as ``float``; non-finite values (``NaN``, ``1e999``) are
+        kept here and counted as ``non_finite`` downstream, never rejected.
+    model_version : str
+        Defaults to ``"unknown"``.
+    event_id : str or None
+        Unique id of the request; needed to join labels.
+    prediction : int, float, str, dict[str, float] or None
+        Model output: a number, a class name, or class -> probability (finite).
+    latency_ms : float or None
+        Serving latency, finite and non-negative.
+    status : int
+        HTTP status of the serving request (100..599), default 200.
+    segment : dict[str, str]
+        Groups for segment and fairness metrics, e.g. ``{"country": "DE"}``.
+
+    Examples
+    --------
+    >>> ev = PredictionEvent(model="fraud", ts_ms="2024-05-01T12:00:00Z", features={"amount": 9.5})
+    >>> ev.ts_ms
+    1714564800000
+    >>> encode_event(ev)
+    b'{"model":"fraud","ts":1714564800000,"features":{"amount":9.5}}'
+    """
+
+    model: _NonEmpty
+    if TYPE_CHECKING:
+        ts_ms: int
+    else:
+        ts_ms: int | str = msgspec.field(name="ts")
+    features: dict[str, FeatureValue]
+    model_version: str = "unknown"
+    event_id: str | None = None
+    prediction: Prediction | None = None
+    latency_ms: _NonNegative | None = None
+    status: _HttpStatus = 200
+    segment: dict[str, str] = {}
+
+    def __post_init__(self) -> None:
+        if type(self.ts_ms) is not int:
+            self.ts_ms = parse_ts(self.ts_ms)
+        elif not 0 <= self.ts_ms <= _MAX_TS_MS:
+            parse_ts(self.ts_ms)  # raises with the message
+
+
+class LabelEvent(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
+    """The ground truth of an earlier prediction, joined on ``event_id`` (topic ``labels``).
+
+    Attributes
+    ----------
+    event_id : str
+        Id of the prediction this label belongs to.
+    model : str
+        Model name (non-empty).
+    ts_ms : int
+        Time of the label in epoch milliseconds (JSON key ``ts``).
+    label : int, float or str
+        The true value: a finite number or a class name.
+    """
+
+    event_id: str
+    model: _NonEmpty
+    if TYPE_CHECKING:
+        ts_ms: int
+    else:
+        ts_ms: int | str = msgspec.field(name="ts")
+    label: int | float | str
+
+    def __post_init__(self) -> None:
+        if type(self.ts_ms) is not int:
+            self.ts_ms = parse_ts(self.ts_ms)
+        elif not 0 <= self.ts_ms <= _MAX_TS_MS:
+            parse_ts(self.ts_ms)
+
+
+class MetricEvent(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
+    """Numbers about a model's serving, e.g. ``{"cpu_util": 0.83}`` (topic ``metrics``).
+
+    Attributes
+    ----------
+    model : str
+        Model name (non-empty).
+    ts_ms : int
+        Event time in epoch milliseconds (JSON key ``ts``).
+    metrics : dict[str, float]
+        Metric name -> finite number; rules may refer to these names.
+    model_version : str
+        Defaults to ``"unknown"``.
+    """
+
+    model: _NonEmpty
+    if TYPE_CHECKING:
+        ts_ms: int
+    else:
+        ts_ms: int | str = msgspec.field(name="ts")
+    metrics: dict[str, float]
+    model_version: str = "unknown"
+
+    def __post_init__(self) -> None:
+        if type(self.ts_ms) is not int:
+            self.ts_ms = parse_ts(self.ts_ms)
+        elif not 0 <= self.ts_ms <= _MAX_TS_MS:
+            parse_ts(self.ts_ms)
+
+
+Event: TypeAlias = PredictionEvent | LabelEvent | MetricEvent
+EventKind = Literal["prediction", "label", "metric"]
+E = TypeVar("E", PredictionEvent, LabelEvent, MetricEvent)
+
+_KINDS: dict[str, type[Event]] = {
+    "prediction": PredictionEvent,
+    "label": LabelEvent,
+    "metric": MetricEvent,
+}
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """What the slow path needs to know about a kind to explain a failure."""
+
+    finite: tuple[str, ...]  # fields that must be finite numbers when they are numbers
+    finite_maps: tuple[str, ...]  # object fields whose values must be finite numbers
+    expect: dict[str, str]  # field -> what is expected, in words
+    elements: dict[str, Any]  # object field -> type of its values, to find the bad key
+
+
+_TS_EXPECT = "an RFC 3339 string (with offset or Z) or integer epoch milliseconds"
+_SPECS: dict[type[Event], _Spec] = {
+    PredictionEvent: _Spec(
+        finite=("ts", "latency_ms", "prediction"),
+        finite_maps=("prediction",),
+        expect={
+            "model": "a non-empty string (the model name)",
+            "model_version": "a string",
+            "ts": _TS_EXPECT,
+            "event_id": "a string",
+            "features": "an object of feature name -> number, string, bool or null",
+            "features.*": "a number, string, bool or null",
+            "prediction": "a number, a string, or an object of class -> probability",
+            "prediction.*": "a finite number (a probability)",
+            "latency_ms": "a finite number >= 0",
+            "status": "an integer HTTP status (100..599)",
+            "segment": "an object of name -> string",
+            "segment.*": "a string",
+        },
+        elements={"features": FeatureValue, "prediction": float, "segment": str},
+    ),
+    LabelEvent: _Spec(
+        finite=("ts", "label"),
+        finite_maps=(),
+        expect={
+            "event_id": "a string (the id of the prediction)",
+            "model": "a non-empty string (the model name)",
+            "ts": _TS_EXPECT,
+            "label": "a finite number or a string",
+        },
+        elements={},
+    ),
+    MetricEvent: _Spec(
+        finite=("ts",),
+        finite_maps=("metrics",),
+        expect={
+            "model": "a non-empty string (the model name)",
+            "model_version": "a string",
+            "ts": _TS_EXPECT,
+            "metrics": "an object of metric name -> number",
+            "metrics.*": "a finite number",
+        },
+        elements={"metrics": float},
+    ),
+}
+
+
+class EventDecoder(Generic[E]):
+    """Decode raw messages of one kind into typed events; create once, reuse for every message.
+
+    Parameters
+    ----------
+    kind:
+        The event struct: :class:`PredictionEvent`, :class:`LabelEvent` or :class:`MetricEvent`.
+    max_bytes:
+        Larger messages are rejected with reason ``too_large`` before parsing.
+    max_future_ms:
+        With ``now_ms`` given, events whose time is more than this after ``now_ms`` are
+        rejected with reason ``future_ts``.
+
+    Examples
+    --------
+    >>> dec = EventDecoder(LabelEvent)
+    >>> ok, bad = dec.decode_batch([
+    ...     b'{"event_id": "a1", "model": "fraud", "ts": 5, "label": 1}',
+    ...     b'{"event_id": "a2", "model": "fraud", "ts": 5}',
+    ... ])
+    >>> ok
+    [(0, LabelEvent(event_id='a1', model='fraud', ts_ms=5, label=1))]
+    >>> [(i, e.reason, e.path) for i, e in bad]
+    [(1, 'schema', '$.label')]
+    """
+
+    __slots__ = ("_decoder", "_spec", "kind", "max_bytes", "max_future_ms")
+
+    def __init__(
+        self,
+        kind: type[E],
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_future_ms: int = DEFAULT_MAX_FUTURE_MS,
+    ) -> None:
+        if kind not in _SPECS:
+            raise TypeError(
+                f"kind must be PredictionEvent, LabelEvent or MetricEvent (got {kind!r})"
+            )
+        self.kind: type[E] = kind
+        self.max_bytes = max_bytes
+        self.max_future_ms = max_future_ms
+        self._decoder: msgspec.json.Decoder[E] = msgspec.json.Decoder(kind)
+        self._spec = _SPECS[kind]
+
+    def __repr__(self) -> str:
+        return (
+            f"EventDecoder({self.kind.__name__}, max_bytes={self.max_bytes}, "
+            f"max_future_ms={self.max_future_ms})"
+        )
+
+    def decode(self, raw: bytes, *, now_ms: int | None = None) -> E:
+        """Decode one message.
+
+        Parameters
+        ----------
+        raw:
+            The message value (UTF-8 JSON).
+        now_ms:
+            The reference "now" for the future-timestamp guard, in epoch milliseconds; ``None``
+            turns the guard off. A live worker passes the wall clock; a replay or a test passes
+            an explicit clock or the largest event time seen, so results never depend on when
+            they are computed.
+
+        Raises
+        ------
+        DecodeError
+            With ``reason`` (``too_large``, ``invalid_json``, ``schema``, ``non_finite``,
+            ``future_ts``), ``path`` (e.g. ``$.features.amount``) and a message saying what was
+            expected and what came.
+        """
+        if len(raw) > self.max_bytes:
+            raise DecodeError(
+                "too_large",
+                "$",
+                f"expected a message of at most {self.max_bytes} bytes; got {len(raw)} bytes",
+            )
+        try:
+            event = self._decoder.decode(raw)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+            event = self._slow_decode(raw, exc)
+        if now_ms is not None and event.ts_ms > now_ms + self.max_future_ms:
+            raise DecodeError(
+                "future_ts",
+                "$.ts",
+                f"expected an event time at most {self.max_future_ms} ms after now "
+                f"({_iso(now_ms)}); got {_iso(event.ts_ms)}, "
+                f"{event.ts_ms - now_ms} ms ahead: check the producer's clock",
+            )
+        return event
+
+    def decode_batch(
+        self, raws: Sequence[bytes], *, now_ms: int | None = None
+    ) -> tuple[list[tuple[int, E]], list[tuple[int, DecodeError]]]:
+        """Decode many messages; a bad one never stops the batch.
+
+        Returns
+        -------
+        (ok, bad)
+            ``ok`` holds ``(index, event)`` and ``bad`` holds ``(index, DecodeError)``, both in
+            input order; every index appears in exactly one of them.
+        """
+        ok: list[tuple[int, E]] = []
+        bad: list[tuple[int, DecodeError]] = []
+        decode = self._decoder.decode
+        max_bytes = self.max_bytes
+        limit = None if now_ms is None else now_ms + self.max_future_ms
+        for i, raw in enumerate(raws):
+            # The common case inline; everything unusual goes through decode() for its error.
+            if len(raw) <= max_bytes:
+                try:
+                    event = decode(raw)
+                except Exception:
+                    pass
+                else:
+                    if limit is None or event.ts_ms <= limit:
+                        ok.append((i, event))
+                        continue
+            try:
+                ok.append((i, self.decode(raw, now_ms=now_ms)))
+            except DecodeError as err:
+                bad.append((i, err))
+        return ok, bad
+
+    # -- the slow path: work out exactly what is wrong ---------------------------------------
+
+    def _slow_decode(self, raw: bytes, fast_error: BaseException) -> E:
+        """Re-parse a message msgspec refused; accept it or raise a precise DecodeError.
+
+        msgspec refuses NaN/Infinity literals and numbers that overflow a float (``1e999``).
+        Those are welcome as feature values (counted as ``non_finite`` downstream) and rejected
+        with reason ``non_finite`` everywhere else, so they need a second, lenient parse.
+        """
+        if isinstance(fast_error, RecursionError):
+            raise DecodeError(
+                "invalid_json", "$", "expected JSON nested at most a few hundred levels deep"
+            )
+        try:
+            text = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DecodeError(
+                "invalid_json",
+                "$",
+                f"expected UTF-8 JSON; got byte {raw[exc.start]:#04x} at position {exc.start} that is not UTF-8",
+            ) from exc
+        try:
+            obj = json.loads(text)
+            # Lone surrogates (``"\ud800"``) pass the stdlib parser but cannot be stored.
+            json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise DecodeError(
+                "invalid_json",
+                "$",
+                "expected valid Unicode strings; got a lone surrogate escape such as \\ud800",
+            ) from exc
+        except RecursionError as exc:
+            raise DecodeError(
+                "invalid_json", "$", "expected JSON nested at most a few hundred levels deep"
+            ) from exc
+        except ValueError as exc:
+            # msgspec's wording ("invalid character (byte 17)") beats the stdlib's when it has one.
+            detail = str(exc)
+            if isinstance(fast_error, msgspec.DecodeError) and not isinstance(
+                fast_error, msgspec.ValidationError
+            ):
+                detail = str(fast_error)
+            raise DecodeError(
+                "invalid_json", "$", f"expected a JSON object; {_lower(detail)}"
+            ) from exc
+        if not isinstance(obj, dict):
+            raise DecodeError("schema", "$", f"expected a JSON object; got {_describe(obj)}")
+        self._check_finite(obj)
+        try:
+            return msgspec.convert(obj, self.kind)
+        except msgspec.ValidationError as exc:
+            raise self._translate(str(exc), obj) from exc
+
+    def _check_finite(self, obj: dict[str, Any]) -> None:
+        spec = self._spec
+        for name in spec.finite:
+            value = obj.get(name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise DecodeError(
+                    "non_finite",
+                    f"$.{name}",
+                    f"expected {spec.expect[name]}; got non-finite {value}",
+                )
+        for name in spec.finite_maps:
+            mapping = obj.get(name)
+            if isinstance(mapping, dict):
+                for key, value in mapping.items():
+                    if isinstance(value, float) and not math.isfinite(value):
+                        raise DecodeError(
+                            "non_finite",
+                            f"$.{name}{_key_path(key)}",
+                            f"expected {spec.expect[name + '.*']}; got non-finite {value}",
+                        )
+
+    def _translate(self, message: str, obj: dict[str, Any]) -> DecodeError:
+        """Turn msgspec's ``"Expected `int`, got `str` - at `$.status`"`` into our error."""
+        match = _MSGSPEC_ERROR.match(message)
+        text, path = message, "$"
+        if match:
+            text, path = match.group(1), match.group(2) or "$"
+        missing = _MISSING.match(text)
+        if missing:
+            field = missing.group(1)
+            path = f"{path}.{field}" if path != "$" else f"$.{field}"
+            wanted = self._spec.expect.get(field, "a value")
+            return DecodeError(
+                "schema", path, f"expected {wanted}; got nothing (required field missing)"
+            )
+        parts = _split_path(path)
+        if len(parts) == 2 and parts[1] == "[...]":
+            # msgspec does not name the key of a bad object member: find it.
+            located = self._locate(parts[0], obj)
+            if located is not None:
+                return located
+        value, found = _lookup(obj, parts)
+        got = _describe(value) if found else _GOT.sub(r"\1", text.partition(", got ")[2]) or "?"
+        expect: str | None = self._spec.expect.get(parts[0]) if len(parts) == 1 else None
+        if expect is None and _EXPECTED.match(text):
+            expect = _EXPECTED.sub("", text.partition(", got ")[0])
+        if expect is None:
+            return DecodeError(
+                "schema", path, f"{_lower(text)}; got {got}" if found else _lower(text)
+            )
+        return DecodeError("schema", path, f"expected {expect}; got {got}")
+
+    def _locate(self, field: str, obj: dict[str, Any]) -> DecodeError | None:
+        element = self._spec.elements.get(field)
+        mapping = obj.get(field)
+        if element is None or not isinstance(mapping, dict):
+            return None
+        for key, value in mapping.items():
+            try:
+                msgspec.convert(value, element)
+            except msgspec.ValidationError:
+                expect = self._spec.expect.get(f"{field}.*", "a valid value")
+                return DecodeError(
+                    "schema",
+                    f"$.{field}{_key_path(key)}",
+                    f"expected {expect}; got {_describe(value)}",
+                )
+        return None
+
+
+def decoder_for(kind: EventKind, **options: int) -> EventDecoder[Any]:
+    """The decoder for a kind named in words: ``"prediction"``, ``"label"`` or ``"metric"``."""
+    try:
+        return EventDecoder(_KINDS[kind], **options)
+    except KeyError:
+        raise ValueError(f"kind must be one of {sorted(_KINDS)} (got {kind!r})") from None
+
+
+_ENCODER = msgspec.json.Encoder()
+
+
+def encode_event(event: Event) -> bytes:
+    """Encode an event as the JSON its topic expects (``ts`` as integer epoch milliseconds).
+
+    Defaults are left out. Non-finite floats are written as ``null``, as JSON has no spelling
+    for them; use :func:`json.dumps` to send ``NaN`` literals on purpose.
+
+    >>> encode_event(LabelEvent(event_id="a1", model="fraud", ts_ms=5, label="spam"))
+    b'{"event_id":"a1","model":"fraud","ts":5,"label":"spam"}'
+    """
+    return _ENCODER.encode(event)
+
+
+# -- helpers for messages ----------------------------------------------------------------------
+
+_MSGSPEC_ERROR = re.compile(r"^(.*?)(?: - at `(\$[^`]*)`)?$", re.DOTALL)
+_MISSING = re.compile(r"^Object missing required field `([^`]*)`$")
+_EXPECTED = re.compile(r"^Expected ")
+_GOT = re.compile(r"`([^`]*)`")
+_PATH_PART = re.compile(r"\.([^.\[]+)|(\[[^\]]*\])")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+
+
+def _split_path(path: str) -> list[str]:
+    """``'$.features[...]'`` -> ``['features', '[...]']``."""
+    return [m.group(1) or m.group(2) for m in _PATH_PART.finditer(path[1:])]
+
+
+def _lookup(obj: Any, parts: list[str]) -> tuple[Any, bool]:
+    for part in parts:
+        if isinstance(obj, dict) and not part.startswith("[") and part in obj:
+            obj = obj[part]
+        elif isinstance(obj, list) and part.startswith("[") and part[1:-1].isdigit():
+            index = int(part[1:-1])
+            if index >= len(obj):
+                return None, False
+            obj = obj[index]
+        else:
+            return None, False
+    return obj, True
+
+
+def _key_path(key: str) -> str:
+    return f".{key}" if _IDENT.match(key) else f"[{json.dumps(key, ensure_ascii=False)}]"
+
+
+def _describe(value: Any) -> str:
+    """``'string "abc"'``, ``'array [1, 2]'``: the JSON type and a short preview of a value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"bool {'true' if value else 'false'}"
+    if isinstance(value, int):
+        return f"integer {_preview(value)}"
+    if isinstance(value, float):
+        return f"number {_preview(value)}"
+    if isinstance(value, str):
+        return f"string {_preview(value)}"
+    if isinstance(value, list):
+        return f"array {_preview(value)}"
+    if isinstance(value, dict):
+        return f"object {_preview(value)}"
+    return f"{type(value).__name__} {_preview(value)}"
+
+
+def _preview(value: Any, limit: int = 60) -> str:
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _lower(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def _iso(ms: int) -> str:
+    try:
+        return (_EPOCH + ms * _ONE_MS).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    except OverflowError:
+        return f"{ms} ms"
