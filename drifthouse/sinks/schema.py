@@ -22,7 +22,14 @@ from drifthouse.errors import StoreError
 from drifthouse.logs import get_logger
 from drifthouse.sinks.store import Client, call
 
-__all__ = ["DEFAULT_TTL_DAYS", "TTL_COLUMNS", "Migration", "load_migrations", "migrate", "split_statements"]
+__all__ = [
+    "DEFAULT_TTL_DAYS",
+    "TTL_COLUMNS",
+    "Migration",
+    "load_migrations",
+    "migrate",
+    "split_statements",
+]
 
 log = get_logger("sinks.schema")
 
@@ -63,7 +70,9 @@ def load_migrations() -> list[Migration]:
     for entry in folder.iterdir():
         match = _FILE.match(entry.name)
         if match:
-            found.append(Migration(int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8")))
+            found.append(
+                Migration(int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8"))
+            )
     found.sort(key=lambda m: m.version)
     versions = [m.version for m in found]
     if len(set(versions)) != len(versions):
@@ -71,17 +80,23 @@ def load_migrations() -> list[Migration]:
     return found
 
 
-def migrate(client: Client, database: str = "drifthouse", ttl_days: Mapping[str, int] | None = None) -> list[int]:
+def migrate(
+    client: Client, database: str = "drifthouse", ttl_days: Mapping[str, int] | None = None
+) -> list[int]:
     """Create or upgrade the schema in ``database`` and set TTLs; return the versions applied now.
 
     Safe to call at every start-up: versions already recorded in ``schema_migrations`` are skipped.
     """
     if not _IDENTIFIER.fullmatch(database):
-        raise StoreError(f"database must be a plain identifier such as 'drifthouse' (got {database!r})")
+        raise StoreError(
+            f"database must be a plain identifier such as 'drifthouse' (got {database!r})"
+        )
     ttl = dict(DEFAULT_TTL_DAYS if ttl_days is None else ttl_days)
     unknown = sorted(set(ttl) - set(TTL_COLUMNS))
     if unknown:
-        raise StoreError(f"store.ttl_days names unknown tables {unknown}; expected some of {sorted(TTL_COLUMNS)}")
+        raise StoreError(
+            f"store.ttl_days names unknown tables {unknown}; expected some of {sorted(TTL_COLUMNS)}"
+        )
     call("creating the database", client.command, f"CREATE DATABASE IF NOT EXISTS `{database}`")
     call(
         "creating schema_migrations",
@@ -101,7 +116,11 @@ def migrate(client: Client, database: str = "drifthouse", ttl_days: Mapping[str,
         if migration.version in done:
             continue
         for statement in migration.statements(database):
-            call(f"applying migration {migration.version:04d}_{migration.name}", client.command, statement)
+            call(
+                f"applying migration {migration.version:04d}_{migration.name}",
+                client.command,
+                statement,
+            )
         call(
             "recording a migration",
             client.insert,
@@ -111,7 +130,9 @@ def migrate(client: Client, database: str = "drifthouse", ttl_days: Mapping[str,
             column_oriented=True,
         )
         applied.append(migration.version)
-        log.info("schema.migrated", database=database, version=migration.version, name=migration.name)
+        log.info(
+            "schema.migrated", database=database, version=migration.version, name=migration.name
+        )
     _apply_ttls(client, database, ttl)
     return applied
 

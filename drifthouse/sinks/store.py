@@ -71,7 +71,9 @@ def translate(exc: BaseException, doing: str) -> StoreError:
         return StoreUnavailable(f"ClickHouse is unreachable while {doing}: {text}")
     code = getattr(exc, "code", None)
     status = _HTTP_STATUS.search(text)
-    if code in _TRANSIENT_CODES or (status and (status.group(1) == "429" or status.group(1)[0] == "5")):
+    if code in _TRANSIENT_CODES or (
+        status and (status.group(1) == "429" or status.group(1)[0] == "5")
+    ):
         return StoreUnavailable(f"ClickHouse is busy or failing while {doing}: {text}")
     return StoreError(f"ClickHouse rejected {doing}: {text}")
 
@@ -112,7 +114,11 @@ def open_store(
                 f"the embedded store needs an absolute folder (got {dsn!r}); write 'chdb:///absolute/path' "
                 "or give 'store: {path: ./folder}' in the config, which drifthouse resolves for you"
             )
-        client = call(f"opening the embedded store at {path}", clickhouse_connect.get_client, dsn=f"chdb://{path}")
+        client = call(
+            f"opening the embedded store at {path}",
+            clickhouse_connect.get_client,
+            dsn=f"chdb://{path}",
+        )
     else:
         parts = urlsplit(dsn)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -128,7 +134,9 @@ def open_store(
             database = parts.path.strip("/")
         secure = parts.scheme == "https" or options.get("secure", "").lower() in ("1", "true")
         use_compress: bool = (
-            compress if compress is not None else options.get("compress", "true").lower() not in ("0", "false")
+            compress
+            if compress is not None
+            else options.get("compress", "true").lower() not in ("0", "false")
         )
         where = f"{parts.scheme}://{parts.hostname}:{parts.port or (8443 if secure else 8123)}"
         client = call(
@@ -145,8 +153,14 @@ def open_store(
             autogenerate_session_id=False,
         )
     if not _IDENTIFIER.fullmatch(database):
-        raise StoreError(f"database must be a plain identifier such as 'drifthouse' (got {database!r})")
+        raise StoreError(
+            f"database must be a plain identifier such as 'drifthouse' (got {database!r})"
+        )
     if create_database:
-        call(f"creating database {database}", client.command, f"CREATE DATABASE IF NOT EXISTS `{database}`")
+        call(
+            f"creating database {database}",
+            client.command,
+            f"CREATE DATABASE IF NOT EXISTS `{database}`",
+        )
     client.database = database
     return client

@@ -91,7 +91,9 @@ def spec_for(row_or_table: object) -> TableSpec:
         try:
             return _BY_NAME[row_or_table]
         except KeyError:
-            raise TypeError(f"unknown table {row_or_table!r}; expected one of {sorted(_BY_NAME)}") from None
+            raise TypeError(
+                f"unknown table {row_or_table!r}; expected one of {sorted(_BY_NAME)}"
+            ) from None
     try:
         return TABLES[type(row_or_table)]
     except KeyError:

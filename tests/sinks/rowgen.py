@@ -71,7 +71,7 @@ def results(
                         n=1000,
                         run_id="live",
                         computed_at=1,
-                    )  # fmt: skip
+                    )
                 )
                 for feature, base in (("amount", 0.02), ("age", 0.01), ("country", 0.005)):
                     drift = base + (shift * 2 if feature == "amount" else 0.0)

@@ -179,7 +179,8 @@ def test_gives_up_on_errors_a_retry_cannot_fix(
         sink.flush()
     with pytest.raises(StoreError) as info:
         call("a query", sink.client.query, "SELEC 1")
-    assert type(info.value) is StoreError and "Syntax error" in str(info.value)
+    assert type(info.value) is StoreError
+    assert "Syntax error" in str(info.value)
     assert clock.sleeps == []
 
 
@@ -203,16 +204,24 @@ def test_spool_signals_pressure_before_it_is_full(
     http_clickhouse.stop()
     pressures: list[float] = []
     paused_at: int | None = None
-    with pytest.raises(SpoolFull):
+
+    def fill() -> None:
+        nonlocal paused_at
         for i in range(1_000):
             sink.write(_metrics(20, start=i * 100 * rowgen.HOUR))
             sink.flush()
             pressures.append(sink.pressure)
             if paused_at is None and sink.should_pause():
                 paused_at = i
-    assert paused_at is not None and paused_at < len(pressures) - 1
-    assert pressures == sorted(pressures) and pressures[-1] <= 1.0
-    assert sink.spool is not None and sink.spool.bytes <= 20_000
+
+    with pytest.raises(SpoolFull):
+        fill()
+    assert paused_at is not None
+    assert paused_at < len(pressures) - 1
+    assert pressures == sorted(pressures)
+    assert pressures[-1] <= 1.0
+    assert sink.spool is not None
+    assert sink.spool.bytes <= 20_000
     assert sink._buffered == 20  # the batch that did not fit is still held, not lost
 
 
@@ -233,7 +242,8 @@ def test_outage_results_arrive_exactly_once(
     sink.write(sketches)
     sink.write(alerts)
     sink.flush()  # returns: everything is fsync'd in the spool
-    assert sink.pending_batches > 0 and not sink.available
+    assert sink.pending_batches > 0
+    assert not sink.available
     assert 0.0 < sink.pressure < sink.pause_at
 
     http_clickhouse.start()
@@ -278,9 +288,11 @@ def test_spool_orders_and_bounds(tmp_path: Path) -> None:
         spool.append("metrics", _metrics(2, value=float(value)))
     assert [b.rows[0].value for b in spool.batches()] == [0.0, 1.0, 2.0, 3.0, 4.0]
     used = spool.bytes
-    with pytest.raises(SpoolFull, match="store.spool_max_bytes"):
+    with pytest.raises(SpoolFull, match=r"store\.spool_max_bytes"):
         spool.append("metrics", _metrics(200))
-    assert spool.bytes == used and len(Spool(tmp_path, max_bytes=10_000)) == 5
+    assert spool.bytes == used
+    assert len(Spool(tmp_path, max_bytes=10_000)) == 5
     for batch in spool.batches():
         spool.remove(batch)
-    assert spool.bytes == 0 and list(tmp_path.iterdir()) == []
+    assert spool.bytes == 0
+    assert list(tmp_path.iterdir()) == []

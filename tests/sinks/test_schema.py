@@ -51,7 +51,8 @@ def test_ttls_follow_the_configuration(store_client: Any, database: str) -> None
     assert "TTL toDateTime(window_start) + toIntervalDay(400)" in tables["metrics"]
     migrate(store_client, database, {})
     tables = _tables(store_client, database)
-    assert "TTL" not in tables["predictions"] and "TTL" not in tables["metrics"]
+    assert "TTL" not in tables["predictions"]
+    assert "TTL" not in tables["metrics"]
 
 
 def test_unknown_ttl_table_is_a_clear_error(store_client: Any, database: str) -> None:

@@ -103,17 +103,19 @@ CREATE TABLE IF NOT EXISTS `{database}`.references
 ENGINE = ReplacingMergeTree(created_at)
 ORDER BY (model, model_version, digest);
 
+-- Same definition as drifthouse.alerts.silences.SILENCES_DDL (whichever runs first creates it).
 CREATE TABLE IF NOT EXISTS `{database}`.silences
 (
-    id           String,
-    matchers     Map(String, String),
-    starts_at    DateTime64(3, 'UTC'),
-    ends_at      DateTime64(3, 'UTC'),
-    created_by   String,
-    comment      String,
-    updated_at   DateTime64(3, 'UTC')
+    id String,
+    matchers Map(String, String),
+    starts_at DateTime64(3, 'UTC'),
+    ends_at DateTime64(3, 'UTC'),
+    created_by String,
+    reason String,
+    created_at DateTime64(3, 'UTC'),
+    version UInt64
 )
-ENGINE = ReplacingMergeTree(updated_at)
+ENGINE = ReplacingMergeTree(version)
 ORDER BY id;
 
 CREATE VIEW IF NOT EXISTS `{database}`.metrics_latest AS

@@ -1,0 +1,215 @@
+"""The sampled prediction log (table ``predictions``).
+
+Per model (``models.<name>`` in the config):
+
+- every error (``status >= 400``) is kept, and so is every prediction matching ``keep_when``, a
+  rule condition over the prediction (``value`` is its score: the number, the probability of class
+  ``1``/``true``, or the highest class probability), e.g. ``keep_when: "value > 0.9"``;
+- routine predictions are kept with probability ``sample_rate`` by a deterministic sampler: a
+  hash of the event id (or of the event's content when it has none) against the rate, so a replay,
+  a restart and every worker keep the same events;
+- features named in ``pii`` are replaced by ``hmac-sha256:<hex>``, a keyed hash (HMAC-SHA256) with
+  the secret in environment variable ``DRIFTHOUSE_PII_KEY``: equal values still join and group,
+  but cannot be read back or guessed from a dictionary without the key.
+
+Example
+-------
+>>> from drifthouse.config import ModelConfig
+>>> log = PredictionLog({"fraud": ModelConfig(pii=["email"], sample_rate=0.0)}, key=b"k")
+>>> row = log.row(model="fraud", model_version="1", ts_ms=0, event_id="e1",
+...               features={"email": "a@b.c", "amount": 3.0}, prediction=0.2,
+...               latency_ms=4.0, status=500)
+>>> row.kept_because, '"email":"hmac-sha256:' in row.features
+('error', True)
+>>> log.row(model="fraud", model_version="1", ts_ms=0, event_id="e2", features={},
+...         prediction=0.2, latency_ms=4.0, status=200) is None
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import msgspec
+
+from drifthouse.config import ModelConfig
+from drifthouse.errors import ConfigError
+from drifthouse.sinks.tables import PredictionRow
+
+__all__ = [
+    "PII_KEY_ENV",
+    "PredictionLog",
+    "hash_pii",
+    "pii_key_from_env",
+    "sample_point",
+    "score_of",
+]
+
+PII_KEY_ENV = "DRIFTHOUSE_PII_KEY"
+_json = msgspec.json.Encoder(order="sorted")
+
+
+def pii_key_from_env(
+    models: Mapping[str, ModelConfig], env: Mapping[str, str] | None = None
+) -> bytes | None:
+    """The PII hashing key from ``DRIFTHOUSE_PII_KEY``; a :class:`ConfigError` if a model needs it and it is unset."""
+    env = os.environ if env is None else env
+    value = env.get(PII_KEY_ENV, "")
+    needing = sorted(name for name, cfg in models.items() if cfg.pii)
+    if value:
+        return value.encode("utf-8")
+    if needing:
+        raise ConfigError(
+            f"models {needing} list PII fields but {PII_KEY_ENV} is not set",
+            [
+                (
+                    f"models.{needing[0]}.pii",
+                    f"set the environment variable {PII_KEY_ENV} to a long random secret (e.g. `openssl rand -hex 32`) so PII fields can be hashed",
+                )
+            ],
+        )
+    return None
+
+
+def hash_pii(value: object, key: bytes) -> str:
+    """A keyed hash of one feature value: equal values give equal hashes, for one key."""
+    return "hmac-sha256:" + hmac.new(key, _json.encode(value), hashlib.sha256).hexdigest()
+
+
+def sample_point(key: str) -> float:
+    """A uniform point in [0, 1) fixed by ``key``: keep an event when it is below the rate."""
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8, person=b"dh-sample").digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
+def score_of(prediction: object) -> float | None:
+    """The number ``keep_when`` sees as ``value``: the prediction, or its positive-class probability."""
+    if isinstance(prediction, bool):
+        return float(prediction)
+    if isinstance(prediction, int | float):
+        return float(prediction) if math.isfinite(prediction) else None
+    if isinstance(prediction, Mapping) and prediction:
+        for positive in ("1", "true", "True", "yes", "positive"):
+            if positive in prediction:
+                return float(prediction[positive])
+        return float(max(prediction.values()))
+    return None
+
+
+class PredictionLog:
+    """Turns decoded prediction events into sampled, PII-safe rows of table ``predictions``.
+
+    Parameters
+    ----------
+    models:
+        Per-model settings (``pii``, ``sample_rate``, ``keep_when``); models not listed use
+        ``default``.
+    key:
+        The PII hashing key; read from ``DRIFTHOUSE_PII_KEY`` when ``None``.
+    """
+
+    def __init__(
+        self,
+        models: Mapping[str, ModelConfig],
+        *,
+        key: bytes | None = None,
+        default: ModelConfig | None = None,
+    ) -> None:
+        from drifthouse.alerts.expr import parse  # the rule language, reused for keep_when
+
+        self.models = dict(models)
+        self.default = default or ModelConfig()
+        everything = {**self.models, "*": self.default}
+        self.key = key if key is not None else pii_key_from_env(everything)
+        self._keep: dict[str, Any] = {}
+        for name, cfg in everything.items():
+            if cfg.keep_when:
+                try:
+                    self._keep[name] = parse(cfg.keep_when)
+                except ConfigError as exc:
+                    raise ConfigError(
+                        f"models.{name}.keep_when: {exc}", [(f"models.{name}.keep_when", str(exc))]
+                    ) from None
+
+    def _config(self, model: str) -> tuple[ModelConfig, Any]:
+        if model in self.models:
+            return self.models[model], self._keep.get(model)
+        return self.default, self._keep.get("*")
+
+    def row(
+        self,
+        *,
+        model: str,
+        model_version: str,
+        ts_ms: int,
+        event_id: str | None,
+        features: Mapping[str, Any],
+        prediction: Any,
+        latency_ms: float | None,
+        status: int,
+        segment: Mapping[str, str] | None = None,
+    ) -> PredictionRow | None:
+        """The log row of one event, or ``None`` when the sampler leaves it out."""
+        cfg, keep_when = self._config(model)
+        identity = (
+            event_id
+            or hashlib.sha256(
+                _json.encode(
+                    [model, model_version, ts_ms, features, prediction, latency_ms, status, segment]
+                )
+            ).hexdigest()
+        )
+        score = score_of(prediction) if keep_when is not None else None
+        if status >= 400:
+            reason, rate = "error", 1.0
+        elif score is not None and keep_when.evaluate(value=score):
+            reason, rate = "keep_when", 1.0
+        elif sample_point(f"{model}\x00{identity}") < cfg.sample_rate:
+            reason, rate = "sample", cfg.sample_rate
+        else:
+            return None
+        if cfg.pii:
+            if self.key is None:
+                raise ConfigError(f"model {model!r} lists PII fields but {PII_KEY_ENV} is not set")
+            key = self.key
+            features = {
+                k: (hash_pii(v, key) if k in cfg.pii and v is not None else v)
+                for k, v in features.items()
+            }
+        return PredictionRow(
+            ts=ts_ms,
+            model=model,
+            model_version=model_version,
+            event_id=identity,
+            features=_json.encode(features).decode(),
+            prediction=_json.encode(prediction).decode(),
+            latency_ms=latency_ms,
+            status=status,
+            segment=_json.encode(segment or {}).decode(),
+            kept_because=reason,
+            sample_rate=rate,
+        )
+
+    def rows(self, events: Iterable[Any]) -> list[PredictionRow]:
+        """Rows for decoded events (anything with ``PredictionEvent``'s attributes)."""
+        out: list[PredictionRow] = []
+        for event in events:
+            row = self.row(
+                model=event.model,
+                model_version=event.model_version,
+                ts_ms=event.ts_ms,
+                event_id=event.event_id,
+                features=event.features,
+                prediction=event.prediction,
+                latency_ms=event.latency_ms,
+                status=event.status,
+                segment=event.segment,
+            )
+            if row is not None:
+                out.append(row)
+        return out

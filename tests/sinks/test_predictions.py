@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from drifthouse.config import ModelConfig
+from drifthouse.errors import ConfigError
+from drifthouse.sinks.clickhouse import ClickHouseSink
+from drifthouse.sinks.predictions import PredictionLog, hash_pii, pii_key_from_env, sample_point
+
+
+def _event(i: int, **kw: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "model": "fraud",
+        "model_version": "1.0.0",
+        "ts_ms": 1_700_000_000_000 + i,
+        "event_id": f"ev-{i}",
+        "features": {"email": f"user{i}@example.com", "amount": float(i)},
+        "prediction": {"0": 0.7, "1": 0.3},
+        "latency_ms": 12.5,
+        "status": 200,
+        "segment": {"country": "DE"},
+    }
+    base.update(kw)
+    return base
+
+
+def test_errors_and_keep_when_are_always_kept_the_rest_sampled() -> None:
+    log = PredictionLog(
+        {"fraud": ModelConfig(sample_rate=0.1, keep_when="value > 0.9", pii=["email"])},
+        key=b"secret",
+    )
+    rows = [log.row(**_event(i)) for i in range(10_000)]
+    kept = [r for r in rows if r is not None]
+    assert 850 < len(kept) < 1150  # 10% of 10,000, binomial spread
+    assert {r.kept_because for r in kept} == {"sample"}
+    assert all(r.sample_rate == 0.1 for r in kept)
+    error = log.row(**_event(1, status=503))
+    sure = log.row(**_event(2, prediction={"0": 0.05, "1": 0.95}))
+    assert error is not None
+    assert error.kept_because == "error"
+    assert sure is not None
+    assert sure.kept_because == "keep_when"
+
+
+def test_sampling_is_deterministic_across_instances() -> None:
+    a = PredictionLog({"fraud": ModelConfig(sample_rate=0.3)})
+    b = PredictionLog({"fraud": ModelConfig(sample_rate=0.3)})
+    kept_a = [r.event_id for r in a.rows(_Ev(**_event(i)) for i in range(2_000))]
+    kept_b = [r.event_id for r in b.rows(_Ev(**_event(i)) for i in range(2_000))]
+    assert kept_a == kept_b
+    assert sample_point("x") == sample_point("x")
+
+
+def test_events_without_id_get_a_content_hash() -> None:
+    log = PredictionLog({"fraud": ModelConfig(sample_rate=1.0)})
+    one = log.row(**_event(1, event_id=None))
+    two = log.row(**_event(1, event_id=None))
+    assert one is not None
+    assert two is not None
+    assert one.event_id == two.event_id
+    assert len(one.event_id) == 64
+
+
+def test_pii_fields_are_keyed_hashes() -> None:
+    log = PredictionLog({"fraud": ModelConfig(sample_rate=1.0, pii=["email"])}, key=b"k1")
+    row = log.row(**_event(7))
+    assert row is not None
+    features = json.loads(row.features)
+    assert features["email"] == hash_pii("user7@example.com", b"k1")
+    assert features["email"] != hash_pii("user7@example.com", b"k2")
+    assert "user7" not in row.features
+    assert features["amount"] == 7.0
+    assert json.loads(row.segment) == {"country": "DE"}
+
+
+def test_missing_pii_key_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="DRIFTHOUSE_PII_KEY") as info:
+        pii_key_from_env({"fraud": ModelConfig(pii=["email"])}, env={})
+    assert info.value.problems[0][0] == "models.fraud.pii"
+    assert pii_key_from_env({"fraud": ModelConfig()}, env={}) is None
+    assert (
+        pii_key_from_env({"fraud": ModelConfig(pii=["e"])}, env={"DRIFTHOUSE_PII_KEY": "s"}) == b"s"
+    )
+
+
+def test_bad_keep_when_names_the_model() -> None:
+    with pytest.raises(ConfigError, match=r"models\.fraud\.keep_when"):
+        PredictionLog({"fraud": ModelConfig(keep_when="value >")})
+
+
+class _Ev:
+    def __init__(self, **kw: Any) -> None:
+        self.__dict__.update(kw)
+
+
+def test_rows_land_in_the_predictions_table_once(store_client: Any, database: str) -> None:
+    log = PredictionLog({"fraud": ModelConfig(sample_rate=0.5, pii=["email"])}, key=b"k")
+    events = [
+        _Ev(**_event(i, ts_ms=_now_ms() - i * 1000, status=500 if i % 50 == 0 else 200))
+        for i in range(400)
+    ]
+    rows = log.rows(events)
+    sink = ClickHouseSink(store_client, database=database)
+    sink.write(rows)
+    sink.write(log.rows(events))  # a replay logs the same events: one row each
+    sink.flush()
+    got = store_client.query(
+        "SELECT count(), countIf(kept_because = 'error'), round(sum(1 / sample_rate)) FROM predictions FINAL"
+    ).result_rows[0]
+    assert got[0] == len(rows)
+    assert got[1] == 8
+    assert 300 < got[2] < 500  # the sample weights estimate the 400 events
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
