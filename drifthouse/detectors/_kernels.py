@@ -21,7 +21,7 @@ MISSING = 1
 TYPE_ERROR = 2
 
 
-@njit(cache=True, nogil=True)  # type: ignore[misc]
+@njit(cache=True, nogil=True)
 def _bin_index(row: np.ndarray, v: float) -> int:  # pragma: no cover - compiled
     """Number of edges ``<= v`` in the sorted ``row`` (``searchsorted(row, v, 'right')``)."""
     lo = 0
@@ -35,7 +35,7 @@ def _bin_index(row: np.ndarray, v: float) -> int:  # pragma: no cover - compiled
     return lo
 
 
-@njit(cache=True, nogil=True)  # type: ignore[misc]
+@njit(cache=True, nogil=True)
 def _numeric_update(
     values: np.ndarray,  # float64 (n, F)
     status: np.ndarray,  # uint8 (n, F)
@@ -87,7 +87,7 @@ def _numeric_update(
     return bad
 
 
-@njit(cache=True, nogil=True)  # type: ignore[misc]
+@njit(cache=True, nogil=True)
 def _check_codes(codes: np.ndarray, n_categories: np.ndarray) -> int:  # pragma: no cover
     """Row index of the first code outside ``-1 .. K_f + 1`` (``-1`` when all are valid)."""
     n, f_cat = codes.shape
@@ -99,7 +99,7 @@ def _check_codes(codes: np.ndarray, n_categories: np.ndarray) -> int:  # pragma:
     return -1
 
 
-@njit(cache=True, nogil=True)  # type: ignore[misc]
+@njit(cache=True, nogil=True)
 def _categorical_update(
     codes: np.ndarray,  # int32 (n, F)
     n_categories: np.ndarray,  # int64 (F,) K_f
@@ -124,7 +124,7 @@ def _categorical_update(
             count[j] += 1
 
 
-@njit(cache=True, nogil=True)  # type: ignore[misc]
+@njit(cache=True, nogil=True)
 def _quantile_update(
     values: np.ndarray,  # float64 (n,)
     min_value: float,
@@ -160,7 +160,7 @@ def _quantile_update(
     return skipped
 
 
-@njit(cache=True, nogil=True)  # type: ignore[misc]
+@njit(cache=True, nogil=True)
 def _status_update(statuses: np.ndarray, counts: np.ndarray) -> None:  # pragma: no cover
     """Count HTTP statuses into ``[2xx/3xx, 4xx, 5xx, other]``."""
     for i in range(statuses.shape[0]):

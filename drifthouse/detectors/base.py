@@ -101,7 +101,11 @@ class State:
     def to_bytes(self) -> bytes:
         """Serialise exactly (msgpack of raw little-endian array bytes)."""
         arrays = {
-            k: _Array(v.dtype.newbyteorder("<").str, list(v.shape), v.astype(v.dtype.newbyteorder("<")).tobytes())
+            k: _Array(
+                v.dtype.newbyteorder("<").str,
+                list(v.shape),
+                v.astype(v.dtype.newbyteorder("<")).tobytes(),
+            )
             for k, v in self.arrays().items()
         }
         return _ENCODER.encode(_Envelope(type(self).__name__, self.layout, arrays))
@@ -122,7 +126,9 @@ class State:
             )
         out: dict[str, Any] = {}
         for k, arr in env.arrays.items():
-            a = np.frombuffer(arr.data, dtype=np.dtype(arr.dtype)).astype(np.dtype(arr.dtype).newbyteorder("="))
+            a = np.frombuffer(arr.data, dtype=np.dtype(arr.dtype)).astype(
+                np.dtype(arr.dtype).newbyteorder("=")
+            )
             out[k] = a.reshape(arr.shape).copy()
         return cls(layout=env.layout, **out)
 

@@ -61,7 +61,9 @@ class CategoricalBlock:
     def __init__(self, features: Sequence[FeatureProfile], *, eps: float = 1e-4) -> None:
         for f in features:
             if f.kind != "categorical":
-                raise SketchError(f"CategoricalBlock takes categorical features ({f.name!r} is {f.kind})")
+                raise SketchError(
+                    f"CategoricalBlock takes categorical features ({f.name!r} is {f.kind})"
+                )
         self.features: tuple[FeatureProfile, ...] = tuple(features)
         self.names: tuple[str, ...] = tuple(f.name for f in features)
         self.eps = eps
@@ -72,7 +74,9 @@ class CategoricalBlock:
             enc = dict.fromkeys(f.known_other, k)
             enc.update({c: i for i, c in enumerate(f.categories)})
             self._encoders.append(enc)
-        self.layout = layout_digest("categorical", self.names, [list(f.categories) for f in features])
+        self.layout = layout_digest(
+            "categorical", self.names, [list(f.categories) for f in features]
+        )
         self.reference = self._reference_state()
 
     @classmethod
@@ -139,7 +143,9 @@ class CategoricalBlock:
             raise SketchError(
                 f"row {bad}: codes must lie in -1 .. K_f + 1 per feature (got {codes[bad].tolist()}, K = {self.n_categories.tolist()})"
             )
-        _kernels._categorical_update(codes, self.n_categories, state.counts, state.count, state.missing, state.new_category)
+        _kernels._categorical_update(
+            codes, self.n_categories, state.counts, state.count, state.missing, state.new_category
+        )
         return state
 
     def merge(self, a: CategoricalState, b: CategoricalState) -> CategoricalState:
@@ -170,8 +176,22 @@ class CategoricalBlock:
                 out += [
                     Result(name, "chi2", stat, p, n_ref, n_cur),
                     Result(name, "chi2_pvalue", p, None, n_ref, n_cur),
-                    Result(name, "js", stats.js_distance(ref_counts=ref_c, cur_counts=cur_c), None, n_ref, n_cur),
-                    Result(name, "psi", stats.psi(ref_counts=ref_c, cur_counts=cur_c, eps=self.eps), None, n_ref, n_cur),
+                    Result(
+                        name,
+                        "js",
+                        stats.js_distance(ref_counts=ref_c, cur_counts=cur_c),
+                        None,
+                        n_ref,
+                        n_cur,
+                    ),
+                    Result(
+                        name,
+                        "psi",
+                        stats.psi(ref_counts=ref_c, cur_counts=cur_c, eps=self.eps),
+                        None,
+                        n_ref,
+                        n_cur,
+                    ),
                 ]
             missing = int(current.missing[j])
             seen = n_cur + missing

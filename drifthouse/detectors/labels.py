@@ -38,7 +38,9 @@ def roc_auc(*, y_true: np.ndarray, score: np.ndarray) -> float | None:
     return u / (n_pos * n_neg)
 
 
-def binary_metrics(*, y_true: np.ndarray, score: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+def binary_metrics(
+    *, y_true: np.ndarray, score: np.ndarray, threshold: float = 0.5
+) -> dict[str, float]:
     """Accuracy, precision, recall, F1 and ROC AUC of scores against boolean labels."""
     y = np.asarray(y_true, dtype=bool)
     s = np.asarray(score, dtype=np.float64)
@@ -95,7 +97,9 @@ def _key(v: object) -> str | None:
 
 
 def _is_number(v: object) -> bool:
-    return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool | np.bool_)
+    return isinstance(v, int | float | np.integer | np.floating) and not isinstance(
+        v, bool | np.bool_
+    )
 
 
 def reference_metrics(
@@ -114,8 +118,14 @@ def reference_metrics(
     Rows where the label or the prediction is missing are skipped.
     """
     if len(y_true) != len(y_pred):
-        raise ProfileError(f"label and prediction columns differ in length ({len(y_true)} vs {len(y_pred)})")
-    pairs = [(t, p) for t, p in zip(y_true, y_pred, strict=True) if _key(t) is not None and _key(p) is not None]
+        raise ProfileError(
+            f"label and prediction columns differ in length ({len(y_true)} vs {len(y_pred)})"
+        )
+    pairs = [
+        (t, p)
+        for t, p in zip(y_true, y_pred, strict=True)
+        if _key(t) is not None and _key(p) is not None
+    ]
     labels = [t for t, _ in pairs]
     preds = [p for _, p in pairs]
     keys = {_key(t) for t in labels}
@@ -126,7 +136,8 @@ def reference_metrics(
     if task == "regression":
         try:
             return "regression", regression_metrics(
-                y_true=np.asarray(labels, dtype=np.float64), y_pred=np.asarray(preds, dtype=np.float64)
+                y_true=np.asarray(labels, dtype=np.float64),
+                y_pred=np.asarray(preds, dtype=np.float64),
             )
         except (TypeError, ValueError) as exc:
             raise ProfileError(f"regression labels and predictions must be numbers: {exc}") from exc
@@ -134,7 +145,9 @@ def reference_metrics(
         return "classification", {}
     if all(_is_number(p) for p in preds) and binary_labels:
         y = np.asarray([_key(t) in _POSITIVE for t in labels], dtype=bool)
-        return "classification", binary_metrics(y_true=y, score=np.asarray(preds, dtype=np.float64), threshold=threshold)
+        return "classification", binary_metrics(
+            y_true=y, score=np.asarray(preds, dtype=np.float64), threshold=threshold
+        )
     pk = [_key(p) for p in preds]
     tk = [_key(t) for t in labels]
     correct = sum(a == b for a, b in zip(pk, tk, strict=True))

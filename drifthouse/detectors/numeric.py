@@ -111,12 +111,16 @@ class NumericBlock:
             e = np.asarray(f.edges, dtype=np.float64)
             self.edges[j, : e.size] = e
             lower = np.concatenate(([-np.inf], e))
-            self.coarse_index[j, : e.size + 1] = np.searchsorted(np.asarray(f.psi_edges, dtype=np.float64), lower, side="right")
+            self.coarse_index[j, : e.size + 1] = np.searchsorted(
+                np.asarray(f.psi_edges, dtype=np.float64), lower, side="right"
+            )
             lo, hi = bounds.pop(f.name, (f.min, f.max))
             self.lo[j] = -np.inf if lo is None else lo
             self.hi[j] = np.inf if hi is None else hi
         if bounds:
-            raise SketchError(f"bounds name features that are not numeric features of the profile: {sorted(bounds)}")
+            raise SketchError(
+                f"bounds name features that are not numeric features of the profile: {sorted(bounds)}"
+            )
         self.layout = layout_digest("numeric", self.names, self.edges, self.lo, self.hi)
         self.reference = self._reference_state()
 
@@ -133,7 +137,10 @@ class NumericBlock:
 
     def empty(self) -> NumericState:
         n_f, b = self.edges.shape[0], self.edges.shape[1] + 1
-        z = lambda: np.zeros(n_f, dtype=np.int64)  # noqa: E731
+
+        def z() -> np.ndarray:
+            return np.zeros(n_f, dtype=np.int64)
+
         return NumericState(
             layout=self.layout,
             counts=np.zeros((n_f, b), dtype=np.int64),
@@ -156,12 +163,17 @@ class NumericBlock:
             s.missing[j] = f.missing
             s.non_finite[j] = f.non_finite
             if f.count:
-                assert f.min is not None and f.max is not None and f.mean is not None and f.std is not None
+                assert f.min is not None
+                assert f.max is not None
+                assert f.mean is not None
+                assert f.std is not None
                 s.vmin[j], s.vmax[j], s.mean[j] = f.min, f.max, f.mean
                 s.m2[j] = f.std * f.std * f.count
         return s
 
-    def update(self, state: NumericState, values: np.ndarray, status: np.ndarray | None = None) -> NumericState:
+    def update(
+        self, state: NumericState, values: np.ndarray, status: np.ndarray | None = None
+    ) -> NumericState:
         """Add a micro-batch in place and return ``state``.
 
         ``values`` float64 (n, F); ``status`` uint8 (n, F): 0 present, 1 missing, 2 type
@@ -179,9 +191,13 @@ class NumericBlock:
         else:
             status = np.ascontiguousarray(status, dtype=np.uint8)
             if status.shape != values.shape:
-                raise SketchError(f"status must have the shape of values {values.shape} (got {status.shape})")
+                raise SketchError(
+                    f"status must have the shape of values {values.shape} (got {status.shape})"
+                )
             if status.size and int(status.max()) > TYPE_ERROR:
-                raise SketchError(f"status codes must be 0 (present), 1 (missing) or 2 (type error) (got {int(status.max())})")
+                raise SketchError(
+                    f"status codes must be 0 (present), 1 (missing) or 2 (type error) (got {int(status.max())})"
+                )
         if values.shape[0] == 0 or n_f == 0:
             return state
         _kernels._numeric_update(
@@ -196,7 +212,7 @@ class NumericBlock:
         na = a.count.astype(np.float64)
         nb = b.count.astype(np.float64)
         n = na + nb
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             delta = b.mean - a.mean
             mean = a.mean + delta * np.where(n > 0, nb / n, 0.0)
             m2 = a.m2 + b.m2 + delta * delta * np.where(n > 0, na * nb / n, 0.0)
@@ -220,11 +236,14 @@ class NumericBlock:
     def coarse_counts(self, state: NumericState, j: int) -> np.ndarray:
         """Feature ``j``'s counts on its PSI bins (sums of fine bins)."""
         nb = int(self.n_bins[j])
-        return np.bincount(self.coarse_index[j, :nb], weights=state.counts[j, :nb], minlength=int(self.n_coarse[j])).astype(np.int64)
+        return np.bincount(
+            self.coarse_index[j, :nb], weights=state.counts[j, :nb], minlength=int(self.n_coarse[j])
+        ).astype(np.int64)
 
     def std(self, state: NumericState) -> np.ndarray:
         """Population standard deviation per feature (0 where a feature has no values)."""
-        return np.sqrt(np.maximum(state.m2, 0.0) / np.maximum(state.count, 1))
+        out: np.ndarray = np.sqrt(np.maximum(state.m2, 0.0) / np.maximum(state.count, 1))
+        return out
 
     def evaluate(self, reference: NumericState, current: NumericState) -> list[Result]:
         """Drift and quality metrics of every feature (CONTRACTS section 3).
@@ -242,7 +261,15 @@ class NumericBlock:
             n_ref, n_cur = int(reference.count[j]), int(current.count[j])
             nb = int(self.n_bins[j])
 
-            def r(metric: str, value: float, p: float | None = None, *, name: str = name, n_ref: int = n_ref, n_cur: int = n_cur) -> Result:
+            def r(
+                metric: str,
+                value: float,
+                p: float | None = None,
+                *,
+                name: str = name,
+                n_ref: int = n_ref,
+                n_cur: int = n_cur,
+            ) -> Result:
                 return Result(name, metric, float(value), p, n_ref, n_cur)
 
             if n_ref > 0 and n_cur > 0:
@@ -256,7 +283,16 @@ class NumericBlock:
                     r("ks", d, p),
                     r("ks_pvalue", p),
                     r("js", stats.js_distance(ref_counts=ref_p, cur_counts=cur_p)),
-                    r("wasserstein", stats.wasserstein_binned(edges=self.edges[j, : nb - 1], ref_counts=ref_c, cur_counts=cur_c, lo=lo, hi=hi)),
+                    r(
+                        "wasserstein",
+                        stats.wasserstein_binned(
+                            edges=self.edges[j, : nb - 1],
+                            ref_counts=ref_c,
+                            cur_counts=cur_c,
+                            lo=lo,
+                            hi=hi,
+                        ),
+                    ),
                 ]
             seen = n_cur + int(current.missing[j] + current.non_finite[j] + current.type_error[j])
             out += [

@@ -61,16 +61,20 @@ class QuantileSketch:
         if not 0 < relative_accuracy < 1:
             raise SketchError(f"relative_accuracy must be in (0, 1) (got {relative_accuracy})")
         if not 0 < min_value < max_value < math.inf:
-            raise SketchError(f"need 0 < min_value < max_value < inf (got {min_value}, {max_value})")
+            raise SketchError(
+                f"need 0 < min_value < max_value < inf (got {min_value}, {max_value})"
+            )
         self.relative_accuracy = relative_accuracy
         self.gamma = (1 + relative_accuracy) / (1 - relative_accuracy)
         self.log_gamma = math.log(self.gamma)
         self.min_value = float(min_value)
-        self.n_buckets = int(math.ceil(math.log(max_value / min_value) / self.log_gamma))
+        self.n_buckets = math.ceil(math.log(max_value / min_value) / self.log_gamma)
         self.max_value = self.min_value * self.gamma**self.n_buckets
         self.name = name
         self.quantiles = tuple(quantiles)
-        self.layout = layout_digest("quantiles", self.relative_accuracy, self.min_value, self.n_buckets)
+        self.layout = layout_digest(
+            "quantiles", self.relative_accuracy, self.min_value, self.n_buckets
+        )
 
     def empty(self) -> QuantileState:
         return QuantileState(
@@ -88,7 +92,12 @@ class QuantileSketch:
             raise SketchError(f"values must be 1-D (got shape {v.shape})")
         if v.size:
             state.non_finite[0] += _kernels._quantile_update(
-                v, self.min_value, 1.0 / self.log_gamma, self.n_buckets, state.counts, state.extremes
+                v,
+                self.min_value,
+                1.0 / self.log_gamma,
+                self.n_buckets,
+                state.counts,
+                state.extremes,
             )
         return state
 
@@ -97,7 +106,9 @@ class QuantileSketch:
         return QuantileState(
             layout=self.layout,
             counts=a.counts + b.counts,
-            extremes=np.asarray([min(a.extremes[0], b.extremes[0]), max(a.extremes[1], b.extremes[1])]),
+            extremes=np.asarray(
+                [min(a.extremes[0], b.extremes[0]), max(a.extremes[1], b.extremes[1])]
+            ),
             non_finite=a.non_finite + b.non_finite,
         )
 
@@ -143,4 +154,13 @@ class QuantileSketch:
     def sketch_parts(self, state: QuantileState, feature: str = "") -> list[SketchPart]:
         """One ``quantiles`` part: slot lower bounds and counts (dense, so rows sum element-wise)."""
         check_same_layout("QuantileSketch", self.layout, state)
-        return [SketchPart(feature, "quantiles", self.edges(), [], [int(c) for c in state.counts], self.count(state))]
+        return [
+            SketchPart(
+                feature,
+                "quantiles",
+                self.edges(),
+                [],
+                [int(c) for c in state.counts],
+                self.count(state),
+            )
+        ]

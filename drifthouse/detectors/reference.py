@@ -106,8 +106,12 @@ class FeatureProfile(msgspec.Struct, frozen=True, kw_only=True):
             if not set(self.psi_edges) <= set(self.edges):
                 raise ProfileError(f"{where}: psi_edges must be a subset of edges")
             if sum(self.counts) != self.count:
-                raise ProfileError(f"{where}: counts sum to {sum(self.counts)} but count is {self.count}")
-            if self.count > 0 and (self.min is None or self.max is None or self.mean is None or self.std is None):
+                raise ProfileError(
+                    f"{where}: counts sum to {sum(self.counts)} but count is {self.count}"
+                )
+            if self.count > 0 and (
+                self.min is None or self.max is None or self.mean is None or self.std is None
+            ):
                 raise ProfileError(f"{where}: min, max, mean and std are required when count > 0")
         else:
             if len(self.category_counts) != len(self.categories):
@@ -179,7 +183,9 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True):
     def validate(self) -> Profile:
         """Check the profile's parts agree; return it, or raise :class:`ProfileError`."""
         if self.format != FORMAT:
-            raise ProfileError(f"profile format {self.format} is not supported (expected {FORMAT}); rebuild it with `drifthouse profile`")
+            raise ProfileError(
+                f"profile format {self.format} is not supported (expected {FORMAT}); rebuild it with `drifthouse profile`"
+            )
         names = [f.name for f in self.features]
         if len(set(names)) != len(names):
             raise ProfileError(f"profile of model {self.model!r} names a feature twice: {names}")
@@ -213,7 +219,7 @@ def category_key(value: object) -> str | None:
     """
     if value is None:
         return None
-    if isinstance(value, bool):
+    if isinstance(value, bool | np.bool_):
         return "true" if value else "false"
     if isinstance(value, float) and math.isnan(value):
         return None
@@ -224,7 +230,9 @@ def _finite_or_none(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
-def quantile_edges(values: np.ndarray, *, ks_bins: int, psi_bins: int) -> tuple[np.ndarray, np.ndarray]:
+def quantile_edges(
+    values: np.ndarray, *, ks_bins: int, psi_bins: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Fine edges at ``k / ks_bins`` and PSI edges at ``k / psi_bins`` drawn from the same grid.
 
     ``values`` are finite; both results are deduplicated and sorted. When ``ks_bins`` is not
@@ -239,10 +247,14 @@ def quantile_edges(values: np.ndarray, *, ks_bins: int, psi_bins: int) -> tuple[
     return np.unique(fine_raw), np.unique(fine_raw[pick])
 
 
-def _numeric_profile(name: str, values: np.ndarray, missing: int, non_finite: int, s: ProfileSettings) -> FeatureProfile:
+def _numeric_profile(
+    name: str, values: np.ndarray, missing: int, non_finite: int, s: ProfileSettings
+) -> FeatureProfile:
     fine, coarse = quantile_edges(values, ks_bins=s.ks_bins, psi_bins=s.psi_bins)
     counts = np.bincount(np.searchsorted(fine, values, side="right"), minlength=fine.size + 1)
-    psi_counts = np.bincount(np.searchsorted(coarse, values, side="right"), minlength=coarse.size + 1)
+    psi_counts = np.bincount(
+        np.searchsorted(coarse, values, side="right"), minlength=coarse.size + 1
+    )
     total = values.size + missing + non_finite
     n = values.size
     return FeatureProfile(
@@ -266,7 +278,11 @@ def _numeric_profile(name: str, values: np.ndarray, missing: int, non_finite: in
 def _categorical_profile(name: str, keys: list[str | None], s: ProfileSettings) -> FeatureProfile:
     present = [k for k in keys if k is not None]
     missing = len(keys) - len(present)
-    uniq, counts = np.unique(np.asarray(present, dtype=object).astype(str), return_counts=True) if present else (np.empty(0, dtype=str), np.empty(0, dtype=np.int64))
+    uniq, counts = (
+        np.unique(np.asarray(present, dtype=object).astype(str), return_counts=True)
+        if present
+        else (np.empty(0, dtype=str), np.empty(0, dtype=np.int64))
+    )
     # Most frequent first; ties by name, so the order is deterministic.
     order = sorted(range(len(uniq)), key=lambda i: (-int(counts[i]), str(uniq[i])))
     top = order[: s.top_categories]
@@ -285,7 +301,9 @@ def _categorical_profile(name: str, keys: list[str | None], s: ProfileSettings) 
 
 
 def _is_number(v: object) -> bool:
-    return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool | np.bool_)
+    return isinstance(v, int | float | np.integer | np.floating) and not isinstance(
+        v, bool | np.bool_
+    )
 
 
 def _kind_of(column: np.ndarray | Sequence[Any]) -> Literal["numeric", "categorical"]:
@@ -298,7 +316,11 @@ def _kind_of(column: np.ndarray | Sequence[Any]) -> Literal["numeric", "categori
 
 
 def build_feature_profile(
-    name: str, column: np.ndarray | Sequence[Any], settings: ProfileSettings, *, kind: Literal["numeric", "categorical"] | None = None
+    name: str,
+    column: np.ndarray | Sequence[Any],
+    settings: ProfileSettings,
+    *,
+    kind: Literal["numeric", "categorical"] | None = None,
 ) -> FeatureProfile:
     """Profile one column.
 
@@ -348,7 +370,12 @@ def build_profile(
     """
     s = settings if isinstance(settings, ProfileSettings) else ProfileSettings.from_config(settings)
     lengths = {name: len(col) for name, col in features.items()}
-    for extra_name, extra in (("prediction", prediction), ("label", label), ("latency_ms", latency_ms), ("status", status)):
+    for extra_name, extra in (
+        ("prediction", prediction),
+        ("label", label),
+        ("latency_ms", latency_ms),
+        ("status", status),
+    ):
         if extra is not None:
             lengths[extra_name] = len(extra)
     if len(set(lengths.values())) > 1:
@@ -378,7 +405,14 @@ def build_profile(
         resolved_task, label_metrics = _labels.reference_metrics(
             y_true=label, y_pred=prediction, threshold=threshold, task=task
         )
-    baselines = Baselines(events=int(events), task=resolved_task, threshold=threshold, labels=label_metrics, **lat, **err)
+    baselines = Baselines(
+        events=int(events),
+        task=resolved_task,
+        threshold=threshold,
+        labels=label_metrics,
+        **lat,
+        **err,
+    )
     return Profile(
         model=model,
         model_version=model_version,

@@ -1,0 +1,403 @@
+"""Build reference profiles from files: JSONL prediction events, CSV and Parquet tables.
+
+:func:`build_profile_from_file` is what ``drifthouse profile`` calls. The profile's
+``source_digest`` is the SHA-256 of the file's bytes, so a profile names exactly what it was
+built from.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from drifthouse.config import MetricsConfig
+from drifthouse.detectors.reference import Profile, ProfileSettings, build_profile
+from drifthouse.errors import ProfileError
+
+__all__ = [
+    "build_profile_from_file",
+    "file_digest",
+    "profile_from_csv",
+    "profile_from_jsonl",
+    "profile_from_parquet",
+]
+
+Format = Literal["jsonl", "csv", "parquet"]
+_SUFFIXES: dict[str, Format] = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+#: Columns of a table that are event fields, never features (CONTRACTS section 1).
+_META = ("model", "model_version", "event_id", "segment")
+_TS_NAMES = ("ts", "timestamp")
+_POSITIVE = ("1", "true", "yes", "positive", "pos")
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 (hex) of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _settings(settings: MetricsConfig | ProfileSettings | None) -> MetricsConfig | ProfileSettings:
+    return settings if settings is not None else MetricsConfig()
+
+
+def _pick(
+    columns: Sequence[str], explicit: str | None, defaults: Sequence[str], what: str
+) -> str | None:
+    if explicit is not None:
+        if explicit not in columns:
+            raise ProfileError(
+                f"{what} column {explicit!r} is not in the file (columns: {list(columns)})"
+            )
+        return explicit
+    return next((c for c in defaults if c in columns), None)
+
+
+def _select(
+    names: Iterable[str], include: Sequence[str] | None, exclude: Sequence[str] | None
+) -> list[str]:
+    names = list(names)
+    if include is not None:
+        unknown = [n for n in include if n not in names]
+        if unknown:
+            raise ProfileError(
+                f"include names features that are not in the data: {unknown} (features: {names})"
+            )
+        names = [n for n in names if n in include]
+    if exclude is not None:
+        names = [n for n in names if n not in exclude]
+    return names
+
+
+def _score_of(pred: object) -> object:
+    """A prediction object ``{class: probability}``: the positive class's probability when
+    binary, else the most probable class."""
+    if not isinstance(pred, dict):
+        return pred
+    if not pred:
+        return None
+    if len(pred) == 2:
+        keys = list(pred)
+        pos = next(
+            (k for k in keys if str(k).strip().lower() in _POSITIVE), sorted(keys, key=str)[-1]
+        )
+        return pred[pos]
+    return max(sorted(pred, key=str), key=lambda k: pred[k])
+
+
+def profile_from_jsonl(
+    path: str | Path,
+    *,
+    model: str,
+    model_version: str,
+    created_at: str,
+    settings: MetricsConfig | ProfileSettings | None = None,
+    label: str | None = None,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+    threshold: float = 0.5,
+    task: Literal["auto", "classification", "regression"] = "auto",
+) -> Profile:
+    """Profile prediction events (one JSON object a line, CONTRACTS section 1) of ``model``.
+
+    Events of other models are skipped. ``label`` names a top-level field holding the true
+    label (default ``label`` when present). Blank lines are skipped; a line that is not a JSON
+    object raises :class:`ProfileError` naming it.
+    """
+    label_key = label or "label"
+    decoder = msgspec.json.Decoder()
+    rows: list[dict[str, Any]] = []
+    with open(path, "rb") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                event = decoder.decode(line)
+            except msgspec.DecodeError as exc:
+                raise ProfileError(
+                    f"{path}:{lineno}: not valid JSON ({exc}); fix or remove the line"
+                ) from exc
+            if not isinstance(event, dict):
+                raise ProfileError(
+                    f"{path}:{lineno}: expected a JSON object (got {type(event).__name__})"
+                )
+            if event.get("model", model) != model:
+                continue
+            feats = event.get("features")
+            if not isinstance(feats, dict):
+                raise ProfileError(
+                    f"{path}:{lineno}: at `$.features`: expected an object of feature values (got {type(feats).__name__})"
+                )
+            rows.append(event)
+    if not rows:
+        raise ProfileError(f"{path}: no events of model {model!r}; check --model")
+    names: dict[str, None] = {}
+    for event in rows:
+        names.update(dict.fromkeys(event["features"]))
+    selected = _select(names, include, exclude)
+    features = {n: [e["features"].get(n) for e in rows] for n in selected}
+    has = {k: any(k in e for e in rows) for k in ("prediction", label_key, "latency_ms", "status")}
+    if label is not None and not has[label_key]:
+        raise ProfileError(f"{path}: no event has the label field {label!r}")
+    return build_profile(
+        model=model,
+        model_version=model_version,
+        created_at=created_at,
+        source_digest=file_digest(path),
+        settings=_settings(settings),
+        features=features,
+        prediction=[_score_of(e.get("prediction")) for e in rows] if has["prediction"] else None,
+        label=[e.get(label_key) for e in rows] if has[label_key] else None,
+        latency_ms=[e.get("latency_ms") for e in rows] if has["latency_ms"] else None,
+        status=[e.get("status", 200) for e in rows] if has["status"] else None,
+        threshold=threshold,
+        task=task,
+    )
+
+
+def _parse_cell(text: str) -> object:
+    """A CSV cell: empty is missing, numbers are floats, everything else stays text."""
+    if text == "":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _numeric_or_text(column: list[object]) -> list[object]:
+    """Keep a column numeric only if every present cell parsed as a number."""
+    if all(v is None or isinstance(v, float) for v in column):
+        return column
+    return [None if v is None else (_float_text(v) if isinstance(v, float) else v) for v in column]
+
+
+def _float_text(v: float) -> str:
+    return str(int(v)) if math.isfinite(v) and v.is_integer() else repr(v)
+
+
+def _table_profile(
+    path: str | Path,
+    columns: dict[str, list[object]],
+    *,
+    model: str,
+    model_version: str,
+    created_at: str,
+    settings: MetricsConfig | ProfileSettings | None,
+    timestamp: str | None,
+    prediction: str | None,
+    label: str | None,
+    latency: str | None,
+    status: str | None,
+    include: Sequence[str] | None,
+    exclude: Sequence[str] | None,
+    threshold: float,
+    task: Literal["auto", "classification", "regression"],
+) -> Profile:
+    names = list(columns)
+    ts_col = _pick(names, timestamp, _TS_NAMES, "timestamp")
+    pred_col = _pick(names, prediction, ("prediction",), "prediction")
+    label_col = _pick(names, label, ("label",), "label")
+    lat_col = _pick(names, latency, ("latency_ms",), "latency")
+    status_col = _pick(names, status, ("status",), "status")
+    if "model" in columns:
+        keep = [i for i, m in enumerate(columns["model"]) if m is None or m == model]
+        if not keep:
+            raise ProfileError(
+                f"{path}: no rows of model {model!r} in column 'model'; check --model"
+            )
+        columns = {k: [v[i] for i in keep] for k, v in columns.items()}
+    special = {ts_col, pred_col, label_col, lat_col, status_col, *_META} - {None}
+    selected = _select([n for n in names if n not in special], include, exclude)
+
+    def num(col: str | None) -> list[object] | None:
+        return None if col is None else columns[col]
+
+    return build_profile(
+        model=model,
+        model_version=model_version,
+        created_at=created_at,
+        source_digest=file_digest(path),
+        settings=_settings(settings),
+        features={n: columns[n] for n in selected},
+        prediction=num(pred_col),
+        label=num(label_col),
+        latency_ms=num(lat_col),
+        status=[None if v is None else int(v) for v in columns[status_col]] if status_col else None,  # type: ignore[call-overload]
+        threshold=threshold,
+        task=task,
+    )
+
+
+def profile_from_csv(
+    path: str | Path,
+    *,
+    model: str,
+    model_version: str,
+    created_at: str,
+    settings: MetricsConfig | ProfileSettings | None = None,
+    timestamp: str | None = None,
+    prediction: str | None = None,
+    label: str | None = None,
+    latency: str | None = None,
+    status: str | None = None,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+    threshold: float = 0.5,
+    task: Literal["auto", "classification", "regression"] = "auto",
+) -> Profile:
+    """Profile a CSV file with a header row.
+
+    A column is numeric when every non-empty cell parses as a number; otherwise categorical
+    (``true``/``false`` and text). Empty cells are missing. Columns named ``ts``/``timestamp``,
+    ``prediction``, ``label``, ``latency_ms``, ``status``, ``model``, ``model_version``,
+    ``event_id`` are taken as those fields unless other names are given; rows whose ``model``
+    differs from ``model`` are skipped.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if not header:
+                raise ProfileError(f"{path}: empty CSV file (expected a header row)")
+            cols: list[list[object]] = [[] for _ in header]
+            for lineno, row in enumerate(reader, 2):
+                if not row:
+                    continue
+                if len(row) != len(header):
+                    raise ProfileError(
+                        f"{path}:{lineno}: {len(row)} cells but the header has {len(header)}"
+                    )
+                for c, cell in zip(cols, row, strict=True):
+                    c.append(_parse_cell(cell))
+    except UnicodeDecodeError as exc:
+        raise ProfileError(f"{path}: not UTF-8 text ({exc})") from exc
+    if len(set(header)) != len(header):
+        raise ProfileError(f"{path}: duplicate column names in the header {header}")
+    columns = {h: _numeric_or_text(c) for h, c in zip(header, cols, strict=True)}
+    for key in ("model", "model_version", "event_id"):
+        if key in columns:
+            columns[key] = [
+                None if v is None else (_float_text(v) if isinstance(v, float) else v)
+                for v in columns[key]
+            ]
+    return _table_profile(
+        path, columns, model=model, model_version=model_version, created_at=created_at, settings=settings,
+        timestamp=timestamp, prediction=prediction, label=label, latency=latency, status=status,
+        include=include, exclude=exclude, threshold=threshold, task=task,
+    )  # fmt: skip
+
+
+def profile_from_parquet(
+    path: str | Path,
+    *,
+    model: str,
+    model_version: str,
+    created_at: str,
+    settings: MetricsConfig | ProfileSettings | None = None,
+    timestamp: str | None = None,
+    prediction: str | None = None,
+    label: str | None = None,
+    latency: str | None = None,
+    status: str | None = None,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+    threshold: float = 0.5,
+    task: Literal["auto", "classification", "regression"] = "auto",
+) -> Profile:
+    """Profile a Parquet file (read with pyarrow); columns as in :func:`profile_from_csv`.
+
+    Integer and floating columns are numeric (null is missing, NaN non-finite); bool, string
+    and other columns are categorical.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise ProfileError(f"{path}: cannot read Parquet ({exc})") from exc
+    columns: dict[str, list[object]] = {}
+    for name in table.column_names:
+        col = table.column(name)
+        t = col.type
+        values = col.to_pylist()
+        if (
+            pa.types.is_integer(t)
+            or pa.types.is_floating(t)
+            or pa.types.is_boolean(t)
+            or pa.types.is_string(t)
+            or pa.types.is_large_string(t)
+        ):
+            columns[name] = values
+        else:
+            columns[name] = [None if v is None else str(v) for v in values]
+    return _table_profile(
+        path, columns, model=model, model_version=model_version, created_at=created_at, settings=settings,
+        timestamp=timestamp, prediction=prediction, label=label, latency=latency, status=status,
+        include=include, exclude=exclude, threshold=threshold, task=task,
+    )  # fmt: skip
+
+
+def build_profile_from_file(
+    path: str | Path,
+    *,
+    model: str,
+    model_version: str,
+    fmt: Format | None = None,
+    timestamp: str | None = None,
+    prediction: str | None = None,
+    label: str | None = None,
+    latency: str | None = None,
+    status: str | None = None,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+    settings: MetricsConfig | ProfileSettings | None = None,
+    created_at: str,
+    threshold: float = 0.5,
+    task: Literal["auto", "classification", "regression"] = "auto",
+) -> Profile:
+    """Build ``model``'s profile from a file; ``fmt`` defaults to the file's suffix.
+
+    JSONL files hold prediction events (``timestamp``, ``prediction``, ``latency`` and
+    ``status`` do not apply: the event fields are used); CSV and Parquet hold one row per
+    prediction. ``created_at`` is an ISO 8601 string the caller chooses (the profile never reads
+    the clock).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ProfileError(f"{p}: no such file; pass a CSV, Parquet or JSONL file")
+    if fmt is None:
+        fmt = _SUFFIXES.get(p.suffix.lower())
+        if fmt is None:
+            raise ProfileError(
+                f"{p}: cannot tell the format from the suffix {p.suffix!r}; pass fmt='csv', 'parquet' or 'jsonl'"
+            )
+    if fmt == "jsonl":
+        return profile_from_jsonl(
+            p, model=model, model_version=model_version, created_at=created_at, settings=settings,
+            label=label, include=include, exclude=exclude, threshold=threshold, task=task,
+        )  # fmt: skip
+    reader = profile_from_csv if fmt == "csv" else profile_from_parquet
+    if fmt not in ("csv", "parquet"):
+        raise ProfileError(f"unknown format {fmt!r}; use 'csv', 'parquet' or 'jsonl'")
+    return reader(
+        p, model=model, model_version=model_version, created_at=created_at, settings=settings,
+        timestamp=timestamp, prediction=prediction, label=label, latency=latency, status=status,
+        include=include, exclude=exclude, threshold=threshold, task=task,
+    )  # fmt: skip
