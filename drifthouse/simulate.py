@@ -197,7 +197,7 @@ def _fraud_minute(rng: np.random.Generator, sc: Scenario, ts: np.ndarray) -> dic
     for f in sc.faults_for("fraud", "missing"):
         age_missing |= rng.random(n) < 0.5 * f.ramp(ts, 8)
     tenure = rng.exponential(400, n).round(1)
-    hour = ((ts // HOUR) % 24).astype(np.int64)
+    items = (1 + rng.poisson(1.5, n)).astype(np.int64)
     velocity = rng.poisson(2.0, n).astype(np.float64)
     country = rng.choice(_COUNTRIES, n, p=_COUNTRY_P)
     device = rng.choice(_DEVICES, n, p=_DEVICE_P)
@@ -221,7 +221,7 @@ def _fraud_minute(rng: np.random.Generator, sc: Scenario, ts: np.ndarray) -> dic
             "amount": amount.round(2),
             "age": np.where(age_missing, np.nan, age),
             "tenure_days": tenure,
-            "hour": hour,
+            "n_items": items,
             "velocity_1h": velocity,
             "country": country,
             "device": device,

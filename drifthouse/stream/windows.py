@@ -15,7 +15,8 @@ Example
 -------
 >>> import numpy as np
 >>> spec = WindowSpec.tumbling(60_000)
->>> w = EventTimeWindows([spec], allowed_lateness_ms=0, empty=lambda: 0, merge=lambda a, b: a + b)
+>>> w = EventTimeWindows([spec], allowed_lateness_ms=0, empty=lambda key: 0,
+...                      merge=lambda key, a, b: a + b)
 >>> ts = np.array([1_000, 2_000, 61_000, 3_000], dtype=np.int64)
 >>> (routed,) = w.route(ts)
 >>> routed.late.tolist()          # the last event's minute closed at 61_000
@@ -134,7 +135,8 @@ class EventTimeWindows(Generic[K, S]):
     """Pane states of one source partition for several window specs, with an event-time watermark.
 
     The manager is generic over the sketch state ``S`` (it only needs ``empty`` and an
-    associative ``merge``) and over the key ``K`` (e.g. ``(model, model_version)``). Callers
+    associative ``merge``, both told the key) and over the key ``K`` (e.g.
+    ``(model, model_version)``); all keys share the partition's watermark. Callers
     route a batch of event times, update the pane states of the on-time events with their own
     sketches, and then collect the windows that closed.
 
@@ -151,8 +153,8 @@ class EventTimeWindows(Generic[K, S]):
 
     specs: Sequence[WindowSpec]
     allowed_lateness_ms: int
-    empty: Callable[[], S]
-    merge: Callable[[S, S], S]
+    empty: Callable[[K], S]
+    merge: Callable[[K, S, S], S]
     max_ts: int = _NO_TIME
     _panes: list[dict[int, dict[K, S]]] = field(default_factory=list, repr=False)
     _emitted_until: list[int] = field(default_factory=list, repr=False)
@@ -199,10 +201,10 @@ class EventTimeWindows(Generic[K, S]):
         return int(self.specs[spec_index].pane_start(np.array([self.max_ts], np.int64))[0])
 
     def update(self, spec_index: int, pane_start: int, key: K, fn: Callable[[S], S]) -> None:
-        """Replace the state of ``(spec, pane, key)`` by ``fn(state)`` (``empty()`` when new)."""
+        """Replace the state of ``(spec, pane, key)`` by ``fn(state)`` (``empty(key)`` when new)."""
         by_key = self._panes[spec_index].setdefault(pane_start, {})
         state = by_key.get(key)
-        by_key[key] = fn(self.empty() if state is None else state)
+        by_key[key] = fn(self.empty(key) if state is None else state)
 
     def open_windows(self) -> int:
         """Number of panes held, over all specs and keys (a health figure)."""
@@ -238,7 +240,7 @@ class EventTimeWindows(Generic[K, S]):
                 for p in range(start, end, pane_ms):
                     for key, state in panes.get(p, {}).items():
                         prev = merged.get(key)
-                        merged[key] = state if prev is None else self.merge(prev, state)
+                        merged[key] = state if prev is None else self.merge(key, prev, state)
                 for key, state in merged.items():
                     out.append(ClosedWindow(spec, start, end, key, state))
             start_end = done + pane_ms if done != _NO_TIME else min(panes) + pane_ms

@@ -1,0 +1,145 @@
+"""Column extraction: decoded events of one model become numpy arrays for the sketch kernels.
+
+This is the hot path between decoding and the kernels (see ``bench/``): it touches every
+feature value once in Python, so it works column by column with C-level list and array
+building, and falls back to a per-value path only for a column that holds odd types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from drifthouse.detectors.reference import category_key
+
+__all__ = ["Columns", "FeatureLayout", "extract"]
+
+PRESENT, MISSING, TYPE_ERROR = 0, 1, 2
+_NUMBER_TYPES = frozenset({float, int, type(None)})
+
+
+@dataclass(frozen=True)
+class FeatureLayout:
+    """Which features of a model are numeric and categorical, and the category codes.
+
+    ``categories[j]`` maps the canonical value of categorical feature ``j`` to its code; any
+    value the reference never had gets ``unseen[j]`` (counted in the "other" bucket and as a
+    new category).
+    """
+
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    categories: tuple[Mapping[str, int], ...]
+    unseen: tuple[int, ...]
+    prediction_classes: Mapping[str, int] | None = None
+    positive_class: str | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.categories) != len(self.categorical) or len(self.unseen) != len(
+            self.categorical
+        ):
+            raise ValueError("categories and unseen need one entry per categorical feature")
+
+
+@dataclass
+class Columns:
+    """One model's micro-batch, column by column, rows in arrival order."""
+
+    ts: npt.NDArray[np.int64]
+    numeric: npt.NDArray[np.float64]  # (n, F_num), NaN where missing or odd
+    status: npt.NDArray[np.uint8]  # (n, F_num): 0 present, 1 missing, 2 type error
+    codes: npt.NDArray[np.int32]  # (n, F_cat): -1 missing, else category code
+    latency: npt.NDArray[np.float64]  # NaN where absent
+    http_status: npt.NDArray[np.int32]
+    score: npt.NDArray[np.float64]  # numeric prediction or positive-class probability; NaN if none
+    event_ids: list[str | None] = field(default_factory=list)
+
+    def take(self, idx: npt.NDArray[np.intp]) -> Columns:
+        """The rows ``idx``, in that order."""
+        return Columns(
+            self.ts[idx],
+            self.numeric[idx],
+            self.status[idx],
+            self.codes[idx],
+            self.latency[idx],
+            self.http_status[idx],
+            self.score[idx],
+            [self.event_ids[i] for i in idx] if self.event_ids else [],
+        )
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+
+def _numeric_column(
+    values: list[Any], out: npt.NDArray[np.float64], status: npt.NDArray[np.uint8]
+) -> None:
+    if set(map(type, values)) <= _NUMBER_TYPES:
+        out[:] = np.array(values, dtype=np.float64)  # None -> NaN
+        status[:] = np.isnan(out)  # JSON has no NaN literal, so NaN here means missing
+        return
+    for i, v in enumerate(values):  # odd types in this column: value by value
+        if v is None:
+            out[i], status[i] = np.nan, MISSING
+        elif type(v) is float or type(v) is int:
+            out[i], status[i] = v, PRESENT
+        else:  # strings, bools, anything else in a numeric feature
+            out[i], status[i] = np.nan, TYPE_ERROR
+
+
+def _score(prediction: object, positive: str | None) -> float:
+    if type(prediction) is float or type(prediction) is int:
+        return float(prediction)
+    if isinstance(prediction, Mapping) and prediction:
+        if positive is not None and positive in prediction:
+            return float(prediction[positive])
+        for key in ("1", "true", "True", "yes", "positive"):
+            if key in prediction:
+                return float(prediction[key])
+        return float(max(prediction.values()))
+    return np.nan
+
+
+def extract(events: Sequence[Any], layout: FeatureLayout) -> Columns:
+    """Columns of ``events`` (decoded prediction events of one model) under ``layout``.
+
+    Events need ``ts_ms``, ``features`` (a mapping), ``prediction``, ``latency_ms``, ``status``
+    and ``event_id`` attributes.
+    """
+    n = len(events)
+    feats = [e.features for e in events]
+    f_num, f_cat = len(layout.numeric), len(layout.categorical)
+    numeric = np.empty((f_num, n), dtype=np.float64)
+    status = np.empty((f_num, n), dtype=np.uint8)
+    for j, name in enumerate(layout.numeric):
+        _numeric_column([f.get(name) for f in feats], numeric[j], status[j])
+    codes = np.empty((f_cat, n), dtype=np.int32)
+    for j, name in enumerate(layout.categorical):
+        cmap, unseen = layout.categories[j], layout.unseen[j]
+        col = [f.get(name) for f in feats]
+        if set(map(type, col)) <= {str, type(None)}:
+            codes[j] = [-1 if v is None else cmap.get(v, unseen) for v in col]
+        else:
+            keys = [category_key(v) for v in col]
+            codes[j] = [-1 if k is None else cmap.get(k, unseen) for k in keys]
+    latency = np.array([e.latency_ms for e in events], dtype=np.float64)
+    http_status = np.array([e.status for e in events], dtype=np.int32)
+    preds = [e.prediction for e in events]
+    if set(map(type, preds)) <= _NUMBER_TYPES:
+        score = np.array(preds, dtype=np.float64)
+    else:
+        score = np.array([_score(p, layout.positive_class) for p in preds], dtype=np.float64)
+    return Columns(
+        ts=np.array([e.ts_ms for e in events], dtype=np.int64),
+        numeric=np.ascontiguousarray(numeric.T),
+        status=np.ascontiguousarray(status.T),
+        codes=np.ascontiguousarray(codes.T),
+        latency=latency,
+        http_status=http_status,
+        score=score,
+        event_ids=[e.event_id for e in events],
+    )

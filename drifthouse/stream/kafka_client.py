@@ -1,0 +1,232 @@
+"""Kafka client settings and error translation shared by the Kafka adapters.
+
+One place turns :class:`~drifthouse.config.KafkaConfig` into client settings, so TLS and SASL
+reach every client the same way: kafka-python (admin, replay consumer, dead-letter producer)
+through :func:`client_kwargs`, and faust (the live worker) through :func:`faust_broker` and
+:func:`faust_credentials`. Secrets are read from their ``SecretStr`` only here, at the moment a
+client is built, and never logged (:func:`redacted` gives a loggable view).
+
+kafka-python errors are translated once, by :func:`translate`, into
+:class:`~drifthouse.errors.SourceError` messages that say what failed, where, and the fix.
+
+Example
+-------
+>>> from drifthouse.config import KafkaConfig
+>>> cfg = KafkaConfig(bootstrap="a:9092,b:9092", security_protocol="SASL_SSL",
+...                   sasl_mechanism="SCRAM-SHA-512", sasl_username="svc", sasl_password="s3cret")
+>>> kw = client_kwargs(cfg)
+>>> kw["bootstrap_servers"], kw["sasl_mechanism"], kw["sasl_plain_password"]
+(['a:9092', 'b:9092'], 'SCRAM-SHA-512', 's3cret')
+>>> redacted(kw)["sasl_plain_password"]
+'**********'
+>>> faust_broker(cfg)
+'kafka://a:9092;kafka://b:9092'
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from typing import Any
+
+from drifthouse.config import KafkaConfig
+from drifthouse.errors import ConfigError, SourceError
+
+__all__ = [
+    "DEFAULT_TIMEOUT_MS",
+    "client_kwargs",
+    "faust_broker",
+    "faust_credentials",
+    "redacted",
+    "ssl_context",
+    "translate",
+]
+
+DEFAULT_TIMEOUT_MS = 30_000
+"""Default bound on bootstrapping and on each request to the broker."""
+
+_SECRET_KEYS = frozenset({"sasl_plain_password", "ssl_password"})
+
+
+def _servers(cfg: KafkaConfig) -> list[str]:
+    servers = [s.strip() for s in cfg.bootstrap.split(",") if s.strip()]
+    if not servers:
+        raise ConfigError(
+            f"kafka.bootstrap must list at least one broker as host:port (got {cfg.bootstrap!r}); "
+            "e.g. bootstrap: localhost:9092"
+        )
+    return servers
+
+
+def _check_auth(cfg: KafkaConfig) -> None:
+    problems: list[tuple[str, str]] = []
+    uses_sasl = cfg.security_protocol.startswith("SASL_")
+    if uses_sasl and (cfg.sasl_username is None or cfg.sasl_password is None):
+        problems.append(
+            (
+                "kafka.sasl_username",
+                f"security_protocol {cfg.security_protocol} needs sasl_username and sasl_password "
+                "(e.g. sasl_password: ${KAFKA_PASSWORD})",
+            )
+        )
+    if not uses_sasl and cfg.sasl_mechanism is not None:
+        problems.append(
+            (
+                "kafka.sasl_mechanism",
+                f"sasl_mechanism is set but security_protocol is {cfg.security_protocol}; "
+                "use SASL_SSL or SASL_PLAINTEXT, or drop sasl_mechanism",
+            )
+        )
+    if cfg.ssl_keyfile is not None and cfg.ssl_certfile is None:
+        problems.append(
+            ("kafka.ssl_keyfile", "ssl_keyfile needs ssl_certfile (the client certificate)")
+        )
+    for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        path = getattr(cfg, name)
+        if path is not None and not path.is_file():
+            problems.append((f"kafka.{name}", f"file {path} does not exist or is not a file"))
+    if problems:
+        raise ConfigError(f"{len(problems)} problem(s) in the kafka settings", problems)
+
+
+def client_kwargs(cfg: KafkaConfig, **overrides: Any) -> dict[str, Any]:
+    """Keyword arguments for kafka-python's ``KafkaConsumer``, ``KafkaProducer`` and ``KafkaAdminClient``.
+
+    Covers the bootstrap servers, client id, security protocol, SASL (``PLAIN`` and ``SCRAM``,
+    username and password taken from the ``SecretStr``) and TLS files. ``overrides`` are merged
+    last (timeouts, ``group_id``, ...). The result holds the password: never log it, log
+    :func:`redacted` instead.
+
+    Raises
+    ------
+    ConfigError
+        SASL without username/password, a mechanism without a SASL protocol, missing TLS files.
+    """
+    _check_auth(cfg)
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": _servers(cfg),
+        "client_id": cfg.client_id,
+        "security_protocol": cfg.security_protocol,
+    }
+    if cfg.security_protocol.startswith("SASL_"):
+        kwargs["sasl_mechanism"] = cfg.sasl_mechanism or "PLAIN"
+        kwargs["sasl_plain_username"] = cfg.sasl_username
+        assert cfg.sasl_password is not None  # checked by _check_auth
+        kwargs["sasl_plain_password"] = cfg.sasl_password.get_secret_value()
+    if cfg.security_protocol.endswith("SSL"):
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(cfg, name)
+            if path is not None:
+                kwargs[name] = str(path)
+    kwargs.update(overrides)
+    return kwargs
+
+
+def redacted(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A copy of client keyword arguments that is safe to log."""
+    return {
+        k: ("**********" if k in _SECRET_KEYS and v is not None else v) for k, v in kwargs.items()
+    }
+
+
+def ssl_context(cfg: KafkaConfig) -> ssl.SSLContext:
+    """A TLS client context from the configured CA, certificate and key files.
+
+    Without ``ssl_cafile`` the system's trusted CAs verify the broker. faust's own
+    ``SSLCredentials()`` cannot build a context without an explicit ``purpose``, so drifthouse
+    builds it here and hands it over.
+    """
+    _check_auth(cfg)
+    context = ssl.create_default_context(
+        purpose=ssl.Purpose.SERVER_AUTH,
+        cafile=str(cfg.ssl_cafile) if cfg.ssl_cafile is not None else None,
+    )
+    if cfg.ssl_certfile is not None:
+        context.load_cert_chain(
+            certfile=str(cfg.ssl_certfile),
+            keyfile=str(cfg.ssl_keyfile) if cfg.ssl_keyfile is not None else None,
+        )
+    return context
+
+
+def faust_broker(cfg: KafkaConfig) -> str:
+    """The faust ``broker`` setting: ``kafka://host:port`` per bootstrap server, ``;``-separated."""
+    return ";".join(f"kafka://{server}" for server in _servers(cfg))
+
+
+def faust_credentials(cfg: KafkaConfig) -> Any:
+    """The faust ``broker_credentials`` setting for ``cfg`` (``None`` for ``PLAINTEXT``).
+
+    ``SSL`` gives ``faust.SSLCredentials`` with the context of :func:`ssl_context`;
+    ``SASL_PLAINTEXT`` and ``SASL_SSL`` give ``faust.SASLCredentials`` with the mechanism,
+    username and password (and the TLS context for ``SASL_SSL``).
+    """
+    _check_auth(cfg)
+    protocol = cfg.security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    import faust  # imported here: faust pulls in aiokafka and mode, which replay does not need
+
+    if protocol == "SSL":
+        return faust.SSLCredentials(ssl_context(cfg))
+    assert cfg.sasl_password is not None  # checked by _check_auth
+    return faust.SASLCredentials(
+        username=cfg.sasl_username,
+        password=cfg.sasl_password.get_secret_value(),
+        mechanism=cfg.sasl_mechanism or "PLAIN",
+        ssl_context=ssl_context(cfg) if protocol == "SASL_SSL" else None,
+    )
+
+
+def translate(
+    exc: BaseException, cfg: KafkaConfig, doing: str, *, topic: str | None = None
+) -> SourceError:
+    """Turn a kafka-python (or socket/TLS) error into a :class:`SourceError` that says the fix.
+
+    ``doing`` names the operation (``"reading offsets"``); ``topic`` is named when given. The
+    caller raises the result ``from exc``.
+    """
+    import kafka.errors as ke
+
+    where = f"the Kafka broker at {cfg.bootstrap}"
+    what = f"{doing} failed" + (f" for topic {topic!r}" if topic else "")
+    if isinstance(exc, SourceError):
+        return exc
+    if isinstance(exc, ke.KafkaTimeoutError) and "bootstrap" in str(exc).lower():
+        return SourceError(
+            f"{what}: cannot reach {where} (no answer to the bootstrap request); check "
+            "kafka.bootstrap and that the broker is running. `scripts/kafka start` starts a "
+            "local one at 127.0.0.1:9092."
+        )
+    if isinstance(exc, ke.KafkaConnectionError | ConnectionError | socket.gaierror):
+        return SourceError(
+            f"{what}: cannot connect to {where} ({exc}); check kafka.bootstrap and that the "
+            "broker is running. `scripts/kafka start` starts a local one at 127.0.0.1:9092."
+        )
+    if isinstance(exc, ke.SaslAuthenticationFailedError | ke.UnsupportedSaslMechanismError):
+        return SourceError(
+            f"{what}: {where} refused the SASL login of user {cfg.sasl_username!r} with mechanism "
+            f"{cfg.sasl_mechanism or 'PLAIN'} ({type(exc).__name__}); check kafka.sasl_username, "
+            "kafka.sasl_password and kafka.sasl_mechanism."
+        )
+    if isinstance(exc, ssl.SSLError):
+        return SourceError(
+            f"{what}: the TLS handshake with {where} failed ({exc.reason or exc}); check "
+            "kafka.security_protocol and kafka.ssl_cafile (the CA that signed the broker's certificate)."
+        )
+    if isinstance(exc, ke.AuthorizationError):
+        return SourceError(
+            f"{what}: {where} denied access ({type(exc).__name__}); grant user "
+            f"{cfg.sasl_username!r} the ACLs for the topic and group kafka.group={cfg.group!r}."
+        )
+    if isinstance(exc, ke.UnknownTopicOrPartitionError):
+        return SourceError(
+            f"{what}: topic {topic!r} does not exist at {cfg.bootstrap}; check the topic name "
+            "(kafka.topic) or create it."
+        )
+    if isinstance(exc, ke.KafkaTimeoutError):
+        return SourceError(
+            f"{what}: {where} did not answer in time ({exc}); the broker may be overloaded or "
+            "restarting; retry, or raise the timeout."
+        )
+    return SourceError(f"{what} at {cfg.bootstrap}: {type(exc).__name__}: {exc}")
