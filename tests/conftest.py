@@ -1,0 +1,173 @@
+"""Project-wide fixtures: the real Kafka broker and the embedded ClickHouse engine.
+
+Kafka
+-----
+``kafka_bootstrap`` (session)
+    ``"host:port"`` of a real Kafka 4.0 broker. Uses ``KAFKA_BOOTSTRAP`` when set; else a broker
+    that ``scripts/kafka`` already runs (``make test`` starts one); else starts one with
+    ``scripts/kafka start`` and stops it when the session ends. Only a broker this session
+    started is stopped. Every test marked ``@pytest.mark.kafka`` gets it, even without asking.
+``kafka_admin`` (session)
+    A kafka-python ``KafkaAdminClient`` on that broker.
+``make_topic`` (function)
+    ``make_topic(partitions=1, *, configs=None) -> str`` creates a uniquely named topic
+    (``t-<test name>-<random>``), waits until every partition has a leader, and returns its
+    name. The topics are deleted after the test.
+
+ClickHouse (embedded engine, through clickhouse-connect)
+--------------------------------------------------------
+The embedded engine opens one data folder per process at a time, so the whole session shares
+one folder: never call ``clickhouse_connect.get_client(dsn="chdb:///another/folder")`` in a
+test; build what you test from ``ch_dsn`` instead (clients on the same folder coexist).
+
+``ch_dsn`` (session)
+    ``"chdb:///<tmp>/clickhouse"``: the session's data folder as a DSN, e.g. for
+    ``drifthouse.sinks.store.open_store(ch_dsn, database=name)``.
+``ch_client`` (session)
+    The session's ``clickhouse_connect`` client on ``ch_dsn``.
+``ch_database`` (function)
+    ``(client, database_name)``: a fresh, empty, uniquely named database (``t_<random>``)
+    that is the client's current database for the test (unqualified table names go there),
+    dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+KAFKA_SCRIPT = ROOT / "scripts" / "kafka"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # kafka-python 3.0 loads its protocol schemas with importlib.resources' legacy API.
+    for api in ("read_text", "open_text"):
+        config.addinivalue_line("filterwarnings", f"ignore:{api} is deprecated:DeprecationWarning")
+
+
+def _script_env() -> dict[str, str]:
+    # The script's readiness check needs kafka-python: use this interpreter.
+    return {**os.environ, "PYTHON": sys.executable}
+
+
+def _kafka(command: str, *, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(KAFKA_SCRIPT), command],
+        env=_script_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """Bootstrap address of a real Kafka broker for the session (see the module docstring)."""
+    address = os.environ.get("KAFKA_BOOTSTRAP")
+    if address:
+        yield address
+        return
+    if _kafka("status", timeout=60).returncode == 0:
+        yield _kafka("bootstrap", timeout=10).stdout.strip()
+        return
+    started = _kafka("start", timeout=900)
+    if started.returncode != 0:
+        pytest.fail(
+            "could not start a Kafka broker with scripts/kafka start "
+            f"(exit {started.returncode}):\n{started.stderr[-4000:]}\n"
+            "Start one yourself (make kafka-start), point KAFKA_BOOTSTRAP at one, "
+            'or deselect these tests with -m "not kafka".',
+            pytrace=False,
+        )
+    address = started.stdout.strip().splitlines()[-1]
+    try:
+        yield address
+    finally:
+        _kafka("stop", timeout=120)
+
+
+@pytest.fixture(autouse=True)
+def _kafka_for_marked_tests(request: pytest.FixtureRequest) -> None:
+    """Tests marked ``kafka`` get the broker without naming the fixture."""
+    if request.node.get_closest_marker("kafka") is not None:
+        request.getfixturevalue("kafka_bootstrap")
+
+
+@pytest.fixture(scope="session")
+def kafka_admin(kafka_bootstrap: str) -> Iterator[Any]:
+    """A kafka-python ``KafkaAdminClient`` on the session's broker."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, client_id="drifthouse-tests")
+    yield admin
+    admin.close()
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")[:limit] or "test"
+
+
+@pytest.fixture
+def make_topic(kafka_admin: Any, request: pytest.FixtureRequest) -> Iterator[Callable[..., str]]:
+    """Factory of fresh topics: ``make_topic(partitions=3) -> "t-test_x-1a2b3c4d"``.
+
+    Parameters of the factory: ``partitions`` (default 1) and ``configs`` (topic configs such
+    as ``{"max.message.bytes": "2000000"}``). Each topic is ready (every partition has a leader)
+    when returned, and deleted after the test.
+    """
+    created: list[str] = []
+
+    def make(partitions: int = 1, *, configs: dict[str, str] | None = None) -> str:
+        name = f"t-{_slug(request.node.name)}-{uuid.uuid4().hex[:8]}"
+        spec = {"num_partitions": partitions, "replication_factor": 1, "configs": configs or {}}
+        kafka_admin.create_topics({name: spec}, wait_for_metadata=True)
+        created.append(name)
+        return name
+
+    yield make
+    if created:
+        # Best effort: a topic still being read by a lingering consumer may refuse to go.
+        with contextlib.suppress(Exception):
+            kafka_admin.delete_topics(created)
+
+
+@pytest.fixture(scope="session")
+def ch_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """``chdb:///...``: the session's one embedded-ClickHouse data folder."""
+    folder = tmp_path_factory.mktemp("clickhouse", numbered=True)
+    return f"chdb://{folder.resolve()}"
+
+
+@pytest.fixture(scope="session")
+def ch_client(ch_dsn: str) -> Iterator[Any]:
+    """The session's clickhouse-connect client on the embedded engine (``ch_dsn``)."""
+    import clickhouse_connect
+
+    client = clickhouse_connect.get_client(dsn=ch_dsn)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def ch_database(ch_client: Any) -> Iterator[tuple[Any, str]]:
+    """``(client, database)``: a fresh database, current for the test, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    ch_client.command(f"CREATE DATABASE `{name}`")
+    previous = ch_client.database
+    ch_client.database = name
+    try:
+        yield ch_client, name
+    finally:
+        ch_client.database = previous
+        ch_client.command(f"DROP DATABASE IF EXISTS `{name}` SYNC")
