@@ -31,6 +31,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import msgspec
@@ -48,6 +49,13 @@ __all__ = [
     "list_silences",
     "parse_matchers",
 ]
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _dt(ms: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=ms)
 
 
 class Silence(msgspec.Struct, frozen=True, kw_only=True):
@@ -139,11 +147,11 @@ class ClickHouseSilenceStore:
         row = [
             silence.id,
             silence.matchers,
-            silence.starts_at / 1000,
-            silence.ends_at / 1000,
+            _dt(silence.starts_at),
+            _dt(silence.ends_at),
             silence.created_by,
             silence.reason,
-            silence.created_at / 1000,
+            _dt(silence.created_at),
             version,
         ]
         try:
