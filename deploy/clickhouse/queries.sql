@@ -1,0 +1,1 @@
+../../drifthouse/sinks/sql/queries.sql

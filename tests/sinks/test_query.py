@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from drifthouse.errors import StoreError, UsageError
+from drifthouse.sinks.clickhouse import ClickHouseSink
+from drifthouse.sinks.query import (
+    check_readonly,
+    load_recipes,
+    query_readonly,
+    run_recipe,
+    run_sql,
+    serve_readonly,
+)
+from tests.sinks import rowgen
+
+HOURS = 6
+
+
+@pytest.fixture
+def filled(store_client: Any, database: str) -> Iterator[Any]:
+    """A store with realistic results, every window written twice (a replay with the same run id)."""
+    metrics, sketches, alerts = rowgen.results(hours=HOURS)
+    sink = ClickHouseSink(store_client, database=database)
+    for _ in range(2):
+        sink.write([*metrics, *sketches, *alerts])
+        sink.flush()
+    yield store_client
+
+
+def _ms(dt: int) -> datetime:
+    return datetime.fromtimestamp(dt / 1000, tz=UTC)
+
+
+def _psi(cur: list[int], ref: list[int], eps: float = 1e-4) -> float:
+    p = [max(c / sum(cur), eps) for c in cur]
+    q = [max(r / sum(ref), eps) for r in ref]
+    return sum((a - b) * math.log(a / b) for a, b in zip(p, q, strict=True))
+
+
+def test_psi_range_matches_a_python_computation(filled: Any) -> None:
+    end = rowgen.now_hour()
+    start = end - HOURS * rowgen.HOUR
+    params = {"model": "fraud", "model_version": "2.0.0", "start": _ms(start), "end": _ms(end)}
+    columns, rows = run_recipe(filled, "psi_range", params)
+    assert columns == ["feature", "bins", "n", "psi"]
+    assert len(rows) == 1  # one hist feature; the doubled writes did not double the counts
+    feature, bins, n, psi = rows[0]
+    summed = [0] * 10
+    for h in range(HOURS):
+        shift = 0.05 * h
+        for i in range(10):
+            summed[i] += int(100 * (1 + shift * (i - 4.5) / 4.5))
+    assert (feature, bins, n) == ("amount", 10, sum(summed))
+    assert psi == pytest.approx(_psi(summed, rowgen.REF_COUNTS), rel=1e-9)
+    # a sub-range: the last two hours only
+    params["start"] = _ms(end - 2 * rowgen.HOUR)
+    _, rows = run_recipe(filled, "psi_range", params)
+    assert rows[0][2] < n
+
+
+def test_every_recipe_runs_and_returns_rows(filled: Any) -> None:
+    params: dict[str, dict[str, Any]] = {
+        "psi_range": {
+            "model": "fraud",
+            "model_version": "2.0.0",
+            "start": _ms(rowgen.now_hour() - 24 * rowgen.HOUR),
+            "end": _ms(rowgen.now_hour()),
+        },
+        "top_drifting_features": {"model": "fraud"},
+        "quality_trend": {"model": "fraud"},
+        "alert_history": {},
+        "compare_versions": {"model": "fraud", "version_a": "1.0.0", "version_b": "2.0.0"},
+        "metric_series": {"model": "churn", "metric": "latency_p95"},
+    }
+    recipes = load_recipes()
+    assert set(recipes) == set(params)
+    for name in recipes:
+        columns, rows = run_recipe(filled, name, params[name])
+        assert columns, name
+        assert rows, name
+
+
+def test_top_drifting_features_counts_each_window_once(filled: Any) -> None:
+    _, rows = run_recipe(filled, "top_drifting_features", {"model": "fraud"})
+    assert rows[0][0] == "amount"
+    assert {r[5] for r in rows} == {HOURS * 2}  # two versions x HOURS windows, not doubled
+
+
+def test_alert_history_has_one_row_per_state_change(filled: Any) -> None:
+    _, rows = run_recipe(filled, "alert_history", {})
+    assert [(r[1], r[3]) for r in rows] == [
+        ("resolved", "data-drift"),
+        ("firing", "serving-errors"),
+        ("firing", "data-drift"),
+    ]
+
+
+def test_recipe_parameters_are_checked() -> None:
+    recipe = load_recipes()["top_drifting_features"]
+    assert recipe.bind({"model": "m"})["days"] == "7"
+    with pytest.raises(UsageError, match="--param model="):
+        recipe.bind({})
+    with pytest.raises(UsageError, match="no parameter"):
+        recipe.bind({"model": "m", "modle": "x"})
+
+
+def test_user_input_is_bound_not_formatted(filled: Any) -> None:
+    columns, rows = run_sql(
+        filled, "SELECT count() FROM metrics WHERE model = {m:String}", {"m": "x' OR 1=1 --"}
+    )
+    assert columns == ["count()"]
+    assert rows == [(0,)]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        pytest.param("DROP TABLE metrics", id="drop"),
+        pytest.param("INSERT INTO metrics SELECT * FROM metrics", id="insert"),
+        pytest.param("SELECT 1; DROP TABLE metrics", id="two-statements"),
+        pytest.param("-- SELECT\nALTER TABLE metrics DELETE WHERE 1", id="comment-disguise"),
+        pytest.param("SELECT 1 INTO OUTFILE '/tmp/x'", id="outfile"),
+    ],
+)
+def test_check_readonly_rejects_writes(sql: str) -> None:
+    with pytest.raises(UsageError):
+        check_readonly(sql)
+
+
+def test_readonly_endpoint(filled: Any) -> None:
+    server = serve_readonly(filled, 0)
+    try:
+        assert server.host == "127.0.0.1"
+        columns, rows = query_readonly(
+            server.port,
+            "SELECT model, count() AS c FROM metrics FINAL WHERE model = {m:String} GROUP BY model",
+            {"m": "fraud"},
+        )
+        assert columns == ["model", "c"]
+        assert rows == [["fraud", 360]]
+        _, rows = query_readonly(server.port, "SELECT min(window_start) FROM metrics")
+        assert isinstance(rows[0][0], str)
+        with pytest.raises(UsageError, match="read-only"):
+            query_readonly(server.port, "DROP TABLE metrics")
+        with pytest.raises(UsageError):
+            query_readonly(server.port, "SELECT nope FROM metrics")
+        assert run_sql(filled, "EXISTS TABLE metrics")[1] == [(1,)]
+    finally:
+        server.close()
+    with pytest.raises(StoreError, match="no drifthouse worker"):
+        query_readonly(server.port, "SELECT 1", timeout=2)
