@@ -94,7 +94,9 @@ class KafkaRangeSource:
             if value is not None and value < 0:
                 raise UsageError(f"{name} must be a time after 1970-01-01 (got {value} ms)")
         if from_ms is not None and to_ms is not None and from_ms > to_ms:
-            raise UsageError(f"--from ({from_ms} ms) must not be after --to ({to_ms} ms); swap them")
+            raise UsageError(
+                f"--from ({from_ms} ms) must not be after --to ({to_ms} ms); swap them"
+            )
         self.cfg = cfg
         self.topic = topic
         self.from_ms = from_ms
@@ -125,7 +127,9 @@ class KafkaRangeSource:
             try:
                 self._consumer = KafkaConsumer(**kwargs)
             except (KafkaError, OSError) as exc:
-                raise translate(exc, self.cfg, "opening the replay consumer", topic=self.topic) from exc
+                raise translate(
+                    exc, self.cfg, "opening the replay consumer", topic=self.topic
+                ) from exc
         return self._consumer
 
     def _bounds(self) -> tuple[dict[int, int], dict[int, int]]:
@@ -138,13 +142,20 @@ class KafkaRangeSource:
         try:
             # The end offsets come first: every later lookup is clamped to them, so
             # messages written after this moment are never read.
-            ends = {tp.partition: int(o) for tp, o in consumer.end_offsets(tps, self.timeout_ms).items()}
-            begins = {tp.partition: int(o) for tp, o in consumer.beginning_offsets(tps, self.timeout_ms).items()}
+            ends = {
+                tp.partition: int(o) for tp, o in consumer.end_offsets(tps, self.timeout_ms).items()
+            }
+            begins = {
+                tp.partition: int(o)
+                for tp, o in consumer.beginning_offsets(tps, self.timeout_ms).items()
+            }
             start = self._offsets_at(consumer, tps, self.from_ms, begins, ends)
             stop = self._offsets_at(consumer, tps, self.to_ms, ends, ends)
         except (KafkaError, OSError) as exc:
             self.close()
-            raise translate(exc, self.cfg, "looking up the replay offsets", topic=self.topic) from exc
+            raise translate(
+                exc, self.cfg, "looking up the replay offsets", topic=self.topic
+            ) from exc
         stop = {p: max(stop[p], start[p]) for p in partitions}
         log.info(
             "kafka.replay_range",
@@ -157,7 +168,12 @@ class KafkaRangeSource:
         return start, stop
 
     def _offsets_at(
-        self, consumer: Any, tps: list[Any], ts: int | None, default: dict[int, int], ends: dict[int, int]
+        self,
+        consumer: Any,
+        tps: list[Any],
+        ts: int | None,
+        default: dict[int, int],
+        ends: dict[int, int],
     ) -> dict[int, int]:
         """First offset with record timestamp >= ``ts`` per partition (``default`` when ``ts`` is None)."""
         if ts is None:
@@ -167,7 +183,9 @@ class KafkaRangeSource:
         for tp in tps:
             hit = found.get(tp)
             # No message at or after ts: the position is the end of the partition.
-            out[tp.partition] = ends[tp.partition] if hit is None else min(int(hit.offset), ends[tp.partition])
+            out[tp.partition] = (
+                ends[tp.partition] if hit is None else min(int(hit.offset), ends[tp.partition])
+            )
         return out
 
     # -- reading -------------------------------------------------------------------------
@@ -214,7 +232,15 @@ class KafkaRangeSource:
                     for r in records:
                         if r.offset >= stop:
                             break
-                        batch.append(Message(r.value if r.value is not None else b"", p, r.offset, self.topic, r.key))
+                        batch.append(
+                            Message(
+                                r.value if r.value is not None else b"",
+                                p,
+                                r.offset,
+                                self.topic,
+                                r.key,
+                            )
+                        )
                     reached = min(records[-1].offset + 1, stop)
                     done[p] = reached - self.start[p]
                     if reached >= stop:
@@ -233,7 +259,10 @@ class KafkaRangeSource:
                 if batch or finished:
                     last_seen = time.monotonic()
                 elif (time.monotonic() - last_seen) * 1000 > self.stall_timeout_ms:
-                    where = ", ".join(f"partition {p} at {self.start[p] + done[p]} of {self.stop[p]}" for p in sorted(active))
+                    where = ", ".join(
+                        f"partition {p} at {self.start[p] + done[p]} of {self.stop[p]}"
+                        for p in sorted(active)
+                    )
                     raise SourceError(
                         f"replay of topic {self.topic!r} from {self.cfg.bootstrap} stalled: no message for "
                         f"{self.stall_timeout_ms / 1000:.0f}s while {where}; check that the broker is up "

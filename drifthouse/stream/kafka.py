@@ -1,0 +1,56 @@
+"""The Kafka adapters of drifthouse, in one import.
+
+* :mod:`~drifthouse.stream.kafka_client`: ``KafkaConfig`` -> kafka-python keyword arguments and
+  faust broker settings (TLS and SASL pass through to both); kafka-python errors -> ``SourceError``.
+* :mod:`~drifthouse.stream.kafka_admin`: create topics, partitions, committed and end offsets, lag.
+* :mod:`~drifthouse.stream.kafka_source`: :class:`KafkaRangeSource`, the bounded replay of a
+  topic over a record-time range, without a consumer group.
+* :mod:`~drifthouse.stream.kafka_dlq`: :class:`KafkaDeadLetters`, dead letters to ``<topic>.dlq``
+  with the error in headers.
+"""
+
+from __future__ import annotations
+
+from drifthouse.stream.kafka_admin import (
+    PartitionLag,
+    admin_client,
+    beginning_offsets,
+    committed_offsets,
+    end_offsets,
+    ensure_topics,
+    lag,
+    partitions_for,
+)
+from drifthouse.stream.kafka_client import (
+    DEFAULT_TIMEOUT_MS,
+    client_kwargs,
+    faust_broker,
+    faust_credentials,
+    redacted,
+    ssl_context,
+    translate,
+)
+from drifthouse.stream.kafka_dlq import KafkaDeadLetters, dead_letter_headers
+from drifthouse.stream.kafka_source import KafkaRangeSource, Progress
+
+__all__ = [
+    "DEFAULT_TIMEOUT_MS",
+    "KafkaDeadLetters",
+    "KafkaRangeSource",
+    "PartitionLag",
+    "Progress",
+    "admin_client",
+    "beginning_offsets",
+    "client_kwargs",
+    "committed_offsets",
+    "dead_letter_headers",
+    "end_offsets",
+    "ensure_topics",
+    "faust_broker",
+    "faust_credentials",
+    "lag",
+    "partitions_for",
+    "redacted",
+    "ssl_context",
+    "translate",
+]
