@@ -1,0 +1,54 @@
+# drifthouse developer tasks. Needs python3 (3.11+), make, and for the tests Java 17+ and Maven.
+#
+#   make venv         .venv with the package (editable) and the dev tools; quick when up to date
+#   make demo         the whole pipeline on one machine (no services needed)
+#   make test         start a Kafka broker (scripts/kafka), run pytest, stop the broker
+#   make lint         ruff check, ruff format --check, mypy
+#   make kafka-start  start the local test broker (127.0.0.1, port KAFKA_PORT or 9092)
+#   make kafka-stop   stop it
+#
+# PYTEST_ARGS passes options to pytest, e.g. make test PYTEST_ARGS='-m "not kafka" -x'.
+
+PYTHON ?= python3
+VENV ?= .venv
+PYTEST_ARGS ?=
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help venv demo test lint kafka-start kafka-stop
+
+help:
+	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
+
+venv: $(STAMP)
+
+# Reinstall only when pyproject.toml changes (or the venv is gone).
+$(STAMP): pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV) || { \
+	  echo "error: '$(PYTHON) -m venv' failed; on Debian/Ubuntu install python3-venv (apt-get install -y python3-venv)"; \
+	  rm -rf $(VENV); exit 1; }
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e ".[dev]"
+	@touch $@
+
+demo: venv
+	$(VENV)/bin/drifthouse demo
+
+# The broker is stopped whatever pytest's outcome, unless it was already running before.
+test: venv
+	@if scripts/kafka status >/dev/null 2>&1; then started=0; else started=1; \
+	  PYTHON=$(VENV)/bin/python scripts/kafka start >/dev/null || exit 1; fi; \
+	status=0; PYTHON=$(VENV)/bin/python $(VENV)/bin/pytest $(PYTEST_ARGS) || status=$$?; \
+	if [ $$started = 1 ]; then scripts/kafka stop; fi; \
+	exit $$status
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+kafka-start:
+	@PYTHON=$(VENV)/bin/python scripts/kafka start
+
+kafka-stop:
+	@scripts/kafka stop
