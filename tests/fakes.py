@@ -46,6 +46,7 @@ class _Failure:
     times: int
     retry_after: str | None = None
     body: Any = None
+    after: int = 0
 
 
 @dataclass
@@ -124,14 +125,17 @@ class FakeApi:
 
     # ---- failure modes -------------------------------------------------------------------------
 
-    def fail(self, prefix: str, status: int = 500, *, times: int = 1, retry_after: float | None = None) -> None:
-        """Answer the next ``times`` requests whose path starts with ``prefix`` with ``status``."""
+    def fail(
+        self, prefix: str, status: int = 500, *, times: int = 1, retry_after: float | None = None, after: int = 0
+    ) -> None:
+        """Answer ``times`` requests whose path starts with ``prefix`` with ``status``, after
+        letting the next ``after`` of them through."""
         body: Any = {"ok": False, "error": "ratelimited"} if status == 429 else {"ok": False, "error": "internal_error"}
         if prefix.startswith("/v2"):
             body = {"status": "throttle event", "message": "Requests for this service are arriving too quickly"} if status == 429 else {"status": "error"}
         with self._lock:
             self._failures.append(
-                _Failure(prefix, status, times, None if retry_after is None else f"{retry_after:g}", body)
+                _Failure(prefix, status, times, None if retry_after is None else f"{retry_after:g}", body, after)
             )
 
     # ---- views ---------------------------------------------------------------------------------
@@ -165,6 +169,9 @@ class FakeApi:
         with self._lock:
             for failure in self._failures:
                 if failure.times > 0 and path.startswith(failure.prefix):
+                    if failure.after > 0:
+                        failure.after -= 1
+                        continue
                     failure.times -= 1
                     out_headers = {"Content-Type": "application/json"}
                     if failure.retry_after is not None:
