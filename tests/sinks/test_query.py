@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,14 +22,14 @@ HOURS = 6
 
 
 @pytest.fixture
-def filled(store_client: Any, database: str) -> Iterator[Any]:
+def filled(store_client: Any, database: str) -> Any:
     """A store with realistic results, every window written twice (a replay with the same run id)."""
     metrics, sketches, alerts = rowgen.results(hours=HOURS)
     sink = ClickHouseSink(store_client, database=database)
     for _ in range(2):
         sink.write([*metrics, *sketches, *alerts])
         sink.flush()
-    yield store_client
+    return store_client
 
 
 def _ms(dt: int) -> datetime:
