@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -43,6 +44,7 @@ from drifthouse.errors import DecodeError
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_FUTURE_MS",
+    "Buffer",
     "Event",
     "EventDecoder",
     "EventKind",
@@ -61,13 +63,20 @@ DEFAULT_MAX_FUTURE_MS = 3_600_000
 
 # DateTime64(3) in ClickHouse and Python's datetime both end in the year 9999.
 _MAX_TS_MS = 253_402_300_799_999
+_FLOAT_MAX = sys.float_info.max
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
 
 FeatureValue: TypeAlias = float | str | bool | None
 """A feature value after decoding: numbers are always ``float`` (JSON ``3`` becomes ``3.0``)."""
 
-Prediction: TypeAlias = int | float | str | dict[str, float]
+# Integers beyond 2**53 are not exact as floats: no sane class id or score needs them.
+_ExactInt = Annotated[int, msgspec.Meta(ge=-(2**53), le=2**53)]
+
+Buffer: TypeAlias = bytes | bytearray | memoryview
+"""What a message value may be: Kafka clients hand out ``bytes``, some ``memoryview``."""
+
+Prediction: TypeAlias = _ExactInt | float | str | dict[str, float]
 """A prediction: a number (regression score, class id), a class name, or class -> probability."""
 
 _NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
@@ -132,7 +141,8 @@ def parse_ts(value: int | str) -> int:
 # The struct attribute is ``ts_ms`` (always int epoch ms once constructed) while the JSON key
 # is ``ts`` (an int or an RFC 3339 string). msgspec must accept both forms when decoding, so at
 # run time the field is declared ``int | str`` and ``__post_init__`` normalises it; type checkers
-# see the normalised ``int``.
+# see the normalised ``int``. (Constructed in Python, an event also takes an RFC 3339 string,
+# but typed code should pass ``parse_ts(text)``.)
 
 
 class PredictionEvent(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
@@ -162,7 +172,7 @@ class PredictionEvent(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False
 
     Examples
     --------
-    >>> ev = PredictionEvent(model="fraud", ts_ms="2024-05-01T12:00:00Z", features={"amount": 9.5})
+    >>> ev = PredictionEvent(model="fraud", ts_ms=parse_ts("2024-05-01T12:00:00Z"), features={"amount": 9.5})
     >>> ev.ts_ms
     1714564800000
     >>> encode_event(ev)
@@ -210,7 +220,7 @@ class LabelEvent(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
         ts_ms: int
     else:
         ts_ms: int | str = msgspec.field(name="ts")
-    label: int | float | str
+    label: _ExactInt | float | str
 
     def __post_init__(self) -> None:
         if type(self.ts_ms) is not int:
@@ -368,7 +378,7 @@ class EventDecoder(Generic[E]):
             f"max_future_ms={self.max_future_ms})"
         )
 
-    def decode(self, raw: bytes, *, now_ms: int | None = None) -> E:
+    def decode(self, raw: Buffer, *, now_ms: int | None = None) -> E:
         """Decode one message.
 
         Parameters
@@ -409,7 +419,7 @@ class EventDecoder(Generic[E]):
         return event
 
     def decode_batch(
-        self, raws: Sequence[bytes], *, now_ms: int | None = None
+        self, raws: Sequence[Buffer], *, now_ms: int | None = None
     ) -> tuple[list[tuple[int, E]], list[tuple[int, DecodeError]]]:
         """Decode many messages; a bad one never stops the batch.
 
@@ -443,7 +453,7 @@ class EventDecoder(Generic[E]):
 
     # -- the slow path: work out exactly what is wrong ---------------------------------------
 
-    def _slow_decode(self, raw: bytes, fast_error: BaseException) -> E:
+    def _slow_decode(self, raw: Buffer, fast_error: BaseException) -> E:
         """Re-parse a message msgspec refused; accept it or raise a precise DecodeError.
 
         msgspec refuses NaN/Infinity literals and numbers that overflow a float (``1e999``).
@@ -489,6 +499,12 @@ class EventDecoder(Generic[E]):
         if not isinstance(obj, dict):
             raise DecodeError("schema", "$", f"expected a JSON object; got {_describe(obj)}")
         self._check_finite(obj)
+        features = obj.get("features")
+        if self.kind is PredictionEvent and isinstance(features, dict):
+            # Integers too large for a float are infinite feature values, like 1e999.
+            for key, value in features.items():
+                if _overflows(value):
+                    features[key] = math.inf if value > 0 else -math.inf
         try:
             return msgspec.convert(obj, self.kind)
         except msgspec.ValidationError as exc:
@@ -498,21 +514,21 @@ class EventDecoder(Generic[E]):
         spec = self._spec
         for name in spec.finite:
             value = obj.get(name)
-            if isinstance(value, float) and not math.isfinite(value):
+            if (isinstance(value, float) and not math.isfinite(value)) or _overflows(value):
                 raise DecodeError(
                     "non_finite",
                     f"$.{name}",
-                    f"expected {spec.expect[name]}; got non-finite {value}",
+                    f"expected {spec.expect[name]}; got non-finite {_preview(value)}",
                 )
         for name in spec.finite_maps:
             mapping = obj.get(name)
             if isinstance(mapping, dict):
                 for key, value in mapping.items():
-                    if isinstance(value, float) and not math.isfinite(value):
+                    if (isinstance(value, float) and not math.isfinite(value)) or _overflows(value):
                         raise DecodeError(
                             "non_finite",
                             f"$.{name}{_key_path(key)}",
-                            f"expected {spec.expect[name + '.*']}; got non-finite {value}",
+                            f"expected {spec.expect[name + '.*']}; got non-finite {_preview(value)}",
                         )
 
     def _translate(self, message: str, obj: dict[str, Any]) -> DecodeError:
@@ -595,6 +611,11 @@ _EXPECTED = re.compile(r"^Expected ")
 _GOT = re.compile(r"`([^`]*)`")
 _PATH_PART = re.compile(r"\.([^.\[]+)|(\[[^\]]*\])")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+
+
+def _overflows(value: Any) -> bool:
+    """An integer too large to be a float (``10**400``): as non-finite as ``1e999``."""
+    return type(value) is int and abs(value) > _FLOAT_MAX
 
 
 def _split_path(path: str) -> list[str]:
