@@ -1,0 +1,37 @@
+"""Where results go: ClickHouse (a server or the embedded engine), or memory for tests and the demo.
+
+Public API
+----------
+- :func:`open_store` (``store``): a clickhouse-connect client for a DSN, errors translated.
+- :func:`migrate` (``schema``): create or upgrade the tables; idempotent.
+- :class:`Sink`, :class:`MemorySink` (``base``); :class:`ClickHouseSink` (``clickhouse``).
+- :class:`PredictionLog` (``predictions``): the sampled, PII-hashed prediction log.
+- :func:`run_sql`, :func:`run_recipe`, :func:`load_recipes`, :func:`serve_readonly`,
+  :func:`query_readonly` (``query``).
+"""
+
+from __future__ import annotations
+
+from drifthouse.sinks.base import MemorySink, Sink
+from drifthouse.sinks.clickhouse import ClickHouseSink
+from drifthouse.sinks.predictions import PredictionLog
+from drifthouse.sinks.query import load_recipes, query_readonly, run_recipe, run_sql, serve_readonly
+from drifthouse.sinks.schema import migrate
+from drifthouse.sinks.store import open_store
+from drifthouse.sinks.tables import PredictionRow, ReferenceRow
+
+__all__ = [
+    "ClickHouseSink",
+    "MemorySink",
+    "PredictionLog",
+    "PredictionRow",
+    "ReferenceRow",
+    "Sink",
+    "load_recipes",
+    "migrate",
+    "open_store",
+    "query_readonly",
+    "run_recipe",
+    "run_sql",
+    "serve_readonly",
+]

@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import chdb
@@ -50,7 +51,7 @@ _STATUS_BY_CODE = {
 
 class _Engine:
     def __init__(self, path: str) -> None:
-        self.conn = chdb.connect(path)
+        self.conn: Any = chdb.connect(path)  # type: ignore[no-untyped-call]
         self.lock = threading.Lock()
         self.faults: list[int] = []
 
@@ -98,7 +99,7 @@ def _handler(engine: _Engine) -> type[BaseHTTPRequestHandler]:
 
         def _body(self) -> bytes:
             if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-                parts = []
+                parts: list[bytes] = []
                 while True:
                     size = int(self.rfile.readline().split(b";")[0].strip(), 16)
                     if size == 0:
