@@ -94,14 +94,23 @@ class Scenario:
 
     @classmethod
     def demo(
-        cls, *, days: float = 3.0, rate_per_min: int = 30, start_ms: int = 1_767_225_600_000
+        cls,
+        *,
+        days: float = 3.0,
+        rate_per_min: int = 30,
+        start_ms: int = 1_767_225_600_000,
+        reference_hours: float = 24.0,
     ) -> Scenario:
         """The demo: a fraud classifier and an ETA regressor; faults start after day one.
 
         ``start_ms`` defaults to 2026-01-01T00:00Z, a Thursday, so daily and weekly windows
         line up with the story.
         """
-        ref = 24.0
+        ref = reference_hours
+        if days * 24 <= ref:
+            raise ValueError(
+                f"a scenario of {days} days leaves no time after {ref} reference hours"
+            )
         t = start_ms + int(ref * HOUR)
         span = int((days * 24 - ref) * HOUR)
 

@@ -147,8 +147,33 @@ class Pipeline:
         self.stats = PipelineStats()
         self._sketches: dict[str, ModelSketch] = {}
         self._partitions: dict[int, _Partition] = {}
+        self._expected: set[int] = set()
+        self._idle: set[int] = set()
         # Closed windows waiting for every partition: (spec index, start, key) -> {partition: state}.
         self._pending: dict[tuple[int, int, Key], dict[int, ModelState]] = defaultdict(dict)
+        # Windows already written, kept a while so that a partition marked idle that wakes up
+        # with events for them leads to a rewrite holding every partition, not a partial row.
+        self._emitted: dict[tuple[int, int, Key], dict[int, ModelState]] = {}
+
+    # -- partitions ----------------------------------------------------------------------------
+
+    def expect_partitions(self, partitions: Iterable[int]) -> None:
+        """Windows wait for these partitions' watermarks (the assignment of a worker, or every
+        partition of a replayed topic). Without it, the partitions seen so far count."""
+        self._expected = set(partitions)
+        for p in self._expected:
+            self._partition(p)
+
+    def mark_idle(self, partition: int, idle: bool = True) -> None:
+        """An idle partition (caught up, no events for a while) no longer holds windows back.
+
+        Its events, if any come later, still land in their windows: a window already written
+        is then rewritten with every partition's state merged (same key, newer ``computed_at``).
+        """
+        if idle:
+            self._idle.add(partition)
+        else:
+            self._idle.discard(partition)
 
     # -- the flow ------------------------------------------------------------------------------
 
@@ -256,7 +281,7 @@ class Pipeline:
     def _emit(self, *, final: bool) -> list[WindowResult]:
         if not self._pending:
             return []
-        ready_until = None if final else min(p.windows.watermark for p in self._partitions.values())
+        ready_until = None if final else self._ready_until()
         out: list[WindowResult] = []
         for pending_key in sorted(self._pending, key=lambda t: (t[1], t[0], t[2])):
             k, start, key = pending_key
@@ -264,12 +289,17 @@ class Pipeline:
             if ready_until is not None and start + spec.size_ms > ready_until:
                 continue
             parts = self._pending.pop(pending_key)
+            earlier = self._emitted.get(pending_key)
+            if earlier is not None:  # a rewrite: merge with the partitions already written
+                parts = {**earlier, **parts}
+            self._emitted[pending_key] = parts
             sketch = self._sketch(key[0])
             state: ModelState | None = None
             for p in sorted(parts):  # a fixed merge order: results do not depend on timing
                 state = parts[p] if state is None else sketch.merge(state, parts[p])
             assert state is not None
             out.append(self._evaluate(ClosedWindow(spec, start, start + spec.size_ms, key, state)))
+        self._forget_emitted(ready_until)
         rows: list[MetricRow | SketchRow] = []
         for result in out:
             rows.extend(result.metrics)
@@ -282,6 +312,24 @@ class Pipeline:
             for callback in self.on_window:
                 callback(result)
         return out
+
+    def _ready_until(self) -> int:
+        """Windows ending at or before this time have every (non-idle) partition's data."""
+        waiting = (self._expected or set(self._partitions)) - self._idle
+        marks = [self._partition(p).windows.watermark for p in waiting]
+        if not marks:  # every partition idle: go by the ones that have data
+            marks = [p.windows.watermark for p in self._partitions.values()]
+        return min(marks)
+
+    def _forget_emitted(self, ready_until: int | None) -> None:
+        if ready_until is None:
+            self._emitted.clear()
+            return
+        # Keep written windows until even the idle partitions have passed them, or for at most
+        # one more window length: a partition idle for longer than that starts a fresh row set.
+        horizon = min([ready_until, *(self._partition(p).windows.watermark for p in self._idle)])
+        for key in [k for k in self._emitted if k[1] + 2 * self.specs[k[0]].size_ms <= horizon]:
+            del self._emitted[key]
 
     def _evaluate(self, closed: ClosedWindow[Key, ModelState]) -> WindowResult:
         model, version = closed.key

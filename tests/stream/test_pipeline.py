@@ -1,0 +1,232 @@
+"""The pipeline end to end in memory: exactness under batch cuts, partitions and disorder,
+dead letters, lateness, and agreement with a naive computation."""
+
+from __future__ import annotations
+
+import json
+import random
+import zlib
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from drifthouse.config import Config
+from drifthouse.detectors import stats
+from drifthouse.sinks.base import MemorySink
+from drifthouse.stream.dead_letters import MemoryDeadLetters
+from drifthouse.stream.pipeline import Pipeline
+from drifthouse.stream.sources import Message
+
+HOUR = 3_600_000
+CONFIG = Config.model_validate(
+    {
+        "windows": [{"size": "1h"}, {"size": "30m", "hop": "10m"}],
+        "metrics": {"allowed_lateness": "30s"},
+    }
+)
+
+
+def _run(profiles, messages, *, batch=1024, config=CONFIG):
+    sink, dead = MemorySink(), MemoryDeadLetters()
+    pipe = Pipeline(
+        config=config,
+        profiles=profiles,
+        sink=sink,
+        dead_letters=dead,
+        run_id="t",
+        computed_at=lambda: 0,
+    )
+    pipe.expect_partitions({m.partition for m in messages})
+    for lo in range(0, len(messages), batch):
+        pipe.process(messages[lo : lo + batch])
+    pipe.finish()
+    sink.flush()
+    return sink, dead, pipe
+
+
+def _metrics(sink):
+    return {r.key(): (r.value, r.n) for r in sink.rows("metrics")}
+
+
+def _messages(records, partitions=1):
+    out = []
+    offsets = Counter()
+    for r in records:
+        # Partition by a stable hash of the event id, as a keyed producer would spread load.
+        p = zlib.crc32(json.loads(r.value)["event_id"].encode()) % partitions
+        out.append(Message(r.value, p, offsets[p], "predictions", r.key))
+        offsets[p] += 1
+    return out
+
+
+def test_batch_cuts_change_no_digit(small_stream):
+    msgs = _messages(small_stream.records)
+    a = _metrics(_run(small_stream.profiles, msgs, batch=4096)[0])
+    b = _metrics(_run(small_stream.profiles, msgs, batch=37)[0])
+    assert a.keys() == b.keys()
+    assert a == b  # bit for bit, floats included
+
+
+def test_partition_interleaving_changes_no_digit(small_stream):
+    """Scale-out: the same partitions consumed in different interleavings give identical rows."""
+    msgs = _messages(small_stream.records, partitions=3)
+    by_part = {p: [m for m in msgs if m.partition == p] for p in range(3)}
+    rng = random.Random(5)
+    shuffled = []
+    cursors = dict.fromkeys(by_part, 0)
+    while any(cursors[p] < len(by_part[p]) for p in by_part):
+        p = rng.choice([p for p in by_part if cursors[p] < len(by_part[p])])
+        take = rng.randint(1, 300)
+        shuffled.extend(by_part[p][cursors[p] : cursors[p] + take])
+        cursors[p] += take
+    a = _metrics(_run(small_stream.profiles, msgs, batch=500)[0])
+    b = _metrics(_run(small_stream.profiles, shuffled, batch=333)[0])
+    assert a == b
+
+
+def test_partitions_merge_to_the_single_stream_counts(small_stream):
+    one = _metrics(_run(small_stream.profiles, _messages(small_stream.records))[0])
+    three = _metrics(_run(small_stream.profiles, _messages(small_stream.records, partitions=3))[0])
+    # Lateness is judged per partition, so compare where no event was late in either run.
+    assert one.keys() == three.keys()
+    for key, (value, n) in one.items():
+        other, n3 = three[key]
+        assert n == n3
+        # Counts and everything built on them are exact; mean and std differ only by float
+        # summation order across partitions.
+        assert other == pytest.approx(value, rel=1e-9, abs=1e-12), key
+
+
+def test_window_counts_and_psi_match_a_naive_computation(small_stream):
+    sink, _, _ = _run(small_stream.profiles, _messages(small_stream.records))
+    events = [json.loads(r.value) for r in small_stream.records]
+    ts = np.array([r.ts_ms for r in small_stream.records])
+    rows = {
+        (r.model, r.window, r.window_start, r.feature, r.metric): r for r in sink.rows("metrics")
+    }
+    profile = small_stream.profiles["fraud"]
+    feature = profile.feature("amount")
+    for start in range(small_stream.scenario.start_ms, small_stream.scenario.end_ms, HOUR):
+        sel = [
+            e
+            for e, t in zip(events, ts, strict=True)
+            if start <= t < start + HOUR and e["model"] == "fraud"
+        ]
+        assert rows[("fraud", "1h", start, "", "events")].value == len(sel)
+        values = np.array([e["features"]["amount"] for e in sel])
+        fine = np.bincount(
+            np.searchsorted(feature.edges, values, side="right"), minlength=len(feature.edges) + 1
+        )
+        coarse = np.bincount(
+            np.searchsorted(feature.psi_edges, values, side="right"),
+            minlength=len(feature.psi_edges) + 1,
+        )
+        want_psi = stats.psi(ref_counts=np.array(feature.psi_counts), cur_counts=coarse)
+        got = rows[("fraud", "1h", start, "amount", "psi")].value
+        assert got == pytest.approx(want_psi, rel=1e-12)
+        d, _ = stats.ks_binned(ref_counts=np.array(feature.counts), cur_counts=fine)
+        assert rows[("fraud", "1h", start, "amount", "ks")].value == pytest.approx(d, rel=1e-12)
+        assert rows[("fraud", "1h", start, "amount", "mean")].value == pytest.approx(
+            values.mean(), rel=1e-12
+        )
+
+
+def test_sliding_window_equals_merge_of_its_panes(small_stream):
+    sink, _, _ = _run(small_stream.profiles, _messages(small_stream.records))
+    rows = sink.rows("metrics")
+    ten = {
+        (r.window_start, r.model): r.value
+        for r in rows
+        if r.window == "30m/10m" and r.metric == "events"
+    }
+    ts_by_model = Counter()
+    for r in small_stream.records:
+        ts_by_model[(r.key.decode(), r.ts_ms // 600_000)] += 1
+    for (start, model), value in ten.items():
+        want = sum(ts_by_model[(model, start // 600_000 + k)] for k in range(3))
+        assert value == want
+
+
+def test_bad_input_is_dead_lettered_and_counted(small_stream):
+    msgs = _messages(small_stream.records[:2000])
+    bad = [
+        Message(b"not json", 0, 0, "predictions", b"fraud"),
+        Message(
+            b'{"model": "fraud", "ts": "yesterday", "features": {}}', 0, 0, "predictions", None
+        ),
+        Message(
+            b'{"model": "fraud", "ts": 1767225600000, "features": {"amount": [1]}}',
+            0,
+            0,
+            "predictions",
+            None,
+        ),
+    ]
+    mixed = msgs[:500] + bad + msgs[500:]
+    mixed = [Message(m.value, 0, i, m.topic, m.key) for i, m in enumerate(mixed)]
+    sink, dead, pipe = _run(small_stream.profiles, mixed)
+    assert [d.offset for d in dead.letters] == [500, 501, 502]
+    assert {d.reason for d in dead.letters} == {"invalid_json", "schema"}
+    assert dead.letters[2].path == "$.features.amount"
+    invalid = sum(
+        r.value for r in sink.rows("metrics") if r.metric == "invalid_events" and r.window == "1h"
+    )
+    assert invalid == 3
+    assert pipe.stats.invalid == 3
+    # Nothing else changed: every valid event is still counted.
+    events = sum(r.value for r in sink.rows("metrics") if r.metric == "events" and r.window == "1h")
+    assert events == 2000
+
+
+def test_late_events_are_dead_lettered_and_counted(small_stream):
+    msgs = _messages(small_stream.records[:3000])
+    late_raw = json.loads(small_stream.records[0].value)  # an event from the first minutes
+    late = Message(json.dumps(late_raw).encode(), 0, 0, "predictions", b"fraud")
+    mixed = [*msgs, late]
+    mixed = [Message(m.value, 0, i, m.topic, m.key) for i, m in enumerate(mixed)]
+    sink, dead, _ = _run(small_stream.profiles, mixed)
+    assert [(d.reason, d.offset) for d in dead.letters] == [("late", 3000)]
+    late_rows = [r for r in sink.rows("metrics") if r.metric == "late_events" and r.value > 0]
+    assert {r.window for r in late_rows} == {"1h", "30m/10m"}
+    assert all(r.model == late_raw["model"] for r in late_rows)
+
+
+def test_disorder_within_lateness_gives_identical_results(small_stream):
+    records = small_stream.records[:4000]
+    rng = random.Random(11)
+    # Swap neighbours that are less than the allowed lateness apart.
+    jittered = sorted(records, key=lambda r: r.ts_ms + rng.randint(0, 29_000))
+    a = _metrics(_run(small_stream.profiles, _messages(records))[0])
+    b = _metrics(_run(small_stream.profiles, _messages(jittered))[0])
+    assert a.keys() == b.keys()
+    for key, (value, n) in a.items():
+        assert b[key][1] == n
+        assert b[key][0] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+
+
+def test_injected_faults_show_up(small_stream):
+    sink, _, _ = _run(small_stream.profiles, _messages(small_stream.records))
+    rows = [r for r in sink.rows("metrics") if r.window == "1h"]
+    ref_end = small_stream.scenario.reference_end_ms
+
+    def worst(model, feature, metric, after):
+        return max(
+            r.value
+            for r in rows
+            if (r.model, r.feature, r.metric) == (model, feature, metric)
+            and r.window_start >= after
+        )
+
+    def before(model, feature, metric):
+        return max(
+            r.value
+            for r in rows
+            if (r.model, r.feature, r.metric) == (model, feature, metric)
+            and r.window_end <= ref_end
+        )
+
+    assert before("fraud", "device", "new_category") == 0
+    assert worst("fraud", "device", "new_category", ref_end) > 0
+    assert before("eta", "distance_km", "psi") < 0.1
+    assert worst("eta", "distance_km", "psi", ref_end) > 0.25
