@@ -16,13 +16,29 @@ def numeric_block(
 ) -> dict[str, Any]:
     """Per-feature histogram and quality counters, one feature at a time with NumPy."""
     n_f = values.shape[1]
-    out: dict[str, Any] = {k: [] for k in ("counts", "count", "missing", "non_finite", "type_error", "out_of_range", "vmin", "vmax", "mean", "var")}
+    out: dict[str, Any] = {
+        k: []
+        for k in (
+            "counts",
+            "count",
+            "missing",
+            "non_finite",
+            "type_error",
+            "out_of_range",
+            "vmin",
+            "vmax",
+            "mean",
+            "var",
+        )
+    }
     for j in range(n_f):
         v, s = values[:, j], status[:, j]
         present = s == 0
         finite = present & np.isfinite(v)
         x = v[finite]
-        out["counts"].append(np.bincount(np.searchsorted(edges[j], x, side="right"), minlength=edges[j].size + 1))
+        out["counts"].append(
+            np.bincount(np.searchsorted(edges[j], x, side="right"), minlength=edges[j].size + 1)
+        )
         out["count"].append(x.size)
         out["missing"].append(int(np.sum(s == 1)))
         out["type_error"].append(int(np.sum(s == 2)))
@@ -49,7 +65,9 @@ def categorical_block(codes: np.ndarray, n_categories: np.ndarray) -> dict[str, 
     return out
 
 
-def quantile_buckets(values: np.ndarray, min_value: float, gamma: float, n_buckets: int) -> np.ndarray:
+def quantile_buckets(
+    values: np.ndarray, min_value: float, gamma: float, n_buckets: int
+) -> np.ndarray:
     """DDSketch slots by the definition: dense bucket k holds min*g^k < v <= min*g^(k+1)."""
     counts = np.zeros(n_buckets + 2, dtype=np.int64)
     for v in values:

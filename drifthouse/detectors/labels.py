@@ -128,6 +128,8 @@ def reference_metrics(
     ]
     labels = [t for t, _ in pairs]
     preds = [p for _, p in pairs]
+    if not pairs:
+        return ("classification" if task == "auto" else task), {}
     keys = {_key(t) for t in labels}
     binary_labels = bool(keys) and keys <= _POSITIVE | _NEGATIVE
     if task == "auto":
@@ -141,8 +143,6 @@ def reference_metrics(
             )
         except (TypeError, ValueError) as exc:
             raise ProfileError(f"regression labels and predictions must be numbers: {exc}") from exc
-    if not pairs:
-        return "classification", {}
     if all(_is_number(p) for p in preds) and binary_labels:
         y = np.asarray([_key(t) in _POSITIVE for t in labels], dtype=bool)
         return "classification", binary_metrics(

@@ -34,8 +34,9 @@ class QuantileSketch:
     ``gamma = (1 + a) / (1 - a)``; its representative ``2 * upper / (gamma + 1)`` is within
     ``a`` of every value in it. The counts are integers, so ``merge`` is exact, associative and
     commutative. Values at or below ``min_value`` (including zero and negatives) share one
-    bucket reported as ``min_value`` clamped to the observed range, so their error is absolute
-    (at most ``min_value``); values above ``max_value`` are reported as the observed maximum.
+    bucket, reported as the observed minimum clamped to ``[0, min_value]``, so their error is
+    absolute (at most ``min_value`` for non-negative data); values above ``max_value`` are
+    reported as the observed maximum. The minimum and maximum themselves are exact.
 
     :meth:`quantile` estimates ``np.quantile(x, q, method='lower')``: the order statistic of
     rank ``floor(q * (n - 1))``.
@@ -125,8 +126,13 @@ class QuantileSketch:
         rank = math.floor(q * (n - 1))
         slot = int(np.searchsorted(np.cumsum(state.counts), rank, side="right"))
         lo, hi = float(state.extremes[0]), float(state.extremes[1])
+        # The extremes are tracked exactly.
+        if rank == 0:
+            return lo
+        if rank == n - 1:
+            return hi
         if slot == 0:
-            est = self.min_value
+            est = min(max(lo, 0.0), self.min_value)
         elif slot == self.n_buckets + 1:
             est = hi
         else:

@@ -257,6 +257,12 @@ def _numeric_profile(
     )
     total = values.size + missing + non_finite
     n = values.size
+    mean = std = None
+    if n:
+        # Scaled, so that huge but finite values do not overflow the sum of squares.
+        scale = float(np.max(np.abs(values))) or 1.0
+        mean = _finite_or_none(float(np.mean(values / scale)) * scale)
+        std = _finite_or_none(float(np.std(values / scale)) * scale)
     return FeatureProfile(
         name=name,
         kind="numeric",
@@ -270,8 +276,8 @@ def _numeric_profile(
         psi_counts=[int(c) for c in psi_counts],
         min=float(values.min()) if n else None,
         max=float(values.max()) if n else None,
-        mean=_finite_or_none(float(values.mean())) if n else None,
-        std=_finite_or_none(float(values.std())) if n else None,
+        mean=mean,
+        std=std,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,13 @@ CREATED = "2026-01-01T00:00:00Z"
 def make_profile(features: dict[str, Any], **kw: Any) -> Profile:
     settings = kw.pop("settings", MetricsConfig())
     return build_profile(
-        model="m", model_version="1", created_at=CREATED, source_digest="0" * 64, settings=settings, features=features, **kw
+        model="m",
+        model_version="1",
+        created_at=CREATED,
+        source_digest="0" * 64,
+        settings=settings,
+        features=features,
+        **kw,
     )
 
 
@@ -44,10 +51,14 @@ float_values = st.one_of(
 
 
 @st.composite
-def numeric_batch(draw: st.DrawFn, n_features: int, max_rows: int = 60) -> tuple[np.ndarray, np.ndarray]:
+def numeric_batch(
+    draw: st.DrawFn, n_features: int, max_rows: int = 60
+) -> tuple[np.ndarray, np.ndarray]:
     n = draw(st.integers(0, max_rows))
     values = draw(hnp.arrays(np.float64, (n, n_features), elements=float_values))
-    status = draw(hnp.arrays(np.uint8, (n, n_features), elements=st.sampled_from([0, 0, 0, 0, 1, 2])))
+    status = draw(
+        hnp.arrays(np.uint8, (n, n_features), elements=st.sampled_from([0, 0, 0, 0, 1, 2]))
+    )
     return values, status
 
 
@@ -60,7 +71,7 @@ def cuts(draw: st.DrawFn, n: int) -> list[int]:
 
 def split(arrays: tuple[np.ndarray, ...], points: list[int]) -> list[tuple[np.ndarray, ...]]:
     bounds = [0, *points, arrays[0].shape[0]]
-    return [tuple(a[lo:hi] for a in arrays) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+    return [tuple(a[lo:hi] for a in arrays) for lo, hi in itertools.pairwise(bounds)]
 
 
 count_arrays = st.integers(1, 30).flatmap(

@@ -34,7 +34,9 @@ def check_numeric(values: np.ndarray, status: np.ndarray) -> None:
     np.testing.assert_array_equal(state.vmin, ref["vmin"])
     np.testing.assert_array_equal(state.vmax, ref["vmax"])
     np.testing.assert_allclose(state.mean, ref["mean"], rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(state.m2 / np.maximum(state.count, 1), ref["var"], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        state.m2 / np.maximum(state.count, 1), ref["var"], rtol=1e-10, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize(
@@ -49,7 +51,9 @@ def check_numeric(values: np.ndarray, status: np.ndarray) -> None:
 )
 def test_numeric_kernel_matches_naive(n: int, missing_share: float, seed: int) -> None:
     rng = np.random.default_rng(seed)
-    values = np.c_[rng.normal(0.3, 1.2, n), rng.lognormal(0.1, 1, n), rng.integers(-1, 7, n).astype(float)]
+    values = np.c_[
+        rng.normal(0.3, 1.2, n), rng.lognormal(0.1, 1, n), rng.integers(-1, 7, n).astype(float)
+    ]
     status = np.where(rng.random(values.shape) < missing_share, 1, 0).astype(np.uint8)
     check_numeric(values, status)
 
@@ -101,7 +105,9 @@ def test_categorical_kernel_rejects_bad_codes(codes: list[list[int]]) -> None:
     "values",
     [
         pytest.param(np.asarray([]), id="empty"),
-        pytest.param(np.asarray([0.0, -5.0, 1e-3, 1e-4, np.nan, np.inf]), id="zero-negative-tiny-nonfinite"),
+        pytest.param(
+            np.asarray([0.0, -5.0, 1e-3, 1e-4, np.nan, np.inf]), id="zero-negative-tiny-nonfinite"
+        ),
         pytest.param(np.asarray([1e7, 2e7, 1e12]), id="overflow"),
         pytest.param(np.random.default_rng(5).lognormal(3, 2, 20_000), id="lognormal"),
     ],
