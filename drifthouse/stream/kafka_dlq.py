@@ -119,6 +119,10 @@ class KafkaDeadLetters:
                 **client_kwargs(
                     cfg,
                     acks="all",
+                    # kafka-python's idempotent producer treats a record the broker refuses as
+                    # too large as fatal and fails every later send; dead letters need the
+                    # retry with a cut value, and a rare duplicate dead letter is harmless.
+                    enable_idempotence=False,
                     linger_ms=5,
                     max_request_size=cfg.max_message_bytes + _OVERHEAD,
                     bootstrap_timeout_ms=timeout_ms,
