@@ -12,6 +12,8 @@ one, which PagerDuty folds by dedup key and the Slack receiver's step index most
 
 Example
 -------
+>>> from drifthouse.logs import configure
+>>> configure(level="WARNING")  # logs go to stderr
 >>> from drifthouse.alerts.base import MemoryReceiver, Notification
 >>> mem = MemoryReceiver()
 >>> worker = DeliveryWorker({"mem": mem})

@@ -1,0 +1,164 @@
+"""Alerting wired together: rules engine -> dispatcher (routes, groups, mutes) -> delivery worker.
+
+The pipeline calls :meth:`Alerting.process` with the metric rows of the windows a watermark
+closed, stores the returned alert rows (table ``alerts``), and calls :meth:`Alerting.save_state`
+when it commits the offsets those rows cover; a restarted worker loads that state and neither
+pages again nor forgets an alert that is firing.
+
+Example
+-------
+>>> from drifthouse.logs import configure
+>>> configure(level="WARNING")  # logs go to stderr
+>>> from drifthouse.config import Config
+>>> from drifthouse.rows import MetricRow
+>>> from drifthouse.alerts.base import MemoryReceiver
+>>> cfg = Config.model_validate({
+...     "rules": [{"name": "errors", "metric": "error_rate_5xx", "when": "value > 0.05", "severity": "critical"}],
+...     "routes": [{"match": {"severity": "critical"}, "receivers": ["mem"], "group_wait": 0}],
+...     "receivers": {"mem": {"type": "console"}}})
+>>> mem = MemoryReceiver()
+>>> alerting = Alerting(cfg, receivers={"mem": mem})
+>>> row = MetricRow(window_start=0, window_end=60_000, window="1m", model="m", model_version="1",
+...                 feature="", segment="", metric="error_rate_5xx", value=0.5, n=10, run_id="live")
+>>> [(a.status, a.receivers) for a in alerting.process([row], watermark=60_000)]
+[('firing', ['mem'])]
+>>> alerting.close()
+>>> [n.kind for n in mem.sent]
+['firing']
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from drifthouse.alerts.base import Notification, Receiver
+from drifthouse.alerts.delivery import DeliveryWorker, Outbox
+from drifthouse.alerts.receivers import build_receivers
+from drifthouse.alerts.routing import Dispatcher
+from drifthouse.alerts.rules import Baselines, RuleEngine
+from drifthouse.alerts.silences import SilenceStore
+from drifthouse.config import Config
+from drifthouse.rows import AlertRow, MetricRow
+
+__all__ = ["Alerting"]
+
+STATE_FILE = "alert-state.json"
+
+
+class Alerting:
+    """Rules, routing and delivery for one worker.
+
+    Parameters
+    ----------
+    config:
+        The whole configuration (``rules``, ``routes``, ``inhibit``, ``receivers``, ``alerting``).
+    baselines:
+        ``(model, model_version, feature, metric) -> float | None`` from the reference profiles.
+    receivers:
+        Receivers by name; built from ``config.receivers`` when not given.
+    silences:
+        A silence store (e.g. :class:`~drifthouse.alerts.silences.ClickHouseSilenceStore`).
+    notify:
+        False for a replay without ``--notify``: alerts are evaluated and routed (the
+        ``receivers`` column is filled) but nothing is sent.
+    state_dir:
+        Where :meth:`save_state` keeps engine and dispatcher state and the outbox lives; defaults
+        to ``config.alerting.outbox_dir``. The state found there is loaded at construction.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        baselines: Baselines | None = None,
+        receivers: Mapping[str, Receiver] | None = None,
+        silences: SilenceStore | None = None,
+        notify: bool = True,
+        state_dir: Path | None = None,
+        start: bool = True,
+    ) -> None:
+        self.state_dir = state_dir if state_dir is not None else config.alerting.outbox_dir
+        if self.state_dir is not None and not self.state_dir.is_absolute():
+            self.state_dir = config.base_dir / self.state_dir
+        self.engine = RuleEngine(config.rules, baselines)
+        self.worker: DeliveryWorker | None = None
+        if notify:
+            if receivers is None:
+                receivers = build_receivers(
+                    config.receivers, state_dir=self.state_dir, kafka_bootstrap=config.kafka.bootstrap
+                )
+            self.worker = DeliveryWorker(
+                receivers,
+                Outbox(self.state_dir),
+                max_attempts=config.alerting.max_attempts,
+                max_backoff=config.alerting.max_backoff / 1000.0,
+            )
+        self.dispatcher = Dispatcher(
+            config.routes,
+            config.inhibit,
+            deliver=self._deliver if notify else None,
+            silences=silences,
+            rule_labels=self.engine.rule_labels,
+        )
+        if self.state_dir is not None and (self.state_dir / STATE_FILE).exists():
+            self.load_state(json.loads((self.state_dir / STATE_FILE).read_text()))
+        if start and self.worker is not None:
+            self.worker.start()
+
+    def _deliver(self, note: Notification) -> None:
+        if self.worker is not None:
+            self.worker.enqueue(note)
+
+    def process(self, rows: Iterable[MetricRow], watermark: int | None = None) -> list[AlertRow]:
+        """Evaluate rows, route the alert state changes, send what falls due by ``watermark``
+        (default: the last window end seen). Returns the alert rows to store."""
+        rows = list(rows)
+        alerts = self.dispatcher.submit(self.engine.process(rows))
+        if watermark is None and rows:
+            watermark = max(r.window_end for r in rows)
+        if watermark is not None:
+            self.dispatcher.advance(watermark)
+        return alerts
+
+    def advance(self, watermark: int) -> list[Notification]:
+        """Move event time on without new rows (group waits and repeats fall due)."""
+        return self.dispatcher.advance(watermark)
+
+    def drain(self) -> list[Notification]:
+        """End of a bounded source: send what the groups are waiting for."""
+        return self.dispatcher.drain()
+
+    def dump_state(self) -> dict[str, Any]:
+        return {"engine": self.engine.dump_state(), "dispatcher": self.dispatcher.dump_state()}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        self.engine.load_state(state["engine"])
+        self.dispatcher.load_state(state["dispatcher"])
+
+    def save_state(self) -> None:
+        """Write the state atomically to ``<state_dir>/alert-state.json`` (call it with offset commits)."""
+        if self.state_dir is None:
+            return
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        path = self.state_dir / STATE_FILE
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(self.dump_state(), fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued notification is delivered (or given up)."""
+        return True if self.worker is None else self.worker.flush(timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Deliver what can be delivered within ``timeout``, save state, stop the worker."""
+        if self.worker is not None:
+            self.worker.flush(timeout)
+            self.worker.stop()
+        self.save_state()
