@@ -107,7 +107,9 @@ class FakeApi:
         server.daemon_threads = True
         self.port = server.server_address[1]
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
 
     def down(self) -> None:
@@ -126,16 +128,40 @@ class FakeApi:
     # ---- failure modes -------------------------------------------------------------------------
 
     def fail(
-        self, prefix: str, status: int = 500, *, times: int = 1, retry_after: float | None = None, after: int = 0
+        self,
+        prefix: str,
+        status: int = 500,
+        *,
+        times: int = 1,
+        retry_after: float | None = None,
+        after: int = 0,
     ) -> None:
         """Answer ``times`` requests whose path starts with ``prefix`` with ``status``, after
         letting the next ``after`` of them through."""
-        body: Any = {"ok": False, "error": "ratelimited"} if status == 429 else {"ok": False, "error": "internal_error"}
+        body: Any = (
+            {"ok": False, "error": "ratelimited"}
+            if status == 429
+            else {"ok": False, "error": "internal_error"}
+        )
         if prefix.startswith("/v2"):
-            body = {"status": "throttle event", "message": "Requests for this service are arriving too quickly"} if status == 429 else {"status": "error"}
+            body = (
+                {
+                    "status": "throttle event",
+                    "message": "Requests for this service are arriving too quickly",
+                }
+                if status == 429
+                else {"status": "error"}
+            )
         with self._lock:
             self._failures.append(
-                _Failure(prefix, status, times, None if retry_after is None else f"{retry_after:g}", body, after)
+                _Failure(
+                    prefix,
+                    status,
+                    times,
+                    None if retry_after is None else f"{retry_after:g}",
+                    body,
+                    after,
+                )
             )
 
     # ---- views ---------------------------------------------------------------------------------
@@ -157,7 +183,9 @@ class FakeApi:
 
     # ---- the APIs ------------------------------------------------------------------------------
 
-    def _handle(self, path: str, headers: dict[str, str], raw: bytes) -> tuple[int, dict[str, str], Any]:
+    def _handle(
+        self, path: str, headers: dict[str, str], raw: bytes
+    ) -> tuple[int, dict[str, str], Any]:
         ctype = headers.get("Content-Type", headers.get("content-type", ""))
         body: Any
         if "json" in ctype:
@@ -217,18 +245,28 @@ class FakeApi:
         action = body.get("event_action")
         key = body.get("dedup_key")
         if not body.get("routing_key") or action not in ("trigger", "acknowledge", "resolve"):
-            return 400, {"status": "invalid event", "message": "Event object is invalid", "errors": ["routing_key/event_action"]}
+            return 400, {
+                "status": "invalid event",
+                "message": "Event object is invalid",
+                "errors": ["routing_key/event_action"],
+            }
         if action == "trigger":
             payload = body.get("payload") or {}
             missing = [f for f in ("summary", "source", "severity") if not payload.get(f)]
             if missing or payload.get("severity") not in ("critical", "error", "warning", "info"):
-                return 400, {"status": "invalid event", "message": "Event object is invalid", "errors": missing}
+                return 400, {
+                    "status": "invalid event",
+                    "message": "Event object is invalid",
+                    "errors": missing,
+                }
             incident = self.incidents.get(key)
             if incident is None or incident.status == "resolved":
                 incident = self.incidents[key] = _Incident(key, "triggered")
             incident.triggers += 1
             incident.events.append(body)
         elif key in self.incidents:
-            self.incidents[key].status = "resolved" if action == "resolve" else self.incidents[key].status
+            self.incidents[key].status = (
+                "resolved" if action == "resolve" else self.incidents[key].status
+            )
             self.incidents[key].events.append(body)
         return 202, {"status": "success", "message": "Event processed", "dedup_key": key}

@@ -14,7 +14,9 @@ __all__ = ["default_rules_text", "load_default_rules"]
 
 def default_rules_text() -> str:
     """The YAML text of the shipped rules (to show users or copy into ``drifthouse.yaml``)."""
-    return resources.files("drifthouse.alerts").joinpath("defaults.yaml").read_text(encoding="utf-8")
+    return (
+        resources.files("drifthouse.alerts").joinpath("defaults.yaml").read_text(encoding="utf-8")
+    )
 
 
 def load_default_rules() -> list[RuleConfig]:

@@ -72,7 +72,7 @@ class Outbox:
         if self.path.exists():
             self._load()
         self._compact()
-        self._fh = open(self.path, "a", encoding="utf-8")
+        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held open until close()
 
     def _load(self) -> None:
         assert self.path is not None
@@ -87,10 +87,7 @@ class Outbox:
                 op, nid = entry.get("op"), entry.get("id")
                 if op == "put" and nid not in self._done:
                     self._pending[nid] = msgspec.convert(entry["n"], Notification)
-                elif op == "done":
-                    self._pending.pop(nid, None)
-                    self._done[nid] = None
-                elif op == "failed" and not entry.get("retryable", False):
+                elif op == "done" or (op == "failed" and not entry.get("retryable", False)):
                     self._pending.pop(nid, None)
                     self._done[nid] = None
 
@@ -103,7 +100,9 @@ class Outbox:
             for nid in self._done:
                 fh.write(json.dumps({"op": "done", "id": nid}) + "\n")
             for nid, note in self._pending.items():
-                fh.write(json.dumps({"op": "put", "id": nid, "n": msgspec.to_builtins(note)}) + "\n")
+                fh.write(
+                    json.dumps({"op": "put", "id": nid, "n": msgspec.to_builtins(note)}) + "\n"
+                )
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
@@ -213,7 +212,10 @@ class DeliveryWorker:
         """From ``drifthouse.yaml`` ``alerting`` (``outbox_dir``, ``max_attempts``, ``max_backoff`` in ms)."""
         outbox = Outbox(Path(alerting.outbox_dir)) if alerting.outbox_dir is not None else Outbox()
         return cls(
-            receivers, outbox, max_attempts=alerting.max_attempts, max_backoff=alerting.max_backoff / 1000.0
+            receivers,
+            outbox,
+            max_attempts=alerting.max_attempts,
+            max_backoff=alerting.max_backoff / 1000.0,
         )
 
     def start(self) -> None:
@@ -225,7 +227,9 @@ class DeliveryWorker:
         for note in self.outbox.pending():
             self._queue(note)
         for lane in self._lanes.values():
-            lane.thread = threading.Thread(target=self._run, args=(lane,), name=f"notify-{lane.name}", daemon=True)
+            lane.thread = threading.Thread(
+                target=self._run, args=(lane,), name=f"notify-{lane.name}", daemon=True
+            )
             lane.thread.start()
 
     def enqueue(self, notification: Notification) -> bool:
@@ -301,7 +305,13 @@ class DeliveryWorker:
             except NotifyRetryable as exc:
                 if attempt == self.max_attempts:
                     self.gave_up += 1
-                    log.error("notify.gave_up", receiver=lane.name, id=note.id, attempts=attempt, error=str(exc))
+                    log.error(
+                        "notify.gave_up",
+                        receiver=lane.name,
+                        id=note.id,
+                        attempts=attempt,
+                        error=str(exc),
+                    )
                     self.outbox.failed(note.id, str(exc), retryable=True)
                     return False
                 delay = self.base_backoff * 2 ** (attempt - 1)
@@ -310,7 +320,12 @@ class DeliveryWorker:
                 delay = min(delay, self.max_backoff)
                 self.retries += 1
                 log.warning(
-                    "notify.retry", receiver=lane.name, id=note.id, attempt=attempt, delay_s=delay, error=str(exc)
+                    "notify.retry",
+                    receiver=lane.name,
+                    id=note.id,
+                    attempt=attempt,
+                    delay_s=delay,
+                    error=str(exc),
                 )
                 self._sleep(delay)
                 if self._stop.is_set():
@@ -328,6 +343,8 @@ class DeliveryWorker:
                 return False
             self.outbox.done(note.id)
             self.delivered += 1
-            log.info("notify.sent", receiver=lane.name, id=note.id, kind=note.kind, attempts=attempt)
+            log.info(
+                "notify.sent", receiver=lane.name, id=note.id, kind=note.kind, attempts=attempt
+            )
             return True
         return False

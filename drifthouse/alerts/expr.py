@@ -228,7 +228,9 @@ class _Parser:
     def boolean(self, node: Node, tok: _Token) -> Node:
         if not _is_bool(node):
             raise ExprError(
-                self.text, tok.column, f"{tok.text!r} needs comparisons on both sides, e.g. 'value > 1 and n >= 100'"
+                self.text,
+                tok.column,
+                f"{tok.text!r} needs comparisons on both sides, e.g. 'value > 1 and n >= 100'",
             )
         return node
 
@@ -238,7 +240,9 @@ class _Parser:
             op = self.take().text
             right = self.parse_sum()
             if self.tok.kind == "op" and self.tok.text in _COMPARE:
-                raise self.fail("'and' between two comparisons (chained comparisons are not supported)")
+                raise self.fail(
+                    "'and' between two comparisons (chained comparisons are not supported)"
+                )
             return Compare(op, left, right)
         return left
 
@@ -287,7 +291,9 @@ class _Parser:
                 raise self.fail("a number, a name or '('")
             if tok.text not in NAMES:
                 raise ExprError(
-                    self.text, tok.column, f"unknown name {tok.text!r}; expected one of {', '.join(NAMES)}"
+                    self.text,
+                    tok.column,
+                    f"unknown name {tok.text!r}; expected one of {', '.join(NAMES)}",
                 )
             self.take()
             return Name(tok.text)
@@ -364,7 +370,9 @@ class Condition:
     def uses_baseline(self) -> bool:
         return "baseline" in self.names
 
-    def evaluate(self, *, value: float, baseline: float | None = None, n: int | None = None) -> bool:
+    def evaluate(
+        self, *, value: float, baseline: float | None = None, n: int | None = None
+    ) -> bool:
         """True when the condition holds; always False when it needs a baseline and has none."""
         if baseline is None and self.uses_baseline:
             return False
@@ -390,7 +398,9 @@ def parse(text: str) -> Condition:
     """
     root = _Parser(text).parse()
     if not _is_bool(root):
-        raise ExprError(text, 1, "expected a comparison such as 'value > 0.25' (got a number expression)")
+        raise ExprError(
+            text, 1, "expected a comparison such as 'value > 0.25' (got a number expression)"
+        )
     return Condition(text, root, frozenset(_names(root)))
 
 
@@ -410,12 +420,18 @@ def _threshold_of(node: Node, env: dict[str, float | None]) -> float | None:
     return None
 
 
-def extract_threshold(cond: Condition, baseline: float | None = None, n: int | None = None) -> float:
+def extract_threshold(
+    cond: Condition, baseline: float | None = None, n: int | None = None
+) -> float:
     """The threshold the condition compares ``value`` with: ``value > 2 * baseline`` gives ``2 * baseline``.
 
     The first comparison with ``value`` on one side only is used (``abs(value - baseline) > 0.1``
     gives ``0.1``); NaN when there is none or it cannot be computed.
     """
-    env: dict[str, float | None] = {"value": None, "baseline": baseline, "n": None if n is None else float(n)}
+    env: dict[str, float | None] = {
+        "value": None,
+        "baseline": baseline,
+        "n": None if n is None else float(n),
+    }
     found = _threshold_of(cond.root, env)
     return math.nan if found is None else found

@@ -165,7 +165,9 @@ class Dispatcher:
         for alert in alerts:
             routed = msgspec.structs.replace(alert, receivers=self.receivers_for(alert))
             if not routed.receivers:
-                log.warning("alert.unrouted", rule=alert.rule, model=alert.model, status=alert.status)
+                log.warning(
+                    "alert.unrouted", rule=alert.rule, model=alert.model, status=alert.status
+                )
             self._s.seq += 1
             item = _Pending(seq=self._s.seq, alert=routed)
             bisect.insort(self._s.pending, item, key=lambda p: (p.alert.ts, p.seq))
@@ -235,12 +237,16 @@ class Dispatcher:
             if group is None:
                 if alert.status != "firing":
                     continue  # a resolution for a group that is gone: nothing was notified
-                group = self._groups[key] = _Group(route=i, key=key, labels=group_labels, created=alert.ts)
+                group = self._groups[key] = _Group(
+                    route=i, key=key, labels=group_labels, created=alert.ts
+                )
             group.alerts[alert.dedup_key] = alert
             if group.dirty_since is None:
                 group.dirty_since = alert.ts
 
-    def _muted_by(self, alert: AlertRow, labels: Mapping[str, str], ts: int) -> tuple[str, str] | None:
+    def _muted_by(
+        self, alert: AlertRow, labels: Mapping[str, str], ts: int
+    ) -> tuple[str, str] | None:
         for rule in self.inhibit:
             if not labels_match(rule.target, labels):
                 continue
@@ -272,7 +278,15 @@ class Dispatcher:
             if mark not in self._muted_seen:
                 self._muted_seen.add(mark)
                 self.muted.append(
-                    Muted(ts=ts, dedup_key=alert.dedup_key, rule=alert.rule, model=alert.model, reason=reason, by=by, alert=alert)
+                    Muted(
+                        ts=ts,
+                        dedup_key=alert.dedup_key,
+                        rule=alert.rule,
+                        model=alert.model,
+                        reason=reason,
+                        by=by,
+                        alert=alert,
+                    )
                 )
                 log.info(
                     "alert.muted",
@@ -285,7 +299,9 @@ class Dispatcher:
                     ts=ts,
                 )
         notified = set(group.notified)
-        resolved = [a for a in group.alerts.values() if a.status == "resolved" and a.dedup_key in notified]
+        resolved = [
+            a for a in group.alerts.values() if a.status == "resolved" and a.dedup_key in notified
+        ]
         new = [a.dedup_key for a in visible if a.dedup_key not in notified]
         if new and resolved:
             kind = "update"
@@ -293,7 +309,12 @@ class Dispatcher:
             kind = "firing"
         elif resolved:
             kind = "resolved"
-        elif visible and repeat_due and group.last_notify is not None and ts >= group.last_notify + route.repeat_interval:
+        elif (
+            visible
+            and repeat_due
+            and group.last_notify is not None
+            and ts >= group.last_notify + route.repeat_interval
+        ):
             kind = "repeat"
         else:
             kind = ""
@@ -316,7 +337,11 @@ class Dispatcher:
                 if self.deliver is not None:
                     self.deliver(note)
             group.last_notify = ts
-        elif repeat_due and group.last_notify is not None and ts >= group.last_notify + route.repeat_interval:
+        elif (
+            repeat_due
+            and group.last_notify is not None
+            and ts >= group.last_notify + route.repeat_interval
+        ):
             group.last_notify = ts  # everything muted: skip this repeat
         group.notified = sorted((notified | set(new)) - {a.dedup_key for a in resolved})
         for key in [k for k, a in group.alerts.items() if a.status == "resolved"]:
@@ -342,7 +367,9 @@ class Dispatcher:
     def load_state(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`dump_state`'s output (routes must be the same list as when dumped)."""
         if state.get("version") != 1:
-            raise ConfigError(f"unknown dispatcher state version {state.get('version')!r} (expected 1)")
+            raise ConfigError(
+                f"unknown dispatcher state version {state.get('version')!r} (expected 1)"
+            )
         s = msgspec.convert(state, _State)
         self._groups = {g.key: g for g in s.groups if g.route < len(self.routes)}
         self._muted_seen = set(s.muted_seen)

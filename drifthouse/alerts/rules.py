@@ -99,7 +99,9 @@ _TEMPLATE_FIELDS = frozenset(
 )  # fmt: skip
 
 
-def dedup_key(rule: str, model: str, model_version: str, feature: str, segment: str, window: str) -> str:
+def dedup_key(
+    rule: str, model: str, model_version: str, feature: str, segment: str, window: str
+) -> str:
     """A stable key for one rule on one series; time is left out on purpose."""
     text = "\x1f".join((rule, model, model_version, feature, segment, window))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
@@ -114,7 +116,9 @@ class _SafeFormatter(string.Formatter):
 
     def get_field(self, field_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
         if not field_name.isidentifier():
-            raise KeyError(f"only plain names are allowed in message templates (got {{{field_name}}})")
+            raise KeyError(
+                f"only plain names are allowed in message templates (got {{{field_name}}})"
+            )
         return self.get_value(field_name, args, kwargs), field_name
 
 
@@ -130,7 +134,12 @@ def _check_template(template: str) -> str | None:
     for field in fields:
         if field not in _TEMPLATE_FIELDS:
             return f"unknown field {{{field}}}; use any of {', '.join(sorted(_TEMPLATE_FIELDS))}"
-    sample = dict.fromkeys(_TEMPLATE_FIELDS, "x") | {"value": 1.0, "threshold": 1.0, "baseline": 1.0, "n": 1}
+    sample = dict.fromkeys(_TEMPLATE_FIELDS, "x") | {
+        "value": 1.0,
+        "threshold": 1.0,
+        "baseline": 1.0,
+        "n": 1,
+    }
     try:
         _FORMATTER.vformat(template, (), sample)
     except (ValueError, KeyError, IndexError) as exc:
@@ -208,7 +217,10 @@ def validate_rules(rules: Sequence[RuleConfig], *, prefix: str = "rules") -> lis
         where = f"{prefix}[{i}]"
         if rule.name in seen:
             problems.append(
-                (f"{where}.name", f"duplicate rule name {rule.name!r} (also {prefix}[{seen[rule.name]}]); names key alert state")
+                (
+                    f"{where}.name",
+                    f"duplicate rule name {rule.name!r} (also {prefix}[{seen[rule.name]}]); names key alert state",
+                )
             )
         seen.setdefault(rule.name, i)
         if not rule.name.strip():
@@ -230,7 +242,9 @@ def validate_rules(rules: Sequence[RuleConfig], *, prefix: str = "rules") -> lis
             if problem:
                 problems.append((f"{where}.message", problem))
         metric = rule.metric
-        if not any(fnmatch.fnmatchcase(m, metric) for m in KNOWN_METRICS) and not metric.endswith("_util"):
+        if not any(fnmatch.fnmatchcase(m, metric) for m in KNOWN_METRICS) and not metric.endswith(
+            "_util"
+        ):
             problems.append(
                 (
                     f"{where}.metric",
@@ -326,7 +340,9 @@ class RuleEngine:
                 window=row.window,
             )
         if row.window_end <= series.last_end:
-            log.debug("alert.row_skipped", rule=rule.name, window_end=row.window_end, last=series.last_end)
+            log.debug(
+                "alert.row_skipped", rule=rule.name, window_end=row.window_end, last=series.last_end
+            )
             return None
         series.last_end = row.window_end
         baseline = self.baselines(row.model, row.model_version, row.feature, row.metric)
@@ -340,7 +356,9 @@ class RuleEngine:
                 return None
             series.matches = 0
             series.clears = 0
-            series.alert = self._alert(rule, row, "firing", extract_threshold(rule.when, baseline, row.n), baseline)
+            series.alert = self._alert(
+                rule, row, "firing", extract_threshold(rule.when, baseline, row.n), baseline
+            )
             return series.alert
         if when:
             series.clears = 0
@@ -354,10 +372,17 @@ class RuleEngine:
         series.clears = 0
         series.alert = None
         cond = rule.clear if rule.explicit_clear else rule.when
-        return self._alert(rule, row, "resolved", extract_threshold(cond, baseline, row.n), baseline)
+        return self._alert(
+            rule, row, "resolved", extract_threshold(cond, baseline, row.n), baseline
+        )
 
     def _alert(
-        self, rule: CompiledRule, row: MetricRow, status: str, threshold: float, baseline: float | None
+        self,
+        rule: CompiledRule,
+        row: MetricRow,
+        status: str,
+        threshold: float,
+        baseline: float | None,
     ) -> AlertRow:
         scope = "".join(
             part
@@ -403,7 +428,9 @@ class RuleEngine:
             window_end=row.window_end,
             message=rule.message(fields),
             receivers=[],
-            dedup_key=dedup_key(rule.name, row.model, row.model_version, row.feature, row.segment, row.window),
+            dedup_key=dedup_key(
+                rule.name, row.model, row.model_version, row.feature, row.segment, row.window
+            ),
             run_id=row.run_id,
         )
 
@@ -421,7 +448,9 @@ class RuleEngine:
     def load_state(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`dump_state`'s output; series of rules no longer configured are dropped."""
         if state.get("version") != 1:
-            raise ConfigError(f"unknown rule engine state version {state.get('version')!r} (expected 1)")
+            raise ConfigError(
+                f"unknown rule engine state version {state.get('version')!r} (expected 1)"
+            )
         series = msgspec.convert(state.get("series", []), list[_Series])
         self._series.clear()
         for s in series:

@@ -89,7 +89,9 @@ class Alerting:
         if notify:
             if receivers is None:
                 receivers = build_receivers(
-                    config.receivers, state_dir=self.state_dir, kafka_bootstrap=config.kafka.bootstrap
+                    config.receivers,
+                    state_dir=self.state_dir,
+                    kafka_bootstrap=config.kafka.bootstrap,
                 )
             self.worker = DeliveryWorker(
                 receivers,

@@ -158,7 +158,16 @@ class ClickHouseSilenceStore:
             self.client.insert(
                 f"{self.database}.silences",
                 [row],
-                column_names=["id", "matchers", "starts_at", "ends_at", "created_by", "reason", "created_at", "version"],
+                column_names=[
+                    "id",
+                    "matchers",
+                    "starts_at",
+                    "ends_at",
+                    "created_by",
+                    "reason",
+                    "created_at",
+                    "version",
+                ],
             )
         except Exception as exc:
             raise StoreError(f"cannot write silence {silence.id}: {exc}") from exc
@@ -241,7 +250,9 @@ def add_silence(
     return silence
 
 
-def list_silences(store: SilenceStore, *, now_ms: int, include_expired: bool = False) -> list[Silence]:
+def list_silences(
+    store: SilenceStore, *, now_ms: int, include_expired: bool = False
+) -> list[Silence]:
     """Silences in force now or later (and, with ``include_expired``, past ones too)."""
     return [s for s in store.all() if include_expired or s.ends_at > now_ms]
 

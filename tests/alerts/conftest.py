@@ -20,8 +20,19 @@ def api() -> Iterator[FakeApi]:
     server.close()
 
 
-def mrow(end_min: int, value: float, *, metric: str = "psi", model: str = "fraud", feature: str = "amount",
-         segment: str = "", window: str = "1m", n: int = 1000, version: str = "1", run_id: str = "live") -> MetricRow:
+def mrow(
+    end_min: int,
+    value: float,
+    *,
+    metric: str = "psi",
+    model: str = "fraud",
+    feature: str = "amount",
+    segment: str = "",
+    window: str = "1m",
+    n: int = 1000,
+    version: str = "1",
+    run_id: str = "live",
+) -> MetricRow:
     """A metric row of the one-minute window that ends at minute ``end_min``."""
     return MetricRow(
         window_start=(end_min - 1) * MIN,
@@ -38,9 +49,18 @@ def mrow(end_min: int, value: float, *, metric: str = "psi", model: str = "fraud
     )
 
 
-def arow(ts: int, *, status: str = "firing", severity: str = "critical", rule: str = "errors",
-         model: str = "fraud", feature: str = "", metric: str = "error_rate_5xx", key: str | None = None,
-         **extra: Any) -> AlertRow:
+def arow(
+    ts: int,
+    *,
+    status: str = "firing",
+    severity: str = "critical",
+    rule: str = "errors",
+    model: str = "fraud",
+    feature: str = "",
+    metric: str = "error_rate_5xx",
+    key: str | None = None,
+    **extra: Any,
+) -> AlertRow:
     """An alert row as the rules engine would emit it."""
     return AlertRow(
         ts=ts,

@@ -18,8 +18,17 @@ from tests.fakes import FakeApi
 def pd_note(i: int, status: str = "firing", receiver: str = "pagerduty") -> Notification:
     alert = arow(i * MIN, status=status, key=f"alert-{i}")
     firing, resolved = ([alert], []) if status == "firing" else ([], [alert])
-    return Notification(id=f"{receiver}-{i}-{status}", receiver=receiver, kind=status, ts=i * MIN, group_key=f"g{i}",
-                        group_labels={}, firing=firing, resolved=resolved, new=[alert.dedup_key] if firing else [])
+    return Notification(
+        id=f"{receiver}-{i}-{status}",
+        receiver=receiver,
+        kind=status,
+        ts=i * MIN,
+        group_key=f"g{i}",
+        group_labels={},
+        firing=firing,
+        resolved=resolved,
+        new=[alert.dedup_key] if firing else [],
+    )
 
 
 class Sleeps:
@@ -83,22 +92,26 @@ def test_receiver_down_for_a_while_then_back_every_notification_once(api: FakeAp
     worker.stop()
     events = api.pd_events()
     assert sorted((e["dedup_key"], e["event_action"]) for e in events) == sorted(
-        [(f"alert-{i}", "trigger") for i in range(10)] + [(f"alert-{i}", "resolve") for i in range(10)]
+        [(f"alert-{i}", "trigger") for i in range(10)]
+        + [(f"alert-{i}", "resolve") for i in range(10)]
     )
     # order is kept per receiver: every resolve after its trigger
     for i in range(10):
         actions = [e["event_action"] for e in events if e["dedup_key"] == f"alert-{i}"]
         assert actions == ["trigger", "resolve"]
     assert len(api.slack_calls("chat.postMessage")) == 10
-    assert worker.delivered == 30 and worker.gave_up == 0
+    assert worker.delivered == 30
+    assert worker.gave_up == 0
     assert len(sleeps.delays) >= 4
 
 
 def test_one_receiver_down_does_not_hold_up_another(api: FakeApi) -> None:
     mem = MemoryReceiver()
     gate = threading.Event()
-    worker = DeliveryWorker({"pagerduty": receivers(api)["pagerduty"], "mem": mem},  # type: ignore[dict-item]
-                            sleep=lambda _s: gate.wait(5))
+    worker = DeliveryWorker(
+        {"pagerduty": receivers(api)["pagerduty"], "mem": mem},  # type: ignore[dict-item]
+        sleep=lambda _s: gate.wait(5),
+    )
     api.down()
     worker.start()
     worker.enqueue(pd_note(1))
@@ -132,7 +145,8 @@ def test_outbox_survives_a_restart(api: FakeApi, tmp_path: Path) -> None:
     second.stop()
     assert sorted(e["dedup_key"] for e in api.pd_events()) == ["alert-0", "alert-1", "alert-2"]
     third = Outbox(tmp_path)
-    assert third.pending() == [] and third.known("pagerduty-2-firing")
+    assert third.pending() == []
+    assert third.known("pagerduty-2-firing")
     third.close()
 
 
@@ -161,7 +175,8 @@ def test_refused_notifications_are_not_retried(tmp_path: Path) -> None:
     worker.enqueue(pd_note(2, receiver="mem"))
     assert worker.flush(timeout=5)
     worker.stop()
-    assert [n.id for n in mem.sent] == ["mem-2-firing"] and worker.gave_up == 1
+    assert [n.id for n in mem.sent] == ["mem-2-firing"]
+    assert worker.gave_up == 1
     assert Outbox(tmp_path).pending() == []
 
 
@@ -183,4 +198,5 @@ def test_retryable_error_from_memory_receiver() -> None:
     worker.enqueue(pd_note(1, receiver="mem"))
     assert worker.flush(timeout=5)
     worker.stop()
-    assert sleeps.delays == [0.25] and len(mem.sent) == 1
+    assert sleeps.delays == [0.25]
+    assert len(mem.sent) == 1

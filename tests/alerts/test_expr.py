@@ -17,9 +17,13 @@ from drifthouse.errors import ConfigError
         pytest.param("value > 2 * baseline", 5.0, 2.0, None, True, id="baseline"),
         pytest.param("value > 2 * baseline", 3.0, 2.0, None, False, id="baseline-below"),
         pytest.param("value > 2 * baseline", 5.0, None, None, False, id="no-baseline-is-false"),
-        pytest.param("not value > 2 * baseline", 5.0, None, None, False, id="no-baseline-even-negated"),
+        pytest.param(
+            "not value > 2 * baseline", 5.0, None, None, False, id="no-baseline-even-negated"
+        ),
         pytest.param("value < 0.9 * baseline", 0.8, 0.95, None, True, id="accuracy-drop"),
-        pytest.param("abs(value - baseline) / baseline > 0.1", 1.2, 1.0, None, True, id="abs-relative"),
+        pytest.param(
+            "abs(value - baseline) / baseline > 0.1", 1.2, 1.0, None, True, id="abs-relative"
+        ),
         pytest.param("value / baseline > 2", 5.0, 0.0, None, False, id="division-by-zero-is-false"),
         pytest.param("value > 0.05 and n >= 100", 0.1, None, 50, False, id="and-n"),
         pytest.param("value > 0.05 or n >= 100", 0.0, None, 150, True, id="or"),
@@ -32,7 +36,9 @@ from drifthouse.errors import ConfigError
         pytest.param("(1 + 2) * 3 == 9", 0.0, None, None, True, id="parens"),
     ],
 )
-def test_evaluate(text: str, value: float, baseline: float | None, n: int | None, expected: bool) -> None:
+def test_evaluate(
+    text: str, value: float, baseline: float | None, n: int | None, expected: bool
+) -> None:
     assert parse(text).evaluate(value=value, baseline=baseline, n=n) is expected
 
 

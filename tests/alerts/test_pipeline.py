@@ -17,20 +17,56 @@ def config(api: FakeApi, outbox: Path) -> Config:
     return Config.model_validate(
         {
             "rules": [
-                {"name": "serving-errors", "metric": "error_rate_5xx", "when": "value > 0.05", "severity": "critical"},
-                {"name": "data-drift", "metric": "psi", "when": "value > 0.25", "clear": "value < 0.1", "for": 2,
-                 "severity": "warning"},
+                {
+                    "name": "serving-errors",
+                    "metric": "error_rate_5xx",
+                    "when": "value > 0.05",
+                    "severity": "critical",
+                },
+                {
+                    "name": "data-drift",
+                    "metric": "psi",
+                    "when": "value > 0.25",
+                    "clear": "value < 0.1",
+                    "for": 2,
+                    "severity": "warning",
+                },
             ],
             "routes": [
-                {"match": {"severity": "critical"}, "receivers": ["pagerduty", "slack"], "group_wait": "0s",
-                 "group_interval": "1m"},
-                {"match": {"severity": "warning"}, "receivers": ["slack"], "group_by": ["model"], "group_wait": "0s",
-                 "group_interval": "1m", "repeat_interval": "24h"},
+                {
+                    "match": {"severity": "critical"},
+                    "receivers": ["pagerduty", "slack"],
+                    "group_wait": "0s",
+                    "group_interval": "1m",
+                },
+                {
+                    "match": {"severity": "warning"},
+                    "receivers": ["slack"],
+                    "group_by": ["model"],
+                    "group_wait": "0s",
+                    "group_interval": "1m",
+                    "repeat_interval": "24h",
+                },
             ],
-            "inhibit": [{"source": {"severity": "critical"}, "target": {"severity": "warning"}, "equal": ["model"]}],
+            "inhibit": [
+                {
+                    "source": {"severity": "critical"},
+                    "target": {"severity": "warning"},
+                    "equal": ["model"],
+                }
+            ],
             "receivers": {
-                "slack": {"type": "slack", "channel": "#ml-alerts", "token": "xoxb-test", "base_url": f"{api.url}/api/"},
-                "pagerduty": {"type": "pagerduty", "routing_key": "rk", "url": f"{api.url}/v2/enqueue"},
+                "slack": {
+                    "type": "slack",
+                    "channel": "#ml-alerts",
+                    "token": "xoxb-test",
+                    "base_url": f"{api.url}/api/",
+                },
+                "pagerduty": {
+                    "type": "pagerduty",
+                    "routing_key": "rk",
+                    "url": f"{api.url}/v2/enqueue",
+                },
             },
             "alerting": {"outbox_dir": str(outbox), "max_attempts": 5, "max_backoff": "100ms"},
         }
@@ -40,16 +76,32 @@ def config(api: FakeApi, outbox: Path) -> Config:
 def minute(alerting: Alerting, m: int, **values: float) -> list[Any]:
     rows = []
     if "err" in values:
-        rows.append(mrow(m, values["err"], metric="error_rate_5xx", feature="", model=str(values.get("model", "fraud"))))
+        rows.append(
+            mrow(
+                m,
+                values["err"],
+                metric="error_rate_5xx",
+                feature="",
+                model=str(values.get("model", "fraud")),
+            )
+        )
     if "psi" in values:
         rows.append(mrow(m, values["psi"], model="churn"))
     return alerting.process(rows, watermark=m * MIN)
 
 
-def test_critical_to_pagerduty_and_slack_warning_to_slack_only(api: FakeApi, tmp_path: Path) -> None:
+def test_critical_to_pagerduty_and_slack_warning_to_slack_only(
+    api: FakeApi, tmp_path: Path
+) -> None:
     alerting = Alerting(config(api, tmp_path))
     stored = []
-    for m, err, psi in [(1, 0.0, 0.3), (2, 0.2, 0.3), (3, 0.2, 0.05), (4, 0.0, 0.05), (5, 0.0, 0.05)]:
+    for m, err, psi in [
+        (1, 0.0, 0.3),
+        (2, 0.2, 0.3),
+        (3, 0.2, 0.05),
+        (4, 0.0, 0.05),
+        (5, 0.0, 0.05),
+    ]:
         stored += minute(alerting, m, err=err, psi=psi)
     alerting.close()
     assert sorted((a.ts // MIN, a.rule, a.status, a.receivers) for a in stored) == [
@@ -59,14 +111,17 @@ def test_critical_to_pagerduty_and_slack_warning_to_slack_only(api: FakeApi, tmp
         (4, "serving-errors", "resolved", ["pagerduty", "slack"]),
     ]
     assert [(e["event_action"], e.get("payload", {}).get("severity")) for e in api.pd_events()] == [
-        ("trigger", "critical"), ("resolve", None),
+        ("trigger", "critical"),
+        ("resolve", None),
     ]
     posts = api.slack_calls("chat.postMessage")
     assert sorted(p.body["text"].split(":")[0] for p in posts) == ["CRITICAL", "WARNING"]
     assert len(api.slack_calls("chat.update")) == 2  # both messages turned resolved in place
 
 
-def test_worker_restart_mid_alert_no_repage_and_resolve_still_sent(api: FakeApi, tmp_path: Path) -> None:
+def test_worker_restart_mid_alert_no_repage_and_resolve_still_sent(
+    api: FakeApi, tmp_path: Path
+) -> None:
     first = Alerting(config(api, tmp_path))
     minute(first, 1, err=0.2)
     minute(first, 2, err=0.3)
@@ -87,7 +142,9 @@ def test_worker_restart_mid_alert_no_repage_and_resolve_still_sent(api: FakeApi,
     assert "RESOLVED" in update.body["text"]
 
 
-def test_crash_after_send_before_state_save_sends_nothing_twice(api: FakeApi, tmp_path: Path) -> None:
+def test_crash_after_send_before_state_save_sends_nothing_twice(
+    api: FakeApi, tmp_path: Path
+) -> None:
     cfg = config(api, tmp_path)
     first = Alerting(cfg)
     first.save_state()  # the last save before the crash: nothing firing yet
@@ -111,7 +168,12 @@ def test_receiver_down_then_back_through_the_pipeline(api: FakeApi, tmp_path: Pa
         minute(alerting, m, err=0.2 if m % 3 else 0.0)  # fires, resolves, fires again
     assert alerting.flush(timeout=20)
     alerting.close()
-    assert [e["event_action"] for e in api.pd_events()] == ["trigger", "resolve", "trigger", "resolve"]
+    assert [e["event_action"] for e in api.pd_events()] == [
+        "trigger",
+        "resolve",
+        "trigger",
+        "resolve",
+    ]
     assert [r.status for r in api.requests if r.path == "/v2/enqueue"][:3] == [503, 503, 202]
 
 
@@ -123,20 +185,30 @@ def test_replay_without_notify_records_but_sends_nothing(api: FakeApi, tmp_path:
     assert api.requests == []
 
 
-@pytest.mark.parametrize("step", [1, 7, 60], ids=["every-minute", "every-7-minutes", "once-an-hour"])
-def test_notifications_do_not_depend_on_how_often_the_watermark_moves(api: FakeApi, tmp_path: Path, step: int) -> None:
+@pytest.mark.parametrize(
+    "step", [1, 7, 60], ids=["every-minute", "every-7-minutes", "once-an-hour"]
+)
+def test_notifications_do_not_depend_on_how_often_the_watermark_moves(
+    api: FakeApi, tmp_path: Path, step: int
+) -> None:
     alerting = Alerting(config(api, tmp_path), notify=False, state_dir=tmp_path / "x")
     notes = []
     for m in range(1, 61):
         values = {"err": 0.2 if 10 <= m < 20 else 0.0, "psi": 0.3 if 30 <= m < 45 else 0.0}
-        rows = [mrow(m, values["err"], metric="error_rate_5xx", feature=""), mrow(m, values["psi"], model="churn")]
+        rows = [
+            mrow(m, values["err"], metric="error_rate_5xx", feature=""),
+            mrow(m, values["psi"], model="churn"),
+        ]
         alerting.dispatcher.submit(alerting.engine.process(rows))
         if m % step == 0:
             notes += alerting.advance(m * MIN)
     notes += alerting.drain()
     got = [(n.receiver, n.kind, n.ts) for n in notes]
     assert got == [
-        ("pagerduty", "firing", 10 * MIN), ("slack", "firing", 10 * MIN),
-        ("pagerduty", "resolved", 20 * MIN), ("slack", "resolved", 20 * MIN),
-        ("slack", "firing", 31 * MIN), ("slack", "resolved", 45 * MIN),
+        ("pagerduty", "firing", 10 * MIN),
+        ("slack", "firing", 10 * MIN),
+        ("pagerduty", "resolved", 20 * MIN),
+        ("slack", "resolved", 20 * MIN),
+        ("slack", "firing", 31 * MIN),
+        ("slack", "resolved", 45 * MIN),
     ]

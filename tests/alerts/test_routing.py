@@ -14,27 +14,55 @@ from drifthouse.rows import AlertRow
 from tests.alerts.conftest import MIN, arow
 
 ROUTES = [
-    RouteConfig.model_validate({"match": {"severity": "critical"}, "receivers": ["pagerduty", "slack"], "group_wait": "0s"}),
     RouteConfig.model_validate(
-        {"match": {"severity": "warning"}, "receivers": ["slack"], "group_by": ["model"], "group_wait": "30s",
-         "group_interval": "5m", "repeat_interval": "1h"}
+        {"match": {"severity": "critical"}, "receivers": ["pagerduty", "slack"], "group_wait": "0s"}
+    ),
+    RouteConfig.model_validate(
+        {
+            "match": {"severity": "warning"},
+            "receivers": ["slack"],
+            "group_by": ["model"],
+            "group_wait": "30s",
+            "group_interval": "5m",
+            "repeat_interval": "1h",
+        }
     ),
 ]
-INHIBIT = [InhibitConfig(source={"severity": "critical"}, target={"severity": "warning"}, equal=["model"])]
+INHIBIT = [
+    InhibitConfig(source={"severity": "critical"}, target={"severity": "warning"}, equal=["model"])
+]
 
 
-def warn(ts: int, model: str = "fraud", feature: str = "amount", status: str = "firing") -> AlertRow:
-    return arow(ts, status=status, severity="warning", rule="data-drift", model=model, feature=feature, metric="psi")
+def warn(
+    ts: int, model: str = "fraud", feature: str = "amount", status: str = "firing"
+) -> AlertRow:
+    return arow(
+        ts,
+        status=status,
+        severity="warning",
+        rule="data-drift",
+        model=model,
+        feature=feature,
+        metric="psi",
+    )
 
 
 def summary(notes: Sequence[Notification]) -> list[tuple[str, str, int, list[str], list[str]]]:
     return [
-        (n.receiver, n.kind, n.ts, sorted(a.feature or a.rule for a in n.firing), sorted(a.feature or a.rule for a in n.resolved))
+        (
+            n.receiver,
+            n.kind,
+            n.ts,
+            sorted(a.feature or a.rule for a in n.firing),
+            sorted(a.feature or a.rule for a in n.resolved),
+        )
         for n in notes
     ]
 
 
-def run(d: Dispatcher, timeline: list[tuple[int, list[AlertRow]]], until: int) -> list[Notification]:
+def run(
+    d: Dispatcher, timeline: list[tuple[int, list[AlertRow]]], until: int
+) -> list[Notification]:
     """Submit each batch at its time, advancing the clock minute by minute like a watermark would."""
     out: list[Notification] = []
     batches = dict(timeline)
@@ -48,7 +76,11 @@ def run(d: Dispatcher, timeline: list[tuple[int, list[AlertRow]]], until: int) -
 @pytest.mark.parametrize(
     ("alert", "receivers"),
     [
-        pytest.param(arow(MIN, severity="critical"), ["pagerduty", "slack"], id="critical-to-pagerduty-and-slack"),
+        pytest.param(
+            arow(MIN, severity="critical"),
+            ["pagerduty", "slack"],
+            id="critical-to-pagerduty-and-slack",
+        ),
         pytest.param(warn(MIN), ["slack"], id="warning-to-slack-only"),
         pytest.param(arow(MIN, severity="info"), [], id="unrouted"),
     ],
@@ -64,30 +96,53 @@ def test_route_by_severity(alert: AlertRow, receivers: list[str]) -> None:
     [
         pytest.param(
             [{"match": {"model": "fraud"}, "receivers": ["a"]}, {"match": {}, "receivers": ["b"]}],
-            {}, ["a"], id="first-match-wins",
+            {},
+            ["a"],
+            id="first-match-wins",
         ),
         pytest.param(
-            [{"match": {"model": "fraud"}, "receivers": ["a"], "continue": True}, {"match": {}, "receivers": ["b"]}],
-            {}, ["a", "b"], id="continue",
+            [
+                {"match": {"model": "fraud"}, "receivers": ["a"], "continue": True},
+                {"match": {}, "receivers": ["b"]},
+            ],
+            {},
+            ["a", "b"],
+            id="continue",
         ),
         pytest.param(
-            [{"match": {"rule": "data-*", "team": "risk"}, "receivers": ["a"]}, {"match": {}, "receivers": ["b"]}],
-            {"team": "risk"}, ["a"], id="glob-and-rule-labels",
+            [
+                {"match": {"rule": "data-*", "team": "risk"}, "receivers": ["a"]},
+                {"match": {}, "receivers": ["b"]},
+            ],
+            {"team": "risk"},
+            ["a"],
+            id="glob-and-rule-labels",
         ),
         pytest.param(
-            [{"match": {"rule": "data-*", "team": "risk"}, "receivers": ["a"]}, {"match": {}, "receivers": ["b"]}],
-            {"team": "ops"}, ["b"], id="rule-label-mismatch",
+            [
+                {"match": {"rule": "data-*", "team": "risk"}, "receivers": ["a"]},
+                {"match": {}, "receivers": ["b"]},
+            ],
+            {"team": "ops"},
+            ["b"],
+            id="rule-label-mismatch",
         ),
     ],
 )
-def test_route_matching(routes: list[dict[str, Any]], labels: dict[str, str], receivers: list[str]) -> None:
-    d = Dispatcher([RouteConfig.model_validate(r) for r in routes], rule_labels=lambda _rule: labels)
+def test_route_matching(
+    routes: list[dict[str, Any]], labels: dict[str, str], receivers: list[str]
+) -> None:
+    d = Dispatcher(
+        [RouteConfig.model_validate(r) for r in routes], rule_labels=lambda _rule: labels
+    )
     assert d.receivers_for(warn(MIN)) == receivers
 
 
 def test_critical_goes_to_both_receivers_at_once_and_resolves() -> None:
     d = Dispatcher(ROUTES)
-    notes = run(d, [(1 * MIN, [arow(MIN)]), (3 * MIN, [arow(3 * MIN, status="resolved")])], until=10 * MIN)
+    notes = run(
+        d, [(1 * MIN, [arow(MIN)]), (3 * MIN, [arow(3 * MIN, status="resolved")])], until=10 * MIN
+    )
     assert summary(notes) == [
         ("pagerduty", "firing", 1 * MIN, ["errors"], []),
         ("slack", "firing", 1 * MIN, ["errors"], []),
@@ -115,12 +170,22 @@ def test_grouping_waits_and_batches() -> None:
         # group_interval 5m: later changes of the fraud group wait for 6m30s
         ("slack", "firing", 6 * MIN + 30_000, ["age", "amount", "country", "device"], []),
     ]
-    assert [n.group_labels for n in notes] == [{"model": "fraud"}, {"model": "churn"}, {"model": "fraud"}]
-    assert sorted(notes[2].new) == sorted(warn(0, feature=f).dedup_key for f in ("country", "device"))
+    assert [n.group_labels for n in notes] == [
+        {"model": "fraud"},
+        {"model": "churn"},
+        {"model": "fraud"},
+    ]
+    assert sorted(notes[2].new) == sorted(
+        warn(0, feature=f).dedup_key for f in ("country", "device")
+    )
 
 
 def test_same_notifications_however_often_the_clock_moves() -> None:
-    alerts = [warn(MIN, feature="amount"), warn(2 * MIN, feature="age"), warn(9 * MIN, feature="amount", status="resolved")]
+    alerts = [
+        warn(MIN, feature="amount"),
+        warn(2 * MIN, feature="age"),
+        warn(9 * MIN, feature="amount", status="resolved"),
+    ]
     fine = Dispatcher(ROUTES)
     fine_notes = run(fine, [(a.ts, [a]) for a in alerts], until=100 * MIN)
     coarse = Dispatcher(ROUTES)
@@ -134,7 +199,11 @@ def test_repeat_interval_in_event_time() -> None:
     d = Dispatcher(ROUTES)
     d.submit([warn(0)])
     notes = d.advance(150 * MIN)
-    assert [(n.kind, n.ts) for n in notes] == [("firing", 30_000), ("repeat", 30_000 + 60 * MIN), ("repeat", 30_000 + 120 * MIN)]
+    assert [(n.kind, n.ts) for n in notes] == [
+        ("firing", 30_000),
+        ("repeat", 30_000 + 60 * MIN),
+        ("repeat", 30_000 + 120 * MIN),
+    ]
     assert all(n.firing for n in notes)
     assert len({n.id for n in notes}) == 3
 
@@ -144,19 +213,31 @@ def test_inhibition_mutes_warnings_of_the_same_model_and_records_them() -> None:
     d.submit([arow(MIN, model="fraud"), warn(MIN, model="fraud"), warn(MIN, model="churn")])
     notes = d.advance(10 * MIN)
     assert sorted((n.receiver, n.group_labels.get("model", "-")) for n in notes) == [
-        ("pagerduty", "-"), ("slack", "-"), ("slack", "churn"),
+        ("pagerduty", "-"),
+        ("slack", "-"),
+        ("slack", "churn"),
     ]
-    assert [(m.model, m.reason, m.by) for m in d.muted] == [("fraud", "inhibited", arow(MIN).dedup_key)]
+    assert [(m.model, m.reason, m.by) for m in d.muted] == [
+        ("fraud", "inhibited", arow(MIN).dedup_key)
+    ]
     # once the critical resolves, the warning is no longer muted and is sent at the next interval
     d.submit([arow(11 * MIN, status="resolved")])
     notes = d.advance(20 * MIN)
-    assert ("slack", "firing", ["amount"]) in [(n.receiver, n.kind, [a.feature for a in n.firing]) for n in notes]
+    assert ("slack", "firing", ["amount"]) in [
+        (n.receiver, n.kind, [a.feature for a in n.firing]) for n in notes
+    ]
 
 
 def test_silence_matches_then_expires() -> None:
     store = MemorySilenceStore()
-    silence = add_silence(store, ["model=fraud", "rule=data-*"], duration_ms=10 * MIN, author="ana",
-                          reason="retraining", now_ms=0)
+    silence = add_silence(
+        store,
+        ["model=fraud", "rule=data-*"],
+        duration_ms=10 * MIN,
+        author="ana",
+        reason="retraining",
+        now_ms=0,
+    )
     d = Dispatcher(ROUTES, silences=store)
     d.submit([warn(MIN, model="fraud"), warn(MIN, model="churn")])
     notes = d.advance(5 * MIN)
@@ -169,7 +250,9 @@ def test_silence_matches_then_expires() -> None:
 
 def test_expired_silence_mutes_nothing() -> None:
     store = MemorySilenceStore()
-    s = add_silence(store, {"model": "fraud"}, duration_ms=60 * MIN, author="ana", reason="test", now_ms=0)
+    s = add_silence(
+        store, {"model": "fraud"}, duration_ms=60 * MIN, author="ana", reason="test", now_ms=0
+    )
     expire_silence(store, s.id, now_ms=0)
     d = Dispatcher(ROUTES, silences=store)
     d.submit([warn(MIN)])

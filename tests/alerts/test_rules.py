@@ -13,7 +13,13 @@ from drifthouse.rows import MetricRow
 from tests.alerts.conftest import MIN, mrow
 
 DRIFT = RuleConfig.model_validate(
-    {"name": "data-drift", "metric": "psi", "when": "value > 0.25", "clear": "value < 0.1", "severity": "warning"}
+    {
+        "name": "data-drift",
+        "metric": "psi",
+        "when": "value > 0.25",
+        "clear": "value < 0.1",
+        "severity": "warning",
+    }
 )
 
 
@@ -30,7 +36,10 @@ def statuses(engine: RuleEngine, values: list[float], **kw: object) -> list[tupl
     ("rule", "values", "expected"),
     [
         pytest.param(
-            {"when": "value > 0.25"}, [0.1, 0.3, 0.3, 0.1], [(2, "firing"), (4, "resolved")], id="fire-resolve"
+            {"when": "value > 0.25"},
+            [0.1, 0.3, 0.3, 0.1],
+            [(2, "firing"), (4, "resolved")],
+            id="fire-resolve",
         ),
         pytest.param(
             {"when": "value > 0.25", "for": 3},
@@ -64,7 +73,9 @@ def statuses(engine: RuleEngine, values: list[float], **kw: object) -> list[tupl
         ),
     ],
 )
-def test_state_machine(rule: dict[str, object], values: list[float], expected: list[tuple[int, str]]) -> None:
+def test_state_machine(
+    rule: dict[str, object], values: list[float], expected: list[tuple[int, str]]
+) -> None:
     engine = RuleEngine([RuleConfig.model_validate({"name": "r", "metric": "psi", **rule})])
     assert statuses(engine, values) == expected
 
@@ -87,7 +98,10 @@ def test_series_are_independent_and_scoped_by_globs() -> None:
 
 def test_alert_row_contents() -> None:
     rule = RuleConfig(
-        name="latency", metric="latency_p95", when="value > 2 * baseline", severity="critical",
+        name="latency",
+        metric="latency_p95",
+        when="value > 2 * baseline",
+        severity="critical",
         message="{rule}: {metric}={value:.0f}ms > {threshold:.0f}ms on {model} ({window_end})",
     )
     engine = RuleEngine([rule], baselines=lambda model, version, feature, metric: 100.0)
@@ -149,11 +163,30 @@ def test_state_of_a_removed_rule_is_dropped() -> None:
     ("rule", "location", "fragment"),
     [
         pytest.param({"when": "value >"}, "rules[0].when", "column 8", id="when"),
-        pytest.param({"when": "value > 1", "clear": "value <<"}, "rules[0].clear", "column", id="clear"),
-        pytest.param({"when": "value > 1", "message": "{value.__class__}"}, "rules[0].message", "unknown field", id="template-attr"),
-        pytest.param({"when": "value > 1", "message": "{nope}"}, "rules[0].message", "unknown field {nope}", id="template-field"),
-        pytest.param({"when": "value > 1", "model": "[fraud"}, "rules[0].model", "unbalanced", id="glob"),
-        pytest.param({"when": "value > 1", "metric": "pssi"}, "rules[0].metric", "warning:", id="unknown-metric"),
+        pytest.param(
+            {"when": "value > 1", "clear": "value <<"}, "rules[0].clear", "column", id="clear"
+        ),
+        pytest.param(
+            {"when": "value > 1", "message": "{value.__class__}"},
+            "rules[0].message",
+            "unknown field",
+            id="template-attr",
+        ),
+        pytest.param(
+            {"when": "value > 1", "message": "{nope}"},
+            "rules[0].message",
+            "unknown field {nope}",
+            id="template-field",
+        ),
+        pytest.param(
+            {"when": "value > 1", "model": "[fraud"}, "rules[0].model", "unbalanced", id="glob"
+        ),
+        pytest.param(
+            {"when": "value > 1", "metric": "pssi"},
+            "rules[0].metric",
+            "warning:",
+            id="unknown-metric",
+        ),
     ],
 )
 def test_validate_rules(rule: dict[str, object], location: str, fragment: str) -> None:
@@ -164,11 +197,15 @@ def test_validate_rules(rule: dict[str, object], location: str, fragment: str) -
 
 def test_validate_rules_duplicates_and_compile_errors() -> None:
     rules = [RuleConfig(name="r", metric="psi", when="value > 1")] * 2
-    assert validate_rules(rules) == [("rules[1].name", "duplicate rule name 'r' (also rules[0]); names key alert state")]
+    assert validate_rules(rules) == [
+        ("rules[1].name", "duplicate rule name 'r' (also rules[0]); names key alert state")
+    ]
     with pytest.raises(ConfigError) as info:
         RuleEngine([RuleConfig(name="r", metric="psi", when="value >")])
     assert info.value.problems[0][0] == "rules[0].when"
-    RuleEngine([RuleConfig(name="r", metric="pssi", when="value > 1")])  # warnings do not stop the engine
+    RuleEngine(
+        [RuleConfig(name="r", metric="pssi", when="value > 1")]
+    )  # warnings do not stop the engine
 
 
 def test_default_rules_load_validate_and_fire() -> None:
@@ -200,12 +237,38 @@ def test_default_rules_load_validate_and_fire() -> None:
 
 def test_backtest_summary() -> None:
     rows: list[MetricRow] = []
-    for minute, (psi, err) in enumerate([(0.3, 0.0), (0.3, 0.1), (0.05, 0.1), (0.3, 0.0), (0.3, 0.0)], start=1):
+    for minute, (psi, err) in enumerate(
+        [(0.3, 0.0), (0.3, 0.1), (0.05, 0.1), (0.3, 0.0), (0.3, 0.0)], start=1
+    ):
         rows += [mrow(minute, psi), mrow(minute, err, metric="error_rate_5xx", feature="")]
-    errors = RuleConfig(name="errors", metric="error_rate_5xx", when="value > 0.05", severity="critical")
+    errors = RuleConfig(
+        name="errors", metric="error_rate_5xx", when="value > 0.05", severity="critical"
+    )
     report = backtest(rows, [DRIFT, errors])
-    drift, err = report.lines
-    assert (drift.fired, drift.resolved, drift.still_firing, drift.firing_ms) == (2, 1, 1, 2 * MIN + 1 * MIN)
-    assert (err.fired, err.resolved, err.still_firing, err.firing_ms, err.rows) == (1, 1, 0, 2 * MIN, 5)
+    drift_line, err_line = report.lines
+    assert (
+        drift_line.fired,
+        drift_line.resolved,
+        drift_line.still_firing,
+        drift_line.firing_ms,
+    ) == (
+        2,
+        1,
+        1,
+        2 * MIN + 1 * MIN,
+    )
+    assert (
+        err_line.fired,
+        err_line.resolved,
+        err_line.still_firing,
+        err_line.firing_ms,
+        err_line.rows,
+    ) == (
+        1,
+        1,
+        0,
+        2 * MIN,
+        5,
+    )
     assert report.by_severity() == {"warning": 2, "critical": 1}
     assert [a.ts for a in report.alerts] == sorted(a.ts for a in report.alerts)

@@ -27,9 +27,18 @@ def store(request: pytest.FixtureRequest) -> SilenceStore:
 
 
 def test_add_list_expire(store: SilenceStore) -> None:
-    a = add_silence(store, ["model=fraud"], duration_ms=2 * H, author="ana", reason="retraining", now_ms=10 * H)
-    b = add_silence(store, ["rule=data-*", "feature=amount"], duration_ms=H, author="bo", reason="known shift",
-                    now_ms=10 * H, starts_at=11 * H)
+    a = add_silence(
+        store, ["model=fraud"], duration_ms=2 * H, author="ana", reason="retraining", now_ms=10 * H
+    )
+    b = add_silence(
+        store,
+        ["rule=data-*", "feature=amount"],
+        duration_ms=H,
+        author="bo",
+        reason="known shift",
+        now_ms=10 * H,
+        starts_at=11 * H,
+    )
     assert {s.id for s in list_silences(store, now_ms=10 * H)} == {a.id, b.id}
     assert [s.id for s in store.active(10 * H + 1)] == [a.id]
     assert {s.id for s in store.active(11 * H + 1)} == {a.id, b.id}
@@ -39,12 +48,21 @@ def test_add_list_expire(store: SilenceStore) -> None:
     assert expired.ends_at == 10 * H + 5
     assert [s.id for s in store.active(10 * H + 6)] == []
     assert [s.id for s in list_silences(store, now_ms=10 * H + 6)] == [b.id]
-    assert {s.id for s in list_silences(store, now_ms=10 * H + 6, include_expired=True)} == {a.id, b.id}
+    assert {s.id for s in list_silences(store, now_ms=10 * H + 6, include_expired=True)} == {
+        a.id,
+        b.id,
+    }
 
 
 def test_matchers() -> None:
-    silence = add_silence(MemorySilenceStore(), ["model=fraud*", "severity=warning"], duration_ms=H,
-                          author="ana", reason="r", now_ms=0)
+    silence = add_silence(
+        MemorySilenceStore(),
+        ["model=fraud*", "severity=warning"],
+        duration_ms=H,
+        author="ana",
+        reason="r",
+        now_ms=0,
+    )
     assert silence.matches({"model": "fraud-v2", "severity": "warning"})
     assert not silence.matches({"model": "fraud-v2", "severity": "critical"})
     assert not silence.matches({"severity": "warning"})
@@ -55,10 +73,24 @@ def test_matchers() -> None:
     [
         pytest.param(lambda s: parse_matchers(["model"]), "label=value", id="no-equals"),
         pytest.param(lambda s: parse_matchers([]), "at least one matcher", id="no-matchers"),
-        pytest.param(lambda s: add_silence(s, ["model=x"], author="a", reason="r", now_ms=0), "positive duration", id="no-duration"),
-        pytest.param(lambda s: add_silence(s, ["model=x"], duration_ms=H, author="", reason="r", now_ms=0), "author", id="no-author"),
-        pytest.param(lambda s: add_silence(s, ["model=x"], ends_at=0, author="a", reason="r", now_ms=5), "end after", id="ends-before"),
-        pytest.param(lambda s: expire_silence(s, "nope", now_ms=0), "no silence with id", id="unknown-id"),
+        pytest.param(
+            lambda s: add_silence(s, ["model=x"], author="a", reason="r", now_ms=0),
+            "positive duration",
+            id="no-duration",
+        ),
+        pytest.param(
+            lambda s: add_silence(s, ["model=x"], duration_ms=H, author="", reason="r", now_ms=0),
+            "author",
+            id="no-author",
+        ),
+        pytest.param(
+            lambda s: add_silence(s, ["model=x"], ends_at=0, author="a", reason="r", now_ms=5),
+            "end after",
+            id="ends-before",
+        ),
+        pytest.param(
+            lambda s: expire_silence(s, "nope", now_ms=0), "no silence with id", id="unknown-id"
+        ),
     ],
 )
 def test_errors(call: Any, fragment: str) -> None:

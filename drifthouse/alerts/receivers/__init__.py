@@ -68,14 +68,19 @@ def build_receiver(
             name=name,
             token=config.token.get_secret_value() if config.token is not None else None,
             channel=config.channel,
-            webhook_url=config.webhook_url.get_secret_value() if config.webhook_url is not None else None,
+            webhook_url=config.webhook_url.get_secret_value()
+            if config.webhook_url is not None
+            else None,
             base_url=config.base_url,
             grafana_url=config.grafana_url,
             index=SlackMessageIndex(index_path),
         )
     if isinstance(config, PagerDutyConfig):
         return PagerDutyReceiver(
-            name=name, routing_key=config.routing_key.get_secret_value(), url=config.url, client=http
+            name=name,
+            routing_key=config.routing_key.get_secret_value(),
+            url=config.url,
+            client=http,
         )
     if isinstance(config, WebhookConfig):
         headers = {k: v.get_secret_value() for k, v in config.headers.items()}
@@ -97,6 +102,8 @@ def build_receivers(
     """Every receiver of ``config.receivers``:
     ``build_receivers(cfg.receivers, state_dir=cfg.alerting.outbox_dir, kafka_bootstrap=cfg.kafka.bootstrap)``."""
     return {
-        name: build_receiver(name, conf, state_dir=state_dir, kafka_bootstrap=kafka_bootstrap, http=http)
+        name: build_receiver(
+            name, conf, state_dir=state_dir, kafka_bootstrap=kafka_bootstrap, http=http
+        )
         for name, conf in receivers.items()
     }

@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import urlencode
 
 from drifthouse.rows import AlertRow
@@ -14,14 +15,16 @@ from drifthouse.rows import AlertRow
 __all__ = ["fmt_value", "grafana_link", "iso", "parse_retry_after"]
 
 
-def parse_retry_after(headers: Mapping[str, str] | None, *, now: float | None = None) -> float | None:
+def parse_retry_after(
+    headers: Mapping[str, Any] | None, *, now: float | None = None
+) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
     if not headers:
         return None
-    raw = None
+    raw: Any = None
     for key, value in headers.items():
         if key.lower() == "retry-after":
-            raw = value[0] if isinstance(value, list) else value
+            raw = value[0] if isinstance(value, list) else value  # slack-sdk may give lists
             break
     if raw is None:
         return None
@@ -41,7 +44,11 @@ def parse_retry_after(headers: Mapping[str, str] | None, *, now: float | None = 
 
 def iso(ms: int) -> str:
     """Epoch milliseconds as an RFC 3339 UTC timestamp."""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (
+        datetime.fromtimestamp(ms / 1000, tz=UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
 
 
 def fmt_value(x: float) -> str:

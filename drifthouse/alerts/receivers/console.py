@@ -28,10 +28,18 @@ class ConsoleReceiver:
         for alert in [*n.firing, *n.resolved]:
             if alert.status == "firing" and n.kind != "repeat" and alert.dedup_key not in new:
                 continue
-            status = "RESOLVED" if alert.status == "resolved" else ("REPEAT" if n.kind == "repeat" else "FIRING")
-            style = _STYLE["resolved"] if alert.status == "resolved" else _STYLE.get(alert.severity, "")
-            where = alert.model + (f"/{alert.feature}" if alert.feature else "") + (
-                f" [{alert.segment}]" if alert.segment else ""
+            status = (
+                "RESOLVED"
+                if alert.status == "resolved"
+                else ("REPEAT" if n.kind == "repeat" else "FIRING")
+            )
+            style = (
+                _STYLE["resolved"] if alert.status == "resolved" else _STYLE.get(alert.severity, "")
+            )
+            where = (
+                alert.model
+                + (f"/{alert.feature}" if alert.feature else "")
+                + (f" [{alert.segment}]" if alert.segment else "")
             )
             self.console.print(
                 f"[{style}]{status:8} {alert.severity:8}[/] {iso(alert.ts)} {escape(alert.rule)} {escape(where)} "

@@ -20,7 +20,13 @@ class KafkaReceiver:
     """
 
     def __init__(
-        self, *, topic: str, bootstrap: str = "localhost:9092", name: str = "kafka", timeout: float = 10.0, **producer: Any
+        self,
+        *,
+        topic: str,
+        bootstrap: str = "localhost:9092",
+        name: str = "kafka",
+        timeout: float = 10.0,
+        **producer: Any,
     ) -> None:
         self.name = name
         self.topic = topic
@@ -39,7 +45,9 @@ class KafkaReceiver:
                     bootstrap_servers=self.bootstrap, acks="all", retries=0, **self._producer_args
                 )
             except KafkaError as exc:
-                raise NotifyRetryable(f"kafka {self.name}: cannot connect to {self.bootstrap} ({exc})") from exc
+                raise NotifyRetryable(
+                    f"kafka {self.name}: cannot connect to {self.bootstrap} ({exc})"
+                ) from exc
         return self._producer
 
     def send(self, notification: Notification) -> None:
@@ -48,7 +56,9 @@ class KafkaReceiver:
         producer = self._get_producer()
         try:
             future = producer.send(
-                self.topic, key=notification.group_key.encode(), value=msgspec.json.encode(notification)
+                self.topic,
+                key=notification.group_key.encode(),
+                value=msgspec.json.encode(notification),
             )
             future.get(timeout=self.timeout)
         except KafkaError as exc:

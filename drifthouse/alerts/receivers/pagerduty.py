@@ -103,13 +103,16 @@ class PagerDutyReceiver:
         try:
             resp = self.client.post(self.url, json=event)
         except httpx.TransportError as exc:
-            raise NotifyRetryable(f"pagerduty {action}: cannot reach {self.url} ({type(exc).__name__})") from exc
+            raise NotifyRetryable(
+                f"pagerduty {action}: cannot reach {self.url} ({type(exc).__name__})"
+            ) from exc
         if resp.status_code in (200, 201, 202):
             log.debug("notify.pagerduty_sent", action=action, dedup_key=event["dedup_key"])
             return
         if resp.status_code == 429 or resp.status_code >= 500:
             raise NotifyRetryable(
-                f"pagerduty {action}: HTTP {resp.status_code}", parse_retry_after(dict(resp.headers))
+                f"pagerduty {action}: HTTP {resp.status_code}",
+                parse_retry_after(dict(resp.headers)),
             )
         raise NotifyError(
             f"pagerduty refused the {action} event: HTTP {resp.status_code} {resp.text[:200]}; "

@@ -42,7 +42,11 @@ MAX_BLOCKS = 50
 MAX_TEXT = 3000
 """Slack's limit of characters per section text."""
 _ALERTS_PER_MESSAGE = MAX_BLOCKS - 2  # a header and a context block around the alerts
-_ICON = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "resolved": ":white_check_mark:"}
+_ICON = {
+    "critical": ":red_circle:",
+    "warning": ":large_orange_circle:",
+    "resolved": ":white_check_mark:",
+}
 
 
 def _truncate(text: str, limit: int) -> str:
@@ -67,7 +71,10 @@ def _alert_block(alert: AlertRow, grafana_url: str | None) -> dict[str, Any]:
         lines.append(f"<{link}|Grafana panel>")
     if alert.message:
         lines.append(alert.message)
-    return {"type": "section", "text": {"type": "mrkdwn", "text": _truncate("\n".join(lines), MAX_TEXT)}}
+    return {
+        "type": "section",
+        "text": {"type": "mrkdwn", "text": _truncate("\n".join(lines), MAX_TEXT)},
+    }
 
 
 def render_messages(
@@ -75,15 +82,24 @@ def render_messages(
 ) -> list[tuple[str, list[dict[str, Any]]]]:
     """``(fallback text, blocks)`` per message; alerts split to stay under Slack's limits."""
     out: list[tuple[str, list[dict[str, Any]]]] = []
-    chunks = [alerts[i : i + _ALERTS_PER_MESSAGE] for i in range(0, len(alerts), _ALERTS_PER_MESSAGE)] or [[]]
+    chunks = [
+        alerts[i : i + _ALERTS_PER_MESSAGE] for i in range(0, len(alerts), _ALERTS_PER_MESSAGE)
+    ] or [[]]
     for part, chunk in enumerate(chunks, start=1):
         head = title if len(chunks) == 1 else f"{title} ({part}/{len(chunks)})"
         blocks: list[dict[str, Any]] = [
             {"type": "header", "text": {"type": "plain_text", "text": _truncate(head, 150)}}
         ]
         blocks.extend(_alert_block(a, grafana_url) for a in chunk)
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _truncate(context, MAX_TEXT)}]})
-        fallback = _truncate(f"{head}: " + "; ".join(f"{a.rule} {a.model} {a.status}" for a in chunk), 3000)
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": _truncate(context, MAX_TEXT)}],
+            }
+        )
+        fallback = _truncate(
+            f"{head}: " + "; ".join(f"{a.rule} {a.model} {a.status}" for a in chunk), 3000
+        )
         out.append((fallback, blocks))
     return out
 
@@ -184,16 +200,24 @@ class SlackReceiver:
         except SlackApiError as exc:
             status = exc.response.status_code
             error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
-            if status == 429 or status >= 500 or error in ("ratelimited", "internal_error", "fatal_error"):
+            if (
+                status == 429
+                or status >= 500
+                or error in ("ratelimited", "internal_error", "fatal_error")
+            ):
                 retry_after = parse_retry_after(exc.response.headers)
-                raise NotifyRetryable(f"slack {what}: HTTP {status} {error or ''}".strip(), retry_after) from exc
+                raise NotifyRetryable(
+                    f"slack {what}: HTTP {status} {error or ''}".strip(), retry_after
+                ) from exc
             raise NotifyError(
                 f"slack {what} was refused: HTTP {status} {error or ''}; check the token, channel and scopes (chat:write)"
             ) from exc
         except (urllib.error.URLError, OSError, SlackClientError) as exc:
             raise NotifyRetryable(f"slack {what}: cannot reach Slack ({exc})") from exc
 
-    def _post(self, text: str, blocks: list[dict[str, Any]], thread_ts: str | None = None) -> str | None:
+    def _post(
+        self, text: str, blocks: list[dict[str, Any]], thread_ts: str | None = None
+    ) -> str | None:
         if self.web is not None:
             kwargs: dict[str, Any] = {"channel": self.channel, "text": text, "blocks": blocks}
             if thread_ts:
@@ -205,15 +229,21 @@ class SlackReceiver:
         hook = self.webhook
         resp = self._call("webhook", lambda: hook.send(text=text, blocks=blocks))
         if resp.status_code == 429 or resp.status_code >= 500:
-            raise NotifyRetryable(f"slack webhook: HTTP {resp.status_code}", parse_retry_after(resp.headers))
+            raise NotifyRetryable(
+                f"slack webhook: HTTP {resp.status_code}", parse_retry_after(resp.headers)
+            )
         if resp.status_code != 200:
-            raise NotifyError(f"slack webhook refused the message: HTTP {resp.status_code} {resp.body[:200]}")
+            raise NotifyError(
+                f"slack webhook refused the message: HTTP {resp.status_code} {resp.body[:200]}"
+            )
         return None
 
     def _update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> None:
         assert self.web is not None
         web = self.web
-        self._call("chat.update", lambda: web.chat_update(channel=channel, ts=ts, text=text, blocks=blocks))
+        self._call(
+            "chat.update", lambda: web.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+        )
 
     # ---- a notification ------------------------------------------------------------------------
 
@@ -230,15 +260,23 @@ class SlackReceiver:
                 to_post = [a for a in n.firing if a.dedup_key in new]
                 title = f"{n.severity.upper()}: {len(to_post)} alert(s) firing"
             if to_post:
-                for part, (text, blocks) in enumerate(render_messages(title, to_post, context, self.grafana_url)):
+                for part, (text, blocks) in enumerate(
+                    render_messages(title, to_post, context, self.grafana_url)
+                ):
                     step = f"post:{part}"
                     if self.index.step_done(n.id, step):
                         continue
                     ts = self._post(text, blocks)
                     if ts is not None and self.channel:
-                        chunk = to_post[part * _ALERTS_PER_MESSAGE : (part + 1) * _ALERTS_PER_MESSAGE]
+                        chunk = to_post[
+                            part * _ALERTS_PER_MESSAGE : (part + 1) * _ALERTS_PER_MESSAGE
+                        ]
                         keys = [a.dedup_key for a in chunk]
-                        self.index.messages[ts] = {"channel": self.channel, "keys": keys, "resolved": {}}
+                        self.index.messages[ts] = {
+                            "channel": self.channel,
+                            "keys": keys,
+                            "resolved": {},
+                        }
                         for key in keys:
                             self.index.by_alert[key] = ts
                     self.index.mark(n.id, step)
@@ -272,12 +310,16 @@ class SlackReceiver:
                     self.index.by_alert.pop(key, None)
                 del self.index.messages[ts]
             else:
-                text, blocks = render_messages(f"Resolved: {len(alerts)} alert(s)", alerts, context, self.grafana_url)[0]
+                text, blocks = render_messages(
+                    f"Resolved: {len(alerts)} alert(s)", alerts, context, self.grafana_url
+                )[0]
                 self._post(text, blocks, thread_ts=ts)
             self.index.mark(n.id, step)
         if orphans:
             for part, (text, blocks) in enumerate(
-                render_messages(f"RESOLVED: {len(orphans)} alert(s)", orphans, context, self.grafana_url)
+                render_messages(
+                    f"RESOLVED: {len(orphans)} alert(s)", orphans, context, self.grafana_url
+                )
             ):
                 step = f"resolved-post:{part}"
                 if self.index.step_done(n.id, step):

@@ -32,13 +32,24 @@ class WebhookReceiver:
 
     def send(self, notification: Notification) -> None:
         body = msgspec.json.encode(notification)
-        headers = {"content-type": "application/json", "idempotency-key": notification.id, **self._headers}
+        headers = {
+            "content-type": "application/json",
+            "idempotency-key": notification.id,
+            **self._headers,
+        }
         try:
             resp = self.client.post(self.url, content=body, headers=headers)
         except httpx.TransportError as exc:
-            raise NotifyRetryable(f"webhook {self.name}: cannot reach {self.url} ({type(exc).__name__})") from exc
+            raise NotifyRetryable(
+                f"webhook {self.name}: cannot reach {self.url} ({type(exc).__name__})"
+            ) from exc
         if resp.is_success:
             return
         if resp.status_code in (408, 429) or resp.status_code >= 500:
-            raise NotifyRetryable(f"webhook {self.name}: HTTP {resp.status_code}", parse_retry_after(dict(resp.headers)))
-        raise NotifyError(f"webhook {self.name} refused the notification: HTTP {resp.status_code} {resp.text[:200]}")
+            raise NotifyRetryable(
+                f"webhook {self.name}: HTTP {resp.status_code}",
+                parse_retry_after(dict(resp.headers)),
+            )
+        raise NotifyError(
+            f"webhook {self.name} refused the notification: HTTP {resp.status_code} {resp.text[:200]}"
+        )
