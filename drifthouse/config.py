@@ -1,8 +1,18 @@
 """The configuration tree (``drifthouse.yaml``, CONTRACTS section 7).
 
 One typed tree, loaded once by the CLI and passed down. YAML values may use ``${ENV_VAR}``,
-``${ENV_VAR:-default}`` and ``${file:/path/to/secret}``; secrets are ``SecretStr`` and never
-appear in logs, reprs or error messages.
+``${ENV_VAR:-default}`` and ``${file:/path/to/secret}`` (relative to the config file's folder);
+``$${`` writes a literal ``${``. Interpolation happens inside parsed YAML values, so a secret
+containing ``#``, ``:`` or quotes cannot change the document's structure, and references in
+comments are ignored.
+
+Secrets (Slack token and webhook URL, PagerDuty routing key, webhook headers, Kafka SASL
+password, ClickHouse DSN) are ``SecretStr`` and never appear in logs, reprs, ``str(config)``,
+JSON dumps or error messages; a DSN prints with its password masked
+(``http://user:***@host:8123/db``). :meth:`Config.describe` is the safe summary to log.
+
+:func:`load_config` reports every problem at once, each located as ``file:line dotted.path``;
+:func:`check_config` adds the rule checks and warnings of ``drifthouse check``.
 
 Example
 -------
@@ -18,8 +28,11 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -27,17 +40,22 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
+    ValidationInfo,
+    field_serializer,
     field_validator,
     model_validator,
 )
 
 from drifthouse.errors import ConfigError
+from drifthouse.logs import get_logger
 
 __all__ = [
     "AlertingConfig",
     "Config",
+    "ConfigReport",
     "ConsoleReceiver",
     "InhibitConfig",
     "KafkaConfig",
@@ -48,14 +66,19 @@ __all__ = [
     "ReceiverConfig",
     "RouteConfig",
     "RuleConfig",
+    "SecretDsn",
     "SlackReceiver",
     "StoreConfig",
     "WebhookReceiver",
     "WindowConfig",
+    "check_config",
     "format_duration",
     "load_config",
+    "mask_dsn",
     "parse_duration",
 ]
+
+log = get_logger("config")
 
 _UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)\s*$")
@@ -90,8 +113,46 @@ def format_duration(ms: int) -> str:
 DurationMs = Annotated[int, BeforeValidator(parse_duration)]
 
 
+def mask_dsn(dsn: str) -> str:
+    """A DSN fit to print: the password (and any ``password=`` query value) becomes ``***``.
+
+    >>> mask_dsn("http://user:s3cret@clickhouse:8123/drifthouse")
+    'http://user:***@clickhouse:8123/drifthouse'
+    >>> mask_dsn("chdb:///var/lib/drifthouse")
+    'chdb:///var/lib/drifthouse'
+    """
+    try:
+        parts = urlsplit(dsn)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, _, hostport = netloc.rpartition("@")
+            user, has_password, _ = userinfo.partition(":")
+            netloc = f"{user}:***@{hostport}" if has_password else netloc
+        query = re.sub(r"(?i)((?:password|passwd|pwd|secret|token)=)[^&]*", r"\1***", parts.query)
+        if netloc == parts.netloc and query == parts.query:
+            return dsn
+        rebuilt = f"{parts.scheme}://{netloc}{parts.path}"
+        return (
+            rebuilt
+            + (f"?{query}" if query else "")
+            + (f"#{parts.fragment}" if parts.fragment else "")
+        )
+    except ValueError:
+        return "***"
+
+
+class SecretDsn(SecretStr):
+    """A DSN kept secret because it may hold a password; prints with the password masked."""
+
+    def _display(self) -> str:
+        return mask_dsn(self.get_secret_value())
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # hide_input_in_errors: a ValidationError printed anywhere must not echo a secret.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, hide_input_in_errors=True
+    )
 
 
 class KafkaConfig(_Strict):
@@ -114,6 +175,21 @@ class KafkaConfig(_Strict):
     max_message_bytes: int = Field(1_000_000, gt=0)
     batch_size: int = Field(1_024, gt=0, description="events per micro-batch")
 
+    @model_validator(mode="after")
+    def _sasl(self) -> KafkaConfig:
+        if self.security_protocol.startswith("SASL_"):
+            missing = [
+                name
+                for name in ("sasl_mechanism", "sasl_username", "sasl_password")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(
+                    f"security_protocol {self.security_protocol} needs {', '.join(missing)}; "
+                    "set sasl_password from the environment, e.g. sasl_password: ${KAFKA_PASSWORD}"
+                )
+        return self
+
     @property
     def dlq_topic(self) -> str:
         return f"{self.topic}.dlq"
@@ -123,7 +199,7 @@ class StoreConfig(_Strict):
     """Where results go: an embedded ClickHouse folder (``path``) or a server (``dsn``)."""
 
     path: Path | None = None
-    dsn: SecretStr | None = None
+    dsn: SecretDsn | None = None
     database: str = "drifthouse"
     batch_rows: int = Field(10_000, gt=0)
     flush_interval: DurationMs = 1_000
@@ -131,14 +207,45 @@ class StoreConfig(_Strict):
     spool_max_bytes: int = Field(256 * 1024 * 1024, gt=0)
     ttl_days: dict[str, int] = Field(default_factory=lambda: {"predictions": 30})
     serve_port: int | None = Field(
-        None, description="read-only local HTTP endpoint for `drifthouse sql` while a worker holds the store"
+        None,
+        description="read-only local HTTP endpoint for `drifthouse sql` while a worker holds the store",
     )
 
     @model_validator(mode="after")
-    def _one_location(self) -> StoreConfig:
+    def _one_location(self, info: ValidationInfo) -> StoreConfig:
+        if info.context and info.context.get("skip_cross_refs"):
+            return self  # load_config checks this on the raw data, beside field errors
         if self.path is not None and self.dsn is not None:
-            raise ValueError("give either 'path' (embedded ClickHouse) or 'dsn' (a server), not both")
+            raise ValueError(
+                "give either 'path' (embedded ClickHouse) or 'dsn' (a server), not both"
+            )
         return self
+
+    @field_validator("dsn")
+    @classmethod
+    def _dsn_scheme(cls, value: SecretDsn | None) -> SecretDsn | None:
+        if value is None:
+            return None
+        scheme = value.get_secret_value().partition("://")[0].lower()
+        if scheme not in {"http", "https", "clickhouse", "clickhouses", "chdb"}:
+            raise ValueError(
+                f"expected a DSN such as 'http://user:password@host:8123/drifthouse' or "
+                f"'chdb:///absolute/folder' (got {mask_dsn(value.get_secret_value())!r}); "
+                "for a relative folder write store: {path: ./data}"
+            )
+        return value
+
+    @field_serializer("dsn", when_used="json")
+    def _dump_dsn(self, value: SecretDsn | None) -> str | None:
+        return None if value is None else str(value)
+
+    @field_validator("ttl_days")
+    @classmethod
+    def _positive_ttl(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = sorted(name for name, days in value.items() if days < 1)
+        if bad:
+            raise ValueError(f"TTLs must be at least 1 day (got {bad})")
+        return value
 
     @field_validator("database")
     @classmethod
@@ -189,11 +296,22 @@ class ModelConfig(_Strict):
     pii: list[str] = Field(default_factory=list)
     sample_rate: float = Field(0.01, ge=0.0, le=1.0)
     keep_when: str | None = Field(
-        None, description="a rule expression over the prediction; matching predictions are always logged"
+        None,
+        description="a rule expression over the prediction; matching predictions are always logged",
     )
     threshold: float = Field(0.5, ge=0.0, le=1.0)
     task: Literal["auto", "classification", "regression"] = "auto"
     bounds: dict[str, tuple[float, float]] = Field(default_factory=dict)
+
+    @field_validator("bounds")
+    @classmethod
+    def _ordered_bounds(
+        cls, value: dict[str, tuple[float, float]]
+    ) -> dict[str, tuple[float, float]]:
+        for name, (low, high) in value.items():
+            if not low <= high:
+                raise ValueError(f"bounds of {name!r} must be [low, high] with low <= high")
+        return value
 
 
 class MetricsConfig(_Strict):
@@ -217,7 +335,9 @@ class RuleConfig(_Strict):
     when: str
     clear: str | None = None
     for_: int = Field(1, alias="for", ge=1)
-    keep_firing_for: int = Field(0, ge=0, description="windows to keep firing after the condition clears")
+    keep_firing_for: int = Field(
+        0, ge=0, description="windows to keep firing after the condition clears"
+    )
     severity: Literal["critical", "warning"] = "warning"
     model: str = "*"
     model_version: str = "*"
@@ -248,6 +368,12 @@ class InhibitConfig(_Strict):
     equal: list[str] = Field(default_factory=list)
 
 
+def _http_url(value: str | None) -> str | None:
+    if value is not None and urlsplit(value).scheme not in {"http", "https"}:
+        raise ValueError("expected an http:// or https:// URL")
+    return value
+
+
 class SlackReceiver(_Strict):
     type: Literal["slack"]
     channel: str | None = None
@@ -255,6 +381,11 @@ class SlackReceiver(_Strict):
     webhook_url: SecretStr | None = None
     base_url: str | None = None
     grafana_url: str | None = None
+
+    @field_validator("base_url", "grafana_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        return _http_url(value)
 
     @model_validator(mode="after")
     def _auth(self) -> SlackReceiver:
@@ -268,11 +399,22 @@ class PagerDutyReceiver(_Strict):
     routing_key: SecretStr
     url: str | None = None
 
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        return _http_url(value)
+
 
 class WebhookReceiver(_Strict):
     type: Literal["webhook"]
     url: str
     headers: dict[str, SecretStr] = Field(default_factory=dict)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        _http_url(value)
+        return value
 
 
 class KafkaReceiver(_Strict):
@@ -314,24 +456,34 @@ class Config(_Strict):
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
     @model_validator(mode="after")
-    def _cross_refs(self) -> Config:
-        names = [w.name for w in self.windows]
-        if len(set(names)) != len(names):
-            raise ValueError(f"windows must be distinct (got {names})")
-        for i, route in enumerate(self.routes):
-            for receiver in route.receivers:
-                if receiver not in self.receivers:
-                    raise ValueError(
-                        f"routes[{i}] names receiver {receiver!r}, which is not defined under 'receivers' "
-                        f"(defined: {sorted(self.receivers)})"
-                    )
+    def _cross_refs(self, info: ValidationInfo) -> Config:
+        # load_config checks references itself, with a location per problem.
+        if info.context and info.context.get("skip_cross_refs"):
+            return self
+        problems = _reference_problems(
+            windows=[(i, w.name) for i, w in enumerate(self.windows)],
+            receivers=set(self.receivers),
+            routes=[
+                (i, j, name)
+                for i, r in enumerate(self.routes)
+                for j, name in enumerate(r.receivers)
+            ],
+            rules=[(i, r.window) for i, r in enumerate(self.rules)],
+        )
+        errors = [f"{_loc(loc)}: {msg}" for loc, msg in problems if not _is_warning(msg)]
+        if errors:
+            raise ValueError("; ".join(errors))
         return self
+
+    _source: str = PrivateAttr(default="")
+    _lines: dict[str, int] = PrivateAttr(default_factory=dict)
 
     def store_dsn(self) -> str:
         """The clickhouse-connect DSN: ``chdb:///abs/path`` for a folder, else the configured DSN.
 
         Relative folders resolve against the config file's folder; clickhouse-connect would
         otherwise read ``chdb://./data`` as location ``.`` and database ``data``.
+        This is the secret value: log :meth:`masked_store_dsn` instead.
         """
         if self.store.dsn is not None:
             return self.store.dsn.get_secret_value()
@@ -340,41 +492,233 @@ class Config(_Strict):
             path = (self.base_dir / path).resolve()
         return f"chdb://{path}"
 
+    def masked_store_dsn(self) -> str:
+        """:meth:`store_dsn` with any password replaced by ``***``, fit for logs and output."""
+        return mask_dsn(self.store_dsn())
+
     def model(self, name: str) -> ModelConfig:
         """Settings of model ``name`` (defaults when it is not configured)."""
         return self.models.get(name) or ModelConfig()
 
+    def resolve_path(self, path: Path) -> Path:
+        """``path`` made absolute against the config file's folder."""
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
 
-_ENV = re.compile(r"\$\{(file:)?([^}:]+)(?::-([^}]*))?\}")
+    def reference_path(self, model: str) -> Path | None:
+        """The absolute path of ``model``'s reference profile, if one is configured."""
+        reference = self.model(model).reference
+        return None if reference is None else self.resolve_path(reference)
+
+    def where(self, path: str) -> str:
+        """``'drifthouse.yaml:12 rules[0].when'``: a dotted path located in the loaded file.
+
+        Paths the file does not spell out take the line of their nearest ancestor.
+        """
+        probe = path
+        while probe and probe not in self._lines:
+            probe = _parent(probe)
+        line = self._lines.get(probe)
+        place = f"{self._source}:{line}" if line and self._source else self._source
+        return f"{place} {path}".strip()
+
+    def describe(self) -> dict[str, Any]:
+        """A summary safe to log or print: no secret values, only whether each secret is set.
+
+        >>> Config(store={"dsn": "http://ingest:s3cret@ch:8123/drifthouse"}).describe()["store"]
+        'http://ingest:***@ch:8123/drifthouse'
+        """
+        kafka = self.kafka
+        return {
+            "source": self._source or None,
+            "kafka": {
+                "bootstrap": kafka.bootstrap,
+                "topics": [kafka.topic, kafka.labels_topic, kafka.metrics_topic],
+                "group": kafka.group,
+                "security_protocol": kafka.security_protocol,
+                "sasl_password": _is_set(kafka.sasl_password),
+            },
+            "store": self.masked_store_dsn(),
+            "database": self.store.database,
+            "windows": [w.name for w in self.windows],
+            "models": sorted(self.models),
+            "rules": [r.name for r in self.rules],
+            "routes": len(self.routes),
+            "receivers": {
+                name: {"type": r.type, **_secret_flags(r)} for name, r in self.receivers.items()
+            },
+        }
 
 
-def _interpolate(text: str, source: str) -> str:
-    """Replace ``${VAR}``, ``${VAR:-default}`` and ``${file:PATH}`` in the raw YAML text."""
-    problems: list[tuple[str, str]] = []
+def _is_set(secret: SecretStr | None) -> str:
+    return "set" if secret is not None and secret.get_secret_value() else "unset"
 
-    def replace(match: re.Match[str]) -> str:
-        is_file, name, default = match.group(1), match.group(2), match.group(3)
-        line = text.count("\n", 0, match.start()) + 1
-        if is_file:
-            try:
-                return Path(name).read_text().strip()
-            except OSError as exc:
-                problems.append((f"{source}:{line}", f"secret file {name!r} cannot be read ({exc.strerror})"))
-                return ""
-        value = os.environ.get(name)
-        if value is None:
-            if default is not None:
-                return default
+
+def _secret_flags(receiver: BaseModel) -> dict[str, str]:
+    return {
+        name: _is_set(value)
+        for name, value in receiver
+        if isinstance(value, SecretStr) or name in {"token", "webhook_url", "routing_key"}
+    }
+
+
+def _is_warning(message: str) -> bool:
+    return message.startswith("warning: ")
+
+
+def _reference_problems(
+    *,
+    windows: list[tuple[int, str]],
+    receivers: set[str] | None,
+    routes: list[tuple[int, int, str]],
+    rules: list[tuple[int, str]],
+) -> list[tuple[tuple[int | str, ...], str]]:
+    """Problems between sections: duplicate windows, unknown receivers, rules on no window."""
+    problems: list[tuple[tuple[int | str, ...], str]] = []
+    first: dict[str, int] = {}
+    for i, name in windows:
+        if name in first:
             problems.append(
-                (f"{source}:{line}", f"environment variable {name} is not set; set it or write ${{{name}:-default}}")
+                (("windows", i), f"window {name} is configured twice (also windows[{first[name]}])")
             )
-            return ""
+        first.setdefault(name, i)
+    if receivers is not None:
+        for i, j, name in routes:
+            if name not in receivers:
+                defined = ", ".join(sorted(receivers)) or "none"
+                problems.append(
+                    (
+                        ("routes", i, "receivers", j),
+                        f"receiver {name!r} is not defined under 'receivers' (defined: {defined}); "
+                        "add it there or fix the name",
+                    )
+                )
+    names = set(first) or {"1h"}
+    for i, window in rules:
+        if window != "*" and not any(ch in window for ch in "*?[") and window not in names:
+            problems.append(
+                (
+                    ("rules", i, "window"),
+                    f"warning: window {window!r} is not configured (configured: "
+                    f"{', '.join(sorted(names))}), so this rule never fires",
+                )
+            )
+    return problems
+
+
+# -- loading -----------------------------------------------------------------------------------
+
+_ENV = re.compile(r"\$(\$)?\{(file:)?([^}:]+)(?::-([^}]*))?\}")
+_SECRET_KEYS = frozenset(
+    {"token", "webhook_url", "routing_key", "sasl_password", "dsn", "password", "headers"}
+)
+_RESOLVER: Any = yaml.resolver.Resolver()
+_RECEIVER_TAGS = frozenset({"slack", "pagerduty", "webhook", "kafka", "console"})
+
+
+@dataclass
+class _Loaded:
+    """What reading the YAML gave: data, line index, problems so far and secrets to redact."""
+
+    source: str
+    base_dir: Path
+    data: Any = None
+    lines: dict[str, int] = field(default_factory=dict)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    secrets: set[str] = field(default_factory=set)
+    unresolved: set[str] = field(default_factory=set)  # paths whose ${...} could not be filled
+
+    def where(self, loc: tuple[int | str, ...]) -> str:
+        return _where_path(self, _loc(loc))
+
+    def redact(self, message: str) -> str:
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            message = message.replace(secret, "***")
+        return re.sub(r"(\w+://[^/\s:@]*:)[^@\s/]+@", r"\1***@", message)
+
+
+def _interpolate_nodes(node: yaml.Node, loaded: _Loaded, path: tuple[int | str, ...] = ()) -> None:
+    """Substitute ``${...}`` in scalar values (never keys), index lines, find duplicate keys."""
+    loaded.lines.setdefault(_loc(path), node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else str(key.start_mark.line + 1)
+            if name in seen:
+                loaded.problems.append(
+                    (
+                        f"{loaded.source}:{key.start_mark.line + 1} {_loc((*path, name))}",
+                        f"duplicate key {name!r} (first on line {seen[name]}); "
+                        "YAML would silently keep only the last one",
+                    )
+                )
+            seen.setdefault(name, key.start_mark.line + 1)
+            child = (*path, name)
+            if name in _SECRET_KEYS:
+                _collect_secrets(value, loaded)
+            _interpolate_nodes(value, loaded, child)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _interpolate_nodes(item, loaded, (*path, i))
+    elif isinstance(node, yaml.ScalarNode) and "${" in node.value:
+        value = _substitute(node.value, loaded, path, node.start_mark.line + 1)
+        if value != node.value:
+            node.value = value
+            if node.style is None:  # plain scalars get their type from the substituted text
+                node.tag = _RESOLVER.resolve(yaml.ScalarNode, value, (True, False))
+
+
+def _collect_secrets(node: yaml.Node, loaded: _Loaded) -> None:
+    if isinstance(node, yaml.ScalarNode):
+        if len(node.value) >= 4 and "${" not in node.value:
+            loaded.secrets.add(node.value)
+    elif isinstance(node, yaml.MappingNode):
+        for _key, value in node.value:
+            _collect_secrets(value, loaded)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _collect_secrets(item, loaded)
+
+
+def _substitute(text: str, loaded: _Loaded, path: tuple[int | str, ...], line: int) -> str:
+    def replace(match: re.Match[str]) -> str:
+        escaped, is_file, name, default = match.groups()
+        if escaped:
+            return match.group(0)[1:]
+        where = f"{loaded.source}:{line} {_loc(path)}"
+        loaded.unresolved.add(_loc(path))
+        if is_file:
+            secret_path = Path(name.strip())
+            if not secret_path.is_absolute():
+                secret_path = loaded.base_dir / secret_path
+            try:
+                value = secret_path.read_text(encoding="utf-8").strip()
+                loaded.unresolved.discard(_loc(path))
+            except OSError as exc:
+                loaded.problems.append(
+                    (where, f"secret file {str(secret_path)!r} cannot be read ({exc.strerror})")
+                )
+                return ""
+        else:
+            env = os.environ.get(name)
+            if env is not None or default is not None:
+                loaded.unresolved.discard(_loc(path))
+            if env is None:
+                if default is not None:
+                    return default
+                loaded.problems.append(
+                    (
+                        where,
+                        f"environment variable {name} is not set; set it, or write "
+                        f"${{{name}:-default}} for a default",
+                    )
+                )
+                return ""
+            value = env
+        if len(value) >= 4:
+            loaded.secrets.add(value)
         return value
 
-    result = _ENV.sub(replace, text)
-    if problems:
-        raise ConfigError(f"{len(problems)} problem(s) in {source}", problems)
-    return result
+    return _ENV.sub(replace, text)
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
@@ -384,67 +728,245 @@ def _loc(loc: tuple[int | str, ...]) -> str:
             out += f"[{part}]"
         else:
             out += f".{part}" if out else str(part)
-    return out or "(top level)"
+    return out
 
 
-def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
-    """The 1-based line of the YAML node at ``loc`` (or of its nearest ancestor)."""
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                if key.value == part or (isinstance(part, str) and key.value == part.rstrip("_")):
-                    node = value
-                    break
-            else:
-                return line
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-        else:
-            return line
-        line = node.start_mark.line + 1
-    return line
+def _parent(path: str) -> str:
+    """``'rules[0].when'`` -> ``'rules[0]'`` -> ``'rules'`` -> ``''``."""
+    cut = max(path.rfind("."), path.rfind("["))
+    return path[: max(cut, 0)]
 
 
-def load_config(path: str | Path) -> Config:
-    """Load, interpolate and validate ``drifthouse.yaml``; raise :class:`ConfigError` listing every problem.
-
-    Error messages never contain the values of secrets: pydantic is told not to echo inputs.
-    """
-    path = Path(path)
+def _read(path: Path) -> _Loaded:
+    """Read, parse and interpolate ``path``; problems so far are collected, not raised."""
     source = str(path)
+    loaded = _Loaded(source=source, base_dir=path.resolve().parent)
     try:
-        raw = path.read_text(encoding="utf-8")
-    except OSError as exc:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError(
-            f"cannot read config file {source}: {exc.strerror}",
-            [(source, f"cannot be read ({exc.strerror}); pass an existing file with -c")],
-        ) from exc
-    text = _interpolate(raw, source)
+            f"cannot read config file {source}: {reason}",
+            [(source, f"cannot be read ({reason}); pass an existing YAML file with -c")],
+        ) from None
     try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source
-        raise ConfigError(f"{where}: not valid YAML", [(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{source}: expected a mapping at the top level",
-            [(source, f"expected a mapping of sections (kafka, store, windows, ...) (got a {type(data).__name__})")],
+        what = " ".join(
+            str(part)
+            for part in (getattr(exc, "context", None), getattr(exc, "problem", None))
+            if part
         )
-    data["base_dir"] = path.resolve().parent
+        raise ConfigError(
+            f"{where}: not valid YAML", [(where, f"not valid YAML: {what or 'syntax error'}")]
+        ) from None
+    if node is None:
+        loaded.data = {}
+        return loaded
+    _interpolate_nodes(node, loaded)
     try:
-        return Config.model_validate(data)
+        loader = yaml.SafeLoader("")
+        loaded.data = loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        loaded.problems.append((where, f"not valid YAML: {getattr(exc, 'problem', 'bad value')}"))
+        loaded.data = {}
+    return loaded
+
+
+def _raw_reference_problems(data: Mapping[str, Any]) -> list[tuple[tuple[int | str, ...], str]]:
+    """:func:`_reference_problems` on raw YAML data, skipping parts that are malformed."""
+    windows: list[tuple[int, str]] = []
+    for i, item in enumerate(_as_list(data.get("windows"))):
+        try:
+            windows.append((i, WindowConfig.model_validate(item).name))
+        except ValidationError:
+            continue
+    raw_receivers = data.get("receivers")
+    receivers = set(map(str, raw_receivers)) if isinstance(raw_receivers, dict) else None
+    if raw_receivers is None:
+        receivers = set()
+    routes = [
+        (i, j, name)
+        for i, route in enumerate(_as_list(data.get("routes")))
+        if isinstance(route, dict)
+        for j, name in enumerate(_as_list(route.get("receivers")))
+        if isinstance(name, str)
+    ]
+    rules = [
+        (i, rule["window"])
+        for i, rule in enumerate(_as_list(data.get("rules")))
+        if isinstance(rule, dict) and isinstance(rule.get("window"), str)
+    ]
+    problems = _reference_problems(windows=windows, receivers=receivers, routes=routes, rules=rules)
+    store = data.get("store")
+    if isinstance(store, dict) and store.get("path") is not None and store.get("dsn") is not None:
+        problems.append(
+            (("store",), "give either 'path' (embedded ClickHouse) or 'dsn' (a server), not both")
+        )
+    return problems
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _pydantic_problems(exc: ValidationError, loaded: _Loaded) -> Iterator[tuple[str, str]]:
+    for err in exc.errors(include_input=False, include_url=False, include_context=False):
+        loc = tuple(err["loc"])
+        # A discriminated union adds the receiver's type tag after its name: drop it.
+        if len(loc) >= 3 and loc[0] == "receivers" and loc[2] in _RECEIVER_TAGS:
+            loc = loc[:2] + loc[3:]
+        if _loc(loc) in loaded.unresolved:
+            continue  # the missing variable is the problem, already reported
+        message = err["msg"]
+        for prefix in ("Value error, ", "Assertion failed, "):
+            message = message.removeprefix(prefix)
+        yield loaded.where(loc), loaded.redact(message)
+
+
+def _load(path: str | Path) -> tuple[Config | None, _Loaded, list[tuple[str, str]]]:
+    """Everything :func:`load_config` and :func:`check_config` share; never raises on content."""
+    loaded = _read(Path(path))
+    data = loaded.data
+    problems = list(loaded.problems)
+    warnings: list[tuple[str, str]] = []
+    if not isinstance(data, dict):
+        problems.append(
+            (
+                loaded.source,
+                "expected a mapping of sections (kafka, store, windows, models, rules, ...) "
+                f"(got a {type(data).__name__})",
+            )
+        )
+        return None, loaded, problems
+    for loc, message in _raw_reference_problems(data):
+        (warnings if _is_warning(message) else problems).append(
+            (loaded.where(loc), loaded.redact(message))
+        )
+    config: Config | None = None
+    try:
+        config = Config.model_validate(
+            {**data, "base_dir": loaded.base_dir}, context={"skip_cross_refs": True}
+        )
     except ValidationError as exc:
-        problems: list[tuple[str, str]] = []
-        for err in exc.errors(include_input=False, include_url=False):
-            loc = tuple(err["loc"])
-            # Union members add their tag to the location; drop it for readability.
-            loc = tuple(p for p in loc if not (isinstance(p, str) and p in {"slack", "pagerduty", "webhook", "kafka", "console"} and loc.index(p) > 0 and loc[loc.index(p) - 1] != "receivers"))
-            line = _line_of(node, loc)
-            where = f"{source}:{line}" if line else source
-            problems.append((f"{where} {_loc(loc)}", err["msg"]))
-        raise ConfigError(f"{len(problems)} problem(s) in {source}", problems) from None
+        problems.extend(_pydantic_problems(exc, loaded))
+    if config is not None:
+        config._source = loaded.source
+        config._lines = loaded.lines
+    return config, loaded, sorted(problems, key=_line_key) + sorted(warnings, key=_line_key)
+
+
+def _line_key(problem: tuple[str, str]) -> int:
+    """Sort problems by their line in the file (unlocated ones first)."""
+    place = problem[0].split(" ", 1)[0]
+    line = place.rpartition(":")[2]
+    return int(line) if line.isdigit() else 0
+
+
+def load_config(path: str | Path) -> Config:
+    """Load, interpolate and validate ``drifthouse.yaml``.
+
+    Raises
+    ------
+    ConfigError
+        Listing every problem as ``(location, message)``, the location being
+        ``file:line dotted.path`` (e.g. ``drifthouse.yaml:14 receivers.slack.token``).
+        Messages never contain secret values.
+    """
+    config, loaded, found = _load(path)
+    problems = [p for p in found if not _is_warning(p[1])]
+    if problems or config is None:
+        raise ConfigError(f"{len(problems)} problem(s) in {loaded.source}", problems)
+    log.debug("config.loaded", **config.describe())
+    return config
+
+
+def _rule_problems(loaded: _Loaded) -> list[tuple[str, str]]:
+    """The rules engine's checks on every rule that is well formed, even if others are not."""
+    # Imported here: the rules engine depends on this module, not the other way round.
+    from drifthouse.alerts.rules import validate_rules
+
+    data = loaded.data if isinstance(loaded.data, dict) else {}
+    rules: list[tuple[int, RuleConfig]] = []
+    for i, raw in enumerate(_as_list(data.get("rules"))):
+        try:
+            rules.append((i, RuleConfig.model_validate(raw)))
+        except ValidationError:
+            continue  # already reported by load_config
+    problems: list[tuple[str, str]] = []
+    first: dict[str, int] = {}
+    for i, rule in rules:
+        if rule.name in first:
+            problems.append(
+                (
+                    loaded.where(("rules", i, "name")),
+                    f"duplicate rule name {rule.name!r} (also rules[{first[rule.name]}]); "
+                    "names key alert state, so they must be unique",
+                )
+            )
+        first.setdefault(rule.name, i)
+        for where, message in validate_rules([rule], prefix="rules"):
+            path = f"rules[{i}]" + where.removeprefix("rules[0]")
+            problems.append((_where_path(loaded, path), message))
+    return problems
+
+
+def _where_path(loaded: _Loaded, path: str) -> str:
+    probe = path
+    while probe and probe not in loaded.lines:
+        probe = _parent(probe)
+    line = loaded.lines.get(probe)
+    return f"{loaded.source}:{line} {path}" if line else f"{loaded.source} {path}"
+
+
+@dataclass(frozen=True)
+class ConfigReport:
+    """What ``drifthouse check`` found: the config (when it loaded), errors and warnings.
+
+    Each problem is ``(location, message)``; a location is ``file:line dotted.path``.
+    """
+
+    config: Config | None
+    errors: list[tuple[str, str]]
+    warnings: list[tuple[str, str]]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def check_config(path: str | Path) -> ConfigReport:
+    """Every problem in a config file: structure, rules and the files it refers to.
+
+    Beyond :func:`load_config`: rule conditions, templates and globs (errors), unknown metric
+    names and windows no rule can match (warnings), reference profiles that do not exist
+    (warnings: ``drifthouse profile`` makes them).
+
+    Raises
+    ------
+    ConfigError
+        Only when the file cannot be read or is not YAML at all.
+    """
+    config, loaded, found = _load(path)
+    for where, message in _rule_problems(loaded):
+        found.append((where, loaded.redact(message)))
+    found.sort(key=_line_key)
+    errors = [p for p in found if not _is_warning(p[1])]
+    warnings = [(where, msg.removeprefix("warning: ")) for where, msg in found if _is_warning(msg)]
+    if config is None:
+        return ConfigReport(None, errors, warnings)
+    for name in sorted(config.models):
+        reference = config.reference_path(name)
+        if reference is not None and not reference.is_file():
+            warnings.append(
+                (
+                    config.where(f"models.{name}.reference"),
+                    f"reference profile {str(reference)!r} does not exist yet; build it with "
+                    f"`drifthouse profile INPUT --model {name} --out {reference}`",
+                )
+            )
+    return ConfigReport(config, errors, warnings)
