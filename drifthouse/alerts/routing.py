@@ -45,7 +45,7 @@ import msgspec
 
 from drifthouse.alerts.base import Notification, notification_id
 from drifthouse.alerts.rules import alert_labels
-from drifthouse.alerts.silences import SilenceStore
+from drifthouse.alerts.silences import Silence, SilenceStore
 from drifthouse.config import InhibitConfig, RouteConfig
 from drifthouse.errors import ConfigError
 from drifthouse.logs import get_logger
@@ -245,7 +245,7 @@ class Dispatcher:
                 group.dirty_since = alert.ts
 
     def _muted_by(
-        self, alert: AlertRow, labels: Mapping[str, str], ts: int
+        self, alert: AlertRow, labels: Mapping[str, str], silences: Sequence[Silence]
     ) -> tuple[str, str] | None:
         for rule in self.inhibit:
             if not labels_match(rule.target, labels):
@@ -255,21 +255,20 @@ class Dispatcher:
                     continue
                 if all(source.get(e, "") == labels.get(e, "") for e in rule.equal):
                     return "inhibited", key
-        if self.silences is not None:
-            for silence in self.silences.active(ts):
-                if silence.matches(labels):
-                    return "silenced", silence.id
+        for silence in silences:
+            if silence.matches(labels):
+                return "silenced", silence.id
         return None
 
     def _flush(self, group: _Group, ts: int) -> list[Notification]:
         route = self.routes[group.route]
         repeat_due = group.dirty_since is None
         visible: list[AlertRow] = []
-        for alert in group.alerts.values():
-            if alert.status != "firing":
-                continue
+        firing = [a for a in group.alerts.values() if a.status == "firing"]
+        silences = self.silences.active(ts) if self.silences is not None and firing else []
+        for alert in firing:
             labels = self.labels(alert)
-            muted = self._muted_by(alert, labels, ts)
+            muted = self._muted_by(alert, labels, silences)
             if muted is None:
                 visible.append(alert)
                 continue

@@ -307,6 +307,7 @@ class RuleEngine:
         self._by_name = {r.name: r for r in self.rules}
         self.baselines: Baselines = baselines or (lambda *_: None)
         self._series: dict[_SeriesKey, _Series] = {}
+        self._by_metric: dict[str, list[CompiledRule]] = {}  # metric name -> rules that may match
 
     def rule_labels(self, name: str) -> dict[str, str]:
         rule = self._by_name.get(name)
@@ -316,7 +317,12 @@ class RuleEngine:
         """Feed rows; return the alerts that started firing or resolved, in event-time order."""
         out: list[AlertRow] = []
         for row in sorted(rows, key=lambda r: r.window_end):
-            for rule in self.rules:
+            candidates = self._by_metric.get(row.metric)
+            if candidates is None:
+                candidates = self._by_metric[row.metric] = [
+                    r for r in self.rules if fnmatch.fnmatchcase(row.metric, r.config.metric)
+                ]
+            for rule in candidates:
                 if rule.matches(row):
                     alert = self._step(rule, row)
                     if alert is not None:

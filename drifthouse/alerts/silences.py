@@ -127,12 +127,18 @@ class ClickHouseSilenceStore:
     """Silences in ClickHouse table ``silences`` (ReplacingMergeTree, read with ``FINAL``).
 
     ``client`` is a clickhouse-connect client (server or embedded ``chdb://``); the table is
-    created on construction if it does not exist.
+    created on construction if it does not exist. Reads are cached for ``cache_seconds``
+    (wall time) and dropped by this store's own writes; a silence added by another process
+    takes effect within that time.
     """
 
-    def __init__(self, client: Any, database: str = "drifthouse") -> None:
+    def __init__(
+        self, client: Any, database: str = "drifthouse", *, cache_seconds: float = 5.0
+    ) -> None:
         self.client = client
         self.database = database
+        self.cache_seconds = cache_seconds
+        self._cache: tuple[float, list[Silence]] | None = None
         try:
             client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
             client.command(SILENCES_DDL.format(database=database))
@@ -171,8 +177,18 @@ class ClickHouseSilenceStore:
             )
         except Exception as exc:
             raise StoreError(f"cannot write silence {silence.id}: {exc}") from exc
+        self._cache = None
 
     def all(self) -> list[Silence]:
+        """Every silence; cached for ``cache_seconds`` of wall time (silences are read per flush)."""
+        cached = self._cache
+        if cached is not None and time.monotonic() - cached[0] < self.cache_seconds:
+            return list(cached[1])
+        silences = self._read()
+        self._cache = (time.monotonic(), silences)
+        return list(silences)
+
+    def _read(self) -> list[Silence]:
         query = (
             "SELECT id, matchers, toUnixTimestamp64Milli(starts_at), toUnixTimestamp64Milli(ends_at), "
             f"created_by, reason, toUnixTimestamp64Milli(created_at) FROM {self.database}.silences FINAL "

@@ -118,6 +118,8 @@ def test_slack_resolve_updates_the_original_message(api: FakeApi, tmp_path: Path
     assert update.body["ts"] == ts
     assert update.body["channel"] == "#ml-alerts"
     assert "RESOLVED" in update.body["blocks"][0]["text"]["text"]
+    sections = [b["text"]["text"] for b in update.body["blocks"] if b["type"] == "section"]
+    assert ["`amount`" in sections[0], "`age`" in sections[1]] == [True, True]  # both, as resolved
     assert len(api.slack_calls("chat.postMessage")) == 2  # the original and the thread reply
     assert post.body["text"].startswith("CRITICAL")
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.webhook import WebhookClient
@@ -299,11 +300,12 @@ class SlackReceiver:
             if self.index.step_done(n.id, step):
                 continue
             for a in alerts:
-                msg["resolved"][a.dedup_key] = a.message or a.rule
+                msg["resolved"][a.dedup_key] = msgspec.to_builtins(a)
             if set(msg["keys"]) <= set(msg["resolved"]):
-                # every alert of the message has resolved: turn the message itself green
-                rendered = [a for a in alerts]
-                title = f"RESOLVED: {len(msg['keys'])} alert(s)"
+                # every alert of the message has resolved: turn the message itself green,
+                # showing each alert as it was when it resolved
+                rendered = [msgspec.convert(msg["resolved"][k], AlertRow) for k in msg["keys"]]
+                title = f"RESOLVED: {len(rendered)} alert(s)"
                 text, blocks = render_messages(title, rendered, context, self.grafana_url)[0]
                 self._update(msg["channel"], ts, text, blocks)
                 for key in msg["keys"]:
