@@ -107,12 +107,24 @@ def test_slack_resolve_updates_the_original_message(api: FakeApi, tmp_path: Path
     # a fresh receiver (a restart) still knows the message from its index file
     receiver = slack_bot(api, tmp_path)
     receiver.send(
-        note([b], [arow(2 * MIN, status="resolved", key="a")], kind="resolved", nid="n2", new=[])
+        note(
+            [b],
+            [arow(2 * MIN, status="resolved", key="a", feature="amount")],
+            kind="resolved",
+            nid="n2",
+            new=[],
+        )
     )
     reply = api.slack_calls("chat.postMessage")[-1]
     assert reply.body["thread_ts"] == ts  # one of two resolved: a reply in the thread
     receiver.send(
-        note([], [arow(3 * MIN, status="resolved", key="b")], kind="resolved", nid="n3", new=[])
+        note(
+            [],
+            [arow(3 * MIN, status="resolved", key="b", feature="age")],
+            kind="resolved",
+            nid="n3",
+            new=[],
+        )
     )
     (update,) = api.slack_calls("chat.update")
     assert update.body["ts"] == ts
