@@ -173,12 +173,9 @@ class ClickHouseSink:
             self._buffered -= len(rows)
 
     def close(self) -> None:
-        """Flush, replaying the spool if the store is back, and close the client."""
-        try:
-            self.flush()
-            self.replay()
-        finally:
-            self.client.close()
+        """Flush and, if the store is back, replay the spool. The client stays open: its opener owns it."""
+        self.flush()
+        self.replay()
 
     # -- backpressure ------------------------------------------------------------------------
 

@@ -1,20 +1,36 @@
 """Realistic result rows for the sink, query and dashboard tests.
 
-Three hours of hourly windows for two models, two versions, numeric and categorical features,
-drift growing on ``amount`` in version 2, latency and error metrics, label metrics, histogram and
-category sketches with a ``reference`` run, and a firing/resolved alert pair.
+Hourly windows for two models and two versions: reference profiles built by the detectors from
+synthetic data (stored as ``references`` and reference ``sketches`` rows), window histograms on
+the profiles' fine grids with drift growing on ``amount`` in version 2.0.0, PSI computed by the
+detectors' own statistic, quality, latency, error and label metrics, and a few alerts.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import zlib
+from functools import cache
 
+import numpy as np
+
+from drifthouse.config import MetricsConfig
+from drifthouse.detectors.reference import FeatureProfile, Profile, build_profile
+from drifthouse.detectors.stats import psi
 from drifthouse.rows import AlertRow, MetricRow, SketchRow
+from drifthouse.sinks.references import reference_rows
+from drifthouse.sinks.tables import ReferenceRow
 
 HOUR = 3_600_000
-EDGES = [-1.28, -0.84, -0.52, -0.25, 0.0, 0.25, 0.52, 0.84, 1.28]
-REF_COUNTS = [100, 100, 100, 100, 100, 100, 100, 100, 100, 100]
+MODELS = ("fraud", "churn")
+VERSIONS = ("1.0.0", "2.0.0")
+PER_WINDOW = 2_000
+SETTINGS = MetricsConfig(psi_bins=10, ks_bins=50)
+
+
+def _seed(*parts: str) -> int:
+    return zlib.crc32("/".join(parts).encode())
 
 
 def now_hour() -> int:
@@ -22,19 +38,45 @@ def now_hour() -> int:
 
 
 def metric(start: int, model: str, version: str, feature: str, metric: str, value: float, *,
-           n: int = 1000, run_id: str = "live", computed_at: int = 1, window: str = "1h",
+           n: int = PER_WINDOW, run_id: str = "live", computed_at: int = 1, window: str = "1h",
            segment: str = "") -> MetricRow:  # fmt: skip
     return MetricRow(window_start=start, window_end=start + HOUR, window=window, model=model,
                      model_version=version, feature=feature, segment=segment, metric=metric,
                      value=value, n=n, run_id=run_id, computed_at=computed_at)  # fmt: skip
 
 
-def hist(start: int, model: str, version: str, feature: str, counts: list[int], *,
-         run_id: str = "live", window: str = "1h", computed_at: int = 1) -> SketchRow:  # fmt: skip
-    return SketchRow(window_start=start, window_end=start + HOUR, window=window, model=model,
-                     model_version=version, feature=feature, segment="", metric="psi", kind="hist",
-                     edges=list(EDGES), labels=[], counts=counts, n=sum(counts), run_id=run_id,
-                     computed_at=computed_at)  # fmt: skip
+@cache
+def profile(model: str, version: str) -> Profile:
+    rng = np.random.default_rng(_seed(model, version))
+    return build_profile(
+        model=model, model_version=version, created_at="2026-01-01T00:00:00Z",
+        source_digest=f"{model}-{version}".ljust(64, "0"), settings=SETTINGS,
+        features={"amount": rng.normal(0.0, 1.0, 20_000), "age": rng.normal(40.0, 10.0, 20_000),
+                  "country": list(rng.choice(["DE", "FR", "US"], 20_000, p=[0.3, 0.2, 0.5]))},
+    )  # fmt: skip
+
+
+def bin_counts(edges: list[float], values: np.ndarray) -> list[int]:
+    """Counts on ``edges`` with ``edges[i-1] <= v < edges[i]`` in bin ``i`` (outermost bins open)."""
+    index = np.searchsorted(np.asarray(edges), values, side="right")
+    return [int(c) for c in np.bincount(index, minlength=len(edges) + 1)]
+
+
+def window_values(model: str, version: str, start: int, hour_index: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(_seed(model, version, str(start // HOUR)))
+    shift = 0.15 * hour_index if version == "2.0.0" else 0.0
+    return {
+        "amount": rng.normal(shift, 1.0, PER_WINDOW),
+        "age": rng.normal(40.0, 10.0, PER_WINDOW),
+    }
+
+
+def numeric(p: Profile, name: str) -> FeatureProfile:
+    return p.feature(name)
+
+
+def references() -> list[ReferenceRow]:
+    return [reference_rows(profile(m, v))[0] for m in MODELS for v in VERSIONS]
 
 
 def results(
@@ -45,49 +87,44 @@ def results(
     first = end - hours * HOUR
     metrics: list[MetricRow] = []
     sketches: list[SketchRow] = []
-    for model in ("fraud", "churn"):
-        for version in ("1.0.0", "2.0.0"):
-            sketches.append(hist(first - HOUR, model, version, "amount", REF_COUNTS,
-                                 run_id="reference", window="reference"))  # fmt: skip
+    for model in MODELS:
+        for version in VERSIONS:
+            prof = profile(model, version)
+            sketches += reference_rows(prof)[1]
             for h in range(hours):
                 start_ms = first + h * HOUR
-                shift = 0.05 * h if version == "2.0.0" else 0.0
-                counts = [int(100 * (1 + shift * (i - 4.5) / 4.5)) for i in range(10)]
-                sketches.append(hist(start_ms, model, version, "amount", counts))
-                sketches.append(
-                    SketchRow(
-                        window_start=start_ms,
-                        window_end=start_ms + HOUR,
-                        window="1h",
-                        model=model,
-                        model_version=version,
-                        feature="country",
-                        segment="",
-                        metric="chi2",
-                        kind="categories",
-                        edges=[],
-                        labels=["DE", "FR", "US"],
-                        counts=[300, 200, 500],
-                        n=1000,
-                        run_id="live",
-                        computed_at=1,
-                    )
-                )
-                for feature, base in (("amount", 0.02), ("age", 0.01), ("country", 0.005)):
-                    drift = base + (shift * 2 if feature == "amount" else 0.0)
+                values = window_values(model, version, start_ms, h)
+                common = {"window_start": start_ms, "window_end": start_ms + HOUR, "window": "1h",
+                          "model": model, "model_version": version, "segment": "", "run_id": "live",
+                          "computed_at": 1}  # fmt: skip
+                for name, vals in values.items():
+                    f = numeric(prof, name)
+                    fine = bin_counts(f.edges, vals)
+                    sketches.append(SketchRow(feature=name, metric="", kind="hist", edges=list(f.edges),
+                                              labels=[], counts=fine, n=PER_WINDOW, **common))  # type: ignore[arg-type]  # fmt: skip
+                    drift = psi(ref_counts=f.psi_counts, cur_counts=bin_counts(f.psi_edges, vals))
                     metrics += [
-                        metric(start_ms, model, version, feature, "psi", drift),
-                        metric(start_ms, model, version, feature, "js", math.sqrt(drift) / 4),
-                        metric(start_ms, model, version, feature, "missing_rate", 0.01 * (h % 3)),
-                        metric(start_ms, model, version, feature, "out_of_range", float(h)),
-                        metric(start_ms, model, version, feature, "mean", 10.0 + h),
+                        metric(start_ms, model, version, name, "psi", drift),
+                        metric(start_ms, model, version, name, "ks", min(1.0, drift / 2)),
+                        metric(start_ms, model, version, name, "js", math.sqrt(drift) / 4),
+                        metric(start_ms, model, version, name, "missing_rate", 0.01 * (h % 3)),
+                        metric(start_ms, model, version, name, "missing", 20.0 * (h % 3)),
+                        metric(start_ms, model, version, name, "out_of_range", float(h)),
+                        metric(start_ms, model, version, name, "mean", float(np.mean(vals))),
                     ]
-                    if feature != "country":
-                        metrics.append(metric(start_ms, model, version, feature, "ks", drift / 2))
+                sketches.append(SketchRow(feature="country", metric="", kind="categories", edges=[],
+                                          labels=["US", "DE", "FR", "__other__"], counts=[1000, 600, 398, 2],
+                                          n=PER_WINDOW, **common))  # type: ignore[arg-type]  # fmt: skip
                 metrics += [
-                    metric(start_ms, model, version, "", "events", 1000),
+                    metric(start_ms, model, version, "country", "psi", 0.004),
+                    metric(start_ms, model, version, "country", "js", 0.01),
+                    metric(start_ms, model, version, "country", "chi2", 1.2),
+                    metric(start_ms, model, version, "country", "new_category", 2.0),
+                    metric(start_ms, model, version, "country", "missing_rate", 0.0),
+                    metric(start_ms, model, version, "", "events", PER_WINDOW),
                     metric(start_ms, model, version, "", "invalid_events", 3),
-                    metric(start_ms, model, version, "", "throughput_rps", 1000 / 3600),
+                    metric(start_ms, model, version, "", "late_events", 1),
+                    metric(start_ms, model, version, "", "throughput_rps", PER_WINDOW / 3600),
                     metric(start_ms, model, version, "", "latency_p50", 20 + h),
                     metric(start_ms, model, version, "", "latency_p95", 45 + 2 * h),
                     metric(start_ms, model, version, "", "latency_p99", 80 + 3 * h),
@@ -96,7 +133,7 @@ def results(
                     metric(start_ms, model, version, "", "accuracy", 0.93 - 0.01 * h),
                     metric(start_ms, model, version, "", "f1", 0.9 - 0.01 * h),
                     metric(start_ms, model, version, "", "roc_auc", 0.95 - 0.005 * h),
-                    metric(start_ms, model, version, "__prediction__", "psi", 0.01 + shift),
+                    metric(start_ms, model, version, "__prediction__", "psi", 0.01 + 0.02 * h),
                     metric(start_ms, model, version, "", "accuracy", 0.9, segment="country=DE"),
                 ]
     alerts = [
@@ -111,9 +148,9 @@ def results(
                  message="psi of amount is back to 0.05", receivers=["slack"],
                  dedup_key="data-drift/fraud/amount", run_id="live"),
         AlertRow(ts=first + 3 * HOUR + 60_000, rule="serving-errors", severity="critical",
-                 status="firing", model="churn", model_version="2.0.0", feature="", segment="",
+                 status="firing", model="fraud", model_version="2.0.0", feature="", segment="",
                  metric="error_rate_5xx", value=0.08, threshold=0.05, window_start=first + 2 * HOUR,
                  window_end=first + 3 * HOUR, message="5xx rate 8%", receivers=["pagerduty", "slack"],
-                 dedup_key="serving-errors/churn", run_id="live"),
+                 dedup_key="serving-errors/fraud", run_id="live"),
     ]  # fmt: skip
     return metrics, sketches, alerts

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pytest
 
+from drifthouse.detectors.stats import psi
 from drifthouse.errors import StoreError, UsageError
 from drifthouse.sinks.clickhouse import ClickHouseSink
 from drifthouse.sinks.query import (
@@ -36,31 +37,47 @@ def _ms(dt: int) -> datetime:
     return datetime.fromtimestamp(dt / 1000, tz=UTC)
 
 
-def _psi(cur: list[int], ref: list[int], eps: float = 1e-4) -> float:
-    p = [max(c / sum(cur), eps) for c in cur]
-    q = [max(r / sum(ref), eps) for r in ref]
-    return sum((a - b) * math.log(a / b) for a, b in zip(p, q, strict=True))
+def test_psi_range_of_one_window_is_the_pipeline_psi(filled: Any) -> None:
+    end = rowgen.now_hour()
+    metrics, _, _ = rowgen.results(hours=HOURS)
+    written = {(m.window_start, m.feature): m.value for m in metrics
+               if m.model == "fraud" and m.model_version == "2.0.0" and m.metric == "psi"}  # fmt: skip
+    for h in (1, HOURS):
+        start = end - h * rowgen.HOUR
+        params = {
+            "model": "fraud",
+            "model_version": "2.0.0",
+            "start": _ms(start),
+            "end": _ms(start + rowgen.HOUR),
+        }
+        columns, rows = run_recipe(filled, "psi_range", params)
+        assert columns == ["feature", "bins", "n", "psi"]
+        got = {r[0]: (r[1], r[2], r[3]) for r in rows}
+        assert set(got) == {"amount", "age"}
+        for feature, (bins, n, value) in got.items():
+            assert bins == 10
+            assert n == rowgen.PER_WINDOW  # the window was written twice, counted once
+            assert value == pytest.approx(written[(start, feature)], rel=1e-9, abs=1e-12)
 
 
-def test_psi_range_matches_a_python_computation(filled: Any) -> None:
+def test_psi_range_over_many_windows_merges_their_histograms(filled: Any) -> None:
     end = rowgen.now_hour()
     start = end - HOURS * rowgen.HOUR
     params = {"model": "fraud", "model_version": "2.0.0", "start": _ms(start), "end": _ms(end)}
-    columns, rows = run_recipe(filled, "psi_range", params)
-    assert columns == ["feature", "bins", "n", "psi"]
-    assert len(rows) == 1  # one hist feature; the doubled writes did not double the counts
-    feature, bins, n, psi = rows[0]
-    summed = [0] * 10
-    for h in range(HOURS):
-        shift = 0.05 * h
-        for i in range(10):
-            summed[i] += int(100 * (1 + shift * (i - 4.5) / 4.5))
-    assert (feature, bins, n) == ("amount", 10, sum(summed))
-    assert psi == pytest.approx(_psi(summed, rowgen.REF_COUNTS), rel=1e-9)
-    # a sub-range: the last two hours only
-    params["start"] = _ms(end - 2 * rowgen.HOUR)
     _, rows = run_recipe(filled, "psi_range", params)
-    assert rows[0][2] < n
+    got = {r[0]: r[3] for r in rows}
+    prof = rowgen.profile("fraud", "2.0.0")
+    for feature in ("amount", "age"):
+        f = prof.feature(feature)
+        values = np.concatenate(
+            [
+                rowgen.window_values("fraud", "2.0.0", start + h * rowgen.HOUR, h)[feature]
+                for h in range(HOURS)
+            ]
+        )
+        expected = psi(ref_counts=f.psi_counts, cur_counts=rowgen.bin_counts(f.psi_edges, values))
+        assert got[feature] == pytest.approx(expected, rel=1e-9)
+    assert got["amount"] > 0.1 > got["age"]
 
 
 def test_every_recipe_runs_and_returns_rows(filled: Any) -> None:
@@ -142,7 +159,7 @@ def test_readonly_endpoint(filled: Any) -> None:
             {"m": "fraud"},
         )
         assert columns == ["model", "c"]
-        assert rows == [["fraud", 360]]
+        assert rows == [["fraud", sum(m.model == "fraud" for m in rowgen.results(hours=HOURS)[0])]]
         _, rows = query_readonly(server.port, "SELECT min(window_start) FROM metrics")
         assert isinstance(rows[0][0], str)
         with pytest.raises(UsageError, match="read-only"):

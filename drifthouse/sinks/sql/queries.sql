@@ -6,43 +6,51 @@
 
 -- name: psi_range
 -- Recompute PSI of every numeric feature of a model version over any time range, from the
--- histogram sketches (element-wise sums of the window counts) against the reference histogram
--- (rows of `sketches` with run_id 'reference', same edges). PSI = sum((cur - ref) * ln(cur / ref))
--- with proportions below 1e-4 raised to 1e-4. When a feature has histograms of several
--- resolutions, the coarsest one shared with the reference (the PSI bins) is used.
+-- window histograms in `sketches` (element-wise sums of the counts on the reference's fine
+-- grid, coarsened onto the reference's PSI bins, whose edges are a subset of the grid) against
+-- the reference's PSI bins (rows with run_id 'reference' and metric 'psi', written with the
+-- profile). PSI = sum((cur - ref) * ln(cur / ref)), proportions below 1e-4 raised to 1e-4:
+-- over a single window this is the `psi` the pipeline wrote for it.
 -- defaults: window=1h run_id=live
 WITH
     cur AS (
         SELECT feature, edges, sumForEach(counts) AS c
         FROM sketches FINAL
         WHERE model = {model:String} AND model_version = {model_version:String}
-          AND kind = 'hist' AND window = {window:String} AND run_id = {run_id:String}
+          AND kind = 'hist' AND metric = '' AND window = {window:String} AND run_id = {run_id:String}
           AND window_start >= {start:DateTime64(3)} AND window_end <= {end:DateTime64(3)}
         GROUP BY feature, edges
     ),
     ref AS (
-        SELECT feature, edges, argMax(counts, window_start) AS r
+        SELECT feature, argMax(edges, window_start) AS psi_edges, argMax(counts, window_start) AS r
         FROM sketches FINAL
         WHERE model = {model:String} AND model_version = {model_version:String}
-          AND kind = 'hist' AND run_id = 'reference'
-        GROUP BY feature, edges
+          AND kind = 'hist' AND metric = 'psi' AND run_id = 'reference'
+        GROUP BY feature
+    ),
+    coarse AS (
+        SELECT
+            cur.feature AS feature,
+            any(ref.r) AS r,
+            sumForEach(arrayMap(k -> arraySum(arrayFilter((x, b) -> b = k, c, bin)),
+                                range(length(psi_edges) + 1))) AS cc
+        FROM cur
+        INNER JOIN ref ON cur.feature = ref.feature
+        -- fine bin i (1-based) starts at edges[i - 1]; its PSI bin counts the PSI edges below that
+        ARRAY JOIN [arrayMap(i -> if(i = 1, 0, arrayCount(e -> e <= cur.edges[i - 1], psi_edges)),
+                             arrayEnumerate(c))] AS bin
+        WHERE hasAll(cur.edges, psi_edges)
+        GROUP BY feature
     )
-SELECT feature, bins, n, psi
-FROM
-(
-    SELECT
-        cur.feature AS feature,
-        length(c) AS bins,
-        arraySum(c) AS n,
-        arraySum(arrayMap((p, q) -> (p - q) * log(p / q),
-            arrayMap(x -> greatest(x / arraySum(c), 0.0001), c),
-            arrayMap(x -> greatest(x / arraySum(r), 0.0001), r))) AS psi
-    FROM cur
-    INNER JOIN ref ON cur.feature = ref.feature AND cur.edges = ref.edges
-    WHERE arraySum(c) > 0
-    ORDER BY feature, bins
-    LIMIT 1 BY feature
-)
+SELECT
+    feature,
+    length(cc) AS bins,
+    arraySum(cc) AS n,
+    arraySum(arrayMap((p, q) -> (p - q) * log(p / q),
+        arrayMap(x -> greatest(x / arraySum(cc), 0.0001), cc),
+        arrayMap(x -> greatest(x / arraySum(r), 0.0001), r))) AS psi
+FROM coarse
+WHERE arraySum(cc) > 0
 ORDER BY psi DESC;
 
 -- name: top_drifting_features
