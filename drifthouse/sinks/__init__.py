@@ -6,6 +6,7 @@ Public API
 - :func:`migrate` (``schema``): create or upgrade the tables; idempotent.
 - :class:`Sink`, :class:`MemorySink` (``base``); :class:`ClickHouseSink` (``clickhouse``).
 - :class:`PredictionLog` (``predictions``): the sampled, PII-hashed prediction log.
+- :func:`store_reference`, :func:`reference_rows` (``references``): profiles in the store.
 - :func:`run_sql`, :func:`run_recipe`, :func:`load_recipes`, :func:`serve_readonly`,
   :func:`query_readonly` (``query``).
 """
@@ -16,6 +17,7 @@ from drifthouse.sinks.base import MemorySink, Sink
 from drifthouse.sinks.clickhouse import ClickHouseSink
 from drifthouse.sinks.predictions import PredictionLog
 from drifthouse.sinks.query import load_recipes, query_readonly, run_recipe, run_sql, serve_readonly
+from drifthouse.sinks.references import reference_rows, store_reference
 from drifthouse.sinks.schema import migrate
 from drifthouse.sinks.store import open_store
 from drifthouse.sinks.tables import PredictionRow, ReferenceRow
@@ -31,7 +33,9 @@ __all__ = [
     "migrate",
     "open_store",
     "query_readonly",
+    "reference_rows",
     "run_recipe",
     "run_sql",
     "serve_readonly",
+    "store_reference",
 ]
