@@ -65,14 +65,17 @@ def validate_alerting(config: Config) -> list[tuple[str, str]]:
     for i, rule in enumerate(config.rules):
         # Labels that are globs in the rule are unknown until an alert exists: leave them out.
         labels = {"rule": rule.name, "severity": rule.severity, **rule.labels}
+        unknown = set()
         for key in ("metric", "model", "model_version", "feature", "segment"):
             value = getattr(rule, key)
-            if not any(ch in value for ch in "*?["):
+            if any(ch in value for ch in "*?["):
+                unknown.add(key)
+            else:
                 labels[key] = value
         routable = [
             r
             for r in config.routes
-            if labels_match({k: v for k, v in r.match.items() if k in labels}, labels)
+            if labels_match({k: v for k, v in r.match.items() if k not in unknown}, labels)
         ]
         if not routable:
             problems.append(
