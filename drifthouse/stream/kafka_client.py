@@ -15,10 +15,10 @@ Example
 >>> cfg = KafkaConfig(bootstrap="a:9092,b:9092", security_protocol="SASL_SSL",
 ...                   sasl_mechanism="SCRAM-SHA-512", sasl_username="svc", sasl_password="s3cret")
 >>> kw = client_kwargs(cfg)
->>> kw["bootstrap_servers"], kw["sasl_mechanism"], kw["sasl_plain_password"]
-(['a:9092', 'b:9092'], 'SCRAM-SHA-512', 's3cret')
->>> redacted(kw)["sasl_plain_password"]
-'**********'
+>>> kw["bootstrap_servers"], kw["sasl_mechanism"], kw["sasl_plain_password"] == "s3cret"
+(['a:9092', 'b:9092'], 'SCRAM-SHA-512', True)
+>>> kw["sasl_plain_password"], redacted(kw)["sasl_plain_password"]
+('**********', '**********')
 >>> faust_broker(cfg)
 'kafka://a:9092;kafka://b:9092'
 """
@@ -89,13 +89,28 @@ def _check_auth(cfg: KafkaConfig) -> None:
         raise ConfigError(f"{len(problems)} problem(s) in the kafka settings", problems)
 
 
+class _Masked(str):
+    """A secret string whose ``repr`` is masked.
+
+    kafka-python logs its whole configuration at DEBUG level (``KafkaAdminClient`` does), which
+    formats each value with ``repr``; it uses the password itself only through ``join`` and
+    ``encode``, which see the real characters.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'**********'"
+
+
 def client_kwargs(cfg: KafkaConfig, **overrides: Any) -> dict[str, Any]:
     """Keyword arguments for kafka-python's ``KafkaConsumer``, ``KafkaProducer`` and ``KafkaAdminClient``.
 
     Covers the bootstrap servers, client id, security protocol, SASL (``PLAIN`` and ``SCRAM``,
     username and password taken from the ``SecretStr``) and TLS files. ``overrides`` are merged
-    last (timeouts, ``group_id``, ...). The result holds the password: never log it, log
-    :func:`redacted` instead.
+    last (timeouts, ``group_id``, ...). The result holds the password, masked in ``repr`` (as
+    kafka-python's debug log of its configuration shows it) but not in ``str``: log
+    :func:`redacted`, never the values themselves.
 
     Raises
     ------
@@ -112,7 +127,7 @@ def client_kwargs(cfg: KafkaConfig, **overrides: Any) -> dict[str, Any]:
         kwargs["sasl_mechanism"] = cfg.sasl_mechanism or "PLAIN"
         kwargs["sasl_plain_username"] = cfg.sasl_username
         assert cfg.sasl_password is not None  # checked by _check_auth
-        kwargs["sasl_plain_password"] = cfg.sasl_password.get_secret_value()
+        kwargs["sasl_plain_password"] = _Masked(cfg.sasl_password.get_secret_value())
     if cfg.security_protocol.endswith("SSL"):
         for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
             path = getattr(cfg, name)
