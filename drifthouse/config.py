@@ -231,7 +231,7 @@ class StoreConfig(_Strict):
             raise ValueError(
                 f"expected a DSN such as 'http://user:password@host:8123/drifthouse' or "
                 f"'chdb:///absolute/folder' (got {mask_dsn(value.get_secret_value())!r}); "
-                "for a relative folder write store: {path: ./data}"
+                "for a folder of the embedded engine, use store.path instead"
             )
         return value
 
@@ -445,7 +445,9 @@ class Config(_Strict):
 
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
-    windows: list[WindowConfig] = Field(default_factory=lambda: [WindowConfig(size=3_600_000)])
+    windows: list[WindowConfig] = Field(
+        default_factory=lambda: [WindowConfig.model_validate({"size": "1h"})]
+    )
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     rules: list[RuleConfig] = Field(default_factory=list)
@@ -653,6 +655,8 @@ def _interpolate_nodes(node: yaml.Node, loaded: _Loaded, path: tuple[int | str, 
                 )
             seen.setdefault(name, key.start_mark.line + 1)
             child = (*path, name)
+            # A problem with a value is reported on its key's line.
+            loaded.lines.setdefault(_loc(child), key.start_mark.line + 1)
             if name in _SECRET_KEYS:
                 _collect_secrets(value, loaded)
             _interpolate_nodes(value, loaded, child)
@@ -759,9 +763,17 @@ def _read(path: Path) -> _Loaded:
             for part in (getattr(exc, "context", None), getattr(exc, "problem", None))
             if part
         )
-        raise ConfigError(
-            f"{where}: not valid YAML", [(where, f"not valid YAML: {what or 'syntax error'}")]
-        ) from None
+        message = f"not valid YAML: {what or 'syntax error'}"
+        line_text = (
+            text.splitlines()[mark.line]
+            if mark is not None and mark.line < len(text.splitlines())
+            else ""
+        )
+        if "${" in line_text:
+            message += (
+                '; inside { } or [ ], quote ${...} references, e.g. {token: "${SLACK_BOT_TOKEN}"}'
+            )
+        raise ConfigError(f"{where}: not valid YAML", [(where, message)]) from None
     if node is None:
         loaded.data = {}
         return loaded
@@ -969,4 +981,4 @@ def check_config(path: str | Path) -> ConfigReport:
                     f"`drifthouse profile INPUT --model {name} --out {reference}`",
                 )
             )
-    return ConfigReport(config, errors, warnings)
+    return ConfigReport(config, errors, sorted(warnings, key=_line_key))
