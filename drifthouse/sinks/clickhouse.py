@@ -103,6 +103,7 @@ class ClickHouseSink:
         self.available = True
         self.inserted_rows = 0
         self.spooled_rows = 0
+        self.replayed_batches = 0
 
     @classmethod
     def from_config(cls, client: Client, store: StoreConfig, **overrides: Any) -> ClickHouseSink:
@@ -197,9 +198,9 @@ class ClickHouseSink:
 
     def replay(self) -> int:
         """Replay the spool now (ignoring the probe backoff); return the batches it inserted."""
-        before = self.pending_batches
+        before = self.replayed_batches
         self._drain_spool(force=True)
-        return before - self.pending_batches
+        return self.replayed_batches - before
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -220,6 +221,7 @@ class ClickHouseSink:
                 self._reject(batch, exc)
                 continue
             self.spool.remove(batch)
+            self.replayed_batches += 1
             log.info("sink.replayed", table=batch.table, rows=len(batch.rows), left=len(self.spool))
         self._probe_delay = self.backoff_s
         return True

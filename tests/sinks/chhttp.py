@@ -11,7 +11,8 @@ ClickHouse's HTTP interface that clickhouse-connect uses and executes every stat
   current database; other URL parameters are settings, which the engine does not need here;
 - errors answer with the status ClickHouse uses, ``X-ClickHouse-Exception-Code`` and the message.
 
-``POST /__fault?status=503&count=2`` makes the next requests fail (for retry tests).
+``POST /__fault?status=503&count=2`` makes the next requests fail (for retry tests);
+``POST /__fault?count=0&delay=2`` makes every request wait two seconds first (for timeouts).
 Run as ``python -m tests.sinks.chhttp --path DIR --port PORT``; it prints ``ready`` when listening.
 Kill the process for an outage (connections are refused) and start it again on the same folder.
 """
@@ -24,6 +25,7 @@ import re
 import sys
 import tempfile
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -54,6 +56,7 @@ class _Engine:
         self.conn: Any = chdb.connect(path)  # type: ignore[no-untyped-call]
         self.lock = threading.Lock()
         self.faults: list[int] = []
+        self.delay = 0.0
 
     def run(self, sql: str, database: str | None, params: dict[str, str], body: bytes) -> bytes:
         with self.lock:
@@ -123,8 +126,11 @@ def _handler(engine: _Engine) -> type[BaseHTTPRequestHandler]:
             body = self._body()
             if url.path == "/__fault":
                 engine.faults.extend([int(args.get("status", "503"))] * int(args.get("count", "1")))
+                engine.delay = float(args.get("delay", "0"))
                 self._reply(200, b"ok\n")
                 return
+            if engine.delay:
+                time.sleep(engine.delay)
             if engine.faults:
                 status = engine.faults.pop(0)
                 self._reply(

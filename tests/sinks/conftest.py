@@ -98,9 +98,9 @@ class HttpClickHouse:
             self.proc.wait()
             self.proc = None
 
-    def fault(self, status: int, count: int) -> None:
-        """Make the next ``count`` requests fail with HTTP ``status``."""
-        url = f"http://127.0.0.1:{self.port}/__fault?status={status}&count={count}"
+    def fault(self, status: int, count: int, delay: float = 0.0) -> None:
+        """Make the next ``count`` requests fail with HTTP ``status``; every request wait ``delay`` s."""
+        url = f"http://127.0.0.1:{self.port}/__fault?status={status}&count={count}&delay={delay}"
         urllib.request.urlopen(
             urllib.request.Request(url, data=b"", method="POST"), timeout=10
         ).read()

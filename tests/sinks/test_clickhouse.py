@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from drifthouse.config import StoreConfig
 from drifthouse.errors import SpoolFull, StoreError, StoreUnavailable
 from drifthouse.rows import MetricRow
 from drifthouse.sinks.clickhouse import ClickHouseSink
@@ -296,3 +297,44 @@ def test_spool_orders_and_bounds(tmp_path: Path) -> None:
         spool.remove(batch)
     assert spool.bytes == 0
     assert list(tmp_path.iterdir()) == []
+
+
+def test_timeouts_count_as_unavailable(http_clickhouse: HttpClickHouse, tmp_path: Path) -> None:
+    client = open_store(http_clickhouse.dsn, send_receive_timeout=1)
+    http_clickhouse.fault(503, 0, delay=3.0)
+    with pytest.raises(StoreUnavailable, match="unreachable"):
+        call("a slow query", client.query, "SELECT 1")
+    http_clickhouse.fault(503, 0, delay=0.0)
+    assert call("a quick query", client.query, "SELECT 1").result_rows == [(1,)]
+
+
+def test_a_spooled_batch_the_store_refuses_is_set_aside(
+    http_clickhouse: HttpClickHouse, tmp_path: Path
+) -> None:
+    sink = _http_sink(http_clickhouse, tmp_path, retries=0)
+    sink.write(_metrics(1, start=0))
+    sink.flush()  # learns the column types
+    http_clickhouse.stop()
+    sink.write(_metrics(3))
+    sink.flush()
+    http_clickhouse.start()
+    sink.client.command("ALTER TABLE drifthouse.metrics DROP COLUMN n")  # the batch no longer fits
+    assert sink.replay() == 0
+    assert sink.pending_batches == 0
+    assert [p.suffix for p in (tmp_path / "spool").iterdir()] == [".rejected"]
+
+
+def test_from_config_takes_the_store_section(
+    store_client: Any, database: str, tmp_path: Path
+) -> None:
+    store = StoreConfig(
+        batch_rows=7,
+        flush_interval="5s",
+        spool_dir=tmp_path / "s",
+        spool_max_bytes=1234,
+        database=database,
+    )
+    sink = ClickHouseSink.from_config(store_client, store)
+    assert (sink.batch_rows, sink.flush_interval_s, sink.database) == (7, 5.0, database)
+    assert sink.spool is not None
+    assert sink.spool.max_bytes == 1234
