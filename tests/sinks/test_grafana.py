@@ -125,3 +125,17 @@ def test_macro_expansion_matches_the_plugin() -> None:
         "SELECT toStartOfInterval(toDateTime(ts), INTERVAL 60 second) WHERE ts >= toDateTime(10) "
         "AND ts <= toDateTime(20) AND x = 'm' AND y = 'm' LIMIT 60"
     )
+
+
+def test_dashboard_provisioning_points_at_the_mounted_folder() -> None:
+    import yaml
+
+    root = DASHBOARDS.parents[1]
+    provider = yaml.safe_load(
+        (root / "grafana/provisioning/dashboards/drifthouse.yaml").read_text()
+    )
+    (entry,) = provider["providers"]
+    assert entry["type"] == "file"
+    compose = root.parent / "docker-compose.yml"
+    if compose.exists():  # the folder docker compose mounts the dashboards at
+        assert f"./deploy/grafana/dashboards:{entry['options']['path']}" in compose.read_text()
