@@ -1,0 +1,193 @@
+"""The command line: exit codes, `check` output, errors without tracebacks, no secrets."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import structlog
+
+from drifthouse import __version__, cli
+from drifthouse.errors import ConfigError, StoreError
+
+MARKER = "MARKER-c1i-do-not-print"
+
+GOOD = """
+store: {path: ./data}
+windows: [{size: 1h}, {size: 15m, hop: 1m}]
+models:
+  fraud: {reference: refs/fraud.json, pii: [email]}
+rules:
+  - {name: data-drift, metric: psi, when: "value > 0.25", clear: "value < 0.1", for: 2}
+  - {name: serving-errors, metric: error_rate_5xx, when: "value > 0.05", severity: critical}
+routes:
+  - {match: {severity: critical}, receivers: [pagerduty, slack]}
+receivers:
+  slack: {type: slack, channel: "#ml-alerts", token: "${DH_TEST_SLACK}"}
+  pagerduty: {type: pagerduty, routing_key: "${DH_TEST_PD}"}
+"""
+
+BAD = """
+windows: [{size: 1h}, {size: 15m, hop: 7m}]
+rules:
+  - {name: r, metric: psi, when: "value >> 1"}
+routes:
+  - {receivers: [teams]}
+receivers:
+  slack: {type: slack, channel: "#a", token: "${DH_TEST_SLACK}"}
+store: {database: "${DH_TEST_PD}"}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DH_TEST_SLACK", MARKER + "-slack")
+    monkeypatch.setenv("DH_TEST_PD", MARKER + "-pd")
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> object:
+    yield None
+    structlog.reset_defaults()
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "drifthouse.yaml"
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "version")
+    assert code == 0
+    assert out.strip() == f"drifthouse {__version__}"
+
+
+def test_check_a_good_config_prints_a_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, GOOD)
+    (tmp_path / "refs").mkdir()
+    (tmp_path / "refs" / "fraud.json").write_text("{}")
+    code, out, _ = run(capsys, "check", "-c", str(path))
+    assert code == 0, out
+    assert "configuration OK" in out
+    for expected in (
+        "fraud (reference)",
+        "1h, 15m/1m",
+        "data-drift, serving-errors",
+        "pagerduty, slack",
+        "slack (slack)",
+    ):
+        assert expected in out
+    assert "warning" not in out
+    assert MARKER not in out
+
+
+def test_check_warns_about_a_missing_reference_profile(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, GOOD)
+    code, out, _ = run(capsys, "check", "--config", str(path))
+    assert code == 0
+    assert f"{path}:4 models.fraud.reference: warning: reference profile" in out
+    assert "drifthouse profile INPUT --model fraud" in out
+    assert "fraud (reference missing)" in out
+
+
+def test_check_prints_every_problem_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, BAD)
+    code, out, err = run(capsys, "check", "-c", str(path))
+    assert code == 2
+    lines = [line for line in out.splitlines() if line.startswith(str(path))]
+    assert [line.split(": ", 1)[0] for line in lines] == [
+        f"{path}:1 windows[1]",
+        f"{path}:3 rules[0].when",
+        f"{path}:5 routes[0].receivers[0]",
+        f"{path}:8 store.database",
+    ]
+    assert "4 problems" in out
+    assert MARKER not in out + err
+    assert "Traceback" not in out + err
+
+
+def test_check_reads_the_config_path_from_the_environment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DRIFTHOUSE_CONFIG", str(write(tmp_path, "windows: [{size: 5m}]")))
+    code, out, _ = run(capsys, "check")
+    assert code == 0
+    assert "5m" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        pytest.param(["check", "--bogus"], 2, id="unknown-option"),
+        pytest.param(["nope"], 2, id="unknown-command"),
+        pytest.param([], 2, id="no-command"),
+        pytest.param(["--help"], 0, id="help"),
+        pytest.param(["check", "--help"], 0, id="command-help"),
+    ],
+)
+def test_usage_exit_codes(capsys: pytest.CaptureFixture[str], argv: list[str], code: int) -> None:
+    assert run(capsys, *argv)[0] == code
+
+
+def test_config_error_is_one_red_line_and_its_problems(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "check", "-c", str(tmp_path / "missing.yaml"))
+    assert code == 2
+    assert (
+        err.splitlines()[0]
+        == f"error: cannot read config file {tmp_path / 'missing.yaml'}: No such file or directory"
+    )
+    assert "pass an existing YAML file with -c" in err
+    assert "Traceback" not in err
+
+
+def test_other_drifthouse_errors_exit_1(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(path: object) -> None:
+        raise StoreError("ClickHouse at http://ch:8123 refused the query")
+
+    monkeypatch.setattr(cli, "check_config", broken)
+    code, _, err = run(capsys, "check")
+    assert code == 1
+    assert err.splitlines()[0] == "error: ClickHouse at http://ch:8123 refused the query"
+
+
+def test_debug_shows_the_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "bad.yaml").write_text("kafka: [\n")
+    with pytest.raises(ConfigError):
+        cli.main(["--debug", "check", "-c", str(tmp_path / "bad.yaml")])
+
+
+def test_entry_point_and_module_run_in_a_fresh_process(tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "drifthouse"
+    assert script.exists()
+    done = subprocess.run(
+        [str(script), "check", "-c", str(tmp_path / "missing.yaml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "drifthouse", "version"], capture_output=True, text=True, check=False
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, f"drifthouse {__version__}")
