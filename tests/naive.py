@@ -47,7 +47,8 @@ def numeric_block(
         out["vmin"].append(x.min() if x.size else np.inf)
         out["vmax"].append(x.max() if x.size else -np.inf)
         out["mean"].append(x.mean() if x.size else 0.0)
-        out["var"].append(x.var() if x.size else 0.0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            out["var"].append(x.var() if x.size else 0.0)
     return out
 
 

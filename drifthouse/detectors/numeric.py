@@ -102,6 +102,8 @@ class NumericBlock:
         e_max = max((len(f.edges) for f in features), default=0)
         self.n_bins = np.asarray([len(f.edges) + 1 for f in features], dtype=np.int64)
         self.edges = np.full((n_f, e_max), np.inf)
+        self._depth = _kernels.search_depth(e_max)
+        self._kernel = _kernels.numeric_update_kernel(self._depth)
         self.coarse_index = np.zeros((n_f, e_max + 1), dtype=np.int64)
         self.n_coarse = np.asarray([len(f.psi_edges) + 1 for f in features], dtype=np.int64)
         self.lo = np.full(n_f, -np.inf)
@@ -117,6 +119,9 @@ class NumericBlock:
             lo, hi = bounds.pop(f.name, (f.min, f.max))
             self.lo[j] = -np.inf if lo is None else lo
             self.hi[j] = np.inf if hi is None else hi
+        # The kernel's branch-free search reads a copy padded to 2**depth - 1 columns.
+        self._search_edges = np.full((n_f, (1 << self._depth) - 1), np.inf)
+        self._search_edges[:, :e_max] = self.edges
         if bounds:
             raise SketchError(
                 f"bounds name features that are not numeric features of the profile: {sorted(bounds)}"
@@ -200,8 +205,8 @@ class NumericBlock:
                 )
         if values.shape[0] == 0 or n_f == 0:
             return state
-        _kernels._numeric_update(
-            values, status, self.edges, self.lo, self.hi, state.counts, state.count, state.missing,
+        self._kernel(
+            values, status, self._search_edges, self.lo, self.hi, state.counts, state.count, state.missing,
             state.non_finite, state.type_error, state.out_of_range, state.vmin, state.vmax, state.mean, state.m2,
         )  # fmt: skip
         return state

@@ -8,13 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from drifthouse.config import MetricsConfig
 from drifthouse.detectors.categorical import CategoricalBlock
 from drifthouse.detectors.numeric import NumericBlock
 from drifthouse.detectors.quantiles import QuantileSketch
 from drifthouse.detectors.status import StatusCounter
 from drifthouse.errors import SketchError
 from tests import naive
-from tests.detectors.strategies import numeric_batch, reference_profile
+from tests.detectors.strategies import make_profile, numeric_batch, reference_profile
 
 PROFILE = reference_profile()
 NUM = NumericBlock.from_profile(PROFILE)
@@ -128,3 +129,34 @@ def test_status_kernel_matches_naive(statuses: np.ndarray) -> None:
     sc = StatusCounter()
     state = sc.update(sc.empty(), statuses)
     np.testing.assert_array_equal(state.counts, naive.status_counts(statuses))
+
+
+@pytest.mark.parametrize(
+    ("ks_bins", "psi_bins", "kind"),
+    [
+        pytest.param(10, 2, "normal", id="10-bins"),
+        pytest.param(127, 10, "normal", id="127-bins"),
+        pytest.param(128, 16, "normal", id="128-bins"),
+        pytest.param(1_000, 10, "lognormal", id="1000-bins"),
+        pytest.param(100, 10, "constant", id="constant-feature"),
+        pytest.param(100, 10, "empty", id="no-reference-values"),
+    ],
+)
+def test_numeric_kernel_matches_naive_on_any_grid(ks_bins: int, psi_bins: int, kind: str) -> None:
+    rng = np.random.default_rng(ks_bins)
+    ref = {
+        "normal": rng.normal(size=20_000),
+        "lognormal": rng.lognormal(size=20_000),
+        "constant": np.full(100, 3.0),
+        "empty": np.full(100, np.nan),
+    }[kind]
+    profile = make_profile({"v": ref}, settings=MetricsConfig(ks_bins=ks_bins, psi_bins=psi_bins))
+    block = NumericBlock.from_profile(profile)
+    values = np.concatenate([rng.normal(size=5_000), [3.0, -np.inf, np.nan, 1e308]])[:, None]
+    status = np.zeros(values.shape, np.uint8)
+    state = block.update(block.empty(), values, status)
+    ref_out = naive.numeric_block(
+        values, status, [np.asarray(profile.features[0].edges)], block.lo, block.hi
+    )
+    np.testing.assert_array_equal(state.counts[0], ref_out["counts"][0])
+    assert state.out_of_range[0] == ref_out["out_of_range"][0]
