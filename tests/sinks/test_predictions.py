@@ -99,7 +99,14 @@ class _Ev:
 def test_rows_land_in_the_predictions_table_once(store_client: Any, database: str) -> None:
     log = PredictionLog({"fraud": ModelConfig(sample_rate=0.5, pii=["email"])}, key=b"k")
     events = [
-        _Ev(**_event(i, ts_ms=_now_ms() - i * 1000, status=500 if i % 50 == 0 else 200))
+        _Ev(
+            **_event(
+                i,
+                ts_ms=_now_ms() - i * 1000,
+                status=500 if i % 50 == 0 else 200,
+                latency_ms=None if i % 7 else 3.5,
+            )
+        )
         for i in range(400)
     ]
     rows = log.rows(events)
@@ -113,6 +120,10 @@ def test_rows_land_in_the_predictions_table_once(store_client: Any, database: st
     assert got[0] == len(rows)
     assert got[1] == 8
     assert 300 < got[2] < 500  # the sample weights estimate the 400 events
+    nulls = store_client.query(
+        "SELECT countIf(latency_ms IS NULL), countIf(latency_ms = 3.5) FROM predictions FINAL"
+    )
+    assert all(count > 0 for count in nulls.result_rows[0])
 
 
 def _now_ms() -> int:
