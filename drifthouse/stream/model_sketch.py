@@ -9,6 +9,7 @@ a profile (``drifthouse profile``) for drift and quality.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import msgspec
@@ -21,12 +22,29 @@ from drifthouse.detectors.numeric import NumericBlock, NumericState, SketchPart
 from drifthouse.detectors.quantiles import QuantileSketch, QuantileState
 from drifthouse.detectors.reference import Profile
 from drifthouse.detectors.status import StatusCounter, StatusState
+from drifthouse.errors import SketchError
+from drifthouse.logs import get_logger
 from drifthouse.stream.columns import Columns, FeatureLayout
 
-__all__ = ["PREDICTION_FEATURE", "ModelSketch", "ModelState"]
+__all__ = ["PREDICTION_FEATURE", "ModelSketch", "ModelState", "Sketches"]
+
+log = get_logger("sketches")
 
 PREDICTION_FEATURE = "__prediction__"
 _PREDICTION_METRICS = frozenset({"psi", "ks", "ks_pvalue", "js", "chi2", "chi2_pvalue"})
+
+
+class _WireState(msgspec.Struct, array_like=True):
+    numeric: bytes
+    categorical: bytes
+    latency: bytes
+    status: bytes
+    prediction: bytes | None
+    counters: list[int]
+
+
+_ENCODE = msgspec.msgpack.Encoder().encode
+_DECODE = msgspec.msgpack.Decoder(_WireState).decode
 
 # Counter slots of ModelState.counters.
 EVENTS, LATE, INVALID = 0, 1, 2
@@ -42,6 +60,37 @@ class ModelState:
     status: StatusState
     prediction: NumericState | None
     counters: np.ndarray  # int64 [events, late_events, invalid_events]
+
+    def to_bytes(self) -> bytes:
+        """Serialise exactly, for partial-window messages between workers."""
+        return _ENCODE(
+            _WireState(
+                numeric=self.numeric.to_bytes(),
+                categorical=self.categorical.to_bytes(),
+                latency=self.latency.to_bytes(),
+                status=self.status.to_bytes(),
+                prediction=self.prediction.to_bytes() if self.prediction is not None else None,
+                counters=[int(c) for c in self.counters],
+            )
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ModelState:
+        """Restore a state written by :meth:`to_bytes` (raises ``SketchError`` on foreign bytes)."""
+        try:
+            wire = _DECODE(data)
+        except msgspec.DecodeError as exc:
+            raise SketchError(f"not a serialised model state: {exc}") from exc
+        return cls(
+            numeric=NumericState.from_bytes(wire.numeric),
+            categorical=CategoricalState.from_bytes(wire.categorical),
+            latency=QuantileState.from_bytes(wire.latency),
+            status=StatusState.from_bytes(wire.status),
+            prediction=NumericState.from_bytes(wire.prediction)
+            if wire.prediction is not None
+            else None,
+            counters=np.asarray(wire.counters, dtype=np.int64),
+        )
 
     def equals(self, other: ModelState) -> bool:
         """Bitwise equality of every part."""
@@ -206,3 +255,28 @@ class ModelSketch:
                 if metric in {"mean", "std", "min", "max"}:
                     return getattr(f, metric)  # type: ignore[no-any-return]
         return None
+
+
+class Sketches:
+    """Each model's :class:`ModelSketch`, built on first use from its profile and settings."""
+
+    def __init__(
+        self,
+        profiles: Mapping[str, Profile],
+        metrics: MetricsConfig,
+        models: Mapping[str, ModelConfig] | None = None,
+    ) -> None:
+        self.profiles = dict(profiles)
+        self.metrics = metrics
+        self.models = dict(models or {})
+        self._built: dict[str, ModelSketch] = {}
+
+    def __call__(self, model: str) -> ModelSketch:
+        sketch = self._built.get(model)
+        if sketch is None:
+            profile = self.profiles.get(model)
+            if profile is None and model:
+                log.warning("model.no_reference", model=model, hint="drifthouse profile builds one")
+            sketch = ModelSketch(model, profile, self.metrics, self.models.get(model))
+            self._built[model] = sketch
+        return sketch

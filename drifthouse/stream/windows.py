@@ -39,12 +39,32 @@ import numpy.typing as npt
 from drifthouse.config import WindowConfig, format_duration
 from drifthouse.errors import SketchError
 
-__all__ = ["ClosedWindow", "EventTimeWindows", "Routed", "WindowSpec"]
+__all__ = [
+    "ClosedWindow",
+    "EventTimeWindows",
+    "Origin",
+    "Routed",
+    "WindowSpec",
+    "WindowsCheckpoint",
+]
 
 S = TypeVar("S")
 K = TypeVar("K", bound=Hashable)
 
 _NO_TIME = np.iinfo(np.int64).min
+
+# Where a pane's data begins in its source partition: (first offset, largest event time seen
+# before that offset). A restarted worker that re-reads from the smallest origin of the panes
+# it held, with that largest time restored, rebuilds exactly the same panes.
+Origin = tuple[int, int]
+
+
+def _earlier(a: Origin | None, b: Origin | None) -> Origin | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a if a[0] <= b[0] else b
 
 
 @dataclass(frozen=True)
@@ -97,6 +117,15 @@ class ClosedWindow(Generic[K, S]):
     end: int
     key: K
     state: S
+    origin: Origin | None = None
+
+
+@dataclass(frozen=True)
+class WindowsCheckpoint:
+    """What a restart needs besides re-reading the input: see :meth:`EventTimeWindows.checkpoint`."""
+
+    origin: Origin | None
+    emitted_until: tuple[int, ...]
 
 
 @dataclass
@@ -158,11 +187,13 @@ class EventTimeWindows(Generic[K, S]):
     max_ts: int = _NO_TIME
     _panes: list[dict[int, dict[K, S]]] = field(default_factory=list, repr=False)
     _emitted_until: list[int] = field(default_factory=list, repr=False)
+    _origins: list[dict[int, Origin]] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         if self.allowed_lateness_ms < 0:
             raise SketchError(f"allowed lateness must be >= 0 ms (got {self.allowed_lateness_ms})")
         self._panes = [{} for _ in self.specs]
+        self._origins = [{} for _ in self.specs]
         # Per spec: windows ending at or before this time have been emitted (or were empty).
         self._emitted_until = [_NO_TIME for _ in self.specs]
 
@@ -200,11 +231,47 @@ class EventTimeWindows(Generic[K, S]):
             return None
         return int(self.specs[spec_index].pane_start(np.array([self.max_ts], np.int64))[0])
 
-    def update(self, spec_index: int, pane_start: int, key: K, fn: Callable[[S], S]) -> None:
-        """Replace the state of ``(spec, pane, key)`` by ``fn(state)`` (``empty(key)`` when new)."""
+    def update(
+        self,
+        spec_index: int,
+        pane_start: int,
+        key: K,
+        fn: Callable[[S], S],
+        origin: Origin | None = None,
+    ) -> None:
+        """Replace the state of ``(spec, pane, key)`` by ``fn(state)`` (``empty(key)`` when new).
+
+        ``origin`` is where the data comes from (its first offset, and the largest event time
+        seen before it); the pane remembers the earliest.
+        """
         by_key = self._panes[spec_index].setdefault(pane_start, {})
         state = by_key.get(key)
         by_key[key] = fn(self.empty(key) if state is None else state)
+        if origin is not None:
+            origins = self._origins[spec_index]
+            origins[pane_start] = _earlier(origins.get(pane_start), origin)  # type: ignore[assignment]
+
+    def checkpoint(self) -> WindowsCheckpoint:
+        """The earliest origin of any pane still held, and per spec the end up to which
+        windows were emitted. Re-reading from ``origin`` after :meth:`restore` rebuilds every
+        held pane exactly and emits no window twice."""
+        origin: Origin | None = None
+        for origins in self._origins:
+            for o in origins.values():
+                origin = _earlier(origin, o)
+        return WindowsCheckpoint(origin, tuple(self._emitted_until))
+
+    def restore(self, *, max_ts: int, emitted_until: Sequence[int]) -> None:
+        """Start again from a checkpoint: the largest event time seen before its origin, and
+        the emitted frontier per spec (windows ending at or before it are not emitted again)."""
+        if self.max_ts != _NO_TIME or any(self._panes):
+            raise SketchError("restore() needs fresh windows")
+        if len(emitted_until) != len(self.specs):
+            raise SketchError(
+                f"checkpoint has {len(emitted_until)} window specs, this run has {len(self.specs)}"
+            )
+        self.max_ts = max_ts
+        self._emitted_until = list(emitted_until)
 
     def open_windows(self) -> int:
         """Number of panes held, over all specs and keys (a health figure)."""
@@ -237,16 +304,19 @@ class EventTimeWindows(Generic[K, S]):
                     continue
                 start = end - size
                 merged: dict[K, S] = {}
+                origin: Origin | None = None
                 for p in range(start, end, pane_ms):
                     for key, state in panes.get(p, {}).items():
                         prev = merged.get(key)
                         merged[key] = state if prev is None else self.merge(key, prev, state)
+                    origin = _earlier(origin, self._origins[i].get(p))
                 for key, state in merged.items():
-                    out.append(ClosedWindow(spec, start, end, key, state))
+                    out.append(ClosedWindow(spec, start, end, key, state, origin))
             start_end = done + pane_ms if done != _NO_TIME else min(panes) + pane_ms
             if limit >= start_end:
                 self._emitted_until[i] = max(self._emitted_until[i], limit)
             # A pane is needed until the last window holding it (ending at pane + size) is out.
             for p in [p for p in panes if p + size <= self._emitted_until[i]]:
                 del panes[p]
+                self._origins[i].pop(p, None)
         return out

@@ -1,0 +1,273 @@
+"""decode -> window -> sketch for one source partition.
+
+A :class:`PartitionStage` owns one partition's windows and watermark. It turns micro-batches of
+raw messages into pane states and hands out :class:`Partial` windows as they close; the merge
+stage (:mod:`drifthouse.stream.merge`) combines the partials of every partition. The stage also
+knows where a restarted worker must resume (:meth:`PartitionStage.checkpoint`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+
+import msgspec
+import numpy as np
+
+from drifthouse.config import Config
+from drifthouse.errors import LateEventError
+from drifthouse.events import EventDecoder, PredictionEvent
+from drifthouse.stream.columns import extract
+from drifthouse.stream.dead_letters import DeadLetters
+from drifthouse.stream.model_sketch import INVALID, LATE, ModelState, Sketches
+from drifthouse.stream.sources import Message
+from drifthouse.stream.windows import EventTimeWindows, Origin, WindowSpec
+
+__all__ = ["Checkpoint", "Key", "Partial", "PartitionStage", "StageStats"]
+
+Key = tuple[str, str]  # (model, model_version)
+_NO_TIME = int(np.iinfo(np.int64).min)
+
+
+class _ModelOnly(msgspec.Struct):
+    """Just enough of a refused event to know whose it was."""
+
+    model: str = ""
+    model_version: str = "unknown"
+
+
+_PEEK = msgspec.json.Decoder(_ModelOnly)
+
+
+def _peek_model(raw: bytes, key: bytes | None) -> Key:
+    try:
+        found = _PEEK.decode(raw)
+        if found.model:
+            return found.model, found.model_version
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        pass
+    if key:
+        return key.decode("utf-8", errors="replace"), "unknown"
+    return "", "unknown"
+
+
+@dataclass
+class StageStats:
+    """Running totals, for progress bars, logs and the health endpoint."""
+
+    messages: int = 0
+    events: int = 0
+    invalid: int = 0
+    late: int = 0
+    windows: int = 0
+    rows: int = 0
+
+    def add(self, other: StageStats) -> None:
+        for name in ("messages", "events", "invalid", "late", "windows", "rows"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass(frozen=True)
+class Partial:
+    """One partition's share of one closed window of one model."""
+
+    spec_index: int
+    start: int
+    end: int
+    key: Key
+    partition: int
+    state: ModelState
+    origin: Origin | None = None
+
+
+class Checkpoint(msgspec.Struct, frozen=True, array_like=True):
+    """Where a partition resumes: re-read from ``offset`` with the largest event time seen
+    before it set to ``max_ts`` and windows ending at or before ``emitted_until`` (per spec)
+    not emitted again. Stored as Kafka commit metadata by the worker."""
+
+    offset: int
+    max_ts: int
+    emitted_until: list[int]
+    specs: list[str]
+
+    def encode(self) -> str:
+        return msgspec.json.encode(self).decode()
+
+    @classmethod
+    def decode(cls, text: str) -> Checkpoint:
+        return msgspec.json.decode(text, type=cls)
+
+
+@dataclass
+class PartitionStage:
+    """decode -> window -> sketch for one source partition (see the module docstring)."""
+
+    partition: int
+    config: Config
+    specs: Sequence[WindowSpec]
+    sketches: Sketches
+    dead_letters: DeadLetters
+    now_ms: Callable[[], int] | None = None
+    stats: StageStats = field(default_factory=StageStats)
+    next_offset: int = 0
+
+    def __post_init__(self) -> None:
+        self.decoder = EventDecoder(
+            PredictionEvent,
+            max_bytes=self.config.kafka.max_message_bytes,
+            max_future_ms=self.config.metrics.max_future,
+        )
+        self.windows: EventTimeWindows[Key, ModelState] = EventTimeWindows(
+            self.specs,
+            allowed_lateness_ms=self.config.metrics.allowed_lateness,
+            empty=lambda key: self.sketches(key[0]).empty(),
+            merge=lambda key, a, b: self.sketches(key[0]).merge(a, b),
+        )
+        # Refused messages seen before the partition's first valid event: (key, offset).
+        self._orphans: list[tuple[Key, int]] = []
+
+    @property
+    def watermark(self) -> int:
+        return self.windows.watermark
+
+    def process(self, msgs: Sequence[Message]) -> list[Partial]:
+        """Fold one micro-batch of this partition (in offset order) in; return closed windows."""
+        if not msgs:
+            return []
+        windows = self.windows
+        now = self.now_ms() if self.now_ms is not None else None
+        ok, bad = self.decoder.decode_batch([m.value for m in msgs], now_ms=now)
+        events = [e for _, e in ok]
+        positions = np.array([i for i, _ in ok], dtype=np.int64)
+        offsets = [m.offset for m in msgs]
+        ts = np.array([e.ts_ms for e in events], dtype=np.int64)
+        max_before = windows.max_ts
+        routed = windows.route(ts)
+        # seen[i]: the largest event time up to and including valid event i.
+        seen = np.maximum.accumulate(np.maximum(ts, max_before)) if ts.size else ts
+
+        def seen_before(i: int) -> int:
+            return int(seen[i - 1]) if i > 0 else max_before
+
+        # Late and refused events are counted in the pane holding the largest event time seen
+        # before them: that pane is open, and the choice does not depend on batch cuts.
+        late = np.zeros(ts.size, dtype=np.bool_)
+        for r in routed:
+            late |= r.late
+        for li in np.flatnonzero(late).tolist():
+            e, pos = events[li], int(positions[li])
+            where = seen_before(li)
+            self._count((e.model, e.model_version), where, LATE, (offsets[pos], where))
+            error = LateEventError("late", "$.ts", self._late_message(e.ts_ms, where))
+            self.dead_letters.send(msgs[pos], error)
+            self.stats.late += 1
+        for pos, err in bad:
+            key = _peek_model(msgs[pos].value, msgs[pos].key)
+            prior = int(np.searchsorted(positions, pos))  # valid events before this message
+            where = seen_before(prior)
+            if where == _NO_TIME:
+                self._orphans.append((key, offsets[pos]))
+            else:
+                self._count(key, where, INVALID, (offsets[pos], where))
+            self.dead_letters.send(msgs[pos], err)
+            self.stats.invalid += 1
+        if self._orphans and windows.max_ts != _NO_TIME:
+            first = int(ts[0]) if ts.size else windows.max_ts
+            for key, offset in self._orphans:
+                self._count(key, first, INVALID, (offset, _NO_TIME))
+            self._orphans.clear()
+
+        # Group the on-time events by model and version, keep arrival order inside each group.
+        groups: dict[Key, list[int]] = defaultdict(list)
+        on_time = (~late).tolist()
+        for i, e in enumerate(events):
+            if on_time[i]:
+                groups[(e.model, e.model_version)].append(i)
+        for key, members in groups.items():
+            idx = np.asarray(members, dtype=np.intp)
+            sketch = self.sketches(key[0])
+            cols = extract([events[i] for i in members], sketch.layout)
+            for k, r in enumerate(routed):
+                for pane_start, local in _runs(r.pane[idx]):
+                    first = members[0] if local is None else members[int(local[0])]
+                    origin = (offsets[int(positions[first])], seen_before(first))
+                    part_cols = cols if local is None else cols.take(local)
+                    windows.update(
+                        k, pane_start, key, partial(sketch.update, cols=part_cols), origin
+                    )
+        self.stats.messages += len(msgs)
+        self.stats.events += len(events)
+        self.next_offset = offsets[-1] + 1
+        return self._closed(final=False)
+
+    def finish(self) -> list[Partial]:
+        """End of a bounded input: every open window, closed."""
+        return self._closed(final=True)
+
+    def checkpoint(self, unwritten: Sequence[Partial] = ()) -> Checkpoint:
+        """Where to resume so that every window not yet written is rebuilt exactly.
+
+        ``unwritten`` are this partition's partials that left the stage but are not safely
+        stored yet (held by an in-process merge stage); a worker that publishes its partials
+        to Kafka passes none.
+        """
+        cp = self.windows.checkpoint()
+        origin = cp.origin
+        emitted = list(cp.emitted_until)
+        for p in unwritten:
+            if p.origin is not None and (origin is None or p.origin[0] < origin[0]):
+                origin = p.origin
+            hop = self.specs[p.spec_index].hop_ms
+            emitted[p.spec_index] = min(emitted[p.spec_index], p.end - hop)
+        if origin is None:
+            return Checkpoint(
+                self.next_offset, self.windows.max_ts, emitted, [s.name for s in self.specs]
+            )
+        return Checkpoint(origin[0], origin[1], emitted, [s.name for s in self.specs])
+
+    def restore(self, cp: Checkpoint) -> None:
+        """Resume from a checkpoint (before any message is processed)."""
+        names = [s.name for s in self.specs]
+        if cp.specs != names:
+            from drifthouse.errors import SourceError
+
+            raise SourceError(
+                f"partition {self.partition} was checkpointed with windows {cp.specs}, this run has {names}; "
+                "a change of windows needs a new consumer group (kafka.group) or a replay"
+            )
+        self.windows.restore(max_ts=cp.max_ts, emitted_until=cp.emitted_until)
+        self.next_offset = cp.offset
+
+    def _count(self, key: Key, at_ms: int, slot: int, origin: Origin) -> None:
+        sketch = self.sketches(key[0])
+        for k, spec in enumerate(self.specs):
+            pane = (at_ms // spec.pane_ms) * spec.pane_ms
+            self.windows.update(k, pane, key, partial(sketch.count, slot=slot, n=1), origin)
+
+    def _late_message(self, ts_ms: int, seen_ms: int) -> str:
+        lateness = self.config.metrics.allowed_lateness
+        return (
+            f"expected an event time within the allowed lateness ({lateness} ms) of the largest "
+            f"event time seen ({seen_ms}); got {ts_ms}, {seen_ms - ts_ms} ms behind, after its window closed"
+        )
+
+    def _closed(self, *, final: bool) -> list[Partial]:
+        out = []
+        for c in self.windows.close(final=final):
+            k = self.specs.index(c.spec)
+            out.append(Partial(k, c.start, c.end, c.key, self.partition, c.state, c.origin))
+        return out
+
+
+def _runs(pane: np.ndarray) -> list[tuple[int, np.ndarray | None]]:
+    """``(pane, indices)`` groups of a model's events; ``None`` when all share one pane."""
+    if pane.size == 0:
+        return []
+    first = int(pane[0])
+    if np.all(pane == first):
+        return [(first, None)]
+    order = np.argsort(pane, kind="stable")  # stable: arrival order inside each pane
+    cuts = np.flatnonzero(np.diff(pane[order])) + 1
+    return [(int(pane[chunk[0]]), chunk) for chunk in np.split(order, cuts)]
