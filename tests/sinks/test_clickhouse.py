@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -338,3 +340,50 @@ def test_from_config_takes_the_store_section(
     assert (sink.batch_rows, sink.flush_interval_s, sink.database) == (7, 5.0, database)
     assert sink.spool is not None
     assert sink.spool.max_bytes == 1234
+
+
+_CHILD = """
+import sys
+from drifthouse.logs import configure
+from drifthouse.sinks import ClickHouseSink, open_store
+configure(level="WARNING")  # logs to stderr; stdout talks to the test
+from tests.sinks.test_clickhouse import _metrics
+sink = ClickHouseSink(open_store(sys.argv[1]), spool_dir=sys.argv[2], retries=0)
+print("connected", flush=True)
+sys.stdin.readline()  # the store is down now
+sink.write(_metrics(30, value=7.0))
+sink.flush()
+print("spooled", sink.pending_batches, flush=True)
+sys.stdin.readline()  # killed before this returns
+"""
+
+
+def test_spool_survives_the_death_of_the_process(
+    http_clickhouse: HttpClickHouse, tmp_path: Path
+) -> None:
+    spool_dir = tmp_path / "spool"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, http_clickhouse.dsn, str(spool_dir)],
+        cwd=Path(__file__).resolve().parents[2],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdin is not None
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "connected"
+    http_clickhouse.stop()
+    child.stdin.write("go\n")
+    child.stdin.flush()
+    assert child.stdout.readline().split() == ["spooled", "1"]
+    child.kill()  # SIGKILL: no clean-up, no flush
+    child.wait()
+
+    http_clickhouse.start()
+    client = open_store(http_clickhouse.dsn)
+    migrate(client, "drifthouse")
+    reborn = ClickHouseSink(client, spool_dir=spool_dir)
+    assert reborn.replay() == 1
+    assert client.query("SELECT count(), sum(value) FROM metrics FINAL").result_rows == [
+        (30, 210.0)
+    ]
