@@ -21,7 +21,10 @@ HOUR = 60 * MIN
 def _counter_windows(specs, lateness=0):
     # State: a Counter of event times, so results show exactly which events a window holds.
     return EventTimeWindows(
-        specs, allowed_lateness_ms=lateness, empty=Counter, merge=lambda a, b: a + b
+        specs,
+        allowed_lateness_ms=lateness,
+        empty=lambda _key: Counter(),
+        merge=lambda _key, a, b: a + b,
     )
 
 
