@@ -669,7 +669,8 @@ def _preview(value: Any, limit: int = 60) -> str:
 
 
 def _lower(text: str) -> str:
-    return text[:1].lower() + text[1:]
+    """Lower-case the first letter of a sentence, but not of an acronym (``JSON is ...``)."""
+    return text if text[1:2].isupper() else text[:1].lower() + text[1:]
 
 
 def _iso(ms: int) -> str:
