@@ -229,6 +229,8 @@ class Dispatcher:
             self._s.active[alert.dedup_key] = labels
         else:
             self._s.active.pop(alert.dedup_key, None)
+            prefix = f"{alert.dedup_key}:"
+            self._muted_seen = {m for m in self._muted_seen if not m.startswith(prefix)}
         for i in self.matching_routes(labels):
             route = self.routes[i]
             group_labels = {k: labels.get(k, "") for k in route.group_by}
@@ -351,6 +353,11 @@ class Dispatcher:
         group.last_flush = ts
         if not group.alerts:
             del self._groups[group.key]
+        return out
+
+    def take_muted(self) -> list[Muted]:
+        """The muted alerts recorded since the last call (to store or report them)."""
+        out, self.muted = self.muted, []
         return out
 
     # ---- persistence ----------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+import structlog
 
 from drifthouse.alerts.base import Notification
 from drifthouse.alerts.routing import Dispatcher
@@ -211,7 +212,12 @@ def test_repeat_interval_in_event_time() -> None:
 def test_inhibition_mutes_warnings_of_the_same_model_and_records_them() -> None:
     d = Dispatcher(ROUTES, INHIBIT)
     d.submit([arow(MIN, model="fraud"), warn(MIN, model="fraud"), warn(MIN, model="churn")])
-    notes = d.advance(10 * MIN)
+    with structlog.testing.capture_logs() as logs:
+        notes = d.advance(10 * MIN)
+    muted_logs = [e for e in logs if e["event"] == "alert.muted"]
+    assert [(e["rule"], e["model"], e["reason"]) for e in muted_logs] == [
+        ("data-drift", "fraud", "inhibited")
+    ]
     assert sorted((n.receiver, n.group_labels.get("model", "-")) for n in notes) == [
         ("pagerduty", "-"),
         ("slack", "-"),
