@@ -67,7 +67,11 @@ class Alerting:
         ``receivers`` column is filled) but nothing is sent.
     state_dir:
         Where :meth:`save_state` keeps engine and dispatcher state and the outbox lives; defaults
-        to ``config.alerting.outbox_dir``. The state found there is loaded at construction.
+        to ``config.alerting.outbox_dir``. The state found there is loaded at construction
+        unless ``resume`` is False. A replay should use a folder of its own (or ``resume=False``
+        and ``notify=False``), so that it neither starts from nor overwrites the live state.
+    start:
+        Start the delivery threads at once (else call ``worker.start()``).
     """
 
     def __init__(
@@ -79,6 +83,7 @@ class Alerting:
         silences: SilenceStore | None = None,
         notify: bool = True,
         state_dir: Path | None = None,
+        resume: bool = True,
         start: bool = True,
     ) -> None:
         self.state_dir = state_dir if state_dir is not None else config.alerting.outbox_dir
@@ -106,7 +111,7 @@ class Alerting:
             silences=silences,
             rule_labels=self.engine.rule_labels,
         )
-        if self.state_dir is not None and (self.state_dir / STATE_FILE).exists():
+        if resume and self.state_dir is not None and (self.state_dir / STATE_FILE).exists():
             self.load_state(json.loads((self.state_dir / STATE_FILE).read_text()))
         if start and self.worker is not None:
             self.worker.start()
