@@ -174,6 +174,12 @@ class KafkaConfig(_Strict):
     ssl_keyfile: Path | None = None
     max_message_bytes: int = Field(1_000_000, gt=0)
     batch_size: int = Field(1_024, gt=0, description="events per micro-batch")
+    idle_after: DurationMs = Field(
+        30_000, description="a partition quiet this long no longer holds windows back"
+    )
+    web_port: int | None = Field(
+        None, description="faust's web endpoint (health, lag) on 127.0.0.1; off when unset"
+    )
 
     @model_validator(mode="after")
     def _sasl(self) -> KafkaConfig:
