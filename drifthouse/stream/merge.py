@@ -22,7 +22,7 @@ from drifthouse.stream.model_sketch import EVENTS, ModelState, Sketches
 from drifthouse.stream.stage import Key, Partial, StageStats
 from drifthouse.stream.windows import WindowSpec
 
-__all__ = ["MergeStage", "WindowResult"]
+__all__ = ["MergeStage", "WindowKey", "WindowResult"]
 
 _NO_TIME = int(np.iinfo(np.int64).min)
 WindowKey = tuple[int, int, Key]  # (spec index, start, (model, version))
@@ -83,6 +83,16 @@ class MergeStage:
         """Take closed partials; a partial sent again (after a restart) replaces the first."""
         for p in partials:
             self._pending[(p.spec_index, p.start, p.key)][p.partition] = p
+
+    def pending_keys(self) -> set[WindowKey]:
+        """Windows with partials waiting to be written."""
+        return set(self._pending)
+
+    def watermarks(self) -> dict[int, int]:
+        return dict(self._watermarks)
+
+    def idle(self) -> set[int]:
+        return set(self._idle)
 
     def unwritten(self, partition: int) -> list[Partial]:
         """This partition's partials not written yet (for its checkpoint)."""

@@ -1,0 +1,79 @@
+"""Messages between workers and the merger, on the internal partials topic.
+
+Workers publish each closed :class:`~drifthouse.stream.stage.Partial` window of their source
+partitions, and after every batch the partition's watermark; the merger reads them in order
+(the partials topic has one partition per merger) and merges a window once every source
+partition's watermark has passed its end. A worker that restarts publishes the same partials
+again, byte for byte; the merger keeps one per source partition and window.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from drifthouse.errors import SourceError
+from drifthouse.stream.model_sketch import ModelState
+from drifthouse.stream.stage import Partial
+
+__all__ = ["PartialMessage", "WatermarkMessage", "decode", "encode_partial", "encode_watermark"]
+
+
+class PartialMessage(msgspec.Struct, tag="partial", array_like=True):
+    spec: str
+    spec_index: int
+    start: int
+    end: int
+    model: str
+    model_version: str
+    source_partition: int
+    state: bytes
+
+    def to_partial(self) -> Partial:
+        return Partial(
+            self.spec_index,
+            self.start,
+            self.end,
+            (self.model, self.model_version),
+            self.source_partition,
+            ModelState.from_bytes(self.state),
+        )
+
+
+class WatermarkMessage(msgspec.Struct, tag="watermark", array_like=True):
+    source_partition: int
+    watermark: int
+    idle: bool = False
+
+
+Wire = PartialMessage | WatermarkMessage
+_ENCODE = msgspec.msgpack.Encoder().encode
+_DECODE = msgspec.msgpack.Decoder(Wire).decode
+
+
+def encode_partial(p: Partial, spec_name: str) -> bytes:
+    return _ENCODE(
+        PartialMessage(
+            spec_name,
+            p.spec_index,
+            p.start,
+            p.end,
+            p.key[0],
+            p.key[1],
+            p.partition,
+            p.state.to_bytes(),
+        )
+    )
+
+
+def encode_watermark(partition: int, watermark: int, *, idle: bool = False) -> bytes:
+    return _ENCODE(WatermarkMessage(partition, watermark, idle))
+
+
+def decode(data: bytes) -> PartialMessage | WatermarkMessage:
+    try:
+        msg: PartialMessage | WatermarkMessage = _DECODE(data)
+    except msgspec.DecodeError as exc:
+        raise SourceError(
+            f"not a drifthouse partials message ({exc}); is another program writing to the partials topic?"
+        ) from exc
+    return msg

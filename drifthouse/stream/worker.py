@@ -1,0 +1,374 @@
+"""The live worker: ``drifthouse run -c drifthouse.yaml``.
+
+A faust-streaming app with two agents (each ``concurrency=1``: faust #606 can lose messages with
+more):
+
+- the **source** agent reads the predictions topic in micro-batches, runs each partition's
+  :class:`~drifthouse.stream.stage.PartitionStage` (decode -> window -> sketch) and publishes
+  every closed partial window, and the partition's watermark, to the partials topic;
+- the **merge** agent reads the partials topic (one partition: whichever process holds it is
+  the merger and the only writer to the store, as the embedded engine admits one process per
+  data directory) and runs the :class:`~drifthouse.stream.merge.MergeStage` and the alerts.
+
+**Exact recovery.** faust never acknowledges or commits on its own here (the streams are
+``noack``). A source partition's offset is committed only after the partials it covers are
+acknowledged by Kafka, and the offset committed is the partition's *checkpoint*: the first
+offset of the oldest pane still open, with the watermark state in the commit metadata. A
+restarted or newly assigned worker restores the stage from that metadata and re-reads from
+there, rebuilding exactly the open panes. The merger commits the partials topic the same way,
+only after the rows are flushed to the store, at the oldest partial of a window not yet written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from drifthouse.config import Config
+from drifthouse.detectors.reference import Profile
+from drifthouse.logs import get_logger
+from drifthouse.rows import AlertRow
+from drifthouse.sinks.base import Sink
+from drifthouse.stream.dead_letters import DeadLetters
+from drifthouse.stream.merge import MergeStage, WindowKey, WindowResult
+from drifthouse.stream.model_sketch import Sketches
+from drifthouse.stream.partials import (
+    PartialMessage,
+    WatermarkMessage,
+    decode,
+    encode_partial,
+    encode_watermark,
+)
+from drifthouse.stream.sources import Message
+from drifthouse.stream.stage import Checkpoint, PartitionStage, StageStats
+from drifthouse.stream.windows import WindowSpec
+
+__all__ = ["MergeSide", "SourceSide", "build_app", "run_worker"]
+
+log = get_logger("worker")
+
+Publish = Callable[[bytes, bytes], Awaitable[None]]
+
+
+@dataclass
+class SourceSide:
+    """Partition stages of the source partitions this worker holds (no faust in here)."""
+
+    config: Config
+    specs: Sequence[WindowSpec]
+    sketches: Sketches
+    dead_letters: DeadLetters
+    now_ms: Callable[[], int] | None = None
+    stages: dict[int, PartitionStage] = field(default_factory=dict)
+    stats: StageStats = field(default_factory=StageStats)
+    last_event_at: dict[int, float] = field(default_factory=dict)
+
+    def open(self, partition: int, checkpoint: Checkpoint | None) -> PartitionStage:
+        """A fresh stage for a newly assigned partition, resumed from its checkpoint."""
+        stage = PartitionStage(
+            partition, self.config, self.specs, self.sketches, self.dead_letters, self.now_ms
+        )
+        if checkpoint is not None:
+            stage.restore(checkpoint)
+        self.stages[partition] = stage
+        self.last_event_at[partition] = time.monotonic()
+        return stage
+
+    def drop(self, partitions: Sequence[int]) -> None:
+        for p in partitions:
+            self.stages.pop(p, None)
+            self.last_event_at.pop(p, None)
+
+    def process(self, messages: Sequence[Message]) -> list[tuple[bytes, bytes]]:
+        """Run a batch (partitions already opened); return the messages to publish, in order."""
+        out: list[tuple[bytes, bytes]] = []
+        by_partition: dict[int, list[Message]] = {}
+        for m in messages:
+            by_partition.setdefault(m.partition, []).append(m)
+        for partition in sorted(by_partition):
+            stage = self.stages[partition]
+            # After a seek, messages before the stage's position may come again: skip them.
+            msgs = [m for m in by_partition[partition] if m.offset >= stage.next_offset]
+            if not msgs:
+                continue
+            before = StageStats(**vars(stage.stats))
+            for closed in stage.process(msgs):
+                name = self.specs[closed.spec_index].name
+                out.append((closed.key[0].encode(), encode_partial(closed, name)))
+            out.append((b"", encode_watermark(partition, stage.watermark)))
+            self.last_event_at[partition] = time.monotonic()
+            for name in ("messages", "events", "invalid", "late"):
+                setattr(
+                    self.stats,
+                    name,
+                    getattr(self.stats, name) + getattr(stage.stats, name) - getattr(before, name),
+                )
+        return out
+
+    def checkpoints(self) -> dict[int, Checkpoint]:
+        return {p: s.checkpoint() for p, s in self.stages.items()}
+
+
+@dataclass
+class MergeSide:
+    """The merger: partials of every source partition -> rows in the store, alerts."""
+
+    config: Config
+    specs: Sequence[WindowSpec]
+    sketches: Sketches
+    sink: Sink
+    expected: Sequence[int]
+    on_window: list[Callable[[WindowResult], None]] = field(default_factory=list)
+    ready_floor: int = -(2**63)
+    next_offset: int = 0
+
+    def __post_init__(self) -> None:
+        self.stage = MergeStage(
+            self.specs, self.sketches, self.sink, run_id="live", on_window=self.on_window
+        )
+        self.stage.expect(self.expected)
+        self._offsets: dict[WindowKey, int] = {}
+
+    def restore(self, metadata: str) -> None:
+        """Resume from the merger's commit metadata (see :meth:`checkpoint`)."""
+        state = msgspec.json.decode(metadata, type=_MergeCheckpoint)
+        self.ready_floor = state.ready
+        for part, wm in state.watermarks.items():
+            self.stage.watermark(int(part), wm)
+        for idle in state.idle:
+            self.stage.mark_idle(idle)
+
+    def process(self, messages: Sequence[tuple[int, bytes]]) -> list[WindowResult]:
+        """Take ``(offset, value)`` messages of the partials topic; write what became complete."""
+        for offset, value in messages:
+            msg = decode(value)
+            if isinstance(msg, PartialMessage):
+                if msg.end <= self.ready_floor:
+                    continue  # written before the last commit
+                partial = msg.to_partial()
+                self.stage.add([partial])
+                wkey = (partial.spec_index, partial.start, partial.key)
+                self._offsets.setdefault(wkey, offset)
+            elif isinstance(msg, WatermarkMessage):
+                self.stage.watermark(msg.source_partition, msg.watermark)
+                self.stage.mark_idle(msg.source_partition, msg.idle)
+            self.next_offset = offset + 1
+        results = self.stage.emit()
+        pending = self.stage.pending_keys()
+        for wkey in [w for w in self._offsets if w not in pending]:
+            del self._offsets[wkey]
+        return results
+
+    def checkpoint(self) -> tuple[int, str]:
+        """``(offset, metadata)`` to commit once the rows of everything before are stored."""
+        offset = min(self._offsets.values(), default=self.next_offset)
+        state = _MergeCheckpoint(
+            ready=self.stage.ready_until(),
+            watermarks={str(p): wm for p, wm in self.stage.watermarks().items()},
+            idle=sorted(self.stage.idle()),
+        )
+        return offset, msgspec.json.encode(state).decode()
+
+
+class _MergeCheckpoint(msgspec.Struct):
+    ready: int
+    watermarks: dict[str, int]
+    idle: list[int]
+
+
+# -- faust glue -------------------------------------------------------------------------------
+
+
+def build_app(
+    config: Config,
+    *,
+    profiles: dict[str, Profile],
+    open_sink: Callable[[], Sink],
+    dead_letters: DeadLetters,
+    alerting: Callable[[], Any] | None = None,
+    web_port: int | None = None,
+    datadir: Path | None = None,
+) -> Any:
+    """The faust app of a worker process (see the module docstring)."""
+    import faust
+    from aiokafka.structs import OffsetAndMetadata, TopicPartition
+
+    from drifthouse.stream.checkpoints import read_commits
+    from drifthouse.stream.kafka_admin import ensure_topics, partitions_for
+    from drifthouse.stream.kafka_client import faust_broker, faust_credentials
+
+    kcfg = config.kafka
+    ensure_topics(kcfg, {kcfg.partials_topic: 1})
+    source_partitions = partitions_for(kcfg, kcfg.topic)
+    specs = [WindowSpec.from_config(w) for w in config.windows]
+    sketches = Sketches(profiles, config.metrics, config.models)
+    source = SourceSide(
+        config, specs, sketches, dead_letters, now_ms=lambda: int(time.time() * 1000)
+    )
+    state: dict[str, Any] = {"merge": None, "sink": None, "alerting": None}
+
+    app: Any = faust.App(
+        kcfg.group,
+        broker=faust_broker(kcfg),
+        broker_credentials=faust_credentials(kcfg),
+        store="memory://",
+        value_serializer="raw",
+        key_serializer="raw",
+        consumer_auto_offset_reset="earliest",
+        topic_replication_factor=1,
+        topic_allow_declare=False,
+        stream_wait_empty=False,
+        broker_commit_every=2**31,
+        broker_commit_interval=10**7,
+        web_enabled=web_port is not None,
+        web_port=web_port or 6066,
+        web_bind="127.0.0.1",
+        datadir=str(datadir) if datadir else None,
+        autodiscover=False,
+    )
+    predictions = app.topic(kcfg.topic, value_serializer="raw", key_serializer="raw")
+    partials = app.topic(kcfg.partials_topic, value_serializer="raw", key_serializer="raw")
+    commit_lock = asyncio.Lock()
+
+    async def commit(offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        # faust keeps its aiokafka consumer in a thread of its own and commits without
+        # metadata; the checkpoint travels in the metadata, so commit through that thread.
+        thread = app.consumer._thread
+        consumer = thread._ensure_consumer()
+        await thread.call_thread(consumer.commit, offsets)
+
+    async def commit_source() -> None:
+        if not source.stages:
+            return
+        await app.producer.flush()  # the partials these offsets cover are in Kafka
+        await asyncio.get_running_loop().run_in_executor(None, dead_letters.flush)
+        offsets = {
+            TopicPartition(kcfg.topic, p): OffsetAndMetadata(cp.offset, cp.encode())
+            for p, cp in source.checkpoints().items()
+        }
+        await commit(offsets)
+
+    @app.agent(predictions, concurrency=1)  # type: ignore[untyped-decorator]
+    async def consume(stream: Any) -> None:
+        async for events in stream.noack().take_events(kcfg.batch_size, within=0.25):
+            msgs = [
+                Message(
+                    e.message.value,
+                    e.message.partition,
+                    e.message.offset,
+                    e.message.topic,
+                    e.message.key,
+                )
+                for e in events
+            ]
+            new = sorted({m.partition for m in msgs} - set(source.stages))
+            if new:
+                commits = await asyncio.get_running_loop().run_in_executor(
+                    None, read_commits, kcfg, kcfg.group, kcfg.topic, new
+                )
+                for p in new:
+                    found = commits.get(p)
+                    cp = Checkpoint.decode(found[1]) if found and found[1] else None
+                    source.open(p, cp)
+            async with commit_lock:
+                # Partials and the watermark that releases them go out in order, and no
+                # heartbeat slips in between.
+                for key, value in source.process(msgs):
+                    await partials.send(key=key, value=value)
+                await commit_source()
+
+    @app.agent(partials, concurrency=1)  # type: ignore[untyped-decorator]
+    async def merge(stream: Any) -> None:
+        async for events in stream.noack().take_events(256, within=0.25):
+            side = state["merge"]
+            if side is None:
+                sink = open_sink()
+                alerts = alerting() if alerting is not None else None
+                side = MergeSide(config, specs, sketches, sink, source_partitions)
+                if alerts is not None:
+                    side.on_window.append(partial(_alert, alerts, sink))
+                commits = await asyncio.get_running_loop().run_in_executor(
+                    None, read_commits, kcfg, kcfg.group, kcfg.partials_topic, [0]
+                )
+                found = commits.get(0)
+                if found and found[1]:
+                    side.restore(found[1])
+                state.update(merge=side, sink=sink, alerting=alerts)
+            side.process([(e.message.offset, e.message.value) for e in events])
+            await asyncio.get_running_loop().run_in_executor(None, side.sink.flush)
+            if state["alerting"] is not None:
+                state["alerting"].save_state()
+            offset, metadata = side.checkpoint()
+            async with commit_lock:
+                await commit(
+                    {TopicPartition(kcfg.partials_topic, 0): OffsetAndMetadata(offset, metadata)}
+                )
+
+    @app.timer(1.0)  # type: ignore[untyped-decorator]
+    async def heartbeat() -> None:
+        # Quiet partitions still report their watermark, marked idle once caught up and quiet
+        # for a while, so their silence does not hold every window back.
+        idle_after = config.kafka.idle_after / 1000.0
+        now = time.monotonic()
+        async with commit_lock:
+            for p, stage in list(source.stages.items()):
+                idle = now - source.last_event_at.get(p, now) >= idle_after
+                await partials.send(key=b"", value=encode_watermark(p, stage.watermark, idle=idle))
+        log.info(
+            "worker.progress",
+            partitions=sorted(source.stages),
+            events=source.stats.events,
+            invalid=source.stats.invalid,
+            late=source.stats.late,
+            open_panes=sum(s.windows.open_windows() for s in source.stages.values()),
+            merger=state["merge"] is not None,
+        )
+
+    @app.on_partitions_revoked.connect  # type: ignore[untyped-decorator]
+    async def revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
+        # Commit what is safe now; the next owner (maybe us) resumes from that checkpoint.
+        async with commit_lock:
+            try:
+                await commit_source()
+            except (
+                Exception
+            ) as exc:  # a commit during a rebalance may be refused: the last one stands
+                log.warning("worker.commit_on_revoke_failed", error=str(exc))
+        source.drop(list(source.stages))
+        mine = {tp.partition for tp in revoked if tp.topic == kcfg.partials_topic}
+        if mine and state["merge"] is not None:
+            await asyncio.get_running_loop().run_in_executor(None, _close_merger, state)
+
+    app.drifthouse_source = source  # for health endpoints and tests
+    app.drifthouse_state = state
+    return app
+
+
+def _alert(alerting: Any, sink: Sink, result: WindowResult) -> None:
+    rows: list[AlertRow] = alerting.process(result.metrics, watermark=result.end)
+    if rows:
+        sink.write(rows)
+
+
+def _close_merger(state: dict[str, Any]) -> None:
+    sink, alerts = state["sink"], state["alerting"]
+    state.update(merge=None, sink=None, alerting=None)
+    if alerts is not None:
+        alerts.close()
+    if sink is not None:
+        sink.close()
+
+
+def run_worker(app: Any, *, loglevel: str = "WARNING") -> None:
+    """Run the app until stopped (SIGTERM/SIGINT), the way ``faust worker`` does."""
+    import faust
+
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()
