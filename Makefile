@@ -34,12 +34,13 @@ $(STAMP): pyproject.toml
 demo: venv
 	$(VENV)/bin/drifthouse demo
 
-# The broker is stopped whatever pytest's outcome, unless it was already running before.
+# The broker runs under a lease held by this recipe's shell: it is stopped at the end whatever
+# pytest's outcome, unless it was started by hand (make kafka-start) or another session uses it.
 test: venv
-	@if scripts/kafka status >/dev/null 2>&1; then started=0; else started=1; \
-	  PYTHON=$(VENV)/bin/python scripts/kafka start >/dev/null || exit 1; fi; \
-	status=0; PYTHON=$(VENV)/bin/python $(VENV)/bin/pytest $(PYTEST_ARGS) || status=$$?; \
-	if [ $$started = 1 ]; then scripts/kafka stop; fi; \
+	@export KAFKA_LEASE=$$$$ PYTHON=$(VENV)/bin/python; \
+	scripts/kafka start >/dev/null || exit 1; \
+	status=0; $(VENV)/bin/pytest $(PYTEST_ARGS) || status=$$?; \
+	scripts/kafka stop; \
 	exit $$status
 
 lint: venv

@@ -3,10 +3,12 @@
 Kafka
 -----
 ``kafka_bootstrap`` (session)
-    ``"host:port"`` of a real Kafka 4.0 broker. Uses ``KAFKA_BOOTSTRAP`` when set; else a broker
-    that ``scripts/kafka`` already runs (``make test`` starts one); else starts one with
-    ``scripts/kafka start`` and stops it when the session ends. Only a broker this session
-    started is stopped. Every test marked ``@pytest.mark.kafka`` gets it, even without asking.
+    ``"host:port"`` of a real Kafka 4.0 broker. Uses ``KAFKA_BOOTSTRAP`` when set; else the
+    broker of ``scripts/kafka`` (127.0.0.1, ``KAFKA_PORT`` or 9092), starting it if needed
+    (about 10 s). The session holds a lease on it: when the session ends the broker is stopped
+    only if a test session started it and no other session (or ``make test``) still uses it;
+    a broker started by hand (``make kafka-start``) keeps running. Every test marked
+    ``@pytest.mark.kafka`` gets it, even without asking.
 ``kafka_admin`` (session)
     A kafka-python ``KafkaAdminClient`` on that broker.
 ``make_topic`` (function)
@@ -61,9 +63,10 @@ def _script_env() -> dict[str, str]:
 
 
 def _kafka(command: str, *, timeout: float) -> subprocess.CompletedProcess[str]:
+    # The lease (this process) lets sessions share a broker: see scripts/kafka.
     return subprocess.run(
         [str(KAFKA_SCRIPT), command],
-        env=_script_env(),
+        env={**_script_env(), "KAFKA_LEASE": str(os.getpid())},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -77,9 +80,6 @@ def kafka_bootstrap() -> Iterator[str]:
     address = os.environ.get("KAFKA_BOOTSTRAP")
     if address:
         yield address
-        return
-    if _kafka("status", timeout=60).returncode == 0:
-        yield _kafka("bootstrap", timeout=10).stdout.strip()
         return
     started = _kafka("start", timeout=900)
     if started.returncode != 0:
