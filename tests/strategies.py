@@ -23,6 +23,7 @@ from drifthouse.events import LabelEvent, MetricEvent, PredictionEvent, encode_e
 
 __all__ = [
     "MAX_TS_MS",
+    "corrupted_events",
     "epoch_ms",
     "feature_values",
     "json_texts",
@@ -173,3 +174,21 @@ def mutated_predictions(draw: st.DrawFn) -> bytes:
     else:
         obj[field] = draw(json_values)
     return json.dumps(obj).encode()
+
+
+@st.composite
+def corrupted_events(draw: st.DrawFn) -> bytes:
+    """A valid encoded prediction with a few bytes flipped, inserted or deleted."""
+    raw = bytearray(encode_event(draw(prediction_events(max_features=4))))
+    for _ in range(draw(st.integers(min_value=1, max_value=4))):
+        at = draw(st.integers(min_value=0, max_value=len(raw) - 1))
+        action = draw(st.sampled_from(["flip", "insert", "delete"]))
+        if action == "flip":
+            raw[at] = draw(st.integers(min_value=0, max_value=255))
+        elif action == "insert":
+            raw[at:at] = draw(
+                st.sampled_from([b"[", b"{", b'"', b",", b"NaN", b"1e999", b"\\u", b"\xff"])
+            )
+        elif len(raw) > 1:
+            del raw[at]
+    return bytes(raw)

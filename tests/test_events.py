@@ -391,6 +391,12 @@ def test_random_json_only_ever_raises_decode_error(raw: bytes) -> None:
 
 
 @PROPERTY
+@given(ev_st.corrupted_events())
+def test_corrupted_events_only_ever_raise_decode_error(raw: bytes) -> None:
+    _check_outcome(PREDICTIONS, raw)
+
+
+@PROPERTY
 @given(ev_st.mutated_predictions())
 def test_mutated_predictions_are_accepted_valid_or_rejected_with_a_path(raw: bytes) -> None:
     try:
