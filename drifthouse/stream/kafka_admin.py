@@ -25,7 +25,7 @@ from typing import Any
 from drifthouse.config import KafkaConfig
 from drifthouse.errors import SourceError
 from drifthouse.logs import get_logger
-from drifthouse.stream.kafka_client import DEFAULT_TIMEOUT_MS, client_kwargs, translate
+from drifthouse.stream.kafka_client import DEFAULT_TIMEOUT_MS, open_client, translate
 
 __all__ = [
     "PartitionLag",
@@ -64,12 +64,13 @@ def admin_client(cfg: KafkaConfig, *, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> I
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
-    try:
-        admin = KafkaAdminClient(
-            **client_kwargs(cfg, bootstrap_timeout_ms=timeout_ms, request_timeout_ms=timeout_ms)
-        )
-    except (KafkaError, OSError) as exc:
-        raise translate(exc, cfg, "connecting to Kafka") from exc
+    admin = open_client(
+        KafkaAdminClient,
+        cfg,
+        "connecting to Kafka",
+        bootstrap_timeout_ms=timeout_ms,
+        request_timeout_ms=timeout_ms,
+    )
     try:
         yield admin
     except (KafkaError, OSError) as exc:

@@ -25,6 +25,7 @@ Example
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
 from typing import Any
@@ -37,6 +38,7 @@ __all__ = [
     "client_kwargs",
     "faust_broker",
     "faust_credentials",
+    "open_client",
     "redacted",
     "ssl_context",
     "translate",
@@ -89,6 +91,48 @@ def _check_auth(cfg: KafkaConfig) -> None:
         raise ConfigError(f"{len(problems)} problem(s) in the kafka settings", problems)
 
 
+# kafka-python's (and aiokafka's) DEBUG log shows each request, the SASL PLAIN login (user and password) and
+# the raw bytes sent included. This filter masks every password drifthouse handed to a client
+# in records of the loggers that print them, so turning on debug logging never leaks one.
+_KNOWN_SECRETS: set[str] = set()
+_LEAKY_LOGGERS = (
+    "kafka.protocol.parser",
+    "kafka.net.connection",
+    "kafka.net.sasl.plain",
+    "kafka.net.sasl.scram",
+    "kafka.admin.client",
+    "kafka.consumer.group",
+    "kafka.producer.kafka",
+    "kafka.conn",
+    "aiokafka.conn",  # faust's client logs the same way
+)
+
+
+class _SecretFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _KNOWN_SECRETS:
+            text = record.getMessage()
+            masked = text
+            for secret in _KNOWN_SECRETS:
+                # As text, and as it appears inside the repr of bytes.
+                for form in {secret, repr(secret.encode("utf-8"))[2:-1]}:
+                    masked = masked.replace(form, "**********")
+            if masked != text:
+                record.msg, record.args = masked, None
+        return True
+
+
+_FILTER = _SecretFilter()
+for _name in _LEAKY_LOGGERS:
+    logging.getLogger(_name).addFilter(_FILTER)
+
+
+def _remember(secret: str) -> str:
+    if secret:
+        _KNOWN_SECRETS.add(secret)
+    return secret
+
+
 class _Masked(str):
     """A secret string whose ``repr`` is masked.
 
@@ -127,7 +171,7 @@ def client_kwargs(cfg: KafkaConfig, **overrides: Any) -> dict[str, Any]:
         kwargs["sasl_mechanism"] = cfg.sasl_mechanism or "PLAIN"
         kwargs["sasl_plain_username"] = cfg.sasl_username
         assert cfg.sasl_password is not None  # checked by _check_auth
-        kwargs["sasl_plain_password"] = _Masked(cfg.sasl_password.get_secret_value())
+        kwargs["sasl_plain_password"] = _Masked(_remember(cfg.sasl_password.get_secret_value()))
     if cfg.security_protocol.endswith("SSL"):
         for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
             path = getattr(cfg, name)
@@ -187,18 +231,148 @@ def faust_credentials(cfg: KafkaConfig) -> Any:
     assert cfg.sasl_password is not None  # checked by _check_auth
     return faust.SASLCredentials(
         username=cfg.sasl_username,
-        password=cfg.sasl_password.get_secret_value(),
+        password=_remember(cfg.sasl_password.get_secret_value()),
         mechanism=cfg.sasl_mechanism or "PLAIN",
         ssl_context=ssl_context(cfg) if protocol == "SASL_SSL" else None,
     )
 
 
+class _FailureLog(logging.Handler):
+    """Keeps the connection failures kafka-python logs while it bootstraps.
+
+    kafka-python retries a failed bootstrap until its deadline and then raises a bare
+    "Unable to bootstrap"; the reason (refused, TLS, SASL) is only logged on the way.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.causes: list[BaseException | str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args if isinstance(record.args, tuple) else ()
+        errors = [a for a in args if isinstance(a, BaseException)]
+        self.causes.append(errors[-1] if errors else record.getMessage())
+
+
+_FAILURE_LOGGERS = ("kafka.net.connection", "kafka.net.manager")
+
+
+def open_client(
+    factory: Any, cfg: KafkaConfig, doing: str, *, topic: str | None = None, **overrides: Any
+) -> Any:
+    """``factory(**client_kwargs(cfg, **overrides))`` with its failures as :class:`SourceError`.
+
+    ``factory`` is ``KafkaConsumer``, ``KafkaProducer`` or ``KafkaAdminClient``. A bootstrap
+    that fails is explained by the last connection failure kafka-python logged (connection
+    refused, TLS verification, SASL login), not just by the timeout.
+    """
+    from kafka.errors import KafkaError
+
+    kwargs = client_kwargs(cfg, **overrides)
+    handler = _FailureLog()
+    loggers = [logging.getLogger(name) for name in _FAILURE_LOGGERS]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        return factory(**kwargs)
+    except (KafkaError, OSError) as exc:
+        raise translate(exc, cfg, doing, topic=topic, causes=handler.causes) from exc
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+
+
+def _best_cause(causes: list[BaseException | str]) -> BaseException | None:
+    """The most telling failure: a SASL error, then TLS, refused, disconnected, anything else."""
+    import kafka.errors as ke
+
+    def rank(cause: BaseException) -> int:
+        text = str(cause).lower()
+        if isinstance(
+            cause,
+            ke.SaslAuthenticationFailedError
+            | ke.IllegalSaslStateError
+            | ke.UnsupportedSaslMechanismError,
+        ):
+            return 5
+        if "certificate" in text or "ssl" in text or "handshake failed" in text:
+            return 4
+        if "refused" in text or "unreachable" in text:
+            return 3
+        if "disconnected" in text:
+            return 2
+        return 1
+
+    errors = [
+        c
+        for c in causes
+        if isinstance(c, BaseException) and not isinstance(c, ke.KafkaTimeoutError)
+    ]
+    return max(reversed(errors), key=rank) if errors else None
+
+
+_RUN_LOCAL = "`scripts/kafka start` starts a local one at 127.0.0.1:9092"
+
+
+def _explain_bootstrap(
+    cause: BaseException | str, cfg: KafkaConfig, what: str, where: str
+) -> SourceError:
+    import kafka.errors as ke
+
+    text = str(cause)
+    if isinstance(cause, ke.SaslAuthenticationFailedError):
+        return SourceError(
+            f"{what}: {where} refused the SASL login of user {cfg.sasl_username!r} "
+            f"({cfg.sasl_mechanism}): {text}; check kafka.sasl_username, kafka.sasl_password and "
+            "kafka.sasl_mechanism."
+        )
+    if isinstance(cause, ke.IllegalSaslStateError | ke.UnsupportedSaslMechanismError):
+        return SourceError(
+            f"{what}: the SASL handshake with {where} failed ({type(cause).__name__}); the listener "
+            f"may not use {cfg.security_protocol} or may not enable {cfg.sasl_mechanism}; check "
+            "kafka.security_protocol and kafka.sasl_mechanism against the broker's listener."
+        )
+    lowered = text.lower()
+    if "certificate" in lowered or "ssl" in lowered or "handshake failed" in lowered:
+        return SourceError(
+            f"{what}: the TLS handshake with {where} failed ({text}); check kafka.ssl_cafile (the CA "
+            "that signed the broker's certificate) and that the listener speaks "
+            f"{cfg.security_protocol}."
+        )
+    if "refused" in lowered or "unreachable" in lowered or "name or service" in lowered:
+        return SourceError(
+            f"{what}: cannot connect to {where} ({text}); check kafka.bootstrap and that the broker "
+            f"is running. {_RUN_LOCAL}."
+        )
+    if "disconnected" in lowered:
+        login = (
+            f", or it refused the SASL login of user {cfg.sasl_username!r}: check "
+            "kafka.sasl_username, kafka.sasl_password and kafka.sasl_mechanism"
+            if cfg.security_protocol.startswith("SASL_")
+            else ""
+        )
+        return SourceError(
+            f"{what}: {where} closed the connection during the handshake; check that "
+            f"kafka.security_protocol ({cfg.security_protocol}) matches the broker's listener{login}."
+        )
+    return SourceError(
+        f"{what}: cannot bootstrap from {where} ({text}); check kafka.bootstrap and the security "
+        f"settings. {_RUN_LOCAL}."
+    )
+
+
 def translate(
-    exc: BaseException, cfg: KafkaConfig, doing: str, *, topic: str | None = None
+    exc: BaseException,
+    cfg: KafkaConfig,
+    doing: str,
+    *,
+    topic: str | None = None,
+    causes: list[BaseException | str] | None = None,
 ) -> SourceError:
     """Turn a kafka-python (or socket/TLS) error into a :class:`SourceError` that says the fix.
 
-    ``doing`` names the operation (``"reading offsets"``); ``topic`` is named when given. The
+    ``doing`` names the operation (``"reading offsets"``); ``topic`` is named when given;
+    ``causes`` are connection failures seen while bootstrapping (see :func:`open_client`). The
     caller raises the result ``from exc``.
     """
     import kafka.errors as ke
@@ -208,22 +382,20 @@ def translate(
     if isinstance(exc, SourceError):
         return exc
     if isinstance(exc, ke.KafkaTimeoutError) and "bootstrap" in str(exc).lower():
+        cause = _best_cause(causes or [])
+        if cause is not None:
+            return _explain_bootstrap(cause, cfg, what, where)
         return SourceError(
             f"{what}: cannot reach {where} (no answer to the bootstrap request); check "
-            "kafka.bootstrap and that the broker is running. `scripts/kafka start` starts a "
-            "local one at 127.0.0.1:9092."
+            f"kafka.bootstrap and that the broker is running. {_RUN_LOCAL}."
         )
     if isinstance(exc, ke.KafkaConnectionError | ConnectionError | socket.gaierror):
         return SourceError(
             f"{what}: cannot connect to {where} ({exc}); check kafka.bootstrap and that the "
-            "broker is running. `scripts/kafka start` starts a local one at 127.0.0.1:9092."
+            f"broker is running. {_RUN_LOCAL}."
         )
     if isinstance(exc, ke.SaslAuthenticationFailedError | ke.UnsupportedSaslMechanismError):
-        return SourceError(
-            f"{what}: {where} refused the SASL login of user {cfg.sasl_username!r} with mechanism "
-            f"{cfg.sasl_mechanism or 'PLAIN'} ({type(exc).__name__}); check kafka.sasl_username, "
-            "kafka.sasl_password and kafka.sasl_mechanism."
-        )
+        return _explain_bootstrap(exc, cfg, what, where)
     if isinstance(exc, ssl.SSLError):
         return SourceError(
             f"{what}: the TLS handshake with {where} failed ({exc.reason or exc}); check "

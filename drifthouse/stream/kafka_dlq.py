@@ -35,7 +35,7 @@ from drifthouse.config import KafkaConfig
 from drifthouse.errors import DecodeError
 from drifthouse.logs import get_logger
 from drifthouse.stream.kafka_admin import ensure_topics
-from drifthouse.stream.kafka_client import DEFAULT_TIMEOUT_MS, client_kwargs, translate
+from drifthouse.stream.kafka_client import DEFAULT_TIMEOUT_MS, open_client, translate
 from drifthouse.stream.sources import Message
 
 __all__ = ["KafkaDeadLetters", "dead_letter_headers"]
@@ -104,7 +104,6 @@ class KafkaDeadLetters:
         timeout_ms: int = DEFAULT_TIMEOUT_MS,
     ) -> None:
         from kafka import KafkaProducer
-        from kafka.errors import KafkaError
 
         self.cfg = cfg
         self.topic = f"{topic}.dlq"
@@ -114,25 +113,23 @@ class KafkaDeadLetters:
         self._pending: list[_Pending] = []
         if create:
             ensure_topics(cfg, {self.topic: partitions}, timeout_ms=timeout_ms)
-        try:
-            self._producer: Any = KafkaProducer(
-                **client_kwargs(
-                    cfg,
-                    acks="all",
-                    # kafka-python's idempotent producer treats a record the broker refuses as
-                    # too large as fatal and fails every later send; dead letters need the
-                    # retry with a cut value, and a rare duplicate dead letter is harmless.
-                    enable_idempotence=False,
-                    linger_ms=5,
-                    max_request_size=cfg.max_message_bytes + _OVERHEAD,
-                    bootstrap_timeout_ms=timeout_ms,
-                    request_timeout_ms=timeout_ms,
-                    max_block_ms=timeout_ms,
-                    delivery_timeout_ms=max(2 * timeout_ms, 30_000),
-                )
-            )
-        except (KafkaError, OSError) as exc:
-            raise translate(exc, cfg, "opening the dead-letter producer", topic=self.topic) from exc
+        self._producer: Any = open_client(
+            KafkaProducer,
+            cfg,
+            "opening the dead-letter producer",
+            topic=self.topic,
+            acks="all",
+            # kafka-python's idempotent producer treats a record the broker refuses as too
+            # large as fatal and fails every later send; dead letters need the retry with a
+            # cut value, and a rare duplicate dead letter is harmless.
+            enable_idempotence=False,
+            linger_ms=5,
+            max_request_size=cfg.max_message_bytes + _OVERHEAD,
+            bootstrap_timeout_ms=timeout_ms,
+            request_timeout_ms=timeout_ms,
+            max_block_ms=timeout_ms,
+            delivery_timeout_ms=max(2 * timeout_ms, 30_000),
+        )
 
     def _produce(self, message: Message, error: DecodeError, limit: int) -> _Pending:
         from kafka.errors import KafkaError

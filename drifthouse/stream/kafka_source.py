@@ -40,7 +40,7 @@ from drifthouse.config import KafkaConfig
 from drifthouse.errors import SourceError, UsageError
 from drifthouse.logs import get_logger
 from drifthouse.stream.kafka_admin import partitions_for
-from drifthouse.stream.kafka_client import DEFAULT_TIMEOUT_MS, client_kwargs, translate
+from drifthouse.stream.kafka_client import DEFAULT_TIMEOUT_MS, open_client, translate
 from drifthouse.stream.sources import Message
 
 __all__ = ["KafkaRangeSource", "Progress"]
@@ -112,10 +112,12 @@ class KafkaRangeSource:
     def _open(self) -> Any:
         if self._consumer is None:
             from kafka import KafkaConsumer
-            from kafka.errors import KafkaError
 
-            kwargs = client_kwargs(
+            self._consumer = open_client(
+                KafkaConsumer,
                 self.cfg,
+                "opening the replay consumer",
+                topic=self.topic,
                 group_id=None,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
@@ -124,12 +126,6 @@ class KafkaRangeSource:
                 request_timeout_ms=self.timeout_ms,
                 fetch_max_wait_ms=min(500, self.timeout_ms // 2),
             )
-            try:
-                self._consumer = KafkaConsumer(**kwargs)
-            except (KafkaError, OSError) as exc:
-                raise translate(
-                    exc, self.cfg, "opening the replay consumer", topic=self.topic
-                ) from exc
         return self._consumer
 
     def _bounds(self) -> tuple[dict[int, int], dict[int, int]]:

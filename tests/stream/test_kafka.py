@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import socket
 import subprocess
@@ -284,6 +285,72 @@ def test_unreachable_broker_is_a_source_error(
     assert closed_port_cfg.bootstrap in message
     assert "scripts/kafka start" in message
     assert time.monotonic() - started < 15
+
+
+@pytest.fixture
+def hang_up_server() -> Iterator[str]:
+    """A local server that accepts connections and closes them at once, like a listener that
+    does not speak the client's protocol."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.settimeout(0.2)
+    done = threading.Event()
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.getsockname()[1]}"
+    done.set()
+    thread.join(timeout=5)
+    server.close()
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        pytest.param({}, "closed the connection during the handshake", id="plaintext"),
+        pytest.param(
+            {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN", "sasl_username": "u",
+             "sasl_password": SECRET},
+            "refused the SASL login of user 'u'",
+            id="sasl",
+        ),
+        pytest.param({"security_protocol": "SSL"}, "TLS handshake", id="tls"),
+    ],
+)  # fmt: skip
+def test_bootstrap_failure_names_the_cause(
+    hang_up_server: str, settings: dict[str, Any], expected: str
+) -> None:
+    cfg = KafkaConfig.model_validate({"bootstrap": hang_up_server, **settings})
+    with pytest.raises(SourceError, match=expected) as info:
+        partitions_for(cfg, "x", timeout_ms=1_500)
+    assert hang_up_server in str(info.value)
+    assert SECRET not in str(info.value)
+
+
+def test_secrets_are_masked_in_client_debug_logs(caplog: pytest.LogCaptureFixture) -> None:
+    cfg = KafkaConfig.model_validate(
+        {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN", "sasl_username": "u",
+         "sasl_password": SECRET}
+    )  # fmt: skip
+    client_kwargs(cfg)
+    auth = b"u\x00u\x00" + SECRET.encode()
+    with caplog.at_level(logging.DEBUG):
+        for name in ("kafka.protocol.parser", "kafka.net.connection", "aiokafka.conn"):
+            logging.getLogger(name).debug(
+                "Sending request 3 SaslAuthenticateRequest(auth_bytes=%r)", auth
+            )
+    assert len(caplog.records) == 3
+    assert SECRET not in caplog.text
+    assert "u\\x00u\\x00**********" in caplog.text
 
 
 # -- on the real broker ----------------------------------------------------------------------
