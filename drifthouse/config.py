@@ -899,6 +899,9 @@ def load_config(path: str | Path) -> Config:
     problems = [p for p in found if not _is_warning(p[1])]
     if problems or config is None:
         raise ConfigError(f"{len(problems)} problem(s) in {loaded.source}", problems)
+    for where, message in found:
+        if _is_warning(message):
+            log.warning("config.warning", where=where, problem=message.removeprefix("warning: "))
     log.debug("config.loaded", **config.describe())
     return config
 
