@@ -28,8 +28,8 @@ N_CAT = 5
 N_REF = 100_000
 
 
-def _columns(rng: np.random.Generator, n: int, shift: float) -> dict[str, object]:
-    cols: dict[str, object] = {}
+def _columns(rng: np.random.Generator, n: int, shift: float) -> dict[str, np.ndarray]:
+    cols: dict[str, np.ndarray] = {}
     for i in range(N_NUM):
         kind = i % 4
         if kind == 0:
@@ -49,14 +49,16 @@ def _columns(rng: np.random.Generator, n: int, shift: float) -> dict[str, object
 
 def _profile(rng: np.random.Generator, settings: MetricsConfig) -> Profile:
     cols = _columns(rng, N_REF, 0.0)
-    feats = {k: (list(v) if k.startswith("cat_") else v) for k, v in cols.items()}  # type: ignore[call-overload]
+    feats: dict[str, np.ndarray | list[str]] = {
+        k: (list(v) if k.startswith("cat_") else v) for k, v in cols.items()
+    }
     return build_profile(
         model="bench",
         model_version="1",
         created_at="2026-01-01T00:00:00Z",
         source_digest="",
         settings=settings,
-        features=feats,  # type: ignore[arg-type]
+        features=feats,
     )
 
 
@@ -78,7 +80,7 @@ def throughput(n_events: int, repeat: int) -> None:
     values = np.ascontiguousarray(np.column_stack([cols[n] for n in num.names]))
     status = np.where(rng.random(values.shape) < 0.01, 1, 0).astype(np.uint8)
     codes = np.ascontiguousarray(
-        np.column_stack([cat.codes_for(j, cols[n]) for j, n in enumerate(cat.names)])  # type: ignore[arg-type]
+        np.column_stack([cat.codes_for(j, cols[n]) for j, n in enumerate(cat.names)])
     )
     n_values = n_events * (N_NUM + N_CAT)
 
@@ -91,9 +93,15 @@ def throughput(n_events: int, repeat: int) -> None:
         codes.sum()
 
     t_floor = _best(floor, repeat)
-    print(f"events: {n_events:,} x ({N_NUM} numeric + {N_CAT} categorical) = {n_values:,} feature-values")
-    print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (shared machine)\n")
-    print("| micro-batch | numeric ms | categorical ms | total ms | M feature-values/s/core | x NumPy floor |")
+    print(
+        f"events: {n_events:,} x ({N_NUM} numeric + {N_CAT} categorical) = {n_values:,} feature-values"
+    )
+    print(
+        f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (shared machine)\n"
+    )
+    print(
+        "| micro-batch | numeric ms | categorical ms | total ms | M feature-values/s/core | x NumPy floor |"
+    )
     print("|---:|---:|---:|---:|---:|---:|")
     print(f"| NumPy sum (floor) | | | {t_floor * 1e3:.1f} | {n_values / t_floor / 1e6:.0f} | 1.0 |")
     for batch in (256, 1_024, 4_096):
@@ -134,7 +142,9 @@ def memory() -> None:
             )
             block = NumericBlock.from_profile(p)
             s = block.empty()
-            print(f"| NumericBlock | {n_f} | {ks_bins} | {block.nbytes(s):,} | {len(s.to_bytes()):,} |")
+            print(
+                f"| NumericBlock | {n_f} | {ks_bins} | {block.nbytes(s):,} | {len(s.to_bytes()):,} |"
+            )
     for top in (100, 1_000):
         p = build_profile(
             model="m",
@@ -146,15 +156,21 @@ def memory() -> None:
         )
         block_c = CategoricalBlock.from_profile(p)
         sc = block_c.empty()
-        print(f"| CategoricalBlock | 5 | {top} + other | {block_c.nbytes(sc):,} | {len(sc.to_bytes()):,} |")
+        print(
+            f"| CategoricalBlock | 5 | {top} + other | {block_c.nbytes(sc):,} | {len(sc.to_bytes()):,} |"
+        )
     q = QuantileSketch()
     sq = q.empty()
     nbytes = sum(a.nbytes for a in sq.arrays().values())
-    print(f"| QuantileSketch (latency) | 1 | {q.n_buckets + 2} | {nbytes:,} | {len(sq.to_bytes()):,} |")
+    print(
+        f"| QuantileSketch (latency) | 1 | {q.n_buckets + 2} | {nbytes:,} | {len(sq.to_bytes()):,} |"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="200,000 events, one repetition")
     parser.add_argument("--events", type=int, default=None)
     parser.add_argument("--repeat", type=int, default=None)

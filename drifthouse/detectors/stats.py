@@ -9,9 +9,11 @@ Sources
 - PSI: Yurdakul, B. (2018), *Statistical properties of population stability index*,
   Western Michigan University, eq. 1; the ``eps`` floor follows CONTRACTS section 3.
 - Two-sample KS on binned data: the statistic is ``max |F_ref - F_cur|`` over the bin edges
-  (Conover, *Practical Nonparametric Statistics*, 3rd ed., §6.3); the p-value is the one
-  ``scipy.stats.ks_2samp(method='asymp')`` uses: ``kstwo.sf(D, round(n*m/(n+m)))``, which tends
-  to Kolmogorov's limit ``kolmogorov(sqrt(en) * D)`` (Smirnov 1948).
+  (Conover, *Practical Nonparametric Statistics*, 3rd ed., §6.3); the p-value is Kolmogorov's
+  limiting distribution ``scipy.special.kolmogorov(sqrt(en) * D)`` with ``en = n*m/(n+m)``
+  (Smirnov 1948). ``scipy.stats.ks_2samp(method='asymp')`` uses the finite-n
+  ``kstwo.sf(D, round(en))`` instead, which agrees to within a few percent for en above ~100
+  but takes up to 0.3 s per call at en = 50,000; the limit takes under a microsecond.
 - Chi-squared test of homogeneity on a 2 x K contingency table (Agresti, *Categorical Data
   Analysis*, 3rd ed., §3.2), as ``scipy.stats.chi2_contingency(correction=False)``.
 - Jensen-Shannon distance: Endres & Schindelin (2003), *A new metric for probability
@@ -26,6 +28,7 @@ import math
 
 import numpy as np
 from numpy.typing import ArrayLike
+from scipy import special as _special
 from scipy import stats as _st
 
 from drifthouse.errors import SketchError
@@ -80,8 +83,8 @@ def ks_binned(*, ref_counts: ArrayLike, cur_counts: ArrayLike) -> tuple[float, f
 
     Examples
     --------
-    >>> ks_binned(ref_counts=[10, 10], cur_counts=[20, 0])
-    (0.5, ...)
+    >>> ks_binned(ref_counts=[10, 10], cur_counts=[20, 0])[0]
+    0.5
     """
     ref, cur = _pair(ref_counts, cur_counts)
     n, m = ref.sum(), cur.sum()
@@ -89,8 +92,8 @@ def ks_binned(*, ref_counts: ArrayLike, cur_counts: ArrayLike) -> tuple[float, f
         return 0.0, 1.0
     d = float(np.max(np.abs(np.cumsum(ref) / n - np.cumsum(cur) / m)))
     d = min(max(d, 0.0), 1.0)
-    en = max(round(n * m / (n + m)), 1)
-    p = float(_st.kstwo.sf(d, en))
+    en = n * m / (n + m)
+    p = float(_special.kolmogorov(math.sqrt(en) * d))
     return d, min(max(p, 0.0), 1.0)
 
 
