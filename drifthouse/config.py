@@ -634,6 +634,7 @@ class _Loaded:
     problems: list[tuple[str, str]] = field(default_factory=list)
     secrets: set[str] = field(default_factory=set)
     unresolved: set[str] = field(default_factory=set)  # paths whose ${...} could not be filled
+    visited: set[int] = field(default_factory=set)  # ids of nodes walked (aliases share nodes)
 
     def where(self, loc: tuple[int | str, ...]) -> str:
         return _where_path(self, _loc(loc))
@@ -646,6 +647,9 @@ class _Loaded:
 
 def _interpolate_nodes(node: yaml.Node, loaded: _Loaded, path: tuple[int | str, ...] = ()) -> None:
     """Substitute ``${...}`` in scalar values (never keys), index lines, find duplicate keys."""
+    if id(node) in loaded.visited:
+        return  # an alias of a node already walked (or a recursive anchor)
+    loaded.visited.add(id(node))
     loaded.lines.setdefault(_loc(path), node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}

@@ -272,6 +272,26 @@ def test_every_problem_is_reported_at_once(write_config: WriteConfig) -> None:
     assert all(where.startswith(f"{path}:") for where, _ in problems)
 
 
+def test_anchors_and_aliases_are_interpolated_once(
+    write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOPIC", "preds")
+    config = load_config(
+        write_config(
+            "kafka: {topic: &t '${TOPIC}', labels_topic: *t}\n"
+            "models:\n  a: &m {sample_rate: 0.5}\n  b: {<<: *m, threshold: 0.7}\n"
+        )
+    )
+    assert (config.kafka.topic, config.kafka.labels_topic) == ("preds", "preds")
+    assert config.models["b"].sample_rate == 0.5
+    assert config.models["b"].threshold == 0.7
+
+
+def test_recursive_yaml_is_a_problem_not_a_crash(write_config: WriteConfig) -> None:
+    problems = problems_of(write_config("models: &m {a: *m}\n"))
+    assert problems
+
+
 def test_yaml_syntax_error_names_the_line(write_config: WriteConfig) -> None:
     problems = problems_of(write_config("kafka:\n  topic: [unclosed\nstore: {}\n"))
     assert len(problems) == 1
