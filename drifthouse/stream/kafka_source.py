@@ -245,7 +245,12 @@ class KafkaRangeSource:
                     # Nothing came: a partition whose remaining offsets hold no records
                     # (transaction markers) is done once its position passes the stop.
                     for p in sorted(active):
-                        position = consumer.position(tps[p], timeout_ms=self.timeout_ms)
+                        try:
+                            position = consumer.position(tps[p], timeout_ms=self.timeout_ms)
+                        except (KafkaError, OSError) as exc:
+                            raise translate(
+                                exc, self.cfg, "reading the replay", topic=self.topic
+                            ) from exc
                         if position is not None and position >= self.stop[p]:
                             finished.append(p)
                 for p in finished:

@@ -519,6 +519,21 @@ def test_replay_ends_while_the_topic_is_written(
 
 
 @pytest.mark.kafka
+def test_replay_that_stops_getting_messages_fails_instead_of_hanging(
+    cfg: KafkaConfig, timed_topic: str
+) -> None:
+    # Stop offsets past the end stand for a broker that went quiet mid-replay.
+    source = KafkaRangeSource(cfg, timed_topic, stall_timeout_ms=1_500)
+    source.stop = {p: end + 5 for p, end in source.stop.items()}
+    started = time.monotonic()
+    with pytest.raises(
+        SourceError, match=r"stalled: no message for 2s while partition 0 at 100 of 105"
+    ):
+        read_all(source)
+    assert time.monotonic() - started < 15
+
+
+@pytest.mark.kafka
 def test_dead_letters_carry_the_error_in_headers(
     cfg: KafkaConfig, make_topic: Callable[..., str], drop_topics: list[str]
 ) -> None:
