@@ -373,7 +373,7 @@ def _check_outcome(decoder: EventDecoder[Any], raw: bytes) -> None:
         return
     assert error.reason in REASONS
     assert error.path.startswith("$")
-    assert error.detail
+    assert error.detail.startswith("expected "), str(error)
 
 
 @PROPERTY
@@ -403,6 +403,7 @@ def test_mutated_predictions_are_accepted_valid_or_rejected_with_a_path(raw: byt
         event = PREDICTIONS.decode(raw)
     except DecodeError as exc:
         assert exc.reason in {"schema", "non_finite"}, str(exc)  # noqa: PT017
+        assert exc.detail.startswith("expected "), str(exc)  # noqa: PT017
         assert exc.path.split(".")[1].split("[")[0] in FIELDS, str(exc)  # noqa: PT017
         return
     assert event.latency_ms is None or (math.isfinite(event.latency_ms) and event.latency_ms >= 0)
