@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import bisect
 import fnmatch
+import heapq
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -76,6 +77,7 @@ class Muted(msgspec.Struct, frozen=True, kw_only=True):
 class _Group(msgspec.Struct, kw_only=True):
     route: int
     key: str
+    order: int  # creation order: breaks ties between groups due at the same instant
     labels: dict[str, str]
     alerts: dict[str, AlertRow] = {}  # dedup_key -> latest state
     notified: list[str] = []  # dedup keys whose firing was sent
@@ -94,6 +96,7 @@ class _State(msgspec.Struct, kw_only=True):
     version: int = 1
     clock: int = -(2**62)
     seq: int = 0
+    groups_made: int = 0
     pending: list[_Pending] = []
     groups: list[_Group] = []
     active: dict[str, dict[str, str]] = {}  # firing dedup_key -> labels
@@ -135,6 +138,12 @@ class Dispatcher:
         self.muted: list[Muted] = []
         self._s = _State()
         self._groups: dict[str, _Group] = {}
+        # Next due time per group, kept in a heap with lazy invalidation: an entry is live
+        # while it equals _due_of[key]. A group's due time depends only on its own state.
+        self._heap: list[tuple[int, int, int, str]] = []  # (due, group order, version, key)
+        self._due_of: dict[str, int] = {}  # key -> version of its live heap entry
+        self._version = 0
+        self._inhibit_index: list[dict[tuple[str, ...], list[str]]] | None = None
         self._muted_seen: set[str] = set()
 
     # ---- routing --------------------------------------------------------------------------------
@@ -180,19 +189,19 @@ class Dispatcher:
         """Move the clock to ``now_ms`` (a watermark); return (and deliver) what fell due."""
         sent: list[Notification] = []
         pending = self._s.pending
+        heap = self._heap
         while True:
             next_alert = pending[0].alert.ts if pending and pending[0].alert.ts <= now_ms else None
-            due_group: _Group | None = None
-            due = None
-            for group in self._groups.values():
-                t = self._due(group)
-                if t is not None and t <= now_ms and (due is None or t < due):
-                    due, due_group = t, group
+            while heap and self._due_of.get(heap[0][3]) != heap[0][2]:
+                heapq.heappop(heap)  # stale: the group changed or is gone
+            due = heap[0][0] if heap and heap[0][0] <= now_ms else None
             if next_alert is not None and (due is None or next_alert <= due):
                 self._apply(pending.pop(0).alert)
-            elif due_group is not None and due is not None:
+            elif due is not None:
+                key = heapq.heappop(heap)[3]
+                del self._due_of[key]
                 self._s.clock = max(self._s.clock, due)
-                sent.extend(self._flush(due_group, self._s.clock))
+                sent.extend(self._flush(self._groups[key], self._s.clock))
             else:
                 break
         self._s.clock = max(self._s.clock, now_ms)
@@ -206,25 +215,36 @@ class Dispatcher:
         wait = max([r.group_wait for r in self.routes] + [0])
         return self.advance(last + wait)
 
+    def _schedule(self, group: _Group) -> None:
+        due = self._due(group)
+        if due is None:
+            self._due_of.pop(group.key, None)
+            return
+        self._version += 1
+        self._due_of[group.key] = self._version
+        heapq.heappush(self._heap, (due, group.order, self._version, group.key))
+
     def _due(self, group: _Group) -> int | None:
         route = self.routes[group.route]
         if group.dirty_since is not None:
             if group.last_flush is None:
                 return group.created + route.group_wait
             return max(group.dirty_since, group.last_flush + route.group_interval)
+        # After a flush the next look is strictly later, even with zero intervals.
         firing = [k for k, a in group.alerts.items() if a.status == "firing"]
         if not firing:
             return None
         if any(k not in group.notified for k in firing) and group.last_flush is not None:
             # muted alerts: look again at the next interval in case the mute has ended
-            return group.last_flush + route.group_interval
+            return group.last_flush + max(route.group_interval, 1)
         if group.last_notify is not None:
-            return group.last_notify + route.repeat_interval
+            return group.last_notify + max(route.repeat_interval, 1)
         return None
 
     def _apply(self, alert: AlertRow) -> None:
         self._s.clock = max(self._s.clock, alert.ts)
         labels = self.labels(alert)
+        self._inhibit_index = None
         if alert.status == "firing":
             self._s.active[alert.dedup_key] = labels
         else:
@@ -239,23 +259,43 @@ class Dispatcher:
             if group is None:
                 if alert.status != "firing":
                     continue  # a resolution for a group that is gone: nothing was notified
+                self._s.groups_made += 1
                 group = self._groups[key] = _Group(
-                    route=i, key=key, labels=group_labels, created=alert.ts
+                    route=i,
+                    key=key,
+                    order=self._s.groups_made,
+                    labels=group_labels,
+                    created=alert.ts,
                 )
             group.alerts[alert.dedup_key] = alert
             if group.dirty_since is None:
                 group.dirty_since = alert.ts
+            self._schedule(group)
+
+    def _inhibitors(self) -> list[dict[tuple[str, ...], list[str]]]:
+        """Per inhibition: firing source alerts by their ``equal`` label values (cached until
+        the set of firing alerts changes)."""
+        if self._inhibit_index is None:
+            index: list[dict[tuple[str, ...], list[str]]] = []
+            for rule in self.inhibit:
+                by_equal: dict[tuple[str, ...], list[str]] = {}
+                for key, source in self._s.active.items():
+                    if labels_match(rule.source, source):
+                        by_equal.setdefault(
+                            tuple(source.get(e, "") for e in rule.equal), []
+                        ).append(key)
+                index.append(by_equal)
+            self._inhibit_index = index
+        return self._inhibit_index
 
     def _muted_by(
         self, alert: AlertRow, labels: Mapping[str, str], silences: Sequence[Silence]
     ) -> tuple[str, str] | None:
-        for rule in self.inhibit:
-            if not labels_match(rule.target, labels):
+        for rule, sources in zip(self.inhibit, self._inhibitors(), strict=True):
+            if not sources or not labels_match(rule.target, labels):
                 continue
-            for key, source in self._s.active.items():
-                if key == alert.dedup_key or not labels_match(rule.source, source):
-                    continue
-                if all(source.get(e, "") == labels.get(e, "") for e in rule.equal):
+            for key in sources.get(tuple(labels.get(e, "") for e in rule.equal), ()):
+                if key != alert.dedup_key:
                     return "inhibited", key
         for silence in silences:
             if silence.matches(labels):
@@ -353,6 +393,9 @@ class Dispatcher:
         group.last_flush = ts
         if not group.alerts:
             del self._groups[group.key]
+            self._due_of.pop(group.key, None)
+        else:
+            self._schedule(group)
         return out
 
     def take_muted(self) -> list[Muted]:
@@ -378,6 +421,10 @@ class Dispatcher:
             )
         s = msgspec.convert(state, _State)
         self._groups = {g.key: g for g in s.groups if g.route < len(self.routes)}
+        self._heap, self._due_of = [], {}
+        self._inhibit_index = None
+        for group in self._groups.values():
+            self._schedule(group)
         self._muted_seen = set(s.muted_seen)
         s.groups = []
         self._s = s

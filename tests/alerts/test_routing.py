@@ -289,3 +289,23 @@ def test_drain_sends_what_waits() -> None:
     d.submit([warn(MIN)])
     assert d.advance(MIN) == []
     assert [n.kind for n in d.drain()] == ["firing"]
+
+
+def test_zero_intervals_do_not_loop() -> None:
+    routes = [
+        RouteConfig.model_validate(
+            {
+                "match": {},
+                "receivers": ["slack"],
+                "group_wait": 0,
+                "group_interval": 0,
+                "repeat_interval": 0,
+            }
+        )
+    ]
+    store = MemorySilenceStore()
+    add_silence(store, {"model": "churn"}, duration_ms=MIN, author="a", reason="r", now_ms=0)
+    d = Dispatcher(routes, silences=store)
+    d.submit([warn(MIN), warn(MIN, model="churn")])
+    notes = d.advance(MIN + 5)  # one repeat per millisecond at most: bounded, not endless
+    assert 1 <= len(notes) <= 7
