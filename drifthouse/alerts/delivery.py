@@ -224,8 +224,10 @@ class DeliveryWorker:
             return
         self._started = True
         self._stop.clear()
+        queued = {n.id for lane in self._lanes.values() for n in lane.queue}
         for note in self.outbox.pending():
-            self._queue(note)
+            if note.id not in queued:  # enqueued before start: already in its lane
+                self._queue(note)
         for lane in self._lanes.values():
             lane.thread = threading.Thread(
                 target=self._run, args=(lane,), name=f"notify-{lane.name}", daemon=True

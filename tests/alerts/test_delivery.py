@@ -200,3 +200,13 @@ def test_retryable_error_from_memory_receiver() -> None:
     worker.stop()
     assert sleeps.delays == [0.25]
     assert len(mem.sent) == 1
+
+
+def test_enqueue_before_start_sends_once(tmp_path: Path) -> None:
+    mem = MemoryReceiver()
+    worker = DeliveryWorker({"mem": mem}, Outbox(tmp_path))
+    worker.enqueue(pd_note(1, receiver="mem"))
+    worker.start()
+    assert worker.flush(timeout=5)
+    worker.stop()
+    assert [n.id for n in mem.sent] == ["mem-1-firing"]
