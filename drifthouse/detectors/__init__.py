@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from drifthouse.detectors.base import Result, State
 from drifthouse.detectors.categorical import CategoricalBlock, CategoricalState
+from drifthouse.detectors.model import ModelBatch, ModelSketch, ModelState, prediction_score
 from drifthouse.detectors.numeric import (
     MISSING,
     PRESENT,
@@ -39,6 +40,9 @@ __all__ = [
     "CategoricalBlock",
     "CategoricalState",
     "FeatureProfile",
+    "ModelBatch",
+    "ModelSketch",
+    "ModelState",
     "NumericBlock",
     "NumericState",
     "Profile",
@@ -53,4 +57,5 @@ __all__ = [
     "build_profile",
     "build_profile_from_file",
     "category_key",
+    "prediction_score",
 ]

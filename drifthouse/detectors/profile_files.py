@@ -17,6 +17,7 @@ from typing import Any, Literal
 import msgspec
 
 from drifthouse.config import MetricsConfig
+from drifthouse.detectors.model import prediction_score
 from drifthouse.detectors.reference import Profile, ProfileSettings, build_profile
 from drifthouse.errors import ProfileError
 
@@ -40,7 +41,6 @@ _SUFFIXES: dict[str, Format] = {
 #: Columns of a table that are event fields, never features (CONTRACTS section 1).
 _META = ("model", "model_version", "event_id", "segment")
 _TS_NAMES = ("ts", "timestamp")
-_POSITIVE = ("1", "true", "yes", "positive", "pos")
 
 
 def file_digest(path: str | Path) -> str:
@@ -82,22 +82,6 @@ def _select(
     if exclude is not None:
         names = [n for n in names if n not in exclude]
     return names
-
-
-def _score_of(pred: object) -> object:
-    """A prediction object ``{class: probability}``: the positive class's probability when
-    binary, else the most probable class."""
-    if not isinstance(pred, dict):
-        return pred
-    if not pred:
-        return None
-    if len(pred) == 2:
-        keys = list(pred)
-        pos = next(
-            (k for k in keys if str(k).strip().lower() in _POSITIVE), sorted(keys, key=str)[-1]
-        )
-        return pred[pos]
-    return max(sorted(pred, key=str), key=lambda k: pred[k])
 
 
 def profile_from_jsonl(
@@ -161,7 +145,9 @@ def profile_from_jsonl(
         source_digest=file_digest(path),
         settings=_settings(settings),
         features=features,
-        prediction=[_score_of(e.get("prediction")) for e in rows] if has["prediction"] else None,
+        prediction=[prediction_score(e.get("prediction")) for e in rows]
+        if has["prediction"]
+        else None,
         label=[e.get(label_key) for e in rows] if has[label_key] else None,
         latency_ms=[e.get("latency_ms") for e in rows] if has["latency_ms"] else None,
         status=[e.get("status", 200) for e in rows] if has["status"] else None,
