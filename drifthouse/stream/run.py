@@ -1,0 +1,80 @@
+"""``drifthouse run``: put a worker together from the configuration and run it until stopped."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from drifthouse.alerts import Alerting
+from drifthouse.config import Config
+from drifthouse.logs import get_logger
+from drifthouse.sinks import ClickHouseSink, migrate, open_store
+from drifthouse.sinks.base import Sink
+from drifthouse.stream.kafka_dlq import KafkaDeadLetters
+from drifthouse.stream.replay import load_profiles
+from drifthouse.stream.worker import build_app, run_worker
+
+__all__ = ["baselines_for", "build_worker", "open_sink", "run"]
+
+log = get_logger("run")
+
+
+def open_sink(config: Config) -> Sink:
+    """The store's sink, with the schema migrated (safe at every start)."""
+    client = open_store(config.store_dsn(), config.store.database)
+    migrate(client, config.store.database, config.store.ttl_days)
+    spool = config.store.spool_dir
+    if spool is not None and not spool.is_absolute():
+        spool = config.base_dir / spool
+    overrides: dict[str, Any] = {"spool_dir": spool} if spool is not None else {}
+    return ClickHouseSink.from_config(client, config.store, **overrides)
+
+
+def baselines_for(profiles: dict[str, Any]) -> Any:
+    """``(model, version, feature, metric) -> baseline`` from reference profiles, for rules."""
+    from drifthouse.stream.model_sketch import ModelSketch
+
+    sketches: dict[str, ModelSketch] = {}
+
+    def baseline(model: str, _version: str, feature: str, metric: str) -> float | None:
+        profile = profiles.get(model)
+        if profile is None:
+            return None
+        sketch = sketches.get(model)
+        if sketch is None:
+            from drifthouse.config import MetricsConfig
+
+            sketch = sketches[model] = ModelSketch(model, profile, MetricsConfig())
+        return sketch.baseline(feature, metric)
+
+    return baseline
+
+
+def build_worker(config: Config, *, datadir: Path | None = None) -> Any:
+    """The faust app of one worker process."""
+    profiles = load_profiles(config)
+    dead = KafkaDeadLetters(config.kafka, config.kafka.topic)
+
+    def alerting() -> Alerting:
+        return Alerting(config, baselines=baselines_for(profiles))
+
+    return build_app(
+        config,
+        profiles=profiles,
+        open_sink=lambda: open_sink(config),
+        dead_letters=dead,
+        alerting=alerting,
+        web_port=config.kafka.web_port,
+        datadir=datadir,
+    )
+
+
+def run(config: Config, *, loglevel: str = "WARNING") -> None:
+    """Run a worker until SIGTERM or SIGINT."""
+    # faust wants a data folder; the worker keeps no state there (its tables are in memory),
+    # so each process gets a fresh one.
+    with tempfile.TemporaryDirectory(prefix="drifthouse-worker-") as datadir:
+        app = build_worker(config, datadir=Path(datadir))
+        log.info("worker.start", topic=config.kafka.topic, group=config.kafka.group)
+        run_worker(app, loglevel=loglevel)
