@@ -237,6 +237,7 @@ def build_app(
     partials = app.topic(kcfg.partials_topic, value_serializer="raw", key_serializer="raw")
     commit_lock = asyncio.Lock()
     ticks = [0]
+    sent: dict[int, tuple[int, bool]] = {}
 
     async def commit(offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
         # faust keeps its aiokafka consumer in a thread of its own and commits without
@@ -321,7 +322,10 @@ def build_app(
         async with commit_lock:
             for p, stage in list(source.stages.items()):
                 idle = now - source.last_event_at.get(p, now) >= idle_after
-                await partials.send(key=b"", value=encode_watermark(p, stage.watermark, idle=idle))
+                mark = (stage.watermark, idle)
+                if sent.get(p) != mark:  # only changes, so a quiet topic stays quiet
+                    sent[p] = mark
+                    await partials.send(key=b"", value=encode_watermark(p, stage.watermark, idle=idle))
         ticks[0] += 1
         if ticks[0] % 10:
             return
