@@ -3,7 +3,7 @@
 #   make venv         .venv with the package (editable) and the dev tools; quick when up to date
 #   make demo         the whole pipeline on one machine (no services needed)
 #   make test         start a Kafka broker (scripts/kafka), run pytest, stop the broker
-#   make lint         ruff check, ruff format --check, mypy
+#   make lint         ruff check, ruff format --check, mypy (and shellcheck when installed)
 #   make kafka-start  start the local test broker (127.0.0.1, port KAFKA_PORT or 9092)
 #   make kafka-stop   stop it
 #
@@ -47,6 +47,8 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	@if command -v shellcheck >/dev/null 2>&1; then shellcheck scripts/kafka .ci/run; \
+	else echo "shellcheck not installed: shell scripts not checked"; fi
 
 kafka-start:
 	@PYTHON=$(VENV)/bin/python scripts/kafka start
