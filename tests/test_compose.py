@@ -139,6 +139,14 @@ def test_worker_config_points_at_compose_services(
     assert "deploy/docker/.env" in _env_files(services["worker"])
 
 
+def test_worker_config_passes_drifthouse_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    from drifthouse.cli import main
+
+    for key, value in _env_example().items():
+        monkeypatch.setenv(key, value)
+    assert main(["check", "-c", str(WORKER_CONFIG)]) == 0
+
+
 def _uncommented(path: Path) -> str:
     return "\n".join(
         line.split("#", 1)[0] for line in path.read_text(encoding="utf-8").splitlines()
