@@ -465,12 +465,14 @@ class EventDecoder(Generic[E]):
                 "invalid_json", "$", "expected JSON nested at most a few hundred levels deep"
             )
         try:
-            text = bytes(raw).decode("utf-8")
+            # A str is not a message value, but a caller's mistake should not crash a batch.
+            text = raw if isinstance(raw, str) else bytes(raw).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise DecodeError(
                 "invalid_json",
                 "$",
-                f"expected UTF-8 JSON; got byte {raw[exc.start]:#04x} at position {exc.start} that is not UTF-8",
+                f"expected UTF-8 JSON; got byte {exc.object[exc.start]:#04x} at position "
+                f"{exc.start} that is not UTF-8",
             ) from exc
         try:
             obj = json.loads(text)

@@ -229,6 +229,11 @@ PROBLEMS = [
         id="env-unset",
     ),
     pytest.param(
+        "receivers:\n  pd: {type: pagerduty, routing_key: '${file:/nonexistent/pd-key}'}",
+        [(":2 receivers.pd.routing_key", "secret file '/nonexistent/pd-key' cannot be read")],
+        id="secret-file-missing",
+    ),
+    pytest.param(
         "- just\n- a list",
         [("drifthouse.yaml", "expected a mapping of sections")],
         id="not-a-mapping",
