@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from drifthouse.detectors.base import Result, State
 from drifthouse.detectors.categorical import CategoricalBlock, CategoricalState
-from drifthouse.detectors.model import ModelBatch, ModelSketch, ModelState, prediction_score
 from drifthouse.detectors.numeric import (
     MISSING,
     PRESENT,
@@ -28,6 +27,7 @@ from drifthouse.detectors.reference import (
     ProfileSettings,
     build_profile,
     category_key,
+    prediction_score,
 )
 from drifthouse.detectors.status import StatusCounter, StatusState
 
@@ -40,9 +40,6 @@ __all__ = [
     "CategoricalBlock",
     "CategoricalState",
     "FeatureProfile",
-    "ModelBatch",
-    "ModelSketch",
-    "ModelState",
     "NumericBlock",
     "NumericState",
     "Profile",

@@ -17,8 +17,7 @@ from typing import Any, Literal
 import msgspec
 
 from drifthouse.config import MetricsConfig
-from drifthouse.detectors.model import prediction_score
-from drifthouse.detectors.reference import Profile, ProfileSettings, build_profile
+from drifthouse.detectors.reference import Profile, ProfileSettings, build_profile, prediction_score
 from drifthouse.errors import ProfileError
 
 __all__ = [

@@ -32,6 +32,7 @@ __all__ = [
     "build_feature_profile",
     "build_profile",
     "category_key",
+    "prediction_score",
 ]
 
 FORMAT = 1
@@ -39,6 +40,7 @@ PREDICTION = "__prediction__"
 #: How many reference categories beyond the top list are remembered, to tell "rare in the
 #: reference" from "never seen" (``new_category``).
 KNOWN_OTHER_CAP = 10_000
+_POSITIVE = ("1", "true", "yes", "positive", "pos")
 
 
 class ProfileSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -224,6 +226,23 @@ def category_key(value: object) -> str | None:
     if isinstance(value, float) and math.isnan(value):
         return None
     return str(value)
+
+
+def prediction_score(prediction: object) -> object:
+    """A prediction as profiled: ``{class: probability}`` becomes the positive class's
+    probability when there are two classes (class ``1``/``true``/``yes``/``positive``, else
+    the last class by name), else the most probable class; other values pass through."""
+    if not isinstance(prediction, dict):
+        return prediction
+    if not prediction:
+        return None
+    if len(prediction) == 2:
+        keys = list(prediction)
+        pos = next(
+            (k for k in keys if str(k).strip().lower() in _POSITIVE), sorted(keys, key=str)[-1]
+        )
+        return prediction[pos]
+    return max(sorted(prediction, key=str), key=lambda k: prediction[k])
 
 
 def _finite_or_none(x: float) -> float | None:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from drifthouse.config import MetricsConfig
 from drifthouse.detectors import build_profile_from_file
 from drifthouse.detectors.profile_files import file_digest
-from drifthouse.detectors.reference import PREDICTION, Profile
+from drifthouse.detectors.reference import PREDICTION, Profile, prediction_score
 from drifthouse.errors import ProfileError
 from tests.detectors.strategies import CREATED, make_profile, reference_profile
 
@@ -277,3 +277,18 @@ def test_missing_file(tmp_path: Path) -> None:
         build_profile_from_file(
             tmp_path / "nope.csv", model="m", model_version="1", created_at=CREATED
         )
+
+
+@pytest.mark.parametrize(
+    ("prediction", "expected"),
+    [
+        pytest.param({"0": 0.3, "1": 0.7}, 0.7, id="binary-probabilities"),
+        pytest.param({"no": 0.9, "yes": 0.1}, 0.1, id="yes-is-positive"),
+        pytest.param({"cat": 0.8, "dog": 0.2}, 0.2, id="last-class-by-name"),
+        pytest.param({"a": 0.2, "b": 0.5, "c": 0.3}, "b", id="multiclass-argmax"),
+        pytest.param(0.25, 0.25, id="score"),
+        pytest.param({}, None, id="empty"),
+    ],
+)
+def test_prediction_score(prediction: object, expected: object) -> None:
+    assert prediction_score(prediction) == expected
