@@ -41,7 +41,13 @@ __all__ = [
 log = get_logger("stream.kafka")
 
 _TOPIC_ALREADY_EXISTS = 36
-_UNKNOWN_TOPIC = 3
+_CREATE_FIXES = {
+    17: "use only ASCII letters, digits, '.', '_' and '-' (at most 249) in topic names",
+    29: "grant the CREATE ACL on the topic, or have an operator create it",
+    37: "give at least 1 partition",
+    38: "use a replication factor of at most the number of brokers (replication=...)",
+    40: "check the topic configs passed to ensure_topics",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,10 +152,10 @@ def ensure_topics(
             if code == 0:
                 created.append(result["name"])
             elif code != _TOPIC_ALREADY_EXISTS:  # another worker won the race: fine
+                fix = _CREATE_FIXES.get(code, "see the broker log")
                 raise SourceError(
                     f"creating topic {result['name']!r} at {cfg.bootstrap} failed: "
-                    f"{result.get('error_message') or f'error code {code}'}; check the partition "
-                    f"count and that the replication factor ({replication}) is at most the number of brokers"
+                    f"{result.get('error_message') or f'error code {code}'}; {fix}"
                 )
         if created:
             admin.wait_for_topics(created, timeout_ms=timeout_ms)

@@ -443,6 +443,8 @@ def test_replay_reads_exactly_the_range(
     assert len(progress) > 1  # several batches of 16
     assert [p.done for p in progress] == sorted(p.done for p in progress)
     assert progress[-1] == Progress(len(expected), len(expected))
+    # No consumer group: a replay never moves the live worker's offsets.
+    assert set(committed_offsets(cfg, cfg.group, timed_topic).values()) == {None}
 
 
 @pytest.mark.kafka
@@ -627,6 +629,26 @@ def test_ensure_topics_is_idempotent(cfg: KafkaConfig, drop_topics: list[str]) -
     assert partitions_for(cfg, a) == [0, 1, 2]
     assert partitions_for(cfg, c) == [0, 1]
     assert end_offsets(cfg, a) == {0: 0, 1: 0, 2: 0}
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize(
+    ("topics", "replication", "fix"),
+    [
+        pytest.param(
+            {"ok-name-x": 1},
+            3,
+            "replication factor of at most the number of brokers",
+            id="replication",
+        ),
+        pytest.param({"bad topic!": 1}, 1, "use only ASCII letters", id="bad-name"),
+    ],
+)
+def test_ensure_topics_says_the_fix(
+    cfg: KafkaConfig, topics: dict[str, int], replication: int, fix: str
+) -> None:
+    with pytest.raises(SourceError, match=fix):
+        ensure_topics(cfg, topics, replication=replication)
 
 
 @pytest.mark.kafka
