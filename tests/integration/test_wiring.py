@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -20,6 +22,8 @@ from typing import Any
 
 import pytest
 
+ROOT = Path(__file__).resolve().parents[2]
+KAFKA_SCRIPT = ROOT / "scripts" / "kafka"
 N_EVENTS = 300
 PARTITIONS = 3
 DEADLINE_S = 90.0
@@ -228,3 +232,68 @@ def test_row_round_trips_through_embedded_clickhouse(ch_database: tuple[Any, str
         "SELECT sumForEach(counts) FROM wiring WHERE length(counts) > 0"
     ).result_rows
     assert merged == [([1, 2, 3],)]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _run_script(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(KAFKA_SCRIPT), *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_kafka_script_leaves_an_external_broker_alone(tmp_path: Path) -> None:
+    env = {**os.environ, "KAFKA_BOOTSTRAP": "broker.example:9092", "KAFKA_STATE_DIR": str(tmp_path)}
+    started = _run_script("start", env=env)
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.strip() == "broker.example:9092"
+    assert "not starting one" in started.stderr
+    assert _run_script("bootstrap", env=env).stdout.strip() == "broker.example:9092"
+    assert _run_script("stop", env=env).returncode == 0
+    assert not (tmp_path / "kafka.pid").exists()
+
+
+def test_kafka_script_says_how_to_install_java(tmp_path: Path) -> None:
+    # A PATH with the few tools the script needs before it looks for java, and no java.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "dirname", "mkdir", "flock", "date", "cat"):
+        found = shutil.which(tool)
+        if found:
+            (bin_dir / tool).symlink_to(found)
+    env = {
+        "PATH": str(bin_dir),
+        "HOME": str(tmp_path),
+        "KAFKA_PORT": str(_free_port()),
+        "KAFKA_CONTROLLER_PORT": str(_free_port()),
+        "KAFKA_STATE_DIR": str(tmp_path / "state"),
+    }
+    result = subprocess.run(
+        [str(bin_dir / "bash"), str(KAFKA_SCRIPT), "start"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "java not found" in result.stderr
+    assert "apt-get install -y openjdk-17-jre-headless" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        pytest.param(["frobnicate"], {}, "usage: scripts/kafka", id="unknown-command"),
+        pytest.param(["stop"], {"KAFKA_LEASE": "me"}, "must be a process id", id="bad-lease"),
+    ],
+)
+def test_kafka_script_usage_errors(args: list[str], env: dict[str, str], message: str) -> None:
+    result = _run_script(*args, env={**os.environ, **env})
+    assert result.returncode == 2
+    assert message in result.stderr
