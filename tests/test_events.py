@@ -206,7 +206,7 @@ BAD_PREDICTIONS = [
     pytest.param(prediction(ts=True), "schema", "$.ts", "got bool true", id="ts-bool"),
     pytest.param(prediction(ts="yesterday"), "schema", "$.ts", 'got string "yesterday"', id="ts-not-a-time"),
     pytest.param(prediction(ts="2024-05-01T12:00:00"), "schema", "$.ts", "offset or 'Z'", id="ts-no-offset"),
-    pytest.param(prediction(ts="2024-05-01"), "schema", "$.ts", "offset or 'Z'", id="ts-date-only"),
+    pytest.param(prediction(ts="2024-05-01"), "schema", "$.ts", "such as '2024-05-01T12:00:00Z'", id="ts-date-only"),
     pytest.param(prediction(ts="2024-02-30T00:00:00Z"), "schema", "$.ts", "2024-02-30", id="ts-no-such-day"),
     pytest.param(prediction(ts=-1), "schema", "$.ts", "between 1970-01-01 and 9999-12-31", id="ts-negative"),
     pytest.param(prediction(ts=10**20), "schema", "$.ts", "between 1970-01-01 and 9999-12-31", id="ts-year-3-billion"),
