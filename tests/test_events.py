@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -171,6 +172,8 @@ def test_encode_event_writes_ts_as_epoch_ms_and_leaves_out_defaults() -> None:
 def test_constructing_an_event_in_python_normalises_and_checks_ts() -> None:
     text: Any = "1970-01-01T00:00:01Z"  # typed code passes parse_ts(text); the struct takes both
     assert LabelEvent(event_id="a", model="m", ts_ms=text, label=0).ts_ms == 1000
+    instant: Any = datetime(1970, 1, 1, 0, 0, 2, 999_999, tzinfo=UTC)
+    assert MetricEvent(model="m", ts_ms=instant, metrics={}).ts_ms == 2999
     with pytest.raises(DecodeError) as info:
         MetricEvent(model="m", ts_ms=-1, metrics={})
     assert info.value.path == "$.ts"
