@@ -686,3 +686,278 @@ def test_lag_per_partition(cfg: KafkaConfig, make_topic: Callable[..., str], pro
         1: PartitionLag(partition=1, committed=None, end=3, lag=3),
         2: PartitionLag(partition=2, committed=None, end=0, lag=0),
     }
+
+
+# -- TLS and SASL on a broker of our own --------------------------------------------------------
+
+SECURED_JAAS = {
+    "plain": 'org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="alice-secret";',
+    "scram": "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+}
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _broker_libs() -> Path | None:
+    import os
+
+    version = os.environ.get("KAFKA_VERSION", "4.0.2")
+    libs = Path(
+        os.environ.get(
+            "KAFKA_LIBS", Path.home() / ".cache" / "drifthouse" / f"kafka-{version}" / "libs"
+        )
+    )
+    return libs if (libs / ".complete").exists() or any(libs.glob("kafka_2.13-*.jar")) else None
+
+
+@pytest.fixture(scope="module")
+def secured_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A single-node Kafka with SASL_PLAINTEXT, SASL_SSL (PLAIN and SCRAM) and SSL listeners.
+
+    Uses the broker jars that ``scripts/kafka`` caches; skipped when they, java or openssl are
+    missing. Users: ``alice``/``alice-secret`` (PLAIN), ``bob``/``bob-secret`` (SCRAM-SHA-256/512).
+    """
+    libs = _broker_libs()
+    if libs is None or shutil.which("java") is None or shutil.which("openssl") is None:
+        pytest.skip("needs java, openssl and the broker jars (scripts/kafka fetch)")
+    folder = tmp_path_factory.mktemp("secured-kafka")
+
+    def sh(*args: str) -> None:
+        subprocess.run(list(args), check=True, capture_output=True, cwd=folder)
+
+    sh(
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=drifthouse-test-ca",
+    )
+    sh(
+        "openssl",
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    )
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    sh(
+        "openssl",
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+    )
+    sh("openssl", "pkcs8", "-topk8", "-nocrypt", "-in", "server.key", "-out", "server.p8")  # fmt: skip
+    (folder / "keystore.pem").write_text(
+        (folder / "server.p8").read_text() + (folder / "server.pem").read_text()
+    )
+
+    plain, controller, sasl, sasl_ssl, tls = _free_ports(5)
+    lines = [
+        "process.roles=broker,controller",
+        "node.id=1",
+        f"controller.quorum.bootstrap.servers=127.0.0.1:{controller}",
+        "controller.listener.names=CONTROLLER",
+        f"listeners=PLAINTEXT://127.0.0.1:{plain},CONTROLLER://127.0.0.1:{controller},"
+        f"SASL_PLAINTEXT://127.0.0.1:{sasl},SASL_SSL://127.0.0.1:{sasl_ssl},SSL://127.0.0.1:{tls}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{plain},SASL_PLAINTEXT://127.0.0.1:{sasl},"
+        f"SASL_SSL://127.0.0.1:{sasl_ssl},SSL://127.0.0.1:{tls}",
+        "inter.broker.listener.name=PLAINTEXT",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,"
+        "SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL",
+        "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+        "ssl.keystore.type=PEM",
+        f"ssl.keystore.location={folder / 'keystore.pem'}",
+        f"log.dirs={folder / 'data'}",
+        "offsets.topic.replication.factor=1",
+        "offsets.topic.num.partitions=1",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "share.coordinator.state.topic.replication.factor=1",
+        "share.coordinator.state.topic.min.isr=1",
+        "group.initial.rebalance.delay.ms=0",
+        "num.network.threads=1",
+        "num.io.threads=1",
+    ]
+    for listener in ("sasl_plaintext", "sasl_ssl"):
+        lines.append(f"listener.name.{listener}.plain.sasl.jaas.config={SECURED_JAAS['plain']}")
+        for mechanism in ("scram-sha-256", "scram-sha-512"):
+            lines.append(
+                f"listener.name.{listener}.{mechanism}.sasl.jaas.config={SECURED_JAAS['scram']}"
+            )
+    (folder / "server.properties").write_text("\n".join(lines) + "\n")
+    (folder / "log4j2.xml").write_text(
+        '<Configuration status="WARN"><Appenders><File name="f" fileName="'
+        + str(folder / "broker.log")
+        + '"><PatternLayout pattern="[%d] %p %m (%c)%n"/></File></Appenders>'
+        '<Loggers><Root level="warn"><AppenderRef ref="f"/></Root></Loggers></Configuration>'
+    )
+    java = [
+        "java",
+        "-Xmx384m",
+        "-Xms64m",
+        f"-Dlog4j2.configurationFile={folder / 'log4j2.xml'}",
+        "-cp",
+        f"{libs}/*",
+    ]
+    cluster = subprocess.run(
+        [*java, "kafka.tools.StorageTool", "random-uuid"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    subprocess.run(
+        [*java, "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster, "-c",
+         str(folder / "server.properties"),
+         "--add-scram", "SCRAM-SHA-256=[name=bob,password=bob-secret]",
+         "--add-scram", "SCRAM-SHA-512=[name=bob,password=bob-secret]"],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    log = (folder / "stdout.log").open("wb")
+    broker = subprocess.Popen(
+        [*java, "kafka.Kafka", str(folder / "server.properties")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                partitions_for(
+                    KafkaConfig(bootstrap=f"127.0.0.1:{plain}"), "__none__", timeout_ms=2_000
+                )
+            except SourceError as exc:
+                if "does not exist" in str(exc):
+                    break
+            if broker.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the secured test broker did not start; see {folder / 'broker.log'}")
+            time.sleep(0.5)
+        yield {"sasl": sasl, "sasl_ssl": sasl_ssl, "ssl": tls, "ca": folder / "ca.pem"}
+    finally:
+        broker.terminate()
+        try:
+            broker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            broker.kill()
+            broker.wait(timeout=10)
+        log.close()
+
+
+SECURED_CASES = [
+    pytest.param("sasl", {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN",
+                          "sasl_username": "alice", "sasl_password": "alice-secret"}, id="sasl-plaintext-plain"),
+    pytest.param("sasl", {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-256",
+                          "sasl_username": "bob", "sasl_password": "bob-secret"}, id="sasl-plaintext-scram-256"),
+    pytest.param("sasl_ssl", {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
+                              "sasl_username": "bob", "sasl_password": "bob-secret"}, id="sasl-ssl-scram-512"),
+    pytest.param("sasl_ssl", {"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN",
+                              "sasl_username": "alice", "sasl_password": "alice-secret"}, id="sasl-ssl-plain"),
+    pytest.param("ssl", {"security_protocol": "SSL"}, id="ssl"),
+]  # fmt: skip
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+@pytest.mark.parametrize(("listener", "settings"), SECURED_CASES)
+def test_tls_and_sasl_reach_every_client(
+    secured_broker: dict[str, Any],
+    listener: str,
+    settings: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    if settings["security_protocol"] != "SASL_PLAINTEXT":
+        settings = {**settings, "ssl_cafile": secured_broker["ca"]}
+    cfg = KafkaConfig.model_validate(
+        {"bootstrap": f"127.0.0.1:{secured_broker[listener]}", **settings}
+    )
+    topic = f"secured-{listener}-{time.monotonic_ns()}"
+    with caplog.at_level(logging.DEBUG):
+        # kafka-python: admin, dead-letter producer, replay consumer.
+        assert ensure_topics(cfg, {topic: 2}) == [topic]
+        dlq = KafkaDeadLetters(cfg, topic)
+        dlq.send(
+            Message(b"{bad", 1, 9, topic, b"k"), DecodeError("invalid_json", "$", "expected JSON")
+        )
+        dlq.close()
+        (letter,) = read_all(KafkaRangeSource(cfg, dlq.topic))[0]
+        assert letter.value == b"{bad"
+        assert lag(cfg, cfg.group, dlq.topic)[0].lag == 1
+
+        # faust: the worker's credentials, through its aiokafka driver.
+        async def topics_seen_by_faust_client() -> set[str]:
+            auth = credentials_to_aiokafka_auth(faust_credentials(cfg))
+            consumer = AIOKafkaConsumer(bootstrap_servers=cfg.bootstrap, **auth)
+            await consumer.start()
+            try:
+                return set(await consumer.topics())
+            finally:
+                await consumer.stop()
+
+        assert {topic, dlq.topic} <= asyncio.run(topics_seen_by_faust_client())
+    for secret in ("alice-secret", "bob-secret"):
+        assert secret not in caplog.text  # not even in the clients' DEBUG logs
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("listener", "settings", "expected"),
+    [
+        pytest.param("sasl", {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN",
+                              "sasl_username": "alice", "sasl_password": "wrong"},
+                     "SASL login of user 'alice'", id="wrong-password"),
+        pytest.param("ssl", {"security_protocol": "SSL"}, "TLS handshake", id="untrusted-certificate"),
+        pytest.param("sasl", {}, "closed the connection during the handshake", id="plaintext-to-sasl"),
+    ],
+)  # fmt: skip
+def test_security_failures_say_the_fix(
+    secured_broker: dict[str, Any], listener: str, settings: dict[str, Any], expected: str
+) -> None:
+    cfg = KafkaConfig.model_validate(
+        {"bootstrap": f"127.0.0.1:{secured_broker[listener]}", **settings}
+    )
+    with pytest.raises(SourceError, match=expected):
+        partitions_for(cfg, "x", timeout_ms=3_000)
