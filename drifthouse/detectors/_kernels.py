@@ -124,18 +124,6 @@ def numeric_update_kernel(depth: int) -> Callable[..., int]:
 
 
 @njit(cache=True, nogil=True)
-def _check_codes(codes: np.ndarray, n_categories: np.ndarray) -> int:  # pragma: no cover
-    """Row index of the first code outside ``-1 .. K_f + 1`` (``-1`` when all are valid)."""
-    n, f_cat = codes.shape
-    for i in range(n):
-        for j in range(f_cat):
-            c = codes[i, j]
-            if c < -1 or c > n_categories[j] + 1:
-                return i
-    return -1
-
-
-@njit(cache=True, nogil=True)
 def _categorical_update(
     codes: np.ndarray,  # int32 (n, F)
     n_categories: np.ndarray,  # int64 (F,) K_f
@@ -143,9 +131,18 @@ def _categorical_update(
     count: np.ndarray,  # int64 (F,)
     missing: np.ndarray,  # int64 (F,)
     new_category: np.ndarray,  # int64 (F,)
-) -> None:  # pragma: no cover - compiled
-    """Count category codes: ``-1`` missing, ``K_f`` other, ``K_f + 1`` new (counted as other)."""
+) -> int:  # pragma: no cover - compiled
+    """Count category codes: ``-1`` missing, ``K_f`` other, ``K_f + 1`` new (counted as other).
+
+    Returns the first row holding a code outside ``-1 .. K_f + 1`` (and counts nothing), or -1.
+    Validation and counting share one call: dispatch costs more than a pass over a batch.
+    """
     n, f_cat = codes.shape
+    for i in range(n):
+        for j in range(f_cat):
+            c = codes[i, j]
+            if c < -1 or c > n_categories[j] + 1:
+                return i
     for i in range(n):
         for j in range(f_cat):
             c = codes[i, j]
@@ -158,6 +155,7 @@ def _categorical_update(
                 c = k
             counts[j, c] += 1
             count[j] += 1
+    return -1
 
 
 @njit(cache=True, nogil=True)

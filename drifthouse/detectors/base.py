@@ -132,10 +132,6 @@ class State:
             out[k] = a.reshape(arr.shape).copy()
         return cls(layout=env.layout, **out)
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict (lists of numbers; ``inf`` spelt as strings by the caller's encoder)."""
-        return {"layout": self.layout, **{k: v.tolist() for k, v in self.arrays().items()}}
-
 
 class Sketch(Protocol[S]):
     """What every sketch offers (see the module docstring)."""

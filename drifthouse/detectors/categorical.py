@@ -138,14 +138,13 @@ class CategoricalBlock:
             raise SketchError(f"codes must have shape (n, {n_f}) (got {codes.shape})")
         if codes.shape[0] == 0 or n_f == 0:
             return state
-        bad = _kernels._check_codes(codes, self.n_categories)
+        bad = _kernels._categorical_update(
+            codes, self.n_categories, state.counts, state.count, state.missing, state.new_category
+        )
         if bad >= 0:
             raise SketchError(
                 f"row {bad}: codes must lie in -1 .. K_f + 1 per feature (got {codes[bad].tolist()}, K = {self.n_categories.tolist()})"
             )
-        _kernels._categorical_update(
-            codes, self.n_categories, state.counts, state.count, state.missing, state.new_category
-        )
         return state
 
     def merge(self, a: CategoricalState, b: CategoricalState) -> CategoricalState:
