@@ -1,0 +1,26 @@
+"""The runnable examples in the detectors' docstrings stay true."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+from types import ModuleType
+
+import pytest
+
+MODULES = [
+    "drifthouse.detectors.stats",
+    "drifthouse.detectors.numeric",
+    "drifthouse.detectors.categorical",
+    "drifthouse.detectors.quantiles",
+    "drifthouse.detectors.status",
+    "drifthouse.detectors.reference",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name: str) -> None:
+    module: ModuleType = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
+    assert result.attempted > 0
