@@ -553,3 +553,24 @@ def test_window_names() -> None:
     assert WindowConfig(size="15m", hop="1m").name == "15m/1m"
     assert format_duration(90_000) == "90s"
     assert format_duration(1) == "1ms"
+
+
+def test_every_key_is_documented() -> None:
+    from drifthouse import config as cfg
+
+    docs = (ROOT / "docs" / "configuration.md").read_text()
+    example = (ROOT / "examples" / "drifthouse.yaml").read_text()
+    sections = [
+        cfg.KafkaConfig, cfg.StoreConfig, cfg.WindowConfig, cfg.MetricsConfig, cfg.ModelConfig,
+        cfg.RuleConfig, cfg.RouteConfig, cfg.InhibitConfig, cfg.AlertingConfig, cfg.SlackReceiver,
+        cfg.PagerDutyReceiver, cfg.WebhookReceiver, cfg.KafkaReceiver, cfg.Config,
+    ]  # fmt: skip
+    for model in sections:
+        for name, info in model.model_fields.items():
+            key = info.alias or name
+            if key in {"base_dir", "type"}:
+                continue
+            assert f"`{key}`" in docs, f"{model.__name__}.{key} is not in docs/configuration.md"
+            assert f"{key}:" in example, (
+                f"{model.__name__}.{key} is not in examples/drifthouse.yaml"
+            )
