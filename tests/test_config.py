@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import structlog
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from drifthouse import logs
 from drifthouse.config import (
@@ -560,7 +560,7 @@ def test_every_key_is_documented() -> None:
 
     docs = (ROOT / "docs" / "configuration.md").read_text()
     example = (ROOT / "examples" / "drifthouse.yaml").read_text()
-    sections = [
+    sections: list[type[BaseModel]] = [
         cfg.KafkaConfig, cfg.StoreConfig, cfg.WindowConfig, cfg.MetricsConfig, cfg.ModelConfig,
         cfg.RuleConfig, cfg.RouteConfig, cfg.InhibitConfig, cfg.AlertingConfig, cfg.SlackReceiver,
         cfg.PagerDutyReceiver, cfg.WebhookReceiver, cfg.KafkaReceiver, cfg.Config,
