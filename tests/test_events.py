@@ -452,3 +452,14 @@ def test_decode_batch_agrees_with_decode(raws: list[bytes]) -> None:
         with pytest.raises(DecodeError) as info:
             PREDICTIONS.decode(raws[i], now_ms=NOW)
         assert (info.value.reason, info.value.path) == (error.reason, error.path)
+
+
+def test_the_examples_in_the_docs_decode() -> None:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "events.md").read_text()
+    blocks = re.findall(r"```json\n(.*?)```", text, re.DOTALL)
+    assert len(blocks) == 3
+    for decoder, block in zip((PREDICTIONS, LABELS, METRICS), blocks, strict=True):
+        decoder.decode(block.encode())
