@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
@@ -187,6 +188,14 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True):
         if self.format != FORMAT:
             raise ProfileError(
                 f"profile format {self.format} is not supported (expected {FORMAT}); rebuild it with `drifthouse profile`"
+            )
+        try:
+            moment = datetime.fromisoformat(self.created_at.replace("Z", "+00:00"))
+        except ValueError:
+            moment = None
+        if moment is None or moment.tzinfo is None:
+            raise ProfileError(
+                f"created_at must be an RFC 3339 time with a zone, e.g. '2026-01-01T00:00:00Z' (got {self.created_at!r})"
             )
         names = [f.name for f in self.features]
         if len(set(names)) != len(names):

@@ -83,6 +83,12 @@ def test_categorical_feature_profile_keeps_rare_categories_apart_from_new_ones()
             lambda d: d["features"][0].update(missing_rate=2.0), "missing_rate", id="rate-range"
         ),
         pytest.param(lambda d: d.pop("model"), "model", id="missing-field"),
+        pytest.param(lambda d: d.update(created_at="yesterday"), "RFC 3339", id="bad-created-at"),
+        pytest.param(
+            lambda d: d.update(created_at="2026-01-01T00:00:00"),
+            "zone",
+            id="created-at-without-zone",
+        ),
         pytest.param(
             lambda d: d["features"].append(d["features"][0]), "twice", id="duplicate-feature"
         ),
