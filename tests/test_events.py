@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -455,11 +457,9 @@ def test_decode_batch_agrees_with_decode(raws: list[bytes]) -> None:
 
 
 def test_the_examples_in_the_docs_decode() -> None:
-    import re
-    from pathlib import Path
-
     text = (Path(__file__).resolve().parents[1] / "docs" / "events.md").read_text()
     blocks = re.findall(r"```json\n(.*?)```", text, re.DOTALL)
     assert len(blocks) == 3
-    for decoder, block in zip((PREDICTIONS, LABELS, METRICS), blocks, strict=True):
+    decoders: list[EventDecoder[Any]] = [PREDICTIONS, LABELS, METRICS]
+    for decoder, block in zip(decoders, blocks, strict=True):
         decoder.decode(block.encode())
