@@ -102,6 +102,28 @@ def _is_number(v: object) -> bool:
     )
 
 
+_NUMBER_TYPES = frozenset({int, float, np.float64, np.float32, np.int64, np.int32, type(None)})
+
+
+def _numeric_pairs(
+    y_true: np.ndarray | Sequence[Any], y_pred: np.ndarray | Sequence[Any]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Both columns as float arrays without missing rows, if both hold only numbers."""
+
+    def as_float(col: np.ndarray | Sequence[Any]) -> np.ndarray | None:
+        if isinstance(col, np.ndarray) and col.dtype.kind in "iuf":
+            return col.astype(np.float64)
+        if set(map(type, col)) <= _NUMBER_TYPES:
+            return np.asarray([np.nan if v is None else v for v in col], dtype=np.float64)
+        return None
+
+    y, p = as_float(y_true), as_float(y_pred)
+    if y is None or p is None:
+        return None
+    ok = ~np.isnan(y) & ~np.isnan(p)
+    return y[ok], p[ok]
+
+
 def reference_metrics(
     *,
     y_true: np.ndarray | Sequence[Any],
@@ -121,6 +143,15 @@ def reference_metrics(
         raise ProfileError(
             f"label and prediction columns differ in length ({len(y_true)} vs {len(y_pred)})"
         )
+    fast = _numeric_pairs(y_true, y_pred)
+    if fast is not None and task != "classification":
+        y, p = fast
+        if y.size == 0:
+            return ("classification" if task == "auto" else task), {}
+        binary = bool(np.all((y == 0) | (y == 1)))
+        if task == "regression" or not binary:
+            return "regression", regression_metrics(y_true=y, y_pred=p)
+        return "classification", binary_metrics(y_true=y == 1, score=p, threshold=threshold)
     pairs = [
         (t, p)
         for t, p in zip(y_true, y_pred, strict=True)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
+import numpy as np
 
 from drifthouse.config import MetricsConfig
 from drifthouse.detectors.reference import Profile, ProfileSettings, build_profile, prediction_score
@@ -155,30 +155,31 @@ def profile_from_jsonl(
     )
 
 
-def _parse_cell(text: str) -> object:
-    """A CSV cell: empty is missing, numbers are floats, everything else stays text."""
-    if text == "":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        return text
+def _arrow_columns(table: Any) -> dict[str, Any]:
+    """Columns of a pyarrow table: float arrays for complete numeric columns (fast), lists
+    otherwise (``None`` missing, NaN non-finite); meta columns as text."""
+    import pyarrow as pa
 
-
-def _numeric_or_text(column: list[object]) -> list[object]:
-    """Keep a column numeric only if every present cell parsed as a number."""
-    if all(v is None or isinstance(v, float) for v in column):
-        return column
-    return [None if v is None else (_float_text(v) if isinstance(v, float) else v) for v in column]
-
-
-def _float_text(v: float) -> str:
-    return str(int(v)) if math.isfinite(v) and v.is_integer() else repr(v)
+    columns: dict[str, Any] = {}
+    for name in table.column_names:
+        col = table.column(name)
+        t = col.type
+        if name in _META:
+            columns[name] = [None if v is None else str(v) for v in col.to_pylist()]
+        elif pa.types.is_integer(t) or pa.types.is_floating(t):
+            arr = col.to_numpy().astype(np.float64)
+            complete = col.null_count == 0 and not np.isnan(arr).any()
+            columns[name] = arr if complete else col.to_pylist()
+        elif pa.types.is_boolean(t) or pa.types.is_string(t) or pa.types.is_large_string(t):
+            columns[name] = col.to_pylist()
+        else:
+            columns[name] = [None if v is None else str(v) for v in col.to_pylist()]
+    return columns
 
 
 def _table_profile(
     path: str | Path,
-    columns: dict[str, list[object]],
+    columns: dict[str, Any],
     *,
     model: str,
     model_version: str,
@@ -206,11 +207,15 @@ def _table_profile(
             raise ProfileError(
                 f"{path}: no rows of model {model!r} in column 'model'; check --model"
             )
-        columns = {k: [v[i] for i in keep] for k, v in columns.items()}
+        idx = np.asarray(keep, dtype=np.intp)
+        columns = {
+            k: v[idx] if isinstance(v, np.ndarray) else [v[i] for i in keep]
+            for k, v in columns.items()
+        }
     special = {ts_col, pred_col, label_col, lat_col, status_col, *_META} - {None}
     selected = _select([n for n in names if n not in special], include, exclude)
 
-    def num(col: str | None) -> list[object] | None:
+    def num(col: str | None) -> Any:
         return None if col is None else columns[col]
 
     return build_profile(
@@ -223,7 +228,7 @@ def _table_profile(
         prediction=num(pred_col),
         label=num(label_col),
         latency_ms=num(lat_col),
-        status=[None if v is None else int(v) for v in columns[status_col]] if status_col else None,  # type: ignore[call-overload]
+        status=[None if v is None else int(v) for v in columns[status_col]] if status_col else None,
         threshold=threshold,
         task=task,
     )
@@ -254,33 +259,23 @@ def profile_from_csv(
     ``event_id`` are taken as those fields unless other names are given; rows whose ``model``
     differs from ``model`` are skipped.
     """
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
     try:
         with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            if not header:
-                raise ProfileError(f"{path}: empty CSV file (expected a header row)")
-            cols: list[list[object]] = [[] for _ in header]
-            for lineno, row in enumerate(reader, 2):
-                if not row:
-                    continue
-                if len(row) != len(header):
-                    raise ProfileError(
-                        f"{path}:{lineno}: {len(row)} cells but the header has {len(header)}"
-                    )
-                for c, cell in zip(cols, row, strict=True):
-                    c.append(_parse_cell(cell))
+            header = next(csv.reader(fh), None)
     except UnicodeDecodeError as exc:
         raise ProfileError(f"{path}: not UTF-8 text ({exc})") from exc
+    if not header:
+        raise ProfileError(f"{path}: empty CSV file (expected a header row)")
     if len(set(header)) != len(header):
         raise ProfileError(f"{path}: duplicate column names in the header {header}")
-    columns = {h: _numeric_or_text(c) for h, c in zip(header, cols, strict=True)}
-    for key in ("model", "model_version", "event_id"):
-        if key in columns:
-            columns[key] = [
-                None if v is None else (_float_text(v) if isinstance(v, float) else v)
-                for v in columns[key]
-            ]
+    try:
+        table = pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(strings_can_be_null=True))
+    except (OSError, pa.ArrowException) as exc:
+        raise ProfileError(f"{path}: cannot read CSV ({exc})") from exc
+    columns = _arrow_columns(table)
     return _table_profile(
         path, columns, model=model, model_version=model_version, created_at=created_at, settings=settings,
         timestamp=timestamp, prediction=prediction, label=label, latency=latency, status=status,
@@ -317,21 +312,7 @@ def profile_from_parquet(
         table = pq.read_table(path)
     except (OSError, pa.ArrowException) as exc:
         raise ProfileError(f"{path}: cannot read Parquet ({exc})") from exc
-    columns: dict[str, list[object]] = {}
-    for name in table.column_names:
-        col = table.column(name)
-        t = col.type
-        values = col.to_pylist()
-        if (
-            pa.types.is_integer(t)
-            or pa.types.is_floating(t)
-            or pa.types.is_boolean(t)
-            or pa.types.is_string(t)
-            or pa.types.is_large_string(t)
-        ):
-            columns[name] = values
-        else:
-            columns[name] = [None if v is None else str(v) for v in values]
+    columns = _arrow_columns(table)
     return _table_profile(
         path, columns, model=model, model_version=model_version, created_at=created_at, settings=settings,
         timestamp=timestamp, prediction=prediction, label=label, latency=latency, status=status,

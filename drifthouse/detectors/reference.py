@@ -340,9 +340,15 @@ def _is_number(v: object) -> bool:
     )
 
 
+_NUMBER_TYPES = frozenset({int, float, np.float64, np.float32, np.int64, np.int32, type(None)})
+
+
 def _kind_of(column: np.ndarray | Sequence[Any]) -> Literal["numeric", "categorical"]:
     if isinstance(column, np.ndarray) and column.dtype != object:
         return "numeric" if column.dtype.kind in "iuf" else "categorical"
+    types = set(map(type, column))
+    if types <= _NUMBER_TYPES:  # the common case, checked at C speed
+        return "numeric" if types - {type(None)} else "categorical"
     seen = [v for v in column if v is not None]
     if seen and all(_is_number(v) for v in seen):
         return "numeric"

@@ -98,3 +98,15 @@ def test_reference_metrics_picks_the_task(
     assert got_task == task
     assert set(metrics) == keys
     assert all(math.isfinite(v) for v in metrics.values())
+
+
+def test_numeric_fast_path_agrees_with_the_general_one() -> None:
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 500)
+    s = rng.random(500)
+    fast = labels.reference_metrics(y_true=y, y_pred=s)
+    general = labels.reference_metrics(y_true=[str(v) for v in y], y_pred=list(s))
+    assert fast[0] == general[0] == "classification"
+    assert fast[1] == pytest.approx(general[1])
+    yr = rng.normal(size=200)
+    assert labels.reference_metrics(y_true=yr, y_pred=yr + 0.1)[0] == "regression"

@@ -267,7 +267,7 @@ def test_profile_from_parquet_matches_csv(tmp_path: Path) -> None:
     [
         pytest.param("x.txt", "a\n1\n", "suffix", id="unknown-suffix"),
         pytest.param("x.csv", "", "empty CSV", id="empty-csv"),
-        pytest.param("x.csv", "a,b\n1\n", "cells", id="ragged-csv"),
+        pytest.param("x.csv", "a,b\n1\n", "columns", id="ragged-csv"),
         pytest.param("x.parquet", "not parquet", "Parquet", id="bad-parquet"),
     ],
 )
