@@ -25,6 +25,7 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import ssl
@@ -91,8 +92,8 @@ def _check_auth(cfg: KafkaConfig) -> None:
         raise ConfigError(f"{len(problems)} problem(s) in the kafka settings", problems)
 
 
-# kafka-python's (and aiokafka's) DEBUG log shows each request, the SASL PLAIN login (user and password) and
-# the raw bytes sent included. This filter masks every password drifthouse handed to a client
+# kafka-python's (and aiokafka's) DEBUG log shows each request, the SASL PLAIN login (user
+# and password) and the raw bytes sent included. This filter masks every password drifthouse handed to a client
 # in records of the loggers that print them, so turning on debug logging never leaks one.
 _KNOWN_SECRETS: set[str] = set()
 _LEAKY_LOGGERS = (
@@ -269,6 +270,19 @@ def open_client(
     from kafka.errors import KafkaError
 
     kwargs = client_kwargs(cfg, **overrides)
+    # kafka-python starts its network thread before it bootstraps and leaves it running when
+    # the bootstrap fails; keep hold of the network client so a failed start can close it
+    # (a worker retrying its connection would otherwise gather threads).
+    started: list[Any] = []
+    network = getattr(factory, "DEFAULT_CONFIG", {}).get("kafka_client")
+    if network is not None and "kafka_client" not in kwargs:
+
+        def tracked(*args: Any, **options: Any) -> Any:
+            client = network(*args, **options)
+            started.append(client)
+            return client
+
+        kwargs["kafka_client"] = tracked
     handler = _FailureLog()
     loggers = [logging.getLogger(name) for name in _FAILURE_LOGGERS]
     for logger in loggers:
@@ -276,6 +290,9 @@ def open_client(
     try:
         return factory(**kwargs)
     except (KafkaError, OSError) as exc:
+        for client in started:
+            with contextlib.suppress(Exception):
+                client.close()
         raise translate(exc, cfg, doing, topic=topic, causes=handler.causes) from exc
     finally:
         for logger in loggers:

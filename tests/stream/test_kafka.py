@@ -278,6 +278,10 @@ def closed_port_cfg() -> KafkaConfig:
 def test_unreachable_broker_is_a_source_error(
     closed_port_cfg: KafkaConfig, call: Callable[[KafkaConfig], Any]
 ) -> None:
+    def io_threads() -> int:
+        return sum(t.name.startswith("kafka-io-") for t in threading.enumerate())
+
+    before = io_threads()
     started = time.monotonic()
     with pytest.raises(SourceError) as info:
         call(closed_port_cfg)
@@ -285,6 +289,11 @@ def test_unreachable_broker_is_a_source_error(
     assert closed_port_cfg.bootstrap in message
     assert "scripts/kafka start" in message
     assert time.monotonic() - started < 15
+    # kafka-python leaves its network thread running after a failed bootstrap; we close it.
+    deadline = time.monotonic() + 5
+    while io_threads() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert io_threads() <= before
 
 
 @pytest.fixture
