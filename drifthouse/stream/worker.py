@@ -244,7 +244,16 @@ def build_app(
         # metadata; the checkpoint travels in the metadata, so commit through that thread.
         thread = app.consumer._thread
         consumer = thread._ensure_consumer()
-        await thread.call_thread(consumer.commit, offsets)
+        try:
+            await thread.call_thread(consumer.commit, offsets)
+        except Exception as exc:
+            # Refused during or after a rebalance: the partitions' new owners resume from the
+            # last commit that went through, which is always a consistent checkpoint.
+            log.warning(
+                "worker.commit_refused",
+                error=str(exc),
+                partitions=sorted(tp.partition for tp in offsets),
+            )
 
     async def commit_source() -> None:
         if not source.stages:
@@ -260,16 +269,15 @@ def build_app(
     @app.agent(predictions, concurrency=1)  # type: ignore[untyped-decorator]
     async def consume(stream: Any) -> None:
         async for events in stream.noack().take_events(kcfg.batch_size, within=0.25):
+            # Only partitions still ours: a batch fetched before a rebalance may hold others.
+            assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == kcfg.topic}
             msgs = [
-                Message(
-                    e.message.value,
-                    e.message.partition,
-                    e.message.offset,
-                    e.message.topic,
-                    e.message.key,
-                )
-                for e in events
+                Message(m.value, m.partition, m.offset, m.topic, m.key)
+                for m in (e.message for e in events)
+                if m.partition in assigned
             ]
+            if not msgs:
+                continue
             new = sorted({m.partition for m in msgs} - set(source.stages))
             if new:
                 commits = await asyncio.get_running_loop().run_in_executor(
@@ -325,7 +333,9 @@ def build_app(
                 mark = (stage.watermark, idle)
                 if sent.get(p) != mark:  # only changes, so a quiet topic stays quiet
                     sent[p] = mark
-                    await partials.send(key=b"", value=encode_watermark(p, stage.watermark, idle=idle))
+                    await partials.send(
+                        key=b"", value=encode_watermark(p, stage.watermark, idle=idle)
+                    )
         ticks[0] += 1
         if ticks[0] % 10:
             return
@@ -341,22 +351,61 @@ def build_app(
 
     @app.on_partitions_revoked.connect  # type: ignore[untyped-decorator]
     async def revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
-        # Commit what is safe now; the next owner (maybe us) resumes from that checkpoint.
-        async with commit_lock:
-            try:
-                await commit_source()
-            except (
-                Exception
-            ) as exc:  # a commit during a rebalance may be refused: the last one stands
-                log.warning("worker.commit_on_revoke_failed", error=str(exc))
+        # No commit here: this runs inside the consumer's rebalance callback, and a commit
+        # would wait on that very consumer. Every batch already committed its checkpoint, so
+        # the next owner (maybe this worker again) resumes exactly from there.
         source.drop(list(source.stages))
         mine = {tp.partition for tp in revoked if tp.topic == kcfg.partials_topic}
         if mine and state["merge"] is not None:
             await asyncio.get_running_loop().run_in_executor(None, _close_merger, state)
 
-    app.drifthouse_source = source  # for health endpoints and tests
+    started = time.monotonic()
+
+    @app.page("/drifthouse/health/")  # type: ignore[untyped-decorator]
+    async def health(view: Any, request: Any) -> Any:
+        """Progress and health as JSON: partitions, lag, events/s, open windows, the merger."""
+        return view.json(_health(app, kcfg.topic, source, state, time.monotonic() - started))
+
+    app.drifthouse_source = source  # for tests
     app.drifthouse_state = state
     return app
+
+
+def _health(
+    app: Any, topic: str, source: SourceSide, state: dict[str, Any], uptime: float
+) -> dict[str, Any]:
+    from faust.types import TP
+
+    partitions = {}
+    for p, stage in sorted(source.stages.items()):
+        try:
+            high = app.consumer.highwater(TP(topic, p))
+        except Exception:  # not known yet right after an assignment
+            high = None
+        partitions[str(p)] = {
+            "position": stage.next_offset,
+            "lag": None if high is None else max(int(high) - stage.next_offset, 0),
+            "watermark": stage.watermark,
+            "open_panes": stage.windows.open_windows(),
+        }
+    merge: MergeSide | None = state["merge"]
+    return {
+        "status": "ok",
+        "uptime_s": round(uptime, 1),
+        "events": source.stats.events,
+        "invalid_events": source.stats.invalid,
+        "late_events": source.stats.late,
+        "events_per_second": round(source.stats.events / uptime, 1) if uptime > 0 else 0.0,
+        "partitions": partitions,
+        "merger": None
+        if merge is None
+        else {
+            "pending_windows": len(merge.stage.pending_keys()),
+            "windows_written": merge.stage.stats.windows,
+            "rows_written": merge.stage.stats.rows,
+            "next_offset": merge.next_offset,
+        },
+    }
 
 
 def _alert(alerting: Any, sink: Sink, result: WindowResult) -> None:
