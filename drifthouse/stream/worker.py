@@ -22,17 +22,20 @@ only after the rows are flushed to the store, at the oldest partial of a window 
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec
 
 from drifthouse.config import Config
 from drifthouse.detectors.reference import Profile
+from drifthouse.errors import StoreError
 from drifthouse.logs import get_logger
 from drifthouse.rows import AlertRow
 from drifthouse.sinks.base import Sink
@@ -226,6 +229,10 @@ def build_app(
         topic_allow_declare=False,
         stream_wait_empty=False,
         broker_commit_every=2**31,
+        # A worker that dies mid-rebalance leaves no LeaveGroup behind: the group waits this
+        # long for it, so keep it short (Kafka's floor is 6 s).
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
         broker_commit_interval=10**7,
         web_enabled=web_port is not None,
         web_port=web_port or 6066,
@@ -233,9 +240,18 @@ def build_app(
         datadir=str(datadir) if datadir else None,
         autodiscover=False,
     )
+    # faust commits the offsets it has read when a worker stops or loses partitions, with no
+    # metadata, which would overwrite the checkpoints below and skip the open panes' events on
+    # the next start. drifthouse commits only checkpoints (commit() below), so faust's own
+    # commit path is switched off for this consumer.
+    async def _no_commit(offsets: Any) -> bool:
+        return True
+
+    app.consumer._commit = _no_commit
     predictions = app.topic(kcfg.topic, value_serializer="raw", key_serializer="raw")
     partials = app.topic(kcfg.partials_topic, value_serializer="raw", key_serializer="raw")
     commit_lock = asyncio.Lock()
+    merge_lock = asyncio.Lock()
     ticks = [0]
     sent: dict[int, tuple[int, bool]] = {}
 
@@ -278,48 +294,72 @@ def build_app(
             ]
             if not msgs:
                 continue
-            new = sorted({m.partition for m in msgs} - set(source.stages))
-            if new:
-                commits = await asyncio.get_running_loop().run_in_executor(
-                    None, read_commits, kcfg, kcfg.group, kcfg.topic, new
-                )
-                for p in new:
-                    found = commits.get(p)
-                    cp = Checkpoint.decode(found[1]) if found and found[1] else None
-                    source.open(p, cp)
-            async with commit_lock:
-                # Partials and the watermark that releases them go out in order, and no
-                # heartbeat slips in between.
-                for key, value in source.process(msgs):
-                    await partials.send(key=key, value=value)
-                await commit_source()
+            try:
+                await source_batch(msgs)
+            except Exception as exc:
+                _fatal("source", exc)
+
+    async def source_batch(msgs: list[Message]) -> None:
+        new = sorted({m.partition for m in msgs} - set(source.stages))
+        if new:
+            commits = await asyncio.get_running_loop().run_in_executor(
+                None, read_commits, kcfg, kcfg.group, kcfg.topic, new
+            )
+            for p in new:
+                found = commits.get(p)
+                cp = Checkpoint.decode(found[1]) if found and found[1] else None
+                source.open(p, cp)
+        async with commit_lock:
+            # Partials and the watermark that releases them go out in order, and no
+            # heartbeat slips in between.
+            for key, value in source.process(msgs):
+                await partials.send(key=key, value=value)
+            await commit_source()
 
     @app.agent(partials, concurrency=1)  # type: ignore[untyped-decorator]
     async def merge(stream: Any) -> None:
         async for events in stream.noack().take_events(256, within=0.25):
-            side = state["merge"]
-            if side is None:
-                sink = open_sink()
-                alerts = alerting() if alerting is not None else None
-                side = MergeSide(config, specs, sketches, sink, source_partitions)
-                if alerts is not None:
-                    side.on_window.append(partial(_alert, alerts, sink))
-                commits = await asyncio.get_running_loop().run_in_executor(
-                    None, read_commits, kcfg, kcfg.group, kcfg.partials_topic, [0]
-                )
-                found = commits.get(0)
-                if found and found[1]:
-                    side.restore(found[1])
-                state.update(merge=side, sink=sink, alerting=alerts)
-            side.process([(e.message.offset, e.message.value) for e in events])
-            await asyncio.get_running_loop().run_in_executor(None, side.sink.flush)
-            if state["alerting"] is not None:
-                state["alerting"].save_state()
-            offset, metadata = side.checkpoint()
+            async with merge_lock:
+                if not any(tp.topic == kcfg.partials_topic for tp in app.consumer.assignment()):
+                    continue  # fetched before a rebalance took the partials away
+                try:
+                    checkpoint = await merge_batch(
+                        [(e.message.offset, e.message.value) for e in events]
+                    )
+                except Exception as exc:
+                    _fatal("merger", exc)
+            # Committed outside the lock: the rebalance callback takes that lock to close the
+            # store, and a commit waits for the consumer, which waits for that callback.
+            offset, metadata = checkpoint
             async with commit_lock:
                 await commit(
                     {TopicPartition(kcfg.partials_topic, 0): OffsetAndMetadata(offset, metadata)}
                 )
+
+    async def merge_batch(messages: list[tuple[int, bytes]]) -> tuple[int, str]:
+        loop = asyncio.get_running_loop()
+        side = state["merge"]
+        if side is None:
+            # The embedded store admits one process: wait for the previous merger to let go.
+            sink = await loop.run_in_executor(None, _open_when_free, open_sink)
+            alerts = alerting() if alerting is not None else None
+            side = MergeSide(config, specs, sketches, sink, source_partitions)
+            if alerts is not None:
+                side.on_window.append(partial(_alert, alerts, sink))
+            commits = await loop.run_in_executor(
+                None, read_commits, kcfg, kcfg.group, kcfg.partials_topic, [0]
+            )
+            found = commits.get(0)
+            if found and found[1]:
+                side.restore(found[1])
+            state.update(merge=side, sink=sink, alerting=alerts)
+            log.info("merger.start", resume=found[0] if found else None)
+        side.process(messages)
+        await loop.run_in_executor(None, side.sink.flush)
+        if state["alerting"] is not None:
+            state["alerting"].save_state()
+        checkpoint: tuple[int, str] = side.checkpoint()
+        return checkpoint
 
     @app.timer(1.0)  # type: ignore[untyped-decorator]
     async def heartbeat() -> None:
@@ -354,10 +394,14 @@ def build_app(
         # No commit here: this runs inside the consumer's rebalance callback, and a commit
         # would wait on that very consumer. Every batch already committed its checkpoint, so
         # the next owner (maybe this worker again) resumes exactly from there.
+        log.info("worker.revoked", partitions=sorted((tp.topic, tp.partition) for tp in revoked))
         source.drop(list(source.stages))
         mine = {tp.partition for tp in revoked if tp.topic == kcfg.partials_topic}
-        if mine and state["merge"] is not None:
-            await asyncio.get_running_loop().run_in_executor(None, _close_merger, state)
+        if mine:
+            async with merge_lock:  # never close the store under a batch being written
+                if state["merge"] is not None:
+                    await asyncio.get_running_loop().run_in_executor(None, _close_merger, state)
+        log.info("worker.revoke_done")
 
     started = time.monotonic()
 
@@ -412,6 +456,29 @@ def _alert(alerting: Any, sink: Sink, result: WindowResult) -> None:
     rows: list[AlertRow] = alerting.process(result.metrics, watermark=result.end)
     if rows:
         sink.write(rows)
+
+
+def _fatal(part: str, exc: BaseException) -> NoReturn:
+    """An unexpected error ends the process: a supervisor restarts it and the restart resumes
+    exactly from the last checkpoint, which beats a worker that stays up with a dead agent."""
+    log.error("worker.fatal", part=part, error=repr(exc), exc_info=exc)
+    sys.stderr.flush()
+    os._exit(70)
+
+
+def _open_when_free(open_sink: Callable[[], Sink], timeout_s: float = 120.0) -> Sink:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return open_sink()
+        except StoreError as exc:
+            locked = "lock" in str(exc).lower() or "EmbeddedServer" in str(exc)
+            if not locked or time.monotonic() > deadline:
+                raise
+            log.info(
+                "merger.waiting_for_store", reason="another process still holds the embedded store"
+            )
+            time.sleep(0.5)
 
 
 def _close_merger(state: dict[str, Any]) -> None:
