@@ -10,9 +10,9 @@ error, every problem as ``file:line path: message``) without a traceback, unless
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -22,6 +22,9 @@ from rich.text import Text
 from drifthouse import __version__, logs
 from drifthouse.config import Config, ConfigReport, check_config
 from drifthouse.errors import ConfigError, DrifthouseError, UsageError
+
+if TYPE_CHECKING:
+    from drifthouse.alerts.silences import ClickHouseSilenceStore
 
 __all__ = ["app", "main"]
 
@@ -138,23 +141,399 @@ def version() -> None:
     out.print(f"drifthouse {__version__}")
 
 
-# -- commands wired by the pipeline (CONTRACTS section 6) ------------------------------------------
-# Each command below loads the config with drifthouse.config.load_config (never in the library)
-# and calls one library function. Placeholders, in this order:
-#
-# demo      drifthouse demo [--store DSN]
-#           the whole pipeline on synthetic events with drift, errors and latency regressions.
-# profile   drifthouse profile INPUT --model M [--model-version V] [--out FILE]
-#           a reference profile from CSV, Parquet, JSONL or a Kafka time range.
-# run       drifthouse run -c drifthouse.yaml
-#           the Kafka worker.
-# replay    drifthouse replay -c drifthouse.yaml --source kafka:TOPIC|file:PATH
-#           [--labels kafka:TOPIC|file:PATH] [--from T] [--to T] [--run-id ID] [--notify]
-#           history through the same pipeline, with a progress bar.
-# sql       drifthouse sql "SELECT ..."   queries the configured store.
-# migrate   drifthouse migrate -c drifthouse.yaml   creates or upgrades the ClickHouse tables.
-# silence   drifthouse silence ...   mutes alerts matching labels for a while.
-# produce   drifthouse produce ...   sends events (a file or synthetic) to a topic.
+# -- the pipeline (CONTRACTS section 6) ---------------------------------------------------------
+
+
+@app.command()
+def demo(
+    store: Annotated[
+        str | None,
+        typer.Option(help="Store DSN (default: an embedded store in ./demo-data)."),
+    ] = None,
+    minutes: Annotated[
+        int | None, typer.Option(help="Stop after this many minutes of wall time.")
+    ] = None,
+    days: Annotated[float, typer.Option(help="Simulated days of traffic.")] = 3.0,
+) -> None:
+    """The whole pipeline on one machine: synthetic traffic with injected faults, no services."""
+    from drifthouse.demo import run_demo
+
+    run_demo(store=store, days=days, minutes=minutes, console=out)
+
+
+@app.command()
+def profile(
+    input: Annotated[Path, typer.Argument(help="CSV, Parquet or JSONL (prediction events).")],
+    model: Annotated[str, typer.Option(help="The model the profile is for.")],
+    model_version: Annotated[str, typer.Option(help="The model version.")] = "unknown",
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Where to write the profile JSON.")
+    ] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="csv, parquet or jsonl (default: suffix).")
+    ] = None,
+    timestamp: Annotated[str | None, typer.Option(help="Timestamp column (CSV/Parquet).")] = None,
+    prediction: Annotated[str | None, typer.Option(help="Prediction column.")] = None,
+    label: Annotated[str | None, typer.Option(help="Label column.")] = None,
+    latency: Annotated[str | None, typer.Option(help="Latency column (ms).")] = None,
+    status: Annotated[str | None, typer.Option(help="HTTP status column.")] = None,
+    include: Annotated[
+        list[str] | None, typer.Option(help="Only these features (repeatable).")
+    ] = None,
+    exclude: Annotated[list[str] | None, typer.Option(help="Leave these features out.")] = None,
+    threshold: Annotated[float, typer.Option(help="Class threshold for label metrics.")] = 0.5,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Take bins and eps from this config.")
+    ] = None,
+) -> None:
+    """Build a model's reference profile (bins, categories, baselines) from a file."""
+    from datetime import UTC, datetime
+
+    from drifthouse.config import load_config
+    from drifthouse.detectors.profile_files import build_profile_from_file
+
+    settings = load_config(config).metrics if config is not None else None
+    if fmt is not None and fmt not in {"csv", "parquet", "jsonl"}:
+        raise UsageError(f"--format must be csv, parquet or jsonl (got {fmt!r})")
+    built = build_profile_from_file(
+        input,
+        model=model,
+        model_version=model_version,
+        fmt=fmt,  # type: ignore[arg-type]
+        timestamp=timestamp,
+        prediction=prediction,
+        label=label,
+        latency=latency,
+        status=status,
+        include=include,
+        exclude=exclude,
+        settings=settings,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        threshold=threshold,
+    )
+    target = out_file or Path(f"{model}.profile.json")
+    target.write_bytes(built.to_json())
+    table = Table(title=f"profile of {model} {model_version} -> {target}")
+    for column in ("feature", "kind", "count", "missing rate", "bins / categories"):
+        table.add_column(column)
+    for f in built.features:
+        shape = (
+            f"{len(f.psi_edges) + 1} / {len(f.edges) + 1}"
+            if f.kind == "numeric"
+            else str(len(f.categories))
+        )
+        table.add_row(f.name, f.kind, str(f.count), f"{f.missing_rate:.3f}", shape)
+    out.print(table)
+
+
+@app.command()
+def run(config: ConfigOption = Path("drifthouse.yaml")) -> None:
+    """The Kafka worker; start more processes with the same config to share the partitions."""
+    from drifthouse.config import load_config
+    from drifthouse.stream.run import run as run_worker
+
+    run_worker(load_config(config), loglevel="DEBUG" if _State.debug else "WARNING")
+
+
+@app.command()
+def replay(
+    source: Annotated[str, typer.Option(help="kafka:TOPIC or file:PATH")],
+    config: ConfigOption = Path("drifthouse.yaml"),
+    labels: Annotated[
+        str | None, typer.Option(help="kafka:TOPIC or file:PATH of delayed labels.")
+    ] = None,
+    from_: Annotated[
+        str | None, typer.Option("--from", help="Start (RFC 3339 or epoch ms).")
+    ] = None,
+    to: Annotated[str | None, typer.Option(help="End, exclusive (RFC 3339 or epoch ms).")] = None,
+    run_id: Annotated[str | None, typer.Option(help="Run id of the rows written.")] = None,
+    notify: Annotated[bool, typer.Option(help="Send alerts to receivers too.")] = False,
+    rules: Annotated[
+        Path | None, typer.Option(help="Also count what these rules would have raised.")
+    ] = None,
+) -> None:
+    """Historical data through the same pipeline, with a progress bar."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from drifthouse.config import load_config
+    from drifthouse.stream.replay import load_profiles, parse_time, replay_alerts
+    from drifthouse.stream.replay import replay as run_replay
+    from drifthouse.stream.run import open_sink
+
+    if labels is not None:
+        raise UsageError(
+            "--labels is not supported yet: label metrics come with model-performance support"
+        )
+    cfg = load_config(config)
+    other_rules = _load_rules(rules) if rules is not None else None
+    from_ms, to_ms = parse_time(from_, "--from"), parse_time(to, "--to")
+    profiles = load_profiles(cfg)
+    sink = open_sink(cfg)
+    run_name = run_id or "replay-" + __import__("time").strftime(
+        "%Y%m%dT%H%M%SZ", __import__("time").gmtime()
+    )
+    stage = replay_alerts(
+        cfg, sink, profiles, run_id=run_name, notify=notify, keep_rows=other_rules is not None
+    )
+    columns = (
+        TextColumn("[bold]replay"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TextColumn("{task.fields[rate]:>9} events/s"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task("replay", total=None, rate="-")
+
+        def progress(done: int, total: int, stats: object) -> None:
+            elapsed = bar.tasks[task].elapsed or 0.0
+            events = getattr(stats, "messages", 0)
+            bar.update(
+                task,
+                completed=done,
+                total=total,
+                rate=f"{events / elapsed:,.0f}" if elapsed else "-",
+            )
+
+        summary = run_replay(
+            cfg,
+            source=source,
+            sink=sink,
+            run_id=run_name,
+            from_ms=from_ms,
+            to_ms=to_ms,
+            profiles=profiles,
+            on_window=[stage],
+            progress=progress,
+        )
+    stage.finish()
+    sink.close()
+    stats = summary.stats
+    table = Table(title=f"replay {summary.run_id}", show_header=False, box=None)
+    table.add_row("events", f"{stats.events:,} ({summary.events_per_second:,.0f}/s)")
+    table.add_row("invalid / late", f"{stats.invalid:,} / {stats.late:,}")
+    table.add_row("windows written", f"{stats.windows:,} ({stats.rows:,} rows)")
+    table.add_row(
+        "alerts recorded",
+        f"{stage.alerts:,}" + ("" if notify else " (receivers not notified; --notify sends)"),
+    )
+    if summary.dead_letters:
+        table.add_row("dead letters", summary.dead_letters)
+    out.print(table)
+    if other_rules is not None:
+        _print_backtest(stage.rows, other_rules, profiles)
+
+
+def _load_rules(path: Path) -> list[object]:
+    import yaml
+    from pydantic import TypeAdapter, ValidationError
+
+    from drifthouse.config import RuleConfig
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"--rules {path}: cannot be read ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--rules {path}: not valid YAML ({exc})") from exc
+    items = data.get("rules") if isinstance(data, dict) else data
+    try:
+        return list(TypeAdapter(list[RuleConfig]).validate_python(items))
+    except ValidationError as exc:
+        problems = [
+            (
+                f"{path} rules{''.join(f'[{p}]' if isinstance(p, int) else f'.{p}' for p in e['loc'])}",
+                e["msg"],
+            )
+            for e in exc.errors(include_input=False)
+        ]
+        raise ConfigError(f"--rules {path}: {len(problems)} problem(s)", problems) from None
+
+
+def _print_backtest(
+    rows: list[object], rules: list[object], profiles: Mapping[str, object]
+) -> None:
+    from drifthouse.alerts import backtest
+    from drifthouse.stream.run import baselines_for
+
+    ordered = sorted(rows, key=lambda r: getattr(r, "window_end", 0))
+    report = backtest(ordered, rules, baselines_for(profiles))  # type: ignore[arg-type]
+    table = Table(title="what these rules would have raised")
+    for column in ("rule", "severity", "fired", "resolved", "still firing", "series"):
+        table.add_column(column)
+    for line in report.lines:
+        table.add_row(
+            line.rule,
+            line.severity,
+            str(line.fired),
+            str(line.resolved),
+            str(line.still_firing),
+            str(line.series),
+        )
+    out.print(table)
+    for severity, count in sorted(report.by_severity().items()):
+        out.print(f"{severity}: {count} alert(s)")
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="A SELECT (or SHOW/DESCRIBE) statement.")],
+    config: ConfigOption = Path("drifthouse.yaml"),
+    param: Annotated[
+        list[str] | None, typer.Option(help="Query parameter name=value (repeatable).")
+    ] = None,
+) -> None:
+    """Query the configured store and print a table."""
+    from drifthouse.config import load_config
+    from drifthouse.sinks import open_store, query_readonly, run_sql
+    from drifthouse.sinks.query import check_readonly
+
+    cfg = load_config(config)
+    params: dict[str, str] = {}
+    for item in param or []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--param must be name=value (got {item!r})")
+        params[name] = value
+    try:
+        client = open_store(cfg.store_dsn(), cfg.store.database)
+    except DrifthouseError:
+        # A worker holds the embedded store: ask it over its read-only endpoint.
+        if cfg.store.serve_port is None:
+            raise
+        check_readonly(query)
+        columns, found = query_readonly(cfg.store.serve_port, query, params)
+        rows: list[Any] = list(found)
+    else:
+        try:
+            columns, result = run_sql(client, query, params)
+            rows = list(result)
+        finally:
+            client.close()
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*(str(v) for v in row))
+    out.print(table)
+    out.print(Text(f"{len(rows)} row{'s' if len(rows) != 1 else ''}", "dim"))
+
+
+@app.command()
+def migrate(config: ConfigOption = Path("drifthouse.yaml")) -> None:
+    """Create or upgrade the ClickHouse tables."""
+    from drifthouse.config import load_config
+    from drifthouse.sinks import migrate as run_migrations
+    from drifthouse.sinks import open_store
+
+    cfg = load_config(config)
+    client = open_store(cfg.store_dsn(), cfg.store.database)
+    try:
+        applied = run_migrations(client, cfg.store.database, cfg.store.ttl_days)
+    finally:
+        client.close()
+    out.print(
+        f"schema up to date ({'applied ' + ', '.join(map(str, applied)) if applied else 'nothing to apply'})"
+    )
+
+
+silence_app = typer.Typer(help="Mute alerts matching labels for a while.", no_args_is_help=True)
+app.add_typer(silence_app, name="silence")
+
+
+def _silences(config: Path) -> ClickHouseSilenceStore:
+    from drifthouse.alerts.silences import ClickHouseSilenceStore
+    from drifthouse.config import load_config
+    from drifthouse.sinks import open_store
+
+    cfg = load_config(config)
+    return ClickHouseSilenceStore(
+        open_store(cfg.store_dsn(), cfg.store.database), cfg.store.database
+    )
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+@silence_app.command("add")
+def silence_add(
+    matchers: Annotated[
+        list[str], typer.Argument(help="label=value or label=glob, e.g. model=fraud")
+    ],
+    duration: Annotated[str, typer.Option(help="How long, e.g. 2h.")],
+    author: Annotated[str, typer.Option(help="Who mutes.")],
+    reason: Annotated[str, typer.Option(help="Why, for the next on-call.")],
+    config: ConfigOption = Path("drifthouse.yaml"),
+) -> None:
+    """Add a silence."""
+    from drifthouse.alerts.silences import add_silence
+    from drifthouse.config import parse_duration
+
+    try:
+        duration_ms = parse_duration(duration)
+    except ValueError as exc:
+        raise UsageError(f"--duration: {exc}") from exc
+    silence = add_silence(
+        _silences(config),
+        matchers,
+        author=author,
+        reason=reason,
+        now_ms=_now_ms(),
+        duration_ms=duration_ms,
+    )
+    out.print(f"silence {silence.id} added until {silence.ends_at}")
+
+
+@silence_app.command("list")
+def silence_list(
+    config: ConfigOption = Path("drifthouse.yaml"),
+    all_: Annotated[bool, typer.Option("--all", help="Include expired silences.")] = False,
+) -> None:
+    """List silences."""
+    from datetime import UTC, datetime
+
+    from drifthouse.alerts.silences import list_silences
+
+    table = Table("id", "matchers", "until", "author", "reason")
+    for s in list_silences(_silences(config), now_ms=_now_ms(), include_expired=all_):
+        until = datetime.fromtimestamp(s.ends_at / 1000, tz=UTC).isoformat(timespec="seconds")
+        table.add_row(
+            s.id,
+            ", ".join(f"{k}={v}" for k, v in s.matchers.items()),
+            until,
+            s.created_by,
+            s.reason,
+        )
+    out.print(table)
+
+
+@silence_app.command("expire")
+def silence_expire(
+    silence_id: Annotated[str, typer.Argument(help="The silence id (see silence list).")],
+    config: ConfigOption = Path("drifthouse.yaml"),
+) -> None:
+    """End a silence now."""
+    from drifthouse.alerts.silences import expire_silence
+
+    expire_silence(_silences(config), silence_id, now_ms=_now_ms())
+    out.print(f"silence {silence_id} expired")
+
+
+@app.command()
+def produce(
+    config: ConfigOption = Path("drifthouse.yaml"),
+    rate: Annotated[
+        float, typer.Option(help="Events per second (0: as fast as possible).")
+    ] = 100.0,
+    scenario: Annotated[str, typer.Option(help="The simulated scenario.")] = "demo",
+    count: Annotated[int | None, typer.Option(help="Stop after this many events.")] = None,
+) -> None:
+    """Write a simulated prediction stream (and its labels) to Kafka, stamped with the current time."""
+    from drifthouse.config import load_config
+    from drifthouse.produce import run_produce
+
+    run_produce(load_config(config), rate=rate, scenario=scenario, count=count, console=err)
 
 
 # -- entry point -----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -25,7 +26,16 @@ from drifthouse.stream.dead_letters import DeadLetters, FileDeadLetters
 from drifthouse.stream.pipeline import Pipeline, PipelineStats, WindowResult
 from drifthouse.stream.sources import FileSource, Message, parse_source
 
-__all__ = ["Progress", "ReplaySummary", "load_profiles", "parse_time", "replay", "run_batches"]
+__all__ = [
+    "Progress",
+    "ReplayAlerts",
+    "ReplaySummary",
+    "load_profiles",
+    "parse_time",
+    "replay",
+    "replay_alerts",
+    "run_batches",
+]
 
 # Called with (done, total) in the source's own unit (bytes for files, messages for Kafka).
 Progress = Callable[[int, int, PipelineStats], None]
@@ -195,3 +205,61 @@ def replay(
     elif kind == "kafka" and pipeline.stats.invalid + pipeline.stats.late:
         dlq_where = f"kafka:{target}.dlq"
     return ReplaySummary(run_id, source, pipeline.stats, time.monotonic() - started, dlq_where)
+
+
+@dataclass
+class ReplayAlerts:
+    """Rules over a replay's windows: alert rows stored under its run id; receivers told only
+    with ``notify``; and, with other rules, what they would have raised (a backtest)."""
+
+    alerting: Any
+    sink: Sink
+    rows: list[Any] = field(default_factory=list)
+    alerts: int = 0
+    keep_rows: bool = False
+
+    def __call__(self, result: WindowResult) -> None:
+        alerts = self.alerting.process(result.metrics, watermark=result.end)
+        if alerts:
+            self.sink.write(alerts)
+            self.alerts += len(alerts)
+        if self.keep_rows:
+            self.rows.extend(result.metrics)
+
+    def finish(self) -> None:
+        self.alerting.drain()
+        self.alerting.close()
+
+
+def replay_alerts(
+    config: Config,
+    sink: Sink,
+    profiles: Mapping[str, Profile],
+    *,
+    run_id: str,
+    notify: bool,
+    keep_rows: bool,
+) -> ReplayAlerts:
+    """The alert stage of a replay. Its state lives apart from the live worker's, so a
+    backtest neither resumes nor disturbs live alerts."""
+    import tempfile
+
+    from drifthouse.alerts import Alerting
+    from drifthouse.stream.run import baselines_for
+
+    base = config.alerting.outbox_dir
+    if base is not None and not base.is_absolute():
+        base = config.base_dir / base
+    state_dir = (
+        (base / f"replay-{run_id}")
+        if base is not None
+        else Path(tempfile.mkdtemp(prefix="drifthouse-replay-"))
+    )
+    alerting = Alerting(
+        config,
+        baselines=baselines_for(dict(profiles)),
+        notify=notify,
+        state_dir=state_dir,
+        resume=False,
+    )
+    return ReplayAlerts(alerting, sink, keep_rows=keep_rows)
