@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from drifthouse.detectors.reference import category_key
+from drifthouse.detectors.reference import category_key, prediction_score
 
 __all__ = ["Columns", "FeatureLayout", "extract"]
 
@@ -35,8 +35,8 @@ class FeatureLayout:
     categorical: tuple[str, ...]
     categories: tuple[Mapping[str, int], ...]
     unseen: tuple[int, ...]
-    prediction_classes: Mapping[str, int] | None = None
-    positive_class: str | None = None
+    prediction_categories: Mapping[str, int] | None = None
+    prediction_unseen: int = 0
 
     def __post_init__(self) -> None:
         if len(self.categories) != len(self.categorical) or len(self.unseen) != len(
@@ -57,6 +57,7 @@ class Columns:
     http_status: npt.NDArray[np.int32]
     score: npt.NDArray[np.float64]  # numeric prediction or positive-class probability; NaN if none
     event_ids: list[str | None] = field(default_factory=list)
+    pred_codes: npt.NDArray[np.int32] | None = None  # class-label predictions, when profiled so
 
     def take(self, idx: npt.NDArray[np.intp]) -> Columns:
         """The rows ``idx``, in that order."""
@@ -69,6 +70,7 @@ class Columns:
             self.http_status[idx],
             self.score[idx],
             [self.event_ids[i] for i in idx] if self.event_ids else [],
+            None if self.pred_codes is None else self.pred_codes[idx],
         )
 
     def __len__(self) -> int:
@@ -91,16 +93,11 @@ def _numeric_column(
             out[i], status[i] = np.nan, TYPE_ERROR
 
 
-def _score(prediction: object, positive: str | None) -> float:
-    if type(prediction) is float or type(prediction) is int:
-        return float(prediction)
-    if isinstance(prediction, Mapping) and prediction:
-        if positive is not None and positive in prediction:
-            return float(prediction[positive])
-        for key in ("1", "true", "True", "yes", "positive"):
-            if key in prediction:
-                return float(prediction[key])
-        return float(max(prediction.values()))
+def _score(prediction: object) -> float:
+    # The profile's rule (detectors.reference.prediction_score), so window and reference agree.
+    value = prediction_score(prediction)
+    if type(value) is float or type(value) is int:
+        return float(value)
     return np.nan
 
 
@@ -132,7 +129,14 @@ def extract(events: Sequence[Any], layout: FeatureLayout) -> Columns:
     if set(map(type, preds)) <= _NUMBER_TYPES:
         score = np.array(preds, dtype=np.float64)
     else:
-        score = np.array([_score(p, layout.positive_class) for p in preds], dtype=np.float64)
+        score = np.array([_score(p) for p in preds], dtype=np.float64)
+    pred_codes = None
+    if layout.prediction_categories is not None:
+        cmap, unseen = layout.prediction_categories, layout.prediction_unseen
+        keys = [category_key(prediction_score(p)) for p in preds]
+        pred_codes = np.array(
+            [-1 if k is None else cmap.get(k, unseen) for k in keys], dtype=np.int32
+        )
     return Columns(
         ts=np.array([e.ts_ms for e in events], dtype=np.int64),
         numeric=np.ascontiguousarray(numeric.T),
@@ -142,4 +146,5 @@ def extract(events: Sequence[Any], layout: FeatureLayout) -> Columns:
         http_status=http_status,
         score=score,
         event_ids=[e.event_id for e in events],
+        pred_codes=pred_codes,
     )

@@ -41,6 +41,7 @@ class _WireState(msgspec.Struct, array_like=True):
     status: bytes
     prediction: bytes | None
     counters: list[int]
+    prediction_kind: str = "numeric"
 
 
 _ENCODE = msgspec.msgpack.Encoder().encode
@@ -58,7 +59,7 @@ class ModelState:
     categorical: CategoricalState
     latency: QuantileState
     status: StatusState
-    prediction: NumericState | None
+    prediction: NumericState | CategoricalState | None
     counters: np.ndarray  # int64 [events, late_events, invalid_events]
 
     def to_bytes(self) -> bytes:
@@ -71,6 +72,9 @@ class ModelState:
                 status=self.status.to_bytes(),
                 prediction=self.prediction.to_bytes() if self.prediction is not None else None,
                 counters=[int(c) for c in self.counters],
+                prediction_kind="categorical"
+                if isinstance(self.prediction, CategoricalState)
+                else "numeric",
             )
         )
 
@@ -86,7 +90,9 @@ class ModelState:
             categorical=CategoricalState.from_bytes(wire.categorical),
             latency=QuantileState.from_bytes(wire.latency),
             status=StatusState.from_bytes(wire.status),
-            prediction=NumericState.from_bytes(wire.prediction)
+            prediction=(
+                CategoricalState if wire.prediction_kind == "categorical" else NumericState
+            ).from_bytes(wire.prediction)
             if wire.prediction is not None
             else None,
             counters=np.asarray(wire.counters, dtype=np.int64),
@@ -143,18 +149,25 @@ class ModelSketch:
         self.latency = QuantileSketch(metrics.latency_relative_accuracy)
         self.status = StatusCounter()
         pred = profile.prediction if profile is not None else None
-        self.prediction = (
-            NumericBlock([msgspec.structs.replace(pred, name=PREDICTION_FEATURE)], eps=metrics.eps)
-            if pred is not None and pred.kind == "numeric"
-            else None
-        )
+        # Prediction drift: a score (regression, binary probability) on a numeric grid, or
+        # class labels as categories.
+        self.prediction: NumericBlock | CategoricalBlock | None = None
+        if pred is not None:
+            renamed = msgspec.structs.replace(pred, name=PREDICTION_FEATURE)
+            if pred.kind == "numeric":
+                self.prediction = NumericBlock([renamed], eps=metrics.eps)
+            else:
+                self.prediction = CategoricalBlock([renamed], eps=metrics.eps)
         self.baselines = profile.baselines if profile is not None else None
         cat = self.categorical
+        classes = self.prediction if isinstance(self.prediction, CategoricalBlock) else None
         self.layout = FeatureLayout(
             numeric=self.numeric.names,
             categorical=cat.names,
             categories=tuple(cat.encoder(j) for j in range(cat.n_features)),
             unseen=tuple(cat.new_code(j) for j in range(cat.n_features)),
+            prediction_categories=classes.encoder(0) if classes is not None else None,
+            prediction_unseen=classes.new_code(0) if classes is not None else 0,
         )
 
     def empty(self) -> ModelState:
@@ -177,10 +190,15 @@ class ModelSketch:
         if latency.size:
             self.latency.update(state.latency, latency)
         self.status.update(state.status, cols.http_status)
-        if self.prediction is not None and state.prediction is not None:
+        if isinstance(self.prediction, NumericBlock) and isinstance(state.prediction, NumericState):
             score = cols.score[:, None]
             status = np.isnan(score).astype(np.uint8)
             self.prediction.update(state.prediction, score, status)
+        elif isinstance(self.prediction, CategoricalBlock) and isinstance(
+            state.prediction, CategoricalState
+        ):
+            assert cols.pred_codes is not None
+            self.prediction.update(state.prediction, cols.pred_codes[:, None])
         state.counters[EVENTS] += len(cols)
         return state
 
@@ -193,7 +211,7 @@ class ModelSketch:
         """A new state holding both (pure: a pane takes part in several sliding windows)."""
         pred = None
         if self.prediction is not None and a.prediction is not None and b.prediction is not None:
-            pred = self.prediction.merge(a.prediction, b.prediction)
+            pred = self.prediction.merge(a.prediction, b.prediction)  # type: ignore[arg-type]
         return ModelState(
             numeric=self.numeric.merge(a.numeric, b.numeric),
             categorical=self.categorical.merge(a.categorical, b.categorical),
@@ -213,7 +231,7 @@ class ModelSketch:
             if self.prediction is not None and state.prediction is not None:
                 out += [
                     r
-                    for r in self.prediction.evaluate(self.prediction.reference, state.prediction)
+                    for r in self.prediction.evaluate(self.prediction.reference, state.prediction)  # type: ignore[arg-type]
                     if r.metric in _PREDICTION_METRICS
                 ]
             out += self.latency.evaluate(None, state.latency)
@@ -234,7 +252,7 @@ class ModelSketch:
         if int(self.latency.count(state.latency)):
             parts += self.latency.sketch_parts(state.latency)
         if self.prediction is not None and state.prediction is not None:
-            parts += self.prediction.sketch_parts(state.prediction)
+            parts += self.prediction.sketch_parts(state.prediction)  # type: ignore[arg-type]
         return parts
 
     def baseline(self, feature: str, metric: str) -> float | None:

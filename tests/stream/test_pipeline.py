@@ -284,3 +284,38 @@ def test_checkpoint_round_trips_as_commit_metadata(small_stream):
     cp = pipe.checkpoint(0)
     assert type(cp).decode(cp.encode()) == cp
     assert cp.specs == ["1h", "30m/10m"]
+
+
+def test_class_label_predictions_get_categorical_prediction_drift():
+    """A classifier that answers with class names: prediction drift by category counts."""
+    from drifthouse.detectors.reference import build_profile
+
+    rng = random.Random(3)
+    classes_ref = ["cat", "dog", "bird"]
+    profile = build_profile(
+        model="animals", model_version="1", created_at="2026-01-01T00:00:00Z", source_digest="t",
+        settings=CONFIG.metrics, features={"x": [rng.random() for _ in range(3000)]},
+        prediction=[rng.choice(classes_ref) for _ in range(3000)],
+    )  # fmt: skip
+    assert profile.prediction is not None
+    assert profile.prediction.kind == "categorical"
+    msgs = []
+    for i in range(600):
+        # The second hour predicts 'dog' far more often, and a new class appears.
+        label = rng.choice(classes_ref) if i < 300 else rng.choice(["dog", "dog", "dog", "fish"])
+        event = {
+            "model": "animals",
+            "ts": i * 12_000,
+            "features": {"x": rng.random()},
+            "prediction": label,
+        }
+        msgs.append(Message(json.dumps(event).encode(), 0, i, "predictions", b"animals"))
+    sink, _, _ = _run({"animals": profile}, msgs)
+    rows = {
+        (r.window_start, r.metric): r.value
+        for r in sink.rows("metrics")
+        if r.feature == "__prediction__" and r.window == "1h"
+    }
+    assert rows[(0, "psi")] < 0.1
+    assert rows[(HOUR, "psi")] > 1.0
+    assert rows[(HOUR, "chi2_pvalue")] < 1e-6

@@ -17,7 +17,6 @@ import sys
 import time
 import urllib.request
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,9 @@ def _produce(bootstrap: str, topic: str, records: list[Any]) -> int:
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
     for r in records:
         event_id = json.loads(r.value)["event_id"]
-        producer.send(topic, key=r.key, value=r.value, partition=zlib.crc32(event_id.encode()) % PARTITIONS)
+        producer.send(
+            topic, key=r.key, value=r.value, partition=zlib.crc32(event_id.encode()) % PARTITIONS
+        )
     sentinel_ts = max(r.ts_ms for r in records) + 3 * HOUR
     for p in range(PARTITIONS):
         event = {"model": "fraud", "ts": sentinel_ts, "event_id": f"sentinel-{p}", "features": {}}
@@ -53,7 +54,9 @@ def _produce(bootstrap: str, topic: str, records: list[Any]) -> int:
     return sentinel_ts
 
 
-def _write_config(tmp_path: Path, bootstrap: str, topic: str, name: str, profiles: dict[str, Any]) -> Path:
+def _write_config(
+    tmp_path: Path, bootstrap: str, topic: str, name: str, profiles: dict[str, Any]
+) -> Path:
     folder = tmp_path / name
     (folder / "refs").mkdir(parents=True)
     models = {}
@@ -115,7 +118,9 @@ class Workers:
         for port, proc in self.procs.items():
             assert proc.poll() is None, self._log_tail(port)
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/drifthouse/health/", timeout=2) as resp:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/drifthouse/health/", timeout=2
+                ) as resp:
                     out.append(json.loads(resp.read()))
             except OSError:
                 out.append({})
@@ -167,7 +172,9 @@ def _live_rows(config_path: Path) -> dict[tuple[Any, ...], tuple[float, int]]:
         client.close()
 
 
-def _replayed_rows(config_path: Path, closed_until: int) -> dict[tuple[Any, ...], tuple[float, int]]:
+def _replayed_rows(
+    config_path: Path, closed_until: int
+) -> dict[tuple[Any, ...], tuple[float, int]]:
     cfg = load_config(config_path)
     sink = MemorySink()
     replay(cfg, source=f"kafka:{cfg.kafka.topic}", sink=sink, run_id="expected")
@@ -179,10 +186,10 @@ def _replayed_rows(config_path: Path, closed_until: int) -> dict[tuple[Any, ...]
 
 
 @pytest.fixture
-def produced(kafka_bootstrap: str, make_topic: Any, small_stream: Any) -> Iterator[tuple[str, int]]:
+def produced(kafka_bootstrap: str, make_topic: Any, small_stream: Any) -> tuple[str, int]:
     topic = make_topic(partitions=PARTITIONS)
     sentinel = _produce(kafka_bootstrap, topic, small_stream.records)
-    yield topic, sentinel - 30_000  # the watermark the sentinels bring every partition to
+    return topic, sentinel - 30_000  # the watermark the sentinels bring every partition to
 
 
 def _assert_same(live: dict[Any, Any], want: dict[Any, Any]) -> None:
@@ -190,7 +197,9 @@ def _assert_same(live: dict[Any, Any], want: dict[Any, Any]) -> None:
         f"{len(live.keys() - want.keys())} rows only live, {len(want.keys() - live.keys())} only replayed"
     )
     differ = [k for k in want if live[k] != want[k]]
-    assert not differ, f"{len(differ)} rows differ, e.g. {[(k, live[k], want[k]) for k in differ[:3]]}"
+    assert not differ, (
+        f"{len(differ)} rows differ, e.g. {[(k, live[k], want[k]) for k in differ[:3]]}"
+    )
 
 
 def test_sigkill_at_random_moments_loses_and_doubles_nothing(
