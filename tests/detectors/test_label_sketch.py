@@ -1,0 +1,291 @@
+"""Label sketches against hand-computed cases, numpy/scipy references and river's metrics."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from river import metrics as rm
+
+from drifthouse.detectors.label_sketch import (
+    BinarySketch,
+    ClassSketch,
+    LabelSketch,
+    LabelState,
+    RegressionSketch,
+    auc_binning_error,
+    roc_auc_binned,
+)
+from drifthouse.detectors.labels import roc_auc
+from drifthouse.errors import SketchError
+
+BIN = BinarySketch(threshold=0.5, bins=1_000)
+CLS = ClassSketch(["a", "b", "c"])
+REG = RegressionSketch()
+
+
+def _values(results: list) -> dict[str, float]:  # type: ignore[type-arg]
+    return {r.metric: r.value for r in results}
+
+
+# -- binary ------------------------------------------------------------------------------------
+
+
+def test_binary_hand_computed() -> None:
+    y = np.array([1, 1, 1, 0, 0, 0])
+    s = np.array([0.9, 0.6, 0.3, 0.7, 0.2, 0.1])
+    v = _values(BIN.evaluate(BIN.update(BIN.empty(), y, s)))
+    # tp=2 fp=1 tn=2 fn=1; AUC: 0.9 beats 3 negatives, 0.6 and 0.3 beat 2 each: 7 of 9 pairs.
+    assert v["accuracy"] == pytest.approx(4 / 6)
+    assert v["precision"] == pytest.approx(2 / 3)
+    assert v["recall"] == pytest.approx(2 / 3)
+    assert v["f1"] == pytest.approx(2 / 3)
+    assert v["roc_auc"] == pytest.approx(7 / 9)
+
+
+def test_threshold_is_inclusive() -> None:
+    state = BIN.update(BIN.empty(), np.array([1]), np.array([0.5]))
+    assert state.confusion.tolist() == [1, 0, 0, 0]
+
+
+def test_one_class_has_no_auc() -> None:
+    v = _values(BIN.evaluate(BIN.update(BIN.empty(), np.array([1, 1]), np.array([0.2, 0.9]))))
+    assert "roc_auc" not in v
+    assert v["recall"] == 0.5
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_binned_auc_within_bound_of_exact(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    y = rng.random(20_000) < 0.3
+    s = 1 / (1 + np.exp(-rng.normal(0.8 * y, 1.0)))
+    state = BIN.update(BIN.empty(), y.astype(np.int64), s)
+    auc = roc_auc_binned(pos_counts=state.hist[1], neg_counts=state.hist[0])
+    exact = roc_auc(y_true=y, score=s)  # scipy ranks, ties one half
+    bound = auc_binning_error(pos_counts=state.hist[1], neg_counts=state.hist[0])
+    assert auc is not None
+    assert exact is not None
+    assert abs(auc - exact) <= bound + 1e-12
+    assert bound < 1e-3
+
+
+def test_binned_auc_is_exact_on_grid_scores() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.random(5_000) < 0.4
+    s = (rng.integers(0, 1_000, size=5_000) + 0.5) / 1_000  # one score per bin: ties match
+    state = BIN.update(BIN.empty(), y.astype(np.int64), s)
+    auc = roc_auc_binned(pos_counts=state.hist[1], neg_counts=state.hist[0])
+    assert auc == pytest.approx(roc_auc(y_true=y, score=s), abs=1e-12)
+
+
+def test_binary_against_river() -> None:
+    rng = np.random.default_rng(7)
+    y = rng.random(3_000) < 0.35
+    s = np.clip(rng.normal(0.35 + 0.25 * y, 0.2), 0, 1)
+    v = _values(BIN.evaluate(BIN.update(BIN.empty(), y.astype(np.int64), s)))
+    river = {
+        "accuracy": rm.Accuracy(),
+        "precision": rm.Precision(),
+        "recall": rm.Recall(),
+        "f1": rm.F1(),
+    }
+    auc = rm.ROCAUC(n_thresholds=1_000)
+    for yi, si in zip(y.tolist(), s.tolist(), strict=True):
+        for m in river.values():
+            m.update(yi, si >= 0.5)
+        auc.update(yi, {True: si, False: 1 - si})
+    for name, m in river.items():
+        assert v[name] == pytest.approx(m.get(), abs=1e-12), name
+    # river's ROCAUC is itself a threshold approximation; both are near the exact AUC.
+    assert v["roc_auc"] == pytest.approx(auc.get(), abs=2e-3)
+
+
+# -- classes -----------------------------------------------------------------------------------
+
+
+def test_classes_against_river() -> None:
+    rng = np.random.default_rng(3)
+    names = np.array(["a", "b", "c"])
+    t = list(names[rng.integers(0, 3, 2_000)])
+    p = [x if rng.random() < 0.7 else str(names[rng.integers(0, 3)]) for x in t]
+    v = _values(CLS.evaluate(CLS.update(CLS.empty(), t, p)))
+    acc, mp, mr, mf = rm.Accuracy(), rm.MacroPrecision(), rm.MacroRecall(), rm.MacroF1()
+    for a, b in zip(t, p, strict=True):
+        for m in (acc, mp, mr, mf):
+            m.update(a, b)
+    assert v["accuracy"] == pytest.approx(acc.get(), abs=1e-12)
+    assert v["precision"] == pytest.approx(mp.get(), abs=1e-12)
+    assert v["recall"] == pytest.approx(mr.get(), abs=1e-12)
+    assert v["f1"] == pytest.approx(mf.get(), abs=1e-12)
+
+
+def test_unlisted_classes_count_for_accuracy_only() -> None:
+    state = CLS.update(CLS.empty(), ["zebra", "yak", "a"], ["zebra", "zebra", "a"])
+    v = _values(CLS.evaluate(state))
+    assert v["accuracy"] == pytest.approx(2 / 3)
+    assert v["precision"] == 1.0  # only "a" is a listed class seen
+    assert state.confusion[-1, -1] == 2
+
+
+# -- regression --------------------------------------------------------------------------------
+
+
+def test_regression_against_numpy_and_river() -> None:
+    rng = np.random.default_rng(5)
+    y = rng.normal(10, 3, 4_000)
+    y[::50] = 0.0
+    p = y + rng.normal(0, 1, y.size)
+    v = _values(REG.evaluate(REG.update(REG.empty(), y, p)))
+    e = y - p
+    assert v["mae"] == pytest.approx(np.mean(np.abs(e)), rel=1e-12)
+    assert v["rmse"] == pytest.approx(np.sqrt(np.mean(e * e)), rel=1e-12)
+    assert v["r2"] == pytest.approx(1 - np.sum(e * e) / np.sum((y - y.mean()) ** 2), rel=1e-10)
+    nz = y != 0
+    assert v["mape"] == pytest.approx(np.mean(np.abs(e[nz]) / np.abs(y[nz])), rel=1e-12)
+    mae, rmse, r2 = rm.MAE(), rm.RMSE(), rm.R2()
+    for a, b in zip(y.tolist(), p.tolist(), strict=True):
+        for m in (mae, rmse, r2):
+            m.update(a, b)
+    assert v["mae"] == pytest.approx(mae.get(), rel=1e-9)
+    assert v["rmse"] == pytest.approx(rmse.get(), rel=1e-9)
+    assert v["r2"] == pytest.approx(r2.get(), rel=1e-9)
+
+
+def test_regression_skips_non_finite_and_counts_zero_labels() -> None:
+    state = REG.update(REG.empty(), np.array([0.0, np.nan, 2.0]), np.array([1.0, 1.0, 1.0]))
+    assert state.counts.tolist() == [2, 1, 1]
+    assert _values(REG.evaluate(state))["mape"] == 0.5
+
+
+def test_constant_labels_have_no_r2() -> None:
+    v = _values(REG.evaluate(REG.update(REG.empty(), np.ones(3), np.array([1.0, 2.0, 0.0]))))
+    assert "r2" not in v
+
+
+# -- protocol properties -----------------------------------------------------------------------
+
+pairs = st.lists(
+    st.tuples(
+        st.integers(0, 2),
+        st.integers(0, 1),
+        st.floats(0, 1),
+        st.floats(-1e3, 1e3),
+        st.sampled_from("abcz"),
+    ),
+    max_size=60,
+)
+Row = tuple[int, int, float, float, str]
+
+
+def _feed(sk: LabelSketch, state: LabelState, rows: list[Row]) -> LabelState:
+    """Each row is a binary (kind 0), regression (1) or class (2) pair."""
+    labels: list[int | float | str] = []
+    scores: list[float] = []
+    classes: list[str | None] = []
+    for kind, y, s, r, c in rows:
+        if kind == 0:
+            labels.append(y)
+            scores.append(s)
+            classes.append(None)
+        elif kind == 1:
+            labels.append(r + 2.5)  # never 0 or 1: regression under task auto
+            scores.append(r / 2 + 1)
+            classes.append(None)
+        else:
+            labels.append(c)
+            scores.append(math.nan)
+            classes.append("a" if y else c)
+    return sk.update(state, labels, np.asarray(scores), classes)
+
+
+SK = LabelSketch(task="auto", classes=["a", "b", "c"], bins=100)
+
+
+@settings(max_examples=80, deadline=None)
+@given(pairs, st.lists(st.integers(0, 60), max_size=4))
+def test_batch_cuts_are_bitwise_identical(rows: list[Row], cuts: list[int]) -> None:
+    whole = _feed(SK, SK.empty(), rows)
+    bounds = [0, *sorted(min(c, len(rows)) for c in cuts), len(rows)]
+    state = SK.empty()
+    for lo, hi in itertools.pairwise(bounds):
+        state = _feed(SK, state, rows[lo:hi])
+    assert state.equals(whole)
+
+
+@settings(max_examples=80, deadline=None)
+@given(pairs, pairs, pairs)
+def test_merge_equals_concatenation_and_is_associative(
+    a: list[Row], b: list[Row], c: list[Row]
+) -> None:
+    sa, sb, sc = (_feed(SK, SK.empty(), x) for x in (a, b, c))
+    whole = _feed(SK, SK.empty(), a + b + c)
+    left = SK.merge(SK.merge(sa, sb), sc)
+    right = SK.merge(sa, SK.merge(sb, sc))
+    for s in (left, right):
+        assert np.array_equal(s.counters, whole.counters)
+        assert s.binary.equals(whole.binary)
+        assert s.classes.equals(whole.classes)
+        assert np.array_equal(s.regression.counts, whole.regression.counts)
+        np.testing.assert_allclose(s.regression.sums, whole.regression.sums, rtol=1e-9, atol=1e-6)
+        np.testing.assert_allclose(
+            s.regression.moments, whole.regression.moments, rtol=1e-9, atol=1e-6
+        )
+    assert SK.merge(sa, SK.empty()).equals(sa)
+    assert SK.merge(SK.empty(), sa).equals(sa)
+
+
+def test_label_state_round_trips() -> None:
+    state = _feed(
+        SK, SK.empty(), [(0, 1, 0.7, 3.0, "a"), (1, 0, 0.2, -1.0, "b"), (2, 1, 0.9, 0.0, "z")]
+    )
+    assert LabelState.from_bytes(state.to_bytes()).equals(state)
+    with pytest.raises(SketchError):
+        LabelState.from_bytes(b"nope")
+
+
+# -- routing and coverage ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("task", "label", "score", "cls", "where"),
+    [
+        pytest.param("auto", 1, 0.8, None, "binary", id="auto-binary"),
+        pytest.param("auto", "false", 0.8, None, "binary", id="auto-binary-text"),
+        pytest.param("auto", 7.5, 6.0, None, "regression", id="auto-regression"),
+        pytest.param("auto", "dog", math.nan, "cat", "classes", id="auto-class"),
+        pytest.param("regression", 1, 0.8, None, "regression", id="regression-0-1-label"),
+        pytest.param("classification", 7.5, 0.8, None, "unusable", id="classification-odd-label"),
+        pytest.param("auto", 1, math.nan, None, "unusable", id="no-score"),
+    ],
+)
+def test_routing(task: str, label: object, score: float, cls: str | None, where: str) -> None:
+    sk = LabelSketch(task=task, classes=["cat"])  # type: ignore[arg-type]
+    s = sk.update(sk.empty(), [label], np.array([score]), [cls])  # type: ignore[list-item]
+    got = {
+        "binary": sk.binary.count(s.binary),
+        "classes": sk.classes.count(s.classes),
+        "regression": sk.regression.count(s.regression),
+        "unusable": int(s.counters[1]),
+    }
+    assert got == {k: int(k == where) for k in got}
+
+
+def test_coverage_and_names() -> None:
+    sk = LabelSketch(task="classification")
+    s = sk.update(sk.empty(), [1, 0], np.array([0.9, 0.1]), [None, None])
+    v = _values(sk.evaluate(s, predictions=8))
+    assert v["labels_coverage"] == 0.25
+    assert set(v) == {
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "roc_auc",
+        "labels",
+        "labels_coverage",
+    }
+    assert _values(sk.evaluate(sk.empty(), predictions=0)) == {"labels": 0.0}
