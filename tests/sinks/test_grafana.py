@@ -23,16 +23,28 @@ UID = "drifthouse-clickhouse"
 INTERVAL_S = 300
 
 
-def fill_with_rows(client: Any, database: str) -> None:
-    """Results as the pipeline writes them, through the sink."""
+def fill_with_rows(request: pytest.FixtureRequest) -> Any:
+    """Results as the pipeline writes them (``rowgen``), through the sink, in a fresh database."""
+    client = request.getfixturevalue("store_client")
+    database = request.getfixturevalue("database")
     metrics, sketches, alerts = rowgen.results(hours=12)
     sink = ClickHouseSink(client, database=database)
     sink.write([*metrics, *sketches, *alerts])
     sink.flush()
+    return client
 
 
-# The one line to change when the store is filled by the pipeline instead.
-FILL = fill_with_rows
+def fill_with_pipeline(request: pytest.FixtureRequest) -> Any:
+    """A simulated stream through the real pipeline and alert stage (``pipeline_store``)."""
+    return request.getfixturevalue("pipeline_store").client
+
+
+# The one line to change to fill the store with generated rows instead of the pipeline.
+FILL = fill_with_pipeline
+MODEL, VERSIONS = "fraud", ["__all", "2.3.0", "2.4.0"]
+# Panels the pipeline cannot fill yet: label metrics need the label join, which the pipeline
+# does not have (`drifthouse replay --labels` says "not supported yet").
+NO_DATA_YET = {"Label metrics"}
 
 
 def expand(
@@ -73,9 +85,31 @@ def _dashboards() -> list[tuple[str, dict[str, Any]]]:
 
 
 @pytest.fixture
-def grafana_store(store_client: Any, database: str) -> Any:
-    FILL(store_client, database)
-    return store_client
+def grafana_store(request: pytest.FixtureRequest) -> Any:
+    return FILL(request)
+
+
+def _targets() -> list[Any]:
+    """One case per panel query and dashboard version filter."""
+    cases = []
+    for name, board in _dashboards():
+        for panel in board["panels"]:
+            for i, target in enumerate(panel["targets"]):
+                for version in VERSIONS:
+                    marks = []
+                    if FILL is fill_with_pipeline and panel["title"] in NO_DATA_YET:
+                        marks.append(
+                            pytest.mark.xfail(
+                                strict=True, reason="the pipeline computes no label metrics yet"
+                            )
+                        )
+                    cases.append(
+                        pytest.param(
+                            panel["title"], target, version,
+                            id=f"{name}:{panel['title']}:{i}:{version}", marks=marks,
+                        )
+                    )  # fmt: skip
+    return cases
 
 
 def test_dashboards_exist_and_are_built_from_build_py() -> None:
@@ -89,12 +123,19 @@ def test_dashboards_exist_and_are_built_from_build_py() -> None:
     )
 
 
-@pytest.mark.parametrize("version", ["__all", "2.0.0"])
-def test_every_panel_and_variable_returns_rows(grafana_store: Any, version: str) -> None:
+def _variables(version: str) -> dict[str, str]:
+    return {"model": MODEL, "version": version, "window": "1h"}
+
+
+def _range() -> tuple[int, int]:
     end_s = int(time.time())
-    start_s = end_s - 24 * 3600
-    variables = {"model": "fraud", "version": version, "window": "1h"}
-    checked = 0
+    return end_s - 24 * 3600, end_s
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_every_variable_has_values(grafana_store: Any, version: str) -> None:
+    variables = _variables(version)
+    start_s, end_s = _range()
     for name, board in _dashboards():
         for var in board["templating"]["list"]:
             assert var["datasource"]["uid"] == UID
@@ -102,21 +143,26 @@ def test_every_panel_and_variable_returns_rows(grafana_store: Any, version: str)
             assert rows, f"{name}: variable {var['name']} has no values"
             values = {str(r[0]) for r in rows}
             assert variables[var["name"]] in values | {"__all"}
-        for panel in board["panels"]:
-            for target in panel["targets"]:
-                assert target["datasource"]["uid"] == UID
-                sql = expand(target["rawSql"], variables, start_s, end_s)
-                try:
-                    result = grafana_store.query(sql)
-                except Exception as exc:
-                    pytest.fail(f"{name}: panel {panel['title']!r} failed: {exc}\n{sql}")
-                assert result.result_rows, (
-                    f"{name}: panel {panel['title']!r} returned no rows\n{sql}"
-                )
-                if target["format"] == 0:  # time series: time first, then the series and the value
-                    assert result.column_names[0] == "time", panel["title"]
-                checked += 1
-    assert checked >= 12
+
+
+@pytest.mark.parametrize(("title", "target", "version"), _targets())
+def test_every_panel_returns_rows(
+    grafana_store: Any, title: str, target: dict[str, Any], version: str
+) -> None:
+    assert target["datasource"]["uid"] == UID
+    start_s, end_s = _range()
+    sql = expand(target["rawSql"], _variables(version), start_s, end_s)
+    try:
+        result = grafana_store.query(sql)
+    except Exception as exc:
+        pytest.fail(f"panel {title!r} failed: {exc}\n{sql}")
+    assert result.result_rows, f"panel {title!r} returned no rows\n{sql}"
+    if target["format"] == 0:  # time series: time first, then the series and the value
+        assert result.column_names[0] == "time", title
+
+
+def test_enough_panels_are_checked() -> None:
+    assert len(_targets()) >= 12 * len(VERSIONS)
 
 
 def test_macro_expansion_matches_the_plugin() -> None:
