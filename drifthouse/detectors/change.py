@@ -1,0 +1,207 @@
+"""Change detection over each model's per-window metric series, with river's detectors.
+
+Every closed window of a model yields one value per metric (``error_rate_5xx``,
+``latency_p95``, ``accuracy``, ...). :class:`ChangeDetectors` feeds the values of the chosen
+series, in window order, to river's ``drift.ADWIN`` (Bifet & Gavaldà 2007: adaptive windowing
+with a Hoeffding/Bernstein bound) and ``drift.PageHinkley`` (Page 1954: a cumulative sum of
+deviations from the running mean), one pair per (model, model version, window spec, series).
+
+Detectors see **z-scores**: each series is standardised with the mean and standard deviation of
+its first ``warmup`` windows (the standard deviation floored at ``min_std``). Raw window
+metrics live on very different scales (a 5xx rate near 0.01, a p95 latency in the hundreds of
+milliseconds); PageHinkley's threshold is in the units of its input and ADWIN's bound has a
+term that assumes values in [0, 1], so raw values leave one detector deaf on small-scale series
+and the other jumpy on large ones. A series says nothing during its warm-up. When a detector
+fires, both detectors of the series restart and the warm-up begins again: the new level
+becomes the baseline instead of firing on every later window.
+
+Each window fed gives one result per series, ``change_detected`` with ``feature`` set to the
+series name and value 1.0 when either detector fired, else 0.0 (so rules can clear).
+A series is named by its metric for model-level metrics (``error_rate_5xx``) and
+``feature:metric`` otherwise (``__prediction__:psi``). A window whose start is not after the last
+window fed for its series (a rewrite, a re-delivery after a restart) is skipped: each window is
+fed once, in order, and the results depend only on the sequence of windows.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from river import drift
+
+from drifthouse.detectors.base import Result
+from drifthouse.errors import SketchError
+
+__all__ = ["ChangeConfig", "ChangeDetectors", "SeriesKey", "series_name"]
+
+SeriesKey = tuple[str, str, str, str]  # (model, model_version, window, series)
+_FORMAT = b"drifthouse-change-v1\x00"
+
+
+def series_name(feature: str, metric: str) -> str:
+    """The name of a metric series: ``metric`` at model level, else ``feature:metric``."""
+    return metric if feature == "" else f"{feature}:{metric}"
+
+
+@dataclass(frozen=True)
+class ChangeConfig:
+    """Which series to watch and the detectors' parameters (river's names and defaults, except
+    ADWIN's ``clock``: one check per window, since a window is already an aggregate)."""
+
+    series: tuple[str, ...] = (
+        "error_rate_5xx",
+        "latency_p95",
+        "accuracy",
+        "mae",
+        "__prediction__:mean",
+        "__prediction__:psi",
+    )
+    warmup: int = 30
+    min_std: float = 1e-3
+    adwin_delta: float = 0.002
+    adwin_clock: int = 1
+    adwin_grace_period: int = 10
+    adwin_min_window_length: int = 5
+    ph_min_instances: int = 30
+    ph_delta: float = 0.005
+    ph_threshold: float = 50.0
+    ph_alpha: float = 0.9999
+
+    def __post_init__(self) -> None:
+        if self.warmup < 2:
+            raise SketchError(f"warmup must be at least 2 windows (got {self.warmup})")
+        if not self.min_std > 0:
+            raise SketchError(f"min_std must be positive (got {self.min_std})")
+        if not 0 < self.adwin_delta < 1:
+            raise SketchError(f"adwin_delta must be in (0, 1) (got {self.adwin_delta})")
+
+
+@dataclass
+class _Series:
+    """One series' warm-up values, standardisation and detectors."""
+
+    warm: list[float] = field(default_factory=list)
+    mean: float = math.nan
+    std: float = math.nan
+    adwin: Any = None
+    ph: Any = None
+    last_start: int | None = None
+    windows: int = 0
+    changes: int = 0
+
+
+class ChangeDetectors:
+    """ADWIN and Page-Hinkley per metric series of each model (see the module docstring).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> cd = ChangeDetectors(ChangeConfig(series=("error_rate_5xx",)))
+    >>> rng = np.random.default_rng(0)
+    >>> rates = np.r_[rng.normal(0.01, 0.002, 100), rng.normal(0.05, 0.002, 20)]
+    >>> fired = []
+    >>> for i, r in enumerate(rates):
+    ...     res = cd.update("m", "1", "1h", i * 3_600_000, [Result("", "error_rate_5xx", r, None, 0, 1)])
+    ...     fired += [i for x in res if x.value == 1.0]
+    >>> fired[0]  # a 20-sigma jump: Page-Hinkley's sum passes 50 on the third window
+    102
+    """
+
+    def __init__(self, config: ChangeConfig | None = None) -> None:
+        self.config = config or ChangeConfig()
+        self._wanted = frozenset(self.config.series)
+        self._series: dict[SeriesKey, _Series] = {}
+
+    def _detectors(self, s: _Series) -> None:
+        c = self.config
+        s.adwin = drift.ADWIN(
+            delta=c.adwin_delta,
+            clock=c.adwin_clock,
+            grace_period=c.adwin_grace_period,
+            min_window_length=c.adwin_min_window_length,
+        )
+        s.ph = drift.PageHinkley(
+            min_instances=c.ph_min_instances,
+            delta=c.ph_delta,
+            threshold=c.ph_threshold,
+            alpha=c.ph_alpha,
+        )
+
+    def _restart(self, s: _Series) -> None:
+        s.warm, s.mean, s.std, s.adwin, s.ph = [], math.nan, math.nan, None, None
+
+    def feed(self, key: SeriesKey, start: int, value: float) -> bool | None:
+        """Feed one window's value of one series; ``None`` if skipped or still warming up,
+        else whether a change was detected."""
+        s = self._series.get(key)
+        if s is None:
+            s = self._series[key] = _Series()
+        if (s.last_start is not None and start <= s.last_start) or not math.isfinite(value):
+            return None
+        s.last_start = start
+        s.windows += 1
+        if s.adwin is None:
+            s.warm.append(value)
+            if len(s.warm) >= self.config.warmup:
+                n = len(s.warm)
+                s.mean = math.fsum(s.warm) / n
+                var = math.fsum((v - s.mean) ** 2 for v in s.warm) / n
+                s.std = max(math.sqrt(var), self.config.min_std)
+                self._detectors(s)
+            return None
+        z = (value - s.mean) / s.std
+        s.adwin.update(z)
+        s.ph.update(z)
+        fired = bool(s.adwin.drift_detected or s.ph.drift_detected)
+        if fired:
+            s.changes += 1
+            self._restart(s)
+        return fired
+
+    def update(
+        self, model: str, model_version: str, window: str, start: int, results: Iterable[Result]
+    ) -> list[Result]:
+        """Feed a closed window's results; ``change_detected`` results for the series fed."""
+        out = []
+        for r in results:
+            name = series_name(r.feature, r.metric)
+            if name not in self._wanted:
+                continue
+            fired = self.feed((model, model_version, window, name), start, r.value)
+            if fired is not None:
+                n = self._series[(model, model_version, window, name)].windows
+                out.append(Result(name, "change_detected", 1.0 if fired else 0.0, None, 0, n))
+        return out
+
+    def changes(self, key: SeriesKey) -> int:
+        """How many changes a series has had."""
+        s = self._series.get(key)
+        return s.changes if s is not None else 0
+
+    def forget(self, keys: Sequence[SeriesKey]) -> None:
+        """Drop series (e.g. of a retired model version)."""
+        for k in keys:
+            self._series.pop(k, None)
+
+    def to_bytes(self) -> bytes:
+        """Snapshot every series (river's detectors pickle; read back only what you wrote)."""
+        return _FORMAT + pickle.dumps((self.config, self._series), protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ChangeDetectors:
+        """Restore a snapshot written by :meth:`to_bytes` (raise :class:`SketchError` otherwise)."""
+        if not data.startswith(_FORMAT):
+            raise SketchError("not a drifthouse change-detector snapshot")
+        try:  # our own snapshot, from the worker's own state store
+            config, series = pickle.loads(data[len(_FORMAT) :])
+        except Exception as exc:
+            raise SketchError(f"change-detector snapshot cannot be read: {exc}") from exc
+        if not isinstance(config, ChangeConfig) or not isinstance(series, dict):
+            raise SketchError("change-detector snapshot holds something else")
+        out = cls(config)
+        out._series = series
+        return out

@@ -1,0 +1,104 @@
+"""Change detection over window series: false alarms, detection, order, snapshots."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from drifthouse.detectors.base import Result
+from drifthouse.detectors.change import ChangeConfig, ChangeDetectors, series_name
+from drifthouse.errors import SketchError
+
+KEY = ("m", "1", "1h", "s")
+HOUR = 3_600_000
+
+
+def _run(cd: ChangeDetectors, x: np.ndarray, first: int = 0) -> list[bool | None]:
+    return [cd.feed(KEY, (first + i) * HOUR, float(v)) for i, v in enumerate(x)]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda r: r.normal(0.5, 0.1, 10_000), id="normal"),
+        pytest.param(lambda r: (r.random(10_000) < 0.3) * 1.0, id="bernoulli"),
+        pytest.param(lambda r: r.binomial(1000, 0.05, 10_000) / 1000, id="rate"),
+    ],
+)
+def test_false_alarm_rate_of_the_defaults(make: object) -> None:
+    x = make(np.random.default_rng(0))  # type: ignore[operator]
+    out = [r for r in _run(ChangeDetectors(ChangeConfig(series=("s",))), x) if r is not None]
+    rate = sum(out) / len(out)
+    assert rate < 0.002  # measured ~0.06% (docs/model-performance.md)
+
+
+def test_detects_a_shift_in_the_5xx_rate() -> None:
+    rng = np.random.default_rng(1)
+    x = np.r_[rng.binomial(1000, 0.05, 200) / 1000, rng.binomial(1000, 0.07, 100) / 1000]
+    fired = [i for i, r in enumerate(_run(ChangeDetectors(), x)) if r]
+    assert fired
+    assert 200 <= fired[0] <= 230
+
+
+def test_warmup_is_silent_and_results_name_the_series() -> None:
+    cd = ChangeDetectors(ChangeConfig(series=("error_rate_5xx", "__prediction__:psi"), warmup=5))
+    rows = []
+    for i in range(8):
+        rows.append(
+            cd.update(
+                "m",
+                "1",
+                "1h",
+                i * HOUR,
+                [
+                    Result("", "error_rate_5xx", 0.01, None, 0, 10),
+                    Result("__prediction__", "psi", 0.02, None, 10, 10),
+                    Result("", "latency_p95", 9.0, None, 0, 10),  # not watched
+                ],
+            )
+        )
+    assert rows[:5] == [[]] * 5
+    assert [(r.feature, r.metric, r.value) for r in rows[5]] == [
+        ("error_rate_5xx", "change_detected", 0.0),
+        ("__prediction__:psi", "change_detected", 0.0),
+    ]
+    assert series_name("", "accuracy") == "accuracy"
+
+
+def test_windows_are_fed_once_in_order() -> None:
+    cd = ChangeDetectors(ChangeConfig(series=("s",), warmup=2))
+    assert cd.feed(KEY, 10, 1.0) is None
+    assert cd.feed(KEY, 10, 5.0) is None  # the same window again (a rewrite): skipped
+    assert cd.feed(KEY, 5, 5.0) is None  # an earlier one: skipped
+    assert cd.feed(KEY, 20, 1.1) is None  # warm-up complete
+    assert cd.feed(KEY, 30, float("nan")) is None
+    assert cd.feed(KEY, 40, 1.05) is False
+
+
+def test_change_restarts_the_baseline() -> None:
+    rng = np.random.default_rng(2)
+    x = np.r_[rng.normal(0, 1, 100), rng.normal(10, 1, 400)]
+    cd = ChangeDetectors(ChangeConfig(series=("s",)))
+    fired = [i for i, r in enumerate(_run(cd, x)) if r]
+    assert fired[0] >= 100
+    assert len(fired) <= 2  # the new level becomes the baseline
+    assert cd.changes(KEY) == len(fired)
+
+
+def test_snapshot_restores_exactly() -> None:
+    rng = np.random.default_rng(3)
+    x = np.r_[rng.normal(0, 1, 300), rng.normal(1.5, 1, 300)]
+    straight = _run(ChangeDetectors(), x)
+    cd = ChangeDetectors()
+    first = _run(cd, x[:250])
+    restored = ChangeDetectors.from_bytes(cd.to_bytes())
+    rest = _run(restored, x[250:], first=250)
+    assert first + rest == straight
+    assert any(straight)
+
+
+def test_bad_snapshots_and_config() -> None:
+    with pytest.raises(SketchError):
+        ChangeDetectors.from_bytes(b"\x80\x04N.")
+    with pytest.raises(SketchError, match="warmup"):
+        ChangeConfig(warmup=1)
