@@ -1,0 +1,138 @@
+"""The live worker against a real broker: events per second per worker process, end to end.
+
+    KAFKA_BOOTSTRAP=127.0.0.1:9092 .venv/bin/python bench/bench_worker.py [--quick] [--events N]
+
+Pre-fills a 4-partition topic with N prediction events (20 numeric + 5 categorical features),
+then (1) reads it with aiokafka alone, the client faust runs on, counting records: the ceiling;
+(2) starts one `drifthouse run` worker process and polls its health endpoint until every event
+is consumed and the merger has written every closed window: the end-to-end rate, measured from
+the worker's first event to the last. Start a broker first (`scripts/kafka start`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import numpy as np
+from kafka import KafkaProducer
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_replay import _events  # noqa: E402
+
+from drifthouse.config import Config  # noqa: E402
+from drifthouse.detectors.reference import build_profile  # noqa: E402
+from drifthouse.stream.kafka_admin import ensure_topics  # noqa: E402
+
+
+async def _consume_only(bootstrap: str, topic: str, n: int) -> float:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    seen, t0 = 0, None
+    try:
+        while seen < n:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            for records in batch.values():
+                if t0 is None:
+                    t0 = time.perf_counter()
+                seen += len(records)
+    finally:
+        await consumer.stop()
+    return seen / (time.perf_counter() - (t0 or time.perf_counter()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=500_000)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    n = 50_000 if args.quick else args.events
+    rng = np.random.default_rng(1)
+    folder = Path(tempfile.mkdtemp(prefix="drifthouse-bench-worker-"))
+    topic = f"bench-{uuid.uuid4().hex[:8]}"
+    cfg = Config.model_validate({"kafka": {"bootstrap": bootstrap, "topic": topic}})
+    ensure_topics(cfg.kafka, {topic: 4})
+    ref = _events(rng, 50_000, 0)
+    profile = build_profile(
+        model="bench", model_version="1", created_at="2026-01-01T00:00:00Z", source_digest="bench",
+        settings=cfg.metrics, features={k: [e["features"][k] for e in ref] for k in ref[0]["features"]},
+        prediction=[e["prediction"] for e in ref],
+    )  # fmt: skip
+    (folder / "bench.json").write_bytes(profile.to_json())
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=50, batch_size=1 << 20, compression_type=None
+    )
+    t = time.perf_counter()
+    for i, e in enumerate(_events(rng, n, 1_767_225_600_000)):
+        producer.send(topic, value=json.dumps(e).encode(), partition=i % 4)
+    producer.flush()
+    print(f"filled {topic} with {n:,} events in {time.perf_counter() - t:.1f} s")
+
+    ceiling = asyncio.run(_consume_only(bootstrap, topic, n))
+
+    config = {
+        "kafka": {"bootstrap": bootstrap, "topic": topic, "group": f"g-{topic}", "partials_topic": f"{topic}-partials",
+                  "web_port": 16999, "batch_size": 4096},
+        "store": {"path": "./store"},
+        "windows": [{"size": "1h"}],
+        "models": {"bench": {"reference": "bench.json"}},
+    }  # fmt: skip
+    (folder / "drifthouse.yaml").write_text(json.dumps(config))
+    log = (folder / "worker.log").open("wb")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "drifthouse", "run", "-c", "drifthouse.yaml"],
+        cwd=folder,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    first = last = None
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            try:
+                with urllib.request.urlopen(
+                    "http://127.0.0.1:16999/drifthouse/health/", timeout=2
+                ) as resp:
+                    health = json.loads(resp.read())
+            except OSError:
+                continue
+            if health["events"] and first is None:
+                first = time.perf_counter() - 0.5
+            if (
+                health["events"] >= n
+                and (health.get("merger") or {}).get("pending_windows", 1) == 0
+            ):
+                last = time.perf_counter()
+                break
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+    if first is None or last is None:
+        raise SystemExit(f"the worker did not finish; see {folder / 'worker.log'}")
+    rate = n / (last - first)
+    print("\n| reader | events/s |\n|---|---:|")
+    print(f"| aiokafka consumer only (the ceiling) | {ceiling:,.0f} |")
+    print(
+        f"| drifthouse worker, one process, end to end | {rate:,.0f} ({100 * rate / ceiling:.0f}% of the ceiling) |"
+    )
+
+
+if __name__ == "__main__":
+    main()
