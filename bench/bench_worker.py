@@ -27,11 +27,11 @@ import numpy as np
 from kafka import KafkaProducer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_replay import _events  # noqa: E402
+from bench_replay import _events
 
-from drifthouse.config import Config  # noqa: E402
-from drifthouse.detectors.reference import build_profile  # noqa: E402
-from drifthouse.stream.kafka_admin import ensure_topics  # noqa: E402
+from drifthouse.config import Config
+from drifthouse.detectors.reference import build_profile
+from drifthouse.stream.kafka_admin import ensure_topics
 
 
 async def _consume_only(bootstrap: str, topic: str, n: int) -> float:
