@@ -2,7 +2,7 @@
 #
 #   make venv         .venv with the package (editable) and the dev tools; quick when up to date
 #   make demo         the whole pipeline on one machine (no services needed)
-#   make test         start a Kafka broker (scripts/kafka), run pytest, stop the broker
+#   make test         install Java and Maven if missing, start a Kafka broker, run pytest, stop it
 #   make lint         ruff check, ruff format --check, mypy (and shellcheck when installed)
 #   make kafka-start  start the local test broker (127.0.0.1, port KAFKA_PORT or 9092)
 #   make kafka-stop   stop it
@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test lint kafka-start kafka-stop
+.PHONY: help system-deps venv demo test lint kafka-start kafka-stop
 
 help:
 	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
@@ -36,7 +36,10 @@ demo: venv
 
 # The broker runs under a lease held by this recipe's shell: it is stopped at the end whatever
 # pytest's outcome, unless it was started by hand (make kafka-start) or another session uses it.
-test: venv
+system-deps:
+	@scripts/system-deps
+
+test: system-deps venv
 	@export KAFKA_LEASE=$$$$ PYTHON=$(VENV)/bin/python; \
 	scripts/kafka start >/dev/null || exit 1; \
 	status=0; $(VENV)/bin/pytest $(PYTEST_ARGS) || status=$$?; \
@@ -47,7 +50,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	@if command -v shellcheck >/dev/null 2>&1; then shellcheck scripts/kafka .ci/run; \
+	@if command -v shellcheck >/dev/null 2>&1; then shellcheck scripts/kafka scripts/system-deps .ci/run; \
 	else echo "shellcheck not installed: shell scripts not checked"; fi
 
 kafka-start:
