@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import pickle
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,8 @@ __all__ = ["ChangeConfig", "ChangeDetectors", "SeriesKey", "series_name"]
 
 SeriesKey = tuple[str, str, str, str]  # (model, model_version, window, series)
 _FORMAT = b"drifthouse-change-v1\x00"
+# river's ADWIN constructor is not annotated; call it through an explicitly untyped name.
+_ADWIN: Callable[..., Any] = drift.ADWIN
 
 
 def series_name(feature: str, metric: str) -> str:
@@ -118,7 +120,7 @@ class ChangeDetectors:
 
     def _detectors(self, s: _Series) -> None:
         c = self.config
-        s.adwin = drift.ADWIN(
+        s.adwin = _ADWIN(
             delta=c.adwin_delta,
             clock=c.adwin_clock,
             grace_period=c.adwin_grace_period,

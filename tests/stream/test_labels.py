@@ -1,0 +1,383 @@
+"""Label join and label windows: order, unknown and late labels, rewrites, snapshots."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from drifthouse.detectors.label_sketch import LabelSketch
+from drifthouse.detectors.labels import binary_metrics
+from drifthouse.events import EventDecoder, LabelEvent, PredictionEvent
+from drifthouse.stream.labels import (
+    JoinedPair,
+    LabelJoin,
+    LabelWindow,
+    LabelWindows,
+    PredictionRecord,
+    decode_records,
+    encode_records,
+    sketch_for_model,
+)
+from drifthouse.stream.windows import WindowSpec
+from tests.detectors.strategies import make_profile
+
+HOUR = 3_600_000
+DAY = 24 * HOUR
+
+
+def rec(eid: str | None, ts: int, score: float = 0.7, **kw: object) -> PredictionRecord:
+    return PredictionRecord(
+        eid,
+        str(kw.get("model", "m")),
+        str(kw.get("version", "1")),
+        ts,
+        score,
+        kw.get("cls"),  # type: ignore[arg-type]
+        tuple(kw.get("segment", ())),  # type: ignore[arg-type]
+    )
+
+
+def lab(eid: str, ts: int, label: int | float | str = 1, model: str = "m") -> LabelEvent:
+    return LabelEvent(event_id=eid, model=model, ts_ms=ts, label=label)
+
+
+def _pairs(out: list[JoinedPair]) -> list[tuple[str | None, object]]:
+    return [(p.prediction.event_id, p.label) for p in out]
+
+
+# -- records -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("prediction", "score", "cls"),
+    [
+        pytest.param(0.25, 0.25, None, id="score"),
+        pytest.param({"0": 0.2, "1": 0.8}, 0.8, None, id="two-class-probabilities"),
+        pytest.param({"a": 0.2, "b": 0.5, "c": 0.3}, math.nan, "b", id="multiclass"),
+        pytest.param("cat", math.nan, "cat", id="class-name"),
+        pytest.param(None, math.nan, None, id="none"),
+    ],
+)
+def test_record_from_event(prediction: object, score: float, cls: str | None) -> None:
+    e = PredictionEvent(
+        model="m",
+        ts_ms=5,
+        features={},
+        event_id="e",
+        prediction=prediction,  # type: ignore[arg-type]
+        segment={"country": "DE", "app": "ios"},
+    )
+    r = PredictionRecord.from_event(e)
+    assert (r.score == score) or (math.isnan(r.score) and math.isnan(score))
+    assert r.pred_class == cls
+    assert r.segment == (("app", "ios"), ("country", "DE"))
+    wire = encode_records([r, r])
+    assert encode_records(decode_records(wire)) == wire
+
+
+# -- join --------------------------------------------------------------------------------------
+
+
+def test_label_after_and_before_its_prediction() -> None:
+    join = LabelJoin(horizon_ms=DAY)
+    assert join.add_predictions([rec("a", 1_000)]) == []
+    assert _pairs(join.add_labels([lab("a", 5 * HOUR)])) == [("a", 1)]
+    assert join.add_labels([lab("b", 2_000, 0)]) == []  # early label: held
+    assert _pairs(join.add_predictions([rec("b", 1_500)])) == [("b", 0)]
+    assert join.stats.joined == 2
+    assert join.stats.early == 1
+
+
+def test_unknown_and_empty_ids_are_counted_not_fatal() -> None:
+    join = LabelJoin(horizon_ms=HOUR)
+    join.add_labels([lab("ghost", 1_000), lab("", 1_000)])
+    assert join.stats.unmatched == 1  # the empty id at once
+    join.add_predictions([rec("x", 2 * HOUR)])  # moves the clock: the ghost label expires
+    assert join.stats.unmatched == 2
+    assert [(d.event_id, d.reason) for d in join.take_dropped()] == [
+        ("", "unmatched"),
+        ("ghost", "unmatched"),
+    ]
+    assert join.take_dropped() == []
+
+
+def test_expired_and_duplicate_labels() -> None:
+    join = LabelJoin(horizon_ms=HOUR)
+    join.add_predictions([rec("a", 10 * HOUR)])
+    join.add_labels([lab("old", 1_000)])  # beyond the horizon already
+    join.add_labels([lab("a", 10 * HOUR + 1), lab("a", 10 * HOUR + 2, 0)])
+    assert join.stats.expired == 1
+    assert join.stats.duplicate == 1
+    reasons = [d.reason for d in join.take_dropped()]
+    assert reasons == ["expired", "duplicate"]
+
+
+def test_memory_is_bounded_by_the_horizon() -> None:
+    join = LabelJoin(horizon_ms=HOUR)
+    for i in range(10_000):
+        join.add_predictions([rec(f"e{i}", i * 60_000)])  # one a minute for a week
+    assert join.held("m") <= 61
+    assert join.stats.evicted_predictions >= 10_000 - 61
+
+
+def test_entry_cap() -> None:
+    join = LabelJoin(horizon_ms=DAY, max_entries=100)
+    join.add_predictions([rec(f"e{i}", i) for i in range(1_000)])
+    assert join.held("m") == 100
+    assert join.stats.over_cap == 900
+    assert _pairs(join.add_labels([lab("e999", 2_000)])) == [("e999", 1)]
+
+
+def test_labels_are_joined_per_model() -> None:
+    join = LabelJoin()
+    join.add_predictions([rec("a", 1, model="m1")])
+    assert join.add_labels([lab("a", 2, model="m2")]) == []
+    assert _pairs(join.add_labels([lab("a", 2, model="m1")])) == [("a", 1)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.randoms(use_true_random=False), st.integers(1, 40))
+def test_any_interleaving_joins_the_same_pairs(rnd: object, n: int) -> None:
+    items: list[tuple[str, object]] = [("p", rec(f"e{i}", i * 1000)) for i in range(n)]
+    items += [("l", lab(f"e{i}", i * 1000 + 500, i % 2)) for i in range(0, n, 2)]
+    items += [("l", lab(f"ghost{i}", i * 1000)) for i in range(3)]
+    rnd.shuffle(items)  # type: ignore[attr-defined]
+    join = LabelJoin(horizon_ms=DAY)
+    got = []
+    for kind, item in items:
+        if kind == "p":
+            got += join.add_predictions([item])  # type: ignore[list-item]
+        else:
+            got += join.add_labels([item])  # type: ignore[list-item]
+    assert sorted(_pairs(got), key=str) == sorted(
+        ((f"e{i}", i % 2) for i in range(0, n, 2)), key=str
+    )
+    assert join.stats.unmatched == 0  # ghosts are still held, within the horizon
+    assert join.held("m") == n + 3 - 0
+
+
+def test_snapshot_resumes_exactly() -> None:
+    rng = np.random.default_rng(0)
+    events: list[tuple[str, object]] = []
+    for i in range(3_000):
+        ts = i * 60_000
+        events.append(("p", rec(f"e{i}", ts, float(rng.random()))))
+        j = int(rng.integers(0, i + 1))
+        events.append(("l", lab(f"e{j}", ts, int(rng.integers(0, 2)))))
+        if i % 97 == 0:
+            events.append(("l", lab(f"ghost{i}", ts)))
+
+    def run(join: LabelJoin, evs: list[tuple[str, object]]) -> list[tuple[str | None, object]]:
+        out = []
+        for kind, item in evs:
+            res = join.add_predictions([item]) if kind == "p" else join.add_labels([item])  # type: ignore[list-item]
+            out += _pairs(res)
+        return out
+
+    straight_join = LabelJoin(horizon_ms=6 * HOUR)
+    straight = run(straight_join, events)
+    first = LabelJoin(horizon_ms=6 * HOUR)
+    head = run(first, events[:2_500])
+    restored = LabelJoin.from_bytes(first.to_bytes())
+    tail = run(restored, events[2_500:])
+    assert head + tail == straight
+    assert vars(restored.stats) == vars(straight_join.stats)
+    assert restored.to_bytes() == straight_join.to_bytes()
+
+
+# -- windows -----------------------------------------------------------------------------------
+
+SPECS = [WindowSpec.tumbling(HOUR), WindowSpec(HOUR, 15 * 60_000)]
+SK = LabelSketch(task="classification", threshold=0.5, bins=100)
+
+
+def _windows() -> LabelWindows:
+    return LabelWindows(SPECS, lambda model: SK, horizon_ms=DAY)
+
+
+def _metrics(lw: LabelWindows, w: LabelWindow) -> dict[tuple[str, str], float]:
+    return {(seg, r.metric): r.value for seg, r in lw.evaluate(w)}
+
+
+def test_late_label_rewrites_its_window() -> None:
+    lw, join = _windows(), LabelJoin(horizon_ms=DAY)
+    preds = [rec(f"e{i}", i * 60_000, score=0.9 if i % 2 else 0.1) for i in range(60)]
+    lw.add_predictions(preds)
+    join.add_predictions(preds)
+    lw.add_pairs(join.add_labels([lab(f"e{i}", HOUR + i, i % 2) for i in range(30)]))
+    first = [w for w in lw.flush(ready_until=HOUR) if w.spec_index == 0]
+    assert [(w.start, w.rewrite) for w in first] == [(0, False)]
+    v = _metrics(lw, first[0])
+    assert v[("", "accuracy")] == 1.0
+    assert v[("", "labels_coverage")] == 0.5
+    assert lw.flush(ready_until=HOUR) == []  # nothing changed: nothing to write
+    # A day later the rest of the labels come, all wrong: the window is rewritten.
+    lw.add_pairs(join.add_labels([lab(f"e{i}", DAY - 1, 1 - i % 2) for i in range(30, 60)]))
+    again = [w for w in lw.flush(ready_until=HOUR) if w.spec_index == 0]
+    assert [(w.start, w.rewrite) for w in again] == [(0, True)]
+    v = _metrics(lw, again[0])
+    assert v[("", "accuracy")] == 0.5
+    assert v[("", "labels_coverage")] == 1.0
+    # The rewrite is the same rows whatever was written before: a fresh run agrees.
+    fresh, join2 = _windows(), LabelJoin(horizon_ms=DAY)
+    fresh.add_predictions(preds)
+    join2.add_predictions(preds)
+    fresh.add_pairs(join2.add_labels([lab(f"e{i}", HOUR + i, i % 2) for i in range(30)]))
+    fresh.add_pairs(join2.add_labels([lab(f"e{i}", DAY - 1, 1 - i % 2) for i in range(30, 60)]))
+    (once,) = [w for w in fresh.flush() if w.spec_index == 0 and w.start == 0]
+    assert _metrics(fresh, once) == v
+
+
+def test_windows_wait_for_ready_until() -> None:
+    lw = _windows()
+    lw.add_predictions([rec("a", 10)])
+    assert lw.flush(ready_until=15 * 60_000 - 1) == []
+    # The first sliding window holding the pane [0, 15m) started 45 minutes before it.
+    assert [(w.spec_index, w.start) for w in lw.flush(ready_until=15 * 60_000)] == [
+        (1, -45 * 60_000)
+    ]
+    assert [(w.spec_index, w.start) for w in lw.flush(ready_until=HOUR)] == [
+        (1, -30 * 60_000),
+        (1, -15 * 60_000),
+        (0, 0),
+        (1, 0),
+    ]
+
+
+def test_sliding_windows_merge_their_panes_like_direct_computation() -> None:
+    rng = np.random.default_rng(4)
+    lw, join = _windows(), LabelJoin(horizon_ms=DAY)
+    n = 2_000
+    ts = np.sort(rng.integers(0, 4 * HOUR, n))
+    y = rng.random(n) < 0.4
+    s = np.clip(rng.normal(0.4 + 0.3 * y, 0.2), 0, 1)
+    preds = [rec(f"e{i}", int(ts[i]), float(s[i])) for i in range(n)]
+    lw.add_predictions(preds)
+    join.add_predictions(preds)
+    order = rng.permutation(n)
+    lw.add_pairs(join.add_labels([lab(f"e{i}", 5 * HOUR, int(y[i])) for i in order]))
+    for w in lw.flush():
+        m = (ts >= w.start) & (ts < w.end)
+        want = binary_metrics(y_true=y[m], score=s[m], threshold=0.5)
+        got = _metrics(lw, w)
+        for k in ("accuracy", "precision", "recall", "f1"):
+            assert got[("", k)] == pytest.approx(want[k], abs=1e-12), (w.start, k)
+        assert got[("", "roc_auc")] == pytest.approx(want["roc_auc"], abs=0.01)
+        assert w.predictions() == int(m.sum())
+
+
+def test_segments_and_fairness() -> None:
+    lw, join = _windows(), LabelJoin(horizon_ms=DAY)
+    preds = []
+    for i in range(40):
+        country = "DE" if i < 20 else "FR"
+        # DE: every positive predicted positive; FR: half of them.
+        score = 0.9 if (i % 2 == 0 and (country == "DE" or i % 4 == 0)) else 0.1
+        preds.append(rec(f"e{i}", i, score, segment=[("country", country)]))
+    lw.add_predictions(preds)
+    join.add_predictions(preds)
+    lw.add_pairs(join.add_labels([lab(f"e{i}", 100, int(i % 2 == 0)) for i in range(40)]))
+    (w,) = [w for w in lw.flush() if w.spec_index == 0]
+    v = _metrics(lw, w)
+    assert v[("country=DE", "recall")] == 1.0
+    assert v[("country=FR", "recall")] == 0.5
+    assert v[("country", "equal_opportunity_diff")] == 0.5
+    assert v[("country", "demographic_parity_diff")] == pytest.approx(0.5 - 0.25)
+    assert v[("country=DE", "labels_coverage")] == 1.0
+
+
+def test_segment_values_are_capped() -> None:
+    lw = LabelWindows(SPECS, lambda m: SK, max_segment_values=2)
+    lw.add_predictions([rec(f"e{i}", i, segment=[("user", f"u{i}")]) for i in range(5)])
+    (w,) = [w for w in lw.flush() if w.spec_index == 0]
+    assert set(w.counters) == {"", "user=u0", "user=u1", "user=__other__"}
+    assert w.predictions("user=__other__") == 3
+
+
+def test_dropped_labels_are_counted_in_their_window() -> None:
+    lw, join = _windows(), LabelJoin(horizon_ms=HOUR)
+    join.add_labels([lab("ghost", 1_000), lab("", 2_000)])
+    join.add_predictions([rec("x", 3 * HOUR)])
+    lw.add_dropped(join.take_dropped())
+    (w,) = [w for w in lw.flush() if w.spec_index == 0 and w.start == 0]
+    assert _metrics(lw, w)[("", "labels_unmatched")] == 2.0
+    assert w.model_version == "unknown"
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 200), max_size=3))
+def test_batch_cuts_give_bitwise_identical_states(cuts: list[int]) -> None:
+    rng = np.random.default_rng(9)
+    n = 200
+    preds = [rec(f"e{i}", int(rng.integers(0, 2 * HOUR)), float(rng.random())) for i in range(n)]
+    pairs = [JoinedPair(p, int(rng.integers(0, 2)), 3 * HOUR) for p in preds]
+    whole = _windows()
+    whole.add_pairs(pairs)
+    bounds = [0, *sorted(cuts), n]
+    cut = _windows()
+    for lo, hi in itertools.pairwise(bounds):
+        cut.add_pairs(pairs[lo:hi])
+    a, b = whole.flush(), cut.flush()
+    assert [(w.spec_index, w.start) for w in a] == [(w.spec_index, w.start) for w in b]
+    for wa, wb in zip(a, b, strict=True):
+        assert wa.states[""].equals(wb.states[""])
+
+
+def test_windows_snapshot_restores() -> None:
+    lw, join = _windows(), LabelJoin(horizon_ms=DAY)
+    preds = [rec(f"e{i}", i * 60_000, segment=[("c", "x")]) for i in range(120)]
+    lw.add_predictions(preds)
+    join.add_predictions(preds)
+    lw.add_pairs(join.add_labels([lab(f"e{i}", 3 * HOUR, 1) for i in range(0, 120, 3)]))
+    lw.flush(ready_until=HOUR)
+    copy = _windows()
+    copy.restore(lw.to_bytes())
+    lw.add_pairs(join.add_labels([lab("e1", 3 * HOUR, 0)]))
+    join2 = LabelJoin(horizon_ms=DAY)
+    join2.add_predictions(preds)
+    copy.add_pairs(join2.add_labels([lab("e1", 3 * HOUR, 0)]))
+    a, b = lw.flush(), copy.flush()
+    assert [(w.spec_index, w.start, w.rewrite) for w in a] == [
+        (w.spec_index, w.start, w.rewrite) for w in b
+    ]
+    assert [_metrics(lw, w) for w in a] == [_metrics(copy, w) for w in b]
+
+
+def test_old_panes_are_dropped_after_the_horizon() -> None:
+    lw = _windows()
+    lw.add_predictions([rec(f"e{i}", i * HOUR) for i in range(24 * 10)])  # ten days
+    lw.flush()
+    assert lw._clock == (24 * 10 - 1) * HOUR
+    starts = {key[4] for key in lw._panes}
+    assert min(starts) >= lw._clock - DAY - HOUR
+
+
+def test_sketch_for_model_from_profile() -> None:
+    p = make_profile({"x": np.arange(100.0)}, prediction=["a", "b"] * 50, label=["a", "b"] * 50)
+    sk = sketch_for_model(p, threshold=0.7)
+    assert sk.task == "classification"
+    assert set(sk.classes.classes) == {"a", "b"}
+    assert sketch_for_model(None, task="regression").task == "regression"
+
+
+def test_decoded_labels_flow_through() -> None:
+    dec = EventDecoder(LabelEvent)
+    ok, bad = dec.decode_batch(
+        [
+            b'{"event_id": "a", "model": "m", "ts": "2026-01-01T00:00:00Z", "label": "true"}',
+            b'{"event_id": "b", "model": "m", "ts": 5, "label": null}',
+        ]
+    )
+    assert len(bad) == 1
+    join = LabelJoin()
+    join.add_predictions([rec("a", 1_767_225_000_000)])
+    pairs = join.add_labels([e for _, e in ok])
+    lw = _windows()
+    lw.add_pairs(pairs)
+    (w,) = [w for w in lw.flush() if w.spec_index == 0]
+    assert _metrics(lw, w)[("", "recall")] == 1.0
