@@ -440,7 +440,9 @@ class LabelWindows:
         self.sketch_for = sketch_for
         self.horizon_ms = horizon_ms
         self.max_segment_values = max_segment_values
-        self._panes: dict[tuple[str, str, str, int, int], _Pane] = {}
+        # (model, version, spec index, pane start) -> segment -> pane
+        self._panes: dict[WindowId, dict[str, _Pane]] = {}
+        self._forgotten_until = _NO_TIME
         self._dirty: set[WindowId] = set()
         self._written: set[WindowId] = set()
         self._clock = _NO_TIME
@@ -460,14 +462,20 @@ class LabelWindows:
             out.append(f"{name}={value}")
         return out
 
-    def _pane_keys(
-        self, model: str, version: str, segments: list[str], ts: int
-    ) -> list[tuple[str, str, str, int, int]]:
-        keys = []
-        for k, spec in enumerate(self.specs):
-            pane = (ts // spec.pane_ms) * spec.pane_ms
-            keys += [(model, version, seg, k, pane) for seg in segments]
-        return keys
+    def _pane_keys(self, model: str, version: str, ts: int) -> list[WindowId]:
+        return [
+            (model, version, k, (ts // spec.pane_ms) * spec.pane_ms)
+            for k, spec in enumerate(self.specs)
+        ]
+
+    def _pane(self, key: WindowId, segment: str) -> _Pane:
+        segs = self._panes.get(key)
+        if segs is None:
+            segs = self._panes[key] = {}
+        pane = segs.get(segment)
+        if pane is None:
+            pane = segs[segment] = _Pane()
+        return pane
 
     def _touch(self, model: str, version: str, k: int, pane: int) -> None:
         spec = self.specs[k]
@@ -478,42 +486,32 @@ class LabelWindows:
         """Count on-time predictions (with or without ``event_id``) in their panes."""
         for r in records:
             self._clock = max(self._clock, r.ts_ms)
-            for key in self._pane_keys(
-                r.model, r.model_version, self._segments(r.model, r.segment), r.ts_ms
-            ):
-                pane = self._panes.get(key)
-                if pane is None:
-                    pane = self._panes[key] = _Pane()
-                pane.counters[_PREDICTIONS] += 1
-                if key[2] == "":
-                    self._touch(r.model, r.model_version, key[3], key[4])
+            segments = self._segments(r.model, r.segment)
+            for key in self._pane_keys(r.model, r.model_version, r.ts_ms):
+                for seg in segments:
+                    self._pane(key, seg).counters[_PREDICTIONS] += 1
+                self._touch(*key)
 
     def add_dropped(self, dropped: Iterable[DroppedLabel]) -> None:
         """Count labels that joined nothing in the panes of their own time."""
         for d in dropped:
-            for key in self._pane_keys(d.model, d.model_version, [""], d.ts_ms):
-                pane = self._panes.get(key)
-                if pane is None:
-                    pane = self._panes[key] = _Pane()
-                pane.counters[_REASON_SLOT[d.reason]] += 1
-                self._touch(d.model, d.model_version, key[3], key[4])
+            for key in self._pane_keys(d.model, d.model_version, d.ts_ms):
+                self._pane(key, "").counters[_REASON_SLOT[d.reason]] += 1
+                self._touch(*key)
 
     def add_pairs(self, pairs: Sequence[JoinedPair]) -> None:
         """Fold joined pairs (in order) into the panes of their predictions' times."""
-        grouped: dict[tuple[str, str, str, int, int], list[JoinedPair]] = defaultdict(list)
+        grouped: dict[tuple[WindowId, str], list[JoinedPair]] = defaultdict(list)
         for p in pairs:
             r = p.prediction
             self._clock = max(self._clock, p.label_ts_ms)
-            for key in self._pane_keys(
-                r.model, r.model_version, self._segments(r.model, r.segment), r.ts_ms
-            ):
-                grouped[key].append(p)
-        for key, members in grouped.items():
-            model = key[0]
-            sketch = self.sketch_for(model)
-            pane = self._panes.get(key)
-            if pane is None:
-                pane = self._panes[key] = _Pane()
+            segments = self._segments(r.model, r.segment)
+            for key in self._pane_keys(r.model, r.model_version, r.ts_ms):
+                for seg in segments:
+                    grouped[(key, seg)].append(p)
+        for (key, seg), members in grouped.items():
+            sketch = self.sketch_for(key[0])
+            pane = self._pane(key, seg)
             state = self._load(sketch, pane)
             sketch.update(
                 state,
@@ -522,7 +520,7 @@ class LabelWindows:
                 [m.prediction.pred_class for m in members],
             )
             pane.blob = zlib.compress(state.to_bytes(), 1)
-            self._touch(model, key[1], key[3], key[4])
+            self._touch(*key)
 
     @staticmethod
     def _load(sketch: LabelSketch, pane: _Pane) -> LabelState:
@@ -542,26 +540,21 @@ class LabelWindows:
             if ready_until is None or w[3] + self.specs[w[2]].size_ms <= ready_until
         ]
         ready.sort(key=lambda w: (w[3], w[2], w[0], w[1]))
-        by_window: dict[WindowId, list[tuple[str, int]]] = defaultdict(list)
-        wanted = set(ready)
-        for model, version, seg, k, pane_start in self._panes:
-            spec = self.specs[k]
-            first = pane_start - (spec.panes_per_window - 1) * spec.hop_ms
-            for start in range(first, pane_start + 1, spec.hop_ms):
-                if (model, version, k, start) in wanted:
-                    by_window[(model, version, k, start)].append((seg, pane_start))
         out = []
         for w in ready:
             model, version, k, start = w
+            spec = self.specs[k]
             sketch = self.sketch_for(model)
             states: dict[str, LabelState] = {}
             counters: dict[str, np.ndarray] = {}
-            for seg, pane_start in sorted(by_window.get(w, []), key=lambda t: (t[0], t[1])):
-                pane = self._panes[(model, version, seg, k, pane_start)]
-                st = self._load(sketch, pane)
-                states[seg] = st if seg not in states else sketch.merge(states[seg], st)
-                counters[seg] = counters.get(seg, np.zeros(4, dtype=np.int64)) + pane.counters
-            spec = self.specs[k]
+            # Panes in time order, segments sorted: a fixed merge order.
+            for pane_start in range(start, start + spec.size_ms, spec.hop_ms):
+                segs = self._panes.get((model, version, k, pane_start), {})
+                for seg in sorted(segs):
+                    pane = segs[seg]
+                    st = self._load(sketch, pane)
+                    states[seg] = st if seg not in states else sketch.merge(states[seg], st)
+                    counters[seg] = counters.get(seg, np.zeros(4, dtype=np.int64)) + pane.counters
             out.append(
                 LabelWindow(
                     k,
@@ -583,7 +576,10 @@ class LabelWindows:
         if self._clock == _NO_TIME:
             return
         limit = self._clock - self.horizon_ms
-        for key in [key for key in self._panes if key[4] + self.specs[key[3]].size_ms < limit]:
+        if limit - self._forgotten_until < min(s.pane_ms for s in self.specs):
+            return  # nothing can have aged out since the last sweep
+        self._forgotten_until = limit
+        for key in [key for key in self._panes if key[3] + self.specs[key[2]].size_ms < limit]:
             del self._panes[key]
         self._written = {w for w in self._written if w[3] + self.specs[w[2]].size_ms >= limit}
 
@@ -621,7 +617,11 @@ class LabelWindows:
 
     def to_bytes(self) -> bytes:
         wire = _WindowsWire(
-            [(*key, p.blob, [int(x) for x in p.counters]) for key, p in self._panes.items()],
+            [
+                (key[0], key[1], seg, key[2], key[3], p.blob, [int(x) for x in p.counters])
+                for key, segs in self._panes.items()
+                for seg, p in segs.items()
+            ],
             sorted(self._dirty),
             sorted(self._written),
             self._clock,
@@ -635,10 +635,9 @@ class LabelWindows:
             wire = msgspec.msgpack.decode(data, type=_WindowsWire)
         except msgspec.DecodeError as exc:
             raise SketchError(f"not serialised label windows: {exc}") from exc
-        self._panes = {
-            (m, v, s, k, p): _Pane(blob, np.asarray(c, dtype=np.int64))
-            for m, v, s, k, p, blob, c in wire.panes
-        }
+        self._panes = {}
+        for m, v, seg, k, p, blob, c in wire.panes:
+            self._panes.setdefault((m, v, k, p), {})[seg] = _Pane(blob, np.asarray(c, np.int64))
         self._dirty = {tuple(w) for w in wire.dirty}  # type: ignore[misc]
         self._written = {tuple(w) for w in wire.written}  # type: ignore[misc]
         self._clock = wire.clock

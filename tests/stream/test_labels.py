@@ -353,7 +353,7 @@ def test_old_panes_are_dropped_after_the_horizon() -> None:
     lw.add_predictions([rec(f"e{i}", i * HOUR) for i in range(24 * 10)])  # ten days
     lw.flush()
     assert lw._clock == (24 * 10 - 1) * HOUR
-    starts = {key[4] for key in lw._panes}
+    starts = {key[3] for key in lw._panes}
     assert min(starts) >= lw._clock - DAY - HOUR
 
 
