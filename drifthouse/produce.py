@@ -1,0 +1,197 @@
+"""``drifthouse produce``: a simulated prediction stream (and its labels) written to Kafka.
+
+Predictions go to ``kafka.topic`` and labels to ``kafka.labels_topic``, keyed by model, both
+created when missing. The scenario's event times (the demo's start on 2026-01-01) are moved to
+the present, because a broker refuses records stamped far from its clock (Kafka 4.0: more than
+an hour ahead) and the worker dead-letters events from the future:
+
+- ``rate > 0``: the stream starts now and advances in real time, ``rate`` prediction events a
+  second on average. The scenario's clock is scaled to fit (at ``rate`` 100, the demo's one
+  event a second per pair of models runs 100 times faster: a simulated day every 15 minutes),
+  keeping the order and the relative spacing of its events; each record is sent when the wall
+  clock reaches its new time, so the event time is the time of sending.
+- ``rate == 0``: as fast as possible, keeping the scenario's own spacing; the times are shifted
+  so the last event sent is stamped now (so nothing lies in the future), the first one the
+  scenario's span (or the span of ``count`` events) earlier.
+
+``count`` bounds the prediction events sent (labels due by then ride along); Ctrl-C stops
+early. Returns the number of prediction events sent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from itertools import chain
+from typing import Any
+
+import msgspec
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from drifthouse.config import Config
+from drifthouse.errors import SourceError, UsageError
+from drifthouse.simulate import MINUTE, Record, Scenario, simulate
+from drifthouse.stream.kafka_admin import ensure_topics
+from drifthouse.stream.kafka_client import DEFAULT_TIMEOUT_MS, open_client, translate
+
+__all__ = ["SCENARIOS", "Restamp", "run_produce"]
+
+#: The scenarios ``--scenario`` knows, by name.
+SCENARIOS: dict[str, Callable[[], Scenario]] = {"demo": Scenario.demo}
+
+PARTITIONS = 3  # of topics created here; a keyed topic's partitions are the operator's call later
+
+
+def iso(ms: int) -> str:
+    """``2026-11-27T03:50:00.123Z``: an RFC 3339 event time."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+class Restamp:
+    """Maps scenario times to present times: ``new = origin + (ts - start) / speed``.
+
+    >>> r = Restamp(start=1_000, origin=50_000, speed=2.0)
+    >>> r(1_000), r(3_000)
+    (50000, 51000)
+    """
+
+    def __init__(self, *, start: int, origin: int, speed: float) -> None:
+        self.start, self.origin, self.speed = start, origin, speed
+
+    def __call__(self, ts_ms: int) -> int:
+        return self.origin + int((ts_ms - self.start) / self.speed)
+
+    def value(self, record: Record, ts_ms: int) -> bytes:
+        """The record's JSON with its ``ts`` replaced (ISO text for predictions, ms for labels)."""
+        event: dict[str, Any] = msgspec.json.decode(record.value)
+        event["ts"] = iso(ts_ms) if record.topic == "predictions" else ts_ms
+        return msgspec.json.encode(event)
+
+
+def _events_per_second(scenario: Scenario) -> float:
+    return len(scenario.models) * scenario.rate_per_min / (MINUTE / 1000)
+
+
+def _plan(
+    scenario: Scenario, *, rate: float, count: int | None, now_ms: int
+) -> tuple[Iterator[Record], Restamp]:
+    """The records to send (labels included) and how to restamp them."""
+    records: Iterator[Record] = simulate(scenario, seed=0)
+    if rate > 0:
+        speed = rate / _events_per_second(scenario)
+        return records, Restamp(start=scenario.start_ms, origin=now_ms, speed=speed)
+    if count is None:
+        last = scenario.end_ms
+    else:
+        # Hold the first `count` predictions (and the labels between them) to learn their span.
+        held: list[Record] = []
+        seen = 0
+        for r in records:
+            held.append(r)
+            seen += r.topic == "predictions"
+            if seen >= count:
+                break
+        last = held[-1].ts_ms if held else scenario.start_ms
+        records = chain(held, records)
+    return records, Restamp(
+        start=scenario.start_ms, origin=now_ms - (last - scenario.start_ms), speed=1.0
+    )
+
+
+def run_produce(
+    config: Config, *, rate: float, scenario: str, count: int | None, console: Console
+) -> int:
+    """Write the simulated stream to Kafka (see the module docstring); return predictions sent."""
+    make = SCENARIOS.get(scenario)
+    if make is None:
+        raise UsageError(f"unknown scenario {scenario!r}; known scenarios: {', '.join(SCENARIOS)}")
+    if rate < 0:
+        raise UsageError(f"--rate must be 0 (as fast as possible) or more (got {rate:g})")
+    if count is not None and count < 0:
+        raise UsageError(f"--count must be 0 or more (got {count})")
+    sc = make()
+    kafka = config.kafka
+    ensure_topics(kafka, {kafka.topic: PARTITIONS, kafka.labels_topic: PARTITIONS})
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError
+
+    producer: Any = open_client(
+        KafkaProducer,
+        kafka,
+        "opening the producer",
+        topic=kafka.topic,
+        acks="all",
+        linger_ms=5 if rate == 0 or rate > 200 else 0,
+        bootstrap_timeout_ms=DEFAULT_TIMEOUT_MS,
+        max_block_ms=DEFAULT_TIMEOUT_MS,
+    )
+    topics = {"predictions": kafka.topic, "labels": kafka.labels_topic}
+    records, restamp = _plan(sc, rate=rate, count=count, now_ms=int(time.time() * 1000))
+    failures: list[BaseException] = []
+    sent = {"predictions": 0, "labels": 0}
+    columns = (
+        TextColumn("[bold]produce"),
+        BarColumn(),
+        TextColumn("{task.fields[sent]}"),
+        TextColumn("{task.fields[rate]:>7} events/s"),
+        TextColumn("ts {task.fields[ts]}"),
+        TimeElapsedColumn(),
+    )
+    try:
+        with Progress(*columns, console=console, transient=False) as bar:
+            task = bar.add_task("produce", total=count, sent="", rate="-", ts="")
+            shown = 0.0
+            for r in records:
+                if count is not None and sent["predictions"] >= count:
+                    break
+                ts = restamp(r.ts_ms)
+                if rate > 0:
+                    wait = ts / 1000 - time.time()
+                    if wait > 0:
+                        time.sleep(wait)
+                future = producer.send(
+                    topics[r.topic], key=r.key, value=restamp.value(r, ts), timestamp_ms=ts
+                )
+                future.add_errback(failures.append)
+                sent[r.topic] += 1
+                if failures:
+                    break
+                now = time.monotonic()
+                if now - shown >= 0.1:
+                    shown = now
+                    _show(bar, task, sent, ts)
+            producer.flush(timeout=DEFAULT_TIMEOUT_MS / 1000)
+            _show(bar, task, sent, None)
+    except KeyboardInterrupt:
+        console.print("stopped (Ctrl-C); flushing what was sent")
+        producer.flush(timeout=DEFAULT_TIMEOUT_MS / 1000)
+    except (KafkaError, OSError) as exc:
+        producer.close(timeout=1)
+        raise translate(exc, kafka, "producing the simulated stream", topic=kafka.topic) from exc
+    producer.close(timeout=DEFAULT_TIMEOUT_MS / 1000)
+    if failures:
+        first = failures[0]
+        raise SourceError(
+            f"producing the simulated stream failed at {kafka.bootstrap}: "
+            f"{type(first).__name__}: {first}"
+        ) from first
+    console.print(
+        f"sent {sent['predictions']:,} predictions to {kafka.topic!r} and "
+        f"{sent['labels']:,} labels to {kafka.labels_topic!r}",
+        highlight=False,
+    )
+    return sent["predictions"]
+
+
+def _show(bar: Progress, task: Any, sent: dict[str, int], ts: int | None) -> None:
+    elapsed = bar.tasks[task].elapsed or 0.0
+    predictions = sent["predictions"]
+    fields: dict[str, Any] = {
+        "sent": f"{predictions:,} predictions, {sent['labels']:,} labels",
+        "rate": f"{predictions / elapsed:,.0f}" if elapsed > 0.5 else "-",
+    }
+    if ts is not None:
+        fields["ts"] = iso(ts)[:19] + "Z"
+    bar.update(task, completed=predictions, **fields)
