@@ -240,6 +240,7 @@ def build_app(
         datadir=str(datadir) if datadir else None,
         autodiscover=False,
     )
+
     # faust commits the offsets it has read when a worker stops or loses partitions, with no
     # metadata, which would overwrite the checkpoints below and skip the open panes' events on
     # the next start. drifthouse commits only checkpoints (commit() below), so faust's own
