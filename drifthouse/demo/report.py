@@ -135,7 +135,7 @@ def _findings_table(findings: Sequence[Finding]) -> Table:
         title="injected faults and what caught them", title_justify="left", box=SIMPLE_HEAD
     )
     for column in ("fault", "onset", "caught by", "after onset (event time)"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for f in findings:
         fault = f.fault
         name = f"{fault.name} ({fault.model}" + (f"/{fault.feature})" if fault.feature else ")")
@@ -158,19 +158,33 @@ def window_name(alert: AlertRow, windows: Mapping[int, tuple[str, int]]) -> str:
 
 
 def _alerts_table(alerts: Sequence[AlertRow], windows: Mapping[int, tuple[str, int]]) -> Table:
-    table = Table(title="alerts raised (event time)", title_justify="left", box=SIMPLE_HEAD)
-    table.add_column("window end", no_wrap=True)
-    for column in ("state", "rule", "where (window)", "value", "sent to"):
-        table.add_column(column)
-    for a in alerts:
-        style = "green" if a.status == "resolved" else _STYLE.get(a.severity, "")
+    """One line per rule and series: when it first fired (and in which window), when it resolved."""
+    table = Table(
+        title="alerts raised (event time; critical in red, warnings in yellow)",
+        title_justify="left",
+        box=SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    table.add_column("rule", no_wrap=True)
+    table.add_column("where", overflow="fold", min_width=15)
+    table.add_column("first fired", no_wrap=True)
+    table.add_column("resolved", no_wrap=True)
+    table.add_column("sent to")
+    series: dict[tuple[str, str, str], list[AlertRow]] = {}
+    for a in sorted(alerts, key=lambda a: (a.window_end, a.ts)):
+        series.setdefault((a.rule, a.model, a.feature), []).append(a)
+    for rows in series.values():
+        firing = [a for a in rows if a.status == "firing"]
+        if not firing:
+            continue
+        first = firing[0]
+        resolved = [a for a in rows if a.status == "resolved"]
         table.add_row(
-            short(a.window_end),
-            Text(a.severity if a.status == "firing" else a.status, style),
-            a.rule,
-            f"{_where(a)} ({window_name(a, windows)})",
-            f"{a.metric}={_num(a.value)}",
-            ", ".join(a.receivers) if a.status == "firing" else "",
+            Text(first.rule, _STYLE.get(first.severity, "")),
+            _where(first),
+            f"{short(first.window_end)} {window_name(first, windows)}",
+            Text(short(resolved[-1].window_end), "green") if resolved else "",
+            ", ".join(first.receivers),
         )
     return table
 
