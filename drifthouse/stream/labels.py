@@ -30,7 +30,7 @@ from __future__ import annotations
 import heapq
 import math
 import zlib
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -378,11 +378,18 @@ _REASON_SLOT = {"unmatched": _UNMATCHED, "expired": _EXPIRED, "duplicate": _DUPL
 
 @dataclass
 class _Pane:
-    """A pane of one (model, version, segment): its label state, compressed at rest (a binary
-    sketch is mostly zeros), and its counters."""
+    """A pane of one (model, version, segment): its counters and its label state, either
+    decoded (``state``, while in the cache of recently used panes) or compressed (``blob``:
+    a binary sketch is mostly zeros, 16 KB raw and a few hundred bytes compressed)."""
 
     blob: bytes | None = None
     counters: np.ndarray = field(default_factory=lambda: np.zeros(4, dtype=np.int64))
+    state: LabelState | None = None
+
+    def packed(self) -> bytes | None:
+        if self.state is not None:
+            return zlib.compress(self.state.to_bytes(), 1)
+        return self.blob
 
 
 @dataclass(frozen=True)
@@ -406,7 +413,7 @@ class LabelWindow:
 class _WindowsWire(msgspec.Struct, array_like=True):
     panes: list[tuple[str, str, str, int, int, bytes | None, list[int]]]
     dirty: list[tuple[str, str, int, int]]
-    written: list[tuple[str, str, int, int]]
+    written: list[tuple[tuple[str, str, int, int], int]]
     clock: int
     segment_values: dict[str, list[str]]
 
@@ -426,6 +433,10 @@ class LabelWindows:
     max_segment_values
         Per model and segment attribute, the most values kept apart; later values are pooled
         as ``name=__other__``.
+    cache_size
+        Pane states kept decoded (16 KB each with 1,000 AUC bins); the others are compressed.
+    rewrite_every_ms
+        Event time between two writes of one window (see :meth:`flush`).
     """
 
     def __init__(
@@ -435,6 +446,8 @@ class LabelWindows:
         *,
         horizon_ms: int = 7 * DAY_MS,
         max_segment_values: int = 100,
+        cache_size: int = 4_096,
+        rewrite_every_ms: int = 600_000,
     ) -> None:
         self.specs = tuple(specs)
         self.sketch_for = sketch_for
@@ -443,8 +456,12 @@ class LabelWindows:
         # (model, version, spec index, pane start) -> segment -> pane
         self._panes: dict[WindowId, dict[str, _Pane]] = {}
         self._forgotten_until = _NO_TIME
+        self.cache_size = cache_size
+        self._cache: OrderedDict[int, _Pane] = OrderedDict()  # id(pane) -> pane, LRU order
         self._dirty: set[WindowId] = set()
-        self._written: set[WindowId] = set()
+        # Windows written, and the clock when they were last written.
+        self._written: dict[WindowId, int] = {}
+        self.rewrite_every_ms = rewrite_every_ms
         self._clock = _NO_TIME
         self._segment_values: dict[str, set[str]] = defaultdict(set)
 
@@ -513,31 +530,51 @@ class LabelWindows:
             sketch = self.sketch_for(key[0])
             pane = self._pane(key, seg)
             state = self._load(sketch, pane)
+            pane.blob = None  # the decoded state is the truth now
             sketch.update(
                 state,
                 [m.label for m in members],
                 np.asarray([m.prediction.score for m in members], dtype=np.float64),
                 [m.prediction.pred_class for m in members],
             )
-            pane.blob = zlib.compress(state.to_bytes(), 1)
             self._touch(*key)
 
-    @staticmethod
-    def _load(sketch: LabelSketch, pane: _Pane) -> LabelState:
+    def _load(self, sketch: LabelSketch, pane: _Pane) -> LabelState:
+        """The pane's decoded state, kept in the cache (least recently used panes packed)."""
+        cache = self._cache
+        if pane.state is not None:
+            cache.move_to_end(id(pane))
+            return pane.state
         if pane.blob is None:
-            return sketch.empty()
-        return LabelState.from_bytes(zlib.decompress(pane.blob))
+            pane.state = sketch.empty()
+        else:
+            pane.state = LabelState.from_bytes(zlib.decompress(pane.blob))
+        cache[id(pane)] = pane
+        while len(cache) > self.cache_size:
+            _, old = cache.popitem(last=False)
+            old.blob, old.state = old.packed(), None
+        return pane.state
 
     # -- output ----------------------------------------------------------------------------
 
     def flush(self, ready_until: int | None = None) -> list[LabelWindow]:
         """Windows changed since last written whose end is at or before ``ready_until`` (all
         when ``None``), in (start, spec, model, version) order; ``rewrite`` marks windows
-        written before. Then drops panes beyond the horizon."""
+        written before. Then drops panes beyond the horizon.
+
+        A window already written is written again at most once per ``rewrite_every_ms`` of
+        event time (labels trickle in for days; each rewrite merges every pane of the window),
+        and always at the final flush (``ready_until=None``).
+        """
+        written, clock, every = self._written, self._clock, self.rewrite_every_ms
         ready = [
             w
             for w in self._dirty
-            if ready_until is None or w[3] + self.specs[w[2]].size_ms <= ready_until
+            if ready_until is None
+            or (
+                w[3] + self.specs[w[2]].size_ms <= ready_until
+                and (w not in written or clock - written[w] >= every)
+            )
         ]
         ready.sort(key=lambda w: (w[3], w[2], w[0], w[1]))
         out = []
@@ -552,8 +589,11 @@ class LabelWindows:
                 segs = self._panes.get((model, version, k, pane_start), {})
                 for seg in sorted(segs):
                     pane = segs[seg]
-                    st = self._load(sketch, pane)
-                    states[seg] = st if seg not in states else sketch.merge(states[seg], st)
+                    acc = states.get(seg)
+                    if acc is None:  # a fresh accumulator: the panes' states keep changing
+                        acc = states[seg] = sketch.empty()
+                    if pane.state is not None or pane.blob is not None:  # else no labels yet
+                        sketch.merge_into(acc, self._load(sketch, pane))
                     counters[seg] = counters.get(seg, np.zeros(4, dtype=np.int64)) + pane.counters
             out.append(
                 LabelWindow(
@@ -568,7 +608,7 @@ class LabelWindows:
                 )
             )
             self._dirty.discard(w)
-            self._written.add(w)
+            self._written[w] = self._clock
         self._forget()
         return out
 
@@ -580,8 +620,11 @@ class LabelWindows:
             return  # nothing can have aged out since the last sweep
         self._forgotten_until = limit
         for key in [key for key in self._panes if key[3] + self.specs[key[2]].size_ms < limit]:
-            del self._panes[key]
-        self._written = {w for w in self._written if w[3] + self.specs[w[2]].size_ms >= limit}
+            for pane in self._panes.pop(key).values():
+                self._cache.pop(id(pane), None)
+        self._written = {
+            w: at for w, at in self._written.items() if w[3] + self.specs[w[2]].size_ms >= limit
+        }
 
     def evaluate(self, window: LabelWindow) -> list[tuple[str, Result]]:
         """``(segment, result)`` of a window: label metrics per segment, the label counters
@@ -618,12 +661,12 @@ class LabelWindows:
     def to_bytes(self) -> bytes:
         wire = _WindowsWire(
             [
-                (key[0], key[1], seg, key[2], key[3], p.blob, [int(x) for x in p.counters])
+                (key[0], key[1], seg, key[2], key[3], p.packed(), [int(x) for x in p.counters])
                 for key, segs in self._panes.items()
                 for seg, p in segs.items()
             ],
             sorted(self._dirty),
-            sorted(self._written),
+            sorted(self._written.items()),
             self._clock,
             {k: sorted(v) for k, v in self._segment_values.items()},
         )
@@ -636,10 +679,11 @@ class LabelWindows:
         except msgspec.DecodeError as exc:
             raise SketchError(f"not serialised label windows: {exc}") from exc
         self._panes = {}
+        self._cache.clear()
         for m, v, seg, k, p, blob, c in wire.panes:
             self._panes.setdefault((m, v, k, p), {})[seg] = _Pane(blob, np.asarray(c, np.int64))
         self._dirty = {tuple(w) for w in wire.dirty}  # type: ignore[misc]
-        self._written = {tuple(w) for w in wire.written}  # type: ignore[misc]
+        self._written = {tuple(w): at for w, at in wire.written}  # type: ignore[misc]
         self._clock = wire.clock
         self._segment_values = defaultdict(set, {k: set(v) for k, v in wire.segment_values.items()})
 

@@ -238,6 +238,16 @@ def test_merge_equals_concatenation_and_is_associative(
     assert SK.merge(SK.empty(), sa).equals(sa)
 
 
+@settings(max_examples=60, deadline=None)
+@given(pairs, pairs)
+def test_merge_into_equals_merge(a: list[Row], b: list[Row]) -> None:
+    sa, sb = _feed(SK, SK.empty(), a), _feed(SK, SK.empty(), b)
+    want = SK.merge(sa, sb)
+    acc = SK.merge_into(SK.merge_into(SK.empty(), sa), sb)
+    assert acc.equals(want)
+    assert _feed(SK, SK.empty(), b).equals(sb)  # the argument is left alone
+
+
 def test_label_state_round_trips() -> None:
     state = _feed(
         SK, SK.empty(), [(0, 1, 0.7, 3.0, "a"), (1, 0, 0.2, -1.0, "b"), (2, 1, 0.9, 0.0, "z")]

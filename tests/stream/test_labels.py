@@ -381,3 +381,21 @@ def test_decoded_labels_flow_through() -> None:
     lw.add_pairs(pairs)
     (w,) = [w for w in lw.flush() if w.spec_index == 0]
     assert _metrics(lw, w)[("", "recall")] == 1.0
+
+
+def test_rewrites_are_spaced_in_event_time() -> None:
+    lw = LabelWindows(SPECS[:1], lambda m: SK, rewrite_every_ms=HOUR)
+    join = LabelJoin()
+    preds = [rec(f"e{i}", i) for i in range(10)]
+    lw.add_predictions(preds)
+    join.add_predictions(preds)
+    assert [w.rewrite for w in lw.flush(ready_until=HOUR)] == [False]
+    lw.add_pairs(join.add_labels([lab("e0", HOUR + 1)]))
+    assert lw.flush(ready_until=HOUR) == []  # written at clock 9 ms; too soon
+    lw.add_pairs(join.add_labels([lab("e1", 2 * HOUR)]))
+    (w,) = lw.flush(ready_until=HOUR)
+    assert w.rewrite
+    assert _metrics(lw, w)[("", "labels")] == 2.0
+    lw.add_pairs(join.add_labels([lab("e2", 2 * HOUR + 1)]))
+    assert lw.flush(ready_until=HOUR) == []
+    assert [_metrics(lw, w)[("", "labels")] for w in lw.flush()] == [3.0]  # final: all
