@@ -501,13 +501,16 @@ class LabelWindows:
 
     def add_predictions(self, records: Iterable[PredictionRecord]) -> None:
         """Count on-time predictions (with or without ``event_id``) in their panes."""
+        touched: set[WindowId] = set()
         for r in records:
             self._clock = max(self._clock, r.ts_ms)
             segments = self._segments(r.model, r.segment)
             for key in self._pane_keys(r.model, r.model_version, r.ts_ms):
                 for seg in segments:
                     self._pane(key, seg).counters[_PREDICTIONS] += 1
-                self._touch(*key)
+                touched.add(key)
+        for key in touched:
+            self._touch(*key)
 
     def add_dropped(self, dropped: Iterable[DroppedLabel]) -> None:
         """Count labels that joined nothing in the panes of their own time."""
