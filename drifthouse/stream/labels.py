@@ -44,6 +44,7 @@ from drifthouse.detectors.label_sketch import LabelSketch, LabelState, LabelValu
 from drifthouse.detectors.reference import Profile, prediction_score
 from drifthouse.errors import SketchError
 from drifthouse.events import LabelEvent, PredictionEvent
+from drifthouse.rows import MetricRow
 from drifthouse.stream.windows import WindowSpec
 
 __all__ = [
@@ -658,6 +659,28 @@ class LabelWindows:
         for name in sorted(confusion):
             out += [(name, r) for r in fairness_results(confusion=confusion[name])]
         return out
+
+    def rows(self, window: LabelWindow, *, run_id: str, computed_at: int) -> list[MetricRow]:
+        """The ``metrics`` rows of a window (``n``: the predictions of the row's segment, or of
+        the whole window for fairness gaps and label counters); same keys on every rewrite."""
+        spec = self.specs[window.spec_index]
+        return [
+            MetricRow(
+                window_start=window.start,
+                window_end=window.end,
+                window=spec.name,
+                model=window.model,
+                model_version=window.model_version,
+                feature=r.feature,
+                segment=seg,
+                metric=r.metric,
+                value=r.value,
+                n=window.predictions(seg if seg in window.counters else ""),
+                run_id=run_id,
+                computed_at=computed_at,
+            )
+            for seg, r in self.evaluate(window)
+        ]
 
     # -- snapshot --------------------------------------------------------------------------
 

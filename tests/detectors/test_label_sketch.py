@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import itertools
 import math
 
@@ -299,3 +301,21 @@ def test_coverage_and_names() -> None:
         "labels_coverage",
     }
     assert _values(sk.evaluate(sk.empty(), predictions=0)) == {"labels": 0.0}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "drifthouse.detectors.label_sketch",
+        "drifthouse.detectors.fairness",
+        "drifthouse.detectors.importance",
+        "drifthouse.detectors.change",
+        "drifthouse.stream.labels",
+        "drifthouse.stream.metric_events",
+    ],
+)
+def test_docstring_examples(name: str) -> None:
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
+    assert result.attempted > 0

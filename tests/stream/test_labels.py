@@ -399,3 +399,22 @@ def test_rewrites_are_spaced_in_event_time() -> None:
     lw.add_pairs(join.add_labels([lab("e2", 2 * HOUR + 1)]))
     assert lw.flush(ready_until=HOUR) == []
     assert [_metrics(lw, w)[("", "labels")] for w in lw.flush()] == [3.0]  # final: all
+
+
+def test_rows_keep_their_keys_across_rewrites() -> None:
+    lw, join = _windows(), LabelJoin()
+    preds = [rec(f"e{i}", i, segment=[("c", "x" if i % 2 else "y")]) for i in range(10)]
+    lw.add_predictions(preds)
+    join.add_predictions(preds)
+    lw.add_pairs(join.add_labels([lab(f"e{i}", HOUR, 1) for i in range(5)]))
+    (w,) = [w for w in lw.flush() if w.spec_index == 0]
+    first = lw.rows(w, run_id="live", computed_at=1)
+    lw.add_pairs(join.add_labels([lab(f"e{i}", 2 * DAY, 0) for i in range(5, 10)]))
+    (w2,) = [w for w in lw.flush() if w.spec_index == 0]
+    second = lw.rows(w2, run_id="live", computed_at=2)
+    assert {r.key() for r in first} <= {r.key() for r in second}
+    by_key = {(r.segment, r.metric): r for r in second}
+    assert by_key[("", "labels_coverage")].value == 1.0
+    assert by_key[("", "labels_coverage")].n == 10
+    assert by_key[("c=x", "labels")].n == 5
+    assert by_key[("c", "demographic_parity_diff")].window == "1h"
