@@ -98,7 +98,7 @@ def test_missing_and_unseen_values_have_bins() -> None:
         "x2": [1.0, 1.0, 1.0],
         "c": ["zzz", None, "a"],
     }
-    state = SK.update_columns(SK.empty(), cols, [0.1, float("nan"), 0.9])  # type: ignore[arg-type]
+    state = SK.update_columns(SK.empty(), cols, [0.1, float("nan"), 0.9])
     assert int(state.skipped[0]) == 1
     assert int(state.joint[0].sum()) == 2
     k = len(PROFILE.feature("c").categories)

@@ -6,12 +6,13 @@ import doctest
 import importlib
 import itertools
 import math
+from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from river import metrics as rm
+from river import metrics as river_metrics
 
 from drifthouse.detectors.label_sketch import (
     BinarySketch,
@@ -24,6 +25,8 @@ from drifthouse.detectors.label_sketch import (
 )
 from drifthouse.detectors.labels import roc_auc
 from drifthouse.errors import SketchError
+
+rm: Any = river_metrics  # river's metric classes are not annotated
 
 BIN = BinarySketch(threshold=0.5, bins=1_000)
 CLS = ClassSketch(["a", "b", "c"])
