@@ -4,7 +4,8 @@ Labels (topic ``labels``: ``{"event_id", "model", "ts", "label"}``) arrive minut
 after their prediction, before it now and then, and in any order. Label metrics belong to the
 window of the **prediction's** event time, so they are kept apart from the prediction windows:
 
-- :class:`LabelJoin` holds, per model, the predictions of the last ``horizon`` (7 days by
+- :class:`~drifthouse.stream.label_join.LabelJoin` (in :mod:`drifthouse.stream.label_join`,
+  re-exported here) holds, per model, the predictions of the last ``horizon`` (7 days by
   default, ``metrics.label_horizon``) by ``event_id``, and labels that came before their
   prediction. A label meeting its prediction (whichever came first) becomes a
   :class:`JoinedPair`. Entries older than ``horizon`` before the model's clock (the largest
@@ -18,6 +19,7 @@ window of the **prediction's** event time, so they are kept apart from the predi
   counts the predictions of each pane (for ``labels_coverage``), and hands out the windows that
   changed since they were last written (:meth:`LabelWindows.flush`): a late label rewrites its
   window, under the same key, so the store keeps the newest row.
+- :class:`LabelStage` wires the two for a pipeline.
 
 Determinism: the same predictions and labels in the same order give the same pairs and the same
 states. The pairs do not depend on how the two streams interleave unless an entry is near the
@@ -27,24 +29,33 @@ to rounding.
 
 from __future__ import annotations
 
-import heapq
-import math
 import zlib
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import msgspec
 import numpy as np
 
+from drifthouse.config import Config
 from drifthouse.detectors.base import Result
 from drifthouse.detectors.fairness import fairness_results
-from drifthouse.detectors.label_sketch import LabelSketch, LabelState, LabelValue
-from drifthouse.detectors.reference import Profile, prediction_score
+from drifthouse.detectors.label_sketch import LabelSketch, LabelState
+from drifthouse.detectors.reference import Profile
 from drifthouse.errors import SketchError
 from drifthouse.events import LabelEvent, PredictionEvent
 from drifthouse.rows import MetricRow
+from drifthouse.stream.label_join import (
+    DAY_MS,
+    DroppedLabel,
+    JoinedPair,
+    JoinStats,
+    LabelJoin,
+    PredictionRecord,
+    decode_records,
+    encode_records,
+)
 from drifthouse.stream.windows import WindowSpec
 
 __all__ = [
@@ -52,6 +63,7 @@ __all__ = [
     "JoinStats",
     "JoinedPair",
     "LabelJoin",
+    "LabelStage",
     "LabelWindow",
     "LabelWindows",
     "PredictionRecord",
@@ -60,313 +72,8 @@ __all__ = [
     "sketch_for_model",
 ]
 
-DAY_MS = 86_400_000
 OTHER_VALUE = "__other__"
-
-
-class PredictionRecord(msgspec.Struct, frozen=True, array_like=True, gc=False):
-    """What the join keeps of a prediction (compact; ``array_like`` on the wire).
-
-    ``score`` is the numeric prediction or positive-class probability (NaN if none);
-    ``pred_class`` the predicted class name for class predictions; ``segment`` sorted pairs.
-    """
-
-    event_id: str | None
-    model: str
-    model_version: str
-    ts_ms: int
-    score: float
-    pred_class: str | None
-    segment: tuple[tuple[str, str], ...] = ()
-
-    @classmethod
-    def from_event(cls, e: PredictionEvent) -> PredictionRecord:
-        """The record of a decoded prediction event (``prediction_score`` as profiled)."""
-        p = prediction_score(e.prediction)
-        score, cls_name = math.nan, None
-        if isinstance(p, bool):
-            cls_name = "true" if p else "false"
-        elif isinstance(p, int | float):
-            score = float(p)
-        elif isinstance(p, str):
-            cls_name = p
-        return cls(
-            e.event_id,
-            e.model,
-            e.model_version,
-            e.ts_ms,
-            score,
-            cls_name,
-            tuple(sorted(e.segment.items())),
-        )
-
-
-_RECORDS = msgspec.msgpack.Encoder()
-_RECORDS_DECODER = msgspec.msgpack.Decoder(list[PredictionRecord])
-
-
-def encode_records(records: Sequence[PredictionRecord]) -> bytes:
-    """Records as one message (e.g. beside a partition's partials)."""
-    return _RECORDS.encode(list(records))
-
-
-def decode_records(data: bytes) -> list[PredictionRecord]:
-    try:
-        return _RECORDS_DECODER.decode(data)
-    except msgspec.DecodeError as exc:
-        raise SketchError(f"not serialised prediction records: {exc}") from exc
-
-
-@dataclass(frozen=True, slots=True)
-class JoinedPair:
-    """A prediction and its label; windowed by ``prediction.ts_ms``."""
-
-    prediction: PredictionRecord
-    label: LabelValue
-    label_ts_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class DroppedLabel:
-    """A label that joined nothing: ``reason`` ``unmatched``, ``expired`` or ``duplicate``;
-    counted in the window of ``ts_ms`` (the label's time)."""
-
-    model: str
-    model_version: str
-    ts_ms: int
-    event_id: str
-    reason: str
-
-
-@dataclass
-class JoinStats:
-    """Running totals of a join (for logs and the health endpoint)."""
-
-    predictions: int = 0
-    labels: int = 0
-    joined: int = 0
-    early: int = 0
-    unmatched: int = 0
-    expired: int = 0
-    duplicate: int = 0
-    no_event_id: int = 0
-    predictions_expired: int = 0
-    predictions_duplicate: int = 0
-    evicted_predictions: int = 0
-    over_cap: int = 0
-
-
-# -- join --------------------------------------------------------------------------------------
-
-
-class _Pred(msgspec.Struct, array_like=True):
-    seq: int
-    record: PredictionRecord
-    labelled: bool = False
-
-
-class _Early(msgspec.Struct, array_like=True):
-    seq: int
-    label: int | float | str
-    ts_ms: int
-
-
-class _ModelWire(msgspec.Struct, array_like=True):
-    clock: int
-    seq: int
-    preds: list[_Pred]
-    early: list[tuple[str, str, _Early]]  # (event_id, model, entry)
-
-
-class _JoinWire(msgspec.Struct, array_like=True):
-    horizon_ms: int
-    max_entries: int
-    models: dict[str, _ModelWire]
-    stats: dict[str, int]
-
-
 _NO_TIME = -(2**63)
-
-
-@dataclass
-class _ModelJoin:
-    clock: int = _NO_TIME
-    seq: int = 0
-    preds: dict[str, _Pred] = field(default_factory=dict)
-    early: dict[str, _Early] = field(default_factory=dict)
-    # (ts, seq, is_label, event_id): eviction order; stale entries are skipped when popped.
-    heap: list[tuple[int, int, bool, str]] = field(default_factory=list)
-
-
-class LabelJoin:
-    """Join labels to predictions by ``event_id`` within a horizon (see the module docstring).
-
-    Parameters
-    ----------
-    horizon_ms
-        How long predictions and early labels are held, in event time.
-    max_entries
-        Per model, the most predictions plus early labels held; past it the oldest go first
-        (counted in ``stats.over_cap``), so memory stays bounded whatever the rate.
-
-    Examples
-    --------
-    >>> join = LabelJoin(horizon_ms=3_600_000)
-    >>> rec = PredictionRecord("e1", "fraud", "1.0", 1_000, 0.9, None)
-    >>> join.add_labels([LabelEvent(event_id="e1", model="fraud", ts_ms=2_000, label=1)])
-    []
-    >>> [(p.prediction.event_id, p.label) for p in join.add_predictions([rec])]
-    [('e1', 1)]
-    """
-
-    def __init__(self, *, horizon_ms: int = 7 * DAY_MS, max_entries: int = 5_000_000) -> None:
-        if horizon_ms <= 0 or max_entries <= 0:
-            raise SketchError("horizon_ms and max_entries must be positive")
-        self.horizon_ms = horizon_ms
-        self.max_entries = max_entries
-        self.stats = JoinStats()
-        self._models: dict[str, _ModelJoin] = {}
-        self._dropped: list[DroppedLabel] = []
-
-    def _model(self, model: str) -> _ModelJoin:
-        m = self._models.get(model)
-        if m is None:
-            m = self._models[model] = _ModelJoin()
-        return m
-
-    def held(self, model: str) -> int:
-        """Predictions plus early labels held for ``model``."""
-        m = self._models.get(model)
-        return len(m.preds) + len(m.early) if m is not None else 0
-
-    def take_dropped(self) -> list[DroppedLabel]:
-        """Labels that joined nothing since the last call (for the windows' counters)."""
-        out, self._dropped = self._dropped, []
-        return out
-
-    def add_predictions(self, records: Iterable[PredictionRecord]) -> list[JoinedPair]:
-        """Hold predictions (in order); return pairs with labels that came first."""
-        out: list[JoinedPair] = []
-        for r in records:
-            self.stats.predictions += 1
-            if not r.event_id:
-                self.stats.no_event_id += 1
-                continue
-            m = self._model(r.model)
-            m.clock = max(m.clock, r.ts_ms)
-            eid = r.event_id
-            if eid in m.preds:
-                self.stats.predictions_duplicate += 1
-                continue
-            early = m.early.pop(eid, None)
-            if early is not None:
-                out.append(JoinedPair(r, early.label, early.ts_ms))
-                self.stats.joined += 1
-            elif r.ts_ms < m.clock - self.horizon_ms:
-                self.stats.predictions_expired += 1
-                continue
-            m.seq += 1
-            m.preds[eid] = _Pred(m.seq, r, labelled=early is not None)
-            heapq.heappush(m.heap, (r.ts_ms, m.seq, False, eid))
-            self._evict(r.model, m)
-        return out
-
-    def add_labels(self, labels: Iterable[LabelEvent]) -> list[JoinedPair]:
-        """Join labels (in order) to held predictions; hold the others until theirs come."""
-        out: list[JoinedPair] = []
-        for lab in labels:
-            self.stats.labels += 1
-            m = self._model(lab.model)
-            m.clock = max(m.clock, lab.ts_ms)
-            eid = lab.event_id
-            pred = m.preds.get(eid) if eid else None
-            if pred is not None:
-                if pred.labelled:
-                    self._drop(lab, pred.record.model_version, "duplicate")
-                else:
-                    pred.labelled = True
-                    out.append(JoinedPair(pred.record, lab.label, lab.ts_ms))
-                    self.stats.joined += 1
-            elif not eid:
-                self._drop(lab, "unknown", "unmatched")
-            elif lab.ts_ms < m.clock - self.horizon_ms:
-                self._drop(lab, "unknown", "expired")
-            elif eid in m.early:
-                self._drop(lab, "unknown", "duplicate")
-            else:
-                m.seq += 1
-                m.early[eid] = _Early(m.seq, lab.label, lab.ts_ms)
-                heapq.heappush(m.heap, (lab.ts_ms, m.seq, True, eid))
-                self.stats.early += 1
-            self._evict(lab.model, m)
-        return out
-
-    def _drop(self, lab: LabelEvent, version: str, reason: str) -> None:
-        setattr(self.stats, reason, getattr(self.stats, reason) + 1)
-        self._dropped.append(DroppedLabel(lab.model, version, lab.ts_ms, lab.event_id, reason))
-
-    def _evict(self, model: str, m: _ModelJoin) -> None:
-        limit = m.clock - self.horizon_ms
-        heap = m.heap
-        while heap and (heap[0][0] < limit or len(m.preds) + len(m.early) > self.max_entries):
-            ts, seq, is_label, eid = heapq.heappop(heap)
-            forced = ts >= limit
-            if is_label:
-                e = m.early.get(eid)
-                if e is None or e.seq != seq:
-                    continue
-                del m.early[eid]
-                self.stats.unmatched += 1
-                self._dropped.append(DroppedLabel(model, "unknown", ts, eid, "unmatched"))
-            else:
-                p = m.preds.get(eid)
-                if p is None or p.seq != seq:
-                    continue
-                del m.preds[eid]
-                self.stats.evicted_predictions += 1
-            if forced:
-                self.stats.over_cap += 1
-        # Lazy deletion leaves stale entries behind; rebuild when they dominate.
-        if len(heap) > 2 * (len(m.preds) + len(m.early)) + 1024:
-            m.heap = [(p.record.ts_ms, p.seq, False, k) for k, p in m.preds.items()]
-            m.heap += [(e.ts_ms, e.seq, True, k) for k, e in m.early.items()]
-            heapq.heapify(m.heap)
-
-    def to_bytes(self) -> bytes:
-        """Snapshot every model's held entries, clocks and the totals."""
-        models = {
-            name: _ModelWire(
-                m.clock,
-                m.seq,
-                list(m.preds.values()),
-                [(k, name, e) for k, e in m.early.items()],
-            )
-            for name, m in self._models.items()
-        }
-        stats = {k: int(v) for k, v in vars(self.stats).items()}
-        return msgspec.msgpack.encode(_JoinWire(self.horizon_ms, self.max_entries, models, stats))
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> LabelJoin:
-        """Restore a snapshot written by :meth:`to_bytes`."""
-        try:
-            wire = msgspec.msgpack.decode(data, type=_JoinWire)
-        except msgspec.DecodeError as exc:
-            raise SketchError(f"not a serialised label join: {exc}") from exc
-        out = cls(horizon_ms=wire.horizon_ms, max_entries=wire.max_entries)
-        out.stats = JoinStats(**wire.stats)
-        for name, mw in wire.models.items():
-            m = _ModelJoin(clock=mw.clock, seq=mw.seq)
-            for p in mw.preds:
-                assert p.record.event_id is not None
-                m.preds[p.record.event_id] = p
-            for eid, _model, e in mw.early:
-                m.early[eid] = e
-            m.heap = [(p.record.ts_ms, p.seq, False, k) for k, p in m.preds.items()]
-            m.heap += [(e.ts_ms, e.seq, True, k) for k, e in m.early.items()]
-            heapq.heapify(m.heap)
-            out._models[name] = m
-        return out
 
 
 # -- windows -----------------------------------------------------------------------------------
@@ -731,3 +438,88 @@ def sketch_for_model(
         if profile.prediction is not None and profile.prediction.kind == "categorical":
             classes = profile.prediction.categories
     return LabelSketch(task=task, threshold=threshold, classes=classes, bins=bins)
+
+
+class LabelStage:
+    """The join and the label windows of a deployment, wired: what a pipeline calls.
+
+    Feed it the on-time prediction events (in each partition's order, after the prediction
+    stage has decided lateness) and the decoded label events; ask it for the ``metrics`` rows of
+    windows whose label metrics changed once the prediction watermark has passed them.
+
+    Examples
+    --------
+    >>> from drifthouse.config import Config
+    >>> stage = LabelStage.from_config(Config(), profiles={})
+    >>> ev = PredictionEvent(model="m", ts_ms=1_000, features={}, event_id="a", prediction=0.9)
+    >>> stage.add_predictions([ev])
+    >>> stage.add_labels([LabelEvent(event_id="a", model="m", ts_ms=9_000, label=1)])
+    >>> rows = stage.flush(None, run_id="live", computed_at=0)
+    >>> sorted({(r.window, r.metric) for r in rows if r.metric in {"recall", "labels_coverage"}})
+    [('1h', 'labels_coverage'), ('1h', 'recall')]
+    """
+
+    def __init__(self, join: LabelJoin, windows: LabelWindows) -> None:
+        self.join = join
+        self.windows = windows
+
+    @classmethod
+    def from_config(cls, config: Config, profiles: Mapping[str, Profile]) -> LabelStage:
+        """Windows, horizon, and each model's task, threshold and classes from the config tree
+        and the reference profiles."""
+        specs = [WindowSpec.from_config(w) for w in config.windows]
+        horizon = config.metrics.label_horizon
+        built: dict[str, LabelSketch] = {}
+
+        def sketch_for(model: str) -> LabelSketch:
+            sk = built.get(model)
+            if sk is None:
+                mc = config.models.get(model)
+                sk = built[model] = sketch_for_model(
+                    profiles.get(model),
+                    task=mc.task if mc is not None else "auto",
+                    threshold=mc.threshold if mc is not None else 0.5,
+                )
+            return sk
+
+        return cls(
+            LabelJoin(horizon_ms=horizon), LabelWindows(specs, sketch_for, horizon_ms=horizon)
+        )
+
+    def add_predictions(self, events: Iterable[PredictionEvent]) -> None:
+        """On-time prediction events, in order: counted for coverage, held for their labels."""
+        records = [PredictionRecord.from_event(e) for e in events]
+        self.add_records(records)
+
+    def add_records(self, records: Sequence[PredictionRecord]) -> None:
+        """The same as :meth:`add_predictions` for records built elsewhere (a source worker
+        publishing :func:`encode_records` beside its partials)."""
+        self.windows.add_predictions(records)
+        self.windows.add_pairs(self.join.add_predictions(records))
+        self.windows.add_dropped(self.join.take_dropped())
+
+    def add_labels(self, labels: Iterable[LabelEvent]) -> None:
+        """Decoded label events, in order."""
+        self.windows.add_pairs(self.join.add_labels(labels))
+        self.windows.add_dropped(self.join.take_dropped())
+
+    def flush(self, ready_until: int | None, *, run_id: str, computed_at: int) -> list[MetricRow]:
+        """Rows of the windows to (re)write: ``ready_until`` is the prediction watermark the
+        merge stage goes by (``MergeStage.ready_until()``), ``None`` at the end of an input."""
+        rows: list[MetricRow] = []
+        for w in self.windows.flush(ready_until):
+            rows += self.windows.rows(w, run_id=run_id, computed_at=computed_at)
+        return rows
+
+    def to_bytes(self) -> bytes:
+        """Snapshot of the join and the windows (store it with the offsets it covers)."""
+        return msgspec.msgpack.encode((self.join.to_bytes(), self.windows.to_bytes()))
+
+    def restore(self, data: bytes) -> None:
+        """Resume from :meth:`to_bytes` (before anything is added)."""
+        try:
+            join, windows = msgspec.msgpack.decode(data, type=tuple[bytes, bytes])
+        except msgspec.DecodeError as exc:
+            raise SketchError(f"not a serialised label stage: {exc}") from exc
+        self.join = LabelJoin.from_bytes(join)
+        self.windows.restore(windows)

@@ -313,6 +313,7 @@ def test_coverage_and_names() -> None:
         "drifthouse.detectors.fairness",
         "drifthouse.detectors.importance",
         "drifthouse.detectors.change",
+        "drifthouse.stream.label_join",
         "drifthouse.stream.labels",
         "drifthouse.stream.metric_events",
     ],

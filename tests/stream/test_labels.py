@@ -16,6 +16,7 @@ from drifthouse.events import EventDecoder, LabelEvent, PredictionEvent
 from drifthouse.stream.labels import (
     JoinedPair,
     LabelJoin,
+    LabelStage,
     LabelWindow,
     LabelWindows,
     PredictionRecord,
@@ -418,3 +419,34 @@ def test_rows_keep_their_keys_across_rewrites() -> None:
     assert by_key[("", "labels_coverage")].n == 10
     assert by_key[("c=x", "labels")].n == 5
     assert by_key[("c", "demographic_parity_diff")].window == "1h"
+
+
+def test_label_stage_from_config_snapshot_and_rows() -> None:
+    from drifthouse.config import Config
+
+    config = Config.model_validate(
+        {"windows": [{"size": "1h"}], "models": {"m": {"threshold": 0.8}}}
+    )
+
+    def events(lo: int, hi: int) -> list[PredictionEvent]:
+        return [
+            PredictionEvent(
+                model="m", ts_ms=i * 60_000, features={}, event_id=f"e{i}", prediction=0.7
+            )
+            for i in range(lo, hi)
+        ]
+
+    stage = LabelStage.from_config(config, profiles={})
+    stage.add_predictions(events(0, 30))
+    stage.add_labels([lab(f"e{i}", HOUR + i, 1) for i in range(0, 30, 2)])
+    copy = LabelStage.from_config(config, profiles={})
+    copy.restore(stage.to_bytes())
+    for s in (stage, copy):
+        s.add_predictions(events(30, 60))
+        s.add_labels([lab(f"e{i}", 2 * HOUR, 1) for i in range(30, 60, 2)])
+    a = stage.flush(None, run_id="r", computed_at=5)
+    b = copy.flush(None, run_id="r", computed_at=5)
+    assert a == b
+    v = {(r.segment, r.metric): r.value for r in a}
+    assert v[("", "recall")] == 0.0  # 0.7 is below this model's threshold of 0.8
+    assert v[("", "labels_coverage")] == 0.5
