@@ -435,7 +435,8 @@ class LabelSketch:
     ``classification`` sends pairs with a finite score and a 0/1 label to
     :class:`BinarySketch` and pairs with a predicted class name to :class:`ClassSketch`;
     ``auto`` does the same but sends numeric labels other than 0/1 (with a finite score) to
-    regression. Pairs none can take are counted as ``unusable``.
+    regression. Under ``classification`` an integer score with a label that is not 0/1 is a
+    class id, compared with the label by name (:class:`ClassSketch`). Pairs none can take are counted as ``unusable``.
 
     Examples
     --------
@@ -519,6 +520,10 @@ class LabelSketch:
             elif self.task == "auto" and numeric and math.isfinite(float(label)):
                 r_idx.append(i)
                 r_y.append(float(label))
+            elif self.task == "classification" and float(s[i]).is_integer():
+                # An integer class id as the prediction: compared with the label by name.
+                c_true.append(class_name(label))
+                c_pred.append(class_name(float(s[i])))
             else:
                 unusable += 1
         if b_idx:

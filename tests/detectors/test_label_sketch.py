@@ -274,6 +274,7 @@ def test_label_state_round_trips() -> None:
         pytest.param("auto", "dog", math.nan, "cat", "classes", id="auto-class"),
         pytest.param("regression", 1, 0.8, None, "regression", id="regression-0-1-label"),
         pytest.param("classification", 7.5, 0.8, None, "unusable", id="classification-odd-label"),
+        pytest.param("classification", 3, 2.0, None, "classes", id="classification-class-ids"),
         pytest.param("auto", 1, math.nan, None, "unusable", id="no-score"),
     ],
 )
