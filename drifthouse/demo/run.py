@@ -128,7 +128,7 @@ def run_demo(
     )
     records = simulate(scenario, seed=SEED, labels=False)
     with console.status("simulating the clean first day and building reference profiles"):
-        reference, rest = _split_reference(records, scenario.reference_end_ms)
+        reference, ordered, rest = _split_reference(records, scenario.reference_end_ms)
         created = when(scenario.reference_end_ms).replace(" ", "T") + ":00Z"
         profiles = build_profiles(folder, reference, config, created)
     console.print(
@@ -153,10 +153,8 @@ def run_demo(
             on_window=[stage],
         )
         pipeline.expect_partitions([0])
-        events = [r for rs in reference.values() for r in rs]
-        events.sort(key=lambda r: r.ts_ms)
         deadline = None if minutes is None else started + minutes * 60
-        summary.reached_ms = _feed(pipeline, _chain(events, rest), scenario, deadline, console)
+        summary.reached_ms = _feed(pipeline, _chain(ordered, rest), scenario, deadline, console)
         pipeline.finish()
         stage.finish()
         sink.flush()
@@ -195,16 +193,18 @@ def run_demo(
 
 def _split_reference(
     records: Iterator[Record], end_ms: int
-) -> tuple[dict[str, list[Record]], Iterator[Record]]:
-    """Predictions before ``end_ms`` by model, and the rest of the stream (predictions only)."""
-    reference: dict[str, list[Record]] = {}
+) -> tuple[dict[str, list[Record]], list[Record], Iterator[Record]]:
+    """Predictions before ``end_ms``, by model and in stream order, and the rest of the stream."""
+    by_model: dict[str, list[Record]] = {}
+    ordered: list[Record] = []
     for r in records:
         if r.topic != "predictions":
             continue
         if r.ts_ms >= end_ms:
-            return reference, _chain([r], records)
-        reference.setdefault(r.key.decode(), []).append(r)
-    return reference, iter(())
+            return by_model, ordered, _chain([r], records)
+        by_model.setdefault(r.key.decode(), []).append(r)
+        ordered.append(r)
+    return by_model, ordered, iter(())
 
 
 def _chain(first: list[Record], rest: Iterator[Record]) -> Iterator[Record]:

@@ -131,8 +131,6 @@ def write_config(
     path = folder / CONFIG_FILE
     text = yaml.safe_dump(data, sort_keys=False, width=100)
     path.write_text(_HEADER.format(path=path) + text, encoding="utf-8")
-    if store is not None and note is None:
-        path.chmod(0o600)
     if note is not None:
         # Load with the password the file leaves to the environment.
         password = urlsplit(store or "").password or ""
