@@ -507,9 +507,20 @@ class LabelStage:
         """Rows of the windows to (re)write: ``ready_until`` is the prediction watermark the
         merge stage goes by (``MergeStage.ready_until()``), ``None`` at the end of an input."""
         rows: list[MetricRow] = []
-        for w in self.windows.flush(ready_until):
-            rows += self.windows.rows(w, run_id=run_id, computed_at=computed_at)
+        for _, window_rows in self.flush_windows(
+            ready_until, run_id=run_id, computed_at=computed_at
+        ):
+            rows += window_rows
         return rows
+
+    def flush_windows(
+        self, ready_until: int | None, *, run_id: str, computed_at: int
+    ) -> list[tuple[LabelWindow, list[MetricRow]]]:
+        """:meth:`flush`, window by window (for one alert evaluation per window)."""
+        return [
+            (w, self.windows.rows(w, run_id=run_id, computed_at=computed_at))
+            for w in self.windows.flush(ready_until)
+        ]
 
     def to_bytes(self) -> bytes:
         """Snapshot of the join and the windows (store it with the offsets it covers)."""
