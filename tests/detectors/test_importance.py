@@ -124,3 +124,26 @@ def test_merge_equals_concatenation(a: int, b: int, seed: int) -> None:
     assert SK.merge(second, first).equals(whole)
     assert SK.merge(whole, SK.empty()).equals(whole)
     assert ImportanceState.from_bytes(whole.to_bytes()).equals(whole)
+
+
+def test_takes_the_pipeline_columns() -> None:
+    from drifthouse.config import MetricsConfig
+    from drifthouse.events import PredictionEvent
+    from drifthouse.stream.columns import extract
+    from drifthouse.stream.model_sketch import ModelSketch
+
+    ms = ModelSketch("m", PROFILE, MetricsConfig())
+    cols, pred = _data(5, "x1")
+    events = [
+        PredictionEvent(
+            model="m",
+            ts_ms=i,
+            features={"x1": float(cols["x1"][i]), "x2": float(cols["x2"][i]), "c": cols["c"][i]},
+            prediction=float(pred[i]),
+        )
+        for i in range(2_000)
+    ]
+    c = extract(events, ms.layout)
+    via_columns = SK.update(SK.empty(), c.numeric, c.status, c.codes, c.score)
+    direct = SK.update_columns(SK.empty(), {k: v[:2_000] for k, v in cols.items()}, pred[:2_000])
+    assert via_columns.equals(direct)
