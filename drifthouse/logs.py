@@ -50,5 +50,11 @@ def configure(*, level: str = "INFO", json: bool = False) -> None:
 
 
 def get_logger(name: str) -> Any:
-    """A structlog logger bound to a component name."""
+    """A structlog logger bound to a component name.
+
+    Used as a library (no CLI), drifthouse logs to stderr at INFO: never to stdout, which
+    belongs to the program embedding it.
+    """
+    if not structlog.is_configured():
+        configure()
     return structlog.get_logger(component=name)

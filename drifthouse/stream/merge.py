@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from drifthouse.logs import get_logger
 from drifthouse.rows import MetricRow, SketchRow
 from drifthouse.sinks.base import Sink
 from drifthouse.stream.model_sketch import EVENTS, ModelState, Sketches
@@ -23,6 +24,8 @@ from drifthouse.stream.stage import Key, Partial, StageStats
 from drifthouse.stream.windows import WindowSpec
 
 __all__ = ["MergeStage", "WindowKey", "WindowResult"]
+
+log = get_logger("merge")
 
 _NO_TIME = int(np.iinfo(np.int64).min)
 WindowKey = tuple[int, int, Key]  # (spec index, start, (model, version))
@@ -61,6 +64,9 @@ class MergeStage:
         # Windows already written, kept a while: a partition that was idle and wakes up with
         # events for them leads to a rewrite holding every partition, never a partial row.
         self._emitted: dict[WindowKey, dict[int, Partial]] = {}
+        # Windows whose start + 2 sizes is at or before this are final: written and forgotten.
+        self._final_horizon = _NO_TIME
+        self.dropped_partials = 0
 
     # -- partitions ----------------------------------------------------------------------------
 
@@ -80,9 +86,35 @@ class MergeStage:
         self._watermarks[partition] = max(self._watermarks.get(partition, _NO_TIME), watermark)
 
     def add(self, partials: Iterable[Partial]) -> None:
-        """Take closed partials; a partial sent again (after a restart) replaces the first."""
+        """Take closed partials; a partial sent again (after a restart) replaces the first.
+
+        A partial of a window that is already final (written, and past the rewrite horizon) is
+        dropped and counted: writing it alone would replace a complete row with a partial one.
+        """
         for p in partials:
+            if self.is_final(p.spec_index, p.start):
+                self.dropped_partials += 1
+                log.warning(
+                    "merge.partial_too_late", partition=p.partition, model=p.key[0],
+                    window=self.specs[p.spec_index].name, start=p.start,
+                )  # fmt: skip
+                continue
             self._pending[(p.spec_index, p.start, p.key)][p.partition] = p
+
+    def is_final(self, spec_index: int, start: int) -> bool:
+        return start + 2 * self.specs[spec_index].size_ms <= self._final_horizon
+
+    @property
+    def final_horizon(self) -> int:
+        return self._final_horizon
+
+    def restore_final_horizon(self, horizon: int) -> None:
+        """After a restart: windows final before it stay final."""
+        self._final_horizon = max(self._final_horizon, horizon)
+
+    def emitted_keys(self) -> set[WindowKey]:
+        """Windows written but still open to a rewrite by a partition that was idle."""
+        return set(self._emitted)
 
     def pending_keys(self) -> set[WindowKey]:
         """Windows with partials waiting to be written."""
@@ -148,9 +180,10 @@ class MergeStage:
             self._emitted.clear()
             return
         # Keep written windows until idle partitions have passed them too, or for at most one
-        # more window length: a partition idle for longer than that starts a fresh row set.
+        # more window length; after that they are final (see add()).
         horizon = min([ready, *(self._watermarks.get(p, _NO_TIME) for p in self._idle)])
-        for wkey in [w for w in self._emitted if w[1] + 2 * self.specs[w[0]].size_ms <= horizon]:
+        self._final_horizon = max(self._final_horizon, horizon)
+        for wkey in [w for w in self._emitted if self.is_final(w[0], w[1])]:
             del self._emitted[wkey]
 
     def _evaluate(self, k: int, start: int, key: Key, state: ModelState) -> WindowResult:

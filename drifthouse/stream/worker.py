@@ -129,7 +129,6 @@ class MergeSide:
     sink: Sink
     expected: Sequence[int]
     on_window: list[Callable[[WindowResult], None]] = field(default_factory=list)
-    ready_floor: int = -(2**63)
     next_offset: int = 0
 
     def __post_init__(self) -> None:
@@ -142,7 +141,7 @@ class MergeSide:
     def restore(self, metadata: str) -> None:
         """Resume from the merger's commit metadata (see :meth:`checkpoint`)."""
         state = msgspec.json.decode(metadata, type=_MergeCheckpoint)
-        self.ready_floor = state.ready
+        self.stage.restore_final_horizon(state.final)
         for part, wm in state.watermarks.items():
             self.stage.watermark(int(part), wm)
         for idle in state.idle:
@@ -153,8 +152,6 @@ class MergeSide:
         for offset, value in messages:
             msg = decode(value)
             if isinstance(msg, PartialMessage):
-                if msg.end <= self.ready_floor:
-                    continue  # written before the last commit
                 partial = msg.to_partial()
                 self.stage.add([partial])
                 wkey = (partial.spec_index, partial.start, partial.key)
@@ -164,16 +161,21 @@ class MergeSide:
                 self.stage.mark_idle(msg.source_partition, msg.idle)
             self.next_offset = offset + 1
         results = self.stage.emit()
-        pending = self.stage.pending_keys()
-        for wkey in [w for w in self._offsets if w not in pending]:
+        # Offsets are kept while a window may still be written or rewritten.
+        live = self.stage.pending_keys() | self.stage.emitted_keys()
+        for wkey in [w for w in self._offsets if w not in live]:
             del self._offsets[wkey]
         return results
 
     def checkpoint(self) -> tuple[int, str]:
-        """``(offset, metadata)`` to commit once the rows of everything before are stored."""
+        """``(offset, metadata)`` to commit once the rows of everything before are stored.
+
+        The offset is that of the oldest partial of a window that may still be written or
+        rewritten, so a new merger re-reading from there rebuilds every such window whole.
+        """
         offset = min(self._offsets.values(), default=self.next_offset)
         state = _MergeCheckpoint(
-            ready=self.stage.ready_until(),
+            final=self.stage.final_horizon,
             watermarks={str(p): wm for p, wm in self.stage.watermarks().items()},
             idle=sorted(self.stage.idle()),
         )
@@ -181,7 +183,7 @@ class MergeSide:
 
 
 class _MergeCheckpoint(msgspec.Struct):
-    ready: int
+    final: int
     watermarks: dict[str, int]
     idle: list[int]
 
@@ -370,7 +372,10 @@ def build_app(
         now = time.monotonic()
         async with commit_lock:
             for p, stage in list(source.stages.items()):
-                idle = now - source.last_event_at.get(p, now) >= idle_after
+                # Idle means caught up and quiet: a partition that is behind (a rebalance, a
+                # slow worker) must keep holding windows back, however long it is silent.
+                quiet = now - source.last_event_at.get(p, now) >= idle_after
+                idle = quiet and _caught_up(app, kcfg.topic, p, stage.next_offset)
                 mark = (stage.watermark, idle)
                 if sent.get(p) != mark:  # only changes, so a quiet topic stays quiet
                     sent[p] = mark
@@ -414,6 +419,16 @@ def build_app(
     app.drifthouse_source = source  # for tests
     app.drifthouse_state = state
     return app
+
+
+def _caught_up(app: Any, topic: str, partition: int, position: int) -> bool:
+    from faust.types import TP
+
+    try:
+        high = app.consumer.highwater(TP(topic, partition))
+    except Exception:  # not known yet right after an assignment
+        return False
+    return high is not None and position >= int(high)
 
 
 def _health(

@@ -25,7 +25,7 @@ from kafka import KafkaProducer
 
 from drifthouse.config import Config, load_config
 from drifthouse.errors import SourceError
-from drifthouse.sinks import MemorySink, open_store
+from drifthouse.sinks import MemorySink
 from drifthouse.stream.kafka_admin import end_offsets
 from drifthouse.stream.replay import replay
 
@@ -159,17 +159,31 @@ class Workers:
         return (self.config.parent / f"worker-{port}.log").read_text(errors="replace")[-3000:]
 
 
+_READ_ROWS = """
+import json, sys
+from drifthouse.config import load_config
+from drifthouse.sinks import open_store
+cfg = load_config(sys.argv[1])
+client = open_store(cfg.store_dsn(), cfg.store.database)
+result = client.query(
+    "SELECT toUnixTimestamp64Milli(window_start), window, model, model_version, feature, metric, value, n "
+    "FROM metrics FINAL WHERE run_id = 'live'"
+)
+json.dump([list(r) for r in result.result_rows], sys.stdout)
+"""
+
+
 def _live_rows(config_path: Path) -> dict[tuple[Any, ...], tuple[float, int]]:
-    cfg = load_config(config_path)
-    client = open_store(cfg.store_dsn(), cfg.store.database)
-    try:
-        result = client.query(
-            "SELECT toUnixTimestamp64Milli(window_start), window, model, model_version, feature, metric, value, n "
-            "FROM metrics FINAL WHERE run_id = 'live'"
-        )
-        return {tuple(r[:6]): (r[6], r[7]) for r in result.result_rows}
-    finally:
-        client.close()
+    # In a process of its own: this one may already hold another embedded data folder, and
+    # the engine admits one folder per process.
+    out = subprocess.run(
+        [sys.executable, "-c", _READ_ROWS, str(config_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return {tuple(r[:6]): (r[6], r[7]) for r in json.loads(out.stdout)}
 
 
 def _replayed_rows(
