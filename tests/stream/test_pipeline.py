@@ -319,3 +319,57 @@ def test_class_label_predictions_get_categorical_prediction_drift():
     assert rows[(0, "psi")] < 0.1
     assert rows[(HOUR, "psi")] > 1.0
     assert rows[(HOUR, "chi2_pvalue")] < 1e-6
+
+
+def test_idle_partition_rewrites_a_written_window_and_late_partials_never_overwrite(small_stream):
+    """A window written while a partition was idle is rewritten whole when that partition's
+    share arrives; a share arriving after the window is final is dropped and counted, never
+    written alone over the complete row."""
+    from drifthouse.stream.merge import MergeStage
+    from drifthouse.stream.model_sketch import Sketches
+    from drifthouse.stream.stage import PartitionStage
+    from drifthouse.stream.windows import WindowSpec
+
+    msgs = _messages(small_stream.records, partitions=2)
+    specs = [WindowSpec.from_config(w) for w in CONFIG.windows]
+    sketches = Sketches(small_stream.profiles, CONFIG.metrics)
+    sink = MemorySink()
+    merge = MergeStage(specs, sketches, sink, run_id="t", computed_at=lambda: 0)
+    merge.expect([0, 1])
+    stages = {p: PartitionStage(p, CONFIG, specs, sketches, MemoryDeadLetters()) for p in (0, 1)}
+    half = {p: [m for m in msgs if m.partition == p] for p in (0, 1)}
+    # Partition 1 is quiet and idle; partition 0 runs through the whole stream.
+    merge.mark_idle(1)
+    merge.add(stages[0].process(half[0]))
+    merge.watermark(0, stages[0].watermark)
+    merge.emit()
+    sink.flush()
+    first = {r.key(): r.value for r in sink.rows("metrics") if r.metric == "events"}
+    # Partition 1 wakes up and delivers the first two hours: those windows are rewritten whole.
+    early = [m for m in half[1] if json.loads(m.value)["ts"] < "2026-01-01T02:00"]
+    merge.mark_idle(1, False)
+    merge.add(stages[1].process(early))
+    merge.add(stages[1].finish())
+    merge.emit(final=True)
+    sink.flush()
+    rewritten = {r.key(): r.value for r in sink.rows("metrics") if r.metric == "events"}
+    hour0 = next(
+        k
+        for k in first
+        if k[0] == small_stream.scenario.start_ms and k[1] == "1h" and k[2] == "fraud"
+    )
+    want = sum(
+        1 for m in msgs if m.key == b"fraud" and json.loads(m.value)["ts"] < "2026-01-01T01:00"
+    )
+    assert first[hour0] < want
+    assert rewritten[hour0] == want
+    # A share of a window long final (more than two window lengths behind) is dropped.
+    before = merge.dropped_partials
+    merge.mark_idle(0)
+    late = stages[1].process([])  # nothing new: no partial
+    assert late == []
+    old_stage = PartitionStage(1, CONFIG, specs, sketches, MemoryDeadLetters())
+    merge.restore_final_horizon(small_stream.scenario.end_ms + 3 * HOUR)  # every window is final
+    merge.add(old_stage.process(early) + old_stage.finish())
+    assert merge.dropped_partials > before
+    assert merge.pending_keys() == set()
