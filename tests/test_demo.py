@@ -7,9 +7,11 @@ import os
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from rich.console import Console
 
 from drifthouse.cli import main
@@ -29,6 +31,13 @@ CAUGHT = {
     "latency regression": ("latency_p95", ""),
     "5xx spike": ("error_rate_5xx", ""),
 }
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    # `main` points the logs at this test's captured stderr, closed once the test ends.
+    yield None
+    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="module")
