@@ -12,10 +12,19 @@ from __future__ import annotations
 import msgspec
 
 from drifthouse.errors import SourceError
+from drifthouse.sinks.tables import PredictionRow
 from drifthouse.stream.model_sketch import ModelState
 from drifthouse.stream.stage import Partial
 
-__all__ = ["PartialMessage", "WatermarkMessage", "decode", "encode_partial", "encode_watermark"]
+__all__ = [
+    "PartialMessage",
+    "PredictionsMessage",
+    "WatermarkMessage",
+    "decode",
+    "encode_partial",
+    "encode_predictions",
+    "encode_watermark",
+]
 
 
 class PartialMessage(msgspec.Struct, tag="partial", array_like=True):
@@ -39,13 +48,19 @@ class PartialMessage(msgspec.Struct, tag="partial", array_like=True):
         )
 
 
+class PredictionsMessage(msgspec.Struct, tag="predictions", array_like=True):
+    """Sampled prediction-log rows, written by the merger (the process that holds the store)."""
+
+    rows: list[PredictionRow]
+
+
 class WatermarkMessage(msgspec.Struct, tag="watermark", array_like=True):
     source_partition: int
     watermark: int
     idle: bool = False
 
 
-Wire = PartialMessage | WatermarkMessage
+Wire = PartialMessage | WatermarkMessage | PredictionsMessage
 _ENCODE = msgspec.msgpack.Encoder().encode
 _DECODE = msgspec.msgpack.Decoder(Wire).decode
 
@@ -69,9 +84,13 @@ def encode_watermark(partition: int, watermark: int, *, idle: bool = False) -> b
     return _ENCODE(WatermarkMessage(partition, watermark, idle))
 
 
-def decode(data: bytes) -> PartialMessage | WatermarkMessage:
+def encode_predictions(rows: list[PredictionRow]) -> bytes:
+    return _ENCODE(PredictionsMessage(rows))
+
+
+def decode(data: bytes) -> PartialMessage | WatermarkMessage | PredictionsMessage:
     try:
-        msg: PartialMessage | WatermarkMessage = _DECODE(data)
+        msg: PartialMessage | WatermarkMessage | PredictionsMessage = _DECODE(data)
     except msgspec.DecodeError as exc:
         raise SourceError(
             f"not a drifthouse partials message ({exc}); is another program writing to the partials topic?"

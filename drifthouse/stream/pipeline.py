@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from drifthouse.config import Config
 from drifthouse.detectors.reference import Profile
 from drifthouse.sinks.base import Sink
+from drifthouse.sinks.predictions import PredictionLog
 from drifthouse.stream.dead_letters import DeadLetters
 from drifthouse.stream.merge import MergeStage, WindowResult
 from drifthouse.stream.model_sketch import ModelSketch, Sketches
@@ -53,6 +54,8 @@ class Pipeline:
     now_ms:
         The clock for the far-future guard (``None`` turns the guard off, as replays of
         history want); never used for windows.
+    prediction_log:
+        Writes the sampled prediction log (table ``predictions``) when given.
     """
 
     def __init__(
@@ -66,8 +69,10 @@ class Pipeline:
         on_window: Sequence[Callable[[WindowResult], None]] = (),
         now_ms: Callable[[], int] | None = None,
         computed_at: Callable[[], int] | None = None,
+        prediction_log: PredictionLog | None = None,
     ) -> None:
         self.config = config
+        self.prediction_log = prediction_log
         self.dead_letters = dead_letters
         self.now_ms = now_ms
         self.specs = [WindowSpec.from_config(w) for w in config.windows]
@@ -100,7 +105,13 @@ class Pipeline:
         stage = self._stages.get(partition)
         if stage is None:
             stage = PartitionStage(
-                partition, self.config, self.specs, self.sketches, self.dead_letters, self.now_ms
+                partition,
+                self.config,
+                self.specs,
+                self.sketches,
+                self.dead_letters,
+                self.now_ms,
+                prediction_log=self.prediction_log,
             )
             self._stages[partition] = stage
         return stage
@@ -128,6 +139,9 @@ class Pipeline:
             stage = self.stage(partition)
             self.merge.add(stage.process(by_partition[partition]))
             self.merge.watermark(partition, stage.watermark)
+            logged = stage.take_prediction_rows()
+            if logged:
+                self.merge.sink.write(logged)
         return self.merge.emit()
 
     def finish(self) -> list[WindowResult]:

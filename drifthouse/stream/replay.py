@@ -22,6 +22,7 @@ from drifthouse.detectors.reference import Profile
 from drifthouse.errors import ProfileError, UsageError
 from drifthouse.events import parse_ts
 from drifthouse.sinks.base import Sink
+from drifthouse.sinks.predictions import PredictionLog
 from drifthouse.stream.dead_letters import DeadLetters, FileDeadLetters
 from drifthouse.stream.pipeline import Pipeline, PipelineStats, WindowResult
 from drifthouse.stream.sources import FileSource, Message, parse_source
@@ -192,6 +193,7 @@ def replay(
         dead_letters=dead,
         run_id=run_id,
         on_window=on_window,
+        prediction_log=PredictionLog(config.models),
     )
     pipeline.expect_partitions(partitions)
     try:

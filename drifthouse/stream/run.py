@@ -9,7 +9,7 @@ from typing import Any
 from drifthouse.alerts import Alerting
 from drifthouse.config import Config
 from drifthouse.logs import get_logger
-from drifthouse.sinks import ClickHouseSink, migrate, open_store
+from drifthouse.sinks import ClickHouseSink, migrate, open_store, serve_readonly
 from drifthouse.sinks.base import Sink
 from drifthouse.stream.kafka_dlq import KafkaDeadLetters
 from drifthouse.stream.replay import load_profiles
@@ -59,12 +59,19 @@ def build_worker(config: Config, *, datadir: Path | None = None) -> Any:
     def alerting() -> Alerting:
         return Alerting(config, baselines=baselines_for(profiles))
 
+    def serve_sql() -> Any:
+        port = config.store.serve_port
+        assert port is not None
+        # A client of its own: the sink's is busy with writes on another thread.
+        return serve_readonly(open_store(config.store_dsn(), config.store.database), port)
+
     return build_app(
         config,
         profiles=profiles,
         open_sink=lambda: open_sink(config),
         dead_letters=dead,
         alerting=alerting,
+        serve_sql=serve_sql if config.store.serve_port is not None else None,
         web_port=config.kafka.web_port,
         datadir=datadir,
     )

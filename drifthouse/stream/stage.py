@@ -19,6 +19,8 @@ import numpy as np
 from drifthouse.config import Config
 from drifthouse.errors import LateEventError
 from drifthouse.events import EventDecoder, PredictionEvent
+from drifthouse.sinks.predictions import PredictionLog
+from drifthouse.sinks.tables import PredictionRow
 from drifthouse.stream.columns import extract
 from drifthouse.stream.dead_letters import DeadLetters
 from drifthouse.stream.model_sketch import INVALID, LATE, ModelState, Sketches
@@ -112,6 +114,7 @@ class PartitionStage:
     now_ms: Callable[[], int] | None = None
     stats: StageStats = field(default_factory=StageStats)
     next_offset: int = 0
+    prediction_log: PredictionLog | None = None
 
     def __post_init__(self) -> None:
         self.decoder = EventDecoder(
@@ -127,6 +130,7 @@ class PartitionStage:
         )
         # Refused messages seen before the partition's first valid event: (key, offset).
         self._orphans: list[tuple[Key, int]] = []
+        self._prediction_rows: list[PredictionRow] = []
 
     @property
     def watermark(self) -> int:
@@ -140,6 +144,9 @@ class PartitionStage:
         now = self.now_ms() if self.now_ms is not None else None
         ok, bad = self.decoder.decode_batch([m.value for m in msgs], now_ms=now)
         events = [e for _, e in ok]
+        if self.prediction_log is not None:
+            # The sampled prediction log (deterministic per event, so restarts write the same rows).
+            self._prediction_rows.extend(self.prediction_log.rows(events))
         positions = np.array([i for i, _ in ok], dtype=np.int64)
         offsets = [m.offset for m in msgs]
         ts = np.array([e.ts_ms for e in events], dtype=np.int64)
@@ -201,6 +208,11 @@ class PartitionStage:
         self.stats.events += len(events)
         self.next_offset = offsets[-1] + 1
         return self._closed(final=False)
+
+    def take_prediction_rows(self) -> list[PredictionRow]:
+        """The prediction-log rows of the batches processed since the last call."""
+        rows, self._prediction_rows = self._prediction_rows, []
+        return rows
 
     def finish(self) -> list[Partial]:
         """End of a bounded input: every open window, closed."""

@@ -39,14 +39,17 @@ from drifthouse.errors import StoreError
 from drifthouse.logs import get_logger
 from drifthouse.rows import AlertRow
 from drifthouse.sinks.base import Sink
+from drifthouse.sinks.predictions import PredictionLog
 from drifthouse.stream.dead_letters import DeadLetters
 from drifthouse.stream.merge import MergeStage, WindowKey, WindowResult
 from drifthouse.stream.model_sketch import Sketches
 from drifthouse.stream.partials import (
     PartialMessage,
+    PredictionsMessage,
     WatermarkMessage,
     decode,
     encode_partial,
+    encode_predictions,
     encode_watermark,
 )
 from drifthouse.stream.sources import Message
@@ -69,6 +72,7 @@ class SourceSide:
     sketches: Sketches
     dead_letters: DeadLetters
     now_ms: Callable[[], int] | None = None
+    prediction_log: PredictionLog | None = None
     stages: dict[int, PartitionStage] = field(default_factory=dict)
     stats: StageStats = field(default_factory=StageStats)
     last_event_at: dict[int, float] = field(default_factory=dict)
@@ -76,7 +80,13 @@ class SourceSide:
     def open(self, partition: int, checkpoint: Checkpoint | None) -> PartitionStage:
         """A fresh stage for a newly assigned partition, resumed from its checkpoint."""
         stage = PartitionStage(
-            partition, self.config, self.specs, self.sketches, self.dead_letters, self.now_ms
+            partition,
+            self.config,
+            self.specs,
+            self.sketches,
+            self.dead_letters,
+            self.now_ms,
+            prediction_log=self.prediction_log,
         )
         if checkpoint is not None:
             stage.restore(checkpoint)
@@ -105,6 +115,9 @@ class SourceSide:
             for closed in stage.process(msgs):
                 name = self.specs[closed.spec_index].name
                 out.append((closed.key[0].encode(), encode_partial(closed, name)))
+            logged = stage.take_prediction_rows()
+            if logged:
+                out.append((b"", encode_predictions(logged)))
             out.append((b"", encode_watermark(partition, stage.watermark)))
             self.last_event_at[partition] = time.monotonic()
             for name in ("messages", "events", "invalid", "late"):
@@ -159,6 +172,8 @@ class MergeSide:
             elif isinstance(msg, WatermarkMessage):
                 self.stage.watermark(msg.source_partition, msg.watermark)
                 self.stage.mark_idle(msg.source_partition, msg.idle)
+            elif isinstance(msg, PredictionsMessage):
+                self.sink.write(msg.rows)
             self.next_offset = offset + 1
         results = self.stage.emit()
         # Offsets are kept while a window may still be written or rewritten.
@@ -198,6 +213,7 @@ def build_app(
     open_sink: Callable[[], Sink],
     dead_letters: DeadLetters,
     alerting: Callable[[], Any] | None = None,
+    serve_sql: Callable[[], Any] | None = None,
     web_port: int | None = None,
     datadir: Path | None = None,
 ) -> Any:
@@ -215,9 +231,14 @@ def build_app(
     specs = [WindowSpec.from_config(w) for w in config.windows]
     sketches = Sketches(profiles, config.metrics, config.models)
     source = SourceSide(
-        config, specs, sketches, dead_letters, now_ms=lambda: int(time.time() * 1000)
+        config,
+        specs,
+        sketches,
+        dead_letters,
+        now_ms=lambda: int(time.time() * 1000),
+        prediction_log=PredictionLog(config.models),
     )
-    state: dict[str, Any] = {"merge": None, "sink": None, "alerting": None}
+    state: dict[str, Any] = {"merge": None, "sink": None, "alerting": None, "sql": None}
 
     app: Any = faust.App(
         kcfg.group,
@@ -356,6 +377,9 @@ def build_app(
             if found and found[1]:
                 side.restore(found[1])
             state.update(merge=side, sink=sink, alerting=alerts)
+            if serve_sql is not None:
+                # `drifthouse sql` asks the process that holds the embedded store.
+                state["sql"] = await loop.run_in_executor(None, serve_sql)
             log.info("merger.start", resume=found[0] if found else None)
         side.process(messages)
         await loop.run_in_executor(None, side.sink.flush)
@@ -498,8 +522,10 @@ def _open_when_free(open_sink: Callable[[], Sink], timeout_s: float = 120.0) -> 
 
 
 def _close_merger(state: dict[str, Any]) -> None:
-    sink, alerts = state["sink"], state["alerting"]
-    state.update(merge=None, sink=None, alerting=None)
+    sink, alerts, sql = state["sink"], state["alerting"], state.get("sql")
+    state.update(merge=None, sink=None, alerting=None, sql=None)
+    if sql is not None:
+        sql.close()
     if alerts is not None:
         alerts.close()
     if sink is not None:

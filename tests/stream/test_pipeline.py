@@ -373,3 +373,28 @@ def test_idle_partition_rewrites_a_written_window_and_late_partials_never_overwr
     merge.add(old_stage.process(early) + old_stage.finish())
     assert merge.dropped_partials > before
     assert merge.pending_keys() == set()
+
+
+def test_prediction_log_keeps_every_error_and_samples_the_rest(small_stream):
+    from drifthouse.sinks.predictions import PredictionLog
+
+    config = Config.model_validate(
+        {**CONFIG.model_dump(exclude={"base_dir"}), "models": {"fraud": {"sample_rate": 0.1}}}
+    )
+    sink, dead = MemorySink(), MemoryDeadLetters()
+    pipe = Pipeline(
+        config=config, profiles=small_stream.profiles, sink=sink, dead_letters=dead, run_id="t",
+        computed_at=lambda: 0, prediction_log=PredictionLog(config.models),
+    )  # fmt: skip
+    msgs = _messages(small_stream.records)
+    for lo in range(0, len(msgs), 500):
+        pipe.process(msgs[lo : lo + 500])
+    pipe.finish()
+    sink.flush()
+    logged = sink.rows("predictions")
+    events = [json.loads(r.value) for r in small_stream.records]
+    errors = {e["event_id"] for e in events if e.get("status", 200) >= 400}
+    fraud = sum(1 for e in events if e["model"] == "fraud")
+    assert errors <= {r.event_id for r in logged}
+    routine = [r for r in logged if r.model == "fraud" and r.status < 400]
+    assert 0.07 * fraud < len(routine) < 0.13 * fraud

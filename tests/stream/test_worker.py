@@ -55,7 +55,12 @@ def _produce(bootstrap: str, topic: str, records: list[Any]) -> int:
 
 
 def _write_config(
-    tmp_path: Path, bootstrap: str, topic: str, name: str, profiles: dict[str, Any]
+    tmp_path: Path,
+    bootstrap: str,
+    topic: str,
+    name: str,
+    profiles: dict[str, Any],
+    serve_port: int | None = None,
 ) -> Path:
     folder = tmp_path / name
     (folder / "refs").mkdir(parents=True)
@@ -72,7 +77,8 @@ def _write_config(
             "idle_after": "3s",
             "batch_size": 256,
         },
-        "store": {"path": "./data"},
+        # Test events are stamped January 2026: a 30-day TTL would delete their logged predictions.
+        "store": {"path": "./data", "serve_port": serve_port, "ttl_days": {"predictions": 3650}},
         "windows": [{"size": "1h"}, {"size": "30m", "hop": "10m"}],
         "models": models,
     }
@@ -242,7 +248,8 @@ def test_one_two_three_workers_and_a_rebalance_give_identical_rows(
     topic, closed_until = produced
     results = {}
     for name, plan in {"one": [0], "three": [0, 0, 0], "join-leave": [0, 3, 6]}.items():
-        config = _write_config(tmp_path, kafka_bootstrap, topic, name, small_stream.profiles)
+        port = 18000 + random.randrange(0, 1000) if name == "one" else None
+        config = _write_config(tmp_path, kafka_bootstrap, topic, name, small_stream.profiles, port)
         cfg = load_config(config)
         workers = Workers(config)
         try:
@@ -254,6 +261,18 @@ def test_one_two_three_workers_and_a_rebalance_give_identical_rows(
                 time.sleep(3)
                 workers.kill(started[0], signal.SIGTERM)  # a worker leaves mid-stream
             workers.wait_done(cfg, len(small_stream.records))
+            if port is not None:
+                # The worker holds the embedded store: `drifthouse sql` asks it instead.
+                asked = subprocess.run(
+                    [sys.executable, "-m", "drifthouse", "sql", "-c", str(config),
+                     "SELECT count() FROM predictions WHERE status >= 500"],
+                    capture_output=True, text=True, timeout=120,
+                )  # fmt: skip
+                assert asked.returncode == 0, asked.stderr
+                errors = sum(
+                    1 for r in small_stream.records if json.loads(r.value).get("status", 200) >= 500
+                )
+                assert f"│ {errors} " in asked.stdout
         finally:
             workers.stop_all()
         results[name] = _live_rows(config)
