@@ -28,6 +28,16 @@ def _mask_secrets(
     return event
 
 
+class _Stderr:
+    """Whatever ``sys.stderr`` is when a line is written (tests and embedders swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(*, level: str = "INFO", json: bool = False) -> None:
     """Set up structlog once per process: key/value lines on stderr (JSON with ``json=True``)."""
     renderer: Any = (
@@ -44,7 +54,7 @@ def configure(*, level: str = "INFO", json: bool = False) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
 
