@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -21,7 +22,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 import pytest
@@ -689,3 +690,71 @@ def test_pii_values_never_reach_the_store_in_plain_text(monkeypatch: pytest.Monk
     }
     leaked = sorted(where for where, text in places.items() if "@example.com" in text)
     assert leaked == []
+
+
+# -- (e) the read-only SQL endpoint reads the store, not the machine -------------------------------
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    hits: ClassVar[list[str]] = []
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        type(self).hits.append(self.path)
+        body = b"remote-line\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def readonly_port(ch_client: Any) -> Iterator[int]:
+    from drifthouse.sinks import serve_readonly
+
+    server = serve_readonly(ch_client, 0)
+    yield server.port
+    server.close()
+
+
+def test_readonly_endpoint_answers_selects(readonly_port: int) -> None:
+    from drifthouse.sinks import query_readonly
+
+    columns, rows = query_readonly(readonly_port, "SELECT {x:String} AS x", {"x": NASTY[0]})
+    assert (columns, rows) == (["x"], [[NASTY[0]]])
+
+
+def test_readonly_endpoint_does_not_read_local_files(readonly_port: int, tmp_path: Path) -> None:
+    """``SELECT ... FROM file(...)`` is a SELECT, but it reads the worker's files (its config,
+    ``/proc/self/environ`` with every secret) for anyone who can reach 127.0.0.1."""
+    from drifthouse.errors import DrifthouseError
+    from drifthouse.sinks import query_readonly
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text(f"{MARK}-file-content\n")
+    with pytest.raises(DrifthouseError) as refused:
+        query_readonly(readonly_port, f"SELECT * FROM file('{secret}', 'LineAsString')")
+    assert MARK not in str(refused.value)
+
+
+def test_readonly_endpoint_makes_no_outbound_requests(readonly_port: int) -> None:
+    """``url(...)`` turns the endpoint into a proxy to any host the worker can reach."""
+    from drifthouse.errors import DrifthouseError
+    from drifthouse.sinks import query_readonly
+
+    _Recorder.hits = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        target = f"http://127.0.0.1:{server.server_address[1]}/internal"
+        with contextlib.suppress(DrifthouseError):
+            query_readonly(
+                readonly_port, f"SELECT * FROM url('{target}', 'LineAsString')", timeout=20
+            )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _Recorder.hits == []
