@@ -465,8 +465,12 @@ def test_failing_receivers_and_replay_leak_no_secret(
     assert echo_server.bodies, "the receivers were not called"
     rows = client.query("SELECT * FROM alerts").result_rows
     assert rows, "no alert was recorded"
+    files = [p for p in tmp_path.rglob("*") if p.is_file() and MARK.encode() in p.read_bytes()]
     everything = "\n".join([out, err, caplog.text, repr(rows), _files_text(tmp_path)])
-    assert not (found := _leaks(everything)), "\n---\n".join(found)
+    found = _leaks(everything)
+    assert not found, f"files {[str(p.relative_to(tmp_path)) for p in files]}:\n" + "\n---\n".join(
+        found
+    )
 
 
 @pytest.mark.parametrize(
