@@ -665,7 +665,7 @@ def test_pii_values_never_reach_the_store_in_plain_text(monkeypatch: pytest.Monk
     """A feature listed under ``pii`` is stored only as keyed hashes: not in the reference profile
     (``references``), not in the reference or window histograms (``sketches.labels``)."""
     monkeypatch.setenv("DRIFTHOUSE_PII_KEY", "k" * 32)
-    config = Config.model_validate({"models": {"shop": {"pii": ["email"]}}})
+    config = Config.model_validate({"models": {"shop": {"pii": ["email"], "sample_rate": 1.0}}})
     records = [
         Record(
             "predictions",
@@ -677,11 +677,13 @@ def test_pii_values_never_reach_the_store_in_plain_text(monkeypatch: pytest.Monk
     ]
     profiles = profiles_from(records, config)
     reference, reference_sketches = reference_rows(profiles["shop"])
+    sink = MemorySink()
     pipeline = Pipeline(
         config=config,
         profiles=profiles,
-        sink=(sink := MemorySink()),
+        sink=sink,
         dead_letters=MemoryDeadLetters(),
+        prediction_log=PredictionLog(config.models),
     )
     pipeline.process([Message(r.value, 0, i) for i, r in enumerate(records)])
     pipeline.finish()
@@ -691,7 +693,9 @@ def test_pii_values_never_reach_the_store_in_plain_text(monkeypatch: pytest.Monk
         "reference sketches": repr(reference_sketches),
         "window sketches": repr(sink.rows("sketches")),
         "metrics": repr(sink.rows("metrics")),
+        "predictions": repr(sink.rows("predictions")),
     }
+    assert len(sink.rows("predictions")) == len(records)
     leaked = sorted(where for where, text in places.items() if "@example.com" in text)
     assert leaked == []
 
