@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -104,14 +105,14 @@ def _print_report(report: ConfigReport) -> None:
 def _summary(config: Config) -> Table:
     """Models, windows, rules and routes at a glance; no secrets (see Config.describe)."""
     info = config.describe()
-    table = Table(title=str(info["source"] or "configuration"), show_header=False, box=None)
+    table = Table(title=escape(str(info["source"] or "configuration")), show_header=False, box=None)
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("store", f"{info['store']} (database {info['database']})")
+    table.add_row("store", escape(f"{info['store']} (database {info['database']})"))
     table.add_row(
-        "kafka", f"{info['kafka']['bootstrap']} topics {', '.join(info['kafka']['topics'])}"
+        "kafka", escape(f"{info['kafka']['bootstrap']} topics {', '.join(info['kafka']['topics'])}")
     )
-    table.add_row("windows", ", ".join(info["windows"]))
+    table.add_row("windows", escape(", ".join(info["windows"])))
     models = []
     for name in info["models"]:
         reference = config.reference_path(name)
@@ -123,12 +124,14 @@ def _summary(config: Config) -> Table:
             else "reference missing"
         )
         models.append(f"{name} ({state})")
-    table.add_row("models", ", ".join(models) or "none configured (every model gets the defaults)")
-    table.add_row("rules", ", ".join(info["rules"]) or "none (the built-in defaults apply)")
+    table.add_row(
+        "models", escape(", ".join(models)) or "none configured (every model gets the defaults)"
+    )
+    table.add_row("rules", escape(", ".join(info["rules"])) or "none (the built-in defaults apply)")
     routes = [", ".join(route.receivers) for route in config.routes]
-    table.add_row("routes", f"{len(routes)}: " + "; ".join(routes) if routes else "none")
+    table.add_row("routes", escape(f"{len(routes)}: " + "; ".join(routes)) if routes else "none")
     receivers = [f"{name} ({r['type']})" for name, r in info["receivers"].items()]
-    table.add_row("receivers", ", ".join(receivers) or "none")
+    table.add_row("receivers", escape(", ".join(receivers)) or "none")
     return table
 
 
@@ -192,7 +195,11 @@ def profile(
     from drifthouse.config import load_config
     from drifthouse.detectors.profile_files import build_profile_from_file
 
-    settings = load_config(config).metrics if config is not None else None
+    cfg = load_config(config) if config is not None else None
+    settings = cfg.metrics if cfg is not None else None
+    if cfg is not None and cfg.model(model).pii:
+        # PII features are never profiled: their values would reach the store.
+        exclude = [*(exclude or []), *cfg.model(model).pii]
     if fmt is not None and fmt not in {"csv", "parquet", "jsonl"}:
         raise UsageError(f"--format must be csv, parquet or jsonl (got {fmt!r})")
     built = build_profile_from_file(
@@ -213,7 +220,7 @@ def profile(
     )
     target = out_file or Path(f"{model}.profile.json")
     target.write_bytes(built.to_json())
-    table = Table(title=f"profile of {model} {model_version} -> {target}")
+    table = Table(title=escape(f"profile of {model} {model_version} -> {target}"))
     for column in ("feature", "kind", "count", "missing rate", "bins / categories"):
         table.add_column(column)
     for f in built.features:
@@ -222,7 +229,7 @@ def profile(
             if f.kind == "numeric"
             else str(len(f.categories))
         )
-        table.add_row(f.name, f.kind, str(f.count), f"{f.missing_rate:.3f}", shape)
+        table.add_row(Text(f.name), f.kind, str(f.count), f"{f.missing_rate:.3f}", shape)
     out.print(table)
 
 
@@ -309,7 +316,7 @@ def replay(
     stage.finish()
     sink.close()
     stats = summary.stats
-    table = Table(title=f"replay {summary.run_id}", show_header=False, box=None)
+    table = Table(title=escape(f"replay {summary.run_id}"), show_header=False, box=None)
     table.add_row("events", f"{stats.events:,} ({summary.events_per_second:,.0f}/s)")
     table.add_row("invalid / late", f"{stats.invalid:,} / {stats.late:,}")
     table.add_row("windows written", f"{stats.windows:,} ({stats.rows:,} rows)")
@@ -318,7 +325,7 @@ def replay(
         f"{stage.alerts:,}" + ("" if notify else " (receivers not notified; --notify sends)"),
     )
     if summary.dead_letters:
-        table.add_row("dead letters", summary.dead_letters)
+        table.add_row("dead letters", Text(summary.dead_letters))
     out.print(table)
     if other_rules is not None:
         _print_backtest(stage.rows, other_rules, profiles)
@@ -363,7 +370,7 @@ def _print_backtest(
         table.add_column(column)
     for line in report.lines:
         table.add_row(
-            line.rule,
+            Text(line.rule),
             line.severity,
             str(line.fired),
             str(line.resolved),
@@ -410,9 +417,12 @@ def sql(
             rows = list(result)
         finally:
             client.close()
-    table = Table(*columns)
+    # Values are data, never markup: a '[/bold]' in a model name prints as it is.
+    table = Table()
+    for column in columns:
+        table.add_column(Text(column))
     for row in rows:
-        table.add_row(*(str(v) for v in row))
+        table.add_row(*(Text(str(v)) for v in row))
     out.print(table)
     out.print(Text(f"{len(rows)} row{'s' if len(rows) != 1 else ''}", "dim"))
 
@@ -499,11 +509,11 @@ def silence_list(
     for s in list_silences(_silences(config), now_ms=_now_ms(), include_expired=all_):
         until = datetime.fromtimestamp(s.ends_at / 1000, tz=UTC).isoformat(timespec="seconds")
         table.add_row(
-            s.id,
-            ", ".join(f"{k}={v}" for k, v in s.matchers.items()),
+            Text(s.id),
+            Text(", ".join(f"{k}={v}" for k, v in s.matchers.items())),
             until,
-            s.created_by,
-            s.reason,
+            Text(s.created_by),
+            Text(s.reason),
         )
     out.print(table)
 
@@ -517,7 +527,7 @@ def silence_expire(
     from drifthouse.alerts.silences import expire_silence
 
     expire_silence(_silences(config), silence_id, now_ms=_now_ms())
-    out.print(f"silence {silence_id} expired")
+    out.print(Text(f"silence {silence_id} expired"))
 
 
 @app.command()

@@ -173,6 +173,9 @@ class KafkaConfig(_Strict):
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
     max_message_bytes: int = Field(1_000_000, gt=0)
+    max_label_bytes: int = Field(
+        1_024, gt=0, description="longest model, version, feature or segment name or value"
+    )
     batch_size: int = Field(1_024, gt=0, description="events per micro-batch")
     idle_after: DurationMs = Field(
         30_000, description="a partition quiet this long no longer holds windows back"

@@ -60,6 +60,7 @@ __all__ = [
 
 DEFAULT_MAX_BYTES = 1_000_000
 DEFAULT_MAX_FUTURE_MS = 3_600_000
+DEFAULT_MAX_LABEL_BYTES = 1_024
 
 # DateTime64(3) in ClickHouse and Python's datetime both end in the year 9999.
 _MAX_TS_MS = 253_402_300_799_999
@@ -339,6 +340,10 @@ class EventDecoder(Generic[E]):
     max_future_ms:
         With ``now_ms`` given, events whose time is more than this after ``now_ms`` are
         rejected with reason ``future_ts``.
+    max_label_bytes:
+        Names that become keys in the store (model, version, event id, feature, segment and
+        metric names, segment values) longer than this are rejected with reason ``too_large``:
+        one message must not be able to multiply itself into megabytes of rows.
 
     Examples
     --------
@@ -353,7 +358,7 @@ class EventDecoder(Generic[E]):
     [(1, 'schema', '$.label')]
     """
 
-    __slots__ = ("_decoder", "_spec", "kind", "max_bytes", "max_future_ms")
+    __slots__ = ("_decoder", "_spec", "kind", "max_bytes", "max_future_ms", "max_label_bytes")
 
     def __init__(
         self,
@@ -361,6 +366,7 @@ class EventDecoder(Generic[E]):
         *,
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_future_ms: int = DEFAULT_MAX_FUTURE_MS,
+        max_label_bytes: int = DEFAULT_MAX_LABEL_BYTES,
     ) -> None:
         if kind not in _SPECS:
             raise TypeError(
@@ -369,6 +375,7 @@ class EventDecoder(Generic[E]):
         self.kind: type[E] = kind
         self.max_bytes = max_bytes
         self.max_future_ms = max_future_ms
+        self.max_label_bytes = max_label_bytes
         self._decoder: msgspec.json.Decoder[E] = msgspec.json.Decoder(kind)
         self._spec = _SPECS[kind]
 
@@ -408,6 +415,8 @@ class EventDecoder(Generic[E]):
             event = self._decoder.decode(raw)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
             event = self._slow_decode(raw, exc)
+        if len(raw) > self.max_label_bytes:
+            _check_labels(event, self.max_label_bytes)
         if now_ms is not None and event.ts_ms > now_ms + self.max_future_ms:
             raise DecodeError(
                 "future_ts",
@@ -432,11 +441,13 @@ class EventDecoder(Generic[E]):
         ok: list[tuple[int, E]] = []
         bad: list[tuple[int, DecodeError]] = []
         decode = self._decoder.decode
-        max_bytes = self.max_bytes
+        # A name can only be longer than the bound in a message longer than it: most messages
+        # take this fast path, which needs neither the size nor the name check.
+        max_label = min(self.max_label_bytes, self.max_bytes)
         limit = None if now_ms is None else now_ms + self.max_future_ms
         for i, raw in enumerate(raws):
             # The common case inline; everything unusual goes through decode() for its error.
-            if len(raw) <= max_bytes:
+            if len(raw) <= max_label:
                 try:
                     event = decode(raw)
                 except Exception:
@@ -596,6 +607,28 @@ def decoder_for(kind: EventKind, **options: int) -> EventDecoder[Any]:
 
 
 _ENCODER = msgspec.json.Encoder()
+
+
+def _check_labels(event: Any, limit: int) -> None:
+    """Raise ``too_large`` for a name or segment value longer than ``limit`` bytes (UTF-8)."""
+
+    def check(value: object, path: str) -> None:
+        if isinstance(value, str) and len(value) * 4 > limit and len(value.encode("utf-8")) > limit:
+            raise DecodeError(
+                "too_large",
+                path,
+                f"expected at most {limit} bytes; got {len(value.encode('utf-8'))} bytes "
+                f"({_preview(value)}): names and segment values become keys in the store",
+            )
+
+    for name in ("model", "model_version", "event_id"):
+        check(getattr(event, name, None), f"$.{name}")
+    for field in ("features", "metrics"):
+        for key in getattr(event, field, None) or ():
+            check(key, f"$.{field}")
+    for key, value in (getattr(event, "segment", None) or {}).items():
+        check(key, "$.segment")
+        check(value, f"$.segment{_key_path(key) if len(key) <= limit else '.<key>'}")
 
 
 def encode_event(event: Event) -> bytes:

@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-__all__ = ["configure", "get_logger"]
+__all__ = ["configure", "get_logger", "hide_secret", "scrub"]
 
 _SECRET_MARKERS = ("password", "token", "secret", "routing_key", "webhook_url", "api_key")
 
@@ -36,6 +36,42 @@ class _Stderr:
 
     def flush(self) -> None:
         sys.stderr.flush()
+
+
+_SECRETS: set[str] = set()
+_MASK = "**********"
+
+
+def scrub(text: str) -> str:
+    """``text`` with every secret drifthouse knows (see :func:`hide_secret`) masked."""
+    for secret in _SECRETS:
+        if secret in text:
+            text = text.replace(secret, _MASK)
+    return text
+
+
+class _SecretFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _SECRETS:
+            text = record.getMessage()
+            masked = scrub(text)
+            if masked != text:
+                record.msg, record.args = masked, None
+        return True
+
+
+_FILTER = _SecretFilter()
+
+
+def hide_secret(secret: str | None, *loggers: str) -> None:
+    """Remember ``secret`` so :func:`scrub` masks it, and mask it in the records of the given
+    stdlib loggers (third-party clients that log URLs or request bodies at DEBUG)."""
+    if secret and len(secret) >= 4:
+        _SECRETS.add(secret)
+    for name in loggers:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
 
 
 def configure(*, level: str = "INFO", json: bool = False) -> None:

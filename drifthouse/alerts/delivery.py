@@ -43,7 +43,7 @@ import msgspec
 
 from drifthouse.alerts.base import Notification, Receiver
 from drifthouse.errors import NotifyError, NotifyRetryable
-from drifthouse.logs import get_logger
+from drifthouse.logs import get_logger, scrub
 
 __all__ = ["DeliveryWorker", "Outbox"]
 
@@ -312,9 +312,9 @@ class DeliveryWorker:
                         receiver=lane.name,
                         id=note.id,
                         attempts=attempt,
-                        error=str(exc),
+                        error=scrub(str(exc)),
                     )
-                    self.outbox.failed(note.id, str(exc), retryable=True)
+                    self.outbox.failed(note.id, scrub(str(exc)), retryable=True)
                     return False
                 delay = self.base_backoff * 2 ** (attempt - 1)
                 if exc.retry_after is not None:
@@ -327,7 +327,7 @@ class DeliveryWorker:
                     id=note.id,
                     attempt=attempt,
                     delay_s=delay,
-                    error=str(exc),
+                    error=scrub(str(exc)),
                 )
                 self._sleep(delay)
                 if self._stop.is_set():
@@ -335,8 +335,8 @@ class DeliveryWorker:
                 continue
             except NotifyError as exc:
                 self.gave_up += 1
-                log.error("notify.refused", receiver=lane.name, id=note.id, error=str(exc))
-                self.outbox.failed(note.id, str(exc), retryable=False)
+                log.error("notify.refused", receiver=lane.name, id=note.id, error=scrub(str(exc)))
+                self.outbox.failed(note.id, scrub(str(exc)), retryable=False)
                 return False
             except Exception as exc:  # a bug in a receiver must not kill its lane
                 self.gave_up += 1

@@ -113,10 +113,20 @@ def load_recipes(path: str | Path | None = None) -> dict[str, Recipe]:
 
 
 def run_sql(
-    client: Client, sql: str, parameters: Mapping[str, Any] | None = None
+    client: Client,
+    sql: str,
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    settings: Mapping[str, Any] | None = None,
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run one statement; return its column names and rows (statements without a result give none)."""
-    result = call("running a query", client.query, sql, parameters=dict(parameters or {}))
+    result = call(
+        "running a query",
+        client.query,
+        sql,
+        parameters=dict(parameters or {}),
+        settings=dict(settings or {}),
+    )
     return list(result.column_names), [tuple(row) for row in result.result_rows]
 
 
@@ -193,7 +203,8 @@ class ReadonlyServer:
                     return
                 try:
                     with lock:
-                        columns, rows = run_sql(client, sql, parameters)
+                        # readonly=1: no writes, and no file() or url() reads of the host.
+                        columns, rows = run_sql(client, sql, parameters, settings={"readonly": 1})
                 except StoreError as exc:
                     self._reply(
                         503 if isinstance(exc, StoreUnavailable) else 400, {"error": str(exc)}

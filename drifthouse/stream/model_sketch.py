@@ -139,10 +139,15 @@ class ModelSketch:
         self.profile = profile
         bounds = dict(model_config.bounds) if model_config else {}
         if profile is not None:
-            known = {f.name for f in profile.numeric}
+            # PII features are never sketched: their values would reach the store as bins and
+            # category labels. (The prediction log keeps them, as keyed hashes.)
+            pii = set(model_config.pii) if model_config else set()
+            numeric = [f for f in profile.numeric if f.name not in pii]
+            categorical = [f for f in profile.categorical if f.name not in pii]
+            known = {f.name for f in numeric}
             bounds = {k: v for k, v in bounds.items() if k in known}
-            self.numeric = NumericBlock.from_profile(profile, bounds=bounds)
-            self.categorical = CategoricalBlock.from_profile(profile)
+            self.numeric = NumericBlock(numeric, bounds=bounds, eps=profile.settings.eps)
+            self.categorical = CategoricalBlock(categorical, eps=profile.settings.eps)
         else:
             self.numeric = NumericBlock([], eps=metrics.eps)
             self.categorical = CategoricalBlock([], eps=metrics.eps)

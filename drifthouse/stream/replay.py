@@ -101,6 +101,13 @@ def load_profiles(config: Config) -> dict[str, Profile]:
                 f"`drifthouse profile INPUT --model {model} --out {settings.reference}`"
             ) from exc
         profile = Profile.from_json(data)
+        pii = sorted({f.name for f in profile.features} & set(settings.pii))
+        if pii:
+            raise ProfileError(
+                f"models.{model}.reference: {path} profiles PII feature(s) {pii}, whose values would "
+                f"reach the store; rebuild it with `drifthouse profile ... -c CONFIG` (which leaves "
+                f"them out) or `--exclude {pii[0]}`"
+            )
         if profile.model != model:
             raise ProfileError(
                 f"models.{model}.reference: {path} is the profile of model {profile.model!r}"

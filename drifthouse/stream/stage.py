@@ -121,6 +121,7 @@ class PartitionStage:
             PredictionEvent,
             max_bytes=self.config.kafka.max_message_bytes,
             max_future_ms=self.config.metrics.max_future,
+            max_label_bytes=self.config.kafka.max_label_bytes,
         )
         self.windows: EventTimeWindows[Key, ModelState] = EventTimeWindows(
             self.specs,
@@ -171,7 +172,9 @@ class PartitionStage:
             self.dead_letters.send(msgs[pos], error)
             self.stats.late += 1
         for pos, err in bad:
-            key = _peek_model(msgs[pos].value, msgs[pos].key)
+            # An over-size message is never parsed, not even to find its model: its key says.
+            raw = b"" if err.reason == "too_large" else msgs[pos].value
+            key = _peek_model(raw, msgs[pos].key)
             prior = int(np.searchsorted(positions, pos))  # valid events before this message
             where = seen_before(prior)
             if where == _NO_TIME:

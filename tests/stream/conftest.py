@@ -27,7 +27,9 @@ def profiles_from(records: list[Record], settings: Config) -> dict[str, Profile]
         by_model.setdefault(event["model"], []).append(event)
     out = {}
     for model, events in by_model.items():
-        names = list(events[0]["features"])
+        # PII features are never profiled (as `drifthouse profile -c CONFIG` does).
+        pii = set(settings.model(model).pii)
+        names = [n for n in events[0]["features"] if n not in pii]
         out[model] = build_profile(
             model=model,
             model_version=events[0]["model_version"],

@@ -18,7 +18,7 @@ import httpx
 from drifthouse.alerts.base import Notification
 from drifthouse.alerts.receivers._common import grafana_link, iso, parse_retry_after
 from drifthouse.errors import NotifyError, NotifyRetryable
-from drifthouse.logs import get_logger
+from drifthouse.logs import get_logger, hide_secret, scrub
 from drifthouse.rows import AlertRow
 
 __all__ = ["DEFAULT_EVENTS_URL", "PagerDutyReceiver", "event_for"]
@@ -85,6 +85,7 @@ class PagerDutyReceiver:
         self.name = name
         self.url = url or DEFAULT_EVENTS_URL
         self._routing_key = routing_key
+        hide_secret(routing_key, "httpx", "httpcore")
         self.grafana_url = grafana_url
         self.client = client or httpx.Client(timeout=timeout)
 
@@ -115,6 +116,6 @@ class PagerDutyReceiver:
                 parse_retry_after(dict(resp.headers)),
             )
         raise NotifyError(
-            f"pagerduty refused the {action} event: HTTP {resp.status_code} {resp.text[:200]}; "
+            f"pagerduty refused the {action} event: HTTP {resp.status_code} {scrub(resp.text)[:200]}; "
             "check the routing key (an Events API v2 integration key)"
         )

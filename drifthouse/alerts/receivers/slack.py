@@ -31,7 +31,7 @@ from slack_sdk.webhook import WebhookClient
 from drifthouse.alerts.base import Notification
 from drifthouse.alerts.receivers._common import fmt_value, grafana_link, iso, parse_retry_after
 from drifthouse.errors import NotifyError, NotifyRetryable
-from drifthouse.logs import get_logger
+from drifthouse.logs import get_logger, hide_secret, scrub
 from drifthouse.rows import AlertRow
 
 __all__ = ["MAX_BLOCKS", "MAX_TEXT", "SlackMessageIndex", "SlackReceiver", "render_messages"]
@@ -184,6 +184,11 @@ class SlackReceiver:
         self.index = index or SlackMessageIndex()
         self.web: WebClient | None = None
         self.webhook: WebhookClient | None = None
+        # slack-sdk logs request URLs (a webhook URL is a secret) and bodies at DEBUG.
+        for secret in (token, webhook_url):
+            hide_secret(
+                secret, "slack_sdk", "slack_sdk.web.base_client", "slack_sdk.webhook.client"
+            )
         if token is not None and channel:
             kwargs: dict[str, Any] = {"token": token, "timeout": timeout, "retry_handlers": []}
             if base_url:
@@ -235,7 +240,7 @@ class SlackReceiver:
             )
         if resp.status_code != 200:
             raise NotifyError(
-                f"slack webhook refused the message: HTTP {resp.status_code} {resp.body[:200]}"
+                f"slack webhook refused the message: HTTP {resp.status_code} {scrub(resp.body)[:200]}"
             )
         return None
 

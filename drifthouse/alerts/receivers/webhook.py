@@ -8,6 +8,7 @@ import msgspec
 from drifthouse.alerts.base import Notification
 from drifthouse.alerts.receivers._common import parse_retry_after
 from drifthouse.errors import NotifyError, NotifyRetryable
+from drifthouse.logs import hide_secret, scrub
 
 __all__ = ["WebhookReceiver"]
 
@@ -28,6 +29,8 @@ class WebhookReceiver:
         self.name = name
         self.url = url
         self._headers = headers or {}
+        for value in self._headers.values():
+            hide_secret(value, "httpx", "httpcore")
         self.client = client or httpx.Client(timeout=timeout)
 
     def send(self, notification: Notification) -> None:
@@ -51,5 +54,5 @@ class WebhookReceiver:
                 parse_retry_after(dict(resp.headers)),
             )
         raise NotifyError(
-            f"webhook {self.name} refused the notification: HTTP {resp.status_code} {resp.text[:200]}"
+            f"webhook {self.name} refused the notification: HTTP {resp.status_code} {scrub(resp.text)[:200]}"
         )
