@@ -24,10 +24,12 @@ def open_sink(config: Config) -> Sink:
     """The store's sink, with the schema migrated (safe at every start)."""
     client = open_store(config.store_dsn(), config.store.database)
     migrate(client, config.store.database, config.store.ttl_days)
-    spool = config.store.spool_dir
-    if spool is not None and not spool.is_absolute():
+    # A spool by default: while the store is away, results wait on disk (bounded) and the
+    # merger slows down before it fills, instead of failing.
+    spool = config.store.spool_dir or Path(f"drifthouse-spool-{config.store.database}")
+    if not spool.is_absolute():
         spool = config.base_dir / spool
-    overrides: dict[str, Any] = {"spool_dir": spool} if spool is not None else {}
+    overrides: dict[str, Any] = {"spool_dir": spool}
     return ClickHouseSink.from_config(client, config.store, **overrides)
 
 

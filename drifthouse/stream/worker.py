@@ -35,7 +35,7 @@ import msgspec
 
 from drifthouse.config import Config
 from drifthouse.detectors.reference import Profile
-from drifthouse.errors import StoreError
+from drifthouse.errors import SpoolFull, StoreError, StoreUnavailable
 from drifthouse.logs import get_logger
 from drifthouse.rows import AlertRow
 from drifthouse.sinks.base import Sink
@@ -346,6 +346,8 @@ def build_app(
             async with merge_lock:
                 if not any(tp.topic == kcfg.partials_topic for tp in app.consumer.assignment()):
                     continue  # fetched before a rebalance took the partials away
+                if state["sink"] is not None:
+                    await _wait_while_pressed(state["sink"])
                 try:
                     checkpoint = await merge_batch(
                         [(e.message.offset, e.message.value) for e in events]
@@ -382,7 +384,7 @@ def build_app(
                 state["sql"] = await loop.run_in_executor(None, serve_sql)
             log.info("merger.start", resume=found[0] if found else None)
         side.process(messages)
-        await loop.run_in_executor(None, side.sink.flush)
+        await _flush_when_possible(side.sink)
         if state["alerting"] is not None:
             state["alerting"].save_state()
         checkpoint: tuple[int, str] = side.checkpoint()
@@ -496,6 +498,36 @@ def _alert(alerting: Any, sink: Sink, result: WindowResult) -> None:
     rows: list[AlertRow] = alerting.process(result.metrics, watermark=result.end)
     if rows:
         sink.write(rows)
+
+
+async def _flush_when_possible(sink: Sink) -> None:
+    """Flush; while the store is away and the spool is full (or absent), wait and try again.
+
+    Waiting here is the backpressure: the merger reads no more partials, which stay in Kafka,
+    so memory does not grow; the source partitions' checkpoints keep being committed because
+    their partials are safely in Kafka.
+    """
+    loop = asyncio.get_running_loop()
+    delay = 0.5
+    while True:
+        try:
+            await loop.run_in_executor(None, sink.flush)
+            return
+        except (StoreUnavailable, SpoolFull) as exc:
+            log.warning("merger.store_waiting", reason=str(exc), retry_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+async def _wait_while_pressed(sink: Sink) -> None:
+    """Before reading more partials: while the sink asks to slow down, drain it first."""
+    if not sink.pressure:
+        return
+    should_pause = getattr(sink, "should_pause", None)
+    while should_pause is not None and should_pause():
+        log.info("merger.paused", pressure=round(sink.pressure, 2))
+        await asyncio.sleep(1.0)
+        await _flush_when_possible(sink)
 
 
 def _fatal(part: str, exc: BaseException) -> NoReturn:
