@@ -143,6 +143,7 @@ class MergeSide:
     expected: Sequence[int]
     on_window: list[Callable[[WindowResult], None]] = field(default_factory=list)
     next_offset: int = 0
+    hold_until: int = 0
 
     def __post_init__(self) -> None:
         self.stage = MergeStage(
@@ -175,6 +176,10 @@ class MergeSide:
             elif isinstance(msg, PredictionsMessage):
                 self.sink.write(msg.rows)
             self.next_offset = offset + 1
+        if self.next_offset < self.hold_until:
+            # Re-reading what an earlier merger read: the restored watermarks are ahead of the
+            # partials still to come, so nothing is written until the re-read is complete.
+            return []
         results = self.stage.emit()
         # Offsets are kept while a window may still be written or rewritten.
         live = self.stage.pending_keys() | self.stage.emitted_keys()
@@ -222,7 +227,7 @@ def build_app(
     from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
     from drifthouse.stream.checkpoints import read_commits
-    from drifthouse.stream.kafka_admin import ensure_topics, partitions_for
+    from drifthouse.stream.kafka_admin import end_offsets, ensure_topics, partitions_for
     from drifthouse.stream.kafka_client import faust_broker, faust_credentials
 
     kcfg = config.kafka
@@ -378,6 +383,8 @@ def build_app(
             found = commits.get(0)
             if found and found[1]:
                 side.restore(found[1])
+                ends = await loop.run_in_executor(None, end_offsets, kcfg, kcfg.partials_topic)
+                side.hold_until = ends.get(0, 0)
             state.update(merge=side, sink=sink, alerting=alerts)
             if serve_sql is not None:
                 # `drifthouse sql` asks the process that holds the embedded store.
