@@ -37,9 +37,9 @@ from typing import Any, Protocol
 import msgspec
 
 from drifthouse.errors import ConfigError, StoreError
+from drifthouse.sinks.schema import table_ddl
 
 __all__ = [
-    "SILENCES_DDL",
     "ClickHouseSilenceStore",
     "MemorySilenceStore",
     "Silence",
@@ -105,24 +105,6 @@ class MemorySilenceStore:
         return [s for s in self.all() if s.active_at(ts)]
 
 
-SILENCES_DDL = """
-CREATE TABLE IF NOT EXISTS {database}.silences
-(
-    id String,
-    matchers Map(String, String),
-    starts_at DateTime64(3, 'UTC'),
-    ends_at DateTime64(3, 'UTC'),
-    created_by String,
-    reason String,
-    created_at DateTime64(3, 'UTC'),
-    version UInt64
-)
-ENGINE = ReplacingMergeTree(version)
-ORDER BY id
-"""
-"""Table ``silences``: one row per silence; expiring writes a newer version of the row."""
-
-
 class ClickHouseSilenceStore:
     """Silences in ClickHouse table ``silences`` (ReplacingMergeTree, read with ``FINAL``).
 
@@ -141,7 +123,9 @@ class ClickHouseSilenceStore:
         self._cache: tuple[float, list[Silence]] | None = None
         try:
             client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
-            client.command(SILENCES_DDL.format(database=database))
+            # The table as the migrations define it (table ``silences``: one row per silence;
+            # expiring writes a newer version of the row).
+            client.command(table_ddl("silences", database))
         except Exception as exc:
             raise StoreError(f"cannot create table {database}.silences: {exc}") from exc
         self._version = 0

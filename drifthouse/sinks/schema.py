@@ -63,6 +63,19 @@ def split_statements(sql: str) -> list[str]:
     return [part.strip() for part in parts if part.strip()]
 
 
+def table_ddl(table: str, database: str = "drifthouse") -> str:
+    """The ``CREATE TABLE IF NOT EXISTS`` statement of ``table`` from the migrations, for code
+    that needs one table without migrating (and so without touching TTLs) the whole store."""
+    pattern = re.compile(
+        rf"^CREATE TABLE IF NOT EXISTS `{re.escape(database)}`\.{re.escape(table)}\b"
+    )
+    for migration in load_migrations():
+        for statement in migration.statements(database):
+            if pattern.match(statement):
+                return statement
+    raise StoreError(f"no migration creates table {table!r}")
+
+
 def load_migrations() -> list[Migration]:
     """Every migration shipped in the package, in version order."""
     folder = resources.files("drifthouse.sinks").joinpath("sql", "migrations")

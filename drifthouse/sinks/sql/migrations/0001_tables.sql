@@ -103,7 +103,7 @@ CREATE TABLE IF NOT EXISTS `{database}`.references
 ENGINE = ReplacingMergeTree(created_at)
 ORDER BY (model, model_version, digest);
 
--- Same definition as drifthouse.alerts.silences.SILENCES_DDL (whichever runs first creates it).
+-- Also created on its own by drifthouse.alerts.silences (through sinks.schema.table_ddl).
 CREATE TABLE IF NOT EXISTS `{database}`.silences
 (
     id String,
