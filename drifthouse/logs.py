@@ -43,10 +43,12 @@ _MASK = "**********"
 
 
 def scrub(text: str) -> str:
-    """``text`` with every secret drifthouse knows (see :func:`hide_secret`) masked."""
+    """``text`` with every secret drifthouse knows (see :func:`hide_secret`) masked, as text
+    and as it appears inside the repr of bytes (clients log raw protocol frames)."""
     for secret in _SECRETS:
-        if secret in text:
-            text = text.replace(secret, _MASK)
+        for form in {secret, repr(secret.encode("utf-8"))[2:-1]}:
+            if form in text:
+                text = text.replace(form, _MASK)
     return text
 
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from drifthouse.config import KafkaConfig
 from drifthouse.errors import ConfigError, SourceError
+from drifthouse.logs import hide_secret
 
 __all__ = [
     "DEFAULT_TIMEOUT_MS",
@@ -93,9 +94,8 @@ def _check_auth(cfg: KafkaConfig) -> None:
 
 
 # kafka-python's (and aiokafka's) DEBUG log shows each request, the SASL PLAIN login (user
-# and password) and the raw bytes sent included. This filter masks every password drifthouse handed to a client
+# and password) and the raw bytes sent included. drifthouse.logs masks every password handed to a client
 # in records of the loggers that print them, so turning on debug logging never leaks one.
-_KNOWN_SECRETS: set[str] = set()
 _LEAKY_LOGGERS = (
     "kafka.protocol.parser",
     "kafka.net.connection",
@@ -109,28 +109,9 @@ _LEAKY_LOGGERS = (
 )
 
 
-class _SecretFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        if _KNOWN_SECRETS:
-            text = record.getMessage()
-            masked = text
-            for secret in _KNOWN_SECRETS:
-                # As text, and as it appears inside the repr of bytes.
-                for form in {secret, repr(secret.encode("utf-8"))[2:-1]}:
-                    masked = masked.replace(form, "**********")
-            if masked != text:
-                record.msg, record.args = masked, None
-        return True
-
-
-_FILTER = _SecretFilter()
-for _name in _LEAKY_LOGGERS:
-    logging.getLogger(_name).addFilter(_FILTER)
-
-
 def _remember(secret: str) -> str:
-    if secret:
-        _KNOWN_SECRETS.add(secret)
+    # kafka-python and aiokafka log the SASL PLAIN exchange at DEBUG.
+    hide_secret(secret, *_LEAKY_LOGGERS)
     return secret
 
 
