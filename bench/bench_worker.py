@@ -6,7 +6,10 @@ Pre-fills a 4-partition topic with N prediction events (20 numeric + 5 categoric
 then (1) reads it with aiokafka alone, the client faust runs on, counting records: the ceiling;
 (2) starts one `drifthouse run` worker process and polls its health endpoint until every event
 is consumed and the merger has written every closed window: the end-to-end rate, measured from
-the worker's first event to the last. Start a broker first (`scripts/kafka start`).
+the worker's first event to the last, the worker's CPU time over that span (every thread, from
+/proc: the figure that does not depend on what else the machine runs) and where the source
+loop spent its time (the health page's `source_seconds`). Start a broker first
+(`scripts/kafka start`).
 """
 
 from __future__ import annotations
@@ -102,6 +105,7 @@ def main() -> None:
         stderr=subprocess.STDOUT,
     )
     first = last = None
+    cpu_first = cpu_last = 0.0
     try:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
@@ -115,11 +119,13 @@ def main() -> None:
                 continue
             if health["events"] and first is None:
                 first = time.perf_counter() - 0.5
+                cpu_first = _cpu_seconds(worker.pid)
             if (
                 health["events"] >= n
                 and (health.get("merger") or {}).get("pending_windows", 1) == 0
             ):
                 last = time.perf_counter()
+                cpu_last = _cpu_seconds(worker.pid)
                 break
     finally:
         worker.terminate()
@@ -127,11 +133,32 @@ def main() -> None:
     if first is None or last is None:
         raise SystemExit(f"the worker did not finish; see {folder / 'worker.log'}")
     rate = n / (last - first)
+    cpu = cpu_last - cpu_first
+    where = health.get("source_seconds", {})
+    load = os.getloadavg()[0]
+    print(f"\nload average {load:.2f} on {os.cpu_count()} cores")
     print("\n| reader | events/s |\n|---|---:|")
     print(f"| aiokafka consumer only (the ceiling) | {ceiling:,.0f} |")
     print(
         f"| drifthouse worker, one process, end to end | {rate:,.0f} ({100 * rate / ceiling:.0f}% of the ceiling) |"
     )
+    print(
+        f"\nworker CPU: {cpu:.1f} s for {n:,} events in {last - first:.1f} s "
+        f"({100 * cpu / (last - first):.0f}% of one core; {n / cpu:,.0f} events per CPU-second)"
+    )
+    busy = sum(where.values())
+    if busy:
+        print(
+            "source loop: "
+            + ", ".join(f"{k} {100 * v / busy:.0f}%" for k, v in where.items())
+            + f" of {busy:.1f} s"
+        )
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process, every thread included (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":

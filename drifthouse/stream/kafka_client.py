@@ -37,6 +37,7 @@ from drifthouse.logs import hide_secret
 
 __all__ = [
     "DEFAULT_TIMEOUT_MS",
+    "aiokafka_kwargs",
     "client_kwargs",
     "faust_broker",
     "faust_credentials",
@@ -188,6 +189,31 @@ def ssl_context(cfg: KafkaConfig) -> ssl.SSLContext:
             keyfile=str(cfg.ssl_keyfile) if cfg.ssl_keyfile is not None else None,
         )
     return context
+
+
+def aiokafka_kwargs(cfg: KafkaConfig, **overrides: Any) -> dict[str, Any]:
+    """Keyword arguments for aiokafka's ``AIOKafkaConsumer`` (the live worker's bulk reader).
+
+    The same bootstrap servers, client id, SASL and TLS settings as :func:`client_kwargs`; TLS
+    goes through the context of :func:`ssl_context`, as aiokafka takes no certificate files.
+    ``overrides`` are merged last.
+    """
+    _check_auth(cfg)
+    protocol = cfg.security_protocol
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": _servers(cfg),
+        "client_id": cfg.client_id,
+        "security_protocol": protocol,
+    }
+    if protocol.startswith("SASL_"):
+        assert cfg.sasl_password is not None  # checked by _check_auth
+        kwargs["sasl_mechanism"] = cfg.sasl_mechanism or "PLAIN"
+        kwargs["sasl_plain_username"] = cfg.sasl_username
+        kwargs["sasl_plain_password"] = _Masked(_remember(cfg.sasl_password.get_secret_value()))
+    if protocol.endswith("SSL"):
+        kwargs["ssl_context"] = ssl_context(cfg)
+    kwargs.update(overrides)
+    return kwargs
 
 
 def faust_broker(cfg: KafkaConfig) -> str:
