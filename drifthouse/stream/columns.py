@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ __all__ = ["Columns", "FeatureLayout", "extract"]
 
 PRESENT, MISSING, TYPE_ERROR = 0, 1, 2
 _NUMBER_TYPES = frozenset({float, int, type(None)})
+_TEXT_TYPES = frozenset({str, type(None)})
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,15 @@ class FeatureLayout:
             self.categorical
         ):
             raise ValueError("categories and unseen need one entry per categorical feature")
+        # The codes with a missing value (None) as -1, for a lookup in one C-level pass.
+        object.__setattr__(
+            self, "_with_missing", tuple({**cmap, None: -1} for cmap in self.categories)
+        )
+
+    def codes_with_missing(self, j: int) -> Mapping[str | None, int]:
+        """The codes of categorical feature ``j``, with ``None`` (missing) as ``-1``."""
+        found: tuple[Mapping[str | None, int], ...] = self.__dict__["_with_missing"]
+        return found[j]
 
 
 @dataclass
@@ -101,6 +112,14 @@ def _score(prediction: object) -> float:
     return np.nan
 
 
+def _dict_column(feats: list[Any], name: str) -> list[Any]:
+    return list(map(dict.get, feats, repeat(name, len(feats))))
+
+
+def _mapping_column(feats: list[Any], name: str) -> list[Any]:
+    return [f.get(name) for f in feats]
+
+
 def extract(events: Sequence[Any], layout: FeatureLayout) -> Columns:
     """Columns of ``events`` (decoded prediction events of one model) under ``layout``.
 
@@ -110,16 +129,18 @@ def extract(events: Sequence[Any], layout: FeatureLayout) -> Columns:
     n = len(events)
     feats = [e.features for e in events]
     f_num, f_cat = len(layout.numeric), len(layout.categorical)
+    # dict.get mapped over the batch runs in C; features that are other mappings take `get`.
+    column = _dict_column if all(type(f) is dict for f in feats) else _mapping_column
     numeric = np.empty((f_num, n), dtype=np.float64)
     status = np.empty((f_num, n), dtype=np.uint8)
     for j, name in enumerate(layout.numeric):
-        _numeric_column([f.get(name) for f in feats], numeric[j], status[j])
+        _numeric_column(column(feats, name), numeric[j], status[j])
     codes = np.empty((f_cat, n), dtype=np.int32)
     for j, name in enumerate(layout.categorical):
         cmap, unseen = layout.categories[j], layout.unseen[j]
-        col = [f.get(name) for f in feats]
-        if set(map(type, col)) <= {str, type(None)}:
-            codes[j] = [-1 if v is None else cmap.get(v, unseen) for v in col]
+        col = column(feats, name)
+        if set(map(type, col)) <= _TEXT_TYPES:
+            codes[j] = list(map(layout.codes_with_missing(j).get, col, repeat(unseen, n)))
         else:
             keys = [category_key(v) for v in col]
             codes[j] = [-1 if k is None else cmap.get(k, unseen) for k in keys]

@@ -64,7 +64,7 @@ log = get_logger("worker")
 
 Publish = Callable[[bytes, bytes], Awaitable[None]]
 
-COMMIT_EVERY_S = 0.5
+COMMIT_EVERY_S = 1.0
 """The source commits its checkpoints at most this often (and when the stream pauses)."""
 
 
@@ -273,6 +273,9 @@ def build_app(
         broker_session_timeout=10.0,
         broker_heartbeat_interval=2.0,
         broker_commit_interval=10**7,
+        # A partial is 1-100 kB: with the default 16 kB batches every send waited for the
+        # previous batch to reach the broker. One batch now holds a micro-batch's partials.
+        producer_max_batch_size=1 << 20,
         web_enabled=web_port is not None,
         web_port=web_port or 6066,
         web_bind="127.0.0.1",
