@@ -63,6 +63,7 @@ def main() -> None:
     )
     parser.add_argument("--events", type=int, default=500_000)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--batch-size", type=int, default=4096, help="kafka.batch_size")
     args = parser.parse_args()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     n = 50_000 if args.quick else args.events
@@ -91,7 +92,7 @@ def main() -> None:
 
     config = {
         "kafka": {"bootstrap": bootstrap, "topic": topic, "group": f"g-{topic}", "partials_topic": f"{topic}-partials",
-                  "web_port": 16999, "batch_size": 4096},
+                  "web_port": 16999, "batch_size": args.batch_size},
         "store": {"path": "./store"},
         "windows": [{"size": "1h"}],
         "models": {"bench": {"reference": "bench.json"}},
@@ -136,7 +137,9 @@ def main() -> None:
     cpu = cpu_last - cpu_first
     where = health.get("source_seconds", {})
     load = os.getloadavg()[0]
-    print(f"\nload average {load:.2f} on {os.cpu_count()} cores")
+    print(
+        f"\nload average {load:.2f} on {os.cpu_count()} cores; kafka.batch_size {args.batch_size}"
+    )
     print("\n| reader | events/s |\n|---|---:|")
     print(f"| aiokafka consumer only (the ceiling) | {ceiling:,.0f} |")
     print(
