@@ -107,6 +107,7 @@ def main() -> None:
     )
     first = last = None
     cpu_first = cpu_last = 0.0
+    steady: tuple[float, int, float] | None = None  # (time, events, cpu) once the merger is up
     try:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
@@ -121,6 +122,8 @@ def main() -> None:
             if health["events"] and first is None:
                 first = time.perf_counter() - 0.5
                 cpu_first = _cpu_seconds(worker.pid)
+            if steady is None and health.get("merger") and health["events"] < n:
+                steady = (time.perf_counter(), health["events"], _cpu_seconds(worker.pid))
             if (
                 health["events"] >= n
                 and (health.get("merger") or {}).get("pending_windows", 1) == 0
@@ -149,6 +152,13 @@ def main() -> None:
         f"\nworker CPU: {cpu:.1f} s for {n:,} events in {last - first:.1f} s "
         f"({100 * cpu / (last - first):.0f}% of one core; {n / cpu:,.0f} events per CPU-second)"
     )
+    if steady is not None:
+        t_s, events_s, cpu_s = steady
+        print(
+            f"from the moment the merger had opened the store: {(n - events_s) / (last - t_s):,.0f} "
+            f"events/s, {(n - events_s) / (cpu_last - cpu_s):,.0f} events per CPU-second "
+            f"({n - events_s:,} events in {last - t_s:.1f} s)"
+        )
     busy = sum(where.values())
     if busy:
         print(

@@ -29,6 +29,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import groupby
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -63,6 +65,8 @@ __all__ = ["MergeSide", "SourceSide", "build_app", "run_worker"]
 log = get_logger("worker")
 
 Publish = Callable[[bytes, bytes], Awaitable[None]]
+
+_PARTITION = attrgetter("partition")
 
 COMMIT_EVERY_S = 1.0
 """The source commits its checkpoints at most this often (and when the stream pauses)."""
@@ -114,14 +118,17 @@ class SourceSide:
         """Run a batch (partitions already opened); return the messages to publish, in order."""
         out: list[tuple[bytes, bytes]] = []
         by_partition: dict[int, list[Message]] = {}
-        for m in messages:
-            by_partition.setdefault(m.partition, []).append(m)
+        # A fetch holds each partition's messages in one run: group run by run.
+        for partition, run in groupby(messages, key=_PARTITION):
+            by_partition.setdefault(partition, []).extend(run)
         for partition in sorted(by_partition):
             stage = self.stages[partition]
-            # After a seek, messages before the stage's position may come again: skip them.
-            msgs = [m for m in by_partition[partition] if m.offset >= stage.next_offset]
-            if not msgs:
-                continue
+            msgs = by_partition[partition]
+            if msgs[0].offset < stage.next_offset:
+                # After a seek, messages before the stage's position may come again: skip them.
+                msgs = [m for m in msgs if m.offset >= stage.next_offset]
+                if not msgs:
+                    continue
             before = StageStats(**vars(stage.stats))
             for closed in stage.process(msgs):
                 name = self.specs[closed.spec_index].name
