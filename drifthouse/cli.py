@@ -536,7 +536,9 @@ def produce(
     rate: Annotated[
         float, typer.Option(help="Events per second (0: as fast as possible).")
     ] = 100.0,
-    scenario: Annotated[str, typer.Option(help="The simulated scenario.")] = "demo",
+    scenario: Annotated[
+        str, typer.Option(help="The simulated scenario: demo (3 days) or quick (1 day).")
+    ] = "demo",
     count: Annotated[int | None, typer.Option(help="Stop after this many events.")] = None,
 ) -> None:
     """Write a simulated prediction stream (and its labels) to Kafka, stamped with the current time."""

@@ -39,7 +39,7 @@ from drifthouse.stream.kafka_client import DEFAULT_TIMEOUT_MS, open_client, tran
 __all__ = ["SCENARIOS", "Restamp", "run_produce"]
 
 #: The scenarios ``--scenario`` knows, by name.
-SCENARIOS: dict[str, Callable[[], Scenario]] = {"demo": Scenario.demo}
+SCENARIOS: dict[str, Callable[[], Scenario]] = {"demo": Scenario.demo, "quick": Scenario.quick}
 
 PARTITIONS = 3  # of topics created here; a keyed topic's partitions are the operator's call later
 

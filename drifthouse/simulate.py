@@ -9,7 +9,7 @@ and seed always give the same bytes.
 
 Example
 -------
->>> sc = Scenario.demo(days=1, rate_per_min=2)
+>>> sc = Scenario.demo(days=1.5, rate_per_min=2)
 >>> events = list(simulate(sc, seed=7))
 >>> events[0].topic, events[0].value[:10]
 ('predictions', b'{"model":"')
@@ -181,6 +181,18 @@ class Scenario:
             ),
         )
         return cls("demo", start_ms, days, rate_per_min, ref, faults)
+
+    @classmethod
+    def quick(cls) -> Scenario:
+        """The demo's seven faults in one simulated day: 12 clean hours, then the faults, at 20
+        events a minute per model (57,600 predictions): for end-to-end tests and a short look.
+
+        >>> sc = Scenario.quick()
+        >>> sc.name, sc.days, sc.reference_hours, len(sc.faults)
+        ('quick', 1.0, 12.0, 7)
+        """
+        demo = cls.demo(days=1.0, rate_per_min=20, reference_hours=12.0)
+        return cls("quick", demo.start_ms, demo.days, demo.rate_per_min, 12.0, demo.faults)
 
     def faults_for(self, model: str, kind: str) -> list[Fault]:
         return [f for f in self.faults if f.model == model and f.kind == kind]

@@ -9,13 +9,11 @@ to the last digit.
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 import zlib
 from pathlib import Path
 from typing import Any
@@ -23,11 +21,10 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
-from drifthouse.config import Config, load_config
-from drifthouse.errors import SourceError
+from drifthouse.config import load_config
 from drifthouse.sinks import MemorySink
-from drifthouse.stream.kafka_admin import end_offsets
 from drifthouse.stream.replay import replay
+from tests.stream.conftest import Workers, assert_same, stored_rows
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -87,111 +84,6 @@ def _write_config(
     return path
 
 
-class Workers:
-    """Worker processes of one configuration, each with its own health port."""
-
-    def __init__(self, config: Path) -> None:
-        self.config = config
-        self.procs: dict[int, subprocess.Popen[bytes]] = {}
-        self.next_port = 17000 + random.randrange(0, 2000) * 4
-
-    def start(self) -> int:
-        port = self.next_port
-        self.next_port += 1
-        log = (self.config.parent / f"worker-{port}.log").open("wb")
-        code = (
-            "import sys; from drifthouse.config import load_config; from drifthouse.stream.run import run; "
-            "cfg = load_config(sys.argv[1]); "
-            "cfg = cfg.model_copy(update={'kafka': cfg.kafka.model_copy(update={'web_port': int(sys.argv[2])})}); "
-            "run(cfg)"
-        )
-        self.procs[port] = subprocess.Popen(
-            [sys.executable, "-c", code, str(self.config), str(port)],
-            cwd=self.config.parent,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        return port
-
-    def kill(self, port: int, sig: int = signal.SIGKILL) -> None:
-        proc = self.procs.pop(port)
-        proc.send_signal(sig)
-        proc.wait(timeout=60)
-
-    def health(self) -> list[dict[str, Any]]:
-        out = []
-        for port, proc in self.procs.items():
-            assert proc.poll() is None, self._log_tail(port)
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{port}/drifthouse/health/", timeout=2
-                ) as resp:
-                    out.append(json.loads(resp.read()))
-            except OSError:
-                out.append({})
-        return out
-
-    def wait_done(self, cfg: Config, events: int) -> None:
-        """Until every partition is read, the merger has read every partial and holds none."""
-        deadline = time.monotonic() + DONE_TIMEOUT_S
-        stable = 0
-        while time.monotonic() < deadline:
-            time.sleep(1.0)
-            report = self.health()
-            parts = {p: v for h in report for p, v in h.get("partitions", {}).items()}
-            mergers = [h["merger"] for h in report if h.get("merger")]
-            try:
-                partials_end = end_offsets(cfg.kafka, cfg.kafka.partials_topic).get(0, 0)
-            except SourceError:  # the first worker has not created the partials topic yet
-                continue
-            done = (
-                len(parts) == PARTITIONS
-                and all(v["lag"] == 0 for v in parts.values())
-                and len(mergers) == 1
-                and mergers[0]["pending_windows"] == 0
-                and mergers[0]["next_offset"] >= partials_end
-            )
-            stable = stable + 1 if done else 0
-            if stable >= 3:
-                return
-        raise AssertionError(f"workers did not finish {events} events in time: {self.health()}")
-
-    def stop_all(self) -> None:
-        for port in list(self.procs):
-            self.kill(port, signal.SIGTERM)
-
-    def _log_tail(self, port: int) -> str:
-        return (self.config.parent / f"worker-{port}.log").read_text(errors="replace")[-3000:]
-
-
-_READ_ROWS = """
-import json, sys
-from drifthouse.config import load_config
-from drifthouse.sinks import open_store
-cfg = load_config(sys.argv[1])
-client = open_store(cfg.store_dsn(), cfg.store.database)
-result = client.query(
-    "SELECT toUnixTimestamp64Milli(window_start), window, model, model_version, feature, metric, value, n "
-    "FROM metrics FINAL WHERE run_id = 'live'"
-)
-json.dump([list(r) for r in result.result_rows], sys.stdout)
-"""
-
-
-def _live_rows(config_path: Path) -> dict[tuple[Any, ...], tuple[float, int]]:
-    # In a process of its own: this one may already hold another embedded data folder, and
-    # the engine admits one folder per process.
-    out = subprocess.run(
-        [sys.executable, "-c", _READ_ROWS, str(config_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return {tuple(r[:6]): (r[6], r[7]) for r in json.loads(out.stdout)}
-
-
 def _replayed_rows(
     config_path: Path, closed_until: int
 ) -> dict[tuple[Any, ...], tuple[float, int]]:
@@ -199,7 +91,10 @@ def _replayed_rows(
     sink = MemorySink()
     replay(cfg, source=f"kafka:{cfg.kafka.topic}", sink=sink, run_id="expected")
     return {
-        (r.window_start, r.window, r.model, r.model_version, r.feature, r.metric): (r.value, r.n)
+        (r.window_start, r.window, r.model, r.model_version, r.feature, r.segment, r.metric): (
+            r.value,
+            r.n,
+        )
         for r in sink.rows("metrics")
         if r.window_end <= closed_until
     }
@@ -212,23 +107,13 @@ def produced(kafka_bootstrap: str, make_topic: Any, small_stream: Any) -> tuple[
     return topic, sentinel - 30_000  # the watermark the sentinels bring every partition to
 
 
-def _assert_same(live: dict[Any, Any], want: dict[Any, Any]) -> None:
-    assert live.keys() == want.keys(), (
-        f"{len(live.keys() - want.keys())} rows only live, {len(want.keys() - live.keys())} only replayed"
-    )
-    differ = [k for k in want if live[k] != want[k]]
-    assert not differ, (
-        f"{len(differ)} rows differ, e.g. {[(k, live[k], want[k]) for k in differ[:3]]}"
-    )
-
-
 def test_sigkill_at_random_moments_loses_and_doubles_nothing(
     tmp_path: Path, kafka_bootstrap: str, produced: tuple[str, int], small_stream: Any
 ) -> None:
     topic, closed_until = produced
     config = _write_config(tmp_path, kafka_bootstrap, topic, "kill", small_stream.profiles)
     cfg = load_config(config)
-    workers = Workers(config)
+    workers = Workers(config, PARTITIONS)
     rng = random.Random(7)
     try:
         for _ in range(5):
@@ -239,7 +124,7 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(
         workers.wait_done(cfg, len(small_stream.records))
     finally:
         workers.stop_all()
-    _assert_same(_live_rows(config), _replayed_rows(config, closed_until))
+    assert_same(stored_rows(config), _replayed_rows(config, closed_until))
 
 
 def test_one_two_three_workers_and_a_rebalance_give_identical_rows(
@@ -251,7 +136,7 @@ def test_one_two_three_workers_and_a_rebalance_give_identical_rows(
         port = 18000 + random.randrange(0, 1000) if name == "one" else None
         config = _write_config(tmp_path, kafka_bootstrap, topic, name, small_stream.profiles, port)
         cfg = load_config(config)
-        workers = Workers(config)
+        workers = Workers(config, PARTITIONS)
         try:
             started = []
             for delay in plan:
@@ -275,10 +160,10 @@ def test_one_two_three_workers_and_a_rebalance_give_identical_rows(
                 assert f"│ {errors} " in asked.stdout
         finally:
             workers.stop_all()
-        results[name] = _live_rows(config)
+        results[name] = stored_rows(config)
     want = _replayed_rows(config, closed_until)
     for rows in results.values():
-        _assert_same(rows, want)
+        assert_same(rows, want)
 
 
 def test_store_outage_slows_the_merger_and_loses_nothing(
@@ -297,7 +182,7 @@ def test_store_outage_slows_the_merger_and_loses_nothing(
     cfg_data["store"] = {"dsn": store.dsn, "spool_dir": "./spool", "spool_max_bytes": 3_000_000}
     config.write_text(json.dumps(cfg_data))
     cfg = load_config(config)
-    workers = Workers(config)
+    workers = Workers(config, PARTITIONS)
     try:
         workers.start()
         deadline = time.monotonic() + 120
@@ -312,7 +197,7 @@ def test_store_outage_slows_the_merger_and_loses_nothing(
         workers.stop_all()
     try:
         assert paused, "results written during the outage should have gone to the spool"
-        _assert_same(_live_rows(config), _replayed_rows(config, closed_until))
+        assert_same(stored_rows(config), _replayed_rows(config, closed_until))
         logs = "".join(p.read_text(errors="replace") for p in config.parent.glob("worker-*.log"))
         assert "sink.spooled" in logs  # written to the spool while the store was away
         assert "sink.replayed" in logs  # and replayed, in order, when it came back
