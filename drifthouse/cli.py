@@ -219,7 +219,11 @@ def profile(
         threshold=threshold,
     )
     target = out_file or Path(f"{model}.profile.json")
-    target.write_bytes(built.to_json())
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)  # `--out refs/fraud.json` in a new folder
+        target.write_bytes(built.to_json())
+    except OSError as exc:
+        raise UsageError(f"cannot write the profile to {target}: {exc.strerror or exc}") from exc
     table = Table(title=escape(f"profile of {model} {model_version} -> {target}"))
     for column in ("feature", "kind", "count", "missing rate", "bins / categories"):
         table.add_column(column)

@@ -1,0 +1,491 @@
+"""Every fenced code block of README.md, SECURITY.md and docs/*.md is run or checked here.
+
+One test per block, named ``file:line``. What "run" means depends on the block's language:
+
+- ``sh``/``bash``/``console``: each command runs, in order, in a fresh copy of a workspace
+  (``drifthouse.yaml``, ``reference.jsonl``, ``last-week.jsonl``, a profile and an embedded
+  store already filled by ``drifthouse replay``); every ``drifthouse`` command must exit 0;
+- ``python``: the block runs in its own interpreter in such a workspace;
+- ``yaml``: a configuration (or a part of one, put over the workspace's) must pass
+  ``drifthouse check`` (the config loader and the rules parser) without errors;
+- ``sql``: every statement runs on the workspace's store, which the real pipeline filled;
+- ``json``: an event, decoded by the event decoder of its kind;
+- ``text``: output shown to the reader or a diagram: nothing to run, and it must not hold a
+  command prompt (a command block labelled ``text`` would escape the test).
+
+The documents name the hosts a reader would have; here they are pointed at local stand-ins:
+``localhost:9092`` at the test broker and ``clickhouse:8123`` at a local ClickHouse HTTP server
+(:class:`tests.sinks.conftest.HttpClickHouse`, uncompressed). Commands that cannot run on this machine are in
+:data:`NOT_RUN`, each with the reason and what is checked instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from drifthouse.config import check_config
+from drifthouse.events import decoder_for
+from drifthouse.simulate import Scenario, simulate
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCUMENTS = [ROOT / "README.md", ROOT / "SECURITY.md", *sorted((ROOT / "docs").glob("*.md"))]
+SHELLS = {"sh", "bash", "console", "shell"}
+LANGUAGES = SHELLS | {"python", "yaml", "sql", "json", "text"}
+
+#: Commands the test does not run, with why and what it checks instead. Keep it short.
+NOT_RUN = {
+    "make demo": "runs `drifthouse demo` (run from docs/demo.md) after `make venv`; "
+    "checked: the Makefile's demo target is that command",
+    "make test": "is this test suite itself; checked: the Makefile's test target runs pytest",
+    "docker compose": "no Docker engine on the test machine; checked: docker-compose.yml parses "
+    "and names the services the command uses (tests/test_compose.py checks the file in depth)",
+}
+
+#: Placeholder values for the secrets the documents read from the environment.
+SECRETS = {
+    "SLACK_BOT_TOKEN": "xoxb-docs-placeholder",
+    "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T000/B000/docs",
+    "PAGERDUTY_ROUTING_KEY": "docs-routing-key",
+    "CLICKHOUSE_PASSWORD": "docs-password",
+    "CLICKHOUSE_USER": "default",
+    "KAFKA_PASSWORD": "docs-password",
+    "TOKEN": "docs-token",
+    "DRIFTHOUSE_PII_KEY": "docs-pii-key-0123456789abcdef0123456789abcdef",
+}
+
+
+@dataclass(frozen=True)
+class Block:
+    path: Path
+    line: int  # of the opening fence
+    lang: str
+    text: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.path.relative_to(ROOT)}:{self.line}"
+
+
+def _blocks() -> list[Block]:
+    out = []
+    for path in DOCUMENTS:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        i = 0
+        while i < len(lines):
+            m = re.match(r"^\s*(```+|~~~+)\s*([\w+-]*)\s*$", lines[i])
+            if m is None:
+                i += 1
+                continue
+            fence, lang = m.group(1), m.group(2)
+            end = i + 1
+            while end < len(lines) and not lines[end].strip().startswith(fence):
+                end += 1
+            assert end < len(lines), f"{path.name}:{i + 1}: the code block is never closed"
+            out.append(Block(path, i + 1, lang, "\n".join(lines[i + 1 : end]) + "\n"))
+            i = end + 1
+    return out
+
+
+BLOCKS = _blocks()
+
+
+def _params(langs: set[str]) -> list[Any]:
+    return [pytest.param(b, id=b.id) for b in BLOCKS if b.lang in langs]
+
+
+def test_every_block_names_a_language_the_test_knows() -> None:
+    unknown = [f"{b.id} ({b.lang or 'no language'})" for b in BLOCKS if b.lang not in LANGUAGES]
+    assert not unknown, f"label these blocks with one of {sorted(LANGUAGES)}: {unknown}"
+    assert len(BLOCKS) >= 25  # the extraction found them
+
+
+# -- the workspace ------------------------------------------------------------------------------
+
+WORKSPACE_CONFIG = """\
+kafka: {bootstrap: "localhost:9092", topic: docs-predictions, labels_topic: docs-labels, web_port: 6066}
+store: {path: ./store, ttl_days: {predictions: 3650}}
+windows: [{size: 1h}, {size: 15m, hop: 5m}]
+models:
+  fraud: {reference: refs/fraud.json, pii: [email]}
+rules:
+  - {name: data-drift, metric: psi, when: "value > 0.25", clear: "value < 0.1", for: 2, severity: warning}
+  - {name: serving-errors, metric: error_rate_5xx, feature: "", when: "value > 0.05", severity: critical}
+routes:
+  - {match: {severity: critical}, receivers: [pagerduty, slack]}
+  - {match: {severity: warning}, receivers: [slack]}
+receivers:
+  slack: {type: console}
+  pagerduty: {type: console}
+"""
+
+
+def _substitute(text: str, hosts: dict[str, str]) -> str:
+    for name, address in hosts.items():
+        text = text.replace(name, address)
+    return text
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, **SECRETS, "COLUMNS": "160", "NO_COLOR": "1"}
+    env.pop("DRIFTHOUSE_CONFIG", None)
+    return env
+
+
+def _drifthouse(
+    args: list[str], cwd: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "drifthouse", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, (
+        f"drifthouse {shlex.join(args)} exited {done.returncode}:\n{done.stdout[-3000:]}\n"
+        f"{done.stderr[-3000:]}"
+    )
+    return done
+
+
+# The rows a live worker would have written (run id `live`, which replays may not use), by the
+# worker's pipeline and alert stage, in a process of its own (one embedded store per process).
+_FILL_LIVE = """
+from drifthouse.config import load_config
+from drifthouse.sinks import store_reference
+from drifthouse.stream.dead_letters import MemoryDeadLetters
+from drifthouse.stream.pipeline import Pipeline
+from drifthouse.stream.replay import load_profiles, replay_alerts
+from drifthouse.stream.run import open_sink
+from drifthouse.stream.sources import Message
+
+config = load_config("drifthouse.yaml")
+profiles = load_profiles(config)
+sink = open_sink(config)
+for profile in profiles.values():
+    store_reference(sink, profile)
+alerts = replay_alerts(config, sink, profiles, run_id="live", notify=False, keep_rows=False)
+pipeline = Pipeline(config=config, profiles=profiles, sink=sink,
+                    dead_letters=MemoryDeadLetters(), run_id="live", on_window=[alerts])
+pipeline.expect_partitions([0])
+with open("last-week.jsonl", "rb") as fh:
+    lines = fh.read().splitlines()
+for i in range(0, len(lines), 1000):
+    pipeline.process([Message(v, 0, i + j, "predictions", b"fraud")
+                      for j, v in enumerate(lines[i : i + 1000])])
+pipeline.finish()
+alerts.finish()
+sink.flush()
+sink.close()
+"""
+
+
+@pytest.fixture(scope="session")
+def workspace_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace as the README's session leaves it: a reference profile built with
+    ``drifthouse profile`` and twelve hours of events after it through the pipeline into the
+    embedded store, as the live worker writes them."""
+    folder = tmp_path_factory.mktemp("docs-workspace")
+    scenario = Scenario.demo(days=1.5, rate_per_min=10)
+    with (
+        open(folder / "reference.jsonl", "wb") as ref,
+        open(folder / "last-week.jsonl", "wb") as week,
+    ):
+        for r in simulate(scenario, seed=5, labels=False):
+            if r.key != b"fraud":
+                continue
+            (ref if r.ts_ms < scenario.reference_end_ms else week).write(r.value + b"\n")
+    (folder / "drifthouse.yaml").write_text(WORKSPACE_CONFIG)
+    env = _env()
+    _drifthouse(
+        ["profile", "reference.jsonl", "--model", "fraud", "--model-version", "2.3.0",
+         "--out", "refs/fraud.json"],
+        folder,
+        env,
+    )  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", _FILL_LIVE], cwd=folder, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return folder
+
+
+@pytest.fixture
+def workspace(workspace_template: Path, tmp_path: Path) -> Path:
+    """A copy of the template whose configuration uses the template's store: an embedded
+    store does not survive being copied, and the blocks run one at a time."""
+    folder = tmp_path / "workspace"
+    shutil.copytree(workspace_template, folder, ignore=shutil.ignore_patterns("store"))
+    config = folder / "drifthouse.yaml"
+    store = (workspace_template / "store").as_posix()
+    config.write_text(config.read_text().replace("path: ./store", f"path: {store}"))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``host:port`` of a local ClickHouse HTTP server (the embedded engine behind HTTP)."""
+    from tests.sinks.conftest import HttpClickHouse
+
+    server = HttpClickHouse(tmp_path_factory.mktemp("docs-clickhouse"))
+    server.start()
+    try:
+        yield f"127.0.0.1:{server.port}"
+    finally:
+        server.stop()
+
+
+def _hosts(block: Block, request: pytest.FixtureRequest) -> dict[str, str]:
+    hosts = {}
+    if any(
+        word in block.text for word in ("localhost:9092", "drifthouse produce", "drifthouse run")
+    ):
+        hosts["localhost:9092"] = request.getfixturevalue("kafka_bootstrap")
+    if "clickhouse:8123/drifthouse" in block.text:
+        # The local server speaks uncompressed HTTP only.
+        address = request.getfixturevalue("clickhouse_server")
+        hosts["clickhouse:8123/drifthouse"] = f"{address}/drifthouse?compress=false"
+    return hosts
+
+
+# -- shell ----------------------------------------------------------------------------------------
+
+
+def _commands(text: str) -> list[list[str]]:
+    """The commands of a shell block: prompts, comments and output lines left out."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    out = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if line.startswith("$ "):
+            line = line[2:]
+        if not line or line.startswith("#"):
+            continue
+        out.append(shlex.split(line, comments=True))
+    return out
+
+
+def _not_run(words: list[str]) -> str | None:
+    for prefix in NOT_RUN:
+        if words[: len(prefix.split())] == prefix.split():
+            return prefix
+    return None
+
+
+def _check_not_run(prefix: str, words: list[str]) -> None:
+    if prefix.startswith("make"):
+        makefile = (ROOT / "Makefile").read_text()
+        target = words[1]
+        recipe = makefile.split(f"\n{target}:", 1)[1].split("\n\n", 1)[0]
+        want = "drifthouse demo" if target == "demo" else "pytest"
+        assert want in recipe, f"make {target} should run {want}"
+        return
+    services = set(yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"])
+    command, rest = words[2], words[3:]
+    named: list[str] = []
+    for i, word in enumerate(rest):
+        if word == "--scale":
+            named.append(rest[i + 1].split("=")[0])
+    args = [
+        w
+        for i, w in enumerate(rest)
+        if not w.startswith("-") and (i == 0 or rest[i - 1] != "--scale")
+    ]
+    if command in {"exec", "run"}:
+        named.append(args[0])  # the rest is the command run in the container
+    elif command in {"up", "logs", "ps", "stop", "start", "restart", "build", "pull"}:
+        named.extend(args)
+    else:
+        assert command in {"down", "config"}, (
+            f"docker compose {command}: not a command checked here"
+        )
+    unknown = [name for name in named if name not in services]
+    assert not unknown, (
+        f"docker compose names services that are not in docker-compose.yml: {unknown}"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block", _params(SHELLS))
+def test_shell_block_runs(block: Block, workspace: Path, request: pytest.FixtureRequest) -> None:
+    hosts = _hosts(block, request)
+    env = _env()
+    commands = _commands(_substitute(block.text, hosts))
+    config = workspace / "drifthouse.yaml"
+    config.write_text(_substitute(config.read_text(), hosts))
+    assert commands, f"{block.id}: no command in a shell block"
+    background: list[subprocess.Popen[bytes]] = []
+    try:
+        for words in commands:
+            _run_command(block, words, workspace, env, background)
+    finally:
+        for proc in background:  # `command &`: stopped when the block ends
+            proc.terminate()
+            proc.wait(timeout=60)
+
+
+def _run_command(
+    block: Block,
+    words: list[str],
+    workspace: Path,
+    env: dict[str, str],
+    background: list[subprocess.Popen[bytes]],
+) -> None:
+    prefix = _not_run(words)
+    if prefix is not None:
+        _check_not_run(prefix, words)
+    elif words[-1] == "&":
+        assert words[0] == "drifthouse", f"{block.id}: only drifthouse runs in the background here"
+        log = (workspace / f"background-{len(background)}.log").open("wb")
+        background.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "drifthouse", *words[1:-1]],
+                cwd=workspace,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    elif words[0] == "curl":
+        done = subprocess.run(words, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, f"{block.id}: {shlex.join(words)}: {done.stderr}"
+        if "/drifthouse/health/" in words[-1]:
+            health = json.loads(done.stdout)
+            assert health["status"] == "ok"
+            assert {"events", "partitions", "merger"} <= set(health), health
+    elif words[0] == "drifthouse":
+        _drifthouse(words[1:], workspace, env)
+    elif words[0] == "cp":
+        source = ROOT / words[1]
+        assert source.exists(), f"{block.id}: {words[1]} does not exist in the repository"
+        target = workspace / words[2]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, target)
+    else:
+        raise AssertionError(f"{block.id}: no way to run {shlex.join(words)!r} here")
+
+
+# -- python ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("block", _params({"python"}))
+def test_python_block_runs(block: Block, workspace: Path, request: pytest.FixtureRequest) -> None:
+    hosts = _hosts(block, request)
+    code = _substitute(block.text, hosts)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=workspace,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, f"{block.id} failed:\n{done.stderr[-4000:]}"
+
+
+# -- yaml -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("block", _params({"yaml"}))
+def test_yaml_block_is_a_valid_configuration(
+    block: Block, workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    part = yaml.safe_load(block.text)
+    assert isinstance(part, dict), f"{block.id}: a YAML block should be a configuration mapping"
+    # A part of a configuration (only `routes:`, say) is checked inside the workspace's.
+    config = {**yaml.safe_load(WORKSPACE_CONFIG), **part}
+    path = workspace / "checked.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    report = check_config(path)
+    assert report.ok, f"{block.id}: {report.errors}"
+
+
+# -- sql ------------------------------------------------------------------------------------------
+
+_RUN_SQL = """
+import json, sys
+from drifthouse.config import load_config
+from drifthouse.sinks import open_store
+cfg = load_config("drifthouse.yaml")
+client = open_store(cfg.store_dsn(), cfg.store.database)
+params = json.loads(sys.argv[2])
+counts = []
+for statement in json.loads(sys.argv[1]):
+    counts.append(len(client.query(statement, parameters=params).result_rows))
+print(json.dumps(counts))
+"""
+
+#: Values of the query parameters (``{name:Type}``) the documents' SQL uses.
+SQL_PARAMETERS = {
+    "model": "fraud",
+    "model_version": "2.3.0",
+    "feature": "amount",
+    "start": "2026-01-02 00:00:00",
+    "end": "2026-01-02 12:00:00",
+}
+
+
+def _statements(sql: str) -> list[str]:
+    body = "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--"))
+    return [s.strip() for s in body.split(";") if s.strip()]
+
+
+@pytest.mark.parametrize("block", _params({"sql"}))
+def test_sql_block_runs_on_a_store_the_pipeline_filled(block: Block, workspace: Path) -> None:
+    statements = _statements(block.text)
+    assert statements
+    done = subprocess.run(
+        [sys.executable, "-c", _RUN_SQL, json.dumps(statements), json.dumps(SQL_PARAMETERS)],
+        cwd=workspace,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, f"{block.id}:\n{done.stderr[-4000:]}"
+    counts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert all(n > 0 for n in counts), f"{block.id}: a statement returned no rows: {counts}"
+
+
+# -- json -----------------------------------------------------------------------------------------
+
+
+def _kind(event: dict[str, Any]) -> str:
+    if "label" in event:
+        return "label"
+    if "metrics" in event:
+        return "metric"
+    return "prediction"
+
+
+@pytest.mark.parametrize("block", _params({"json"}))
+def test_json_block_is_an_event_the_decoder_takes(block: Block) -> None:
+    raw = block.text.strip().encode()
+    event = json.loads(raw)
+    decoded = decoder_for(_kind(event)).decode(raw)  # type: ignore[arg-type]
+    assert decoded.model == event["model"]
+
+
+# -- text -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("block", _params({"text"}))
+def test_text_block_is_output_not_a_command(block: Block) -> None:
+    prompts = [line for line in block.text.splitlines() if re.match(r"\s*\$ ", line)]
+    assert not prompts, f"{block.id} holds commands; label it sh so that they run: {prompts}"
+    assert block.text.strip()
