@@ -11,8 +11,9 @@ an hour ahead) and the worker dead-letters events from the future:
   keeping the order and the relative spacing of its events; each record is sent when the wall
   clock reaches its new time, so the event time is the time of sending.
 - ``rate == 0``: as fast as possible, keeping the scenario's own spacing; the times are shifted
-  so the last event sent is stamped now (so nothing lies in the future), the first one the
-  scenario's span (or the span of ``count`` events) earlier.
+  by a whole number of hours, so that the last event sent is stamped at most an hour before now
+  (nothing lies in the future) and the scenario's hours stay whole windows: its faults start on
+  the hour, and the windows cut the stream as they cut the demo's.
 
 ``count`` bounds the prediction events sent (labels due by then ride along); Ctrl-C stops
 early. Returns the number of prediction events sent.
@@ -32,7 +33,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from drifthouse.config import Config
 from drifthouse.errors import SourceError, UsageError
-from drifthouse.simulate import MINUTE, Record, Scenario, simulate
+from drifthouse.simulate import HOUR, MINUTE, Record, Scenario, simulate
 from drifthouse.stream.kafka_admin import ensure_topics
 from drifthouse.stream.kafka_client import DEFAULT_TIMEOUT_MS, open_client, translate
 
@@ -95,9 +96,9 @@ def _plan(
                 break
         last = held[-1].ts_ms if held else scenario.start_ms
         records = chain(held, records)
-    return records, Restamp(
-        start=scenario.start_ms, origin=now_ms - (last - scenario.start_ms), speed=1.0
-    )
+    shift = now_ms - last
+    shift -= shift % HOUR  # whole hours: the scenario's windows stay whole
+    return records, Restamp(start=scenario.start_ms, origin=scenario.start_ms + shift, speed=1.0)
 
 
 def run_produce(

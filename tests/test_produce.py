@@ -15,6 +15,7 @@ from drifthouse.config import Config
 from drifthouse.errors import UsageError
 from drifthouse.events import parse_ts
 from drifthouse.produce import Restamp, run_produce
+from drifthouse.simulate import Scenario, simulate
 
 
 def _config(bootstrap: str, topic: str, labels: str) -> Config:
@@ -68,10 +69,19 @@ def test_as_fast_as_possible_ends_now_with_the_scenarios_spacing(
         assert parse_ts(event["ts"]) == m.timestamp
         ids.add(event["event_id"])
     stamps = sorted(m.timestamp for m in predictions)
-    # 300 events at the scenario's ~1/s span about five minutes, the last one stamped "now".
-    assert before - 10 * 60_000 < stamps[0] < stamps[-1] <= after
-    assert stamps[-1] >= before - 1_000
+    # 300 events at the scenario's ~1/s span about five minutes, moved by whole hours so that
+    # the last one is stamped within the hour before "now".
+    assert before - 70 * 60_000 < stamps[0] < stamps[-1] <= after
+    assert stamps[-1] > before - 60 * 60_000
     assert stamps[-1] - stamps[0] > 2 * 60_000
+    one = predictions[0]
+    event_id = msgspec.json.decode(one.value)["event_id"]
+    simulated = next(
+        r
+        for r in simulate(Scenario.demo(), seed=0)
+        if msgspec.json.decode(r.value)["event_id"] == event_id
+    )
+    assert (one.timestamp - simulated.ts_ms) % 3_600_000 == 0
     for m in _read(kafka_bootstrap, labels, timeout_s=3.0):
         label = msgspec.json.decode(m.value)
         assert label["event_id"] in ids

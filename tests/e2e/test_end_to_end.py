@@ -324,6 +324,14 @@ def _fault(run: EndToEnd, name: str) -> Fault:
     return next(f for f in run.faults if f.name == name)
 
 
+def test_the_stream_was_moved_by_whole_hours(e2e: EndToEnd) -> None:
+    # So its windows are the demo's: the faults start on the hour, and a window holds the
+    # same events as in `drifthouse demo` of the same scenario.
+    shift = e2e.faults[0].start_ms - e2e.scenario.faults[0].start_ms
+    assert shift % 3_600_000 == 0
+    assert e2e.faults[0].start_ms % 3_600_000 == 0
+
+
 def test_every_closed_window_holds_every_event_produced(e2e: EndToEnd) -> None:
     hourly = {
         k: v for k, (v, _) in e2e.live.items() if k[1] == "1h" and k[4:7] == ("", "", "events")
