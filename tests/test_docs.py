@@ -102,8 +102,20 @@ def _blocks() -> list[Block]:
 BLOCKS = _blocks()
 
 
+_NEEDS_KAFKA = ("localhost:9092", "drifthouse produce", "drifthouse run")
+
+
 def _params(langs: set[str]) -> list[Any]:
-    return [pytest.param(b, id=b.id) for b in BLOCKS if b.lang in langs]
+    """One parameter per block, marked ``kafka`` when it talks to the broker."""
+    return [
+        pytest.param(
+            b,
+            id=b.id,
+            marks=[pytest.mark.kafka] if any(w in b.text for w in _NEEDS_KAFKA) else [],
+        )
+        for b in BLOCKS
+        if b.lang in langs
+    ]
 
 
 def test_every_block_names_a_language_the_test_knows() -> None:
@@ -251,9 +263,7 @@ def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
 
 def _hosts(block: Block, request: pytest.FixtureRequest) -> dict[str, str]:
     hosts = {}
-    if any(
-        word in block.text for word in ("localhost:9092", "drifthouse produce", "drifthouse run")
-    ):
+    if any(word in block.text for word in _NEEDS_KAFKA):
         hosts["localhost:9092"] = request.getfixturevalue("kafka_bootstrap")
     if "clickhouse:8123/drifthouse" in block.text:
         # The local server speaks uncompressed HTTP only.
