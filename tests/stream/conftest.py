@@ -1,5 +1,7 @@
 """Shared inputs for pipeline tests: a small simulated stream and reference profiles built from
-it; worker processes driven through their health endpoint, and the rows they stored."""
+it; a topic holding it, worker configs, worker processes driven through their health endpoint,
+and the rows they stored (used by ``tests/stream/test_worker.py``, ``tests/e2e`` and the fault
+suite, ``tests/faults``)."""
 
 from __future__ import annotations
 
@@ -11,17 +13,22 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from drifthouse.config import Config
+from drifthouse.config import Config, load_config
 from drifthouse.detectors.reference import Profile, build_profile
 from drifthouse.errors import SourceError
+from drifthouse.rows import AlertRow, MetricRow
 from drifthouse.simulate import Record, Scenario, simulate
+from drifthouse.sinks import MemorySink
 from drifthouse.stream.kafka_admin import end_offsets
+from drifthouse.stream.replay import replay
 
 
 @dataclass(frozen=True)
@@ -155,6 +162,24 @@ class Workers:
         for port in list(self.procs):
             self.kill(port, signal.SIGTERM)
 
+    def status(self, port: int) -> dict[str, Any]:
+        """One worker's health report; ``{}`` while it does not answer; fails if it died."""
+        assert self.procs[port].poll() is None, self._log_tail(port)
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/drifthouse/health/", timeout=2
+            ) as resp:
+                report: dict[str, Any] = json.loads(resp.read())
+                return report
+        except OSError:
+            return {}
+
+    def logs(self) -> str:
+        """Every worker log of this configuration, concatenated."""
+        return "".join(
+            p.read_text(errors="replace") for p in sorted(self.config.parent.glob("worker-*.log"))
+        )
+
     def _log_tail(self, port: int) -> str:
         return (self.config.parent / f"worker-{port}.log").read_text(errors="replace")[-3000:]
 
@@ -200,3 +225,169 @@ def assert_same(live: dict[Any, Any], want: dict[Any, Any]) -> None:
     assert not differ, (
         f"{len(differ)} rows differ, e.g. {[(k, live[k], want[k]) for k in differ[:3]]}"
     )
+
+
+# -- a topic holding the small stream, and worker configs on it ------------------------------------
+
+PARTITIONS = 4
+HOUR = 3_600_000
+
+
+def partition_of(value: bytes, partitions: int = PARTITIONS) -> int:
+    """The partition an event goes to: a hash of its event id, as a model server might key it."""
+    return zlib.crc32(json.loads(value)["event_id"].encode()) % partitions
+
+
+def sentinels(records: Sequence[Record], partitions: int = PARTITIONS) -> tuple[int, list[bytes]]:
+    """One far-ahead event per partition, so every window of the stream closes: ``(ts, values)``.
+    Windows ending at or before ``ts - 30 s`` (the default lateness) are then closed."""
+    ts = max(r.ts_ms for r in records) + 3 * HOUR
+    return ts, [
+        json.dumps(
+            {"model": "fraud", "ts": ts, "event_id": f"sentinel-{p}", "features": {}}
+        ).encode()
+        for p in range(partitions)
+    ]
+
+
+def produce_stream(bootstrap: str, topic: str, records: Sequence[Record]) -> int:
+    """The stream, keyed by event id hash across partitions, then the :func:`sentinels`.
+    Returns the watermark the sentinels bring every partition to: windows ending at or before
+    it are closed."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
+    for r in records:
+        producer.send(topic, key=r.key, value=r.value, partition=partition_of(r.value))
+    sentinel_ts, values = sentinels(records)
+    for p, value in enumerate(values):
+        producer.send(topic, key=b"fraud", value=value, partition=p)
+    producer.flush()
+    producer.close()
+    return sentinel_ts - 30_000
+
+
+def write_config(
+    tmp_path: Path,
+    bootstrap: str,
+    topic: str,
+    name: str,
+    profiles: dict[str, Profile],
+    serve_port: int | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """``<tmp_path>/<name>/drifthouse.yaml`` for a worker on ``topic``; ``extra`` sections
+    (rules, routes, receivers, alerting, store) replace the defaults."""
+    folder = tmp_path / name
+    (folder / "refs").mkdir(parents=True)
+    models = {}
+    for model, profile in profiles.items():
+        (folder / "refs" / f"{model}.json").write_bytes(profile.to_json())
+        models[model] = {"reference": f"refs/{model}.json"}
+    cfg: dict[str, Any] = {
+        "kafka": {
+            "bootstrap": bootstrap,
+            "topic": topic,
+            "group": f"g-{name}-{topic}",
+            "partials_topic": f"{topic}-{name}-partials",
+            "idle_after": "3s",
+            "batch_size": 256,
+        },
+        # Test events are stamped January 2026: a 30-day TTL would delete their logged predictions.
+        "store": {"path": "./data", "serve_port": serve_port, "ttl_days": {"predictions": 3650}},
+        "windows": [{"size": "1h"}, {"size": "30m", "hop": "10m"}],
+        "models": models,
+        **(extra or {}),
+    }
+    path = folder / "drifthouse.yaml"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+Metrics = dict[tuple[Any, ...], tuple[float, int]]
+"""``(window_start ms, window, model, model_version, feature, segment, metric) -> (value, n)``"""
+
+_READ_ALERTS = """
+import json, sys
+from drifthouse.config import load_config
+from drifthouse.sinks import open_store
+cfg = load_config(sys.argv[1])
+client = open_store(cfg.store_dsn(), cfg.store.database)
+result = client.query(
+    "SELECT toUnixTimestamp64Milli(ts), rule, severity, status, model, model_version, feature, "
+    "segment, metric, value, threshold, toUnixTimestamp64Milli(window_start), "
+    "toUnixTimestamp64Milli(window_end), message, receivers, dedup_key "
+    "FROM alerts FINAL WHERE run_id = {run:String}", parameters={"run": sys.argv[2]}
+)
+json.dump([list(r) for r in result.result_rows], sys.stdout)
+"""
+
+
+def stored_alerts(config_path: Path, run_id: str = "live") -> list[tuple[Any, ...]]:
+    """The ``alerts`` rows of one run in the configured store (every column but ``run_id``),
+    sorted, as :func:`alert_rows` gives them."""
+    out = subprocess.run(
+        [sys.executable, "-c", _READ_ALERTS, str(config_path), run_id],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return sorted(alert_tuple(r) for r in json.loads(out.stdout))
+
+
+def alert_tuple(values: Sequence[Any]) -> tuple[Any, ...]:
+    """An alert row's columns, comparable (a NaN value or threshold equals a NaN)."""
+    return tuple(
+        "nan" if isinstance(v, float) and v != v else (tuple(v) if isinstance(v, list) else v)
+        for v in values
+    )
+
+
+def metric_rows(rows: Sequence[MetricRow], closed_until: int) -> Metrics:
+    """Metric rows of windows closed by ``closed_until``, keyed like :func:`stored_rows`."""
+    return {
+        (r.window_start, r.window, r.model, r.model_version, r.feature, r.segment, r.metric): (
+            r.value,
+            r.n,
+        )
+        for r in rows
+        if r.window_end <= closed_until
+    }
+
+
+def alert_rows(rows: Sequence[AlertRow], closed_until: int) -> list[tuple[Any, ...]]:
+    """Alert rows of windows closed by ``closed_until``, as :func:`stored_alerts` gives them."""
+    return sorted(
+        alert_tuple(
+            (
+                a.ts,
+                a.rule,
+                a.severity,
+                a.status,
+                a.model,
+                a.model_version,
+                a.feature,
+                a.segment,
+                a.metric,
+                a.value,
+                a.threshold,
+                a.window_start,
+                a.window_end,
+                a.message,
+                a.receivers,
+                a.dedup_key,
+            )
+        )  # fmt: skip
+        for a in rows
+        if a.window_end <= closed_until
+    )
+
+
+def replayed_rows(config_path: Path, closed_until: int) -> Metrics:
+    """The metrics rows an in-process replay of the config's topic writes (windows closed by
+    ``closed_until``)."""
+    cfg = load_config(config_path)
+    sink = MemorySink()
+    replay(cfg, source=f"kafka:{cfg.kafka.topic}", sink=sink, run_id="expected")
+    return metric_rows(sink.rows("metrics"), closed_until)  # type: ignore[arg-type]

@@ -398,3 +398,45 @@ def test_prediction_log_keeps_every_error_and_samples_the_rest(small_stream):
     assert errors <= {r.event_id for r in logged}
     routine = [r for r in logged if r.model == "fraud" and r.status < 400]
     assert 0.07 * fraud < len(routine) < 0.13 * fraud
+
+
+def test_rules_see_windows_in_the_order_they_end_whatever_the_batch_cuts(small_stream):
+    """A 1h window starts before the 30m windows inside it but ends after them: the rules (and
+    the notifications, which follow event time) must get them by end, however the stream is
+    cut, or the same alert is notified at a different moment live and in a replay."""
+    from drifthouse.alerts import Alerting
+    from drifthouse.alerts.base import MemoryReceiver
+
+    config = Config.model_validate(
+        {
+            "windows": [{"size": "1h"}, {"size": "30m", "hop": "10m"}],
+            "rules": [
+                {"name": "drift", "metric": "psi", "when": "value > 0.25", "severity": "warning"}
+            ],
+            "routes": [{"receivers": ["mem"], "group_wait": 0, "group_interval": 0}],
+            "receivers": {"mem": {"type": "console"}},
+        }
+    )
+    msgs = _messages(small_stream.records, partitions=3)
+    seen = {}
+    for batch in (4096, 37):
+        mem = MemoryReceiver()
+        alerting = Alerting(config, receivers={"mem": mem})
+        ends = []
+
+        def rules(result, alerting=alerting, ends=ends):
+            ends.append(result.end)
+            alerting.process(result.metrics, watermark=result.end)
+
+        sink, dead = MemorySink(), MemoryDeadLetters()
+        pipe = Pipeline(config=config, profiles=small_stream.profiles, sink=sink,
+                        dead_letters=dead, run_id="t", on_window=[rules])  # fmt: skip
+        pipe.expect_partitions(range(3))
+        for lo in range(0, len(msgs), batch):
+            pipe.process(msgs[lo : lo + batch])
+        pipe.finish()
+        alerting.close()
+        assert ends == sorted(ends)
+        seen[batch] = [(n.ts, n.kind, sorted(a.dedup_key for a in n.alerts)) for n in mem.sent]
+    assert seen[4096], "the stream's drift should be notified"
+    assert seen[4096] == seen[37]
