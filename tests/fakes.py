@@ -10,7 +10,8 @@
 - anything else under ``/webhook...`` with ``200``.
 
 Failure modes are switchable at any time: :meth:`FakeApi.fail` answers the next ``times``
-requests to a path with a status (``500``, or ``429`` with ``Retry-After``), and
+requests to a path with a status (``500``, or ``429`` with ``Retry-After``) until
+:meth:`FakeApi.recover`, and
 :meth:`FakeApi.down` / :meth:`FakeApi.up` close and reopen the port (connection refused).
 Every request that reached the server is recorded in :attr:`FakeApi.requests`, with the status
 it got. The real clients (slack-sdk, httpx) are aimed at :attr:`FakeApi.url`; nothing is mocked.
@@ -163,6 +164,15 @@ class FakeApi:
                     after,
                 )
             )
+
+    def recover(self, prefix: str = "", status: int | None = None) -> None:
+        """Stop failing requests under ``prefix`` (only those answered ``status``, when given)."""
+        with self._lock:
+            self._failures = [
+                f
+                for f in self._failures
+                if not (f.prefix.startswith(prefix) and status in (None, f.status))
+            ]
 
     # ---- views ---------------------------------------------------------------------------------
 

@@ -1,0 +1,270 @@
+"""The fault suite: the live worker, the real broker and the real engine, disturbed.
+
+Every test runs ``drifthouse run`` worker processes on a 4-partition topic holding the small
+simulated stream (two models over 12 hours, with drift, a 5xx spike and a latency regression),
+with rules that raise critical alerts (to PagerDuty and Slack) and warnings (to Slack) at a
+:class:`~tests.fakes.FakeApi` of its own. It disturbs the run (kills, outages, failing receivers,
+poison, a replay beside it) and then compares what the run left with an undisturbed
+:class:`Reference`, an in-process replay of the same topic through the same configuration:
+
+- every ``metrics`` row, to the last digit (nothing lost, nothing doubled);
+- every ``alerts`` row, all columns but ``run_id``;
+- every request the receivers accepted, in order: each alert reached Slack once and PagerDuty
+  once per state change (one ``trigger`` and one ``resolve`` per dedup key and episode).
+
+``tests/stream/conftest.py`` holds the worker helpers (producing, configs, worker processes,
+reading the store back). The suite is marked ``faults`` (and ``kafka``, ``slow``):
+``pytest -m faults`` runs it alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tests.stream.conftest as _stream
+from drifthouse.config import load_config
+from drifthouse.sinks import MemorySink
+from drifthouse.stream.dead_letters import MemoryDeadLetters
+from drifthouse.stream.pipeline import WindowResult
+from drifthouse.stream.replay import replay, replay_alerts
+from tests.fakes import FakeApi, Recorded
+from tests.stream.conftest import (
+    PARTITIONS,
+    Metrics,
+    alert_rows,
+    assert_same,
+    metric_rows,
+    produce_stream,
+    stored_rows,
+    write_config,
+)
+
+small_stream = _stream.small_stream  # the session fixture, for this suite too
+
+# Every alert state change is notified at the event time it happens (no group waits, no
+# batching intervals, no repeats), so the live run and the replay owe the same notifications.
+RULES: list[dict[str, Any]] = [
+    {"name": "serving-errors", "metric": "error_rate_5xx", "feature": "",
+     "when": "value > 0.05", "severity": "critical"},
+    {"name": "latency-regression", "metric": "latency_p95", "feature": "",
+     "when": "value > 2 * baseline", "severity": "critical"},
+    {"name": "data-drift", "metric": "psi", "when": "value > 0.25", "clear": "value < 0.1",
+     "for": 2, "severity": "warning"},
+]  # fmt: skip
+_NOW = {"group_wait": 0, "group_interval": 0, "repeat_interval": "30d"}
+ROUTES: list[dict[str, Any]] = [
+    {"match": {"severity": "critical"}, "receivers": ["pagerduty", "slack"], **_NOW},
+    {"match": {"severity": "warning"}, "receivers": ["slack"], "group_by": ["model"], **_NOW},
+]
+
+
+def alerting(api: FakeApi, **store: Any) -> dict[str, Any]:
+    """Config sections: the rules, routes, and Slack and PagerDuty receivers aimed at ``api``;
+    ``store`` replaces the store section when given."""
+    sections: dict[str, Any] = {
+        "rules": RULES,
+        "routes": ROUTES,
+        "receivers": {
+            "slack": {
+                "type": "slack",
+                "channel": "#ml-alerts",
+                "token": "xoxb-faults",
+                "base_url": f"{api.url}/api/",
+            },
+            "pagerduty": {
+                "type": "pagerduty",
+                "routing_key": "faults-routing-key",
+                "url": f"{api.url}/v2/enqueue",
+            },
+        },
+        # The outbox and the alert state survive a killed worker; retries back off 2 s at most.
+        "alerting": {"outbox_dir": "./alerting", "max_backoff": "2s"},
+    }
+    if store:
+        sections["store"] = store
+    return sections
+
+
+def deliveries(api: FakeApi) -> tuple[list[Any], list[Any]]:
+    """``(pagerduty, slack)``: the request bodies each API accepted, in order; the run id a
+    PagerDuty event carries is left out (the reference is a replay with its own)."""
+    pagerduty = []
+    for body in api.pd_events():
+        details = body.get("payload", {}).get("custom_details")
+        if details is not None:
+            body = {**body, "payload": {**body["payload"], "custom_details": {
+                k: v for k, v in details.items() if k != "run_id"}}}  # fmt: skip
+        pagerduty.append(body)
+    slack = [(r.path, r.body) for r in api.slack_calls()]
+    return pagerduty, slack
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What an undisturbed run of a topic leaves: rows, and the requests its receivers accepted."""
+
+    topic: str
+    closed_until: int  # windows ending at or before it are closed in the live run too
+    metrics: Metrics
+    alerts: list[tuple[Any, ...]]
+    pagerduty: list[Any]
+    slack: list[Any]
+
+
+def reference_of(
+    bootstrap: str, topic: str, profiles: dict[str, Any], folder: Path, closed_until: int
+) -> Reference:
+    """Replay ``topic`` in this process through the suite's configuration, notifying a
+    fault-free :class:`FakeApi`. Windows past ``closed_until`` (the sentinels', which a live
+    worker never closes) are written but not given to the rules."""
+    api = FakeApi()
+    try:
+        config = write_config(
+            folder, bootstrap, topic, f"reference-{uuid.uuid4().hex[:6]}", profiles,
+            extra=alerting(api),
+        )  # fmt: skip
+        cfg = load_config(config)
+        sink = MemorySink()
+        stage = replay_alerts(cfg, sink, profiles, run_id="reference", notify=True, keep_rows=False)
+
+        def rules(result: WindowResult) -> None:
+            if result.end <= closed_until:
+                stage(result)
+
+        replay(
+            cfg, source=f"kafka:{topic}", sink=sink, run_id="reference", profiles=profiles,
+            on_window=[rules], dead_letters=MemoryDeadLetters(),
+        )  # fmt: skip
+        stage.finish()
+        sink.flush()
+        pagerduty, slack = deliveries(api)
+    finally:
+        api.close()
+    reference = Reference(
+        topic,
+        closed_until,
+        metric_rows(sink.rows("metrics"), closed_until),  # type: ignore[arg-type]
+        alert_rows(sink.rows("alerts"), closed_until),  # type: ignore[arg-type]
+        pagerduty,
+        slack,
+    )
+    # The suite means something only if the stream raises and resolves pages.
+    actions = [e["event_action"] for e in reference.pagerduty]
+    assert "trigger" in actions, actions
+    assert "resolve" in actions, actions
+    assert any(a[3] == "resolved" for a in reference.alerts), "no alert resolved"
+    return reference
+
+
+@pytest.fixture(scope="session")
+def shared_topic(
+    kafka_bootstrap: str, kafka_admin: Any, small_stream: Any
+) -> Iterator[tuple[str, int]]:
+    """``(topic, closed_until)``: the small stream on a 4-partition topic, produced once for
+    the tests that leave the topic alone (each reads it with a consumer group of its own)."""
+    name = f"t-faults-{uuid.uuid4().hex[:8]}"
+    spec = {"num_partitions": PARTITIONS, "replication_factor": 1, "configs": {}}
+    kafka_admin.create_topics({name: spec}, wait_for_metadata=True)
+    try:
+        yield name, produce_stream(kafka_bootstrap, name, small_stream.records)
+    finally:
+        with contextlib.suppress(Exception):
+            kafka_admin.delete_topics([name])
+
+
+@pytest.fixture(scope="session")
+def reference(
+    kafka_bootstrap: str,
+    shared_topic: tuple[str, int],
+    small_stream: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Reference:
+    """The undisturbed run of :func:`shared_topic`."""
+    topic, closed_until = shared_topic
+    folder = tmp_path_factory.mktemp("reference")
+    return reference_of(kafka_bootstrap, topic, small_stream.profiles, folder, closed_until)
+
+
+@pytest.fixture
+def api() -> Iterator[FakeApi]:
+    """Slack and PagerDuty for one test (see :class:`tests.fakes.FakeApi`)."""
+    server = FakeApi()
+    yield server
+    server.close()
+
+
+def check_stored(
+    config: Path, reference: Reference, run_id: str = "live"
+) -> tuple[Metrics, list[tuple[Any, ...]]]:
+    """The run's ``metrics`` and ``alerts`` rows equal the reference's."""
+    metrics, alerts = stored_rows(config, run_id)
+    # The sentinels' windows stay open in a live run; a replay closes them at its end.
+    metrics = {k: v for k, v in metrics.items() if k[0] < reference.closed_until}
+    assert_same(metrics, reference.metrics)
+    alerts = [a for a in alerts if a[12] <= reference.closed_until]
+    only_run = [a for a in alerts if a not in reference.alerts]
+    only_reference = [a for a in reference.alerts if a not in alerts]
+    assert (only_run, only_reference) == ([], []), (
+        f"alerts differ: {len(alerts)} stored, {len(reference.alerts)} in the reference"
+    )
+    assert len(alerts) == len(reference.alerts), "an alert row stored twice"
+    return metrics, alerts
+
+
+def check_delivered_once(api: FakeApi, reference: Reference, timeout: float = 60.0) -> None:
+    """Every notification of the reference reached the receivers, once, in the same order."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pagerduty, slack = deliveries(api)
+        if len(pagerduty) >= len(reference.pagerduty) and len(slack) >= len(reference.slack):
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)  # anything sent twice would arrive now
+    pagerduty, slack = deliveries(api)
+    assert _events(pagerduty) == _events(reference.pagerduty)
+    assert pagerduty == reference.pagerduty
+    assert [(p, b.get("text")) for p, b in slack] == [
+        (p, b.get("text")) for p, b in reference.slack
+    ]
+    assert slack == reference.slack
+    # PagerDuty by dedup key: one trigger, then one resolve, per episode of an alert.
+    for key, actions in _by_key(pagerduty).items():
+        assert all(a != b for a, b in itertools.pairwise(actions)), (key, actions)
+
+
+def _events(bodies: list[Any]) -> list[tuple[str, str]]:
+    return [(b["event_action"], b["dedup_key"]) for b in bodies]
+
+
+def _by_key(bodies: list[Any]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for action, key in _events(bodies):
+        out.setdefault(key, []).append(action)
+    return out
+
+
+def failed(api: FakeApi) -> list[Recorded]:
+    """Requests the API answered with an error."""
+    return [r for r in api.requests if r.status >= 300]
+
+
+Poll = Callable[[], bool]
+
+
+def wait_for(what: str, ready: Poll, timeout: float = 120.0, every: float = 0.2) -> None:
+    """Poll until ``ready()``; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
