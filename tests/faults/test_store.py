@@ -1,0 +1,70 @@
+"""ClickHouse unreachable for a while: results wait in the spool, nothing is lost or doubled."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drifthouse.config import load_config
+from tests.fakes import FakeApi
+from tests.faults.conftest import (
+    Reference,
+    alerting,
+    check_delivered_once,
+    check_stored,
+    wait_for,
+)
+from tests.sinks.conftest import HttpClickHouse
+from tests.stream.conftest import Workers, write_config
+
+pytestmark = [pytest.mark.faults, pytest.mark.kafka, pytest.mark.slow]
+
+
+def test_store_outage_slows_the_merger_and_loses_nothing(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    shared_topic: tuple[str, int],
+    reference: Reference,
+    small_stream: Any,
+    api: FakeApi,
+) -> None:
+    """ClickHouse (over HTTP) goes away as the merger starts: results spool to a small on-disk
+    spool, the merger stops reading partials while it is pressed, and when the store returns
+    every row arrives exactly once, and every alert is stored and paged once."""
+    topic, _ = shared_topic
+    store = HttpClickHouse(tmp_path / "engine")
+    store.start()
+    sections = alerting(
+        api,
+        dsn=store.dsn,
+        spool_dir="./spool",
+        spool_max_bytes=3_000_000,
+        ttl_days={"predictions": 3650},
+    )
+    config = write_config(
+        tmp_path, kafka_bootstrap, topic, "outage", small_stream.profiles, extra=sections
+    )
+    workers = Workers(config)
+    try:
+        port = workers.start()
+        wait_for("the merger", lambda: bool(workers.status(port).get("merger")))
+        store.stop()  # connections refused from here on
+        time.sleep(12)
+        spooled = (config.parent / "spool").exists()
+        store.start()
+        workers.wait_done(load_config(config), len(small_stream.records))
+        check_delivered_once(api, reference)
+    finally:
+        workers.stop_all()
+    try:
+        assert spooled, "results written during the outage should have gone to the spool"
+        check_stored(config, reference)
+        logs = workers.logs()
+        assert "sink.spooled" in logs  # written to the spool while the store was away
+        assert "sink.replayed" in logs  # and replayed, in order, when it came back
+        assert "merger.paused" in logs or "merger.store_waiting" in logs  # the merger slowed down
+    finally:
+        store.stop()
