@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 import tests.stream.conftest as _stream
-from drifthouse.config import load_config
+from drifthouse.config import load_config, parse_duration
 from drifthouse.sinks import MemorySink
 from drifthouse.stream.dead_letters import MemoryDeadLetters
 from drifthouse.stream.pipeline import WindowResult
@@ -39,6 +39,7 @@ from drifthouse.stream.replay import replay, replay_alerts
 from tests.fakes import FakeApi, Recorded
 from tests.stream.conftest import (
     PARTITIONS,
+    MetricKey,
     Metrics,
     alert_rows,
     assert_same,
@@ -202,13 +203,18 @@ def api() -> Iterator[FakeApi]:
     server.close()
 
 
+def window_end(key: MetricKey) -> int:
+    """The end of a stored metric row's window (``30m/10m`` windows last 30 minutes)."""
+    return key[0] + parse_duration(key[1].split("/")[0])
+
+
 def check_stored(
     config: Path, reference: Reference, run_id: str = "live"
 ) -> tuple[Metrics, list[tuple[Any, ...]]]:
     """The run's ``metrics`` and ``alerts`` rows equal the reference's."""
     metrics, alerts = stored_rows(config, run_id)
     # The sentinels' windows stay open in a live run; a replay closes them at its end.
-    metrics = {k: v for k, v in metrics.items() if k[0] < reference.closed_until}
+    metrics = {k: v for k, v in metrics.items() if window_end(k) <= reference.closed_until}
     assert_same(metrics, reference.metrics)
     alerts = [a for a in alerts if a[12] <= reference.closed_until]
     only_run = [a for a in alerts if a not in reference.alerts]

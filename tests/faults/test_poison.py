@@ -13,7 +13,7 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from drifthouse.config import load_config
 from tests.fakes import FakeApi
-from tests.faults.conftest import Reference, alerting, check_delivered_once
+from tests.faults.conftest import Reference, alerting, check_delivered_once, window_end
 from tests.stream.conftest import (
     PARTITIONS,
     Workers,
@@ -115,7 +115,7 @@ def test_poison_in_every_partition_is_dead_lettered_and_changes_nothing_else(
     # Counted, in the windows open when the poison came (under the model its key names, and
     # the version `unknown` when the message does not say); otherwise the clean stream's rows.
     metrics, alerts = stored_rows(config)
-    metrics = {k: v for k, v in metrics.items() if k[0] < reference.closed_until}
+    metrics = {k: v for k, v in metrics.items() if window_end(k) <= reference.closed_until}
     hourly = sum(v[0] for k, v in metrics.items() if k[6] == "invalid_events" and k[1] == "1h")
     assert hourly == poison
     served = {(k[2], k[3]) for k in reference.metrics}
