@@ -425,12 +425,20 @@ def build_app(
             async with merge_lock:
                 if not any(tp.topic == kcfg.partials_topic for tp in app.consumer.assignment()):
                     continue  # fetched before a rebalance took the partials away
+                # take_events also hands out what it buffered before a rebalance: the partials
+                # are read again from the merger's commit, in order, so older ones are dropped.
+                generation = app.consumer_generation_id
+                current = [
+                    (e.message.offset, e.message.value)
+                    for e in events
+                    if e.message.generation_id == generation
+                ]
+                if not current:
+                    continue
                 if state["sink"] is not None:
                     await _wait_while_pressed(state["sink"])
                 try:
-                    checkpoint = await merge_batch(
-                        [(e.message.offset, e.message.value) for e in events]
-                    )
+                    checkpoint = await merge_batch(current)
                 except Exception as exc:
                     _fatal("merger", exc)
             # Committed outside the lock: the rebalance callback takes that lock to close the
