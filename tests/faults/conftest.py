@@ -220,7 +220,10 @@ def check_stored(
     only_run = [a for a in alerts if a not in reference.alerts]
     only_reference = [a for a in reference.alerts if a not in alerts]
     assert (only_run, only_reference) == ([], []), (
-        f"alerts differ: {len(alerts)} stored, {len(reference.alerts)} in the reference"
+        f"alerts differ: {len(alerts)} stored, {len(reference.alerts)} in the reference:\n"
+        + "\n".join(f"only stored {a[:13]}" for a in only_run)
+        + "\n"
+        + "\n".join(f"only in the reference {a[:13]}" for a in only_reference)
     )
     assert len(alerts) == len(reference.alerts), "an alert row stored twice"
     return metrics, alerts
@@ -237,14 +240,21 @@ def check_delivered_once(api: FakeApi, reference: Reference, timeout: float = 60
     time.sleep(1.0)  # anything sent twice would arrive now
     pagerduty, slack = deliveries(api)
     assert _events(pagerduty) == _events(reference.pagerduty)
-    assert pagerduty == reference.pagerduty
+    assert pagerduty == reference.pagerduty, _first_difference(pagerduty, reference.pagerduty)
     assert [(p, b.get("text")) for p, b in slack] == [
         (p, b.get("text")) for p, b in reference.slack
     ]
-    assert slack == reference.slack
+    assert slack == reference.slack, _first_difference(slack, reference.slack)
     # PagerDuty by dedup key: one trigger, then one resolve, per episode of an alert.
     for key, actions in _by_key(pagerduty).items():
         assert all(a != b for a, b in itertools.pairwise(actions)), (key, actions)
+
+
+def _first_difference(got: list[Any], want: list[Any]) -> str:
+    for i, (a, b) in enumerate(zip(got, want, strict=False)):
+        if a != b:
+            return f"request {i} differs:\n got  {a}\n want {b}"
+    return f"{len(got)} requests, {len(want)} expected"
 
 
 def _events(bodies: list[Any]) -> list[tuple[str, str]]:

@@ -1,0 +1,103 @@
+"""Rebalances while windows are open: a worker joins, another leaves, as the stream flows."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaProducer
+
+from drifthouse.config import load_config
+from tests.fakes import FakeApi
+from tests.faults.conftest import (
+    alerting,
+    check_delivered_once,
+    check_stored,
+    reference_of,
+    wait_for,
+)
+from tests.stream.conftest import PARTITIONS, Workers, partition_of, sentinels, write_config
+
+pytestmark = [pytest.mark.faults, pytest.mark.kafka, pytest.mark.slow]
+
+SECONDS = 24.0  # how long the stream takes to arrive
+
+
+class PacedProducer(threading.Thread):
+    """Produces the stream evenly over ``seconds``, as model servers would, then the sentinels."""
+
+    def __init__(self, bootstrap: str, topic: str, records: list[Any], seconds: float) -> None:
+        super().__init__(daemon=True)
+        self.bootstrap, self.topic, self.records, self.seconds = bootstrap, topic, records, seconds
+        self.sent = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
+            started = time.monotonic()
+            step = 50
+            for lo in range(0, len(self.records), step):
+                for r in self.records[lo : lo + step]:
+                    producer.send(
+                        self.topic, key=r.key, value=r.value, partition=partition_of(r.value)
+                    )
+                producer.flush()
+                self.sent = lo + step
+                due = started + self.seconds * (lo + step) / len(self.records)
+                time.sleep(max(0.0, due - time.monotonic()))
+            for p, value in enumerate(sentinels(self.records)[1]):
+                producer.send(self.topic, key=b"fraud", value=value, partition=p)
+            producer.flush()
+            producer.close()
+        except BaseException as exc:
+            self.error = exc
+
+
+def test_rebalances_while_windows_are_open_lose_and_double_nothing(
+    tmp_path: Path, kafka_bootstrap: str, make_topic: Any, small_stream: Any, api: FakeApi
+) -> None:
+    topic = make_topic(partitions=PARTITIONS)
+    records = small_stream.records
+    config = write_config(
+        tmp_path, kafka_bootstrap, topic, "rebalance", small_stream.profiles, extra=alerting(api)
+    )
+    workers = Workers(config)
+    producer = PacedProducer(kafka_bootstrap, topic, records, SECONDS)
+    open_at: list[int] = []
+    try:
+        first = workers.start()
+        producer.start()
+        wait_for("the first worker to read", lambda: workers.status(first).get("events", 0) > 0)
+        # A second worker joins while the first holds open windows: partitions move, with
+        # their panes rebuilt from the checkpoints by their new owner.
+        wait_for("a third of the stream", lambda: producer.sent >= len(records) // 3)
+        open_at.append(sum(p["open_panes"] for p in workers.status(first)["partitions"].values()))
+        second = workers.start()
+        wait_for(
+            "the second worker's partitions",
+            lambda: bool(workers.status(second).get("partitions")),
+        )
+        # ... and the first leaves mid-stream, with windows open again.
+        wait_for("two thirds of the stream", lambda: producer.sent >= 2 * len(records) // 3)
+        report = workers.status(first)
+        open_at.append(sum(p["open_panes"] for p in report.get("partitions", {}).values()))
+        workers.kill(first, signal.SIGTERM)
+        producer.join(timeout=120)
+        assert producer.error is None, producer.error
+        assert producer.sent >= len(records)
+        workers.wait_done(load_config(config), len(records))
+        closed_until = sentinels(records)[0] - 30_000  # where the sentinels bring watermarks
+        reference = reference_of(
+            kafka_bootstrap, topic, small_stream.profiles, tmp_path, closed_until
+        )
+        time.sleep(5)
+    finally:
+        workers.stop_all()
+    assert all(n > 0 for n in open_at), f"windows should be open at each rebalance: {open_at}"
+    check_stored(config, reference)
+    check_delivered_once(api, reference)
