@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kafka import KafkaProducer
 
 import tests.stream.conftest as _stream
 from drifthouse.config import load_config, parse_duration
@@ -39,12 +41,14 @@ from drifthouse.stream.replay import replay, replay_alerts
 from tests.fakes import FakeApi, Recorded
 from tests.stream.conftest import (
     PARTITIONS,
-    MetricKey,
     Metrics,
     alert_rows,
     assert_same,
     metric_rows,
+    partition_of,
     produce_stream,
+    sentinels,
+    stored_alerts,
     stored_rows,
     write_config,
 )
@@ -203,7 +207,7 @@ def api() -> Iterator[FakeApi]:
     server.close()
 
 
-def window_end(key: MetricKey) -> int:
+def window_end(key: tuple[Any, ...]) -> int:
     """The end of a stored metric row's window (``30m/10m`` windows last 30 minutes)."""
     return key[0] + parse_duration(key[1].split("/")[0])
 
@@ -212,7 +216,7 @@ def check_stored(
     config: Path, reference: Reference, run_id: str = "live"
 ) -> tuple[Metrics, list[tuple[Any, ...]]]:
     """The run's ``metrics`` and ``alerts`` rows equal the reference's."""
-    metrics, alerts = stored_rows(config, run_id)
+    metrics, alerts = stored_rows(config, run_id), stored_alerts(config, run_id)
     # The sentinels' windows stay open in a live run; a replay closes them at its end.
     metrics = {k: v for k, v in metrics.items() if window_end(k) <= reference.closed_until}
     assert_same(metrics, reference.metrics)
@@ -284,3 +288,37 @@ def wait_for(what: str, ready: Poll, timeout: float = 120.0, every: float = 0.2)
             return
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+class PacedProducer(threading.Thread):
+    """Produces the stream evenly over ``seconds``, as model servers would, then the sentinels."""
+
+    def __init__(self, bootstrap: str, topic: str, records: list[Any], seconds: float) -> None:
+        super().__init__(daemon=True)
+        self.bootstrap, self.topic, self.records, self.seconds = bootstrap, topic, records, seconds
+        self.sent = 0
+        self.error: BaseException | None = None
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        try:
+            producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
+            started = time.monotonic()
+            step = 50
+            for lo in range(0, len(self.records), step):
+                if self.stop.is_set():
+                    return
+                for r in self.records[lo : lo + step]:
+                    producer.send(
+                        self.topic, key=r.key, value=r.value, partition=partition_of(r.value)
+                    )
+                producer.flush()
+                self.sent = lo + step
+                due = started + self.seconds * (lo + step) / len(self.records)
+                time.sleep(max(0.0, due - time.monotonic()))
+            for p, value in enumerate(sentinels(self.records)[1]):
+                producer.send(self.topic, key=b"fraud", value=value, partition=p)
+            producer.flush()
+            producer.close()
+        except BaseException as exc:
+            self.error = exc

@@ -22,13 +22,14 @@ from kafka import KafkaAdminClient
 from drifthouse.config import load_config
 from tests.fakes import FakeApi
 from tests.faults.conftest import (
+    PacedProducer,
     alerting,
     check_delivered_once,
     check_stored,
     reference_of,
     wait_for,
 )
-from tests.stream.conftest import PARTITIONS, Workers, produce_stream, write_config
+from tests.stream.conftest import PARTITIONS, Workers, sentinels, write_config
 
 pytestmark = [pytest.mark.faults, pytest.mark.kafka, pytest.mark.slow]
 
@@ -94,24 +95,35 @@ def test_broker_stopped_and_restarted_mid_stream_loses_and_doubles_nothing(
     spec = {"num_partitions": PARTITIONS, "replication_factor": 1, "configs": {}}
     admin.create_topics({topic: spec}, wait_for_metadata=True)
     admin.close()
-    closed_until = produce_stream(broker.address, topic, small_stream.records)
+    records = small_stream.records
     config = write_config(
         tmp_path, broker.address, topic, "restart", small_stream.profiles, extra=alerting(api)
     )
-    workers = Workers(config)
+    workers = Workers(config, PARTITIONS)
+    producer = PacedProducer(broker.address, topic, records, seconds=16.0)
     try:
         port = workers.start()
-        wait_for("the worker to read", lambda: workers.status(port).get("events", 0) > 0)
-        before = workers.status(port)
+        producer.start()
+        # Down while the stream flows (the model servers' producer buffers and retries). The
+        # merger is up first: one that starts while the broker is away for more than 30 s
+        # gives up reading its commit and exits (code 70) for its supervisor to restart it.
+        wait_for("the merger", lambda: bool(workers.status(port).get("merger")))
+        wait_for("a third of the stream", lambda: producer.sent >= len(records) // 3)
         broker.stop()
+        stopped_at = producer.sent
         time.sleep(5)  # the worker keeps running, its fetches, commits and sends failing
         broker.start()
-        workers.wait_done(load_config(config), len(small_stream.records))
+        producer.join(timeout=180)
+        assert producer.error is None, producer.error
+        workers.wait_done(load_config(config), len(records))
+        assert workers.procs[port].poll() is None, "the worker should ride the outage out"
+        closed_until = sentinels(records)[0] - 30_000
         reference = reference_of(
             broker.address, topic, small_stream.profiles, tmp_path, closed_until
         )
         check_delivered_once(api, reference)
     finally:
+        producer.stop.set()
         workers.stop_all()
     check_stored(config, reference)
-    assert before["events"] < len(small_stream.records), "the broker should stop mid-stream"
+    assert stopped_at < len(records), "the broker should stop mid-stream"

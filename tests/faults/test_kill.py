@@ -13,49 +13,59 @@ import pytest
 from drifthouse.config import load_config
 from tests.fakes import FakeApi
 from tests.faults.conftest import (
-    Reference,
+    PacedProducer,
     alerting,
     check_delivered_once,
     check_stored,
+    reference_of,
     wait_for,
 )
-from tests.stream.conftest import Workers, write_config
+from tests.stream.conftest import PARTITIONS, Workers, sentinels, write_config
 
 pytestmark = [pytest.mark.faults, pytest.mark.kafka, pytest.mark.slow]
 
 
 def test_sigkill_at_random_moments_loses_and_doubles_nothing(
-    tmp_path: Path,
-    kafka_bootstrap: str,
-    shared_topic: tuple[str, int],
-    reference: Reference,
-    small_stream: Any,
-    api: FakeApi,
+    tmp_path: Path, kafka_bootstrap: str, make_topic: Any, small_stream: Any, api: FakeApi
 ) -> None:
     """Five workers in a row are killed (SIGKILL: no goodbye, no flush) at random moments
-    once they are reading, then a sixth finishes: the rows, the alerts and the pages are those
-    of an undisturbed run."""
-    topic, _ = shared_topic
+    while the stream flows, every other one once it is the merger, then a sixth finishes: the
+    rows, the alerts and the pages are those of an undisturbed run."""
+    topic = make_topic(partitions=PARTITIONS)
+    records = small_stream.records
     config = write_config(
         tmp_path, kafka_bootstrap, topic, "kill", small_stream.profiles, extra=alerting(api)
     )
-    workers = Workers(config)
+    workers = Workers(config, PARTITIONS)
+    producer = PacedProducer(kafka_bootstrap, topic, records, seconds=55.0)
     rng = random.Random(7)
     kills = []
     try:
         port = workers.start()
-        for _ in range(5):
+        producer.start()
+        for i in range(5):
             # A dead member holds the group until its session times out (10 s): the next
             # worker starts at once and spends that time starting up.
-            wait_for("a worker to read", lambda p=port: workers.status(p).get("events", 0) > 0)
+            if i % 2:
+                wait_for("the merger", lambda p=port: bool(workers.status(p).get("merger")))
+            else:
+                wait_for("a worker to read", lambda p=port: workers.status(p).get("events", 0) > 0)
             time.sleep(rng.uniform(0.0, 2.5))
             report = workers.status(port)
             workers.kill(port, signal.SIGKILL)
-            kills.append((report.get("events"), report.get("merger")))
+            kills.append((producer.sent, report.get("events"), bool(report.get("merger"))))
             port = workers.start()
-        workers.wait_done(load_config(config), len(small_stream.records))
+        producer.join(timeout=120)
+        assert producer.error is None, producer.error
+        workers.wait_done(load_config(config), len(records))
+        closed_until = sentinels(records)[0] - 30_000
+        reference = reference_of(
+            kafka_bootstrap, topic, small_stream.profiles, tmp_path, closed_until
+        )
         check_delivered_once(api, reference)
     finally:
+        producer.stop.set()
         workers.stop_all()
     check_stored(config, reference)
-    assert sum(1 for _, merger in kills if merger) >= 2, f"the kills should hit mergers: {kills}"
+    assert sum(1 for *_, merger in kills if merger) >= 2, f"the kills should hit mergers: {kills}"
+    assert all(sent < len(records) for sent, *_ in kills), f"kills after the stream: {kills}"

@@ -3,59 +3,27 @@
 from __future__ import annotations
 
 import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaProducer
 
 from drifthouse.config import load_config
 from tests.fakes import FakeApi
 from tests.faults.conftest import (
+    PacedProducer,
     alerting,
     check_delivered_once,
     check_stored,
     reference_of,
     wait_for,
 )
-from tests.stream.conftest import PARTITIONS, Workers, partition_of, sentinels, write_config
+from tests.stream.conftest import PARTITIONS, Workers, sentinels, write_config
 
 pytestmark = [pytest.mark.faults, pytest.mark.kafka, pytest.mark.slow]
 
 SECONDS = 24.0  # how long the stream takes to arrive
-
-
-class PacedProducer(threading.Thread):
-    """Produces the stream evenly over ``seconds``, as model servers would, then the sentinels."""
-
-    def __init__(self, bootstrap: str, topic: str, records: list[Any], seconds: float) -> None:
-        super().__init__(daemon=True)
-        self.bootstrap, self.topic, self.records, self.seconds = bootstrap, topic, records, seconds
-        self.sent = 0
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
-            started = time.monotonic()
-            step = 50
-            for lo in range(0, len(self.records), step):
-                for r in self.records[lo : lo + step]:
-                    producer.send(
-                        self.topic, key=r.key, value=r.value, partition=partition_of(r.value)
-                    )
-                producer.flush()
-                self.sent = lo + step
-                due = started + self.seconds * (lo + step) / len(self.records)
-                time.sleep(max(0.0, due - time.monotonic()))
-            for p, value in enumerate(sentinels(self.records)[1]):
-                producer.send(self.topic, key=b"fraud", value=value, partition=p)
-            producer.flush()
-            producer.close()
-        except BaseException as exc:
-            self.error = exc
 
 
 def test_rebalances_while_windows_are_open_lose_and_double_nothing(
@@ -66,7 +34,7 @@ def test_rebalances_while_windows_are_open_lose_and_double_nothing(
     config = write_config(
         tmp_path, kafka_bootstrap, topic, "rebalance", small_stream.profiles, extra=alerting(api)
     )
-    workers = Workers(config)
+    workers = Workers(config, PARTITIONS)
     producer = PacedProducer(kafka_bootstrap, topic, records, SECONDS)
     open_at: list[int] = []
     try:
@@ -97,6 +65,7 @@ def test_rebalances_while_windows_are_open_lose_and_double_nothing(
         )
         time.sleep(5)
     finally:
+        producer.stop.set()
         workers.stop_all()
     assert all(n > 0 for n in open_at), f"windows should be open at each rebalance: {open_at}"
     check_stored(config, reference)

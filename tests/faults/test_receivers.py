@@ -19,7 +19,7 @@ from tests.faults.conftest import (
     failed,
     wait_for,
 )
-from tests.stream.conftest import Workers, write_config
+from tests.stream.conftest import PARTITIONS, Workers, write_config
 
 pytestmark = [pytest.mark.faults, pytest.mark.kafka, pytest.mark.slow]
 
@@ -46,7 +46,7 @@ def test_receivers_failing_for_a_while_get_every_alert_once(
     )
     for path in PATHS:  # down from the start: the first alerts meet 500s
         api.fail(path, 500, times=10**6)
-    workers = Workers(config)
+    workers = Workers(config, PARTITIONS)
     try:
         workers.start()
         wait_for("500s at both APIs", lambda: min(_failures(api, 500).values()) >= 2)

@@ -21,7 +21,7 @@ from tests.faults.conftest import (
     wait_for,
 )
 from tests.sinks.conftest import HttpClickHouse
-from tests.stream.conftest import Workers, write_config
+from tests.stream.conftest import PARTITIONS, Workers, write_config
 
 pytestmark = [pytest.mark.faults, pytest.mark.kafka, pytest.mark.slow]
 
@@ -42,7 +42,7 @@ def test_replay_beside_the_live_worker_changes_nothing_live(
     config = write_config(
         tmp_path, kafka_bootstrap, topic, "beside", small_stream.profiles, extra=sections
     )
-    workers = Workers(config)
+    workers = Workers(config, PARTITIONS)
     try:
         port = workers.start()
         wait_for("the worker to read", lambda: workers.status(port).get("events", 0) > 0)

@@ -18,7 +18,7 @@ from tests.faults.conftest import (
     wait_for,
 )
 from tests.sinks.conftest import HttpClickHouse
-from tests.stream.conftest import Workers, write_config
+from tests.stream.conftest import PARTITIONS, Workers, write_config
 
 pytestmark = [pytest.mark.faults, pytest.mark.kafka, pytest.mark.slow]
 
@@ -47,7 +47,7 @@ def test_store_outage_slows_the_merger_and_loses_nothing(
     config = write_config(
         tmp_path, kafka_bootstrap, topic, "outage", small_stream.profiles, extra=sections
     )
-    workers = Workers(config)
+    workers = Workers(config, PARTITIONS)
     try:
         port = workers.start()
         wait_for("the merger", lambda: bool(workers.status(port).get("merger")))

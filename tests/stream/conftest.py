@@ -378,7 +378,7 @@ def alert_rows(rows: Sequence[AlertRow], closed_until: int) -> list[tuple[Any, .
                 a.receivers,
                 a.dedup_key,
             )
-        )  # fmt: skip
+        )
         for a in rows
         if a.window_end <= closed_until
     )
