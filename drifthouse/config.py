@@ -54,6 +54,7 @@ from drifthouse.logs import get_logger
 
 __all__ = [
     "AlertingConfig",
+    "ChangeDetectionConfig",
     "Config",
     "ConfigReport",
     "ConsoleReceiver",
@@ -323,6 +324,33 @@ class ModelConfig(_Strict):
         return value
 
 
+class ChangeDetectionConfig(_Strict):
+    """river's ADWIN and Page-Hinkley over each model's series of window metrics."""
+
+    enabled: bool = True
+    series: list[str] = Field(
+        default_factory=lambda: [
+            "error_rate_5xx",
+            "latency_p95",
+            "accuracy",
+            "mae",
+            "__prediction__:mean",
+            "__prediction__:psi",
+        ],
+        description="model-level metric names, or feature:metric",
+    )
+    warmup: int = Field(30, ge=2)
+    min_std: float = Field(1e-3, gt=0.0)
+    adwin_delta: float = Field(0.002, gt=0.0, lt=1.0)
+    adwin_clock: int = Field(1, ge=1)
+    adwin_grace_period: int = Field(10, ge=1)
+    adwin_min_window_length: int = Field(5, ge=1)
+    ph_min_instances: int = Field(30, ge=1)
+    ph_delta: float = Field(0.005, ge=0.0)
+    ph_threshold: float = Field(50.0, gt=0.0)
+    ph_alpha: float = Field(0.9999, gt=0.0, le=1.0)
+
+
 class MetricsConfig(_Strict):
     """How metrics are computed (CONTRACTS section 3)."""
 
@@ -334,6 +362,9 @@ class MetricsConfig(_Strict):
     max_future: DurationMs = 3_600_000
     latency_relative_accuracy: float = Field(0.005, gt=0.0, le=0.01)
     label_horizon: DurationMs = 7 * 86_400_000
+    label_rewrite_every: DurationMs = 600_000
+    importance: bool = True
+    change_detection: ChangeDetectionConfig = Field(default_factory=ChangeDetectionConfig)
 
 
 class RuleConfig(_Strict):

@@ -80,8 +80,11 @@ KNOWN_METRICS = frozenset(
         "latency_p99", "error_rate_4xx", "error_rate_5xx",
         # with labels
         "accuracy", "precision", "recall", "f1", "roc_auc", "mae", "rmse", "r2", "mape",
+        "labels", "labels_coverage", "labels_unmatched", "labels_expired", "labels_duplicate",
         # fairness
         "demographic_parity_diff", "equal_opportunity_diff",
+        # importance, change detection, metric events
+        "importance", "change_detected", "metric_events", "metric_events_ignored",
     }
 )  # fmt: skip
 """Metric names drifthouse computes (CONTRACTS section 3); metric events may add more (``cpu_util``)."""

@@ -29,7 +29,7 @@ from drifthouse.simulate import Fault
 
 __all__ = ["LABEL_METRICS", "Finding", "find"]
 
-#: Metrics computed from delayed labels; the pipeline does not compute them yet.
+#: Metrics computed from delayed labels: known only once labels have come in.
 LABEL_METRICS = frozenset(
     {"accuracy", "precision", "recall", "f1", "auc", "log_loss", "mae", "rmse", "mape"}
 )
@@ -89,8 +89,6 @@ def find(
     """
     if reached_ms is not None and fault.start_ms >= reached_ms:
         return Finding(fault, note="not reached (the run was stopped by --minutes)")
-    if fault.expect in LABEL_METRICS:
-        return Finding(fault, note="not detected yet (label metrics are not implemented)")
     candidates = [a for a in alerts if _matches(fault, a)]
     if not candidates:
         return Finding(fault, note="not detected")

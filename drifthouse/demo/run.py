@@ -17,12 +17,14 @@ embedded store is recreated; on a ``--store`` server, the rows of run ``demo`` a
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -46,6 +48,8 @@ __all__ = ["DEMO_FOLDER", "SEED", "DemoSummary", "run_demo"]
 
 DEMO_FOLDER = "demo-data"
 SEED = 7
+#: Labels come in 5 minutes to 2 hours after their prediction.
+LABEL_DELAY_MIN = (5, 120)
 BATCH = 2_048
 
 
@@ -126,11 +130,13 @@ def run_demo(
         f"store {summary.store}",
         highlight=False,
     )
-    records = simulate(scenario, seed=SEED, labels=False)
+    records = simulate(scenario, seed=SEED, label_delay_min=LABEL_DELAY_MIN)
     with console.status("simulating the clean first day and building reference profiles"):
-        reference, ordered, rest = _split_reference(records, scenario.reference_end_ms)
+        reference, labels, ordered, rest = _split_reference(
+            records, scenario.reference_end_ms, LABEL_DELAY_MIN[1] * 60_000
+        )
         created = when(scenario.reference_end_ms).replace(" ", "T") + ":00Z"
-        profiles = build_profiles(folder, reference, config, created)
+        profiles = build_profiles(folder, reference, config, created, labels=labels)
     console.print(
         f"reference profiles from the first {scenario.reference_hours:g} h: "
         + ", ".join(f"{m} ({len(r):,} events)" for m, r in reference.items()),
@@ -154,7 +160,9 @@ def run_demo(
         )
         pipeline.expect_partitions([0])
         deadline = None if minutes is None else started + minutes * 60
-        summary.reached_ms = _feed(pipeline, _chain(ordered, rest), scenario, deadline, console)
+        summary.reached_ms = _feed(
+            pipeline, itertools.chain(ordered, rest), scenario, deadline, console
+        )
         pipeline.finish()
         stage.finish()
         sink.flush()
@@ -191,27 +199,37 @@ def run_demo(
     return summary
 
 
+class _Label(msgspec.Struct):
+    event_id: str = ""
+    label: Any = None
+
+
+_LABEL = msgspec.json.Decoder(_Label)
+
+
 def _split_reference(
-    records: Iterator[Record], end_ms: int
-) -> tuple[dict[str, list[Record]], list[Record], Iterator[Record]]:
-    """Predictions before ``end_ms``, by model and in stream order, and the rest of the stream."""
+    records: Iterator[Record], end_ms: int, label_wait_ms: int
+) -> tuple[dict[str, list[Record]], dict[str, Any], list[Record], Iterator[Record]]:
+    """The reference period's predictions by model, the labels of those predictions (which
+    come in up to ``label_wait_ms`` later), the records before ``end_ms`` in stream order, and
+    the rest of the stream."""
     by_model: dict[str, list[Record]] = {}
+    labels: dict[str, Any] = {}
     ordered: list[Record] = []
+    held: list[Record] = []
     for r in records:
-        if r.topic != "predictions":
+        if r.topic == "labels":
+            lab = _LABEL.decode(r.value)
+            labels[lab.event_id] = lab.label
+        if r.ts_ms < end_ms:
+            ordered.append(r)
+            if r.topic == "predictions":
+                by_model.setdefault(r.key.decode(), []).append(r)
             continue
-        if r.ts_ms >= end_ms:
-            return by_model, ordered, _chain([r], records)
-        by_model.setdefault(r.key.decode(), []).append(r)
-        ordered.append(r)
-    return by_model, ordered, iter(())
-
-
-def _chain(first: list[Record], rest: Iterator[Record]) -> Iterator[Record]:
-    yield from first
-    for r in rest:
-        if r.topic == "predictions":
-            yield r
+        held.append(r)
+        if r.ts_ms >= end_ms + label_wait_ms:
+            break
+    return by_model, labels, ordered, itertools.chain(held, records)
 
 
 def _feed(
@@ -237,14 +255,20 @@ def _feed(
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task("pipeline", total=span, clock="", rate="-")
         batch: list[Message] = []
+        labels: list[Message] = []
         for r in records:
+            if r.topic == "labels":
+                labels.append(Message(r.value, 0, len(labels), "labels", r.key))
+                continue
             batch.append(Message(r.value, 0, offset, "predictions", r.key))
             offset += 1
             last_ts = r.ts_ms
             if len(batch) < BATCH:
                 continue
+            # Labels that came in during the batch first; the stream interleaves them by time.
+            pipeline.add_labels(labels)
             pipeline.process(batch)
-            batch = []
+            batch, labels = [], []
             elapsed = bar.tasks[task].elapsed or 0.0
             bar.update(
                 task,
@@ -254,6 +278,7 @@ def _feed(
             )
             if deadline is not None and time.monotonic() >= deadline:
                 return last_ts
+        pipeline.add_labels(labels)
         pipeline.process(batch)
         bar.update(task, completed=span, clock=when(last_ts))
     return None

@@ -9,9 +9,10 @@ ClickHouse folder ``store/``.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -147,11 +148,18 @@ def write_config(
 
 
 def build_profiles(
-    folder: Path, reference: dict[str, list[Record]], config: Config, created_at: str
+    folder: Path,
+    reference: dict[str, list[Record]],
+    config: Config,
+    created_at: str,
+    *,
+    labels: Mapping[str, Any] | None = None,
 ) -> dict[str, Profile]:
     """Profiles of each model's clean reference events, as ``drifthouse profile`` builds them.
 
-    The events go to ``reference/<model>.jsonl``, the profiles to ``profiles/<model>.profile.json``.
+    The events go to ``reference/<model>.jsonl`` (with their ``label`` from ``labels``, by
+    event id, when there is one: the label metrics' baselines), the profiles to
+    ``profiles/<model>.profile.json``.
     """
     (folder / "reference").mkdir(exist_ok=True)
     (folder / "profiles").mkdir(exist_ok=True)
@@ -160,7 +168,7 @@ def build_profiles(
         events = folder / "reference" / f"{model}.jsonl"
         with open(events, "wb") as fh:
             for r in records:
-                fh.write(r.value + b"\n")
+                fh.write(_with_label(r.value, labels or {}) + b"\n")
         version = _version(records[0].value)
         profile = build_profile_from_file(
             events,
@@ -172,6 +180,15 @@ def build_profiles(
         (folder / "profiles" / f"{model}.profile.json").write_bytes(profile.to_json())
         out[model] = profile
     return out
+
+
+def _with_label(value: bytes, labels: Mapping[str, Any]) -> bytes:
+    event = json.loads(value)
+    label = labels.get(event.get("event_id", ""))
+    if label is None:
+        return value
+    event["label"] = label
+    return json.dumps(event, separators=(",", ":")).encode()
 
 
 def _version(value: bytes) -> str:

@@ -139,6 +139,9 @@ class Baselines(msgspec.Struct, frozen=True, kw_only=True):
     task: Literal["classification", "regression"] | None = None
     threshold: float = 0.5
     labels: dict[str, float] = msgspec.field(default_factory=dict)
+    #: Mutual information (nats) of each feature with the prediction in the reference data
+    #: (numeric predictions only); the yardstick of ``importance_shift``.
+    importance: dict[str, float] = msgspec.field(default_factory=dict)
 
 
 class Profile(msgspec.Struct, frozen=True, kw_only=True):
@@ -450,10 +453,13 @@ def build_profile(
         task=resolved_task,
         threshold=threshold,
         labels=label_metrics,
-        **lat,
-        **err,
+        latency_p50=lat.get("latency_p50"),
+        latency_p95=lat.get("latency_p95"),
+        latency_p99=lat.get("latency_p99"),
+        error_rate_4xx=err.get("error_rate_4xx"),
+        error_rate_5xx=err.get("error_rate_5xx"),
     )
-    return Profile(
+    profile = Profile(
         model=model,
         model_version=model_version,
         created_at=created_at,
@@ -463,3 +469,12 @@ def build_profile(
         prediction=pred,
         baselines=baselines,
     ).validate()
+    if prediction is not None and pred is not None and pred.kind == "numeric" and feats:
+        # Deferred: the importance sketch builds on this module.
+        from drifthouse.detectors.importance import reference_importance
+
+        importance = reference_importance(profile, features, prediction)
+        profile = msgspec.structs.replace(
+            profile, baselines=msgspec.structs.replace(baselines, importance=importance)
+        )
+    return profile

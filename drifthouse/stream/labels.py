@@ -368,8 +368,9 @@ class LabelWindows:
         return out
 
     def rows(self, window: LabelWindow, *, run_id: str, computed_at: int) -> list[MetricRow]:
-        """The ``metrics`` rows of a window (``n``: the predictions of the row's segment, or of
-        the whole window for fairness gaps and label counters); same keys on every rewrite."""
+        """The ``metrics`` rows of a window (``n``: the count the value rests on: the labelled
+        predictions for label metrics, the predictions for ``labels_coverage`` and the label
+        counters); same keys on every rewrite."""
         spec = self.specs[window.spec_index]
         return [
             MetricRow(
@@ -382,7 +383,7 @@ class LabelWindows:
                 segment=seg,
                 metric=r.metric,
                 value=r.value,
-                n=window.predictions(seg if seg in window.counters else ""),
+                n=r.n_cur,
                 run_id=run_id,
                 computed_at=computed_at,
             )
@@ -483,7 +484,13 @@ class LabelStage:
             return sk
 
         return cls(
-            LabelJoin(horizon_ms=horizon), LabelWindows(specs, sketch_for, horizon_ms=horizon)
+            LabelJoin(horizon_ms=horizon),
+            LabelWindows(
+                specs,
+                sketch_for,
+                horizon_ms=horizon,
+                rewrite_every_ms=config.metrics.label_rewrite_every,
+            ),
         )
 
     def add_predictions(self, events: Iterable[PredictionEvent]) -> None:

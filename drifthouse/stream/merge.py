@@ -5,20 +5,36 @@ partitions it expects, and once every (non-idle) partition's watermark has passe
 end it merges the partials **in partition order**, evaluates the result and writes ``metrics``
 and ``sketches`` rows. The partition a message is in and its order there are fixed by Kafka,
 so the merged numbers do not depend on which worker read what, or when.
+
+It also holds what needs every partition at once: the label join and label windows
+(:class:`~drifthouse.stream.labels.LabelStage`, fed with the partitions' on-time predictions and
+the labels topic), the windows of metric events, and the change detectors over each model's
+series of window metrics. Their windows are written once the same watermark has passed them;
+:meth:`MergeStage.snapshot` and :meth:`MergeStage.restore_snapshot` carry them over a restart.
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import msgspec
 import numpy as np
 
+from drifthouse.config import Config
+from drifthouse.detectors.base import Result
+from drifthouse.detectors.change import ChangeConfig, ChangeDetectors
+from drifthouse.detectors.reference import Profile
+from drifthouse.errors import SketchError
+from drifthouse.events import LabelEvent, MetricEvent
 from drifthouse.logs import get_logger
 from drifthouse.rows import MetricRow, SketchRow
 from drifthouse.sinks.base import Sink
+from drifthouse.stream.label_join import PredictionRecord
+from drifthouse.stream.labels import LabelStage
+from drifthouse.stream.metric_events import MetricEventWindows
 from drifthouse.stream.model_sketch import EVENTS, ModelState, Sketches
 from drifthouse.stream.stage import Key, Partial, StageStats
 from drifthouse.stream.windows import WindowSpec
@@ -55,8 +71,59 @@ class MergeStage:
     on_window: list[Callable[[WindowResult], None]] = field(default_factory=list)
     computed_at: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
     stats: StageStats = field(default_factory=StageStats)
+    labels: LabelStage | None = None
+    metric_events: MetricEventWindows | None = None
+    changes: ChangeDetectors | None = None
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        profiles: Mapping[str, Profile],
+        sketches: Sketches,
+        sink: Sink,
+        *,
+        run_id: str = "live",
+        on_window: Sequence[Callable[[WindowResult], None]] = (),
+        computed_at: Callable[[], int] | None = None,
+    ) -> MergeStage:
+        """The merge stage of a deployment: its windows, label join, metric-event windows and
+        change detectors as the config says."""
+        specs = [WindowSpec.from_config(w) for w in config.windows]
+        cd = config.metrics.change_detection
+        changes = None
+        if cd.enabled and cd.series:
+            changes = ChangeDetectors(
+                ChangeConfig(
+                    series=tuple(cd.series),
+                    warmup=cd.warmup,
+                    min_std=cd.min_std,
+                    adwin_delta=cd.adwin_delta,
+                    adwin_clock=cd.adwin_clock,
+                    adwin_grace_period=cd.adwin_grace_period,
+                    adwin_min_window_length=cd.adwin_min_window_length,
+                    ph_min_instances=cd.ph_min_instances,
+                    ph_delta=cd.ph_delta,
+                    ph_threshold=cd.ph_threshold,
+                    ph_alpha=cd.ph_alpha,
+                )
+            )
+        return cls(
+            specs,
+            sketches,
+            sink,
+            run_id=run_id,
+            on_window=list(on_window),
+            computed_at=computed_at or (lambda: int(time.time() * 1000)),
+            labels=LabelStage.from_config(config, profiles),
+            metric_events=MetricEventWindows(specs, horizon_ms=config.metrics.label_horizon),
+            changes=changes,
+        )
 
     def __post_init__(self) -> None:
+        # Per source partition, the last offset whose prediction the label join has taken: a
+        # merge resumed from a snapshot skips the predictions a re-read partition sends again.
+        self._label_frontier: dict[int, int] = {}
         self._expected: set[int] = set()
         self._idle: set[int] = set()
         self._watermarks: dict[int, int] = {}
@@ -130,6 +197,64 @@ class MergeStage:
         """This partition's partials not written yet (for its checkpoint)."""
         return [parts[partition] for parts in self._pending.values() if partition in parts]
 
+    # -- labels and metric events ----------------------------------------------------------------
+
+    def add_label_records(
+        self, partition: int, offsets: Sequence[int], records: Sequence[PredictionRecord]
+    ) -> None:
+        """A partition's on-time predictions (with their offsets, in order) for the label join;
+        offsets already taken are skipped."""
+        if self.labels is None or not records:
+            return
+        frontier = self._label_frontier.get(partition, -1)
+        if offsets[-1] <= frontier:
+            return
+        if offsets[0] <= frontier:
+            keep = [i for i, o in enumerate(offsets) if o > frontier]
+            records = [records[i] for i in keep]
+        self.labels.add_records(records)
+        self._label_frontier[partition] = offsets[-1]
+
+    def add_labels(self, labels: Sequence[LabelEvent]) -> None:
+        """Decoded label events, in arrival order."""
+        if self.labels is not None and labels:
+            self.labels.add_labels(labels)
+
+    def add_metric_events(self, events: Sequence[MetricEvent]) -> None:
+        """Decoded metric events, in arrival order."""
+        if self.metric_events is not None and events:
+            self.metric_events.add(events)
+
+    # -- snapshot ------------------------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        """The label join and windows, metric-event windows and change detectors, with the
+        label frontier: what a restarted merge needs beside the partials it re-reads."""
+        return _ENCODE_SNAPSHOT(
+            _Snapshot(
+                labels=self.labels.to_bytes() if self.labels is not None else None,
+                metric_events=self.metric_events.to_bytes()
+                if self.metric_events is not None
+                else None,
+                changes=self.changes.to_bytes() if self.changes is not None else None,
+                frontier=sorted(self._label_frontier.items()),
+            )
+        )
+
+    def restore_snapshot(self, data: bytes) -> None:
+        """Resume from :meth:`snapshot` (before anything is added)."""
+        try:
+            snap = _DECODE_SNAPSHOT(data)
+        except msgspec.DecodeError as exc:
+            raise SketchError(f"not a merge-stage snapshot: {exc}") from exc
+        if self.labels is not None and snap.labels is not None:
+            self.labels.restore(snap.labels)
+        if self.metric_events is not None and snap.metric_events is not None:
+            self.metric_events.restore(snap.metric_events)
+        if self.changes is not None and snap.changes is not None:
+            self.changes = ChangeDetectors.from_bytes(snap.changes)
+        self._label_frontier = dict(snap.frontier)
+
     # -- emit ----------------------------------------------------------------------------------
 
     def ready_until(self) -> int:
@@ -142,9 +267,27 @@ class MergeStage:
 
     def emit(self, *, final: bool = False) -> list[WindowResult]:
         """Write every window that is complete (all of them when ``final``); return them."""
-        if not self._pending:
-            return []
         ready = None if final else self.ready_until()
+        out = self._emit_predictions(ready) if self._pending else []
+        out += self._emit_labels(ready)
+        out += self._emit_metric_events(ready)
+        rows: list[MetricRow | SketchRow] = []
+        for result in out:
+            rows.extend(result.metrics)
+            rows.extend(result.sketches)
+        if rows:
+            self.sink.write(rows)
+            self.stats.rows += len(rows)
+        self.stats.windows += len(out)
+        # Callbacks (the rules, whose notifications follow event time) see windows in the order
+        # they end, whatever the batch holds: a 1h window starting before a 30m one ends after
+        # it, and a batch's cut must not decide which alert is notified first, nor when.
+        for result in sorted(out, key=lambda r: r.end):
+            for callback in self.on_window:
+                callback(result)
+        return out
+
+    def _emit_predictions(self, ready: int | None) -> list[WindowResult]:
         out: list[WindowResult] = []
         for wkey in sorted(self._pending, key=lambda t: (t[1], t[0], t[2])):
             k, start, key = wkey
@@ -162,21 +305,66 @@ class MergeStage:
             assert state is not None
             out.append(self._evaluate(k, start, key, state))
         self._forget_emitted(ready)
-        rows: list[MetricRow | SketchRow] = []
-        for result in out:
-            rows.extend(result.metrics)
-            rows.extend(result.sketches)
-        if rows:
-            self.sink.write(rows)
-            self.stats.rows += len(rows)
-        self.stats.windows += len(out)
-        # Callbacks (the rules, whose notifications follow event time) see windows in the order
-        # they end, whatever the batch holds: a 1h window starting before a 30m one ends after
-        # it, and a batch's cut must not decide which alert is notified first, nor when.
-        for result in sorted(out, key=lambda r: r.end):
-            for callback in self.on_window:
-                callback(result)
         return out
+
+    def _emit_labels(self, ready: int | None) -> list[WindowResult]:
+        if self.labels is None:
+            return []
+        out = []
+        computed_at = self.computed_at()
+        for w, rows in self.labels.flush_windows(
+            ready, run_id=self.run_id, computed_at=computed_at
+        ):
+            spec = self.specs[w.spec_index]
+            if self.changes is not None and not w.rewrite:
+                results = [
+                    Result(r.feature, r.metric, r.value, None, 0, r.n)
+                    for r in rows
+                    if r.segment == ""
+                ]
+                changed = self.changes.update(w.model, w.model_version, spec.name, w.start, results)
+                rows += self._rows(spec, w.start, w.model, w.model_version, changed, computed_at)
+            out.append(WindowResult(spec, w.start, w.end, w.model, w.model_version, rows, []))
+        return out
+
+    def _emit_metric_events(self, ready: int | None) -> list[WindowResult]:
+        if self.metric_events is None:
+            return []
+        out = []
+        computed_at = self.computed_at()
+        for w in self.metric_events.flush(ready):
+            spec = self.specs[w.spec_index]
+            results = self.metric_events.sketch.evaluate(w.state)
+            rows = self._rows(spec, w.start, w.model, w.model_version, results, computed_at)
+            out.append(WindowResult(spec, w.start, w.end, w.model, w.model_version, rows, []))
+        return out
+
+    def _rows(
+        self,
+        spec: WindowSpec,
+        start: int,
+        model: str,
+        version: str,
+        results: Sequence[Result],
+        computed_at: int,
+    ) -> list[MetricRow]:
+        return [
+            MetricRow(
+                window_start=start,
+                window_end=start + spec.size_ms,
+                window=spec.name,
+                model=model,
+                model_version=version,
+                feature=r.feature,
+                segment="",
+                metric=r.metric,
+                value=r.value,
+                n=r.n_cur,
+                run_id=self.run_id,
+                computed_at=computed_at,
+            )
+            for r in results
+        ]
 
     def _forget_emitted(self, ready: int | None) -> None:
         if ready is None:
@@ -194,6 +382,7 @@ class MergeStage:
         model, version = key
         sketch = self.sketches(model)
         n = int(state.counters[EVENTS])
+        computed_at = self.computed_at()
         common = {
             "window_start": start,
             "window_end": start + spec.size_ms,
@@ -202,12 +391,17 @@ class MergeStage:
             "model_version": version,
             "segment": "",
             "run_id": self.run_id,
-            "computed_at": self.computed_at(),
+            "computed_at": computed_at,
         }
+        results = sketch.evaluate(state, spec.size_ms)
         metrics = [
             MetricRow(feature=r.feature, metric=r.metric, value=r.value, n=n, **common)  # type: ignore[arg-type]
-            for r in sketch.evaluate(state, spec.size_ms)
+            for r in results
         ]
+        if self.changes is not None:
+            # Fed once per window, in window order: a rewritten window is skipped.
+            changed = self.changes.update(model, version, spec.name, start, results)
+            metrics += self._rows(spec, start, model, version, changed, computed_at)
         sketches = [
             SketchRow(
                 feature=p.feature,
@@ -222,3 +416,14 @@ class MergeStage:
             for p in sketch.sketch_parts(state)
         ]
         return WindowResult(spec, start, start + spec.size_ms, model, version, metrics, sketches)
+
+
+class _Snapshot(msgspec.Struct, array_like=True):
+    labels: bytes | None
+    metric_events: bytes | None
+    changes: bytes | None
+    frontier: list[tuple[int, int]]
+
+
+_ENCODE_SNAPSHOT = msgspec.msgpack.Encoder().encode
+_DECODE_SNAPSHOT = msgspec.msgpack.Decoder(_Snapshot).decode

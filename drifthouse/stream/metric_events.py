@@ -28,8 +28,18 @@ import numpy as np
 
 from drifthouse.detectors.base import Result
 from drifthouse.errors import SketchError
+from drifthouse.events import MetricEvent
+from drifthouse.stream.windows import WindowSpec
 
-__all__ = ["RESERVED", "MetricEventSketch", "MetricEventState"]
+__all__ = [
+    "RESERVED",
+    "MetricEventSketch",
+    "MetricEventState",
+    "MetricEventWindow",
+    "MetricEventWindows",
+]
+
+_NO_TIME = -(2**63)
 
 #: Model-level metric names drifthouse writes itself; metric events may not reuse them.
 RESERVED = frozenset(
@@ -220,3 +230,152 @@ class MetricEventSketch:
                 Result("", "metric_events_ignored", float(state.counters[1]), None, 0, events)
             )
         return out
+
+
+# -- windows -----------------------------------------------------------------------------------
+
+WindowId = tuple[str, str, int, int]  # (model, model version, spec index, window start)
+
+
+@dataclass(frozen=True)
+class MetricEventWindow:
+    """A window whose metric events changed: its merged state."""
+
+    spec_index: int
+    start: int
+    end: int
+    model: str
+    model_version: str
+    state: MetricEventState
+    rewrite: bool
+
+
+class _WindowsWire(msgspec.Struct, array_like=True):
+    panes: list[tuple[str, str, int, int, bytes]]
+    dirty: list[tuple[str, str, int, int]]
+    written: list[tuple[str, str, int, int]]
+    clock: int
+
+
+class MetricEventWindows:
+    """Metric events in panes of the configured windows, per model and model version.
+
+    Metric events are few (one per serving instance every few seconds), so they are windowed
+    apart from predictions, in the merge stage: :meth:`add` folds decoded events into their
+    panes (in arrival order), :meth:`flush` hands out each window whose events changed once the
+    prediction watermark has passed its end. An event arriving after its window was written
+    makes the window be written again under the same key (the store keeps the newest row).
+    Panes older than ``horizon_ms`` behind the largest event time seen are dropped, and events
+    older than that are counted as ``dropped``.
+
+    Examples
+    --------
+    >>> from drifthouse.events import MetricEvent
+    >>> from drifthouse.stream.windows import WindowSpec
+    >>> mw = MetricEventWindows([WindowSpec.tumbling(60_000)])
+    >>> mw.add([MetricEvent(model="m", ts_ms=1_000, metrics={"cpu_util": 0.5}),
+    ...         MetricEvent(model="m", ts_ms=2_000, metrics={"cpu_util": 0.9})])
+    >>> [(w.start, r.metric, r.value) for w in mw.flush(60_000) for r in mw.sketch.evaluate(w.state)]
+    [(0, 'cpu_util', 0.7), (0, 'cpu_util_max', 0.9), (0, 'metric_events', 2.0)]
+    >>> mw.flush(60_000)
+    []
+    """
+
+    def __init__(
+        self,
+        specs: Sequence[WindowSpec],
+        *,
+        horizon_ms: int = 7 * 86_400_000,
+        max_names: int = 256,
+    ) -> None:
+        self.specs = tuple(specs)
+        self.horizon_ms = horizon_ms
+        self.sketch = MetricEventSketch(max_names=max_names)
+        self._panes: dict[WindowId, MetricEventState] = {}
+        self._dirty: set[WindowId] = set()
+        self._written: set[WindowId] = set()
+        self._clock = _NO_TIME
+        self.dropped = 0
+
+    def add(self, events: Sequence[MetricEvent]) -> None:
+        """Fold decoded metric events in, in arrival order."""
+        for e in events:
+            self._clock = max(self._clock, e.ts_ms)
+            if e.ts_ms < self._clock - self.horizon_ms:
+                self.dropped += 1
+                continue
+            for k, spec in enumerate(self.specs):
+                pane = (e.ts_ms // spec.pane_ms) * spec.pane_ms
+                key = (e.model, e.model_version, k, pane)
+                state = self._panes.get(key)
+                self._panes[key] = self.sketch.update(
+                    self.sketch.empty() if state is None else state, [e.metrics]
+                )
+                for i in range(spec.panes_per_window):
+                    self._dirty.add((e.model, e.model_version, k, pane - i * spec.hop_ms))
+
+    def flush(self, ready_until: int | None = None) -> list[MetricEventWindow]:
+        """Windows changed since last written whose end is at or before ``ready_until`` (all
+        when ``None``), in (start, spec, model, version) order."""
+        ready = sorted(
+            (
+                w
+                for w in self._dirty
+                if ready_until is None or w[3] + self.specs[w[2]].size_ms <= ready_until
+            ),
+            key=lambda w: (w[3], w[2], w[0], w[1]),
+        )
+        out = []
+        for w in ready:
+            model, version, k, start = w
+            spec = self.specs[k]
+            state = self.sketch.empty()
+            for pane in range(start, start + spec.size_ms, spec.hop_ms):  # a fixed merge order
+                part = self._panes.get((model, version, k, pane))
+                if part is not None:
+                    state = self.sketch.merge(state, part)
+            out.append(
+                MetricEventWindow(
+                    k, start, start + spec.size_ms, model, version, state, w in self._written
+                )
+            )
+            self._dirty.discard(w)
+            self._written.add(w)
+        self._forget()
+        return out
+
+    def _forget(self) -> None:
+        if self._clock == _NO_TIME:
+            return
+        limit = self._clock - self.horizon_ms
+        for key in [key for key in self._panes if key[3] + self.specs[key[2]].size_ms < limit]:
+            del self._panes[key]
+        self._written = {w for w in self._written if w[3] + self.specs[w[2]].size_ms >= limit}
+
+    def to_bytes(self) -> bytes:
+        """Snapshot (store it with the positions it covers)."""
+        return _ENCODE_WINDOWS(
+            _WindowsWire(
+                panes=[(*key, state.to_bytes()) for key, state in sorted(self._panes.items())],
+                dirty=sorted(self._dirty),
+                written=sorted(self._written),
+                clock=self._clock,
+            )
+        )
+
+    def restore(self, data: bytes) -> None:
+        """Resume from :meth:`to_bytes`."""
+        try:
+            wire = _DECODE_WINDOWS(data)
+        except msgspec.DecodeError as exc:
+            raise SketchError(f"not a serialised metric-event window set: {exc}") from exc
+        self._panes = {
+            (m, v, k, s): MetricEventState.from_bytes(blob) for m, v, k, s, blob in wire.panes
+        }
+        self._dirty = {tuple(w) for w in wire.dirty}  # type: ignore[misc]
+        self._written = {tuple(w) for w in wire.written}  # type: ignore[misc]
+        self._clock = wire.clock
+
+
+_ENCODE_WINDOWS = msgspec.msgpack.Encoder().encode
+_DECODE_WINDOWS = msgspec.msgpack.Decoder(_WindowsWire).decode

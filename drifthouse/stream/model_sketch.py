@@ -18,6 +18,7 @@ import numpy as np
 from drifthouse.config import MetricsConfig, ModelConfig
 from drifthouse.detectors.base import Result
 from drifthouse.detectors.categorical import CategoricalBlock, CategoricalState
+from drifthouse.detectors.importance import ImportanceSketch, ImportanceState
 from drifthouse.detectors.numeric import NumericBlock, NumericState, SketchPart
 from drifthouse.detectors.quantiles import QuantileSketch, QuantileState
 from drifthouse.detectors.reference import Profile
@@ -31,7 +32,7 @@ __all__ = ["PREDICTION_FEATURE", "ModelSketch", "ModelState", "Sketches"]
 log = get_logger("sketches")
 
 PREDICTION_FEATURE = "__prediction__"
-_PREDICTION_METRICS = frozenset({"psi", "ks", "ks_pvalue", "js", "chi2", "chi2_pvalue"})
+_PREDICTION_METRICS = frozenset({"psi", "ks", "ks_pvalue", "js", "chi2", "chi2_pvalue", "mean"})
 
 
 class _WireState(msgspec.Struct, array_like=True):
@@ -42,6 +43,7 @@ class _WireState(msgspec.Struct, array_like=True):
     prediction: bytes | None
     counters: list[int]
     prediction_kind: str = "numeric"
+    importance: bytes | None = None
 
 
 _ENCODE = msgspec.msgpack.Encoder().encode
@@ -61,6 +63,7 @@ class ModelState:
     status: StatusState
     prediction: NumericState | CategoricalState | None
     counters: np.ndarray  # int64 [events, late_events, invalid_events]
+    importance: ImportanceState | None = None
 
     def to_bytes(self) -> bytes:
         """Serialise exactly, for partial-window messages between workers."""
@@ -75,6 +78,7 @@ class ModelState:
                 prediction_kind="categorical"
                 if isinstance(self.prediction, CategoricalState)
                 else "numeric",
+                importance=self.importance.to_bytes() if self.importance is not None else None,
             )
         )
 
@@ -96,6 +100,9 @@ class ModelState:
             if wire.prediction is not None
             else None,
             counters=np.asarray(wire.counters, dtype=np.int64),
+            importance=ImportanceState.from_bytes(wire.importance)
+            if wire.importance is not None
+            else None,
         )
 
     def equals(self, other: ModelState) -> bool:
@@ -105,12 +112,18 @@ class ModelState:
             if other.prediction is None
             else self.prediction is not None and self.prediction.equals(other.prediction)
         )
+        same_importance = (
+            self.importance is None
+            if other.importance is None
+            else self.importance is not None and self.importance.equals(other.importance)
+        )
         return (
             self.numeric.equals(other.numeric)
             and self.categorical.equals(other.categorical)
             and self.latency.equals(other.latency)
             and self.status.equals(other.status)
             and same_pred
+            and same_importance
             and bool(np.array_equal(self.counters, other.counters))
         )
 
@@ -164,6 +177,24 @@ class ModelSketch:
             else:
                 self.prediction = CategoricalBlock([renamed], eps=metrics.eps)
         self.baselines = profile.baselines if profile is not None else None
+        # Feature importance: joint (feature bin, prediction bin) histograms, for a numeric
+        # prediction (a score or a regression output) and at least one sketched feature.
+        self.importance: ImportanceSketch | None = None
+        if (
+            metrics.importance
+            and profile is not None
+            and pred is not None
+            and pred.kind == "numeric"
+            and (numeric or categorical)
+        ):
+            ref = profile.baselines.importance
+            names = [f.name for f in (*numeric, *categorical)]
+            self.importance = ImportanceSketch(
+                numeric,
+                categorical,
+                pred.psi_edges,
+                reference={n: ref[n] for n in names} if all(n in ref for n in names) else None,
+            )
         cat = self.categorical
         classes = self.prediction if isinstance(self.prediction, CategoricalBlock) else None
         self.layout = FeatureLayout(
@@ -183,6 +214,7 @@ class ModelSketch:
             status=self.status.empty(),
             prediction=self.prediction.empty() if self.prediction is not None else None,
             counters=np.zeros(3, dtype=np.int64),
+            importance=self.importance.empty() if self.importance is not None else None,
         )
 
     def update(self, state: ModelState, cols: Columns) -> ModelState:
@@ -204,6 +236,10 @@ class ModelSketch:
         ):
             assert cols.pred_codes is not None
             self.prediction.update(state.prediction, cols.pred_codes[:, None])
+        if self.importance is not None and state.importance is not None:
+            self.importance.update(
+                state.importance, cols.numeric, cols.status, cols.codes, cols.score
+            )
         state.counters[EVENTS] += len(cols)
         return state
 
@@ -224,6 +260,9 @@ class ModelSketch:
             status=self.status.merge(a.status, b.status),
             prediction=pred,
             counters=a.counters + b.counters,
+            importance=self.importance.merge(a.importance, b.importance)
+            if self.importance is not None and a.importance is not None and b.importance is not None
+            else None,
         )
 
     def evaluate(self, state: ModelState, window_ms: int) -> list[Result]:
@@ -239,6 +278,8 @@ class ModelSketch:
                     for r in self.prediction.evaluate(self.prediction.reference, state.prediction)  # type: ignore[arg-type]
                     if r.metric in _PREDICTION_METRICS
                 ]
+            if self.importance is not None and state.importance is not None:
+                out += self.importance.evaluate(None, state.importance)
             out += self.latency.evaluate(None, state.latency)
             out += self.status.evaluate(None, state.status)
         out += [

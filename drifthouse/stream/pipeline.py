@@ -13,12 +13,13 @@ last digit, however they are cut into micro-batches and interleaved across parti
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from drifthouse.config import Config
 from drifthouse.detectors.reference import Profile
+from drifthouse.events import EventDecoder, LabelEvent, MetricEvent
 from drifthouse.sinks.base import Sink
 from drifthouse.sinks.predictions import PredictionLog
 from drifthouse.stream.dead_letters import DeadLetters
@@ -77,15 +78,24 @@ class Pipeline:
         self.now_ms = now_ms
         self.specs = [WindowSpec.from_config(w) for w in config.windows]
         self.sketches = Sketches(profiles, config.metrics, config.models)
-        self.merge = MergeStage(
-            self.specs,
+        self.merge = MergeStage.from_config(
+            config,
+            profiles,
             self.sketches,
             sink,
             run_id=run_id,
-            on_window=list(on_window),
-            computed_at=computed_at or (lambda: int(time.time() * 1000)),
+            on_window=on_window,
+            computed_at=computed_at,
         )
         self._stages: dict[int, PartitionStage] = {}
+        # Labels and metric events taken (they are not events of a partition stage).
+        self.stats_side = StageStats()
+        limits = {
+            "max_bytes": config.kafka.max_message_bytes,
+            "max_label_bytes": config.kafka.max_label_bytes,
+        }
+        self._labels = EventDecoder(LabelEvent, **limits)
+        self._metric_events = EventDecoder(MetricEvent, **limits)
 
     @property
     def sink(self) -> Sink:
@@ -97,6 +107,7 @@ class Pipeline:
         total = StageStats()
         for stage in self._stages.values():
             total.add(stage.stats)
+        total.add(self.stats_side)
         total.windows, total.rows = self.merge.stats.windows, self.merge.stats.rows
         return total
 
@@ -112,6 +123,7 @@ class Pipeline:
                 self.dead_letters,
                 self.now_ms,
                 prediction_log=self.prediction_log,
+                collect_labels=self.merge.labels is not None,
             )
             self._stages[partition] = stage
         return stage
@@ -138,11 +150,31 @@ class Pipeline:
         for partition in sorted(by_partition):
             stage = self.stage(partition)
             self.merge.add(stage.process(by_partition[partition]))
+            self.merge.add_label_records(partition, *stage.take_label_records())
             self.merge.watermark(partition, stage.watermark)
             logged = stage.take_prediction_rows()
             if logged:
                 self.merge.sink.write(logged)
         return self.merge.emit()
+
+    def add_labels(self, messages: Sequence[Message]) -> None:
+        """Messages of the labels topic, in arrival order; refused ones are dead-lettered.
+
+        Their windows are written by the next :meth:`process` or :meth:`finish`.
+        """
+        self.merge.add_labels(self._decode(self._labels, messages))
+
+    def add_metric_events(self, messages: Sequence[Message]) -> None:
+        """Messages of the metrics topic, in arrival order; refused ones are dead-lettered."""
+        self.merge.add_metric_events(self._decode(self._metric_events, messages))
+
+    def _decode(self, decoder: EventDecoder[Any], messages: Sequence[Message]) -> list[Any]:
+        ok, bad = decoder.decode_batch([m.value for m in messages], now_ms=None)
+        for pos, err in bad:
+            self.dead_letters.send(messages[pos], err)
+            self.stats_side.invalid += 1
+        self.stats_side.messages += len(messages)
+        return [e for _, e in ok]
 
     def finish(self) -> list[WindowResult]:
         """End of a bounded input: close and write every open window."""

@@ -23,6 +23,7 @@ from drifthouse.sinks.predictions import PredictionLog
 from drifthouse.sinks.tables import PredictionRow
 from drifthouse.stream.columns import extract
 from drifthouse.stream.dead_letters import DeadLetters
+from drifthouse.stream.label_join import PredictionRecord
 from drifthouse.stream.model_sketch import INVALID, LATE, ModelState, Sketches
 from drifthouse.stream.sources import Message
 from drifthouse.stream.windows import EventTimeWindows, Origin, WindowSpec
@@ -115,6 +116,8 @@ class PartitionStage:
     stats: StageStats = field(default_factory=StageStats)
     next_offset: int = 0
     prediction_log: PredictionLog | None = None
+    #: Keep what the label join needs of each on-time prediction (:meth:`take_label_records`).
+    collect_labels: bool = False
 
     def __post_init__(self) -> None:
         self.decoder = EventDecoder(
@@ -132,6 +135,8 @@ class PartitionStage:
         # Refused messages seen before the partition's first valid event: (key, offset).
         self._orphans: list[tuple[Key, int]] = []
         self._prediction_rows: list[PredictionRow] = []
+        self._label_offsets: list[int] = []
+        self._label_records: list[PredictionRecord] = []
 
     @property
     def watermark(self) -> int:
@@ -195,6 +200,11 @@ class PartitionStage:
         for i, e in enumerate(events):
             if on_time[i]:
                 groups[(e.model, e.model_version)].append(i)
+        if self.collect_labels:
+            for i, e in enumerate(events):
+                if on_time[i] and e.event_id:
+                    self._label_offsets.append(offsets[int(positions[i])])
+                    self._label_records.append(PredictionRecord.from_event(e))
         for key, members in groups.items():
             idx = np.asarray(members, dtype=np.intp)
             sketch = self.sketches(key[0])
@@ -216,6 +226,13 @@ class PartitionStage:
         """The prediction-log rows of the batches processed since the last call."""
         rows, self._prediction_rows = self._prediction_rows, []
         return rows
+
+    def take_label_records(self) -> tuple[list[int], list[PredictionRecord]]:
+        """The on-time predictions with an ``event_id`` since the last call, with their
+        offsets (the label join's input; the offsets let a resumed merge skip repeats)."""
+        out = (self._label_offsets, self._label_records)
+        self._label_offsets, self._label_records = [], []
+        return out
 
     def finish(self) -> list[Partial]:
         """End of a bounded input: every open window, closed."""

@@ -239,6 +239,7 @@ def _restartable_run(profiles, msgs, crash_after, batch=400):
     partitions = sorted({m.partition for m in msgs})
     by_part = {p: [m for m in msgs if m.partition == p] for p in partitions}
     checkpoints = {}
+    snapshot = None
     position = 0
     index = {id(m): i for i, m in enumerate(msgs)}
     for stop in [*crash_after, len(msgs)]:
@@ -249,6 +250,8 @@ def _restartable_run(profiles, msgs, crash_after, batch=400):
         pipe.expect_partitions(partitions)
         for p, cp in checkpoints.items():
             pipe.stage(p).restore(cp)
+        if snapshot is not None:  # the merge stage's own state, stored with the checkpoints
+            pipe.merge.restore_snapshot(snapshot)
         # Re-read each partition from its checkpoint, then carry on to the next crash.
         replay = [
             m
@@ -264,6 +267,7 @@ def _restartable_run(profiles, msgs, crash_after, batch=400):
             pipe.finish()
         sink.flush()  # what the sink confirmed survives the crash
         checkpoints = {p: pipe.checkpoint(p) for p in partitions}
+        snapshot = pipe.merge.snapshot()
         position = stop
     return sink
 
