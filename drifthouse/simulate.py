@@ -17,6 +17,7 @@ Example
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -309,7 +310,8 @@ def simulate(
     """
     rng = np.random.default_rng(seed)
     end = scenario.end_ms if until_ms is None else min(until_ms, scenario.end_ms)
-    pending: list[tuple[int, bytes, bytes]] = []  # (arrival, key, value) of labels, kept sorted
+    # (arrival, sequence, key, value) of labels, a heap: ties leave in the order they came.
+    pending: list[tuple[int, int, bytes, bytes]] = []
     counter = 0
     for minute in range(scenario.start_ms, end, MINUTE):
         batch: list[tuple[int, bytes, bytes]] = []
@@ -353,18 +355,18 @@ def simulate(
                         "ts": arrival,
                         "label": cols["label"][i].item(),
                     }
-                    pending.append((arrival, key, _ENCODE(label)))
+                    heapq.heappush(pending, (arrival, counter, key, _ENCODE(label)))
         batch.sort(key=lambda r: r[0])
-        pending.sort(key=lambda r: r[0])
         horizon = minute + MINUTE
-        due = 0
-        while due < len(pending) and pending[due][0] < horizon:
-            due += 1
-        merged = [(t, 0, k, v) for t, k, v in batch] + [(t, 1, k, v) for t, k, v in pending[:due]]
-        del pending[:due]
+        due: list[tuple[int, bytes, bytes]] = []
+        while pending and pending[0][0] < horizon:
+            t, _, k, v = heapq.heappop(pending)
+            due.append((t, k, v))
+        merged = [(t, 0, k, v) for t, k, v in batch] + [(t, 1, k, v) for t, k, v in due]
         merged.sort(key=lambda r: (r[0], r[1]))
         for t, kind, k, v in merged:
             yield Record("labels" if kind else "predictions", k, v, t)
-    for t, k, v in pending:
+    while pending:
+        t, _, k, v = heapq.heappop(pending)
         if t < end:
             yield Record("labels", k, v, t)
