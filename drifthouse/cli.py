@@ -253,6 +253,9 @@ def replay(
     labels: Annotated[
         str | None, typer.Option(help="kafka:TOPIC or file:PATH of delayed labels.")
     ] = None,
+    metric_events: Annotated[
+        str | None, typer.Option(help="kafka:TOPIC or file:PATH of metric events.")
+    ] = None,
     from_: Annotated[
         str | None, typer.Option("--from", help="Start (RFC 3339 or epoch ms).")
     ] = None,
@@ -271,10 +274,6 @@ def replay(
     from drifthouse.stream.replay import replay as run_replay
     from drifthouse.stream.run import open_sink
 
-    if labels is not None:
-        raise UsageError(
-            "--labels is not supported yet: label metrics come with model-performance support"
-        )
     cfg = load_config(config)
     other_rules = _load_rules(rules) if rules is not None else None
     from_ms, to_ms = parse_time(from_, "--from"), parse_time(to, "--to")
@@ -316,6 +315,8 @@ def replay(
             profiles=profiles,
             on_window=[stage],
             progress=progress,
+            labels=labels,
+            metric_events=metric_events,
         )
     stage.finish()
     sink.close()

@@ -32,6 +32,7 @@ from drifthouse.stream.windows import WindowSpec
 __all__ = ["Pipeline", "PipelineStats", "WindowResult"]
 
 PipelineStats = StageStats
+_NO_TIME = -(2**63)
 
 
 class Pipeline:
@@ -189,6 +190,11 @@ class Pipeline:
     def sketch_for(self, model: str) -> ModelSketch:
         """The model's sketch layout (and its baselines, for rules)."""
         return self.sketches(model)
+
+    def max_event_time(self) -> int | None:
+        """The largest event time any partition has seen (``None`` before the first event)."""
+        seen = [s.windows.max_ts for s in self._stages.values() if s.windows.max_ts != _NO_TIME]
+        return max(seen) if seen else None
 
     def open_windows(self) -> int:
         return sum(s.windows.open_windows() for s in self._stages.values())

@@ -4,10 +4,17 @@
 reads a bounded input, runs decode -> window -> sketch -> evaluate, closes every window at the
 end and writes the rows under the replay's run id. A file source writes its dead letters beside
 it, to ``PATH.dlq``.
+
+``--labels`` and ``--metric-events`` (``file:PATH`` or ``kafka:TOPIC``) add delayed labels and
+metric events. They are read whole (a Kafka topic from ``--from`` to its current end: labels
+come after their predictions), ordered by their own event time, and fed beside the predictions:
+before each batch of predictions, those whose time the predictions have reached, as a live
+worker reading both topics would have seen them.
 """
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,8 +38,10 @@ __all__ = [
     "Progress",
     "ReplayAlerts",
     "ReplaySummary",
+    "SideInput",
     "load_profiles",
     "parse_time",
+    "read_side_input",
     "replay",
     "replay_alerts",
     "run_batches",
@@ -47,6 +56,7 @@ class _Ts(msgspec.Struct):
 
 
 _TS = msgspec.json.Decoder(_Ts)
+_NO_TIME = -(2**63)
 
 
 @dataclass
@@ -116,6 +126,52 @@ def load_profiles(config: Config) -> dict[str, Profile]:
     return out
 
 
+@dataclass
+class SideInput:
+    """Labels or metric events of a replay, in event-time order (see the module docstring)."""
+
+    messages: list[Message]
+    times: list[int]
+    feed: Callable[[Pipeline, Sequence[Message]], None]
+    done: int = 0
+
+    def until(self, pipeline: Pipeline, ts_ms: int | None) -> None:
+        """Feed every message up to ``ts_ms`` (all when ``None``)."""
+        end = len(self.times) if ts_ms is None else bisect.bisect_right(self.times, ts_ms)
+        if end > self.done:
+            self.feed(pipeline, self.messages[self.done : end])
+            self.done = end
+
+
+def read_side_input(config: Config, source: str, *, kind: str, from_ms: int | None) -> SideInput:
+    """``--labels`` (``kind='labels'``) or ``--metric-events`` (``'metrics'``), read whole."""
+    src_kind, target = parse_source(source)
+    messages: list[Message] = []
+    if src_kind == "file":
+        for batch, _ in FileSource(Path(target), batch_size=4096).batches():
+            messages += batch
+    else:
+        from drifthouse.stream.kafka import KafkaRangeSource
+
+        for batch, _ in KafkaRangeSource(config.kafka, target, from_ms=from_ms).batches():
+            messages += batch
+    # Stable order by event time; messages without a readable time keep their place at the
+    # front, to be dead-lettered with their error.
+    keyed = sorted(((_event_time(m), i) for i, m in enumerate(messages)))
+    feed = Pipeline.add_labels if kind == "labels" else Pipeline.add_metric_events
+    return SideInput([messages[i] for _, i in keyed], [t for t, _ in keyed], feed)
+
+
+def _event_time(message: Message) -> int:
+    try:
+        ts = _TS.decode(message.value).ts
+        if ts is None:
+            return _NO_TIME
+        return ts if isinstance(ts, int) else parse_ts(ts)
+    except Exception:
+        return _NO_TIME
+
+
 def run_batches(
     pipeline: Pipeline,
     batches: Iterator[tuple[Sequence[Message], int]],
@@ -123,15 +179,22 @@ def run_batches(
     total: int,
     time_range: tuple[int | None, int | None] = (None, None),
     progress: Progress | None = None,
+    side: Sequence[SideInput] = (),
 ) -> None:
-    """Feed a bounded source through ``pipeline`` and close every window at its end."""
+    """Feed a bounded source (and its side inputs) through ``pipeline`` and close every
+    window at its end."""
     lo, hi = time_range
     for messages, done in batches:
         if lo is not None or hi is not None:
             messages = [m for m in messages if _in_range(m, lo, hi)]
+        reached = pipeline.max_event_time()
+        for s in side:
+            s.until(pipeline, reached)
         pipeline.process(messages)
         if progress is not None:
             progress(done, total, pipeline.stats)
+    for s in side:
+        s.until(pipeline, None)
     pipeline.finish()
 
 
@@ -163,8 +226,11 @@ def replay(
     on_window: Sequence[Callable[[WindowResult], None]] = (),
     progress: Progress | None = None,
     dead_letters: DeadLetters | None = None,
+    labels: str | None = None,
+    metric_events: str | None = None,
 ) -> ReplaySummary:
-    """Run a bounded source through the pipeline into ``sink`` (flushed before returning)."""
+    """Run a bounded source through the pipeline into ``sink`` (flushed before returning);
+    ``labels`` and ``metric_events`` name side inputs (``file:PATH`` or ``kafka:TOPIC``)."""
     kind, target = parse_source(source)
     if from_ms is not None and to_ms is not None and from_ms >= to_ms:
         raise UsageError(f"--from must be before --to (got {from_ms} >= {to_ms})")
@@ -203,8 +269,15 @@ def replay(
         prediction_log=PredictionLog(config.models),
     )
     pipeline.expect_partitions(partitions)
+    side = [
+        read_side_input(config, spec, kind=name, from_ms=from_ms)
+        for name, spec in (("labels", labels), ("metrics", metric_events))
+        if spec is not None
+    ]
     try:
-        run_batches(pipeline, batches, total=total, time_range=time_range, progress=progress)
+        run_batches(
+            pipeline, batches, total=total, time_range=time_range, progress=progress, side=side
+        )
         sink.flush()
         dead.flush()
     finally:

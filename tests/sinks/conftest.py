@@ -13,6 +13,7 @@ the reference profiles stored by :func:`~drifthouse.sinks.store_reference`.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
 import os
@@ -190,7 +191,13 @@ def pipeline_store(ch_dsn: str) -> Iterator[PipelineStore]:
     config = Config.model_validate(PIPELINE_CONFIG)
     end = int(time.time() * 1000) // HOUR * HOUR
     scenario = Scenario.demo(days=1.5, rate_per_min=8, reference_hours=6, start_ms=end - 36 * HOUR)
-    records = [r for r in simulate(scenario, seed=11) if r.topic == "predictions"]
+    stream = list(simulate(scenario, seed=11))
+    records = [r for r in stream if r.topic == "predictions"]
+    labels = [
+        Message(r.value, 0, i, "labels", r.key)
+        for i, r in enumerate(r for r in stream if r.topic == "labels")
+    ]
+    label_times = [json.loads(m.value)["ts"] for m in labels]
     profiles = profiles_from([r for r in records if r.ts_ms < scenario.reference_end_ms], config)
     canary_from = end - 12 * HOUR
 
@@ -217,8 +224,15 @@ def pipeline_store(ch_dsn: str) -> Iterator[PipelineStore]:
         head = json.loads(m.value)
         key = (head["model"], head["model_version"])
         events[key] = events.get(key, 0) + 1
+    fed = 0
     for i in range(0, len(messages), 1000):
+        # The labels that came in before this batch, as a worker reading both topics sees them.
+        reached = pipeline.max_event_time()
+        upto = fed if reached is None else bisect.bisect_right(label_times, reached)
+        pipeline.add_labels(labels[fed:upto])
+        fed = max(fed, upto)
         pipeline.process(messages[i : i + 1000])
+    pipeline.add_labels(labels[fed:])
     pipeline.finish()
     alerts.finish()
     sink.flush()

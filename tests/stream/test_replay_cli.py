@@ -187,3 +187,48 @@ def test_bad_rules_file_is_a_usage_error(workspace: tuple[Path, FakeApi]) -> Non
     )
     assert result.returncode == 2
     assert "when" in result.stdout + result.stderr
+
+
+def test_replay_with_labels_and_metric_events_writes_their_metrics(
+    workspace: tuple[Path, FakeApi], small_stream: Any
+) -> None:
+    from drifthouse.simulate import simulate
+
+    cwd, _ = workspace
+    labels = [r for r in simulate(small_stream.scenario, seed=3) if r.topic == "labels"]
+    with (cwd / "labels.jsonl").open("wb") as fh:
+        for r in labels:
+            fh.write(r.value + b"\n")
+        fh.write(b'{"event_id": "nobody", "model": "fraud", "ts": "not a time", "label": 1}\n')
+    start = small_stream.scenario.start_ms
+    with (cwd / "metrics.jsonl").open("w") as fh:
+        for i in range(12):
+            event = {"model": "fraud", "model_version": "2.3.0", "ts": start + i * 3_600_000,
+                     "metrics": {"cpu_util": 0.5 + i / 100}}  # fmt: skip
+            fh.write(json.dumps(event) + "\n")
+    result = _cli(
+        "replay", "-c", "drifthouse.yaml", "--source", "file:stream.jsonl",
+        "--labels", "file:labels.jsonl", "--metric-events", "file:metrics.jsonl",
+        "--run-id", "lab", cwd=cwd,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    windows = _count(
+        cwd,
+        "SELECT uniqExact(window_start) FROM metrics FINAL WHERE run_id = 'lab' "
+        "AND model = 'fraud' AND metric = 'accuracy' AND segment = ''",
+    )
+    assert windows == 12
+    labelled = _count(
+        cwd,
+        "SELECT toUInt64(sum(value)) FROM metrics FINAL WHERE run_id = 'lab' "
+        "AND metric = 'labels' AND segment = ''",
+    )
+    joined = {json.loads(r.value)["event_id"] for r in labels}
+    assert labelled == len(joined)
+    cpu = _count(
+        cwd,
+        "SELECT count() FROM metrics FINAL WHERE run_id = 'lab' AND metric = 'cpu_util'",
+    )
+    assert cpu == 12
+    # The label without a readable time went to the dead letters beside the labels file.
+    assert "not a time" in (cwd / "stream.jsonl.dlq").read_text()
