@@ -332,12 +332,13 @@ class ChangeDetectionConfig(_Strict):
         default_factory=lambda: [
             "error_rate_5xx",
             "latency_p95",
-            "accuracy",
-            "mae",
             "__prediction__:mean",
             "__prediction__:psi",
         ],
-        description="model-level metric names, or feature:metric",
+        description=(
+            "model-level metric names, or feature:metric; label metrics (accuracy, mae, ...) are "
+            "fed at their window's first write, so their changes depend on label arrival times"
+        ),
     )
     warmup: int = Field(30, ge=2)
     min_std: float = Field(1e-3, gt=0.0)

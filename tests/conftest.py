@@ -122,14 +122,16 @@ def _slug(text: str, limit: int = 40) -> str:
 def make_topic(kafka_admin: Any, request: pytest.FixtureRequest) -> Iterator[Callable[..., str]]:
     """Factory of fresh topics: ``make_topic(partitions=3) -> "t-test_x-1a2b3c4d"``.
 
-    Parameters of the factory: ``partitions`` (default 1) and ``configs`` (topic configs such
-    as ``{"max.message.bytes": "2000000"}``). Each topic is ready (every partition has a leader)
+    Parameters of the factory: ``partitions`` (default 1), ``configs`` (topic configs such
+    as ``{"max.message.bytes": "2000000"}``) and ``name`` (default: unique per test). Each topic is ready (every partition has a leader)
     when returned, and deleted after the test.
     """
     created: list[str] = []
 
-    def make(partitions: int = 1, *, configs: dict[str, str] | None = None) -> str:
-        name = f"t-{_slug(request.node.name)}-{uuid.uuid4().hex[:8]}"
+    def make(
+        partitions: int = 1, *, configs: dict[str, str] | None = None, name: str | None = None
+    ) -> str:
+        name = name or f"t-{_slug(request.node.name)}-{uuid.uuid4().hex[:8]}"
         spec = {"num_partitions": partitions, "replication_factor": 1, "configs": configs or {}}
         kafka_admin.create_topics({name: spec}, wait_for_metadata=True)
         created.append(name)

@@ -268,14 +268,19 @@ class LabelWindows:
 
     # -- output ----------------------------------------------------------------------------
 
-    def flush(self, ready_until: int | None = None) -> list[LabelWindow]:
+    def waiting(self, ready_until: int) -> int:
+        """Windows ending by ``ready_until`` whose label metrics changed since last written."""
+        return sum(1 for w in self._dirty if w[3] + self.specs[w[2]].size_ms <= ready_until)
+
+    def flush(self, ready_until: int | None = None, *, force: bool = False) -> list[LabelWindow]:
         """Windows changed since last written whose end is at or before ``ready_until`` (all
         when ``None``), in (start, spec, model, version) order; ``rewrite`` marks windows
         written before. Then drops panes beyond the horizon.
 
         A window already written is written again at most once per ``rewrite_every_ms`` of
         event time (labels trickle in for days; each rewrite merges every pane of the window),
-        and always at the final flush (``ready_until=None``).
+        and always at the final flush (``ready_until=None``) or when ``force`` is set (a merger
+        whose inputs have gone quiet: the label clock may not move again for a while).
         """
         written, clock, every = self._written, self._clock, self.rewrite_every_ms
         ready = [
@@ -284,7 +289,7 @@ class LabelWindows:
             if ready_until is None
             or (
                 w[3] + self.specs[w[2]].size_ms <= ready_until
-                and (w not in written or clock - written[w] >= every)
+                and (force or w not in written or clock - written[w] >= every)
             )
         ]
         ready.sort(key=lambda w: (w[3], w[2], w[0], w[1]))
@@ -521,12 +526,12 @@ class LabelStage:
         return rows
 
     def flush_windows(
-        self, ready_until: int | None, *, run_id: str, computed_at: int
+        self, ready_until: int | None, *, run_id: str, computed_at: int, force: bool = False
     ) -> list[tuple[LabelWindow, list[MetricRow]]]:
         """:meth:`flush`, window by window (for one alert evaluation per window)."""
         return [
             (w, self.windows.rows(w, run_id=run_id, computed_at=computed_at))
-            for w in self.windows.flush(ready_until)
+            for w in self.windows.flush(ready_until, force=force)
         ]
 
     def to_bytes(self) -> bytes:

@@ -121,9 +121,9 @@ class MergeStage:
         )
 
     def __post_init__(self) -> None:
-        # Per source partition, the last offset whose prediction the label join has taken: a
-        # merge resumed from a snapshot skips the predictions a re-read partition sends again.
-        self._label_frontier: dict[int, int] = {}
+        # Per input ("records:3", "labels:0", ...), the last offset taken: a merge resumed from
+        # a snapshot skips what a re-read partition sends again.
+        self._frontier: dict[str, int] = {}
         self._expected: set[int] = set()
         self._idle: set[int] = set()
         self._watermarks: dict[int, int] = {}
@@ -206,24 +206,31 @@ class MergeStage:
         offsets already taken are skipped."""
         if self.labels is None or not records:
             return
-        frontier = self._label_frontier.get(partition, -1)
-        if offsets[-1] <= frontier:
-            return
-        if offsets[0] <= frontier:
-            keep = [i for i, o in enumerate(offsets) if o > frontier]
+        keep = self.fresh(f"records:{partition}", offsets)
+        if len(keep) < len(records):
             records = [records[i] for i in keep]
-        self.labels.add_records(records)
-        self._label_frontier[partition] = offsets[-1]
+        if records:
+            self.labels.add_records(records)
+
+    def fresh(self, stream: str, offsets: Sequence[int]) -> list[int]:
+        """Positions in ``offsets`` (ascending) beyond what ``stream`` has taken; taken now."""
+        frontier = self._frontier.get(stream, -1)
+        if not offsets or offsets[-1] <= frontier:
+            return []
+        self._frontier[stream] = offsets[-1]
+        if offsets[0] > frontier:
+            return list(range(len(offsets)))
+        return [i for i, o in enumerate(offsets) if o > frontier]
 
     def add_labels(self, labels: Sequence[LabelEvent]) -> None:
         """Decoded label events, in arrival order."""
         if self.labels is not None and labels:
             self.labels.add_labels(labels)
 
-    def add_metric_events(self, events: Sequence[MetricEvent]) -> None:
-        """Decoded metric events, in arrival order."""
+    def add_metric_events(self, events: Sequence[MetricEvent], partition: int = 0) -> None:
+        """Decoded metric events of one partition of their topic, in its order."""
         if self.metric_events is not None and events:
-            self.metric_events.add(events)
+            self.metric_events.add(events, partition)
 
     # -- snapshot ------------------------------------------------------------------------------
 
@@ -237,7 +244,7 @@ class MergeStage:
                 if self.metric_events is not None
                 else None,
                 changes=self.changes.to_bytes() if self.changes is not None else None,
-                frontier=sorted(self._label_frontier.items()),
+                frontier=sorted(self._frontier.items()),
             )
         )
 
@@ -253,7 +260,7 @@ class MergeStage:
             self.metric_events.restore(snap.metric_events)
         if self.changes is not None and snap.changes is not None:
             self.changes = ChangeDetectors.from_bytes(snap.changes)
-        self._label_frontier = dict(snap.frontier)
+        self._frontier = dict(snap.frontier)
 
     # -- emit ----------------------------------------------------------------------------------
 
@@ -265,11 +272,15 @@ class MergeStage:
             marks = list(self._watermarks.values()) or [_NO_TIME]
         return min(marks)
 
-    def emit(self, *, final: bool = False) -> list[WindowResult]:
-        """Write every window that is complete (all of them when ``final``); return them."""
+    def emit(self, *, final: bool = False, quiet: bool = False) -> list[WindowResult]:
+        """Write every window that is complete (all of them when ``final``); return them.
+
+        ``quiet``: the inputs have been silent for a while, so label windows whose late labels
+        are waiting for the spacing between rewrites are written now.
+        """
         ready = None if final else self.ready_until()
         out = self._emit_predictions(ready) if self._pending else []
-        out += self._emit_labels(ready)
+        out += self._emit_labels(ready, force=quiet)
         out += self._emit_metric_events(ready)
         rows: list[MetricRow | SketchRow] = []
         for result in out:
@@ -307,14 +318,15 @@ class MergeStage:
         self._forget_emitted(ready)
         return out
 
-    def _emit_labels(self, ready: int | None) -> list[WindowResult]:
+    def _emit_labels(self, ready: int | None, *, force: bool = False) -> list[WindowResult]:
         if self.labels is None:
             return []
         out = []
         computed_at = self.computed_at()
-        for w, rows in self.labels.flush_windows(
-            ready, run_id=self.run_id, computed_at=computed_at
-        ):
+        flushed = self.labels.flush_windows(
+            ready, run_id=self.run_id, computed_at=computed_at, force=force
+        )
+        for w, rows in flushed:
             spec = self.specs[w.spec_index]
             if self.changes is not None and not w.rewrite:
                 results = [
@@ -422,7 +434,7 @@ class _Snapshot(msgspec.Struct, array_like=True):
     labels: bytes | None
     metric_events: bytes | None
     changes: bytes | None
-    frontier: list[tuple[int, int]]
+    frontier: list[tuple[str, int]]
 
 
 _ENCODE_SNAPSHOT = msgspec.msgpack.Encoder().encode

@@ -235,6 +235,7 @@ class MetricEventSketch:
 # -- windows -----------------------------------------------------------------------------------
 
 WindowId = tuple[str, str, int, int]  # (model, model version, spec index, window start)
+PaneId = tuple[str, str, int, int, int]  # (model, model version, spec index, pane start, partition)
 
 
 @dataclass(frozen=True)
@@ -251,7 +252,7 @@ class MetricEventWindow:
 
 
 class _WindowsWire(msgspec.Struct, array_like=True):
-    panes: list[tuple[str, str, int, int, bytes]]
+    panes: list[tuple[str, str, int, int, int, bytes]]
     dirty: list[tuple[str, str, int, int]]
     written: list[tuple[str, str, int, int]]
     clock: int
@@ -262,8 +263,10 @@ class MetricEventWindows:
 
     Metric events are few (one per serving instance every few seconds), so they are windowed
     apart from predictions, in the merge stage: :meth:`add` folds decoded events into their
-    panes (in arrival order), :meth:`flush` hands out each window whose events changed once the
-    prediction watermark has passed its end. An event arriving after its window was written
+    panes, one per partition of the metrics topic (in that partition's order), and
+    :meth:`flush` hands out each window whose events changed once the prediction watermark has
+    passed its end, merging panes in time and partition order: the sums do not depend on how
+    the partitions interleave. An event arriving after its window was written
     makes the window be written again under the same key (the store keeps the newest row).
     Panes older than ``horizon_ms`` behind the largest event time seen are dropped, and events
     older than that are counted as ``dropped``.
@@ -291,14 +294,15 @@ class MetricEventWindows:
         self.specs = tuple(specs)
         self.horizon_ms = horizon_ms
         self.sketch = MetricEventSketch(max_names=max_names)
-        self._panes: dict[WindowId, MetricEventState] = {}
+        self._panes: dict[PaneId, MetricEventState] = {}
         self._dirty: set[WindowId] = set()
         self._written: set[WindowId] = set()
         self._clock = _NO_TIME
+        self._partitions: list[int] = []
         self.dropped = 0
 
-    def add(self, events: Sequence[MetricEvent]) -> None:
-        """Fold decoded metric events in, in arrival order."""
+    def add(self, events: Sequence[MetricEvent], partition: int = 0) -> None:
+        """Fold decoded metric events of one partition of their topic in, in its order."""
         for e in events:
             self._clock = max(self._clock, e.ts_ms)
             if e.ts_ms < self._clock - self.horizon_ms:
@@ -306,8 +310,9 @@ class MetricEventWindows:
                 continue
             for k, spec in enumerate(self.specs):
                 pane = (e.ts_ms // spec.pane_ms) * spec.pane_ms
-                key = (e.model, e.model_version, k, pane)
+                key = (e.model, e.model_version, k, pane, partition)
                 state = self._panes.get(key)
+                self._partitions = sorted({*self._partitions, partition})
                 self._panes[key] = self.sketch.update(
                     self.sketch.empty() if state is None else state, [e.metrics]
                 )
@@ -331,9 +336,10 @@ class MetricEventWindows:
             spec = self.specs[k]
             state = self.sketch.empty()
             for pane in range(start, start + spec.size_ms, spec.hop_ms):  # a fixed merge order
-                part = self._panes.get((model, version, k, pane))
-                if part is not None:
-                    state = self.sketch.merge(state, part)
+                for partition in self._partitions:
+                    part = self._panes.get((model, version, k, pane, partition))
+                    if part is not None:
+                        state = self.sketch.merge(state, part)
             out.append(
                 MetricEventWindow(
                     k, start, start + spec.size_ms, model, version, state, w in self._written
@@ -370,8 +376,9 @@ class MetricEventWindows:
         except msgspec.DecodeError as exc:
             raise SketchError(f"not a serialised metric-event window set: {exc}") from exc
         self._panes = {
-            (m, v, k, s): MetricEventState.from_bytes(blob) for m, v, k, s, blob in wire.panes
+            (m, v, k, s, p): MetricEventState.from_bytes(blob) for m, v, k, s, p, blob in wire.panes
         }
+        self._partitions = sorted({key[4] for key in self._panes})
         self._dirty = {tuple(w) for w in wire.dirty}  # type: ignore[misc]
         self._written = {tuple(w) for w in wire.written}  # type: ignore[misc]
         self._clock = wire.clock

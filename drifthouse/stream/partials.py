@@ -5,6 +5,12 @@ partitions, and after every batch the partition's watermark; the merger reads th
 (the partials topic has one partition per merger) and merges a window once every source
 partition's watermark has passed its end. A worker that restarts publishes the same partials
 again, byte for byte; the merger keeps one per source partition and window.
+
+What the merger needs beside the partials comes the same way, so that its whole input is one
+ordered log: the on-time predictions the label join holds (:class:`RecordsMessage`), and the
+decoded-and-checked labels and metric events read from their own topics
+(:class:`SideEventsMessage`). Each carries the offsets it came from, so a merger resuming from a
+snapshot skips what it has already taken when a restarted worker sends it again.
 """
 
 from __future__ import annotations
@@ -13,16 +19,21 @@ import msgspec
 
 from drifthouse.errors import SourceError
 from drifthouse.sinks.tables import PredictionRow
+from drifthouse.stream.label_join import PredictionRecord
 from drifthouse.stream.model_sketch import ModelState
 from drifthouse.stream.stage import Partial
 
 __all__ = [
     "PartialMessage",
     "PredictionsMessage",
+    "RecordsMessage",
+    "SideEventsMessage",
     "WatermarkMessage",
     "decode",
     "encode_partial",
     "encode_predictions",
+    "encode_records",
+    "encode_side_events",
     "encode_watermark",
 ]
 
@@ -60,7 +71,25 @@ class WatermarkMessage(msgspec.Struct, tag="watermark", array_like=True):
     idle: bool = False
 
 
-Wire = PartialMessage | WatermarkMessage | PredictionsMessage
+class RecordsMessage(msgspec.Struct, tag="records", array_like=True):
+    """On-time predictions of a source partition for the label join, with their offsets."""
+
+    source_partition: int
+    offsets: list[int]
+    records: list[PredictionRecord]
+
+
+class SideEventsMessage(msgspec.Struct, tag="side", array_like=True):
+    """Valid label (``kind='labels'``) or metric events (``'metrics'``) of one partition of
+    their topic, raw, with their offsets."""
+
+    kind: str
+    partition: int
+    offsets: list[int]
+    values: list[bytes]
+
+
+Wire = PartialMessage | WatermarkMessage | PredictionsMessage | RecordsMessage | SideEventsMessage
 _ENCODE = msgspec.msgpack.Encoder().encode
 _DECODE = msgspec.msgpack.Decoder(Wire).decode
 
@@ -88,9 +117,17 @@ def encode_predictions(rows: list[PredictionRow]) -> bytes:
     return _ENCODE(PredictionsMessage(rows))
 
 
-def decode(data: bytes) -> PartialMessage | WatermarkMessage | PredictionsMessage:
+def encode_records(partition: int, offsets: list[int], records: list[PredictionRecord]) -> bytes:
+    return _ENCODE(RecordsMessage(partition, offsets, records))
+
+
+def encode_side_events(kind: str, partition: int, offsets: list[int], values: list[bytes]) -> bytes:
+    return _ENCODE(SideEventsMessage(kind, partition, offsets, values))
+
+
+def decode(data: bytes) -> Wire:
     try:
-        msg: PartialMessage | WatermarkMessage | PredictionsMessage = _DECODE(data)
+        msg: Wire = _DECODE(data)
     except msgspec.DecodeError as exc:
         raise SourceError(
             f"not a drifthouse partials message ({exc}); is another program writing to the partials topic?"

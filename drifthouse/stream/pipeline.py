@@ -166,8 +166,14 @@ class Pipeline:
         self.merge.add_labels(self._decode(self._labels, messages))
 
     def add_metric_events(self, messages: Sequence[Message]) -> None:
-        """Messages of the metrics topic, in arrival order; refused ones are dead-lettered."""
-        self.merge.add_metric_events(self._decode(self._metric_events, messages))
+        """Messages of the metrics topic (each partition in its order); refused ones are
+        dead-lettered."""
+        by_partition: dict[int, list[Message]] = defaultdict(list)
+        for m in messages:
+            by_partition[m.partition].append(m)
+        for partition in sorted(by_partition):
+            events = self._decode(self._metric_events, by_partition[partition])
+            self.merge.add_metric_events(events, partition)
 
     def _decode(self, decoder: EventDecoder[Any], messages: Sequence[Message]) -> list[Any]:
         ok, bad = decoder.decode_batch([m.value for m in messages], now_ms=None)

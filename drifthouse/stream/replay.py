@@ -7,14 +7,13 @@ it, to ``PATH.dlq``.
 
 ``--labels`` and ``--metric-events`` (``file:PATH`` or ``kafka:TOPIC``) add delayed labels and
 metric events. They are read whole (a Kafka topic from ``--from`` to its current end: labels
-come after their predictions), ordered by their own event time, and fed beside the predictions:
-before each batch of predictions, those whose time the predictions have reached, as a live
-worker reading both topics would have seen them.
+come after their predictions) and fed beside the predictions, each partition in its own order:
+before each batch of predictions, every message up to the first whose event time the
+predictions have not reached yet, as a live worker reading both topics would have seen them.
 """
 
 from __future__ import annotations
 
-import bisect
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -128,19 +127,25 @@ def load_profiles(config: Config) -> dict[str, Profile]:
 
 @dataclass
 class SideInput:
-    """Labels or metric events of a replay, in event-time order (see the module docstring)."""
+    """Labels or metric events of a replay, per partition in its order (see the module
+    docstring)."""
 
-    messages: list[Message]
-    times: list[int]
+    partitions: dict[int, list[tuple[int, Message]]]  # partition -> (event time, message)
     feed: Callable[[Pipeline, Sequence[Message]], None]
-    done: int = 0
+    done: dict[int, int] = field(default_factory=dict)
 
     def until(self, pipeline: Pipeline, ts_ms: int | None) -> None:
-        """Feed every message up to ``ts_ms`` (all when ``None``)."""
-        end = len(self.times) if ts_ms is None else bisect.bisect_right(self.times, ts_ms)
-        if end > self.done:
-            self.feed(pipeline, self.messages[self.done : end])
-            self.done = end
+        """Feed each partition's messages up to its first one later than ``ts_ms`` (all when
+        ``None``)."""
+        out: list[Message] = []
+        for p, items in sorted(self.partitions.items()):
+            i = self.done.get(p, 0)
+            while i < len(items) and (ts_ms is None or items[i][0] <= ts_ms):
+                out.append(items[i][1])
+                i += 1
+            self.done[p] = i
+        if out:
+            self.feed(pipeline, out)
 
 
 def read_side_input(config: Config, source: str, *, kind: str, from_ms: int | None) -> SideInput:
@@ -155,11 +160,12 @@ def read_side_input(config: Config, source: str, *, kind: str, from_ms: int | No
 
         for batch, _ in KafkaRangeSource(config.kafka, target, from_ms=from_ms).batches():
             messages += batch
-    # Stable order by event time; messages without a readable time keep their place at the
-    # front, to be dead-lettered with their error.
-    keyed = sorted(((_event_time(m), i) for i, m in enumerate(messages)))
+    partitions: dict[int, list[tuple[int, Message]]] = {}
+    for m in messages:
+        # A message without a readable time goes with the ones before it, to be dead-lettered.
+        partitions.setdefault(m.partition, []).append((_event_time(m), m))
     feed = Pipeline.add_labels if kind == "labels" else Pipeline.add_metric_events
-    return SideInput([messages[i] for _, i in keyed], [t for t, _ in keyed], feed)
+    return SideInput(partitions, feed)
 
 
 def _event_time(message: Message) -> int:

@@ -76,6 +76,10 @@ def build_worker(config: Config, *, datadir: Path | None = None) -> Any:
         serve_sql=serve_sql if config.store.serve_port is not None else None,
         web_port=config.kafka.web_port,
         datadir=datadir,
+        side_dead_letters={
+            topic: KafkaDeadLetters(config.kafka, topic)
+            for topic in (config.kafka.labels_topic, config.kafka.metrics_topic)
+        },
     )
 
 

@@ -26,7 +26,7 @@ import gc
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import groupby
@@ -39,10 +39,12 @@ import msgspec
 from drifthouse.config import Config
 from drifthouse.detectors.reference import Profile
 from drifthouse.errors import SpoolFull, StoreError, StoreUnavailable
+from drifthouse.events import EventDecoder, LabelEvent, MetricEvent
 from drifthouse.logs import get_logger
 from drifthouse.rows import AlertRow
 from drifthouse.sinks.base import Sink
 from drifthouse.sinks.predictions import PredictionLog
+from drifthouse.sinks.state import MergerStateStore
 from drifthouse.stream.dead_letters import DeadLetters
 from drifthouse.stream.kafka_source import AssignedReader
 from drifthouse.stream.merge import MergeStage, WindowKey, WindowResult
@@ -50,10 +52,14 @@ from drifthouse.stream.model_sketch import Sketches
 from drifthouse.stream.partials import (
     PartialMessage,
     PredictionsMessage,
+    RecordsMessage,
+    SideEventsMessage,
     WatermarkMessage,
     decode,
     encode_partial,
     encode_predictions,
+    encode_records,
+    encode_side_events,
     encode_watermark,
 )
 from drifthouse.stream.sources import Message
@@ -63,6 +69,9 @@ from drifthouse.stream.windows import WindowSpec
 __all__ = ["MergeSide", "SourceSide", "build_app", "run_worker"]
 
 log = get_logger("worker")
+
+#: Seconds between two snapshots of the merger's own state (see MergeSide.snapshot).
+SNAPSHOT_EVERY_S = 5.0
 
 Publish = Callable[[bytes, bytes], Awaitable[None]]
 
@@ -82,6 +91,7 @@ class SourceSide:
     dead_letters: DeadLetters
     now_ms: Callable[[], int] | None = None
     prediction_log: PredictionLog | None = None
+    collect_labels: bool = True
     stages: dict[int, PartitionStage] = field(default_factory=dict)
     stats: StageStats = field(default_factory=StageStats)
     last_event_at: dict[int, float] = field(default_factory=dict)
@@ -102,6 +112,7 @@ class SourceSide:
             self.dead_letters,
             self.now_ms,
             prediction_log=self.prediction_log,
+            collect_labels=self.collect_labels,
         )
         if checkpoint is not None:
             stage.restore(checkpoint)
@@ -136,6 +147,9 @@ class SourceSide:
             logged = stage.take_prediction_rows()
             if logged:
                 out.append((b"", encode_predictions(logged)))
+            offsets, records = stage.take_label_records()
+            if records:
+                out.append((b"", encode_records(partition, offsets, records)))
             out.append((b"", encode_watermark(partition, stage.watermark)))
             self.last_event_at[partition] = time.monotonic()
             for name in ("messages", "events", "invalid", "late"):
@@ -162,22 +176,46 @@ class MergeSide:
     on_window: list[Callable[[WindowResult], None]] = field(default_factory=list)
     next_offset: int = 0
     hold_until: int = 0
+    profiles: Mapping[str, Profile] = field(default_factory=dict)
+    #: Position of the partials topic the last saved snapshot covers (commits never pass it).
+    snapshot_at: int | None = None
 
     def __post_init__(self) -> None:
-        self.stage = MergeStage(
-            self.specs, self.sketches, self.sink, run_id="live", on_window=self.on_window
+        self.stage = MergeStage.from_config(
+            self.config, self.profiles, self.sketches, self.sink, on_window=self.on_window
         )
         self.stage.expect(self.expected)
         self._offsets: dict[WindowKey, int] = {}
+        limits = {
+            "max_bytes": self.config.kafka.max_message_bytes,
+            "max_label_bytes": self.config.kafka.max_label_bytes,
+        }
+        self._decoders: dict[str, EventDecoder[Any]] = {
+            "labels": EventDecoder(LabelEvent, **limits),
+            "metrics": EventDecoder(MetricEvent, **limits),
+        }
 
-    def restore(self, metadata: str) -> None:
-        """Resume from the merger's commit metadata (see :meth:`checkpoint`)."""
+    def restore(self, metadata: str) -> int | None:
+        """Resume from the merger's commit metadata (see :meth:`checkpoint`); return the
+        position of the snapshot it names, to restore with :meth:`restore_snapshot`."""
         state = msgspec.json.decode(metadata, type=_MergeCheckpoint)
         self.stage.restore_final_horizon(state.final)
         for part, wm in state.watermarks.items():
             self.stage.watermark(int(part), wm)
         for idle in state.idle:
             self.stage.mark_idle(idle)
+        self.snapshot_at = state.snapshot
+        return state.snapshot
+
+    def restore_snapshot(self, data: bytes) -> None:
+        """The merge stage's own state, saved at the committed position."""
+        self.stage.restore_snapshot(data)
+
+    def snapshot(self) -> tuple[int, bytes]:
+        """``(position, state)``: the merge stage's state, covering the partials before
+        ``position``; commits stay at or before it until the next snapshot."""
+        self.snapshot_at = self.next_offset
+        return self.next_offset, self.stage.snapshot()
 
     def process(self, messages: Sequence[tuple[int, bytes]]) -> list[WindowResult]:
         """Take ``(offset, value)`` messages of the partials topic; write what became complete."""
@@ -193,6 +231,10 @@ class MergeSide:
                 self.stage.mark_idle(msg.source_partition, msg.idle)
             elif isinstance(msg, PredictionsMessage):
                 self.sink.write(msg.rows)
+            elif isinstance(msg, RecordsMessage):
+                self.stage.add_label_records(msg.source_partition, msg.offsets, msg.records)
+            elif isinstance(msg, SideEventsMessage):
+                self._side_events(msg)
             self.next_offset = offset + 1
         if self.next_offset < self.hold_until:
             # Re-reading what an earlier merger read: the restored watermarks are ahead of the
@@ -205,6 +247,12 @@ class MergeSide:
             del self._offsets[wkey]
         return results
 
+    def quiet(self) -> list[WindowResult]:
+        """The inputs went quiet: write label windows still waiting to be rewritten."""
+        if self.next_offset < self.hold_until:
+            return []
+        return self.stage.emit(quiet=True)
+
     def checkpoint(self) -> tuple[int, str]:
         """``(offset, metadata)`` to commit once the rows of everything before are stored.
 
@@ -212,18 +260,36 @@ class MergeSide:
         rewritten, so a new merger re-reading from there rebuilds every such window whole.
         """
         offset = min(self._offsets.values(), default=self.next_offset)
+        if self.snapshot_at is not None:
+            # Labels and metric events after the snapshot are in no saved state: re-read them.
+            offset = min(offset, self.snapshot_at)
         state = _MergeCheckpoint(
             final=self.stage.final_horizon,
             watermarks={str(p): wm for p, wm in self.stage.watermarks().items()},
             idle=sorted(self.stage.idle()),
+            snapshot=self.snapshot_at,
         )
         return offset, msgspec.json.encode(state).decode()
+
+    def _side_events(self, msg: SideEventsMessage) -> None:
+        keep = self.stage.fresh(f"{msg.kind}:{msg.partition}", msg.offsets)
+        decoder = self._decoders.get(msg.kind)
+        if not keep or decoder is None:
+            return
+        # Checked by the worker that forwarded them; decoded again here, where they are used.
+        ok, _ = decoder.decode_batch([msg.values[i] for i in keep])
+        events = [e for _, e in ok]
+        if msg.kind == "labels":
+            self.stage.add_labels(events)
+        else:
+            self.stage.add_metric_events(events, msg.partition)
 
 
 class _MergeCheckpoint(msgspec.Struct):
     final: int
     watermarks: dict[str, int]
     idle: list[int]
+    snapshot: int | None = None
 
 
 # -- faust glue -------------------------------------------------------------------------------
@@ -239,8 +305,13 @@ def build_app(
     serve_sql: Callable[[], Any] | None = None,
     web_port: int | None = None,
     datadir: Path | None = None,
+    side_dead_letters: Mapping[str, DeadLetters] | None = None,
 ) -> Any:
-    """The faust app of a worker process (see the module docstring)."""
+    """The faust app of a worker process (see the module docstring).
+
+    ``side_dead_letters`` maps the labels and metrics topics to where their refused messages go
+    (by default they are counted and logged only).
+    """
     import faust
     from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
@@ -249,7 +320,7 @@ def build_app(
     from drifthouse.stream.kafka_client import faust_broker, faust_credentials
 
     kcfg = config.kafka
-    ensure_topics(kcfg, {kcfg.partials_topic: 1})
+    ensure_topics(kcfg, {kcfg.partials_topic: 1, kcfg.labels_topic: 1, kcfg.metrics_topic: 1})
     source_partitions = partitions_for(kcfg, kcfg.topic)
     specs = [WindowSpec.from_config(w) for w in config.windows]
     sketches = Sketches(profiles, config.metrics, config.models)
@@ -300,12 +371,22 @@ def build_app(
     app.consumer._commit = _no_commit
     predictions = app.topic(kcfg.topic, value_serializer="raw", key_serializer="raw")
     partials = app.topic(kcfg.partials_topic, value_serializer="raw", key_serializer="raw")
+    side_topics = app.topic(
+        kcfg.labels_topic, kcfg.metrics_topic, value_serializer="raw", key_serializer="raw"
+    )
+    side_kinds = {kcfg.labels_topic: "labels", kcfg.metrics_topic: "metrics"}
+    limits = {"max_bytes": kcfg.max_message_bytes, "max_label_bytes": kcfg.max_label_bytes}
+    side_decoders: dict[str, EventDecoder[Any]] = {
+        "labels": EventDecoder(LabelEvent, **limits),
+        "metrics": EventDecoder(MetricEvent, **limits),
+    }
+    side_dead = dict(side_dead_letters or {})
     commit_lock = asyncio.Lock()
     merge_lock = asyncio.Lock()
     ticks = [0]
     sent: dict[int, tuple[int, bool]] = {}
 
-    async def commit(offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+    async def commit(offsets: dict[TopicPartition, OffsetAndMetadata]) -> bool:
         # faust keeps its aiokafka consumer in a thread of its own and commits without
         # metadata; the checkpoint travels in the metadata, so commit through that thread.
         thread = app.consumer._thread
@@ -320,6 +401,8 @@ def build_app(
                 error=str(exc),
                 partitions=sorted(tp.partition for tp in offsets),
             )
+            return False
+        return True
 
     async def commit_source() -> None:
         last_commit[:] = [time.monotonic(), False]
@@ -419,6 +502,54 @@ def build_app(
                 await commit_source()
                 seconds["committing"] += time.perf_counter() - t0
 
+    @app.agent(side_topics, concurrency=1)  # type: ignore[untyped-decorator]
+    async def side_inputs(stream: Any) -> None:
+        # Labels and metric events go to the merger through the partials topic, checked, with
+        # their offsets; their offsets are committed once the partials topic has them.
+        async for events in stream.noack().take_events(kcfg.batch_size, within=0.25):
+            assigned = {(tp.topic, tp.partition) for tp in app.consumer.assignment()}
+            groups: dict[tuple[str, int], list[Message]] = {}
+            for m in (e.message for e in events):
+                if (m.topic, m.partition) in assigned:
+                    groups.setdefault((m.topic, m.partition), []).append(
+                        Message(m.value, m.partition, m.offset, m.topic, m.key)
+                    )
+            if not groups:
+                continue
+            try:
+                await side_batch(groups)
+            except Exception as exc:
+                _fatal("side inputs", exc)
+
+    async def side_batch(groups: dict[tuple[str, int], list[Message]]) -> None:
+        loop = asyncio.get_running_loop()
+        async with commit_lock:
+            offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+            for (topic, p), msgs in sorted(groups.items()):
+                kind = side_kinds[topic]
+                ok, bad = side_decoders[kind].decode_batch([m.value for m in msgs])
+                for pos, err in bad:
+                    dead = side_dead.get(topic)
+                    if dead is not None:
+                        dead.send(msgs[pos], err)
+                    log.warning(
+                        "worker.side_event_refused", topic=topic, partition=p,
+                        offset=msgs[pos].offset, reason=err.reason,
+                    )  # fmt: skip
+                good = [msgs[i] for i, _ in ok]
+                if good:
+                    await partials.send(
+                        key=b"",
+                        value=encode_side_events(
+                            kind, p, [m.offset for m in good], [m.value for m in good]
+                        ),
+                    )
+                offsets[TopicPartition(topic, p)] = OffsetAndMetadata(msgs[-1].offset + 1, "")
+            await app.producer.flush()
+            for dead in side_dead.values():
+                await loop.run_in_executor(None, dead.flush)
+            await commit(offsets)
+
     @app.agent(partials, concurrency=1)  # type: ignore[untyped-decorator]
     async def merge(stream: Any) -> None:
         async for events in stream.noack().take_events(256, within=0.25):
@@ -445,9 +576,11 @@ def build_app(
             # store, and a commit waits for the consumer, which waits for that callback.
             offset, metadata = checkpoint
             async with commit_lock:
-                await commit(
+                done = await commit(
                     {TopicPartition(kcfg.partials_topic, 0): OffsetAndMetadata(offset, metadata)}
                 )
+            if done and state.get("states") is not None and "slot" in state:
+                state["states"].committed(state["slot"])
 
     async def merge_batch(messages: list[tuple[int, bytes]]) -> tuple[int, str]:
         loop = asyncio.get_running_loop()
@@ -457,26 +590,53 @@ def build_app(
             sink = await loop.run_in_executor(None, _open_when_free, open_sink)
             alerts = alerting() if alerting is not None else None
             writes = _WritesWait(sink)
-            side = MergeSide(config, specs, sketches, writes, source_partitions)
+            side = MergeSide(config, specs, sketches, writes, source_partitions, profiles=profiles)
             if alerts is not None:
                 side.on_window.append(partial(_alert, alerts, writes))
+            states = _state_store(sink, config)
             commits = await loop.run_in_executor(
                 None, read_commits, kcfg, kcfg.group, kcfg.partials_topic, [0]
             )
             found = commits.get(0)
             if found and found[1]:
-                side.restore(found[1])
+                position = side.restore(found[1])
+                if position is not None and states is not None:
+                    snapshot = await loop.run_in_executor(None, states.load, position)
+                    if snapshot is None:
+                        log.error("merger.snapshot_missing", position=position)
+                    else:
+                        side.restore_snapshot(snapshot)
                 ends = await loop.run_in_executor(None, end_offsets, kcfg, kcfg.partials_topic)
                 side.hold_until = ends.get(0, 0)
-            state.update(merge=side, sink=sink, alerting=alerts)
+            state.update(
+                merge=side, sink=sink, alerting=alerts, states=states, saved=0.0,
+                saved_position=side.snapshot_at,
+            )  # fmt: skip
             if serve_sql is not None:
                 # `drifthouse sql` asks the process that holds the embedded store.
                 state["sql"] = await loop.run_in_executor(None, serve_sql)
             log.info("merger.start", resume=found[0] if found else None)
         side.process(messages)
+        state["last_batch"], state["quiet_done"] = time.monotonic(), False
         await _flush_when_possible(side.sink)
         if state["alerting"] is not None:
             state["alerting"].save_state()
+        states = state.get("states")
+        if states is not None and time.monotonic() - state["saved"] >= SNAPSHOT_EVERY_S:
+            # The label join, metric-event windows and change detectors, with the position
+            # they cover; the commit below names it, and never passes it until the next one.
+            position, blob = side.snapshot()
+            try:
+                state["slot"] = await loop.run_in_executor(None, states.save, position, blob)
+            except StoreError as exc:
+                # The store is away (the spool holds the rows): commits stay at the last
+                # snapshot saved, so a restart re-reads from there; try again next time.
+                previous = state.get("saved_position")
+                side.snapshot_at = 0 if previous is None else previous
+                log.warning("merger.snapshot_deferred", error=str(exc))
+            else:
+                state["saved_position"] = position
+            state["saved"] = time.monotonic()
         checkpoint: tuple[int, str] = side.checkpoint()
         return checkpoint
 
@@ -501,6 +661,21 @@ def build_app(
                     )
             if last_commit[1] and time.monotonic() - last_commit[0] >= COMMIT_EVERY_S:
                 await commit_source()  # the last batches' checkpoints, once the stream pauses
+        side = state["merge"]
+        if (
+            side is not None
+            and not state.get("quiet_done", True)
+            and time.monotonic() - state.get("last_batch", 0.0) >= idle_after
+        ):
+            # Nothing came to the merger for a while: late labels waiting for the spacing
+            # between rewrites of their window are written now.
+            async with merge_lock:
+                if state["merge"] is side:
+                    state["quiet_done"] = True
+                    side.quiet()
+                    await _flush_when_possible(side.sink)
+                    if state["alerting"] is not None:
+                        state["alerting"].save_state()
         ticks[0] += 1
         if ticks[0] % 10:
             return
@@ -606,6 +781,9 @@ def _health(
         if merge is None
         else {
             "pending_windows": len(merge.stage.pending_keys()),
+            "label_windows_waiting": merge.stage.labels.windows.waiting(merge.stage.ready_until())
+            if merge.stage.labels is not None
+            else 0,
             "windows_written": merge.stage.stats.windows,
             "rows_written": merge.stage.stats.rows,
             "next_offset": merge.next_offset,
@@ -698,9 +876,17 @@ def _open_when_free(open_sink: Callable[[], Sink], timeout_s: float = 120.0) -> 
             time.sleep(0.5)
 
 
+def _state_store(sink: Sink, config: Config) -> MergerStateStore | None:
+    client = getattr(sink, "client", None)
+    if client is None:
+        return None
+    return MergerStateStore(client, config.store.database, config.kafka.group)
+
+
 def _close_merger(state: dict[str, Any]) -> None:
     sink, alerts, sql = state["sink"], state["alerting"], state.get("sql")
-    state.update(merge=None, sink=None, alerting=None, sql=None)
+    state.update(merge=None, sink=None, alerting=None, sql=None, states=None)
+    state.pop("slot", None)
     if sql is not None:
         sql.close()
     if alerts is not None:

@@ -25,6 +25,7 @@ from tests.stream.conftest import (
     PARTITIONS,
     Workers,
     assert_same,
+    produce_side_inputs,
     produce_stream,
     replayed_rows,
     stored_rows,
@@ -37,7 +38,10 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 @pytest.fixture
 def produced(kafka_bootstrap: str, make_topic: Any, small_stream: Any) -> tuple[str, int]:
     topic = make_topic(partitions=PARTITIONS)
-    return topic, produce_stream(kafka_bootstrap, topic, small_stream.records)
+    closed_until = produce_stream(kafka_bootstrap, topic, small_stream.records)
+    # Delayed labels and metric events too: the merger joins and windows them.
+    produce_side_inputs(kafka_bootstrap, topic, small_stream.scenario)
+    return topic, closed_until
 
 
 def test_one_two_three_workers_and_a_rebalance_give_identical_rows(
@@ -74,6 +78,8 @@ def test_one_two_three_workers_and_a_rebalance_give_identical_rows(
         finally:
             workers.stop_all()
         results[name] = stored_rows(config)
-    want = replayed_rows(config, closed_until)
-    for rows in results.values():
-        assert_same(rows, want)
+    want = replayed_rows(config, closed_until, side_inputs=True)
+    assert any(k[-1] == "accuracy" for k in want)
+    assert any(k[-1] == "cpu_util" for k in want)
+    for name, rows in results.items():
+        assert_same(rows, want, name)
