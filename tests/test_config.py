@@ -561,7 +561,8 @@ def test_every_key_is_documented() -> None:
     docs = (ROOT / "docs" / "configuration.md").read_text()
     example = (ROOT / "examples" / "drifthouse.yaml").read_text()
     sections: list[type[BaseModel]] = [
-        cfg.KafkaConfig, cfg.StoreConfig, cfg.WindowConfig, cfg.MetricsConfig, cfg.ModelConfig,
+        cfg.KafkaConfig, cfg.StoreConfig, cfg.WindowConfig, cfg.MetricsConfig,
+        cfg.ChangeDetectionConfig, cfg.ModelConfig,
         cfg.RuleConfig, cfg.RouteConfig, cfg.InhibitConfig, cfg.AlertingConfig, cfg.SlackReceiver,
         cfg.PagerDutyReceiver, cfg.WebhookReceiver, cfg.KafkaReceiver, cfg.Config,
     ]  # fmt: skip

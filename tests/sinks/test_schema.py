@@ -14,6 +14,7 @@ TABLES = {
     "predictions",
     "references",
     "silences",
+    "merger_state",
     "schema_migrations",
 }
 
@@ -39,7 +40,7 @@ def test_migrate_is_idempotent(store_client: Any, database: str) -> None:
     assert migrate(store_client, database) == []
     assert migrate(store_client, database) == []
     versions = store_client.query(
-        f"SELECT version FROM `{database}`.schema_migrations FINAL"
+        f"SELECT version FROM `{database}`.schema_migrations FINAL ORDER BY version"
     ).result_rows
     assert [v for (v,) in versions] == [m.version for m in load_migrations()]
 
