@@ -117,6 +117,9 @@ def write_config(
     data: dict[str, Any] = {
         "store": section,
         "windows": WINDOWS,
+        # Labels trickle in for two hours after each prediction: rewrite a window's label
+        # metrics at most every 30 simulated minutes (the last write holds every label).
+        "metrics": {"label_rewrite_every": "30m"},
         "models": {m: {"reference": f"profiles/{m}.profile.json"} for m in profiles},
         "rules": rules + DEMO_RULES,
         # Critical alerts page (pagerduty) and reach the team channel (slack); warnings only
