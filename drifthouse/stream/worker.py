@@ -177,8 +177,9 @@ class MergeSide:
     next_offset: int = 0
     hold_until: int = 0
     profiles: Mapping[str, Profile] = field(default_factory=dict)
-    #: Position of the partials topic the last saved snapshot covers (commits never pass it).
-    snapshot_at: int | None = None
+    #: Snapshots of the merge stage are saved (the live worker): commits then move only with
+    #: them (see :meth:`checkpoint`).
+    snapshots: bool = False
 
     def __post_init__(self) -> None:
         self.stage = MergeStage.from_config(
@@ -194,17 +195,20 @@ class MergeSide:
             "labels": EventDecoder(LabelEvent, **limits),
             "metrics": EventDecoder(MetricEvent, **limits),
         }
+        # The checkpoint of the last snapshot saved, and of the one being saved.
+        self._saved: tuple[int, str] = (0, msgspec.json.encode(self._state(None)).decode())
+        self._saving: tuple[int, str] | None = None
 
-    def restore(self, metadata: str) -> int | None:
-        """Resume from the merger's commit metadata (see :meth:`checkpoint`); return the
-        position of the snapshot it names, to restore with :meth:`restore_snapshot`."""
+    def restore(self, metadata: str, offset: int = 0) -> int | None:
+        """Resume from the merger's commit (see :meth:`checkpoint`); return the position of
+        the snapshot its metadata names, to restore with :meth:`restore_snapshot`."""
         state = msgspec.json.decode(metadata, type=_MergeCheckpoint)
         self.stage.restore_final_horizon(state.final)
         for part, wm in state.watermarks.items():
             self.stage.watermark(int(part), wm)
         for idle in state.idle:
             self.stage.mark_idle(idle)
-        self.snapshot_at = state.snapshot
+        self._saved = (offset, metadata)
         return state.snapshot
 
     def restore_snapshot(self, data: bytes) -> None:
@@ -213,9 +217,14 @@ class MergeSide:
 
     def snapshot(self) -> tuple[int, bytes]:
         """``(position, state)``: the merge stage's state, covering the partials before
-        ``position``; commits stay at or before it until the next snapshot."""
-        self.snapshot_at = self.next_offset
+        ``position``. Call :meth:`snapshot_saved` once it is stored."""
+        self._saving = self._checkpoint(snapshot=self.next_offset)
         return self.next_offset, self.stage.snapshot()
+
+    def snapshot_saved(self) -> None:
+        """The last :meth:`snapshot` is stored: commits may move to it."""
+        if self._saving is not None:
+            self._saved, self._saving = self._saving, None
 
     def process(self, messages: Sequence[tuple[int, bytes]]) -> list[WindowResult]:
         """Take ``(offset, value)`` messages of the partials topic; write what became complete."""
@@ -258,18 +267,27 @@ class MergeSide:
 
         The offset is that of the oldest partial of a window that may still be written or
         rewritten, so a new merger re-reading from there rebuilds every such window whole.
+        With :attr:`snapshots`, it is the checkpoint taken with the last snapshot saved: the
+        label join, metric-event windows and change detectors a new merger restores are those
+        of that moment, and it re-reads (and rewrites, identically) everything after it.
         """
+        if self.snapshots:
+            return self._saved
+        return self._checkpoint(snapshot=None)
+
+    def _checkpoint(self, *, snapshot: int | None) -> tuple[int, str]:
         offset = min(self._offsets.values(), default=self.next_offset)
-        if self.snapshot_at is not None:
-            # Labels and metric events after the snapshot are in no saved state: re-read them.
-            offset = min(offset, self.snapshot_at)
-        state = _MergeCheckpoint(
+        if snapshot is not None:
+            offset = min(offset, snapshot)
+        return offset, msgspec.json.encode(self._state(snapshot)).decode()
+
+    def _state(self, snapshot: int | None) -> _MergeCheckpoint:
+        return _MergeCheckpoint(
             final=self.stage.final_horizon,
             watermarks={str(p): wm for p, wm in self.stage.watermarks().items()},
             idle=sorted(self.stage.idle()),
-            snapshot=self.snapshot_at,
+            snapshot=snapshot,
         )
-        return offset, msgspec.json.encode(state).decode()
 
     def _side_events(self, msg: SideEventsMessage) -> None:
         keep = self.stage.fresh(f"{msg.kind}:{msg.partition}", msg.offsets)
@@ -590,16 +608,19 @@ def build_app(
             sink = await loop.run_in_executor(None, _open_when_free, open_sink)
             alerts = alerting() if alerting is not None else None
             writes = _WritesWait(sink)
-            side = MergeSide(config, specs, sketches, writes, source_partitions, profiles=profiles)
+            states = _state_store(sink, config)
+            side = MergeSide(
+                config, specs, sketches, writes, source_partitions, profiles=profiles,
+                snapshots=states is not None,
+            )  # fmt: skip
             if alerts is not None:
                 side.on_window.append(partial(_alert, alerts, writes))
-            states = _state_store(sink, config)
             commits = await loop.run_in_executor(
                 None, read_commits, kcfg, kcfg.group, kcfg.partials_topic, [0]
             )
             found = commits.get(0)
             if found and found[1]:
-                position = side.restore(found[1])
+                position = side.restore(found[1], found[0])
                 if position is not None and states is not None:
                     snapshot = await loop.run_in_executor(None, states.load, position)
                     if snapshot is None:
@@ -608,10 +629,7 @@ def build_app(
                         side.restore_snapshot(snapshot)
                 ends = await loop.run_in_executor(None, end_offsets, kcfg, kcfg.partials_topic)
                 side.hold_until = ends.get(0, 0)
-            state.update(
-                merge=side, sink=sink, alerting=alerts, states=states, saved=0.0,
-                saved_position=side.snapshot_at,
-            )  # fmt: skip
+            state.update(merge=side, sink=sink, alerting=alerts, states=states, saved=0.0)
             if serve_sql is not None:
                 # `drifthouse sql` asks the process that holds the embedded store.
                 state["sql"] = await loop.run_in_executor(None, serve_sql)
@@ -631,11 +649,9 @@ def build_app(
             except StoreError as exc:
                 # The store is away (the spool holds the rows): commits stay at the last
                 # snapshot saved, so a restart re-reads from there; try again next time.
-                previous = state.get("saved_position")
-                side.snapshot_at = 0 if previous is None else previous
                 log.warning("merger.snapshot_deferred", error=str(exc))
             else:
-                state["saved_position"] = position
+                side.snapshot_saved()
             state["saved"] = time.monotonic()
         checkpoint: tuple[int, str] = side.checkpoint()
         return checkpoint
