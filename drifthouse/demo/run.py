@@ -44,7 +44,7 @@ from drifthouse.stream.replay import replay_alerts
 from drifthouse.stream.run import open_sink
 from drifthouse.stream.sources import Message
 
-__all__ = ["DEMO_FOLDER", "SEED", "DemoSummary", "run_demo"]
+__all__ = ["DEMO_FOLDER", "LABEL_DELAY_MIN", "SEED", "DemoSummary", "run_demo", "split_reference"]
 
 DEMO_FOLDER = "demo-data"
 SEED = 7
@@ -132,7 +132,7 @@ def run_demo(
     )
     records = simulate(scenario, seed=SEED, label_delay_min=LABEL_DELAY_MIN)
     with console.status("simulating the clean first day and building reference profiles"):
-        reference, labels, ordered, rest = _split_reference(
+        reference, labels, ordered, rest = split_reference(
             records, scenario.reference_end_ms, LABEL_DELAY_MIN[1] * 60_000
         )
         created = when(scenario.reference_end_ms).replace(" ", "T") + ":00Z"
@@ -207,7 +207,7 @@ class _Label(msgspec.Struct):
 _LABEL = msgspec.json.Decoder(_Label)
 
 
-def _split_reference(
+def split_reference(
     records: Iterator[Record], end_ms: int, label_wait_ms: int
 ) -> tuple[dict[str, list[Record]], dict[str, Any], list[Record], Iterator[Record]]:
     """The reference period's predictions by model, the labels of those predictions (which

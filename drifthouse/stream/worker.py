@@ -689,6 +689,10 @@ def build_app(
                 if state["merge"] is side:
                     state["quiet_done"] = True
                     side.quiet()
+                    if state["alerting"] is not None:
+                        # Alerts those late label windows raised fall due by the watermark the
+                        # prediction windows have already reached.
+                        state["alerting"].advance(side.stage.ready_until())
                     await _flush_when_possible(side.sink)
                     if state["alerting"] is not None:
                         state["alerting"].save_state()
