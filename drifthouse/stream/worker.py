@@ -362,6 +362,10 @@ def build_app(
         consumer_auto_offset_reset="earliest",
         topic_replication_factor=1,
         topic_allow_declare=False,
+        # No leader topic: faust would create `<group>-__assignor-__leader` after the group
+        # formed, and the consumer's next metadata refresh (5 minutes on) would see a new
+        # subscribed topic and rebalance the group, making every worker re-read its open panes.
+        topic_disable_leader=True,
         stream_wait_empty=False,
         broker_commit_every=2**31,
         # A worker that dies mid-rebalance leaves no LeaveGroup behind: the group waits this
