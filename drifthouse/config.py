@@ -311,6 +311,9 @@ class ModelConfig(_Strict):
     )
     threshold: float = Field(0.5, ge=0.0, le=1.0)
     task: Literal["auto", "classification", "regression"] = "auto"
+    labels: bool = Field(
+        True, description="hold this model's predictions for their delayed labels (label metrics)"
+    )
     bounds: dict[str, tuple[float, float]] = Field(default_factory=dict)
 
     @field_validator("bounds")
@@ -363,6 +366,7 @@ class MetricsConfig(_Strict):
     max_future: DurationMs = 3_600_000
     latency_relative_accuracy: float = Field(0.005, gt=0.0, le=0.01)
     label_horizon: DurationMs = 7 * 86_400_000
+    label_join_max_entries: int = Field(1_000_000, ge=1)
     label_rewrite_every: DurationMs = 600_000
     importance: bool = True
     change_detection: ChangeDetectionConfig = Field(default_factory=ChangeDetectionConfig)

@@ -489,7 +489,7 @@ class LabelStage:
             return sk
 
         return cls(
-            LabelJoin(horizon_ms=horizon),
+            LabelJoin(horizon_ms=horizon, max_entries=config.metrics.label_join_max_entries),
             LabelWindows(
                 specs,
                 sketch_for,

@@ -201,8 +201,12 @@ class PartitionStage:
             if on_time[i]:
                 groups[(e.model, e.model_version)].append(i)
         if self.collect_labels:
+            models = self.config.models
             for i, e in enumerate(events):
                 if on_time[i] and e.event_id:
+                    mc = models.get(e.model)
+                    if mc is not None and not mc.labels:
+                        continue  # this model gets no labels: hold none of its predictions
                     self._label_offsets.append(offsets[int(positions[i])])
                     self._label_records.append(PredictionRecord.from_event(e))
         for key, members in groups.items():

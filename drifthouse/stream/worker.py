@@ -71,7 +71,7 @@ __all__ = ["MergeSide", "SourceSide", "build_app", "run_worker"]
 log = get_logger("worker")
 
 #: Seconds between two snapshots of the merger's own state (see MergeSide.snapshot).
-SNAPSHOT_EVERY_S = 5.0
+SNAPSHOT_EVERY_S = 30.0
 
 Publish = Callable[[bytes, bytes], Awaitable[None]]
 

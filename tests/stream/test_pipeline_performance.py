@@ -271,3 +271,24 @@ def test_change_detection_fires_after_a_step_in_the_error_rate():
     assert fired, "no change detected"
     assert step <= fired[0] <= step + 3 * 10 * MINUTE
     assert not math.isnan(fired[0])
+
+
+def test_a_model_without_labels_holds_none_of_its_predictions(labelled):
+    profile, stream, *_ = labelled
+    config = Config.model_validate(
+        {
+            **CONFIG.model_dump(by_alias=True, exclude={"base_dir"}),
+            "models": {"clf": {"labels": False}},
+        }
+    )
+    sink = MemorySink()
+    pipe = Pipeline(config=config, profiles={"clf": profile}, sink=sink,
+                    dead_letters=MemoryDeadLetters(), run_id="t", computed_at=lambda: 0)  # fmt: skip
+    preds = [Message(json.dumps(e).encode(), 0, i, "predictions", b"clf")
+             for i, (_, kind, e) in enumerate(stream) if kind == 0]  # fmt: skip
+    pipe.process(preds)
+    assert pipe.merge.labels is not None
+    assert pipe.merge.labels.join.stats.predictions == 0
+    pipe.finish()
+    sink.flush()
+    assert not [r for r in sink.rows("metrics") if r.metric in {"accuracy", "labels_coverage"}]
