@@ -270,7 +270,7 @@ class MergeStage:
         waiting = (self._expected or set(self._watermarks)) - self._idle
         marks = [self._watermarks.get(p, _NO_TIME) for p in waiting]
         if not marks:  # every partition idle: go by the ones that have data
-            marks = list(self._watermarks.values()) or [_NO_TIME]
+            marks = [w for w in self._watermarks.values() if w != _NO_TIME] or [_NO_TIME]
         return min(marks)
 
     def emit(self, *, final: bool = False, quiet: bool = False) -> list[WindowResult]:

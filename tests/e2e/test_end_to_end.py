@@ -464,11 +464,6 @@ def test_the_accuracy_drop_is_caught_from_the_labels(e2e: EndToEnd, name: str) -
     assert not early, early
 
 
-@pytest.mark.xfail(
-    reason="a partition that never receives an event is never marked idle (its end offset stays "
-    "unknown to the worker), so it holds every window back",
-    strict=True,
-)
 def test_an_empty_partition_does_not_hold_windows_back(
     tmp_path: Path, kafka_bootstrap: str, make_topic: Any
 ) -> None:

@@ -444,3 +444,26 @@ def test_rules_see_windows_in_the_order_they_end_whatever_the_batch_cuts(small_s
         seen[batch] = [(n.ts, n.kind, sorted(a.dedup_key for a in n.alerts)) for n in mem.sent]
     assert seen[4096], "the stream's drift should be notified"
     assert seen[4096] == seen[37]
+
+
+def test_an_empty_idle_partition_does_not_hold_windows_back(small_stream):
+    """Every partition idle, one of them never having had an event: windows go by the
+    watermarks of the partitions that have data."""
+    from drifthouse.stream.merge import MergeStage
+    from drifthouse.stream.model_sketch import Sketches
+    from drifthouse.stream.stage import PartitionStage
+    from drifthouse.stream.windows import WindowSpec
+
+    specs = [WindowSpec.from_config(w) for w in CONFIG.windows]
+    sketches = Sketches(small_stream.profiles, CONFIG.metrics)
+    merge = MergeStage(specs, sketches, MemorySink(), run_id="t", computed_at=lambda: 0)
+    merge.expect([0, 1])
+    stage = PartitionStage(0, CONFIG, specs, sketches, MemoryDeadLetters())
+    merge.add(stage.process(_messages(small_stream.records)))
+    merge.watermark(0, stage.watermark)
+    empty = PartitionStage(1, CONFIG, specs, sketches, MemoryDeadLetters())
+    merge.watermark(1, empty.watermark)  # what the worker reports for a partition with no event
+    merge.mark_idle(0)
+    merge.mark_idle(1)
+    assert merge.ready_until() == stage.watermark
+    assert merge.emit()
