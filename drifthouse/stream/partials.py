@@ -15,9 +15,13 @@ snapshot skips what it has already taken when a restarted worker sends it again.
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
+from drifthouse.config import KafkaConfig
 from drifthouse.errors import SourceError
+from drifthouse.events import EventDecoder, LabelEvent, MetricEvent
 from drifthouse.sinks.tables import PredictionRow
 from drifthouse.stream.label_join import PredictionRecord
 from drifthouse.stream.model_sketch import ModelState
@@ -35,6 +39,7 @@ __all__ = [
     "encode_records",
     "encode_side_events",
     "encode_watermark",
+    "side_decoders",
 ]
 
 
@@ -115,6 +120,17 @@ def encode_watermark(partition: int, watermark: int, *, idle: bool = False) -> b
 
 def encode_predictions(rows: list[PredictionRow]) -> bytes:
     return _ENCODE(PredictionsMessage(rows))
+
+
+def side_decoders(kafka: KafkaConfig) -> dict[str, EventDecoder[Any]]:
+    """The decoders of the labels (``'labels'``) and metrics (``'metrics'``) topics, with the
+    configured size bounds: one definition for the pipeline, the forwarding worker and the
+    merger."""
+    limits = {"max_bytes": kafka.max_message_bytes, "max_label_bytes": kafka.max_label_bytes}
+    return {
+        "labels": EventDecoder(LabelEvent, **limits),
+        "metrics": EventDecoder(MetricEvent, **limits),
+    }
 
 
 def encode_records(partition: int, offsets: list[int], records: list[PredictionRecord]) -> bytes:

@@ -19,12 +19,13 @@ from typing import Any
 
 from drifthouse.config import Config
 from drifthouse.detectors.reference import Profile
-from drifthouse.events import EventDecoder, LabelEvent, MetricEvent
+from drifthouse.events import EventDecoder
 from drifthouse.sinks.base import Sink
 from drifthouse.sinks.predictions import PredictionLog
 from drifthouse.stream.dead_letters import DeadLetters
 from drifthouse.stream.merge import MergeStage, WindowResult
 from drifthouse.stream.model_sketch import ModelSketch, Sketches
+from drifthouse.stream.partials import side_decoders
 from drifthouse.stream.sources import Message
 from drifthouse.stream.stage import Checkpoint, PartitionStage, StageStats
 from drifthouse.stream.windows import WindowSpec
@@ -91,12 +92,8 @@ class Pipeline:
         self._stages: dict[int, PartitionStage] = {}
         # Labels and metric events taken (they are not events of a partition stage).
         self.stats_side = StageStats()
-        limits = {
-            "max_bytes": config.kafka.max_message_bytes,
-            "max_label_bytes": config.kafka.max_label_bytes,
-        }
-        self._labels = EventDecoder(LabelEvent, **limits)
-        self._metric_events = EventDecoder(MetricEvent, **limits)
+        decoders = side_decoders(config.kafka)
+        self._labels, self._metric_events = decoders["labels"], decoders["metrics"]
 
     @property
     def sink(self) -> Sink:

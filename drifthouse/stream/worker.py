@@ -39,7 +39,6 @@ import msgspec
 from drifthouse.config import Config
 from drifthouse.detectors.reference import Profile
 from drifthouse.errors import SpoolFull, StoreError, StoreUnavailable
-from drifthouse.events import EventDecoder, LabelEvent, MetricEvent
 from drifthouse.logs import get_logger
 from drifthouse.rows import AlertRow
 from drifthouse.sinks.base import Sink
@@ -61,6 +60,7 @@ from drifthouse.stream.partials import (
     encode_records,
     encode_side_events,
     encode_watermark,
+    side_decoders,
 )
 from drifthouse.stream.sources import Message
 from drifthouse.stream.stage import Checkpoint, PartitionStage, StageStats
@@ -187,14 +187,7 @@ class MergeSide:
         )
         self.stage.expect(self.expected)
         self._offsets: dict[WindowKey, int] = {}
-        limits = {
-            "max_bytes": self.config.kafka.max_message_bytes,
-            "max_label_bytes": self.config.kafka.max_label_bytes,
-        }
-        self._decoders: dict[str, EventDecoder[Any]] = {
-            "labels": EventDecoder(LabelEvent, **limits),
-            "metrics": EventDecoder(MetricEvent, **limits),
-        }
+        self._decoders = side_decoders(self.config.kafka)
         # The checkpoint of the last snapshot saved, and of the one being saved.
         self._saved: tuple[int, str] = (0, msgspec.json.encode(self._state(None)).decode())
         self._saving: tuple[int, str] | None = None
@@ -397,11 +390,7 @@ def build_app(
         kcfg.labels_topic, kcfg.metrics_topic, value_serializer="raw", key_serializer="raw"
     )
     side_kinds = {kcfg.labels_topic: "labels", kcfg.metrics_topic: "metrics"}
-    limits = {"max_bytes": kcfg.max_message_bytes, "max_label_bytes": kcfg.max_label_bytes}
-    side_decoders: dict[str, EventDecoder[Any]] = {
-        "labels": EventDecoder(LabelEvent, **limits),
-        "metrics": EventDecoder(MetricEvent, **limits),
-    }
+    decoders = side_decoders(kcfg)
     side_dead = dict(side_dead_letters or {})
     commit_lock = asyncio.Lock()
     merge_lock = asyncio.Lock()
@@ -549,7 +538,7 @@ def build_app(
             offsets: dict[TopicPartition, OffsetAndMetadata] = {}
             for (topic, p), msgs in sorted(groups.items()):
                 kind = side_kinds[topic]
-                ok, bad = side_decoders[kind].decode_batch([m.value for m in msgs])
+                ok, bad = decoders[kind].decode_batch([m.value for m in msgs])
                 for pos, err in bad:
                     dead = side_dead.get(topic)
                     if dead is not None:

@@ -43,8 +43,6 @@ def fill_with_pipeline(request: pytest.FixtureRequest) -> Any:
 FILL = fill_with_pipeline
 MODEL = "fraud"
 VERSIONS = ["__all", "2.3.0", "2.4.0"] if FILL is fill_with_pipeline else ["__all", "2.0.0"]
-# Panels the pipeline cannot fill yet (none: the filled store has labels too).
-NO_DATA_YET: set[str] = set()
 
 
 def expand(
@@ -96,17 +94,10 @@ def _targets() -> list[Any]:
         for panel in board["panels"]:
             for i, target in enumerate(panel["targets"]):
                 for version in VERSIONS:
-                    marks = []
-                    if FILL is fill_with_pipeline and panel["title"] in NO_DATA_YET:
-                        marks.append(
-                            pytest.mark.xfail(
-                                strict=True, reason="the pipeline computes no label metrics yet"
-                            )
-                        )
                     cases.append(
                         pytest.param(
                             panel["title"], target, version,
-                            id=f"{name}:{panel['title']}:{i}:{version}", marks=marks,
+                            id=f"{name}:{panel['title']}:{i}:{version}",
                         )
                     )  # fmt: skip
     return cases
