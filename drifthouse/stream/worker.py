@@ -622,7 +622,9 @@ def build_app(
                         side.restore_snapshot(snapshot)
                 ends = await loop.run_in_executor(None, end_offsets, kcfg, kcfg.partials_topic)
                 side.hold_until = ends.get(0, 0)
-            state.update(merge=side, sink=sink, alerting=alerts, states=states, saved=0.0)
+            state.update(
+                merge=side, sink=sink, writes=writes, alerting=alerts, states=states, saved=0.0
+            )
             if serve_sql is not None:
                 # `drifthouse sql` asks the process that holds the embedded store.
                 state["sql"] = await loop.run_in_executor(None, serve_sql)
@@ -689,6 +691,14 @@ def build_app(
                     await _flush_when_possible(side.sink)
                     if state["alerting"] is not None:
                         state["alerting"].save_state()
+        writes: _WritesWait | None = state.get("writes")
+        if writes is not None and writes.pending_batches and not merge_lock.locked():
+            drain = writes.drain
+            # The store came back after the last batch: the spool drains now (at the sink's
+            # probe spacing), not whenever the next partials happen to arrive.
+            async with merge_lock:
+                if state.get("writes") is writes:
+                    await asyncio.get_running_loop().run_in_executor(None, drain)
         ticks[0] += 1
         if ticks[0] % 10:
             return
@@ -722,6 +732,14 @@ def build_app(
                 if state["merge"] is not None:
                     await asyncio.get_running_loop().run_in_executor(None, _close_merger, state)
         log.info("worker.revoke_done")
+
+    @app.on_before_shutdown.connect  # type: ignore[untyped-decorator]
+    async def shutdown(app: Any, **kwargs: Any) -> None:
+        # Stopped (SIGTERM): the merger's last rows are flushed, and its spool replayed if the
+        # store is there; what cannot be stored stays in the spool for the next start.
+        async with merge_lock:
+            if state["merge"] is not None:
+                await asyncio.get_running_loop().run_in_executor(None, _close_merger, state)
 
     @app.on_partitions_assigned.connect  # type: ignore[untyped-decorator]
     async def assigned(app: Any, assigned: Any, **kwargs: Any) -> None:
@@ -794,6 +812,7 @@ def _health(
         if merge is None
         else {
             "pending_windows": len(merge.stage.pending_keys()),
+            "spooled_batches": state["writes"].pending_batches if state.get("writes") else 0,
             "label_windows_waiting": merge.stage.labels.windows.waiting(merge.stage.ready_until())
             if merge.stage.labels is not None
             else 0,
@@ -821,6 +840,20 @@ class _WritesWait:
 
     def flush(self) -> None:
         self.inner.flush()
+
+    def drain(self) -> None:
+        """Try to store what waits in the spool; while the store is still away, leave it."""
+        try:
+            self.inner.flush()
+        except (StoreUnavailable, SpoolFull):
+            pass
+        except StoreError as exc:  # the rows stay buffered; the next batch's flush decides
+            log.error("merger.drain_failed", error=str(exc))
+
+    @property
+    def pending_batches(self) -> int:
+        """Batches waiting in the sink's spool for the store to come back."""
+        return int(getattr(self.inner, "pending_batches", 0))
 
     def close(self) -> None:
         self.inner.close()
@@ -898,14 +931,19 @@ def _state_store(sink: Sink, config: Config) -> MergerStateStore | None:
 
 def _close_merger(state: dict[str, Any]) -> None:
     sink, alerts, sql = state["sink"], state["alerting"], state.get("sql")
-    state.update(merge=None, sink=None, alerting=None, sql=None, states=None)
+    state.update(merge=None, sink=None, writes=None, alerting=None, sql=None, states=None)
     state.pop("slot", None)
     if sql is not None:
         sql.close()
     if alerts is not None:
         alerts.close()
     if sink is not None:
-        sink.close()
+        try:
+            sink.close()
+        except StoreError as exc:
+            # The store is away: the spool keeps the rows (or, without room, the commits
+            # never passed them), and the next merger stores them.
+            log.warning("merger.close_incomplete", error=str(exc))
 
 
 def run_worker(app: Any, *, loglevel: str = "WARNING") -> None:

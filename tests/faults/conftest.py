@@ -44,6 +44,7 @@ from tests.stream.conftest import (
     Metrics,
     alert_rows,
     assert_same,
+    log_digest,
     metric_rows,
     partition_of,
     produce_stream,
@@ -215,7 +216,17 @@ def window_end(key: tuple[Any, ...]) -> int:
 def check_stored(
     config: Path, reference: Reference, run_id: str = "live"
 ) -> tuple[Metrics, list[tuple[Any, ...]]]:
-    """The run's ``metrics`` and ``alerts`` rows equal the reference's."""
+    """The run's ``metrics`` and ``alerts`` rows equal the reference's; a failure says what
+    the workers logged."""
+    try:
+        return _check_stored(config, reference, run_id)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n\n{log_digest(config.parent)}") from None
+
+
+def _check_stored(
+    config: Path, reference: Reference, run_id: str
+) -> tuple[Metrics, list[tuple[Any, ...]]]:
     metrics, alerts = stored_rows(config, run_id), stored_alerts(config, run_id)
     # The sentinels' windows stay open in a live run; a replay closes them at its end.
     metrics = {k: v for k, v in metrics.items() if window_end(k) <= reference.closed_until}

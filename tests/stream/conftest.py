@@ -5,10 +5,12 @@ suite, ``tests/faults``)."""
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -73,6 +75,25 @@ def small_stream() -> Stream:
     return Stream(sc, records, profiles_from(reference, Config()))
 
 
+_LOG_EVENT = re.compile(r"\[(warning|error|critical) *\] (\S+)")
+
+
+def log_digest(folder: Path, last: int = 12) -> str:
+    """What the worker logs in ``folder`` say went wrong: warnings and errors by event name,
+    then the last error lines."""
+    counts: collections.Counter[str] = collections.Counter()
+    errors: list[str] = []
+    for path in sorted(folder.glob("worker-*.log")):
+        for line in path.read_text(errors="replace").splitlines():
+            m = _LOG_EVENT.search(line)
+            if m:
+                counts[f"{m.group(1)} {m.group(2)}"] += 1
+            if (m and m.group(1) != "warning") or "Traceback" in line:
+                errors.append(f"{path.name}: {line[-300:]}")
+    summary = ", ".join(f"{k} x{n}" for k, n in counts.most_common()) or "none"
+    return f"worker logs: {summary}\n" + "\n".join(errors[-last:])
+
+
 class Workers:
     """Worker processes of one configuration, each with its own health port."""
 
@@ -113,7 +134,15 @@ class Workers:
     def kill(self, port: int, sig: int = signal.SIGKILL) -> None:
         proc = self.procs.pop(port)
         proc.send_signal(sig)
-        proc.wait(timeout=60)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            # A worker that does not stop must not outlive its test (and slow the next ones).
+            proc.kill()
+            proc.wait(timeout=30)
+            raise AssertionError(
+                f"worker {port} ignored signal {sig} for 60 s:\n{self._log_tail(port)}"
+            ) from None
 
     def health(self) -> list[dict[str, Any]]:
         out = []
@@ -153,16 +182,26 @@ class Workers:
                 and len(mergers) == 1
                 and mergers[0]["pending_windows"] == 0
                 and mergers[0].get("label_windows_waiting", 0) == 0
+                and mergers[0].get("spooled_batches", 0) == 0
                 and mergers[0]["next_offset"] >= partials_end
             )
             stable = stable + 1 if done else 0
             if stable >= 3:
                 return
-        raise AssertionError(f"workers did not finish {events} events in time: {self.health()}")
+        raise AssertionError(
+            f"workers did not finish {events} events in time: {self.health()}\n"
+            f"{log_digest(self.config.parent)}"
+        )
 
     def stop_all(self) -> None:
+        errors = []
         for port in list(self.procs):
-            self.kill(port, signal.SIGTERM)
+            try:
+                self.kill(port, signal.SIGTERM)
+            except AssertionError as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
     def status(self, port: int) -> dict[str, Any]:
         """One worker's health report; ``{}`` while it does not answer; fails if it died."""
