@@ -154,7 +154,8 @@ def demo(
         typer.Option(help="Store DSN (default: an embedded store in ./demo-data)."),
     ] = None,
     minutes: Annotated[
-        int | None, typer.Option(help="Stop after this many minutes of wall time.")
+        float | None,
+        typer.Option(help="Stop after this many minutes of wall time (0.5 is half a minute)."),
     ] = None,
     days: Annotated[float, typer.Option(help="Simulated days of traffic.")] = 3.0,
 ) -> None:

@@ -178,6 +178,12 @@ class KafkaConfig(_Strict):
         1_024, gt=0, description="longest model, version, feature or segment name or value"
     )
     batch_size: int = Field(1_024, gt=0, description="events per micro-batch")
+    timeout: DurationMs = Field(
+        30_000,
+        gt=0,
+        description="how long a call to the broker waits before it fails (admin, replay, "
+        "dead letters, produce)",
+    )
     idle_after: DurationMs = Field(
         30_000, description="a partition quiet this long no longer holds windows back"
     )

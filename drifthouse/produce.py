@@ -35,7 +35,7 @@ from drifthouse.config import Config
 from drifthouse.errors import SourceError, UsageError
 from drifthouse.simulate import HOUR, MINUTE, Record, Scenario, simulate
 from drifthouse.stream.kafka_admin import ensure_topics
-from drifthouse.stream.kafka_client import DEFAULT_TIMEOUT_MS, open_client, translate
+from drifthouse.stream.kafka_client import open_client, translate
 
 __all__ = ["SCENARIOS", "Restamp", "run_produce"]
 
@@ -125,8 +125,8 @@ def run_produce(
         topic=kafka.topic,
         acks="all",
         linger_ms=5 if rate == 0 or rate > 200 else 0,
-        bootstrap_timeout_ms=DEFAULT_TIMEOUT_MS,
-        max_block_ms=DEFAULT_TIMEOUT_MS,
+        bootstrap_timeout_ms=kafka.timeout,
+        max_block_ms=kafka.timeout,
     )
     topics = {"predictions": kafka.topic, "labels": kafka.labels_topic}
     records, restamp = _plan(sc, rate=rate, count=count, now_ms=int(time.time() * 1000))
@@ -163,15 +163,15 @@ def run_produce(
                 if now - shown >= 0.1:
                     shown = now
                     _show(bar, task, sent, ts)
-            producer.flush(timeout=DEFAULT_TIMEOUT_MS / 1000)
+            producer.flush(timeout=kafka.timeout / 1000)
             _show(bar, task, sent, None)
     except KeyboardInterrupt:
         console.print("stopped (Ctrl-C); flushing what was sent")
-        producer.flush(timeout=DEFAULT_TIMEOUT_MS / 1000)
+        producer.flush(timeout=kafka.timeout / 1000)
     except (KafkaError, OSError) as exc:
         producer.close(timeout=1)
         raise translate(exc, kafka, "producing the simulated stream", topic=kafka.topic) from exc
-    producer.close(timeout=DEFAULT_TIMEOUT_MS / 1000)
+    producer.close(timeout=kafka.timeout / 1000)
     if failures:
         first = failures[0]
         raise SourceError(

@@ -41,10 +41,16 @@ def _reset_logging() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def demo(ch_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoSummary, str]:
+def demo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the module's demo runs (it makes ``demo-data`` there)."""
+    return tmp_path_factory.mktemp("demo")
+
+
+@pytest.fixture(scope="module")
+def demo(ch_dsn: str, demo_folder: Path) -> tuple[DemoSummary, str]:
     """One demo run into the session's embedded store (one data folder per process)."""
     here = os.getcwd()
-    os.chdir(tmp_path_factory.mktemp("demo"))
+    os.chdir(demo_folder)
     out = io.StringIO()
     try:
         summary = run_demo(
@@ -110,12 +116,15 @@ def test_the_printed_queries_run_and_return_rows(
         assert count > 0, f"{query.title}: no rows\n{shown}"
 
 
-def test_a_second_run_into_the_same_store_replaces_the_first(
-    demo: tuple[DemoSummary, str], ch_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_a_second_run_into_the_same_folder_and_store_replaces_the_first(
+    demo: tuple[DemoSummary, str],
+    demo_folder: Path,
+    ch_dsn: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     summary, _ = demo
     here = os.getcwd()
-    os.chdir(tmp_path)
+    os.chdir(demo_folder)  # its demo-data, made by the first run, is made again
     try:
         again = run_demo(store=ch_dsn, days=DAYS, console=Console(file=io.StringIO()))
     finally:
@@ -128,7 +137,7 @@ def test_a_second_run_into_the_same_store_replaces_the_first(
 
 
 def test_the_command_as_a_user_runs_it(tmp_path: Path) -> None:
-    """`drifthouse demo` in an empty folder (its own embedded store), twice, then its SQL."""
+    """`drifthouse demo` in an empty folder (its own embedded store), then its SQL."""
     exe = Path(sys.executable).with_name("drifthouse")
     env = {**os.environ, "COLUMNS": "200"}
 
@@ -139,7 +148,6 @@ def test_the_command_as_a_user_runs_it(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout
 
-    run("demo", "--days", str(DAYS))
     printed = run("demo", "--days", str(DAYS))
     assert "not detected" not in printed
     commands = [line for line in printed.splitlines() if line.startswith("drifthouse sql ")]

@@ -4,7 +4,9 @@ One test per block, named ``file:line``. What "run" means depends on the block's
 
 - ``sh``/``bash``/``console``: each command runs, in order, in a fresh copy of a workspace
   (``drifthouse.yaml``, ``reference.jsonl``, ``last-week.jsonl``, a profile and an embedded
-  store already filled by ``drifthouse replay``); every ``drifthouse`` command must exit 0;
+  store already filled by ``drifthouse replay``); every ``drifthouse`` command must exit 0
+  (``drifthouse demo`` with its options as written, stopped after three seconds: the whole
+  demo is ``tests/test_demo.py``'s);
 - ``python``: the block runs in its own interpreter in such a workspace;
 - ``yaml``: a configuration (or a part of one, put over the workspace's) must pass
   ``drifthouse check`` (the config loader and the rules parser) without errors;
@@ -53,6 +55,9 @@ NOT_RUN = {
     "docker compose": "no Docker engine on the test machine; checked: docker-compose.yml parses "
     "and names the services the command uses (tests/test_compose.py checks the file in depth)",
 }
+
+#: How long the documents' `drifthouse demo` commands run here (see :func:`_short_demo`).
+DEMO_MINUTES = 0.05
 
 #: Placeholder values for the secrets the documents read from the environment.
 SECRETS = {
@@ -377,6 +382,8 @@ def _run_command(
             health = json.loads(done.stdout)
             assert health["status"] == "ok"
             assert {"events", "partitions", "merger"} <= set(health), health
+    elif words[:2] == ["drifthouse", "demo"]:
+        _drifthouse(_short_demo(words[1:]), workspace, env)
     elif words[0] == "drifthouse":
         _drifthouse(words[1:], workspace, env)
     elif words[0] == "cp":
@@ -387,6 +394,13 @@ def _run_command(
         shutil.copy(source, target)
     else:
         raise AssertionError(f"{block.id}: no way to run {shlex.join(words)!r} here")
+
+
+def _short_demo(args: list[str]) -> list[str]:
+    """``demo`` with every option as written, stopped after a few seconds of wall time by
+    ``--minutes`` (whole runs of the demo, each fault caught, are tests/test_demo.py's)."""
+    kept = [a for i, a in enumerate(args) if a != "--minutes" and args[i - 1] != "--minutes"]
+    return [*kept, "--minutes", str(DEMO_MINUTES)]
 
 
 # -- python ---------------------------------------------------------------------------------------

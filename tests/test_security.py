@@ -359,6 +359,7 @@ def _config_text(store: str, receivers_url: str, kafka_port: int) -> str:
     return textwrap.dedent(f"""
         kafka:
           bootstrap: 127.0.0.1:{kafka_port}
+          timeout: 2s
           security_protocol: SASL_PLAINTEXT
           sasl_mechanism: PLAIN
           sasl_username: svc

@@ -108,7 +108,7 @@ class _AlertTap:
 
 
 def run_demo(
-    *, store: str | None, days: float = 3.0, minutes: int | None = None, console: Console
+    *, store: str | None, days: float = 3.0, minutes: float | None = None, console: Console
 ) -> DemoSummary:
     """Run the demo (see the module docstring); ``minutes`` bounds the wall time of step 4."""
     started = time.monotonic()

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 from drifthouse.config import KafkaConfig
 from drifthouse.stream.kafka_admin import admin_client
-from drifthouse.stream.kafka_client import DEFAULT_TIMEOUT_MS
 
 __all__ = ["read_commits"]
 
@@ -23,7 +22,7 @@ def read_commits(
     topic: str,
     partitions: Sequence[int],
     *,
-    timeout_ms: int = DEFAULT_TIMEOUT_MS,
+    timeout_ms: int | None = None,
 ) -> dict[int, tuple[int, str]]:
     """Per partition that has a commit: ``(offset, metadata)`` committed by ``group``."""
     from kafka import TopicPartition
@@ -34,6 +33,7 @@ def read_commits(
     )
 
     tps = [TopicPartition(topic, p) for p in partitions]
+    timeout_ms = cfg.timeout if timeout_ms is None else timeout_ms
     deadline = time.monotonic() + timeout_ms / 1000
     with admin_client(cfg, timeout_ms=timeout_ms) as admin:
         while True:

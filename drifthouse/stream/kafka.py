@@ -22,7 +22,6 @@ from drifthouse.stream.kafka_admin import (
     partitions_for,
 )
 from drifthouse.stream.kafka_client import (
-    DEFAULT_TIMEOUT_MS,
     client_kwargs,
     faust_broker,
     faust_credentials,
@@ -35,7 +34,6 @@ from drifthouse.stream.kafka_dlq import KafkaDeadLetters, dead_letter_headers
 from drifthouse.stream.kafka_source import KafkaRangeSource, Progress
 
 __all__ = [
-    "DEFAULT_TIMEOUT_MS",
     "KafkaDeadLetters",
     "KafkaRangeSource",
     "PartitionLag",

@@ -25,7 +25,7 @@ from typing import Any
 from drifthouse.config import KafkaConfig
 from drifthouse.errors import SourceError
 from drifthouse.logs import get_logger
-from drifthouse.stream.kafka_client import DEFAULT_TIMEOUT_MS, open_client, translate
+from drifthouse.stream.kafka_client import open_client, translate
 
 __all__ = [
     "PartitionLag",
@@ -65,11 +65,12 @@ class PartitionLag:
 
 
 @contextmanager
-def admin_client(cfg: KafkaConfig, *, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Iterator[Any]:
+def admin_client(cfg: KafkaConfig, *, timeout_ms: int | None = None) -> Iterator[Any]:
     """An open ``KafkaAdminClient``; errors inside the block become :class:`SourceError`."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
+    timeout_ms = cfg.timeout if timeout_ms is None else timeout_ms
     admin = open_client(
         KafkaAdminClient,
         cfg,
@@ -110,7 +111,7 @@ def ensure_topics(
     *,
     replication: int = 1,
     configs: Mapping[str, str] | None = None,
-    timeout_ms: int = DEFAULT_TIMEOUT_MS,
+    timeout_ms: int | None = None,
 ) -> list[str]:
     """Create the topics of ``{name: partitions}`` that do not exist yet; return the created names.
 
@@ -124,6 +125,7 @@ def ensure_topics(
             raise SourceError(f"topic {name!r} needs at least 1 partition (got {partitions})")
     if not topics:
         return []
+    timeout_ms = cfg.timeout if timeout_ms is None else timeout_ms
     with admin_client(cfg, timeout_ms=timeout_ms) as admin:
         existing = _describe(admin, list(topics))
         for name, found in existing.items():
@@ -163,9 +165,7 @@ def ensure_topics(
         return created
 
 
-def partitions_for(
-    cfg: KafkaConfig, topic: str, *, timeout_ms: int = DEFAULT_TIMEOUT_MS
-) -> list[int]:
+def partitions_for(cfg: KafkaConfig, topic: str, *, timeout_ms: int | None = None) -> list[int]:
     """The partition ids of ``topic``, sorted; :class:`SourceError` when it does not exist."""
     with admin_client(cfg, timeout_ms=timeout_ms) as admin:
         return _partitions(admin, cfg, topic)
@@ -178,9 +178,7 @@ def _list_offsets(admin: Any, topic: str, partitions: list[int], spec: Any) -> d
     return {tp.partition: int(found[tp].offset) for tp in found}
 
 
-def end_offsets(
-    cfg: KafkaConfig, topic: str, *, timeout_ms: int = DEFAULT_TIMEOUT_MS
-) -> dict[int, int]:
+def end_offsets(cfg: KafkaConfig, topic: str, *, timeout_ms: int | None = None) -> dict[int, int]:
     """Per partition, the offset the next message will get (one past the last message)."""
     from kafka import OffsetSpec
 
@@ -189,7 +187,7 @@ def end_offsets(
 
 
 def beginning_offsets(
-    cfg: KafkaConfig, topic: str, *, timeout_ms: int = DEFAULT_TIMEOUT_MS
+    cfg: KafkaConfig, topic: str, *, timeout_ms: int | None = None
 ) -> dict[int, int]:
     """Per partition, the offset of the oldest message still kept."""
     from kafka import OffsetSpec
@@ -227,19 +225,21 @@ def _committed(
 
 
 def committed_offsets(
-    cfg: KafkaConfig, group: str, topic: str, *, timeout_ms: int = DEFAULT_TIMEOUT_MS
+    cfg: KafkaConfig, group: str, topic: str, *, timeout_ms: int | None = None
 ) -> dict[int, int | None]:
     """Per partition, the offset ``group`` committed on ``topic`` (``None`` where it has none)."""
+    timeout_ms = cfg.timeout if timeout_ms is None else timeout_ms
     with admin_client(cfg, timeout_ms=timeout_ms) as admin:
         return _committed(admin, group, topic, _partitions(admin, cfg, topic), timeout_ms)
 
 
 def lag(
-    cfg: KafkaConfig, group: str, topic: str, *, timeout_ms: int = DEFAULT_TIMEOUT_MS
+    cfg: KafkaConfig, group: str, topic: str, *, timeout_ms: int | None = None
 ) -> dict[int, PartitionLag]:
     """Per partition, how many messages ``group`` has not committed yet on ``topic``."""
     from kafka import OffsetSpec
 
+    timeout_ms = cfg.timeout if timeout_ms is None else timeout_ms
     with admin_client(cfg, timeout_ms=timeout_ms) as admin:
         partitions = _partitions(admin, cfg, topic)
         committed = _committed(admin, group, topic, partitions, timeout_ms)

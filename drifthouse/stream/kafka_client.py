@@ -36,7 +36,6 @@ from drifthouse.errors import ConfigError, SourceError
 from drifthouse.logs import hide_secret
 
 __all__ = [
-    "DEFAULT_TIMEOUT_MS",
     "aiokafka_kwargs",
     "client_kwargs",
     "faust_broker",
@@ -46,9 +45,6 @@ __all__ = [
     "ssl_context",
     "translate",
 ]
-
-DEFAULT_TIMEOUT_MS = 30_000
-"""Default bound on bootstrapping and on each request to the broker."""
 
 _SECRET_KEYS = frozenset({"sasl_plain_password", "ssl_password"})
 

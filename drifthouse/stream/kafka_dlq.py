@@ -35,7 +35,7 @@ from drifthouse.config import KafkaConfig
 from drifthouse.errors import DecodeError
 from drifthouse.logs import get_logger
 from drifthouse.stream.kafka_admin import ensure_topics
-from drifthouse.stream.kafka_client import DEFAULT_TIMEOUT_MS, open_client, translate
+from drifthouse.stream.kafka_client import open_client, translate
 from drifthouse.stream.sources import Message
 
 __all__ = ["KafkaDeadLetters", "dead_letter_headers"]
@@ -91,7 +91,7 @@ class KafkaDeadLetters:
     create:
         Create ``<topic>.dlq`` (``partitions`` partitions) when it does not exist.
     timeout_ms:
-        Bound on bootstrapping, each request and on :meth:`flush`.
+        Bound on bootstrapping, each request and on :meth:`flush` (default ``cfg.timeout``).
     """
 
     def __init__(
@@ -101,13 +101,13 @@ class KafkaDeadLetters:
         *,
         create: bool = True,
         partitions: int = 1,
-        timeout_ms: int = DEFAULT_TIMEOUT_MS,
+        timeout_ms: int | None = None,
     ) -> None:
         from kafka import KafkaProducer
 
         self.cfg = cfg
         self.topic = f"{topic}.dlq"
-        self.timeout_ms = timeout_ms
+        self.timeout_ms = timeout_ms = cfg.timeout if timeout_ms is None else timeout_ms
         self.count = 0
         self.max_value = max(1_024, cfg.max_message_bytes - _OVERHEAD)
         self._pending: list[_Pending] = []

@@ -43,7 +43,6 @@ from drifthouse.errors import SourceError, UsageError
 from drifthouse.logs import get_logger
 from drifthouse.stream.kafka_admin import partitions_for
 from drifthouse.stream.kafka_client import (
-    DEFAULT_TIMEOUT_MS,
     aiokafka_kwargs,
     open_client,
     translate,
@@ -77,7 +76,7 @@ class KafkaRangeSource:
     batch_size:
         Most messages per batch (default ``cfg.batch_size``).
     timeout_ms:
-        Bound on bootstrapping and on each offset lookup.
+        Bound on bootstrapping and on each offset lookup (default ``cfg.timeout``).
     stall_timeout_ms:
         A read that gets no message for this long while messages are still owed fails with
         :class:`SourceError` (a broker gone away), rather than hang.
@@ -94,7 +93,7 @@ class KafkaRangeSource:
         to_ms: int | None = None,
         *,
         batch_size: int | None = None,
-        timeout_ms: int = DEFAULT_TIMEOUT_MS,
+        timeout_ms: int | None = None,
         stall_timeout_ms: int = 120_000,
     ) -> None:
         for name, value in (("--from", from_ms), ("--to", to_ms)):
@@ -109,7 +108,7 @@ class KafkaRangeSource:
         self.from_ms = from_ms
         self.to_ms = to_ms
         self.batch_size = batch_size or cfg.batch_size
-        self.timeout_ms = timeout_ms
+        self.timeout_ms = cfg.timeout if timeout_ms is None else timeout_ms
         self.stall_timeout_ms = stall_timeout_ms
         self._consumer: Any = None
         self.start, self.stop = self._bounds()
@@ -337,7 +336,7 @@ class AssignedReader:
                 max_partition_fetch_bytes=4 << 20,
                 fetch_max_bytes=64 << 20,
                 fetch_max_wait_ms=200,
-                request_timeout_ms=DEFAULT_TIMEOUT_MS,
+                request_timeout_ms=self.cfg.timeout,
             )
         )
         await self._consumer.start()
