@@ -179,6 +179,7 @@ def main() -> None:
                 "consumed": health.get("events"),
                 "lag": lag,
                 "pending_windows": (health.get("merger") or {}).get("pending_windows"),
+                "join_entries": (health.get("merger") or {}).get("label_join_entries"),
                 "load1": os.getloadavg()[0],
             }
             samples.append(sample)

@@ -214,6 +214,11 @@ class LabelJoin:
         m = self._models.get(model)
         return len(m.preds) + len(m.early) if m is not None else 0
 
+    @property
+    def entries(self) -> int:
+        """Predictions plus early labels held, over every model (what the join's memory is)."""
+        return sum(len(m.preds) + len(m.early) for m in self._models.values())
+
     def take_dropped(self) -> list[DroppedLabel]:
         """Labels that joined nothing since the last call (for the windows' counters)."""
         out, self._dropped = self._dropped, []

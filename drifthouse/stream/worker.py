@@ -44,6 +44,7 @@ from drifthouse.rows import AlertRow
 from drifthouse.sinks.base import Sink
 from drifthouse.sinks.predictions import PredictionLog
 from drifthouse.sinks.state import MergerStateStore
+from drifthouse.stream import memory
 from drifthouse.stream.dead_letters import DeadLetters
 from drifthouse.stream.kafka_source import AssignedReader
 from drifthouse.stream.merge import MergeStage, WindowKey, WindowResult
@@ -641,6 +642,8 @@ def build_app(
             position, blob = side.snapshot()
             try:
                 state["slot"] = await loop.run_in_executor(None, states.save, position, blob)
+                del blob
+                await loop.run_in_executor(None, memory.trim)  # the snapshot's pages go back
             except StoreError as exc:
                 # The store is away (the spool holds the rows): commits stay at the last
                 # snapshot saved, so a restart re-reads from there; try again next time.
@@ -816,6 +819,9 @@ def _health(
             "label_windows_waiting": merge.stage.labels.windows.waiting(merge.stage.ready_until())
             if merge.stage.labels is not None
             else 0,
+            "label_join_entries": merge.stage.labels.join.entries
+            if merge.stage.labels is not None
+            else 0,
             "windows_written": merge.stage.stats.windows,
             "rows_written": merge.stage.stats.rows,
             "next_offset": merge.next_offset,
@@ -951,6 +957,9 @@ def run_worker(app: Any, *, loglevel: str = "WARNING") -> None:
     import faust
 
     _tune_gc()
+    # Fewer malloc heaps: the snapshot's large, short-lived buffers are freed by other
+    # threads than the one that allocated them, and each heap keeps what it was given.
+    memory.limit_arenas(2)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
 
