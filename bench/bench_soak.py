@@ -127,6 +127,12 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=5.0, help="seconds between samples")
     parser.add_argument("--port", type=int, default=16998, help="the worker's health port")
     parser.add_argument("--out", type=Path, default=Path("bench-soak.json"))
+    parser.add_argument(
+        "--http-store",
+        action="store_true",
+        help="the engine behind HTTP in a process of its own (tests/sinks/chhttp.py), so the "
+        "worker's memory is its own and not the embedded engine's",
+    )
     args = parser.parse_args()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     rng = np.random.default_rng(2)
@@ -141,13 +147,24 @@ def main() -> None:
         prediction=[0.5] * len(pool), latency_ms=[12.5] * len(pool), status=[200] * len(pool),
     )  # fmt: skip
     (folder / "bench.json").write_bytes(profile.to_json())
-    config = {
+    config: dict[str, Any] = {
         "kafka": {"bootstrap": bootstrap, "topic": topic, "group": f"g-{topic}",
                   "partials_topic": f"{topic}-partials", "web_port": args.port},
         "store": {"path": "./store"},
         "windows": [{"size": "1m"}, {"size": "5m", "hop": "1m"}],
         "models": {"bench": {"reference": "bench.json"}},
     }  # fmt: skip
+    server = None
+    if args.http_store:
+        port = args.port + 1
+        server = subprocess.Popen(
+            [sys.executable, "-m", "tests.sinks.chhttp", "--path", str(folder / "engine"),
+             "--port", str(port)],
+            cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE,
+        )  # fmt: skip
+        if server.stdout is None or server.stdout.readline().strip() != b"ready":
+            raise SystemExit("the HTTP store did not start")
+        config["store"] = {"dsn": f"http://default:@127.0.0.1:{port}/drifthouse?compress=false"}
     (folder / "drifthouse.yaml").write_text(json.dumps(config))
     load = os.getloadavg()
     log = (folder / "worker.log").open("wb")
@@ -175,11 +192,13 @@ def main() -> None:
             sample = {
                 "t": round(time.monotonic() - started, 1),
                 "rss_mb": round(_rss_mb(worker.pid), 1),
+                "store_rss_mb": round(_rss_mb(server.pid), 1) if server is not None else None,
                 "produced": producer.sent,
                 "consumed": health.get("events"),
                 "lag": lag,
                 "pending_windows": (health.get("merger") or {}).get("pending_windows"),
                 "join_entries": (health.get("merger") or {}).get("label_join_entries"),
+                "gc": health.get("gc"),
                 "load1": os.getloadavg()[0],
             }
             samples.append(sample)
@@ -189,6 +208,9 @@ def main() -> None:
         producer.join(timeout=60)
         worker.terminate()
         worker.wait(timeout=60)
+        if server is not None:
+            server.kill()
+            server.wait()
     elapsed = samples[-1]["t"]
     steady = [s for s in samples if s["t"] >= args.warmup]
     lags = [s["lag"] for s in samples if s["lag"] is not None]

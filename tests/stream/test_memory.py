@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import textwrap
@@ -46,3 +47,20 @@ def test_calls_are_safe_to_repeat() -> None:
     assert memory.limit_arenas(2) == first
     memory.trim()
     memory.trim()
+
+
+def test_collect_finds_cycles_the_collector_left() -> None:
+    class Node:
+        def __init__(self) -> None:
+            self.other: Node | None = None
+
+    gc.disable()  # as in a worker whose allocations and frees balance: no automatic runs
+    try:
+        for _ in range(1000):
+            a, b = Node(), Node()
+            a.other, b.other = b, a
+        del a, b
+        assert memory.collect(full=False) >= 2000
+        assert memory.collect(full=True) == 0
+    finally:
+        gc.enable()
