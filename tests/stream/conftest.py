@@ -30,7 +30,7 @@ from drifthouse.errors import SourceError
 from drifthouse.rows import AlertRow, MetricRow
 from drifthouse.simulate import Record, Scenario, simulate
 from drifthouse.sinks import MemorySink
-from drifthouse.stream.kafka_admin import end_offsets
+from drifthouse.stream.kafka_admin import end_offsets, lag
 from drifthouse.stream.replay import replay
 
 
@@ -174,7 +174,14 @@ class Workers:
             mergers = [h["merger"] for h in report if h.get("merger")]
             try:
                 partials_end = end_offsets(cfg.kafka, cfg.kafka.partials_topic).get(0, 0)
-            except SourceError:  # the first worker has not created the partials topic yet
+                # Labels and metric events are forwarded to the merger by whichever worker
+                # holds their partition: all of them must be read (and committed) too.
+                sides_behind = sum(
+                    p.lag
+                    for topic in (cfg.kafka.labels_topic, cfg.kafka.metrics_topic)
+                    for p in lag(cfg.kafka, cfg.kafka.group, topic).values()
+                )
+            except SourceError:  # the first worker has not created the topics yet
                 continue
             done = (
                 len(parts) == self.partitions
@@ -184,6 +191,7 @@ class Workers:
                 and mergers[0].get("label_windows_waiting", 0) == 0
                 and mergers[0].get("spooled_batches", 0) == 0
                 and mergers[0]["next_offset"] >= partials_end
+                and sides_behind == 0
             )
             stable = stable + 1 if done else 0
             if stable >= 3:
