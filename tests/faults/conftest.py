@@ -302,7 +302,11 @@ def wait_for(what: str, ready: Poll, timeout: float = 120.0, every: float = 0.2)
 
 
 class PacedProducer(threading.Thread):
-    """Produces the stream evenly over ``seconds``, as model servers would, then the sentinels."""
+    """Produces the stream evenly over ``seconds``, as model servers would, then the sentinels.
+
+    Setting ``hurry`` sends the rest at once: a test whose disturbances are done need not wait
+    out the pace it set to be sure they land while the stream flows.
+    """
 
     def __init__(self, bootstrap: str, topic: str, records: list[Any], seconds: float) -> None:
         super().__init__(daemon=True)
@@ -310,6 +314,7 @@ class PacedProducer(threading.Thread):
         self.sent = 0
         self.error: BaseException | None = None
         self.stop = threading.Event()
+        self.hurry = threading.Event()
 
     def run(self) -> None:
         try:
@@ -326,7 +331,7 @@ class PacedProducer(threading.Thread):
                 producer.flush()
                 self.sent = lo + step
                 due = started + self.seconds * (lo + step) / len(self.records)
-                time.sleep(max(0.0, due - time.monotonic()))
+                self.hurry.wait(max(0.0, due - time.monotonic()))
             for p, value in enumerate(sentinels(self.records)[1]):
                 producer.send(self.topic, key=b"fraud", value=value, partition=p)
             producer.flush()

@@ -37,7 +37,9 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(
         tmp_path, kafka_bootstrap, topic, "kill", small_stream.profiles, extra=alerting(api)
     )
     workers = Workers(config, PARTITIONS)
-    producer = PacedProducer(kafka_bootstrap, topic, records, seconds=55.0)
+    # Paced slowly enough that five start-up-and-kill rounds fit well inside it even on a
+    # loaded machine; once they are done, the rest goes at once.
+    producer = PacedProducer(kafka_bootstrap, topic, records, seconds=120.0)
     rng = random.Random(7)
     kills = []
     try:
@@ -55,6 +57,7 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(
             workers.kill(port, signal.SIGKILL)
             kills.append((producer.sent, report.get("events"), bool(report.get("merger"))))
             port = workers.start()
+        producer.hurry.set()
         producer.join(timeout=120)
         assert producer.error is None, producer.error
         workers.wait_done(load_config(config), len(records))
