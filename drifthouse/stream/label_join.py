@@ -36,6 +36,7 @@ __all__ = [
     "PredictionRecord",
     "decode_records",
     "encode_records",
+    "records_of",
 ]
 
 DAY_MS = 86_400_000
@@ -77,6 +78,33 @@ class PredictionRecord(msgspec.Struct, frozen=True, array_like=True, gc=False):
             cls_name,
             tuple(sorted(e.segment.items())),
         )
+
+
+def records_of(events: Iterable[PredictionEvent]) -> list[PredictionRecord]:
+    """:meth:`PredictionRecord.from_event` over many events, with plain numeric predictions
+    (the common case) taken without the general rule."""
+    out: list[PredictionRecord] = []
+    append = out.append
+    make = PredictionRecord
+    for e in events:
+        p = e.prediction
+        kind = type(p)
+        if kind is float or kind is int:
+            seg = e.segment
+            append(
+                make(
+                    e.event_id,
+                    e.model,
+                    e.model_version,
+                    e.ts_ms,
+                    float(p),  # type: ignore[arg-type]  # a float or an int, checked above
+                    None,
+                    tuple(sorted(seg.items())) if seg else (),
+                )
+            )
+        else:
+            append(make.from_event(e))
+    return out
 
 
 _RECORDS = msgspec.msgpack.Encoder()
@@ -226,29 +254,51 @@ class LabelJoin:
 
     def add_predictions(self, records: Iterable[PredictionRecord]) -> list[JoinedPair]:
         """Hold predictions (in order); return pairs with labels that came first."""
+        # One pass per prediction on the worker's hot path: locals, counters summed at the end,
+        # and eviction only when something is due (the oldest entry fell out of the horizon,
+        # the cap is passed, or stale heap entries pile up).
         out: list[JoinedPair] = []
+        horizon, cap = self.horizon_ms, self.max_entries
+        heappush = heapq.heappush
+        seen = no_id = duplicate = joined = expired = 0
+        name: str | None = None
+        m = _ModelJoin()
         for r in records:
-            self.stats.predictions += 1
-            if not r.event_id:
-                self.stats.no_event_id += 1
-                continue
-            m = self._model(r.model)
-            m.clock = max(m.clock, r.ts_ms)
+            seen += 1
             eid = r.event_id
-            if eid in m.preds:
-                self.stats.predictions_duplicate += 1
+            if not eid:
+                no_id += 1
                 continue
-            early = m.early.pop(eid, None)
+            if r.model != name:
+                name = r.model
+                m = self._model(name)
+            ts = r.ts_ms
+            if ts > m.clock:
+                m.clock = ts
+            preds = m.preds
+            if eid in preds:
+                duplicate += 1
+                continue
+            early = m.early.pop(eid, None) if m.early else None
             if early is not None:
                 out.append(JoinedPair(r, early.label, early.ts_ms))
-                self.stats.joined += 1
-            elif r.ts_ms < m.clock - self.horizon_ms:
-                self.stats.predictions_expired += 1
+                joined += 1
+            elif ts < m.clock - horizon:
+                expired += 1
                 continue
             m.seq += 1
-            m.preds[eid] = _Pred(m.seq, r, labelled=early is not None)
-            heapq.heappush(m.heap, (r.ts_ms, m.seq, False, eid))
-            self._evict(r.model, m)
+            preds[eid] = _Pred(m.seq, r, early is not None)
+            heap = m.heap
+            heappush(heap, (ts, m.seq, False, eid))
+            held = len(preds) + len(m.early)
+            if heap[0][0] < m.clock - horizon or held > cap or len(heap) > 2 * held + 1024:
+                self._evict(name, m)
+        stats = self.stats
+        stats.predictions += seen
+        stats.no_event_id += no_id
+        stats.predictions_duplicate += duplicate
+        stats.joined += joined
+        stats.predictions_expired += expired
         return out
 
     def add_labels(self, labels: Iterable[LabelEvent]) -> list[JoinedPair]:

@@ -29,8 +29,9 @@ to rounding.
 
 from __future__ import annotations
 
+import math
 import zlib
-from collections import OrderedDict, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -172,6 +173,7 @@ class LabelWindows:
         self.rewrite_every_ms = rewrite_every_ms
         self._clock = _NO_TIME
         self._segment_values: dict[str, set[str]] = defaultdict(set)
+        self._grain = math.gcd(*(spec.pane_ms for spec in self.specs)) if self.specs else 1
 
     # -- input -----------------------------------------------------------------------------
 
@@ -207,16 +209,27 @@ class LabelWindows:
         for j in range(spec.panes_per_window):
             self._dirty.add((model, version, k, pane - j * spec.hop_ms))
 
-    def add_predictions(self, records: Iterable[PredictionRecord]) -> None:
+    def add_predictions(self, records: Sequence[PredictionRecord]) -> None:
         """Count on-time predictions (with or without ``event_id``) in their panes."""
+        # Count first, by model, version, segment and the finest pane grain (the gcd of the
+        # panes: every pane is a whole number of grains), then add each count once. Keys come
+        # in the order of their first record, so segment values are admitted (up to
+        # ``max_segment_values``) in the same order as one record at a time.
+        grain = self._grain
+        counts: Counter[tuple[str, str, tuple[tuple[str, str], ...], int]] = Counter(
+            (r.model, r.model_version, r.segment, r.ts_ms // grain) for r in records
+        )
+        if not counts:
+            return
         touched: set[WindowId] = set()
-        for r in records:
-            self._clock = max(self._clock, r.ts_ms)
-            segments = self._segments(r.model, r.segment)
-            for key in self._pane_keys(r.model, r.model_version, r.ts_ms):
+        for (model, version, segment, g), n in counts.items():
+            ts = g * grain
+            segments = self._segments(model, segment)
+            for key in self._pane_keys(model, version, ts):
                 for seg in segments:
-                    self._pane(key, seg).counters[_PREDICTIONS] += 1
+                    self._pane(key, seg).counters[_PREDICTIONS] += n
                 touched.add(key)
+        self._clock = max(self._clock, max(r.ts_ms for r in records))
         for key in touched:
             self._touch(*key)
 

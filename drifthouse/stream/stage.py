@@ -23,7 +23,7 @@ from drifthouse.sinks.predictions import PredictionLog
 from drifthouse.sinks.tables import PredictionRow
 from drifthouse.stream.columns import extract
 from drifthouse.stream.dead_letters import DeadLetters
-from drifthouse.stream.label_join import PredictionRecord
+from drifthouse.stream.label_join import PredictionRecord, records_of
 from drifthouse.stream.model_sketch import INVALID, LATE, ModelState, Sketches
 from drifthouse.stream.sources import Message
 from drifthouse.stream.windows import EventTimeWindows, Origin, WindowSpec
@@ -137,6 +137,7 @@ class PartitionStage:
         self._prediction_rows: list[PredictionRow] = []
         self._label_offsets: list[int] = []
         self._label_records: list[PredictionRecord] = []
+        self._unlabelled = frozenset(n for n, mc in self.config.models.items() if not mc.labels)
 
     @property
     def watermark(self) -> int:
@@ -201,14 +202,16 @@ class PartitionStage:
             if on_time[i]:
                 groups[(e.model, e.model_version)].append(i)
         if self.collect_labels:
-            models = self.config.models
-            for i, e in enumerate(events):
-                if on_time[i] and e.event_id:
-                    mc = models.get(e.model)
-                    if mc is not None and not mc.labels:
-                        continue  # this model gets no labels: hold none of its predictions
-                    self._label_offsets.append(offsets[int(positions[i])])
-                    self._label_records.append(PredictionRecord.from_event(e))
+            # Models configured without labels hold none of their predictions.
+            unlabelled = self._unlabelled
+            chosen = [
+                i
+                for i, e in enumerate(events)
+                if on_time[i] and e.event_id and e.model not in unlabelled
+            ]
+            if chosen:
+                self._label_offsets.extend(offsets[p] for p in positions[chosen].tolist())
+                self._label_records.extend(records_of([events[i] for i in chosen]))
         for key, members in groups.items():
             idx = np.asarray(members, dtype=np.intp)
             sketch = self.sketches(key[0])

@@ -54,6 +54,45 @@ def test_sampling_is_deterministic_across_instances() -> None:
     assert sample_point("x") == sample_point("x")
 
 
+@pytest.mark.parametrize("ids", ["sequential", "uuid"])
+@pytest.mark.parametrize("rate", [0.001, 0.01, 0.3])
+def test_the_sampler_keeps_its_rate(ids: str, rate: float) -> None:
+    import uuid
+
+    n = 200_000
+    keys = [
+        f"fraud\x00{i}" if ids == "sequential" else f"fraud\x00{uuid.uuid4()}" for i in range(n)
+    ]
+    kept = sum(sample_point(k) < rate for k in keys)
+    spread = 5 * (n * rate * (1 - rate)) ** 0.5  # five binomial standard deviations
+    assert abs(kept - n * rate) < spread, (kept, n * rate)
+    assert all(0.0 <= sample_point(k) < 1.0 for k in keys[:1000])
+
+
+@pytest.mark.parametrize(
+    "models",
+    [
+        {"fraud": ModelConfig(sample_rate=0.2)},
+        {"fraud": ModelConfig(sample_rate=0.2, keep_when="value > 0.75")},
+        {},  # the default config
+    ],
+)
+def test_rows_decide_as_row_does(models: dict[str, ModelConfig]) -> None:
+    log = PredictionLog(models)
+    events = [
+        _event(
+            i,
+            status=500 if i % 17 == 0 else 200,
+            event_id=None if i % 13 == 0 else f"ev-{i}",
+            prediction={"0": 1 - i % 10 / 10, "1": i % 10 / 10},
+        )
+        for i in range(3_000)
+    ]
+    one_by_one = [r for r in (log.row(**e) for e in events) if r is not None]
+    assert log.rows(_Ev(**e) for e in events) == one_by_one
+    assert {r.kept_because for r in one_by_one} >= {"error", "sample"}
+
+
 def test_events_without_id_get_a_content_hash() -> None:
     log = PredictionLog({"fraud": ModelConfig(sample_rate=1.0)})
     one = log.row(**_event(1, event_id=None))

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from drifthouse.detectors.label_sketch import LabelSketch
 from drifthouse.detectors.labels import binary_metrics
 from drifthouse.events import EventDecoder, LabelEvent, PredictionEvent
+from drifthouse.stream.label_join import records_of
 from drifthouse.stream.labels import (
     JoinedPair,
     LabelJoin,
@@ -327,6 +328,71 @@ def test_batch_cuts_give_bitwise_identical_states(cuts: list[int]) -> None:
     assert [(w.spec_index, w.start) for w in a] == [(w.spec_index, w.start) for w in b]
     for wa, wb in zip(a, b, strict=True):
         assert wa.states[""].equals(wb.states[""])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["m", "n"]),
+            st.sampled_from(["1", "2"]),
+            st.integers(-2 * HOUR, 3 * HOUR),
+            st.lists(st.tuples(st.sampled_from(["c", "d"]), st.sampled_from("uvwxyz")), max_size=2),
+        ),
+        max_size=60,
+    )
+)
+def test_counting_a_batch_at_once_equals_record_by_record(
+    events: list[tuple[str, str, int, list[tuple[str, str]]]],
+) -> None:
+    """Predictions are counted per batch, grouped; the state is that of one record at a time,
+    segment values over the cap included."""
+    records = [
+        rec(f"e{i}", ts, model=m, version=v, segment=sorted(dict(seg).items()))
+        for i, (m, v, ts, seg) in enumerate(events)
+    ]
+    specs = [
+        WindowSpec.tumbling(HOUR),
+        WindowSpec(HOUR, 15 * 60_000),
+        WindowSpec.tumbling(10 * 60_000),
+    ]
+    batch = LabelWindows(specs, lambda model: SK, horizon_ms=DAY, max_segment_values=3)
+    single = LabelWindows(specs, lambda model: SK, horizon_ms=DAY, max_segment_values=3)
+    batch.add_predictions(records)
+    for r in records:
+        single.add_predictions([r])
+    assert batch.to_bytes() == single.to_bytes()
+    joined, one_by_one = (
+        LabelJoin(horizon_ms=HOUR, max_entries=20),
+        LabelJoin(horizon_ms=HOUR, max_entries=20),
+    )
+    joined.add_labels([lab(f"e{i}", 0, model=m) for i, (m, *_) in enumerate(events) if i % 3 == 0])
+    one_by_one.add_labels(
+        [lab(f"e{i}", 0, model=m) for i, (m, *_) in enumerate(events) if i % 3 == 0]
+    )
+    pairs = joined.add_predictions(records)
+    assert pairs == [p for r in records for p in one_by_one.add_predictions([r])]
+    assert joined.to_bytes() == one_by_one.to_bytes()
+    assert joined.take_dropped() == one_by_one.take_dropped()
+
+
+@pytest.mark.parametrize(
+    "prediction",
+    [0.25, 3, True, {"0": 0.2, "1": 0.8}, {"a": 0.2, "b": 0.5, "c": 0.3}, "cat", None],
+)
+def test_records_of_equals_from_event(prediction: object) -> None:
+    events = [
+        PredictionEvent(
+            model="m",
+            ts_ms=5,
+            features={},
+            event_id="e",
+            prediction=prediction,  # type: ignore[arg-type]
+            segment=segment,
+        )
+        for segment in ({}, {"country": "DE", "app": "ios"})
+    ]
+    assert records_of(events) == [PredictionRecord.from_event(e) for e in events]
 
 
 def test_windows_snapshot_restores() -> None:
