@@ -106,6 +106,11 @@ def score_of(prediction: object) -> float | None:
     return None
 
 
+def _mapping(features: Any) -> Mapping[str, Any]:
+    # Features decoded by a model's fast decoder are a struct (drifthouse.stream.typed_decode).
+    return features if isinstance(features, Mapping) else features.as_dict()
+
+
 class PredictionLog:
     """Turns decoded prediction events into sampled, PII-safe rows of table ``predictions``.
 
@@ -224,7 +229,7 @@ class PredictionLog:
                 model_version=event.model_version,
                 ts_ms=event.ts_ms,
                 event_id=event.event_id,
-                features=event.features,
+                features=_mapping(event.features),
                 prediction=event.prediction,
                 latency_ms=event.latency_ms,
                 status=event.status,

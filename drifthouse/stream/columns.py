@@ -6,7 +6,8 @@ taken event by event (one :func:`operator.itemgetter` call per event, while its 
 in the CPU cache: in the worker, where a micro-batch's dicts do not all fit in the cache, that
 beat a pass per feature by 3-10%), typed for the whole batch at once and converted in one numpy
 call; categorical features go column by column. Only a column that holds odd types goes value
-by value.
+by value. Events from the fast decoder (:mod:`drifthouse.stream.typed_decode`) hold their
+features in a struct whose types are already checked: they skip the type checks.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, repeat
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from drifthouse.detectors.reference import category_key, prediction_score
+from drifthouse.stream.typed_decode import TypedFeatures
 
 __all__ = ["Columns", "FeatureLayout", "extract"]
 
@@ -147,19 +149,16 @@ def _mapping_column(feats: list[Any], name: str) -> list[Any]:
     return [f.get(name) for f in feats]
 
 
-def extract(events: Sequence[Any], layout: FeatureLayout) -> Columns:
-    """Columns of ``events`` (decoded prediction events of one model) under ``layout``.
+_Block = tuple[npt.NDArray[np.float64], npt.NDArray[np.uint8], npt.NDArray[np.int32]]
 
-    Events need ``ts_ms``, ``features`` (a mapping), ``prediction``, ``latency_ms``, ``status``
-    and ``event_id`` attributes.
-    """
-    n = len(events)
-    feats = [e.features for e in events]
-    f_cat = len(layout.categorical)
+
+def _general(feats: list[Any], layout: FeatureLayout) -> _Block:
+    """Numeric values and status, and category codes, of feature mappings."""
+    n = len(feats)
     # dict.get mapped over the batch runs in C; features that are other mappings take `get`.
     column = _dict_column if all(type(f) is dict for f in feats) else _mapping_column
     numeric, status = _numeric(feats, layout.numeric, column)
-    codes = np.empty((f_cat, n), dtype=np.int32)
+    codes = np.empty((len(layout.categorical), n), dtype=np.int32)
     for j, name in enumerate(layout.categorical):
         cmap, unseen = layout.categories[j], layout.unseen[j]
         col = column(feats, name)
@@ -168,6 +167,44 @@ def extract(events: Sequence[Any], layout: FeatureLayout) -> Columns:
         else:
             keys = [category_key(v) for v in col]
             codes[j] = [-1 if k is None else cmap.get(k, unseen) for k in keys]
+    return numeric, status, np.ascontiguousarray(codes.T)
+
+
+def _typed(feats: list[Any], layout: FeatureLayout) -> _Block:
+    """The same from :class:`TypedFeatures` of ``layout``: their decoder already made numeric
+    features ``float | None`` and categorical ones ``str | None``, so no value is checked."""
+    n, f_num, f_cat = len(feats), len(layout.numeric), len(layout.categorical)
+    if f_num:
+        get = attrgetter(*(f"f{j}" for j in range(f_num)))
+        numeric = np.array(list(map(get, feats)), dtype=np.float64).reshape(n, f_num)
+    else:
+        numeric = np.empty((n, 0), dtype=np.float64)
+    status = np.isnan(numeric).view(np.uint8)  # None -> NaN: missing
+    codes = np.empty((f_cat, n), dtype=np.int32)
+    for j in range(f_cat):
+        col = list(map(attrgetter(f"f{f_num + j}"), feats))
+        codes[j] = list(map(layout.codes_with_missing(j).get, col, repeat(layout.unseen[j], n)))
+    return numeric, status, np.ascontiguousarray(codes.T)
+
+
+def extract(events: Sequence[Any], layout: FeatureLayout) -> Columns:
+    """Columns of ``events`` (decoded prediction events of one model) under ``layout``.
+
+    Events need ``ts_ms``, ``features`` (a mapping, or the :class:`TypedFeatures` of the fast
+    decoder), ``prediction``, ``latency_ms``, ``status`` and ``event_id`` attributes.
+    """
+    feats: list[Any] = [e.features for e in events]
+    kind: type[Any] = type(feats[0]) if feats else dict
+    if (
+        issubclass(kind, TypedFeatures)
+        and kind.names == (*layout.numeric, *layout.categorical)
+        and all(type(f) is kind for f in feats)
+    ):
+        numeric, status, codes = _typed(feats, layout)
+    else:
+        if any(isinstance(f, TypedFeatures) for f in feats):  # a batch mixing both decodes
+            feats = [f.as_dict() if isinstance(f, TypedFeatures) else f for f in feats]
+        numeric, status, codes = _general(feats, layout)
     latency = np.array([e.latency_ms for e in events], dtype=np.float64)
     http_status = np.array([e.status for e in events], dtype=np.int32)
     preds = [e.prediction for e in events]
@@ -186,7 +223,7 @@ def extract(events: Sequence[Any], layout: FeatureLayout) -> Columns:
         ts=np.array([e.ts_ms for e in events], dtype=np.int64),
         numeric=numeric,
         status=status,
-        codes=np.ascontiguousarray(codes.T),
+        codes=codes,
         latency=latency,
         http_status=http_status,
         score=score,

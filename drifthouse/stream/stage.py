@@ -26,6 +26,7 @@ from drifthouse.stream.dead_letters import DeadLetters
 from drifthouse.stream.label_join import PredictionRecord, records_of
 from drifthouse.stream.model_sketch import INVALID, LATE, ModelState, Sketches
 from drifthouse.stream.sources import Message
+from drifthouse.stream.typed_decode import TypedDecoders
 from drifthouse.stream.windows import EventTimeWindows, Origin, WindowSpec
 
 __all__ = ["Checkpoint", "Key", "Partial", "PartitionStage", "StageStats"]
@@ -137,6 +138,15 @@ class PartitionStage:
         self._prediction_rows: list[PredictionRow] = []
         self._label_offsets: list[int] = []
         self._label_records: list[PredictionRecord] = []
+        pii = {n for n, mc in self.config.models.items() if mc.pii}
+        self._typed = TypedDecoders(
+            lambda model: (
+                self.sketches(model).layout
+                if model in self.sketches.profiles and model not in pii
+                else None
+            )
+        )
+        self._model_hint = ""
         self._unlabelled = frozenset(n for n, mc in self.config.models.items() if not mc.labels)
 
     @property
@@ -149,7 +159,12 @@ class PartitionStage:
             return []
         windows = self.windows
         now = self.now_ms() if self.now_ms is not None else None
-        ok, bad = self.decoder.decode_batch([m.value for m in msgs], now_ms=now)
+        ok, bad = self.decoder.decode_batch(
+            [m.value for m in msgs], now_ms=now, first=self._typed.decoder(self._model_hint)
+        )
+        if ok:
+            # The next batch tries the fast decoder of this batch's last model first.
+            self._model_hint = ok[-1][1].model
         events = [e for _, e in ok]
         if self.prediction_log is not None:
             # The sampled prediction log (deterministic per event, so restarts write the same rows).

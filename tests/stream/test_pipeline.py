@@ -17,6 +17,7 @@ from drifthouse.sinks.base import MemorySink
 from drifthouse.stream.dead_letters import MemoryDeadLetters
 from drifthouse.stream.pipeline import Pipeline
 from drifthouse.stream.sources import Message
+from drifthouse.stream.typed_decode import TypedDecoders
 
 HOUR = 3_600_000
 CONFIG = Config.model_validate(
@@ -66,6 +67,18 @@ def test_batch_cuts_change_no_digit(small_stream):
     b = _metrics(_run(small_stream.profiles, msgs, batch=37)[0])
     assert a.keys() == b.keys()
     assert a == b  # bit for bit, floats included
+
+
+def test_the_fast_decode_changes_no_digit(small_stream, monkeypatch):
+    """Events that fit their model's reference decode on a fast path (typed_decode): every row
+    and every dead letter is the same as with the general decoder alone."""
+    msgs = _messages(small_stream.records, partitions=2)
+    fast_sink, fast_dead, _ = _run(small_stream.profiles, msgs, batch=700)
+    monkeypatch.setattr(TypedDecoders, "decoder", lambda self, model: None)
+    sink, dead, _ = _run(small_stream.profiles, msgs, batch=700)
+    assert _metrics(fast_sink) == _metrics(sink)
+    assert fast_sink.rows("predictions") == sink.rows("predictions")
+    assert fast_dead.letters == dead.letters
 
 
 def test_partition_interleaving_changes_no_digit(small_stream):

@@ -1,0 +1,125 @@
+"""The fast decode takes only events it decodes to the general decoder's values; the columns,
+the prediction log and the windows do not depend on which path an event took."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from drifthouse.config import ModelConfig
+from drifthouse.events import EventDecoder, PredictionEvent
+from drifthouse.sinks.predictions import PredictionLog
+from drifthouse.stream.columns import Columns, FeatureLayout, extract
+from drifthouse.stream.typed_decode import TypedDecoders, TypedFeatures
+
+LAYOUT = FeatureLayout(
+    ("amount", "age", "odd name 'ü'"),
+    ("country", "app"),
+    ({"DE": 0, "FR": 1}, {"ios": 0, "web": 1}),
+    (2, 2),
+)
+GENERAL = EventDecoder(PredictionEvent)
+DECODERS = TypedDecoders(lambda model: LAYOUT if model == "fraud" else None)
+
+_numbers = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False, width=64),
+    st.integers(-(2**60), 2**60),
+    st.none(),
+)
+_odd = st.one_of(st.booleans(), st.just("3.5"), st.just("x"), st.just([1]), st.just({"a": 1}))
+_texts = st.one_of(st.sampled_from(["DE", "FR", "US", "ios", ""]), st.none())
+
+
+@st.composite
+def _raw(draw: st.DrawFn) -> bytes:
+    features: dict[str, Any] = {}
+    for name in LAYOUT.numeric:
+        if draw(st.integers(0, 19)) != 0:  # mostly present
+            features[name] = draw(st.one_of(_numbers, _odd) if draw(st.booleans()) else _numbers)
+    for name in LAYOUT.categorical:
+        if draw(st.integers(0, 19)) != 0:
+            features[name] = draw(st.one_of(_texts, st.integers(0, 3), st.booleans()))
+    if draw(st.integers(0, 9)) == 0:
+        features["extra"] = 1.0
+    event = {
+        "model": draw(st.sampled_from(["fraud", "fraud", "fraud", "other"])),
+        "ts": draw(st.integers(0, 10**13)),
+        "event_id": draw(st.one_of(st.none(), st.text(max_size=5))),
+        "features": features,
+        "prediction": draw(st.one_of(st.floats(0, 1), st.sampled_from(["a", "b"]))),
+        "latency_ms": draw(st.one_of(st.none(), st.floats(0, 1e4))),
+    }
+    text = json.dumps(event)
+    if draw(st.integers(0, 19)) == 0:
+        text = text.replace('"amount": ', '"amount": NaN, "z": ', 1)  # a NaN literal
+    return text.encode()
+
+
+def _same_columns(a: Columns, b: Columns) -> None:
+    np.testing.assert_array_equal(a.numeric, b.numeric)  # NaN == NaN here
+    np.testing.assert_array_equal(a.status, b.status)
+    np.testing.assert_array_equal(a.codes, b.codes)
+    np.testing.assert_array_equal(a.ts, b.ts)
+    np.testing.assert_array_equal(a.score, b.score)
+    np.testing.assert_array_equal(a.latency, b.latency)
+    assert a.event_ids == b.event_ids
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_raw(), min_size=1, max_size=40))
+def test_both_paths_give_the_same_events_columns_and_log(raws: list[bytes]) -> None:
+    general_ok, general_bad = GENERAL.decode_batch(raws)
+    fast_ok, fast_bad = GENERAL.decode_batch(raws, first=DECODERS.decoder("fraud"))
+    assert [(i, e.reason, e.path) for i, e in fast_bad] == [
+        (i, e.reason, e.path) for i, e in general_bad
+    ]
+    assert [i for i, _ in fast_ok] == [i for i, _ in general_ok]
+    for (_, g), (_, f) in zip(general_ok, fast_ok, strict=True):
+        features = f.features.as_dict() if isinstance(f.features, TypedFeatures) else f.features
+        assert features == g.features
+        assert (f.model, f.ts_ms, f.event_id, f.prediction, f.latency_ms) == (
+            g.model, g.ts_ms, g.event_id, g.prediction, g.latency_ms,
+        )  # fmt: skip
+    fraud_g = [e for _, e in general_ok if e.model == "fraud"]
+    fraud_f = [e for _, e in fast_ok if e.model == "fraud"]
+    if fraud_g:
+        _same_columns(extract(fraud_f, LAYOUT), extract(fraud_g, LAYOUT))
+        log = PredictionLog({"fraud": ModelConfig(sample_rate=1.0)})
+        assert log.rows(fraud_f) == log.rows(fraud_g)
+
+
+def test_events_that_fit_take_the_fast_path() -> None:
+    raw = json.dumps(
+        {
+            "model": "fraud",
+            "ts": 5,
+            "features": {
+                "amount": 3,
+                "age": None,
+                "odd name 'ü'": 1.5,
+                "country": "US",
+                "app": None,
+            },
+        }
+    ).encode()
+    ok, bad = GENERAL.decode_batch([raw, raw], first=DECODERS.decoder("fraud"))
+    assert not bad
+    assert all(isinstance(e.features, TypedFeatures) for _, e in ok)
+    cols = extract([e for _, e in ok], LAYOUT)
+    assert cols.numeric[0, 0] == 3.0
+    assert math.isnan(cols.numeric[0, 1])
+    assert cols.status[0].tolist() == [0, 1, 0]
+    assert cols.codes[0].tolist() == [2, -1]  # US is unseen; app missing
+
+
+def test_models_without_layout_or_with_unmatchable_names_take_the_general_path() -> None:
+    assert DECODERS.decoder("other") is None
+    assert DECODERS.decoder("") is None
+    for name in ['say "hi"', "back\\slash", "tab\t"]:
+        layout = FeatureLayout((name,), (), (), ())
+        assert TypedDecoders(lambda model, lay=layout: lay).decoder("m") is None
