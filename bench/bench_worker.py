@@ -5,7 +5,8 @@
 Pre-fills a 4-partition topic with N prediction events (20 numeric + 5 categorical features),
 then (1) reads it with aiokafka alone, the client faust runs on, counting records: the ceiling;
 (2) starts one `drifthouse run` worker process and polls its health endpoint until every event
-is consumed and the merger has written every closed window: the end-to-end rate, measured from
+is consumed and the merger has read all the source published and written every closed window:
+the end-to-end rate, measured from
 the worker's first event to the last, the worker's CPU time over that span (every thread, from
 /proc: the figure that does not depend on what else the machine runs) and where the source
 loop spent its time (the health page's `source_seconds`). Start a broker first
@@ -34,7 +35,7 @@ from bench_replay import _events
 
 from drifthouse.config import Config
 from drifthouse.detectors.reference import build_profile
-from drifthouse.stream.kafka_admin import ensure_topics
+from drifthouse.stream.kafka_admin import end_offsets, ensure_topics
 
 
 async def _consume_only(bootstrap: str, topic: str, n: int) -> float:
@@ -108,6 +109,11 @@ def main() -> None:
     first = last = None
     cpu_first = cpu_last = 0.0
     steady: tuple[float, int, float] | None = None  # (time, events, cpu) once the merger is up
+    candidate: tuple[float, float] | None = None
+
+    def partials_end() -> int:
+        return end_offsets(cfg.kafka, f"{topic}-partials").get(0, 0)
+
     try:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
@@ -124,13 +130,22 @@ def main() -> None:
                 cpu_first = _cpu_seconds(worker.pid)
             if steady is None and health.get("merger") and health["events"] < n:
                 steady = (time.perf_counter(), health["events"], _cpu_seconds(worker.pid))
+            merger = health.get("merger") or {}
             if (
                 health["events"] >= n
-                and (health.get("merger") or {}).get("pending_windows", 1) == 0
+                and merger.get("pending_windows", 1) == 0
+                and merger.get("label_windows_waiting", 0) == 0
+                and merger.get("next_offset", -1) >= partials_end()
             ):
-                last = time.perf_counter()
-                cpu_last = _cpu_seconds(worker.pid)
+                # Done once the merger has read everything the source published (partials,
+                # the label join's records, prediction-log rows): seen twice in a row, so a
+                # message published just after a poll is not missed; timed at the first.
+                if candidate is None:
+                    candidate = (time.perf_counter(), _cpu_seconds(worker.pid))
+                    continue
+                last, cpu_last = candidate
                 break
+            candidate = None
     finally:
         worker.terminate()
         worker.wait(timeout=60)
