@@ -145,6 +145,12 @@ class PredictionLog:
                     raise ConfigError(
                         f"models.{name}.keep_when: {exc}", [(f"models.{name}.keep_when", str(exc))]
                     ) from None
+        # Per model, the sampling rate when nothing but the sampler decides (no keep_when).
+        self._sample_rates = {
+            name: None if name in self._keep else cfg.sample_rate
+            for name, cfg in self.models.items()
+        }
+        self._default_rate = None if "*" in self._keep else self.default.sample_rate
 
     def _config(self, model: str) -> tuple[ModelConfig, Any]:
         if model in self.models:
@@ -210,13 +216,9 @@ class PredictionLog:
         out: list[PredictionRow] = []
         # Most events are routine, carry an id and are sampled out: decide those here, in a
         # few operations, before building anything (the same decision as :meth:`row`).
-        plain = {
-            name: None if name in self._keep else cfg.sample_rate
-            for name, cfg in self.models.items()
-        }
-        fallback = None if "*" in self._keep else self.default.sample_rate
+        rates, fallback = self._sample_rates, self._default_rate
         for event in events:
-            rate = plain.get(event.model, fallback)
+            rate = rates.get(event.model, fallback)
             if (
                 rate is not None
                 and event.status < 400

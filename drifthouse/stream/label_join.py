@@ -36,7 +36,6 @@ __all__ = [
     "PredictionRecord",
     "decode_records",
     "encode_records",
-    "records_of",
 ]
 
 DAY_MS = 86_400_000
@@ -61,8 +60,11 @@ class PredictionRecord(msgspec.Struct, frozen=True, array_like=True, gc=False):
     @classmethod
     def from_event(cls, e: PredictionEvent) -> PredictionRecord:
         """The record of a decoded prediction event (``prediction_score`` as profiled)."""
-        p = prediction_score(e.prediction)
+        p: object = e.prediction
         score, cls_name = math.nan, None
+        kind = type(p)
+        if kind is not float and kind is not int:  # a plain number needs no rule (the usual case)
+            p = prediction_score(p)
         if isinstance(p, bool):
             cls_name = "true" if p else "false"
         elif isinstance(p, int | float):
@@ -76,35 +78,8 @@ class PredictionRecord(msgspec.Struct, frozen=True, array_like=True, gc=False):
             e.ts_ms,
             score,
             cls_name,
-            tuple(sorted(e.segment.items())),
+            tuple(sorted(e.segment.items())) if e.segment else (),
         )
-
-
-def records_of(events: Iterable[PredictionEvent]) -> list[PredictionRecord]:
-    """:meth:`PredictionRecord.from_event` over many events, with plain numeric predictions
-    (the common case) taken without the general rule."""
-    out: list[PredictionRecord] = []
-    append = out.append
-    make = PredictionRecord
-    for e in events:
-        p = e.prediction
-        kind = type(p)
-        if kind is float or kind is int:
-            seg = e.segment
-            append(
-                make(
-                    e.event_id,
-                    e.model,
-                    e.model_version,
-                    e.ts_ms,
-                    float(p),  # type: ignore[arg-type]  # a float or an int, checked above
-                    None,
-                    tuple(sorted(seg.items())) if seg else (),
-                )
-            )
-        else:
-            append(make.from_event(e))
-    return out
 
 
 _RECORDS = msgspec.msgpack.Encoder()

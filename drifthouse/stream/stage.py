@@ -23,7 +23,7 @@ from drifthouse.sinks.predictions import PredictionLog
 from drifthouse.sinks.tables import PredictionRow
 from drifthouse.stream.columns import extract
 from drifthouse.stream.dead_letters import DeadLetters
-from drifthouse.stream.label_join import PredictionRecord, records_of
+from drifthouse.stream.label_join import PredictionRecord
 from drifthouse.stream.model_sketch import INVALID, LATE, ModelState, Sketches
 from drifthouse.stream.sources import Message
 from drifthouse.stream.typed_decode import TypedDecoders
@@ -226,7 +226,7 @@ class PartitionStage:
             ]
             if chosen:
                 self._label_offsets.extend(offsets[p] for p in positions[chosen].tolist())
-                self._label_records.extend(records_of([events[i] for i in chosen]))
+                self._label_records.extend(PredictionRecord.from_event(events[i]) for i in chosen)
         for key, members in groups.items():
             idx = np.asarray(members, dtype=np.intp)
             sketch = self.sketches(key[0])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -10,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -37,6 +38,14 @@ from drifthouse.stream.sources import Message
 SECRET = "pa55-w0rd-never-logged"
 
 
+def _missing(what: str) -> NoReturn:
+    """Skip on a developer's machine without the tool; fail under CI, which installs it
+    (``scripts/system-deps``, ``scripts/kafka fetch``), so these tests never silently vanish."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what}: CI installs it, so its absence is a broken set-up", pytrace=False)
+    pytest.skip(what)
+
+
 # -- client settings (no broker) -------------------------------------------------------------
 
 
@@ -44,7 +53,7 @@ SECRET = "pa55-w0rd-never-logged"
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A self-signed certificate and its key (doubling as the CA), made with openssl."""
     if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a test certificate")
+        _missing("openssl is needed to make a test certificate")
     folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
@@ -737,7 +746,7 @@ def secured_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
     """
     libs = _broker_libs()
     if libs is None or shutil.which("java") is None or shutil.which("openssl") is None:
-        pytest.skip("needs java, openssl and the broker jars (scripts/kafka fetch)")
+        _missing("needs java, openssl and the broker jars (scripts/kafka fetch)")
     folder = tmp_path_factory.mktemp("secured-kafka")
 
     def sh(*args: str) -> None:

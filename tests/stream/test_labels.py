@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from drifthouse.detectors.label_sketch import LabelSketch
 from drifthouse.detectors.labels import binary_metrics
 from drifthouse.events import EventDecoder, LabelEvent, PredictionEvent
-from drifthouse.stream.label_join import records_of
 from drifthouse.stream.labels import (
     JoinedPair,
     LabelJoin,
@@ -59,6 +58,8 @@ def _pairs(out: list[JoinedPair]) -> list[tuple[str | None, object]]:
     ("prediction", "score", "cls"),
     [
         pytest.param(0.25, 0.25, None, id="score"),
+        pytest.param(3, 3.0, None, id="integer"),
+        pytest.param(True, math.nan, "true", id="bool"),
         pytest.param({"0": 0.2, "1": 0.8}, 0.8, None, id="two-class-probabilities"),
         pytest.param({"a": 0.2, "b": 0.5, "c": 0.3}, math.nan, "b", id="multiclass"),
         pytest.param("cat", math.nan, "cat", id="class-name"),
@@ -374,25 +375,6 @@ def test_counting_a_batch_at_once_equals_record_by_record(
     assert pairs == [p for r in records for p in one_by_one.add_predictions([r])]
     assert joined.to_bytes() == one_by_one.to_bytes()
     assert joined.take_dropped() == one_by_one.take_dropped()
-
-
-@pytest.mark.parametrize(
-    "prediction",
-    [0.25, 3, True, {"0": 0.2, "1": 0.8}, {"a": 0.2, "b": 0.5, "c": 0.3}, "cat", None],
-)
-def test_records_of_equals_from_event(prediction: object) -> None:
-    events = [
-        PredictionEvent(
-            model="m",
-            ts_ms=5,
-            features={},
-            event_id="e",
-            prediction=prediction,  # type: ignore[arg-type]
-            segment=segment,
-        )
-        for segment in ({}, {"country": "DE", "app": "ios"})
-    ]
-    assert records_of(events) == [PredictionRecord.from_event(e) for e in events]
 
 
 def test_windows_snapshot_restores() -> None:
