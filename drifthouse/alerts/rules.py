@@ -282,7 +282,11 @@ class _Series(msgspec.Struct, kw_only=True):
     window: str
     matches: int = 0  # consecutive windows where `when` held, while not firing
     clears: int = 0  # consecutive windows where `clear` held, while firing
-    last_end: int = -1  # the last window_end seen: older or repeated rows are ignored
+    last_end: int = -1  # the last window_end seen: older or repeated rows are late
+    changed_end: int = -1  # the window_end of the last firing or resolved row
+    # (window_end, `when` held) of the last `for` windows, while not firing: what a late
+    # rewrite of one of them is counted against
+    recent: list[tuple[int, bool]] = msgspec.field(default_factory=list)
     alert: AlertRow | None = None  # the firing alert, None when ok
 
 
@@ -300,9 +304,12 @@ class RuleEngine:
         ``(model, model_version, feature, metric) -> float | None``; without it every condition that
         mentions ``baseline`` is false.
 
-    Rows should come in event-time order, a window's rows together; a row whose window ends at
-    or before the last window seen for its series is ignored, so re-processing rows after a
-    restart does not count windows twice.
+    Rows should come in event-time order, a window's rows together. A row whose window ends at
+    or before the last window seen for its series is *late*: a window written again (late
+    labels rewrite their window) or re-read after a restart. A late row can only make a series
+    that is not firing fire, when ``when`` holds on it and, with ``for`` above 1, on the rest of
+    the last ``for`` windows too; it never counts a window twice, never resolves an alert, and
+    is ignored if the series fired or resolved in that window or a later one.
     """
 
     def __init__(self, rules: Sequence[RuleConfig], baselines: Baselines | None = None) -> None:
@@ -349,26 +356,21 @@ class RuleEngine:
                 window=row.window,
             )
         if row.window_end <= series.last_end:
-            log.debug(
-                "alert.row_skipped", rule=rule.name, window_end=row.window_end, last=series.last_end
-            )
-            return None
+            return self._late(rule, row, series)
         series.last_end = row.window_end
         baseline = self.baselines(row.model, row.model_version, row.feature, row.metric)
         when = rule.when.evaluate(value=row.value, baseline=baseline, n=row.n)
         if series.alert is None:
+            if rule.config.for_ > 1:
+                series.recent.append((row.window_end, when))
+                del series.recent[: -rule.config.for_]
             if not when:
                 series.matches = 0
                 return None
             series.matches += 1
             if series.matches < rule.config.for_:
                 return None
-            series.matches = 0
-            series.clears = 0
-            series.alert = self._alert(
-                rule, row, "firing", extract_threshold(rule.when, baseline, row.n), baseline
-            )
-            return series.alert
+            return self._fire(rule, row, series, baseline)
         if when:
             series.clears = 0
             return None
@@ -380,10 +382,51 @@ class RuleEngine:
             return None
         series.clears = 0
         series.alert = None
+        series.changed_end = row.window_end
         cond = rule.clear if rule.explicit_clear else rule.when
         return self._alert(
             rule, row, "resolved", extract_threshold(cond, baseline, row.n), baseline
         )
+
+    def _late(self, rule: CompiledRule, row: MetricRow, series: _Series) -> AlertRow | None:
+        """A row for a window the series has seen (a rewrite, or a re-read after a restart)."""
+        if series.alert is not None or row.window_end <= series.changed_end:
+            log.debug(
+                "alert.row_skipped", rule=rule.name, window_end=row.window_end, last=series.last_end
+            )
+            return None
+        baseline = self.baselines(row.model, row.model_version, row.feature, row.metric)
+        when = rule.when.evaluate(value=row.value, baseline=baseline, n=row.n)
+        if rule.config.for_ > 1:
+            recent = series.recent
+            at = next((i for i, (end, _) in enumerate(recent) if end == row.window_end), None)
+            if at is None:  # older than the last `for` windows
+                return None
+            recent[at] = (row.window_end, when)
+            run = 0
+            for _, held in reversed(recent):
+                if not held:
+                    break
+                run += 1
+            series.matches = run
+            if run < rule.config.for_:
+                return None
+        elif not when:
+            return None
+        log.info("alert.late_window", rule=rule.name, model=row.model, window_end=row.window_end)
+        return self._fire(rule, row, series, baseline)
+
+    def _fire(
+        self, rule: CompiledRule, row: MetricRow, series: _Series, baseline: float | None
+    ) -> AlertRow:
+        series.matches = 0
+        series.clears = 0
+        series.recent.clear()
+        series.changed_end = row.window_end
+        series.alert = self._alert(
+            rule, row, "firing", extract_threshold(rule.when, baseline, row.n), baseline
+        )
+        return series.alert
 
     def _alert(
         self,
@@ -450,7 +493,7 @@ class RuleEngine:
         series = [
             s
             for s in self._series.values()
-            if s.alert is not None or s.matches or s.clears or s.last_end >= 0
+            if s.alert is not None or s.matches or s.clears or s.last_end >= 0 or s.recent
         ]
         return {"version": 1, "series": msgspec.to_builtins(series)}
 

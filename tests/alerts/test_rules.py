@@ -138,6 +138,74 @@ def test_rows_already_seen_are_ignored() -> None:
     assert [a.status for a in engine.process([mrow(2, 0.3)])] == ["firing"]
 
 
+ACCURACY = RuleConfig(
+    name="accuracy-drop", metric="accuracy", when="value < 0.8 and n >= 200", clear="value >= 0.85"
+)
+
+
+def acc(minute: int, value: float, n: int) -> MetricRow:
+    return mrow(minute, value, metric="accuracy", feature="", n=n)
+
+
+def test_a_late_rewrite_fires_on_its_own_window() -> None:
+    # Window 1 is first written with few labels; windows 2 and 3 follow; then window 1's late
+    # labels rewrite it, below the threshold: the alert fires, stamped with window 1.
+    engine = RuleEngine([ACCURACY])
+    assert engine.process([acc(1, 0.5, 40), acc(2, 0.9, 300), acc(3, 0.9, 300)]) == []
+    (alert,) = engine.process([acc(1, 0.7, 400)])
+    assert (alert.status, alert.window_end, alert.value) == ("firing", MIN, 0.7)
+    # Firing now: a further rewrite changes nothing; a later window that clears resolves it.
+    assert engine.process([acc(1, 0.6, 500), acc(2, 0.9, 400)]) == []
+    assert [(a.status, a.ts // MIN) for a in engine.process([acc(4, 0.9, 300)])] == [
+        ("resolved", 4)
+    ]
+    # History before the resolution: late labels of window 2 or 1 do not fire again.
+    assert engine.process([acc(2, 0.7, 500), acc(1, 0.5, 600)]) == []
+
+
+def test_a_late_row_that_does_not_hold_changes_nothing() -> None:
+    engine = RuleEngine([ACCURACY])
+    engine.process([acc(1, 0.5, 40), acc(2, 0.9, 300)])
+    assert engine.process([acc(1, 0.9, 400), acc(1, 0.5, 100)]) == []  # too few labels
+    assert engine.firing() == []
+
+
+def test_a_late_rewrite_never_resolves() -> None:
+    engine = RuleEngine([ACCURACY])
+    assert [a.status for a in engine.process([acc(1, 0.5, 300)])] == ["firing"]
+    engine.process([acc(2, 0.7, 300)])
+    assert engine.process([acc(1, 0.95, 400), acc(2, 0.95, 400)]) == []
+    assert len(engine.firing()) == 1
+
+
+def test_a_late_rewrite_with_for_counts_the_last_windows_at_their_newest_values() -> None:
+    rule = ACCURACY.model_copy(update={"for_": 2})
+    engine = RuleEngine([rule])
+    # Windows 1-3: only window 3 holds at first; window 2's rewrite completes the run of two.
+    assert engine.process([acc(1, 0.7, 300), acc(2, 0.7, 50), acc(3, 0.7, 300)]) == []
+    (alert,) = engine.process([acc(2, 0.7, 400)])
+    assert (alert.status, alert.window_end) == ("firing", 2 * MIN)
+    # Window 1 is older than the last two windows: its rewrite is not counted.
+    other = RuleEngine([rule])
+    assert other.process([acc(1, 0.9, 50), acc(2, 0.7, 300), acc(3, 0.9, 300)]) == []
+    assert other.process([acc(1, 0.7, 300)]) == []
+    # A late row that no longer holds breaks the run, as a window that did not hold would.
+    third = RuleEngine([rule])
+    assert third.process([acc(1, 0.7, 300)]) == []
+    assert third.process([acc(1, 0.9, 300)]) == []
+    assert third.process([acc(2, 0.7, 300)]) == []
+    assert [a.status for a in third.process([acc(3, 0.7, 300)])] == ["firing"]
+
+
+def test_late_state_survives_a_restart() -> None:
+    rule = ACCURACY.model_copy(update={"for_": 2})
+    engine = RuleEngine([rule])
+    engine.process([acc(1, 0.7, 50), acc(2, 0.7, 300)])
+    restarted = RuleEngine([rule])
+    restarted.load_state(json.loads(json.dumps(engine.dump_state())))
+    assert [a.status for a in restarted.process([acc(1, 0.7, 300)])] == ["firing"]
+
+
 def test_state_round_trip_neither_repages_nor_forgets() -> None:
     engine = RuleEngine([DRIFT])
     assert [a.status for a in engine.process([mrow(1, 0.3)])] == ["firing"]
