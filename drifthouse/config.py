@@ -333,17 +333,23 @@ class ModelConfig(_Strict):
         return value
 
 
+#: The series change detection watches by default: serving metrics and the prediction's mean
+#: and drift. Label metrics are left out: they are fed when their window is first written, with
+#: the labels in by then, so their detections would follow label arrival.
+DEFAULT_CHANGE_SERIES = (
+    "error_rate_5xx",
+    "latency_p95",
+    "__prediction__:mean",
+    "__prediction__:psi",
+)
+
+
 class ChangeDetectionConfig(_Strict):
     """river's ADWIN and Page-Hinkley over each model's series of window metrics."""
 
     enabled: bool = True
     series: list[str] = Field(
-        default_factory=lambda: [
-            "error_rate_5xx",
-            "latency_p95",
-            "__prediction__:mean",
-            "__prediction__:psi",
-        ],
+        default_factory=lambda: list(DEFAULT_CHANGE_SERIES),
         description=(
             "model-level metric names, or feature:metric; label metrics (accuracy, mae, ...) are "
             "fed at their window's first write, so their changes depend on label arrival times"

@@ -33,6 +33,7 @@ from typing import Any
 
 from river import drift
 
+from drifthouse.config import DEFAULT_CHANGE_SERIES
 from drifthouse.detectors.base import Result
 from drifthouse.errors import SketchError
 
@@ -54,14 +55,7 @@ class ChangeConfig:
     """Which series to watch and the detectors' parameters (river's names and defaults, except
     ADWIN's ``clock``: one check per window, since a window is already an aggregate)."""
 
-    series: tuple[str, ...] = (
-        "error_rate_5xx",
-        "latency_p95",
-        "accuracy",
-        "mae",
-        "__prediction__:mean",
-        "__prediction__:psi",
-    )
+    series: tuple[str, ...] = DEFAULT_CHANGE_SERIES
     warmup: int = 30
     min_std: float = 1e-3
     adwin_delta: float = 0.002

@@ -294,6 +294,36 @@ def test_segments_and_fairness() -> None:
     assert v[("country=DE", "labels_coverage")] == 1.0
 
 
+def test_fairness_gaps_raise_alerts_through_a_rule() -> None:
+    # The gaps are metric rows like any other: a rule scoped to the attribute fires on them.
+    from drifthouse.alerts.rules import RuleEngine, validate_rules
+    from drifthouse.config import RuleConfig
+
+    lw, join = _windows(), LabelJoin(horizon_ms=DAY)
+    preds = [
+        rec(f"e{i}", i, 0.9 if i % 2 == 0 and (i < 20 or i % 4 == 0) else 0.1,
+            segment=[("country", "DE" if i < 20 else "FR")])
+        for i in range(40)
+    ]  # fmt: skip
+    lw.add_predictions(preds)
+    join.add_predictions(preds)
+    lw.add_pairs(join.add_labels([lab(f"e{i}", 100, int(i % 2 == 0)) for i in range(40)]))
+    (w,) = [w for w in lw.flush() if w.spec_index == 0]
+    rows = lw.rows(w, run_id="live", computed_at=0)
+    rules = [
+        {"name": "opportunity-gap", "metric": "equal_opportunity_diff", "segment": "country",
+         "when": "value > 0.2", "severity": "warning"},
+        {"name": "parity-gap", "metric": "demographic_parity_diff", "segment": "country",
+         "when": "value > 0.3", "severity": "warning"},
+    ]  # fmt: skip
+    configs = [RuleConfig.model_validate(r) for r in rules]
+    assert validate_rules(configs) == []  # known metric names: not even a warning
+    engine = RuleEngine(configs)
+    alerts = engine.process(rows)
+    # The opportunity gap is 0.5 (> 0.2); the parity gap 0.25 stays under its 0.3.
+    assert [(a.rule, a.segment, a.value) for a in alerts] == [("opportunity-gap", "country", 0.5)]
+
+
 def test_segment_values_are_capped() -> None:
     lw = LabelWindows(SPECS, lambda m: SK, max_segment_values=2)
     lw.add_predictions([rec(f"e{i}", i, segment=[("user", f"u{i}")]) for i in range(5)])
