@@ -284,9 +284,9 @@ class _Series(msgspec.Struct, kw_only=True):
     clears: int = 0  # consecutive windows where `clear` held, while firing
     last_end: int = -1  # the last window_end seen: older or repeated rows are late
     changed_end: int = -1  # the window_end of the last firing or resolved row
-    # (window_end, `when` held) of the last `for` windows, while not firing: what a late
-    # rewrite of one of them is counted against
-    recent: list[tuple[int, bool]] = msgspec.field(default_factory=list)
+    # (window_end, `when` held, `clear` held) of the last windows a run can span (`for`,
+    # `keep_firing_for` + 1): what a late row of one of them is counted against
+    recent: list[tuple[int, bool, bool]] = msgspec.field(default_factory=list)
     alert: AlertRow | None = None  # the firing alert, None when ok
 
 
@@ -306,10 +306,12 @@ class RuleEngine:
 
     Rows should come in event-time order, a window's rows together. A row whose window ends at
     or before the last window seen for its series is *late*: a window written again (late
-    labels rewrite their window) or re-read after a restart. A late row can only make a series
-    that is not firing fire, when ``when`` holds on it and, with ``for`` above 1, on the rest of
-    the last ``for`` windows too; it never counts a window twice, never resolves an alert, and
-    is ignored if the series fired or resolved in that window or a later one.
+    labels rewrite their window) or re-read after a restart. A late row counts at its new
+    values in place of the window's earlier ones: it fires a series that is not firing when
+    ``when`` holds on it (with ``for`` above 1: on the last ``for`` windows, this one among
+    them), and resolves a firing one when ``clear`` does (with ``keep_firing_for`` above 0: on
+    the last ``keep_firing_for + 1``). It never counts a window twice, and is ignored if the
+    series fired or resolved in that window or a later one.
     """
 
     def __init__(self, rules: Sequence[RuleConfig], baselines: Baselines | None = None) -> None:
@@ -355,78 +357,74 @@ class RuleEngine:
                 segment=row.segment,
                 window=row.window,
             )
-        if row.window_end <= series.last_end:
-            return self._late(rule, row, series)
-        series.last_end = row.window_end
-        baseline = self.baselines(row.model, row.model_version, row.feature, row.metric)
-        when = rule.when.evaluate(value=row.value, baseline=baseline, n=row.n)
-        if series.alert is None:
-            if rule.config.for_ > 1:
-                series.recent.append((row.window_end, when))
-                del series.recent[: -rule.config.for_]
-            if not when:
-                series.matches = 0
-                return None
-            series.matches += 1
-            if series.matches < rule.config.for_:
-                return None
-            return self._fire(rule, row, series, baseline)
-        if when:
-            series.clears = 0
-            return None
-        if not rule.clear.evaluate(value=row.value, baseline=baseline, n=row.n):
-            series.clears = 0  # inside the hysteresis band: still firing
-            return None
-        series.clears += 1
-        if series.clears <= rule.config.keep_firing_for:
-            return None
-        series.clears = 0
-        series.alert = None
-        series.changed_end = row.window_end
-        cond = rule.clear if rule.explicit_clear else rule.when
-        return self._alert(
-            rule, row, "resolved", extract_threshold(cond, baseline, row.n), baseline
-        )
-
-    def _late(self, rule: CompiledRule, row: MetricRow, series: _Series) -> AlertRow | None:
-        """A row for a window the series has seen (a rewrite, or a re-read after a restart)."""
-        if series.alert is not None or row.window_end <= series.changed_end:
+        late = row.window_end <= series.last_end
+        if late and row.window_end <= series.changed_end:
             log.debug(
                 "alert.row_skipped", rule=rule.name, window_end=row.window_end, last=series.last_end
             )
             return None
         baseline = self.baselines(row.model, row.model_version, row.feature, row.metric)
         when = rule.when.evaluate(value=row.value, baseline=baseline, n=row.n)
-        if rule.config.for_ > 1:
-            recent = series.recent
-            at = next((i for i, (end, _) in enumerate(recent) if end == row.window_end), None)
-            if at is None:  # older than the last `for` windows
-                return None
-            recent[at] = (row.window_end, when)
-            run = 0
-            for _, held in reversed(recent):
-                if not held:
-                    break
-                run += 1
-            series.matches = run
-            if run < rule.config.for_:
-                return None
-        elif not when:
-            return None
-        log.info("alert.late_window", rule=rule.name, model=row.model, window_end=row.window_end)
-        return self._fire(rule, row, series, baseline)
-
-    def _fire(
-        self, rule: CompiledRule, row: MetricRow, series: _Series, baseline: float | None
-    ) -> AlertRow:
-        series.matches = 0
-        series.clears = 0
-        series.recent.clear()
-        series.changed_end = row.window_end
-        series.alert = self._alert(
-            rule, row, "firing", extract_threshold(rule.when, baseline, row.n), baseline
+        firing = series.alert is not None
+        # `when` wins over `clear`: an alert never resolves in a window in which it holds.
+        clear = (
+            firing and not when and rule.clear.evaluate(value=row.value, baseline=baseline, n=row.n)
         )
-        return series.alert
+        need = rule.config.keep_firing_for + 1 if firing else rule.config.for_
+        if late:
+            run = self._late_run(series, row.window_end, when, clear, need, firing)
+            if run is None:
+                return None
+        else:
+            series.last_end = row.window_end
+            keep = max(rule.config.for_, rule.config.keep_firing_for + 1)
+            if keep > 1:
+                series.recent.append((row.window_end, when, clear))
+                del series.recent[:-keep]
+            if firing:
+                series.clears = run = series.clears + 1 if clear else 0
+            else:
+                series.matches = run = series.matches + 1 if when else 0
+        if run < need:
+            return None
+        if late:
+            log.debug("alert.late_window", rule=rule.name, window_end=row.window_end)
+        series.matches = series.clears = 0
+        series.changed_end = row.window_end
+        if not firing:
+            series.alert = self._alert(
+                rule, row, "firing", extract_threshold(rule.when, baseline, row.n), baseline
+            )
+            return series.alert
+        series.alert = None
+        cond = rule.clear if rule.explicit_clear else rule.when
+        return self._alert(
+            rule, row, "resolved", extract_threshold(cond, baseline, row.n), baseline
+        )
+
+    @staticmethod
+    def _late_run(
+        series: _Series, end: int, when: bool, clear: bool, need: int, firing: bool
+    ) -> int | None:
+        """How many windows in a row hold (``clear`` while firing, else ``when``) counting a
+        late row of window ``end`` at its new values; None if it cannot count."""
+        if need == 1:  # the one window is enough, wherever it lies after the last change
+            return int(clear if firing else when)
+        recent = series.recent
+        at = next((i for i, entry in enumerate(recent) if entry[0] == end), None)
+        if at is None:  # older than the last windows a run can span
+            return None
+        recent[at] = (end, when, clear)
+        run = 0
+        for entry_end, entry_when, entry_clear in reversed(recent):
+            if entry_end <= series.changed_end or not (entry_clear if firing else entry_when):
+                break
+            run += 1
+        if firing:
+            series.clears = run
+        else:
+            series.matches = run
+        return run
 
     def _alert(
         self,

@@ -118,23 +118,23 @@ def with_rewrites(steps: list[tuple[int, float]]) -> list[MetricRow]:
 
 @settings(max_examples=80, deadline=None)
 @given(rule=RULES, steps=STEPS, split=st.integers(0, 40))
-def test_late_rows_alternate_and_restarts_and_re_reads_change_nothing(
+def test_late_rows_alternate_and_restarts_change_nothing(
     rule: RuleConfig, steps: list[tuple[int, float]], split: int
 ) -> None:
     rows = with_rewrites(steps)
     live = RuleEngine([rule])
     alerts = [x for r in rows for x in live.process([r])]
-    statuses = [x.status for x in alerts]
-    assert statuses == ["firing", "resolved"] * (len(statuses) // 2) + ["firing"] * (
-        len(statuses) % 2
-    )
-    # Every alert comes from a row of its own window, where its condition held.
-    for x in alerts:
-        assert (x.value > 0.25) == (x.status == "firing")
-    # Re-reading every window at its newest value (as a merge resumed from a snapshot writes
-    # them again) adds nothing.
+    # Writing every window again at its newest value (as late labels may) goes on from there.
     newest = {r.window_end: r for r in rows}
-    assert [x for end in sorted(newest) for x in live.process([newest[end]])] == []
+    more = [x for end in sorted(newest) for x in live.process([newest[end]])]
+    for key in {x.dedup_key for x in alerts + more}:
+        statuses = [x.status for x in alerts + more if x.dedup_key == key]
+        assert statuses == ["firing", "resolved"] * (len(statuses) // 2) + ["firing"] * (
+            len(statuses) % 2
+        )
+    # Every change comes from a row of its own window on which its condition held.
+    for x in alerts + more:
+        assert (x.value > 0.25) == (x.status == "firing")
     # A restart from the state saved after any row, that processes that row again, agrees.
     split = min(split, len(rows))
     first = RuleEngine([rule])

@@ -139,7 +139,10 @@ def test_rows_already_seen_are_ignored() -> None:
 
 
 ACCURACY = RuleConfig(
-    name="accuracy-drop", metric="accuracy", when="value < 0.8 and n >= 200", clear="value >= 0.85"
+    name="accuracy-drop",
+    metric="accuracy",
+    when="value < 0.8 and n >= 200",
+    clear="value >= 0.85 and n >= 200",
 )
 
 
@@ -147,20 +150,22 @@ def acc(minute: int, value: float, n: int) -> MetricRow:
     return mrow(minute, value, metric="accuracy", feature="", n=n)
 
 
-def test_a_late_rewrite_fires_on_its_own_window() -> None:
-    # Window 1 is first written with few labels; windows 2 and 3 follow; then window 1's late
-    # labels rewrite it, below the threshold: the alert fires, stamped with window 1.
+def test_a_late_rewrite_fires_and_resolves_on_its_own_window() -> None:
+    # Windows 1-3 are first written with few labels; then their late labels rewrite them.
     engine = RuleEngine([ACCURACY])
-    assert engine.process([acc(1, 0.5, 40), acc(2, 0.9, 300), acc(3, 0.9, 300)]) == []
+    assert engine.process([acc(1, 0.5, 40), acc(2, 0.5, 60), acc(3, 0.9, 80)]) == []
     (alert,) = engine.process([acc(1, 0.7, 400)])
     assert (alert.status, alert.window_end, alert.value) == ("firing", MIN, 0.7)
-    # Firing now: a further rewrite changes nothing; a later window that clears resolves it.
-    assert engine.process([acc(1, 0.6, 500), acc(2, 0.9, 400)]) == []
-    assert [(a.status, a.ts // MIN) for a in engine.process([acc(4, 0.9, 300)])] == [
-        ("resolved", 4)
+    assert engine.process([acc(1, 0.6, 500)]) == []  # the window that fired: nothing new
+    assert engine.process([acc(2, 0.7, 400)]) == []  # still below: still firing
+    assert engine.process([acc(3, 0.95, 100)]) == []  # above, but too few labels to clear
+    assert [(a.status, a.ts // MIN) for a in engine.process([acc(3, 0.95, 400)])] == [
+        ("resolved", 3)
     ]
-    # History before the resolution: late labels of window 2 or 1 do not fire again.
+    # History before the resolution: late labels of windows 1 and 2 do not fire again.
     assert engine.process([acc(2, 0.7, 500), acc(1, 0.5, 600)]) == []
+    # A new window still counts as usual.
+    assert [a.status for a in engine.process([acc(4, 0.5, 300)])] == ["firing"]
 
 
 def test_a_late_row_that_does_not_hold_changes_nothing() -> None:
@@ -170,12 +175,12 @@ def test_a_late_row_that_does_not_hold_changes_nothing() -> None:
     assert engine.firing() == []
 
 
-def test_a_late_rewrite_never_resolves() -> None:
-    engine = RuleEngine([ACCURACY])
-    assert [a.status for a in engine.process([acc(1, 0.5, 300)])] == ["firing"]
-    engine.process([acc(2, 0.7, 300)])
-    assert engine.process([acc(1, 0.95, 400), acc(2, 0.95, 400)]) == []
-    assert len(engine.firing()) == 1
+def test_when_wins_over_clear_for_late_rows_too() -> None:
+    rule = RuleConfig(name="r", metric="psi", when="value > 0.25", clear="value < 0.3")
+    engine = RuleEngine([rule])
+    engine.process([mrow(1, 0.4), mrow(2, 0.35)])
+    assert engine.process([mrow(2, 0.28)]) == []  # both hold: still firing
+    assert [a.status for a in engine.process([mrow(2, 0.2)])] == ["resolved"]
 
 
 def test_a_late_rewrite_with_for_counts_the_last_windows_at_their_newest_values() -> None:
@@ -204,6 +209,15 @@ def test_late_state_survives_a_restart() -> None:
     restarted = RuleEngine([rule])
     restarted.load_state(json.loads(json.dumps(engine.dump_state())))
     assert [a.status for a in restarted.process([acc(1, 0.7, 300)])] == ["firing"]
+
+
+def test_a_late_rewrite_with_keep_firing_for_needs_the_last_windows_to_clear() -> None:
+    rule = ACCURACY.model_copy(update={"keep_firing_for": 1})
+    engine = RuleEngine([rule])
+    assert [a.status for a in engine.process([acc(1, 0.5, 300)])] == ["firing"]
+    assert engine.process([acc(2, 0.9, 50), acc(3, 0.9, 300)]) == []  # one clear window
+    (alert,) = engine.process([acc(2, 0.9, 300)])  # window 2 clears too: two in a row
+    assert (alert.status, alert.window_end) == ("resolved", 2 * MIN)
 
 
 def test_state_round_trip_neither_repages_nor_forgets() -> None:
