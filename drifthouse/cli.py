@@ -546,12 +546,18 @@ def produce(
         str, typer.Option(help="The simulated scenario: demo (3 days) or quick (1 day).")
     ] = "demo",
     count: Annotated[int | None, typer.Option(help="Stop after this many events.")] = None,
+    days: Annotated[
+        float | None,
+        typer.Option(help="Simulated days, instead of the scenario's own (a longer stream)."),
+    ] = None,
 ) -> None:
     """Write a simulated prediction stream (and its labels) to Kafka, stamped with the current time."""
     from drifthouse.config import load_config
     from drifthouse.produce import run_produce
 
-    run_produce(load_config(config), rate=rate, scenario=scenario, count=count, console=err)
+    run_produce(
+        load_config(config), rate=rate, scenario=scenario, count=count, console=err, days=days
+    )
 
 
 # -- entry point -----------------------------------------------------------------------------------

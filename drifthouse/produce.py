@@ -37,10 +37,34 @@ from drifthouse.simulate import HOUR, MINUTE, Record, Scenario, simulate
 from drifthouse.stream.kafka_admin import ensure_topics
 from drifthouse.stream.kafka_client import open_client, translate
 
-__all__ = ["SCENARIOS", "Restamp", "run_produce"]
+__all__ = ["SCENARIOS", "Restamp", "run_produce", "scenario_named"]
 
 #: The scenarios ``--scenario`` knows, by name.
 SCENARIOS: dict[str, Callable[[], Scenario]] = {"demo": Scenario.demo, "quick": Scenario.quick}
+
+
+def scenario_named(name: str, days: float | None = None) -> Scenario:
+    """The scenario ``name``, over ``days`` simulated days instead of its own when given (its
+    reference period and rate kept, its faults spread over the longer span as the demo's are)."""
+    make = SCENARIOS.get(name)
+    if make is None:
+        raise UsageError(f"unknown scenario {name!r}; known scenarios: {', '.join(SCENARIOS)}")
+    sc = make()
+    if days is None:
+        return sc
+    if not days * 24 > sc.reference_hours:
+        raise UsageError(
+            f"--days must leave time after the scenario's {sc.reference_hours:g} reference "
+            f"hours (got {days:g} days)"
+        )
+    longer = Scenario.demo(
+        days=days,
+        rate_per_min=sc.rate_per_min,
+        start_ms=sc.start_ms,
+        reference_hours=sc.reference_hours,
+    )
+    return Scenario(sc.name, sc.start_ms, days, sc.rate_per_min, sc.reference_hours, longer.faults)
+
 
 PARTITIONS = 3  # of topics created here; a keyed topic's partitions are the operator's call later
 
@@ -102,17 +126,24 @@ def _plan(
 
 
 def run_produce(
-    config: Config, *, rate: float, scenario: str, count: int | None, console: Console
+    config: Config,
+    *,
+    rate: float,
+    scenario: str,
+    count: int | None,
+    console: Console,
+    days: float | None = None,
 ) -> int:
-    """Write the simulated stream to Kafka (see the module docstring); return predictions sent."""
-    make = SCENARIOS.get(scenario)
-    if make is None:
-        raise UsageError(f"unknown scenario {scenario!r}; known scenarios: {', '.join(SCENARIOS)}")
+    """Write the simulated stream to Kafka (see the module docstring); return predictions sent.
+
+    ``days``: the scenario's length in simulated days, when not its own (a long stream for a
+    load test: ``--scenario demo --days 40 --rate 5000`` runs for about ten minutes).
+    """
+    sc = scenario_named(scenario, days)
     if rate < 0:
         raise UsageError(f"--rate must be 0 (as fast as possible) or more (got {rate:g})")
     if count is not None and count < 0:
         raise UsageError(f"--count must be 0 or more (got {count})")
-    sc = make()
     kafka = config.kafka
     ensure_topics(kafka, {kafka.topic: PARTITIONS, kafka.labels_topic: PARTITIONS})
     from kafka import KafkaProducer

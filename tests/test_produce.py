@@ -14,7 +14,7 @@ from rich.console import Console
 from drifthouse.config import Config
 from drifthouse.errors import UsageError
 from drifthouse.events import parse_ts
-from drifthouse.produce import Restamp, run_produce
+from drifthouse.produce import Restamp, run_produce, scenario_named
 from drifthouse.simulate import Scenario, simulate
 
 
@@ -126,3 +126,26 @@ def test_a_negative_rate_is_a_usage_error() -> None:
 def test_restamp_scales_from_the_origin() -> None:
     restamp = Restamp(start=1_000, origin=10_000, speed=100.0)
     assert [restamp(t) for t in (1_000, 101_000)] == [10_000, 11_000]
+
+
+@pytest.mark.parametrize("name", ["demo", "quick"])
+def test_days_lengthen_a_scenario_and_spread_its_faults(name: str) -> None:
+    own = scenario_named(name)
+    longer = scenario_named(name, 40)
+    assert (longer.name, longer.days, longer.rate_per_min) == (name, 40, own.rate_per_min)
+    assert longer.reference_end_ms == own.reference_end_ms  # the same clean reference
+    assert [f.name for f in longer.faults] == [f.name for f in own.faults]
+    # The faults come in the same order after the reference, spread over the longer span.
+    starts = [f.start_ms for f in longer.faults]
+    assert starts == sorted(starts)
+    assert starts[0] >= longer.reference_end_ms
+    assert starts[-1] > own.end_ms
+    assert starts[-1] < longer.end_ms
+    assert longer.end_ms == longer.start_ms + 40 * 86_400_000  # where simulate() stops
+
+
+def test_days_must_leave_time_after_the_reference() -> None:
+    with pytest.raises(UsageError, match=r"--days must leave time after .* 24 reference hours"):
+        scenario_named("demo", 1)
+    with pytest.raises(UsageError, match="unknown scenario"):
+        scenario_named("nope", 3)
