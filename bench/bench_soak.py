@@ -1,7 +1,8 @@
 """Soak: one live worker at a fixed rate for minutes, its memory and lag sampled.
 
     KAFKA_BOOTSTRAP=127.0.0.1:9092 .venv/bin/python bench/bench_soak.py \\
-        [--rate EVENTS_PER_S] [--minutes M] [--warmup S] [--every S] [--out FILE.json]
+        [--rate EVENTS_PER_S] [--minutes M] [--warmup S] [--every S] [--out FILE.json] \\
+        [--scenario demo --days D]
 
 Produces prediction events (20 numeric + 5 categorical features, event time = now) at a fixed
 rate into a fresh 4-partition topic while one ``drifthouse run`` worker consumes it with the
@@ -15,6 +16,14 @@ to ``--out`` (JSON). The default rate is the one-process worker rate measured by
 ``bench/bench_worker.py`` (README, Performance); the producer is one Python thread of this
 process (about 19,000 events/s on the shared 2-core machine), so on a small machine pick a rate
 that it and the worker can both sustain. Start a broker first (``scripts/kafka start``).
+
+With ``--scenario NAME`` the load comes from ``drifthouse produce --scenario NAME --rate R
+--days D`` instead, in a process of its own: the simulated models (the demo's fraud classifier
+and ETA regressor, with their faults, their segments and their delayed labels on the labels
+topic), and a worker with the demo's configuration (its windows, rules and reference profiles);
+the events produced are counted from the topic's end offsets. ``--days`` must cover the run:
+the demo's models send one event a second together, so at ``--rate 2000`` ten minutes are about
+14 simulated days.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,7 +47,7 @@ from kafka import KafkaProducer
 
 from drifthouse.config import Config
 from drifthouse.detectors.reference import build_profile
-from drifthouse.stream.kafka_admin import ensure_topics
+from drifthouse.stream.kafka_admin import end_offsets, ensure_topics
 
 DEFAULT_RATE = 31_000  # events/s: `bench/bench_worker.py`, one worker process (README, Performance)
 PARTITIONS = 4
@@ -91,6 +101,62 @@ class Producer(threading.Thread):
         self.producer.close()
 
 
+class ProduceCommand:
+    """``drifthouse produce`` in a process of its own, with the interface of :class:`Producer`."""
+
+    def __init__(self, folder: Path, cfg: Config, rate: int, scenario: str, days: float) -> None:
+        self.folder, self.kafka = folder, cfg.kafka
+        self.args = [sys.executable, "-m", "drifthouse", "produce", "-c", "drifthouse.yaml",
+                     "--rate", str(rate), "--scenario", scenario, "--days", str(days)]  # fmt: skip
+        self.stop = threading.Event()  # set by the caller; join() then interrupts the command
+        self.behind_s = float("nan")  # not measured: the command paces itself
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = (self.folder / "produce.log").open("wb")
+        self.proc = subprocess.Popen(self.args, cwd=self.folder, stdout=log, stderr=log)
+
+    @property
+    def sent(self) -> int:
+        """Predictions on the topic so far (its end offsets)."""
+        return sum(end_offsets(self.kafka, self.kafka.topic).values())
+
+    def join(self, timeout: float) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # Ctrl-C: it flushes what it sent and stops
+        self.proc.wait(timeout=timeout)
+
+
+def _scenario_config(
+    folder: Path, bootstrap: str, topic: str, port: int, scenario: str, days: float
+) -> dict[str, Any]:
+    """The demo's configuration and reference profiles for the scenario, read from ``topic``."""
+    import yaml
+
+    from drifthouse.config import load_config
+    from drifthouse.demo.run import LABEL_DELAY_MIN, split_reference
+    from drifthouse.demo.setup import build_profiles, write_config
+    from drifthouse.produce import scenario_named
+    from drifthouse.simulate import simulate
+
+    sc = scenario_named(scenario, days)
+    _, path, _ = write_config(folder, None, sc.models)
+    data: dict[str, Any] = yaml.safe_load(path.read_text())
+    data["kafka"] = {"bootstrap": bootstrap, "topic": topic, "labels_topic": f"{topic}-labels",
+                     "group": f"g-{topic}", "partials_topic": f"{topic}-partials",
+                     "web_port": port}  # fmt: skip
+    data["store"] = {"path": "./store", "ttl_days": {"predictions": 3650}}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    # The reference day of the stream `drifthouse produce` sends (seed 0), as the demo builds it.
+    reference, labels, _, _ = split_reference(
+        simulate(sc, seed=0), sc.reference_end_ms, LABEL_DELAY_MIN[1] * 60_000
+    )
+    build_profiles(folder, reference, load_config(path), "2026-01-01T12:00:00Z", labels=labels)
+    return data
+
+
 def _rss_mb(pid: int) -> float:
     """Resident memory of a process in MB (VmRSS in ``/proc/PID/status``)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -133,6 +199,14 @@ def main() -> None:
         help="the engine behind HTTP in a process of its own (tests/sinks/chhttp.py), so the "
         "worker's memory is its own and not the embedded engine's",
     )
+    parser.add_argument(
+        "--scenario",
+        default=None,
+        help="produce with `drifthouse produce --scenario NAME` (demo, quick) instead",
+    )
+    parser.add_argument(
+        "--days", type=float, default=14.0, help="with --scenario: its simulated days"
+    )
     args = parser.parse_args()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     rng = np.random.default_rng(2)
@@ -154,6 +228,8 @@ def main() -> None:
         "windows": [{"size": "1m"}, {"size": "5m", "hop": "1m"}],
         "models": {"bench": {"reference": "bench.json"}},
     }  # fmt: skip
+    if args.scenario is not None:
+        config = _scenario_config(folder, bootstrap, topic, args.port, args.scenario, args.days)
     server = None
     if args.http_store:
         port = args.port + 1
@@ -172,7 +248,13 @@ def main() -> None:
         [sys.executable, "-m", "drifthouse", "run", "-c", "drifthouse.yaml"],
         cwd=folder, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    producer = Producer(bootstrap, topic, args.rate, pool)
+    producer: Producer | ProduceCommand = (
+        Producer(bootstrap, topic, args.rate, pool)
+        if args.scenario is None
+        else ProduceCommand(
+            folder, Config.model_validate(config), args.rate, args.scenario, args.days
+        )
+    )
     samples: list[dict[str, Any]] = []
     try:
         while _health(args.port) is None:  # started, answering
