@@ -513,3 +513,122 @@ def test_text_block_is_output_not_a_command(block: Block) -> None:
     prompts = [line for line in block.text.splitlines() if re.match(r"\s*\$ ", line)]
     assert not prompts, f"{block.id} holds commands; label it sh so that they run: {prompts}"
     assert block.text.strip()
+
+
+def _demo_commands(path: str) -> set[str]:
+    from drifthouse.demo.report import demo_queries
+
+    return {q.command for q in demo_queries(Path(path), "demo")}
+
+
+@pytest.mark.parametrize("block", _params({"text"}))
+def test_commands_shown_as_output_are_the_programs_own(block: Block) -> None:
+    # The demo prints `drifthouse sql` commands to paste; a page that shows them must show
+    # what the demo prints, not an edited copy that would no longer run.
+    for line in block.text.splitlines():
+        m = re.match(r"drifthouse sql -c (\S+) ", line)
+        if m is not None:
+            assert line in _demo_commands(m.group(1)), f"{block.id}: not a demo query: {line}"
+
+
+# -- commands in prose ----------------------------------------------------------------------------
+
+#: `drifthouse ...` in running text (a code span, or a cell of the README's command table).
+_INLINE = re.compile(r"`(drifthouse [^`]+)`")
+
+
+def _inline_commands() -> list[tuple[str, str]]:
+    out = []
+    for path in [*DOCUMENTS, ROOT / "bench" / "README.md"]:
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            for m in _INLINE.finditer(line):
+                out.append((f"{path.relative_to(ROOT)}:{n}", m.group(1)))
+    return out
+
+
+def _cli_words(text: str) -> tuple[list[list[str]], list[str]]:
+    """The command paths a span names (``add\\|list`` gives both) and the options it uses."""
+    words = text.replace("[", " ").replace("]", " ").split()[1:]
+    paths: list[list[str]] = [[]]
+    in_path = True
+    options = []
+    for word in words:
+        if word.startswith("-"):
+            options.append(word.split("=")[0])
+            in_path = False
+        elif in_path and all(re.fullmatch(r"[a-z][a-z-]*", a) for a in word.split("\\|")):
+            paths = [[*p, a] for p in paths for a in word.split("\\|")]
+        else:
+            in_path = False  # an argument, a placeholder or an option's value
+    return paths, options
+
+
+def test_commands_in_prose_name_real_subcommands_and_options() -> None:
+    import typer
+
+    from drifthouse.cli import app
+
+    root: Any = typer.main.get_command(app)  # typer's own click: commands and params
+    spans = _inline_commands()
+    assert len(spans) >= 20  # the scan found them
+    problems = []
+    for where, text in spans:
+        paths, options = _cli_words(text)
+        for path in paths:
+            command = root
+            for name in path:
+                if not hasattr(command, "commands"):
+                    break  # an argument of the command found so far
+                sub = command.commands.get(name)
+                if sub is None:
+                    problems.append(f"{where}: `{text}`: no command {name!r}")
+                    break
+                command = sub
+            known = {opt for p in command.params for opt in (*p.opts, *p.secondary_opts)}
+            known.add("--help")
+            problems += [
+                f"{where}: `{text}`: {command.name} has no option {o}"
+                for o in options
+                if o not in known
+            ]
+    assert not problems, "\n".join(problems)
+
+
+# -- bench/README.md ------------------------------------------------------------------------------
+
+_BENCH = ROOT / "bench"
+
+
+def _bench_commands() -> dict[str, set[str]]:
+    """Script name -> the options bench/README.md gives it (commands span `\\` lines)."""
+    text = re.sub(r"\\\n\s*", " ", (_BENCH / "README.md").read_text(encoding="utf-8"))
+    out: dict[str, set[str]] = {}
+    for line in text.splitlines():
+        m = re.search(r"python bench/(bench_\w+\.py)(.*)", line)
+        if m is not None:
+            opts = re.findall(r"(--[a-z][a-z-]*)", m.group(2))
+            out.setdefault(m.group(1), set()).update(opts)
+    return out
+
+
+def test_every_benchmark_is_documented() -> None:
+    scripts = {p.name for p in _BENCH.glob("bench_*.py")}
+    assert scripts <= set(_bench_commands()), scripts - set(_bench_commands())
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in _BENCH.glob("bench_*.py")))
+def test_benchmark_commands_take_the_options_documented(script: str) -> None:
+    # The benchmarks take minutes and print figures for the README: they are not run here;
+    # each one's argument parser is (`--help`), and must know every option bench/README.md uses.
+    done = subprocess.run(
+        [sys.executable, str(_BENCH / script), "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    documented = _bench_commands().get(script, set())
+    unknown = [o for o in sorted(documented) if not re.search(rf"{o}\b", done.stdout)]
+    assert not unknown, f"bench/README.md gives {script} options its --help lacks: {unknown}"
