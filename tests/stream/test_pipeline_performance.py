@@ -292,3 +292,72 @@ def test_a_model_without_labels_holds_none_of_its_predictions(labelled):
     pipe.finish()
     sink.flush()
     assert not [r for r in sink.rows("metrics") if r.metric in {"accuracy", "labels_coverage"}]
+
+
+def test_regression_label_metrics_match_numpy_and_river_through_the_pipeline():
+    """A regressor whose labels come 1-60 minutes late: mae, rmse, r2 and mape per window of
+    the prediction's time, from every labelled prediction, against NumPy and river."""
+    rng = np.random.default_rng(21)
+    x = rng.normal(size=5_000)
+    profile = build_profile(
+        model="eta", model_version="1", created_at="2026-01-01T00:00:00Z", source_digest="",
+        settings=MetricsConfig(), features={"x": x}, prediction=10 + 3 * x,
+        label=10 + 3 * x + rng.normal(0, 1, x.size),
+    )  # fmt: skip
+    assert profile.baselines.task == "regression"
+    n = 2_400
+    ts = np.sort(T0 + rng.integers(0, 2 * HOUR, n))
+    feats = rng.normal(size=n)
+    pred = np.round(10 + 3 * feats, 4)
+    truth = np.round(pred + rng.normal(0, 1 + (ts >= T0 + HOUR), n), 4)  # worse in hour 2
+    stream = []
+    for i in range(n):
+        event = {"model": "eta", "model_version": "1", "ts": int(ts[i]), "event_id": f"r{i}",
+                 "features": {"x": float(feats[i])}, "prediction": float(pred[i])}  # fmt: skip
+        stream.append((int(ts[i]), 0, event))
+        arrival = int(ts[i] + rng.integers(MINUTE, 60 * MINUTE))
+        stream.append((arrival, 1, {"event_id": f"r{i}", "model": "eta", "ts": arrival,
+                                    "label": float(truth[i])}))  # fmt: skip
+    stream.sort(key=lambda r: (r[0], r[1]))
+    sink = MemorySink()
+    pipe = Pipeline(
+        config=CONFIG, profiles={"eta": profile}, sink=sink, dead_letters=MemoryDeadLetters(),
+        run_id="t", computed_at=lambda: 0,
+    )  # fmt: skip
+    pipe.expect_partitions([0])
+    preds, labels = [], []
+    for _, kind, event in stream:
+        raw = json.dumps(event).encode()
+        if kind:
+            labels.append(Message(raw, 0, len(labels), "labels", b"eta"))
+        else:
+            preds.append(Message(raw, 0, len(preds), "predictions", b"eta"))
+    assert len(labels) == len(preds)  # one label each
+    for lo in range(0, len(preds), 300):  # labels ride along, in their own arrival order
+        pipe.add_labels(labels[lo : lo + 300])
+        pipe.process(preds[lo : lo + 300])
+    pipe.finish()
+    sink.flush()
+    got = _final(sink)
+    for hour in (0, 1):
+        start = T0 + hour * HOUR
+        sel = (ts >= start) & (ts < start + HOUR)
+        y, p = truth[sel], pred[sel]
+        err = y - p
+        mae, rmse, r2 = rm.MAE(), rm.RMSE(), rm.R2()
+        for yi, pi in zip(y.tolist(), p.tolist(), strict=True):
+            for m in (mae, rmse, r2):
+                m.update(yi, pi)
+        want = {
+            "mae": np.abs(err).mean(),
+            "rmse": np.sqrt((err**2).mean()),
+            "r2": 1 - (err**2).sum() / ((y - y.mean()) ** 2).sum(),
+            "mape": np.mean(np.abs(err) / np.abs(y)),
+        }
+        for name, value in want.items():
+            assert got[(start, "", name)][0] == pytest.approx(value, rel=1e-9), (hour, name)
+            assert got[(start, "", name)][1] == sel.sum()
+        assert got[(start, "", "mae")][0] == pytest.approx(mae.get(), rel=1e-9)
+        assert got[(start, "", "rmse")][0] == pytest.approx(rmse.get(), rel=1e-9)
+        assert got[(start, "", "r2")][0] == pytest.approx(r2.get(), rel=1e-9)
+    assert got[(T0 + HOUR, "", "rmse")][0] > 1.5 * got[(T0, "", "rmse")][0]
