@@ -81,10 +81,11 @@ def _stream(rng, hours=3, per_hour=1_200, *, drive="x"):
 CONFIG = _config(label_horizon="2h")
 
 
-def _run(config, profile, stream, *, batch=500, metric_events=()):
+def _run(config, profile, stream, *, batch=500, metric_events=(), model="clf"):
     sink = MemorySink()
+    key = model.encode()
     pipe = Pipeline(
-        config=config, profiles={"clf": profile}, sink=sink, dead_letters=MemoryDeadLetters(),
+        config=config, profiles={model: profile}, sink=sink, dead_letters=MemoryDeadLetters(),
         run_id="t", computed_at=lambda: 0,
     )  # fmt: skip
     pipe.expect_partitions([0])
@@ -94,16 +95,16 @@ def _run(config, profile, stream, *, batch=500, metric_events=()):
     for _, kind, event in stream:
         raw = json.dumps(event).encode()
         if kind == 1:
-            labels.append(Message(raw, 0, len(labels), "labels", b"clf"))
+            labels.append(Message(raw, 0, len(labels), "labels", key))
             continue
-        preds.append(Message(raw, 0, offset, "predictions", b"clf"))
+        preds.append(Message(raw, 0, offset, "predictions", key))
         offset += 1
         if len(preds) == batch:
             pipe.add_labels(labels)
             pipe.process(preds)
             preds, labels = [], []
     pipe.add_labels(labels)
-    pipe.add_metric_events([Message(json.dumps(e).encode(), 0, i, "metrics", b"clf")
+    pipe.add_metric_events([Message(json.dumps(e).encode(), 0, i, "metrics", key)
                             for i, e in enumerate(metric_events)])  # fmt: skip
     pipe.process(preds)
     pipe.finish()
@@ -319,25 +320,7 @@ def test_regression_label_metrics_match_numpy_and_river_through_the_pipeline():
         stream.append((arrival, 1, {"event_id": f"r{i}", "model": "eta", "ts": arrival,
                                     "label": float(truth[i])}))  # fmt: skip
     stream.sort(key=lambda r: (r[0], r[1]))
-    sink = MemorySink()
-    pipe = Pipeline(
-        config=CONFIG, profiles={"eta": profile}, sink=sink, dead_letters=MemoryDeadLetters(),
-        run_id="t", computed_at=lambda: 0,
-    )  # fmt: skip
-    pipe.expect_partitions([0])
-    preds, labels = [], []
-    for _, kind, event in stream:
-        raw = json.dumps(event).encode()
-        if kind:
-            labels.append(Message(raw, 0, len(labels), "labels", b"eta"))
-        else:
-            preds.append(Message(raw, 0, len(preds), "predictions", b"eta"))
-    assert len(labels) == len(preds)  # one label each
-    for lo in range(0, len(preds), 300):  # labels ride along, in their own arrival order
-        pipe.add_labels(labels[lo : lo + 300])
-        pipe.process(preds[lo : lo + 300])
-    pipe.finish()
-    sink.flush()
+    sink = _run(CONFIG, profile, stream, batch=300, model="eta")
     got = _final(sink)
     for hour in (0, 1):
         start = T0 + hour * HOUR
