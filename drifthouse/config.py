@@ -380,6 +380,7 @@ class MetricsConfig(_Strict):
     label_horizon: DurationMs = 7 * 86_400_000
     label_join_max_entries: int = Field(1_000_000, ge=1)
     label_rewrite_every: DurationMs = 600_000
+    max_segment_values: int = Field(100, ge=1, le=10_000)
     importance: bool = True
     change_detection: ChangeDetectionConfig = Field(default_factory=ChangeDetectionConfig)
 

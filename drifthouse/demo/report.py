@@ -77,7 +77,7 @@ def demo_queries(config_path: Path, run_id: str) -> list[DemoQuery]:
             "hours when fraud served more than 1% 5xx errors",
             "SELECT window_start, round(value, 3) AS error_rate_5xx, n FROM metrics FINAL "
             f"WHERE {run} AND model = 'fraud' AND metric = 'error_rate_5xx' AND window = '1h' "
-            "AND value > 0.01 ORDER BY window_start",
+            "AND feature = '' AND segment = '' AND value > 0.01 ORDER BY window_start",
         ),
         (
             "eta's p95 latency, every 6 hours",

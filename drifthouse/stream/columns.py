@@ -8,6 +8,9 @@ beat a pass per feature by 3-10%), typed for the whole batch at once and convert
 call; categorical features go column by column. Only a column that holds odd types goes value
 by value. Events from the fast decoder (:mod:`drifthouse.stream.typed_decode`) hold their
 features in a struct whose types are already checked: they skip the type checks.
+
+Segment values (``{"country": "DE"}``) become, per ``(attribute, value)``, the rows holding it;
+a batch without any segment costs one C-level pass that finds none.
 """
 
 from __future__ import annotations
@@ -76,9 +79,24 @@ class Columns:
     score: npt.NDArray[np.float64]  # numeric prediction or positive-class probability; NaN if none
     event_ids: list[str | None] = field(default_factory=list)
     pred_codes: npt.NDArray[np.int32] | None = None  # class-label predictions, when profiled so
+    # Per (attribute, value) of the events' segments, its rows (ascending), the values in the
+    # order of their first row.
+    segments: dict[tuple[str, str], npt.NDArray[np.intp]] = field(default_factory=dict)
 
     def take(self, idx: npt.NDArray[np.intp]) -> Columns:
-        """The rows ``idx``, in that order."""
+        """The rows ``idx`` (distinct), in that order."""
+        segments: dict[tuple[str, str], npt.NDArray[np.intp]] = {}
+        if self.segments:
+            where = np.full(len(self), -1, dtype=np.intp)
+            where[idx] = np.arange(len(idx), dtype=np.intp)
+            found = []
+            for key, rows in self.segments.items():
+                sub = where[rows]
+                sub = np.sort(sub[sub >= 0])
+                if sub.size:
+                    found.append((int(sub[0]), key, sub))
+            found.sort(key=lambda t: t[0])  # stable: the order of first rows in the new order
+            segments = {key: sub for _, key, sub in found}
         return Columns(
             self.ts[idx],
             self.numeric[idx],
@@ -89,6 +107,7 @@ class Columns:
             self.score[idx],
             [self.event_ids[i] for i in idx] if self.event_ids else [],
             None if self.pred_codes is None else self.pred_codes[idx],
+            segments,
         )
 
     def __len__(self) -> int:
@@ -187,11 +206,29 @@ def _typed(feats: list[Any], layout: FeatureLayout) -> _Block:
     return numeric, status, np.ascontiguousarray(codes.T)
 
 
+_SEGMENT = attrgetter("segment")
+
+
+def _segments(segments: list[Mapping[str, str]]) -> dict[tuple[str, str], npt.NDArray[np.intp]]:
+    """Per (attribute, value), the rows of the events that hold it, in order of first row."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, segment in enumerate(segments):
+        if segment:
+            for item in segment.items():
+                rows = groups.get(item)
+                if rows is None:
+                    groups[item] = [i]
+                else:
+                    rows.append(i)
+    return {key: np.array(rows, dtype=np.intp) for key, rows in groups.items()}
+
+
 def extract(events: Sequence[Any], layout: FeatureLayout) -> Columns:
     """Columns of ``events`` (decoded prediction events of one model) under ``layout``.
 
     Events need ``ts_ms``, ``features`` (a mapping, or the :class:`TypedFeatures` of the fast
-    decoder), ``prediction``, ``latency_ms``, ``status`` and ``event_id`` attributes.
+    decoder), ``prediction``, ``latency_ms``, ``status``, ``event_id`` and ``segment`` (a
+    mapping, empty for none) attributes.
     """
     feats: list[Any] = [e.features for e in events]
     kind: type[Any] = type(feats[0]) if feats else dict
@@ -205,6 +242,7 @@ def extract(events: Sequence[Any], layout: FeatureLayout) -> Columns:
         if any(isinstance(f, TypedFeatures) for f in feats):  # a batch mixing both decodes
             feats = [f.as_dict() if isinstance(f, TypedFeatures) else f for f in feats]
         numeric, status, codes = _general(feats, layout)
+    segs: list[Mapping[str, str]] = list(map(_SEGMENT, events))
     latency = np.array([e.latency_ms for e in events], dtype=np.float64)
     http_status = np.array([e.status for e in events], dtype=np.int32)
     preds = [e.prediction for e in events]
@@ -229,4 +267,5 @@ def extract(events: Sequence[Any], layout: FeatureLayout) -> Columns:
         score=score,
         event_ids=[e.event_id for e in events],
         pred_codes=pred_codes,
+        segments=_segments(segs) if any(segs) else {},
     )

@@ -508,6 +508,7 @@ class LabelStage:
                 sketch_for,
                 horizon_ms=horizon,
                 rewrite_every_ms=config.metrics.label_rewrite_every,
+                max_segment_values=config.metrics.max_segment_values,
             ),
         )
 

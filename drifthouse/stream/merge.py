@@ -411,6 +411,13 @@ class MergeStage:
             MetricRow(feature=r.feature, metric=r.metric, value=r.value, n=n, **common)  # type: ignore[arg-type]
             for r in results
         ]
+        # Serving metrics per segment value (capped per attribute; see model_sketch).
+        for segment, seg in sketch.capped_segments(state):
+            per = {**common, "segment": segment}
+            metrics += [
+                MetricRow(feature=r.feature, metric=r.metric, value=r.value, n=seg.events, **per)  # type: ignore[arg-type]
+                for r in sketch.evaluate_segment(seg, spec.size_ms)
+            ]
         if self.changes is not None:
             # Fed once per window, in window order: a rewritten window is skipped.
             changed = self.changes.update(model, version, spec.name, start, results)

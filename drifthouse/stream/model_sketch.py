@@ -5,12 +5,29 @@ protocol as each detector (``empty``, ``update``, ``merge``, ``evaluate``), so t
 manager can treat a model's whole pane as one mergeable value. A model without a reference
 profile still gets its model-level metrics (events, latency, error rates); its features need
 a profile (``drifthouse profile``) for drift and quality.
+
+Segments
+--------
+Events with a ``segment`` (``{"country": "DE"}``) also feed a small :class:`SegmentState` per
+segment value (``("country", "DE")``): its event count, latency, status codes and prediction,
+so a window gets the serving metrics (``events``, ``throughput_rps``, latency quantiles, error
+rates, prediction drift) per segment value as well. Feature drift and quality, late and
+invalid counts and importance stay model-wide. A merge is the union of the values with a merge
+per value, so panes, partitions and workers add up exactly as the model-level state does.
+
+How many values are written is decided when a window is evaluated, never by arrival order: per
+attribute, the ``max_segment_values`` values with the most events (ties by value) are kept
+apart and the rest pooled into ``attr=__other__``. To bound memory, one pane of one partition
+keeps at most ``10 * max_segment_values`` values per attribute apart (``pane_segment_limit``)
+and pools later ones into ``__other__`` as they arrive: below that limit the window's values
+do not depend on how events are spread over partitions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 
 import msgspec
 import numpy as np
@@ -27,12 +44,32 @@ from drifthouse.errors import SketchError
 from drifthouse.logs import get_logger
 from drifthouse.stream.columns import Columns, FeatureLayout
 
-__all__ = ["PREDICTION_FEATURE", "ModelSketch", "ModelState", "Sketches"]
+__all__ = [
+    "OTHER_VALUE",
+    "PREDICTION_FEATURE",
+    "ModelSketch",
+    "ModelState",
+    "SegmentState",
+    "Sketches",
+]
 
 log = get_logger("sketches")
 
 PREDICTION_FEATURE = "__prediction__"
 _PREDICTION_METRICS = frozenset({"psi", "ks", "ks_pvalue", "js", "chi2", "chi2_pvalue", "mean"})
+OTHER_VALUE = "__other__"
+PANE_LIMIT_FACTOR = 10  # distinct values per attribute one pane keeps apart, x max_segment_values
+
+SegmentKey = tuple[str, str]  # (attribute, value)
+
+
+class _WireSegment(msgspec.Struct, array_like=True):
+    attribute: str
+    value: str
+    events: int
+    latency: bytes
+    status: bytes
+    prediction: bytes | None
 
 
 class _WireState(msgspec.Struct, array_like=True):
@@ -44,6 +81,7 @@ class _WireState(msgspec.Struct, array_like=True):
     counters: list[int]
     prediction_kind: str = "numeric"
     importance: bytes | None = None
+    segments: list[_WireSegment] | None = None  # absent in states written before segments
 
 
 _ENCODE = msgspec.msgpack.Encoder().encode
@@ -51,6 +89,44 @@ _DECODE = msgspec.msgpack.Decoder(_WireState).decode
 
 # Counter slots of ModelState.counters.
 EVENTS, LATE, INVALID = 0, 1, 2
+
+
+def _decode_prediction(kind: str, data: bytes | None) -> NumericState | CategoricalState | None:
+    if data is None:
+        return None
+    return (CategoricalState if kind == "categorical" else NumericState).from_bytes(data)
+
+
+def _same(
+    a: NumericState | CategoricalState | None, b: NumericState | CategoricalState | None
+) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return a.equals(b)
+
+
+@dataclass(frozen=True, eq=False)
+class SegmentState:
+    """The serving state of one segment value in one pane: events, latency, status codes and
+    the prediction (``None`` for a model without a profiled prediction)."""
+
+    counters: np.ndarray  # int64 [events]
+    latency: QuantileState
+    status: StatusState
+    prediction: NumericState | CategoricalState | None
+
+    @property
+    def events(self) -> int:
+        return int(self.counters[EVENTS])
+
+    def equals(self, other: SegmentState) -> bool:
+        """Bitwise equality of every part."""
+        return (
+            bool(np.array_equal(self.counters, other.counters))
+            and self.latency.equals(other.latency)
+            and self.status.equals(other.status)
+            and _same(self.prediction, other.prediction)
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,6 +140,8 @@ class ModelState:
     prediction: NumericState | CategoricalState | None
     counters: np.ndarray  # int64 [events, late_events, invalid_events]
     importance: ImportanceState | None = None
+    # Per segment value, in the order values were first seen (or merged: sorted).
+    segments: dict[SegmentKey, SegmentState] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
         """Serialise exactly, for partial-window messages between workers."""
@@ -79,6 +157,21 @@ class ModelState:
                 if isinstance(self.prediction, CategoricalState)
                 else "numeric",
                 importance=self.importance.to_bytes() if self.importance is not None else None,
+                segments=[
+                    _WireSegment(
+                        attribute=attr,
+                        value=value,
+                        events=seg.events,
+                        latency=seg.latency.to_bytes(),
+                        status=seg.status.to_bytes(),
+                        prediction=seg.prediction.to_bytes()
+                        if seg.prediction is not None
+                        else None,
+                    )
+                    for (attr, value), seg in self.segments.items()
+                ]
+                if self.segments
+                else None,
             )
         )
 
@@ -94,23 +187,27 @@ class ModelState:
             categorical=CategoricalState.from_bytes(wire.categorical),
             latency=QuantileState.from_bytes(wire.latency),
             status=StatusState.from_bytes(wire.status),
-            prediction=(
-                CategoricalState if wire.prediction_kind == "categorical" else NumericState
-            ).from_bytes(wire.prediction)
-            if wire.prediction is not None
-            else None,
+            prediction=_decode_prediction(wire.prediction_kind, wire.prediction),
             counters=np.asarray(wire.counters, dtype=np.int64),
             importance=ImportanceState.from_bytes(wire.importance)
             if wire.importance is not None
             else None,
+            segments={
+                (w.attribute, w.value): SegmentState(
+                    counters=np.asarray([w.events], dtype=np.int64),
+                    latency=QuantileState.from_bytes(w.latency),
+                    status=StatusState.from_bytes(w.status),
+                    prediction=_decode_prediction(wire.prediction_kind, w.prediction),
+                )
+                for w in wire.segments or ()
+            },
         )
 
     def equals(self, other: ModelState) -> bool:
         """Bitwise equality of every part."""
-        same_pred = (
-            self.prediction is None
-            if other.prediction is None
-            else self.prediction is not None and self.prediction.equals(other.prediction)
+        same_pred = _same(self.prediction, other.prediction)
+        same_segments = self.segments.keys() == other.segments.keys() and all(
+            seg.equals(other.segments[key]) for key, seg in self.segments.items()
         )
         same_importance = (
             self.importance is None
@@ -124,6 +221,7 @@ class ModelState:
             and self.status.equals(other.status)
             and same_pred
             and same_importance
+            and same_segments
             and bool(np.array_equal(self.counters, other.counters))
         )
 
@@ -165,6 +263,8 @@ class ModelSketch:
             self.numeric = NumericBlock([], eps=metrics.eps)
             self.categorical = CategoricalBlock([], eps=metrics.eps)
         self.latency = QuantileSketch(metrics.latency_relative_accuracy)
+        self.max_segment_values = metrics.max_segment_values
+        self.pane_segment_limit = PANE_LIMIT_FACTOR * metrics.max_segment_values
         self.status = StatusCounter()
         pred = profile.prediction if profile is not None else None
         # Prediction drift: a score (regression, binary probability) on a numeric grid, or
@@ -217,31 +317,89 @@ class ModelSketch:
             importance=self.importance.empty() if self.importance is not None else None,
         )
 
+    def empty_segment(self) -> SegmentState:
+        return SegmentState(
+            counters=np.zeros(1, dtype=np.int64),
+            latency=self.latency.empty(),
+            status=self.status.empty(),
+            prediction=self.prediction.empty() if self.prediction is not None else None,
+        )
+
+    def _serve(
+        self,
+        latency: QuantileState,
+        status: StatusState,
+        prediction: NumericState | CategoricalState | None,
+        cols: Columns,
+        idx: np.ndarray | None,
+    ) -> None:
+        """Latency, status codes and prediction of the rows ``idx`` (all when ``None``)."""
+        lat = cols.latency if idx is None else cols.latency[idx]
+        lat = lat[~np.isnan(lat)]
+        if lat.size:
+            self.latency.update(latency, lat)
+        self.status.update(status, cols.http_status if idx is None else cols.http_status[idx])
+        if isinstance(self.prediction, NumericBlock) and isinstance(prediction, NumericState):
+            score = (cols.score if idx is None else cols.score[idx])[:, None]
+            self.prediction.update(prediction, score, np.isnan(score).astype(np.uint8))
+        elif isinstance(self.prediction, CategoricalBlock) and isinstance(
+            prediction, CategoricalState
+        ):
+            assert cols.pred_codes is not None
+            codes = cols.pred_codes if idx is None else cols.pred_codes[idx]
+            self.prediction.update(prediction, codes[:, None])
+
     def update(self, state: ModelState, cols: Columns) -> ModelState:
         """Add one micro-batch of this model's events (in arrival order), in place."""
         if len(cols) == 0:
             return state
         self.numeric.update(state.numeric, cols.numeric, cols.status)
         self.categorical.update(state.categorical, cols.codes)
-        latency = cols.latency[~np.isnan(cols.latency)]
-        if latency.size:
-            self.latency.update(state.latency, latency)
-        self.status.update(state.status, cols.http_status)
-        if isinstance(self.prediction, NumericBlock) and isinstance(state.prediction, NumericState):
-            score = cols.score[:, None]
-            status = np.isnan(score).astype(np.uint8)
-            self.prediction.update(state.prediction, score, status)
-        elif isinstance(self.prediction, CategoricalBlock) and isinstance(
-            state.prediction, CategoricalState
-        ):
-            assert cols.pred_codes is not None
-            self.prediction.update(state.prediction, cols.pred_codes[:, None])
+        self._serve(state.latency, state.status, state.prediction, cols, None)
+        if cols.segments:
+            self._update_segments(state.segments, cols)
         if self.importance is not None and state.importance is not None:
             self.importance.update(
                 state.importance, cols.numeric, cols.status, cols.codes, cols.score
             )
         state.counters[EVENTS] += len(cols)
         return state
+
+    def _update_segments(self, segments: dict[SegmentKey, SegmentState], cols: Columns) -> None:
+        """Each segment value's rows, in arrival order. Values beyond the pane's limit for their
+        attribute go to ``__other__``, with the events of values literally named so, in one
+        update of their rows in arrival order (so batch cuts change no digit)."""
+        pooled: dict[str, list[np.ndarray]] = {}
+        distinct: Counter[str] | None = None
+        for key, idx in cols.segments.items():  # in the order of their first row
+            attr, value = key
+            seg = segments.get(key)
+            if seg is None:
+                if value == OTHER_VALUE:
+                    pooled.setdefault(attr, []).append(idx)
+                    continue
+                if distinct is None:
+                    distinct = Counter(a for a, v in segments if v != OTHER_VALUE)
+                if distinct[attr] >= self.pane_segment_limit:
+                    pooled.setdefault(attr, []).append(idx)
+                    continue
+                distinct[attr] += 1
+                seg = segments[key] = self.empty_segment()
+            elif value == OTHER_VALUE:
+                pooled.setdefault(attr, []).append(idx)
+                continue
+            self._update_segment(seg, cols, idx)
+        for attr, parts in pooled.items():
+            key = (attr, OTHER_VALUE)
+            seg = segments.get(key)
+            if seg is None:
+                seg = segments[key] = self.empty_segment()
+            rows = parts[0] if len(parts) == 1 else np.sort(np.concatenate(parts))
+            self._update_segment(seg, cols, rows)
+
+    def _update_segment(self, seg: SegmentState, cols: Columns, idx: np.ndarray) -> None:
+        self._serve(seg.latency, seg.status, seg.prediction, cols, idx)
+        seg.counters[EVENTS] += idx.size
 
     def count(self, state: ModelState, slot: int, n: int) -> ModelState:
         """Add ``n`` to a counter (``LATE`` or ``INVALID``), in place."""
@@ -263,7 +421,36 @@ class ModelSketch:
             importance=self.importance.merge(a.importance, b.importance)
             if self.importance is not None and a.importance is not None and b.importance is not None
             else None,
+            segments=self._merge_segments(a.segments, b.segments),
         )
+
+    def merge_segment(self, a: SegmentState, b: SegmentState) -> SegmentState:
+        """A new segment state holding both."""
+        pred = None
+        if self.prediction is not None and a.prediction is not None and b.prediction is not None:
+            pred = self.prediction.merge(a.prediction, b.prediction)  # type: ignore[arg-type]
+        return SegmentState(
+            counters=a.counters + b.counters,
+            latency=self.latency.merge(a.latency, b.latency),
+            status=self.status.merge(a.status, b.status),
+            prediction=pred,
+        )
+
+    def _merge_segments(
+        self, a: dict[SegmentKey, SegmentState], b: dict[SegmentKey, SegmentState]
+    ) -> dict[SegmentKey, SegmentState]:
+        # The union of the values, sorted; a value on one side only is copied (merged with an
+        # empty state, the identity), so the result shares no array with its inputs.
+        if not a and not b:
+            return {}
+        out = {}
+        for key in sorted(a.keys() | b.keys()):
+            sa, sb = a.get(key), b.get(key)
+            out[key] = self.merge_segment(
+                sa if sa is not None else self.empty_segment(),
+                sb if sb is not None else self.empty_segment(),
+            )
+        return out
 
     def evaluate(self, state: ModelState, window_ms: int) -> list[Result]:
         """Every metric of a closed window: per feature, then model level (``feature == ''``)."""
@@ -286,6 +473,52 @@ class ModelSketch:
             Result("", "events", float(events), None, 0, events),
             Result("", "late_events", float(state.counters[LATE]), None, 0, events),
             Result("", "invalid_events", float(state.counters[INVALID]), None, 0, events),
+            Result("", "throughput_rps", events / (window_ms / 1000.0), None, 0, events),
+        ]
+        return out
+
+    def capped_segments(self, state: ModelState) -> Iterator[tuple[str, SegmentState]]:
+        """``("attr=value", state)`` of a window, sorted: per attribute the
+        ``max_segment_values`` values with the most events (ties by value) kept apart, the rest
+        merged (in value order) into ``attr=__other__`` with what a pane pooled there."""
+        by_attr: dict[str, list[tuple[str, SegmentState]]] = {}
+        for (attr, value), seg in state.segments.items():
+            by_attr.setdefault(attr, []).append((value, seg))
+        for attr in sorted(by_attr):
+            named = sorted(
+                (t for t in by_attr[attr] if t[0] != OTHER_VALUE),
+                key=lambda t: (-t[1].events, t[0]),
+            )
+            keep = named[: self.max_segment_values]
+            pool = sorted(
+                [t for t in by_attr[attr] if t[0] == OTHER_VALUE]
+                + named[self.max_segment_values :],
+                key=lambda t: t[0],
+            )
+            if pool:
+                merged = pool[0][1]
+                for _, seg in pool[1:]:
+                    merged = self.merge_segment(merged, seg)
+                keep.append((OTHER_VALUE, merged))
+            for value, seg in sorted(keep, key=lambda t: t[0]):
+                yield f"{attr}={value}", seg
+
+    def evaluate_segment(self, seg: SegmentState, window_ms: int) -> list[Result]:
+        """The serving metrics of one segment value's window (``feature == ''``, and the
+        prediction's drift with ``feature == '__prediction__'``)."""
+        events = seg.events
+        out: list[Result] = []
+        if events:
+            if self.prediction is not None and seg.prediction is not None:
+                out += [
+                    r
+                    for r in self.prediction.evaluate(self.prediction.reference, seg.prediction)  # type: ignore[arg-type]
+                    if r.metric in _PREDICTION_METRICS
+                ]
+            out += self.latency.evaluate(None, seg.latency)
+            out += self.status.evaluate(None, seg.status)
+        out += [
+            Result("", "events", float(events), None, 0, events),
             Result("", "throughput_rps", events / (window_ms / 1000.0), None, 0, events),
         ]
         return out
