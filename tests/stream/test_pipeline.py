@@ -163,6 +163,63 @@ def test_sliding_window_equals_merge_of_its_panes(small_stream):
         assert value == want
 
 
+SERVING = {
+    "events", "throughput_rps", "latency_p50", "latency_p95", "latency_p99",
+    "error_rate_4xx", "error_rate_5xx",
+}  # fmt: skip
+PREDICTION_DRIFT = {"psi", "ks", "ks_pvalue", "js", "chi2", "chi2_pvalue", "mean"}
+
+
+def _serving(rows, model, segment):
+    """A model's serving and prediction-drift rows of one segment, by window and metric."""
+    return {
+        (r.window, r.window_start, r.feature, r.metric): (r.value, r.n)
+        for r in rows
+        if r.model == model
+        and r.segment == segment
+        and (
+            (r.feature == "" and r.metric in SERVING)
+            or (r.feature == "__prediction__" and r.metric in PREDICTION_DRIFT)
+        )
+    }
+
+
+def test_segment_rows_are_the_model_rows_of_that_segments_events(small_stream):
+    """Per window, a segment value's rows are bit for bit the model-level rows of a run fed
+    only the events holding that value (same partitions, other batch cuts)."""
+    msgs = _messages(small_stream.records, partitions=2)
+    rows = _run(small_stream.profiles, msgs, batch=500)[0].rows("metrics")
+    assert not [r for r in rows if r.metric == "late_events" and r.value]
+    values = Counter(
+        (e["model"], name, value)
+        for e in map(json.loads, (r.value for r in small_stream.records))
+        for name, value in e.get("segment", {}).items()
+    )
+    assert {m for m, _, _ in values} == {"fraud", "eta"}
+    checked = 0
+    for model, name, value in sorted(values):
+        subset = [m for m in msgs if json.loads(m.value).get("segment", {}).get(name) == value]
+        alone = _run(small_stream.profiles, subset, batch=311)[0].rows("metrics")
+        want = _serving(alone, model, "")
+        got = _serving(rows, model, f"{name}={value}")
+        assert got.keys() == want.keys(), (model, name, value)
+        for key, (v, n) in want.items():
+            assert got[key][1] == n, key
+            assert got[key][0] == v or (np.isnan(v) and np.isnan(got[key][0])), key
+        checked += len(got)
+    assert checked > 1_000
+    # Every event has one value per attribute: the values' events add up to the model's.
+    for model, name in {(m, a) for m, a, _ in values}:
+        total = Counter()
+        for r in rows:
+            if r.model == model and r.metric == "events" and r.segment.startswith(f"{name}="):
+                total[(r.window, r.window_start)] += r.value
+        model_events = _serving(rows, model, "")
+        assert total == {
+            (w, s): v for (w, s, _, metric), (v, _) in model_events.items() if metric == "events"
+        }
+
+
 def test_bad_input_is_dead_lettered_and_counted(small_stream):
     msgs = _messages(small_stream.records[:2000])
     bad = [

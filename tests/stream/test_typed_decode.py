@@ -54,6 +54,17 @@ def _raw(draw: st.DrawFn) -> bytes:
         "prediction": draw(st.one_of(st.floats(0, 1), st.sampled_from(["a", "b"]))),
         "latency_ms": draw(st.one_of(st.none(), st.floats(0, 1e4))),
     }
+    if draw(st.integers(0, 2)) == 0:  # a segment: one or two attributes, or an odd one
+        event["segment"] = draw(
+            st.one_of(
+                st.dictionaries(
+                    st.sampled_from(["country", "tier", "a=b"]),
+                    st.sampled_from(["DE", "FR", "", "__other__", "x=y"]),
+                    max_size=2,
+                ),
+                st.just({"country": 3}),
+            )
+        )
     text = json.dumps(event)
     if draw(st.integers(0, 19)) == 0:
         text = text.replace('"amount": ', '"amount": NaN, "z": ', 1)  # a NaN literal
@@ -68,6 +79,9 @@ def _same_columns(a: Columns, b: Columns) -> None:
     np.testing.assert_array_equal(a.score, b.score)
     np.testing.assert_array_equal(a.latency, b.latency)
     assert a.event_ids == b.event_ids
+    assert list(a.segments) == list(b.segments)  # the same values, in the same order
+    for key, rows in a.segments.items():
+        np.testing.assert_array_equal(rows, b.segments[key])
 
 
 @settings(max_examples=150, deadline=None)
@@ -82,8 +96,8 @@ def test_both_paths_give_the_same_events_columns_and_log(raws: list[bytes]) -> N
     for (_, g), (_, f) in zip(general_ok, fast_ok, strict=True):
         features = f.features.as_dict() if isinstance(f.features, TypedFeatures) else f.features
         assert features == g.features
-        assert (f.model, f.ts_ms, f.event_id, f.prediction, f.latency_ms) == (
-            g.model, g.ts_ms, g.event_id, g.prediction, g.latency_ms,
+        assert (f.model, f.ts_ms, f.event_id, f.prediction, f.latency_ms, f.segment) == (
+            g.model, g.ts_ms, g.event_id, g.prediction, g.latency_ms, g.segment,
         )  # fmt: skip
     fraud_g = [e for _, e in general_ok if e.model == "fraud"]
     fraud_f = [e for _, e in fast_ok if e.model == "fraud"]
