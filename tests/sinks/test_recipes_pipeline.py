@@ -61,6 +61,7 @@ def test_every_recipe_is_covered_here() -> None:
         "alert_history",
         "compare_versions",
         "metric_series",
+        "segment_breakdown",
     }, "a new recipe: test it below on the pipeline-filled store"
 
 
@@ -195,3 +196,23 @@ def test_metric_series_per_version(pipeline_store: PipelineStore) -> None:
     )
     assert amount
     assert all(r["n"] > 0 for r in amount)
+
+
+def test_segment_breakdown_of_fraud_5xx_per_country(pipeline_store: PipelineStore) -> None:
+    rows = recipe(pipeline_store, "segment_breakdown", model="fraud")
+    assert rows[0]["segment"] == ""  # the model-wide row first
+    model = rows[0]
+    countries = rows[1:]
+    assert len(countries) >= 3
+    assert all(r["segment"].startswith("country=") for r in countries)
+    # Each fraud event has one country: the countries' events add up to the model's, and in
+    # the spike's window some country's 5xx rate is at least the model's (a weighted mean).
+    assert sum(r["total_n"] for r in countries) == model["total_n"]
+    assert max(r["peak"] for r in countries) >= model["peak"] > 0.1
+    assert [r["peak"] for r in countries] == sorted((r["peak"] for r in countries), reverse=True)
+    events = recipe(pipeline_store, "segment_breakdown", model="fraud", metric="events")
+    assert sum(r["total_n"] for r in events[1:]) == events[0]["total_n"]
+    drift = recipe(
+        pipeline_store, "segment_breakdown", model="fraud", metric="psi", feature="__prediction__"
+    )
+    assert {r["segment"] for r in drift} == {"", *(r["segment"] for r in countries)}

@@ -19,13 +19,18 @@ SCOPE = (
     "AND window = '${window}' AND run_id = 'live' AND segment = ''"
 )
 SERIES = "if('${version}' = '__all', concat({name}, ' @ ', model_version), {name})"
+# The same, for the rows of segment values (`country=DE`; not the fairness gaps, whose segment is
+# the attribute's name).
+SEGMENTS = SCOPE.replace("segment = ''", "position(segment, '=') > 0")
 
 
-def _series(metric_filter: str, name: str = "feature", agg: str = "max(value)") -> str:
+def _series(
+    metric_filter: str, name: str = "feature", agg: str = "max(value)", scope: str = SCOPE
+) -> str:
     return (
         f"SELECT $__timeInterval(window_start) AS time, {SERIES.replace('{name}', name)} AS series, {agg} AS value\n"
         f"FROM metrics FINAL\n"
-        f"WHERE $__timeFilter(window_start) AND {SCOPE} AND {metric_filter}\n"
+        f"WHERE $__timeFilter(window_start) AND {scope} AND {metric_filter}\n"
         f"GROUP BY time, series\nORDER BY time"
     )
 
@@ -74,6 +79,12 @@ PANELS: list[tuple[str, str, str, str, dict[str, Any]]] = [
              "AND feature = ''", name="metric", agg="avg(value)"), {"unit": "none"}),
     ("Prediction drift (PSI of the output)", "timeseries", "ts",
      _series("metric = 'psi' AND feature = '__prediction__'", name="metric"), {"unit": "none"}),
+    ("5xx error rate per segment value", "timeseries", "ts",
+     _series("metric = 'error_rate_5xx' AND feature = ''", name="segment", scope=SEGMENTS),
+     {"unit": "percentunit"}),
+    ("p95 latency per segment value", "timeseries", "ts",
+     _series("metric = 'latency_p95' AND feature = ''", name="segment", scope=SEGMENTS),
+     {"unit": "ms"}),
     ("Alerts firing now", "stat", "table",
      "SELECT count() AS firing FROM (\n"
      "  SELECT dedup_key, argMax(status, ts) AS last_status\n"

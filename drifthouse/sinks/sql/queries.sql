@@ -130,3 +130,25 @@ WHERE model = {model:String} AND metric = {metric:String} AND feature = {feature
   AND window = {window:String} AND run_id = {run_id:String} AND segment = ''
   AND window_start >= now64(3) - toIntervalDay({days:UInt32})
 ORDER BY window_start, model_version;
+
+-- name: segment_breakdown
+-- One metric of a model per segment value (`country=DE`) over the last `days` days, after the
+-- model-wide value (segment ''): the largest window value and when, the mean over windows, and
+-- the events (or labelled predictions) behind them. Segment values have the serving metrics,
+-- the prediction's drift (feature '__prediction__') and the label metrics; per attribute, the
+-- values beyond `metrics.max_segment_values` in a window are pooled as `country=__other__`.
+-- defaults: metric=error_rate_5xx feature= window=1h run_id=live days=7
+SELECT
+    segment,
+    max(value) AS peak,
+    argMax(window_start, value) AS peak_window,
+    avg(value) AS mean,
+    sum(n) AS total_n,
+    count() AS windows
+FROM metrics FINAL
+WHERE model = {model:String} AND metric = {metric:String} AND feature = {feature:String}
+  AND window = {window:String} AND run_id = {run_id:String}
+  AND (segment = '' OR position(segment, '=') > 0)
+  AND window_start >= now64(3) - toIntervalDay({days:UInt32})
+GROUP BY segment
+ORDER BY segment != '', peak DESC, segment;
