@@ -58,12 +58,13 @@ small_stream = _stream.small_stream  # the session fixture, for this suite too
 
 # Every alert state change is notified at the event time it happens (no group waits, no
 # batching intervals, no repeats), so the live run and the replay owe the same notifications.
+# The shipped rules' scopes: serving and drift model-wide (segment ""), one series per model.
 RULES: list[dict[str, Any]] = [
-    {"name": "serving-errors", "metric": "error_rate_5xx", "feature": "",
+    {"name": "serving-errors", "metric": "error_rate_5xx", "feature": "", "segment": "",
      "when": "value > 0.05", "severity": "critical"},
-    {"name": "latency-regression", "metric": "latency_p95", "feature": "",
+    {"name": "latency-regression", "metric": "latency_p95", "feature": "", "segment": "",
      "when": "value > 2 * baseline", "severity": "critical"},
-    {"name": "data-drift", "metric": "psi", "when": "value > 0.25", "clear": "value < 0.1",
+    {"name": "data-drift", "metric": "psi", "segment": "", "when": "value > 0.25", "clear": "value < 0.1",
      "for": 2, "severity": "warning"},
 ]  # fmt: skip
 _NOW = {"group_wait": 0, "group_interval": 0, "repeat_interval": "30d"}

@@ -148,12 +148,13 @@ def http_clickhouse(tmp_path: Path) -> Iterator[HttpClickHouse]:
 CANARY = "2.4.0"  # the second version of `fraud`, served to every other event in the last 12 h
 PIPELINE_CONFIG: dict[str, Any] = {
     "windows": [{"size": "1h"}, {"size": "4h", "hop": "1h"}],
+    # The shipped rules' scopes: serving and drift model-wide (segment ""), one series per model.
     "rules": [
-        {"name": "serving-errors", "metric": "error_rate_5xx", "feature": "",
+        {"name": "serving-errors", "metric": "error_rate_5xx", "feature": "", "segment": "",
          "when": "value > 0.05", "severity": "critical"},
-        {"name": "latency-regression", "metric": "latency_p95", "feature": "",
+        {"name": "latency-regression", "metric": "latency_p95", "feature": "", "segment": "",
          "when": "value > 2 * baseline", "severity": "critical"},
-        {"name": "data-drift", "metric": "psi", "when": "value > 0.25", "clear": "value < 0.1",
+        {"name": "data-drift", "metric": "psi", "segment": "", "when": "value > 0.25", "clear": "value < 0.1",
          "for": 2, "severity": "warning"},
     ],
 }  # fmt: skip

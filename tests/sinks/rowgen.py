@@ -136,6 +136,17 @@ def results(
                     metric(start_ms, model, version, "__prediction__", "psi", 0.01 + 0.02 * h),
                     metric(start_ms, model, version, "", "accuracy", 0.9, segment="country=DE"),
                 ]
+                # Serving metrics per segment value: n is the value's events.
+                for country, n in (
+                    ("country=US", PER_WINDOW * 3 // 5),
+                    ("country=DE", PER_WINDOW * 2 // 5),
+                ):
+                    metrics += [
+                        metric(start_ms, model, version, "", "events", n, n=n, segment=country),
+                        metric(start_ms, model, version, "", "error_rate_5xx", 0.002 * h * n / PER_WINDOW,
+                               n=n, segment=country),
+                        metric(start_ms, model, version, "", "latency_p95", 45 + 2 * h, n=n, segment=country),
+                    ]  # fmt: skip
     alerts = [
         AlertRow(ts=first + 2 * HOUR + 60_000, rule="data-drift", severity="warning", status="firing",
                  model="fraud", model_version="2.0.0", feature="amount", segment="", metric="psi",

@@ -93,6 +93,7 @@ def test_every_recipe_runs_and_returns_rows(filled: Any) -> None:
         "alert_history": {},
         "compare_versions": {"model": "fraud", "version_a": "1.0.0", "version_b": "2.0.0"},
         "metric_series": {"model": "churn", "metric": "latency_p95"},
+        "segment_breakdown": {"model": "fraud"},
     }
     recipes = load_recipes()
     assert set(recipes) == set(params)
@@ -100,6 +101,15 @@ def test_every_recipe_runs_and_returns_rows(filled: Any) -> None:
         columns, rows = run_recipe(filled, name, params[name])
         assert columns, name
         assert rows, name
+
+
+def test_segment_breakdown_puts_the_model_first_then_values_by_peak(filled: Any) -> None:
+    columns, rows = run_recipe(filled, "segment_breakdown", {"model": "fraud"})
+    got = [dict(zip(columns, r, strict=True)) for r in rows]
+    assert [r["segment"] for r in got] == ["", "country=US", "country=DE"]
+    assert got[1]["total_n"] + got[2]["total_n"] == got[0]["total_n"]
+    assert got[0]["peak"] > got[1]["peak"] > got[2]["peak"]
+    assert {r["windows"] for r in got} == {HOURS * 2}  # two versions x HOURS windows
 
 
 def test_top_drifting_features_counts_each_window_once(filled: Any) -> None:
