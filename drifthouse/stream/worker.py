@@ -225,6 +225,24 @@ class MergeSide:
         if self._saving is not None:
             self._saved, self._saving = self._saving, None
 
+    def in_sequence(
+        self, messages: Sequence[tuple[int, bytes]]
+    ) -> tuple[list[tuple[int, bytes]], int | None]:
+        """The messages that continue the merger's reading (from :attr:`next_offset`) without
+        a gap, and the first missing offset if there is a gap (else ``None``). Messages read
+        already are left out. The partials topic is not transactional: its offsets have no
+        holes, so a gap means the consumer is ahead of where this merger must read."""
+        out: list[tuple[int, bytes]] = []
+        expected = self.next_offset
+        for message in messages:
+            if message[0] < expected:
+                continue
+            if message[0] > expected:
+                return out, expected
+            out.append(message)
+            expected += 1
+        return out, None
+
     def process(self, messages: Sequence[tuple[int, bytes]]) -> list[WindowResult]:
         """Take ``(offset, value)`` messages of the partials topic; write what became complete."""
         for offset, value in messages:
@@ -333,7 +351,12 @@ def build_app(
     from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
     from drifthouse.stream.checkpoints import read_commits
-    from drifthouse.stream.kafka_admin import end_offsets, ensure_topics, partitions_for
+    from drifthouse.stream.kafka_admin import (
+        beginning_offsets,
+        end_offsets,
+        ensure_topics,
+        partitions_for,
+    )
     from drifthouse.stream.kafka_client import faust_broker, faust_credentials
 
     kcfg = config.kafka
@@ -599,6 +622,28 @@ def build_app(
             if done and state.get("states") is not None and "slot" in state:
                 state["states"].committed(state["slot"])
 
+    async def _in_sequence(
+        side: MergeSide, messages: list[tuple[int, bytes]]
+    ) -> list[tuple[int, bytes]]:
+        """:meth:`MergeSide.in_sequence`; at a gap, the consumer is sent back to the first
+        missing offset (once), and the rest comes again in order."""
+        out, gap = side.in_sequence(messages)
+        if gap is None or state.get("seeking") == gap:
+            return out  # in order; or sent back already, and what follows is the old position's
+        state["seeking"] = gap
+        loop = asyncio.get_running_loop()
+        begins = await loop.run_in_executor(None, beginning_offsets, kcfg, kcfg.partials_topic)
+        first = begins.get(0, 0)
+        if gap < first and not out:
+            # The broker's retention deleted partials this merger had not read (it was away
+            # longer than the topic keeps them): go on from what is left.
+            log.error("merger.partials_deleted", missing_from=gap, until=first)
+            side.next_offset = first
+            return (await _in_sequence(side, messages)) if messages[-1][0] >= first else []
+        log.warning("merger.seek", offset=gap, got=messages[-1][0])
+        await app.consumer.seek(TopicPartition(kcfg.partials_topic, 0), gap)
+        return out
+
     async def merge_batch(messages: list[tuple[int, bytes]]) -> tuple[int, str]:
         loop = asyncio.get_running_loop()
         side = state["merge"]
@@ -628,13 +673,22 @@ def build_app(
                         side.restore_snapshot(snapshot)
                 ends = await loop.run_in_executor(None, end_offsets, kcfg, kcfg.partials_topic)
                 side.hold_until = ends.get(0, 0)
+            # Where this merger must read from: its commit. The consumer's position may be
+            # elsewhere: when the partials partition comes back to this worker in a rebalance,
+            # messages fetched for the previous merger can still be handed out first.
+            side.next_offset = found[0] if found else messages[0][0]
             state.update(
-                merge=side, sink=sink, writes=writes, alerting=alerts, states=states, saved=0.0
-            )
+                merge=side, sink=sink, writes=writes, alerting=alerts, states=states, saved=0.0,
+                seeking=None,
+            )  # fmt: skip
             if serve_sql is not None:
                 # `drifthouse sql` asks the process that holds the embedded store.
                 state["sql"] = await loop.run_in_executor(None, serve_sql)
             log.info("merger.start", resume=found[0] if found else None)
+        messages = await _in_sequence(side, messages)
+        if not messages:
+            unchanged: tuple[int, str] = side.checkpoint()
+            return unchanged
         side.process(messages)
         state["last_batch"], state["quiet_done"] = time.monotonic(), False
         await _flush_when_possible(side.sink)

@@ -135,3 +135,26 @@ def test_a_merger_restarted_from_its_snapshot_writes_the_rows_of_an_uninterrupte
     labels = {k: v for k, v in got.items() if k[-1] == "labels"}
     assert labels == {k: v for k, v in want.items() if k[-1] == "labels"}
     assert sum(v for (v, _) in labels.values()) > 0
+
+
+def test_a_merger_reads_the_partials_in_sequence_from_its_position(
+    small_stream: Any, log: list[bytes]
+) -> None:
+    """A merger whose consumer is ahead of its commit (the partials partition came back to the
+    same worker in a rebalance) must not skip what lies between: it reports the gap, to be
+    read again, and takes nothing past it; what it has read comes again harmlessly."""
+    merger = _merger(small_stream, MemorySink())
+    merger.next_offset = 100
+    messages = [(o, log[o]) for o in range(100, 110)]
+    assert merger.in_sequence(messages) == (messages, None)
+    merger.process(messages)
+    assert merger.next_offset == 110
+    # Read already, then the next ones: only the new ones, in order.
+    again = [(o, log[o]) for o in range(105, 115)]
+    assert merger.in_sequence(again) == (again[5:], None)
+    # Ahead of the position: nothing is taken, the first missing offset is named.
+    ahead = [(o, log[o]) for o in range(120, 130)]
+    assert merger.in_sequence(ahead) == ([], 110)
+    # A gap inside a batch: the messages before it, then the gap.
+    broken = [(o, log[o]) for o in (110, 111, 115, 116)]
+    assert merger.in_sequence(broken) == (broken[:2], 112)
