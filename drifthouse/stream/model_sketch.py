@@ -413,15 +413,12 @@ class ModelSketch:
 
     def merge(self, a: ModelState, b: ModelState) -> ModelState:
         """A new state holding both (pure: a pane takes part in several sliding windows)."""
-        pred = None
-        if self.prediction is not None and a.prediction is not None and b.prediction is not None:
-            pred = self.prediction.merge(a.prediction, b.prediction)  # type: ignore[arg-type]
         return ModelState(
             numeric=self.numeric.merge(a.numeric, b.numeric),
             categorical=self.categorical.merge(a.categorical, b.categorical),
             latency=self.latency.merge(a.latency, b.latency),
             status=self.status.merge(a.status, b.status),
-            prediction=pred,
+            prediction=self._merge_prediction(a.prediction, b.prediction),
             counters=a.counters + b.counters,
             importance=self.importance.merge(a.importance, b.importance)
             if self.importance is not None and a.importance is not None and b.importance is not None
@@ -431,15 +428,21 @@ class ModelSketch:
 
     def merge_segment(self, a: SegmentState, b: SegmentState) -> SegmentState:
         """A new segment state holding both."""
-        pred = None
-        if self.prediction is not None and a.prediction is not None and b.prediction is not None:
-            pred = self.prediction.merge(a.prediction, b.prediction)  # type: ignore[arg-type]
         return SegmentState(
             counters=a.counters + b.counters,
             latency=self.latency.merge(a.latency, b.latency),
             status=self.status.merge(a.status, b.status),
-            prediction=pred,
+            prediction=self._merge_prediction(a.prediction, b.prediction),
         )
+
+    def _merge_prediction(
+        self,
+        a: NumericState | CategoricalState | None,
+        b: NumericState | CategoricalState | None,
+    ) -> NumericState | CategoricalState | None:
+        if self.prediction is None or a is None or b is None:
+            return None
+        return self.prediction.merge(a, b)  # type: ignore[arg-type]
 
     def _merge_segments(
         self, a: dict[SegmentKey, SegmentState], b: dict[SegmentKey, SegmentState]
@@ -464,12 +467,7 @@ class ModelSketch:
         if events:
             out += self.numeric.evaluate(self.numeric.reference, state.numeric)
             out += self.categorical.evaluate(self.categorical.reference, state.categorical)
-            if self.prediction is not None and state.prediction is not None:
-                out += [
-                    r
-                    for r in self.prediction.evaluate(self.prediction.reference, state.prediction)  # type: ignore[arg-type]
-                    if r.metric in _PREDICTION_METRICS
-                ]
+            out += self._prediction_results(state.prediction)
             if self.importance is not None and state.importance is not None:
                 out += self.importance.evaluate(None, state.importance)
             out += self.latency.evaluate(None, state.latency)
@@ -481,6 +479,16 @@ class ModelSketch:
             Result("", "throughput_rps", events / (window_ms / 1000.0), None, 0, events),
         ]
         return out
+
+    def _prediction_results(self, state: NumericState | CategoricalState | None) -> list[Result]:
+        """The prediction's drift metrics (``feature == '__prediction__'``)."""
+        if self.prediction is None or state is None:
+            return []
+        return [
+            r
+            for r in self.prediction.evaluate(self.prediction.reference, state)  # type: ignore[arg-type]
+            if r.metric in _PREDICTION_METRICS
+        ]
 
     def capped_segments(self, state: ModelState) -> Iterator[tuple[str, SegmentState]]:
         """``("attr=value", state)`` of a window, sorted: per attribute the
@@ -514,12 +522,7 @@ class ModelSketch:
         events = seg.events
         out: list[Result] = []
         if events:
-            if self.prediction is not None and seg.prediction is not None:
-                out += [
-                    r
-                    for r in self.prediction.evaluate(self.prediction.reference, seg.prediction)  # type: ignore[arg-type]
-                    if r.metric in _PREDICTION_METRICS
-                ]
+            out += self._prediction_results(seg.prediction)
             out += self.latency.evaluate(None, seg.latency)
             out += self.status.evaluate(None, seg.status)
         out += [
