@@ -54,6 +54,18 @@ __all__ = [
 ]
 
 LabelValue = int | float | str
+_NUMBERS = frozenset({int, float})
+# Pairs routed to the sketches: binary (positions, labels 0/1), classes (true and predicted
+# names), regression (positions, labels), and how many no sketch takes.
+_Routed = tuple[
+    np.ndarray,
+    np.ndarray | list[int],
+    list[str],
+    list[str],
+    np.ndarray,
+    np.ndarray | list[float],
+    int,
+]
 Task = Literal["auto", "classification", "regression"]
 
 _POSITIVE = frozenset({"1", "1.0", "true", "yes", "positive", "pos"})
@@ -488,6 +500,24 @@ class LabelSketch:
             )
         if n == 0:
             return state
+        routed = self._route_numbers(labels, s, pred_classes)
+        if routed is None:
+            routed = self._route_each(labels, s, pred_classes)
+        b_idx, b_y, c_true, c_pred, r_idx, r_y, unusable = routed
+        if len(b_idx):
+            self.binary.update(state.binary, np.asarray(b_y, dtype=np.int64), s[b_idx])
+        if c_true:
+            self.classes.update(state.classes, c_true, c_pred)
+        if len(r_idx):
+            self.regression.update(state.regression, np.asarray(r_y, dtype=np.float64), s[r_idx])
+        state.counters[LABELLED] += n
+        state.counters[UNUSABLE] += unusable
+        return state
+
+    def _route_each(
+        self, labels: Sequence[LabelValue], s: np.ndarray, pred_classes: Sequence[str | None]
+    ) -> _Routed:
+        """Which sketch takes each pair, pair by pair: any labels and predictions."""
         b_idx: list[int] = []
         b_y: list[int] = []
         c_true: list[str] = []
@@ -496,7 +526,7 @@ class LabelSketch:
         r_y: list[float] = []
         unusable = 0
         finite = np.isfinite(s).tolist()
-        for i in range(n):
+        for i in range(len(labels)):
             label, cls = labels[i], pred_classes[i]
             numeric = isinstance(label, int | float) and not isinstance(label, bool)
             if self.task != "regression" and cls is not None:
@@ -526,15 +556,47 @@ class LabelSketch:
                 c_pred.append(class_name(float(s[i])))
             else:
                 unusable += 1
-        if b_idx:
-            self.binary.update(state.binary, np.asarray(b_y, dtype=np.int64), s[b_idx])
-        if c_true:
-            self.classes.update(state.classes, c_true, c_pred)
-        if r_idx:
-            self.regression.update(state.regression, np.asarray(r_y), s[r_idx])
-        state.counters[LABELLED] += n
-        state.counters[UNUSABLE] += unusable
-        return state
+        return (
+            np.asarray(b_idx, dtype=np.intp),
+            b_y,
+            c_true,
+            c_pred,
+            np.asarray(r_idx, dtype=np.intp),
+            r_y,
+            unusable,
+        )
+
+    def _route_numbers(
+        self, labels: Sequence[LabelValue], s: np.ndarray, pred_classes: Sequence[str | None]
+    ) -> _Routed | None:
+        """:meth:`_route_each` in whole arrays for the usual batch: numeric labels (no bool)
+        and numeric predictions; ``None`` for any other batch, or one holding an integer
+        class id compared by name (``task='classification'`` with a score outside the
+        binary labels)."""
+        if not set(map(type, labels)) <= _NUMBERS or any(c is not None for c in pred_classes):
+            return None
+        try:
+            lab = np.asarray(labels, dtype=np.float64)  # as float(label), pair by pair
+        except OverflowError:
+            return None
+        finite = np.isfinite(s)
+        y = np.where(lab == 1.0, 1, np.where(lab == 0.0, 0, -1))
+        if self.task == "regression":
+            binary = np.zeros_like(finite)
+            regression = finite & np.isfinite(lab)
+        elif self.task == "auto":
+            binary = finite & (y >= 0) & (s >= 0.0) & (s <= 1.0)
+            regression = finite & ~binary & np.isfinite(lab)
+        else:
+            binary = finite & (y >= 0)
+            if np.any(finite & ~binary & (s == np.floor(s))):
+                return None
+            regression = np.zeros_like(finite)
+        b_idx = np.flatnonzero(binary)
+        r_idx = np.flatnonzero(regression)
+        unusable = len(labels) - b_idx.size - r_idx.size
+        b_y = y[b_idx]
+        return b_idx, b_y, [], [], r_idx, lab[r_idx], unusable
 
     def merge(self, a: LabelState, b: LabelState) -> LabelState:
         return LabelState(

@@ -98,9 +98,9 @@ def decode_records(data: bytes) -> list[PredictionRecord]:
         raise SketchError(f"not serialised prediction records: {exc}") from exc
 
 
-@dataclass(frozen=True, slots=True)
-class JoinedPair:
-    """A prediction and its label; windowed by ``prediction.ts_ms``."""
+class JoinedPair(msgspec.Struct, frozen=True, gc=False):
+    """A prediction and its label; windowed by ``prediction.ts_ms``. (A struct, not a
+    dataclass: one is built per label, and a frozen dataclass costs six times as much.)"""
 
     prediction: PredictionRecord
     label: LabelValue
@@ -278,11 +278,22 @@ class LabelJoin:
 
     def add_labels(self, labels: Iterable[LabelEvent]) -> list[JoinedPair]:
         """Join labels (in order) to held predictions; hold the others until theirs come."""
+        # The same shape as add_predictions: locals, counters summed at the end, and eviction
+        # only when something is due (what `_evict` would do after each label, nothing else).
         out: list[JoinedPair] = []
+        horizon, cap = self.horizon_ms, self.max_entries
+        heappush = heapq.heappush
+        seen = joined = early_n = 0
+        name: str | None = None
+        m = _ModelJoin()
         for lab in labels:
-            self.stats.labels += 1
-            m = self._model(lab.model)
-            m.clock = max(m.clock, lab.ts_ms)
+            seen += 1
+            if lab.model != name:
+                name = lab.model
+                m = self._model(name)
+            ts = lab.ts_ms
+            if ts > m.clock:
+                m.clock = ts
             eid = lab.event_id
             pred = m.preds.get(eid) if eid else None
             if pred is not None:
@@ -290,20 +301,28 @@ class LabelJoin:
                     self._drop(lab, pred.record.model_version, "duplicate")
                 else:
                     pred.labelled = True
-                    out.append(JoinedPair(pred.record, lab.label, lab.ts_ms))
-                    self.stats.joined += 1
+                    out.append(JoinedPair(pred.record, lab.label, ts))
+                    joined += 1
             elif not eid:
                 self._drop(lab, "unknown", "unmatched")
-            elif lab.ts_ms < m.clock - self.horizon_ms:
+            elif ts < m.clock - horizon:
                 self._drop(lab, "unknown", "expired")
             elif eid in m.early:
                 self._drop(lab, "unknown", "duplicate")
             else:
                 m.seq += 1
-                m.early[eid] = _Early(m.seq, lab.label, lab.ts_ms)
-                heapq.heappush(m.heap, (lab.ts_ms, m.seq, True, eid))
-                self.stats.early += 1
-            self._evict(lab.model, m)
+                m.early[eid] = _Early(m.seq, lab.label, ts)
+                heappush(m.heap, (ts, m.seq, True, eid))
+                early_n += 1
+            heap = m.heap
+            if heap:
+                held = len(m.preds) + len(m.early)
+                if heap[0][0] < m.clock - horizon or held > cap or len(heap) > 2 * held + 1024:
+                    self._evict(name, m)
+        stats = self.stats
+        stats.labels += seen
+        stats.joined += joined
+        stats.early += early_n
         return out
 
     def _drop(self, lab: LabelEvent, version: str, reason: str) -> None:

@@ -80,6 +80,7 @@ _NO_TIME = -(2**63)
 # -- windows -----------------------------------------------------------------------------------
 
 WindowId = tuple[str, str, int, int]  # (model, model_version, spec index, window start)
+_Place = tuple[WindowId, str]  # a pane and a segment ("" for the whole model)
 # Pane counters: predictions, unmatched, expired, duplicate.
 _PREDICTIONS, _UNMATCHED, _EXPIRED, _DUPLICATE = 0, 1, 2, 3
 _REASON_SLOT = {"unmatched": _UNMATCHED, "expired": _EXPIRED, "duplicate": _DUPLICATE}
@@ -242,14 +243,31 @@ class LabelWindows:
 
     def add_pairs(self, pairs: Sequence[JoinedPair]) -> None:
         """Fold joined pairs (in order) into the panes of their predictions' times."""
-        grouped: dict[tuple[WindowId, str], list[JoinedPair]] = defaultdict(list)
+        # The panes and segments of a prediction depend only on its model, version, segment
+        # and grain of time: worked out once per distinct one (in order of first appearance,
+        # which is the order segment values are admitted in), not once per pair.
+        grain = self._grain
+        places: dict[tuple[str, str, tuple[tuple[str, str], ...], int], list[_Place]] = {}
+        grouped: dict[_Place, list[JoinedPair]] = {}
         for p in pairs:
             r = p.prediction
-            self._clock = max(self._clock, p.label_ts_ms)
-            segments = self._segments(r.model, r.segment)
-            for key in self._pane_keys(r.model, r.model_version, r.ts_ms):
-                for seg in segments:
-                    grouped[(key, seg)].append(p)
+            where = (r.model, r.model_version, r.segment, r.ts_ms // grain)
+            targets = places.get(where)
+            if targets is None:
+                segments = self._segments(r.model, r.segment)
+                targets = places[where] = [
+                    (key, seg)
+                    for key in self._pane_keys(r.model, r.model_version, r.ts_ms)
+                    for seg in segments
+                ]
+            for target in targets:
+                members = grouped.get(target)
+                if members is None:
+                    grouped[target] = [p]
+                else:
+                    members.append(p)
+        if pairs:
+            self._clock = max(self._clock, max(p.label_ts_ms for p in pairs))
         for (key, seg), members in grouped.items():
             sketch = self.sketch_for(key[0])
             pane = self._pane(key, seg)
@@ -258,7 +276,7 @@ class LabelWindows:
             sketch.update(
                 state,
                 [m.label for m in members],
-                np.asarray([m.prediction.score for m in members], dtype=np.float64),
+                np.fromiter((m.prediction.score for m in members), np.float64, len(members)),
                 [m.prediction.pred_class for m in members],
             )
             self._touch(*key)

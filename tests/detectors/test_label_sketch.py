@@ -290,6 +290,55 @@ def test_routing(task: str, label: object, score: float, cls: str | None, where:
     assert got == {k: int(k == where) for k in got}
 
 
+_NUMERIC_LABELS = st.one_of(
+    st.sampled_from([0, 1, 2, -1, 2**53, 0.0, 1.0, 0.5, -0.0, math.nan, math.inf, -math.inf]),
+    st.integers(-(2**53), 2**53),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
+_SCORES = st.one_of(
+    st.sampled_from([0.0, 1.0, 0.5, -0.5, 1.5, 2.0, 3.0, -1.0, math.nan, math.inf, -math.inf]),
+    st.floats(-5, 5),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["auto", "classification", "regression"]),
+    st.lists(st.tuples(_NUMERIC_LABELS, _SCORES), max_size=40),
+)
+def test_numeric_batches_route_as_pair_by_pair(task: str, pairs: list[tuple[float, float]]) -> None:
+    """The whole-array routing of numeric labels sends every pair where the pair-by-pair
+    routing does, or leaves the batch to it (integer class ids compared by name)."""
+    sk = LabelSketch(task=task)  # type: ignore[arg-type]
+    labels = [label for label, _ in pairs]
+    scores = np.array([score for _, score in pairs], dtype=np.float64)
+    classes = [None] * len(pairs)
+    fast = sk._route_numbers(labels, scores, classes)
+    each = sk._route_each(labels, scores, classes)
+    if fast is None:
+        assert task == "classification"
+        assert each[2]  # pairs compared by class name
+        return
+    b_idx, b_y, c_true, c_pred, r_idx, r_y, unusable = fast
+    assert b_idx.tolist() == each[0].tolist()
+    assert [int(v) for v in b_y] == list(each[1])
+    assert (c_true, c_pred) == (each[2], each[3]) == ([], [])
+    assert r_idx.tolist() == each[4].tolist()
+    assert [float(v) for v in r_y] == list(each[5])
+    assert unusable == each[6]
+    a, b = sk.update(sk.empty(), labels, scores, classes), sk.empty()
+    for i in range(len(pairs)):  # the batch at once equals one pair at a time
+        sk.update(b, [labels[i]], scores[i : i + 1], [None])
+    assert a.equals(b)
+
+
+def test_other_batches_route_pair_by_pair() -> None:
+    sk = LabelSketch(task="auto")
+    for labels in ([True, 0], ["yes", 1], [1, np.int64(0)]):
+        assert sk._route_numbers(labels, np.array([0.5, 0.5]), [None, None]) is None
+    assert sk._route_numbers([1], np.array([0.5]), ["cat"]) is None
+
+
 def test_coverage_and_names() -> None:
     sk = LabelSketch(task="classification")
     s = sk.update(sk.empty(), [1, 0], np.array([0.9, 0.1]), [None, None])

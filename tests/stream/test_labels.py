@@ -164,6 +164,46 @@ def test_any_interleaving_joins_the_same_pairs(rnd: object, n: int) -> None:
     assert join.held("m") == n + 3 - 0
 
 
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["p", "l"]),
+            st.sampled_from(["m", "n"]),
+            st.sampled_from(["e0", "e1", "e2", "e3", "e4", "e5", ""]),
+            st.integers(0, 3 * HOUR),
+        ),
+        max_size=80,
+    ),
+    st.lists(st.integers(0, 80), max_size=4),
+)
+def test_batches_join_as_one_item_at_a_time(
+    items: list[tuple[str, str, str, int]], cuts: list[int]
+) -> None:
+    """Any cut of the input into batches gives the pairs, drops, counters and state of one
+    item at a time: eviction by horizon and by cap, duplicates, unknown and empty ids."""
+    typed: list[tuple[str, object]] = [
+        (kind, rec(eid or None, ts, model=m) if kind == "p" else lab(eid, ts, 1, model=m))
+        for kind, m, eid, ts in items
+    ]
+
+    def run(bounds: list[int]) -> tuple[object, ...]:
+        join = LabelJoin(horizon_ms=HOUR, max_entries=3)
+        pairs: list[JoinedPair] = []
+        for lo, hi in itertools.pairwise(bounds):
+            # A batch holds items of one kind: split each cut where the kind changes.
+            for kind, group in itertools.groupby(typed[lo:hi], key=lambda t: t[0]):
+                batch = [item for _, item in group]
+                if kind == "p":
+                    pairs += join.add_predictions(batch)  # type: ignore[arg-type]
+                else:
+                    pairs += join.add_labels(batch)  # type: ignore[arg-type]
+        return pairs, join.take_dropped(), join.stats, join.to_bytes()
+
+    one_by_one = run(list(range(len(typed) + 1)))
+    assert run([0, *sorted(c for c in cuts if c <= len(typed)), len(typed)]) == one_by_one
+
+
 def test_snapshot_resumes_exactly() -> None:
     rng = np.random.default_rng(0)
     events: list[tuple[str, object]] = []
