@@ -3,12 +3,13 @@
 The test produces a simulated stream to a 4-partition topic, runs ``drifthouse run`` worker
 processes on it (one, three, and one joining while another leaves), and compares every
 ``metrics`` row they wrote with a replay of the same topic through the in-process pipeline: the
-rows must be equal to the last digit. Faults (SIGKILL, a broker restart, a store outage, failing
+rows must be equal to the last digit. faust's own consumer fetches with the worker's wait. Faults (SIGKILL, a broker restart, a store outage, failing
 receivers, poison messages, a replay beside the worker) are in ``tests/faults``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import signal
@@ -20,7 +21,10 @@ from typing import Any
 
 import pytest
 
-from drifthouse.config import load_config
+from drifthouse.config import Config, load_config
+from drifthouse.sinks.base import MemorySink
+from drifthouse.stream.dead_letters import MemoryDeadLetters
+from drifthouse.stream.worker import FETCH_WAIT_MS, build_app
 from tests.stream.conftest import (
     PARTITIONS,
     Workers,
@@ -83,3 +87,27 @@ def test_one_two_three_workers_and_a_rebalance_give_identical_rows(
     assert any(k[-1] == "cpu_util" for k in want)
     for name, rows in results.items():
         assert_same(rows, want, name)
+
+
+def test_fausts_consumer_fetches_with_the_workers_wait(
+    tmp_path: Path, kafka_bootstrap: str, make_topic: Any, small_stream: Any
+) -> None:
+    """faust's consumer (partials, labels, metrics) lets the broker hold an empty fetch for
+    FETCH_WAIT_MS, not faust's fixed 1.5 s, behind which the next partials used to wait."""
+    topic = make_topic(partitions=PARTITIONS)
+    config = Config.model_validate(
+        {"kafka": {"bootstrap": kafka_bootstrap, "topic": topic, "group": f"g-{topic}",
+                   "partials_topic": f"{topic}-partials"}}
+    )  # fmt: skip
+    app = build_app(
+        config, profiles=small_stream.profiles, open_sink=MemorySink,
+        dead_letters=MemoryDeadLetters(), datadir=tmp_path / "faust",
+    )  # fmt: skip
+
+    async def created() -> Any:
+        # What the consumer thread starts with (faust's AIOKafkaConsumerThread.on_start).
+        thread = app.consumer._thread
+        return thread._create_consumer(loop=asyncio.get_running_loop())
+
+    consumer = asyncio.run(created())
+    assert consumer._fetch_max_wait_ms == FETCH_WAIT_MS < 1500
