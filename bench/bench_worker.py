@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=500_000)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--batch-size", type=int, default=4096, help="kafka.batch_size")
+    parser.add_argument("--web-port", type=int, default=16999, help="the worker's web port")
     args = parser.parse_args()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     n = 50_000 if args.quick else args.events
@@ -93,7 +94,7 @@ def main() -> None:
 
     config = {
         "kafka": {"bootstrap": bootstrap, "topic": topic, "group": f"g-{topic}", "partials_topic": f"{topic}-partials",
-                  "web_port": 16999, "batch_size": args.batch_size},
+                  "web_port": args.web_port, "batch_size": args.batch_size},
         "store": {"path": "./store"},
         "windows": [{"size": "1h"}],
         "models": {"bench": {"reference": "bench.json"}},
@@ -106,7 +107,7 @@ def main() -> None:
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    first = last = None
+    first = last = read_all = None
     cpu_first = cpu_last = 0.0
     steady: tuple[float, int, float] | None = None  # (time, events, cpu) once the merger is up
     candidate: tuple[float, float] | None = None
@@ -120,7 +121,7 @@ def main() -> None:
             time.sleep(0.5)
             try:
                 with urllib.request.urlopen(
-                    "http://127.0.0.1:16999/drifthouse/health/", timeout=2
+                    f"http://127.0.0.1:{args.web_port}/drifthouse/health/", timeout=2
                 ) as resp:
                     health = json.loads(resp.read())
             except OSError:
@@ -130,6 +131,8 @@ def main() -> None:
                 cpu_first = _cpu_seconds(worker.pid)
             if steady is None and health.get("merger") and health["events"] < n:
                 steady = (time.perf_counter(), health["events"], _cpu_seconds(worker.pid))
+            if read_all is None and health["events"] >= n:
+                read_all = time.perf_counter()
             merger = health.get("merger") or {}
             if (
                 health["events"] >= n
@@ -167,6 +170,11 @@ def main() -> None:
         f"\nworker CPU: {cpu:.1f} s for {n:,} events in {last - first:.1f} s "
         f"({100 * cpu / (last - first):.0f}% of one core; {n / cpu:,.0f} events per CPU-second)"
     )
+    if read_all is not None:
+        print(
+            f"the merger had read everything {last - read_all:.1f} s after the source "
+            f"(the source read the last event {read_all - first:.1f} s in; polled every 0.5 s)"
+        )
     if steady is not None:
         t_s, events_s, cpu_s = steady
         print(
