@@ -1,6 +1,6 @@
 """The live worker against a real broker: events per second per worker process, end to end.
 
-    KAFKA_BOOTSTRAP=127.0.0.1:9092 .venv/bin/python bench/bench_worker.py [--quick] [--events N]
+    KAFKA_BOOTSTRAP=127.0.0.1:9092 .venv/bin/python bench/bench_worker.py [--quick] [--events N] [--web-port P]
 
 Pre-fills a 4-partition topic with N prediction events (20 numeric + 5 categorical features),
 then (1) reads it with aiokafka alone, the client faust runs on, counting records: the ceiling;
