@@ -81,6 +81,8 @@ _NO_TIME = -(2**63)
 
 WindowId = tuple[str, str, int, int]  # (model, model_version, spec index, window start)
 _Place = tuple[WindowId, str]  # a pane and a segment ("" for the whole model)
+# (model, model_version, segment, ts_ms // grain): what decides a prediction's places.
+_Where = tuple[str, str, tuple[tuple[str, str], ...], int]
 # Pane counters: predictions, unmatched, expired, duplicate.
 _PREDICTIONS, _UNMATCHED, _EXPIRED, _DUPLICATE = 0, 1, 2, 3
 _REASON_SLOT = {"unmatched": _UNMATCHED, "expired": _EXPIRED, "duplicate": _DUPLICATE}
@@ -196,6 +198,18 @@ class LabelWindows:
             for k, spec in enumerate(self.specs)
         ]
 
+    def _places(self, where: _Where) -> list[_Place]:
+        """The panes and segments a prediction counts in, from its model, version, segment
+        and grain of time (``ts_ms // grain``: every pane is a whole number of grains).
+        Segment values are admitted here, so callers go through predictions in order."""
+        model, version, segment, g = where
+        segments = self._segments(model, segment)
+        return [
+            (key, seg)
+            for key in self._pane_keys(model, version, g * self._grain)
+            for seg in segments
+        ]
+
     def _pane(self, key: WindowId, segment: str) -> _Pane:
         segs = self._panes.get(key)
         if segs is None:
@@ -217,18 +231,15 @@ class LabelWindows:
         # in the order of their first record, so segment values are admitted (up to
         # ``max_segment_values``) in the same order as one record at a time.
         grain = self._grain
-        counts: Counter[tuple[str, str, tuple[tuple[str, str], ...], int]] = Counter(
+        counts: Counter[_Where] = Counter(
             (r.model, r.model_version, r.segment, r.ts_ms // grain) for r in records
         )
         if not counts:
             return
         touched: set[WindowId] = set()
-        for (model, version, segment, g), n in counts.items():
-            ts = g * grain
-            segments = self._segments(model, segment)
-            for key in self._pane_keys(model, version, ts):
-                for seg in segments:
-                    self._pane(key, seg).counters[_PREDICTIONS] += n
+        for where, n in counts.items():
+            for key, seg in self._places(where):
+                self._pane(key, seg).counters[_PREDICTIONS] += n
                 touched.add(key)
         self._clock = max(self._clock, max(r.ts_ms for r in records))
         for key in touched:
@@ -247,19 +258,14 @@ class LabelWindows:
         # and grain of time: worked out once per distinct one (in order of first appearance,
         # which is the order segment values are admitted in), not once per pair.
         grain = self._grain
-        places: dict[tuple[str, str, tuple[tuple[str, str], ...], int], list[_Place]] = {}
+        places: dict[_Where, list[_Place]] = {}
         grouped: dict[_Place, list[JoinedPair]] = {}
         for p in pairs:
             r = p.prediction
             where = (r.model, r.model_version, r.segment, r.ts_ms // grain)
             targets = places.get(where)
             if targets is None:
-                segments = self._segments(r.model, r.segment)
-                targets = places[where] = [
-                    (key, seg)
-                    for key in self._pane_keys(r.model, r.model_version, r.ts_ms)
-                    for seg in segments
-                ]
+                targets = places[where] = self._places(where)
             for target in targets:
                 members = grouped.get(target)
                 if members is None:
