@@ -4,7 +4,10 @@
 
 Pre-fills a 4-partition topic with N prediction events (20 numeric + 5 categorical features),
 then (1) reads it with aiokafka alone, the client faust runs on, counting records: the ceiling;
-(2) starts one `drifthouse run` worker process and polls its health endpoint until every event
+(2) reads it twice more with the same client and, in the loop, the worker's decoder, then the
+worker's partition stages (decoding, columns, windows, sketches, the prediction log's sampling
+and the label join's records; no merger, no store): what each costs on top of reading;
+(3) starts one `drifthouse run` worker process and polls its health endpoint until every event
 is consumed and the merger has read all the source published and written every closed window:
 the end-to-end rate, measured from
 the worker's first event to the last, the worker's CPU time over that span (every thread, from
@@ -25,7 +28,9 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from kafka import KafkaProducer
@@ -34,11 +39,24 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_replay import _events
 
 from drifthouse.config import Config
-from drifthouse.detectors.reference import build_profile
+from drifthouse.detectors.reference import Profile, build_profile
+from drifthouse.events import EventDecoder, PredictionEvent
+from drifthouse.sinks.predictions import PredictionLog
+from drifthouse.stream.dead_letters import MemoryDeadLetters
 from drifthouse.stream.kafka_admin import end_offsets, ensure_topics
+from drifthouse.stream.model_sketch import Sketches
+from drifthouse.stream.sources import Message
+from drifthouse.stream.stage import PartitionStage
+from drifthouse.stream.typed_decode import TypedDecoders
+from drifthouse.stream.windows import WindowSpec
+from drifthouse.stream.worker import tune_gc
 
 
-async def _consume_only(bootstrap: str, topic: str, n: int) -> float:
+async def _consume(
+    bootstrap: str, topic: str, n: int, work: Callable[[int, list[Any]], object] | None = None
+) -> float:
+    """Records per second through a bare aiokafka consumer, with ``work(partition, records)``
+    run on each fetched batch (none: the client alone, the ceiling)."""
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
@@ -49,13 +67,63 @@ async def _consume_only(bootstrap: str, topic: str, n: int) -> float:
     try:
         while seen < n:
             batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
-            for records in batch.values():
+            for tp, records in batch.items():
                 if t0 is None:
                     t0 = time.perf_counter()
+                if work is not None:
+                    work(tp.partition, records)
                 seen += len(records)
     finally:
         await consumer.stop()
     return seen / (time.perf_counter() - (t0 or time.perf_counter()))
+
+
+def _floors(
+    bootstrap: str, topic: str, n: int, cfg: Config, profile: Profile, warm_up: list[dict[str, Any]]
+) -> list[tuple[str, float]]:
+    """The same client with the worker's first stages in the loop, no merger and no store:
+    what each stage costs on top of reading, on the same records."""
+    decoder = EventDecoder(
+        PredictionEvent,
+        max_bytes=cfg.kafka.max_message_bytes,
+        max_future_ms=cfg.metrics.max_future,
+        max_label_bytes=cfg.kafka.max_label_bytes,
+    )
+    sketches = Sketches({"bench": profile}, cfg.metrics, cfg.models)
+    typed = TypedDecoders(lambda model: sketches(model).layout if model == "bench" else None)
+    first = typed.decoder("bench")
+    now = int(time.time() * 1000)
+
+    def decode(partition: int, records: list[Any]) -> object:
+        return decoder.decode_batch([r.value for r in records], now_ms=now, first=first)
+
+    specs = [WindowSpec.from_config(w) for w in cfg.windows]
+    log = PredictionLog(cfg.models)
+    stages: dict[int, PartitionStage] = {}
+
+    def stage(partition: int, records: list[Any]) -> object:
+        found = stages.get(partition)
+        if found is None:
+            found = stages[partition] = PartitionStage(
+                partition, cfg, specs, sketches, MemoryDeadLetters(),
+                now_ms=lambda: now, prediction_log=log, collect_labels=True,
+            )  # fmt: skip
+        out = found.process(records)
+        found.take_prediction_rows()
+        found.take_label_records()
+        return out
+
+    # Numba's compiled kernels loaded before timing.
+    warm = PartitionStage(-1, cfg, specs, sketches, MemoryDeadLetters(), now_ms=lambda: now)
+    warm.process([Message(json.dumps(e).encode(), -1, i) for i, e in enumerate(warm_up)])
+    return [
+        ("aiokafka + the worker's decoder", asyncio.run(_consume(bootstrap, topic, n, decode))),
+        (
+            "aiokafka + the partition stages (decoding, columns, windows, sketches, "
+            "prediction log, label records; no merger, no store)",
+            asyncio.run(_consume(bootstrap, topic, n, stage)),
+        ),
+    ]
 
 
 def main() -> None:
@@ -90,8 +158,6 @@ def main() -> None:
     producer.flush()
     print(f"filled {topic} with {n:,} events in {time.perf_counter() - t:.1f} s")
 
-    ceiling = asyncio.run(_consume_only(bootstrap, topic, n))
-
     config = {
         "kafka": {"bootstrap": bootstrap, "topic": topic, "group": f"g-{topic}", "partials_topic": f"{topic}-partials",
                   "web_port": args.web_port, "batch_size": args.batch_size},
@@ -99,6 +165,11 @@ def main() -> None:
         "windows": [{"size": "1h"}],
         "models": {"bench": {"reference": "bench.json"}},
     }  # fmt: skip
+    cfg_run = Config.model_validate(config)
+    tune_gc()  # every reading pass with the worker's collector settings
+    ceiling = asyncio.run(_consume(bootstrap, topic, n))
+    floors = _floors(bootstrap, topic, n, cfg_run, profile, ref[:1000])
+
     (folder / "drifthouse.yaml").write_text(json.dumps(config))
     log = (folder / "worker.log").open("wb")
     worker = subprocess.Popen(
@@ -163,6 +234,8 @@ def main() -> None:
     )
     print("\n| reader | events/s |\n|---|---:|")
     print(f"| aiokafka consumer only (the ceiling) | {ceiling:,.0f} |")
+    for name, value in floors:
+        print(f"| {name} | {value:,.0f} ({100 * value / ceiling:.0f}% of the ceiling) |")
     print(
         f"| drifthouse worker, one process, end to end | {rate:,.0f} ({100 * rate / ceiling:.0f}% of the ceiling) |"
     )

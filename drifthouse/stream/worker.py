@@ -67,7 +67,7 @@ from drifthouse.stream.sources import Message
 from drifthouse.stream.stage import Checkpoint, PartitionStage, StageStats
 from drifthouse.stream.windows import WindowSpec
 
-__all__ = ["MergeSide", "SourceSide", "build_app", "run_worker"]
+__all__ = ["MergeSide", "SourceSide", "build_app", "run_worker", "tune_gc"]
 
 log = get_logger("worker")
 
@@ -1048,7 +1048,7 @@ def run_worker(app: Any, *, loglevel: str = "WARNING") -> None:
     """Run the app until stopped (SIGTERM/SIGINT), the way ``faust worker`` does."""
     import faust
 
-    _tune_gc()
+    tune_gc()
     # Fewer malloc heaps: the snapshot's large, short-lived buffers are freed by other
     # threads than the one that allocated them, and each heap keeps what it was given.
     memory.limit_arenas(2)
@@ -1056,7 +1056,7 @@ def run_worker(app: Any, *, loglevel: str = "WARNING") -> None:
     worker.execute_from_commandline()
 
 
-def _tune_gc() -> None:
+def tune_gc() -> None:
     """Keep the cyclic garbage collector off the hot path.
 
     A micro-batch holds tens of thousands of small objects (records, events, feature dicts)
