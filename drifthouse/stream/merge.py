@@ -214,14 +214,23 @@ class MergeStage:
             self.labels.add_records(records)
 
     def fresh(self, stream: str, offsets: Sequence[int]) -> list[int]:
-        """Positions in ``offsets`` (ascending) beyond what ``stream`` has taken; taken now."""
+        """Positions in ``offsets`` beyond what ``stream`` has taken; taken now.
+
+        Offsets come in ascending order from a worker, but an offset is taken once whatever
+        the order: one at or below the highest taken so far, in this message or before, is
+        left out, and the frontier never moves back.
+        """
         frontier = self._frontier.get(stream, -1)
-        if not offsets or offsets[-1] <= frontier:
+        if not offsets:
             return []
-        self._frontier[stream] = offsets[-1]
-        if offsets[0] > frontier:
-            return list(range(len(offsets)))
-        return [i for i, o in enumerate(offsets) if o > frontier]
+        keep: list[int] = []
+        last = frontier
+        for i, offset in enumerate(offsets):
+            if offset > last:
+                keep.append(i)
+                last = offset
+        self._frontier[stream] = last
+        return keep
 
     def add_labels(self, labels: Sequence[LabelEvent]) -> None:
         """Decoded label events, in arrival order."""

@@ -29,7 +29,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import groupby
+from itertools import groupby, pairwise
 from operator import attrgetter
 from pathlib import Path
 from typing import Any, NoReturn
@@ -557,9 +557,14 @@ def build_app(
         # their offsets; their offsets are committed once the partials topic has them.
         async for events in stream.noack().take_events(kcfg.batch_size, within=0.25):
             assigned = {(tp.topic, tp.partition) for tp in app.consumer.assignment()}
+            # take_events also hands out what it buffered before a rebalance, after faust has
+            # sent the consumer back to the last commit: those messages come again, in order,
+            # so the old ones are dropped. Forwarded out of order, they would make the merger
+            # take a label twice or skip one.
+            generation = app.consumer_generation_id
             groups: dict[tuple[str, int], list[Message]] = {}
             for m in (e.message for e in events):
-                if (m.topic, m.partition) in assigned:
+                if m.generation_id == generation and (m.topic, m.partition) in assigned:
                     groups.setdefault((m.topic, m.partition), []).append(
                         Message(m.value, m.partition, m.offset, m.topic, m.key)
                     )
@@ -575,6 +580,7 @@ def build_app(
         async with commit_lock:
             offsets: dict[TopicPartition, OffsetAndMetadata] = {}
             for (topic, p), msgs in sorted(groups.items()):
+                msgs = _ascending(msgs)
                 kind = side_kinds[topic]
                 ok, bad = decoders[kind].decode_batch([m.value for m in msgs])
                 for pos, err in bad:
@@ -837,6 +843,15 @@ def build_app(
     app.drifthouse_source = source  # for tests
     app.drifthouse_state = state
     return app
+
+
+def _ascending(msgs: list[Message]) -> list[Message]:
+    """One partition's messages in offset order, each offset once (the merger takes side
+    events by offset, and the commit goes past the last one)."""
+    if all(a.offset < b.offset for a, b in pairwise(msgs)):
+        return msgs
+    unique = {m.offset: m for m in msgs}
+    return [unique[o] for o in sorted(unique)]
 
 
 def _keep_predictions_unfetched(app: Any, topic: str) -> None:

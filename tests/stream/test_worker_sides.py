@@ -1,6 +1,7 @@
 """The worker's two sides without Kafka: what the source side publishes, the merger takes; a
 merger that restarts from its snapshot and commit re-reads the partials log and ends with the
-rows of an uninterrupted one; callbacks added to a running merger (the alert stage) are called."""
+rows of an uninterrupted one; callbacks added to a running merger (the alert stage) are called;
+labels forwarded again or out of order count once."""
 
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ from drifthouse.simulate import simulate
 from drifthouse.sinks.base import MemorySink
 from drifthouse.stream.dead_letters import MemoryDeadLetters
 from drifthouse.stream.model_sketch import Sketches
-from drifthouse.stream.partials import encode_side_events
+from drifthouse.stream.partials import SideEventsMessage, decode, encode_side_events
 from drifthouse.stream.sources import Message
 from drifthouse.stream.windows import WindowSpec
-from drifthouse.stream.worker import MergeSide, SourceSide
+from drifthouse.stream.worker import MergeSide, SourceSide, _ascending
 
 CONFIG = Config.model_validate(
     {
@@ -158,3 +159,45 @@ def test_a_merger_reads_the_partials_in_sequence_from_its_position(
     # A gap inside a batch: the messages before it, then the gap.
     broken = [(o, log[o]) for o in (110, 111, 115, 116)]
     assert merger.in_sequence(broken) == (broken[:2], 112)
+
+
+def test_labels_forwarded_twice_and_out_of_order_count_once(
+    small_stream: Any, log: list[bytes]
+) -> None:
+    """After a rebalance a worker can forward labels the merger has taken already, and a
+    batch can hold some of them twice or out of order: every label offset counts once, and
+    the frontier of what was taken never moves back."""
+    want_sink = MemorySink()
+    _merger(small_stream, want_sink).process(list(enumerate(log)))
+    want = _final(want_sink)
+    messy: list[bytes] = []
+    earlier: SideEventsMessage | None = None
+    for value in log:
+        msg = decode(value)
+        if not isinstance(msg, SideEventsMessage):
+            messy.append(value)
+            continue
+        half = len(msg.offsets) // 2
+        # This batch with its first half again; then the batch before, in reverse.
+        offsets, values = msg.offsets + msg.offsets[:half], msg.values + msg.values[:half]
+        messy.append(encode_side_events(msg.kind, msg.partition, offsets, values))
+        if earlier is not None:
+            messy.append(
+                encode_side_events(
+                    earlier.kind, earlier.partition, earlier.offsets[::-1], earlier.values[::-1]
+                )
+            )
+        earlier = msg
+    sink = MemorySink()
+    _merger(small_stream, sink).process(list(enumerate(messy)))
+    got = _final(sink)
+    assert not any(k[-1] == "labels_duplicate" for k in got)
+    assert got == want
+
+
+def test_side_events_are_forwarded_in_offset_order_each_once() -> None:
+    msgs = [Message(b"%d" % o, 0, o, "labels") for o in (5, 6, 7)]
+    assert _ascending(msgs) is msgs
+    mixed = [Message(b"%d" % o, 0, o, "labels") for o in (7, 8, 5, 6, 7, 9)]
+    assert [m.offset for m in _ascending(mixed)] == [5, 6, 7, 8, 9]
+    assert [m.value for m in _ascending(mixed)] == [b"5", b"6", b"7", b"8", b"9"]
