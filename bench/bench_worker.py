@@ -40,7 +40,6 @@ from bench_replay import _events
 
 from drifthouse.config import Config
 from drifthouse.detectors.reference import Profile, build_profile
-from drifthouse.events import EventDecoder, PredictionEvent
 from drifthouse.sinks.predictions import PredictionLog
 from drifthouse.stream.dead_letters import MemoryDeadLetters
 from drifthouse.stream.kafka_admin import end_offsets, ensure_topics
@@ -83,39 +82,38 @@ def _floors(
 ) -> list[tuple[str, float]]:
     """The same client with the worker's first stages in the loop, no merger and no store:
     what each stage costs on top of reading, on the same records."""
-    decoder = EventDecoder(
-        PredictionEvent,
-        max_bytes=cfg.kafka.max_message_bytes,
-        max_future_ms=cfg.metrics.max_future,
-        max_label_bytes=cfg.kafka.max_label_bytes,
-    )
     sketches = Sketches({"bench": profile}, cfg.metrics, cfg.models)
+    specs = [WindowSpec.from_config(w) for w in cfg.windows]
+    log = PredictionLog(cfg.models)
+    now = int(time.time() * 1000)
+
+    def new_stage(partition: int) -> PartitionStage:
+        return PartitionStage(
+            partition, cfg, specs, sketches, MemoryDeadLetters(),
+            now_ms=lambda: now, prediction_log=log, collect_labels=True,
+        )  # fmt: skip
+
+    # Numba's compiled kernels loaded before timing; the worker's decoder, as a stage builds it.
+    warm = new_stage(-1)
+    warm.process([Message(json.dumps(e).encode(), -1, i) for i, e in enumerate(warm_up)])
+    decoder = warm.decoder
     typed = TypedDecoders(lambda model: sketches(model).layout if model == "bench" else None)
     first = typed.decoder("bench")
-    now = int(time.time() * 1000)
 
     def decode(partition: int, records: list[Any]) -> object:
         return decoder.decode_batch([r.value for r in records], now_ms=now, first=first)
 
-    specs = [WindowSpec.from_config(w) for w in cfg.windows]
-    log = PredictionLog(cfg.models)
     stages: dict[int, PartitionStage] = {}
 
     def stage(partition: int, records: list[Any]) -> object:
         found = stages.get(partition)
         if found is None:
-            found = stages[partition] = PartitionStage(
-                partition, cfg, specs, sketches, MemoryDeadLetters(),
-                now_ms=lambda: now, prediction_log=log, collect_labels=True,
-            )  # fmt: skip
+            found = stages[partition] = new_stage(partition)
         out = found.process(records)
         found.take_prediction_rows()
         found.take_label_records()
         return out
 
-    # Numba's compiled kernels loaded before timing.
-    warm = PartitionStage(-1, cfg, specs, sketches, MemoryDeadLetters(), now_ms=lambda: now)
-    warm.process([Message(json.dumps(e).encode(), -1, i) for i, e in enumerate(warm_up)])
     return [
         ("aiokafka + the worker's decoder", asyncio.run(_consume(bootstrap, topic, n, decode))),
         (
