@@ -271,6 +271,7 @@ def replay(
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from drifthouse.config import load_config
+    from drifthouse.sinks.base import finish
     from drifthouse.stream.replay import load_profiles, parse_time, replay_alerts
     from drifthouse.stream.replay import replay as run_replay
     from drifthouse.stream.run import open_sink
@@ -320,12 +321,22 @@ def replay(
             metric_events=metric_events,
         )
     stage.finish()
-    sink.close()
+    written = finish(sink)
     stats = summary.stats
     table = Table(title=escape(f"replay {summary.run_id}"), show_header=False, box=None)
     table.add_row("events", f"{stats.events:,} ({summary.events_per_second:,.0f}/s)")
     table.add_row("invalid / late", f"{stats.invalid:,} / {stats.late:,}")
-    table.add_row("windows written", f"{stats.windows:,} ({stats.rows:,} rows)")
+    # Counted from the store's acknowledgements, not from what the pipeline handed the sink.
+    table.add_row("windows closed", f"{stats.windows:,}")
+    table.add_row("rows", Text(written.stored_text()))
+    if not written.ok:
+        table.add_row(
+            "not stored",
+            Text(
+                f"{written.refused_rows:,} refused, {written.spooled_rows:,} still spooled",
+                "bold red",
+            ),
+        )
     table.add_row(
         "alerts recorded",
         f"{stage.alerts:,}" + ("" if notify else " (receivers not notified; --notify sends)"),
@@ -335,6 +346,7 @@ def replay(
     out.print(table)
     if other_rules is not None:
         _print_backtest(stage.rows, other_rules, profiles)
+    written.check()  # a replay that did not store every row fails, saying which and why
 
 
 def _load_rules(path: Path) -> list[object]:

@@ -10,9 +10,11 @@ third-party libraries are translated once, at the edge, with ``raise ... from ex
     │   └── LateEventError     an event behind the watermark
     ├── ProfileError           a reference profile that cannot be built or read
     ├── SketchError            inputs a sketch or statistic cannot take
-    ├── StoreError             ClickHouse failed
-    │   ├── StoreUnavailable   unreachable; a retry may help
-    │   └── SpoolFull          the on-disk spool is full; slow down
+    ├── StoreError             ClickHouse failed; a retry will not help
+    │   ├── StoreUnavailable   unreachable or busy; a retry may help
+    │   ├── SpoolFull          the on-disk spool is full; slow down
+    │   ├── RowsRefused        some rows of an insert break a constraint, type or range
+    │   └── RowsNotStored      a bounded run ends with rows refused or still spooled
     ├── NotifyError            a receiver failed to take a notification
     │   └── NotifyRetryable    429, 5xx or a connection error; retry later
     └── SourceError            a source (Kafka topic, file) cannot be read
@@ -30,6 +32,8 @@ __all__ = [
     "NotifyError",
     "NotifyRetryable",
     "ProfileError",
+    "RowsNotStored",
+    "RowsRefused",
     "SketchError",
     "SourceError",
     "SpoolFull",
@@ -102,6 +106,16 @@ class StoreUnavailable(StoreError):
 
 class SpoolFull(StoreError):
     """The on-disk spool for an unreachable store is full; the caller must slow down."""
+
+
+class RowsRefused(StoreError):
+    """The store refused an insert because of some of its rows (a constraint they break, a value
+    out of a column's range or type); a retry will not help, but the other rows may go in."""
+
+
+class RowsNotStored(StoreError):
+    """A bounded run (replay, demo) ends with rows the store refused or that still wait in the
+    spool; its message says which table, how many rows, why and where they are kept."""
 
 
 class NotifyError(DrifthouseError):

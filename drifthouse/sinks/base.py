@@ -3,9 +3,14 @@
 A sink takes rows (:class:`~drifthouse.rows.MetricRow`, :class:`~drifthouse.rows.SketchRow`,
 :class:`~drifthouse.rows.AlertRow`, :class:`~drifthouse.sinks.tables.PredictionRow`,
 :class:`~drifthouse.sinks.tables.ReferenceRow`) with :meth:`Sink.write`; :meth:`Sink.flush` returns
-only once every row written so far is durably stored, so the caller may then commit its Kafka
-offsets. :attr:`Sink.pressure` (0 = idle, 1 = full) tells the caller to slow down before a sink
-runs out of room.
+only once every row written so far is durably stored or set aside, so the caller may then commit
+its Kafka offsets. :attr:`Sink.pressure` (0 = idle, 1 = full) tells the caller to slow down before
+a sink runs out of room.
+
+A bounded run (replay, demo) ends with :func:`finish`: it closes the sink and returns its
+:class:`WriteReport` (rows the store acknowledged per table, rows it refused and why, rows still
+spooled); :meth:`WriteReport.check` raises :class:`~drifthouse.errors.RowsNotStored` unless every
+row was stored.
 
 Example
 -------
@@ -23,11 +28,14 @@ Example
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from drifthouse.errors import RowsNotStored
 from drifthouse.sinks.tables import Row, spec_for
 
-__all__ = ["MemorySink", "Sink", "row_key"]
+__all__ = ["MemorySink", "Refusal", "Sink", "WriteReport", "finish", "row_key"]
 
 
 @runtime_checkable
@@ -47,6 +55,74 @@ class Sink(Protocol):
     def pressure(self) -> float:
         """How full the sink's buffers are, from 0.0 (idle) to 1.0 (full): slow down as it rises."""
         ...
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Rows of one table the store refused for good: how many, which, why, and where they are kept."""
+
+    table: str
+    rows: int
+    which: str
+    reason: str
+    kept_in: Path | None = None
+
+    def describe(self) -> str:
+        kept = f"; kept in {self.kept_in}" if self.kept_in is not None else "; not kept (no spool)"
+        return f"{self.table}: {self.rows:,} rows refused ({self.which}): {self.reason}{kept}"
+
+
+@dataclass
+class WriteReport:
+    """What a sink did: rows acknowledged by the store per table, rows refused, rows still spooled."""
+
+    stored: dict[str, int] = field(default_factory=dict)
+    refused: list[Refusal] = field(default_factory=list)
+    spooled_rows: int = 0
+    spool_dir: Path | None = None
+
+    @property
+    def stored_rows(self) -> int:
+        return sum(self.stored.values())
+
+    @property
+    def refused_rows(self) -> int:
+        return sum(r.rows for r in self.refused)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every row written reached the store."""
+        return not self.refused and not self.spooled_rows
+
+    def stored_text(self) -> str:
+        """``'1,234 rows stored (metrics 1,000, sketches 234)'``."""
+        parts = ", ".join(f"{t} {n:,}" for t, n in sorted(self.stored.items()) if n)
+        return f"{self.stored_rows:,} rows stored" + (f" ({parts})" if parts else "")
+
+    def problems(self) -> list[str]:
+        """One line per refusal, and one for rows still in the spool."""
+        lines = [r.describe() for r in self.refused]
+        if self.spooled_rows:
+            lines.append(
+                f"{self.spooled_rows:,} rows still in the spool at {self.spool_dir} (the store was "
+                "unreachable or busy); the next run with this spool inserts them"
+            )
+        return lines
+
+    def check(self) -> None:
+        """Raise :class:`RowsNotStored` unless every row written reached the store."""
+        if self.ok:
+            return
+        raise RowsNotStored(
+            f"not every row reached the store ({self.stored_text()}): " + "; ".join(self.problems())
+        )
+
+
+def finish(sink: Sink) -> WriteReport:
+    """Close ``sink`` at the end of a bounded run and say what it stored (see :class:`WriteReport`)."""
+    sink.close()
+    report = getattr(sink, "report", None)
+    return report() if callable(report) else WriteReport()
 
 
 def row_key(row: Any) -> tuple[Any, ...]:
@@ -107,6 +183,13 @@ class MemorySink:
     def close(self) -> None:
         self.flush()
         self.closed = True
+
+    def report(self) -> WriteReport:
+        stored: dict[str, int] = {}
+        for row in self.flushed:
+            name = spec_for(row).name
+            stored[name] = stored.get(name, 0) + 1
+        return WriteReport(stored=stored)
 
     @property
     def pressure(self) -> float:

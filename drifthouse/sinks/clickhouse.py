@@ -8,6 +8,12 @@ persist, the batch goes to the on-disk :class:`~drifthouse.sinks.spool.Spool` an
 order, once the store answers again. Rewrites of a key collapse in the store (ReplacingMergeTree
 read with FINAL), so a replayed or retried batch is never counted twice.
 
+Every insert touches at most ``max_partitions_per_insert_block`` partitions (a batch of years of
+history is split by partition key), and errors no retry fixes (see
+:mod:`drifthouse.sinks.store`) never reach the spool: the refused rows (found by halving the
+insert when only some rows are at fault) are set aside and reported by
+:meth:`ClickHouseSink.report`, and the rows behind them go on.
+
 Example
 -------
 >>> from drifthouse.sinks.store import open_store
@@ -22,19 +28,46 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 from drifthouse.config import StoreConfig
-from drifthouse.errors import StoreError, StoreUnavailable
+from drifthouse.errors import RowsRefused, StoreError, StoreUnavailable
 from drifthouse.logs import get_logger
-from drifthouse.sinks.spool import Spool, SpoolBatch
-from drifthouse.sinks.store import Client, call
-from drifthouse.sinks.tables import Row, spec_for, to_columns
+from drifthouse.sinks.base import Refusal, WriteReport, row_key
+from drifthouse.sinks.spool import Spool
+from drifthouse.sinks.store import Client, call, insert
+from drifthouse.sinks.tables import Row, partition_ids, spec_for, to_columns
 
 __all__ = ["ClickHouseSink"]
 
 log = get_logger("sinks.clickhouse")
+
+_DEFAULT_MAX_PARTITIONS = 100  # ClickHouse's default max_partitions_per_insert_block
+
+
+def _which(table: str, rows: list[Any]) -> str:
+    """Which rows, in a few words: their time span and the first one's key."""
+    spec = spec_for(table)
+    span = ""
+    if spec.partition is not None:
+        column = spec.partition[0]
+        times = sorted(t for r in rows if isinstance(t := getattr(r, column, None), int))
+        if times:
+            span = f"{column} {_iso(times[0])} to {_iso(times[-1])}, "
+    try:
+        first = repr(row_key(rows[0]))
+    except Exception:  # a malformed row: show what it is
+        first = repr(rows[0])
+    return f"{span}first key {first[:200]}"
+
+
+def _iso(ms: int) -> str:
+    from datetime import UTC, datetime
+
+    try:
+        return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, ValueError, OSError):
+        return str(ms)
 
 
 class ClickHouseSink:
@@ -61,6 +94,17 @@ class ClickHouseSink:
         Attempts after the first on a retryable error, and the exponential backoff between them.
         While batches wait in the spool, the store is probed at most once per backoff period
         (doubling up to ``max_backoff_s``) rather than retried on every flush.
+    max_partitions:
+        At most this many partitions per insert, and never more than the server's
+        ``max_partitions_per_insert_block``: a batch spanning more (a replay of years of history)
+        is split by partition.
+    isolate_inserts:
+        When the store refuses an insert because of some of its rows (a constraint, a value out
+        of range), it is halved until those rows are found, with at most this many inserts per
+        refused insert; the rows left unresolved then are refused with them.
+
+    Rows the store refuses for good are set aside in the spool folder (``*.rejected``), logged
+    (``sink.refused``) and listed by :meth:`report`; the rows behind them go on.
     """
 
     def __init__(
@@ -76,6 +120,8 @@ class ClickHouseSink:
         retries: int = 4,
         backoff_s: float = 0.2,
         max_backoff_s: float = 5.0,
+        max_partitions: int = 100,
+        isolate_inserts: int = 256,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -101,7 +147,12 @@ class ClickHouseSink:
         self._probe_delay = backoff_s
         self._types: dict[str, list[str]] = {}
         self.available = True
+        self.max_partitions = max_partitions
+        self.isolate_inserts = isolate_inserts
+        self._max_partitions: int | None = None
         self.inserted_rows = 0
+        self.acknowledged: dict[str, int] = {}
+        self.refusals: list[Refusal] = []
         self.spooled_rows = 0
         self.replayed_batches = 0
 
@@ -140,7 +191,8 @@ class ClickHouseSink:
         return False
 
     def flush(self) -> None:
-        """Store every buffered row durably: in ClickHouse, or fsync'd in the spool.
+        """Store every buffered row durably: in ClickHouse, or fsync'd in the spool; rows the
+        store refuses for good are set aside (see :meth:`report`) rather than spooled.
 
         Raises
         ------
@@ -148,30 +200,27 @@ class ClickHouseSink:
             The store is away and the spool has no room; the rows stay buffered, retry later.
         StoreUnavailable
             The store is away and there is no spool; the rows stay buffered.
-        StoreError
-            The store rejected a batch (schema or type error); the rows stay buffered.
         """
         self._last_flush = self._clock()
         spool_empty = self._drain_spool(force=False)
         for table in list(self._buffer):
-            rows = self._buffer[table]
+            left = self._buffer[table]
             if spool_empty:
-                try:
-                    self._insert(table, rows, retries=self.retries)
-                except StoreUnavailable:
+                left, error = self._store(table, left, retries=self.retries)
+                self._keep(table, left)
+                if error is not None:
                     if self.spool is None:
-                        raise
+                        raise error
                     spool_empty = False
                     self._probe_at = self._clock() + self._probe_delay
-            if not spool_empty:
-                assert self.spool is not None
-                self.spool.append(table, rows)  # SpoolFull leaves this and later tables buffered
-                self.spooled_rows += len(rows)
+            if left:
+                assert self.spool is not None  # the spool is empty, or there is one
+                self.spool.append(table, left)  # SpoolFull leaves this and later tables buffered
+                self.spooled_rows += len(left)
                 log.warning(
-                    "sink.spooled", table=table, rows=len(rows), spool_bytes=self.spool.bytes
+                    "sink.spooled", table=table, rows=len(left), spool_bytes=self.spool.bytes
                 )
-            del self._buffer[table]
-            self._buffered -= len(rows)
+            self._keep(table, [])
 
     def close(self) -> None:
         """Flush and, if the store is back, replay the spool. The client stays open: its opener owns it."""
@@ -204,6 +253,25 @@ class ClickHouseSink:
 
     # -- internals ---------------------------------------------------------------------------
 
+    def report(self) -> WriteReport:
+        """Rows the store acknowledged per table, rows it refused (and why), rows still spooled."""
+        return WriteReport(
+            stored=dict(self.acknowledged),
+            refused=list(self.refusals),
+            spooled_rows=self.spool.rows() if self.spool is not None else 0,
+            spool_dir=self.spool.directory if self.spool is not None else None,
+        )
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _keep(self, table: str, rows: list[Any]) -> None:
+        """Set the rows still buffered for ``table``."""
+        self._buffered += len(rows) - len(self._buffer.get(table, []))
+        if rows:
+            self._buffer[table] = rows
+        else:
+            self._buffer.pop(table, None)
+
     def _drain_spool(self, *, force: bool) -> bool:
         """Insert spooled batches in order; True once the spool is empty."""
         if not self.spool:
@@ -211,35 +279,133 @@ class ClickHouseSink:
         if not force and self._clock() < self._probe_at:
             return False
         for batch in self.spool.batches():
-            try:
-                self._insert(batch.table, batch.rows, retries=0)
-            except StoreUnavailable:
+            stored = self.acknowledged.get(batch.table, 0)
+            left, error = self._store(batch.table, batch.rows, retries=0)
+            if error is not None:
+                if len(left) < len(batch.rows):
+                    self.spool.shrink(batch, left)
                 self._probe_delay = min(self._probe_delay * 2, self.max_backoff_s)
                 self._probe_at = self._clock() + self._probe_delay
                 return False
-            except StoreError as exc:
-                self._reject(batch, exc)
-                continue
             self.spool.remove(batch)
-            self.replayed_batches += 1
+            if self.acknowledged.get(batch.table, 0) > stored:  # not all of it set aside
+                self.replayed_batches += 1
             log.info("sink.replayed", table=batch.table, rows=len(batch.rows), left=len(self.spool))
         self._probe_delay = self.backoff_s
         return True
 
-    def _reject(self, batch: SpoolBatch, exc: StoreError) -> None:
-        # A batch the store refuses for good must not block the ones behind it, nor be lost:
-        # it is kept beside the spool for an operator.
-        assert self.spool is not None
-        rejected = Path(batch.path).with_suffix(".rejected")
-        os.replace(batch.path, rejected)
-        self.spool.remove(batch)
-        log.error(
-            "sink.rejected",
-            table=batch.table,
-            rows=len(batch.rows),
-            file=str(rejected),
-            error=str(exc),
+    def _store(
+        self, table: str, rows: list[Any], *, retries: int
+    ) -> tuple[list[Any], StoreUnavailable | None]:
+        """Insert ``rows``, a few partitions per insert; set aside rows refused for good.
+
+        Returns the rows not stored because the store is away (in order), and that error.
+        """
+        chunks = self._chunks(table, rows)
+        refused: list[tuple[list[Any], StoreError]] = []
+        try:
+            for i, chunk in enumerate(chunks):
+                try:
+                    self._insert(table, chunk, retries=retries)
+                except StoreUnavailable as exc:
+                    return [row for rest in chunks[i:] for row in rest], exc
+                except StoreError as exc:
+                    left, error = self._isolate(table, chunk, exc, refused, retries=retries)
+                    if error is not None:
+                        return [*left, *(row for rest in chunks[i + 1 :] for row in rest)], error
+            return [], None
+        finally:
+            if refused:
+                self._refuse(table, refused)
+
+    def _isolate(
+        self,
+        table: str,
+        rows: list[Any],
+        exc: StoreError,
+        refused: list[tuple[list[Any], StoreError]],
+        *,
+        retries: int,
+    ) -> tuple[list[Any], StoreUnavailable | None]:
+        """Find the rows of a refused insert that the store refuses, by halving it; the others
+        go in. Errors about the whole insert (schema, limits) refuse all of it at once."""
+        if not isinstance(exc, RowsRefused) or len(rows) == 1:
+            refused.append((rows, exc))
+            return [], None
+        budget = self.isolate_inserts
+        todo = [rows[len(rows) // 2 :], rows[: len(rows) // 2]]  # a stack: first half on top
+        while todo:
+            part = todo.pop()
+            if budget <= 0:
+                refused.append((part, exc))
+                continue
+            budget -= 1
+            try:
+                self._insert(table, part, retries=retries)
+            except StoreUnavailable as error:
+                return [*part, *(row for rest in reversed(todo) for row in rest)], error
+            except RowsRefused as error:
+                exc = error
+                if len(part) == 1:
+                    refused.append((part, error))
+                else:
+                    todo += [part[len(part) // 2 :], part[: len(part) // 2]]
+            except StoreError as error:
+                refused.append((part, error))
+        return [], None
+
+    def _refuse(self, table: str, refused: list[tuple[list[Any], StoreError]]) -> None:
+        # Rows the store refuses for good must neither block the ones behind them (as a spooled
+        # batch would, retried forever) nor be lost: they are set aside for an operator.
+        rows = [row for part, _ in refused for row in part]
+        reasons = list(dict.fromkeys(str(exc) for _, exc in refused))
+        reason = reasons[0] + (
+            f" (and {len(reasons) - 1} other reasons)" if len(reasons) > 1 else ""
         )
+        kept = self.spool.set_aside(table, rows) if self.spool is not None else None
+        refusal = Refusal(table, len(rows), _which(table, rows), reason, kept)
+        self.refusals.append(refusal)
+        log.error(
+            "sink.refused",
+            table=table,
+            rows=len(rows),
+            which=refusal.which,
+            file=str(kept) if kept is not None else None,
+            error=reason,
+        )
+
+    def _load_partition_limit(self) -> None:
+        """Learn the server's ``max_partitions_per_insert_block`` (0: no limit), once."""
+        try:
+            result = call(
+                "reading max_partitions_per_insert_block",
+                self.client.query,
+                "SELECT getSetting('max_partitions_per_insert_block')",
+            )
+        except StoreError:
+            return  # ClickHouse's default until the next table is described
+        self._max_partitions = int(result.result_rows[0][0])
+
+    def _chunks(self, table: str, rows: list[Any]) -> list[list[Any]]:
+        """``rows`` in groups each touching at most the server's limit of partitions per insert
+        block, in order within each partition (where a key's rewrites live)."""
+        spec = spec_for(table)
+        if spec.partition is None or len(rows) <= 1:
+            return [rows]
+        try:
+            ids = partition_ids(spec, rows)
+        except (TypeError, ValueError, OverflowError):  # a malformed time: the insert says which
+            return [rows]
+        distinct = sorted(set(ids))
+        server = _DEFAULT_MAX_PARTITIONS if self._max_partitions is None else self._max_partitions
+        limit = min(server or len(distinct), self.max_partitions)
+        if len(distinct) <= limit:
+            return [rows]
+        group = {pid: i // limit for i, pid in enumerate(distinct)}
+        chunks: list[list[Any]] = [[] for _ in range((len(distinct) + limit - 1) // limit)]
+        for row, pid in zip(rows, ids, strict=True):
+            chunks[group[pid]].append(row)
+        return chunks
 
     def _column_types(self, table: str) -> list[str]:
         types = self._types.get(table)
@@ -257,6 +423,8 @@ class ClickHouseSink:
                     f"table {self.database}.{table} has no column {exc.args[0]!r}; run `drifthouse migrate`"
                 ) from None
             self._types[table] = types
+            if self._max_partitions is None:
+                self._load_partition_limit()
         return types
 
     def _insert(self, table: str, rows: list[Any], *, retries: int) -> None:
@@ -265,9 +433,9 @@ class ClickHouseSink:
         delay = self.backoff_s
         for attempt in range(retries + 1):
             try:
-                call(
+                insert(
                     f"inserting {len(rows)} rows into {table}",
-                    self.client.insert,
+                    self.client,
                     table,
                     columns,
                     database=self.database,
@@ -287,5 +455,6 @@ class ClickHouseSink:
                 continue
             self.available = True
             self.inserted_rows += len(rows)
+            self.acknowledged[table] = self.acknowledged.get(table, 0) + len(rows)
             log.debug("sink.flushed", table=table, rows=len(rows))
             return

@@ -8,14 +8,20 @@ interrupted half-way, do no harm. To add a migration, drop a new ``NNNN_what.sql
 the others (statements separated by ``;`` at the end of a line, ``{database}`` for the database).
 
 Retention is configuration, not schema: :func:`migrate` sets each table's TTL from ``ttl_days``
-(``{"predictions": 30}`` by default) and removes TTLs no longer configured.
+(``{"predictions": 30}`` by default) and removes TTLs no longer configured. A TTL counts from
+column ``inserted_at`` (when the row was written), never from an event time: a replay of old
+history is kept as long as live rows.
+
+:func:`migrate` also checks that every table the migrations create exists, and creates again
+any that is missing (a ``DROP TABLE`` by hand): every statement is idempotent, so it re-runs them
+all in order, which also brings a re-created table up to the latest version.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 
 from drifthouse.errors import StoreError
@@ -26,24 +32,38 @@ __all__ = [
     "DEFAULT_TTL_DAYS",
     "TTL_COLUMNS",
     "Migration",
+    "MigrationReport",
+    "expected_tables",
     "load_migrations",
     "migrate",
+    "migrate_report",
     "split_statements",
 ]
 
 log = get_logger("sinks.schema")
 
 DEFAULT_TTL_DAYS: dict[str, int] = {"predictions": 30}
-#: The time column each table's TTL counts from.
+#: The column each table's TTL counts from: when the row was written (migration 0003).
 TTL_COLUMNS: dict[str, str] = {
-    "metrics": "window_start",
-    "sketches": "window_start",
-    "alerts": "ts",
-    "predictions": "ts",
+    "metrics": "inserted_at",
+    "sketches": "inserted_at",
+    "alerts": "inserted_at",
+    "predictions": "inserted_at",
 }
 _FILE = re.compile(r"^(\d{4})_(\w+)\.sql$")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TTL = re.compile(r"\bTTL (.+?)(?: SETTINGS |$)")
+_CREATES = re.compile(r"^CREATE (?:TABLE|VIEW) IF NOT EXISTS `[^`]+`\.`?(\w+)`?")
+#: Tables a migration creates only for a while (see _rebuild_predictions).
+_SCRATCH_TABLES = frozenset({"predictions_by_month"})
+
+
+@dataclass
+class MigrationReport:
+    """What :func:`migrate_report` did: versions applied now, tables that were missing and are back."""
+
+    applied: list[int] = field(default_factory=list)
+    recreated: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -93,13 +113,32 @@ def load_migrations() -> list[Migration]:
     return found
 
 
+def expected_tables(database: str = "drifthouse") -> list[str]:
+    """Every table and view the migrations leave in ``database``, in creation order."""
+    names: list[str] = []
+    for migration in load_migrations():
+        for statement in migration.statements(database):
+            match = _CREATES.match(statement)
+            if match and match.group(1) not in _SCRATCH_TABLES and match.group(1) not in names:
+                names.append(match.group(1))
+    return names
+
+
 def migrate(
     client: Client, database: str = "drifthouse", ttl_days: Mapping[str, int] | None = None
 ) -> list[int]:
     """Create or upgrade the schema in ``database`` and set TTLs; return the versions applied now.
 
-    Safe to call at every start-up: versions already recorded in ``schema_migrations`` are skipped.
+    Safe to call at every start-up: versions already recorded in ``schema_migrations`` are
+    skipped; tables that are missing are created again (see :func:`migrate_report`).
     """
+    return migrate_report(client, database, ttl_days).applied
+
+
+def migrate_report(
+    client: Client, database: str = "drifthouse", ttl_days: Mapping[str, int] | None = None
+) -> MigrationReport:
+    """:func:`migrate`, saying also which missing tables it created again."""
     if not _IDENTIFIER.fullmatch(database):
         raise StoreError(
             f"database must be a plain identifier such as 'drifthouse' (got {database!r})"
@@ -124,16 +163,11 @@ def migrate(
         f"SELECT DISTINCT version FROM `{database}`.schema_migrations",
     )
     done = {int(row[0]) for row in result.result_rows}
-    applied: list[int] = []
+    report = MigrationReport()
     for migration in load_migrations():
         if migration.version in done:
             continue
-        for statement in migration.statements(database):
-            call(
-                f"applying migration {migration.version:04d}_{migration.name}",
-                client.command,
-                statement,
-            )
+        _apply(client, database, migration)
         call(
             "recording a migration",
             client.insert,
@@ -142,12 +176,94 @@ def migrate(
             column_names=["version", "name"],
             column_oriented=True,
         )
-        applied.append(migration.version)
+        report.applied.append(migration.version)
         log.info(
             "schema.migrated", database=database, version=migration.version, name=migration.name
         )
+    missing = _missing_tables(client, database)
+    if missing:
+        # Every statement is idempotent: running them all again creates what is missing and
+        # brings it to the latest version, and leaves the rest as it is.
+        for migration in load_migrations():
+            _apply(client, database, migration)
+        still = _missing_tables(client, database)
+        if still:
+            raise StoreError(
+                f"tables {still} of database {database} are missing and could not be created again"
+            )
+        report.recreated = missing
+        log.warning("schema.recreated", database=database, tables=missing)
     _apply_ttls(client, database, ttl)
-    return applied
+    return report
+
+
+def _apply(client: Client, database: str, migration: Migration) -> None:
+    for statement in migration.statements(database):
+        call(
+            f"applying migration {migration.version:04d}_{migration.name}",
+            client.command,
+            statement,
+        )
+    step = _STEPS.get(migration.version)
+    if step is not None:
+        step(client, database)
+
+
+def _missing_tables(client: Client, database: str) -> list[str]:
+    result = call(
+        "listing tables",
+        client.query,
+        "SELECT name FROM system.tables WHERE database = {db:String}",
+        parameters={"db": database},
+    )
+    present = {row[0] for row in result.result_rows}
+    return [name for name in expected_tables(database) if name not in present]
+
+
+def _partition_key(client: Client, database: str, table: str) -> str | None:
+    result = call(
+        f"reading the partition key of {table}",
+        client.query,
+        "SELECT partition_key FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+        parameters={"db": database, "t": table},
+    )
+    return str(result.result_rows[0][0]) if result.result_rows else None
+
+
+def _rebuild_predictions(client: Client, database: str) -> None:
+    """Move the prediction log from partitions by day to partitions by month (migration 3).
+
+    Each step may run again after a crash: the copy is repeated only while ``predictions`` is
+    still partitioned by day (its key collapses rows copied twice), and the table dropped at the
+    end is the one partitioned by day, or the empty new one when there was nothing to move.
+    """
+    db = f"`{database}`"
+    if _partition_key(client, database, "predictions") == "toYYYYMMDD(ts)":
+        columns = ", ".join(_PREDICTION_COLUMNS)
+        call(
+            "copying the prediction log to partitions by month",
+            client.command,
+            f"INSERT INTO {db}.predictions_by_month ({columns}) SELECT {columns} FROM {db}.predictions",
+        )
+        call(
+            "exchanging the prediction log tables",
+            client.command,
+            f"EXCHANGE TABLES {db}.predictions AND {db}.predictions_by_month",
+        )
+        log.info("schema.repartitioned", table="predictions", partition_key="toYYYYMM(ts)")
+    call(
+        "dropping the old prediction log",
+        client.command,
+        f"DROP TABLE IF EXISTS {db}.predictions_by_month",
+    )
+
+
+_PREDICTION_COLUMNS = (
+    "ts", "model", "model_version", "event_id", "features", "prediction", "latency_ms", "status",
+    "segment", "kept_because", "sample_rate",
+)  # fmt: skip
+#: Steps a migration needs beyond its SQL, run after its statements (and again on a repair).
+_STEPS: dict[int, Callable[[Client, str], None]] = {3: _rebuild_predictions}
 
 
 def _apply_ttls(client: Client, database: str, ttl_days: Mapping[str, int]) -> None:
@@ -163,7 +279,7 @@ def _apply_ttls(client: Client, database: str, ttl_days: Mapping[str, int]) -> N
         current[name] = match.group(1).strip() if match else None
     for table, column in TTL_COLUMNS.items():
         days = ttl_days.get(table)
-        wanted = f"toDateTime({column}) + toIntervalDay({int(days)})" if days else None
+        wanted = f"{column} + toIntervalDay({int(days)})" if days else None
         if current.get(table) == wanted:
             continue
         if wanted is None:

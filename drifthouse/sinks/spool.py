@@ -6,6 +6,10 @@ fsync'd, so after a crash a segment is either whole or absent. Segments are repl
 order and deleted only after the store confirmed their insert; a crash between the two replays a
 batch twice, which the tables' idempotent keys absorb.
 
+Rows the store refuses for good (a broken constraint, a type, a missing table) are not spooled:
+:meth:`Spool.set_aside` writes them, the same way, to ``<seq>.<table>.rejected``, which is never
+replayed and does not count against ``max_bytes``; an operator decides what to do with them.
+
 Example
 -------
 >>> import tempfile
@@ -70,7 +74,11 @@ class Spool:
             match = _NAME.match(path.name)
             if match:
                 self._segments[int(match.group(1))] = (match.group(2), path, path.stat().st_size)
-        self._next = max(self._segments, default=0) + 1
+        # Numbers of set-aside files are not reused either: a restart must not overwrite one.
+        taken = [
+            int(p.name[:16]) for p in self.directory.glob("*.rejected") if p.name[:16].isdigit()
+        ]
+        self._next = max([*self._segments, *taken], default=0) + 1
         self._bytes = sum(size for _, _, size in self._segments.values())
 
     @property
@@ -99,13 +107,7 @@ class Spool:
         seq = self._next
         self._next += 1
         final = self.directory / f"{seq:016d}.{table}.spool"
-        tmp = final.with_suffix(".tmp")
-        with open(tmp, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
-        self._fsync_dir()
+        self._write(final, payload)
         self._segments[seq] = (table, final, len(payload))
         self._bytes += len(payload)
 
@@ -118,6 +120,37 @@ class Spool:
             row_list: Any = list.__class_getitem__(spec_for(table).row_type)
             rows = msgspec.msgpack.decode(path.read_bytes(), type=row_list)
             yield SpoolBatch(seq, table, rows, path, size)
+
+    def set_aside(self, table: str, rows: list[Any]) -> Path:
+        """Store rows the store refused for good in a ``.rejected`` file; return its path."""
+        spec_for(table)
+        seq = self._next
+        self._next += 1
+        path = self.directory / f"{seq:016d}.{table}.rejected"
+        self._write(path, _encoder.encode(rows))
+        return path
+
+    def shrink(self, batch: SpoolBatch, rows: list[Any]) -> SpoolBatch:
+        """Keep only ``rows`` of a spooled batch (the others were stored or set aside)."""
+        payload = _encoder.encode(rows)
+        self._write(batch.path, payload)
+        self._segments[batch.seq] = (batch.table, batch.path, len(payload))
+        self._bytes += len(payload) - batch.size
+        return SpoolBatch(batch.seq, batch.table, rows, batch.path, len(payload))
+
+    def rows(self) -> int:
+        """Rows spooled now (reads every segment)."""
+        return sum(len(batch.rows) for batch in self.batches())
+
+    def _write(self, final: Path, payload: Any) -> None:
+        """Write ``payload`` (bytes) to ``final`` whole or not at all, durably."""
+        tmp = final.with_suffix(".tmp")
+        with open(tmp, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+        self._fsync_dir()
 
     def remove(self, batch: SpoolBatch) -> None:
         """Forget a batch the store has confirmed."""

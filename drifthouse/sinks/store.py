@@ -1,9 +1,19 @@
 """Opening the store (a ClickHouse server or the embedded engine) and translating its errors.
 
-Every call into clickhouse-connect goes through :func:`call`, which turns third-party errors into
-:class:`~drifthouse.errors.StoreUnavailable` (connection refused, timeouts, 429/5xx, transient server
-errors: a retry may help) or :class:`~drifthouse.errors.StoreError` (syntax, types, missing tables:
-retrying will not help). Messages never contain the password of the DSN.
+Every call into clickhouse-connect goes through :func:`call` (inserts through :func:`insert`),
+which turns third-party errors into, decided here and nowhere else:
+
+- :class:`~drifthouse.errors.StoreUnavailable`: connection refused, timeouts, 429, a 5xx without
+  a ClickHouse error code, and server codes describing its state (too many simultaneous queries,
+  too many parts while merges catch up, memory, read-only replica): a retry may help;
+- :class:`~drifthouse.errors.RowsRefused`: codes about some rows' values (a constraint they break,
+  a value out of range, a type it cannot take) and rows clickhouse-connect cannot encode: a retry
+  will not help, but the other rows of the insert may go in;
+- :class:`~drifthouse.errors.StoreError`: everything else (syntax, missing tables or columns,
+  limits such as too many partitions in one insert block): a retry will not help.
+
+A ClickHouse error code wins over the HTTP status: a server answers 500 for a broken constraint
+too. Messages never contain the password of the DSN.
 
 Example
 -------
@@ -15,16 +25,17 @@ Example
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import clickhouse_connect
-from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+from clickhouse_connect.driver.exceptions import DatabaseError, DataError, OperationalError
 
-from drifthouse.errors import StoreError, StoreUnavailable
+from drifthouse.errors import RowsRefused, StoreError, StoreUnavailable
 
-__all__ = ["Client", "call", "is_embedded", "open_store", "redact", "translate"]
+__all__ = ["Client", "call", "insert", "is_embedded", "open_store", "redact", "translate"]
 
 Client = Any  # clickhouse_connect.driver.client.Client (untyped library)
 T = TypeVar("T")
@@ -42,12 +53,36 @@ _TRANSIENT_CODES = frozenset(
         241,  # MEMORY_LIMIT_EXCEEDED
         242,  # TABLE_IS_READ_ONLY
         252,  # TOO_MANY_PARTS
+        # TOO_MANY_PARTS also names a limit no retry lifts: see _PERMANENT_MESSAGES.
         285,  # TOO_FEW_LIVE_REPLICAS
         319,  # UNKNOWN_STATUS_OF_INSERT
         425,  # SYSTEM_ERROR
         999,  # KEEPER_EXCEPTION
     }
 )
+# Transient codes whose message, in some cases, names a limit of the request instead.
+_PERMANENT_MESSAGES = (
+    re.compile(
+        r"partitions for single INSERT block", re.IGNORECASE
+    ),  # 252, max_partitions_per_insert_block
+)
+# Codes about the values of some rows: the other rows of the insert may go in.
+_ROW_CODES = frozenset(
+    {
+        6,  # CANNOT_PARSE_TEXT
+        27,  # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+        41,  # CANNOT_PARSE_DATETIME
+        53,  # TYPE_MISMATCH
+        69,  # ARGUMENT_OUT_OF_BOUND
+        70,  # CANNOT_CONVERT_TYPE
+        117,  # INCORRECT_DATA
+        321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+        407,  # DECIMAL_OVERFLOW
+        469,  # VIOLATED_CONSTRAINT
+    }
+)
+# What clickhouse-connect raises when a row's value does not fit its column's type.
+_ENCODE_ERRORS = (TypeError, ValueError, AttributeError, OverflowError, struct.error)
 _HTTP_STATUS = re.compile(r"HTTP status (\d{3})")
 _secrets: set[str] = set()
 
@@ -70,12 +105,28 @@ def translate(exc: BaseException, doing: str) -> StoreError:
     if isinstance(exc, OperationalError | ConnectionError | TimeoutError):
         return StoreUnavailable(f"ClickHouse is unreachable while {doing}: {text}")
     code = getattr(exc, "code", None)
+    if code is None:
+        code = _code_in(text)
+    if isinstance(exc, DataError) and code is None:  # raised while encoding, before sending
+        return RowsRefused(f"ClickHouse cannot take the values while {doing}: {text}")
+    if code is not None:
+        if code in _TRANSIENT_CODES and not any(p.search(text) for p in _PERMANENT_MESSAGES):
+            return StoreUnavailable(f"ClickHouse is busy or failing while {doing}: {text}")
+        if code in _ROW_CODES:
+            return RowsRefused(f"ClickHouse refused rows while {doing}: {text}")
+        return StoreError(f"ClickHouse rejected {doing}: {text}")
     status = _HTTP_STATUS.search(text)
-    if code in _TRANSIENT_CODES or (
-        status and (status.group(1) == "429" or status.group(1)[0] == "5")
-    ):
+    if status and (status.group(1) == "429" or status.group(1)[0] == "5"):
         return StoreUnavailable(f"ClickHouse is busy or failing while {doing}: {text}")
     return StoreError(f"ClickHouse rejected {doing}: {text}")
+
+
+_CODE = re.compile(r"\bCode:\s*(\d+)")
+
+
+def _code_in(text: str) -> int | None:
+    match = _CODE.search(text)
+    return int(match.group(1)) if match else None
 
 
 def call(doing: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -84,6 +135,19 @@ def call(doing: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return fn(*args, **kwargs)
     except (DatabaseError, OSError) as exc:
         raise translate(exc, doing) from exc
+
+
+def insert(doing: str, client: Client, table: str, columns: list[list[Any]], **kwargs: Any) -> None:
+    """``client.insert(table, columns, **kwargs)`` with errors translated, including the
+    ``TypeError``-like errors clickhouse-connect raises for a value it cannot encode."""
+    try:
+        client.insert(table, columns, **kwargs)
+    except (DatabaseError, OSError) as exc:
+        raise translate(exc, doing) from exc
+    except _ENCODE_ERRORS as exc:
+        raise RowsRefused(
+            f"ClickHouse cannot take the values while {doing}: {type(exc).__name__}: {redact(str(exc))}"
+        ) from exc
 
 
 def open_store(

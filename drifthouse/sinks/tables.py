@@ -1,17 +1,23 @@
 """The tables drifthouse writes, and how a row becomes a column of an insert.
 
-Each :class:`TableSpec` names a table, the row type that fills it, its columns in insert order and
+Each :class:`TableSpec` names a table, the row type that fills it, its columns in insert order,
 which of them are times (integer epoch milliseconds in the rows, ``DateTime64(3, 'UTC')`` in
-ClickHouse; clickhouse-connect writes integers as raw ticks, so no conversion is needed).
-The DDL lives in ``sql/migrations``; :mod:`drifthouse.sinks.schema` applies it.
+ClickHouse; clickhouse-connect writes integers as raw ticks, so no conversion is needed) and its
+partition key. The DDL lives in ``sql/migrations``; :mod:`drifthouse.sinks.schema` applies it.
+
+Partition keys are declared here, once: ClickHouse refuses an insert block touching more than
+``max_partitions_per_insert_block`` partitions (100 by default), so the sink splits every batch
+by :func:`partition_ids` before inserting, and a test checks each key against the table's DDL.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
+import numpy as np
 
 from drifthouse.rows import AlertRow, MetricRow, SketchRow
 
@@ -21,6 +27,7 @@ __all__ = [
     "ReferenceRow",
     "Row",
     "TableSpec",
+    "partition_ids",
     "spec_for",
     "to_columns",
 ]
@@ -61,25 +68,58 @@ class ReferenceRow(msgspec.Struct, frozen=True, kw_only=True):
 Row = MetricRow | SketchRow | AlertRow | PredictionRow | ReferenceRow
 
 
+Period = Literal["month", "day"]
+_FUNCTIONS: dict[Period, str] = {"month": "toYYYYMM", "day": "toYYYYMMDD"}
+_UNITS: dict[Period, str] = {"month": "datetime64[M]", "day": "datetime64[D]"}
+
+
 @dataclass(frozen=True)
 class TableSpec:
-    """A table: its name, row type, insert columns and time columns."""
+    """A table: its name, row type, insert columns, time columns and partition key.
+
+    ``partition`` is ``(time column, period)``: the table is ``PARTITION BY toYYYYMM(column)``
+    (``month``) or ``toYYYYMMDD(column)`` (``day``); ``None`` when it is not partitioned.
+    """
 
     name: str
     row_type: type[Any]
     columns: tuple[str, ...]
     time_columns: frozenset[str]
+    partition: tuple[str, Period] | None = None
+
+    @property
+    def partition_key(self) -> str:
+        """The ``PARTITION BY`` expression as ClickHouse shows it (``''`` when unpartitioned)."""
+        if self.partition is None:
+            return ""
+        column, period = self.partition
+        return f"{_FUNCTIONS[period]}({column})"
 
 
-def _spec(name: str, row_type: type[msgspec.Struct], times: set[str]) -> TableSpec:
-    return TableSpec(name, row_type, tuple(row_type.__struct_fields__), frozenset(times))
+def _spec(
+    name: str,
+    row_type: type[msgspec.Struct],
+    times: set[str],
+    partition: tuple[str, Period] | None = None,
+) -> TableSpec:
+    return TableSpec(name, row_type, tuple(row_type.__struct_fields__), frozenset(times), partition)
 
 
 TABLES: dict[type[Any], TableSpec] = {
-    MetricRow: _spec("metrics", MetricRow, {"window_start", "window_end", "computed_at"}),
-    SketchRow: _spec("sketches", SketchRow, {"window_start", "window_end", "computed_at"}),
-    AlertRow: _spec("alerts", AlertRow, {"ts", "window_start", "window_end"}),
-    PredictionRow: _spec("predictions", PredictionRow, {"ts"}),
+    MetricRow: _spec(
+        "metrics",
+        MetricRow,
+        {"window_start", "window_end", "computed_at"},
+        ("window_start", "month"),
+    ),
+    SketchRow: _spec(
+        "sketches",
+        SketchRow,
+        {"window_start", "window_end", "computed_at"},
+        ("window_start", "month"),
+    ),
+    AlertRow: _spec("alerts", AlertRow, {"ts", "window_start", "window_end"}, ("ts", "month")),
+    PredictionRow: _spec("predictions", PredictionRow, {"ts"}, ("ts", "month")),
     ReferenceRow: _spec("references", ReferenceRow, {"created_at"}),
 }
 _BY_NAME = {spec.name: spec for spec in TABLES.values()}
@@ -105,3 +145,19 @@ def spec_for(row_or_table: object) -> TableSpec:
 def to_columns(spec: TableSpec, rows: list[Any]) -> list[list[Any]]:
     """Rows of one table as columns in ``spec.columns`` order, ready for a column-oriented insert."""
     return [[getattr(row, name) for row in rows] for name in spec.columns]
+
+
+def partition_ids(spec: TableSpec, rows: Sequence[Any]) -> list[int]:
+    """The partition of each row, as an integer per period (UTC months or days since 1970).
+
+    Rows with equal ids share a ClickHouse partition; the ids are not ClickHouse's own partition
+    ids, only equal where those are. Every row has id 0 in an unpartitioned table.
+    """
+    if spec.partition is None:
+        return [0] * len(rows)
+    column, period = spec.partition
+    millis = np.fromiter((getattr(row, column) for row in rows), dtype=np.int64, count=len(rows))
+    periods: list[int] = (
+        millis.astype("datetime64[ms]").astype(_UNITS[period]).astype(np.int64).tolist()
+    )
+    return periods

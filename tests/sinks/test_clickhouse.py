@@ -178,8 +178,11 @@ def test_gives_up_on_errors_a_retry_cannot_fix(
     sink = _http_sink(http_clickhouse, tmp_path, clock)
     sink.client.command("ALTER TABLE drifthouse.metrics DROP COLUMN n")
     sink.write(_metrics(1))
-    with pytest.raises(StoreError, match="run `drifthouse migrate`"):
-        sink.flush()
+    sink.flush()  # set aside, not retried, not spooled
+    (refusal,) = sink.report().refused
+    assert (refusal.table, refusal.rows) == ("metrics", 1)
+    assert "run `drifthouse migrate`" in refusal.reason
+    assert sink.pending_batches == 0
     with pytest.raises(StoreError) as info:
         call("a query", sink.client.query, "SELEC 1")
     assert type(info.value) is StoreError
@@ -324,6 +327,7 @@ def test_a_spooled_batch_the_store_refuses_is_set_aside(
     assert sink.replay() == 0
     assert sink.pending_batches == 0
     assert [p.suffix for p in (tmp_path / "spool").iterdir()] == [".rejected"]
+    assert [r.rows for r in sink.report().refused] == [3]
 
 
 def test_from_config_takes_the_store_section(

@@ -32,7 +32,7 @@ def test_migrate_creates_every_table_and_view(store_client: Any, database: str) 
     assert set(tables) >= TABLES
     assert {"metrics_latest", "sketches_latest", "alerts_latest"} <= set(tables)
     assert "ReplacingMergeTree(computed_at)" in tables["metrics"]
-    assert "TTL toDateTime(ts) + toIntervalDay(30)" in tables["predictions"]
+    assert "TTL inserted_at + toIntervalDay(30)" in tables["predictions"]
     assert "TTL" not in tables["metrics"]
 
 
@@ -49,7 +49,7 @@ def test_ttls_follow_the_configuration(store_client: Any, database: str) -> None
     migrate(store_client, database, {"predictions": 7, "metrics": 400})
     tables = _tables(store_client, database)
     assert "toIntervalDay(7)" in tables["predictions"]
-    assert "TTL toDateTime(window_start) + toIntervalDay(400)" in tables["metrics"]
+    assert "TTL inserted_at + toIntervalDay(400)" in tables["metrics"]
     migrate(store_client, database, {})
     tables = _tables(store_client, database)
     assert "TTL" not in tables["predictions"]
