@@ -5,15 +5,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from drifthouse.config import StoreConfig
-from drifthouse.errors import SpoolFull, StoreError, StoreUnavailable
+from drifthouse.errors import RowsNotStored, SpoolFull, StoreError, StoreUnavailable
 from drifthouse.rows import MetricRow
+from drifthouse.sinks.base import finish
 from drifthouse.sinks.clickhouse import ClickHouseSink
 from drifthouse.sinks.schema import migrate
 from drifthouse.sinks.spool import Spool
 from drifthouse.sinks.store import call, open_store, redact
+from drifthouse.sinks.tables import PredictionRow
 from tests.sinks import rowgen
 from tests.sinks.conftest import HttpClickHouse
 
@@ -391,3 +394,120 @@ def test_spool_survives_the_death_of_the_process(
     assert client.query("SELECT count(), sum(value) FROM metrics FINAL").result_rows == [
         (30, 210.0)
     ]
+
+
+# -- history of any span, and rows the store refuses for good ---------------------------------
+
+
+def _prediction(ts: int, event_id: str, status: int = 200) -> PredictionRow:
+    return PredictionRow(
+        ts=ts, model="fraud", model_version="1", event_id=event_id, features="{}",
+        prediction="0.5", latency_ms=3.0, status=status, segment="{}", kept_because="sample",
+        sample_rate=1.0,
+    )  # fmt: skip
+
+
+MONTH = 31 * 24 * rowgen.HOUR
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        pytest.param("metrics", id="metrics-150-months"),
+        pytest.param("predictions", id="predictions-150-months"),
+    ],
+)
+def test_a_batch_spanning_more_partitions_than_one_insert_takes_lands(
+    store_client: Any, database: str, table: str
+) -> None:
+    """150 months of history in one batch: more than max_partitions_per_insert_block (100)."""
+    start = 1_000_000_000_000  # 2001-09-09
+    batch: list[Any] = (
+        [
+            rowgen.metric(start + i * MONTH, "fraud", "1", "amount", "psi", 0.1, computed_at=1)
+            for i in range(150)
+        ]
+        if table == "metrics"
+        else [_prediction(start + i * MONTH, f"e{i}") for i in range(150)]
+    )
+    sink = ClickHouseSink(store_client, database=database, batch_rows=1_000_000)
+    sink.write(batch)
+    sink.flush()
+    assert _count(store_client, f"SELECT count() FROM {table} FINAL") == 150
+    assert _count(store_client, f"SELECT uniqExact(_partition_id) FROM {table}") == 150
+    report = sink.report()
+    assert report.ok
+    assert report.stored == {table: 150}
+
+
+def test_splits_by_partition_keeping_each_partitions_order(
+    store_client: Any, database: str
+) -> None:
+    sink = ClickHouseSink(store_client, database=database, max_partitions=3)
+    rows = _metrics(10, start=0)  # ten hours of one month
+    later = [
+        rowgen.metric(i * MONTH, "fraud", "1.0.0", "amount", "psi", float(i)) for i in range(8)
+    ]
+    chunks = sink._chunks("metrics", [*later, *rows])
+    assert [len(c) for c in chunks] == [13, 3, 2]  # months 0-2 (month 0 holds the ten hours), 3-5, 6-7
+    month0 = [r for r in chunks[0] if r.window_start < MONTH]
+    assert month0 == [later[0], *rows]  # in the order written: the later rewrite wins
+
+
+def test_a_malformed_row_is_set_aside_and_the_rest_lands(
+    store_client: Any, database: str, tmp_path: Path
+) -> None:
+    good = _metrics(40, start=0)
+    bad = MetricRow(**{**msgspec.structs.asdict(good[7]), "value": "abc", "window_start": 5})  # type: ignore[arg-type]
+    sink = ClickHouseSink(store_client, database=database, spool_dir=tmp_path / "spool")
+    sink.write([*good[:20], bad, *good[20:]])
+    sink.flush()
+    assert _count(store_client, "SELECT count() FROM metrics FINAL") == 40
+    report = sink.report()
+    (refusal,) = report.refused
+    assert (refusal.table, refusal.rows) == ("metrics", 1)
+    assert "value" in refusal.reason
+    assert "window_start 1970-01-01T00:00:00Z" in refusal.which
+    assert refusal.kept_in is not None
+    assert refusal.kept_in.suffix == ".rejected"
+    assert report.stored == {"metrics": 40}
+    assert not report.ok
+    with pytest.raises(RowsNotStored, match=r"metrics: 1 rows refused .*kept in .*\.rejected"):
+        report.check()
+    assert sink.pending_batches == 0  # never spooled: nothing queues behind it
+
+
+def test_rows_breaking_a_constraint_are_found_and_the_others_land(
+    store_client: Any, database: str
+) -> None:
+    store_client.command(
+        f"ALTER TABLE `{database}`.predictions ADD CONSTRAINT ok_status CHECK status < 500"
+    )
+    rows = [
+        _prediction(1_700_000_000_000 + i, f"e{i}", 500 if i in (3, 64, 65) else 200)
+        for i in range(100)
+    ]
+    sink = ClickHouseSink(store_client, database=database)
+    sink.write(rows)
+    sink.flush()
+    assert _count(store_client, "SELECT count() FROM predictions FINAL") == 97
+    (refusal,) = sink.report().refused
+    assert refusal.rows == 3
+    assert "VIOLATED_CONSTRAINT" in refusal.reason
+    assert refusal.kept_in is None  # no spool: said so
+    assert "not kept" in refusal.describe()
+
+
+def test_a_bounded_run_with_rows_left_in_the_spool_says_so(
+    http_clickhouse: HttpClickHouse, tmp_path: Path
+) -> None:
+    sink = _http_sink(http_clickhouse, tmp_path, retries=0)
+    sink.write(_metrics(2, start=0))
+    sink.flush()
+    http_clickhouse.stop()
+    sink.write(_metrics(5))
+    report = finish(sink)
+    assert report.stored == {"metrics": 2}
+    assert report.spooled_rows == 5
+    with pytest.raises(RowsNotStored, match=r"5 rows still in the spool at .*spool"):
+        report.check()

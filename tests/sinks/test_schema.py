@@ -1,11 +1,19 @@
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
 
 from drifthouse.errors import StoreError
-from drifthouse.sinks.schema import load_migrations, migrate, split_statements
+from drifthouse.sinks.schema import (
+    expected_tables,
+    load_migrations,
+    migrate,
+    migrate_report,
+    split_statements,
+)
+from drifthouse.sinks.tables import TABLES as TABLES_BY_ROW
 
 TABLES = {
     "metrics",
@@ -71,3 +79,99 @@ def test_unknown_ttl_table_is_a_clear_error(store_client: Any, database: str) ->
 )
 def test_split_statements(sql: str, expected: list[str]) -> None:
     assert split_statements(sql) == expected
+
+
+def test_partition_keys_are_those_the_sink_splits_by(store_client: Any, database: str) -> None:
+    """The sink splits inserts by TableSpec.partition: it must be the table's own key."""
+    keys = dict(
+        store_client.query(
+            "SELECT name, partition_key FROM system.tables WHERE database = {db:String}",
+            parameters={"db": database},
+        ).result_rows
+    )
+    for spec in TABLES_BY_ROW.values():
+        assert keys[spec.name] == spec.partition_key, spec.name
+    assert keys["predictions"] == "toYYYYMM(ts)"  # by month: years of history, few parts
+
+
+@pytest.mark.parametrize(
+    "dropped",
+    [
+        pytest.param(["metrics"], id="metrics"),
+        pytest.param(["predictions", "alerts_latest"], id="predictions-and-a-view"),
+        pytest.param(["merger_state"], id="a-later-migration"),
+    ],
+)
+def test_migrate_creates_again_a_table_that_is_missing(
+    store_client: Any, database: str, dropped: list[str]
+) -> None:
+    for name in dropped:
+        store_client.command(f"DROP TABLE `{database}`.`{name}`")
+    report = migrate_report(store_client, database)
+    assert report.applied == []
+    assert sorted(report.recreated) == sorted(dropped)
+    tables = _tables(store_client, database)
+    assert set(expected_tables(database)) <= set(tables)
+    assert "predictions_by_month" not in tables
+    columns = {
+        name
+        for (name,) in store_client.query(
+            f"SELECT name FROM system.columns WHERE database = '{database}' AND table = 'metrics'"
+        ).result_rows
+    }
+    assert "inserted_at" in columns  # brought to the latest version
+    assert migrate_report(store_client, database).recreated == []
+
+
+def test_the_prediction_log_moves_to_partitions_by_month(store_client: Any) -> None:
+    """A store migrated before version 3: its prediction log by day keeps its rows."""
+    database = f"upgrade_{os.getpid()}"
+    store_client.command(f"DROP DATABASE IF EXISTS `{database}`")
+    store_client.command(f"CREATE DATABASE `{database}`")
+    try:
+        store_client.command(
+            f"CREATE TABLE `{database}`.schema_migrations (version UInt32, name String, "
+            "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY version"
+        )
+        for migration in load_migrations()[:2]:
+            for statement in migration.statements(database):
+                store_client.command(statement)
+            store_client.command(
+                f"INSERT INTO `{database}`.schema_migrations (version, name) "
+                f"VALUES ({migration.version}, '{migration.name}')"
+            )
+        store_client.command(
+            f"INSERT INTO `{database}`.predictions (ts, model, model_version, event_id, features, "
+            "prediction, latency_ms, status, segment, kept_because, sample_rate) VALUES "
+            "('2023-01-01 10:00:00', 'fraud', '1', 'e1', '{}', '0.5', 1.0, 200, '{}', 'sample', 1.0), "
+            "('2025-06-01 10:00:00', 'fraud', '1', 'e2', '{}', '0.5', 1.0, 200, '{}', 'sample', 1.0)"
+        )
+        assert migrate(store_client, database) == [3]
+        tables = _tables(store_client, database)
+        assert "PARTITION BY toYYYYMM(ts)" in tables["predictions"]
+        assert "predictions_by_month" not in tables
+        got = store_client.query(
+            f"SELECT event_id FROM `{database}`.predictions FINAL ORDER BY ts"
+        ).result_rows
+        assert got == [("e1",), ("e2",)]
+    finally:
+        store_client.command(f"DROP DATABASE IF EXISTS `{database}`")
+
+
+def test_retention_counts_from_when_rows_were_written(store_client: Any, database: str) -> None:
+    """A replay of three-year-old predictions, with a 30-day TTL: kept after a merge."""
+    migrate(store_client, database, {"predictions": 30, "metrics": 30})
+    store_client.command(
+        f"INSERT INTO `{database}`.predictions (ts, model, model_version, event_id, features, "
+        "prediction, latency_ms, status, segment, kept_because, sample_rate) VALUES "
+        "(now() - INTERVAL 3 YEAR, 'fraud', '1', 'old', '{}', '0.5', 1.0, 200, '{}', 'sample', 1.0)"
+    )
+    store_client.command(
+        f"INSERT INTO `{database}`.predictions (ts, model, model_version, event_id, features, "
+        "prediction, latency_ms, status, segment, kept_because, sample_rate, inserted_at) VALUES "
+        "(now(), 'fraud', '1', 'expired', '{}', '0.5', 1.0, 200, '{}', 'sample', 1.0, "
+        "now() - INTERVAL 31 DAY)"
+    )
+    store_client.command(f"OPTIMIZE TABLE `{database}`.predictions FINAL")
+    got = store_client.query(f"SELECT event_id FROM `{database}`.predictions").result_rows
+    assert got == [("old",)]
