@@ -447,20 +447,23 @@ def sql(
 
 @app.command()
 def migrate(config: ConfigOption = Path("drifthouse.yaml")) -> None:
-    """Create or upgrade the ClickHouse tables."""
+    """Create or upgrade the ClickHouse tables, and create again any that is missing."""
     from drifthouse.config import load_config
-    from drifthouse.sinks import migrate as run_migrations
     from drifthouse.sinks import open_store
+    from drifthouse.sinks.schema import migrate_report
 
     cfg = load_config(config)
     client = open_store(cfg.store_dsn(), cfg.store.database)
     try:
-        applied = run_migrations(client, cfg.store.database, cfg.store.ttl_days)
+        report = migrate_report(client, cfg.store.database, cfg.store.ttl_days)
     finally:
         client.close()
-    out.print(
-        f"schema up to date ({'applied ' + ', '.join(map(str, applied)) if applied else 'nothing to apply'})"
-    )
+    done = []
+    if report.applied:
+        done.append("applied " + ", ".join(map(str, report.applied)))
+    if report.recreated:
+        done.append("created again missing tables " + ", ".join(report.recreated))
+    out.print(Text(f"schema up to date ({'; '.join(done) or 'nothing to apply'})"))
 
 
 silence_app = typer.Typer(help="Mute alerts matching labels for a while.", no_args_is_help=True)

@@ -9,7 +9,9 @@ The steps, in order:
    and ``slack``, warnings to ``slack``);
 4. run every prediction through the same :class:`~drifthouse.stream.pipeline.Pipeline` and alert
    stage as ``drifthouse replay``, into the store (embedded ClickHouse unless ``--store``);
-5. print which alert caught each fault and how soon, the alerts, and SQL to try.
+5. print which alert caught each fault and how soon, the alerts, and SQL to try; the rows
+   counted are those the store acknowledged, and the demo fails (exit code 1) naming the table,
+   rows and reason when the store refused rows or some are still in the spool.
 
 Everything is stored under run id ``demo``. A second run replaces the first: the demo's own
 embedded store is recreated; on a ``--store`` server, the rows of run ``demo`` are deleted first.
@@ -35,7 +37,7 @@ from drifthouse.errors import UsageError
 from drifthouse.rows import AlertRow
 from drifthouse.simulate import Record, Scenario, simulate
 from drifthouse.sinks import store_reference
-from drifthouse.sinks.base import Sink
+from drifthouse.sinks.base import Sink, WriteReport, finish
 from drifthouse.sinks.store import call
 from drifthouse.sinks.tables import Row
 from drifthouse.stream.dead_letters import MemoryDeadLetters
@@ -70,6 +72,7 @@ class DemoSummary:
     findings: list[Finding] = field(default_factory=list)
     alerts: list[AlertRow] = field(default_factory=list)
     queries: list[DemoQuery] = field(default_factory=list)
+    written: WriteReport | None = None
 
     @property
     def stopped_early(self) -> bool:
@@ -165,12 +168,15 @@ def run_demo(
         )
         pipeline.finish()
         stage.finish()
-        sink.flush()
-        stats = pipeline.stats
-        summary.events, summary.windows, summary.rows = stats.events, stats.windows, stats.rows
-        summary.alerts = sorted(tap.alerts, key=lambda a: (a.window_end, a.ts, a.rule))
-    finally:
+    except BaseException:
         sink.close()
+        raise
+    written = finish(sink)
+    stats = pipeline.stats
+    # Rows the store acknowledged, not rows handed to the sink.
+    summary.events, summary.windows, summary.rows = stats.events, stats.windows, written.stored_rows
+    summary.written = written
+    summary.alerts = sorted(tap.alerts, key=lambda a: (a.window_end, a.ts, a.rule))
     windows = {w.size: (w.name, w.pane_ms) for w in config.windows}
     summary.findings = [
         find(f, summary.alerts, windows=windows, reached_ms=summary.reached_ms)
@@ -196,6 +202,7 @@ def run_demo(
         windows=windows,
         note=note,
     )
+    written.check()  # rows refused or still spooled: say which and why, and fail
     return summary
 
 
