@@ -449,7 +449,11 @@ def test_splits_by_partition_keeping_each_partitions_order(
         rowgen.metric(i * MONTH, "fraud", "1.0.0", "amount", "psi", float(i)) for i in range(8)
     ]
     chunks = sink._chunks("metrics", [*later, *rows])
-    assert [len(c) for c in chunks] == [13, 3, 2]  # months 0-2 (month 0 holds the ten hours), 3-5, 6-7
+    assert [len(c) for c in chunks] == [
+        13,
+        3,
+        2,
+    ]  # months 0-2 (month 0 holds the ten hours), 3-5, 6-7
     month0 = [r for r in chunks[0] if r.window_start < MONTH]
     assert month0 == [later[0], *rows]  # in the order written: the later rewrite wins
 
