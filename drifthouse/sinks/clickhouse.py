@@ -43,6 +43,7 @@ __all__ = ["ClickHouseSink"]
 log = get_logger("sinks.clickhouse")
 
 _DEFAULT_MAX_PARTITIONS = 100  # ClickHouse's default max_partitions_per_insert_block
+_KEEP_REFUSALS = 100  # refusals a report lists one by one; later ones are counted per table
 
 
 def _which(table: str, rows: list[Any]) -> str:
@@ -153,6 +154,7 @@ class ClickHouseSink:
         self.inserted_rows = 0
         self.acknowledged: dict[str, int] = {}
         self.refusals: list[Refusal] = []
+        self._more_refused: dict[str, int] = {}
         self.spooled_rows = 0
         self.replayed_batches = 0
 
@@ -255,9 +257,19 @@ class ClickHouseSink:
 
     def report(self) -> WriteReport:
         """Rows the store acknowledged per table, rows it refused (and why), rows still spooled."""
+        more = [
+            Refusal(
+                table,
+                rows,
+                "later refusals",
+                "see the sink.refused log lines",
+                self.spool.directory if self.spool else None,
+            )
+            for table, rows in sorted(self._more_refused.items())
+        ]
         return WriteReport(
             stored=dict(self.acknowledged),
-            refused=list(self.refusals),
+            refused=[*self.refusals, *more],
             spooled_rows=self.spool.rows() if self.spool is not None else 0,
             spool_dir=self.spool.directory if self.spool is not None else None,
         )
@@ -364,7 +376,10 @@ class ClickHouseSink:
         )
         kept = self.spool.set_aside(table, rows) if self.spool is not None else None
         refusal = Refusal(table, len(rows), _which(table, rows), reason, kept)
-        self.refusals.append(refusal)
+        if len(self.refusals) < _KEEP_REFUSALS:
+            self.refusals.append(refusal)
+        else:  # a long-running worker refused again and again: count, the log has each
+            self._more_refused[table] = self._more_refused.get(table, 0) + len(rows)
         log.error(
             "sink.refused",
             table=table,
