@@ -3,8 +3,10 @@
 Public API
 ----------
 - :func:`open_store` (``store``): a clickhouse-connect client for a DSN, errors translated.
-- :func:`migrate` (``schema``): create or upgrade the tables; idempotent.
-- :class:`Sink`, :class:`MemorySink` (``base``); :class:`ClickHouseSink` (``clickhouse``).
+- :func:`migrate`, :func:`migrate_report` (``schema``): create or upgrade the tables, and create
+  again any that is missing; idempotent.
+- :class:`Sink`, :class:`MemorySink`, :class:`WriteReport`, :func:`finish` (``base``): the sink
+  contract, and what a bounded run stored; :class:`ClickHouseSink` (``clickhouse``).
 - :class:`PredictionLog` (``predictions``): the sampled, PII-hashed prediction log.
 - :func:`store_reference`, :func:`reference_rows` (``references``): profiles in the store.
 - :func:`run_sql`, :func:`run_recipe`, :func:`load_recipes`, :func:`serve_readonly`,
@@ -13,12 +15,12 @@ Public API
 
 from __future__ import annotations
 
-from drifthouse.sinks.base import MemorySink, Sink
+from drifthouse.sinks.base import MemorySink, Refusal, Sink, WriteReport, finish
 from drifthouse.sinks.clickhouse import ClickHouseSink
 from drifthouse.sinks.predictions import PredictionLog
 from drifthouse.sinks.query import load_recipes, query_readonly, run_recipe, run_sql, serve_readonly
 from drifthouse.sinks.references import reference_rows, store_reference
-from drifthouse.sinks.schema import migrate
+from drifthouse.sinks.schema import migrate, migrate_report
 from drifthouse.sinks.store import open_store
 from drifthouse.sinks.tables import PredictionRow, ReferenceRow
 
@@ -28,9 +30,13 @@ __all__ = [
     "PredictionLog",
     "PredictionRow",
     "ReferenceRow",
+    "Refusal",
     "Sink",
+    "WriteReport",
+    "finish",
     "load_recipes",
     "migrate",
+    "migrate_report",
     "open_store",
     "query_readonly",
     "reference_rows",
