@@ -372,7 +372,7 @@ class ClickHouseSink:
         rows = [row for part, _ in refused for row in part]
         reasons = list(dict.fromkeys(str(exc) for _, exc in refused))
         reason = reasons[0] + (
-            f" (and {len(reasons) - 1} other reasons)" if len(reasons) > 1 else ""
+            f" (and {len(reasons) - 1} other messages)" if len(reasons) > 1 else ""
         )
         kept = self.spool.set_aside(table, rows) if self.spool is not None else None
         refusal = Refusal(table, len(rows), _which(table, rows), reason, kept)

@@ -24,6 +24,7 @@ Example
 
 from __future__ import annotations
 
+import logging
 import re
 import struct
 from collections.abc import Callable
@@ -84,6 +85,15 @@ _ROW_CODES = frozenset(
 # What clickhouse-connect raises when a row's value does not fit its column's type.
 _ENCODE_ERRORS = (TypeError, ValueError, AttributeError, OverflowError, struct.error)
 _HTTP_STATUS = re.compile(r"HTTP status (\d{3})")
+
+
+def _not_an_encoding_error(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Error serializing column")
+
+
+# clickhouse-connect logs a traceback for every value it cannot encode, then raises; the sink
+# reports the same error once per refusal (while it halves an insert, it meets it many times).
+logging.getLogger("clickhouse_connect.driver.transform").addFilter(_not_an_encoding_error)
 _secrets: set[str] = set()
 
 

@@ -515,3 +515,22 @@ def test_a_bounded_run_with_rows_left_in_the_spool_says_so(
     assert report.spooled_rows == 5
     with pytest.raises(RowsNotStored, match=r"5 rows still in the spool at .*spool"):
         report.check()
+
+
+def test_a_table_altered_to_a_conflicting_type_refuses_its_rows_only(
+    store_client: Any, database: str, tmp_path: Path
+) -> None:
+    store_client.command(f"ALTER TABLE `{database}`.predictions MODIFY COLUMN features UInt32")
+    sink = ClickHouseSink(store_client, database=database, spool_dir=tmp_path / "spool")
+    logged = [_prediction(1_700_000_000_000 + i, f"e{i}") for i in range(30)]
+    sink.write([*logged, *_metrics(12, start=0)])
+    sink.flush()
+    sink.write(_metrics(5, start=100 * rowgen.HOUR))  # later rows are not held behind them
+    sink.flush()
+    report = sink.report()
+    assert report.stored == {"metrics": 17}
+    assert [(r.table, r.rows) for r in report.refused] == [("predictions", 30)]
+    assert "cannot take the values while inserting" in report.refused[0].reason
+    assert "into predictions: ValueError" in report.refused[0].reason
+    assert _count(store_client, "SELECT count() FROM metrics FINAL") == 17
+    assert sink.pending_batches == 0
