@@ -253,7 +253,7 @@ class ClickHouseSink:
         self._drain_spool(force=True)
         return self.replayed_batches - before
 
-    # -- internals ---------------------------------------------------------------------------
+    # -- what was stored ---------------------------------------------------------------------
 
     def report(self) -> WriteReport:
         """Rows the store acknowledged per table, rows it refused (and why), rows still spooled."""

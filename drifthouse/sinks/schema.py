@@ -245,17 +245,23 @@ def _rebuild_predictions(client: Client, database: str) -> None:
             client.command,
             f"INSERT INTO {db}.predictions_by_month ({columns}) SELECT {columns} FROM {db}.predictions",
         )
+        # Checked again just before: another process migrating at once may have done it.
+        if (
+            _partition_key(client, database, "predictions") == "toYYYYMMDD(ts)"
+            and _partition_key(client, database, "predictions_by_month") == "toYYYYMM(ts)"
+        ):
+            call(
+                "exchanging the prediction log tables",
+                client.command,
+                f"EXCHANGE TABLES {db}.predictions AND {db}.predictions_by_month",
+            )
+            log.info("schema.repartitioned", table="predictions", partition_key="toYYYYMM(ts)")
+    if _partition_key(client, database, "predictions") == "toYYYYMM(ts)":
         call(
-            "exchanging the prediction log tables",
+            "dropping the old prediction log",
             client.command,
-            f"EXCHANGE TABLES {db}.predictions AND {db}.predictions_by_month",
+            f"DROP TABLE IF EXISTS {db}.predictions_by_month",
         )
-        log.info("schema.repartitioned", table="predictions", partition_key="toYYYYMM(ts)")
-    call(
-        "dropping the old prediction log",
-        client.command,
-        f"DROP TABLE IF EXISTS {db}.predictions_by_month",
-    )
 
 
 _PREDICTION_COLUMNS = (
