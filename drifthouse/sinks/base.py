@@ -101,7 +101,25 @@ class WriteReport:
 
     def problems(self) -> list[str]:
         """One line per refusal, and one for rows still in the spool."""
-        lines = [r.describe() for r in self.refused]
+        by_table: dict[str, list[Refusal]] = {}
+        for refusal in self.refused:
+            by_table.setdefault(refusal.table, []).append(refusal)
+        lines = []
+        for table, refusals in by_table.items():
+            if len(refusals) == 1:
+                lines.append(refusals[0].describe())
+                continue
+            first, rows = refusals[0], sum(r.rows for r in refusals)
+            files = [r.kept_in for r in refusals if r.kept_in is not None]
+            kept = (
+                f"; kept in {files[0]} and {len(files) - 1} more files beside it"
+                if files
+                else "; not kept (no spool)"
+            )
+            lines.append(
+                f"{table}: {rows:,} rows refused in {len(refusals)} inserts, the first "
+                f"({first.rows:,} rows, {first.which}): {first.reason}{kept}"
+            )
         if self.spooled_rows:
             lines.append(
                 f"{self.spooled_rows:,} rows still in the spool at {self.spool_dir} (the store was "

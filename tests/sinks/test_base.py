@@ -54,6 +54,19 @@ def test_finish_closes_a_memory_sink_and_counts_its_rows() -> None:
             ["metrics: 1 rows refused", "not kept (no spool)"],
             id="refused-without-spool",
         ),
+        pytest.param(
+            WriteReport(
+                refused=[
+                    Refusal("alerts", n, f"ts {n}", f"why {n}", Path(f"/s/{n}.alerts.rejected"))
+                    for n in (1, 4, 2)
+                ]
+            ),
+            [
+                "alerts: 7 rows refused in 3 inserts, the first (1 rows, ts 1): why 1",
+                "kept in /s/1.alerts.rejected and 2 more files beside it",
+            ],
+            id="refused-again-and-again",
+        ),
     ],
 )
 def test_a_run_that_did_not_store_everything_says_what_and_fails(
