@@ -370,6 +370,7 @@ class ClickHouseSink:
         # Rows the store refuses for good must neither block the ones behind them (as a spooled
         # batch would, retried forever) nor be lost: they are set aside for an operator.
         rows = [row for part, _ in refused for row in part]
+        self._types.pop(table, None)  # described again next time: `drifthouse migrate` may fix it
         reasons = list(dict.fromkeys(str(exc) for _, exc in refused))
         reason = reasons[0] + (
             f" (and {len(reasons) - 1} other messages)" if len(reasons) > 1 else ""

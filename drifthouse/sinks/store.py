@@ -82,6 +82,8 @@ _ROW_CODES = frozenset(
         469,  # VIOLATED_CONSTRAINT
     }
 )
+# Codes that a missing table, column or database gives: `drifthouse migrate` creates them.
+_SCHEMA_CODES = frozenset({16, 60, 81})  # NO_SUCH_COLUMN_IN_TABLE, UNKNOWN_TABLE, UNKNOWN_DATABASE
 # What clickhouse-connect raises when a row's value does not fit its column's type.
 _ENCODE_ERRORS = (TypeError, ValueError, AttributeError, OverflowError, struct.error)
 _HTTP_STATUS = re.compile(r"HTTP status (\d{3})")
@@ -124,7 +126,8 @@ def translate(exc: BaseException, doing: str) -> StoreError:
             return StoreUnavailable(f"ClickHouse is busy or failing while {doing}: {text}")
         if code in _ROW_CODES:
             return RowsRefused(f"ClickHouse refused rows while {doing}: {text}")
-        return StoreError(f"ClickHouse rejected {doing}: {text}")
+        hint = "; run `drifthouse migrate`" if code in _SCHEMA_CODES else ""
+        return StoreError(f"ClickHouse rejected {doing}: {text}{hint}")
     status = _HTTP_STATUS.search(text)
     if status and (status.group(1) == "429" or status.group(1)[0] == "5"):
         return StoreUnavailable(f"ClickHouse is busy or failing while {doing}: {text}")

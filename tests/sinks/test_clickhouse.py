@@ -534,3 +534,22 @@ def test_a_table_altered_to_a_conflicting_type_refuses_its_rows_only(
     assert "into predictions: ValueError" in report.refused[0].reason
     assert _count(store_client, "SELECT count() FROM metrics FINAL") == 17
     assert sink.pending_batches == 0
+
+
+def test_rows_go_in_again_once_a_dropped_table_is_migrated_back(
+    store_client: Any, database: str, tmp_path: Path
+) -> None:
+    sink = ClickHouseSink(store_client, database=database, spool_dir=tmp_path / "spool")
+    sink.write(_metrics(3, start=0))
+    sink.flush()
+    store_client.command(f"DROP TABLE `{database}`.metrics")
+    sink.write(_metrics(2, start=10 * rowgen.HOUR))
+    sink.flush()
+    (refusal,) = sink.report().refused
+    assert "UNKNOWN_TABLE" in refusal.reason
+    assert refusal.reason.endswith("run `drifthouse migrate`")
+    migrate(store_client, database)  # what the refusal's log line asks an operator to do
+    sink.write(_metrics(4, start=20 * rowgen.HOUR))
+    sink.flush()  # the sink learns the table anew
+    assert _count(store_client, "SELECT count() FROM metrics FINAL") == 4
+    assert sink.report().stored == {"metrics": 7}
