@@ -330,6 +330,15 @@ def replay(
         "alerts recorded",
         f"{stage.alerts:,}" + ("" if notify else " (receivers not notified; --notify sends)"),
     )
+    if summary.labels is not None:
+        lab = summary.labels
+        table.add_row(
+            "labels joined / unmatched / expired (late) / duplicate",
+            f"{lab.joined:,} / {lab.unmatched:,} / {lab.expired:,} / {lab.duplicate:,} "
+            f"of {lab.read:,}"
+            + (f", {lab.waiting:,} without their prediction" if lab.waiting else "")
+            + (f", {lab.refused:,} refused" if lab.refused else ""),
+        )
     if summary.dead_letters:
         table.add_row("dead letters", Text(summary.dead_letters))
     out.print(table)
