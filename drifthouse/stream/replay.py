@@ -17,6 +17,7 @@ span replayed; :class:`LabelCounts` says what became of them.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,7 +28,7 @@ import msgspec
 
 from drifthouse.config import Config
 from drifthouse.detectors.reference import Profile
-from drifthouse.errors import ProfileError, UsageError
+from drifthouse.errors import DecodeError, ProfileError, SourceError, UsageError
 from drifthouse.events import parse_ts
 from drifthouse.sinks.base import Sink
 from drifthouse.sinks.predictions import PredictionLog
@@ -58,6 +59,26 @@ class _Ts(msgspec.Struct):
 
 
 _TS = msgspec.json.Decoder(_Ts)
+
+
+@dataclass
+class _Refusals:
+    """A replay's dead letters, passed on, with the first refusal of each reason kept."""
+
+    inner: DeadLetters
+    first: dict[str, DecodeError] = field(default_factory=dict)
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def send(self, message: Message, error: DecodeError) -> None:
+        self.counts[error.reason] += 1
+        self.first.setdefault(error.reason, error)
+        self.inner.send(message, error)
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 @dataclass(frozen=True)
@@ -263,11 +284,12 @@ def replay(
         total = ksrc.total()
         # Record timestamps bound the read; event times inside it are filtered here.
         time_range = (from_ms, to_ms)
+    refusals = _Refusals(dead)
     pipeline = Pipeline(
         config=config,
         profiles=profiles,
         sink=sink,
-        dead_letters=dead,
+        dead_letters=refusals,
         run_id=run_id,
         on_window=on_window,
         prediction_log=PredictionLog(config.models),
@@ -289,6 +311,13 @@ def replay(
         dlq_where = str(dead.path)
     elif kind == "kafka" and pipeline.stats.invalid + pipeline.stats.late:
         dlq_where = f"kafka:{target}.dlq"
+    implausible = refusals.first.get("implausible_ts")
+    if implausible is not None and pipeline.stats.events == 0:
+        # Not one event in range: the whole input is in the wrong units, not a few bad events.
+        raise SourceError(
+            f"{source}: no event has a plausible time ({refusals.counts['implausible_ts']:,} "
+            f"refused, kept in {dlq_where or 'the dead letters'}); the first: {implausible.detail}"
+        )
     return ReplaySummary(
         run_id,
         source,

@@ -20,6 +20,7 @@ from drifthouse.stream.sources import Message
 from drifthouse.stream.typed_decode import TypedDecoders
 
 HOUR = 3_600_000
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z: the decoders refuse times before 2000
 CONFIG = Config.model_validate(
     {
         "windows": [{"size": "1h"}, {"size": "30m", "hop": "10m"}],
@@ -385,7 +386,7 @@ def test_class_label_predictions_get_categorical_prediction_drift():
         label = rng.choice(classes_ref) if i < 300 else rng.choice(["dog", "dog", "dog", "fish"])
         event = {
             "model": "animals",
-            "ts": i * 12_000,
+            "ts": T0 + i * 12_000,
             "features": {"x": rng.random()},
             "prediction": label,
         }
@@ -396,9 +397,9 @@ def test_class_label_predictions_get_categorical_prediction_drift():
         for r in sink.rows("metrics")
         if r.feature == "__prediction__" and r.window == "1h"
     }
-    assert rows[(0, "psi")] < 0.1
-    assert rows[(HOUR, "psi")] > 1.0
-    assert rows[(HOUR, "chi2_pvalue")] < 1e-6
+    assert rows[(T0, "psi")] < 0.1
+    assert rows[(T0 + HOUR, "psi")] > 1.0
+    assert rows[(T0 + HOUR, "chi2_pvalue")] < 1e-6
 
 
 def test_idle_partition_rewrites_a_written_window_and_late_partials_never_overwrite(small_stream):

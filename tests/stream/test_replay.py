@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from drifthouse.config import Config
+from drifthouse.errors import SourceError
 from drifthouse.sinks.base import MemorySink
 from drifthouse.stream.dead_letters import MemoryDeadLetters
 from drifthouse.stream.pipeline import Pipeline
@@ -159,3 +160,36 @@ def test_file_replay_keeps_metric_events_of_every_window_whatever_the_span(
         if (r.window, r.metric) == ("1d", "cpu_util")
     )
     assert days == list(range(120))
+
+
+def test_a_file_timed_in_epoch_seconds_is_refused_with_a_hint(tmp_path: Path) -> None:
+    preds = [
+        json.dumps({"model": "fraud", "ts": (START + i * MINUTE) // 1000, "features": {}}).encode()
+        for i in range(50)
+    ]
+    source = _write(tmp_path / "preds.jsonl", preds)
+    with pytest.raises(SourceError) as info:
+        replay(config=_config(), source=source, sink=MemorySink(), run_id="r", profiles={})
+    message = str(info.value)
+    assert "no event has a plausible time (50 refused" in message
+    assert "looks like epoch seconds (2026-01-01T00:00:00.000Z)" in message
+    assert "send milliseconds (multiply by 1000)" in message
+    # Nothing is lost: every event is in the dead letters beside the file, with the hint.
+    letters = [json.loads(line) for line in (tmp_path / "preds.jsonl.dlq").read_text().splitlines()]
+    assert [d["reason"] for d in letters] == ["implausible_ts"] * 50
+
+
+def test_a_few_events_in_seconds_are_dead_lettered_and_the_rest_replayed(tmp_path: Path) -> None:
+    preds, _ = _stream(1, MINUTE, 0)
+    preds[10] = preds[10].replace(str(START + 10 * MINUTE).encode(), str(START // 1000).encode())
+    dead = MemoryDeadLetters()
+    summary = replay(
+        _config(),
+        source=_write(tmp_path / "preds.jsonl", preds),
+        sink=MemorySink(),
+        run_id="r",
+        profiles={},
+        dead_letters=dead,
+    )
+    assert (summary.stats.events, summary.stats.invalid) == (len(preds) - 1, 1)
+    assert dead.reasons() == {"implausible_ts": 1}
