@@ -544,3 +544,28 @@ def test_an_empty_idle_partition_does_not_hold_windows_back(small_stream):
     merge.mark_idle(1)
     assert merge.ready_until() == stage.watermark
     assert merge.emit()
+
+
+def test_late_event_spikes_show_as_a_metric_row_per_model():
+    """One event of another model 50 minutes ahead (inside max_future) makes the events of
+    the others late on that partition: the spike is in each model's own `late_events` row."""
+    msgs = []
+    for i in range(120):  # two models, an event each every minute
+        for model in ("fraud", "churn"):
+            # churn's producer clock jumps 50 minutes ahead once
+            ts = T0 + (80 if (model, i) == ("churn", 30) else i) * 60_000
+            event = {"model": model, "ts": ts, "features": {}}
+            msgs.append(Message(json.dumps(event).encode(), 0, len(msgs), "predictions", None))
+    sink, dead, _ = _run({}, msgs)
+    late = {
+        (r.model, r.window_start): r.value
+        for r in sink.rows("metrics")
+        if r.metric == "late_events" and r.window == "1h"
+    }
+    # The watermark jumps to minute 79:30, closing the 10-minute panes of the sliding window up
+    # to minute 70: the events of minutes 31..69 of both models are late, 39 each, counted in
+    # each model's own row of the window holding the largest time seen (the second hour).
+    assert late[("fraud", T0 + HOUR)] == 39
+    assert late[("churn", T0 + HOUR)] == 39
+    assert late.get(("fraud", T0), 0) == late.get(("churn", T0), 0) == 0
+    assert dead.reasons() == {"late": 78}
