@@ -34,7 +34,6 @@ from drifthouse.sinks.base import Sink
 from drifthouse.sinks.predictions import PredictionLog
 from drifthouse.stream.dead_letters import DeadLetters, FileDeadLetters
 from drifthouse.stream.pipeline import Pipeline, PipelineStats, WindowResult
-from drifthouse.stream.side_inputs import HeldSide
 from drifthouse.stream.sources import FileSource, Message, parse_source
 
 __all__ = [
@@ -187,9 +186,9 @@ def load_profiles(config: Config) -> dict[str, Profile]:
     return out
 
 
-def read_side_input(config: Config, source: str, *, from_ms: int | None) -> HeldSide:
-    """``--labels`` or ``--metric-events`` (``file:PATH`` or ``kafka:TOPIC``), read whole and
-    held until the predictions' event time reaches each message."""
+def read_side_input(config: Config, source: str, *, from_ms: int | None) -> list[Message]:
+    """``--labels`` or ``--metric-events`` (``file:PATH`` or ``kafka:TOPIC``), read whole (the
+    pipeline holds them until the predictions' event time reaches each)."""
     src_kind, target = parse_source(source)
     messages: list[Message] = []
     if src_kind == "file":
@@ -200,7 +199,7 @@ def read_side_input(config: Config, source: str, *, from_ms: int | None) -> Held
 
         for batch, _ in KafkaRangeSource(config.kafka, target, from_ms=from_ms).batches():
             messages += batch
-    return HeldSide.of(messages)
+    return messages
 
 
 def run_batches(
@@ -296,10 +295,10 @@ def replay(
     )
     pipeline.expect_partitions(partitions)
     pipeline.hold(
-        labels=read_side_input(config, labels, from_ms=from_ms) if labels else None,
+        labels=read_side_input(config, labels, from_ms=from_ms) if labels else (),
         metric_events=read_side_input(config, metric_events, from_ms=from_ms)
         if metric_events
-        else None,
+        else (),
     )
     try:
         run_batches(pipeline, batches, total=total, time_range=time_range, progress=progress)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import msgspec
 
@@ -26,6 +27,7 @@ from drifthouse.stream.sources import Message
 __all__ = ["HeldSide", "event_time"]
 
 _NO_TIME = -(2**63)
+T = TypeVar("T")
 
 
 class _Ts(msgspec.Struct):
@@ -47,24 +49,25 @@ def event_time(message: Message) -> int:
 
 
 @dataclass
-class HeldSide:
-    """Messages of one side topic, per partition in its order, each with its event time."""
+class HeldSide(Generic[T]):
+    """Items of one side topic (messages, or events decoded from them), per partition in its
+    order, each with its event time."""
 
-    partitions: dict[int, list[tuple[int, Message]]] = field(default_factory=dict)
+    partitions: dict[int, list[tuple[int, T]]] = field(default_factory=dict)
     _next: dict[int, int] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, messages: Iterable[Message]) -> HeldSide:
-        """Hold ``messages`` (in their partitions' order)."""
-        held = cls()
-        for m in messages:
-            held.partitions.setdefault(m.partition, []).append((event_time(m), m))
+    def of(cls, items: Iterable[tuple[int, int, T]]) -> HeldSide[T]:
+        """Hold ``(partition, event time, item)`` triples (in their partitions' order)."""
+        held: HeldSide[T] = cls()
+        for partition, ts, item in items:
+            held.partitions.setdefault(partition, []).append((ts, item))
         return held
 
-    @property
-    def read(self) -> int:
-        """Messages held or released."""
-        return sum(len(items) for items in self.partitions.values())
+    @classmethod
+    def of_messages(cls, messages: Iterable[Message]) -> HeldSide[Message]:
+        """Hold raw messages, each at the time its ``ts`` says."""
+        return HeldSide.of((m.partition, event_time(m), m) for m in messages)
 
     def next_time(self) -> int | None:
         """The smallest event time at the head of a partition (``None`` when all are out)."""
@@ -75,10 +78,10 @@ class HeldSide:
         ]
         return min(heads) if heads else None
 
-    def release(self, before: int | None) -> list[Message]:
-        """Each partition's messages up to its first one at or after ``before`` (all when
+    def release(self, before: int | None) -> list[T]:
+        """Each partition's items up to its first one at or after ``before`` (all when
         ``None``), partitions in ascending order."""
-        out: list[Message] = []
+        out: list[T] = []
         for p, items in sorted(self.partitions.items()):
             i = self._next.get(p, 0)
             while i < len(items) and (before is None or items[i][0] < before):
