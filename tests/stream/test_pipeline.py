@@ -546,26 +546,37 @@ def test_an_empty_idle_partition_does_not_hold_windows_back(small_stream):
     assert merge.emit()
 
 
-def test_late_event_spikes_show_as_a_metric_row_per_model():
-    """One event of another model 50 minutes ahead (inside max_future) makes the events of
-    the others late on that partition: the spike is in each model's own `late_events` row."""
+@pytest.mark.parametrize(
+    ("ahead_min", "late_fraud", "late_churn"),
+    [
+        # Inside max_future (1 h): churn's clock alone moves; fraud keeps the watermark where
+        # its own events are, and nothing is late.
+        pytest.param(50, 0, 0, id="one-model-50-minutes-ahead-blinds-nobody"),
+        # Beyond it, fraud's clock no longer holds the watermark back: the watermark jumps
+        # to churn's minute 150 and every later event of minutes 31..119 is late, each
+        # counted in its own model's row of the window holding the largest time seen.
+        pytest.param(120, 89, 89, id="two-hours-ahead-shows-as-late-events-per-model"),
+    ],
+)
+def test_one_models_clock_does_not_make_the_others_late(ahead_min, late_fraud, late_churn):
     msgs = []
-    for i in range(120):  # two models, an event each every minute
+    for i in range(120):  # two models on one partition, an event each every minute
         for model in ("fraud", "churn"):
-            # churn's producer clock jumps 50 minutes ahead once
-            ts = T0 + (80 if (model, i) == ("churn", 30) else i) * 60_000
+            # churn's producer clock jumps ahead once, at minute 30
+            ts = T0 + (30 + ahead_min if (model, i) == ("churn", 30) else i) * 60_000
             event = {"model": model, "ts": ts, "features": {}}
             msgs.append(Message(json.dumps(event).encode(), 0, len(msgs), "predictions", None))
-    sink, dead, _ = _run({}, msgs)
-    late = {
-        (r.model, r.window_start): r.value
-        for r in sink.rows("metrics")
-        if r.metric == "late_events" and r.window == "1h"
-    }
-    # The watermark jumps to minute 79:30, closing the 10-minute panes of the sliding window up
-    # to minute 70: the events of minutes 31..69 of both models are late, 39 each, counted in
-    # each model's own row of the window holding the largest time seen (the second hour).
-    assert late[("fraud", T0 + HOUR)] == 39
-    assert late[("churn", T0 + HOUR)] == 39
-    assert late.get(("fraud", T0), 0) == late.get(("churn", T0), 0) == 0
-    assert dead.reasons() == {"late": 78}
+    config = Config.model_validate({"windows": [{"size": "1h"}]})
+    for batch in (1, 7, 1024):  # however the stream is cut
+        sink, dead, _ = _run({}, msgs, batch=batch, config=config)
+        late = Counter()
+        for r in sink.rows("metrics"):
+            if r.metric == "late_events":
+                late[r.model] += r.value
+        assert (late["fraud"], late["churn"]) == (late_fraud, late_churn)
+        assert dead.reasons().get("late", 0) == late_fraud + late_churn
+        events = {r.model: 0 for r in sink.rows("metrics")}
+        for r in sink.rows("metrics"):
+            if r.metric == "events":
+                events[r.model] += r.value
+        assert events == {"fraud": 120 - late_fraud, "churn": 120 - late_churn}
