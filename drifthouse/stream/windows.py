@@ -254,9 +254,11 @@ class EventTimeWindows(Generic[K, S]):
             active = (after != _NO_TIME) & (after >= seen - self.clock_spread_ms)
             made = np.where(active, after, _BIG).min(axis=0) - self.allowed_lateness_ms
             clocks_before = np.concatenate([start[:, None], after[:, :-1]], axis=1)
-            self.clocks = {
-                c: int(after[j, -1]) for j, c in enumerate(names) if after[j, -1] != _NO_TIME
-            }
+            # A clock that fell behind the spread never holds the watermark again (a newer
+            # event of its model resets it past the old value), so it is forgotten: what a
+            # checkpoint carries stays bounded by the models active on the partition.
+            keep = after[:, -1] >= seen[-1] - self.clock_spread_ms
+            self.clocks = {c: int(after[j, -1]) for j, c in enumerate(names) if keep[j]}
         else:
             made = seen - self.allowed_lateness_ms
         mark_after = np.maximum.accumulate(np.maximum(made, self._frontier))
@@ -283,10 +285,11 @@ class EventTimeWindows(Generic[K, S]):
         before, mark, names, clocks_before = batch
         held: Clocks = ()
         if clocks_before is not None:
+            floor = int(before[i]) - self.clock_spread_ms
             held = tuple(
                 (c, int(clocks_before[j, i]))
                 for j, c in enumerate(names)
-                if clocks_before[j, i] != _NO_TIME
+                if clocks_before[j, i] != _NO_TIME and clocks_before[j, i] >= floor
             )
         return (offset, int(before[i]), int(mark[i]), held)
 
