@@ -365,6 +365,18 @@ def test_checkpoint_round_trips_as_commit_metadata(small_stream):
     cp = pipe.checkpoint(0)
     assert type(cp).decode(cp.encode()) == cp
     assert cp.specs == ["1h", "30m/10m"]
+    assert cp.clocks  # the models' clocks, for an exact restart
+    assert cp.watermark is not None
+    assert len(cp.encode()) < 4096  # Kafka's default offset.metadata.max.bytes
+    # A checkpoint from before the clocks per model resumes with the watermark max_ts makes.
+    old = type(cp).decode(f'[{cp.offset},{cp.max_ts},{cp.emitted_until},["1h","30m/10m"]]')
+    assert (old.watermark, old.clocks) == (None, [])
+    stage = Pipeline(
+        config=CONFIG, profiles=small_stream.profiles, sink=MemorySink(),
+        dead_letters=MemoryDeadLetters(),
+    ).stage(0)  # fmt: skip
+    stage.restore(old)
+    assert stage.watermark == cp.max_ts - CONFIG.metrics.allowed_lateness
 
 
 def test_class_label_predictions_get_categorical_prediction_drift():
