@@ -333,9 +333,9 @@ def replay(
     if summary.labels is not None:
         lab = summary.labels
         table.add_row(
-            "labels joined / unmatched / expired (late) / duplicate",
-            f"{lab.joined:,} / {lab.unmatched:,} / {lab.expired:,} / {lab.duplicate:,} "
-            f"of {lab.read:,}"
+            "labels",
+            f"{lab.read:,}: {lab.joined:,} joined, {lab.unmatched:,} unmatched, "
+            f"{lab.expired:,} expired (late), {lab.duplicate:,} duplicate"
             + (f", {lab.waiting:,} without their prediction" if lab.waiting else "")
             + (f", {lab.refused:,} refused" if lab.refused else ""),
         )

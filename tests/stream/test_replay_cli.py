@@ -234,5 +234,5 @@ def test_replay_with_labels_and_metric_events_writes_their_metrics(
     assert "not a time" in (cwd / "stream.jsonl.dlq").read_text()
     # The summary says what became of the labels.
     summary = " ".join(result.stdout.split())
-    assert f"{len(joined):,} / 0 / 0 / 0 of {len(labels) + 1:,}" in summary, result.stdout
-    assert "1 refused" in summary
+    want = f"{len(labels) + 1:,}: {len(joined):,} joined, 0 unmatched, 0 expired (late), "
+    assert want + "0 duplicate, 1 refused" in summary, result.stdout
