@@ -341,6 +341,15 @@ def replay(
         "alerts recorded",
         f"{stage.alerts:,}" + ("" if notify else " (receivers not notified; --notify sends)"),
     )
+    if summary.labels is not None:
+        lab = summary.labels
+        table.add_row(
+            "labels",
+            f"{lab.read:,}: {lab.joined:,} joined, {lab.unmatched:,} unmatched, "
+            f"{lab.expired:,} expired (late), {lab.duplicate:,} duplicate"
+            + (f", {lab.waiting:,} without their prediction" if lab.waiting else "")
+            + (f", {lab.refused:,} refused" if lab.refused else ""),
+        )
     if summary.dead_letters:
         table.add_row("dead letters", Text(summary.dead_letters))
     out.print(table)

@@ -12,7 +12,8 @@ field path and offending value for the dead-letter header. A bad message raises
 :class:`~drifthouse.errors.DecodeError` (``decode``) or is returned beside the good ones
 (``decode_batch``): it never stops a batch.
 
-Reasons: ``too_large``, ``invalid_json``, ``schema``, ``non_finite``, ``future_ts``.
+Reasons: ``too_large``, ``invalid_json``, ``schema``, ``non_finite``, ``future_ts``,
+``implausible_ts``.
 
 Example
 -------
@@ -44,6 +45,7 @@ from drifthouse.errors import DecodeError
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_FUTURE_MS",
+    "MIN_TS_MS",
     "Buffer",
     "Event",
     "EventDecoder",
@@ -61,6 +63,9 @@ __all__ = [
 DEFAULT_MAX_BYTES = 1_000_000
 DEFAULT_MAX_FUTURE_MS = 3_600_000
 DEFAULT_MAX_LABEL_BYTES = 1_024
+# Event times before 2000-01-01 are refused by the decoders: such a time is nearly always epoch
+# seconds (or a zero) sent where milliseconds are expected, and would land in 1970's windows.
+MIN_TS_MS = 946_684_800_000
 
 # DateTime64(3) in ClickHouse and Python's datetime both end in the year 9999.
 _MAX_TS_MS = 253_402_300_799_999
@@ -136,9 +141,20 @@ def parse_ts(value: int | str | datetime) -> int:
             "schema",
             "$.ts",
             f"expected a time between 1970-01-01 and 9999-12-31 (epoch milliseconds 0..{_MAX_TS_MS}); "
-            f"got {_preview(value)}",
+            f"got {_preview(value)}{_units_hint(ms)}",
         )
     return ms
+
+
+def _units_hint(ms: int) -> str:
+    """What an out-of-range integer time probably is, when a change of units explains it."""
+    for unit, factor in (("seconds", 1000), ("microseconds", 1 / 1000), ("nanoseconds", 1e-6)):
+        if MIN_TS_MS <= ms * factor <= _MAX_TS_MS:
+            fix = "multiply by 1000" if factor == 1000 else f"divide by {round(1 / factor):,}"
+            return (
+                f": looks like epoch {unit} ({_iso(int(ms * factor))}); send milliseconds ({fix})"
+            )
+    return ""
 
 
 # The struct attribute is ``ts_ms`` (always int epoch ms once constructed) while the JSON key
@@ -340,6 +356,9 @@ class EventDecoder(Generic[E]):
     max_future_ms:
         With ``now_ms`` given, events whose time is more than this after ``now_ms`` are
         rejected with reason ``future_ts``.
+    min_ts_ms:
+        Events timed before this (default 2000-01-01, :data:`MIN_TS_MS`) are rejected with
+        reason ``implausible_ts``: mostly epoch seconds where milliseconds are expected.
     max_label_bytes:
         Names that become keys in the store (model, version, event id, feature, segment and
         metric names, segment values) longer than this are rejected with reason ``too_large``:
@@ -349,16 +368,24 @@ class EventDecoder(Generic[E]):
     --------
     >>> dec = EventDecoder(LabelEvent)
     >>> ok, bad = dec.decode_batch([
-    ...     b'{"event_id": "a1", "model": "fraud", "ts": 5, "label": 1}',
-    ...     b'{"event_id": "a2", "model": "fraud", "ts": 5}',
+    ...     b'{"event_id": "a1", "model": "fraud", "ts": 1714564800000, "label": 1}',
+    ...     b'{"event_id": "a2", "model": "fraud", "ts": 1714564800000}',
     ... ])
     >>> ok
-    [(0, LabelEvent(event_id='a1', model='fraud', ts_ms=5, label=1))]
+    [(0, LabelEvent(event_id='a1', model='fraud', ts_ms=1714564800000, label=1))]
     >>> [(i, e.reason, e.path) for i, e in bad]
     [(1, 'schema', '$.label')]
     """
 
-    __slots__ = ("_decoder", "_spec", "kind", "max_bytes", "max_future_ms", "max_label_bytes")
+    __slots__ = (
+        "_decoder",
+        "_spec",
+        "kind",
+        "max_bytes",
+        "max_future_ms",
+        "max_label_bytes",
+        "min_ts_ms",
+    )
 
     def __init__(
         self,
@@ -367,6 +394,7 @@ class EventDecoder(Generic[E]):
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_future_ms: int = DEFAULT_MAX_FUTURE_MS,
         max_label_bytes: int = DEFAULT_MAX_LABEL_BYTES,
+        min_ts_ms: int = MIN_TS_MS,
     ) -> None:
         if kind not in _SPECS:
             raise TypeError(
@@ -376,6 +404,7 @@ class EventDecoder(Generic[E]):
         self.max_bytes = max_bytes
         self.max_future_ms = max_future_ms
         self.max_label_bytes = max_label_bytes
+        self.min_ts_ms = min_ts_ms
         self._decoder: msgspec.json.Decoder[E] = msgspec.json.Decoder(kind)
         self._spec = _SPECS[kind]
 
@@ -402,7 +431,7 @@ class EventDecoder(Generic[E]):
         ------
         DecodeError
             With ``reason`` (``too_large``, ``invalid_json``, ``schema``, ``non_finite``,
-            ``future_ts``), ``path`` (e.g. ``$.features.amount``) and a message saying what was
+            ``future_ts``, ``implausible_ts``), ``path`` (e.g. ``$.features.amount``) and a message saying what was
             expected and what came.
         """
         if len(raw) > self.max_bytes:
@@ -424,6 +453,13 @@ class EventDecoder(Generic[E]):
                 f"expected an event time at most {self.max_future_ms} ms after now "
                 f"({_iso(now_ms)}); got {_iso(event.ts_ms)}, "
                 f"{event.ts_ms - now_ms} ms ahead: check the producer's clock",
+            )
+        if event.ts_ms < self.min_ts_ms:
+            raise DecodeError(
+                "implausible_ts",
+                "$.ts",
+                f"expected an event time from {_iso(self.min_ts_ms)} on; got {_iso(event.ts_ms)}"
+                + (_units_hint(event.ts_ms) or f", which is before {_iso(self.min_ts_ms)[:10]}"),
             )
         return event
 
@@ -453,6 +489,7 @@ class EventDecoder(Generic[E]):
         # take this fast path, which needs neither the size nor the name check.
         max_label = min(self.max_label_bytes, self.max_bytes)
         limit = None if now_ms is None else now_ms + self.max_future_ms
+        floor = self.min_ts_ms
         for i, raw in enumerate(raws):
             # The common case inline; everything unusual goes through decode() for its error.
             if len(raw) <= max_label:
@@ -467,7 +504,11 @@ class EventDecoder(Generic[E]):
                         event = decode(raw)
                     except Exception:  # decode() below says what is wrong
                         event = None
-                if event is not None and (limit is None or event.ts_ms <= limit):
+                if (
+                    event is not None
+                    and event.ts_ms >= floor
+                    and (limit is None or event.ts_ms <= limit)
+                ):
                     ok.append((i, event))
                     continue
             try:

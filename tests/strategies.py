@@ -19,7 +19,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from drifthouse.events import LabelEvent, MetricEvent, PredictionEvent, encode_event
+from drifthouse.events import MIN_TS_MS, LabelEvent, MetricEvent, PredictionEvent, encode_event
 
 __all__ = [
     "MAX_TS_MS",
@@ -45,7 +45,8 @@ exact_ints = st.integers(min_value=-(2**53), max_value=2**53)
 names = st.text(min_size=1, max_size=12)
 """Feature, class, segment and model names: any non-empty text (no surrogates)."""
 
-epoch_ms = st.integers(min_value=0, max_value=MAX_TS_MS)
+# The decoders refuse times before 2000-01-01 (MIN_TS_MS) as implausible.
+epoch_ms = st.integers(min_value=MIN_TS_MS, max_value=MAX_TS_MS)
 """Valid event times as integer epoch milliseconds."""
 
 feature_values: st.SearchStrategy[float | str | bool | None] = st.one_of(
@@ -72,7 +73,7 @@ def rfc3339_times(draw: st.DrawFn) -> tuple[str, int]:
 
     Offsets from -23:59 to +23:59, ``Z`` or ``z`` for UTC, with or without milliseconds.
     """
-    ms = draw(st.integers(min_value=_DAY_MS, max_value=MAX_TS_MS - _DAY_MS))
+    ms = draw(st.integers(min_value=MIN_TS_MS + _DAY_MS, max_value=MAX_TS_MS - _DAY_MS))
     zone = timezone(timedelta(minutes=draw(st.integers(min_value=-1439, max_value=1439))))
     local = (_EPOCH + timedelta(milliseconds=ms)).astimezone(zone)
     timespec = draw(st.sampled_from(["seconds", "milliseconds", "microseconds"]))

@@ -37,7 +37,7 @@ FIELDS = {
     "status",
     "segment",
 }
-REASONS = {"too_large", "invalid_json", "schema", "non_finite", "future_ts"}
+REASONS = {"too_large", "invalid_json", "schema", "non_finite", "future_ts", "implausible_ts"}
 NOW = 1_714_564_800_000  # 2024-05-01T12:00:00Z
 PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -104,7 +104,7 @@ def test_full_prediction() -> None:
     ("ts", "expected"),
     [
         pytest.param(NOW, NOW, id="epoch-ms"),
-        pytest.param(0, 0, id="epoch-zero"),
+        pytest.param(946_684_800_000, 946_684_800_000, id="2000-01-01-the-earliest"),
         pytest.param("2024-05-01T12:00:00Z", NOW, id="rfc3339-z"),
         pytest.param("2024-05-01t12:00:00z", NOW, id="rfc3339-lowercase"),
         pytest.param("2024-05-01T14:00:00.250+02:00", NOW + 250, id="rfc3339-offset-millis"),
@@ -152,8 +152,10 @@ def test_label_and_metric_events() -> None:
         b'{"event_id": "r1", "model": "m", "ts": "2024-05-01T12:00:00Z", "label": 1}'
     )
     assert label == LabelEvent(event_id="r1", model="m", ts_ms=NOW, label=1)
-    metric = METRICS.decode(b'{"model": "m", "ts": 5, "metrics": {"cpu_util": 0.83, "rss": 12}}')
-    assert metric == MetricEvent(model="m", ts_ms=5, metrics={"cpu_util": 0.83, "rss": 12.0})
+    metric = METRICS.decode(
+        b'{"model": "m", "ts": 1714564800000, "metrics": {"cpu_util": 0.83, "rss": 12}}'
+    )
+    assert metric == MetricEvent(model="m", ts_ms=NOW, metrics={"cpu_util": 0.83, "rss": 12.0})
     assert metric.model_version == "unknown"
 
 
@@ -463,3 +465,43 @@ def test_the_examples_in_the_docs_decode() -> None:
     decoders: list[EventDecoder[Any]] = [PREDICTIONS, LABELS, METRICS]
     for decoder, block in zip(decoders, blocks, strict=True):
         decoder.decode(block.encode())
+
+
+@pytest.mark.parametrize(
+    ("ts", "hint"),
+    [
+        pytest.param(
+            NOW // 1000, "looks like epoch seconds (2024-05-01T12:00:00.000Z)", id="seconds"
+        ),
+        pytest.param(
+            0, "got 1970-01-01T00:00:00.000Z, which is before 2000-01-01", id="epoch-zero"
+        ),
+        pytest.param(946_684_799_999, "before 2000-01-01", id="just-before-2000"),
+        pytest.param("1999-12-31T23:59:59Z", "before 2000-01-01", id="rfc3339-1999"),
+    ],
+)
+@pytest.mark.parametrize("kind", [PredictionEvent, LabelEvent, MetricEvent])
+def test_implausible_timestamps_are_refused_with_a_hint_about_units(
+    ts: Any, hint: str, kind: Any
+) -> None:
+    raw = {
+        PredictionEvent: prediction(ts=ts),
+        LabelEvent: json.dumps({"event_id": "a", "model": "m", "ts": ts, "label": 1}).encode(),
+        MetricEvent: json.dumps({"model": "m", "ts": ts, "metrics": {"cpu": 1.0}}).encode(),
+    }[kind]
+    decoder = EventDecoder(kind)
+    with pytest.raises(DecodeError) as info:
+        decoder.decode(raw)
+    assert (info.value.reason, info.value.path) == ("implausible_ts", "$.ts")
+    assert hint in info.value.detail
+    assert ("send milliseconds (multiply by 1000)" in info.value.detail) == ("seconds" in hint)
+    # A batch refuses it too, beside a good event, whichever decoder path takes it.
+    ok, bad = decoder.decode_batch([raw, raw.replace(json.dumps(ts).encode(), str(NOW).encode())])
+    assert [i for i, _ in ok] == [1]
+    assert [(i, e.reason) for i, e in bad] == [(0, "implausible_ts")]
+
+
+def test_microseconds_get_a_hint_about_units() -> None:
+    with pytest.raises(DecodeError) as info:
+        PREDICTIONS.decode(prediction(ts=NOW * 1000))
+    assert "looks like epoch microseconds" in info.value.detail

@@ -222,6 +222,11 @@ class LabelJoin:
         """Predictions plus early labels held, over every model (what the join's memory is)."""
         return sum(len(m.preds) + len(m.early) for m in self._models.values())
 
+    @property
+    def waiting(self) -> int:
+        """Labels held for a prediction not seen yet, over every model."""
+        return sum(len(m.early) for m in self._models.values())
+
     def take_dropped(self) -> list[DroppedLabel]:
         """Labels that joined nothing since the last call (for the windows' counters)."""
         out, self._dropped = self._dropped, []

@@ -553,6 +553,29 @@ class LabelStage:
         self.windows.add_pairs(self.join.add_labels(labels))
         self.windows.add_dropped(self.join.take_dropped())
 
+    def add_interleaved(
+        self, steps: Iterable[tuple[Sequence[PredictionRecord], Sequence[LabelEvent]]]
+    ) -> None:
+        """Predictions and labels in the order given (each step: its records, then its labels).
+
+        The same as :meth:`add_records` and :meth:`add_labels` called step by step, with the
+        windows updated once: the join goes one item at a time in this order, and the windows'
+        results do not depend on how their inputs are grouped (counts add up, pairs are folded
+        in the same order, and a pair's segment values were admitted with its prediction).
+        """
+        records: list[PredictionRecord] = []
+        pairs: list[JoinedPair] = []
+        join = self.join
+        for recs, labels in steps:
+            if recs:
+                records += recs
+                pairs += join.add_predictions(recs)
+            if labels:
+                pairs += join.add_labels(labels)
+        self.windows.add_predictions(records)
+        self.windows.add_pairs(pairs)
+        self.windows.add_dropped(join.take_dropped())
+
     def flush(self, ready_until: int | None, *, run_id: str, computed_at: int) -> list[MetricRow]:
         """Rows of the windows to (re)write: ``ready_until`` is the prediction watermark the
         merge stage goes by (``MergeStage.ready_until()``), ``None`` at the end of an input."""

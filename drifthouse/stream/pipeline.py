@@ -19,13 +19,15 @@ from typing import Any
 
 from drifthouse.config import Config
 from drifthouse.detectors.reference import Profile
-from drifthouse.events import EventDecoder
+from drifthouse.events import EventDecoder, LabelEvent
 from drifthouse.sinks.base import Sink
 from drifthouse.sinks.predictions import PredictionLog
 from drifthouse.stream.dead_letters import DeadLetters
+from drifthouse.stream.label_join import PredictionRecord
 from drifthouse.stream.merge import MergeStage, WindowResult
 from drifthouse.stream.model_sketch import ModelSketch, Sketches
 from drifthouse.stream.partials import side_decoders
+from drifthouse.stream.side_inputs import HeldSide
 from drifthouse.stream.sources import Message
 from drifthouse.stream.stage import Checkpoint, PartitionStage, StageStats
 from drifthouse.stream.windows import WindowSpec
@@ -94,6 +96,13 @@ class Pipeline:
         self.stats_side = StageStats()
         decoders = side_decoders(config.kafka)
         self._labels, self._metric_events = decoders["labels"], decoders["metrics"]
+        # A bounded run's side inputs, released as the predictions' event time passes them.
+        self._held_labels: HeldSide[LabelEvent] | None = None
+        self._held_metrics: HeldSide[Message] | None = None
+        self._side_clock = _NO_TIME
+        #: Label messages taken, and those refused (dead-lettered).
+        self.labels_read = 0
+        self.labels_refused = 0
 
     @property
     def sink(self) -> Sink:
@@ -148,19 +157,70 @@ class Pipeline:
         for partition in sorted(by_partition):
             stage = self.stage(partition)
             self.merge.add(stage.process(by_partition[partition]))
-            self.merge.add_label_records(partition, *stage.take_label_records())
+            self._add_records(partition, *stage.take_label_records())
             self.merge.watermark(partition, stage.watermark)
             logged = stage.take_prediction_rows()
             if logged:
                 self.merge.sink.write(logged)
+        self._release(self.max_event_time())
         return self.merge.emit()
+
+    def hold(
+        self, *, labels: Sequence[Message] = (), metric_events: Sequence[Message] = ()
+    ) -> None:
+        """A bounded run's side inputs, read whole: each goes in once the predictions' event
+        time has passed its own, as a live worker would have taken it (a label right before
+        the first prediction past it; see :mod:`drifthouse.stream.side_inputs`); what is left
+        goes in at :meth:`finish`. Labels are decoded (and refused ones dead-lettered) here."""
+        if labels:
+            events = self._decode_at(self._labels, labels)
+            self.labels_read += len(labels)
+            self.labels_refused += len(labels) - len(events)
+            self._held_labels = HeldSide.of((labels[i].partition, e.ts_ms, e) for i, e in events)
+        if metric_events:
+            self._held_metrics = HeldSide.of_messages(metric_events)
+
+    def _add_records(
+        self, partition: int, offsets: list[int], records: list[PredictionRecord]
+    ) -> None:
+        """The label join's predictions, with held labels interleaved by event time."""
+        held, stage = self._held_labels, self.merge.labels
+        if held is None or stage is None or not records:
+            self.merge.add_label_records(partition, offsets, records)
+            return
+        keep = self.merge.fresh(f"records:{partition}", offsets)
+        if len(keep) < len(records):
+            records = [records[i] for i in keep]
+        steps: list[tuple[Sequence[PredictionRecord], Sequence[LabelEvent]]] = []
+        clock, due, start = self._side_clock, held.next_time(), 0
+        for i, r in enumerate(records):
+            if r.ts_ms > clock:
+                clock = r.ts_ms
+                if due is not None and due < clock:
+                    steps.append((records[start:i], held.release(clock)))
+                    start, due = i, held.next_time()
+        steps.append((records[start:], ()))
+        self._side_clock = clock
+        stage.add_interleaved(steps)
+
+    def _release(self, before: int | None) -> None:
+        """Held side inputs stamped before ``before`` (all when ``None``)."""
+        if before is not None:
+            self._side_clock = max(self._side_clock, before)
+        if self._held_labels is not None:
+            self.merge.add_labels(self._held_labels.release(before))
+        if self._held_metrics is not None:
+            self.add_metric_events(self._held_metrics.release(before))
 
     def add_labels(self, messages: Sequence[Message]) -> None:
         """Messages of the labels topic, in arrival order; refused ones are dead-lettered.
 
         Their windows are written by the next :meth:`process` or :meth:`finish`.
         """
-        self.merge.add_labels(self._decode(self._labels, messages))
+        events = self._decode(self._labels, messages)
+        self.labels_read += len(messages)
+        self.labels_refused += len(messages) - len(events)
+        self.merge.add_labels(events)
 
     def add_metric_events(self, messages: Sequence[Message]) -> None:
         """Messages of the metrics topic (each partition in its order); refused ones are
@@ -173,15 +233,23 @@ class Pipeline:
             self.merge.add_metric_events(events, partition)
 
     def _decode(self, decoder: EventDecoder[Any], messages: Sequence[Message]) -> list[Any]:
+        return [e for _, e in self._decode_at(decoder, messages)]
+
+    def _decode_at(
+        self, decoder: EventDecoder[Any], messages: Sequence[Message]
+    ) -> list[tuple[int, Any]]:
+        """``(position, event)`` of the messages that decode; the others are dead-lettered."""
         ok, bad = decoder.decode_batch([m.value for m in messages], now_ms=None)
         for pos, err in bad:
             self.dead_letters.send(messages[pos], err)
             self.stats_side.invalid += 1
         self.stats_side.messages += len(messages)
-        return [e for _, e in ok]
+        return ok
 
     def finish(self) -> list[WindowResult]:
-        """End of a bounded input: close and write every open window."""
+        """End of a bounded input: take what side inputs are held, close and write every open
+        window."""
+        self._release(None)
         for stage in self._stages.values():
             self.merge.add(stage.finish())
         return self.merge.emit(final=True)

@@ -7,14 +7,17 @@ it, to ``PATH.dlq``.
 
 ``--labels`` and ``--metric-events`` (``file:PATH`` or ``kafka:TOPIC``) add delayed labels and
 metric events. They are read whole (a Kafka topic from ``--from`` to its current end: labels
-come after their predictions) and fed beside the predictions, each partition in its own order:
-before each batch of predictions, every message up to the first whose event time the
-predictions have not reached yet, as a live worker reading both topics would have seen them.
+come after their predictions) and held beside the predictions, each partition in its own
+order: a message goes in once the predictions' event time has passed its own, right before the
+first prediction past it, as a live worker reading both topics would have seen it (see
+:mod:`drifthouse.stream.side_inputs`). The labels therefore join as they do live whatever the
+span replayed; :class:`LabelCounts` says what became of them.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,7 +28,7 @@ import msgspec
 
 from drifthouse.config import Config
 from drifthouse.detectors.reference import Profile
-from drifthouse.errors import ProfileError, UsageError
+from drifthouse.errors import DecodeError, ProfileError, SourceError, UsageError
 from drifthouse.events import parse_ts
 from drifthouse.sinks.base import Sink
 from drifthouse.sinks.predictions import PredictionLog
@@ -34,10 +37,10 @@ from drifthouse.stream.pipeline import Pipeline, PipelineStats, WindowResult
 from drifthouse.stream.sources import FileSource, Message, parse_source
 
 __all__ = [
+    "LabelCounts",
     "Progress",
     "ReplayAlerts",
     "ReplaySummary",
-    "SideInput",
     "load_profiles",
     "parse_time",
     "read_side_input",
@@ -55,7 +58,63 @@ class _Ts(msgspec.Struct):
 
 
 _TS = msgspec.json.Decoder(_Ts)
-_NO_TIME = -(2**63)
+
+
+@dataclass
+class _Refusals:
+    """A replay's dead letters, passed on, with the first refusal of each reason kept."""
+
+    inner: DeadLetters
+    first: dict[str, DecodeError] = field(default_factory=dict)
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def send(self, message: Message, error: DecodeError) -> None:
+        self.counts[error.reason] += 1
+        self.first.setdefault(error.reason, error)
+        self.inner.send(message, error)
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@dataclass(frozen=True)
+class LabelCounts:
+    """What became of a replay's labels; every label read is in exactly one of the other
+    counts.
+
+    ``joined``: met their prediction. ``unmatched``: no prediction with their ``event_id``
+    within the label horizon (or no ``event_id``). ``expired``: late, stamped more than the
+    horizon behind the model's clock, so never held. ``duplicate``: a second label of one
+    prediction. ``waiting``: came before their prediction, which the input did not hold by its
+    end. ``refused``: not a valid label event (dead-lettered).
+    """
+
+    read: int
+    joined: int
+    unmatched: int
+    expired: int
+    duplicate: int
+    waiting: int
+    refused: int
+
+    @classmethod
+    def of(cls, pipeline: Pipeline) -> LabelCounts:
+        stage = pipeline.merge.labels
+        if stage is None:
+            return cls(pipeline.labels_read, 0, 0, 0, 0, 0, pipeline.labels_refused)
+        s = stage.join.stats
+        return cls(
+            read=pipeline.labels_read,
+            joined=s.joined,
+            unmatched=s.unmatched,
+            expired=s.expired,
+            duplicate=s.duplicate,
+            waiting=stage.join.waiting,
+            refused=pipeline.labels_refused,
+        )
 
 
 @dataclass
@@ -68,6 +127,8 @@ class ReplaySummary:
     seconds: float
     dead_letters: str | None = None
     windows: list[WindowResult] = field(default_factory=list, repr=False)
+    #: What became of the labels (``--labels``), ``None`` without them.
+    labels: LabelCounts | None = None
 
     @property
     def events_per_second(self) -> float:
@@ -125,31 +186,9 @@ def load_profiles(config: Config) -> dict[str, Profile]:
     return out
 
 
-@dataclass
-class SideInput:
-    """Labels or metric events of a replay, per partition in its order (see the module
-    docstring)."""
-
-    partitions: dict[int, list[tuple[int, Message]]]  # partition -> (event time, message)
-    feed: Callable[[Pipeline, Sequence[Message]], None]
-    done: dict[int, int] = field(default_factory=dict)
-
-    def until(self, pipeline: Pipeline, ts_ms: int | None) -> None:
-        """Feed each partition's messages up to its first one later than ``ts_ms`` (all when
-        ``None``)."""
-        out: list[Message] = []
-        for p, items in sorted(self.partitions.items()):
-            i = self.done.get(p, 0)
-            while i < len(items) and (ts_ms is None or items[i][0] <= ts_ms):
-                out.append(items[i][1])
-                i += 1
-            self.done[p] = i
-        if out:
-            self.feed(pipeline, out)
-
-
-def read_side_input(config: Config, source: str, *, kind: str, from_ms: int | None) -> SideInput:
-    """``--labels`` (``kind='labels'``) or ``--metric-events`` (``'metrics'``), read whole."""
+def read_side_input(config: Config, source: str, *, from_ms: int | None) -> list[Message]:
+    """``--labels`` or ``--metric-events`` (``file:PATH`` or ``kafka:TOPIC``), read whole (the
+    pipeline holds them until the predictions' event time reaches each)."""
     src_kind, target = parse_source(source)
     messages: list[Message] = []
     if src_kind == "file":
@@ -160,22 +199,7 @@ def read_side_input(config: Config, source: str, *, kind: str, from_ms: int | No
 
         for batch, _ in KafkaRangeSource(config.kafka, target, from_ms=from_ms).batches():
             messages += batch
-    partitions: dict[int, list[tuple[int, Message]]] = {}
-    for m in messages:
-        # A message without a readable time goes with the ones before it, to be dead-lettered.
-        partitions.setdefault(m.partition, []).append((_event_time(m), m))
-    feed = Pipeline.add_labels if kind == "labels" else Pipeline.add_metric_events
-    return SideInput(partitions, feed)
-
-
-def _event_time(message: Message) -> int:
-    try:
-        ts = _TS.decode(message.value).ts
-        if ts is None:
-            return _NO_TIME
-        return ts if isinstance(ts, int) else parse_ts(ts)
-    except Exception:
-        return _NO_TIME
+    return messages
 
 
 def run_batches(
@@ -185,22 +209,16 @@ def run_batches(
     total: int,
     time_range: tuple[int | None, int | None] = (None, None),
     progress: Progress | None = None,
-    side: Sequence[SideInput] = (),
 ) -> None:
-    """Feed a bounded source (and its side inputs) through ``pipeline`` and close every
-    window at its end."""
+    """Feed a bounded source through ``pipeline`` (its side inputs held there, see
+    :meth:`Pipeline.hold`) and close every window at its end."""
     lo, hi = time_range
     for messages, done in batches:
         if lo is not None or hi is not None:
             messages = [m for m in messages if _in_range(m, lo, hi)]
-        reached = pipeline.max_event_time()
-        for s in side:
-            s.until(pipeline, reached)
         pipeline.process(messages)
         if progress is not None:
             progress(done, total, pipeline.stats)
-    for s in side:
-        s.until(pipeline, None)
     pipeline.finish()
 
 
@@ -265,25 +283,25 @@ def replay(
         total = ksrc.total()
         # Record timestamps bound the read; event times inside it are filtered here.
         time_range = (from_ms, to_ms)
+    refusals = _Refusals(dead)
     pipeline = Pipeline(
         config=config,
         profiles=profiles,
         sink=sink,
-        dead_letters=dead,
+        dead_letters=refusals,
         run_id=run_id,
         on_window=on_window,
         prediction_log=PredictionLog(config.models),
     )
     pipeline.expect_partitions(partitions)
-    side = [
-        read_side_input(config, spec, kind=name, from_ms=from_ms)
-        for name, spec in (("labels", labels), ("metrics", metric_events))
-        if spec is not None
-    ]
+    pipeline.hold(
+        labels=read_side_input(config, labels, from_ms=from_ms) if labels else (),
+        metric_events=read_side_input(config, metric_events, from_ms=from_ms)
+        if metric_events
+        else (),
+    )
     try:
-        run_batches(
-            pipeline, batches, total=total, time_range=time_range, progress=progress, side=side
-        )
+        run_batches(pipeline, batches, total=total, time_range=time_range, progress=progress)
         sink.flush()
         dead.flush()
     finally:
@@ -292,7 +310,21 @@ def replay(
         dlq_where = str(dead.path)
     elif kind == "kafka" and pipeline.stats.invalid + pipeline.stats.late:
         dlq_where = f"kafka:{target}.dlq"
-    return ReplaySummary(run_id, source, pipeline.stats, time.monotonic() - started, dlq_where)
+    implausible = refusals.first.get("implausible_ts")
+    if implausible is not None and pipeline.stats.events == 0:
+        # Not one event in range: the whole input is in the wrong units, not a few bad events.
+        raise SourceError(
+            f"{source}: no event has a plausible time ({refusals.counts['implausible_ts']:,} "
+            f"refused, kept in {dlq_where or 'the dead letters'}); the first: {implausible.detail}"
+        )
+    return ReplaySummary(
+        run_id,
+        source,
+        pipeline.stats,
+        time.monotonic() - started,
+        dlq_where,
+        labels=LabelCounts.of(pipeline) if labels else None,
+    )
 
 
 @dataclass

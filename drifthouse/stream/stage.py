@@ -88,13 +88,17 @@ class Partial:
 
 class Checkpoint(msgspec.Struct, frozen=True, array_like=True):
     """Where a partition resumes: re-read from ``offset`` with the largest event time seen
-    before it set to ``max_ts`` and windows ending at or before ``emitted_until`` (per spec)
-    not emitted again. Stored as Kafka commit metadata by the worker."""
+    before it set to ``max_ts``, the watermark and each model's clock as they were then, and
+    windows ending at or before ``emitted_until`` (per spec) not emitted again. Stored as Kafka
+    commit metadata by the worker (a checkpoint without ``watermark`` and ``clocks``, from a
+    version with one clock per partition, resumes with the watermark ``max_ts`` makes)."""
 
     offset: int
     max_ts: int
     emitted_until: list[int]
     specs: list[str]
+    watermark: int | None = None
+    clocks: list[tuple[str, int]] = []
 
     def encode(self) -> str:
         return msgspec.json.encode(self).decode()
@@ -130,6 +134,9 @@ class PartitionStage:
         self.windows: EventTimeWindows[Key, ModelState] = EventTimeWindows(
             self.specs,
             allowed_lateness_ms=self.config.metrics.allowed_lateness,
+            # A clock per model: its events stamped ahead (up to max_future, what a live worker
+            # lets in) do not make another model's late.
+            clock_spread_ms=self.config.metrics.max_future,
             empty=lambda key: self.sketches(key[0]).empty(),
             merge=lambda key, a, b: self.sketches(key[0]).merge(a, b),
         )
@@ -173,7 +180,7 @@ class PartitionStage:
         offsets = [m.offset for m in msgs]
         ts = np.array([e.ts_ms for e in events], dtype=np.int64)
         max_before = windows.max_ts
-        routed = windows.route(ts)
+        routed = windows.route(ts, [e.model for e in events])
         # seen[i]: the largest event time up to and including valid event i.
         seen = np.maximum.accumulate(np.maximum(ts, max_before)) if ts.size else ts
 
@@ -188,8 +195,9 @@ class PartitionStage:
         for li in np.flatnonzero(late).tolist():
             e, pos = events[li], int(positions[li])
             where = seen_before(li)
-            self._count((e.model, e.model_version), where, LATE, (offsets[pos], where))
-            error = LateEventError("late", "$.ts", self._late_message(e.ts_ms, where))
+            origin = windows.origin(offsets[pos], li)
+            self._count((e.model, e.model_version), where, LATE, origin)
+            error = LateEventError("late", "$.ts", self._late_message(e.ts_ms, origin[2]))
             self.dead_letters.send(msgs[pos], error)
             self.stats.late += 1
         for pos, err in bad:
@@ -201,13 +209,13 @@ class PartitionStage:
             if where == _NO_TIME:
                 self._orphans.append((key, offsets[pos]))
             else:
-                self._count(key, where, INVALID, (offsets[pos], where))
+                self._count(key, where, INVALID, windows.origin(offsets[pos], prior))
             self.dead_letters.send(msgs[pos], err)
             self.stats.invalid += 1
         if self._orphans and windows.max_ts != _NO_TIME:
             first = int(ts[0]) if ts.size else windows.max_ts
             for key, offset in self._orphans:
-                self._count(key, first, INVALID, (offset, _NO_TIME))
+                self._count(key, first, INVALID, (offset, _NO_TIME, _NO_TIME, ()))
             self._orphans.clear()
 
         # Group the on-time events by model and version, keep arrival order inside each group.
@@ -234,7 +242,7 @@ class PartitionStage:
             for k, r in enumerate(routed):
                 for pane_start, local in _runs(r.pane[idx]):
                     first = members[0] if local is None else members[int(local[0])]
-                    origin = (offsets[int(positions[first])], seen_before(first))
+                    origin = windows.origin(offsets[int(positions[first])], first)
                     part_cols = cols if local is None else cols.take(local)
                     windows.update(
                         k, pane_start, key, partial(sketch.update, cols=part_cols), origin
@@ -276,10 +284,10 @@ class PartitionStage:
             hop = self.specs[p.spec_index].hop_ms
             emitted[p.spec_index] = min(emitted[p.spec_index], p.end - hop)
         if origin is None:
-            return Checkpoint(
-                self.next_offset, self.windows.max_ts, emitted, [s.name for s in self.specs]
-            )
-        return Checkpoint(origin[0], origin[1], emitted, [s.name for s in self.specs])
+            origin = self.windows.origin(self.next_offset)
+        offset, max_ts, watermark, clocks = origin
+        names = [s.name for s in self.specs]
+        return Checkpoint(offset, max_ts, emitted, names, watermark, list(clocks))
 
     def restore(self, cp: Checkpoint) -> None:
         """Resume from a checkpoint (before any message is processed)."""
@@ -291,7 +299,12 @@ class PartitionStage:
                 f"partition {self.partition} was checkpointed with windows {cp.specs}, this run has {names}; "
                 "a change of windows needs a new consumer group (kafka.group) or a replay"
             )
-        self.windows.restore(max_ts=cp.max_ts, emitted_until=cp.emitted_until)
+        self.windows.restore(
+            max_ts=cp.max_ts,
+            emitted_until=cp.emitted_until,
+            watermark=cp.watermark,
+            clocks=tuple(cp.clocks),
+        )
         self.next_offset = cp.offset
 
     def _count(self, key: Key, at_ms: int, slot: int, origin: Origin) -> None:
@@ -300,11 +313,12 @@ class PartitionStage:
             pane = (at_ms // spec.pane_ms) * spec.pane_ms
             self.windows.update(k, pane, key, partial(sketch.count, slot=slot, n=1), origin)
 
-    def _late_message(self, ts_ms: int, seen_ms: int) -> str:
+    def _late_message(self, ts_ms: int, watermark: int) -> str:
         lateness = self.config.metrics.allowed_lateness
         return (
-            f"expected an event time within the allowed lateness ({lateness} ms) of the largest "
-            f"event time seen ({seen_ms}); got {ts_ms}, {seen_ms - ts_ms} ms behind, after its window closed"
+            f"expected an event time in a window still open: after the partition's watermark "
+            f"({watermark}: the slowest model's clock minus the allowed lateness of {lateness} ms); "
+            f"got {ts_ms}, {watermark - ts_ms} ms behind it, after its window closed"
         )
 
     def _closed(self, *, final: bool) -> list[Partial]:

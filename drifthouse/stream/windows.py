@@ -54,9 +54,12 @@ K = TypeVar("K", bound=Hashable)
 _NO_TIME = np.iinfo(np.int64).min
 
 # Where a pane's data begins in its source partition: (first offset, largest event time seen
-# before that offset). A restarted worker that re-reads from the smallest origin of the panes
-# it held, with that largest time restored, rebuilds exactly the same panes.
-Origin = tuple[int, int]
+# before that offset, the watermark then, and each clock then). A restarted worker that
+# re-reads from the smallest origin of the panes it held, with that state restored, rebuilds
+# exactly the same panes.
+Clocks = tuple[tuple[str, int], ...]
+Origin = tuple[int, int, int, Clocks]
+_BIG = np.iinfo(np.int64).max
 
 
 def _earlier(a: Origin | None, b: Origin | None) -> Origin | None:
@@ -185,6 +188,15 @@ class EventTimeWindows(Generic[K, S]):
     empty: Callable[[K], S]
     merge: Callable[[K, S, S], S]
     max_ts: int = _NO_TIME
+    clock_spread_ms: int = 0
+    #: Per clock (a model): the largest event time seen of it (with ``clock_spread_ms``).
+    clocks: dict[str, int] = field(default_factory=dict)
+    _frontier: int = _NO_TIME
+    # The last routed batch, for origins: max before, watermark before, clock names and the
+    # clocks before each event.
+    _batch: tuple[np.ndarray, np.ndarray, list[str], np.ndarray | None] | None = field(
+        default=None, repr=False
+    )
     _panes: list[dict[int, dict[K, S]]] = field(default_factory=list, repr=False)
     _emitted_until: list[int] = field(default_factory=list, repr=False)
     _origins: list[dict[int, Origin]] = field(default_factory=list, repr=False)
@@ -199,31 +211,87 @@ class EventTimeWindows(Generic[K, S]):
 
     @property
     def watermark(self) -> int:
-        """Largest event time seen minus the allowed lateness (int64 minimum before any event)."""
-        return _NO_TIME if self.max_ts == _NO_TIME else self.max_ts - self.allowed_lateness_ms
+        """Where panes close (int64 minimum before any event); it only moves forward.
 
-    def route(self, ts_ms: npt.NDArray[np.int64]) -> list[Routed]:
-        """Assign a batch of event times (in arrival order) to panes and advance the watermark.
+        With one clock (``clock_spread_ms == 0``): the largest event time seen minus the allowed
+        lateness. With a clock per model: the smallest clock among those within
+        ``clock_spread_ms`` of the largest time seen, minus the allowed lateness, so one
+        model's events stamped ahead do not make the others' late; a model whose clock falls
+        further behind (it went quiet) no longer holds the watermark back.
+        """
+        return self._frontier
+
+    def route(
+        self, ts_ms: npt.NDArray[np.int64], clocks: Sequence[str] | None = None
+    ) -> list[Routed]:
+        """Assign a batch of event times (in arrival order) to panes and advance the watermark;
+        ``clocks`` names each event's clock (its model) when there is a clock per model.
 
         Event ``i`` is judged against the watermark made by the events before it, so the result
         does not depend on where batches are cut.
         """
         ts = np.asarray(ts_ms, dtype=np.int64)
-        if ts.size == 0:
+        n = ts.size
+        if n == 0:
+            self._batch = None
             return [Routed(np.empty(0, np.int64), np.empty(0, np.bool_)) for _ in self.specs]
         running = np.maximum.accumulate(ts)
         before = np.empty_like(running)
         before[0] = self.max_ts
         before[1:] = np.maximum(running[:-1], self.max_ts)
-        has_before = before != _NO_TIME
-        watermark_before = np.where(has_before, before - self.allowed_lateness_ms, _NO_TIME)
+        seen = np.maximum(running, self.max_ts)  # the largest time after each event
+        names: list[str] = []
+        clocks_before: np.ndarray | None = None
+        if self.clock_spread_ms and clocks is not None:
+            names = sorted(set(self.clocks).union(clocks))
+            index = {c: j for j, c in enumerate(names)}
+            ids = np.fromiter((index[c] for c in clocks), np.intp, n)
+            start = np.array([self.clocks.get(c, _NO_TIME) for c in names], np.int64)
+            own = np.full((len(names), n), _NO_TIME, np.int64)
+            own[ids, np.arange(n)] = ts
+            own[:, 0] = np.maximum(own[:, 0], start)
+            after = np.maximum.accumulate(own, axis=1)  # each clock after each event
+            active = (after != _NO_TIME) & (after >= seen - self.clock_spread_ms)
+            made = np.where(active, after, _BIG).min(axis=0) - self.allowed_lateness_ms
+            clocks_before = np.concatenate([start[:, None], after[:, :-1]], axis=1)
+            # A clock that fell behind the spread never holds the watermark again (a newer
+            # event of its model resets it past the old value), so it is forgotten: what a
+            # checkpoint carries stays bounded by the models active on the partition.
+            keep = after[:, -1] >= seen[-1] - self.clock_spread_ms
+            self.clocks = {c: int(after[j, -1]) for j, c in enumerate(names) if keep[j]}
+        else:
+            made = seen - self.allowed_lateness_ms
+        mark_after = np.maximum.accumulate(np.maximum(made, self._frontier))
+        mark_before = np.empty_like(mark_after)
+        mark_before[0] = self._frontier
+        mark_before[1:] = mark_after[:-1]
         out = []
         for spec in self.specs:
             pane = spec.pane_start(ts)
-            late = has_before & (pane + spec.pane_ms <= watermark_before)
+            late = (before != _NO_TIME) & (pane + spec.pane_ms <= mark_before)
             out.append(Routed(pane, late))
-        self.max_ts = max(self.max_ts, int(running[-1]))
+        self.max_ts = int(seen[-1])
+        self._frontier = int(mark_after[-1])
+        self._batch = (before, mark_before, names, clocks_before)
         return out
+
+    def origin(self, offset: int, i: int | None = None) -> Origin:
+        """The origin of data at ``offset``: the state before event ``i`` of the last routed
+        batch (after the batch when ``i`` is ``None`` or past its end)."""
+        batch = self._batch
+        if batch is None or i is None or i >= len(batch[0]):
+            clocks = tuple(sorted(self.clocks.items())) if self.clock_spread_ms else ()
+            return (offset, self.max_ts, self._frontier, clocks)
+        before, mark, names, clocks_before = batch
+        held: Clocks = ()
+        if clocks_before is not None:
+            floor = int(before[i]) - self.clock_spread_ms
+            held = tuple(
+                (c, int(clocks_before[j, i]))
+                for j, c in enumerate(names)
+                if clocks_before[j, i] != _NO_TIME and clocks_before[j, i] >= floor
+            )
+        return (offset, int(before[i]), int(mark[i]), held)
 
     def current_pane(self, spec_index: int) -> int | None:
         """Start of the pane holding the largest event time seen (where late and invalid events are counted)."""
@@ -261,8 +329,16 @@ class EventTimeWindows(Generic[K, S]):
                 origin = _earlier(origin, o)
         return WindowsCheckpoint(origin, tuple(self._emitted_until))
 
-    def restore(self, *, max_ts: int, emitted_until: Sequence[int]) -> None:
-        """Start again from a checkpoint: the largest event time seen before its origin, and
+    def restore(
+        self,
+        *,
+        max_ts: int,
+        emitted_until: Sequence[int],
+        watermark: int | None = None,
+        clocks: Clocks = (),
+    ) -> None:
+        """Start again from a checkpoint: the largest event time seen before its origin, the
+        watermark and clocks then (the watermark defaults to the one ``max_ts`` makes), and
         the emitted frontier per spec (windows ending at or before it are not emitted again)."""
         if self.max_ts != _NO_TIME or any(self._panes):
             raise SketchError("restore() needs fresh windows")
@@ -271,6 +347,10 @@ class EventTimeWindows(Generic[K, S]):
                 f"checkpoint has {len(emitted_until)} window specs, this run has {len(self.specs)}"
             )
         self.max_ts = max_ts
+        if watermark is None:
+            watermark = _NO_TIME if max_ts == _NO_TIME else max_ts - self.allowed_lateness_ms
+        self._frontier = watermark
+        self.clocks = dict(clocks)
         self._emitted_until = list(emitted_until)
 
     def open_windows(self) -> int:

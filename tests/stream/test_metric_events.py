@@ -34,9 +34,9 @@ def _values(state: MetricEventState) -> dict[str, float]:
 def test_hand_computed_from_decoded_events() -> None:
     dec = EventDecoder(MetricEvent)
     raw = [
-        b'{"model": "fraud", "ts": 1, "metrics": {"cpu_util": 0.6}}',
-        b'{"model": "fraud", "ts": 2, "metrics": {"cpu_util": 0.95, "rss_mb": 512}}',
-        b'{"model": "fraud", "ts": 3, "metrics": {"cpu_util": 0.85}}',
+        b'{"model": "fraud", "ts": 1767225600001, "metrics": {"cpu_util": 0.6}}',
+        b'{"model": "fraud", "ts": 1767225600002, "metrics": {"cpu_util": 0.95, "rss_mb": 512}}',
+        b'{"model": "fraud", "ts": 1767225600003, "metrics": {"cpu_util": 0.85}}',
     ]
     evs = [dec.decode(r) for r in raw]
     v = _values(SK.update(SK.empty(), [e.metrics for e in evs]))

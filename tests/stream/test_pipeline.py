@@ -20,6 +20,7 @@ from drifthouse.stream.sources import Message
 from drifthouse.stream.typed_decode import TypedDecoders
 
 HOUR = 3_600_000
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z: the decoders refuse times before 2000
 CONFIG = Config.model_validate(
     {
         "windows": [{"size": "1h"}, {"size": "30m", "hop": "10m"}],
@@ -364,6 +365,18 @@ def test_checkpoint_round_trips_as_commit_metadata(small_stream):
     cp = pipe.checkpoint(0)
     assert type(cp).decode(cp.encode()) == cp
     assert cp.specs == ["1h", "30m/10m"]
+    assert cp.clocks  # the models' clocks, for an exact restart
+    assert cp.watermark is not None
+    assert len(cp.encode()) < 4096  # Kafka's default offset.metadata.max.bytes
+    # A checkpoint from before the clocks per model resumes with the watermark max_ts makes.
+    old = type(cp).decode(f'[{cp.offset},{cp.max_ts},{cp.emitted_until},["1h","30m/10m"]]')
+    assert (old.watermark, old.clocks) == (None, [])
+    stage = Pipeline(
+        config=CONFIG, profiles=small_stream.profiles, sink=MemorySink(),
+        dead_letters=MemoryDeadLetters(),
+    ).stage(0)  # fmt: skip
+    stage.restore(old)
+    assert stage.watermark == cp.max_ts - CONFIG.metrics.allowed_lateness
 
 
 def test_class_label_predictions_get_categorical_prediction_drift():
@@ -385,7 +398,7 @@ def test_class_label_predictions_get_categorical_prediction_drift():
         label = rng.choice(classes_ref) if i < 300 else rng.choice(["dog", "dog", "dog", "fish"])
         event = {
             "model": "animals",
-            "ts": i * 12_000,
+            "ts": T0 + i * 12_000,
             "features": {"x": rng.random()},
             "prediction": label,
         }
@@ -396,9 +409,9 @@ def test_class_label_predictions_get_categorical_prediction_drift():
         for r in sink.rows("metrics")
         if r.feature == "__prediction__" and r.window == "1h"
     }
-    assert rows[(0, "psi")] < 0.1
-    assert rows[(HOUR, "psi")] > 1.0
-    assert rows[(HOUR, "chi2_pvalue")] < 1e-6
+    assert rows[(T0, "psi")] < 0.1
+    assert rows[(T0 + HOUR, "psi")] > 1.0
+    assert rows[(T0 + HOUR, "chi2_pvalue")] < 1e-6
 
 
 def test_idle_partition_rewrites_a_written_window_and_late_partials_never_overwrite(small_stream):
@@ -543,3 +556,39 @@ def test_an_empty_idle_partition_does_not_hold_windows_back(small_stream):
     merge.mark_idle(1)
     assert merge.ready_until() == stage.watermark
     assert merge.emit()
+
+
+@pytest.mark.parametrize(
+    ("ahead_min", "late_fraud", "late_churn"),
+    [
+        # Inside max_future (1 h): churn's clock alone moves; fraud keeps the watermark where
+        # its own events are, and nothing is late.
+        pytest.param(50, 0, 0, id="one-model-50-minutes-ahead-blinds-nobody"),
+        # Beyond it, fraud's clock no longer holds the watermark back: the watermark jumps
+        # to churn's minute 150 and every later event of minutes 31..119 is late, each
+        # counted in its own model's row of the window holding the largest time seen.
+        pytest.param(120, 89, 89, id="two-hours-ahead-shows-as-late-events-per-model"),
+    ],
+)
+def test_one_models_clock_does_not_make_the_others_late(ahead_min, late_fraud, late_churn):
+    msgs = []
+    for i in range(120):  # two models on one partition, an event each every minute
+        for model in ("fraud", "churn"):
+            # churn's producer clock jumps ahead once, at minute 30
+            ts = T0 + (30 + ahead_min if (model, i) == ("churn", 30) else i) * 60_000
+            event = {"model": model, "ts": ts, "features": {}}
+            msgs.append(Message(json.dumps(event).encode(), 0, len(msgs), "predictions", None))
+    config = Config.model_validate({"windows": [{"size": "1h"}]})
+    for batch in (1, 7, 1024):  # however the stream is cut
+        sink, dead, _ = _run({}, msgs, batch=batch, config=config)
+        late = Counter()
+        for r in sink.rows("metrics"):
+            if r.metric == "late_events":
+                late[r.model] += r.value
+        assert (late["fraud"], late["churn"]) == (late_fraud, late_churn)
+        assert dead.reasons().get("late", 0) == late_fraud + late_churn
+        events = {r.model: 0 for r in sink.rows("metrics")}
+        for r in sink.rows("metrics"):
+            if r.metric == "events":
+                events[r.model] += r.value
+        assert events == {"fraud": 120 - late_fraud, "churn": 120 - late_churn}

@@ -232,3 +232,7 @@ def test_replay_with_labels_and_metric_events_writes_their_metrics(
     assert cpu == 12
     # The label without a readable time went to the dead letters beside the labels file.
     assert "not a time" in (cwd / "stream.jsonl.dlq").read_text()
+    # The summary says what became of the labels.
+    summary = " ".join(result.stdout.split())
+    want = f"{len(labels) + 1:,}: {len(joined):,} joined, 0 unmatched, 0 expired (late), "
+    assert want + "0 duplicate, 1 refused" in summary, result.stdout

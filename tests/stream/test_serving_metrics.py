@@ -22,6 +22,7 @@ from drifthouse.stream.sources import Message
 from tests.stream.conftest import Stream
 
 HOUR = 3_600_000
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z: the decoders refuse times before 2000
 CONFIG = Config.model_validate({"windows": [{"size": "1h"}, {"size": "30m", "hop": "10m"}]})
 
 
@@ -151,7 +152,7 @@ def test_class_probabilities_are_scored_as_the_positive_class() -> None:
         scores.append(p)
         event = {
             "model": "churn",
-            "ts": i * 6_000,
+            "ts": T0 + i * 6_000,
             "features": {"x": rng.random()},
             "prediction": {"no": 1 - p, "yes": p},
         }
@@ -160,12 +161,12 @@ def test_class_probabilities_are_scored_as_the_positive_class() -> None:
     pred = profile.prediction
     for hour in (0, 1):
         got = np.array(scores[hour * 600 : (hour + 1) * 600])
-        key = ("churn", "1h", hour * HOUR, "__prediction__", "")
+        key = ("churn", "1h", T0 + hour * HOUR, "__prediction__", "")
         coarse = np.bincount(
             np.searchsorted(pred.psi_edges, got, side="right"), minlength=len(pred.psi_edges) + 1
         )
         want = stats.psi(ref_counts=np.array(pred.psi_counts), cur_counts=coarse)
         assert rows[(*key, "psi")] == pytest.approx(want, rel=1e-12)
         assert rows[(*key, "mean")] == pytest.approx(got.mean(), rel=1e-12)
-    assert rows[("churn", "1h", 0, "__prediction__", "", "psi")] < 0.1
-    assert rows[("churn", "1h", HOUR, "__prediction__", "", "psi")] > 1.0
+    assert rows[("churn", "1h", T0, "__prediction__", "", "psi")] < 0.1
+    assert rows[("churn", "1h", T0 + HOUR, "__prediction__", "", "psi")] > 1.0

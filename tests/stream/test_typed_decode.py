@@ -111,7 +111,7 @@ def test_events_that_fit_take_the_fast_path() -> None:
     raw = json.dumps(
         {
             "model": "fraud",
-            "ts": 5,
+            "ts": 1_767_225_600_000,
             "features": {
                 "amount": 3,
                 "age": None,

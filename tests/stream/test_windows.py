@@ -184,3 +184,60 @@ def test_every_on_time_event_lands_in_every_window_holding_its_time(ts):
     for c in closed:
         expect = Counter({t: n for t, n in on_time.items() if c.start <= t < c.end})
         assert c.state == expect
+
+
+def _naive_late(events, *, pane_ms, lateness, spread):
+    """Per event, in order: late when its pane ended at or before the watermark made by the
+    events before it (the smallest clock within ``spread`` of the largest, minus lateness)."""
+    clocks, mark, late = {}, None, []
+    for model, t in events:
+        late.append(mark is not None and (t // pane_ms) * pane_ms + pane_ms <= mark)
+        clocks[model] = max(clocks.get(model, t), t)
+        top = max(clocks.values())
+        made = min(c for c in clocks.values() if c >= top - spread) - lateness
+        mark = made if mark is None else max(mark, made)
+    return late
+
+
+_clocked_events = st.lists(
+    st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(0, 6 * HOUR)), max_size=60
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=_clocked_events, batch=st.integers(1, 9), cut=st.integers(0, 60))
+def test_a_clock_per_model_is_exact_for_any_batch_cut_and_restart(events, batch, cut):
+    spec, lateness, spread = WindowSpec.tumbling(HOUR), 30_000, HOUR
+    want = _naive_late(events, pane_ms=HOUR, lateness=lateness, spread=spread)
+
+    def fresh():
+        return EventTimeWindows(
+            [spec], allowed_lateness_ms=lateness, clock_spread_ms=spread,
+            empty=lambda _k: 0, merge=lambda _k, a, b: a + b,
+        )  # fmt: skip
+
+    def run(w, part):
+        got = []
+        for lo in range(0, len(part), batch):
+            chunk = part[lo : lo + batch]
+            ts = np.array([t for _, t in chunk], np.int64)
+            (routed,) = w.route(ts, [m for m, _ in chunk])
+            got += routed.late.tolist()
+        return got
+
+    assert run(fresh(), events) == want
+    # A restart at event `cut`, from the state the origin of that event records.
+    cut = min(cut, len(events))
+    first = fresh()
+    run(first, events[:cut])
+    _, max_ts, mark, clocks = first.origin(cut)
+    again = fresh()
+    again.restore(
+        max_ts=max_ts, emitted_until=[np.iinfo(np.int64).min], watermark=mark, clocks=clocks
+    )
+    assert run(again, events[cut:]) == want[cut:]
+    # The origin of an event inside a batch records the same state.
+    if cut < len(events):
+        whole = fresh()
+        whole.route(np.array([t for _, t in events], np.int64), [m for m, _ in events])
+        assert whole.origin(cut, cut) == first.origin(cut)
