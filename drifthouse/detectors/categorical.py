@@ -70,9 +70,14 @@ class CategoricalBlock:
         self.n_categories = np.asarray([len(f.categories) for f in features], dtype=np.int64)
         self._encoders: list[dict[str, int]] = []
         for f in features:
+            # Names go through category_key too: a profile written before keys were canonical
+            # may name "1.0" what a window now calls "1". The first (most frequent) wins.
             k = len(f.categories)
-            enc = dict.fromkeys(f.known_other, k)
-            enc.update({c: i for i, c in enumerate(f.categories)})
+            enc: dict[str, int] = {}
+            for i, c in enumerate(f.categories):
+                enc.setdefault(category_key(c) or c, i)
+            for c in f.known_other:
+                enc.setdefault(category_key(c) or c, k)
             self._encoders.append(enc)
         self.layout = layout_digest(
             "categorical", self.names, [list(f.categories) for f in features]

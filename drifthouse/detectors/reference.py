@@ -21,6 +21,7 @@ import numpy as np
 
 from drifthouse.config import MetricsConfig
 from drifthouse.detectors import labels as _labels
+from drifthouse.detectors.categories import category_key
 from drifthouse.errors import ProfileError
 
 __all__ = [
@@ -223,21 +224,6 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True):
         except msgspec.DecodeError as exc:
             raise ProfileError(f"profile is not valid JSON: {exc}") from exc
         return profile.validate()
-
-
-def category_key(value: object) -> str | None:
-    """The category name of a raw value: ``None`` is missing, bools are ``'true'``/``'false'``.
-
-    Everything else is ``str(value)``, so the number ``1`` and the string ``'1'`` are one
-    category. The caller encoding a window uses this same function.
-    """
-    if value is None:
-        return None
-    if isinstance(value, bool | np.bool_):
-        return "true" if value else "false"
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return str(value)
 
 
 def prediction_score(prediction: object) -> object:

@@ -31,7 +31,6 @@ __all__ = ["Columns", "FeatureLayout", "extract"]
 
 PRESENT, MISSING, TYPE_ERROR = 0, 1, 2
 _NUMBER_TYPES = frozenset({float, int, type(None)})
-_TEXT_TYPES = frozenset({str, type(None)})
 
 
 @dataclass(frozen=True)
@@ -130,6 +129,21 @@ def _numeric_column(
             out[i], status[i] = np.nan, TYPE_ERROR
 
 
+def _codes(
+    col: list[Any], known: Mapping[Any, int], cmap: Mapping[str, int], unseen: int
+) -> list[int]:
+    """Codes of one categorical column: ``known`` (names and ``None``) looked up in C; the
+    values it lacks (another spelling such as ``1.0`` or ``"1.0"`` for ``"1"``, or a new
+    category) go through :func:`category_key`."""
+    codes: list[Any] = list(map(known.get, col))
+    if None in codes:
+        for i, code in enumerate(codes):
+            if code is None:
+                key = category_key(col[i])
+                codes[i] = -1 if key is None else cmap.get(key, unseen)
+    return codes
+
+
 def _score(prediction: object) -> float:
     # The profile's rule (detectors.reference.prediction_score), so window and reference agree.
     value = prediction_score(prediction)
@@ -179,19 +193,14 @@ def _general(feats: list[Any], layout: FeatureLayout) -> _Block:
     numeric, status = _numeric(feats, layout.numeric, column)
     codes = np.empty((len(layout.categorical), n), dtype=np.int32)
     for j, name in enumerate(layout.categorical):
-        cmap, unseen = layout.categories[j], layout.unseen[j]
-        col = column(feats, name)
-        if set(map(type, col)) <= _TEXT_TYPES:
-            codes[j] = list(map(layout.codes_with_missing(j).get, col, repeat(unseen, n)))
-        else:
-            keys = [category_key(v) for v in col]
-            codes[j] = [-1 if k is None else cmap.get(k, unseen) for k in keys]
+        known = layout.codes_with_missing(j)
+        codes[j] = _codes(column(feats, name), known, layout.categories[j], layout.unseen[j])
     return numeric, status, np.ascontiguousarray(codes.T)
 
 
 def _typed(feats: list[Any], layout: FeatureLayout) -> _Block:
     """The same from :class:`TypedFeatures` of ``layout``: their decoder already made numeric
-    features ``float | None`` and categorical ones ``str | None``, so no value is checked."""
+    features ``float | None``, so no numeric value is checked."""
     n, f_num, f_cat = len(feats), len(layout.numeric), len(layout.categorical)
     if f_num:
         get = attrgetter(*(f"f{j}" for j in range(f_num)))
@@ -202,7 +211,8 @@ def _typed(feats: list[Any], layout: FeatureLayout) -> _Block:
     codes = np.empty((f_cat, n), dtype=np.int32)
     for j in range(f_cat):
         col = list(map(attrgetter(f"f{f_num + j}"), feats))
-        codes[j] = list(map(layout.codes_with_missing(j).get, col, repeat(layout.unseen[j], n)))
+        known = layout.codes_with_missing(j)
+        codes[j] = _codes(col, known, layout.categories[j], layout.unseen[j])
     return numeric, status, np.ascontiguousarray(codes.T)
 
 
