@@ -9,6 +9,7 @@ error, every problem as ``file:line path: message``) without a traceback, unless
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -235,6 +236,28 @@ def profile(
             else str(len(f.categories))
         )
         table.add_row(Text(f.name), f.kind, str(f.count), f"{f.missing_rate:.3f}", shape)
+    out.print(table)
+    _print_type_errors(
+        built.features if built.prediction is None else [*built.features, built.prediction]
+    )
+
+
+def _print_type_errors(features: Sequence[Any]) -> None:
+    """The numeric features that held values other than numbers: how many, and examples."""
+    odd = [f for f in features if f.type_error]
+    if not odd:
+        return
+    table = Table(
+        title="values that are not numbers in numeric features (counted as type_error)",
+        title_justify="left",
+    )
+    for column in ("feature", "count", "share", "examples"):
+        table.add_column(column)
+    for f in odd:
+        seen = f.count + f.missing + f.non_finite + f.type_error
+        examples = ", ".join(json.dumps(e, ensure_ascii=False) for e in f.type_error_examples)
+        share = f"{f.type_error / seen:.3%}" if seen else "-"
+        table.add_row(Text(f.name), str(f.type_error), share, Text(examples))
     out.print(table)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -17,7 +18,13 @@ import msgspec
 import numpy as np
 
 from drifthouse.config import MetricsConfig
-from drifthouse.detectors.reference import Profile, ProfileSettings, build_profile, prediction_score
+from drifthouse.detectors.reference import (
+    NUMERIC_SHARE,
+    Profile,
+    ProfileSettings,
+    build_profile,
+    prediction_score,
+)
 from drifthouse.errors import ProfileError
 
 __all__ = [
@@ -155,6 +162,31 @@ def profile_from_jsonl(
     )
 
 
+# What a CSV reader takes for a number: decimal (sign, digits, fraction, exponent) or infinity;
+# NaN spellings are already nulls (pyarrow's default null values).
+_NUMBER_TEXT = re.compile(
+    r"\s*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*|\s*[+-]?inf(?:inity)?\s*",
+    re.IGNORECASE,
+)
+
+
+def _numbers_in_text(values: list[Any]) -> list[Any]:
+    """A text column whose cells are nearly all numbers (``NUMERIC_SHARE``) as numbers, its odd
+    cells kept as text (to be counted as ``type_error``); any other column unchanged.
+
+    CSV has no types: pyarrow reads a column as text as soon as one cell is not a number, and
+    one ``?`` among 60,000 numbers would make the feature categorical.
+    """
+    present = [v for v in values if v is not None]
+    if not present:
+        return values
+    match = _NUMBER_TEXT.fullmatch
+    parsed = sum(1 for v in present if isinstance(v, str) and match(v))
+    if parsed < NUMERIC_SHARE * len(present):
+        return values
+    return [float(v) if isinstance(v, str) and match(v) else v for v in values]
+
+
 def _arrow_columns(table: Any) -> dict[str, Any]:
     """Columns of a pyarrow table: float arrays for complete numeric columns (fast), lists
     otherwise (``None`` missing, NaN non-finite); meta columns as text."""
@@ -214,6 +246,9 @@ def _table_profile(
         }
     special = {ts_col, pred_col, label_col, lat_col, status_col, *_META} - {None}
     selected = _select([n for n in names if n not in special], include, exclude)
+    for n in (*selected, pred_col):
+        if n is not None and isinstance(columns[n], list):
+            columns[n] = _numbers_in_text(columns[n])
 
     def num(col: str | None) -> Any:
         return None if col is None else columns[col]
@@ -253,8 +288,10 @@ def profile_from_csv(
 ) -> Profile:
     """Profile a CSV file with a header row.
 
-    A column is numeric when every non-empty cell parses as a number; otherwise categorical
-    (``true``/``false`` and text). Empty cells are missing. Columns named ``ts``/``timestamp``,
+    A column is numeric when at least 95% (``NUMERIC_SHARE``) of its non-empty cells are
+    numbers; its other cells are then counted as ``type_error`` (with examples in the
+    profile). Other columns are categorical (``true``/``false`` and text). Empty cells and
+    pyarrow's null spellings (``NA``, ``NaN``, ``null``...) are missing. Columns named ``ts``/``timestamp``,
     ``prediction``, ``label``, ``latency_ms``, ``status``, ``model``, ``model_version``,
     ``event_id`` are taken as those fields unless other names are given; rows whose ``model``
     differs from ``model`` are skipped.

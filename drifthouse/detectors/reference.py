@@ -26,6 +26,7 @@ from drifthouse.errors import ProfileError
 
 __all__ = [
     "FORMAT",
+    "NUMERIC_SHARE",
     "PREDICTION",
     "Baselines",
     "FeatureProfile",
@@ -42,6 +43,11 @@ PREDICTION = "__prediction__"
 #: How many reference categories beyond the top list are remembered, to tell "rare in the
 #: reference" from "never seen" (``new_category``).
 KNOWN_OTHER_CAP = 10_000
+#: A column is numeric when at least this share of its present (non-null) values are numbers;
+#: the others are counted as ``type_error``, as a window counts a string in a numeric feature.
+NUMERIC_SHARE = 0.95
+#: How many distinct odd values a numeric feature's profile keeps as examples.
+TYPE_ERROR_EXAMPLES = 5
 _POSITIVE = ("1", "true", "yes", "positive", "pos")
 
 
@@ -69,7 +75,9 @@ class FeatureProfile(msgspec.Struct, frozen=True, kw_only=True):
     Numeric: ``edges`` are the fine grid's inner edges (``len(edges) + 1`` bins, outermost
     open, ``edges[i-1] <= v < edges[i]`` in bin ``i``) with reference ``counts``; ``psi_edges``
     is a subset of ``edges`` with ``psi_counts``. ``count`` counts present, finite values;
-    ``std`` is the population standard deviation (``ddof=0``).
+    ``std`` is the population standard deviation (``ddof=0``). ``type_error`` counts present
+    values that are not numbers (a ``"?"`` in a column of numbers), with up to five distinct
+    ones as text in ``type_error_examples``.
     Categorical: ``categories`` (most frequent first) with ``category_counts``; ``other_count``
     counts the rest, whose names (up to a cap) are in ``known_other``.
     """
@@ -80,6 +88,8 @@ class FeatureProfile(msgspec.Struct, frozen=True, kw_only=True):
     missing: int
     missing_rate: float
     non_finite: int = 0
+    type_error: int = 0
+    type_error_examples: list[str] = msgspec.field(default_factory=list)
     edges: list[float] = msgspec.field(default_factory=list)
     counts: list[int] = msgspec.field(default_factory=list)
     psi_edges: list[float] = msgspec.field(default_factory=list)
@@ -265,14 +275,19 @@ def quantile_edges(
 
 
 def _numeric_profile(
-    name: str, values: np.ndarray, missing: int, non_finite: int, s: ProfileSettings
+    name: str,
+    values: np.ndarray,
+    missing: int,
+    non_finite: int,
+    s: ProfileSettings,
+    odd: Sequence[Any] = (),
 ) -> FeatureProfile:
     fine, coarse = quantile_edges(values, ks_bins=s.ks_bins, psi_bins=s.psi_bins)
     counts = np.bincount(np.searchsorted(fine, values, side="right"), minlength=fine.size + 1)
     psi_counts = np.bincount(
         np.searchsorted(coarse, values, side="right"), minlength=coarse.size + 1
     )
-    total = values.size + missing + non_finite
+    total = values.size + missing + non_finite + len(odd)
     n = values.size
     mean = std = None
     if n:
@@ -287,6 +302,8 @@ def _numeric_profile(
         missing=int(missing),
         missing_rate=missing / total if total else 0.0,
         non_finite=int(non_finite),
+        type_error=len(odd),
+        type_error_examples=_examples(odd),
         edges=[float(x) for x in fine],
         counts=[int(c) for c in counts],
         psi_edges=[float(x) for x in coarse],
@@ -323,6 +340,21 @@ def _categorical_profile(name: str, keys: list[str | None], s: ProfileSettings) 
     )
 
 
+def _example(value: object, limit: int = 40) -> str:
+    text = ("true" if value else "false") if isinstance(value, bool | np.bool_) else str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _examples(odd: Sequence[Any]) -> list[str]:
+    """Up to :data:`TYPE_ERROR_EXAMPLES` distinct odd values, as text, in order of appearance."""
+    found: dict[str, None] = {}
+    for v in odd:
+        found[_example(v)] = None
+        if len(found) == TYPE_ERROR_EXAMPLES:
+            break
+    return list(found)
+
+
 def _is_number(v: object) -> bool:
     return isinstance(v, int | float | np.integer | np.floating) and not isinstance(
         v, bool | np.bool_
@@ -339,7 +371,10 @@ def _kind_of(column: np.ndarray | Sequence[Any]) -> Literal["numeric", "categori
     if types <= _NUMBER_TYPES:  # the common case, checked at C speed
         return "numeric" if types - {type(None)} else "categorical"
     seen = [v for v in column if v is not None]
-    if seen and all(_is_number(v) for v in seen):
+    numbers = sum(map(_is_number, seen))
+    # A few odd cells (a "?" among 60,000 numbers) do not make a column categorical: it would
+    # then see every later value as a new category.
+    if seen and numbers >= NUMERIC_SHARE * len(seen):
         return "numeric"
     return "categorical"
 
@@ -354,8 +389,10 @@ def build_feature_profile(
     """Profile one column.
 
     Numeric columns are float arrays (``NaN`` is missing) or sequences of numbers with
-    ``None`` for missing (then ``NaN``/``inf`` count as ``non_finite``). Bool and string
-    columns, and mixed ones, are categorical (see :func:`category_key`).
+    ``None`` for missing (then ``NaN``/``inf`` count as ``non_finite``). A sequence is numeric when
+    at least :data:`NUMERIC_SHARE` (95%) of its present values are numbers (bools are not); its
+    other values are counted as ``type_error``. Bool and string columns, and mixed ones below
+    that share, are categorical (see :func:`category_key`).
     """
     kind = kind or _kind_of(column)
     if kind == "numeric":
@@ -364,13 +401,19 @@ def build_feature_profile(
             finite = np.isfinite(arr)
             missing = int(np.isnan(arr).sum())
             non_finite = int((~finite).sum()) - missing
+            odd: list[Any] = []
         else:
             present = [v for v in column if v is not None]
             missing = len(column) - len(present)
-            arr = np.asarray(present, dtype=np.float64)
+            if set(map(type, present)) <= _NUMBER_TYPES:
+                numbers, odd = present, []
+            else:
+                numbers = [v for v in present if _is_number(v)]
+                odd = [v for v in present if not _is_number(v)]
+            arr = np.asarray(numbers, dtype=np.float64)
             finite = np.isfinite(arr)
             non_finite = int((~finite).sum())
-        return _numeric_profile(name, arr[finite], missing, non_finite, settings)
+        return _numeric_profile(name, arr[finite], missing, non_finite, settings, odd)
     return _categorical_profile(name, [category_key(v) for v in column], settings)
 
 

@@ -129,3 +129,40 @@ def test_a_csv_reference_of_codes_matches_any_served_spelling(
     got = _run(profile, _served(SPELLINGS[served]))
     assert got["diet", "new_category"] == 0
     assert got["chick", "new_category"] == 0
+
+
+def test_a_stray_question_mark_leaves_a_numeric_feature_numeric(tmp_path: Path) -> None:
+    """River's Shuttle (49,097 rows) profiled from CSV with one ``?`` in ``f1``, then served as
+    JSON numbers: ``f1`` stays a numeric feature without drift."""
+    shuttle = [x for x, _ in datasets.Shuttle()]
+    path = tmp_path / "shuttle.csv"
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(list(shuttle[0]))
+        for i, x in enumerate(shuttle):
+            w.writerow(["?" if i == 17 else v for v in x.values()])
+    profile = build_profile_from_file(
+        path, model="shuttle", model_version="1", created_at="2026-01-01T00:00:00Z"
+    )
+    served = [
+        Message(json.dumps({"model": "shuttle", "ts": T0 + i, "features": x}).encode(), 0, i)
+        for i, x in enumerate(shuttle[:5_000])
+    ]
+    sink, dead = MemorySink(), MemoryDeadLetters()
+    pipe = Pipeline(
+        config=CONFIG,
+        profiles={"shuttle": profile},
+        sink=sink,
+        dead_letters=dead,
+        run_id="t",
+        computed_at=lambda: 0,
+    )
+    pipe.expect_partitions({0})
+    pipe.process(served)
+    pipe.finish()
+    sink.flush()
+    got = {(r.feature, r.metric): r.value for r in sink.rows("metrics") if r.feature == "f1"}
+    assert ("f1", "new_category") not in got
+    assert got["f1", "count"] == 5_000
+    assert got["f1", "type_error"] == 0
+    assert got["f1", "psi"] < 0.01
