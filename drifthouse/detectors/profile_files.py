@@ -25,7 +25,8 @@ from drifthouse.detectors.reference import (
     build_profile,
     prediction_score,
 )
-from drifthouse.errors import ProfileError
+from drifthouse.errors import DecodeError, ProfileError
+from drifthouse.events import check_served_class
 
 __all__ = [
     "build_profile_from_file",
@@ -133,6 +134,11 @@ def profile_from_jsonl(
                 raise ProfileError(
                     f"{path}:{lineno}: at `$.features`: expected an object of feature values (got {type(feats).__name__})"
                 )
+            if event.get("predicted_class") is not None:
+                try:  # the event contract's rule, so a profile takes what a worker takes
+                    check_served_class(event.get("prediction"), event["predicted_class"])
+                except DecodeError as exc:
+                    raise ProfileError(f"{path}:{lineno}: {exc}") from exc
             rows.append(event)
     if not rows:
         raise ProfileError(f"{path}: no events of model {model!r}; check --model")
@@ -151,7 +157,7 @@ def profile_from_jsonl(
         source_digest=file_digest(path),
         settings=_settings(settings),
         features=features,
-        prediction=[prediction_score(e.get("prediction")) for e in rows]
+        prediction=[prediction_score(e.get("prediction"), e.get("predicted_class")) for e in rows]
         if has["prediction"]
         else None,
         label=[e.get(label_key) for e in rows] if has[label_key] else None,

@@ -19,9 +19,9 @@ from typing import Any, Literal
 import msgspec
 import numpy as np
 
+from drifthouse.categories import category_key
 from drifthouse.config import MetricsConfig
 from drifthouse.detectors import labels as _labels
-from drifthouse.detectors.categories import category_key
 from drifthouse.errors import ProfileError
 
 __all__ = [
@@ -236,10 +236,12 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True):
         return profile.validate()
 
 
-def prediction_score(prediction: object) -> object:
+def prediction_score(prediction: object, predicted_class: object = None) -> object:
     """A prediction as profiled: ``{class: probability}`` becomes the positive class's
     probability when there are two classes (class ``1``/``true``/``yes``/``positive``, else
-    the last class by name), else the most probable class; other values pass through."""
+    the last class by name), else the class the model served (``predicted_class``, the class
+    of ``prediction`` it names as a category) or, without one, the most probable class (ties
+    broken by name); other values pass through."""
     if not isinstance(prediction, dict):
         return prediction
     if not prediction:
@@ -250,6 +252,13 @@ def prediction_score(prediction: object) -> object:
             (k for k in keys if str(k).strip().lower() in _POSITIVE), sorted(keys, key=str)[-1]
         )
         return prediction[pos]
+    if predicted_class is not None:
+        if predicted_class in prediction:
+            return predicted_class
+        served = category_key(predicted_class)
+        for k in prediction:
+            if category_key(k) == served:
+                return k
     return max(sorted(prediction, key=str), key=lambda k: prediction[k])
 
 

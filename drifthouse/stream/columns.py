@@ -144,9 +144,9 @@ def _codes(
     return codes
 
 
-def _score(prediction: object) -> float:
+def _score(prediction: object, served: object = None) -> float:
     # The profile's rule (detectors.reference.prediction_score), so window and reference agree.
-    value = prediction_score(prediction)
+    value = prediction_score(prediction, served)
     if type(value) is float or type(value) is int:
         return float(value)
     return np.nan
@@ -244,7 +244,7 @@ def extract(events: Sequence[Any], layout: FeatureLayout) -> Columns:
     """Columns of ``events`` (decoded prediction events of one model) under ``layout``.
 
     Events need ``ts_ms``, ``features`` (a mapping, or the :class:`TypedFeatures` of the fast
-    decoder), ``prediction``, ``latency_ms``, ``status``, ``event_id`` and ``segment`` (a
+    decoder), ``prediction``, ``predicted_class``, ``latency_ms``, ``status``, ``event_id`` and ``segment`` (a
     mapping, empty for none) attributes.
     """
     feats: list[Any] = [e.features for e in events]
@@ -262,14 +262,15 @@ def extract(events: Sequence[Any], layout: FeatureLayout) -> Columns:
     latency = np.array([e.latency_ms for e in events], dtype=np.float64)
     http_status = np.array([e.status for e in events], dtype=np.int32)
     preds = [e.prediction for e in events]
+    served = [e.predicted_class for e in events]
     if set(map(type, preds)) <= _NUMBER_TYPES:
         score = np.array(preds, dtype=np.float64)
     else:
-        score = np.array([_score(p) for p in preds], dtype=np.float64)
+        score = np.array(list(map(_score, preds, served)), dtype=np.float64)
     pred_codes = None
     if layout.prediction_categories is not None:
         cmap, unseen = layout.prediction_categories, layout.prediction_unseen
-        keys = [category_key(prediction_score(p)) for p in preds]
+        keys = [category_key(prediction_score(p, c)) for p, c in zip(preds, served, strict=True)]
         pred_codes = np.array(
             [-1 if k is None else cmap.get(k, unseen) for k in keys], dtype=np.int32
         )

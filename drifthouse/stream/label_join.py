@@ -64,7 +64,7 @@ class PredictionRecord(msgspec.Struct, frozen=True, array_like=True, gc=False):
         score, cls_name = math.nan, None
         kind = type(p)
         if kind is not float and kind is not int:  # a plain number needs no rule (the usual case)
-            p = prediction_score(p)
+            p = prediction_score(p, e.predicted_class)
         if isinstance(p, bool):
             cls_name = "true" if p else "false"
         elif isinstance(p, int | float):

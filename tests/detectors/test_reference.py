@@ -298,3 +298,19 @@ def test_missing_file(tmp_path: Path) -> None:
 )
 def test_prediction_score(prediction: object, expected: object) -> None:
     assert prediction_score(prediction) == expected
+
+
+@pytest.mark.parametrize(
+    ("prediction", "served", "expected"),
+    [
+        pytest.param({"a": 0.4, "b": 0.4, "c": 0.2}, "b", "b", id="tie-served-class"),
+        pytest.param({"a": 0.4, "b": 0.4, "c": 0.2}, None, "a", id="tie-without-served-class"),
+        pytest.param({"a": 0.5, "b": 0.3, "c": 0.2}, "c", "c", id="served-is-not-the-argmax"),
+        pytest.param({"0": 0.1, "1": 0.2, "2": 0.7}, 1, "1", id="integer-class-id"),
+        pytest.param({"no": 0.9, "yes": 0.1}, "no", 0.1, id="binary-keeps-the-score"),
+    ],
+)
+def test_prediction_score_takes_the_served_class(
+    prediction: object, served: object, expected: object
+) -> None:
+    assert prediction_score(prediction, served) == expected

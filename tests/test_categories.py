@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drifthouse.detectors.categories import category_key
+from drifthouse.categories import category_key
 
 
 @pytest.mark.parametrize(
