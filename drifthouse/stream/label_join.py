@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from drifthouse.categories import category_key
 from drifthouse.detectors.label_sketch import LabelValue
 from drifthouse.detectors.reference import prediction_score
 from drifthouse.errors import SketchError
@@ -70,7 +71,7 @@ class PredictionRecord(msgspec.Struct, frozen=True, array_like=True, gc=False):
         elif isinstance(p, int | float):
             score = float(p)
         elif isinstance(p, str):
-            cls_name = p
+            cls_name = category_key(p)
         return cls(
             e.event_id,
             e.model,

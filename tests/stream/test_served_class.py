@@ -103,3 +103,24 @@ def test_a_reference_naming_a_class_it_does_not_have_is_refused(tmp_path: Path) 
         build_profile_from_file(
             path, model="segments", model_version="1", created_at="2026-01-01T00:00:00Z"
         )
+
+
+def test_class_predictions_and_labels_meet_as_categories() -> None:
+    """A class served as ``"1.0"`` and labelled ``1`` is one class, as in profiles."""
+    from drifthouse.events import LabelEvent, PredictionEvent
+    from drifthouse.stream.labels import LabelStage
+
+    stage = LabelStage.from_config(Config(), profiles={})
+    served = ["1.0", "2", "True", "0", "7"]
+    truth = [1, 2.0, True, "0.0", "07"]
+    stage.add_predictions(
+        [
+            PredictionEvent(model="m", ts_ms=1_000 + i, features={}, event_id=f"a{i}", prediction=p)
+            for i, p in enumerate(served)
+        ]
+    )
+    stage.add_labels(
+        [LabelEvent(event_id=f"a{i}", model="m", ts_ms=9_000, label=y) for i, y in enumerate(truth)]
+    )
+    rows = {r.metric: r.value for r in stage.flush(None, run_id="live", computed_at=0)}
+    assert rows["accuracy"] == 4 / 5  # "07" is a code, not the number 7
