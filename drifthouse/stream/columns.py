@@ -129,19 +129,23 @@ def _numeric_column(
             out[i], status[i] = np.nan, TYPE_ERROR
 
 
+_UNKNOWN = -2  # not a code: a value the C-level lookup did not find
+
+
 def _codes(
-    col: list[Any], known: Mapping[Any, int], cmap: Mapping[str, int], unseen: int
-) -> list[int]:
-    """Codes of one categorical column: ``known`` (names and ``None``) looked up in C; the
-    values it lacks (another spelling such as ``1.0`` or ``"1.0"`` for ``"1"``, or a new
-    category) go through :func:`category_key`."""
-    codes: list[Any] = list(map(known.get, col))
-    if None in codes:
-        for i, code in enumerate(codes):
-            if code is None:
-                key = category_key(col[i])
-                codes[i] = -1 if key is None else cmap.get(key, unseen)
-    return codes
+    out: npt.NDArray[np.int32],
+    col: list[Any],
+    known: Mapping[Any, int],
+    cmap: Mapping[str, int],
+    unseen: int,
+) -> None:
+    """Codes of one categorical column into ``out``: ``known`` (names and ``None``) looked up
+    in C; the values it lacks (another spelling such as ``1.0`` or ``"1.0"`` for ``"1"``, or a
+    new category) go through :func:`category_key`."""
+    out[:] = list(map(known.get, col, repeat(_UNKNOWN, len(col))))
+    for i in np.flatnonzero(out == _UNKNOWN).tolist():
+        key = category_key(col[i])
+        out[i] = -1 if key is None else cmap.get(key, unseen)
 
 
 def _score(prediction: object, served: object = None) -> float:
@@ -194,7 +198,7 @@ def _general(feats: list[Any], layout: FeatureLayout) -> _Block:
     codes = np.empty((len(layout.categorical), n), dtype=np.int32)
     for j, name in enumerate(layout.categorical):
         known = layout.codes_with_missing(j)
-        codes[j] = _codes(column(feats, name), known, layout.categories[j], layout.unseen[j])
+        _codes(codes[j], column(feats, name), known, layout.categories[j], layout.unseen[j])
     return numeric, status, np.ascontiguousarray(codes.T)
 
 
@@ -212,7 +216,7 @@ def _typed(feats: list[Any], layout: FeatureLayout) -> _Block:
     for j in range(f_cat):
         col = list(map(attrgetter(f"f{f_num + j}"), feats))
         known = layout.codes_with_missing(j)
-        codes[j] = _codes(col, known, layout.categories[j], layout.unseen[j])
+        _codes(codes[j], col, known, layout.categories[j], layout.unseen[j])
     return numeric, status, np.ascontiguousarray(codes.T)
 
 
