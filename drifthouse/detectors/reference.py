@@ -127,6 +127,14 @@ class FeatureProfile(msgspec.Struct, frozen=True, kw_only=True):
                 self.min is None or self.max is None or self.mean is None or self.std is None
             ):
                 raise ProfileError(f"{where}: min, max, mean and std are required when count > 0")
+            if self.type_error < 0 or len(self.type_error_examples) > min(
+                self.type_error, TYPE_ERROR_EXAMPLES
+            ):
+                raise ProfileError(
+                    f"{where}: type_error must be >= 0 with at most min(type_error, "
+                    f"{TYPE_ERROR_EXAMPLES}) type_error_examples (got {self.type_error} and "
+                    f"{len(self.type_error_examples)})"
+                )
         else:
             if len(self.category_counts) != len(self.categories):
                 raise ProfileError(
