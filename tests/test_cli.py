@@ -220,3 +220,24 @@ def test_profile_reports_odd_cells_of_numeric_features(
     assert "│ amount  │ 4     │ 0.200% │" in report
     assert '"?", "n.a."' in report
     assert "country" not in report
+
+
+def test_profile_takes_forced_kinds(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "ref.csv"
+    lines = ["zip,amount"] + [f"{94100 + i % 7},{'?' if i % 10 == 0 else i}" for i in range(500)]
+    path.write_text("\n".join(lines) + "\n")
+    target = tmp_path / "p.json"
+    code, out, _ = run(
+        capsys, "profile", str(path), "--model", "m", "--out", str(target),
+        "--categorical", "zip", "--numeric", "amount",
+    )  # fmt: skip
+    assert code == 0, out
+    profile = json.loads(target.read_text())
+    kinds = {f["name"]: (f["kind"], f.get("type_error", 0)) for f in profile["features"]}
+    assert kinds == {"zip": ("categorical", 0), "amount": ("numeric", 50)}
+    code, _, err = run(
+        capsys, "profile", str(path), "--model", "m", "--out", str(target),
+        "--categorical", "zip", "--numeric", "zip",
+    )  # fmt: skip
+    assert code == 2
+    assert "--categorical and --numeric both name 'zip'" in err

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +20,7 @@ import numpy as np
 from drifthouse.config import MetricsConfig
 from drifthouse.detectors.reference import (
     NUMERIC_SHARE,
+    Kind,
     Profile,
     ProfileSettings,
     build_profile,
@@ -75,6 +76,14 @@ def _pick(
     return next((c for c in defaults if c in columns), None)
 
 
+def _kinds_for(
+    kinds: Mapping[str, Kind] | None, selected: Sequence[str], names: Iterable[str]
+) -> dict[str, Kind]:
+    """The forced kinds of the selected features; a name the data lacks stays, to be refused."""
+    known = set(names)
+    return {n: k for n, k in (kinds or {}).items() if n in selected or n not in known}
+
+
 def _select(
     names: Iterable[str], include: Sequence[str] | None, exclude: Sequence[str] | None
 ) -> list[str]:
@@ -101,6 +110,7 @@ def profile_from_jsonl(
     label: str | None = None,
     include: Sequence[str] | None = None,
     exclude: Sequence[str] | None = None,
+    kinds: Mapping[str, Kind] | None = None,
     threshold: float = 0.5,
     task: Literal["auto", "classification", "regression"] = "auto",
 ) -> Profile:
@@ -165,6 +175,7 @@ def profile_from_jsonl(
         status=[e.get("status", 200) for e in rows] if has["status"] else None,
         threshold=threshold,
         task=task,
+        kinds=_kinds_for(kinds, selected, names),
     )
 
 
@@ -176,19 +187,20 @@ _NUMBER_TEXT = re.compile(
 )
 
 
-def _numbers_in_text(values: list[Any]) -> list[Any]:
+def _numbers_in_text(values: list[Any], *, force: bool = False) -> list[Any]:
     """A text column whose cells are nearly all numbers (``NUMERIC_SHARE``) as numbers, its odd
     cells kept as text (to be counted as ``type_error``); any other column unchanged.
 
     CSV has no types: pyarrow reads a column as text as soon as one cell is not a number, and
-    one ``?`` among 60,000 numbers would make the feature categorical.
+    one ``?`` among 60,000 numbers would make the feature categorical. ``force`` converts
+    whatever the share (a feature the caller says is numeric).
     """
     present = [v for v in values if v is not None]
     if not present:
         return values
     match = _NUMBER_TEXT.fullmatch
     parsed = sum(1 for v in present if isinstance(v, str) and match(v))
-    if parsed < NUMERIC_SHARE * len(present):
+    if parsed < NUMERIC_SHARE * len(present) and not force:
         return values
     return [float(v) if isinstance(v, str) and match(v) else v for v in values]
 
@@ -230,6 +242,7 @@ def _table_profile(
     status: str | None,
     include: Sequence[str] | None,
     exclude: Sequence[str] | None,
+    kinds: Mapping[str, Kind] | None,
     threshold: float,
     task: Literal["auto", "classification", "regression"],
 ) -> Profile:
@@ -252,9 +265,10 @@ def _table_profile(
         }
     special = {ts_col, pred_col, label_col, lat_col, status_col, *_META} - {None}
     selected = _select([n for n in names if n not in special], include, exclude)
+    kinds = kinds or {}
     for n in (*selected, pred_col):
-        if n is not None and isinstance(columns[n], list):
-            columns[n] = _numbers_in_text(columns[n])
+        if n is not None and isinstance(columns[n], list) and kinds.get(n) != "categorical":
+            columns[n] = _numbers_in_text(columns[n], force=kinds.get(n) == "numeric")
 
     def num(col: str | None) -> Any:
         return None if col is None else columns[col]
@@ -272,6 +286,7 @@ def _table_profile(
         status=[None if v is None else int(v) for v in columns[status_col]] if status_col else None,
         threshold=threshold,
         task=task,
+        kinds=_kinds_for(kinds, selected, names),
     )
 
 
@@ -289,6 +304,7 @@ def profile_from_csv(
     status: str | None = None,
     include: Sequence[str] | None = None,
     exclude: Sequence[str] | None = None,
+    kinds: Mapping[str, Kind] | None = None,
     threshold: float = 0.5,
     task: Literal["auto", "classification", "regression"] = "auto",
 ) -> Profile:
@@ -322,7 +338,7 @@ def profile_from_csv(
     return _table_profile(
         path, columns, model=model, model_version=model_version, created_at=created_at, settings=settings,
         timestamp=timestamp, prediction=prediction, label=label, latency=latency, status=status,
-        include=include, exclude=exclude, threshold=threshold, task=task,
+        include=include, exclude=exclude, kinds=kinds, threshold=threshold, task=task,
     )  # fmt: skip
 
 
@@ -340,6 +356,7 @@ def profile_from_parquet(
     status: str | None = None,
     include: Sequence[str] | None = None,
     exclude: Sequence[str] | None = None,
+    kinds: Mapping[str, Kind] | None = None,
     threshold: float = 0.5,
     task: Literal["auto", "classification", "regression"] = "auto",
 ) -> Profile:
@@ -359,7 +376,7 @@ def profile_from_parquet(
     return _table_profile(
         path, columns, model=model, model_version=model_version, created_at=created_at, settings=settings,
         timestamp=timestamp, prediction=prediction, label=label, latency=latency, status=status,
-        include=include, exclude=exclude, threshold=threshold, task=task,
+        include=include, exclude=exclude, kinds=kinds, threshold=threshold, task=task,
     )  # fmt: skip
 
 
@@ -376,6 +393,7 @@ def build_profile_from_file(
     status: str | None = None,
     include: Sequence[str] | None = None,
     exclude: Sequence[str] | None = None,
+    kinds: Mapping[str, Kind] | None = None,
     settings: MetricsConfig | ProfileSettings | None = None,
     created_at: str,
     threshold: float = 0.5,
@@ -400,7 +418,7 @@ def build_profile_from_file(
     if fmt == "jsonl":
         return profile_from_jsonl(
             p, model=model, model_version=model_version, created_at=created_at, settings=settings,
-            label=label, include=include, exclude=exclude, threshold=threshold, task=task,
+            label=label, include=include, exclude=exclude, kinds=kinds, threshold=threshold, task=task,
         )  # fmt: skip
     reader = profile_from_csv if fmt == "csv" else profile_from_parquet
     if fmt not in ("csv", "parquet"):
@@ -408,5 +426,5 @@ def build_profile_from_file(
     return reader(
         p, model=model, model_version=model_version, created_at=created_at, settings=settings,
         timestamp=timestamp, prediction=prediction, label=label, latency=latency, status=status,
-        include=include, exclude=exclude, threshold=threshold, task=task,
+        include=include, exclude=exclude, kinds=kinds, threshold=threshold, task=task,
     )  # fmt: skip

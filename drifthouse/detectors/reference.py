@@ -30,6 +30,7 @@ __all__ = [
     "PREDICTION",
     "Baselines",
     "FeatureProfile",
+    "Kind",
     "Profile",
     "ProfileSettings",
     "build_feature_profile",
@@ -49,6 +50,7 @@ NUMERIC_SHARE = 0.95
 #: How many distinct odd values a numeric feature's profile keeps as examples.
 TYPE_ERROR_EXAMPLES = 5
 _POSITIVE = ("1", "true", "yes", "positive", "pos")
+Kind = Literal["numeric", "categorical"]
 
 
 class ProfileSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -448,8 +450,12 @@ def build_profile(
     status: np.ndarray | Sequence[Any] | None = None,
     threshold: float = 0.5,
     task: Literal["auto", "classification", "regression"] = "auto",
+    kinds: Mapping[str, Kind] | None = None,
 ) -> Profile:
     """Build a profile from columns of equal length.
+
+    ``kinds`` forces the kind of the features it names (``{"zip": "categorical"}``); the others
+    are inferred (:func:`build_feature_profile`).
 
     ``prediction`` is a numeric score (probability of the positive class, or a regression
     output) or class labels. With ``label`` the label metrics of the reference become baselines
@@ -469,7 +475,15 @@ def build_profile(
             lengths[extra_name] = len(extra)
     if len(set(lengths.values())) > 1:
         raise ProfileError(f"columns must have equal lengths (got {lengths})")
-    feats = [build_feature_profile(name, col, s) for name, col in features.items()]
+    kinds = kinds or {}
+    unknown = [n for n in kinds if n not in features]
+    if unknown:
+        raise ProfileError(
+            f"kinds name features that are not in the data: {unknown} (features: {list(features)})"
+        )
+    feats = [
+        build_feature_profile(name, col, s, kind=kinds.get(name)) for name, col in features.items()
+    ]
     pred = build_feature_profile(PREDICTION, prediction, s) if prediction is not None else None
     events = next(iter(lengths.values()), 0)
 

@@ -13,6 +13,7 @@ from river import datasets
 
 from drifthouse.detectors.profile_files import build_profile_from_file
 from drifthouse.detectors.reference import NUMERIC_SHARE, ProfileSettings, build_feature_profile
+from drifthouse.errors import ProfileError
 
 SHUTTLE = [(x, int(y)) for x, y in datasets.Shuttle()]
 NAMES = list(SHUTTLE[0][0])
@@ -103,3 +104,32 @@ def test_the_numeric_share_decides_the_kind(
     f = build_feature_profile("x", column, SETTINGS)
     assert f.kind == kind
     assert f.type_error == type_error
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_kinds_can_be_forced_by_name(tmp_path: Path, fmt: str) -> None:
+    """``kinds`` overrides the share: f2 (numbers) as categories, f1 with 10% text as numbers."""
+    odd = {i: "?" for i in range(0, 49_000, 10)}
+    write = _shuttle_csv if fmt == "csv" else _shuttle_jsonl
+    path = write(tmp_path / f"shuttle.{fmt}", odd)  # type: ignore[arg-type]
+    assert _profile(path).feature("f1").kind == "categorical"  # 10% odd: below the share
+    profile = build_profile_from_file(
+        path, model="shuttle", model_version="1", created_at="2026-01-01T00:00:00Z",
+        kinds={"f1": "numeric", "f2": "categorical"},
+    )  # fmt: skip
+    f1, f2 = profile.feature("f1"), profile.feature("f2")
+    assert (f1.kind, f1.type_error, f1.type_error_examples) == ("numeric", len(odd), ["?"])
+    assert f2.kind == "categorical"
+    assert "0" in f2.categories  # numbers named by category_key: 0 and 0.0 are "0"
+    assert f2.count == len(SHUTTLE)
+
+
+def test_kinds_must_name_features(tmp_path: Path) -> None:
+    path = _shuttle_csv(tmp_path / "shuttle.csv", {})
+    with pytest.raises(
+        ProfileError, match=r"kinds name features that are not in the data: \['nope'\]"
+    ):
+        build_profile_from_file(
+            path, model="shuttle", model_version="1", created_at="2026-01-01T00:00:00Z",
+            kinds={"nope": "numeric"},
+        )  # fmt: skip
