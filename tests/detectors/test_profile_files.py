@@ -44,6 +44,18 @@ def _shuttle_jsonl(path: Path, odd: dict[int, object]) -> Path:
     return path
 
 
+def _shuttle_parquet(path: Path, odd: dict[int, str]) -> Path:
+    """Shuttle as Parquet, ``f1`` a string column (as pandas writes a column of mixed cells)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = {n: [x[n] for x, _ in SHUTTLE] for n in NAMES}
+    columns["f1"] = [odd.get(i, str(v)) for i, v in enumerate(columns["f1"])]
+    columns["label"] = [y for _, y in SHUTTLE]
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
 def _profile(path: Path):
     return build_profile_from_file(
         path, model="shuttle", model_version="1", created_at="2026-01-01T00:00:00Z"
@@ -63,14 +75,15 @@ def _profile(path: Path):
             id="csv-several-kinds",
         ),
         pytest.param("jsonl", {17: "?"}, 1, ["?"], id="jsonl-one-question-mark"),
+        pytest.param("parquet", {17: "?", 18: "?"}, 2, ["?"], id="parquet-text-column"),
         pytest.param("jsonl", {5: True, 6: "12"}, 2, ["true", "12"], id="jsonl-bool-and-text"),
     ],
 )
 def test_a_numeric_column_with_a_few_odd_cells_is_numeric(
     tmp_path: Path, fmt: str, odd: dict[int, object], errors: int, examples: list[str]
 ) -> None:
-    write = _shuttle_csv if fmt == "csv" else _shuttle_jsonl
-    profile = _profile(write(tmp_path / f"shuttle.{fmt}", odd))  # type: ignore[arg-type]
+    write = {"csv": _shuttle_csv, "jsonl": _shuttle_jsonl, "parquet": _shuttle_parquet}[fmt]
+    profile = _profile(write(tmp_path / f"shuttle.{fmt}", odd))  # type: ignore[operator]
     f1 = profile.feature("f1")
     assert f1.kind == "numeric"
     assert f1.type_error == errors
