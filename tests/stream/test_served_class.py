@@ -124,3 +124,13 @@ def test_class_predictions_and_labels_meet_as_categories() -> None:
     )
     rows = {r.metric: r.value for r in stage.flush(None, run_id="live", computed_at=0)}
     assert rows["accuracy"] == 4 / 5  # "07" is a code, not the number 7
+
+
+def test_the_reference_and_the_windows_score_class_labels_alike() -> None:
+    """The profile's baseline accuracy compares classes as the windows do."""
+    from drifthouse.detectors.labels import reference_metrics
+
+    served = ["1.0", "2", "True", "0", "7", "Cat"]
+    truth = [1, 2.0, True, "0.0", "07", "cat"]
+    _, baseline = reference_metrics(y_true=truth, y_pred=served, task="classification")
+    assert baseline["accuracy"] == 4 / 6
