@@ -485,6 +485,9 @@ def build_profile(
         build_feature_profile(name, col, s, kind=kinds.get(name)) for name, col in features.items()
     ]
     pred = build_feature_profile(PREDICTION, prediction, s) if prediction is not None else None
+    if pred is not None and pred.type_error and prediction is not None:
+        # A score with a few odd cells: the baselines skip those rows, as windows do.
+        prediction = [v if _is_number(v) else None for v in prediction]
     events = next(iter(lengths.values()), 0)
 
     lat = {}

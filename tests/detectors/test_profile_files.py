@@ -146,3 +146,21 @@ def test_kinds_must_name_features(tmp_path: Path) -> None:
             path, model="shuttle", model_version="1", created_at="2026-01-01T00:00:00Z",
             kinds={"nope": "numeric"},
         )  # fmt: skip
+
+
+def test_odd_cells_of_a_numeric_prediction_are_left_out_of_the_label_baselines(
+    tmp_path: Path,
+) -> None:
+    """A score column with a ``?`` stays a score: the baselines skip that row, as a window
+    skips a prediction it cannot read."""
+    rows = [(i % 100 / 100, int(i % 100 >= 50)) for i in range(2_000)]
+    path = tmp_path / "scores.csv"
+    lines = ["x,prediction,label"]
+    lines += [f"{i},{'?' if i == 7 else s},{y}" for i, (s, y) in enumerate(rows)]
+    path.write_text("\n".join(lines) + "\n")
+    profile = _profile(path)
+    assert profile.prediction is not None
+    assert (profile.prediction.kind, profile.prediction.type_error) == ("numeric", 1)
+    assert profile.baselines.task == "classification"
+    assert profile.baselines.labels["accuracy"] == 1.0
+    assert profile.baselines.labels["roc_auc"] == 1.0
