@@ -76,6 +76,12 @@ def _pick(
     return next((c for c in defaults if c in columns), None)
 
 
+def _is_number(v: object) -> bool:
+    return isinstance(v, int | float | np.integer | np.floating) and not isinstance(
+        v, bool | np.bool_
+    )
+
+
 def _kinds_for(
     kinds: Mapping[str, Kind] | None, selected: Sequence[str], names: Iterable[str]
 ) -> dict[str, Kind]:
@@ -247,6 +253,7 @@ def _table_profile(
     task: Literal["auto", "classification", "regression"],
 ) -> Profile:
     names = list(columns)
+    rows: Sequence[int] = range(max((len(v) for v in columns.values()), default=0))
     ts_col = _pick(names, timestamp, _TS_NAMES, "timestamp")
     pred_col = _pick(names, prediction, ("prediction",), "prediction")
     label_col = _pick(names, label, ("label",), "label")
@@ -258,6 +265,7 @@ def _table_profile(
             raise ProfileError(
                 f"{path}: no rows of model {model!r} in column 'model'; check --model"
             )
+        rows = keep
         idx = np.asarray(keep, dtype=np.intp)
         columns = {
             k: v[idx] if isinstance(v, np.ndarray) else [v[i] for i in keep]
@@ -273,6 +281,23 @@ def _table_profile(
     def num(col: str | None) -> Any:
         return None if col is None else columns[col]
 
+    def checked(col: str | None, *, status: bool = False) -> Any:
+        # Latency and status have no type_error counter: an odd cell is named, not guessed at.
+        if col is None:
+            return None
+        values = columns[col]
+        if isinstance(values, list):  # text: pyarrow met a cell that is not a number
+            values = _numbers_in_text(values, force=True)
+        for i, v in enumerate(values.tolist() if isinstance(values, np.ndarray) else values):
+            if v is None or (type(v) is float and v != v):
+                continue
+            if not _is_number(v) or (status and not float(v).is_integer()):
+                expected = "an integer HTTP status" if status else "a number"
+                raise ProfileError(
+                    f"{path}: column {col!r} row {rows[i] + 1}: expected {expected}; got {v!r}"
+                )
+        return values
+
     return build_profile(
         model=model,
         model_version=model_version,
@@ -282,8 +307,10 @@ def _table_profile(
         features={n: columns[n] for n in selected},
         prediction=num(pred_col),
         label=num(label_col),
-        latency_ms=num(lat_col),
-        status=[None if v is None else int(v) for v in columns[status_col]] if status_col else None,
+        latency_ms=checked(lat_col),
+        status=[None if v is None else int(v) for v in checked(status_col, status=True)]
+        if status_col
+        else None,
         threshold=threshold,
         task=task,
         kinds=_kinds_for(kinds, selected, names),

@@ -164,3 +164,36 @@ def test_odd_cells_of_a_numeric_prediction_are_left_out_of_the_label_baselines(
     assert profile.baselines.task == "classification"
     assert profile.baselines.labels["accuracy"] == 1.0
     assert profile.baselines.labels["roc_auc"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("header", "row", "message"),
+    [
+        pytest.param(
+            "x,latency_ms",
+            "2,?",
+            r"column 'latency_ms' row 2: expected a number; got '\?'",
+            id="latency-text",
+        ),
+        pytest.param(
+            "x,status",
+            "2,abc",
+            r"column 'status' row 2: expected an integer HTTP status; got 'abc'",
+            id="status-text",
+        ),
+        pytest.param(
+            "x,status",
+            "2,200.5",
+            r"column 'status' row 2: expected an integer HTTP status; got 200.5",
+            id="status-fraction",
+        ),
+    ],
+)
+def test_odd_cells_in_latency_and_status_columns_are_named(
+    tmp_path: Path, header: str, row: str, message: str
+) -> None:
+    path = tmp_path / "ref.csv"
+    first = "1,5" if "latency" in header else "1,200"
+    path.write_text(f"{header}\n{first}\n{row}\n")
+    with pytest.raises(ProfileError, match=message):
+        _profile(path)
