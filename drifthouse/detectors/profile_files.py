@@ -150,6 +150,14 @@ def profile_from_jsonl(
                 raise ProfileError(
                     f"{path}:{lineno}: at `$.features`: expected an object of feature values (got {type(feats).__name__})"
                 )
+            for field, what in (("latency_ms", "a number"), ("status", "an integer HTTP status")):
+                v = event.get(field)
+                if v is not None and (
+                    not _is_number(v) or (field == "status" and not float(v).is_integer())
+                ):
+                    raise ProfileError(
+                        f"{path}:{lineno}: at `$.{field}`: expected {what}; got {v!r}"
+                    )
             if event.get("predicted_class") is not None:
                 try:  # the event contract's rule, so a profile takes what a worker takes
                     check_served_class(event.get("prediction"), event["predicted_class"])

@@ -197,3 +197,32 @@ def test_odd_cells_in_latency_and_status_columns_are_named(
     path.write_text(f"{header}\n{first}\n{row}\n")
     with pytest.raises(ProfileError, match=message):
         _profile(path)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        pytest.param(
+            "latency_ms",
+            "?",
+            r"ref.jsonl:2: at `\$.latency_ms`: expected a number; got '\?'",
+            id="latency",
+        ),
+        pytest.param(
+            "status",
+            "200",
+            r"ref.jsonl:2: at `\$.status`: expected an integer HTTP status; got '200'",
+            id="status",
+        ),
+    ],
+)
+def test_odd_latency_and_status_in_jsonl_are_named(
+    tmp_path: Path, field: str, value: object, message: str
+) -> None:
+    path = tmp_path / "ref.jsonl"
+    good = {"model": "m", "ts": 1, "features": {"x": 1.0}, "latency_ms": 3.0, "status": 200}
+    path.write_text(json.dumps(good) + "\n" + json.dumps({**good, field: value}) + "\n")
+    with pytest.raises(ProfileError, match=message):
+        build_profile_from_file(
+            path, model="m", model_version="1", created_at="2026-01-01T00:00:00Z"
+        )
