@@ -9,6 +9,7 @@ error, every problem as ``file:line path: message``) without a traceback, unless
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -185,6 +186,16 @@ def profile(
         list[str] | None, typer.Option(help="Only these features (repeatable).")
     ] = None,
     exclude: Annotated[list[str] | None, typer.Option(help="Leave these features out.")] = None,
+    categorical: Annotated[
+        list[str] | None,
+        typer.Option(help="Profile this feature as categorical, whatever its values (repeatable)."),
+    ] = None,
+    numeric: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Profile this feature as numeric, counting other values as type_error (repeatable)."
+        ),
+    ] = None,
     threshold: Annotated[float, typer.Option(help="Class threshold for label metrics.")] = 0.5,
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="Take bins and eps from this config.")
@@ -195,6 +206,7 @@ def profile(
 
     from drifthouse.config import load_config
     from drifthouse.detectors.profile_files import build_profile_from_file
+    from drifthouse.detectors.reference import Kind
 
     cfg = load_config(config) if config is not None else None
     settings = cfg.metrics if cfg is not None else None
@@ -203,6 +215,11 @@ def profile(
         exclude = [*(exclude or []), *cfg.model(model).pii]
     if fmt is not None and fmt not in {"csv", "parquet", "jsonl"}:
         raise UsageError(f"--format must be csv, parquet or jsonl (got {fmt!r})")
+    both = sorted(set(categorical or ()) & set(numeric or ()))
+    if both:
+        raise UsageError(f"--categorical and --numeric both name {both[0]!r}; choose one")
+    kinds: dict[str, Kind] = dict.fromkeys(numeric or (), "numeric")
+    kinds.update(dict.fromkeys(categorical or (), "categorical"))
     built = build_profile_from_file(
         input,
         model=model,
@@ -215,6 +232,7 @@ def profile(
         status=status,
         include=include,
         exclude=exclude,
+        kinds=kinds,
         settings=settings,
         created_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         threshold=threshold,
@@ -235,6 +253,29 @@ def profile(
             else str(len(f.categories))
         )
         table.add_row(Text(f.name), f.kind, str(f.count), f"{f.missing_rate:.3f}", shape)
+    out.print(table)
+    _print_type_errors(
+        built.features if built.prediction is None else [*built.features, built.prediction]
+    )
+
+
+def _print_type_errors(features: Sequence[Any]) -> None:
+    """The numeric features that held values other than numbers: how many, and examples."""
+    odd = [f for f in features if f.type_error]
+    if not odd:
+        return
+    table = Table(
+        title="values that are not numbers in numeric features (counted as type_error; "
+        "--categorical NAME profiles a feature as categories)",
+        title_justify="left",
+    )
+    for column in ("feature", "count", "share", "examples"):
+        table.add_column(column)
+    for f in odd:
+        seen = f.count + f.missing + f.non_finite + f.type_error
+        examples = ", ".join(json.dumps(e, ensure_ascii=False) for e in f.type_error_examples)
+        share = f"{f.type_error / seen:.3%}" if seen else "-"
+        table.add_row(Text(f.name), str(f.type_error), share, Text(examples))
     out.print(table)
 
 

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeAlias, T
 
 import msgspec
 
+from drifthouse.categories import category_key
 from drifthouse.errors import DecodeError
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "MetricEvent",
     "Prediction",
     "PredictionEvent",
+    "check_served_class",
     "decoder_for",
     "encode_event",
     "parse_ts",
@@ -183,6 +185,10 @@ class PredictionEvent(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False
         Unique id of the request; needed to join labels.
     prediction : int, float, str, dict[str, float] or None
         Model output: a number, a class name, or class -> probability (finite).
+    predicted_class : int, str or None
+        With ``prediction`` as class -> probability, the class the model served; one of its
+        classes (compared as categories: ``2`` names class ``"2"``). Without it, the most
+        probable class is taken, ties broken by name.
     latency_ms : float or None
         Serving latency, finite and non-negative.
     status : int
@@ -208,6 +214,7 @@ class PredictionEvent(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False
     model_version: str = "unknown"
     event_id: str | None = None
     prediction: Prediction | None = None
+    predicted_class: _ExactInt | str | None = None
     latency_ms: _NonNegative | None = None
     status: _HttpStatus = 200
     segment: dict[str, str] = {}
@@ -216,6 +223,34 @@ class PredictionEvent(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False
         ts = self.ts_ms
         if type(ts) is not int or not 0 <= ts <= _MAX_TS_MS:
             self.ts_ms = parse_ts(ts)  # a datetime, a str built in Python, or out of range
+        if self.predicted_class is not None:
+            check_served_class(self.prediction, self.predicted_class)
+
+
+def check_served_class(prediction: object, served: int | str) -> None:
+    """Raise ``schema`` at ``$.predicted_class`` unless ``served`` is one of the classes.
+
+    A :class:`DecodeError` (not a ``ValueError``) passes through msgspec's decoder unchanged,
+    so both decode paths and events built in Python say the same.
+    """
+    if isinstance(prediction, dict) and prediction:
+        if served in prediction:
+            return
+        key = category_key(served)
+        if any(category_key(c) == key for c in prediction):
+            return
+        raise DecodeError(
+            "schema",
+            "$.predicted_class",
+            f"expected one of the classes of `$.prediction` ({_preview(list(prediction))}); "
+            f"got {_describe(served)}",
+        )
+    raise DecodeError(
+        "schema",
+        "$.predicted_class",
+        f"expected `predicted_class` only beside a `prediction` of class -> probability; "
+        f"got it beside {'no prediction' if prediction is None else _describe(prediction)}",
+    )
 
 
 class LabelEvent(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
@@ -311,6 +346,7 @@ _SPECS: dict[type[Event], _Spec] = {
             "features.*": "a number, string, bool or null",
             "prediction": "a number, a string, or an object of class -> probability",
             "prediction.*": "a finite number (a probability)",
+            "predicted_class": "a class name (string) or an integer class id",
             "latency_ms": "a finite number >= 0",
             "status": "an integer HTTP status (100..599)",
             "segment": "an object of name -> string",

@@ -88,13 +88,18 @@ def rfc3339_times(draw: st.DrawFn) -> tuple[str, int]:
 @st.composite
 def prediction_events(draw: st.DrawFn, *, max_features: int = 8) -> PredictionEvent:
     """Valid prediction events with every optional field sometimes present."""
+    prediction = draw(predictions)
+    served = None
+    if isinstance(prediction, dict) and prediction and draw(st.booleans()):
+        served = draw(st.sampled_from(sorted(prediction)))
     return PredictionEvent(
         model=draw(names),
         ts_ms=draw(epoch_ms),
         features=draw(st.dictionaries(names, feature_values, max_size=max_features)),
         model_version=draw(st.one_of(st.just("unknown"), st.text(max_size=8))),
         event_id=draw(st.one_of(st.none(), st.text(max_size=16))),
-        prediction=draw(predictions),
+        prediction=prediction,
+        predicted_class=served,
         latency_ms=draw(st.one_of(st.none(), st.floats(min_value=0.0, allow_infinity=False))),
         status=draw(st.integers(min_value=100, max_value=599)),
         segment=draw(st.dictionaries(names, st.text(max_size=8), max_size=3)),

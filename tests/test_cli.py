@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -191,3 +192,52 @@ def test_entry_point_and_module_run_in_a_fresh_process(tmp_path: Path) -> None:
         [sys.executable, "-m", "drifthouse", "version"], capture_output=True, text=True, check=False
     )
     assert (done.returncode, done.stdout.strip()) == (0, f"drifthouse {__version__}")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_profile_reports_odd_cells_of_numeric_features(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, fmt: str
+) -> None:
+    rows = [{"amount": float(i % 97), "country": "DE" if i % 3 else "FR"} for i in range(2_000)]
+    odd = {5: "?", 70: "?", 900: "n.a.", 1_500: "?"}
+    path = tmp_path / f"ref.{fmt}"
+    if fmt == "csv":
+        lines = ["amount,country"]
+        lines += [f"{odd.get(i, r['amount'])},{r['country']}" for i, r in enumerate(rows)]
+    else:
+        lines = [
+            json.dumps(
+                {"model": "fraud", "ts": i, "features": {**r, "amount": odd.get(i, r["amount"])}}
+            )
+            for i, r in enumerate(rows)
+        ]
+    path.write_text("\n".join(lines) + "\n")
+    code, out, _ = run(
+        capsys, "profile", str(path), "--model", "fraud", "--out", str(tmp_path / "p.json")
+    )
+    assert code == 0
+    report = out[out.index("not numbers") :]
+    assert "│ amount  │ 4     │ 0.200% │" in report
+    assert '"?", "n.a."' in report
+    assert "country" not in report
+
+
+def test_profile_takes_forced_kinds(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "ref.csv"
+    lines = ["zip,amount"] + [f"{94100 + i % 7},{'?' if i % 10 == 0 else i}" for i in range(500)]
+    path.write_text("\n".join(lines) + "\n")
+    target = tmp_path / "p.json"
+    code, out, _ = run(
+        capsys, "profile", str(path), "--model", "m", "--out", str(target),
+        "--categorical", "zip", "--numeric", "amount",
+    )  # fmt: skip
+    assert code == 0, out
+    profile = json.loads(target.read_text())
+    kinds = {f["name"]: (f["kind"], f.get("type_error", 0)) for f in profile["features"]}
+    assert kinds == {"zip": ("categorical", 0), "amount": ("numeric", 50)}
+    code, _, err = run(
+        capsys, "profile", str(path), "--model", "m", "--out", str(target),
+        "--categorical", "zip", "--numeric", "zip",
+    )  # fmt: skip
+    assert code == 2
+    assert "--categorical and --numeric both name 'zip'" in err

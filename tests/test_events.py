@@ -147,6 +147,22 @@ def test_prediction_kinds() -> None:
     assert PREDICTIONS.decode(prediction(prediction="spam")).prediction == "spam"
 
 
+@pytest.mark.parametrize(
+    ("probabilities", "served"),
+    [
+        pytest.param({"a": 0.4, "b": 0.4, "c": 0.2}, "b", id="class-name"),
+        pytest.param({"0": 0.2, "1": 0.2, "2": 0.6}, 1, id="integer-class-id"),
+        pytest.param({"1": 0.2, "2": 0.8}, "1.0", id="class-spelled-as-a-number"),
+    ],
+)
+def test_the_served_class_comes_beside_the_probabilities(
+    probabilities: dict[str, float], served: object
+) -> None:
+    event = PREDICTIONS.decode(prediction(prediction=probabilities, predicted_class=served))
+    assert event.predicted_class == served
+    assert b'"predicted_class"' in encode_event(event)
+
+
 def test_label_and_metric_events() -> None:
     label = LABELS.decode(
         b'{"event_id": "r1", "model": "m", "ts": "2024-05-01T12:00:00Z", "label": 1}'
@@ -247,6 +263,12 @@ BAD_PREDICTIONS = [
     pytest.param(prediction(segment={"country": 49}), "schema", "$.segment.country", "expected a string; got integer 49", id="segment-number"),
     pytest.param(prediction(segment="DE"), "schema", "$.segment", 'got string "DE"', id="segment-string"),
     pytest.param(prediction(event_id=17), "schema", "$.event_id", "expected a string; got integer 17", id="event-id-number"),
+    # predicted_class
+    pytest.param(prediction(prediction={"a": 0.5, "b": 0.5}, predicted_class="c"), "schema", "$.predicted_class", 'one of the classes of `$.prediction` (["a", "b"]); got string "c"', id="served-class-unknown"),
+    pytest.param(prediction(prediction=0.7, predicted_class="a"), "schema", "$.predicted_class", "beside number 0.7", id="served-class-beside-a-score"),
+    pytest.param(prediction(predicted_class="a"), "schema", "$.predicted_class", "beside no prediction", id="served-class-without-prediction"),
+    pytest.param(prediction(prediction={"a": 1.0}, predicted_class=["a"]), "schema", "$.predicted_class", 'got array ["a"]', id="served-class-array"),
+    pytest.param(prediction(prediction={"1": 1.0}, predicted_class=1.5), "schema", "$.predicted_class", "got number 1.5", id="served-class-float"),
 ]
 # fmt: on
 

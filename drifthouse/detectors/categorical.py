@@ -69,11 +69,23 @@ class CategoricalBlock:
         self.eps = eps
         self.n_categories = np.asarray([len(f.categories) for f in features], dtype=np.int64)
         self._encoders: list[dict[str, int]] = []
+        # Per feature, top categories whose name another one already has: (slot, first slot).
+        self._aliases: list[list[tuple[int, int]]] = []
         for f in features:
+            # Names go through category_key too: a profile written before keys were canonical
+            # may name "1.0" what a window now calls "1", or hold both "1" and "1.0". The
+            # first (most frequent) slot takes them all; the reference's counts follow.
             k = len(f.categories)
-            enc = dict.fromkeys(f.known_other, k)
-            enc.update({c: i for i, c in enumerate(f.categories)})
+            enc: dict[str, int] = {}
+            aliases = []
+            for i, c in enumerate(f.categories):
+                first = enc.setdefault(category_key(c) or c, i)
+                if first != i:
+                    aliases.append((i, first))
+            for c in f.known_other:
+                enc.setdefault(category_key(c) or c, k)
             self._encoders.append(enc)
+            self._aliases.append(aliases)
         self.layout = layout_digest(
             "categorical", self.names, [list(f.categories) for f in features]
         )
@@ -125,6 +137,9 @@ class CategoricalBlock:
             k = len(f.categories)
             s.counts[j, :k] = f.category_counts
             s.counts[j, k] = f.other_count
+            for slot, first in self._aliases[j]:
+                s.counts[j, first] += s.counts[j, slot]
+                s.counts[j, slot] = 0
             s.count[j] = f.count
             s.missing[j] = f.missing
         return s

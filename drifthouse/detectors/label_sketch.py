@@ -32,6 +32,7 @@ from typing import Literal
 import msgspec
 import numpy as np
 
+from drifthouse.categories import category_key
 from drifthouse.detectors import _label_kernels as _k
 from drifthouse.detectors.base import Result, State, check_same_layout, layout_digest
 from drifthouse.detectors.labels import class_metrics
@@ -114,12 +115,10 @@ def auc_binning_error(*, pos_counts: np.ndarray, neg_counts: np.ndarray) -> floa
 
 
 def class_name(value: object) -> str:
-    """A label as a class name: ``3`` and ``3.0`` are ``'3'``, bools ``'true'``/``'false'``."""
-    if isinstance(value, bool | np.bool_):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+    """A label as a class name: its category key (:func:`drifthouse.categories.category_key`),
+    so ``3``, ``3.0`` and ``"3"`` are ``'3'`` and bools ``'true'``/``'false'``, as in profiles."""
+    key = category_key(value)
+    return str(value) if key is None else key
 
 
 # -- binary ------------------------------------------------------------------------------------

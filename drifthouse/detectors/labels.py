@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy.stats import rankdata
 
+from drifthouse.categories import category_key
 from drifthouse.errors import ProfileError
 
 __all__ = ["binary_metrics", "class_metrics", "reference_metrics", "regression_metrics", "roc_auc"]
@@ -87,13 +88,9 @@ def regression_metrics(*, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, f
 
 
 def _key(v: object) -> str | None:
-    if v is None:
-        return None
-    if isinstance(v, bool | np.bool_):
-        return "true" if v else "false"
-    if isinstance(v, float) and v != v:
-        return None
-    return str(v).strip().lower()
+    """A class's category key, lower-cased to tell positive from negative labels."""
+    key = category_key(v)
+    return None if key is None else key.strip().lower()
 
 
 def _is_number(v: object) -> bool:
@@ -181,7 +178,8 @@ def reference_metrics(
         )
     pk = [_key(p) for p in preds]
     tk = [_key(t) for t in labels]
-    correct = sum(a == b for a, b in zip(pk, tk, strict=True))
+    # Equal as the windows compare classes (category keys: 1 and "1.0" are one class).
+    correct = sum(category_key(a) == category_key(b) for a, b in zip(preds, labels, strict=True))
     if binary_labels:
         pos_p = [k in _POSITIVE for k in pk]
         pos_t = [k in _POSITIVE for k in tk]

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,8 +18,16 @@ import msgspec
 import numpy as np
 
 from drifthouse.config import MetricsConfig
-from drifthouse.detectors.reference import Profile, ProfileSettings, build_profile, prediction_score
-from drifthouse.errors import ProfileError
+from drifthouse.detectors.reference import (
+    NUMERIC_SHARE,
+    Kind,
+    Profile,
+    ProfileSettings,
+    build_profile,
+    prediction_score,
+)
+from drifthouse.errors import DecodeError, ProfileError
+from drifthouse.events import check_served_class
 
 __all__ = [
     "build_profile_from_file",
@@ -67,6 +76,20 @@ def _pick(
     return next((c for c in defaults if c in columns), None)
 
 
+def _is_number(v: object) -> bool:
+    return isinstance(v, int | float | np.integer | np.floating) and not isinstance(
+        v, bool | np.bool_
+    )
+
+
+def _kinds_for(
+    kinds: Mapping[str, Kind] | None, selected: Sequence[str], names: Iterable[str]
+) -> dict[str, Kind]:
+    """The forced kinds of the selected features; a name the data lacks stays, to be refused."""
+    known = set(names)
+    return {n: k for n, k in (kinds or {}).items() if n in selected or n not in known}
+
+
 def _select(
     names: Iterable[str], include: Sequence[str] | None, exclude: Sequence[str] | None
 ) -> list[str]:
@@ -93,6 +116,7 @@ def profile_from_jsonl(
     label: str | None = None,
     include: Sequence[str] | None = None,
     exclude: Sequence[str] | None = None,
+    kinds: Mapping[str, Kind] | None = None,
     threshold: float = 0.5,
     task: Literal["auto", "classification", "regression"] = "auto",
 ) -> Profile:
@@ -126,6 +150,19 @@ def profile_from_jsonl(
                 raise ProfileError(
                     f"{path}:{lineno}: at `$.features`: expected an object of feature values (got {type(feats).__name__})"
                 )
+            for field, what in (("latency_ms", "a number"), ("status", "an integer HTTP status")):
+                v = event.get(field)
+                if v is not None and (
+                    not _is_number(v) or (field == "status" and not float(v).is_integer())
+                ):
+                    raise ProfileError(
+                        f"{path}:{lineno}: at `$.{field}`: expected {what}; got {v!r}"
+                    )
+            if event.get("predicted_class") is not None:
+                try:  # the event contract's rule, so a profile takes what a worker takes
+                    check_served_class(event.get("prediction"), event["predicted_class"])
+                except DecodeError as exc:
+                    raise ProfileError(f"{path}:{lineno}: {exc}") from exc
             rows.append(event)
     if not rows:
         raise ProfileError(f"{path}: no events of model {model!r}; check --model")
@@ -144,7 +181,7 @@ def profile_from_jsonl(
         source_digest=file_digest(path),
         settings=_settings(settings),
         features=features,
-        prediction=[prediction_score(e.get("prediction")) for e in rows]
+        prediction=[prediction_score(e.get("prediction"), e.get("predicted_class")) for e in rows]
         if has["prediction"]
         else None,
         label=[e.get(label_key) for e in rows] if has[label_key] else None,
@@ -152,7 +189,34 @@ def profile_from_jsonl(
         status=[e.get("status", 200) for e in rows] if has["status"] else None,
         threshold=threshold,
         task=task,
+        kinds=_kinds_for(kinds, selected, names),
     )
+
+
+# What a CSV reader takes for a number: decimal (sign, digits, fraction, exponent) or infinity;
+# NaN spellings are already nulls (pyarrow's default null values).
+_NUMBER_TEXT = re.compile(
+    r"\s*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*|\s*[+-]?inf(?:inity)?\s*",
+    re.IGNORECASE,
+)
+
+
+def _numbers_in_text(values: list[Any], *, force: bool = False) -> list[Any]:
+    """A text column whose cells are nearly all numbers (``NUMERIC_SHARE``) as numbers, its odd
+    cells kept as text (to be counted as ``type_error``); any other column unchanged.
+
+    CSV has no types: pyarrow reads a column as text as soon as one cell is not a number, and
+    one ``?`` among 60,000 numbers would make the feature categorical. ``force`` converts
+    whatever the share (a feature the caller says is numeric).
+    """
+    present = [v for v in values if v is not None]
+    if not present:
+        return values
+    match = _NUMBER_TEXT.fullmatch
+    parsed = sum(1 for v in present if isinstance(v, str) and match(v))
+    if parsed < NUMERIC_SHARE * len(present) and not force:
+        return values
+    return [float(v) if isinstance(v, str) and match(v) else v for v in values]
 
 
 def _arrow_columns(table: Any) -> dict[str, Any]:
@@ -192,10 +256,12 @@ def _table_profile(
     status: str | None,
     include: Sequence[str] | None,
     exclude: Sequence[str] | None,
+    kinds: Mapping[str, Kind] | None,
     threshold: float,
     task: Literal["auto", "classification", "regression"],
 ) -> Profile:
     names = list(columns)
+    rows: Sequence[int] = range(max((len(v) for v in columns.values()), default=0))
     ts_col = _pick(names, timestamp, _TS_NAMES, "timestamp")
     pred_col = _pick(names, prediction, ("prediction",), "prediction")
     label_col = _pick(names, label, ("label",), "label")
@@ -207,6 +273,7 @@ def _table_profile(
             raise ProfileError(
                 f"{path}: no rows of model {model!r} in column 'model'; check --model"
             )
+        rows = keep
         idx = np.asarray(keep, dtype=np.intp)
         columns = {
             k: v[idx] if isinstance(v, np.ndarray) else [v[i] for i in keep]
@@ -214,9 +281,30 @@ def _table_profile(
         }
     special = {ts_col, pred_col, label_col, lat_col, status_col, *_META} - {None}
     selected = _select([n for n in names if n not in special], include, exclude)
+    kinds = kinds or {}
+    for n in (*selected, pred_col):
+        if n is not None and isinstance(columns[n], list) and kinds.get(n) != "categorical":
+            columns[n] = _numbers_in_text(columns[n], force=kinds.get(n) == "numeric")
 
     def num(col: str | None) -> Any:
         return None if col is None else columns[col]
+
+    def checked(col: str | None, *, status: bool = False) -> Any:
+        # Latency and status have no type_error counter: an odd cell is named, not guessed at.
+        if col is None:
+            return None
+        values = columns[col]
+        if isinstance(values, list):  # text: pyarrow met a cell that is not a number
+            values = _numbers_in_text(values, force=True)
+        for i, v in enumerate(values.tolist() if isinstance(values, np.ndarray) else values):
+            if v is None or (type(v) is float and v != v):
+                continue
+            if not _is_number(v) or (status and not float(v).is_integer()):
+                expected = "an integer HTTP status" if status else "a number"
+                raise ProfileError(
+                    f"{path}: column {col!r} row {rows[i] + 1}: expected {expected}; got {v!r}"
+                )
+        return values
 
     return build_profile(
         model=model,
@@ -227,10 +315,13 @@ def _table_profile(
         features={n: columns[n] for n in selected},
         prediction=num(pred_col),
         label=num(label_col),
-        latency_ms=num(lat_col),
-        status=[None if v is None else int(v) for v in columns[status_col]] if status_col else None,
+        latency_ms=checked(lat_col),
+        status=[None if v is None else int(v) for v in checked(status_col, status=True)]
+        if status_col
+        else None,
         threshold=threshold,
         task=task,
+        kinds=_kinds_for(kinds, selected, names),
     )
 
 
@@ -248,13 +339,16 @@ def profile_from_csv(
     status: str | None = None,
     include: Sequence[str] | None = None,
     exclude: Sequence[str] | None = None,
+    kinds: Mapping[str, Kind] | None = None,
     threshold: float = 0.5,
     task: Literal["auto", "classification", "regression"] = "auto",
 ) -> Profile:
     """Profile a CSV file with a header row.
 
-    A column is numeric when every non-empty cell parses as a number; otherwise categorical
-    (``true``/``false`` and text). Empty cells are missing. Columns named ``ts``/``timestamp``,
+    A column is numeric when at least 95% (``NUMERIC_SHARE``) of its non-empty cells are
+    numbers; its other cells are then counted as ``type_error`` (with examples in the
+    profile). Other columns are categorical (``true``/``false`` and text). Empty cells and
+    pyarrow's null spellings (``NA``, ``NaN``, ``null``...) are missing. Columns named ``ts``/``timestamp``,
     ``prediction``, ``label``, ``latency_ms``, ``status``, ``model``, ``model_version``,
     ``event_id`` are taken as those fields unless other names are given; rows whose ``model``
     differs from ``model`` are skipped.
@@ -279,7 +373,7 @@ def profile_from_csv(
     return _table_profile(
         path, columns, model=model, model_version=model_version, created_at=created_at, settings=settings,
         timestamp=timestamp, prediction=prediction, label=label, latency=latency, status=status,
-        include=include, exclude=exclude, threshold=threshold, task=task,
+        include=include, exclude=exclude, kinds=kinds, threshold=threshold, task=task,
     )  # fmt: skip
 
 
@@ -297,6 +391,7 @@ def profile_from_parquet(
     status: str | None = None,
     include: Sequence[str] | None = None,
     exclude: Sequence[str] | None = None,
+    kinds: Mapping[str, Kind] | None = None,
     threshold: float = 0.5,
     task: Literal["auto", "classification", "regression"] = "auto",
 ) -> Profile:
@@ -316,7 +411,7 @@ def profile_from_parquet(
     return _table_profile(
         path, columns, model=model, model_version=model_version, created_at=created_at, settings=settings,
         timestamp=timestamp, prediction=prediction, label=label, latency=latency, status=status,
-        include=include, exclude=exclude, threshold=threshold, task=task,
+        include=include, exclude=exclude, kinds=kinds, threshold=threshold, task=task,
     )  # fmt: skip
 
 
@@ -333,6 +428,7 @@ def build_profile_from_file(
     status: str | None = None,
     include: Sequence[str] | None = None,
     exclude: Sequence[str] | None = None,
+    kinds: Mapping[str, Kind] | None = None,
     settings: MetricsConfig | ProfileSettings | None = None,
     created_at: str,
     threshold: float = 0.5,
@@ -357,7 +453,7 @@ def build_profile_from_file(
     if fmt == "jsonl":
         return profile_from_jsonl(
             p, model=model, model_version=model_version, created_at=created_at, settings=settings,
-            label=label, include=include, exclude=exclude, threshold=threshold, task=task,
+            label=label, include=include, exclude=exclude, kinds=kinds, threshold=threshold, task=task,
         )  # fmt: skip
     reader = profile_from_csv if fmt == "csv" else profile_from_parquet
     if fmt not in ("csv", "parquet"):
@@ -365,5 +461,5 @@ def build_profile_from_file(
     return reader(
         p, model=model, model_version=model_version, created_at=created_at, settings=settings,
         timestamp=timestamp, prediction=prediction, label=label, latency=latency, status=status,
-        include=include, exclude=exclude, threshold=threshold, task=task,
+        include=include, exclude=exclude, kinds=kinds, threshold=threshold, task=task,
     )  # fmt: skip

@@ -19,15 +19,18 @@ from typing import Any, Literal
 import msgspec
 import numpy as np
 
+from drifthouse.categories import category_key
 from drifthouse.config import MetricsConfig
 from drifthouse.detectors import labels as _labels
 from drifthouse.errors import ProfileError
 
 __all__ = [
     "FORMAT",
+    "NUMERIC_SHARE",
     "PREDICTION",
     "Baselines",
     "FeatureProfile",
+    "Kind",
     "Profile",
     "ProfileSettings",
     "build_feature_profile",
@@ -41,7 +44,13 @@ PREDICTION = "__prediction__"
 #: How many reference categories beyond the top list are remembered, to tell "rare in the
 #: reference" from "never seen" (``new_category``).
 KNOWN_OTHER_CAP = 10_000
+#: A column is numeric when at least this share of its present (non-null) values are numbers;
+#: the others are counted as ``type_error``, as a window counts a string in a numeric feature.
+NUMERIC_SHARE = 0.95
+#: How many distinct odd values a numeric feature's profile keeps as examples.
+TYPE_ERROR_EXAMPLES = 5
 _POSITIVE = ("1", "true", "yes", "positive", "pos")
+Kind = Literal["numeric", "categorical"]
 
 
 class ProfileSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -68,7 +77,9 @@ class FeatureProfile(msgspec.Struct, frozen=True, kw_only=True):
     Numeric: ``edges`` are the fine grid's inner edges (``len(edges) + 1`` bins, outermost
     open, ``edges[i-1] <= v < edges[i]`` in bin ``i``) with reference ``counts``; ``psi_edges``
     is a subset of ``edges`` with ``psi_counts``. ``count`` counts present, finite values;
-    ``std`` is the population standard deviation (``ddof=0``).
+    ``std`` is the population standard deviation (``ddof=0``). ``type_error`` counts present
+    values that are not numbers (a ``"?"`` in a column of numbers), with up to five distinct
+    ones as text in ``type_error_examples``.
     Categorical: ``categories`` (most frequent first) with ``category_counts``; ``other_count``
     counts the rest, whose names (up to a cap) are in ``known_other``.
     """
@@ -79,6 +90,8 @@ class FeatureProfile(msgspec.Struct, frozen=True, kw_only=True):
     missing: int
     missing_rate: float
     non_finite: int = 0
+    type_error: int = 0
+    type_error_examples: list[str] = msgspec.field(default_factory=list)
     edges: list[float] = msgspec.field(default_factory=list)
     counts: list[int] = msgspec.field(default_factory=list)
     psi_edges: list[float] = msgspec.field(default_factory=list)
@@ -116,6 +129,14 @@ class FeatureProfile(msgspec.Struct, frozen=True, kw_only=True):
                 self.min is None or self.max is None or self.mean is None or self.std is None
             ):
                 raise ProfileError(f"{where}: min, max, mean and std are required when count > 0")
+            if self.type_error < 0 or len(self.type_error_examples) > min(
+                self.type_error, TYPE_ERROR_EXAMPLES
+            ):
+                raise ProfileError(
+                    f"{where}: type_error must be >= 0 with at most min(type_error, "
+                    f"{TYPE_ERROR_EXAMPLES}) type_error_examples (got {self.type_error} and "
+                    f"{len(self.type_error_examples)})"
+                )
         else:
             if len(self.category_counts) != len(self.categories):
                 raise ProfileError(
@@ -225,25 +246,12 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True):
         return profile.validate()
 
 
-def category_key(value: object) -> str | None:
-    """The category name of a raw value: ``None`` is missing, bools are ``'true'``/``'false'``.
-
-    Everything else is ``str(value)``, so the number ``1`` and the string ``'1'`` are one
-    category. The caller encoding a window uses this same function.
-    """
-    if value is None:
-        return None
-    if isinstance(value, bool | np.bool_):
-        return "true" if value else "false"
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return str(value)
-
-
-def prediction_score(prediction: object) -> object:
+def prediction_score(prediction: object, predicted_class: object = None) -> object:
     """A prediction as profiled: ``{class: probability}`` becomes the positive class's
     probability when there are two classes (class ``1``/``true``/``yes``/``positive``, else
-    the last class by name), else the most probable class; other values pass through."""
+    the last class by name), else the class the model served (``predicted_class``, the class
+    of ``prediction`` it names as a category) or, without one, the most probable class (ties
+    broken by name); other values pass through."""
     if not isinstance(prediction, dict):
         return prediction
     if not prediction:
@@ -254,6 +262,13 @@ def prediction_score(prediction: object) -> object:
             (k for k in keys if str(k).strip().lower() in _POSITIVE), sorted(keys, key=str)[-1]
         )
         return prediction[pos]
+    if predicted_class is not None:
+        if predicted_class in prediction:
+            return predicted_class
+        served = category_key(predicted_class)
+        for k in prediction:
+            if category_key(k) == served:
+                return k
     return max(sorted(prediction, key=str), key=lambda k: prediction[k])
 
 
@@ -279,14 +294,19 @@ def quantile_edges(
 
 
 def _numeric_profile(
-    name: str, values: np.ndarray, missing: int, non_finite: int, s: ProfileSettings
+    name: str,
+    values: np.ndarray,
+    missing: int,
+    non_finite: int,
+    s: ProfileSettings,
+    odd: Sequence[Any] = (),
 ) -> FeatureProfile:
     fine, coarse = quantile_edges(values, ks_bins=s.ks_bins, psi_bins=s.psi_bins)
     counts = np.bincount(np.searchsorted(fine, values, side="right"), minlength=fine.size + 1)
     psi_counts = np.bincount(
         np.searchsorted(coarse, values, side="right"), minlength=coarse.size + 1
     )
-    total = values.size + missing + non_finite
+    total = values.size + missing + non_finite + len(odd)
     n = values.size
     mean = std = None
     if n:
@@ -301,6 +321,8 @@ def _numeric_profile(
         missing=int(missing),
         missing_rate=missing / total if total else 0.0,
         non_finite=int(non_finite),
+        type_error=len(odd),
+        type_error_examples=_examples(odd),
         edges=[float(x) for x in fine],
         counts=[int(c) for c in counts],
         psi_edges=[float(x) for x in coarse],
@@ -337,6 +359,21 @@ def _categorical_profile(name: str, keys: list[str | None], s: ProfileSettings) 
     )
 
 
+def _example(value: object, limit: int = 40) -> str:
+    text = ("true" if value else "false") if isinstance(value, bool | np.bool_) else str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _examples(odd: Sequence[Any]) -> list[str]:
+    """Up to :data:`TYPE_ERROR_EXAMPLES` distinct odd values, as text, in order of appearance."""
+    found: dict[str, None] = {}
+    for v in odd:
+        found[_example(v)] = None
+        if len(found) == TYPE_ERROR_EXAMPLES:
+            break
+    return list(found)
+
+
 def _is_number(v: object) -> bool:
     return isinstance(v, int | float | np.integer | np.floating) and not isinstance(
         v, bool | np.bool_
@@ -353,7 +390,10 @@ def _kind_of(column: np.ndarray | Sequence[Any]) -> Literal["numeric", "categori
     if types <= _NUMBER_TYPES:  # the common case, checked at C speed
         return "numeric" if types - {type(None)} else "categorical"
     seen = [v for v in column if v is not None]
-    if seen and all(_is_number(v) for v in seen):
+    numbers = sum(map(_is_number, seen))
+    # A few odd cells (a "?" among 60,000 numbers) do not make a column categorical: it would
+    # then see every later value as a new category.
+    if seen and numbers >= NUMERIC_SHARE * len(seen):
         return "numeric"
     return "categorical"
 
@@ -368,8 +408,10 @@ def build_feature_profile(
     """Profile one column.
 
     Numeric columns are float arrays (``NaN`` is missing) or sequences of numbers with
-    ``None`` for missing (then ``NaN``/``inf`` count as ``non_finite``). Bool and string
-    columns, and mixed ones, are categorical (see :func:`category_key`).
+    ``None`` for missing (then ``NaN``/``inf`` count as ``non_finite``). A sequence is numeric when
+    at least :data:`NUMERIC_SHARE` (95%) of its present values are numbers (bools are not); its
+    other values are counted as ``type_error``. Bool and string columns, and mixed ones below
+    that share, are categorical (see :func:`category_key`).
     """
     kind = kind or _kind_of(column)
     if kind == "numeric":
@@ -378,13 +420,19 @@ def build_feature_profile(
             finite = np.isfinite(arr)
             missing = int(np.isnan(arr).sum())
             non_finite = int((~finite).sum()) - missing
+            odd: list[Any] = []
         else:
             present = [v for v in column if v is not None]
             missing = len(column) - len(present)
-            arr = np.asarray(present, dtype=np.float64)
+            if set(map(type, present)) <= _NUMBER_TYPES:
+                numbers, odd = present, []
+            else:
+                numbers = [v for v in present if _is_number(v)]
+                odd = [v for v in present if not _is_number(v)]
+            arr = np.asarray(numbers, dtype=np.float64)
             finite = np.isfinite(arr)
             non_finite = int((~finite).sum())
-        return _numeric_profile(name, arr[finite], missing, non_finite, settings)
+        return _numeric_profile(name, arr[finite], missing, non_finite, settings, odd)
     return _categorical_profile(name, [category_key(v) for v in column], settings)
 
 
@@ -402,8 +450,12 @@ def build_profile(
     status: np.ndarray | Sequence[Any] | None = None,
     threshold: float = 0.5,
     task: Literal["auto", "classification", "regression"] = "auto",
+    kinds: Mapping[str, Kind] | None = None,
 ) -> Profile:
     """Build a profile from columns of equal length.
+
+    ``kinds`` forces the kind of the features it names (``{"zip": "categorical"}``); the others
+    are inferred (:func:`build_feature_profile`).
 
     ``prediction`` is a numeric score (probability of the positive class, or a regression
     output) or class labels. With ``label`` the label metrics of the reference become baselines
@@ -423,8 +475,19 @@ def build_profile(
             lengths[extra_name] = len(extra)
     if len(set(lengths.values())) > 1:
         raise ProfileError(f"columns must have equal lengths (got {lengths})")
-    feats = [build_feature_profile(name, col, s) for name, col in features.items()]
+    kinds = kinds or {}
+    unknown = [n for n in kinds if n not in features]
+    if unknown:
+        raise ProfileError(
+            f"kinds name features that are not in the data: {unknown} (features: {list(features)})"
+        )
+    feats = [
+        build_feature_profile(name, col, s, kind=kinds.get(name)) for name, col in features.items()
+    ]
     pred = build_feature_profile(PREDICTION, prediction, s) if prediction is not None else None
+    if pred is not None and pred.type_error and prediction is not None:
+        # A score with a few odd cells: the baselines skip those rows, as windows do.
+        prediction = [v if _is_number(v) else None for v in prediction]
     events = next(iter(lengths.values()), 0)
 
     lat = {}

@@ -31,7 +31,6 @@ __all__ = ["Columns", "FeatureLayout", "extract"]
 
 PRESENT, MISSING, TYPE_ERROR = 0, 1, 2
 _NUMBER_TYPES = frozenset({float, int, type(None)})
-_TEXT_TYPES = frozenset({str, type(None)})
 
 
 @dataclass(frozen=True)
@@ -130,9 +129,28 @@ def _numeric_column(
             out[i], status[i] = np.nan, TYPE_ERROR
 
 
-def _score(prediction: object) -> float:
+_UNKNOWN = -2  # not a code: a value the C-level lookup did not find
+
+
+def _codes(
+    out: npt.NDArray[np.int32],
+    col: list[Any],
+    known: Mapping[Any, int],
+    cmap: Mapping[str, int],
+    unseen: int,
+) -> None:
+    """Codes of one categorical column into ``out``: ``known`` (names and ``None``) looked up
+    in C; the values it lacks (another spelling such as ``1.0`` or ``"1.0"`` for ``"1"``, or a
+    new category) go through :func:`category_key`."""
+    out[:] = list(map(known.get, col, repeat(_UNKNOWN, len(col))))
+    for i in np.flatnonzero(out == _UNKNOWN).tolist():
+        key = category_key(col[i])
+        out[i] = -1 if key is None else cmap.get(key, unseen)
+
+
+def _score(prediction: object, served: object = None) -> float:
     # The profile's rule (detectors.reference.prediction_score), so window and reference agree.
-    value = prediction_score(prediction)
+    value = prediction_score(prediction, served)
     if type(value) is float or type(value) is int:
         return float(value)
     return np.nan
@@ -179,19 +197,14 @@ def _general(feats: list[Any], layout: FeatureLayout) -> _Block:
     numeric, status = _numeric(feats, layout.numeric, column)
     codes = np.empty((len(layout.categorical), n), dtype=np.int32)
     for j, name in enumerate(layout.categorical):
-        cmap, unseen = layout.categories[j], layout.unseen[j]
-        col = column(feats, name)
-        if set(map(type, col)) <= _TEXT_TYPES:
-            codes[j] = list(map(layout.codes_with_missing(j).get, col, repeat(unseen, n)))
-        else:
-            keys = [category_key(v) for v in col]
-            codes[j] = [-1 if k is None else cmap.get(k, unseen) for k in keys]
+        known = layout.codes_with_missing(j)
+        _codes(codes[j], column(feats, name), known, layout.categories[j], layout.unseen[j])
     return numeric, status, np.ascontiguousarray(codes.T)
 
 
 def _typed(feats: list[Any], layout: FeatureLayout) -> _Block:
     """The same from :class:`TypedFeatures` of ``layout``: their decoder already made numeric
-    features ``float | None`` and categorical ones ``str | None``, so no value is checked."""
+    features ``float | None``, so no numeric value is checked."""
     n, f_num, f_cat = len(feats), len(layout.numeric), len(layout.categorical)
     if f_num:
         get = attrgetter(*(f"f{j}" for j in range(f_num)))
@@ -202,7 +215,8 @@ def _typed(feats: list[Any], layout: FeatureLayout) -> _Block:
     codes = np.empty((f_cat, n), dtype=np.int32)
     for j in range(f_cat):
         col = list(map(attrgetter(f"f{f_num + j}"), feats))
-        codes[j] = list(map(layout.codes_with_missing(j).get, col, repeat(layout.unseen[j], n)))
+        known = layout.codes_with_missing(j)
+        _codes(codes[j], col, known, layout.categories[j], layout.unseen[j])
     return numeric, status, np.ascontiguousarray(codes.T)
 
 
@@ -234,7 +248,7 @@ def extract(events: Sequence[Any], layout: FeatureLayout) -> Columns:
     """Columns of ``events`` (decoded prediction events of one model) under ``layout``.
 
     Events need ``ts_ms``, ``features`` (a mapping, or the :class:`TypedFeatures` of the fast
-    decoder), ``prediction``, ``latency_ms``, ``status``, ``event_id`` and ``segment`` (a
+    decoder), ``prediction``, ``predicted_class``, ``latency_ms``, ``status``, ``event_id`` and ``segment`` (a
     mapping, empty for none) attributes.
     """
     feats: list[Any] = [e.features for e in events]
@@ -252,14 +266,15 @@ def extract(events: Sequence[Any], layout: FeatureLayout) -> Columns:
     latency = np.array([e.latency_ms for e in events], dtype=np.float64)
     http_status = np.array([e.status for e in events], dtype=np.int32)
     preds = [e.prediction for e in events]
+    served = [e.predicted_class for e in events]
     if set(map(type, preds)) <= _NUMBER_TYPES:
         score = np.array(preds, dtype=np.float64)
     else:
-        score = np.array([_score(p) for p in preds], dtype=np.float64)
+        score = np.array(list(map(_score, preds, served)), dtype=np.float64)
     pred_codes = None
     if layout.prediction_categories is not None:
         cmap, unseen = layout.prediction_categories, layout.prediction_unseen
-        keys = [category_key(prediction_score(p)) for p in preds]
+        keys = [category_key(prediction_score(p, c)) for p, c in zip(preds, served, strict=True)]
         pred_codes = np.array(
             [-1 if k is None else cmap.get(k, unseen) for k in keys], dtype=np.int32
         )

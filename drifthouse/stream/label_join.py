@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from drifthouse.categories import category_key
 from drifthouse.detectors.label_sketch import LabelValue
 from drifthouse.detectors.reference import prediction_score
 from drifthouse.errors import SketchError
@@ -64,13 +65,13 @@ class PredictionRecord(msgspec.Struct, frozen=True, array_like=True, gc=False):
         score, cls_name = math.nan, None
         kind = type(p)
         if kind is not float and kind is not int:  # a plain number needs no rule (the usual case)
-            p = prediction_score(p)
+            p = prediction_score(p, e.predicted_class)
         if isinstance(p, bool):
             cls_name = "true" if p else "false"
         elif isinstance(p, int | float):
             score = float(p)
         elif isinstance(p, str):
-            cls_name = p
+            cls_name = category_key(p)
         return cls(
             e.event_id,
             e.model,

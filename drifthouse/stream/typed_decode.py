@@ -5,9 +5,10 @@ key string, a value and a hash-table slot per feature, and its numeric columns t
 type check value by value (a string or a bool in a numeric feature is a ``type_error``, not a
 number). For a model with a reference profile, :class:`TypedDecoders` builds a second decoder
 whose ``features`` is a struct with exactly the profile's features, each required: numeric
-ones ``float | None``, categorical ones ``str | None``, none other allowed, and whose ``model``
-is that model's name. An event that fits decodes about 40% faster, and its columns come out
-without a type check (:func:`drifthouse.stream.columns.extract`).
+ones ``float | None``, categorical ones any feature value (``str | float | bool | None``: a
+category may come as ``"1"``, ``1`` or ``true``), none other allowed, and whose ``model`` is
+that model's name. An event that fits decodes about 40% faster, and its numeric columns come
+out without a type check (:func:`drifthouse.stream.columns.extract`).
 
 An event that does not fit (another model, a missing or extra feature, another type, a
 ``NaN`` literal, anything invalid) is decoded by the general decoder as before, so the fast
@@ -69,7 +70,7 @@ def _event_type(model: str, layout: FeatureLayout) -> type[PredictionEvent]:
     names = (*layout.numeric, *layout.categorical)
     n_num = len(layout.numeric)
     fields: list[tuple[str, Any, Any]] = [
-        (f"f{j}", float | None if j < n_num else str | None, msgspec.field(name=name))
+        (f"f{j}", float | None if j < n_num else FeatureValue, msgspec.field(name=name))
         for j, name in enumerate(names)
     ]
     features = msgspec.defstruct(

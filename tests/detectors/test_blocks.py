@@ -316,3 +316,23 @@ def test_sketch_parts_follow_the_sketches_table() -> None:
     qparts = QS.sketch_parts(QS.update(QS.empty(), np.asarray([1.0, 2.0])))
     assert len(qparts[0].edges) == len(qparts[0].counts)
     assert qparts[0].kind == "quantiles"
+
+
+def test_a_profile_with_old_category_names_reads_them_as_category_keys() -> None:
+    """A profile written when ``1.0`` was not ``"1"`` may hold ``"1.0"``, or both spellings:
+    the window's values find them, and the reference's counts join in the first slot."""
+    from drifthouse.detectors.reference import FeatureProfile
+
+    old = FeatureProfile(
+        name="diet", kind="categorical", count=100, missing=0, missing_rate=0.0,
+        categories=["1", "1.0", "2.0", "True"], category_counts=[40, 20, 30, 10],
+    )  # fmt: skip
+    block = CategoricalBlock([old])
+    values = [1] * 60 + ["2"] * 30 + [True] * 10
+    state = block.update(block.empty(), block.codes_for(0, values)[:, None])
+    assert state.counts[0].tolist() == [60, 0, 30, 10, 0]
+    assert block.reference.counts[0].tolist() == [60, 0, 30, 10, 0]
+    got = {r.metric: r.value for r in block.evaluate(block.reference, state)}
+    assert got["new_category"] == 0
+    assert got["psi"] == pytest.approx(0.0, abs=1e-12)
+    assert got["chi2"] == pytest.approx(0.0, abs=1e-12)

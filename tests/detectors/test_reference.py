@@ -92,6 +92,14 @@ def test_categorical_feature_profile_keeps_rare_categories_apart_from_new_ones()
         pytest.param(
             lambda d: d["features"].append(d["features"][0]), "twice", id="duplicate-feature"
         ),
+        pytest.param(
+            lambda d: d["features"][0].update(type_error=-1), "type_error", id="type-error-negative"
+        ),
+        pytest.param(
+            lambda d: d["features"][0].update(type_error=1, type_error_examples=["?", "x"]),
+            "type_error_examples",
+            id="more-examples-than-errors",
+        ),
     ],
 )
 def test_invalid_profiles_are_refused_with_the_reason(mutate: object, message: str) -> None:
@@ -298,3 +306,28 @@ def test_missing_file(tmp_path: Path) -> None:
 )
 def test_prediction_score(prediction: object, expected: object) -> None:
     assert prediction_score(prediction) == expected
+
+
+@pytest.mark.parametrize(
+    ("prediction", "served", "expected"),
+    [
+        pytest.param({"a": 0.4, "b": 0.4, "c": 0.2}, "b", "b", id="tie-served-class"),
+        pytest.param({"a": 0.4, "b": 0.4, "c": 0.2}, None, "a", id="tie-without-served-class"),
+        pytest.param({"a": 0.5, "b": 0.3, "c": 0.2}, "c", "c", id="served-is-not-the-argmax"),
+        pytest.param({"0": 0.1, "1": 0.2, "2": 0.7}, 1, "1", id="integer-class-id"),
+        pytest.param({"no": 0.9, "yes": 0.1}, "no", 0.1, id="binary-keeps-the-score"),
+    ],
+)
+def test_prediction_score_takes_the_served_class(
+    prediction: object, served: object, expected: object
+) -> None:
+    assert prediction_score(prediction, served) == expected
+
+
+def test_a_profile_written_before_type_error_was_counted_still_reads() -> None:
+    doc = json.loads(reference_profile().to_json())
+    for f in doc["features"]:
+        f.pop("type_error", None)
+        f.pop("type_error_examples", None)
+    profile = Profile.from_json(json.dumps(doc))
+    assert all(f.type_error == 0 and f.type_error_examples == [] for f in profile.features)

@@ -20,8 +20,8 @@ from drifthouse.stream.typed_decode import TypedDecoders, TypedFeatures
 LAYOUT = FeatureLayout(
     ("amount", "age", "odd name 'ü'"),
     ("country", "app"),
-    ({"DE": 0, "FR": 1}, {"ios": 0, "web": 1}),
-    (2, 2),
+    ({"DE": 0, "FR": 1, "1": 2, "true": 3}, {"ios": 0, "web": 1}),
+    (4, 2),
 )
 GENERAL = EventDecoder(PredictionEvent)
 DECODERS = TypedDecoders(lambda model: LAYOUT if model == "fraud" else None)
@@ -32,7 +32,10 @@ _numbers = st.one_of(
     st.none(),
 )
 _odd = st.one_of(st.booleans(), st.just("3.5"), st.just("x"), st.just([1]), st.just({"a": 1}))
-_texts = st.one_of(st.sampled_from(["DE", "FR", "US", "ios", ""]), st.none())
+_texts = st.one_of(
+    st.sampled_from(["DE", "FR", "US", "ios", "", "1", "1.0", "1e0", "01", "True", "nan"]),
+    st.none(),
+)
 
 
 @st.composite
@@ -43,7 +46,9 @@ def _raw(draw: st.DrawFn) -> bytes:
             features[name] = draw(st.one_of(_numbers, _odd) if draw(st.booleans()) else _numbers)
     for name in LAYOUT.categorical:
         if draw(st.integers(0, 19)) != 0:
-            features[name] = draw(st.one_of(_texts, st.integers(0, 3), st.booleans()))
+            features[name] = draw(
+                st.one_of(_texts, st.integers(0, 3), st.sampled_from([1.0, 1.5]), st.booleans())
+            )
     if draw(st.integers(0, 9)) == 0:
         features["extra"] = 1.0
     event = {
@@ -128,7 +133,21 @@ def test_events_that_fit_take_the_fast_path() -> None:
     assert cols.numeric[0, 0] == 3.0
     assert math.isnan(cols.numeric[0, 1])
     assert cols.status[0].tolist() == [0, 1, 0]
-    assert cols.codes[0].tolist() == [2, -1]  # US is unseen; app missing
+    assert cols.codes[0].tolist() == [4, -1]  # US is unseen; app missing
+
+
+def test_a_category_typed_any_way_takes_the_fast_path_and_its_canonical_code() -> None:
+    spellings = ["1", 1, 1.0, "1.0", "1e0", True, "True", "01", 1.5]
+    raws = [
+        json.dumps({"model": "fraud", "ts": 5, "features": {
+            "amount": 1, "age": 2, "odd name 'ü'": 3, "country": value, "app": "web"}}).encode()
+        for value in spellings
+    ]  # fmt: skip
+    ok, bad = GENERAL.decode_batch(raws, first=DECODERS.decoder("fraud"))
+    assert not bad
+    assert all(isinstance(e.features, TypedFeatures) for _, e in ok)
+    cols = extract([e for _, e in ok], LAYOUT)
+    assert cols.codes[:, 0].tolist() == [2, 2, 2, 2, 2, 3, 3, 4, 4]  # "01", 1.5: unseen
 
 
 def test_models_without_layout_or_with_unmatchable_names_take_the_general_path() -> None:
