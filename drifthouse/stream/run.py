@@ -9,7 +9,7 @@ from typing import Any
 from drifthouse.alerts import Alerting
 from drifthouse.config import Config
 from drifthouse.logs import get_logger
-from drifthouse.sinks import ClickHouseSink, migrate, open_store, serve_readonly
+from drifthouse.sinks import ClickHouseSink, Limits, migrate, open_store, serve_readonly
 from drifthouse.sinks.base import Sink
 from drifthouse.stream.kafka_dlq import KafkaDeadLetters
 from drifthouse.stream.replay import load_profiles
@@ -65,7 +65,14 @@ def build_worker(config: Config, *, datadir: Path | None = None) -> Any:
         port = config.store.serve_port
         assert port is not None
         # A client of its own: the sink's is busy with writes on another thread.
-        return serve_readonly(open_store(config.store_dsn(), config.store.database), port)
+        return serve_readonly(
+            open_store(config.store_dsn(), config.store.database),
+            port,
+            token_file=config.sql_token_path(),
+            database=config.store.database,
+            limits=Limits.of(config.store),
+            max_request_bytes=config.store.serve_max_request_bytes,
+        )
 
     return build_app(
         config,
