@@ -143,6 +143,5 @@ def run_recipe(
         client,
         chosen.sql,
         chosen.bind(parameters or {}),
-        database=client.database,
         limits=limits,
     )

@@ -49,7 +49,7 @@ def ask(
     else:
         client = open_store(dsn, database)
     try:
-        columns, rows = run_select(client, sql, parameters, database=database, limits=limits)
+        columns, rows = run_select(client, sql, parameters, limits=limits)
     finally:
         client.close()
     return columns, list(rows)

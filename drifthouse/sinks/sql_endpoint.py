@@ -139,7 +139,6 @@ class ReadonlyServer:
         host: str,
         port: int,
         *,
-        database: str,
         token_file: Path,
         limits: Limits,
         max_request_bytes: int,
@@ -235,9 +234,7 @@ class ReadonlyServer:
                     self._reply(503, {"error": "the endpoint is busy with another statement"})
                     return
                 try:
-                    columns, rows = run_select(
-                        client, sql, parameters, database=database, limits=limits
-                    )
+                    columns, rows = run_select(client, sql, parameters, limits=limits)
                 except UsageError as exc:
                     self._reply(400, {"error": str(exc)})
                     return
@@ -285,7 +282,6 @@ def serve_readonly(
     port: int,
     *,
     token_file: Path,
-    database: str | None = None,
     host: str = "127.0.0.1",
     limits: Limits | None = None,
     max_request_bytes: int = 64 * 1024,
@@ -293,7 +289,7 @@ def serve_readonly(
     """Answer SELECTs on ``http://host:port/sql`` from a background thread (port 0: any free one).
 
     Give it its own client (``open_store`` again with the same DSN): requests are serialised on
-    it. The token goes to ``token_file`` (mode 0600) and is removed by :meth:`ReadonlyServer.close`.
+    it, and answered over its current database. The token goes to ``token_file`` (mode 0600) and is removed by :meth:`ReadonlyServer.close`.
     """
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise StoreError(f"the SQL endpoint binds to this machine only (got host {host!r})")
@@ -302,7 +298,6 @@ def serve_readonly(
             client,
             host,
             port,
-            database=database or client.database,
             token_file=token_file,
             limits=limits or Limits(),
             max_request_bytes=max_request_bytes,

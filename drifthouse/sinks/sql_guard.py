@@ -325,11 +325,14 @@ def run_select(
     sql: str,
     parameters: Mapping[str, Any] | None = None,
     *,
-    database: str,
     limits: Limits | None = None,
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Check ``sql`` with :func:`guard_select`, run it within ``limits``; its columns and rows."""
-    canonical = guard_select(client, sql, database)
+    """Check ``sql`` with :func:`guard_select`, run it within ``limits``; its columns and rows.
+
+    Unqualified tables are the client's current database (``client.database``): the one the
+    statement is checked against is the one it runs in.
+    """
+    canonical = guard_select(client, sql, str(client.database))
     try:
         result = call(
             "running a query",

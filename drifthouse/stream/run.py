@@ -69,7 +69,6 @@ def build_worker(config: Config, *, datadir: Path | None = None) -> Any:
             open_store(config.store_dsn(), config.store.database),
             port,
             token_file=config.sql_token_path(),
-            database=config.store.database,
             limits=Limits.of(config.store),
             max_request_bytes=config.store.serve_max_request_bytes,
         )

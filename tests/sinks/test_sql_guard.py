@@ -89,7 +89,7 @@ def database(store: tuple[Any, str]) -> str:
 @pytest.fixture(scope="module")
 def endpoint(store: tuple[Any, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     token_file = tmp_path_factory.mktemp("endpoint") / "token"
-    server = serve_readonly(store[0], 0, token_file=token_file, database=store[1])
+    server = serve_readonly(store[0], 0, token_file=token_file)
     yield server, read_token(token_file)
     server.close()
 
@@ -114,7 +114,7 @@ def runner(
 ) -> Iterator[Runner]:
     """One way into the store: ``run_select``, the endpoint, or ``drifthouse sql``."""
     if request.param == "direct":
-        yield lambda sql, params: run_select(filled, sql, params, database=database)
+        yield lambda sql, params: run_select(filled, sql, params)
     elif request.param == "endpoint":
         server, token = request.getfixturevalue("endpoint")
         yield lambda sql, params: query_readonly(server.port, sql, params, token=token)
@@ -156,7 +156,7 @@ def test_attack_is_refused_and_the_store_is_intact(
     assert _snapshot(filled, database) == before
     assert list(watched.iterdir()) == []
     assert _Recorder.hits == []
-    assert run_select(filled, "SELECT count() FROM metrics", database=database)[1][0][0] > 0
+    assert run_select(filled, "SELECT count() FROM metrics")[1][0][0] > 0
 
 
 @pytest.mark.parametrize("runner", ["direct", "endpoint"], indirect=True)
@@ -264,7 +264,7 @@ def test_statements_stop_at_their_limits(
 ) -> None:
     started = time.monotonic()
     with pytest.raises(UsageError, match=match):
-        run_select(filled, sql, database=database, limits=limits)
+        run_select(filled, sql, limits=limits)
     assert time.monotonic() - started < limits.timeout_s + 5
     # the client is not left read-only or limited
     filled.command("CREATE TABLE IF NOT EXISTS after_limits (x UInt8) ENGINE = Memory")
@@ -272,9 +272,9 @@ def test_statements_stop_at_their_limits(
 
 
 def test_the_store_stays_writable_after_readonly_statements(filled: Any, database: str) -> None:
-    run_select(filled, "SELECT count() FROM metrics", database=database)
+    run_select(filled, "SELECT count() FROM metrics")
     with contextlib.suppress(DrifthouseError):
-        run_select(filled, "DROP TABLE metrics", database=database)
+        run_select(filled, "DROP TABLE metrics")
     sink = ClickHouseSink(filled, database=database)
     metrics, _, _ = rowgen.results(hours=1)
     sink.write(metrics[:3])
