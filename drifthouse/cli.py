@@ -279,7 +279,7 @@ def replay(
     other_rules = _load_rules(rules) if rules is not None else None
     from_ms, to_ms = parse_time(from_, "--from"), parse_time(to, "--to")
     profiles = load_profiles(cfg)
-    sink = open_sink(cfg)
+    sink = open_sink(cfg, profiles)  # the references too: recipe psi_range compares with them
     run_name = run_id or "replay-" + __import__("time").strftime(
         "%Y%m%dT%H%M%SZ", __import__("time").gmtime()
     )
