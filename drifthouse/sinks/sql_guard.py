@@ -149,6 +149,7 @@ _DENIED_PREFIXES = (
 )
 # Engine errors of a statement past its limits: the statement's fault, not the store's.
 _LIMIT_CODES = frozenset({158, 159, 241, 307, 396})
+_ENGINE_DATABASES = frozenset({"system", "information_schema"})
 # Names shared by a table function and a harmless scalar function.
 _SCALAR_TWINS = frozenset({"format"})
 
@@ -303,18 +304,26 @@ def guard_select(client: Client, sql: str, database: str) -> str:
     """The canonical text of ``sql`` if it is one SELECT over ``database``'s tables; else :class:`UsageError`."""
     if not sql.strip():
         raise UsageError("give a SELECT statement (got an empty one)")
+    if database.lower() in _ENGINE_DATABASES:
+        raise UsageError(
+            f"store.database {database!r} is one of the engine's own databases; "
+            "drifthouse answers SQL over its own database only"
+        )
     try:
-        result = client.query(
+        result = call(
+            "parsing the statement",
+            client.query,
             "SELECT formatQuerySingleLine({q:String}) AS q, parseQueryToJSON(q) AS tree",
             parameters={"q": sql},
             settings={"readonly": 1},
         )
-    except Exception as exc:
-        message = str(exc)
-        if "SYNTAX_ERROR" in message or "Syntax error" in message or "BAD_ARGUMENTS" in message:
-            detail = message.split("DB::Exception:", 1)[-1].split(": In scope", 1)[0].strip()
-            raise UsageError(f"not one SELECT statement: {detail}") from None
-        raise StoreError(f"ClickHouse could not parse the statement: {message}") from exc
+    except StoreUnavailable:
+        raise
+    except StoreError as exc:
+        # Whatever the parser refuses is the statement's fault: syntax, two statements, clauses
+        # that do not fit together, statements the JSON form does not cover (DESCRIBE, SHOW...).
+        detail = str(exc).split("DB::Exception:", 1)[-1].split(": In scope", 1)[0].strip()
+        raise UsageError(f"not one SELECT statement: {detail}") from None
     canonical, tree = result.result_rows[0]
     _check_tree(json.loads(tree), _Catalog(client, database))
     return str(canonical)

@@ -63,6 +63,46 @@ ATTACKS = [
     pytest.param(
         "SELECT * FROM executable('cat {secret}', 'LineAsString', 'x String')", id="executable"
     ),
+    # file() in every clause
+    pytest.param(
+        "SELECT window_start FROM metrics ORDER BY window_start WITH FILL STEP length(file('{secret}'))",
+        id="clause-with-fill",
+    ),
+    pytest.param("SELECT 1 LIMIT length(file('{secret}'))", id="clause-limit"),
+    pytest.param(
+        "SELECT model FROM metrics LIMIT length(file('{secret}')) BY model", id="clause-limit-by"
+    ),
+    pytest.param(
+        "SELECT n FROM metrics ORDER BY n WITH FILL INTERPOLATE (n AS length(file('{secret}')))",
+        id="clause-interpolate",
+    ),
+    pytest.param(
+        "SELECT quantile(length(file('{secret}')) / 100)(value) FROM metrics",
+        id="clause-parametric",
+    ),
+    pytest.param(
+        "SELECT sum(value) OVER (ORDER BY n ROWS BETWEEN length(file('{secret}')) PRECEDING AND CURRENT ROW) FROM metrics",
+        id="clause-window-frame",
+    ),
+    pytest.param(
+        "SELECT model FROM metrics ARRAY JOIN [file('{secret}')] AS z", id="clause-array-join"
+    ),
+    pytest.param(
+        "SELECT model FROM metrics GROUP BY GROUPING SETS ((model), (file('{secret}')))",
+        id="clause-grouping-sets",
+    ),
+    pytest.param(
+        "SELECT model FROM metrics GROUP BY model HAVING file('{secret}') != ''", id="clause-having"
+    ),
+    pytest.param("SELECT * FROM metrics QUALIFY file('{secret}') != ''", id="clause-qualify"),
+    pytest.param("SELECT * APPLY(x -> file('{secret}')) FROM metrics", id="clause-apply"),
+    pytest.param("SELECT now() AT TIME ZONE file('{secret}')", id="clause-time-zone"),
+    pytest.param("SELECT file('{secret}')::String", id="clause-cast"),
+    pytest.param(
+        "SELECT m.model FROM metrics AS m JOIN alerts AS a ON m.model = a.model AND file('{secret}') != ''",
+        id="clause-join-on",
+    ),
+    pytest.param("WITH file('{secret}') AS x SELECT x", id="clause-with-expression"),
     # requests sent
     pytest.param("SELECT * FROM url('{url}', 'LineAsString')", id="url"),
     pytest.param("DESCRIBE TABLE url('{url}', 'LineAsString')", id="describe-url"),
