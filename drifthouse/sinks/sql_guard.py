@@ -320,6 +320,12 @@ def guard_select(client: Client, sql: str, database: str) -> str:
     except StoreUnavailable:
         raise
     except StoreError as exc:
+        if getattr(exc.__cause__, "code", None) == 46 or "UNKNOWN_FUNCTION" in str(exc):
+            raise StoreError(
+                "this ClickHouse has no parseQueryToJSON, which `drifthouse sql` needs to check "
+                "statements (ClickHouse 26.x has it, as does the embedded engine); query an older "
+                "server with clickhouse-client as a read-only user"
+            ) from exc
         # Whatever the parser refuses is the statement's fault: syntax, two statements, clauses
         # that do not fit together, statements the JSON form does not cover (DESCRIBE, SHOW...).
         detail = str(exc).split("DB::Exception:", 1)[-1].split(": In scope", 1)[0].strip()
