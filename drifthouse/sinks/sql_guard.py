@@ -9,7 +9,9 @@ runs several ``;``-separated statements in one call. Instead, :func:`guard_selec
 1. hands the text to the engine only as a *bound parameter* of ``formatQuerySingleLine`` and
    ``parseQueryToJSON``: it is parsed, never executed, and more than one statement is a syntax
    error;
-2. walks the parsed tree (the JSON form of the engine's AST) with an allow-list: a
+2. walks the parsed tree (the JSON form of the engine's AST; on servers without
+   ``parseQueryToJSON``, the text of ``EXPLAIN AST`` over the canonical statement, see
+   :mod:`drifthouse.sinks.sql_explain`) with an allow-list: a
    ``SelectWithUnionQuery`` root, known node types only, no ``INTO OUTFILE``, ``FORMAT``,
    ``COMPRESSION`` or ``SETTINGS``, no table function anywhere, no function that reaches outside
    the drifthouse tables (every name in ``system.table_functions``, dictionaries, ``joinGet``,
@@ -300,8 +302,35 @@ def _check_tree(tree: dict[str, Any], catalog: _Catalog) -> None:
                     _check_table([str(p) for p in parts], catalog, ctes)
 
 
-def guard_select(client: Client, sql: str, database: str) -> str:
-    """The canonical text of ``sql`` if it is one SELECT over ``database``'s tables; else :class:`UsageError`."""
+def _statement_error(exc: StoreError) -> UsageError:
+    # Whatever the parser refuses is the statement's fault: syntax, two statements, clauses that
+    # do not fit together, statements the JSON form does not cover (DESCRIBE, SHOW...).
+    detail = str(exc).split("DB::Exception:", 1)[-1].split(": In scope", 1)[0].strip()
+    return UsageError(f"not one SELECT statement: {detail}")
+
+
+def _engine_query(client: Client, doing: str, sql: str, **kwargs: Any) -> Any:
+    try:
+        return call(doing, client.query, sql, **kwargs)
+    except StoreUnavailable:
+        raise
+    except StoreError as exc:
+        raise _statement_error(exc) from None
+
+
+def guard_select(
+    client: Client,
+    sql: str,
+    database: str,
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    parser: str = "auto",
+) -> str:
+    """The canonical text of ``sql`` if it is one SELECT over ``database``'s tables; else :class:`UsageError`.
+
+    ``parser``: ``json`` reads the tree with ``parseQueryToJSON``, ``explain`` with ``EXPLAIN AST``
+    (servers before 26.x, :mod:`drifthouse.sinks.sql_explain`), ``auto`` the first the engine has.
+    """
     if not sql.strip():
         raise UsageError("give a SELECT statement (got an empty one)")
     if database.lower() in _ENGINE_DATABASES:
@@ -309,30 +338,45 @@ def guard_select(client: Client, sql: str, database: str) -> str:
             f"store.database {database!r} is one of the engine's own databases; "
             "drifthouse answers SQL over its own database only"
         )
-    try:
-        result = call(
-            "parsing the statement",
-            client.query,
-            "SELECT formatQuerySingleLine({q:String}) AS q, parseQueryToJSON(q) AS tree",
+    canonical = str(
+        _engine_query(
+            client,
+            "formatting the statement",
+            "SELECT formatQuerySingleLine({q:String})",
             parameters={"q": sql},
             settings={"readonly": 1},
-        )
-    except StoreUnavailable:
-        raise
-    except StoreError as exc:
-        if getattr(exc.__cause__, "code", None) == 46 or "UNKNOWN_FUNCTION" in str(exc):
-            raise StoreError(
-                "this ClickHouse has no parseQueryToJSON, which `drifthouse sql` needs to check "
-                "statements (ClickHouse 26.x has it, as does the embedded engine); query an older "
-                "server with clickhouse-client as a read-only user"
-            ) from exc
-        # Whatever the parser refuses is the statement's fault: syntax, two statements, clauses
-        # that do not fit together, statements the JSON form does not cover (DESCRIBE, SHOW...).
-        detail = str(exc).split("DB::Exception:", 1)[-1].split(": In scope", 1)[0].strip()
-        raise UsageError(f"not one SELECT statement: {detail}") from None
-    canonical, tree = result.result_rows[0]
-    _check_tree(json.loads(tree), _Catalog(client, database))
-    return str(canonical)
+        ).result_rows[0][0]
+    )
+    if parser in ("auto", "json"):
+        try:
+            tree = call(
+                "parsing the statement",
+                client.query,
+                "SELECT parseQueryToJSON({q:String})",
+                parameters={"q": canonical},
+                settings={"readonly": 1},
+            ).result_rows[0][0]
+        except StoreUnavailable:
+            raise
+        except StoreError as exc:
+            unknown = getattr(exc.__cause__, "code", None) == 46 or "UNKNOWN_FUNCTION" in str(exc)
+            if not (unknown and parser == "auto"):
+                raise _statement_error(exc) from None
+        else:
+            _check_tree(json.loads(tree), _Catalog(client, database))
+            return canonical
+    from drifthouse.sinks.sql_explain import check_explain
+
+    # EXPLAIN AST parses only; the canonical text is one statement. Query parameters are
+    # substituted by the parser, so {name:Identifier} shows as the table it names.
+    lines = _engine_query(
+        client,
+        "parsing the statement",
+        f"EXPLAIN AST {canonical}",
+        parameters=dict(parameters or {}),
+    ).result_rows
+    check_explain([str(row[0]) for row in lines], _Catalog(client, database))
+    return canonical
 
 
 def run_select(
@@ -341,13 +385,14 @@ def run_select(
     parameters: Mapping[str, Any] | None = None,
     *,
     limits: Limits | None = None,
+    parser: str = "auto",
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Check ``sql`` with :func:`guard_select`, run it within ``limits``; its columns and rows.
 
     Unqualified tables are the client's current database (``client.database``): the one the
     statement is checked against is the one it runs in.
     """
-    canonical = guard_select(client, sql, str(client.database))
+    canonical = guard_select(client, sql, str(client.database), parameters, parser=parser)
     try:
         result = call(
             "running a query",

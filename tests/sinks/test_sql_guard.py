@@ -104,7 +104,7 @@ def _snapshot(client: Any, database: str) -> dict[str, int]:
     }
 
 
-@pytest.fixture(params=["direct", "endpoint", "cli"])
+@pytest.fixture(params=["direct", "explain", "endpoint", "cli"])
 def runner(
     request: pytest.FixtureRequest,
     filled: Any,
@@ -112,9 +112,12 @@ def runner(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> Iterator[Runner]:
-    """One way into the store: ``run_select``, the endpoint, or ``drifthouse sql``."""
+    """One way into the store: ``run_select`` (with ``parseQueryToJSON``, or ``EXPLAIN AST`` as
+    on servers before 26.x), the endpoint, or ``drifthouse sql``."""
     if request.param == "direct":
         yield lambda sql, params: run_select(filled, sql, params)
+    elif request.param == "explain":
+        yield lambda sql, params: run_select(filled, sql, params, parser="explain")
     elif request.param == "endpoint":
         server, token = request.getfixturevalue("endpoint")
         yield lambda sql, params: query_readonly(server.port, sql, params, token=token)
@@ -159,7 +162,7 @@ def test_attack_is_refused_and_the_store_is_intact(
     assert run_select(filled, "SELECT count() FROM metrics")[1][0][0] > 0
 
 
-@pytest.mark.parametrize("runner", ["direct", "endpoint"], indirect=True)
+@pytest.mark.parametrize("runner", ["direct", "explain", "endpoint"], indirect=True)
 def test_every_table_function_is_refused_in_every_position(
     runner: Runner, filled: Any, database: str
 ) -> None:
