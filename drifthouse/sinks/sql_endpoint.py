@@ -14,7 +14,8 @@ sql`` asks it. A worker with ``store.serve_port`` runs :class:`ReadonlyServer` o
 - statements pass :func:`~drifthouse.sinks.sql_guard.run_select` (one SELECT over the drifthouse
   tables, run read-only within time, memory and result limits), one at a time: a request that
   waits longer than the time limit for its turn is answered 503, so no statement holds the
-  store for longer than the limit.
+  store for longer than the limit, and beyond a few requests in flight the next are answered
+  503 at once.
 """
 
 from __future__ import annotations
@@ -142,8 +143,12 @@ class ReadonlyServer:
         token_file: Path,
         limits: Limits,
         max_request_bytes: int,
+        max_in_flight: int = 4,
     ) -> None:
         lock = threading.Lock()
+        # Requests in flight (running or waiting for the lock): beyond these, 503 at once, so a
+        # flood of requests cannot pile up threads.
+        in_flight = threading.BoundedSemaphore(max_in_flight)
         encoder = msgspec.json.Encoder(enc_hook=_encode)
         token = write_token(token_file)
         self.token_file = token_file
@@ -230,6 +235,15 @@ class ReadonlyServer:
                 except (ValueError, KeyError, TypeError, OSError) as exc:
                     self._reply(400, {"error": f"bad request: {exc}"})
                     return
+                if not in_flight.acquire(blocking=False):
+                    self._reply(503, {"error": "the endpoint is busy: too many requests"})
+                    return
+                try:
+                    self._run(sql, parameters)
+                finally:
+                    in_flight.release()
+
+            def _run(self, sql: str, parameters: dict[str, Any]) -> None:
                 if not lock.acquire(timeout=limits.timeout_s):
                     self._reply(503, {"error": "the endpoint is busy with another statement"})
                     return
@@ -285,6 +299,7 @@ def serve_readonly(
     host: str = "127.0.0.1",
     limits: Limits | None = None,
     max_request_bytes: int = 64 * 1024,
+    max_in_flight: int = 4,
 ) -> ReadonlyServer:
     """Answer SELECTs on ``http://host:port/sql`` from a background thread (port 0: any free one).
 
@@ -301,6 +316,7 @@ def serve_readonly(
             token_file=token_file,
             limits=limits or Limits(),
             max_request_bytes=max_request_bytes,
+            max_in_flight=max_in_flight,
         )
     except OSError as exc:
         raise StoreError(

@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import stat
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from drifthouse.errors import StoreError, UsageError
+from drifthouse.errors import StoreError, StoreUnavailable, UsageError
 from drifthouse.sinks.clickhouse import ClickHouseSink
 from drifthouse.sinks.schema import migrate
 from drifthouse.sinks.sql_endpoint import (
@@ -200,3 +201,38 @@ def test_a_statement_does_not_hold_the_store_past_its_limit(server: ReadonlyServ
 def test_the_endpoint_binds_to_this_machine_only(store_client: Any, tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="this machine only"):
         serve_readonly(store_client, 0, token_file=tmp_path / "t", host="0.0.0.0")
+
+
+def test_requests_beyond_the_in_flight_bound_are_turned_away_at_once(
+    server: ReadonlyServer, store_client: Any, tmp_path: Path
+) -> None:
+    single = serve_readonly(
+        store_client, 0, token_file=tmp_path / "t", limits=Limits(timeout_s=2), max_in_flight=1
+    )
+    token = read_token(tmp_path / "t")
+    slow = (
+        "SELECT count() FROM metrics AS a, metrics AS b, metrics AS c, metrics AS d "
+        "WHERE sipHash64(a.value, b.value, c.value, d.value) = 7"
+    )
+    errors: list[Exception] = []
+
+    def ask_slow() -> None:
+        try:
+            query_readonly(single.port, slow, token=token)
+        except Exception as exc:  # the limit stops it: expected
+            errors.append(exc)
+
+    thread = threading.Thread(target=ask_slow)
+    try:
+        thread.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="too many requests"):
+            query_readonly(single.port, "SELECT 1", token=token)
+        assert time.monotonic() - started < 1
+        thread.join(timeout=10)
+        assert errors
+        assert isinstance(errors[0], UsageError)
+        assert query_readonly(single.port, "SELECT 1 AS one", token=token) == (["one"], [[1]])
+    finally:
+        single.close()
