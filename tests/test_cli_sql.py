@@ -168,3 +168,13 @@ def test_sql_asks_the_worker_that_holds_the_store_without_engine_noise(held: Pat
     assert "store.serve_port" in unserved.stderr
     assert not any(noise in unserved.stderr for noise in ENGINE_NOISE), unserved.stderr
     assert len(unserved.stderr.strip().splitlines()) <= 3
+
+
+def test_a_store_that_cannot_be_opened_is_one_clear_line(tmp_path: Path) -> None:
+    (tmp_path / "notadir").write_text("x")
+    (tmp_path / "drifthouse.yaml").write_text(json.dumps({"store": {"path": "./notadir"}}))
+    result = _cli("sql", "-c", "drifthouse.yaml", "SELECT 1", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "notadir" in result.stderr
+    assert "Stack trace" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 2

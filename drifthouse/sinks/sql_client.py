@@ -40,12 +40,15 @@ def ask(
     if is_embedded(dsn):
         folder = Path(dsn.split("://", 1)[1] if "://" in dsn else dsn[len("chdb:") :])
         try:
-            with quiet_stderr():
+            with quiet_stderr() as printed:
                 client = open_store(dsn, database)
-        except DrifthouseError:
-            if not held_by_another_process(folder):
-                raise
-            return _ask_worker(config, folder, sql, parameters, limits)
+        except DrifthouseError as exc:
+            if held_by_another_process(folder):
+                return _ask_worker(config, folder, sql, parameters, limits)
+            # The engine's message: without its stack trace, with what it printed (if anything).
+            text = str(exc).split(", Stack trace", 1)[0].split("\nStack trace", 1)[0]
+            said = " ".join(printed).strip().split("\n", 1)[0]
+            raise type(exc)(f"{text} (the engine said: {said})" if said else text) from exc
     else:
         client = open_store(dsn, database)
     try:

@@ -27,6 +27,7 @@ import json
 import os
 import secrets
 import stat
+import tempfile
 import threading
 import urllib.error
 import urllib.request
@@ -115,16 +116,22 @@ def held_by_another_process(folder: Path) -> bool:
 
 
 @contextlib.contextmanager
-def quiet_stderr() -> Iterator[None]:
-    """File descriptor 2 sent to /dev/null: the engine prints lock errors there before raising."""
+def quiet_stderr() -> Iterator[list[str]]:
+    """File descriptor 2 captured: the engine prints lock errors there before raising.
+
+    Yields a list that holds what was printed once the block ends, for an error message.
+    """
+    captured: list[str] = []
     saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    with tempfile.TemporaryFile() as sink:
+        try:
+            os.dup2(sink.fileno(), 2)
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured.append(sink.read(4096).decode("utf-8", "replace").strip())
 
 
 def _encode(value: Any) -> Any:
