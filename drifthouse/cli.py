@@ -13,7 +13,7 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -321,7 +321,7 @@ def replay(
     other_rules = _load_rules(rules) if rules is not None else None
     from_ms, to_ms = parse_time(from_, "--from"), parse_time(to, "--to")
     profiles = load_profiles(cfg)
-    sink = open_sink(cfg)
+    sink = open_sink(cfg, profiles)  # the references too: recipe psi_range compares with them
     run_name = run_id or "replay-" + __import__("time").strftime(
         "%Y%m%dT%H%M%SZ", __import__("time").gmtime()
     )
@@ -452,47 +452,45 @@ def _print_backtest(
 
 @app.command()
 def sql(
-    query: Annotated[str, typer.Argument(help="A SELECT (or SHOW/DESCRIBE) statement.")],
+    query: Annotated[
+        str | None,
+        typer.Argument(help="One SELECT over the drifthouse tables (or give --recipe)."),
+    ] = None,
     config: ConfigOption = Path("drifthouse.yaml"),
+    recipe: Annotated[
+        str | None,
+        typer.Option(help="Run a named recipe of sinks/sql/queries.sql instead of QUERY."),
+    ] = None,
     param: Annotated[
         list[str] | None, typer.Option(help="Query parameter name=value (repeatable).")
     ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="Output: table, csv or json.")] = "table",
 ) -> None:
-    """Query the configured store and print a table."""
+    """Query the configured store, read-only: one SELECT or a named recipe."""
     from drifthouse.config import load_config
-    from drifthouse.sinks import open_store, query_readonly, run_sql
-    from drifthouse.sinks.query import check_readonly
+    from drifthouse.sinks.query import recipe as find_recipe
+    from drifthouse.sinks.sql_client import ask
+    from drifthouse.sql_output import FORMATS, print_result
 
-    cfg = load_config(config)
+    if fmt not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)} (got {fmt!r})")
+    if (query is None) == (recipe is None):
+        raise UsageError("give either a SELECT statement or --recipe NAME, not both or neither")
     params: dict[str, str] = {}
     for item in param or []:
         name, sep, value = item.partition("=")
-        if not sep:
+        if not sep or not name:
             raise UsageError(f"--param must be name=value (got {item!r})")
         params[name] = value
-    try:
-        client = open_store(cfg.store_dsn(), cfg.store.database)
-    except DrifthouseError:
-        # A worker holds the embedded store: ask it over its read-only endpoint.
-        if cfg.store.serve_port is None:
-            raise
-        check_readonly(query)
-        columns, found = query_readonly(cfg.store.serve_port, query, params)
-        rows: list[Any] = list(found)
+    cfg = load_config(config)
+    if recipe is not None:
+        chosen = find_recipe(recipe)
+        query, bound = chosen.sql, chosen.bind(params)
     else:
-        try:
-            columns, result = run_sql(client, query, params)
-            rows = list(result)
-        finally:
-            client.close()
-    # Values are data, never markup: a '[/bold]' in a model name prints as it is.
-    table = Table()
-    for column in columns:
-        table.add_column(Text(column))
-    for row in rows:
-        table.add_row(*(Text(str(v)) for v in row))
-    out.print(table)
-    out.print(Text(f"{len(rows)} row{'s' if len(rows) != 1 else ''}", "dim"))
+        bound = dict(params)
+    assert query is not None
+    columns, rows = ask(cfg, query, bound)
+    print_result(columns, rows, fmt, out)
 
 
 @app.command()

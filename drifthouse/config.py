@@ -224,7 +224,26 @@ class StoreConfig(_Strict):
     ttl_days: dict[str, int] = Field(default_factory=lambda: {"predictions": 30})
     serve_port: int | None = Field(
         None,
+        ge=1,
+        le=65535,
         description="read-only local HTTP endpoint for `drifthouse sql` while a worker holds the store",
+    )
+    serve_token_file: Path | None = Field(
+        None,
+        description="the endpoint's secret (0600), written at worker start; "
+        "default: sql-endpoint.token in the store's folder",
+    )
+    serve_timeout: float = Field(
+        30.0, gt=0, le=3600, description="seconds one `drifthouse sql` statement may run"
+    )
+    serve_max_rows: int = Field(
+        100_000, gt=0, description="rows one `drifthouse sql` statement may return"
+    )
+    serve_max_memory: int = Field(
+        1 << 30, gt=0, description="bytes of memory one `drifthouse sql` statement may use"
+    )
+    serve_max_request_bytes: int = Field(
+        64 * 1024, gt=0, le=16 << 20, description="largest request body the endpoint reads"
     )
 
     @model_validator(mode="after")
@@ -551,6 +570,15 @@ class Config(_Strict):
         if not path.is_absolute():
             path = (self.base_dir / path).resolve()
         return f"chdb://{path}"
+
+    def sql_token_path(self) -> Path:
+        """Where the SQL endpoint's token lives: ``store.serve_token_file``, else in the store's folder."""
+        if self.store.serve_token_file is not None:
+            return self.resolve_path(self.store.serve_token_file)
+        dsn = self.store_dsn()
+        if dsn.startswith("chdb://"):
+            return Path(dsn[len("chdb://") :]) / "sql-endpoint.token"
+        return self.base_dir / "drifthouse-sql.token"
 
     def masked_store_dsn(self) -> str:
         """:meth:`store_dsn` with any password replaced by ``***``, fit for logs and output."""

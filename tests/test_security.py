@@ -719,11 +719,16 @@ class _Recorder(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-@pytest.fixture
-def readonly_port(ch_client: Any) -> Iterator[int]:
-    from drifthouse.sinks import serve_readonly
+_tokens: dict[int, str] = {}
 
-    server = serve_readonly(ch_client, 0)
+
+@pytest.fixture
+def readonly_port(ch_client: Any, tmp_path: Path) -> Iterator[int]:
+    from drifthouse.sinks import serve_readonly
+    from drifthouse.sinks.sql_endpoint import read_token
+
+    server = serve_readonly(ch_client, 0, token_file=tmp_path / "token")
+    _tokens[server.port] = read_token(tmp_path / "token")
     yield server.port
     server.close()
 
@@ -731,7 +736,9 @@ def readonly_port(ch_client: Any) -> Iterator[int]:
 def test_readonly_endpoint_answers_selects(readonly_port: int) -> None:
     from drifthouse.sinks import query_readonly
 
-    columns, rows = query_readonly(readonly_port, "SELECT {x:String} AS x", {"x": NASTY[0]})
+    columns, rows = query_readonly(
+        readonly_port, "SELECT {x:String} AS x", {"x": NASTY[0]}, token=_tokens[readonly_port]
+    )
     assert (columns, rows) == (["x"], [[NASTY[0]]])
 
 
@@ -744,7 +751,11 @@ def test_readonly_endpoint_does_not_read_local_files(readonly_port: int, tmp_pat
     secret = tmp_path / "secret.txt"
     secret.write_text(f"{MARK}-file-content\n")
     with pytest.raises(DrifthouseError) as refused:
-        query_readonly(readonly_port, f"SELECT * FROM file('{secret}', 'LineAsString')")
+        query_readonly(
+            readonly_port,
+            f"SELECT * FROM file('{secret}', 'LineAsString')",
+            token=_tokens[readonly_port],
+        )
     assert MARK not in str(refused.value)
 
 
@@ -761,7 +772,10 @@ def test_readonly_endpoint_makes_no_outbound_requests(readonly_port: int) -> Non
         target = f"http://127.0.0.1:{server.server_address[1]}/internal"
         with contextlib.suppress(DrifthouseError):
             query_readonly(
-                readonly_port, f"SELECT * FROM url('{target}', 'LineAsString')", timeout=20
+                readonly_port,
+                f"SELECT * FROM url('{target}', 'LineAsString')",
+                timeout=20,
+                token=_tokens[readonly_port],
             )
     finally:
         server.shutdown()

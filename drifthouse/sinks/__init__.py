@@ -9,8 +9,9 @@ Public API
   contract, and what a bounded run stored; :class:`ClickHouseSink` (``clickhouse``).
 - :class:`PredictionLog` (``predictions``): the sampled, PII-hashed prediction log.
 - :func:`store_reference`, :func:`reference_rows` (``references``): profiles in the store.
-- :func:`run_sql`, :func:`run_recipe`, :func:`load_recipes`, :func:`serve_readonly`,
-  :func:`query_readonly` (``query``).
+- :func:`run_select` (``sql_guard``): one SELECT over the drifthouse tables, read-only, in limits.
+- :func:`run_sql`, :func:`run_recipe`, :func:`load_recipes` (``query``); :func:`serve_readonly`,
+  :func:`query_readonly` (``sql_endpoint``): the worker's SQL endpoint and its client.
 """
 
 from __future__ import annotations
@@ -18,14 +19,17 @@ from __future__ import annotations
 from drifthouse.sinks.base import MemorySink, Refusal, Sink, WriteReport, finish
 from drifthouse.sinks.clickhouse import ClickHouseSink
 from drifthouse.sinks.predictions import PredictionLog
-from drifthouse.sinks.query import load_recipes, query_readonly, run_recipe, run_sql, serve_readonly
+from drifthouse.sinks.query import load_recipes, run_recipe, run_sql
 from drifthouse.sinks.references import reference_rows, store_reference
 from drifthouse.sinks.schema import migrate, migrate_report
+from drifthouse.sinks.sql_endpoint import query_readonly, serve_readonly
+from drifthouse.sinks.sql_guard import Limits, run_select
 from drifthouse.sinks.store import open_store
 from drifthouse.sinks.tables import PredictionRow, ReferenceRow
 
 __all__ = [
     "ClickHouseSink",
+    "Limits",
     "MemorySink",
     "PredictionLog",
     "PredictionRow",
@@ -41,6 +45,7 @@ __all__ = [
     "query_readonly",
     "reference_rows",
     "run_recipe",
+    "run_select",
     "run_sql",
     "serve_readonly",
     "store_reference",

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from drifthouse.alerts import Alerting
 from drifthouse.config import Config
+from drifthouse.detectors.reference import Profile
 from drifthouse.logs import get_logger
-from drifthouse.sinks import ClickHouseSink, migrate, open_store, serve_readonly
+from drifthouse.sinks import (
+    ClickHouseSink,
+    Limits,
+    migrate,
+    open_store,
+    serve_readonly,
+    store_reference,
+)
 from drifthouse.sinks.base import Sink
 from drifthouse.stream.kafka_dlq import KafkaDeadLetters
 from drifthouse.stream.replay import load_profiles
@@ -20,8 +29,13 @@ __all__ = ["baselines_for", "build_worker", "open_sink", "run"]
 log = get_logger("run")
 
 
-def open_sink(config: Config) -> Sink:
-    """The store's sink, with the schema migrated (safe at every start)."""
+def open_sink(config: Config, profiles: Mapping[str, Profile] | None = None) -> Sink:
+    """The store's sink, with the schema migrated (safe at every start).
+
+    ``profiles`` (the configured references) are stored too, as :func:`store_reference` does:
+    SQL over any time range (recipe ``psi_range``) compares windows with them. Writing them again
+    at every start is harmless: their rows have the same keys and collapse.
+    """
     client = open_store(config.store_dsn(), config.store.database)
     migrate(client, config.store.database, config.store.ttl_days)
     # A spool by default: while the store is away, results wait on disk (bounded) and the
@@ -30,7 +44,11 @@ def open_sink(config: Config) -> Sink:
     if not spool.is_absolute():
         spool = config.base_dir / spool
     overrides: dict[str, Any] = {"spool_dir": spool}
-    return ClickHouseSink.from_config(client, config.store, **overrides)
+    sink = ClickHouseSink.from_config(client, config.store, **overrides)
+    for model, profile in (profiles or {}).items():
+        where = config.reference_path(model)
+        store_reference(sink, profile, source=str(where) if where is not None else "")
+    return sink
 
 
 def baselines_for(profiles: dict[str, Any]) -> Any:
@@ -65,12 +83,18 @@ def build_worker(config: Config, *, datadir: Path | None = None) -> Any:
         port = config.store.serve_port
         assert port is not None
         # A client of its own: the sink's is busy with writes on another thread.
-        return serve_readonly(open_store(config.store_dsn(), config.store.database), port)
+        return serve_readonly(
+            open_store(config.store_dsn(), config.store.database),
+            port,
+            token_file=config.sql_token_path(),
+            limits=Limits.of(config.store),
+            max_request_bytes=config.store.serve_max_request_bytes,
+        )
 
     return build_app(
         config,
         profiles=profiles,
-        open_sink=lambda: open_sink(config),
+        open_sink=lambda: open_sink(config, profiles),
         dead_letters=dead,
         alerting=alerting,
         serve_sql=serve_sql if config.store.serve_port is not None else None,

@@ -7,16 +7,9 @@ import numpy as np
 import pytest
 
 from drifthouse.detectors.stats import psi
-from drifthouse.errors import StoreError, UsageError
+from drifthouse.errors import UsageError
 from drifthouse.sinks.clickhouse import ClickHouseSink
-from drifthouse.sinks.query import (
-    check_readonly,
-    load_recipes,
-    query_readonly,
-    run_recipe,
-    run_sql,
-    serve_readonly,
-)
+from drifthouse.sinks.query import load_recipes, run_recipe, run_sql
 from tests.sinks import rowgen
 
 HOURS = 6
@@ -142,42 +135,3 @@ def test_user_input_is_bound_not_formatted(filled: Any) -> None:
     )
     assert columns == ["count()"]
     assert rows == [(0,)]
-
-
-@pytest.mark.parametrize(
-    "sql",
-    [
-        pytest.param("DROP TABLE metrics", id="drop"),
-        pytest.param("INSERT INTO metrics SELECT * FROM metrics", id="insert"),
-        pytest.param("SELECT 1; DROP TABLE metrics", id="two-statements"),
-        pytest.param("-- SELECT\nALTER TABLE metrics DELETE WHERE 1", id="comment-disguise"),
-        pytest.param("SELECT 1 INTO OUTFILE '/tmp/x'", id="outfile"),
-    ],
-)
-def test_check_readonly_rejects_writes(sql: str) -> None:
-    with pytest.raises(UsageError):
-        check_readonly(sql)
-
-
-def test_readonly_endpoint(filled: Any) -> None:
-    server = serve_readonly(filled, 0)
-    try:
-        assert server.host == "127.0.0.1"
-        columns, rows = query_readonly(
-            server.port,
-            "SELECT model, count() AS c FROM metrics FINAL WHERE model = {m:String} GROUP BY model",
-            {"m": "fraud"},
-        )
-        assert columns == ["model", "c"]
-        assert rows == [["fraud", sum(m.model == "fraud" for m in rowgen.results(hours=HOURS)[0])]]
-        _, rows = query_readonly(server.port, "SELECT min(window_start) FROM metrics")
-        assert isinstance(rows[0][0], str)
-        with pytest.raises(UsageError, match="read-only"):
-            query_readonly(server.port, "DROP TABLE metrics")
-        with pytest.raises(UsageError):
-            query_readonly(server.port, "SELECT nope FROM metrics")
-        assert run_sql(filled, "EXISTS TABLE metrics")[1] == [(1,)]
-    finally:
-        server.close()
-    with pytest.raises(StoreError, match="no drifthouse worker"):
-        query_readonly(server.port, "SELECT 1", timeout=2)
