@@ -77,6 +77,7 @@ __all__ = [
     "load_config",
     "mask_dsn",
     "parse_duration",
+    "window_name",
 ]
 
 log = get_logger("config")
@@ -112,6 +113,26 @@ def format_duration(ms: int) -> str:
 
 
 DurationMs = Annotated[int, BeforeValidator(parse_duration)]
+
+
+def window_name(text: str) -> str:
+    """The name drifthouse gives a window spelled ``text``: ``'7d'`` -> ``'1w'``,
+    ``'15m/60s'`` -> ``'15m/1m'``; globs and anything else come back unchanged.
+
+    >>> window_name("7d"), window_name("60m/30s"), window_name("1*")
+    ('1w', '1h/30s', '1*')
+    """
+    if any(ch in text for ch in "*?["):
+        return text
+    try:
+        parts = [parse_duration(part) for part in text.split("/")]
+    except ValueError:
+        return text
+    if len(parts) == 1 or (len(parts) == 2 and parts[0] == parts[1]):
+        return format_duration(parts[0])
+    if len(parts) == 2:
+        return f"{format_duration(parts[0])}/{format_duration(parts[1])}"
+    return text
 
 
 def mask_dsn(dsn: str) -> str:
@@ -404,6 +425,12 @@ class RuleConfig(_Strict):
     window: str = "*"
     labels: dict[str, str] = Field(default_factory=dict)
     message: str | None = None
+
+    @field_validator("window")
+    @classmethod
+    def _window_name(cls, value: str) -> str:
+        # A window is named by its shortest spelling (7d is '1w'): match it however it is written.
+        return window_name(value)
 
 
 class RouteConfig(_Strict):
@@ -871,7 +898,7 @@ def _raw_reference_problems(data: Mapping[str, Any]) -> list[tuple[tuple[int | s
         if isinstance(name, str)
     ]
     rules = [
-        (i, rule["window"])
+        (i, window_name(rule["window"]))
         for i, rule in enumerate(_as_list(data.get("rules")))
         if isinstance(rule, dict) and isinstance(rule.get("window"), str)
     ]
@@ -1036,6 +1063,14 @@ def check_config(path: str | Path) -> ConfigReport:
     warnings = [(where, msg.removeprefix("warning: ")) for where, msg in found if _is_warning(msg)]
     if config is None:
         return ConfigReport(None, errors, warnings)
+    # Imported here: the alerting package depends on this module, not the other way round.
+    from drifthouse.alerts.check import validate_routing
+
+    for where, message in validate_routing(config):
+        target = warnings if _is_warning(message) else errors
+        target.append(
+            (_where_path(loaded, where), loaded.redact(message.removeprefix("warning: ")))
+        )
     for name in sorted(config.models):
         reference = config.reference_path(name)
         if reference is not None and not reference.is_file():

@@ -25,6 +25,7 @@ rules:
   - {name: serving-errors, metric: error_rate_5xx, when: "value > 0.05", severity: critical}
 routes:
   - {match: {severity: critical}, receivers: [pagerduty, slack]}
+  - {receivers: [slack]}
 receivers:
   slack: {type: slack, channel: "#ml-alerts", token: "${DH_TEST_SLACK}"}
   pagerduty: {type: pagerduty, routing_key: "${DH_TEST_PD}"}
@@ -120,6 +121,48 @@ def test_check_prints_every_problem_and_exits_2(
     assert "4 problems" in out
     assert MARKER not in out + err
     assert "Traceback" not in out + err
+
+
+@pytest.mark.parametrize(
+    ("routes", "expected"),
+    [
+        pytest.param(
+            "routes: [{match: {tema: risk}, receivers: [c]}, {receivers: [c]}]",
+            ["routes[0].match.tema: warning: 'tema' is not a label alerts carry"],
+            id="route-matches-an-unknown-label",
+        ),
+        pytest.param(
+            "routes: [{match: {severity: critical}, receivers: [c]}]",
+            ["rules[0]: warning: alerts of rule 'drift' (severity warning) match no route"],
+            id="rule-reaches-no-route",
+        ),
+        pytest.param(
+            "routes: [{match: {team: risk}, receivers: [c]}]",
+            [
+                "routes[0].match.team: warning: 'team' is not a label alerts carry",
+                "rules[0]: warning: alerts of rule 'drift' (severity warning) match no route",
+            ],
+            id="both",
+        ),
+    ],
+)
+def test_check_warns_about_routing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], routes: str, expected: list[str]
+) -> None:
+    path = write(
+        tmp_path,
+        f"""
+        rules: [{{name: drift, metric: psi, when: "value > 0.25"}}]
+        receivers: {{c: {{type: console}}}}
+        {routes}
+        """,
+    )
+    code, out, _ = run(capsys, "check", "-c", str(path))
+    assert code == 0, out
+    warnings = [line.split(" ", 1)[1] for line in out.splitlines() if ": warning: " in line]
+    assert len(warnings) == len(expected), out
+    for want in expected:
+        assert any(line.startswith(want) for line in warnings), out
 
 
 def test_check_reads_the_config_path_from_the_environment(
