@@ -187,6 +187,12 @@ class KafkaConfig(_Strict):
     group: str = "drifthouse"
     client_id: str = "drifthouse"
     partials_topic: str = "drifthouse-partials"
+    partitions: int = Field(
+        3,
+        ge=1,
+        description="partitions of the predictions topic when `drifthouse run` creates it "
+        "(an existing topic keeps its own)",
+    )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
