@@ -11,8 +11,8 @@ from drifthouse.config import Config
 from drifthouse.logs import get_logger
 from drifthouse.sinks import ClickHouseSink, migrate, open_store, serve_readonly
 from drifthouse.sinks.base import Sink
-from drifthouse.stream.kafka_dlq import KafkaDeadLetters
 from drifthouse.stream.kafka_admin import ensure_topics
+from drifthouse.stream.kafka_dlq import KafkaDeadLetters
 from drifthouse.stream.replay import load_profiles
 from drifthouse.stream.worker import build_app, run_worker
 
