@@ -540,6 +540,10 @@ class Config(_Strict):
         default_factory=lambda: [WindowConfig.model_validate({"size": "1h"})]
     )
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    pii: list[str] = Field(
+        default_factory=list,
+        description="PII names (features, segment attributes, event_id) of every model",
+    )
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     rules: list[RuleConfig] = Field(default_factory=list)
     routes: list[RouteConfig] = Field(default_factory=list)
@@ -547,6 +551,20 @@ class Config(_Strict):
     receivers: dict[str, ReceiverConfig] = Field(default_factory=dict)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    @model_validator(mode="after")
+    def _global_pii(self) -> Config:
+        # The global list applies to every model: merge it in once, so each model's `pii` is
+        # the whole truth wherever it is read.
+        if self.pii:
+            merged = {
+                name: model.model_copy(
+                    update={"pii": [*model.pii, *(f for f in self.pii if f not in model.pii)]}
+                )
+                for name, model in self.models.items()
+            }
+            object.__setattr__(self, "models", merged)
+        return self
 
     @model_validator(mode="after")
     def _cross_refs(self, info: ValidationInfo) -> Config:
@@ -590,8 +608,8 @@ class Config(_Strict):
         return mask_dsn(self.store_dsn())
 
     def model(self, name: str) -> ModelConfig:
-        """Settings of model ``name`` (defaults when it is not configured)."""
-        return self.models.get(name) or ModelConfig()
+        """Settings of model ``name`` (defaults, with the global ``pii``, when it is not configured)."""
+        return self.models.get(name) or ModelConfig(pii=list(self.pii))
 
     def resolve_path(self, path: Path) -> Path:
         """``path`` made absolute against the config file's folder."""
@@ -1033,6 +1051,31 @@ def _where_path(loaded: _Loaded, path: str) -> str:
     return f"{loaded.source}:{line} {path}" if line else f"{loaded.source} {path}"
 
 
+def _pii_key_problems(config: Config, errors: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A PII key too short is an error; one not set (yet) a warning: `run` needs it."""
+    from drifthouse.pii import PII_KEY_ENV, pii_key_from_env
+
+    needing = [f"models.{name}.pii" for name, model in config.models.items() if model.pii]
+    if config.pii:
+        needing.insert(0, "pii")
+    if not needing:
+        return []
+    where = config.where(needing[0])
+    if not os.environ.get(PII_KEY_ENV):
+        return [
+            (
+                where,
+                f"PII names are listed but {PII_KEY_ENV} is not set here; `drifthouse run` needs "
+                "it (at least 32 bytes, e.g. `openssl rand -hex 32`)",
+            )
+        ]
+    try:
+        pii_key_from_env(config.models)
+    except ConfigError as exc:
+        errors.extend((where, message) for _, message in exc.problems)
+    return []
+
+
 @dataclass(frozen=True)
 class ConfigReport:
     """What ``drifthouse check`` found: the config (when it loaded), errors and warnings.
@@ -1077,6 +1120,7 @@ def check_config(path: str | Path) -> ConfigReport:
         target.append(
             (_where_path(loaded, where), loaded.redact(message.removeprefix("warning: ")))
         )
+    warnings.extend(_pii_key_problems(config, errors))
     for name in sorted(config.models):
         reference = config.reference_path(name)
         if reference is not None and not reference.is_file():

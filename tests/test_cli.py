@@ -47,6 +47,7 @@ store: {database: "${DH_TEST_PD}"}
 def _secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DH_TEST_SLACK", MARKER + "-slack")
     monkeypatch.setenv("DH_TEST_PD", MARKER + "-pd")
+    monkeypatch.setenv("DRIFTHOUSE_PII_KEY", MARKER + "-pii-key-0123456789abcdef")
 
 
 @pytest.fixture(autouse=True)
@@ -234,3 +235,32 @@ def test_entry_point_and_module_run_in_a_fresh_process(tmp_path: Path) -> None:
         [sys.executable, "-m", "drifthouse", "version"], capture_output=True, text=True, check=False
     )
     assert (done.returncode, done.stdout.strip()) == (0, f"drifthouse {__version__}")
+
+
+@pytest.mark.parametrize(
+    ("key", "code", "expected"),
+    [
+        pytest.param(None, 0, "warning: PII names are listed but DRIFTHOUSE_PII_KEY", id="unset"),
+        pytest.param("short-key", 2, "the PII key must be at least 32 bytes", id="short"),
+        pytest.param("k" * 32, 0, "configuration OK", id="long-enough"),
+    ],
+)
+def test_check_tells_about_the_pii_key(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    key: str | None,
+    code: int,
+    expected: str,
+) -> None:
+    if key is None:
+        monkeypatch.delenv("DRIFTHOUSE_PII_KEY", raising=False)
+    else:
+        monkeypatch.setenv("DRIFTHOUSE_PII_KEY", key)
+    path = write(tmp_path, "pii: [email]\nwindows: [{size: 1h}]\n")
+    got, out, err = run(capsys, "check", "-c", str(path))
+    assert got == code, out
+    assert expected in out
+    assert f"{path}:1 pii" in out or (key is not None and code == 0)
+    if key is not None:
+        assert key not in out + err

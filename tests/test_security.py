@@ -42,6 +42,7 @@ from drifthouse.sinks import (
     run_recipe,
     store_reference,
 )
+from drifthouse.sinks.predictions import hash_pii
 from drifthouse.stream.dead_letters import MemoryDeadLetters
 from drifthouse.stream.pipeline import Pipeline
 from drifthouse.stream.replay import replay_alerts
@@ -699,6 +700,101 @@ def test_pii_values_never_reach_the_store_in_plain_text(monkeypatch: pytest.Monk
     assert len(sink.rows("predictions")) == len(records)
     leaked = sorted(where for where, text in places.items() if "@example.com" in text)
     assert leaked == []
+
+
+PII_KEY = "k" * 32
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        pytest.param(
+            {"models": {"shop": {"pii": ["email", "user", "event_id"], "sample_rate": 1.0}}},
+            id="per-model",
+        ),
+        pytest.param(
+            {
+                "pii": ["user", "event_id"],
+                "models": {"shop": {"pii": ["email"], "sample_rate": 1.0}},
+            },
+            id="global-and-per-model",
+        ),
+        pytest.param({"pii": ["email", "user", "event_id"]}, id="global-unconfigured-model"),
+    ],
+)
+def test_pii_in_event_ids_and_segments_is_hashed_everywhere_it_is_stored(
+    monkeypatch: pytest.MonkeyPatch, settings: dict[str, Any]
+) -> None:
+    """PII names also cover ``event_id`` and segment attributes: the prediction log's
+    ``event_id`` and ``segment``, and ``segment`` of metrics and sketches (and so of alerts),
+    hold keyed hashes of them (the same hash everywhere, so they still join and group)."""
+    monkeypatch.setenv("DRIFTHOUSE_PII_KEY", PII_KEY)
+    config = Config.model_validate(
+        {
+            **settings,
+        }
+    )
+    records = [
+        Record(
+            "predictions",
+            b"shop",
+            event(
+                "shop",
+                i,
+                event_id=f"{EMAILS[i % 5]}#{i}",
+                segment={"user": EMAILS[i % 5], "country": "DE"},
+                features={"email": EMAILS[i % 5], "amount": float(i)},
+                status=500 if i % 2 else 200,
+            ),
+            T0,
+        )
+        for i in range(400)
+    ]
+    sink = MemorySink()
+    pipeline = Pipeline(
+        config=config,
+        profiles=profiles_from(records, config),
+        sink=sink,
+        dead_letters=MemoryDeadLetters(),
+        prediction_log=PredictionLog.for_config(config),
+    )
+    pipeline.process([Message(r.value, 0, i) for i, r in enumerate(records)])
+    pipeline.finish()
+    sink.flush()
+    places = {table: repr(sink.rows(table)) for table in ("metrics", "sketches", "predictions")}
+    assert sink.rows("predictions")
+    leaked = sorted(where for where, text in places.items() if "@example.com" in text)
+    assert leaked == []
+    hashed = hash_pii(EMAILS[0], PII_KEY.encode())
+    segments = {r.segment for r in sink.rows("metrics")}
+    assert f"user={hashed}" in segments
+    assert "country=DE" in segments  # attributes not listed stay readable
+    for row in sink.rows("predictions"):
+        i = (row.ts - T0) // 10_000
+        user = hash_pii(EMAILS[i % 5], PII_KEY.encode())
+        assert json.loads(row.segment) == {"country": "DE", "user": user}
+        assert row.event_id == hash_pii(f"{EMAILS[i % 5]}#{i}", PII_KEY.encode())
+
+
+@pytest.mark.parametrize(
+    ("key", "ok"),
+    [
+        pytest.param("k" * 31, False, id="31-bytes"),
+        pytest.param("é" * 16, True, id="32-bytes-16-chars"),
+        pytest.param("k" * 32, True, id="32-bytes"),
+    ],
+)
+def test_pii_key_must_be_at_least_32_bytes(
+    monkeypatch: pytest.MonkeyPatch, key: str, ok: bool
+) -> None:
+    monkeypatch.setenv("DRIFTHOUSE_PII_KEY", key)
+    config = Config.model_validate({"pii": ["email"]})
+    if ok:
+        assert PredictionLog.for_config(config).key == key.encode()
+        return
+    with pytest.raises(ConfigError, match="at least 32 bytes") as info:
+        PredictionLog.for_config(config)
+    assert key not in str(info.value) + repr(info.value.problems)
 
 
 # -- (e) the read-only SQL endpoint reads the store, not the machine -------------------------------
