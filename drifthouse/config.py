@@ -50,7 +50,7 @@ from pydantic import (
 )
 
 from drifthouse.errors import ConfigError
-from drifthouse.logs import get_logger
+from drifthouse.logs import get_logger, hide_secret, redact
 
 __all__ = [
     "AlertingConfig",
@@ -498,13 +498,13 @@ class PagerDutyReceiver(_Strict):
 
 class WebhookReceiver(_Strict):
     type: Literal["webhook"]
-    url: str
+    url: SecretStr = Field(description="secret: a webhook's path or query often is its credential")
     headers: dict[str, SecretStr] = Field(default_factory=dict)
 
     @field_validator("url")
     @classmethod
-    def _check_url(cls, value: str) -> str:
-        _http_url(value)
+    def _check_url(cls, value: SecretStr) -> SecretStr:
+        _http_url(value.get_secret_value())
         return value
 
 
@@ -720,7 +720,7 @@ def _reference_problems(
 
 _ENV = re.compile(r"\$(\$)?\{(file:)?([^}:]+)(?::-([^}]*))?\}")
 _SECRET_KEYS = frozenset(
-    {"token", "webhook_url", "routing_key", "sasl_password", "dsn", "password", "headers"}
+    {"token", "webhook_url", "url", "routing_key", "sasl_password", "dsn", "password", "headers"}
 )
 _RESOLVER: Any = yaml.resolver.Resolver()
 _RECEIVER_TAGS = frozenset({"slack", "pagerduty", "webhook", "kafka", "console"})
@@ -736,6 +736,7 @@ class _Loaded:
     lines: dict[str, int] = field(default_factory=dict)
     problems: list[tuple[str, str]] = field(default_factory=list)
     secrets: set[str] = field(default_factory=set)
+    key_secrets: set[str] = field(default_factory=set)  # values under secret keys only
     unresolved: set[str] = field(default_factory=set)  # paths whose ${...} could not be filled
     visited: set[int] = field(default_factory=set)  # ids of nodes walked (aliases share nodes)
 
@@ -743,8 +744,8 @@ class _Loaded:
         return _where_path(self, _loc(loc))
 
     def redact(self, message: str) -> str:
-        for secret in sorted(self.secrets, key=len, reverse=True):
-            message = message.replace(secret, "***")
+        # Any piece of a secret, not only the whole value (see drifthouse.logs.redact).
+        message = redact(message, self.secrets)
         return re.sub(r"(\w+://[^/\s:@]*:)[^@\s/]+@", r"\1***@", message)
 
 
@@ -770,9 +771,9 @@ def _interpolate_nodes(node: yaml.Node, loaded: _Loaded, path: tuple[int | str, 
             child = (*path, name)
             # A problem with a value is reported on its key's line.
             loaded.lines.setdefault(_loc(child), key.start_mark.line + 1)
+            _interpolate_nodes(value, loaded, child)
             if name in _SECRET_KEYS:
                 _collect_secrets(value, loaded)
-            _interpolate_nodes(value, loaded, child)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _interpolate_nodes(item, loaded, (*path, i))
@@ -786,8 +787,9 @@ def _interpolate_nodes(node: yaml.Node, loaded: _Loaded, path: tuple[int | str, 
 
 def _collect_secrets(node: yaml.Node, loaded: _Loaded) -> None:
     if isinstance(node, yaml.ScalarNode):
-        if len(node.value) >= 4 and "${" not in node.value:
+        if len(node.value) >= 4:
             loaded.secrets.add(node.value)
+            loaded.key_secrets.add(node.value)
     elif isinstance(node, yaml.MappingNode):
         for _key, value in node.value:
             _collect_secrets(value, loaded)
@@ -956,6 +958,8 @@ def _pydantic_problems(exc: ValidationError, loaded: _Loaded) -> Iterator[tuple[
 def _load(path: str | Path) -> tuple[Config | None, _Loaded, list[tuple[str, str]]]:
     """Everything :func:`load_config` and :func:`check_config` share; never raises on content."""
     loaded = _read(Path(path))
+    for secret in loaded.key_secrets:
+        hide_secret(secret)  # masked wherever this process prints or logs from now on
     data = loaded.data
     problems = list(loaded.problems)
     warnings: list[tuple[str, str]] = []

@@ -475,6 +475,73 @@ def test_failing_receivers_and_replay_leak_no_secret(
     )
 
 
+ROUTING_KEY = "R0123456789abcdef0123456789abcdZ"  # 32 characters
+HOOK_PATH = "/hooks/T0123ABCD/B0456EFGH/xYzSeCrEtPaTh0123"
+
+
+def test_webhook_urls_are_masked_in_logs_errors_and_the_outbox(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A webhook URL's path and query are its credential: a receiver that cannot be reached is
+    reported as ``scheme://host:port/***`` in logs, errors, the outbox and reprs."""
+    from drifthouse.alerts.base import Notification
+    from drifthouse.alerts.delivery import DeliveryWorker, Outbox
+    from drifthouse.alerts.receivers import build_receivers
+    from drifthouse.config import load_config
+    from drifthouse.logs import configure
+
+    port = _closed_port()
+    monkeypatch.setenv("DH_HOOK_URL", f"http://127.0.0.1:{port}{HOOK_PATH}?token=qUeRySeCrEt")
+    path = tmp_path / "drifthouse.yaml"
+    path.write_text("receivers: {hook: {type: webhook, url: '${DH_HOOK_URL}'}}\n")
+    configure(level="DEBUG", json=True)
+    code, out, err = run_cli(capsys, "check", "-c", str(path))
+    assert code == 0, out + err
+    config = load_config(path)
+    receivers = build_receivers(config.receivers, state_dir=tmp_path / "state")
+    worker = DeliveryWorker(receivers, Outbox(tmp_path / "outbox"), max_attempts=1)
+    worker.start()
+    worker.enqueue(
+        Notification(id="n1", receiver="hook", kind="firing", ts=0, group_key="g",
+                     group_labels={}, firing=[], resolved=[])
+    )  # fmt: skip
+    assert worker.flush(timeout=10)
+    worker.stop()
+    assert worker.gave_up == 1
+    outbox = (tmp_path / "outbox" / "outbox.jsonl").read_text()
+    logged = capsys.readouterr().err
+    shown = "\n".join(
+        [out, err, logged, outbox, repr(config), config.model_dump_json(), repr(receivers)]
+    )
+    assert f"http://127.0.0.1:{port}/***" in outbox
+    for piece in ("T0123ABCD", "B0456EFGH", "xYzSeCrEtPaTh", "qUeRySeCrEt"):
+        assert piece not in shown
+
+
+def test_errors_show_no_piece_of_a_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message quoting 31 of a routing key's 32 characters (or its two ends) shows neither."""
+    import drifthouse.stream.run
+    from drifthouse.errors import SourceError
+
+    monkeypatch.setenv("DH_PD_KEY", ROUTING_KEY)
+    path = tmp_path / "drifthouse.yaml"
+    path.write_text("receivers: {pd: {type: pagerduty, routing_key: '${DH_PD_KEY}'}}\n")
+
+    def failing(*_args: object, **_kwargs: object) -> None:
+        raise SourceError(
+            f"refused key {ROUTING_KEY[:31]!r} (also seen as {ROUTING_KEY[:8]}...{ROUTING_KEY[-8:]})"
+        )
+
+    monkeypatch.setattr(drifthouse.stream.run, "run", failing)
+    code, out, err = run_cli(capsys, "run", "-c", str(path))
+    assert code == 1
+    assert "refused key" in err
+    for i in range(len(ROUTING_KEY) - 5):
+        assert ROUTING_KEY[i : i + 6] not in out + err
+
+
 @pytest.mark.parametrize(
     "argv",
     [

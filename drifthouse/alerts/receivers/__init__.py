@@ -84,7 +84,9 @@ def build_receiver(
         )
     if isinstance(config, WebhookConfig):
         headers = {k: v.get_secret_value() for k, v in config.headers.items()}
-        return WebhookReceiver(name=name, url=config.url, headers=headers, client=http)
+        return WebhookReceiver(
+            name=name, url=config.url.get_secret_value(), headers=headers, client=http
+        )
     if isinstance(config, KafkaConfig):
         return KafkaReceiver(name=name, topic=config.topic, bootstrap=kafka_bootstrap)
     if isinstance(config, ConsoleConfig):
