@@ -42,6 +42,7 @@ from drifthouse.alerts.routing import Dispatcher
 from drifthouse.alerts.rules import Baselines, RuleEngine
 from drifthouse.alerts.silences import SilenceStore
 from drifthouse.config import Config
+from drifthouse.files import open_private, private_dir
 from drifthouse.rows import AlertRow, MetricRow
 
 __all__ = ["Alerting"]
@@ -150,10 +151,10 @@ class Alerting:
         """Write the state atomically to ``<state_dir>/alert-state.json`` (call it with offset commits)."""
         if self.state_dir is None:
             return
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.state_dir)
         path = self.state_dir / STATE_FILE
         tmp = path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with open_private(tmp, "w", encoding="utf-8") as fh:
             json.dump(self.dump_state(), fh)
             fh.flush()
             os.fsync(fh.fileno())

@@ -30,6 +30,7 @@ from typing import Any
 import msgspec
 
 from drifthouse.errors import SpoolFull, StoreError
+from drifthouse.files import open_private, private_dir
 from drifthouse.sinks.tables import spec_for
 
 __all__ = ["Spool", "SpoolBatch"]
@@ -58,7 +59,7 @@ class Spool:
         self.directory = Path(directory)
         self.max_bytes = max_bytes
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            private_dir(self.directory)
         except OSError as exc:
             raise StoreError(
                 f"cannot create spool folder {self.directory}: {exc.strerror}; set store.spool_dir to a writable folder"
@@ -100,7 +101,7 @@ class Spool:
         self._next += 1
         final = self.directory / f"{seq:016d}.{table}.spool"
         tmp = final.with_suffix(".tmp")
-        with open(tmp, "wb") as handle:
+        with open_private(tmp, "wb") as handle:
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())

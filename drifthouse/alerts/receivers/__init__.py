@@ -33,6 +33,7 @@ from drifthouse.config import (
 from drifthouse.config import (
     WebhookReceiver as WebhookConfig,
 )
+from drifthouse.files import private_dir
 
 __all__ = [
     "ConsoleReceiver",
@@ -63,7 +64,7 @@ def build_receiver(
     if isinstance(config, SlackConfig):
         index_path = state_dir / f"slack-{name}.json" if state_dir is not None else None
         if state_dir is not None:
-            state_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(state_dir)
         return SlackReceiver(
             name=name,
             token=config.token.get_secret_value() if config.token is not None else None,
