@@ -529,6 +529,12 @@ class AlertingConfig(_Strict):
     outbox_dir: Path | None = None
     max_attempts: int = Field(8, ge=1)
     max_backoff: DurationMs = 300_000
+    repeat_wall_clock: DurationMs = Field(
+        3_600_000,
+        description="a repeat of a still-firing group also waits this long in wall-clock time "
+        "since the group's last notification to that receiver (0 turns it off), so a backfill "
+        "that runs event time fast does not flood receivers",
+    )
 
 
 class Config(_Strict):
