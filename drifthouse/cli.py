@@ -572,6 +572,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``argv`` defaults to ``sys.argv[1:]``.
     """
     _State.debug = False
+    logs.forget_secrets()  # a command masks the secrets of its own config (and clients)
     try:
         app(args=list(argv) if argv is not None else None, prog_name="drifthouse")
     except SystemExit as exc:

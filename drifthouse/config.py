@@ -726,7 +726,7 @@ def _reference_problems(
 
 _ENV = re.compile(r"\$(\$)?\{(file:)?([^}:]+)(?::-([^}]*))?\}")
 _SECRET_KEYS = frozenset(
-    {"token", "webhook_url", "url", "routing_key", "sasl_password", "dsn", "password", "headers"}
+    {"token", "webhook_url", "routing_key", "sasl_password", "dsn", "password", "headers"}
 )
 _RESOLVER: Any = yaml.resolver.Resolver()
 _RECEIVER_TAGS = frozenset({"slack", "pagerduty", "webhook", "kafka", "console"})
@@ -779,7 +779,7 @@ def _interpolate_nodes(node: yaml.Node, loaded: _Loaded, path: tuple[int | str, 
             loaded.lines.setdefault(_loc(child), key.start_mark.line + 1)
             _interpolate_nodes(value, loaded, child)
             if name in _SECRET_KEYS:
-                _collect_secrets(value, loaded)
+                _collect_secrets(value, loaded, everywhere=name != "dsn")
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _interpolate_nodes(item, loaded, (*path, i))
@@ -791,17 +791,20 @@ def _interpolate_nodes(node: yaml.Node, loaded: _Loaded, path: tuple[int | str, 
                 node.tag = _RESOLVER.resolve(yaml.ScalarNode, value, (True, False))
 
 
-def _collect_secrets(node: yaml.Node, loaded: _Loaded) -> None:
+def _collect_secrets(node: yaml.Node, loaded: _Loaded, *, everywhere: bool = True) -> None:
+    """Values under a secret key; ``everywhere``: masked in all output of the process too (a
+    DSN is not: its host and database are not secret, and its password is masked as such)."""
     if isinstance(node, yaml.ScalarNode):
         if len(node.value) >= 4:
             loaded.secrets.add(node.value)
-            loaded.key_secrets.add(node.value)
+            if everywhere:
+                loaded.key_secrets.add(node.value)
     elif isinstance(node, yaml.MappingNode):
         for _key, value in node.value:
-            _collect_secrets(value, loaded)
+            _collect_secrets(value, loaded, everywhere=everywhere)
     elif isinstance(node, yaml.SequenceNode):
         for item in node.value:
-            _collect_secrets(item, loaded)
+            _collect_secrets(item, loaded, everywhere=everywhere)
 
 
 def _substitute(text: str, loaded: _Loaded, path: tuple[int | str, ...], line: int) -> str:

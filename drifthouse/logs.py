@@ -17,7 +17,16 @@ from urllib.parse import urlsplit
 
 import structlog
 
-__all__ = ["MIN_PIECE", "configure", "get_logger", "hide_secret", "mask_url", "redact", "scrub"]
+__all__ = [
+    "MIN_PIECE",
+    "configure",
+    "forget_secrets",
+    "get_logger",
+    "hide_secret",
+    "mask_url",
+    "redact",
+    "scrub",
+]
 
 _SECRET_MARKERS = ("password", "token", "secret", "routing_key", "webhook_url", "api_key")
 
@@ -172,6 +181,11 @@ def hide_secret(secret: str | None, *loggers: str) -> None:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)
+
+
+def forget_secrets() -> None:
+    """Forget every secret :func:`hide_secret` was given (a process running a new command)."""
+    _SECRETS.clear()
 
 
 def configure(*, level: str = "INFO", json: bool = False) -> None:
