@@ -140,7 +140,13 @@ class PartitionStage:
         self._label_offsets: list[int] = []
         self._label_records: list[PredictionRecord] = []
         self._pii = PiiFields(self.config)
-        pii = {n for n, mc in self.config.models.items() if mc.pii}
+        # Models with a PII feature take the general decoder; PII names that are segment
+        # attributes or `event_id` (a global `pii` list names them for every model) do not.
+        pii = {
+            n
+            for n, profile in self.sketches.profiles.items()
+            if set(self._pii.of(n)) & {f.name for f in profile.features}
+        }
         self._typed = TypedDecoders(
             lambda model: (
                 self.sketches(model).layout
