@@ -62,7 +62,8 @@ def pii_key_from_env(
     value = env.get(PII_KEY_ENV, "")
     needing = sorted(name for name, cfg in models.items() if cfg.pii)
     fix = f"set {PII_KEY_ENV} to a long random secret, e.g. `openssl rand -hex 32`"
-    where = f"models.{needing[0]}.pii" if needing else PII_KEY_ENV
+    named = [name for name in needing if name != "*"]  # "*": models not configured (global `pii`)
+    where = f"models.{named[0]}.pii" if named else "pii" if needing else PII_KEY_ENV
     if value:
         key = value.encode("utf-8")
         if len(key) < MIN_KEY_BYTES:
@@ -73,7 +74,7 @@ def pii_key_from_env(
         return key
     if needing:
         raise ConfigError(
-            f"models {needing} list PII fields but {PII_KEY_ENV} is not set",
+            f"PII fields are listed ({where}) but {PII_KEY_ENV} is not set",
             [(where, f"{fix}, so PII fields can be hashed")],
         )
     return None
