@@ -88,10 +88,13 @@ def check(config: ConfigOption = Path("drifthouse.yaml")) -> None:
 
 
 def _print_report(report: ConfigReport) -> None:
+    scrub = logs.scrub  # no piece of a secret of the config, whatever a message quotes
     for where, message in report.errors:
-        out.print(Text.assemble((f"{where}: ", "bold"), (message, "red")))
+        out.print(Text.assemble((f"{scrub(where)}: ", "bold"), (scrub(message), "red")))
     for where, message in report.warnings:
-        out.print(Text.assemble((f"{where}: ", "bold"), ("warning: ", "yellow"), message))
+        out.print(
+            Text.assemble((f"{scrub(where)}: ", "bold"), ("warning: ", "yellow"), scrub(message))
+        )
     if not report.ok:
         count = len(report.errors)
         out.print(
@@ -632,6 +635,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``argv`` defaults to ``sys.argv[1:]``.
     """
     _State.debug = False
+    logs.forget_secrets()  # a command masks the secrets of its own config (and clients)
     try:
         app(args=list(argv) if argv is not None else None, prog_name="drifthouse")
     except SystemExit as exc:
@@ -654,10 +658,12 @@ def _exit_code(code: object) -> int:
 
 
 def _print_error(exc: DrifthouseError) -> None:
-    err.print(Text(f"error: {exc}", "bold red"))
+    # The one place errors reach the user: no piece of a known secret gets past it.
+    scrub = logs.scrub
+    err.print(Text(scrub(f"error: {exc}"), "bold red"))
     if isinstance(exc, ConfigError):
         for where, message in exc.problems:
-            err.print(Text.assemble((f"{where}: ", "bold"), (message, "red")))
+            err.print(Text.assemble((f"{scrub(where)}: ", "bold"), (scrub(message), "red")))
     err.print(Text("run with --debug for details", "dim"))
 
 

@@ -50,7 +50,7 @@ from pydantic import (
 )
 
 from drifthouse.errors import ConfigError
-from drifthouse.logs import get_logger
+from drifthouse.logs import get_logger, hide_secret, redact
 
 __all__ = [
     "AlertingConfig",
@@ -77,6 +77,7 @@ __all__ = [
     "load_config",
     "mask_dsn",
     "parse_duration",
+    "window_name",
 ]
 
 log = get_logger("config")
@@ -112,6 +113,26 @@ def format_duration(ms: int) -> str:
 
 
 DurationMs = Annotated[int, BeforeValidator(parse_duration)]
+
+
+def window_name(text: str) -> str:
+    """The name drifthouse gives a window spelled ``text``: ``'7d'`` -> ``'1w'``,
+    ``'15m/60s'`` -> ``'15m/1m'``; globs and anything else come back unchanged.
+
+    >>> window_name("7d"), window_name("60m/30s"), window_name("1*")
+    ('1w', '1h/30s', '1*')
+    """
+    if any(ch in text for ch in "*?["):
+        return text
+    try:
+        parts = [parse_duration(part) for part in text.split("/")]
+    except ValueError:
+        return text
+    if len(parts) == 1 or (len(parts) == 2 and parts[0] == parts[1]):
+        return format_duration(parts[0])
+    if len(parts) == 2:
+        return f"{format_duration(parts[0])}/{format_duration(parts[1])}"
+    return text
 
 
 def mask_dsn(dsn: str) -> str:
@@ -166,6 +187,12 @@ class KafkaConfig(_Strict):
     group: str = "drifthouse"
     client_id: str = "drifthouse"
     partials_topic: str = "drifthouse-partials"
+    partitions: int = Field(
+        3,
+        ge=1,
+        description="partitions of the predictions topic when `drifthouse run` creates it "
+        "(an existing topic keeps its own)",
+    )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
@@ -424,6 +451,12 @@ class RuleConfig(_Strict):
     labels: dict[str, str] = Field(default_factory=dict)
     message: str | None = None
 
+    @field_validator("window")
+    @classmethod
+    def _window_name(cls, value: str) -> str:
+        # A window is named by its shortest spelling (7d is '1w'): match it however it is written.
+        return window_name(value)
+
 
 class RouteConfig(_Strict):
     """An ordered route: alerts whose labels match go to its receivers."""
@@ -484,13 +517,13 @@ class PagerDutyReceiver(_Strict):
 
 class WebhookReceiver(_Strict):
     type: Literal["webhook"]
-    url: str
+    url: SecretStr = Field(description="secret: a webhook's path or query often is its credential")
     headers: dict[str, SecretStr] = Field(default_factory=dict)
 
     @field_validator("url")
     @classmethod
-    def _check_url(cls, value: str) -> str:
-        _http_url(value)
+    def _check_url(cls, value: SecretStr) -> SecretStr:
+        _http_url(value.get_secret_value())
         return value
 
 
@@ -515,6 +548,12 @@ class AlertingConfig(_Strict):
     outbox_dir: Path | None = None
     max_attempts: int = Field(8, ge=1)
     max_backoff: DurationMs = 300_000
+    repeat_wall_clock: DurationMs = Field(
+        3_600_000,
+        description="a repeat of a still-firing group also waits this long in wall-clock time "
+        "since the group's last notification to that receiver (0 turns it off), so a backfill "
+        "that runs event time fast does not flood receivers",
+    )
 
 
 class Config(_Strict):
@@ -526,6 +565,10 @@ class Config(_Strict):
         default_factory=lambda: [WindowConfig.model_validate({"size": "1h"})]
     )
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    pii: list[str] = Field(
+        default_factory=list,
+        description="PII names (features, segment attributes, event_id) of every model",
+    )
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     rules: list[RuleConfig] = Field(default_factory=list)
     routes: list[RouteConfig] = Field(default_factory=list)
@@ -533,6 +576,20 @@ class Config(_Strict):
     receivers: dict[str, ReceiverConfig] = Field(default_factory=dict)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    @model_validator(mode="after")
+    def _global_pii(self) -> Config:
+        # The global list applies to every model: merge it in once, so each model's `pii` is
+        # the whole truth wherever it is read.
+        if self.pii:
+            merged = {
+                name: model.model_copy(
+                    update={"pii": [*model.pii, *(f for f in self.pii if f not in model.pii)]}
+                )
+                for name, model in self.models.items()
+            }
+            object.__setattr__(self, "models", merged)
+        return self
 
     @model_validator(mode="after")
     def _cross_refs(self, info: ValidationInfo) -> Config:
@@ -585,8 +642,8 @@ class Config(_Strict):
         return mask_dsn(self.store_dsn())
 
     def model(self, name: str) -> ModelConfig:
-        """Settings of model ``name`` (defaults when it is not configured)."""
-        return self.models.get(name) or ModelConfig()
+        """Settings of model ``name`` (defaults, with the global ``pii``, when it is not configured)."""
+        return self.models.get(name) or ModelConfig(pii=list(self.pii))
 
     def resolve_path(self, path: Path) -> Path:
         """``path`` made absolute against the config file's folder."""
@@ -713,6 +770,7 @@ class _Loaded:
     lines: dict[str, int] = field(default_factory=dict)
     problems: list[tuple[str, str]] = field(default_factory=list)
     secrets: set[str] = field(default_factory=set)
+    key_secrets: set[str] = field(default_factory=set)  # values under secret keys only
     unresolved: set[str] = field(default_factory=set)  # paths whose ${...} could not be filled
     visited: set[int] = field(default_factory=set)  # ids of nodes walked (aliases share nodes)
 
@@ -720,8 +778,8 @@ class _Loaded:
         return _where_path(self, _loc(loc))
 
     def redact(self, message: str) -> str:
-        for secret in sorted(self.secrets, key=len, reverse=True):
-            message = message.replace(secret, "***")
+        # Any piece of a secret, not only the whole value (see drifthouse.logs.redact).
+        message = redact(message, self.secrets)
         return re.sub(r"(\w+://[^/\s:@]*:)[^@\s/]+@", r"\1***@", message)
 
 
@@ -747,9 +805,9 @@ def _interpolate_nodes(node: yaml.Node, loaded: _Loaded, path: tuple[int | str, 
             child = (*path, name)
             # A problem with a value is reported on its key's line.
             loaded.lines.setdefault(_loc(child), key.start_mark.line + 1)
-            if name in _SECRET_KEYS:
-                _collect_secrets(value, loaded)
             _interpolate_nodes(value, loaded, child)
+            if name in _SECRET_KEYS:
+                _collect_secrets(value, loaded, everywhere=name != "dsn")
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _interpolate_nodes(item, loaded, (*path, i))
@@ -761,16 +819,20 @@ def _interpolate_nodes(node: yaml.Node, loaded: _Loaded, path: tuple[int | str, 
                 node.tag = _RESOLVER.resolve(yaml.ScalarNode, value, (True, False))
 
 
-def _collect_secrets(node: yaml.Node, loaded: _Loaded) -> None:
+def _collect_secrets(node: yaml.Node, loaded: _Loaded, *, everywhere: bool = True) -> None:
+    """Values under a secret key; ``everywhere``: masked in all output of the process too (a
+    DSN is not: its host and database are not secret, and its password is masked as such)."""
     if isinstance(node, yaml.ScalarNode):
-        if len(node.value) >= 4 and "${" not in node.value:
+        if len(node.value) >= 4:
             loaded.secrets.add(node.value)
+            if everywhere:
+                loaded.key_secrets.add(node.value)
     elif isinstance(node, yaml.MappingNode):
         for _key, value in node.value:
-            _collect_secrets(value, loaded)
+            _collect_secrets(value, loaded, everywhere=everywhere)
     elif isinstance(node, yaml.SequenceNode):
         for item in node.value:
-            _collect_secrets(item, loaded)
+            _collect_secrets(item, loaded, everywhere=everywhere)
 
 
 def _substitute(text: str, loaded: _Loaded, path: tuple[int | str, ...], line: int) -> str:
@@ -899,7 +961,7 @@ def _raw_reference_problems(data: Mapping[str, Any]) -> list[tuple[tuple[int | s
         if isinstance(name, str)
     ]
     rules = [
-        (i, rule["window"])
+        (i, window_name(rule["window"]))
         for i, rule in enumerate(_as_list(data.get("rules")))
         if isinstance(rule, dict) and isinstance(rule.get("window"), str)
     ]
@@ -933,6 +995,8 @@ def _pydantic_problems(exc: ValidationError, loaded: _Loaded) -> Iterator[tuple[
 def _load(path: str | Path) -> tuple[Config | None, _Loaded, list[tuple[str, str]]]:
     """Everything :func:`load_config` and :func:`check_config` share; never raises on content."""
     loaded = _read(Path(path))
+    for secret in loaded.key_secrets:
+        hide_secret(secret)  # masked wherever this process prints or logs from now on
     data = loaded.data
     problems = list(loaded.problems)
     warnings: list[tuple[str, str]] = []
@@ -1028,6 +1092,31 @@ def _where_path(loaded: _Loaded, path: str) -> str:
     return f"{loaded.source}:{line} {path}" if line else f"{loaded.source} {path}"
 
 
+def _pii_key_problems(config: Config, errors: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A PII key too short is an error; one not set (yet) a warning: `run` needs it."""
+    from drifthouse.pii import PII_KEY_ENV, pii_key_from_env
+
+    needing = [f"models.{name}.pii" for name, model in config.models.items() if model.pii]
+    if config.pii:
+        needing.insert(0, "pii")
+    if not needing:
+        return []
+    where = config.where(needing[0])
+    if not os.environ.get(PII_KEY_ENV):
+        return [
+            (
+                where,
+                f"PII names are listed but {PII_KEY_ENV} is not set here; `drifthouse run` needs "
+                "it (at least 32 bytes, e.g. `openssl rand -hex 32`)",
+            )
+        ]
+    try:
+        pii_key_from_env(config.models)
+    except ConfigError as exc:
+        errors.extend((where, message) for _, message in exc.problems)
+    return []
+
+
 @dataclass(frozen=True)
 class ConfigReport:
     """What ``drifthouse check`` found: the config (when it loaded), errors and warnings.
@@ -1064,6 +1153,15 @@ def check_config(path: str | Path) -> ConfigReport:
     warnings = [(where, msg.removeprefix("warning: ")) for where, msg in found if _is_warning(msg)]
     if config is None:
         return ConfigReport(None, errors, warnings)
+    # Imported here: the alerting package depends on this module, not the other way round.
+    from drifthouse.alerts.check import validate_routing
+
+    for where, message in validate_routing(config):
+        target = warnings if _is_warning(message) else errors
+        target.append(
+            (_where_path(loaded, where), loaded.redact(message.removeprefix("warning: ")))
+        )
+    warnings.extend(_pii_key_problems(config, errors))
     for name in sorted(config.models):
         reference = config.reference_path(name)
         if reference is not None and not reference.is_file():

@@ -173,3 +173,15 @@ def ch_database(ch_client: Any) -> Iterator[tuple[Any, str]]:
     finally:
         ch_client.database = previous
         ch_client.command(f"DROP DATABASE IF EXISTS `{name}` SYNC")
+
+
+@pytest.fixture(autouse=True)
+def _forget_secrets() -> Iterator[None]:
+    """Secrets a test registers (a loaded config, a receiver) are masked in all later output of
+    the process, as in a real one; each test starts with the secrets it found."""
+    from drifthouse import logs
+
+    before = set(logs._SECRETS)
+    yield
+    logs._SECRETS.clear()
+    logs._SECRETS.update(before)

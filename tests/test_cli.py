@@ -26,6 +26,7 @@ rules:
   - {name: serving-errors, metric: error_rate_5xx, when: "value > 0.05", severity: critical}
 routes:
   - {match: {severity: critical}, receivers: [pagerduty, slack]}
+  - {receivers: [slack]}
 receivers:
   slack: {type: slack, channel: "#ml-alerts", token: "${DH_TEST_SLACK}"}
   pagerduty: {type: pagerduty, routing_key: "${DH_TEST_PD}"}
@@ -47,6 +48,7 @@ store: {database: "${DH_TEST_PD}"}
 def _secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DH_TEST_SLACK", MARKER + "-slack")
     monkeypatch.setenv("DH_TEST_PD", MARKER + "-pd")
+    monkeypatch.setenv("DRIFTHOUSE_PII_KEY", MARKER + "-pii-key-0123456789abcdef")
 
 
 @pytest.fixture(autouse=True)
@@ -121,6 +123,48 @@ def test_check_prints_every_problem_and_exits_2(
     assert "4 problems" in out
     assert MARKER not in out + err
     assert "Traceback" not in out + err
+
+
+@pytest.mark.parametrize(
+    ("routes", "expected"),
+    [
+        pytest.param(
+            "routes: [{match: {tema: risk}, receivers: [c]}, {receivers: [c]}]",
+            ["routes[0].match.tema: warning: 'tema' is not a label alerts carry"],
+            id="route-matches-an-unknown-label",
+        ),
+        pytest.param(
+            "routes: [{match: {severity: critical}, receivers: [c]}]",
+            ["rules[0]: warning: alerts of rule 'drift' (severity warning) match no route"],
+            id="rule-reaches-no-route",
+        ),
+        pytest.param(
+            "routes: [{match: {team: risk}, receivers: [c]}]",
+            [
+                "routes[0].match.team: warning: 'team' is not a label alerts carry",
+                "rules[0]: warning: alerts of rule 'drift' (severity warning) match no route",
+            ],
+            id="both",
+        ),
+    ],
+)
+def test_check_warns_about_routing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], routes: str, expected: list[str]
+) -> None:
+    path = write(
+        tmp_path,
+        f"""
+        rules: [{{name: drift, metric: psi, when: "value > 0.25"}}]
+        receivers: {{c: {{type: console}}}}
+        {routes}
+        """,
+    )
+    code, out, _ = run(capsys, "check", "-c", str(path))
+    assert code == 0, out
+    warnings = [line.split(" ", 1)[1] for line in out.splitlines() if ": warning: " in line]
+    assert len(warnings) == len(expected), out
+    for want in expected:
+        assert any(line.startswith(want) for line in warnings), out
 
 
 def test_check_reads_the_config_path_from_the_environment(
@@ -241,3 +285,32 @@ def test_profile_takes_forced_kinds(capsys: pytest.CaptureFixture[str], tmp_path
     )  # fmt: skip
     assert code == 2
     assert "--categorical and --numeric both name 'zip'" in err
+
+
+@pytest.mark.parametrize(
+    ("key", "code", "expected"),
+    [
+        pytest.param(None, 0, "warning: PII names are listed but DRIFTHOUSE_PII_KEY", id="unset"),
+        pytest.param("short-key", 2, "the PII key must be at least 32 bytes", id="short"),
+        pytest.param("k" * 32, 0, "configuration OK", id="long-enough"),
+    ],
+)
+def test_check_tells_about_the_pii_key(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    key: str | None,
+    code: int,
+    expected: str,
+) -> None:
+    if key is None:
+        monkeypatch.delenv("DRIFTHOUSE_PII_KEY", raising=False)
+    else:
+        monkeypatch.setenv("DRIFTHOUSE_PII_KEY", key)
+    path = write(tmp_path, "pii: [email]\nwindows: [{size: 1h}]\n")
+    got, out, err = run(capsys, "check", "-c", str(path))
+    assert got == code, out
+    assert expected in out
+    assert f"{path}:1 pii" in out or (key is not None and code == 0)
+    if key is not None:
+        assert key not in out + err

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from drifthouse import logs
 from drifthouse.config import (
     Config,
+    RuleConfig,
     SecretDsn,
     StoreConfig,
     WindowConfig,
@@ -575,3 +576,54 @@ def test_every_key_is_documented() -> None:
             assert f"{key}:" in example, (
                 f"{model.__name__}.{key} is not in examples/drifthouse.yaml"
             )
+
+
+@pytest.mark.parametrize(
+    ("size", "rule_window"),
+    [
+        pytest.param("7d", "7d", id="7d-as-written"),
+        pytest.param("7d", "1w", id="7d-as-named"),
+        pytest.param("1w", "7d", id="1w-spelled-in-days"),
+        pytest.param("60m", "1h", id="60m-is-1h"),
+        pytest.param("1h", "3600s", id="seconds"),
+    ],
+)
+def test_rule_windows_match_however_the_duration_is_spelled(
+    write_config: WriteConfig, size: str, rule_window: str
+) -> None:
+    path = write_config(
+        f"""
+        windows: [{{size: {size}}}]
+        rules:
+          - {{name: weekly, metric: psi, when: "value > 0.2", window: "{rule_window}"}}
+        """
+    )
+    report = check_config(path)
+    assert report.ok, report.errors
+    assert not [w for w in report.warnings if "not configured" in w[1]], report.warnings
+    config = load_config(path)
+    assert config.rules[0].window == config.windows[0].name
+
+
+def test_sliding_rule_window_is_normalised_too() -> None:
+    config = Config.model_validate(
+        {
+            "windows": [{"size": "7d", "hop": "24h"}],
+            "rules": [{"name": "r", "metric": "psi", "when": "value > 1", "window": "1w/1d"}],
+        }
+    )
+    assert config.windows[0].name == "1w/1d"
+    assert config.rules[0].window == "1w/1d"
+    assert (
+        Config.model_validate(
+            {"rules": [{"name": "r", "metric": "psi", "when": "value > 1", "window": "7d/24h"}]}
+        )
+        .rules[0]
+        .window
+        == "1w/1d"
+    )
+
+
+def test_rule_window_globs_stay_globs() -> None:
+    rule = RuleConfig(name="r", metric="psi", when="value > 1", window="1*")
+    assert rule.window == "1*"

@@ -42,6 +42,7 @@ from drifthouse.sinks import (
     run_recipe,
     store_reference,
 )
+from drifthouse.sinks.predictions import hash_pii
 from drifthouse.stream.dead_letters import MemoryDeadLetters
 from drifthouse.stream.pipeline import Pipeline
 from drifthouse.stream.replay import replay_alerts
@@ -474,6 +475,73 @@ def test_failing_receivers_and_replay_leak_no_secret(
     )
 
 
+ROUTING_KEY = "R0123456789abcdef0123456789abcdZ"  # 32 characters
+HOOK_PATH = "/hooks/T0123ABCD/B0456EFGH/xYzSeCrEtPaTh0123"
+
+
+def test_webhook_urls_are_masked_in_logs_errors_and_the_outbox(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A webhook URL's path and query are its credential: a receiver that cannot be reached is
+    reported as ``scheme://host:port/***`` in logs, errors, the outbox and reprs."""
+    from drifthouse.alerts.base import Notification
+    from drifthouse.alerts.delivery import DeliveryWorker, Outbox
+    from drifthouse.alerts.receivers import build_receivers
+    from drifthouse.config import load_config
+    from drifthouse.logs import configure
+
+    port = _closed_port()
+    monkeypatch.setenv("DH_HOOK_URL", f"http://127.0.0.1:{port}{HOOK_PATH}?token=qUeRySeCrEt")
+    path = tmp_path / "drifthouse.yaml"
+    path.write_text("receivers: {hook: {type: webhook, url: '${DH_HOOK_URL}'}}\n")
+    configure(level="DEBUG", json=True)
+    code, out, err = run_cli(capsys, "check", "-c", str(path))
+    assert code == 0, out + err
+    config = load_config(path)
+    receivers = build_receivers(config.receivers, state_dir=tmp_path / "state")
+    worker = DeliveryWorker(receivers, Outbox(tmp_path / "outbox"), max_attempts=1)
+    worker.start()
+    worker.enqueue(
+        Notification(id="n1", receiver="hook", kind="firing", ts=0, group_key="g",
+                     group_labels={}, firing=[], resolved=[])
+    )  # fmt: skip
+    assert worker.flush(timeout=10)
+    worker.stop()
+    assert worker.gave_up == 1
+    outbox = (tmp_path / "outbox" / "outbox.jsonl").read_text()
+    logged = capsys.readouterr().err
+    shown = "\n".join(
+        [out, err, logged, outbox, repr(config), config.model_dump_json(), repr(receivers)]
+    )
+    assert f"http://127.0.0.1:{port}/***" in outbox
+    for piece in ("T0123ABCD", "B0456EFGH", "xYzSeCrEtPaTh", "qUeRySeCrEt"):
+        assert piece not in shown
+
+
+def test_errors_show_no_piece_of_a_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message quoting 31 of a routing key's 32 characters (or its two ends) shows neither."""
+    import drifthouse.stream.run
+    from drifthouse.errors import SourceError
+
+    monkeypatch.setenv("DH_PD_KEY", ROUTING_KEY)
+    path = tmp_path / "drifthouse.yaml"
+    path.write_text("receivers: {pd: {type: pagerduty, routing_key: '${DH_PD_KEY}'}}\n")
+
+    def failing(*_args: object, **_kwargs: object) -> None:
+        raise SourceError(
+            f"refused key {ROUTING_KEY[:31]!r} (also seen as {ROUTING_KEY[:8]}...{ROUTING_KEY[-8:]})"
+        )
+
+    monkeypatch.setattr(drifthouse.stream.run, "run", failing)
+    code, out, err = run_cli(capsys, "run", "-c", str(path))
+    assert code == 1
+    assert "refused key" in err
+    for i in range(len(ROUTING_KEY) - 5):
+        assert ROUTING_KEY[i : i + 6] not in out + err
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -699,6 +767,101 @@ def test_pii_values_never_reach_the_store_in_plain_text(monkeypatch: pytest.Monk
     assert len(sink.rows("predictions")) == len(records)
     leaked = sorted(where for where, text in places.items() if "@example.com" in text)
     assert leaked == []
+
+
+PII_KEY = "k" * 32
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        pytest.param(
+            {"models": {"shop": {"pii": ["email", "user", "event_id"], "sample_rate": 1.0}}},
+            id="per-model",
+        ),
+        pytest.param(
+            {
+                "pii": ["user", "event_id"],
+                "models": {"shop": {"pii": ["email"], "sample_rate": 1.0}},
+            },
+            id="global-and-per-model",
+        ),
+        pytest.param({"pii": ["email", "user", "event_id"]}, id="global-unconfigured-model"),
+    ],
+)
+def test_pii_in_event_ids_and_segments_is_hashed_everywhere_it_is_stored(
+    monkeypatch: pytest.MonkeyPatch, settings: dict[str, Any]
+) -> None:
+    """PII names also cover ``event_id`` and segment attributes: the prediction log's
+    ``event_id`` and ``segment``, and ``segment`` of metrics and sketches (and so of alerts),
+    hold keyed hashes of them (the same hash everywhere, so they still join and group)."""
+    monkeypatch.setenv("DRIFTHOUSE_PII_KEY", PII_KEY)
+    config = Config.model_validate(
+        {
+            **settings,
+        }
+    )
+    records = [
+        Record(
+            "predictions",
+            b"shop",
+            event(
+                "shop",
+                i,
+                event_id=f"{EMAILS[i % 5]}#{i}",
+                segment={"user": EMAILS[i % 5], "country": "DE"},
+                features={"email": EMAILS[i % 5], "amount": float(i)},
+                status=500 if i % 2 else 200,
+            ),
+            T0,
+        )
+        for i in range(400)
+    ]
+    sink = MemorySink()
+    pipeline = Pipeline(
+        config=config,
+        profiles=profiles_from(records, config),
+        sink=sink,
+        dead_letters=MemoryDeadLetters(),
+        prediction_log=PredictionLog.for_config(config),
+    )
+    pipeline.process([Message(r.value, 0, i) for i, r in enumerate(records)])
+    pipeline.finish()
+    sink.flush()
+    places = {table: repr(sink.rows(table)) for table in ("metrics", "sketches", "predictions")}
+    assert sink.rows("predictions")
+    leaked = sorted(where for where, text in places.items() if "@example.com" in text)
+    assert leaked == []
+    hashed = hash_pii(EMAILS[0], PII_KEY.encode())
+    segments = {r.segment for r in sink.rows("metrics")}
+    assert f"user={hashed}" in segments
+    assert "country=DE" in segments  # attributes not listed stay readable
+    for row in sink.rows("predictions"):
+        i = (row.ts - T0) // 10_000
+        user = hash_pii(EMAILS[i % 5], PII_KEY.encode())
+        assert json.loads(row.segment) == {"country": "DE", "user": user}
+        assert row.event_id == hash_pii(f"{EMAILS[i % 5]}#{i}", PII_KEY.encode())
+
+
+@pytest.mark.parametrize(
+    ("key", "ok"),
+    [
+        pytest.param("k" * 31, False, id="31-bytes"),
+        pytest.param("é" * 16, True, id="32-bytes-16-chars"),
+        pytest.param("k" * 32, True, id="32-bytes"),
+    ],
+)
+def test_pii_key_must_be_at_least_32_bytes(
+    monkeypatch: pytest.MonkeyPatch, key: str, ok: bool
+) -> None:
+    monkeypatch.setenv("DRIFTHOUSE_PII_KEY", key)
+    config = Config.model_validate({"pii": ["email"]})
+    if ok:
+        assert PredictionLog.for_config(config).key == key.encode()
+        return
+    with pytest.raises(ConfigError, match="at least 32 bytes") as info:
+        PredictionLog.for_config(config)
+    assert key not in str(info.value) + repr(info.value.problems)
 
 
 # -- (e) the read-only SQL endpoint reads the store, not the machine -------------------------------

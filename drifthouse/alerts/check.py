@@ -22,7 +22,7 @@ from drifthouse.alerts.routing import labels_match
 from drifthouse.alerts.rules import validate_rules
 from drifthouse.config import Config
 
-__all__ = ["BUILTIN_LABELS", "validate_alerting"]
+__all__ = ["BUILTIN_LABELS", "validate_alerting", "validate_routing"]
 
 BUILTIN_LABELS = frozenset(
     {"rule", "severity", "model", "model_version", "feature", "segment", "metric"}
@@ -32,7 +32,13 @@ BUILTIN_LABELS = frozenset(
 
 def validate_alerting(config: Config) -> list[tuple[str, str]]:
     """Every problem in ``rules``, ``routes`` and ``inhibit`` of ``config``."""
-    problems = validate_rules(config.rules)
+    return validate_rules(config.rules) + validate_routing(config)
+
+
+def validate_routing(config: Config) -> list[tuple[str, str]]:
+    """Problems between rules, routes and inhibitions: labels no alert carries, rules whose
+    alerts reach no receiver (what :func:`validate_alerting` adds to the rules' own checks)."""
+    problems: list[tuple[str, str]] = []
     known = set(BUILTIN_LABELS)
     for rule in config.rules:
         known.update(rule.labels)

@@ -43,6 +43,7 @@ import msgspec
 
 from drifthouse.alerts.base import Notification, Receiver
 from drifthouse.errors import NotifyError, NotifyRetryable
+from drifthouse.files import open_private, private_dir
 from drifthouse.logs import get_logger, scrub
 
 __all__ = ["DeliveryWorker", "Outbox"]
@@ -68,11 +69,11 @@ class Outbox:
         self._fh: Any = None
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         if self.path.exists():
             self._load()
         self._compact()
-        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held open until close()
+        self._fh = open_private(self.path, "a", encoding="utf-8")  # held open until close()
 
     def _load(self) -> None:
         assert self.path is not None
@@ -96,7 +97,7 @@ class Outbox:
         while len(self._done) > _KEEP_DONE:
             self._done.popitem(last=False)
         tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with open_private(tmp, "w", encoding="utf-8") as fh:
             for nid in self._done:
                 fh.write(json.dumps({"op": "done", "id": nid}) + "\n")
             for nid, note in self._pending.items():

@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +43,15 @@ from drifthouse.alerts.routing import Dispatcher
 from drifthouse.alerts.rules import Baselines, RuleEngine
 from drifthouse.alerts.silences import SilenceStore
 from drifthouse.config import Config
+from drifthouse.files import open_private, private_dir
+from drifthouse.logs import get_logger
 from drifthouse.rows import AlertRow, MetricRow
 
 __all__ = ["Alerting"]
 
 STATE_FILE = "alert-state.json"
+
+log = get_logger("alerts.service")
 
 
 class Alerting:
@@ -72,6 +77,15 @@ class Alerting:
         and ``notify=False``), so that it neither starts from nor overwrites the live state.
     start:
         Start the delivery threads at once (else call ``worker.start()``).
+    clock:
+        Wall-clock seconds (``time.time``), for the wall-clock limit of repeats.
+
+    Notes
+    -----
+    Repeats of a still-firing group fall due by event time (``repeat_interval``), which a
+    backfill through Kafka runs hours a second. A repeat is therefore also held back until
+    ``alerting.repeat_wall_clock`` (default 1h) of wall-clock time has passed since the last
+    notification of its group to its receiver; held repeats are counted in ``repeats_held``.
     """
 
     def __init__(
@@ -85,7 +99,13 @@ class Alerting:
         state_dir: Path | None = None,
         resume: bool = True,
         start: bool = True,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self._clock = clock
+        self._repeat_wall_s = config.alerting.repeat_wall_clock / 1000.0
+        # (receiver, group key) -> wall-clock second of its last notification handed on.
+        self._last_wall: dict[tuple[str, str], float] = {}
+        self.repeats_held = 0
         self.state_dir = state_dir if state_dir is not None else config.alerting.outbox_dir
         if self.state_dir is not None and not self.state_dir.is_absolute():
             self.state_dir = config.base_dir / self.state_dir
@@ -117,8 +137,17 @@ class Alerting:
             self.worker.start()
 
     def _deliver(self, note: Notification) -> None:
-        if self.worker is not None:
-            self.worker.enqueue(note)
+        if self.worker is None:
+            return
+        key = (note.receiver, note.group_key)
+        now = self._clock()
+        last = self._last_wall.get(key)
+        if note.kind == "repeat" and last is not None and now - last < self._repeat_wall_s:
+            self.repeats_held += 1
+            log.debug("notify.repeat_held", receiver=note.receiver, group=note.group_key)
+            return
+        self._last_wall[key] = now
+        self.worker.enqueue(note)
 
     def process(self, rows: Iterable[MetricRow], watermark: int | None = None) -> list[AlertRow]:
         """Evaluate rows, route the alert state changes, send what falls due by ``watermark``
@@ -140,20 +169,25 @@ class Alerting:
         return self.dispatcher.drain()
 
     def dump_state(self) -> dict[str, Any]:
-        return {"engine": self.engine.dump_state(), "dispatcher": self.dispatcher.dump_state()}
+        return {
+            "engine": self.engine.dump_state(),
+            "dispatcher": self.dispatcher.dump_state(),
+            "last_wall": [[r, g, t] for (r, g), t in self._last_wall.items()],
+        }
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         self.engine.load_state(state["engine"])
         self.dispatcher.load_state(state["dispatcher"])
+        self._last_wall = {(r, g): float(t) for r, g, t in state.get("last_wall", [])}
 
     def save_state(self) -> None:
         """Write the state atomically to ``<state_dir>/alert-state.json`` (call it with offset commits)."""
         if self.state_dir is None:
             return
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.state_dir)
         path = self.state_dir / STATE_FILE
         tmp = path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with open_private(tmp, "w", encoding="utf-8") as fh:
             json.dump(self.dump_state(), fh)
             fh.flush()
             os.fsync(fh.fileno())

@@ -8,14 +8,16 @@ Per model (``models.<name>`` in the config):
 - routine predictions are kept with probability ``sample_rate`` by a deterministic sampler: a
   hash of the event id (or of the event's content when it has none) against the rate, so a replay,
   a restart and every worker keep the same events;
-- features named in ``pii`` are replaced by ``hmac-sha256:<hex>``, a keyed hash (HMAC-SHA256) with
-  the secret in environment variable ``DRIFTHOUSE_PII_KEY``: equal values still join and group,
-  but cannot be read back or guessed from a dictionary without the key.
+- features, segment attributes and ``event_id`` named in ``pii`` (the model's and the global
+  list) are replaced by ``hmac-sha256:<hex>``, a keyed hash (HMAC-SHA256) with the secret in
+  environment variable ``DRIFTHOUSE_PII_KEY`` (at least 32 bytes): equal values still join and
+  group, but cannot be read back or guessed from a dictionary without the key
+  (:mod:`drifthouse.pii`).
 
 Example
 -------
 >>> from drifthouse.config import ModelConfig
->>> log = PredictionLog({"fraud": ModelConfig(pii=["email"], sample_rate=0.0)}, key=b"k")
+>>> log = PredictionLog({"fraud": ModelConfig(pii=["email"], sample_rate=0.0)}, key=b"k" * 32)
 >>> row = log.row(model="fraud", model_version="1", ts_ms=0, event_id="e1",
 ...               features={"email": "a@b.c", "amount": 3.0}, prediction=0.2,
 ...               latency_ms=4.0, status=500)
@@ -29,17 +31,16 @@ True
 from __future__ import annotations
 
 import hashlib
-import hmac
 import math
-import os
 import zlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import msgspec
 
-from drifthouse.config import ModelConfig
+from drifthouse.config import Config, ModelConfig
 from drifthouse.errors import ConfigError
+from drifthouse.pii import PII_KEY_ENV, hash_pii, pii_key_from_env
 from drifthouse.sinks.tables import PredictionRow
 
 __all__ = [
@@ -51,35 +52,7 @@ __all__ = [
     "score_of",
 ]
 
-PII_KEY_ENV = "DRIFTHOUSE_PII_KEY"
 _json = msgspec.json.Encoder(order="sorted")
-
-
-def pii_key_from_env(
-    models: Mapping[str, ModelConfig], env: Mapping[str, str] | None = None
-) -> bytes | None:
-    """The PII hashing key from ``DRIFTHOUSE_PII_KEY``; a :class:`ConfigError` if a model needs it and it is unset."""
-    env = os.environ if env is None else env
-    value = env.get(PII_KEY_ENV, "")
-    needing = sorted(name for name, cfg in models.items() if cfg.pii)
-    if value:
-        return value.encode("utf-8")
-    if needing:
-        raise ConfigError(
-            f"models {needing} list PII fields but {PII_KEY_ENV} is not set",
-            [
-                (
-                    f"models.{needing[0]}.pii",
-                    f"set the environment variable {PII_KEY_ENV} to a long random secret (e.g. `openssl rand -hex 32`) so PII fields can be hashed",
-                )
-            ],
-        )
-    return None
-
-
-def hash_pii(value: object, key: bytes) -> str:
-    """A keyed hash of one feature value: equal values give equal hashes, for one key."""
-    return "hmac-sha256:" + hmac.new(key, _json.encode(value), hashlib.sha256).hexdigest()
 
 
 def sample_point(key: str) -> float:
@@ -152,6 +125,11 @@ class PredictionLog:
         }
         self._default_rate = None if "*" in self._keep else self.default.sample_rate
 
+    @classmethod
+    def for_config(cls, config: Config, *, key: bytes | None = None) -> PredictionLog:
+        """The prediction log of ``config``: its models, and the global ``pii`` for the others."""
+        return cls(config.models, key=key, default=config.model("*"))
+
     def _config(self, model: str) -> tuple[ModelConfig, Any]:
         if model in self.models:
             return self.models[model], self._keep.get(model)
@@ -197,6 +175,10 @@ class PredictionLog:
                 k: (hash_pii(v, key) if k in cfg.pii and v is not None else v)
                 for k, v in features.items()
             }
+            if segment:
+                segment = {k: hash_pii(v, key) if k in cfg.pii else v for k, v in segment.items()}
+            if event_id and "event_id" in cfg.pii:
+                identity = hash_pii(event_id, key)
         return PredictionRow(
             ts=ts_ms,
             model=model,

@@ -34,6 +34,7 @@ from typing import Any
 import msgspec
 
 from drifthouse.errors import SpoolFull, StoreError
+from drifthouse.files import open_private, private_dir
 from drifthouse.sinks.tables import spec_for
 
 __all__ = ["Spool", "SpoolBatch"]
@@ -62,7 +63,7 @@ class Spool:
         self.directory = Path(directory)
         self.max_bytes = max_bytes
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            private_dir(self.directory)
         except OSError as exc:
             raise StoreError(
                 f"cannot create spool folder {self.directory}: {exc.strerror}; set store.spool_dir to a writable folder"
@@ -145,7 +146,7 @@ class Spool:
     def _write(self, final: Path, payload: Any) -> None:
         """Write ``payload`` (bytes) to ``final`` whole or not at all, durably."""
         tmp = final.with_suffix(".tmp")
-        with open(tmp, "wb") as handle:
+        with open_private(tmp, "wb") as handle:
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())

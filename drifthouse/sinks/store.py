@@ -35,6 +35,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.exceptions import DatabaseError, DataError, OperationalError
 
 from drifthouse.errors import RowsRefused, StoreError, StoreUnavailable
+from drifthouse.files import private_dir
 
 __all__ = ["Client", "call", "insert", "is_embedded", "open_store", "redact", "translate"]
 
@@ -191,6 +192,13 @@ def open_store(
                 f"the embedded store needs an absolute folder (got {dsn!r}); write 'chdb:///absolute/path' "
                 "or give 'store: {path: ./folder}' in the config, which drifthouse resolves for you"
             )
+        try:
+            private_dir(path)  # tables hold events and alerts: the owner's only
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the embedded store folder {path}: {exc.strerror}; "
+                "set store.path to a writable folder"
+            ) from exc
         client = call(
             f"opening the embedded store at {path}",
             clickhouse_connect.get_client,

@@ -16,6 +16,7 @@ from typing import IO, Protocol
 import msgspec
 
 from drifthouse.errors import DecodeError
+from drifthouse.files import open_private
 from drifthouse.stream.sources import Message
 
 __all__ = ["DeadLetter", "DeadLetters", "FileDeadLetters", "MemoryDeadLetters"]
@@ -93,7 +94,7 @@ class FileDeadLetters:
 
     def send(self, message: Message, error: DecodeError) -> None:
         if self._fh is None:
-            self._fh = self.path.open("ab")
+            self._fh = open_private(self.path, "ab")
         self._fh.write(self._encoder.encode(DeadLetter.of(message, error)) + b"\n")
         self.count += 1
 

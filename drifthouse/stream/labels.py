@@ -46,6 +46,7 @@ from drifthouse.detectors.label_sketch import LabelSketch, LabelState
 from drifthouse.detectors.reference import Profile
 from drifthouse.errors import SketchError
 from drifthouse.events import LabelEvent, PredictionEvent
+from drifthouse.pii import PiiFields
 from drifthouse.rows import MetricRow
 from drifthouse.stream.label_join import (
     DAY_MS,
@@ -502,9 +503,13 @@ class LabelStage:
     [('1h', 'labels_coverage'), ('1h', 'recall')]
     """
 
-    def __init__(self, join: LabelJoin, windows: LabelWindows) -> None:
+    def __init__(
+        self, join: LabelJoin, windows: LabelWindows, pii: PiiFields | None = None
+    ) -> None:
         self.join = join
         self.windows = windows
+        # Labels are joined on event ids hashed as their predictions' were (PII event ids).
+        self.pii = pii
 
     @classmethod
     def from_config(cls, config: Config, profiles: Mapping[str, Profile]) -> LabelStage:
@@ -534,10 +539,13 @@ class LabelStage:
                 rewrite_every_ms=config.metrics.label_rewrite_every,
                 max_segment_values=config.metrics.max_segment_values,
             ),
+            PiiFields(config),
         )
 
     def add_predictions(self, events: Iterable[PredictionEvent]) -> None:
         """On-time prediction events, in order: counted for coverage, held for their labels."""
+        if self.pii is not None:
+            events = self.pii.protect_events(list(events))
         records = [PredictionRecord.from_event(e) for e in events]
         self.add_records(records)
 
@@ -550,6 +558,8 @@ class LabelStage:
 
     def add_labels(self, labels: Iterable[LabelEvent]) -> None:
         """Decoded label events, in order."""
+        if self.pii is not None:
+            labels = self.pii.protect_events(list(labels))
         self.windows.add_pairs(self.join.add_labels(labels))
         self.windows.add_dropped(self.join.take_dropped())
 

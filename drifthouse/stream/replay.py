@@ -291,7 +291,7 @@ def replay(
         dead_letters=refusals,
         run_id=run_id,
         on_window=on_window,
-        prediction_log=PredictionLog(config.models),
+        prediction_log=PredictionLog.for_config(config),
     )
     pipeline.expect_partitions(partitions)
     pipeline.hold(

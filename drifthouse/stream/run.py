@@ -20,6 +20,7 @@ from drifthouse.sinks import (
     store_reference,
 )
 from drifthouse.sinks.base import Sink
+from drifthouse.stream.kafka_admin import ensure_topics
 from drifthouse.stream.kafka_dlq import KafkaDeadLetters
 from drifthouse.stream.replay import load_profiles
 from drifthouse.stream.worker import build_app, run_worker
@@ -72,7 +73,12 @@ def baselines_for(profiles: dict[str, Any]) -> Any:
 
 
 def build_worker(config: Config, *, datadir: Path | None = None) -> Any:
-    """The faust app of one worker process."""
+    """The faust app of one worker process.
+
+    Creates the predictions topic (``kafka.topic``, ``kafka.partitions`` partitions) when it
+    does not exist yet; an existing topic is left as it is.
+    """
+    ensure_topics(config.kafka, {config.kafka.topic: config.kafka.partitions})
     profiles = load_profiles(config)
     dead = KafkaDeadLetters(config.kafka, config.kafka.topic)
 

@@ -19,6 +19,7 @@ import numpy as np
 from drifthouse.config import Config
 from drifthouse.errors import LateEventError
 from drifthouse.events import EventDecoder, PredictionEvent
+from drifthouse.pii import PiiFields
 from drifthouse.sinks.predictions import PredictionLog
 from drifthouse.sinks.tables import PredictionRow
 from drifthouse.stream.columns import extract
@@ -145,7 +146,14 @@ class PartitionStage:
         self._prediction_rows: list[PredictionRow] = []
         self._label_offsets: list[int] = []
         self._label_records: list[PredictionRecord] = []
-        pii = {n for n, mc in self.config.models.items() if mc.pii}
+        self._pii = PiiFields(self.config)
+        # Models with a PII feature take the general decoder; PII names that are segment
+        # attributes or `event_id` (a global `pii` list names them for every model) do not.
+        pii = {
+            n
+            for n, profile in self.sketches.profiles.items()
+            if set(self._pii.of(n)) & {f.name for f in profile.features}
+        }
         self._typed = TypedDecoders(
             lambda model: (
                 self.sketches(model).layout
@@ -176,6 +184,9 @@ class PartitionStage:
         if self.prediction_log is not None:
             # The sampled prediction log (deterministic per event, so restarts write the same rows).
             self._prediction_rows.extend(self.prediction_log.rows(events))
+        # PII segment values and event ids are hashed before they become keys of windows,
+        # metrics and the label join (the prediction log above hashes its own copy).
+        events = self._pii.protect_events(events)
         positions = np.array([i for i, _ in ok], dtype=np.int64)
         offsets = [m.offset for m in msgs]
         ts = np.array([e.ts_ms for e in events], dtype=np.int64)

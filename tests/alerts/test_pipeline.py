@@ -212,3 +212,67 @@ def test_notifications_do_not_depend_on_how_often_the_watermark_moves(
         ("slack", "firing", 31 * MIN),
         ("slack", "resolved", 45 * MIN),
     ]
+
+
+class FakeClock:
+    """Wall-clock seconds that move only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _backfill_config(**alerting: object) -> Config:
+    return Config.model_validate(
+        {
+            "windows": [{"size": "1m"}],
+            "rules": [
+                {"name": "drift", "metric": "psi", "when": "value > 0.2", "severity": "warning"}
+            ],
+            "routes": [{"receivers": ["mem"], "group_wait": "0s", "repeat_interval": "5m"}],
+            "receivers": {"mem": {"type": "console"}},
+            "alerting": alerting,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("alerting", "wall_steps", "repeats"),
+    [
+        # 600 minutes of event time replayed in one wall-clock instant: no repeat at all.
+        pytest.param({}, [0.0], 0, id="backfill-default"),
+        # An hour of wall clock between the two halves: one repeat (the default is 1h).
+        pytest.param({}, [0.0, 3_600.0], 1, id="default-after-an-hour"),
+        pytest.param({"repeat_wall_clock": "10m"}, [0.0, 300.0], 0, id="10m-not-yet"),
+        pytest.param({"repeat_wall_clock": "10m"}, [0.0, 600.0, 600.0], 2, id="10m-each-step"),
+        pytest.param({"repeat_wall_clock": "0s"}, [0.0], 119, id="off"),
+    ],
+)
+def test_repeats_are_rate_limited_by_wall_clock_too(
+    alerting: dict[str, str], wall_steps: list[float], repeats: int
+) -> None:
+    """Backfilling through Kafka runs event time fast: a still-firing alert would repeat every
+    ``repeat_interval`` of event time, hundreds of times a second. A repeat also waits
+    ``alerting.repeat_wall_clock`` of wall-clock time since the group's last notification."""
+    from drifthouse.alerts.base import MemoryReceiver
+
+    clock = FakeClock()
+    mem = MemoryReceiver()
+    service = Alerting(
+        _backfill_config(**alerting), receivers={"mem": mem}, clock=clock, start=False
+    )
+    minutes = 600
+    per_step = minutes // len(wall_steps)
+    m = 0
+    for step in wall_steps:
+        clock.now += step
+        for _ in range(per_step):
+            m += 1
+            service.process([mrow(m, 0.5)])
+    assert service.worker is not None
+    kinds = [n.kind for n in service.worker.outbox.pending()]
+    assert kinds[0] == "firing"
+    assert kinds.count("repeat") == repeats
+    assert service.repeats_held == 600 // 5 - 1 - repeats

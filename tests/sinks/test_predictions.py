@@ -120,9 +120,13 @@ def test_missing_pii_key_is_a_clear_error() -> None:
         pii_key_from_env({"fraud": ModelConfig(pii=["email"])}, env={})
     assert info.value.problems[0][0] == "models.fraud.pii"
     assert pii_key_from_env({"fraud": ModelConfig()}, env={}) is None
+    key = "s" * 32
     assert (
-        pii_key_from_env({"fraud": ModelConfig(pii=["e"])}, env={"DRIFTHOUSE_PII_KEY": "s"}) == b"s"
+        pii_key_from_env({"fraud": ModelConfig(pii=["e"])}, env={"DRIFTHOUSE_PII_KEY": key})
+        == key.encode()
     )
+    with pytest.raises(ConfigError, match="at least 32 bytes"):
+        pii_key_from_env({"fraud": ModelConfig(pii=["e"])}, env={"DRIFTHOUSE_PII_KEY": "s"})
 
 
 def test_bad_keep_when_names_the_model() -> None:

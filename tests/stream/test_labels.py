@@ -568,3 +568,36 @@ def test_label_stage_from_config_snapshot_and_rows() -> None:
     v = {(r.segment, r.metric): r.value for r in a}
     assert v[("", "recall")] == 0.0  # 0.7 is below this model's threshold of 0.8
     assert v[("", "labels_coverage")] == 0.5
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        pytest.param({"pii": ["event_id"]}, id="global"),
+        pytest.param({"models": {"m": {"pii": ["event_id"]}}}, id="per-model"),
+    ],
+)
+def test_pii_event_ids_join_as_keyed_hashes(
+    monkeypatch: pytest.MonkeyPatch, settings: dict[str, object]
+) -> None:
+    """Labels meet their predictions when ``event_id`` is PII, and the label join (saved in the
+    merger's snapshots) holds only hashes of the ids."""
+    monkeypatch.setenv("DRIFTHOUSE_PII_KEY", "p" * 32)
+    from drifthouse.config import Config
+    from drifthouse.events import LabelEvent, PredictionEvent
+    from drifthouse.stream.labels import LabelStage
+
+    stage = LabelStage.from_config(Config.model_validate(settings), profiles={})
+    ids = [f"ann{i}@example.com" for i in range(4)]
+    stage.add_predictions(
+        [
+            PredictionEvent(model="m", ts_ms=1_000 + i, features={}, event_id=eid, prediction=0.9)
+            for i, eid in enumerate(ids)
+        ]
+    )
+    held = stage.to_bytes()
+    stage.add_labels([LabelEvent(event_id=eid, model="m", ts_ms=9_000, label=1) for eid in ids])
+    rows = stage.flush(None, run_id="live", computed_at=0)
+    coverage = [r.value for r in rows if r.metric == "labels_coverage" and r.segment == ""]
+    assert coverage == [1.0]
+    assert b"example.com" not in held

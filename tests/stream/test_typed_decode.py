@@ -156,3 +156,26 @@ def test_models_without_layout_or_with_unmatchable_names_take_the_general_path()
     for name in ['say "hi"', "back\\slash", "tab\t"]:
         layout = FeatureLayout((name,), (), (), ())
         assert TypedDecoders(lambda model, lay=layout: lay).decoder("m") is None
+
+
+def test_pii_that_is_no_feature_keeps_the_fast_path(small_stream: Any) -> None:
+    """A global ``pii`` list (segment attributes, ``event_id``) names every model: only a PII
+    *feature* sends a model's events to the general decoder."""
+    from drifthouse.config import Config
+    from drifthouse.stream.dead_letters import MemoryDeadLetters
+    from drifthouse.stream.model_sketch import Sketches
+    from drifthouse.stream.stage import PartitionStage
+    from drifthouse.stream.windows import WindowSpec
+
+    model = sorted(small_stream.profiles)[0]
+    feature = small_stream.profiles[model].features[0].name
+    for pii, fast in ((["user", "event_id"], True), ([feature], False)):
+        config = Config.model_validate({"pii": pii, "models": {model: {}}})
+        stage = PartitionStage(
+            0,
+            config,
+            [WindowSpec.from_config(w) for w in config.windows],
+            Sketches(small_stream.profiles, config.metrics, config.models),
+            MemoryDeadLetters(),
+        )
+        assert (stage._typed.decoder(model) is not None) is fast, pii

@@ -33,6 +33,7 @@ from drifthouse.config import (
 from drifthouse.config import (
     WebhookReceiver as WebhookConfig,
 )
+from drifthouse.files import private_dir
 
 __all__ = [
     "ConsoleReceiver",
@@ -63,7 +64,7 @@ def build_receiver(
     if isinstance(config, SlackConfig):
         index_path = state_dir / f"slack-{name}.json" if state_dir is not None else None
         if state_dir is not None:
-            state_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(state_dir)
         return SlackReceiver(
             name=name,
             token=config.token.get_secret_value() if config.token is not None else None,
@@ -84,7 +85,9 @@ def build_receiver(
         )
     if isinstance(config, WebhookConfig):
         headers = {k: v.get_secret_value() for k, v in config.headers.items()}
-        return WebhookReceiver(name=name, url=config.url, headers=headers, client=http)
+        return WebhookReceiver(
+            name=name, url=config.url.get_secret_value(), headers=headers, client=http
+        )
     if isinstance(config, KafkaConfig):
         return KafkaReceiver(name=name, topic=config.topic, bootstrap=kafka_bootstrap)
     if isinstance(config, ConsoleConfig):

@@ -31,6 +31,7 @@ from slack_sdk.webhook import WebhookClient
 from drifthouse.alerts.base import Notification
 from drifthouse.alerts.receivers._common import fmt_value, grafana_link, iso, parse_retry_after
 from drifthouse.errors import NotifyError, NotifyRetryable
+from drifthouse.files import open_private
 from drifthouse.logs import get_logger, hide_secret, scrub
 from drifthouse.rows import AlertRow
 
@@ -130,7 +131,7 @@ class SlackMessageIndex:
             for key in list(self.done)[: len(self.done) - self._KEEP_DONE]:
                 del self.done[key]
         tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w") as fh:
+        with open_private(tmp, "w") as fh:
             json.dump({"messages": self.messages, "by_alert": self.by_alert, "done": self.done}, fh)
             fh.flush()
             os.fsync(fh.fileno())

@@ -8,7 +8,7 @@ import msgspec
 from drifthouse.alerts.base import Notification
 from drifthouse.alerts.receivers._common import parse_retry_after
 from drifthouse.errors import NotifyError, NotifyRetryable
-from drifthouse.logs import hide_secret, scrub
+from drifthouse.logs import hide_secret, mask_url, scrub
 
 __all__ = ["WebhookReceiver"]
 
@@ -28,10 +28,16 @@ class WebhookReceiver:
     ) -> None:
         self.name = name
         self.url = url
+        # The URL is a secret (its path or query often is the credential): logs, errors and
+        # the outbox show it as scheme://host/***.
+        hide_secret(url, "httpx", "httpcore")
         self._headers = headers or {}
         for value in self._headers.values():
             hide_secret(value, "httpx", "httpcore")
         self.client = client or httpx.Client(timeout=timeout)
+
+    def __repr__(self) -> str:
+        return f"WebhookReceiver(name={self.name!r}, url={mask_url(self.url)!r})"
 
     def send(self, notification: Notification) -> None:
         body = msgspec.json.encode(notification)
@@ -44,7 +50,7 @@ class WebhookReceiver:
             resp = self.client.post(self.url, content=body, headers=headers)
         except httpx.TransportError as exc:
             raise NotifyRetryable(
-                f"webhook {self.name}: cannot reach {self.url} ({type(exc).__name__})"
+                f"webhook {self.name}: cannot reach {mask_url(self.url)} ({type(exc).__name__})"
             ) from exc
         if resp.is_success:
             return
