@@ -95,8 +95,8 @@ def load_profiles(config: Config) -> dict[str, Profile]:
     """The reference profiles named under ``models:`` (paths relative to the config file)."""
     out: dict[str, Profile] = {}
     for model, settings in config.models.items():
-        if settings.reference is None:
-            continue
+        if settings.reference is None or settings.reference == "auto":
+            continue  # an automatic reference is built from the traffic (stream.auto_reference)
         path = (
             settings.reference
             if settings.reference.is_absolute()
