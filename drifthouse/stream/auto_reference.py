@@ -40,7 +40,14 @@ from drifthouse.logs import get_logger
 from drifthouse.stream.model_sketch import ModelState, Sketches
 from drifthouse.stream.raw_panes import decode_events, leaves
 
-__all__ = ["AUTO_VERSION", "DRIFT_METRICS", "AutoReference", "build_auto_reference", "span_end"]
+__all__ = [
+    "AUTO_VERSION",
+    "DRIFT_METRICS",
+    "AutoReference",
+    "build_auto_reference",
+    "source_of",
+    "span_end",
+]
 
 log = get_logger("auto_reference")
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import msgspec
 import numpy as np
 
-from drifthouse.config import MetricsConfig, ModelConfig, auto_span_of
+from drifthouse.config import MetricsConfig, ModelConfig, auto_span_of, format_duration
 from drifthouse.detectors.base import Result
 from drifthouse.detectors.categorical import CategoricalBlock, CategoricalState
 from drifthouse.detectors.importance import ImportanceSketch, ImportanceState
@@ -684,14 +684,17 @@ class Sketches:
             return
         self._announced.add(model)
         listed = model in self.models
-        log.info(
-            "model.auto_reference",
-            model=model,
-            listed=listed,
-            span_ms=span,
-            hint="a reference is built from its first span of traffic; "
-            "`drifthouse profile` builds one from a file",
-        )
+        if listed:
+            log.info("model.auto_reference", model=model, span=format_duration(span))
+        else:
+            # Unlisted: perhaps a misspelled name under `models:`. Say so once, loudly.
+            log.warning(
+                "model.auto_reference",
+                model=model,
+                span=format_duration(span),
+                hint="not under models: in the config; it is monitored against a reference "
+                "built from its first span of traffic (`drifthouse profile` builds one from a file)",
+            )
         for callback in self.announce:
             callback(model, span, listed)
 

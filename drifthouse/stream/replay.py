@@ -29,6 +29,7 @@ from drifthouse.errors import ProfileError, UsageError
 from drifthouse.events import parse_ts
 from drifthouse.sinks.base import Sink
 from drifthouse.sinks.predictions import PredictionLog
+from drifthouse.stream.auto_reference import AutoReference
 from drifthouse.stream.dead_letters import DeadLetters, FileDeadLetters
 from drifthouse.stream.pipeline import Pipeline, PipelineStats, WindowResult
 from drifthouse.stream.sources import FileSource, Message, parse_source
@@ -68,6 +69,8 @@ class ReplaySummary:
     seconds: float
     dead_letters: str | None = None
     windows: list[WindowResult] = field(default_factory=list, repr=False)
+    #: Models on an automatic reference, with the span it was built from.
+    auto_references: dict[str, AutoReference] = field(default_factory=dict)
 
     @property
     def events_per_second(self) -> float:
@@ -292,7 +295,14 @@ def replay(
         dlq_where = str(dead.path)
     elif kind == "kafka" and pipeline.stats.invalid + pipeline.stats.late:
         dlq_where = f"kafka:{target}.dlq"
-    return ReplaySummary(run_id, source, pipeline.stats, time.monotonic() - started, dlq_where)
+    return ReplaySummary(
+        run_id,
+        source,
+        pipeline.stats,
+        time.monotonic() - started,
+        dlq_where,
+        auto_references=pipeline.merge.auto_references(),
+    )
 
 
 @dataclass
