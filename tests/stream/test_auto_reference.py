@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import math
 import random
+import subprocess
+import sys
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 import pytest
 from river import datasets
 
-from drifthouse.config import Config
+from drifthouse.config import Config, load_config
 from drifthouse.detectors.reference import Profile
 from drifthouse.sinks.base import MemorySink
 from drifthouse.stream.auto_reference import AUTO_VERSION, DRIFT_METRICS
@@ -24,6 +26,15 @@ from drifthouse.stream.dead_letters import MemoryDeadLetters
 from drifthouse.stream.pipeline import Pipeline
 from drifthouse.stream.replay import replay
 from drifthouse.stream.sources import Message
+from tests.stream.conftest import (
+    PARTITIONS,
+    Workers,
+    assert_same,
+    produce_stream,
+    replayed_rows,
+    stored_rows,
+    write_config,
+)
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 HOUR = 3_600_000
@@ -262,3 +273,45 @@ def test_which_models_run_on_an_automatic_reference(
     assert (MODEL in pipe.merge.auto_references()) is features
     if MODEL in models:
         assert pipe.merge.auto_references()[MODEL].end == T0 + HOUR // 2
+
+
+_READ_REFERENCES = """
+import json, sys
+from drifthouse.config import load_config
+from drifthouse.sinks import open_store
+cfg = load_config(sys.argv[1])
+client = open_store(cfg.store_dsn(), cfg.store.database)
+rows = client.query("SELECT model, model_version FROM references ORDER BY model").result_rows
+json.dump([list(r) for r in rows], sys.stdout)
+"""
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+def test_two_live_workers_write_the_rows_of_a_replay(
+    tmp_path: Path, kafka_bootstrap: str, make_topic: Any, small_stream: Any
+) -> None:
+    """No model listed: both run on automatic references. Two worker processes share the
+    partitions; the one that merges builds the references, the other keeps sending its panes'
+    events. Every row equals the replay's, to the last digit."""
+    topic = make_topic(partitions=PARTITIONS)
+    closed_until = produce_stream(kafka_bootstrap, topic, small_stream.records)
+    config = write_config(tmp_path, kafka_bootstrap, topic, "auto", {})
+    cfg = load_config(config)
+    assert cfg.models == {}
+    workers = Workers(config, PARTITIONS)
+    try:
+        workers.start()
+        workers.start()
+        workers.wait_done(cfg, len(small_stream.records))
+    finally:
+        workers.stop_all()
+    live = stored_rows(config)
+    stored = subprocess.run(
+        [sys.executable, "-c", _READ_REFERENCES, str(config)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert json.loads(stored.stdout) == [["eta", AUTO_VERSION], ["fraud", AUTO_VERSION]]
+    want = replayed_rows(config, closed_until)
+    assert any(k[4] == "amount" and k[6] == "psi" for k in want)
+    assert_same(live, want)
