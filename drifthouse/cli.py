@@ -258,7 +258,25 @@ def run(config: ConfigOption = Path("drifthouse.yaml")) -> None:
     from drifthouse.config import load_config
     from drifthouse.stream.run import run as run_worker
 
-    run_worker(load_config(config), loglevel="DEBUG" if _State.debug else "WARNING")
+    cfg = load_config(config)
+    err.print(Text(_auto_line(cfg)))
+    run_worker(cfg, loglevel="DEBUG" if _State.debug else "WARNING")
+
+
+def _auto_line(config: Config) -> str:
+    """Which models run on an automatic reference (listed ones by name, then the rest)."""
+    listed = [
+        f"{name} ({format_duration(span)})"
+        for name in sorted(config.models)
+        if (span := config.auto_reference_span(name)) is not None
+    ]
+    metrics = config.metrics
+    rest = (
+        f"models not listed: automatic reference ({format_duration(metrics.auto_reference_span)})"
+        if metrics.default_reference == "auto"
+        else "models not listed: serving metrics only"
+    )
+    return (f"automatic reference: {', '.join(listed)}; " if listed else "") + rest
 
 
 @app.command()
@@ -291,6 +309,7 @@ def replay(
     from drifthouse.stream.run import open_sink
 
     cfg = load_config(config)
+    err.print(Text(_auto_line(cfg)))
     other_rules = _load_rules(rules) if rules is not None else None
     from_ms, to_ms = parse_time(from_, "--from"), parse_time(to, "--to")
     profiles = load_profiles(cfg)

@@ -256,5 +256,6 @@ def test_replay_names_an_unlisted_model_and_its_automatic_reference(
     assert "model.auto_reference" in err
     assert "model=fruad" in err
     assert "not under models:" in err
+    assert "models not listed: automatic reference (30m)" in " ".join(err.split())
     flat = " ".join(out.split())
     assert "automatic reference fruad: 2026-01-01T00:00:00.000Z/2026-01-01T00:30:00.000Z" in flat
