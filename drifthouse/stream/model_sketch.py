@@ -394,7 +394,12 @@ class ModelSketch:
                 state = self.resolve(state)
             else:
                 if raw is None or len(raw) != len(cols) or not isinstance(state.raw, RawLeaf):
-                    raise SketchError(f"model {self.model!r}: a pane keeping events needs them")
+                    raise SketchError(
+                        f"model {self.model!r} keeps its panes' events until its automatic "
+                        f"reference is built: expected the {len(cols)} encoded events of the "
+                        f"batch and a pane, got {0 if raw is None else len(raw)} events and "
+                        f"{'a pane' if isinstance(state.raw, RawLeaf) else 'a merged window'}"
+                    )
                 state.raw.events.extend(raw)
         self.numeric.update(state.numeric, cols.numeric, cols.status)
         self.categorical.update(state.categorical, cols.codes)
