@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import math
 import random
+import signal
 import subprocess
 import sys
+import time
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -32,6 +34,7 @@ from tests.stream.conftest import (
     assert_same,
     produce_stream,
     replayed_rows,
+    sentinels,
     stored_rows,
     write_config,
 )
@@ -313,5 +316,53 @@ def test_two_live_workers_write_the_rows_of_a_replay(
     )  # fmt: skip
     assert json.loads(stored.stdout) == [["eta", AUTO_VERSION], ["fraud", AUTO_VERSION]]
     want = replayed_rows(config, closed_until)
+    assert any(k[4] == "amount" and k[6] == "psi" for k in want)
+    assert_same(live, want)
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+@pytest.mark.faults
+def test_killed_workers_and_mergers_write_the_rows_of_a_replay(
+    tmp_path: Path, kafka_bootstrap: str, make_topic: Any, small_stream: Any
+) -> None:
+    """SIGKILL a worker while it reads, then the merger, while the stream flows: the next
+    ones rebuild the automatic references (from the partials they re-read, or the merger's
+    snapshot) and every row equals the replay's."""
+    from tests.faults.conftest import PacedProducer, wait_for
+
+    topic = make_topic(partitions=PARTITIONS)
+    records = small_stream.records
+    config = write_config(tmp_path, kafka_bootstrap, topic, "auto-kill", {})
+    workers = Workers(config, PARTITIONS)
+    producer = PacedProducer(kafka_bootstrap, topic, records, seconds=60.0)
+    kills = []
+    try:
+        port = workers.start()
+        producer.start()
+        for merger in (False, True):
+            if merger:
+                wait_for("the merger", lambda p=port: bool(workers.status(p).get("merger")))
+            else:
+                wait_for("a worker to read", lambda p=port: workers.status(p).get("events", 0) > 0)
+            time.sleep(1.0)
+            report = workers.status(port)
+            workers.kill(port, signal.SIGKILL)
+            kills.append((producer.sent, bool(report.get("merger"))))
+            port = workers.start()
+        producer.hurry.set()
+        producer.join(timeout=120)
+        assert producer.error is None, producer.error
+        workers.wait_done(load_config(config), len(records))
+    finally:
+        producer.stop.set()
+        workers.stop_all()
+    assert kills[1][1], f"the second kill should hit the merger: {kills}"
+    assert all(sent < len(records) for sent, _ in kills), f"kills after the stream: {kills}"
+    closed_until = sentinels(records)[0] - 30_000
+    live = {k: v for k, v in stored_rows(config).items() if k[0] < closed_until - HOUR}
+    want = {
+        k: v for k, v in replayed_rows(config, closed_until).items() if k[0] < closed_until - HOUR
+    }
     assert any(k[4] == "amount" and k[6] == "psi" for k in want)
     assert_same(live, want)
