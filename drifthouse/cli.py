@@ -13,7 +13,7 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from drifthouse import __version__, logs
-from drifthouse.config import Config, ConfigReport, check_config
+from drifthouse.config import Config, ConfigReport, check_config, format_duration
 from drifthouse.errors import ConfigError, DrifthouseError, UsageError
 
 if TYPE_CHECKING:
@@ -120,8 +120,11 @@ def _summary(config: Config) -> Table:
     models = []
     for name in info["models"]:
         reference = config.reference_path(name)
+        span = config.auto_reference_span(name)
         state = (
-            "no reference"
+            f"automatic reference, {format_duration(span)}"
+            if span is not None
+            else "no reference"
             if reference is None
             else "reference"
             if reference.is_file()
@@ -130,6 +133,17 @@ def _summary(config: Config) -> Table:
         models.append(f"{name} ({state})")
     table.add_row(
         "models", escape(", ".join(models)) or "none configured (every model gets the defaults)"
+    )
+    auto = [name for name in info["models"] if config.auto_reference_span(name) is not None]
+    if auto:
+        table.add_row("on automatic reference", escape(", ".join(auto)))
+    metrics = config.metrics
+    table.add_row(
+        "other models",
+        "automatic reference from their first "
+        f"{format_duration(metrics.auto_reference_span)} of traffic"
+        if metrics.default_reference == "auto"
+        else "serving metrics only (metrics.default_reference: none)",
     )
     table.add_row("rules", escape(", ".join(info["rules"])) or "none (the built-in defaults apply)")
     routes = [", ".join(route.receivers) for route in config.routes]
@@ -288,7 +302,25 @@ def run(config: ConfigOption = Path("drifthouse.yaml")) -> None:
     from drifthouse.config import load_config
     from drifthouse.stream.run import run as run_worker
 
-    run_worker(load_config(config), loglevel="DEBUG" if _State.debug else "WARNING")
+    cfg = load_config(config)
+    err.print(Text(_auto_line(cfg)))
+    run_worker(cfg, loglevel="DEBUG" if _State.debug else "WARNING")
+
+
+def _auto_line(config: Config) -> str:
+    """Which models run on an automatic reference (listed ones by name, then the rest)."""
+    listed = [
+        f"{name} ({format_duration(span)})"
+        for name in sorted(config.models)
+        if (span := config.auto_reference_span(name)) is not None
+    ]
+    metrics = config.metrics
+    rest = (
+        f"models not listed: automatic reference ({format_duration(metrics.auto_reference_span)})"
+        if metrics.default_reference == "auto"
+        else "models not listed: serving metrics only"
+    )
+    return (f"automatic reference: {', '.join(listed)}; " if listed else "") + rest
 
 
 @app.command()
@@ -316,11 +348,13 @@ def replay(
 
     from drifthouse.config import load_config
     from drifthouse.sinks.base import finish
+    from drifthouse.stream.auto_reference import source_of
     from drifthouse.stream.replay import load_profiles, parse_time, replay_alerts
     from drifthouse.stream.replay import replay as run_replay
     from drifthouse.stream.run import open_sink
 
     cfg = load_config(config)
+    err.print(Text(_auto_line(cfg)))
     other_rules = _load_rules(rules) if rules is not None else None
     from_ms, to_ms = parse_time(from_, "--from"), parse_time(to, "--to")
     profiles = load_profiles(cfg)
@@ -396,6 +430,13 @@ def replay(
         )
     if summary.dead_letters:
         table.add_row("dead letters", Text(summary.dead_letters))
+    for model, ref in sorted(summary.auto_references.items()):
+        table.add_row(
+            "automatic reference",
+            escape(f"{model}: {source_of(ref).removeprefix('auto ')}")
+            if ref.profile is not None
+            else escape(f"{model}: none (no event to profile in its first span)"),
+        )
     out.print(table)
     if other_rules is not None:
         _print_backtest(stage.rows, other_rules, profiles)

@@ -354,7 +354,14 @@ class WindowConfig(_Strict):
 class ModelConfig(_Strict):
     """Per-model settings."""
 
-    reference: Path | None = None
+    reference: Literal["auto"] | Path | None = Field(
+        None,
+        description="a profile file, or 'auto': a reference built from the model's first traffic "
+        "(default: metrics.default_reference)",
+    )
+    reference_span: DurationMs | None = Field(
+        None, gt=0, description="event time an automatic reference covers (default: metrics')"
+    )
     pii: list[str] = Field(default_factory=list)
     sample_rate: float = Field(0.01, ge=0.0, le=1.0)
     keep_when: str | None = Field(
@@ -377,6 +384,16 @@ class ModelConfig(_Strict):
             if not low <= high:
                 raise ValueError(f"bounds of {name!r} must be [low, high] with low <= high")
         return value
+
+
+def auto_span_of(settings: ModelConfig, metrics: MetricsConfig) -> int | None:
+    """The span (ms) of the automatic reference of a model with these settings, or ``None``
+    (see :meth:`Config.auto_reference_span`)."""
+    if settings.reference == "auto" or (
+        settings.reference is None and metrics.default_reference == "auto"
+    ):
+        return settings.reference_span or metrics.auto_reference_span
+    return None
 
 
 #: The series change detection watches by default: serving metrics and the prediction's mean
@@ -428,6 +445,14 @@ class MetricsConfig(_Strict):
     label_rewrite_every: DurationMs = 600_000
     max_segment_values: int = Field(100, ge=1, le=10_000)
     importance: bool = True
+    default_reference: Literal["auto", "none"] = Field(
+        "auto",
+        description="what a model without a reference file gets: 'auto' (a reference built from "
+        "its first traffic) or 'none' (serving metrics only)",
+    )
+    auto_reference_span: DurationMs = Field(
+        3_600_000, gt=0, description="event time an automatic reference covers"
+    )
     change_detection: ChangeDetectionConfig = Field(default_factory=ChangeDetectionConfig)
 
 
@@ -652,7 +677,20 @@ class Config(_Strict):
     def reference_path(self, model: str) -> Path | None:
         """The absolute path of ``model``'s reference profile, if one is configured."""
         reference = self.model(model).reference
-        return None if reference is None else self.resolve_path(reference)
+        return None if reference is None or reference == "auto" else self.resolve_path(reference)
+
+    def auto_reference_span(self, model: str) -> int | None:
+        """The span (ms) of ``model``'s automatic reference, or ``None`` when it has none: a
+        model runs on an automatic reference when its ``reference`` is ``auto``, or when it
+        names no file (listed without one, or not listed) and ``metrics.default_reference`` is
+        ``auto``.
+
+        >>> Config().auto_reference_span("unlisted")
+        3600000
+        >>> Config(models={"m": {"reference": "m.json"}}).auto_reference_span("m") is None
+        True
+        """
+        return auto_span_of(self.model(model), self.metrics)
 
     def where(self, path: str) -> str:
         """``'drifthouse.yaml:12 rules[0].when'``: a dotted path located in the loaded file.

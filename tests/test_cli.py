@@ -314,3 +314,70 @@ def test_check_tells_about_the_pii_key(
     assert f"{path}:1 pii" in out or (key is not None and code == 0)
     if key is not None:
         assert key not in out + err
+
+
+@pytest.mark.parametrize(
+    ("models", "metrics", "expected"),
+    [
+        pytest.param(
+            {"fraud": {"reference": "auto", "reference_span": "6h"}, "eta": {"task": "regression"}},
+            {},
+            ["fraud (automatic reference, 6h)", "eta (automatic reference, 1h)",
+             "on automatic reference  eta, fraud", "automatic reference from their first 1h"],
+            id="auto-and-unlisted",
+        ),
+        pytest.param(
+            {"eta": {"task": "regression"}},
+            {"default_reference": "none", "auto_reference_span": "2h"},
+            ["eta (no reference)", "serving metrics only (metrics.default_reference: none)"],
+            id="default-none",
+        ),
+    ],
+)  # fmt: skip
+def test_check_lists_the_models_on_an_automatic_reference(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    models: dict[str, object],
+    metrics: dict[str, object],
+    expected: list[str],
+) -> None:
+    path = tmp_path / "drifthouse.yaml"
+    path.write_text(json.dumps({"models": models, "metrics": metrics}))
+    code, out, _ = run(capsys, "check", "-c", str(path))
+    assert code == 0, out
+    flat = " ".join(out.split())
+    for text in expected:
+        assert " ".join(text.split()) in flat, (text, out)
+
+
+def test_replay_names_an_unlisted_model_and_its_automatic_reference(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = tmp_path / "events.jsonl"
+    t0 = 1_767_225_600_000
+    events.write_text(
+        "".join(
+            json.dumps({"model": "fruad", "ts": t0 + i * 10_000, "features": {"x": float(i % 17)}})
+            + "\n"
+            for i in range(1_000)
+        )
+    )
+    path = tmp_path / "drifthouse.yaml"
+    path.write_text(
+        json.dumps(
+            {
+                "store": {"path": "./data"},
+                "windows": [{"size": "15m"}],
+                "models": {"fraud": {"task": "regression"}},
+                "metrics": {"auto_reference_span": "30m"},
+            }
+        )
+    )
+    code, out, err = run(capsys, "replay", "-c", str(path), "--source", f"file:{events}")
+    assert code == 0, err
+    assert "model.auto_reference" in err
+    assert "model=fruad" in err
+    assert "not under models:" in err
+    assert "models not listed: automatic reference (30m)" in " ".join(err.split())
+    flat = " ".join(out.split())
+    assert "automatic reference fruad: 2026-01-01T00:00:00.000Z/2026-01-01T00:30:00.000Z" in flat

@@ -627,3 +627,28 @@ def test_sliding_rule_window_is_normalised_too() -> None:
 def test_rule_window_globs_stay_globs() -> None:
     rule = RuleConfig(name="r", metric="psi", when="value > 1", window="1*")
     assert rule.window == "1*"
+
+
+@pytest.mark.parametrize(
+    ("models", "metrics", "model", "span"),
+    [
+        pytest.param({}, {}, "unlisted", 3_600_000, id="unlisted-default-1h"),
+        pytest.param({"m": {"task": "regression"}}, {}, "m", 3_600_000, id="listed-no-file"),
+        pytest.param({"m": {"reference": "auto"}}, {"auto_reference_span": "2h"}, "m", 7_200_000,
+                     id="auto-metrics-span"),
+        pytest.param({"m": {"reference": "auto", "reference_span": "30m"}}, {}, "m", 1_800_000,
+                     id="auto-own-span"),
+        pytest.param({"m": {"reference": "m.json"}}, {}, "m", None, id="file"),
+        pytest.param({"m": {"reference": "./auto"}}, {}, "m", None, id="file-named-auto"),
+        pytest.param({}, {"default_reference": "none"}, "unlisted", None, id="default-none"),
+        pytest.param({"m": {"reference": "auto"}}, {"default_reference": "none"}, "m", 3_600_000,
+                     id="auto-despite-default-none"),
+    ],
+)  # fmt: skip
+def test_which_models_run_on_an_automatic_reference(
+    models: dict[str, object], metrics: dict[str, object], model: str, span: int | None
+) -> None:
+    config = Config.model_validate({"models": models, "metrics": metrics})
+    assert config.auto_reference_span(model) == span
+    if span is not None:
+        assert config.reference_path(model) is None

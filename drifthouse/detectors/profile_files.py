@@ -33,6 +33,7 @@ __all__ = [
     "build_profile_from_file",
     "file_digest",
     "profile_from_csv",
+    "profile_from_events",
     "profile_from_jsonl",
     "profile_from_parquet",
 ]
@@ -126,7 +127,6 @@ def profile_from_jsonl(
     label (default ``label`` when present). Blank lines are skipped; a line that is not a JSON
     object raises :class:`ProfileError` naming it.
     """
-    label_key = label or "label"
     decoder = msgspec.json.Decoder()
     rows: list[dict[str, Any]] = []
     with open(path, "rb") as fh:
@@ -166,19 +166,55 @@ def profile_from_jsonl(
             rows.append(event)
     if not rows:
         raise ProfileError(f"{path}: no events of model {model!r}; check --model")
+    if label is not None and not any(label in e for e in rows):
+        raise ProfileError(f"{path}: no event has the label field {label!r}")
+    return profile_from_events(
+        rows,
+        model=model,
+        model_version=model_version,
+        created_at=created_at,
+        source_digest=file_digest(path),
+        settings=settings,
+        label=label,
+        include=include,
+        exclude=exclude,
+        kinds=kinds,
+        threshold=threshold,
+        task=task,
+    )
+
+
+def profile_from_events(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    model: str,
+    model_version: str,
+    created_at: str,
+    source_digest: str,
+    settings: MetricsConfig | ProfileSettings | None = None,
+    label: str | None = None,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+    kinds: Mapping[str, Kind] | None = None,
+    threshold: float = 0.5,
+    task: Literal["auto", "classification", "regression"] = "auto",
+) -> Profile:
+    """Profile prediction events given as JSON-like mappings (``features``, ``prediction``,
+    ``latency_ms``, ``status``, and the label under ``label``), with the rules of
+    :func:`profile_from_jsonl`: the automatic reference of a model is built from its first
+    traffic with this function, so its feature kinds are those ``drifthouse profile`` infers."""
+    label_key = label or "label"
     names: dict[str, None] = {}
     for event in rows:
         names.update(dict.fromkeys(event["features"]))
     selected = _select(names, include, exclude)
     features = {n: [e["features"].get(n) for e in rows] for n in selected}
     has = {k: any(k in e for e in rows) for k in ("prediction", label_key, "latency_ms", "status")}
-    if label is not None and not has[label_key]:
-        raise ProfileError(f"{path}: no event has the label field {label!r}")
     return build_profile(
         model=model,
         model_version=model_version,
         created_at=created_at,
-        source_digest=file_digest(path),
+        source_digest=source_digest,
         settings=_settings(settings),
         features=features,
         prediction=[prediction_score(e.get("prediction"), e.get("predicted_class")) for e in rows]

@@ -11,6 +11,10 @@ It also holds what needs every partition at once: the label join and label windo
 the labels topic), the windows of metric events, and the change detectors over each model's
 series of window metrics. Their windows are written once the same watermark has passed them;
 :meth:`MergeStage.snapshot` and :meth:`MergeStage.restore_snapshot` carry them over a restart.
+
+A model on an automatic reference has its windows held until the watermark passes the end of
+its first span of traffic; the reference is then built from the span's events (see
+:mod:`drifthouse.stream.auto_reference`), stored, and every held window evaluated on it.
 """
 
 from __future__ import annotations
@@ -32,6 +36,15 @@ from drifthouse.events import LabelEvent, MetricEvent
 from drifthouse.logs import get_logger
 from drifthouse.rows import MetricRow, SketchRow
 from drifthouse.sinks.base import Sink
+from drifthouse.sinks.references import reference_rows
+from drifthouse.sinks.tables import ReferenceRow
+from drifthouse.stream.auto_reference import (
+    DRIFT_METRICS,
+    AutoReference,
+    build_auto_reference,
+    source_of,
+    span_end,
+)
 from drifthouse.stream.label_join import PredictionRecord
 from drifthouse.stream.labels import LabelStage
 from drifthouse.stream.metric_events import MetricEventWindows
@@ -135,6 +148,8 @@ class MergeStage:
         # Windows whose start + 2 sizes is at or before this are final: written and forgotten.
         self._final_horizon = _NO_TIME
         self.dropped_partials = 0
+        # Automatic references built, by model.
+        self._auto: dict[str, AutoReference] = {}
 
     # -- partitions ----------------------------------------------------------------------------
 
@@ -255,6 +270,10 @@ class MergeStage:
                 else None,
                 changes=self.changes.to_bytes() if self.changes is not None else None,
                 frontier=sorted(self._frontier.items()),
+                auto=[
+                    (a.model, a.start, a.end, a.profile.to_json() if a.profile else None)
+                    for a in sorted(self._auto.values(), key=lambda a: a.model)
+                ],
             )
         )
 
@@ -271,6 +290,50 @@ class MergeStage:
         if self.changes is not None and snap.changes is not None:
             self.changes = ChangeDetectors.from_bytes(snap.changes)
         self._frontier = dict(snap.frontier)
+        for model, start, end, profile in snap.auto or []:
+            self._set_auto(
+                AutoReference(
+                    model, start, end, Profile.from_json(profile) if profile is not None else None
+                )
+            )
+
+    def auto_references(self) -> dict[str, AutoReference]:
+        """The automatic references built so far, by model."""
+        return dict(self._auto)
+
+    def _set_auto(self, ref: AutoReference) -> None:
+        self._auto[ref.model] = ref
+        self.sketches.set_reference(ref.model, ref.profile)
+
+    def _build_references(self, ready: int | None) -> list[MetricRow | SketchRow | ReferenceRow]:
+        """Build the automatic references whose span the watermark has passed (all of them
+        when ``ready`` is ``None``); return their ``references`` and reference ``sketches`` rows."""
+        size = self.specs[0].size_ms
+        first: dict[str, int] = {}
+        for k, start, key in self._pending:
+            if k == 0 and start % size == 0 and self.sketches(key[0]).collects_raw:
+                first[key[0]] = min(first.get(key[0], start), start)
+        rows: list[MetricRow | SketchRow | ReferenceRow] = []
+        for model in sorted(first):
+            span = self.sketches(model).auto_span
+            assert span is not None
+            start, end = first[model], span_end(first[model], span, size)
+            if ready is not None and ready < end:
+                continue
+            states = [
+                parts[p].state
+                for (k, s, key), parts in sorted(
+                    self._pending.items(), key=lambda t: (t[0][1], t[0][2])
+                )
+                if k == 0 and key[0] == model and start <= s < end and s % size == 0
+                for p in sorted(parts)
+            ]
+            ref = build_auto_reference(model, start, end, states, self.sketches)
+            self._set_auto(ref)
+            if ref.profile is not None:
+                reference, sketches = reference_rows(ref.profile, source=source_of(ref))
+                rows += [reference, *sketches]
+        return rows
 
     # -- emit ----------------------------------------------------------------------------------
 
@@ -289,10 +352,12 @@ class MergeStage:
         are waiting for the spacing between rewrites are written now.
         """
         ready = None if final else self.ready_until()
+        rows: list[MetricRow | SketchRow | ReferenceRow] = (
+            self._build_references(ready) if self._pending else []
+        )
         out = self._emit_predictions(ready) if self._pending else []
         out += self._emit_labels(ready, force=quiet)
         out += self._emit_metric_events(ready)
-        rows: list[MetricRow | SketchRow] = []
         for result in out:
             rows.extend(result.metrics)
             rows.extend(result.sketches)
@@ -314,6 +379,8 @@ class MergeStage:
             k, start, key = wkey
             if ready is not None and start + self.specs[k].size_ms > ready:
                 continue
+            if self.sketches(key[0]).collects_raw:
+                continue  # held until the model's automatic reference is built
             parts = self._pending.pop(wkey)
             earlier = self._emitted.get(wkey)
             if earlier is not None:  # a rewrite: merge with the partitions already written
@@ -324,7 +391,7 @@ class MergeStage:
             for p in sorted(parts):  # a fixed merge order: results do not depend on timing
                 state = parts[p].state if state is None else sketch.merge(state, parts[p].state)
             assert state is not None
-            out.append(self._evaluate(k, start, key, state))
+            out.append(self._evaluate(k, start, key, sketch.resolve(state)))
         self._forget_emitted(ready)
         return out
 
@@ -395,6 +462,11 @@ class MergeStage:
         # Keep written windows until idle partitions have passed them too, or for at most one
         # more window length; after that they are final (see add()).
         horizon = min([ready, *(self._watermarks.get(p, _NO_TIME) for p in self._idle)])
+        # Windows held for an automatic reference are not final: a merger re-reading their
+        # partials after a restart must take them again.
+        held = [s for (_, s, key) in self._pending if self.sketches(key[0]).collects_raw]
+        if held:
+            horizon = min(horizon, min(held))
         self._final_horizon = max(self._final_horizon, horizon)
         for wkey in [w for w in self._emitted if self.is_final(w[0], w[1])]:
             del self._emitted[wkey]
@@ -416,6 +488,10 @@ class MergeStage:
             "computed_at": computed_at,
         }
         results = sketch.evaluate(state, spec.size_ms)
+        auto = self._auto.get(model)
+        if auto is not None and start < auto.end:
+            # Inside the reference's own span: quality yes, comparisons with itself no.
+            results = [r for r in results if r.metric not in DRIFT_METRICS]
         metrics = [
             MetricRow(feature=r.feature, metric=r.metric, value=r.value, n=n, **common)  # type: ignore[arg-type]
             for r in results
@@ -452,6 +528,8 @@ class _Snapshot(msgspec.Struct, array_like=True):
     metric_events: bytes | None
     changes: bytes | None
     frontier: list[tuple[str, int]]
+    # Automatic references: (model, span start, span end, profile JSON or None).
+    auto: list[tuple[str, int, int, bytes | None]] | None = None
 
 
 _ENCODE_SNAPSHOT = msgspec.msgpack.Encoder().encode

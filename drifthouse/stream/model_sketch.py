@@ -3,8 +3,12 @@
 :class:`ModelSketch` is built once per model from its reference profile and follows the same
 protocol as each detector (``empty``, ``update``, ``merge``, ``evaluate``), so the window
 manager can treat a model's whole pane as one mergeable value. A model without a reference
-profile still gets its model-level metrics (events, latency, error rates); its features need
-a profile (``drifthouse profile``) for drift and quality.
+profile still gets its model-level metrics (events, latency, error rates). On an automatic
+reference (``reference: auto``, the default for models without a profile file) its panes also
+keep their events (:mod:`drifthouse.stream.raw_panes`) until the merge stage has built the
+reference from the model's first span of traffic (:mod:`drifthouse.stream.auto_reference`);
+the sketch built on that reference then replays them (:meth:`ModelSketch.resolve`), so the
+features are sketched exactly as if the layout had been known from the first event.
 
 Segments
 --------
@@ -27,13 +31,13 @@ from __future__ import annotations
 
 import zlib
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
 import numpy as np
 
-from drifthouse.config import MetricsConfig, ModelConfig
+from drifthouse.config import MetricsConfig, ModelConfig, auto_span_of, format_duration
 from drifthouse.detectors.base import Result
 from drifthouse.detectors.categorical import CategoricalBlock, CategoricalState
 from drifthouse.detectors.importance import ImportanceSketch, ImportanceState
@@ -43,7 +47,15 @@ from drifthouse.detectors.reference import Profile
 from drifthouse.detectors.status import StatusCounter, StatusState
 from drifthouse.errors import SketchError
 from drifthouse.logs import get_logger
-from drifthouse.stream.columns import Columns, FeatureLayout
+from drifthouse.stream.columns import Columns, FeatureLayout, extract
+from drifthouse.stream.raw_panes import (
+    RawLeaf,
+    RawTree,
+    decode_events,
+    decode_tree,
+    encode_tree,
+    same_tree,
+)
 
 __all__ = [
     "OTHER_VALUE",
@@ -85,6 +97,8 @@ class _WireState(msgspec.Struct, array_like=True):
     # zlib of the _WireSegment list (a latency sketch is 18 KB raw, mostly zeros: ~0.4 KB
     # compressed); absent in states written before segments.
     segments: bytes | None = None
+    # The raw pane tree of a model whose automatic reference is not built yet.
+    raw: bytes | None = None
 
 
 _ENCODE = msgspec.msgpack.Encoder().encode
@@ -146,6 +160,9 @@ class ModelState:
     importance: ImportanceState | None = None
     # Per segment value, in the order values were first seen (or merged: sorted).
     segments: dict[SegmentKey, SegmentState] = field(default_factory=dict)
+    # The pane's events, kept while the model's automatic reference is not built (see
+    # drifthouse.stream.raw_panes); None otherwise.
+    raw: RawTree | None = None
 
     def to_bytes(self) -> bytes:
         """Serialise exactly, for partial-window messages between workers."""
@@ -162,6 +179,7 @@ class ModelState:
                 else "numeric",
                 importance=self.importance.to_bytes() if self.importance is not None else None,
                 segments=self._segments_bytes() if self.segments else None,
+                raw=encode_tree(self.raw) if self.raw is not None else None,
             )
         )
 
@@ -206,6 +224,7 @@ class ModelState:
                 )
                 for w in segments
             },
+            raw=decode_tree(wire.raw) if wire.raw is not None else None,
         )
 
     def equals(self, other: ModelState) -> bool:
@@ -227,6 +246,7 @@ class ModelState:
             and same_pred
             and same_importance
             and same_segments
+            and same_tree(self.raw, other.raw)
             and bool(np.array_equal(self.counters, other.counters))
         )
 
@@ -250,9 +270,14 @@ class ModelSketch:
         profile: Profile | None,
         metrics: MetricsConfig,
         model_config: ModelConfig | None = None,
+        auto_span: int | None = None,
     ) -> None:
         self.model = model
         self.profile = profile
+        #: The span of the model's automatic reference (ms), when it runs on one.
+        self.auto_span = auto_span
+        #: Panes keep their events: the automatic reference is not built yet.
+        self.collects_raw = profile is None and auto_span is not None
         bounds = dict(model_config.bounds) if model_config else {}
         if profile is not None:
             # PII features are never sketched: their values would reach the store as bins and
@@ -320,6 +345,7 @@ class ModelSketch:
             prediction=self.prediction.empty() if self.prediction is not None else None,
             counters=np.zeros(3, dtype=np.int64),
             importance=self.importance.empty() if self.importance is not None else None,
+            raw=RawLeaf() if self.collects_raw else None,
         )
 
     def empty_segment(self) -> SegmentState:
@@ -354,10 +380,27 @@ class ModelSketch:
             codes = cols.pred_codes if idx is None else cols.pred_codes[idx]
             self.prediction.update(prediction, codes[:, None])
 
-    def update(self, state: ModelState, cols: Columns) -> ModelState:
-        """Add one micro-batch of this model's events (in arrival order), in place."""
+    def update(
+        self, state: ModelState, cols: Columns, raw: Sequence[bytes] | None = None
+    ) -> ModelState:
+        """Add one micro-batch of this model's events (in arrival order), in place.
+
+        ``raw`` are the same events encoded (:func:`~drifthouse.stream.raw_panes.encode_events`),
+        kept in the pane while :attr:`collects_raw`."""
         if len(cols) == 0:
             return state
+        if state.raw is not None:
+            if not self.collects_raw:
+                state = self.resolve(state)
+            else:
+                if raw is None or len(raw) != len(cols) or not isinstance(state.raw, RawLeaf):
+                    raise SketchError(
+                        f"model {self.model!r} keeps its panes' events until its automatic "
+                        f"reference is built: expected the {len(cols)} encoded events of the "
+                        f"batch and a pane, got {0 if raw is None else len(raw)} events and "
+                        f"{'a pane' if isinstance(state.raw, RawLeaf) else 'a merged window'}"
+                    )
+                state.raw.events.extend(raw)
         self.numeric.update(state.numeric, cols.numeric, cols.status)
         self.categorical.update(state.categorical, cols.codes)
         self._serve(state.latency, state.status, state.prediction, cols, None)
@@ -408,11 +451,46 @@ class ModelSketch:
 
     def count(self, state: ModelState, slot: int, n: int) -> ModelState:
         """Add ``n`` to a counter (``LATE`` or ``INVALID``), in place."""
+        if state.raw is not None:
+            if not self.collects_raw:
+                state = self.resolve(state)
+            elif isinstance(state.raw, RawLeaf):
+                if slot == LATE:
+                    state.raw.late += n
+                else:
+                    state.raw.invalid += n
         state.counters[slot] += n
+        return state
+
+    def resolve(self, state: ModelState) -> ModelState:
+        """The state with its kept events sketched on this model's reference: each pane in one
+        update, each merge made again in the same order (see :mod:`~drifthouse.stream.raw_panes`).
+        A state keeping no events is returned as it is."""
+        if state.raw is None or self.collects_raw:
+            return state
+        return self._replay(state.raw)
+
+    def _replay(self, tree: RawTree) -> ModelState:
+        if not isinstance(tree, RawLeaf):
+            return self.merge(self._replay(tree[0]), self._replay(tree[1]))
+        state = self.empty()
+        if tree.events:
+            state = self.update(state, extract(decode_events(tree.events), self.layout))
+        state.counters[LATE] += tree.late
+        state.counters[INVALID] += tree.invalid
         return state
 
     def merge(self, a: ModelState, b: ModelState) -> ModelState:
         """A new state holding both (pure: a pane takes part in several sliding windows)."""
+        raw: RawTree | None = None
+        if self.collects_raw:
+            if a.raw is None or b.raw is None:
+                raise SketchError(
+                    f"model {self.model!r}: cannot merge a sketched pane before its reference"
+                )
+            raw = (a.raw, b.raw)
+        else:
+            a, b = self.resolve(a), self.resolve(b)
         return ModelState(
             numeric=self.numeric.merge(a.numeric, b.numeric),
             categorical=self.categorical.merge(a.categorical, b.categorical),
@@ -424,6 +502,7 @@ class ModelSketch:
             if self.importance is not None and a.importance is not None and b.importance is not None
             else None,
             segments=self._merge_segments(a.segments, b.segments),
+            raw=raw,
         )
 
     def merge_segment(self, a: SegmentState, b: SegmentState) -> SegmentState:
@@ -575,13 +654,62 @@ class Sketches:
         self.metrics = metrics
         self.models = dict(models or {})
         self._built: dict[str, ModelSketch] = {}
+        self._no_reference: set[str] = set()
+        self._announced: set[str] = set()
+        #: Called with ``(model, span_ms, listed)`` when a model on an automatic reference is
+        #: first seen (the CLI prints a line).
+        self.announce: list[Callable[[str, int, bool], None]] = []
+
+    def auto_span(self, model: str) -> int | None:
+        """The span of ``model``'s automatic reference (``None``: it has a profile file, or
+        none at all)."""
+        if not model or model in self._no_reference:
+            return None
+        return auto_span_of(self.models.get(model) or ModelConfig(), self.metrics)
 
     def __call__(self, model: str) -> ModelSketch:
         sketch = self._built.get(model)
         if sketch is None:
             profile = self.profiles.get(model)
+            span = None if profile is not None else self.auto_span(model)
             if profile is None and model:
-                log.warning("model.no_reference", model=model, hint="drifthouse profile builds one")
-            sketch = ModelSketch(model, profile, self.metrics, self.models.get(model))
+                if span is not None:
+                    self.on_auto(model, span)
+                else:
+                    log.warning(
+                        "model.no_reference", model=model, hint="drifthouse profile builds one"
+                    )
+            sketch = ModelSketch(model, profile, self.metrics, self.models.get(model), span)
             self._built[model] = sketch
         return sketch
+
+    def on_auto(self, model: str, span: int) -> None:
+        """A model first seen on an automatic reference (logged once per model)."""
+        if model in self._announced:
+            return
+        self._announced.add(model)
+        listed = model in self.models
+        if listed:
+            log.info("model.auto_reference", model=model, span=format_duration(span))
+        else:
+            # Unlisted: perhaps a misspelled name under `models:`. Say so once, loudly.
+            log.warning(
+                "model.auto_reference",
+                model=model,
+                span=format_duration(span),
+                hint="not under models: in the config; it is monitored against a reference "
+                "built from its first span of traffic (`drifthouse profile` builds one from a file)",
+            )
+        for callback in self.announce:
+            callback(model, span, listed)
+
+    def set_reference(self, model: str, profile: Profile | None) -> None:
+        """The automatic reference of ``model`` is built (``None``: it could not be, so the
+        model keeps its serving metrics only). Its sketch is laid out anew; states kept by the
+        old one are resolved on their next update or merge."""
+        if profile is None:
+            self._no_reference.add(model)
+            self.profiles.pop(model, None)
+        else:
+            self.profiles[model] = profile
+        self._built.pop(model, None)

@@ -32,6 +32,7 @@ from drifthouse.errors import DecodeError, ProfileError, SourceError, UsageError
 from drifthouse.events import parse_ts
 from drifthouse.sinks.base import Sink
 from drifthouse.sinks.predictions import PredictionLog
+from drifthouse.stream.auto_reference import AutoReference
 from drifthouse.stream.dead_letters import DeadLetters, FileDeadLetters
 from drifthouse.stream.pipeline import Pipeline, PipelineStats, WindowResult
 from drifthouse.stream.sources import FileSource, Message, parse_source
@@ -129,6 +130,8 @@ class ReplaySummary:
     windows: list[WindowResult] = field(default_factory=list, repr=False)
     #: What became of the labels (``--labels``), ``None`` without them.
     labels: LabelCounts | None = None
+    #: Models on an automatic reference, with the span it was built from.
+    auto_references: dict[str, AutoReference] = field(default_factory=dict)
 
     @property
     def events_per_second(self) -> float:
@@ -156,8 +159,8 @@ def load_profiles(config: Config) -> dict[str, Profile]:
     """The reference profiles named under ``models:`` (paths relative to the config file)."""
     out: dict[str, Profile] = {}
     for model, settings in config.models.items():
-        if settings.reference is None:
-            continue
+        if settings.reference is None or settings.reference == "auto":
+            continue  # an automatic reference is built from the traffic (stream.auto_reference)
         path = (
             settings.reference
             if settings.reference.is_absolute()
@@ -324,6 +327,7 @@ def replay(
         time.monotonic() - started,
         dlq_where,
         labels=LabelCounts.of(pipeline) if labels else None,
+        auto_references=pipeline.merge.auto_references(),
     )
 
 

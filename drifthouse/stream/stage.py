@@ -26,6 +26,7 @@ from drifthouse.stream.columns import extract
 from drifthouse.stream.dead_letters import DeadLetters
 from drifthouse.stream.label_join import PredictionRecord
 from drifthouse.stream.model_sketch import INVALID, LATE, ModelState, Sketches
+from drifthouse.stream.raw_panes import encode_events
 from drifthouse.stream.sources import Message
 from drifthouse.stream.typed_decode import TypedDecoders
 from drifthouse.stream.windows import EventTimeWindows, Origin, WindowSpec
@@ -250,13 +251,20 @@ class PartitionStage:
             idx = np.asarray(members, dtype=np.intp)
             sketch = self.sketches(key[0])
             cols = extract([events[i] for i in members], sketch.layout)
+            # A model whose automatic reference is not built yet: its panes keep the events.
+            kept = encode_events([events[i] for i in members]) if sketch.collects_raw else None
             for k, r in enumerate(routed):
                 for pane_start, local in _runs(r.pane[idx]):
                     first = members[0] if local is None else members[int(local[0])]
                     origin = windows.origin(offsets[int(positions[first])], first)
                     part_cols = cols if local is None else cols.take(local)
+                    part_raw = kept if kept is None or local is None else [kept[j] for j in local]
                     windows.update(
-                        k, pane_start, key, partial(sketch.update, cols=part_cols), origin
+                        k,
+                        pane_start,
+                        key,
+                        partial(sketch.update, cols=part_cols, raw=part_raw),
+                        origin,
                     )
         self.stats.messages += len(msgs)
         self.stats.events += len(events)
