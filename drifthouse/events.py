@@ -12,7 +12,8 @@ field path and offending value for the dead-letter header. A bad message raises
 :class:`~drifthouse.errors.DecodeError` (``decode``) or is returned beside the good ones
 (``decode_batch``): it never stops a batch.
 
-Reasons: ``too_large``, ``invalid_json``, ``schema``, ``non_finite``, ``future_ts``.
+Reasons: ``too_large``, ``invalid_json``, ``schema``, ``non_finite``, ``future_ts``,
+``too_many_segments``.
 
 Example
 -------
@@ -28,6 +29,7 @@ drifthouse.errors.DecodeError: expected a number, string, bool or null; got arra
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -44,6 +46,7 @@ from drifthouse.errors import DecodeError
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_FUTURE_MS",
+    "DEFAULT_MAX_SEGMENTS",
     "Buffer",
     "Event",
     "EventDecoder",
@@ -61,6 +64,7 @@ __all__ = [
 DEFAULT_MAX_BYTES = 1_000_000
 DEFAULT_MAX_FUTURE_MS = 3_600_000
 DEFAULT_MAX_LABEL_BYTES = 1_024
+DEFAULT_MAX_SEGMENTS = 16
 
 # DateTime64(3) in ClickHouse and Python's datetime both end in the year 9999.
 _MAX_TS_MS = 253_402_300_799_999
@@ -344,6 +348,9 @@ class EventDecoder(Generic[E]):
         Names that become keys in the store (model, version, event id, feature, segment and
         metric names, segment values) longer than this are rejected with reason ``too_large``:
         one message must not be able to multiply itself into megabytes of rows.
+    max_segments:
+        Prediction events with more ``segment`` attributes than this are rejected with reason
+        ``too_many_segments``: each attribute's value gets its own rows in every window.
 
     Examples
     --------
@@ -358,7 +365,15 @@ class EventDecoder(Generic[E]):
     [(1, 'schema', '$.label')]
     """
 
-    __slots__ = ("_decoder", "_spec", "kind", "max_bytes", "max_future_ms", "max_label_bytes")
+    __slots__ = (
+        "_decoder",
+        "_spec",
+        "kind",
+        "max_bytes",
+        "max_future_ms",
+        "max_label_bytes",
+        "max_segments",
+    )
 
     def __init__(
         self,
@@ -367,6 +382,7 @@ class EventDecoder(Generic[E]):
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_future_ms: int = DEFAULT_MAX_FUTURE_MS,
         max_label_bytes: int = DEFAULT_MAX_LABEL_BYTES,
+        max_segments: int = DEFAULT_MAX_SEGMENTS,
     ) -> None:
         if kind not in _SPECS:
             raise TypeError(
@@ -376,6 +392,7 @@ class EventDecoder(Generic[E]):
         self.max_bytes = max_bytes
         self.max_future_ms = max_future_ms
         self.max_label_bytes = max_label_bytes
+        self.max_segments = max_segments
         self._decoder: msgspec.json.Decoder[E] = msgspec.json.Decoder(kind)
         self._spec = _SPECS[kind]
 
@@ -402,7 +419,7 @@ class EventDecoder(Generic[E]):
         ------
         DecodeError
             With ``reason`` (``too_large``, ``invalid_json``, ``schema``, ``non_finite``,
-            ``future_ts``), ``path`` (e.g. ``$.features.amount``) and a message saying what was
+            ``future_ts``, ``too_many_segments``), ``path`` (e.g. ``$.features.amount``) and a message saying what was
             expected and what came.
         """
         if len(raw) > self.max_bytes:
@@ -417,6 +434,7 @@ class EventDecoder(Generic[E]):
             event = self._slow_decode(raw, exc)
         if len(raw) > self.max_label_bytes:
             _check_labels(event, self.max_label_bytes)
+        _check_segments(event, self.max_segments)
         if now_ms is not None and event.ts_ms > now_ms + self.max_future_ms:
             raise DecodeError(
                 "future_ts",
@@ -453,6 +471,7 @@ class EventDecoder(Generic[E]):
         # take this fast path, which needs neither the size nor the name check.
         max_label = min(self.max_label_bytes, self.max_bytes)
         limit = None if now_ms is None else now_ms + self.max_future_ms
+        max_segments = self.max_segments if self.kind is PredictionEvent else None
         for i, raw in enumerate(raws):
             # The common case inline; everything unusual goes through decode() for its error.
             if len(raw) <= max_label:
@@ -467,7 +486,11 @@ class EventDecoder(Generic[E]):
                         event = decode(raw)
                     except Exception:  # decode() below says what is wrong
                         event = None
-                if event is not None and (limit is None or event.ts_ms <= limit):
+                if (
+                    event is not None
+                    and (limit is None or event.ts_ms <= limit)
+                    and (max_segments is None or len(event.segment) <= max_segments)
+                ):
                     ok.append((i, event))
                     continue
             try:
@@ -643,6 +666,19 @@ def _check_labels(event: Any, limit: int) -> None:
     for key, value in (getattr(event, "segment", None) or {}).items():
         check(key, "$.segment")
         check(value, f"$.segment{_key_path(key) if len(key) <= limit else '.<key>'}")
+
+
+def _check_segments(event: Any, limit: int) -> None:
+    """Raise ``too_many_segments`` for a prediction with more than ``limit`` segment attributes."""
+    segment = getattr(event, "segment", None)
+    if segment and len(segment) > limit:
+        raise DecodeError(
+            "too_many_segments",
+            "$.segment",
+            f"expected at most {limit} segment attributes; got {len(segment)} (the first: "
+            f"{_preview(list(itertools.islice(segment, 3)))}): each attribute's value gets its "
+            "own rows in every window (metrics.max_segment_attributes)",
+        )
 
 
 def encode_event(event: Event) -> bytes:
