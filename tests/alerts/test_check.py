@@ -109,6 +109,7 @@ def test_check_names_the_rule_and_line_of_a_long_or_deep_condition(
     assert code == 2
     (line,) = [ln for ln in out.splitlines() if ln.startswith(f"{path}:3 rules[1].when: ")]
     assert fragment in line
+    assert "rule 'deep': at column " in line
     assert len(line) < 500 + len(str(path))
     assert "RecursionError" not in out + err
     assert "Traceback" not in out + err
