@@ -50,6 +50,7 @@ __all__ = [
     "SlackMessageIndex",
     "SlackReceiver",
     "mrkdwn_code",
+    "mrkdwn_inline",
     "mrkdwn_text",
     "render_messages",
 ]
@@ -82,14 +83,20 @@ def mrkdwn_text(value: str) -> str:
     return plain(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def mrkdwn_inline(value: str) -> str:
+    """:func:`mrkdwn_text` with backticks as ``ˋ`` (U+02CB): mrkdwn has no escape for them, and
+    one would open or close a code span around the text that follows."""
+    return mrkdwn_text(value).replace("`", "\u02cb")
+
+
 def mrkdwn_code(value: str) -> str:
-    """A value from events in an inline code span, where Slack applies no formatting: its own
-    backticks become ``ˋ`` (U+02CB), as mrkdwn has no escape for them and one would end the span.
+    """A value from events in an inline code span, where Slack applies no formatting and links
+    no URL (its own backticks become ``ˋ``, so it cannot end the span).
 
     >>> mrkdwn_code("x` *bold*")
     '`xˋ *bold*`'
     """
-    return "`" + mrkdwn_text(value).replace("`", "\u02cb") + "`" if value else "(none)"
+    return "`" + mrkdwn_inline(value) + "`" if value else "(none)"
 
 
 def _mrkdwn(text: str) -> dict[str, Any]:
@@ -105,7 +112,7 @@ def _alert_block(alert: AlertRow, grafana_url: str | None) -> dict[str, Any]:
     if alert.segment:
         scope += f", segment {mrkdwn_code(alert.segment)}"
     lines = [
-        f"{icon} *{mrkdwn_code(alert.rule)}* ({mrkdwn_text(alert.severity)}, "
+        f"{icon} *{mrkdwn_inline(alert.rule)}* ({mrkdwn_text(alert.severity)}, "
         f"{mrkdwn_text(alert.status)})",
         f"{scope}",
         f"{mrkdwn_code(alert.metric)} = *{fmt_value(alert.value)}*, "
@@ -143,7 +150,7 @@ def render_messages(
         fallback = _truncate(
             f"{head}: "
             + "; ".join(
-                f"{mrkdwn_code(a.rule)} {mrkdwn_code(a.model)} {mrkdwn_text(a.status)}"
+                f"{mrkdwn_inline(a.rule)} {mrkdwn_code(a.model)} {mrkdwn_text(a.status)}"
                 for a in chunk
             ),
             3000,
