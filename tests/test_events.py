@@ -489,7 +489,12 @@ def test_segment_attributes_per_event_are_bounded(
 ) -> None:
     decoder = EventDecoder(PredictionEvent, max_segments=limit)
     raw = prediction(segment=segment)
+    # with and without a narrower decoder tried first (the partition stage's typed decoders)
+    fast = msgspec.json.Decoder(PredictionEvent).decode
     ok, bad = decoder.decode_batch([raw, prediction()], now_ms=NOW)
+    ok_fast, bad_fast = decoder.decode_batch([raw, prediction()], now_ms=NOW, first=fast)
+    assert ok_fast == ok
+    assert [(i, e.reason, str(e)) for i, e in bad_fast] == [(i, e.reason, str(e)) for i, e in bad]
     assert [i for i, _ in ok] == ([1] if refused else [0, 1])
     if not refused:
         assert ok[0][1].segment == segment
