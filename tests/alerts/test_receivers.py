@@ -439,6 +439,7 @@ def test_slack_event_values_are_text_not_markup(api: FakeApi, client: str, field
     [
         pytest.param("fraud\x1b[2J\x07", "fraud\ufffd[2J\ufffd", id="ansi-escape"),
         pytest.param("fraud\nFAKE LINE\r\t", "fraud FAKE LINE  ", id="newlines"),
+        pytest.param("fraud\u2028FAKE\u2029", "fraud FAKE ", id="unicode-line-separators"),
         pytest.param("fraud\u202egnp.exe", "fraud\ufffdgnp.exe", id="bidi-override"),
         pytest.param("fraud\x85\x9b31m", "fraud\ufffd\ufffd31m", id="c1-controls"),
         pytest.param("mödel-ü 🚀", "mödel-ü 🚀", id="unicode-kept"),

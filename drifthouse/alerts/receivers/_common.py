@@ -79,14 +79,14 @@ def grafana_link(base: str | None, alert: AlertRow) -> str | None:
 # C0 and C1 controls (DEL included) and the invisible marks that reorder text (bidi
 # embeddings, overrides and isolates): a value holding them could clear a terminal, fake a
 # line of its own or show itself reversed.
-_WHITESPACE_CONTROLS = str.maketrans(dict.fromkeys("\t\n\r\v\f", " "))
+_WHITESPACE_CONTROLS = str.maketrans(dict.fromkeys("\t\n\r\v\f\u2028\u2029", " "))
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def plain(value: str, limit: int | None = None) -> str:
-    r"""A value from events as one line of plain text: line breaks and tabs become spaces, other
-    control characters and bidi marks become U+FFFD (visible, so nothing hides), and the text
-    is cut to ``limit`` characters with an ellipsis.
+    r"""A value from events as one line of plain text: line breaks (``\n``, ``\r``, U+2028,
+    U+2029) and tabs become spaces, other control characters and bidi marks become U+FFFD
+    (visible, so nothing hides), and the text is cut to ``limit`` characters with an ellipsis.
 
     >>> plain("fraud\nRESOLVED\x1b[2J")
     'fraud RESOLVED\ufffd[2J'
