@@ -444,6 +444,13 @@ class MetricsConfig(_Strict):
     label_join_max_entries: int = Field(1_000_000, ge=1)
     label_rewrite_every: DurationMs = 600_000
     max_segment_values: int = Field(100, ge=1, le=10_000)
+    max_segment_attributes: int = Field(
+        16,
+        ge=1,
+        le=1_000,
+        description="segment attributes per event (more: dead letter 'too_many_segments') "
+        "and per model and window written apart (the ones with the most events)",
+    )
     importance: bool = True
     default_reference: Literal["auto", "none"] = Field(
         "auto",

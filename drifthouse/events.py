@@ -13,7 +13,7 @@ field path and offending value for the dead-letter header. A bad message raises
 (``decode_batch``): it never stops a batch.
 
 Reasons: ``too_large``, ``invalid_json``, ``schema``, ``non_finite``, ``future_ts``,
-``implausible_ts``.
+``implausible_ts``, ``too_many_segments``.
 
 Example
 -------
@@ -29,6 +29,7 @@ drifthouse.errors.DecodeError: expected a number, string, bool or null; got arra
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -46,6 +47,7 @@ from drifthouse.errors import DecodeError
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_FUTURE_MS",
+    "DEFAULT_MAX_SEGMENTS",
     "MIN_TS_MS",
     "Buffer",
     "Event",
@@ -68,6 +70,7 @@ DEFAULT_MAX_LABEL_BYTES = 1_024
 # Event times before 2000-01-01 are refused by the decoders: such a time is nearly always epoch
 # seconds (or a zero) sent where milliseconds are expected, and would land in 1970's windows.
 MIN_TS_MS = 946_684_800_000
+DEFAULT_MAX_SEGMENTS = 16
 
 # DateTime64(3) in ClickHouse and Python's datetime both end in the year 9999.
 _MAX_TS_MS = 253_402_300_799_999
@@ -399,6 +402,9 @@ class EventDecoder(Generic[E]):
         Names that become keys in the store (model, version, event id, feature, segment and
         metric names, segment values) longer than this are rejected with reason ``too_large``:
         one message must not be able to multiply itself into megabytes of rows.
+    max_segments:
+        Prediction events with more ``segment`` attributes than this are rejected with reason
+        ``too_many_segments``: each attribute's value gets its own rows in every window.
 
     Examples
     --------
@@ -420,6 +426,7 @@ class EventDecoder(Generic[E]):
         "max_bytes",
         "max_future_ms",
         "max_label_bytes",
+        "max_segments",
         "min_ts_ms",
     )
 
@@ -431,6 +438,7 @@ class EventDecoder(Generic[E]):
         max_future_ms: int = DEFAULT_MAX_FUTURE_MS,
         max_label_bytes: int = DEFAULT_MAX_LABEL_BYTES,
         min_ts_ms: int = MIN_TS_MS,
+        max_segments: int = DEFAULT_MAX_SEGMENTS,
     ) -> None:
         if kind not in _SPECS:
             raise TypeError(
@@ -441,6 +449,7 @@ class EventDecoder(Generic[E]):
         self.max_future_ms = max_future_ms
         self.max_label_bytes = max_label_bytes
         self.min_ts_ms = min_ts_ms
+        self.max_segments = max_segments
         self._decoder: msgspec.json.Decoder[E] = msgspec.json.Decoder(kind)
         self._spec = _SPECS[kind]
 
@@ -467,7 +476,8 @@ class EventDecoder(Generic[E]):
         ------
         DecodeError
             With ``reason`` (``too_large``, ``invalid_json``, ``schema``, ``non_finite``,
-            ``future_ts``, ``implausible_ts``), ``path`` (e.g. ``$.features.amount``) and a message saying what was
+            ``future_ts``, ``implausible_ts``,
+            ``too_many_segments``), ``path`` (e.g. ``$.features.amount``) and a message saying what was
             expected and what came.
         """
         if len(raw) > self.max_bytes:
@@ -482,6 +492,7 @@ class EventDecoder(Generic[E]):
             event = self._slow_decode(raw, exc)
         if len(raw) > self.max_label_bytes:
             _check_labels(event, self.max_label_bytes)
+        _check_segments(event, self.max_segments)
         if now_ms is not None and event.ts_ms > now_ms + self.max_future_ms:
             raise DecodeError(
                 "future_ts",
@@ -526,6 +537,7 @@ class EventDecoder(Generic[E]):
         max_label = min(self.max_label_bytes, self.max_bytes)
         limit = None if now_ms is None else now_ms + self.max_future_ms
         floor = self.min_ts_ms
+        max_segments = self.max_segments if self.kind is PredictionEvent else None
         for i, raw in enumerate(raws):
             # The common case inline; everything unusual goes through decode() for its error.
             if len(raw) <= max_label:
@@ -544,6 +556,7 @@ class EventDecoder(Generic[E]):
                     event is not None
                     and event.ts_ms >= floor
                     and (limit is None or event.ts_ms <= limit)
+                    and (max_segments is None or len(event.segment) <= max_segments)
                 ):
                     ok.append((i, event))
                     continue
@@ -720,6 +733,19 @@ def _check_labels(event: Any, limit: int) -> None:
     for key, value in (getattr(event, "segment", None) or {}).items():
         check(key, "$.segment")
         check(value, f"$.segment{_key_path(key) if len(key) <= limit else '.<key>'}")
+
+
+def _check_segments(event: Any, limit: int) -> None:
+    """Raise ``too_many_segments`` for a prediction with more than ``limit`` segment attributes."""
+    segment = getattr(event, "segment", None)
+    if segment and len(segment) > limit:
+        raise DecodeError(
+            "too_many_segments",
+            "$.segment",
+            f"expected at most {limit} segment attributes; got {len(segment)} (the first: "
+            f"{_preview(list(itertools.islice(segment, 3)))}): each attribute's value gets its "
+            "own rows in every window (metrics.max_segment_attributes)",
+        )
 
 
 def encode_event(event: Event) -> bytes:

@@ -228,7 +228,72 @@ def test_grafana_datasource_uses_default_database(services: dict[str, dict[str, 
     assert source["jsonData"]["host"] in services
     assert source["jsonData"]["port"] == 8123
     assert source["jsonData"]["protocol"] == "http"
-    assert source["secureJsonData"]["password"] == "${CLICKHOUSE_PASSWORD}"
+    assert source["secureJsonData"]["password"] == "${GRAFANA_CLICKHOUSE_PASSWORD}"
     assert (
         "grafana-clickhouse-datasource" in services["grafana"]["environment"]["GF_INSTALL_PLUGINS"]
     )
+
+
+# ---- Grafana reads through a read-only ClickHouse user -----------------------------------------
+
+CLICKHOUSE_USERS = ROOT / "deploy" / "clickhouse" / "users.d" / "grafana.xml"
+CLICKHOUSE_CONFIG = ROOT / "deploy" / "clickhouse" / "config.d" / "constraints.xml"
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> repository path of every bind mount of a service."""
+    out = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str) and volume.startswith("./"):
+            source, target = volume.split(":")[:2]
+            out[target] = source
+    return out
+
+
+def test_grafana_reads_with_a_read_only_clickhouse_user(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    import xml.etree.ElementTree as ET
+
+    example = _env_example()
+    source = yaml.safe_load(DATASOURCE.read_text(encoding="utf-8"))["datasources"][0]
+    user_name = source["jsonData"]["username"]
+    assert user_name != example["CLICKHOUSE_USER"], "Grafana must not use the worker's account"
+    password = re.fullmatch(r"\$\{([A-Z0-9_]+)\}", source["secureJsonData"]["password"])
+    assert password is not None
+    assert password[1] in example
+    assert example[password[1]] not in ("", example["CLICKHOUSE_PASSWORD"])
+
+    # the server gets the user, its profile and the constraint switch from the repository
+    mounts = _mounts(services["clickhouse"])
+    users_in = [
+        t for t, s in mounts.items() if Path(s) == Path("./deploy/clickhouse/users.d/grafana.xml")
+    ]
+    assert [Path(t).parent for t in users_in] == [Path("/etc/clickhouse-server/users.d")]
+    config_in = [
+        t
+        for t, s in mounts.items()
+        if Path(s) == Path("./deploy/clickhouse/config.d/constraints.xml")
+    ]
+    assert [Path(t).parent for t in config_in] == [Path("/etc/clickhouse-server/config.d")]
+
+    root = ET.parse(CLICKHOUSE_USERS).getroot()
+    assert root.tag == "clickhouse"
+    user = root.find(f"users/{user_name}")
+    assert user is not None, f"no user {user_name} in {CLICKHOUSE_USERS.name}"
+    secret = user.find("password")
+    assert secret is not None
+    assert secret.get("from_env") == password[1]  # the same variable Grafana's side reads
+    assert not (secret.text or "").strip()
+    grants = [q.text.strip() for q in user.findall("grants/query") if q.text]
+    assert grants == [f"GRANT SELECT ON {example['CLICKHOUSE_DB']}.*"]
+    profile = root.find(f"profiles/{user.findtext('profile')}")
+    assert profile is not None
+    assert profile.findtext("readonly") == "1"  # reads only, and no settings changed...
+    constraints = profile.find("constraints")
+    assert constraints is not None
+    changeable = [c.tag for c in constraints if c.find("changeable_in_readonly") is not None]
+    assert changeable == ["max_execution_time"]  # ...but the timeout the plugin sets on each query
+    assert constraints.find("max_execution_time/max") is not None
+    config = ET.parse(CLICKHOUSE_CONFIG).getroot()
+    assert config.findtext("settings_constraints_replace_previous") == "true"

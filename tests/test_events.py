@@ -37,7 +37,15 @@ FIELDS = {
     "status",
     "segment",
 }
-REASONS = {"too_large", "invalid_json", "schema", "non_finite", "future_ts", "implausible_ts"}
+REASONS = {
+    "too_large",
+    "invalid_json",
+    "schema",
+    "non_finite",
+    "future_ts",
+    "implausible_ts",
+    "too_many_segments",
+}
 NOW = 1_714_564_800_000  # 2024-05-01T12:00:00Z
 PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -527,3 +535,52 @@ def test_microseconds_get_a_hint_about_units() -> None:
     with pytest.raises(DecodeError) as info:
         PREDICTIONS.decode(prediction(ts=NOW * 1000))
     assert "looks like epoch microseconds" in info.value.detail
+
+
+# -- segment attributes are bounded ----------------------------------------------------------------
+
+
+def _segments(n: int, value: str = "v") -> dict[str, str]:
+    return {f"s{k}": value for k in range(n)}
+
+
+@pytest.mark.parametrize(
+    ("segment", "limit", "refused"),
+    [
+        pytest.param({}, 16, False, id="none"),
+        pytest.param(_segments(16), 16, False, id="at-the-limit"),
+        pytest.param(_segments(17), 16, True, id="one-over-small-message"),  # the fast path
+        pytest.param(_segments(17, "v" * 100), 16, True, id="one-over-large-message"),
+        pytest.param(_segments(20_000), 16, True, id="20000-attributes"),
+        pytest.param(_segments(3), 2, True, id="configured-limit"),
+        pytest.param(_segments(2), 2, False, id="configured-limit-kept"),
+    ],
+)
+def test_segment_attributes_per_event_are_bounded(
+    segment: dict[str, str], limit: int, refused: bool
+) -> None:
+    decoder = EventDecoder(PredictionEvent, max_segments=limit)
+    raw = prediction(segment=segment)
+    # with and without a narrower decoder tried first (the partition stage's typed decoders)
+    fast = msgspec.json.Decoder(PredictionEvent).decode
+    ok, bad = decoder.decode_batch([raw, prediction()], now_ms=NOW)
+    ok_fast, bad_fast = decoder.decode_batch([raw, prediction()], now_ms=NOW, first=fast)
+    assert ok_fast == ok
+    assert [(i, e.reason, str(e)) for i, e in bad_fast] == [(i, e.reason, str(e)) for i, e in bad]
+    assert [i for i, _ in ok] == ([1] if refused else [0, 1])
+    if not refused:
+        assert ok[0][1].segment == segment
+        return
+    ((index, error),) = bad
+    assert (index, error.reason, error.path) == (0, "too_many_segments", "$.segment")
+    assert f"expected at most {limit} segment attributes; got {len(segment)}" in str(error)
+    assert '["s0", "s1", "s2"]' in str(error)  # the first few, not all of them
+    assert len(str(error)) < 400
+    with pytest.raises(DecodeError) as info:
+        decoder.decode(raw)
+    assert info.value.reason == "too_many_segments"
+
+
+def test_segment_bound_leaves_labels_and_metric_events_alone() -> None:
+    label = b'{"event_id": "a", "model": "fraud", "ts": 1714564800000, "label": 1}'
+    assert EventDecoder(LabelEvent, max_segments=1).decode(label).label == 1

@@ -944,3 +944,50 @@ def test_readonly_endpoint_makes_no_outbound_requests(readonly_port: int) -> Non
         server.shutdown()
         server.server_close()
     assert _Recorder.hits == []
+
+
+# -- segment attributes cannot multiply an event into rows ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("attributes", "events", "refused"),
+    [
+        # one 358 kB event with 20,000 attributes used to write 80,006 rows
+        pytest.param(20_000, 1, 1, id="one-event-20000-attributes"),
+        pytest.param(17, 1, 1, id="one-over-the-limit"),
+        pytest.param(16, 1, 0, id="at-the-limit"),
+        pytest.param(10, 60, 0, id="fresh-attributes-in-every-event"),  # 600 across events
+    ],
+)
+def test_segment_attributes_are_bounded(attributes: int, events: int, refused: int) -> None:
+    """An event is copied into the rows of every segment value it names: attributes per event
+    are bounded (``metrics.max_segment_attributes``, dead letter ``too_many_segments``), and so
+    are the attributes one model writes per window, whatever the events spread them over."""
+    limit = Config().metrics.max_segment_attributes
+    assert limit == 16
+    raws = [
+        event("fraud", i, segment={f"a{i:03d}_{k:05d}": "v" for k in range(attributes)})
+        for i in range(events)
+    ]
+    pipeline, sink, dead = _pipeline(Config())
+    pipeline.process([Message(raw, 0, i) for i, raw in enumerate(raws)])
+    pipeline.finish()
+    sink.flush()
+    assert [d.reason for d in dead.letters] == ["too_many_segments"] * refused
+    if refused:
+        assert dead.letters[0].path == "$.segment"
+        assert f"at most {limit} segment attributes; got {attributes}" in dead.letters[0].error
+    rows = sink.rows("metrics")
+    windows: dict[tuple[str, int], set[str]] = {}
+    for r in rows:
+        attrs = windows.setdefault((r.window, r.window_start), set())
+        if "=" in r.segment:
+            attrs.add(r.segment.split("=", 1)[0])
+    assert bool(windows) is not bool(refused)  # a refused event alone has no window
+    assert max((len(a) for a in windows.values()), default=0) <= limit
+    # the hour holding every event keeps the attributes with the most events, ties by name
+    # (here each has one event)
+    named = sorted({f"a{i:03d}_{k:05d}" for i in range(events) for k in range(attributes)})
+    hour = windows.get(("1h", T0), set())
+    assert hour == (set() if refused else set(named[:limit]))
+    assert len(rows) / max(1, len(windows)) < 40 * (limit + 1), f"{len(rows):,} rows"

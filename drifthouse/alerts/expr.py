@@ -19,6 +19,11 @@ value of the same metric, when there is one) and ``n`` (the events in the window
 A condition that mentions ``baseline`` is false when the series has no baseline, and so is a
 comparison with a division by zero in it: a rule never fires on a value it cannot compute.
 
+A condition is at most :data:`MAX_LENGTH` characters long and nested at most :data:`MAX_DEPTH`
+levels deep (parentheses, ``not``, ``-``, ``abs`` and chains of operators all count): longer or
+deeper ones are refused with an :class:`ExprError`, so ``drifthouse check`` names them instead
+of the parser or the evaluator running out of stack.
+
 Example
 -------
 >>> cond = parse("value > 2 * baseline")
@@ -40,10 +45,22 @@ from dataclasses import dataclass
 
 from drifthouse.errors import ConfigError
 
-__all__ = ["NAMES", "Condition", "ExprError", "extract_threshold", "parse"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_LENGTH",
+    "NAMES",
+    "Condition",
+    "ExprError",
+    "extract_threshold",
+    "parse",
+]
 
 NAMES = ("value", "baseline", "n")
 """The names a condition may use."""
+MAX_LENGTH = 1_000
+"""The longest condition, in characters."""
+MAX_DEPTH = 32
+"""The deepest nesting of a condition: of parentheses, and of the tree it parses to."""
 
 _Value = float | bool | None
 
@@ -63,7 +80,8 @@ class ExprError(ConfigError):
     """A condition that cannot be parsed; ``column`` is 1-based."""
 
     def __init__(self, text: str, column: int, message: str) -> None:
-        super().__init__(f"at column {column} of {text!r}: {message}")
+        shown = text if len(text) <= 120 else f"{text[:100]}... ({len(text)} characters)"
+        super().__init__(f"at column {column} of {shown!r}: {message}")
         self.text = text
         self.column = column
         self.detail = message
@@ -171,9 +189,39 @@ class _Parser:
     """Recursive descent over the token list; every error names the column and what was expected."""
 
     def __init__(self, text: str) -> None:
+        if len(text) > MAX_LENGTH:
+            raise ExprError(
+                text,
+                MAX_LENGTH + 1,
+                f"expected a condition of at most {MAX_LENGTH} characters; got {len(text)}",
+            )
         self.text = text
         self.tokens = _tokenize(text)
         self.pos = 0
+        self.level = 0  # parentheses, 'not', '-' and 'abs' open around the current token
+        self.depths: dict[int, int] = {}  # id(node) -> height of its tree
+
+    def too_deep(self, tok: _Token) -> ExprError:
+        return ExprError(
+            self.text,
+            tok.column,
+            f"nested more than {MAX_DEPTH} levels deep (parentheses, 'not', '-', 'abs' and "
+            "chains of operators count); expected a shorter condition: split it over rules",
+        )
+
+    def enter(self, tok: _Token) -> None:
+        """One level deeper (a parenthesis, 'not', '-' or 'abs' opened at ``tok``)."""
+        self.level += 1
+        if self.level > MAX_DEPTH:
+            raise self.too_deep(tok)
+
+    def made(self, node: Node, tok: _Token, *children: Node) -> Node:
+        """``node``, after checking the height of its tree (operator chains are left-deep)."""
+        depth = 1 + max((self.depths.get(id(c), 1) for c in children), default=0)
+        if depth > MAX_DEPTH:
+            raise self.too_deep(tok)
+        self.depths[id(node)] = depth
+        return node
 
     @property
     def tok(self) -> _Token:
@@ -208,7 +256,9 @@ class _Parser:
         while self.is_word("or"):
             tok = self.take()
             right = self.parse_and()
-            node = Logic("or", self.boolean(node, tok), self.boolean(right, tok))
+            node = self.made(
+                Logic("or", self.boolean(node, tok), self.boolean(right, tok)), tok, node, right
+            )
         return node
 
     def parse_and(self) -> Node:
@@ -216,13 +266,18 @@ class _Parser:
         while self.is_word("and"):
             tok = self.take()
             right = self.parse_not()
-            node = Logic("and", self.boolean(node, tok), self.boolean(right, tok))
+            node = self.made(
+                Logic("and", self.boolean(node, tok), self.boolean(right, tok)), tok, node, right
+            )
         return node
 
     def parse_not(self) -> Node:
         if self.is_word("not"):
             tok = self.take()
-            return Not(self.boolean(self.parse_not(), tok))
+            self.enter(tok)
+            inner = self.parse_not()
+            self.level -= 1
+            return self.made(Not(self.boolean(inner, tok)), tok, inner)
         return self.parse_compare()
 
     def boolean(self, node: Node, tok: _Token) -> Node:
@@ -237,36 +292,38 @@ class _Parser:
     def parse_compare(self) -> Node:
         left = self.parse_sum()
         if self.tok.kind == "op" and self.tok.text in _COMPARE:
-            op = self.take().text
+            tok = self.take()
             right = self.parse_sum()
             if self.tok.kind == "op" and self.tok.text in _COMPARE:
                 raise self.fail(
                     "'and' between two comparisons (chained comparisons are not supported)"
                 )
-            return Compare(op, left, right)
+            return self.made(Compare(tok.text, left, right), tok, left, right)
         return left
 
     def parse_sum(self) -> Node:
         node = self.parse_product()
         while self.is_op("+", "-"):
-            op = self.take().text
-            node = Arith(op, node, self.parse_product())
+            tok = self.take()
+            right = self.parse_product()
+            node = self.made(Arith(tok.text, node, right), tok, node, right)
         return node
 
     def parse_product(self) -> Node:
         node = self.parse_unary()
         while self.is_op("*", "/"):
-            op = self.take().text
-            node = Arith(op, node, self.parse_unary())
+            tok = self.take()
+            right = self.parse_unary()
+            node = self.made(Arith(tok.text, node, right), tok, node, right)
         return node
 
     def parse_unary(self) -> Node:
-        if self.is_op("-"):
-            self.take()
-            return Neg(self.parse_unary())
-        if self.is_op("+"):
-            self.take()
-            return self.parse_unary()
+        if self.is_op("-", "+"):
+            tok = self.take()
+            self.enter(tok)
+            inner = self.parse_unary()
+            self.level -= 1
+            return inner if tok.text == "+" else self.made(Neg(inner), tok, inner)
         return self.parse_atom()
 
     def parse_atom(self) -> Node:
@@ -282,11 +339,13 @@ class _Parser:
                 if not self.is_op("("):
                     raise self.fail("'(' after 'abs'")
                 self.take()
+                self.enter(tok)
                 inner = self.parse_sum()
                 if not self.is_op(")"):
                     raise self.fail("')' to close 'abs('")
                 self.take()
-                return Abs(inner)
+                self.level -= 1
+                return self.made(Abs(inner), tok, inner)
             if tok.text in _KEYWORDS:
                 raise self.fail("a number, a name or '('")
             if tok.text not in NAMES:
@@ -298,11 +357,12 @@ class _Parser:
             self.take()
             return Name(tok.text)
         if self.is_op("("):
-            self.take()
+            self.enter(self.take())
             inner = self.parse_or()
             if not self.is_op(")"):
                 raise self.fail("')'")
             self.take()
+            self.level -= 1
             return inner
         raise self.fail(f"a number, a name ({', '.join(NAMES)}) or '('")
 

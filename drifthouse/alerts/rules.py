@@ -235,7 +235,7 @@ def validate_rules(rules: Sequence[RuleConfig], *, prefix: str = "rules") -> lis
             try:
                 parse(text)
             except ExprError as exc:
-                problems.append((f"{where}.{field}", str(exc)))
+                problems.append((f"{where}.{field}", f"rule {rule.name!r}: {exc}"))
         for field in ("metric", "model", "model_version", "feature", "segment", "window"):
             problem = _glob_problem(getattr(rule, field))
             if problem:

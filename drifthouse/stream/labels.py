@@ -146,6 +146,9 @@ class LabelWindows:
     max_segment_values
         Per model and segment attribute, the most values kept apart; later values are pooled
         as ``name=__other__``.
+    max_segment_attributes
+        Per model, the most segment attributes kept; later attributes are left out (the
+        prediction windows write as many, see :mod:`drifthouse.stream.model_sketch`).
     cache_size
         Pane states kept decoded (16 KB each with 1,000 AUC bins); the others are compressed.
     rewrite_every_ms
@@ -159,6 +162,7 @@ class LabelWindows:
         *,
         horizon_ms: int = 7 * DAY_MS,
         max_segment_values: int = 100,
+        max_segment_attributes: int = 16,
         cache_size: int = 4_096,
         rewrite_every_ms: int = 600_000,
     ) -> None:
@@ -166,6 +170,7 @@ class LabelWindows:
         self.sketch_for = sketch_for
         self.horizon_ms = horizon_ms
         self.max_segment_values = max_segment_values
+        self.max_segment_attributes = max_segment_attributes
         # (model, version, spec index, pane start) -> segment -> pane
         self._panes: dict[WindowId, dict[str, _Pane]] = {}
         self._forgotten_until = _NO_TIME
@@ -177,6 +182,7 @@ class LabelWindows:
         self.rewrite_every_ms = rewrite_every_ms
         self._clock = _NO_TIME
         self._segment_values: dict[str, set[str]] = defaultdict(set)
+        self._attributes: Counter[str] = Counter()  # model -> attributes admitted
         self._grain = math.gcd(*(spec.pane_ms for spec in self.specs)) if self.specs else 1
 
     # -- input -----------------------------------------------------------------------------
@@ -185,6 +191,10 @@ class LabelWindows:
         out = [""]
         for name, value in segment:
             key = f"{model}\x00{name}"
+            if key not in self._segment_values:
+                if self._attributes[model] >= self.max_segment_attributes:
+                    continue  # the model has all the attributes it may keep
+                self._attributes[model] += 1
             seen = self._segment_values[key]
             if value not in seen:
                 if len(seen) >= self.max_segment_values:
@@ -463,6 +473,7 @@ class LabelWindows:
         self._written = {tuple(w): at for w, at in wire.written}  # type: ignore[misc]
         self._clock = wire.clock
         self._segment_values = defaultdict(set, {k: set(v) for k, v in wire.segment_values.items()})
+        self._attributes = Counter(k.split("\x00", 1)[0] for k in self._segment_values)
 
 
 def sketch_for_model(
@@ -538,6 +549,7 @@ class LabelStage:
                 horizon_ms=horizon,
                 rewrite_every_ms=config.metrics.label_rewrite_every,
                 max_segment_values=config.metrics.max_segment_values,
+                max_segment_attributes=config.metrics.max_segment_attributes,
             ),
             PiiFields(config),
         )

@@ -25,6 +25,13 @@ apart and the rest pooled into ``attr=__other__``. To bound memory, one pane of 
 keeps at most ``10 * max_segment_values`` values per attribute apart (``pane_segment_limit``)
 and pools later ones into ``__other__`` as they arrive: below that limit the window's values
 do not depend on how events are spread over partitions.
+
+Attributes are bounded the same way: the decoder refuses an event with more than
+``max_segment_attributes`` of them (``too_many_segments``), a window writes the
+``max_segment_attributes`` attributes with the most events (ties by name) and leaves the others
+out (logged as ``segments.attributes_dropped``), and one pane keeps at most ten times as many
+(later attributes are not kept), so events naming fresh attributes cannot multiply rows or
+memory either.
 """
 
 from __future__ import annotations
@@ -295,6 +302,9 @@ class ModelSketch:
         self.latency = QuantileSketch(metrics.latency_relative_accuracy)
         self.max_segment_values = metrics.max_segment_values
         self.pane_segment_limit = PANE_LIMIT_FACTOR * metrics.max_segment_values
+        self.max_segment_attributes = metrics.max_segment_attributes
+        self.pane_attribute_limit = PANE_LIMIT_FACTOR * metrics.max_segment_attributes
+        self._dropped_logged = False
         self.status = StatusCounter()
         pred = profile.prediction if profile is not None else None
         # Prediction drift: a score (regression, binary probability) on a numeric grid, or
@@ -419,10 +429,17 @@ class ModelSketch:
         update of their rows in arrival order (so batch cuts change no digit)."""
         pooled: dict[str, list[np.ndarray]] = {}
         distinct: Counter[str] | None = None
+        attrs: set[str] | None = None
         for key, idx in cols.segments.items():  # in the order of their first row
             attr, value = key
             seg = segments.get(key)
             if seg is None:
+                if attrs is None:
+                    attrs = {a for a, _ in segments}
+                if attr not in attrs:
+                    if len(attrs) >= self.pane_attribute_limit:
+                        continue  # a pane keeps so many attributes; a window writes fewer
+                    attrs.add(attr)
                 if value == OTHER_VALUE:
                     pooled.setdefault(attr, []).append(idx)
                     continue
@@ -570,12 +587,28 @@ class ModelSketch:
         ]
 
     def capped_segments(self, state: ModelState) -> Iterator[tuple[str, SegmentState]]:
-        """``("attr=value", state)`` of a window, sorted: per attribute the
+        """``("attr=value", state)`` of a window, sorted: the ``max_segment_attributes``
+        attributes with the most events (ties by name), and per attribute the
         ``max_segment_values`` values with the most events (ties by value) kept apart, the rest
         merged (in value order) into ``attr=__other__`` with what a pane pooled there."""
         by_attr: dict[str, list[tuple[str, SegmentState]]] = {}
         for (attr, value), seg in state.segments.items():
             by_attr.setdefault(attr, []).append((value, seg))
+        if len(by_attr) > self.max_segment_attributes:
+            # Each event has at most one value per attribute: an attribute's events are the
+            # sum over its values.
+            ranked = sorted(by_attr, key=lambda a: (-sum(s.events for _, s in by_attr[a]), a))
+            dropped = ranked[self.max_segment_attributes :]
+            (log.warning if not self._dropped_logged else log.debug)(
+                "segments.attributes_dropped",
+                model=self.model,
+                kept=self.max_segment_attributes,
+                dropped=len(dropped),
+                first_dropped=dropped[:3],
+                hint="raise metrics.max_segment_attributes, or send fewer segment attributes",
+            )
+            self._dropped_logged = True
+            by_attr = {a: by_attr[a] for a in ranked[: self.max_segment_attributes]}
         for attr in sorted(by_attr):
             named = sorted(
                 (t for t in by_attr[attr] if t[0] != OTHER_VALUE),

@@ -132,6 +132,7 @@ class PartitionStage:
             max_bytes=self.config.kafka.max_message_bytes,
             max_future_ms=self.config.metrics.max_future,
             max_label_bytes=self.config.kafka.max_label_bytes,
+            max_segments=self.config.metrics.max_segment_attributes,
         )
         self.windows: EventTimeWindows[Key, ModelState] = EventTimeWindows(
             self.specs,

@@ -92,3 +92,46 @@ def test_parse_once_evaluate_many() -> None:
     assert [cond.evaluate(value=v, baseline=1.0) for v in (1.0, 2.0, 3.0)] == [False, False, True]
     assert cond.uses_baseline
     assert not parse("value > 1").uses_baseline
+
+
+# ---- bounded: long or deep conditions are config errors, never a RecursionError ----------------
+
+CHAIN = "value > 1" + " and n > 1" * 40  # 41 comparisons, left-deep: 41 levels
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        pytest.param("(" * 5_000 + "value > 1" + ")" * 5_000, "at most 1000 characters", id="long-parens"),
+        pytest.param("(" * 400 + "value > 1" + ")" * 400, "nested more than 32 levels", id="deep-parens"),
+        pytest.param("value > " + "-" * 900 + "1", "nested more than 32 levels", id="deep-minus"),
+        pytest.param("not " * 200 + "value > 1", "nested more than 32 levels", id="deep-not"),
+        pytest.param("abs(" * 100 + "value" + ")" * 100 + " > 1", "nested more than 32 levels", id="deep-abs"),
+        pytest.param(CHAIN, "nested more than 32 levels", id="long-and-chain"),
+        pytest.param("value + " * 120 + "1 > 0", "nested more than 32 levels", id="long-sum"),
+        pytest.param("value > 1 " + "or value > 2 " * 100_000, "at most 1000 characters", id="one-megabyte"),
+    ],
+)  # fmt: skip
+def test_long_or_deep_conditions_are_refused(text: str, fragment: str) -> None:
+    with pytest.raises(ExprError) as info:
+        parse(text)
+    message = str(info.value)
+    assert fragment in message
+    assert len(message) < 400  # the condition is quoted in part, not whole
+    assert isinstance(info.value, ConfigError)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("(" * 31 + "value > 1" + ")" * 31, id="31-parens"),
+        pytest.param("value > " + "-" * 30 + "1", id="30-minus"),
+        pytest.param("value > 1" + " and n > 1" * 30, id="31-comparisons"),
+        pytest.param("abs(value - baseline) / baseline > 0.5 and n >= 100", id="ordinary"),
+    ],
+)
+def test_conditions_within_the_bounds_parse_and_evaluate(text: str) -> None:
+    cond = parse(text)
+    assert isinstance(cond.evaluate(value=2.0, baseline=1.0, n=5), bool)
+    assert isinstance(cond.negated().evaluate(value=2.0, baseline=1.0, n=5), bool)
+    assert math.isfinite(extract_threshold(cond, baseline=1.0, n=5)) or "value" not in text

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import pytest
 
 from drifthouse.alerts.base import Notification
 from drifthouse.alerts.receivers import build_receivers
-from drifthouse.alerts.receivers._common import parse_retry_after
+from drifthouse.alerts.receivers._common import parse_retry_after, plain
 from drifthouse.alerts.receivers.console import ConsoleReceiver
 from drifthouse.alerts.receivers.pagerduty import PagerDutyReceiver
 from drifthouse.alerts.receivers.slack import MAX_BLOCKS, MAX_TEXT, SlackMessageIndex, SlackReceiver
@@ -353,3 +357,138 @@ def test_build_receivers_from_config(api: FakeApi, tmp_path: Path) -> None:
 )
 def test_parse_retry_after(headers: dict[str, str], expected: float | None) -> None:
     assert parse_retry_after(headers, now=60.0) == expected
+
+
+# ---- event data is data: escaping ---------------------------------------------------------------
+
+EVIL = "x` <!channel> <https://evil.example|re-authenticate> & *bold* #general"
+_ANGLE = re.compile(r"<([^<>]*)>")
+
+
+def evil_row(field: str, *, status: str = "firing", key: str = "evil") -> AlertRow:
+    base = arow(MIN, status=status, feature="amount", key=key)
+    values = {f: getattr(base, f) for f in AlertRow.__struct_fields__}
+    values[field] = EVIL
+    values["message"] = f"drift on {EVIL}"  # as a template would render it
+    return AlertRow(**values)
+
+
+def slack_texts(body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every mrkdwn text of a Slack message (and its fallback), with its text object."""
+    out: list[tuple[str, dict[str, Any]]] = [(body["text"], {"type": "mrkdwn", "verbatim": True})]
+    for block in body["blocks"]:
+        objects = [block["text"]] if "text" in block else block.get("elements", [])
+        out.extend((o["text"], o) for o in objects if o["type"] == "mrkdwn")
+    return out
+
+
+def assert_inert(body: dict[str, Any]) -> None:
+    """No Slack control sequence but drifthouse's own Grafana link; no value left a code span."""
+    for text, obj in slack_texts(body):
+        assert "<!channel>" not in text
+        assert "evil.example|" not in "".join(_ANGLE.findall(text))
+        for inner in _ANGLE.findall(text):
+            assert inner.startswith("https://grafana.example/d/drift?"), inner
+            assert inner.endswith("|Grafana panel"), inner
+        if "evil.example" in text:
+            assert "&lt;!channel&gt; &lt;https://evil.example|re-authenticate&gt; &amp;" in text
+        # every code span closes where drifthouse put it (the message is the operator's prose:
+        # a backtick of a value there can only change formatting, escaped as it is)
+        names = "\n".join(ln for ln in text.split("\n") if not ln.startswith("drift on"))
+        assert names.count("`") % 2 == 0, text
+        assert obj.get("verbatim") is True  # no auto-linking of URLs, #channels or mentions
+
+
+@pytest.mark.parametrize(
+    "field", ["model", "model_version", "feature", "segment", "metric", "rule", "message"]
+)  # (the message is always a rendered template holding the value)
+@pytest.mark.parametrize("client", ["bot", "webhook"])
+def test_slack_event_values_are_text_not_markup(api: FakeApi, client: str, field: str) -> None:
+    receiver = (
+        slack_bot(api)
+        if client == "bot"
+        else SlackReceiver(
+            webhook_url=f"{api.url}/hooks/T/B/X", grafana_url="https://grafana.example/d/drift"
+        )
+    )
+    firing = evil_row(field)
+    group = {"model": EVIL}
+    n = note([firing])
+    receiver.send(msgspec.structs.replace(n, group_labels=group))
+    resolved = msgspec.structs.replace(
+        note([], [evil_row(field, status="resolved")], kind="resolved", nid="n2", new=[]),
+        group_labels=group,
+    )
+    receiver.send(resolved)
+    calls = api.slack_calls("webhook" if client == "webhook" else "")
+    assert [c.path.rsplit("/", 1)[-1] for c in calls] == (
+        ["chat.postMessage", "chat.update"] if client == "bot" else ["X", "X"]
+    )
+    for call in calls:
+        assert_inert(call.body)
+    section = calls[0].body["blocks"][1]["text"]["text"]
+    if field not in ("message", "rule"):  # a value in a code span shows as it is, in one span
+        assert (
+            "`xˋ &lt;!channel&gt; &lt;https://evil.example|re-authenticate&gt; &amp; *bold* #general`"
+            in section
+        )
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        pytest.param("fraud\x1b[2J\x07", "fraud\ufffd[2J\ufffd", id="ansi-escape"),
+        pytest.param("fraud\nFAKE LINE\r\t", "fraud FAKE LINE  ", id="newlines"),
+        pytest.param("fraud\u2028FAKE\u2029", "fraud FAKE ", id="unicode-line-separators"),
+        pytest.param("fraud\u202egnp.exe", "fraud\ufffdgnp.exe", id="bidi-override"),
+        pytest.param("fraud\x85\x9b31m", "fraud\ufffd\ufffd31m", id="c1-controls"),
+        pytest.param("mödel-ü 🚀", "mödel-ü 🚀", id="unicode-kept"),
+    ],
+)
+def test_plain_text_has_no_controls(value: str, shown: str) -> None:
+    assert plain(value) == shown
+    assert plain(value * 1000, limit=50) == (shown * 1000)[:49] + "…"
+
+
+def _controls(text: str) -> list[str]:
+    return [c for c in text if unicodedata.category(c) in ("Cc", "Cf") and c not in "\u200d"]
+
+
+def test_pagerduty_summary_is_plain_text_and_bounded(api: FakeApi) -> None:
+    model = "fraud\x1b[31m\nRESOLVED: all good\u202e"
+    base = arow(MIN, model=model, feature="amount\x00")
+    values = {f: getattr(base, f) for f in AlertRow.__struct_fields__}
+    long = AlertRow(**{**values, "message": f"{model} " * 400})
+    short = AlertRow(**{**values, "message": "", "dedup_key": "short"})
+    pagerduty(api).send(note([long, short], receiver="pagerduty"))
+    for event in api.pd_events():
+        payload = event["payload"]
+        for name in ("summary", "source", "component", "group", "class"):
+            assert not _controls(payload[name]), (name, payload[name])
+        assert len(payload["summary"]) <= 1024
+        assert payload["custom_details"]["model"] == model  # details are data, exact
+    assert "RESOLVED: all good" in api.pd_events()[1]["payload"]["summary"]
+
+
+def test_webhook_text_has_no_controls(api: FakeApi) -> None:
+    hook = WebhookReceiver(url=f"{api.url}/webhook/alerts")
+    alert = arow(MIN, model="fraud\x1b[2J\u202e", feature="amount\n")
+    n = msgspec.structs.replace(note([alert], receiver="hook"), group_labels={"model": alert.model})
+    hook.send(n)
+    (call,) = api.ok("/webhook")
+    body = call.body
+    sent = body["firing"][0]
+    for name in ("rule", "model", "model_version", "feature", "segment", "metric", "message"):
+        assert not _controls(sent[name]), (name, sent[name])
+    assert sent["model"] == "fraud\ufffd[2J\ufffd"
+    assert not _controls(body["group_labels"]["model"])
+    assert sent["dedup_key"] == alert.dedup_key  # identities untouched
+
+
+def test_console_shows_no_terminal_escapes() -> None:
+    out = io.StringIO()
+    ConsoleReceiver(file=out).send(note([arow(MIN, model="fraud\x1b[2J\x1b]0;pwned\x07")]))
+    text = out.getvalue()
+    assert "\x1b" not in text
+    assert "\x07" not in text
+    assert "fraud\ufffd[2J" in text

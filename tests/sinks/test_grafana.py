@@ -12,7 +12,9 @@ import re
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import msgspec
 import pytest
 
 from drifthouse.sinks.clickhouse import ClickHouseSink
@@ -71,11 +73,25 @@ def expand(
     ]  # fmt: skip
     for pattern, replace in macros:
         sql = re.sub(pattern, replace, sql)
-    for name, value in variables.items():
-        sql = sql.replace("${" + name + "}", value)
-        sql = re.sub(r"\$" + name + r"\b", value, sql)
-    assert "$" not in sql, f"unexpanded macro or variable in:\n{sql}"
-    return sql
+    # Grafana's variable formats (grafana/scenes ``formatRegistry``) for single values:
+    # `percentencode` is encodeURIComponent plus !'()* (Python's quote with nothing safe).
+    formats = {
+        "": lambda v: v,
+        "raw": lambda v: v,
+        "percentencode": lambda v: quote(v, safe=""),
+        "sqlstring": lambda v: "'" + v.replace("'", "''").replace('"', '\\"') + "'",
+    }
+    names = "|".join(re.escape(n) for n in variables)
+    pattern = re.compile(r"\$\{(" + names + r")(?::(\w+))?\}|\$(" + names + r")\b")
+
+    def variable(m: re.Match[str]) -> str:
+        name = m[1] or m[3]
+        return formats[m[2] or ""](variables[name])
+
+    # one pass, so a value holding `$x` or `${x}` is never expanded again
+    unexpanded = pattern.sub("", sql) if variables else sql
+    assert "$" not in unexpanded, f"unexpanded macro or variable in:\n{sql}"
+    return pattern.sub(variable, sql) if variables else sql
 
 
 def _dashboards() -> list[tuple[str, dict[str, Any]]]:
@@ -176,3 +192,89 @@ def test_dashboard_provisioning_points_at_the_mounted_folder() -> None:
     compose = root.parent / "docker-compose.yml"
     if compose.exists():  # the folder docker compose mounts the dashboards at
         assert f"./deploy/grafana/dashboards:{entry['options']['path']}" in compose.read_text()
+
+
+# ---- values from events are data, never SQL ----------------------------------------------------
+
+BENIGN = ("benign", "9.9.9")
+
+
+def _renamed(rows: list[Any], model: str, version: str) -> list[Any]:
+    """The rows of ``fraud`` 2.0.0 as rows of ``model`` ``version``."""
+    return [
+        msgspec.structs.replace(r, model=model, model_version=version)
+        for r in rows
+        if r.model == "fraud" and r.model_version == "2.0.0"
+    ]
+
+
+def _normalised(rows: list[tuple[Any, ...]], model: str, version: str) -> list[tuple[Any, ...]]:
+    def cell(v: Any) -> Any:
+        return v.replace(model, BENIGN[0]).replace(version, BENIGN[1]) if isinstance(v, str) else v
+
+    return sorted((tuple(cell(v) for v in row) for row in rows), key=repr)
+
+
+@pytest.mark.parametrize(
+    ("model", "version"),
+    [
+        pytest.param("x'", "1'", id="quote"),
+        pytest.param("x\\", "1\\", id="backslash"),  # doubling quotes ('sqlstring') is not enough
+        pytest.param("x\\' OR 1=1 --", "' OR '1'='1", id="backslash-quote"),
+        pytest.param("x' OR model != '", "2.0.0' OR 1 --", id="or-clause"),
+        pytest.param("x'); SELECT 1; --", "1 /*", id="statement"),
+        pytest.param('modèle %41 "q" 🚀 $__all', "v%2F1 ${model}", id="unicode-percent-dollar"),
+    ],
+)
+def test_a_model_name_cannot_break_out_of_the_sql(
+    store_client: Any, database: str, model: str, version: str
+) -> None:
+    """Every panel and variable gives for a hostile model and version name exactly what it gives
+    for the same rows under a plain name, while other models' rows sit beside them."""
+    metrics, _, alerts = rowgen.results(hours=3)
+    sink = ClickHouseSink(store_client, database=database)
+    rows = [*metrics, *alerts]  # churn and fraud 1.0.0 stay as the other models' rows
+    sink.write([*rows, *_renamed(rows, model, version), *_renamed(rows, *BENIGN)])
+    sink.flush()
+    start_s, end_s = _range()
+    queries = [(v["name"], v["query"]) for _, b in _dashboards() for v in b["templating"]["list"]]
+    queries += [
+        (p["title"], t["rawSql"])
+        for _, b in _dashboards()
+        for p in b["panels"]
+        for t in p["targets"]
+    ]
+    checked = 0
+    for chosen in (version, "__all"):
+        hostile = {"model": model, "version": chosen, "window": "1h"}
+        plain = {
+            "model": BENIGN[0],
+            "version": BENIGN[1] if chosen == version else "__all",
+            "window": "1h",
+        }
+        for title, sql in queries:
+            try:
+                got = store_client.query(expand(sql, hostile, start_s, end_s)).result_rows
+            except Exception as exc:
+                pytest.fail(f"{title!r} failed for model {model!r}: {exc}")
+            want = _normalised(
+                store_client.query(expand(sql, plain, start_s, end_s)).result_rows, model, version
+            )
+            if title == "model":  # the list of models: both names are in it, as they are
+                assert {model, BENIGN[0]} <= {r[0] for r in got}
+                continue
+            assert _normalised(got, model, version) == want, title
+            checked += bool(want)
+    assert checked >= 20
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("foo()bar BAZ", "foo%28%29bar%20BAZ", id="grafana-docs"),
+        pytest.param("x\\' -- ü", "x%5C%27%20--%20%C3%BC", id="quote-backslash-utf8"),
+        pytest.param("a-b_c.d~e!*", "a-b_c.d~e%21%2A", id="unreserved"),
+    ],
+)
+def test_percentencode_matches_grafana(value: str, expected: str) -> None:
+    assert expand("${v:percentencode}", {"v": value}, 0, 1) == expected

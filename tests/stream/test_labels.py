@@ -372,6 +372,22 @@ def test_segment_values_are_capped() -> None:
     assert w.predictions("user=__other__") == 3
 
 
+def test_segment_attributes_are_capped_per_model() -> None:
+    lw = LabelWindows(SPECS, lambda m: SK, max_segment_attributes=2)
+    lw.add_predictions([rec(f"e{i}", i, segment=[(f"a{i}", "v"), ("kept", "v")]) for i in range(5)])
+    (w,) = [w for w in lw.flush() if w.spec_index == 0]
+    # the first two attributes the model named; later ones are not kept, not even as "other"
+    assert set(w.counters) == {"", "a0=v", "kept=v"}
+    assert w.predictions("kept=v") == 5
+    # a restarted merger remembers which attributes it kept
+    again = LabelWindows(SPECS, lambda m: SK, max_segment_attributes=2)
+    again.restore(lw.to_bytes())
+    again.add_predictions([rec("e9", 9, segment=[("late", "v"), ("a0", "v")])])
+    (w,) = [w for w in again.flush() if w.spec_index == 0]
+    assert "late=v" not in w.counters
+    assert w.predictions("a0=v") == 2
+
+
 def test_dropped_labels_are_counted_in_their_window() -> None:
     lw, join = _windows(), LabelJoin(horizon_ms=HOUR)
     join.add_labels([lab("ghost", 1_000), lab("", 2_000)])

@@ -368,3 +368,51 @@ def test_a_pane_pools_values_beyond_its_limit_as_they_arrive() -> None:
     assert other.latency.equals(alone.latency)
     assert Counter(v for _, v in state.segments) == Counter([*names[:10], OTHER_VALUE])
     assert _fed(sketch, events).equals(state)
+
+
+# -- attributes are bounded ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("events_per_attribute", "kept"),
+    [
+        pytest.param({"a": 5, "b": 4, "c": 4, "d": 2, "e": 4}, {"a", "b", "c"}, id="most-events-ties-by-name"),
+        pytest.param({"z": 9, "y": 1, "x": 1, "w": 1}, {"z", "w", "x"}, id="names-break-ties"),
+        pytest.param({"a": 1, "b": 1}, {"a", "b"}, id="under-the-limit"),
+    ],
+)  # fmt: skip
+def test_a_window_writes_the_attributes_with_the_most_events(
+    events_per_attribute: dict[str, int], kept: set[str]
+) -> None:
+    sketch = ModelSketch("m", PROFILES["score"], MetricsConfig(max_segment_attributes=3))
+    rng = random.Random(7)
+    segs = [{attr: "v"} for attr, n in events_per_attribute.items() for _ in range(n)]
+    rng.shuffle(segs)
+    events = [_event(rng, i, "score", s) for i, s in enumerate(segs)]
+    whole = _fed(sketch, events)
+    written = {name.split("=", 1)[0] for name, _ in sketch.capped_segments(whole)}
+    assert written == kept
+    # any split over partitions and batches writes the same attributes with the same states
+    for seed in range(3):
+        split = random.Random(seed)
+        parts: list[list[PredictionEvent]] = [[], [], []]
+        for e in events:
+            parts[split.randrange(3)].append(e)
+        merged = sketch.empty()
+        for part in parts:
+            merged = sketch.merge(merged, _fed(sketch, part, cuts=[split.randrange(8)]))
+        got = dict(sketch.capped_segments(merged))
+        assert set(got) == {name for name, _ in sketch.capped_segments(whole)}
+        assert all(got[name].events == seg.events for name, seg in sketch.capped_segments(whole))
+
+
+def test_a_pane_keeps_at_most_ten_times_the_attributes() -> None:
+    sketch = ModelSketch("m", PROFILES["score"], MetricsConfig(max_segment_attributes=2))
+    rng = random.Random(3)
+    events = [_event(rng, i, "score", {f"a{i:02d}": "v", "kept": "v"}) for i in range(50)]
+    state = _fed(sketch, events, cuts=[7, 30])
+    attributes = {attr for attr, _ in state.segments}
+    assert len(attributes) == sketch.pane_attribute_limit == 20
+    assert "kept" in attributes  # attributes already kept keep counting
+    assert state.segments[("kept", "v")].events == 50
+    assert [name for name, _ in sketch.capped_segments(state)] == ["a00=v", "kept=v"]

@@ -13,12 +13,25 @@ from typing import Any
 DS = {"type": "grafana-clickhouse-datasource", "uid": "drifthouse-clickhouse"}
 TIMESERIES, TABLE = 0, 1  # the plugin's `format` values
 
+
+def var(name: str) -> str:
+    """A template variable as a ClickHouse string, whatever its value holds.
+
+    Model and version names come from events, so any producer chooses them. Grafana's
+    `sqlstring` format only doubles quotes, and ClickHouse reads a backslash as an escape (a
+    name ending in `\\` would end the string early); `percentencode` leaves nothing but
+    `A-Z a-z 0-9 - _ . ~ %` in the SQL, and ClickHouse decodes it back to the exact value.
+    """
+    return f"decodeURLComponent('${{{name}:percentencode}}')"
+
+
+MODEL, VERSION, WINDOW = var("model"), var("version"), var("window")
 # Shared filters. `${version}` is `__all` for every version; series then carry the version.
 SCOPE = (
-    "model = '${model}' AND ('${version}' = '__all' OR model_version = '${version}') "
-    "AND window = '${window}' AND run_id = 'live' AND segment = ''"
+    f"model = {MODEL} AND ({VERSION} = '__all' OR model_version = {VERSION}) "
+    f"AND window = {WINDOW} AND run_id = 'live' AND segment = ''"
 )
-SERIES = "if('${version}' = '__all', concat({name}, ' @ ', model_version), {name})"
+SERIES = f"if({VERSION} = '__all', concat({{name}}, ' @ ', model_version), {{name}})"
 # The same, for the rows of segment values (`country=DE`; not the fairness gaps, whose segment is
 # the attribute's name).
 SEGMENTS = SCOPE.replace("segment = ''", "position(segment, '=') > 0")
@@ -89,21 +102,21 @@ PANELS: list[tuple[str, str, str, str, dict[str, Any]]] = [
      "SELECT count() AS firing FROM (\n"
      "  SELECT dedup_key, argMax(status, ts) AS last_status\n"
      "  FROM alerts FINAL\n"
-     "  WHERE model = '${model}' AND run_id = 'live' AND ts <= $__toTime\n"
+     f"  WHERE model = {MODEL} AND run_id = 'live' AND ts <= $__toTime\n"
      "  GROUP BY dedup_key\n) WHERE last_status = 'firing'", {}),
     ("Alert history", "table", "table",
      "SELECT ts, status, severity, rule, model_version, feature, segment, metric, value, threshold, message,\n"
      "       arrayStringConcat(receivers, ', ') AS receivers\n"
      "FROM alerts FINAL\n"
-     "WHERE model = '${model}' AND run_id = 'live' AND ts >= $__fromTime AND ts <= $__toTime\n"
+     f"WHERE model = {MODEL} AND run_id = 'live' AND ts >= $__fromTime AND ts <= $__toTime\n"
      "ORDER BY ts DESC\nLIMIT 500", {}),
 ]  # fmt: skip
 
 VARIABLES = [
     ("model", "Model", "SELECT DISTINCT model FROM metrics ORDER BY model", False),
     ("version", "Version",
-     "SELECT DISTINCT model_version FROM metrics WHERE model = '${model}' ORDER BY model_version", True),
-    ("window", "Window", "SELECT DISTINCT window FROM metrics WHERE model = '${model}' ORDER BY window", False),
+     f"SELECT DISTINCT model_version FROM metrics WHERE model = {MODEL} ORDER BY model_version", True),
+    ("window", "Window", f"SELECT DISTINCT window FROM metrics WHERE model = {MODEL} ORDER BY window", False),
 ]  # fmt: skip
 
 

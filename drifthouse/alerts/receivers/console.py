@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from drifthouse.alerts.base import Notification
-from drifthouse.alerts.receivers._common import fmt_value, iso
+from drifthouse.alerts.receivers._common import fmt_value, iso, plain_alert
 
 __all__ = ["ConsoleReceiver"]
 
@@ -26,6 +26,7 @@ class ConsoleReceiver:
         n = notification
         new = set(n.new)
         for alert in [*n.firing, *n.resolved]:
+            alert = plain_alert(alert)  # no terminal escapes from event data
             if alert.status == "firing" and n.kind != "repeat" and alert.dedup_key not in new:
                 continue
             status = (

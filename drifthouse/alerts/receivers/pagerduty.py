@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from drifthouse.alerts.base import Notification
-from drifthouse.alerts.receivers._common import grafana_link, iso, parse_retry_after
+from drifthouse.alerts.receivers._common import grafana_link, iso, parse_retry_after, plain
 from drifthouse.errors import NotifyError, NotifyRetryable
 from drifthouse.logs import get_logger, hide_secret, scrub
 from drifthouse.rows import AlertRow
@@ -26,6 +26,10 @@ __all__ = ["DEFAULT_EVENTS_URL", "PagerDutyReceiver", "event_for"]
 log = get_logger("alerts.pagerduty")
 
 DEFAULT_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+MAX_SUMMARY = 1024
+"""The Events API's limit on ``payload.summary``."""
+MAX_FIELD = 255
+"""How long ``source``, ``component``, ``group`` and ``class`` may be (shown as titles)."""
 _SEVERITY = {"critical": "critical", "warning": "warning"}
 
 
@@ -34,18 +38,20 @@ def event_for(alert: AlertRow, routing_key: str, grafana_url: str | None = None)
     if alert.status == "resolved":
         return {"routing_key": routing_key, "event_action": "resolve", "dedup_key": alert.dedup_key}
     summary = alert.message or f"{alert.rule}: {alert.metric} of {alert.model} is {alert.value:.4g}"
+    # The summary and the fields PagerDuty shows as titles are plain text for people: no control
+    # characters, and within the Events API's bounds. custom_details keep the exact values (data).
     event: dict[str, Any] = {
         "routing_key": routing_key,
         "event_action": "trigger",
         "dedup_key": alert.dedup_key,
         "payload": {
-            "summary": summary[:1024],
-            "source": f"drifthouse/{alert.model}",
+            "summary": plain(summary, MAX_SUMMARY),
+            "source": plain(f"drifthouse/{alert.model}", MAX_FIELD),
             "severity": _SEVERITY.get(alert.severity, "warning"),
             "timestamp": iso(alert.ts),
-            "component": alert.model,
-            "group": alert.feature or alert.metric,
-            "class": alert.metric,
+            "component": plain(alert.model, MAX_FIELD),
+            "group": plain(alert.feature or alert.metric, MAX_FIELD),
+            "class": plain(alert.metric, MAX_FIELD),
             "custom_details": {
                 "rule": alert.rule,
                 "model": alert.model,

@@ -1,7 +1,11 @@
 """Slack through slack-sdk: a bot token and channel (``chat.postMessage``), or an incoming webhook.
 
 Messages are Block Kit: a header, one section per alert (severity, model, metric, value,
-threshold, window and a link to the Grafana panel) and a context line. A group with many alerts
+threshold, window and a link to the Grafana panel) and a context line. Every value that comes
+from events (model, version, feature, segment, metric, the rendered message, group labels) is
+text, never markup: names go in code spans through :func:`mrkdwn_code`, prose through
+:func:`mrkdwn_text`, and the text objects are ``verbatim``, so no value can mention
+``@channel``, draw a link or auto-link a URL. A group with many alerts
 is split so that no message has more than 50 blocks and no text block more than 3000 characters.
 
 When an alert resolves and the bot posted its message (the ``ts`` is known), the original
@@ -29,13 +33,28 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.webhook import WebhookClient
 
 from drifthouse.alerts.base import Notification
-from drifthouse.alerts.receivers._common import fmt_value, grafana_link, iso, parse_retry_after
+from drifthouse.alerts.receivers._common import (
+    fmt_value,
+    grafana_link,
+    iso,
+    parse_retry_after,
+    plain,
+)
 from drifthouse.errors import NotifyError, NotifyRetryable
 from drifthouse.files import open_private
 from drifthouse.logs import get_logger, hide_secret, scrub
 from drifthouse.rows import AlertRow
 
-__all__ = ["MAX_BLOCKS", "MAX_TEXT", "SlackMessageIndex", "SlackReceiver", "render_messages"]
+__all__ = [
+    "MAX_BLOCKS",
+    "MAX_TEXT",
+    "SlackMessageIndex",
+    "SlackReceiver",
+    "mrkdwn_code",
+    "mrkdwn_inline",
+    "mrkdwn_text",
+    "render_messages",
+]
 
 log = get_logger("alerts.slack")
 
@@ -55,28 +74,58 @@ def _truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def mrkdwn_text(value: str) -> str:
+    """A value from events as mrkdwn text: one line (:func:`plain`) with ``&``, ``<`` and ``>``
+    escaped as Slack asks, so it can start no mention (``<!channel>``), link or date.
+
+    >>> mrkdwn_text("x <!channel> & <https://evil.example|log in>")
+    'x &lt;!channel&gt; &amp; &lt;https://evil.example|log in&gt;'
+    """
+    return plain(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def mrkdwn_inline(value: str) -> str:
+    """:func:`mrkdwn_text` with backticks as ``ˋ`` (U+02CB): mrkdwn has no escape for them, and
+    one would open or close a code span around the text that follows."""
+    return mrkdwn_text(value).replace("`", "\u02cb")
+
+
+def mrkdwn_code(value: str) -> str:
+    """A value from events in an inline code span, where Slack applies no formatting and links
+    no URL (its own backticks become ``ˋ``, so it cannot end the span).
+
+    >>> mrkdwn_code("x` *bold*")
+    '`xˋ *bold*`'
+    """
+    return "`" + mrkdwn_inline(value) + "`" if value else "(none)"
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    # verbatim: no auto-links for bare URLs, no #channel or @mention parsing in the values
+    return {"type": "mrkdwn", "text": _truncate(text, MAX_TEXT), "verbatim": True}
+
+
 def _alert_block(alert: AlertRow, grafana_url: str | None) -> dict[str, Any]:
     icon = _ICON["resolved"] if alert.status == "resolved" else _ICON.get(alert.severity, "")
-    scope = f"model `{alert.model}` version `{alert.model_version}`"
+    scope = f"model {mrkdwn_code(alert.model)} version {mrkdwn_code(alert.model_version)}"
     if alert.feature:
-        scope += f", feature `{alert.feature}`"
+        scope += f", feature {mrkdwn_code(alert.feature)}"
     if alert.segment:
-        scope += f", segment `{alert.segment}`"
+        scope += f", segment {mrkdwn_code(alert.segment)}"
     lines = [
-        f"{icon} *{alert.rule}* ({alert.severity}, {alert.status})",
+        f"{icon} *{mrkdwn_inline(alert.rule)}* ({mrkdwn_text(alert.severity)}, "
+        f"{mrkdwn_text(alert.status)})",
         f"{scope}",
-        f"`{alert.metric}` = *{fmt_value(alert.value)}*, threshold {fmt_value(alert.threshold)}",
+        f"{mrkdwn_code(alert.metric)} = *{fmt_value(alert.value)}*, "
+        f"threshold {fmt_value(alert.threshold)}",
         f"window {iso(alert.window_start)} → {iso(alert.window_end)}",
     ]
     link = grafana_link(grafana_url, alert)
     if link:
         lines.append(f"<{link}|Grafana panel>")
     if alert.message:
-        lines.append(alert.message)
-    return {
-        "type": "section",
-        "text": {"type": "mrkdwn", "text": _truncate("\n".join(lines), MAX_TEXT)},
-    }
+        lines.append(mrkdwn_text(alert.message))
+    return {"type": "section", "text": _mrkdwn("\n".join(lines))}
 
 
 def render_messages(
@@ -96,11 +145,16 @@ def render_messages(
         blocks.append(
             {
                 "type": "context",
-                "elements": [{"type": "mrkdwn", "text": _truncate(context, MAX_TEXT)}],
+                "elements": [_mrkdwn(context)],
             }
         )
         fallback = _truncate(
-            f"{head}: " + "; ".join(f"{a.rule} {a.model} {a.status}" for a in chunk), 3000
+            f"{head}: "
+            + "; ".join(
+                f"{mrkdwn_inline(a.rule)} {mrkdwn_code(a.model)} {mrkdwn_text(a.status)}"
+                for a in chunk
+            ),
+            3000,
         )
         out.append((fallback, blocks))
     return out
@@ -256,7 +310,10 @@ class SlackReceiver:
 
     def send(self, notification: Notification) -> None:
         n = notification
-        context = f"drifthouse · {n.receiver} · group {json.dumps(n.group_labels, sort_keys=True)} · {iso(n.ts)}"
+        labels = json.dumps(n.group_labels, sort_keys=True, ensure_ascii=False)
+        context = (
+            f"drifthouse · {mrkdwn_text(n.receiver)} · group {mrkdwn_code(labels)} · {iso(n.ts)}"
+        )
         with self.index._lock:
             self._send_resolved(n, context)
             if n.kind == "repeat":

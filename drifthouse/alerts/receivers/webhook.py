@@ -6,7 +6,7 @@ import httpx
 import msgspec
 
 from drifthouse.alerts.base import Notification
-from drifthouse.alerts.receivers._common import parse_retry_after
+from drifthouse.alerts.receivers._common import parse_retry_after, plain, plain_alert
 from drifthouse.errors import NotifyError, NotifyRetryable
 from drifthouse.logs import hide_secret, mask_url, scrub
 
@@ -15,7 +15,10 @@ __all__ = ["WebhookReceiver"]
 
 class WebhookReceiver:
     """POSTs ``{"id", "receiver", "kind", "ts", "group_key", "group_labels", "firing", "resolved",
-    "new"}`` to ``url``; the ``id`` lets the other side drop a notification it already has."""
+    "new"}`` to ``url``; the ``id`` lets the other side drop a notification it already has.
+
+    Texts from events (names, messages, group labels) arrive without control characters
+    (replaced by U+FFFD, line breaks by spaces); ``dedup_key`` and ``id`` are exact."""
 
     def __init__(
         self,
@@ -40,7 +43,17 @@ class WebhookReceiver:
         return f"WebhookReceiver(name={self.name!r}, url={mask_url(self.url)!r})"
 
     def send(self, notification: Notification) -> None:
-        body = msgspec.json.encode(notification)
+        # JSON carries any character safely, but the other side often shows or logs these
+        # texts: control characters in them are replaced (see ``plain``); keys stay exact.
+        n = notification
+        body = msgspec.json.encode(
+            msgspec.structs.replace(
+                n,
+                group_labels={k: plain(v) for k, v in n.group_labels.items()},
+                firing=[plain_alert(a) for a in n.firing],
+                resolved=[plain_alert(a) for a in n.resolved],
+            )
+        )
         headers = {
             "content-type": "application/json",
             "idempotency-key": notification.id,
