@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -373,7 +374,25 @@ def test_replay_names_an_unlisted_model_and_its_automatic_reference(
             }
         )
     )
-    code, out, err = run(capsys, "replay", "-c", str(path), "--source", f"file:{events}")
+    # In a subprocess: the replay opens its own embedded store, and one process holds one.
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "drifthouse",
+            "replay",
+            "-c",
+            str(path),
+            "--source",
+            f"file:{events}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+        check=False,
+    )
+    code, out, err = done.returncode, done.stdout, done.stderr
     assert code == 0, err
     assert "model.auto_reference" in err
     assert "model=fruad" in err

@@ -149,7 +149,6 @@ class MergeStage:
         self._final_horizon = _NO_TIME
         self.dropped_partials = 0
         # Automatic references built, by model.
-        self._auto: dict[str, AutoReference] = {}
 
     # -- partitions ----------------------------------------------------------------------------
 
@@ -272,7 +271,7 @@ class MergeStage:
                 frontier=sorted(self._frontier.items()),
                 auto=[
                     (a.model, a.start, a.end, a.profile.to_json() if a.profile else None)
-                    for a in sorted(self._auto.values(), key=lambda a: a.model)
+                    for a in sorted(self.sketches.auto_references.values(), key=lambda a: a.model)
                 ],
             )
         )
@@ -299,10 +298,12 @@ class MergeStage:
 
     def auto_references(self) -> dict[str, AutoReference]:
         """The automatic references built so far, by model."""
-        return dict(self._auto)
+        return dict(self.sketches.auto_references)
 
     def _set_auto(self, ref: AutoReference) -> None:
-        self._auto[ref.model] = ref
+        # Kept with the sketches, which outlive this stage across rebalances in a worker: a
+        # stage made after one must know the span of a reference those sketches already use.
+        self.sketches.auto_references[ref.model] = ref
         self.sketches.set_reference(ref.model, ref.profile)
 
     def _build_references(self, ready: int | None) -> list[MetricRow | SketchRow | ReferenceRow]:
@@ -488,7 +489,7 @@ class MergeStage:
             "computed_at": computed_at,
         }
         results = sketch.evaluate(state, spec.size_ms)
-        auto = self._auto.get(model)
+        auto = self.sketches.auto_references.get(model)
         if auto is not None and start < auto.end:
             # Inside the reference's own span: quality yes, comparisons with itself no.
             results = [r for r in results if r.metric not in DRIFT_METRICS]

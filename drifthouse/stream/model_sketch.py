@@ -40,6 +40,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
@@ -63,6 +64,9 @@ from drifthouse.stream.raw_panes import (
     encode_tree,
     same_tree,
 )
+
+if TYPE_CHECKING:
+    from drifthouse.stream.auto_reference import AutoReference
 
 __all__ = [
     "OTHER_VALUE",
@@ -688,6 +692,8 @@ class Sketches:
         self.models = dict(models or {})
         self._built: dict[str, ModelSketch] = {}
         self._no_reference: set[str] = set()
+        #: The automatic references built (by the merge stage), by model, with their spans.
+        self.auto_references: dict[str, AutoReference] = {}
         self._announced: set[str] = set()
         #: Called with ``(model, span_ms, listed)`` when a model on an automatic reference is
         #: first seen (the CLI prints a line).

@@ -139,7 +139,7 @@ def test_events_that_fit_take_the_fast_path() -> None:
 def test_a_category_typed_any_way_takes_the_fast_path_and_its_canonical_code() -> None:
     spellings = ["1", 1, 1.0, "1.0", "1e0", True, "True", "01", 1.5]
     raws = [
-        json.dumps({"model": "fraud", "ts": 5, "features": {
+        json.dumps({"model": "fraud", "ts": 1_767_225_600_000, "features": {
             "amount": 1, "age": 2, "odd name 'ü'": 3, "country": value, "app": "web"}}).encode()
         for value in spellings
     ]  # fmt: skip
