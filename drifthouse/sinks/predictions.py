@@ -33,15 +33,19 @@ from __future__ import annotations
 import hashlib
 import math
 import zlib
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Collection, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from drifthouse.categories import category_key
 from drifthouse.config import Config, ModelConfig
 from drifthouse.errors import ConfigError
 from drifthouse.pii import PII_KEY_ENV, hash_pii, pii_key_from_env
 from drifthouse.sinks.tables import PredictionRow
+
+if TYPE_CHECKING:
+    from drifthouse.detectors.reference import Profile
 
 __all__ = [
     "PII_KEY_ENV",
@@ -102,10 +106,13 @@ class PredictionLog:
         *,
         key: bytes | None = None,
         default: ModelConfig | None = None,
+        categorical: Mapping[str, Collection[str]] | None = None,
     ) -> None:
         from drifthouse.alerts.expr import parse  # the rule language, reused for keep_when
 
         self.models = dict(models)
+        # Per model, its categorical features (from its profile): logged as category keys.
+        self._categorical = {m: frozenset(names) for m, names in (categorical or {}).items()}
         self.default = default or ModelConfig()
         everything = {**self.models, "*": self.default}
         self.key = key if key is not None else pii_key_from_env(everything)
@@ -126,9 +133,20 @@ class PredictionLog:
         self._default_rate = None if "*" in self._keep else self.default.sample_rate
 
     @classmethod
-    def for_config(cls, config: Config, *, key: bytes | None = None) -> PredictionLog:
-        """The prediction log of ``config``: its models, and the global ``pii`` for the others."""
-        return cls(config.models, key=key, default=config.model("*"))
+    def for_config(
+        cls,
+        config: Config,
+        *,
+        key: bytes | None = None,
+        profiles: Mapping[str, Profile] | None = None,
+    ) -> PredictionLog:
+        """The prediction log of ``config``: its models, and the global ``pii`` for the others;
+        the categorical features of ``profiles`` are logged as category keys."""
+        categorical = {
+            model: [f.name for f in profile.categorical]
+            for model, profile in (profiles or {}).items()
+        }
+        return cls(config.models, key=key, default=config.model("*"), categorical=categorical)
 
     def _config(self, model: str) -> tuple[ModelConfig, Any]:
         if model in self.models:
@@ -167,6 +185,11 @@ class PredictionLog:
             reason, rate = "sample", cfg.sample_rate
         else:
             return None
+        names = self._categorical.get(model)
+        if names:
+            # One key per category however it was typed (1, 1.0, "1"), as in profiles and
+            # sketches (docs/statistics.md); a model without a profile yet logs values as sent.
+            features = {k: category_key(v) if k in names else v for k, v in features.items()}
         if cfg.pii:
             if self.key is None:
                 raise ConfigError(f"model {model!r} lists PII fields but {PII_KEY_ENV} is not set")

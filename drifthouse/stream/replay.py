@@ -294,7 +294,7 @@ def replay(
         dead_letters=refusals,
         run_id=run_id,
         on_window=on_window,
-        prediction_log=PredictionLog.for_config(config),
+        prediction_log=PredictionLog.for_config(config, profiles=profiles),
     )
     pipeline.expect_partitions(partitions)
     pipeline.hold(

@@ -378,7 +378,7 @@ def build_app(
         sketches,
         dead_letters,
         now_ms=lambda: int(time.time() * 1000),
-        prediction_log=PredictionLog.for_config(config),
+        prediction_log=PredictionLog.for_config(config, profiles=profiles),
     )
     state: dict[str, Any] = {"merge": None, "sink": None, "alerting": None, "sql": None}
 

@@ -173,3 +173,36 @@ def _now_ms() -> int:
     import time
 
     return int(time.time() * 1000)
+
+
+@pytest.mark.parametrize(
+    ("served", "logged"),
+    [
+        pytest.param(1, "1", id="int"),
+        pytest.param(1.0, "1", id="float"),
+        pytest.param("1", "1", id="string"),
+        pytest.param("1.0", "1", id="numeric-string"),
+        pytest.param(True, "true", id="bool"),
+        pytest.param("01", "01", id="leading-zero-kept"),
+        pytest.param(None, None, id="missing"),
+    ],
+)
+def test_categorical_values_are_logged_as_their_category_key(served: Any, logged: Any) -> None:
+    """A category is one key in the log as in profiles and sketches, however it was typed;
+    numeric features keep their values."""
+    log = PredictionLog(
+        {"m": ModelConfig(sample_rate=1.0)}, key=b"k" * 32, categorical={"m": {"zone"}}
+    )
+    row = log.row(
+        model="m", model_version="1", ts_ms=1_767_225_600_000, event_id="e",
+        features={"zone": served, "amount": 1.0}, prediction=0.5, latency_ms=None, status=200,
+    )  # fmt: skip
+    assert row is not None
+    assert json.loads(row.features) == {"zone": logged, "amount": 1.0}
+    # A model whose kinds are not known (no profile yet) keeps the values as they came.
+    other = log.row(
+        model="n", model_version="1", ts_ms=1_767_225_600_000, event_id="e",
+        features={"zone": served}, prediction=0.5, latency_ms=None, status=500,
+    )  # fmt: skip
+    assert other is not None
+    assert json.loads(other.features) == {"zone": served}
