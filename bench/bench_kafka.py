@@ -4,7 +4,7 @@ The live worker and the replay are compared with this figure: whatever they do o
 consuming (decode, window, sketch, store) can only make them slower than it.
 
 The topic is filled once with ``--events`` prediction events of 25 features (about 600 bytes of
-JSON each, CONTRACTS section 1), spread over ``--partitions`` partitions, and reused by later runs
+JSON each, docs/events.md), spread over ``--partitions`` partitions, and reused by later runs
 when it already holds them. Then, each ``--repeat`` times, it measures:
 
 * ``kafka-python poll``: a bare ``KafkaConsumer`` (no group, all partitions assigned) polling
@@ -43,7 +43,7 @@ MODELS = ("fraud", "churn", "ltv")
 
 
 def make_event(rng: random.Random, i: int, ts_ms: int) -> dict[str, Any]:
-    """One prediction event: 20 numeric and 5 categorical features, as CONTRACTS section 1."""
+    """One prediction event: 20 numeric and 5 categorical features, as docs/events.md."""
     features: dict[str, Any] = {
         f"num_{j:02d}": round(rng.gauss(j, 1 + j / 10), 6) for j in range(20)
     }

@@ -1,4 +1,4 @@
-"""The ``drifthouse`` command line (CONTRACTS section 6).
+"""The ``drifthouse`` command line (the README's "Command line").
 
 Commands parse their arguments and call library functions; nothing else lives here.
 
@@ -162,7 +162,7 @@ def version() -> None:
     out.print(f"drifthouse {__version__}")
 
 
-# -- the pipeline (CONTRACTS section 6) ---------------------------------------------------------
+# -- the pipeline (the README's "Command line") ---------------------------------------------------------
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""The configuration tree (``drifthouse.yaml``, CONTRACTS section 7).
+"""The configuration tree (``drifthouse.yaml``, docs/configuration.md).
 
 One typed tree, loaded once by the CLI and passed down. YAML values may use ``${ENV_VAR}``,
 ``${ENV_VAR:-default}`` and ``${file:/path/to/secret}`` (relative to the config file's folder);
@@ -431,7 +431,7 @@ class ChangeDetectionConfig(_Strict):
 
 
 class MetricsConfig(_Strict):
-    """How metrics are computed (CONTRACTS section 3)."""
+    """How metrics are computed (docs/metrics.md)."""
 
     psi_bins: int = Field(10, ge=2, le=1_000)
     ks_bins: int = Field(100, ge=10, le=10_000)

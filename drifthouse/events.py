@@ -1,4 +1,4 @@
-"""Input events (CONTRACTS section 1): typed structs and one reusable decoder per kind.
+"""Input events (docs/events.md): typed structs and one reusable decoder per kind.
 
 Three kinds of event arrive as one JSON object per Kafka message:
 

@@ -1,4 +1,4 @@
-"""Rows that leave the pipeline: one shape per ClickHouse table (CONTRACTS section 5).
+"""Rows that leave the pipeline: one shape per ClickHouse table (docs/clickhouse.md).
 
 Times are integer epoch milliseconds (UTC); the sinks turn them into ``DateTime64(3, 'UTC')``.
 Rows are frozen ``msgspec.Struct``s so they are cheap to build, compare and spool to disk.

@@ -1,4 +1,4 @@
-"""Hypothesis strategies for input events (CONTRACTS section 1), shared by every test package.
+"""Hypothesis strategies for input events (docs/events.md), shared by every test package.
 
 Valid events
     :func:`prediction_events`, :func:`label_events`, :func:`metric_events` build typed events

@@ -87,7 +87,7 @@ KNOWN_METRICS = frozenset(
         "importance", "change_detected", "metric_events", "metric_events_ignored",
     }
 )  # fmt: skip
-"""Metric names drifthouse computes (CONTRACTS section 3); metric events may add more (``cpu_util``)."""
+"""Metric names drifthouse computes (docs/metrics.md); metric events may add more (``cpu_util``)."""
 
 DEFAULT_MESSAGE = (
     "{rule}: {metric} of model {model}{scope} is {value:.4g} (threshold {threshold:.4g}) "

@@ -1,4 +1,4 @@
-"""Fairness gaps between the values of one segment attribute (CONTRACTS section 3).
+"""Fairness gaps between the values of one segment attribute (docs/metrics.md).
 
 Pure functions over per-value confusion counts ``[tp, fp, tn, fn]`` (the ``confusion`` array of
 a :class:`~drifthouse.detectors.label_sketch.BinaryState`, merged over a window):

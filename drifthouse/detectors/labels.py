@@ -1,6 +1,6 @@
 """Label metrics: pure functions over arrays of labels and predictions.
 
-Binary classification (CONTRACTS section 3): a score ``>= threshold`` predicts class 1.
+Binary classification (docs/metrics.md): a score ``>= threshold`` predicts class 1.
 ``accuracy``, ``precision``, ``recall``, ``f1`` follow the confusion-matrix definitions
 (precision and recall are 0.0 when their denominator is 0, as scikit-learn's
 ``zero_division=0``); ``roc_auc`` is the Mann-Whitney U statistic over ``n_pos * n_neg`` with

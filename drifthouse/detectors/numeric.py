@@ -251,7 +251,7 @@ class NumericBlock:
         return out
 
     def evaluate(self, reference: NumericState, current: NumericState) -> list[Result]:
-        """Drift and quality metrics of every feature (CONTRACTS section 3).
+        """Drift and quality metrics of every feature (docs/metrics.md).
 
         Drift (``psi``, ``ks``, ``ks_pvalue``, ``js``, ``wasserstein``) is computed only when
         both sides have values; ``min``, ``max``, ``mean``, ``std`` only when the window has

@@ -47,7 +47,7 @@ _SUFFIXES: dict[str, Format] = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
-#: Columns of a table that are event fields, never features (CONTRACTS section 1).
+#: Columns of a table that are event fields, never features (docs/events.md).
 _META = ("model", "model_version", "event_id", "segment")
 _TS_NAMES = ("ts", "timestamp")
 
@@ -121,7 +121,7 @@ def profile_from_jsonl(
     threshold: float = 0.5,
     task: Literal["auto", "classification", "regression"] = "auto",
 ) -> Profile:
-    """Profile prediction events (one JSON object a line, CONTRACTS section 1) of ``model``.
+    """Profile prediction events (one JSON object a line, docs/events.md) of ``model``.
 
     Events of other models are skipped. ``label`` names a top-level field holding the true
     label (default ``label`` when present). Blank lines are skipped; a line that is not a JSON

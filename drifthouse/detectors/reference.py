@@ -1,4 +1,4 @@
-"""Reference profiles (CONTRACTS section 2): the baseline a model's windows are compared with.
+"""Reference profiles (docs/statistics.md, "Reference profiles"): the baseline a model's windows are compared with.
 
 A :class:`Profile` is a versioned JSON document (``format: 1``). Per feature it holds the bins
 both drift tests share: a *fine* grid of reference quantiles at ``k / ks_bins`` for KS, and the

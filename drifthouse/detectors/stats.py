@@ -7,7 +7,7 @@ which); the sketches skip drift metrics for empty windows anyway.
 Sources
 -------
 - PSI: Yurdakul, B. (2018), *Statistical properties of population stability index*,
-  Western Michigan University, eq. 1; the ``eps`` floor follows CONTRACTS section 3.
+  Western Michigan University, eq. 1; the ``eps`` floor follows docs/metrics.md.
 - Two-sample KS on binned data: the statistic is ``max |F_ref - F_cur|`` over the bin edges
   (Conover, *Practical Nonparametric Statistics*, 3rd ed., §6.3); the p-value is Kolmogorov's
   limiting distribution ``scipy.special.kolmogorov(sqrt(en) * D)`` with ``en = n*m/(n+m)``

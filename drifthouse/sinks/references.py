@@ -1,6 +1,6 @@
 """Reference profiles in the store: table ``references`` and the reference histograms in ``sketches``.
 
-A profile (CONTRACTS section 2) is stored twice: whole, as JSON in ``references``, and as
+A profile (docs/statistics.md, "Reference profiles") is stored twice: whole, as JSON in ``references``, and as
 ``sketches`` rows with ``run_id = 'reference'`` and ``window = 'reference'`` so SQL can compare any
 time range with it (recipe ``psi_range``):
 

@@ -55,7 +55,7 @@ class PredictionRow(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ReferenceRow(msgspec.Struct, frozen=True, kw_only=True):
-    """One stored reference profile (CONTRACTS section 2): a row of table ``references``."""
+    """One stored reference profile (docs/statistics.md, "Reference profiles"): a row of table ``references``."""
 
     model: str
     model_version: str

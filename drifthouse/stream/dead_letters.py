@@ -1,4 +1,4 @@
-"""Dead letters: bad or late input, kept with the reason, never dropped (CONTRACTS section 1).
+"""Dead letters: bad or late input, kept with the reason, never dropped (docs/events.md).
 
 A file source writes its dead letters beside it, to ``PATH.dlq`` (JSON Lines: the raw input and
 the error). A Kafka source writes them to ``<topic>.dlq`` with the error in headers (see

@@ -1,4 +1,4 @@
-"""Event-time windows built from panes (CONTRACTS section 4).
+"""Event-time windows built from panes (docs/architecture.md).
 
 A tumbling window of size ``S`` is one pane of length ``S``; a sliding window of size ``S`` and
 hop ``H`` is the merge of its ``S / H`` panes of length ``H``. Panes are aligned to the Unix
