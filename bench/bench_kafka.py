@@ -36,7 +36,7 @@ from typing import Any
 import msgspec
 
 from drifthouse.config import KafkaConfig
-from drifthouse.stream.kafka import KafkaRangeSource, end_offsets, ensure_topics
+from drifthouse.kafka import KafkaRangeSource, end_offsets, ensure_topics
 
 FEATURES = 25
 MODELS = ("fraud", "churn", "ltv")

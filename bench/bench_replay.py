@@ -4,7 +4,7 @@
 
 Writes N prediction events of one model (20 numeric + 5 categorical features, one hour of
 event time per 100,000 events), builds the reference profile from a separate 100,000-row
-sample, then times `drifthouse.stream.replay.replay` into the embedded ClickHouse (tumbling
+sample, then times `drifthouse.app.replay.replay` into the embedded ClickHouse (tumbling
 1 h windows) after one warm-up run (Numba compiles once, then loads from its cache). Prints the
 events per second and where the time goes (decode, column extraction, sketch kernels,
 evaluation and store) measured with cProfile on a separate run.
@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from drifthouse.app.replay import replay
 from drifthouse.config import Config
 from drifthouse.detectors.reference import build_profile
 from drifthouse.sinks import ClickHouseSink, migrate, open_store
-from drifthouse.stream.replay import replay
 
 NUMERIC, CATEGORICAL = 20, 5
 CATEGORIES = [f"c{i}" for i in range(12)]

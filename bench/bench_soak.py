@@ -47,7 +47,7 @@ from kafka import KafkaProducer
 
 from drifthouse.config import Config
 from drifthouse.detectors.reference import build_profile
-from drifthouse.stream.kafka_admin import end_offsets, ensure_topics
+from drifthouse.kafka.admin import end_offsets, ensure_topics
 
 DEFAULT_RATE = 31_000  # events/s: `bench/bench_worker.py`, one worker process (README, Performance)
 PARTITIONS = 4

@@ -38,17 +38,17 @@ from kafka import KafkaProducer
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_replay import _events
 
+from drifthouse.app.worker import tune_gc
 from drifthouse.config import Config
+from drifthouse.detectors.model_sketch import Sketches
 from drifthouse.detectors.reference import Profile, build_profile
+from drifthouse.kafka.admin import end_offsets, ensure_topics
 from drifthouse.sinks.predictions import PredictionLog
 from drifthouse.stream.dead_letters import MemoryDeadLetters
-from drifthouse.stream.kafka_admin import end_offsets, ensure_topics
-from drifthouse.stream.model_sketch import Sketches
 from drifthouse.stream.sources import Message
 from drifthouse.stream.stage import PartitionStage
 from drifthouse.stream.typed_decode import TypedDecoders
 from drifthouse.stream.windows import WindowSpec
-from drifthouse.stream.worker import tune_gc
 
 
 async def _consume(

@@ -222,8 +222,8 @@ def profile(
     from datetime import UTC, datetime
 
     from drifthouse.config import load_config
-    from drifthouse.detectors.profile_files import build_profile_from_file
     from drifthouse.detectors.reference import Kind
+    from drifthouse.profiles.build import build_profile_from_file
 
     cfg = load_config(config) if config is not None else None
     settings = cfg.metrics if cfg is not None else None
@@ -299,8 +299,8 @@ def _print_type_errors(features: Sequence[Any]) -> None:
 @app.command()
 def run(config: ConfigOption = Path("drifthouse.yaml")) -> None:
     """The Kafka worker; start more processes with the same config to share the partitions."""
+    from drifthouse.app.run import run as run_worker
     from drifthouse.config import load_config
-    from drifthouse.stream.run import run as run_worker
 
     cfg = load_config(config)
     err.print(Text(_auto_line(cfg)))
@@ -346,12 +346,12 @@ def replay(
     """Historical data through the same pipeline, with a progress bar."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from drifthouse.app.replay import load_profiles, parse_time, replay_alerts
+    from drifthouse.app.replay import replay as run_replay
+    from drifthouse.app.run import open_sink
     from drifthouse.config import load_config
+    from drifthouse.profiles.auto import source_of
     from drifthouse.sinks.base import finish
-    from drifthouse.stream.auto_reference import source_of
-    from drifthouse.stream.replay import load_profiles, parse_time, replay_alerts
-    from drifthouse.stream.replay import replay as run_replay
-    from drifthouse.stream.run import open_sink
 
     cfg = load_config(config)
     err.print(Text(_auto_line(cfg)))
@@ -473,7 +473,7 @@ def _print_backtest(
     rows: list[object], rules: list[object], profiles: Mapping[str, object]
 ) -> None:
     from drifthouse.alerts import backtest
-    from drifthouse.stream.run import baselines_for
+    from drifthouse.app.run import baselines_for
 
     ordered = sorted(rows, key=lambda r: getattr(r, "window_end", 0))
     report = backtest(ordered, rules, baselines_for(profiles))  # type: ignore[arg-type]

@@ -33,9 +33,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from drifthouse.config import Config
 from drifthouse.errors import SourceError, UsageError
+from drifthouse.kafka.admin import ensure_topics
+from drifthouse.kafka.client import open_client, translate
 from drifthouse.simulate import HOUR, MINUTE, Record, Scenario, simulate
-from drifthouse.stream.kafka_admin import ensure_topics
-from drifthouse.stream.kafka_client import open_client, translate
 
 __all__ = ["SCENARIOS", "Restamp", "run_produce", "scenario_named"]
 

@@ -47,6 +47,8 @@ from typing import Any
 
 import pytest
 
+from tests.workers import small_stream  # noqa: F401  (the session fixture of a small simulated stream, for every suite)
+
 ROOT = Path(__file__).resolve().parents[1]
 KAFKA_SCRIPT = ROOT / "scripts" / "kafka"
 

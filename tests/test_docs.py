@@ -185,9 +185,9 @@ _FILL_LIVE = """
 from drifthouse.config import load_config
 from drifthouse.sinks import store_reference
 from drifthouse.stream.dead_letters import MemoryDeadLetters
-from drifthouse.stream.pipeline import Pipeline
-from drifthouse.stream.replay import load_profiles, replay_alerts
-from drifthouse.stream.run import open_sink
+from drifthouse.app.pipeline import Pipeline
+from drifthouse.app.replay import load_profiles, replay_alerts
+from drifthouse.app.run import open_sink
 from drifthouse.stream.sources import Message
 
 config = load_config("drifthouse.yaml")

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from drifthouse.app.pipeline import Pipeline
 from drifthouse.config import Config
 from drifthouse.simulate import Scenario, simulate
 from drifthouse.sinks import MemorySink
 from drifthouse.stream.dead_letters import MemoryDeadLetters
-from drifthouse.stream.pipeline import Pipeline
 from drifthouse.stream.sources import Message
-from tests.stream.conftest import profiles_from
+from tests.workers import profiles_from
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "metrics.md"
 

@@ -29,6 +29,8 @@ import pytest
 import structlog
 
 from drifthouse import cli
+from drifthouse.app.pipeline import Pipeline
+from drifthouse.app.replay import replay_alerts
 from drifthouse.config import Config, ModelConfig
 from drifthouse.errors import ConfigError
 from drifthouse.events import EventDecoder, PredictionEvent
@@ -44,10 +46,8 @@ from drifthouse.sinks import (
 )
 from drifthouse.sinks.predictions import hash_pii
 from drifthouse.stream.dead_letters import MemoryDeadLetters
-from drifthouse.stream.pipeline import Pipeline
-from drifthouse.stream.replay import replay_alerts
 from drifthouse.stream.sources import Message
-from tests.stream.conftest import profiles_from
+from tests.workers import profiles_from
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00Z
 HOUR = 3_600_000
@@ -403,7 +403,7 @@ def test_check_and_reprs_show_no_secret(
 ) -> None:
     from drifthouse.alerts.receivers import build_receivers
     from drifthouse.config import load_config
-    from drifthouse.stream.kafka_client import client_kwargs
+    from drifthouse.kafka.client import client_kwargs
 
     caplog.set_level(logging.DEBUG)
     store = "{dsn: 'http://ingest:${DH_CH_PASSWORD}@127.0.0.1:8123/drifthouse'}"
@@ -522,7 +522,7 @@ def test_errors_show_no_piece_of_a_secret(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A message quoting 31 of a routing key's 32 characters (or its two ends) shows neither."""
-    import drifthouse.stream.run
+    import drifthouse.app.run
     from drifthouse.errors import SourceError
 
     monkeypatch.setenv("DH_PD_KEY", ROUTING_KEY)
@@ -534,7 +534,7 @@ def test_errors_show_no_piece_of_a_secret(
             f"refused key {ROUTING_KEY[:31]!r} (also seen as {ROUTING_KEY[:8]}...{ROUTING_KEY[-8:]})"
         )
 
-    monkeypatch.setattr(drifthouse.stream.run, "run", failing)
+    monkeypatch.setattr(drifthouse.app.run, "run", failing)
     code, out, err = run_cli(capsys, "run", "-c", str(path))
     assert code == 1
     assert "refused key" in err

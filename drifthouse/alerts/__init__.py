@@ -16,10 +16,10 @@ from drifthouse.alerts.base import MemoryReceiver, Notification, Receiver
 from drifthouse.alerts.check import validate_alerting
 from drifthouse.alerts.defaults import load_default_rules
 from drifthouse.alerts.delivery import DeliveryWorker, Outbox
-from drifthouse.alerts.expr import Condition, ExprError, parse
 from drifthouse.alerts.routing import Dispatcher
 from drifthouse.alerts.rules import RuleEngine, validate_rules
 from drifthouse.alerts.service import Alerting
+from drifthouse.expr import Condition, ExprError, parse
 
 __all__ = [
     "Alerting",

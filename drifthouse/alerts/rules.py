@@ -46,9 +46,9 @@ from typing import Any
 
 import msgspec
 
-from drifthouse.alerts.expr import Condition, ExprError, extract_threshold, parse
 from drifthouse.config import RuleConfig
 from drifthouse.errors import ConfigError
+from drifthouse.expr import Condition, ExprError, extract_threshold, parse
 from drifthouse.logs import get_logger
 from drifthouse.rows import AlertRow, MetricRow
 

@@ -7,7 +7,7 @@ The steps, in order:
 3. write the demo's configuration (``demo-data/drifthouse.yaml``: windows ``1h`` and
    ``15m/5m``, the shipped rules plus two data-quality rules, critical alerts to ``pagerduty``
    and ``slack``, warnings to ``slack``);
-4. run every prediction through the same :class:`~drifthouse.stream.pipeline.Pipeline` and alert
+4. run every prediction through the same :class:`~drifthouse.app.pipeline.Pipeline` and alert
    stage as ``drifthouse replay``, into the store (embedded ClickHouse unless ``--store``);
 5. print which alert caught each fault and how soon, the alerts, and SQL to try; the rows
    counted are those the store acknowledged, and the demo fails (exit code 1) naming the table,
@@ -30,6 +30,9 @@ import msgspec
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from drifthouse.app.pipeline import Pipeline
+from drifthouse.app.replay import replay_alerts
+from drifthouse.app.run import open_sink
 from drifthouse.demo.findings import Finding, find
 from drifthouse.demo.report import DemoQuery, alert_line, demo_queries, print_report, when
 from drifthouse.demo.setup import RUN_ID, build_profiles, prepare_folder, write_config
@@ -41,9 +44,6 @@ from drifthouse.sinks.base import Sink, WriteReport, finish
 from drifthouse.sinks.store import call
 from drifthouse.sinks.tables import Row
 from drifthouse.stream.dead_letters import MemoryDeadLetters
-from drifthouse.stream.pipeline import Pipeline
-from drifthouse.stream.replay import replay_alerts
-from drifthouse.stream.run import open_sink
 from drifthouse.stream.sources import Message
 
 __all__ = ["DEMO_FOLDER", "LABEL_DELAY_MIN", "SEED", "DemoSummary", "run_demo", "split_reference"]

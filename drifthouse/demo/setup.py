@@ -21,9 +21,9 @@ import yaml
 
 from drifthouse.alerts import load_default_rules
 from drifthouse.config import Config, load_config
-from drifthouse.detectors.profile_files import build_profile_from_file
 from drifthouse.detectors.reference import Profile
 from drifthouse.errors import UsageError
+from drifthouse.profiles.build import build_profile_from_file
 from drifthouse.simulate import Record
 
 __all__ = [

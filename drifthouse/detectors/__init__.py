@@ -17,7 +17,6 @@ from drifthouse.detectors.numeric import (
     NumericState,
     SketchPart,
 )
-from drifthouse.detectors.profile_files import build_profile_from_file
 from drifthouse.detectors.quantiles import QuantileSketch, QuantileState
 from drifthouse.detectors.reference import (
     PREDICTION,
@@ -30,6 +29,7 @@ from drifthouse.detectors.reference import (
     prediction_score,
 )
 from drifthouse.detectors.status import StatusCounter, StatusState
+from drifthouse.profiles.build import build_profile_from_file
 
 __all__ = [
     "MISSING",

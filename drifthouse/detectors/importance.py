@@ -200,7 +200,7 @@ class ImportanceSketch:
         codes: np.ndarray,
         score: np.ndarray,
     ) -> ImportanceState:
-        """Add a micro-batch in place (the arrays of :class:`~drifthouse.stream.columns.Columns`).
+        """Add a micro-batch in place (the arrays of :class:`~drifthouse.detectors.columns.Columns`).
 
         ``numeric`` float64 (n, F_num) with ``status`` uint8 (0 present); ``codes`` int32
         (n, F_cat): ``-1`` missing, ``0..K-1`` a reference category, ``K`` or ``K + 1`` other;

@@ -6,7 +6,7 @@ PSI edges at ``k / psi_bins`` taken *from that grid* (every ``ks_bins / psi_bins
 so PSI counts are sums of fine bins and one histogram per feature serves both tests.
 
 Build one from columns with :func:`build_profile`, or from a file with
-:func:`drifthouse.detectors.profile_files.build_profile_from_file`.
+:func:`drifthouse.profiles.build.build_profile_from_file`.
 """
 
 from __future__ import annotations

@@ -108,7 +108,7 @@ class PredictionLog:
         default: ModelConfig | None = None,
         categorical: Mapping[str, Collection[str]] | None = None,
     ) -> None:
-        from drifthouse.alerts.expr import parse  # the rule language, reused for keep_when
+        from drifthouse.expr import parse  # the rule language, reused for keep_when
 
         self.models = dict(models)
         # Per model, its categorical features (from its profile): logged as category keys.

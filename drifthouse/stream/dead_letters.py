@@ -2,7 +2,7 @@
 
 A file source writes its dead letters beside it, to ``PATH.dlq`` (JSON Lines: the raw input and
 the error). A Kafka source writes them to ``<topic>.dlq`` with the error in headers (see
-:mod:`drifthouse.stream.kafka`). Both implement :class:`DeadLetters`.
+:mod:`drifthouse.kafka`). Both implement :class:`DeadLetters`.
 """
 
 from __future__ import annotations

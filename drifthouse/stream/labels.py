@@ -148,7 +148,7 @@ class LabelWindows:
         as ``name=__other__``.
     max_segment_attributes
         Per model, the most segment attributes kept; later attributes are left out (the
-        prediction windows write as many, see :mod:`drifthouse.stream.model_sketch`).
+        prediction windows write as many, see :mod:`drifthouse.detectors.model_sketch`).
     cache_size
         Pane states kept decoded (16 KB each with 1,000 AUC bins); the others are compressed.
     rewrite_every_ms

@@ -14,7 +14,7 @@ series of window metrics. Their windows are written once the same watermark has 
 
 A model on an automatic reference has its windows held until the watermark passes the end of
 its first span of traffic; the reference is then built from the span's events (see
-:mod:`drifthouse.stream.auto_reference`), stored, and every held window evaluated on it.
+:mod:`drifthouse.profiles.auto`), stored, and every held window evaluated on it.
 """
 
 from __future__ import annotations
@@ -30,25 +30,25 @@ import numpy as np
 from drifthouse.config import Config
 from drifthouse.detectors.base import Result
 from drifthouse.detectors.change import ChangeConfig, ChangeDetectors
+from drifthouse.detectors.model_sketch import EVENTS, ModelState, Sketches
 from drifthouse.detectors.reference import Profile
 from drifthouse.errors import SketchError
 from drifthouse.events import LabelEvent, MetricEvent
 from drifthouse.logs import get_logger
-from drifthouse.rows import MetricRow, SketchRow
-from drifthouse.sinks.base import Sink
-from drifthouse.sinks.references import reference_rows
-from drifthouse.sinks.tables import ReferenceRow
-from drifthouse.stream.auto_reference import (
+from drifthouse.profiles.auto import (
     DRIFT_METRICS,
     AutoReference,
     build_auto_reference,
     source_of,
     span_end,
 )
+from drifthouse.rows import MetricRow, SketchRow
+from drifthouse.sinks.base import Sink
+from drifthouse.sinks.references import reference_rows
+from drifthouse.sinks.tables import ReferenceRow
 from drifthouse.stream.label_join import PredictionRecord
 from drifthouse.stream.labels import LabelStage
 from drifthouse.stream.metric_events import MetricEventWindows
-from drifthouse.stream.model_sketch import EVENTS, ModelState, Sketches
 from drifthouse.stream.stage import Key, Partial, StageStats
 from drifthouse.stream.windows import WindowSpec
 

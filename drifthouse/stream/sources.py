@@ -1,4 +1,4 @@
-"""Sources of raw messages: bounded files now, Kafka topics in :mod:`drifthouse.stream.kafka`.
+"""Sources of raw messages: bounded files now, Kafka topics in :mod:`drifthouse.kafka`.
 
 A source yields micro-batches of :class:`Message` in the order of their partition, which is the
 order results are computed in. Files are one partition (``0``) whose offsets are line numbers.

@@ -17,16 +17,16 @@ import msgspec
 import numpy as np
 
 from drifthouse.config import Config
+from drifthouse.detectors.columns import extract
+from drifthouse.detectors.model_sketch import INVALID, LATE, ModelState, Sketches
+from drifthouse.detectors.raw_panes import encode_events
 from drifthouse.errors import LateEventError
 from drifthouse.events import EventDecoder, PredictionEvent
 from drifthouse.pii import PiiFields
 from drifthouse.sinks.predictions import PredictionLog
 from drifthouse.sinks.tables import PredictionRow
-from drifthouse.stream.columns import extract
 from drifthouse.stream.dead_letters import DeadLetters
 from drifthouse.stream.label_join import PredictionRecord
-from drifthouse.stream.model_sketch import INVALID, LATE, ModelState, Sketches
-from drifthouse.stream.raw_panes import encode_events
 from drifthouse.stream.sources import Message
 from drifthouse.stream.typed_decode import TypedDecoders
 from drifthouse.stream.windows import EventTimeWindows, Origin, WindowSpec

@@ -8,7 +8,7 @@ whose ``features`` is a struct with exactly the profile's features, each require
 ones ``float | None``, categorical ones any feature value (``str | float | bool | None``: a
 category may come as ``"1"``, ``1`` or ``true``), none other allowed, and whose ``model`` is
 that model's name. An event that fits decodes about 40% faster, and its numeric columns come
-out without a type check (:func:`drifthouse.stream.columns.extract`).
+out without a type check (:func:`drifthouse.detectors.columns.extract`).
 
 An event that does not fit (another model, a missing or extra feature, another type, a
 ``NaN`` literal, anything invalid) is decoded by the general decoder as before, so the fast
@@ -19,7 +19,7 @@ backslash or a control character), always take the general path.
 
 Examples
 --------
->>> from drifthouse.stream.columns import FeatureLayout
+>>> from drifthouse.detectors.columns import FeatureLayout
 >>> layout = FeatureLayout(("amount",), ("country",), ({"DE": 0},), (1,))
 >>> decoders = TypedDecoders(lambda model: layout if model == "fraud" else None)
 >>> decode = decoders.decoder("fraud")
@@ -40,7 +40,7 @@ import msgspec
 from drifthouse.events import Buffer, FeatureValue, PredictionEvent
 
 if TYPE_CHECKING:
-    from drifthouse.stream.columns import FeatureLayout
+    from drifthouse.detectors.columns import FeatureLayout
 
 __all__ = ["TypedDecoders", "TypedFeatures"]
 

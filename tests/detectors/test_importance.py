@@ -128,9 +128,9 @@ def test_merge_equals_concatenation(a: int, b: int, seed: int) -> None:
 
 def test_takes_the_pipeline_columns() -> None:
     from drifthouse.config import MetricsConfig
+    from drifthouse.detectors.columns import extract
+    from drifthouse.detectors.model_sketch import ModelSketch
     from drifthouse.events import PredictionEvent
-    from drifthouse.stream.columns import extract
-    from drifthouse.stream.model_sketch import ModelSketch
 
     ms = ModelSketch("m", PROFILE, MetricsConfig())
     cols, pred = _data(5, "x1")

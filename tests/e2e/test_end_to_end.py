@@ -34,11 +34,11 @@ from drifthouse.config import Config, load_config
 from drifthouse.demo.findings import LABEL_METRICS, find
 from drifthouse.demo.run import LABEL_DELAY_MIN, split_reference
 from drifthouse.demo.setup import build_profiles, write_config
+from drifthouse.kafka.admin import ensure_topics
 from drifthouse.rows import AlertRow
 from drifthouse.simulate import Fault, Record, Scenario, simulate
-from drifthouse.stream.kafka_admin import ensure_topics
 from tests.fakes import FakeApi
-from tests.stream.conftest import Workers, assert_same, stored_rows
+from tests.workers import Workers, assert_same, stored_rows
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -471,7 +471,7 @@ def test_an_empty_partition_does_not_hold_windows_back(
     sees an event must count as idle, not hold the other partitions' windows back forever."""
     from kafka import KafkaProducer
 
-    from tests.stream.conftest import profiles_from
+    from tests.workers import profiles_from
 
     topic = make_topic(partitions=2)
     sc = Scenario.demo(days=0.5, rate_per_min=2, reference_hours=6)

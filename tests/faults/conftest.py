@@ -12,7 +12,7 @@ poison, a replay beside it) and then compares what the run left with an undistur
 - every request the receivers accepted, in order: each alert reached Slack once and PagerDuty
   once per state change (one ``trigger`` and one ``resolve`` per dedup key and episode).
 
-``tests/stream/conftest.py`` holds the worker helpers (producing, configs, worker processes,
+``tests/workers.py`` holds the worker helpers (producing, configs, worker processes,
 reading the store back). The suite is marked ``faults`` (and ``kafka``, ``slow``):
 ``pytest -m faults`` runs it alone.
 """
@@ -32,14 +32,13 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
-import tests.stream.conftest as _stream
+from drifthouse.app.pipeline import WindowResult
+from drifthouse.app.replay import replay, replay_alerts
 from drifthouse.config import load_config, parse_duration
 from drifthouse.sinks import MemorySink
 from drifthouse.stream.dead_letters import MemoryDeadLetters
-from drifthouse.stream.pipeline import WindowResult
-from drifthouse.stream.replay import replay, replay_alerts
 from tests.fakes import FakeApi, Recorded
-from tests.stream.conftest import (
+from tests.workers import (
     PARTITIONS,
     Metrics,
     alert_rows,
@@ -53,8 +52,6 @@ from tests.stream.conftest import (
     stored_rows,
     write_config,
 )
-
-small_stream = _stream.small_stream  # the session fixture, for this suite too
 
 # Every alert state change is notified at the event time it happens (no group waits, no
 # batching intervals, no repeats), so the live run and the replay owe the same notifications.

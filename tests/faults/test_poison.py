@@ -14,7 +14,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from drifthouse.config import load_config
 from tests.fakes import FakeApi
 from tests.faults.conftest import Reference, alerting, check_delivered_once, window_end
-from tests.stream.conftest import (
+from tests.workers import (
     PARTITIONS,
     Workers,
     assert_same,

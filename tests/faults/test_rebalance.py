@@ -19,7 +19,7 @@ from tests.faults.conftest import (
     reference_of,
     wait_for,
 )
-from tests.stream.conftest import PARTITIONS, Workers, sentinels, write_config
+from tests.workers import PARTITIONS, Workers, sentinels, write_config
 
 pytestmark = [pytest.mark.faults, pytest.mark.kafka, pytest.mark.slow]
 

@@ -21,7 +21,7 @@ from tests.faults.conftest import (
     wait_for,
 )
 from tests.sinks.conftest import HttpClickHouse
-from tests.stream.conftest import PARTITIONS, Workers, write_config
+from tests.workers import PARTITIONS, Workers, write_config
 
 pytestmark = [pytest.mark.faults, pytest.mark.kafka, pytest.mark.slow]
 

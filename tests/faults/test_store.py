@@ -19,7 +19,7 @@ from tests.faults.conftest import (
     window_end,
 )
 from tests.sinks.conftest import HttpClickHouse
-from tests.stream.conftest import PARTITIONS, Workers, assert_same, stored_rows, write_config
+from tests.workers import PARTITIONS, Workers, assert_same, stored_rows, write_config
 
 pytestmark = [pytest.mark.faults, pytest.mark.kafka, pytest.mark.slow]
 

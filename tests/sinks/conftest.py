@@ -6,7 +6,7 @@ project-wide ``ch_client`` fixture when ``tests/conftest.py`` provides it, else 
 
 ``pipeline_store`` (session) runs a simulated stream (two models, 36 hours ending at the current
 hour, the demo's faults, a canary version of ``fraud`` in the last 12 hours) through
-:class:`~drifthouse.stream.pipeline.Pipeline` and the replay alert stage into a
+:class:`~drifthouse.app.pipeline.Pipeline` and the replay alert stage into a
 :class:`~drifthouse.sinks.ClickHouseSink`, in a database of its own on the session's folder, with
 the reference profiles stored by :func:`~drifthouse.sinks.store_reference`.
 """
@@ -31,6 +31,8 @@ from typing import Any
 
 import pytest
 
+from drifthouse.app.pipeline import Pipeline, PipelineStats
+from drifthouse.app.replay import replay_alerts
 from drifthouse.config import Config
 from drifthouse.detectors.reference import Profile
 from drifthouse.simulate import HOUR, Scenario, simulate
@@ -38,8 +40,6 @@ from drifthouse.sinks import ClickHouseSink, store_reference
 from drifthouse.sinks.schema import migrate
 from drifthouse.sinks.store import open_store
 from drifthouse.stream.dead_letters import MemoryDeadLetters
-from drifthouse.stream.pipeline import Pipeline, PipelineStats
-from drifthouse.stream.replay import replay_alerts
 from drifthouse.stream.sources import Message
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -187,7 +187,7 @@ def _canary(value: bytes, index: int) -> bytes:
 @pytest.fixture(scope="session")
 def pipeline_store(ch_dsn: str) -> Iterator[PipelineStore]:
     """See the module docstring; the client's current database is the filled one."""
-    from tests.stream.conftest import profiles_from
+    from tests.workers import profiles_from
 
     config = Config.model_validate(PIPELINE_CONFIG)
     end = int(time.time() * 1000) // HOUR * HOUR

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drifthouse.alerts.defaults import load_default_rules
-from drifthouse.alerts.expr import parse
 from drifthouse.events import EventDecoder, MetricEvent
+from drifthouse.expr import parse
 from drifthouse.stream.metric_events import RESERVED, MetricEventSketch, MetricEventState
 
 SK = MetricEventSketch()

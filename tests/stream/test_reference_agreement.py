@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from river import datasets
 
+from drifthouse.app.pipeline import Pipeline
 from drifthouse.config import Config
-from drifthouse.detectors.profile_files import build_profile_from_file
+from drifthouse.profiles.build import build_profile_from_file
 from drifthouse.sinks.base import MemorySink
 from drifthouse.stream.dead_letters import MemoryDeadLetters
-from drifthouse.stream.pipeline import Pipeline
 from drifthouse.stream.sources import Message
 from drifthouse.stream.typed_decode import TypedDecoders
 

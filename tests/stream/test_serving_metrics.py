@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
+from drifthouse.app.pipeline import Pipeline
 from drifthouse.config import Config
 from drifthouse.detectors import stats
 from drifthouse.detectors.reference import build_profile, prediction_score
 from drifthouse.sinks.base import MemorySink
 from drifthouse.stream.dead_letters import MemoryDeadLetters
-from drifthouse.stream.pipeline import Pipeline
 from drifthouse.stream.sources import Message
-from tests.stream.conftest import Stream
+from tests.workers import Stream
 
 HOUR = 3_600_000
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z: the decoders refuse times before 2000

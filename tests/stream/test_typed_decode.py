@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drifthouse.config import ModelConfig
+from drifthouse.detectors.columns import Columns, FeatureLayout, extract
 from drifthouse.events import EventDecoder, PredictionEvent
 from drifthouse.sinks.predictions import PredictionLog
-from drifthouse.stream.columns import Columns, FeatureLayout, extract
 from drifthouse.stream.typed_decode import TypedDecoders, TypedFeatures
 
 LAYOUT = FeatureLayout(
@@ -162,8 +162,8 @@ def test_pii_that_is_no_feature_keeps_the_fast_path(small_stream: Any) -> None:
     """A global ``pii`` list (segment attributes, ``event_id``) names every model: only a PII
     *feature* sends a model's events to the general decoder."""
     from drifthouse.config import Config
+    from drifthouse.detectors.model_sketch import Sketches
     from drifthouse.stream.dead_letters import MemoryDeadLetters
-    from drifthouse.stream.model_sketch import Sketches
     from drifthouse.stream.stage import PartitionStage
     from drifthouse.stream.windows import WindowSpec
 

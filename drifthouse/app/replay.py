@@ -1,0 +1,389 @@
+"""Replays: historical data through the same pipeline as the live worker.
+
+``drifthouse replay -c CONFIG --source file:PATH|kafka:TOPIC [--from T] [--to T] [--run-id ID]``
+reads a bounded input, runs decode -> window -> sketch -> evaluate, closes every window at the
+end and writes the rows under the replay's run id. A file source writes its dead letters beside
+it, to ``PATH.dlq``.
+
+``--labels`` and ``--metric-events`` (``file:PATH`` or ``kafka:TOPIC``) add delayed labels and
+metric events. They are read whole (a Kafka topic from ``--from`` to its current end: labels
+come after their predictions) and held beside the predictions, each partition in its own
+order: a message goes in once the predictions' event time has passed its own, right before the
+first prediction past it, as a live worker reading both topics would have seen it (see
+:mod:`drifthouse.stream.side_inputs`). The labels therefore join as they do live whatever the
+span replayed; :class:`LabelCounts` says what became of them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from drifthouse.app.pipeline import Pipeline, PipelineStats, WindowResult
+from drifthouse.config import Config
+from drifthouse.detectors.reference import Profile
+from drifthouse.errors import DecodeError, ProfileError, SourceError, UsageError
+from drifthouse.events import parse_ts
+from drifthouse.profiles.auto import AutoReference
+from drifthouse.sinks.base import Sink
+from drifthouse.sinks.predictions import PredictionLog
+from drifthouse.stream.dead_letters import DeadLetters, FileDeadLetters
+from drifthouse.stream.sources import FileSource, Message, parse_source
+
+__all__ = [
+    "LabelCounts",
+    "Progress",
+    "ReplayAlerts",
+    "ReplaySummary",
+    "load_profiles",
+    "parse_time",
+    "read_side_input",
+    "replay",
+    "replay_alerts",
+    "run_batches",
+]
+
+# Called with (done, total) in the source's own unit (bytes for files, messages for Kafka).
+Progress = Callable[[int, int, PipelineStats], None]
+
+
+class _Ts(msgspec.Struct):
+    ts: int | str | None = None
+
+
+_TS = msgspec.json.Decoder(_Ts)
+
+
+@dataclass
+class _Refusals:
+    """A replay's dead letters, passed on, with the first refusal of each reason kept."""
+
+    inner: DeadLetters
+    first: dict[str, DecodeError] = field(default_factory=dict)
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def send(self, message: Message, error: DecodeError) -> None:
+        self.counts[error.reason] += 1
+        self.first.setdefault(error.reason, error)
+        self.inner.send(message, error)
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@dataclass(frozen=True)
+class LabelCounts:
+    """What became of a replay's labels; every label read is in exactly one of the other
+    counts.
+
+    ``joined``: met their prediction. ``unmatched``: no prediction with their ``event_id``
+    within the label horizon (or no ``event_id``). ``expired``: late, stamped more than the
+    horizon behind the model's clock, so never held. ``duplicate``: a second label of one
+    prediction. ``waiting``: came before their prediction, which the input did not hold by its
+    end. ``refused``: not a valid label event (dead-lettered).
+    """
+
+    read: int
+    joined: int
+    unmatched: int
+    expired: int
+    duplicate: int
+    waiting: int
+    refused: int
+
+    @classmethod
+    def of(cls, pipeline: Pipeline) -> LabelCounts:
+        stage = pipeline.merge.labels
+        if stage is None:
+            return cls(pipeline.labels_read, 0, 0, 0, 0, 0, pipeline.labels_refused)
+        s = stage.join.stats
+        return cls(
+            read=pipeline.labels_read,
+            joined=s.joined,
+            unmatched=s.unmatched,
+            expired=s.expired,
+            duplicate=s.duplicate,
+            waiting=stage.join.waiting,
+            refused=pipeline.labels_refused,
+        )
+
+
+@dataclass
+class ReplaySummary:
+    """What a replay did: its run id, totals and where its dead letters went."""
+
+    run_id: str
+    source: str
+    stats: PipelineStats
+    seconds: float
+    dead_letters: str | None = None
+    windows: list[WindowResult] = field(default_factory=list, repr=False)
+    #: What became of the labels (``--labels``), ``None`` without them.
+    labels: LabelCounts | None = None
+    #: Models on an automatic reference, with the span it was built from.
+    auto_references: dict[str, AutoReference] = field(default_factory=dict)
+
+    @property
+    def events_per_second(self) -> float:
+        return self.stats.messages / self.seconds if self.seconds > 0 else 0.0
+
+
+def parse_time(text: str | None, flag: str) -> int | None:
+    """``--from``/``--to``: RFC 3339 (``2026-01-01T00:00:00Z``, a bare date) or epoch ms."""
+    if text is None:
+        return None
+    value = text.strip()
+    if value.isdigit():
+        return int(value)
+    if len(value) == 10:  # a bare date means its midnight UTC
+        value += "T00:00:00Z"
+    try:
+        return parse_ts(value)
+    except Exception as exc:
+        raise UsageError(
+            f"{flag} must be an RFC 3339 time such as 2026-01-01T00:00:00Z, a date, or epoch milliseconds (got {text!r})"
+        ) from exc
+
+
+def load_profiles(config: Config) -> dict[str, Profile]:
+    """The reference profiles named under ``models:`` (paths relative to the config file)."""
+    out: dict[str, Profile] = {}
+    for model, settings in config.models.items():
+        if settings.reference is None or settings.reference == "auto":
+            continue  # an automatic reference is built from the traffic (stream.auto_reference)
+        path = (
+            settings.reference
+            if settings.reference.is_absolute()
+            else config.base_dir / settings.reference
+        )
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ProfileError(
+                f"models.{model}.reference: cannot read {path} ({exc.strerror}); build it with "
+                f"`drifthouse profile INPUT --model {model} --out {settings.reference}`"
+            ) from exc
+        profile = Profile.from_json(data)
+        pii = sorted({f.name for f in profile.features} & set(settings.pii))
+        if pii:
+            raise ProfileError(
+                f"models.{model}.reference: {path} profiles PII feature(s) {pii}, whose values would "
+                f"reach the store; rebuild it with `drifthouse profile ... -c CONFIG` (which leaves "
+                f"them out) or `--exclude {pii[0]}`"
+            )
+        if profile.model != model:
+            raise ProfileError(
+                f"models.{model}.reference: {path} is the profile of model {profile.model!r}"
+            )
+        out[model] = profile
+    return out
+
+
+def read_side_input(config: Config, source: str, *, from_ms: int | None) -> list[Message]:
+    """``--labels`` or ``--metric-events`` (``file:PATH`` or ``kafka:TOPIC``), read whole (the
+    pipeline holds them until the predictions' event time reaches each)."""
+    src_kind, target = parse_source(source)
+    messages: list[Message] = []
+    if src_kind == "file":
+        for batch, _ in FileSource(Path(target), batch_size=4096).batches():
+            messages += batch
+    else:
+        from drifthouse.kafka import KafkaRangeSource
+
+        for batch, _ in KafkaRangeSource(config.kafka, target, from_ms=from_ms).batches():
+            messages += batch
+    return messages
+
+
+def run_batches(
+    pipeline: Pipeline,
+    batches: Iterator[tuple[Sequence[Message], int]],
+    *,
+    total: int,
+    time_range: tuple[int | None, int | None] = (None, None),
+    progress: Progress | None = None,
+) -> None:
+    """Feed a bounded source through ``pipeline`` (its side inputs held there, see
+    :meth:`Pipeline.hold`) and close every window at its end."""
+    lo, hi = time_range
+    for messages, done in batches:
+        if lo is not None or hi is not None:
+            messages = [m for m in messages if _in_range(m, lo, hi)]
+        pipeline.process(messages)
+        if progress is not None:
+            progress(done, total, pipeline.stats)
+    pipeline.finish()
+
+
+def _in_range(message: Message, lo: int | None, hi: int | None) -> bool:
+    # Cheap pre-filter on the event time; messages that do not decode pass through to be
+    # dead-lettered by the pipeline with their error.
+    try:
+        ts = _TS.decode(message.value).ts
+    except Exception:
+        return True
+    if ts is None:
+        return True
+    try:
+        ms = ts if isinstance(ts, int) else parse_ts(ts)
+    except Exception:
+        return True
+    return (lo is None or ms >= lo) and (hi is None or ms < hi)
+
+
+def replay(
+    config: Config,
+    *,
+    source: str,
+    sink: Sink,
+    run_id: str | None = None,
+    from_ms: int | None = None,
+    to_ms: int | None = None,
+    profiles: Mapping[str, Profile] | None = None,
+    on_window: Sequence[Callable[[WindowResult], None]] = (),
+    progress: Progress | None = None,
+    dead_letters: DeadLetters | None = None,
+    labels: str | None = None,
+    metric_events: str | None = None,
+) -> ReplaySummary:
+    """Run a bounded source through the pipeline into ``sink`` (flushed before returning);
+    ``labels`` and ``metric_events`` name side inputs (``file:PATH`` or ``kafka:TOPIC``)."""
+    kind, target = parse_source(source)
+    if from_ms is not None and to_ms is not None and from_ms >= to_ms:
+        raise UsageError(f"--from must be before --to (got {from_ms} >= {to_ms})")
+    run_id = run_id or "replay-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    if run_id == "live":
+        raise UsageError("--run-id 'live' is reserved for the live worker; choose another id")
+    profiles = load_profiles(config) if profiles is None else profiles
+    started = time.monotonic()
+    dlq_where: str | None = None
+    if kind == "file":
+        path = Path(target)
+        src = FileSource(path, batch_size=max(config.kafka.batch_size, 1024))
+        dead = dead_letters or FileDeadLetters(Path(str(path) + ".dlq"))
+        partitions: list[int] = [0]
+        batches: Iterator[tuple[Sequence[Message], int]] = src.batches()
+        total = src.total_bytes()
+        time_range = (from_ms, to_ms)
+    else:
+        # The Kafka client is imported only when a Kafka source is used.
+        from drifthouse.kafka import KafkaDeadLetters, KafkaRangeSource
+
+        ksrc = KafkaRangeSource(config.kafka, target, from_ms=from_ms, to_ms=to_ms)
+        dead = dead_letters or KafkaDeadLetters(config.kafka, target)
+        partitions = sorted(ksrc.stop)
+        batches = ((msgs, prog[0]) for msgs, prog in ksrc.batches())
+        total = ksrc.total()
+        # Record timestamps bound the read; event times inside it are filtered here.
+        time_range = (from_ms, to_ms)
+    refusals = _Refusals(dead)
+    pipeline = Pipeline(
+        config=config,
+        profiles=profiles,
+        sink=sink,
+        dead_letters=refusals,
+        run_id=run_id,
+        on_window=on_window,
+        prediction_log=PredictionLog.for_config(config, profiles=profiles),
+    )
+    pipeline.expect_partitions(partitions)
+    pipeline.hold(
+        labels=read_side_input(config, labels, from_ms=from_ms) if labels else (),
+        metric_events=read_side_input(config, metric_events, from_ms=from_ms)
+        if metric_events
+        else (),
+    )
+    try:
+        run_batches(pipeline, batches, total=total, time_range=time_range, progress=progress)
+        sink.flush()
+        dead.flush()
+    finally:
+        dead.close()
+    if isinstance(dead, FileDeadLetters) and dead.count:
+        dlq_where = str(dead.path)
+    elif kind == "kafka" and pipeline.stats.invalid + pipeline.stats.late:
+        dlq_where = f"kafka:{target}.dlq"
+    implausible = refusals.first.get("implausible_ts")
+    if implausible is not None and pipeline.stats.events == 0:
+        # Not one event in range: the whole input is in the wrong units, not a few bad events.
+        raise SourceError(
+            f"{source}: no event has a plausible time ({refusals.counts['implausible_ts']:,} "
+            f"refused, kept in {dlq_where or 'the dead letters'}); the first: {implausible.detail}"
+        )
+    return ReplaySummary(
+        run_id,
+        source,
+        pipeline.stats,
+        time.monotonic() - started,
+        dlq_where,
+        labels=LabelCounts.of(pipeline) if labels else None,
+        auto_references=pipeline.merge.auto_references(),
+    )
+
+
+@dataclass
+class ReplayAlerts:
+    """Rules over a replay's windows: alert rows stored under its run id; receivers told only
+    with ``notify``; and, with other rules, what they would have raised (a backtest)."""
+
+    alerting: Any
+    sink: Sink
+    rows: list[Any] = field(default_factory=list)
+    alerts: int = 0
+    keep_rows: bool = False
+
+    def __call__(self, result: WindowResult) -> None:
+        alerts = self.alerting.process(result.metrics, watermark=result.end)
+        if alerts:
+            self.sink.write(alerts)
+            self.alerts += len(alerts)
+        if self.keep_rows:
+            self.rows.extend(result.metrics)
+
+    def finish(self) -> None:
+        self.alerting.drain()
+        self.alerting.close()
+
+
+def replay_alerts(
+    config: Config,
+    sink: Sink,
+    profiles: Mapping[str, Profile],
+    *,
+    run_id: str,
+    notify: bool,
+    keep_rows: bool,
+) -> ReplayAlerts:
+    """The alert stage of a replay. Its state lives apart from the live worker's, so a
+    backtest neither resumes nor disturbs live alerts."""
+    import tempfile
+
+    from drifthouse.alerts import Alerting
+    from drifthouse.app.run import baselines_for
+
+    base = config.alerting.outbox_dir
+    if base is not None and not base.is_absolute():
+        base = config.base_dir / base
+    state_dir = (
+        (base / f"replay-{run_id}")
+        if base is not None
+        else Path(tempfile.mkdtemp(prefix="drifthouse-replay-"))
+    )
+    alerting = Alerting(
+        config,
+        baselines=baselines_for(dict(profiles)),
+        notify=notify,
+        state_dir=state_dir,
+        resume=False,
+    )
+    return ReplayAlerts(alerting, sink, keep_rows=keep_rows)

@@ -1,0 +1,754 @@
+"""Everything drifthouse keeps about one model in one pane: the detectors' states side by side.
+
+:class:`ModelSketch` is built once per model from its reference profile and follows the same
+protocol as each detector (``empty``, ``update``, ``merge``, ``evaluate``), so the window
+manager can treat a model's whole pane as one mergeable value. A model without a reference
+profile still gets its model-level metrics (events, latency, error rates). On an automatic
+reference (``reference: auto``, the default for models without a profile file) its panes also
+keep their events (:mod:`drifthouse.detectors.raw_panes`) until the merge stage has built the
+reference from the model's first span of traffic (:mod:`drifthouse.profiles.auto`);
+the sketch built on that reference then replays them (:meth:`ModelSketch.resolve`), so the
+features are sketched exactly as if the layout had been known from the first event.
+
+Segments
+--------
+Events with a ``segment`` (``{"country": "DE"}``) also feed a small :class:`SegmentState` per
+segment value (``("country", "DE")``): its event count, latency, status codes and prediction,
+so a window gets the serving metrics (``events``, ``throughput_rps``, latency quantiles, error
+rates, prediction drift) per segment value as well. Feature drift and quality, late and
+invalid counts and importance stay model-wide. A merge is the union of the values with a merge
+per value, so panes, partitions and workers add up exactly as the model-level state does.
+
+How many values are written is decided when a window is evaluated, never by arrival order: per
+attribute, the ``max_segment_values`` values with the most events (ties by value) are kept
+apart and the rest pooled into ``attr=__other__``. To bound memory, one pane of one partition
+keeps at most ``10 * max_segment_values`` values per attribute apart (``pane_segment_limit``)
+and pools later ones into ``__other__`` as they arrive: below that limit the window's values
+do not depend on how events are spread over partitions.
+
+Attributes are bounded the same way: the decoder refuses an event with more than
+``max_segment_attributes`` of them (``too_many_segments``), a window writes the
+``max_segment_attributes`` attributes with the most events (ties by name) and leaves the others
+out (logged as ``segments.attributes_dropped``), and one pane keeps at most ten times as many
+(later attributes are not kept), so events naming fresh attributes cannot multiply rows or
+memory either.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import msgspec
+import numpy as np
+
+from drifthouse.config import MetricsConfig, ModelConfig, auto_span_of, format_duration
+from drifthouse.detectors.base import Result
+from drifthouse.detectors.categorical import CategoricalBlock, CategoricalState
+from drifthouse.detectors.columns import Columns, FeatureLayout, extract
+from drifthouse.detectors.importance import ImportanceSketch, ImportanceState
+from drifthouse.detectors.numeric import NumericBlock, NumericState, SketchPart
+from drifthouse.detectors.quantiles import QuantileSketch, QuantileState
+from drifthouse.detectors.raw_panes import (
+    RawLeaf,
+    RawTree,
+    decode_events,
+    decode_tree,
+    encode_tree,
+    same_tree,
+)
+from drifthouse.detectors.reference import Profile
+from drifthouse.detectors.status import StatusCounter, StatusState
+from drifthouse.errors import SketchError
+from drifthouse.logs import get_logger
+
+if TYPE_CHECKING:
+    from drifthouse.profiles.auto import AutoReference
+
+__all__ = [
+    "OTHER_VALUE",
+    "PREDICTION_FEATURE",
+    "ModelSketch",
+    "ModelState",
+    "SegmentState",
+    "Sketches",
+]
+
+log = get_logger("sketches")
+
+PREDICTION_FEATURE = "__prediction__"
+_PREDICTION_METRICS = frozenset({"psi", "ks", "ks_pvalue", "js", "chi2", "chi2_pvalue", "mean"})
+OTHER_VALUE = "__other__"
+PANE_LIMIT_FACTOR = 10  # distinct values per attribute one pane keeps apart, x max_segment_values
+
+SegmentKey = tuple[str, str]  # (attribute, value)
+
+
+class _WireSegment(msgspec.Struct, array_like=True):
+    attribute: str
+    value: str
+    events: int
+    latency: bytes
+    status: bytes
+    prediction: bytes | None
+
+
+class _WireState(msgspec.Struct, array_like=True):
+    numeric: bytes
+    categorical: bytes
+    latency: bytes
+    status: bytes
+    prediction: bytes | None
+    counters: list[int]
+    prediction_kind: str = "numeric"
+    importance: bytes | None = None
+    # zlib of the _WireSegment list (a latency sketch is 18 KB raw, mostly zeros: ~0.4 KB
+    # compressed); absent in states written before segments.
+    segments: bytes | None = None
+    # The raw pane tree of a model whose automatic reference is not built yet.
+    raw: bytes | None = None
+
+
+_ENCODE = msgspec.msgpack.Encoder().encode
+_DECODE = msgspec.msgpack.Decoder(_WireState).decode
+_DECODE_SEGMENTS = msgspec.msgpack.Decoder(list[_WireSegment]).decode
+
+# Counter slots of ModelState.counters.
+EVENTS, LATE, INVALID = 0, 1, 2
+
+
+def _decode_prediction(kind: str, data: bytes | None) -> NumericState | CategoricalState | None:
+    if data is None:
+        return None
+    return (CategoricalState if kind == "categorical" else NumericState).from_bytes(data)
+
+
+def _same(
+    a: NumericState | CategoricalState | None, b: NumericState | CategoricalState | None
+) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return a.equals(b)
+
+
+@dataclass(frozen=True, eq=False)
+class SegmentState:
+    """The serving state of one segment value in one pane: events, latency, status codes and
+    the prediction (``None`` for a model without a profiled prediction)."""
+
+    counters: np.ndarray  # int64 [events]
+    latency: QuantileState
+    status: StatusState
+    prediction: NumericState | CategoricalState | None
+
+    @property
+    def events(self) -> int:
+        return int(self.counters[EVENTS])
+
+    def equals(self, other: SegmentState) -> bool:
+        """Bitwise equality of every part."""
+        return (
+            bool(np.array_equal(self.counters, other.counters))
+            and self.latency.equals(other.latency)
+            and self.status.equals(other.status)
+            and _same(self.prediction, other.prediction)
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class ModelState:
+    """One model's pane: the states of its detectors plus event counters."""
+
+    numeric: NumericState
+    categorical: CategoricalState
+    latency: QuantileState
+    status: StatusState
+    prediction: NumericState | CategoricalState | None
+    counters: np.ndarray  # int64 [events, late_events, invalid_events]
+    importance: ImportanceState | None = None
+    # Per segment value, in the order values were first seen (or merged: sorted).
+    segments: dict[SegmentKey, SegmentState] = field(default_factory=dict)
+    # The pane's events, kept while the model's automatic reference is not built (see
+    # drifthouse.detectors.raw_panes); None otherwise.
+    raw: RawTree | None = None
+
+    def to_bytes(self) -> bytes:
+        """Serialise exactly, for partial-window messages between workers."""
+        return _ENCODE(
+            _WireState(
+                numeric=self.numeric.to_bytes(),
+                categorical=self.categorical.to_bytes(),
+                latency=self.latency.to_bytes(),
+                status=self.status.to_bytes(),
+                prediction=self.prediction.to_bytes() if self.prediction is not None else None,
+                counters=[int(c) for c in self.counters],
+                prediction_kind="categorical"
+                if isinstance(self.prediction, CategoricalState)
+                else "numeric",
+                importance=self.importance.to_bytes() if self.importance is not None else None,
+                segments=self._segments_bytes() if self.segments else None,
+                raw=encode_tree(self.raw) if self.raw is not None else None,
+            )
+        )
+
+    def _segments_bytes(self) -> bytes:
+        wire = [
+            _WireSegment(
+                attribute=attr,
+                value=value,
+                events=seg.events,
+                latency=seg.latency.to_bytes(),
+                status=seg.status.to_bytes(),
+                prediction=seg.prediction.to_bytes() if seg.prediction is not None else None,
+            )
+            for (attr, value), seg in self.segments.items()
+        ]
+        return zlib.compress(_ENCODE(wire), 1)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ModelState:
+        """Restore a state written by :meth:`to_bytes` (raises ``SketchError`` on foreign bytes)."""
+        try:
+            wire = _DECODE(data)
+            segments = _DECODE_SEGMENTS(zlib.decompress(wire.segments)) if wire.segments else []
+        except (msgspec.DecodeError, zlib.error) as exc:
+            raise SketchError(f"not a serialised model state: {exc}") from exc
+        return cls(
+            numeric=NumericState.from_bytes(wire.numeric),
+            categorical=CategoricalState.from_bytes(wire.categorical),
+            latency=QuantileState.from_bytes(wire.latency),
+            status=StatusState.from_bytes(wire.status),
+            prediction=_decode_prediction(wire.prediction_kind, wire.prediction),
+            counters=np.asarray(wire.counters, dtype=np.int64),
+            importance=ImportanceState.from_bytes(wire.importance)
+            if wire.importance is not None
+            else None,
+            segments={
+                (w.attribute, w.value): SegmentState(
+                    counters=np.asarray([w.events], dtype=np.int64),
+                    latency=QuantileState.from_bytes(w.latency),
+                    status=StatusState.from_bytes(w.status),
+                    prediction=_decode_prediction(wire.prediction_kind, w.prediction),
+                )
+                for w in segments
+            },
+            raw=decode_tree(wire.raw) if wire.raw is not None else None,
+        )
+
+    def equals(self, other: ModelState) -> bool:
+        """Bitwise equality of every part."""
+        same_pred = _same(self.prediction, other.prediction)
+        same_segments = self.segments.keys() == other.segments.keys() and all(
+            seg.equals(other.segments[key]) for key, seg in self.segments.items()
+        )
+        same_importance = (
+            self.importance is None
+            if other.importance is None
+            else self.importance is not None and self.importance.equals(other.importance)
+        )
+        return (
+            self.numeric.equals(other.numeric)
+            and self.categorical.equals(other.categorical)
+            and self.latency.equals(other.latency)
+            and self.status.equals(other.status)
+            and same_pred
+            and same_importance
+            and same_segments
+            and same_tree(self.raw, other.raw)
+            and bool(np.array_equal(self.counters, other.counters))
+        )
+
+
+class ModelSketch:
+    """The sketches of one model, laid out from its reference profile.
+
+    Parameters
+    ----------
+    model:
+        The model name.
+    profile:
+        Its reference profile, or ``None`` (model-level metrics only).
+    metrics, model_config:
+        Settings: eps, latency accuracy; configured out-of-range bounds.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        profile: Profile | None,
+        metrics: MetricsConfig,
+        model_config: ModelConfig | None = None,
+        auto_span: int | None = None,
+    ) -> None:
+        self.model = model
+        self.profile = profile
+        #: The span of the model's automatic reference (ms), when it runs on one.
+        self.auto_span = auto_span
+        #: Panes keep their events: the automatic reference is not built yet.
+        self.collects_raw = profile is None and auto_span is not None
+        bounds = dict(model_config.bounds) if model_config else {}
+        if profile is not None:
+            # PII features are never sketched: their values would reach the store as bins and
+            # category labels. (The prediction log keeps them, as keyed hashes.)
+            pii = set(model_config.pii) if model_config else set()
+            numeric = [f for f in profile.numeric if f.name not in pii]
+            categorical = [f for f in profile.categorical if f.name not in pii]
+            known = {f.name for f in numeric}
+            bounds = {k: v for k, v in bounds.items() if k in known}
+            self.numeric = NumericBlock(numeric, bounds=bounds, eps=profile.settings.eps)
+            self.categorical = CategoricalBlock(categorical, eps=profile.settings.eps)
+        else:
+            self.numeric = NumericBlock([], eps=metrics.eps)
+            self.categorical = CategoricalBlock([], eps=metrics.eps)
+        self.latency = QuantileSketch(metrics.latency_relative_accuracy)
+        self.max_segment_values = metrics.max_segment_values
+        self.pane_segment_limit = PANE_LIMIT_FACTOR * metrics.max_segment_values
+        self.max_segment_attributes = metrics.max_segment_attributes
+        self.pane_attribute_limit = PANE_LIMIT_FACTOR * metrics.max_segment_attributes
+        self._dropped_logged = False
+        self.status = StatusCounter()
+        pred = profile.prediction if profile is not None else None
+        # Prediction drift: a score (regression, binary probability) on a numeric grid, or
+        # class labels as categories.
+        self.prediction: NumericBlock | CategoricalBlock | None = None
+        if pred is not None:
+            renamed = msgspec.structs.replace(pred, name=PREDICTION_FEATURE)
+            if pred.kind == "numeric":
+                self.prediction = NumericBlock([renamed], eps=metrics.eps)
+            else:
+                self.prediction = CategoricalBlock([renamed], eps=metrics.eps)
+        self.baselines = profile.baselines if profile is not None else None
+        # Feature importance: joint (feature bin, prediction bin) histograms, for a numeric
+        # prediction (a score or a regression output) and at least one sketched feature.
+        self.importance: ImportanceSketch | None = None
+        if (
+            metrics.importance
+            and profile is not None
+            and pred is not None
+            and pred.kind == "numeric"
+            and (numeric or categorical)
+        ):
+            ref = profile.baselines.importance
+            names = [f.name for f in (*numeric, *categorical)]
+            self.importance = ImportanceSketch(
+                numeric,
+                categorical,
+                pred.psi_edges,
+                reference={n: ref[n] for n in names} if all(n in ref for n in names) else None,
+            )
+        cat = self.categorical
+        classes = self.prediction if isinstance(self.prediction, CategoricalBlock) else None
+        self.layout = FeatureLayout(
+            numeric=self.numeric.names,
+            categorical=cat.names,
+            categories=tuple(cat.encoder(j) for j in range(cat.n_features)),
+            unseen=tuple(cat.new_code(j) for j in range(cat.n_features)),
+            prediction_categories=classes.encoder(0) if classes is not None else None,
+            prediction_unseen=classes.new_code(0) if classes is not None else 0,
+        )
+
+    def empty(self) -> ModelState:
+        return ModelState(
+            numeric=self.numeric.empty(),
+            categorical=self.categorical.empty(),
+            latency=self.latency.empty(),
+            status=self.status.empty(),
+            prediction=self.prediction.empty() if self.prediction is not None else None,
+            counters=np.zeros(3, dtype=np.int64),
+            importance=self.importance.empty() if self.importance is not None else None,
+            raw=RawLeaf() if self.collects_raw else None,
+        )
+
+    def empty_segment(self) -> SegmentState:
+        return SegmentState(
+            counters=np.zeros(1, dtype=np.int64),
+            latency=self.latency.empty(),
+            status=self.status.empty(),
+            prediction=self.prediction.empty() if self.prediction is not None else None,
+        )
+
+    def _serve(
+        self,
+        latency: QuantileState,
+        status: StatusState,
+        prediction: NumericState | CategoricalState | None,
+        cols: Columns,
+        idx: np.ndarray | None,
+    ) -> None:
+        """Latency, status codes and prediction of the rows ``idx`` (all when ``None``)."""
+        lat = cols.latency if idx is None else cols.latency[idx]
+        lat = lat[~np.isnan(lat)]
+        if lat.size:
+            self.latency.update(latency, lat)
+        self.status.update(status, cols.http_status if idx is None else cols.http_status[idx])
+        if isinstance(self.prediction, NumericBlock) and isinstance(prediction, NumericState):
+            score = (cols.score if idx is None else cols.score[idx])[:, None]
+            self.prediction.update(prediction, score, np.isnan(score).astype(np.uint8))
+        elif isinstance(self.prediction, CategoricalBlock) and isinstance(
+            prediction, CategoricalState
+        ):
+            assert cols.pred_codes is not None
+            codes = cols.pred_codes if idx is None else cols.pred_codes[idx]
+            self.prediction.update(prediction, codes[:, None])
+
+    def update(
+        self, state: ModelState, cols: Columns, raw: Sequence[bytes] | None = None
+    ) -> ModelState:
+        """Add one micro-batch of this model's events (in arrival order), in place.
+
+        ``raw`` are the same events encoded (:func:`~drifthouse.detectors.raw_panes.encode_events`),
+        kept in the pane while :attr:`collects_raw`."""
+        if len(cols) == 0:
+            return state
+        if state.raw is not None:
+            if not self.collects_raw:
+                state = self.resolve(state)
+            else:
+                if raw is None or len(raw) != len(cols) or not isinstance(state.raw, RawLeaf):
+                    raise SketchError(
+                        f"model {self.model!r} keeps its panes' events until its automatic "
+                        f"reference is built: expected the {len(cols)} encoded events of the "
+                        f"batch and a pane, got {0 if raw is None else len(raw)} events and "
+                        f"{'a pane' if isinstance(state.raw, RawLeaf) else 'a merged window'}"
+                    )
+                state.raw.events.extend(raw)
+        self.numeric.update(state.numeric, cols.numeric, cols.status)
+        self.categorical.update(state.categorical, cols.codes)
+        self._serve(state.latency, state.status, state.prediction, cols, None)
+        if cols.segments:
+            self._update_segments(state.segments, cols)
+        if self.importance is not None and state.importance is not None:
+            self.importance.update(
+                state.importance, cols.numeric, cols.status, cols.codes, cols.score
+            )
+        state.counters[EVENTS] += len(cols)
+        return state
+
+    def _update_segments(self, segments: dict[SegmentKey, SegmentState], cols: Columns) -> None:
+        """Each segment value's rows, in arrival order. Values beyond the pane's limit for their
+        attribute go to ``__other__``, with the events of values literally named so, in one
+        update of their rows in arrival order (so batch cuts change no digit)."""
+        pooled: dict[str, list[np.ndarray]] = {}
+        distinct: Counter[str] | None = None
+        attrs: set[str] | None = None
+        for key, idx in cols.segments.items():  # in the order of their first row
+            attr, value = key
+            seg = segments.get(key)
+            if seg is None:
+                if attrs is None:
+                    attrs = {a for a, _ in segments}
+                if attr not in attrs:
+                    if len(attrs) >= self.pane_attribute_limit:
+                        continue  # a pane keeps so many attributes; a window writes fewer
+                    attrs.add(attr)
+                if value == OTHER_VALUE:
+                    pooled.setdefault(attr, []).append(idx)
+                    continue
+                if distinct is None:
+                    distinct = Counter(a for a, v in segments if v != OTHER_VALUE)
+                if distinct[attr] >= self.pane_segment_limit:
+                    pooled.setdefault(attr, []).append(idx)
+                    continue
+                distinct[attr] += 1
+                seg = segments[key] = self.empty_segment()
+            elif value == OTHER_VALUE:
+                pooled.setdefault(attr, []).append(idx)
+                continue
+            self._update_segment(seg, cols, idx)
+        for attr, parts in pooled.items():
+            key = (attr, OTHER_VALUE)
+            seg = segments.get(key)
+            if seg is None:
+                seg = segments[key] = self.empty_segment()
+            rows = parts[0] if len(parts) == 1 else np.sort(np.concatenate(parts))
+            self._update_segment(seg, cols, rows)
+
+    def _update_segment(self, seg: SegmentState, cols: Columns, idx: np.ndarray) -> None:
+        self._serve(seg.latency, seg.status, seg.prediction, cols, idx)
+        seg.counters[EVENTS] += idx.size
+
+    def count(self, state: ModelState, slot: int, n: int) -> ModelState:
+        """Add ``n`` to a counter (``LATE`` or ``INVALID``), in place."""
+        if state.raw is not None:
+            if not self.collects_raw:
+                state = self.resolve(state)
+            elif isinstance(state.raw, RawLeaf):
+                if slot == LATE:
+                    state.raw.late += n
+                else:
+                    state.raw.invalid += n
+        state.counters[slot] += n
+        return state
+
+    def resolve(self, state: ModelState) -> ModelState:
+        """The state with its kept events sketched on this model's reference: each pane in one
+        update, each merge made again in the same order (see :mod:`~drifthouse.detectors.raw_panes`).
+        A state keeping no events is returned as it is."""
+        if state.raw is None or self.collects_raw:
+            return state
+        return self._replay(state.raw)
+
+    def _replay(self, tree: RawTree) -> ModelState:
+        if not isinstance(tree, RawLeaf):
+            return self.merge(self._replay(tree[0]), self._replay(tree[1]))
+        state = self.empty()
+        if tree.events:
+            state = self.update(state, extract(decode_events(tree.events), self.layout))
+        state.counters[LATE] += tree.late
+        state.counters[INVALID] += tree.invalid
+        return state
+
+    def merge(self, a: ModelState, b: ModelState) -> ModelState:
+        """A new state holding both (pure: a pane takes part in several sliding windows)."""
+        raw: RawTree | None = None
+        if self.collects_raw:
+            if a.raw is None or b.raw is None:
+                raise SketchError(
+                    f"model {self.model!r}: cannot merge a sketched pane before its reference"
+                )
+            raw = (a.raw, b.raw)
+        else:
+            a, b = self.resolve(a), self.resolve(b)
+        return ModelState(
+            numeric=self.numeric.merge(a.numeric, b.numeric),
+            categorical=self.categorical.merge(a.categorical, b.categorical),
+            latency=self.latency.merge(a.latency, b.latency),
+            status=self.status.merge(a.status, b.status),
+            prediction=self._merge_prediction(a.prediction, b.prediction),
+            counters=a.counters + b.counters,
+            importance=self.importance.merge(a.importance, b.importance)
+            if self.importance is not None and a.importance is not None and b.importance is not None
+            else None,
+            segments=self._merge_segments(a.segments, b.segments),
+            raw=raw,
+        )
+
+    def merge_segment(self, a: SegmentState, b: SegmentState) -> SegmentState:
+        """A new segment state holding both."""
+        return SegmentState(
+            counters=a.counters + b.counters,
+            latency=self.latency.merge(a.latency, b.latency),
+            status=self.status.merge(a.status, b.status),
+            prediction=self._merge_prediction(a.prediction, b.prediction),
+        )
+
+    def _merge_prediction(
+        self,
+        a: NumericState | CategoricalState | None,
+        b: NumericState | CategoricalState | None,
+    ) -> NumericState | CategoricalState | None:
+        if self.prediction is None or a is None or b is None:
+            return None
+        return self.prediction.merge(a, b)  # type: ignore[arg-type]
+
+    def _merge_segments(
+        self, a: dict[SegmentKey, SegmentState], b: dict[SegmentKey, SegmentState]
+    ) -> dict[SegmentKey, SegmentState]:
+        # The union of the values, sorted; a value on one side only is copied (merged with an
+        # empty state, the identity), so the result shares no array with its inputs.
+        if not a and not b:
+            return {}
+        out = {}
+        for key in sorted(a.keys() | b.keys()):
+            sa, sb = a.get(key), b.get(key)
+            out[key] = self.merge_segment(
+                sa if sa is not None else self.empty_segment(),
+                sb if sb is not None else self.empty_segment(),
+            )
+        return out
+
+    def evaluate(self, state: ModelState, window_ms: int) -> list[Result]:
+        """Every metric of a closed window: per feature, then model level (``feature == ''``)."""
+        events = int(state.counters[EVENTS])
+        out: list[Result] = []
+        if events:
+            out += self.numeric.evaluate(self.numeric.reference, state.numeric)
+            out += self.categorical.evaluate(self.categorical.reference, state.categorical)
+            out += self._prediction_results(state.prediction)
+            if self.importance is not None and state.importance is not None:
+                out += self.importance.evaluate(None, state.importance)
+            out += self.latency.evaluate(None, state.latency)
+            out += self.status.evaluate(None, state.status)
+        out += [
+            Result("", "events", float(events), None, 0, events),
+            Result("", "late_events", float(state.counters[LATE]), None, 0, events),
+            Result("", "invalid_events", float(state.counters[INVALID]), None, 0, events),
+            Result("", "throughput_rps", events / (window_ms / 1000.0), None, 0, events),
+        ]
+        return out
+
+    def _prediction_results(self, state: NumericState | CategoricalState | None) -> list[Result]:
+        """The prediction's drift metrics (``feature == '__prediction__'``)."""
+        if self.prediction is None or state is None:
+            return []
+        return [
+            r
+            for r in self.prediction.evaluate(self.prediction.reference, state)  # type: ignore[arg-type]
+            if r.metric in _PREDICTION_METRICS
+        ]
+
+    def capped_segments(self, state: ModelState) -> Iterator[tuple[str, SegmentState]]:
+        """``("attr=value", state)`` of a window, sorted: the ``max_segment_attributes``
+        attributes with the most events (ties by name), and per attribute the
+        ``max_segment_values`` values with the most events (ties by value) kept apart, the rest
+        merged (in value order) into ``attr=__other__`` with what a pane pooled there."""
+        by_attr: dict[str, list[tuple[str, SegmentState]]] = {}
+        for (attr, value), seg in state.segments.items():
+            by_attr.setdefault(attr, []).append((value, seg))
+        if len(by_attr) > self.max_segment_attributes:
+            # Each event has at most one value per attribute: an attribute's events are the
+            # sum over its values.
+            ranked = sorted(by_attr, key=lambda a: (-sum(s.events for _, s in by_attr[a]), a))
+            dropped = ranked[self.max_segment_attributes :]
+            (log.warning if not self._dropped_logged else log.debug)(
+                "segments.attributes_dropped",
+                model=self.model,
+                kept=self.max_segment_attributes,
+                dropped=len(dropped),
+                first_dropped=dropped[:3],
+                hint="raise metrics.max_segment_attributes, or send fewer segment attributes",
+            )
+            self._dropped_logged = True
+            by_attr = {a: by_attr[a] for a in ranked[: self.max_segment_attributes]}
+        for attr in sorted(by_attr):
+            named = sorted(
+                (t for t in by_attr[attr] if t[0] != OTHER_VALUE),
+                key=lambda t: (-t[1].events, t[0]),
+            )
+            keep = named[: self.max_segment_values]
+            pool = sorted(
+                [t for t in by_attr[attr] if t[0] == OTHER_VALUE]
+                + named[self.max_segment_values :],
+                key=lambda t: t[0],
+            )
+            if pool:
+                merged = pool[0][1]
+                for _, seg in pool[1:]:
+                    merged = self.merge_segment(merged, seg)
+                keep.append((OTHER_VALUE, merged))
+            for value, seg in sorted(keep, key=lambda t: t[0]):
+                yield f"{attr}={value}", seg
+
+    def evaluate_segment(self, seg: SegmentState, window_ms: int) -> list[Result]:
+        """The serving metrics of one segment value's window (``feature == ''``, and the
+        prediction's drift with ``feature == '__prediction__'``)."""
+        events = seg.events
+        out: list[Result] = []
+        if events:
+            out += self._prediction_results(seg.prediction)
+            out += self.latency.evaluate(None, seg.latency)
+            out += self.status.evaluate(None, seg.status)
+        out += [
+            Result("", "events", float(events), None, 0, events),
+            Result("", "throughput_rps", events / (window_ms / 1000.0), None, 0, events),
+        ]
+        return out
+
+    def sketch_parts(self, state: ModelState) -> list[SketchPart]:
+        """The mergeable state as rows for the ``sketches`` table."""
+        parts = self.numeric.sketch_parts(state.numeric) + self.categorical.sketch_parts(
+            state.categorical
+        )
+        if int(self.latency.count(state.latency)):
+            parts += self.latency.sketch_parts(state.latency)
+        if self.prediction is not None and state.prediction is not None:
+            parts += self.prediction.sketch_parts(state.prediction)  # type: ignore[arg-type]
+        return parts
+
+    def baseline(self, feature: str, metric: str) -> float | None:
+        """The reference value of a metric, for rules such as ``value > 2 * baseline``."""
+        if self.baselines is None:
+            return None
+        if feature == "":
+            value = getattr(self.baselines, metric, None)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
+            return self.baselines.labels.get(metric)
+        if self.profile is None:
+            return None
+        for f in self.profile.features:
+            if f.name == feature:
+                if metric == "missing_rate":
+                    return f.missing_rate
+                if metric in {"mean", "std", "min", "max"}:
+                    return getattr(f, metric)  # type: ignore[no-any-return]
+        return None
+
+
+class Sketches:
+    """Each model's :class:`ModelSketch`, built on first use from its profile and settings."""
+
+    def __init__(
+        self,
+        profiles: Mapping[str, Profile],
+        metrics: MetricsConfig,
+        models: Mapping[str, ModelConfig] | None = None,
+    ) -> None:
+        self.profiles = dict(profiles)
+        self.metrics = metrics
+        self.models = dict(models or {})
+        self._built: dict[str, ModelSketch] = {}
+        self._no_reference: set[str] = set()
+        #: The automatic references built (by the merge stage), by model, with their spans.
+        self.auto_references: dict[str, AutoReference] = {}
+        self._announced: set[str] = set()
+        #: Called with ``(model, span_ms, listed)`` when a model on an automatic reference is
+        #: first seen (the CLI prints a line).
+        self.announce: list[Callable[[str, int, bool], None]] = []
+
+    def auto_span(self, model: str) -> int | None:
+        """The span of ``model``'s automatic reference (``None``: it has a profile file, or
+        none at all)."""
+        if not model or model in self._no_reference:
+            return None
+        return auto_span_of(self.models.get(model) or ModelConfig(), self.metrics)
+
+    def __call__(self, model: str) -> ModelSketch:
+        sketch = self._built.get(model)
+        if sketch is None:
+            profile = self.profiles.get(model)
+            span = None if profile is not None else self.auto_span(model)
+            if profile is None and model:
+                if span is not None:
+                    self.on_auto(model, span)
+                else:
+                    log.warning(
+                        "model.no_reference", model=model, hint="drifthouse profile builds one"
+                    )
+            sketch = ModelSketch(model, profile, self.metrics, self.models.get(model), span)
+            self._built[model] = sketch
+        return sketch
+
+    def on_auto(self, model: str, span: int) -> None:
+        """A model first seen on an automatic reference (logged once per model)."""
+        if model in self._announced:
+            return
+        self._announced.add(model)
+        listed = model in self.models
+        if listed:
+            log.info("model.auto_reference", model=model, span=format_duration(span))
+        else:
+            # Unlisted: perhaps a misspelled name under `models:`. Say so once, loudly.
+            log.warning(
+                "model.auto_reference",
+                model=model,
+                span=format_duration(span),
+                hint="not under models: in the config; it is monitored against a reference "
+                "built from its first span of traffic (`drifthouse profile` builds one from a file)",
+            )
+        for callback in self.announce:
+            callback(model, span, listed)
+
+    def set_reference(self, model: str, profile: Profile | None) -> None:
+        """The automatic reference of ``model`` is built (``None``: it could not be, so the
+        model keeps its serving metrics only). Its sketch is laid out anew; states kept by the
+        old one are resolved on their next update or merge."""
+        if profile is None:
+            self._no_reference.add(model)
+            self.profiles.pop(model, None)
+        else:
+            self.profiles[model] = profile
+        self._built.pop(model, None)

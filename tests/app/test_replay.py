@@ -1,0 +1,195 @@
+"""``replay()`` of a file with ``--labels``: labels join as they do live, whatever the span."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from drifthouse.app.pipeline import Pipeline
+from drifthouse.app.replay import LabelCounts, replay
+from drifthouse.config import Config
+from drifthouse.errors import SourceError
+from drifthouse.sinks.base import MemorySink
+from drifthouse.stream.dead_letters import MemoryDeadLetters
+from drifthouse.stream.sources import Message
+
+MINUTE = 60_000
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+START = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+
+def _config(**metrics: object) -> Config:
+    return Config.model_validate(
+        {
+            "windows": [{"size": "1h"}, {"size": "1d"}],
+            "models": {"fraud": {"task": "classification"}, "churn": {}},
+            "metrics": metrics,
+        }
+    )
+
+
+def _stream(days: int, every_ms: int, delay_ms: int) -> tuple[list[bytes], list[bytes]]:
+    """Predictions of two models every ``every_ms`` for ``days``, each labelled ``delay_ms``
+    later; the labels file is in label-time order, as a labels topic is."""
+    preds, labels = [], []
+    n = days * DAY // every_ms
+    for i in range(n):
+        ts = START + i * every_ms
+        model = "fraud" if i % 3 else "churn"
+        score = (i * 7919 % 1000) / 1000
+        preds.append(
+            json.dumps(
+                {"model": model, "ts": ts, "event_id": f"e{i}", "prediction": score,
+                 "features": {"amount": float(i % 97)}}
+            ).encode()
+        )  # fmt: skip
+        labels.append(
+            json.dumps(
+                {
+                    "event_id": f"e{i}",
+                    "model": model,
+                    "ts": ts + delay_ms,
+                    "label": int(score > 0.4),
+                }
+            ).encode()
+        )
+    return preds, labels
+
+
+def _write(path: Path, lines: Sequence[bytes]) -> str:
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    return f"file:{path}"
+
+
+def _key(row: object) -> tuple[object, ...]:
+    return tuple(
+        getattr(row, f)
+        for f in ("window", "window_start", "model", "feature", "segment", "metric", "value", "n")
+    )
+
+
+def _live(config: Config, preds: Sequence[bytes], labels: Sequence[bytes]) -> MemorySink:
+    """What a live worker sees: every message at its own event time (ties: the prediction
+    first), predictions of one partition, labels as they arrive."""
+    sink = MemorySink()
+    pipe = Pipeline(
+        config=config, profiles={}, sink=sink, dead_letters=MemoryDeadLetters(), run_id="r"
+    )
+    timed = [(json.loads(v)["ts"], 0, i, v) for i, v in enumerate(preds)]
+    timed += [(json.loads(v)["ts"], 1, i, v) for i, v in enumerate(labels)]
+    timed.sort()
+    run: list[Message] = []
+    for _, kind, i, v in timed:
+        if kind == 0:
+            run.append(Message(v, 0, i))
+            continue
+        if run:
+            pipe.process(run)
+            run = []
+        pipe.add_labels([Message(v, 0, i)])
+    if run:
+        pipe.process(run)
+    pipe.finish()
+    sink.flush()
+    return sink
+
+
+@pytest.mark.parametrize(
+    ("days", "every_ms", "delay_ms", "horizon"),
+    [
+        pytest.param(120, 90 * MINUTE, 2 * HOUR, "7d", id="four-months-labels-2h-later"),
+        pytest.param(30, 40 * MINUTE, 3 * DAY, "7d", id="labels-3-days-later"),
+        pytest.param(20, HOUR, 2 * HOUR, "1d", id="span-20-horizons"),
+    ],
+)
+def test_file_replay_joins_every_label_whatever_the_span(
+    tmp_path: Path, days: int, every_ms: int, delay_ms: int, horizon: str
+) -> None:
+    config = _config(label_horizon=horizon)
+    preds, labels = _stream(days, every_ms, delay_ms)
+    sink = MemorySink()
+    summary = replay(
+        config,
+        source=_write(tmp_path / "preds.jsonl", preds),
+        labels=_write(tmp_path / "labels.jsonl", labels),
+        sink=sink,
+        run_id="r",
+        profiles={},
+        dead_letters=MemoryDeadLetters(),
+    )
+    assert summary.labels is not None
+    assert summary.labels == LabelCounts(len(labels), len(labels), 0, 0, 0, 0, 0)
+    got = sorted(_key(r) for r in sink.rows("metrics"))
+    labelled = sum(
+        r.value
+        for r in sink.rows("metrics")
+        if (r.window, r.metric, r.segment) == ("1d", "labels", "")
+    )
+    assert labelled == len(labels)  # the windows' label metrics hold every label
+    assert got == sorted(_key(r) for r in _live(config, preds, labels).rows("metrics"))
+
+
+def test_file_replay_keeps_metric_events_of_every_window_whatever_the_span(
+    tmp_path: Path,
+) -> None:
+    config = _config()
+    preds, _ = _stream(120, 30 * MINUTE, 0)  # a few micro-batches
+    metrics = [
+        json.dumps(
+            {"model": "fraud", "ts": START + d * DAY + HOUR, "metrics": {"cpu_util": d / 100}}
+        ).encode()
+        for d in range(120)
+    ]
+    sink = MemorySink()
+    replay(
+        config,
+        source=_write(tmp_path / "preds.jsonl", preds),
+        metric_events=_write(tmp_path / "metrics.jsonl", metrics),
+        sink=sink,
+        run_id="r",
+        profiles={},
+        dead_letters=MemoryDeadLetters(),
+    )
+    days = sorted(
+        (r.window_start - START) // DAY
+        for r in sink.rows("metrics")
+        if (r.window, r.metric) == ("1d", "cpu_util")
+    )
+    assert days == list(range(120))
+
+
+def test_a_file_timed_in_epoch_seconds_is_refused_with_a_hint(tmp_path: Path) -> None:
+    preds = [
+        json.dumps({"model": "fraud", "ts": (START + i * MINUTE) // 1000, "features": {}}).encode()
+        for i in range(50)
+    ]
+    source = _write(tmp_path / "preds.jsonl", preds)
+    with pytest.raises(SourceError) as info:
+        replay(config=_config(), source=source, sink=MemorySink(), run_id="r", profiles={})
+    message = str(info.value)
+    assert "no event has a plausible time (50 refused" in message
+    assert "looks like epoch seconds (2026-01-01T00:00:00.000Z)" in message
+    assert "send milliseconds (multiply by 1000)" in message
+    # Nothing is lost: every event is in the dead letters beside the file, with the hint.
+    letters = [json.loads(line) for line in (tmp_path / "preds.jsonl.dlq").read_text().splitlines()]
+    assert [d["reason"] for d in letters] == ["implausible_ts"] * 50
+
+
+def test_a_few_events_in_seconds_are_dead_lettered_and_the_rest_replayed(tmp_path: Path) -> None:
+    preds, _ = _stream(1, MINUTE, 0)
+    preds[10] = preds[10].replace(str(START + 10 * MINUTE).encode(), str(START // 1000).encode())
+    dead = MemoryDeadLetters()
+    summary = replay(
+        _config(),
+        source=_write(tmp_path / "preds.jsonl", preds),
+        sink=MemorySink(),
+        run_id="r",
+        profiles={},
+        dead_letters=dead,
+    )
+    assert (summary.stats.events, summary.stats.invalid) == (len(preds) - 1, 1)
+    assert dead.reasons() == {"implausible_ts": 1}

@@ -1,0 +1,203 @@
+"""The worker's two sides without Kafka: what the source side publishes, the merger takes; a
+merger that restarts from its snapshot and commit re-reads the partials log and ends with the
+rows of an uninterrupted one; callbacks added to a running merger (the alert stage) are called;
+labels forwarded again or out of order count once."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import pytest
+
+from drifthouse.app.worker import MergeSide, SourceSide, _ascending
+from drifthouse.config import Config
+from drifthouse.detectors.model_sketch import Sketches
+from drifthouse.kafka.partials import SideEventsMessage, decode, encode_side_events
+from drifthouse.simulate import simulate
+from drifthouse.sinks.base import MemorySink
+from drifthouse.stream.dead_letters import MemoryDeadLetters
+from drifthouse.stream.sources import Message
+from drifthouse.stream.windows import WindowSpec
+
+CONFIG = Config.model_validate(
+    {
+        "windows": [{"size": "1h"}, {"size": "30m", "hop": "10m"}],
+        "metrics": {"label_rewrite_every": "1ms"},
+    }
+)
+PARTITIONS = 2
+
+
+@pytest.fixture(scope="module")
+def log(small_stream: Any) -> list[bytes]:
+    """The partials log: two source partitions' output, with the labels forwarded beside."""
+    specs = [WindowSpec.from_config(w) for w in CONFIG.windows]
+    sketches = Sketches(small_stream.profiles, CONFIG.metrics, CONFIG.models)
+    source = SourceSide(CONFIG, specs, sketches, MemoryDeadLetters())
+    for p in range(PARTITIONS):
+        source.open(p, None)
+    offsets = [0] * PARTITIONS
+    msgs = []
+    for i, r in enumerate(small_stream.records):
+        p = i % PARTITIONS
+        msgs.append(Message(r.value, p, offsets[p], "predictions", r.key))
+        offsets[p] += 1
+    labels = [r for r in simulate(small_stream.scenario, seed=3) if r.topic == "labels"]
+    out: list[bytes] = []
+    label_at = 0
+    for lo in range(0, len(msgs), 500):
+        out += [value for _, value in source.process(msgs[lo : lo + 500])]
+        # The labels that came in meanwhile, forwarded by another worker, 200 at a time.
+        upto = min(len(labels), label_at + 200)
+        if upto > label_at:
+            values = [r.value for r in labels[label_at:upto]]
+            out.append(encode_side_events("labels", 0, list(range(label_at, upto)), values))
+            label_at = upto
+    # A far-ahead event in every partition closes every window.
+    ahead = max(r.ts_ms for r in small_stream.records) + 3 * 3_600_000
+    event = {"model": "fraud", "ts": ahead, "features": {}}
+    sentinels = [
+        Message(json.dumps(event).encode(), p, offsets[p], "predictions", b"fraud")
+        for p in range(PARTITIONS)
+    ]
+    out += [value for _, value in source.process(sentinels)]
+    return out
+
+
+def _merger(small_stream: Any, sink: MemorySink) -> MergeSide:
+    specs = [WindowSpec.from_config(w) for w in CONFIG.windows]
+    sketches = Sketches(small_stream.profiles, CONFIG.metrics, CONFIG.models)
+    return MergeSide(
+        CONFIG, specs, sketches, sink, list(range(PARTITIONS)), profiles=small_stream.profiles,
+        snapshots=True,
+    )  # fmt: skip
+
+
+def _final(sink: MemorySink) -> dict[tuple[Any, ...], tuple[float, int]]:
+    sink.flush()
+    return {r.key()[:-1]: (r.value, r.n) for r in sink.rows("metrics")}  # without the run id
+
+
+def test_callbacks_added_to_a_running_merger_are_called(
+    small_stream: Any, log: list[bytes]
+) -> None:
+    merger = _merger(small_stream, MemorySink())
+    seen = []
+    merger.on_window.append(seen.append)
+    merger.process(list(enumerate(log)))
+    assert seen, "the alert stage subscribes after the merger is built"
+    assert any(m.metric == "accuracy" for r in seen for m in r.metrics)
+
+
+def test_a_merger_restarted_from_its_snapshot_writes_the_rows_of_an_uninterrupted_one(
+    small_stream: Any, log: list[bytes]
+) -> None:
+    want_sink = MemorySink()
+    whole = _merger(small_stream, want_sink)
+    whole.process(list(enumerate(log)))
+    whole.stage.emit(quiet=True)
+    want = _final(want_sink)
+    assert any(k[-1] == "labels_coverage" for k in want)
+
+    sink = MemorySink()  # the store: what was flushed before a crash stays
+    rng = random.Random(5)
+    crashes = sorted(rng.sample(range(1, len(log)), 4))
+    merger = _merger(small_stream, sink)
+    position = 0
+    saved: tuple[int, bytes] | None = None
+    commit: tuple[int, str] | None = None
+    for crash in [*crashes, len(log)]:
+        merger.process([(i, log[i]) for i in range(position, crash)])
+        sink.flush()
+        if rng.random() < 0.7:  # a snapshot, then a commit that names it
+            saved = merger.snapshot()
+            merger.snapshot_saved()
+        commit = merger.checkpoint()
+        if crash == len(log):
+            break
+        # Crash: a new merger resumes from the commit and the snapshot it names.
+        merger = _merger(small_stream, sink)
+        assert commit is not None
+        named = merger.restore(commit[1], commit[0])
+        if named is not None:
+            assert saved is not None
+            assert saved[0] == named
+            merger.restore_snapshot(saved[1])
+        position = commit[0]
+        merger.hold_until = crash
+    merger.stage.emit(quiet=True)
+    got = _final(sink)
+    assert got.keys() == want.keys()
+    differ = [k for k in want if got[k] != want[k] and k[-1] not in {"mae", "rmse", "r2", "mape"}]
+    assert not differ, [(k, got[k], want[k]) for k in differ[:5]]
+    # Every label counted once: a snapshot and the offsets keep re-read labels out.
+    labels = {k: v for k, v in got.items() if k[-1] == "labels"}
+    assert labels == {k: v for k, v in want.items() if k[-1] == "labels"}
+    assert sum(v for (v, _) in labels.values()) > 0
+
+
+def test_a_merger_reads_the_partials_in_sequence_from_its_position(
+    small_stream: Any, log: list[bytes]
+) -> None:
+    """A merger whose consumer is ahead of its commit (the partials partition came back to the
+    same worker in a rebalance) must not skip what lies between: it reports the gap, to be
+    read again, and takes nothing past it; what it has read comes again harmlessly."""
+    merger = _merger(small_stream, MemorySink())
+    merger.next_offset = 100
+    messages = [(o, log[o]) for o in range(100, 110)]
+    assert merger.in_sequence(messages) == (messages, None)
+    merger.process(messages)
+    assert merger.next_offset == 110
+    # Read already, then the next ones: only the new ones, in order.
+    again = [(o, log[o]) for o in range(105, 115)]
+    assert merger.in_sequence(again) == (again[5:], None)
+    # Ahead of the position: nothing is taken, the first missing offset is named.
+    ahead = [(o, log[o]) for o in range(120, 130)]
+    assert merger.in_sequence(ahead) == ([], 110)
+    # A gap inside a batch: the messages before it, then the gap.
+    broken = [(o, log[o]) for o in (110, 111, 115, 116)]
+    assert merger.in_sequence(broken) == (broken[:2], 112)
+
+
+def test_labels_forwarded_twice_and_out_of_order_count_once(
+    small_stream: Any, log: list[bytes]
+) -> None:
+    """After a rebalance a worker can forward labels the merger has taken already, and a
+    batch can hold some of them twice or out of order: every label offset counts once, and
+    the frontier of what was taken never moves back."""
+    want_sink = MemorySink()
+    _merger(small_stream, want_sink).process(list(enumerate(log)))
+    want = _final(want_sink)
+    messy: list[bytes] = []
+    earlier: SideEventsMessage | None = None
+    for value in log:
+        msg = decode(value)
+        if not isinstance(msg, SideEventsMessage):
+            messy.append(value)
+            continue
+        half = len(msg.offsets) // 2
+        # This batch with its first half again; then the batch before, in reverse.
+        offsets, values = msg.offsets + msg.offsets[:half], msg.values + msg.values[:half]
+        messy.append(encode_side_events(msg.kind, msg.partition, offsets, values))
+        if earlier is not None:
+            messy.append(
+                encode_side_events(
+                    earlier.kind, earlier.partition, earlier.offsets[::-1], earlier.values[::-1]
+                )
+            )
+        earlier = msg
+    sink = MemorySink()
+    _merger(small_stream, sink).process(list(enumerate(messy)))
+    got = _final(sink)
+    assert not any(k[-1] == "labels_duplicate" for k in got)
+    assert got == want
+
+
+def test_side_events_are_forwarded_in_offset_order_each_once() -> None:
+    msgs = [Message(b"%d" % o, 0, o, "labels") for o in (5, 6, 7)]
+    assert _ascending(msgs) is msgs
+    mixed = [Message(b"%d" % o, 0, o, "labels") for o in (7, 8, 5, 6, 7, 9)]
+    assert [m.offset for m in _ascending(mixed)] == [5, 6, 7, 8, 9]
+    assert [m.value for m in _ascending(mixed)] == [b"5", b"6", b"7", b"8", b"9"]
