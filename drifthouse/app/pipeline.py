@@ -30,12 +30,12 @@ from drifthouse.stream.merge import MergeStage, WindowResult
 from drifthouse.stream.side_inputs import HeldSide
 from drifthouse.stream.sources import Message
 from drifthouse.stream.stage import Checkpoint, PartitionStage, StageStats
+from drifthouse.stream.windows import NO_TIME as _NO_TIME
 from drifthouse.stream.windows import WindowSpec
 
 __all__ = ["Pipeline", "PipelineStats", "WindowResult"]
 
 PipelineStats = StageStats
-_NO_TIME = -(2**63)
 
 
 class Pipeline:

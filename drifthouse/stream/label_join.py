@@ -27,6 +27,7 @@ from drifthouse.detectors.label_sketch import LabelValue
 from drifthouse.detectors.reference import prediction_score
 from drifthouse.errors import SketchError
 from drifthouse.events import LabelEvent, PredictionEvent
+from drifthouse.stream.windows import NO_TIME
 
 __all__ = [
     "DAY_MS",
@@ -40,7 +41,6 @@ __all__ = [
 ]
 
 DAY_MS = 86_400_000
-_NO_TIME = -(2**63)
 
 
 class PredictionRecord(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -169,7 +169,7 @@ class _JoinWire(msgspec.Struct, array_like=True):
 
 @dataclass
 class _ModelJoin:
-    clock: int = _NO_TIME
+    clock: int = NO_TIME
     seq: int = 0
     preds: dict[str, _Pred] = field(default_factory=dict)
     early: dict[str, _Early] = field(default_factory=dict)

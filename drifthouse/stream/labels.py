@@ -58,7 +58,7 @@ from drifthouse.stream.label_join import (
     decode_records,
     encode_records,
 )
-from drifthouse.stream.windows import WindowSpec
+from drifthouse.stream.windows import NO_TIME, WindowSpec
 
 __all__ = [
     "DroppedLabel",
@@ -75,7 +75,6 @@ __all__ = [
 ]
 
 OTHER_VALUE = "__other__"
-_NO_TIME = -(2**63)
 
 
 # -- windows -----------------------------------------------------------------------------------
@@ -173,14 +172,14 @@ class LabelWindows:
         self.max_segment_attributes = max_segment_attributes
         # (model, version, spec index, pane start) -> segment -> pane
         self._panes: dict[WindowId, dict[str, _Pane]] = {}
-        self._forgotten_until = _NO_TIME
+        self._forgotten_until = NO_TIME
         self.cache_size = cache_size
         self._cache: OrderedDict[int, _Pane] = OrderedDict()  # id(pane) -> pane, LRU order
         self._dirty: set[WindowId] = set()
         # Windows written, and the clock when they were last written.
         self._written: dict[WindowId, int] = {}
         self.rewrite_every_ms = rewrite_every_ms
-        self._clock = _NO_TIME
+        self._clock = NO_TIME
         self._segment_values: dict[str, set[str]] = defaultdict(set)
         self._attributes: Counter[str] = Counter()  # model -> attributes admitted
         self._grain = math.gcd(*(spec.pane_ms for spec in self.specs)) if self.specs else 1
@@ -377,7 +376,7 @@ class LabelWindows:
         return out
 
     def _forget(self) -> None:
-        if self._clock == _NO_TIME:
+        if self._clock == NO_TIME:
             return
         limit = self._clock - self.horizon_ms
         if limit - self._forgotten_until < min(s.pane_ms for s in self.specs):

@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
-import numpy as np
 
 from drifthouse.config import Config
 from drifthouse.detectors.base import Result
@@ -50,13 +49,12 @@ from drifthouse.stream.label_join import PredictionRecord
 from drifthouse.stream.labels import LabelStage
 from drifthouse.stream.metric_events import MetricEventWindows
 from drifthouse.stream.stage import Key, Partial, StageStats
-from drifthouse.stream.windows import WindowSpec
+from drifthouse.stream.windows import NO_TIME, WindowSpec
 
 __all__ = ["MergeStage", "WindowKey", "WindowResult"]
 
 log = get_logger("merge")
 
-_NO_TIME = int(np.iinfo(np.int64).min)
 WindowKey = tuple[int, int, Key]  # (spec index, start, (model, version))
 
 
@@ -146,7 +144,7 @@ class MergeStage:
         # events for them leads to a rewrite holding every partition, never a partial row.
         self._emitted: dict[WindowKey, dict[int, Partial]] = {}
         # Windows whose start + 2 sizes is at or before this are final: written and forgotten.
-        self._final_horizon = _NO_TIME
+        self._final_horizon = NO_TIME
         self.dropped_partials = 0
         # Automatic references built, by model.
 
@@ -165,7 +163,7 @@ class MergeStage:
 
     def watermark(self, partition: int, watermark: int) -> None:
         """Record a partition's watermark (it only moves forward)."""
-        self._watermarks[partition] = max(self._watermarks.get(partition, _NO_TIME), watermark)
+        self._watermarks[partition] = max(self._watermarks.get(partition, NO_TIME), watermark)
 
     def add(self, partials: Iterable[Partial]) -> None:
         """Take closed partials; a partial sent again (after a restart) replaces the first.
@@ -341,9 +339,9 @@ class MergeStage:
     def ready_until(self) -> int:
         """Windows ending at or before this time have every (non-idle) partition's data."""
         waiting = (self._expected or set(self._watermarks)) - self._idle
-        marks = [self._watermarks.get(p, _NO_TIME) for p in waiting]
+        marks = [self._watermarks.get(p, NO_TIME) for p in waiting]
         if not marks:  # every partition idle: go by the ones that have data
-            marks = [w for w in self._watermarks.values() if w != _NO_TIME] or [_NO_TIME]
+            marks = [w for w in self._watermarks.values() if w != NO_TIME] or [NO_TIME]
         return min(marks)
 
     def emit(self, *, final: bool = False, quiet: bool = False) -> list[WindowResult]:
@@ -462,7 +460,7 @@ class MergeStage:
             return
         # Keep written windows until idle partitions have passed them too, or for at most one
         # more window length; after that they are final (see add()).
-        horizon = min([ready, *(self._watermarks.get(p, _NO_TIME) for p in self._idle)])
+        horizon = min([ready, *(self._watermarks.get(p, NO_TIME) for p in self._idle)])
         # Windows held for an automatic reference are not final: a merger re-reading their
         # partials after a restart must take them again.
         held = [s for (_, s, key) in self._pending if self.sketches(key[0]).collects_raw]

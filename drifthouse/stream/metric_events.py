@@ -29,7 +29,7 @@ import numpy as np
 from drifthouse.detectors.base import Result
 from drifthouse.errors import SketchError
 from drifthouse.events import MetricEvent
-from drifthouse.stream.windows import WindowSpec
+from drifthouse.stream.windows import NO_TIME, WindowSpec
 
 __all__ = [
     "RESERVED",
@@ -39,7 +39,6 @@ __all__ = [
     "MetricEventWindows",
 ]
 
-_NO_TIME = -(2**63)
 
 #: Model-level metric names drifthouse writes itself; metric events may not reuse them.
 RESERVED = frozenset(
@@ -297,7 +296,7 @@ class MetricEventWindows:
         self._panes: dict[PaneId, MetricEventState] = {}
         self._dirty: set[WindowId] = set()
         self._written: set[WindowId] = set()
-        self._clock = _NO_TIME
+        self._clock = NO_TIME
         self._partitions: list[int] = []
         self.dropped = 0
 
@@ -351,7 +350,7 @@ class MetricEventWindows:
         return out
 
     def _forget(self) -> None:
-        if self._clock == _NO_TIME:
+        if self._clock == NO_TIME:
             return
         limit = self._clock - self.horizon_ms
         for key in [key for key in self._panes if key[3] + self.specs[key[2]].size_ms < limit]:

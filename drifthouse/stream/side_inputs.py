@@ -23,10 +23,10 @@ import msgspec
 
 from drifthouse.events import parse_ts
 from drifthouse.stream.sources import Message
+from drifthouse.stream.windows import NO_TIME
 
 __all__ = ["HeldSide", "event_time"]
 
-_NO_TIME = -(2**63)
 T = TypeVar("T")
 
 
@@ -42,10 +42,10 @@ def event_time(message: Message) -> int:
     try:
         ts = _TS.decode(message.value).ts
         if ts is None:
-            return _NO_TIME
+            return NO_TIME
         return ts if isinstance(ts, int) else parse_ts(ts)
     except Exception:
-        return _NO_TIME
+        return NO_TIME
 
 
 @dataclass

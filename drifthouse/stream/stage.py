@@ -29,12 +29,11 @@ from drifthouse.stream.dead_letters import DeadLetters
 from drifthouse.stream.label_join import PredictionRecord
 from drifthouse.stream.sources import Message
 from drifthouse.stream.typed_decode import TypedDecoders
-from drifthouse.stream.windows import EventTimeWindows, Origin, WindowSpec
+from drifthouse.stream.windows import NO_TIME, EventTimeWindows, Origin, WindowSpec
 
 __all__ = ["Checkpoint", "Key", "Partial", "PartitionStage", "StageStats"]
 
 Key = tuple[str, str]  # (model, model_version)
-_NO_TIME = int(np.iinfo(np.int64).min)
 
 
 class _ModelOnly(msgspec.Struct):
@@ -219,16 +218,16 @@ class PartitionStage:
             key = _peek_model(raw, msgs[pos].key)
             prior = int(np.searchsorted(positions, pos))  # valid events before this message
             where = seen_before(prior)
-            if where == _NO_TIME:
+            if where == NO_TIME:
                 self._orphans.append((key, offsets[pos]))
             else:
                 self._count(key, where, INVALID, windows.origin(offsets[pos], prior))
             self.dead_letters.send(msgs[pos], err)
             self.stats.invalid += 1
-        if self._orphans and windows.max_ts != _NO_TIME:
+        if self._orphans and windows.max_ts != NO_TIME:
             first = int(ts[0]) if ts.size else windows.max_ts
             for key, offset in self._orphans:
-                self._count(key, first, INVALID, (offset, _NO_TIME, _NO_TIME, ()))
+                self._count(key, first, INVALID, (offset, NO_TIME, NO_TIME, ()))
             self._orphans.clear()
 
         # Group the on-time events by model and version, keep arrival order inside each group.

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +40,7 @@ from drifthouse.config import WindowConfig, format_duration
 from drifthouse.errors import SketchError
 
 __all__ = [
+    "NO_TIME",
     "ClosedWindow",
     "EventTimeWindows",
     "Origin",
@@ -51,7 +52,8 @@ __all__ = [
 S = TypeVar("S")
 K = TypeVar("K", bound=Hashable)
 
-_NO_TIME = np.iinfo(np.int64).min
+#: No event time yet: the smallest int64, below every time (clocks, watermarks, ``max_ts``).
+NO_TIME: Final = -(2**63)
 
 # Where a pane's data begins in its source partition: (first offset, largest event time seen
 # before that offset, the watermark then, and each clock then). A restarted worker that
@@ -187,11 +189,11 @@ class EventTimeWindows(Generic[K, S]):
     allowed_lateness_ms: int
     empty: Callable[[K], S]
     merge: Callable[[K, S, S], S]
-    max_ts: int = _NO_TIME
+    max_ts: int = NO_TIME
     clock_spread_ms: int = 0
     #: Per clock (a model): the largest event time seen of it (with ``clock_spread_ms``).
     clocks: dict[str, int] = field(default_factory=dict)
-    _frontier: int = _NO_TIME
+    _frontier: int = NO_TIME
     # The last routed batch, for origins: max before, watermark before, clock names and the
     # clocks before each event.
     _batch: tuple[np.ndarray, np.ndarray, list[str], np.ndarray | None] | None = field(
@@ -207,7 +209,7 @@ class EventTimeWindows(Generic[K, S]):
         self._panes = [{} for _ in self.specs]
         self._origins = [{} for _ in self.specs]
         # Per spec: windows ending at or before this time have been emitted (or were empty).
-        self._emitted_until = [_NO_TIME for _ in self.specs]
+        self._emitted_until = [NO_TIME for _ in self.specs]
 
     @property
     def watermark(self) -> int:
@@ -246,12 +248,12 @@ class EventTimeWindows(Generic[K, S]):
             names = sorted(set(self.clocks).union(clocks))
             index = {c: j for j, c in enumerate(names)}
             ids = np.fromiter((index[c] for c in clocks), np.intp, n)
-            start = np.array([self.clocks.get(c, _NO_TIME) for c in names], np.int64)
-            own = np.full((len(names), n), _NO_TIME, np.int64)
+            start = np.array([self.clocks.get(c, NO_TIME) for c in names], np.int64)
+            own = np.full((len(names), n), NO_TIME, np.int64)
             own[ids, np.arange(n)] = ts
             own[:, 0] = np.maximum(own[:, 0], start)
             after = np.maximum.accumulate(own, axis=1)  # each clock after each event
-            active = (after != _NO_TIME) & (after >= seen - self.clock_spread_ms)
+            active = (after != NO_TIME) & (after >= seen - self.clock_spread_ms)
             made = np.where(active, after, _BIG).min(axis=0) - self.allowed_lateness_ms
             clocks_before = np.concatenate([start[:, None], after[:, :-1]], axis=1)
             # A clock that fell behind the spread never holds the watermark again (a newer
@@ -268,7 +270,7 @@ class EventTimeWindows(Generic[K, S]):
         out = []
         for spec in self.specs:
             pane = spec.pane_start(ts)
-            late = (before != _NO_TIME) & (pane + spec.pane_ms <= mark_before)
+            late = (before != NO_TIME) & (pane + spec.pane_ms <= mark_before)
             out.append(Routed(pane, late))
         self.max_ts = int(seen[-1])
         self._frontier = int(mark_after[-1])
@@ -289,15 +291,9 @@ class EventTimeWindows(Generic[K, S]):
             held = tuple(
                 (c, int(clocks_before[j, i]))
                 for j, c in enumerate(names)
-                if clocks_before[j, i] != _NO_TIME and clocks_before[j, i] >= floor
+                if clocks_before[j, i] != NO_TIME and clocks_before[j, i] >= floor
             )
         return (offset, int(before[i]), int(mark[i]), held)
-
-    def current_pane(self, spec_index: int) -> int | None:
-        """Start of the pane holding the largest event time seen (where late and invalid events are counted)."""
-        if self.max_ts == _NO_TIME:
-            return None
-        return int(self.specs[spec_index].pane_start(np.array([self.max_ts], np.int64))[0])
 
     def update(
         self,
@@ -340,7 +336,7 @@ class EventTimeWindows(Generic[K, S]):
         """Start again from a checkpoint: the largest event time seen before its origin, the
         watermark and clocks then (the watermark defaults to the one ``max_ts`` makes), and
         the emitted frontier per spec (windows ending at or before it are not emitted again)."""
-        if self.max_ts != _NO_TIME or any(self._panes):
+        if self.max_ts != NO_TIME or any(self._panes):
             raise SketchError("restore() needs fresh windows")
         if len(emitted_until) != len(self.specs):
             raise SketchError(
@@ -348,7 +344,7 @@ class EventTimeWindows(Generic[K, S]):
             )
         self.max_ts = max_ts
         if watermark is None:
-            watermark = _NO_TIME if max_ts == _NO_TIME else max_ts - self.allowed_lateness_ms
+            watermark = NO_TIME if max_ts == NO_TIME else max_ts - self.allowed_lateness_ms
         self._frontier = watermark
         self.clocks = dict(clocks)
         self._emitted_until = list(emitted_until)
@@ -392,7 +388,7 @@ class EventTimeWindows(Generic[K, S]):
                     origin = _earlier(origin, self._origins[i].get(p))
                 for key, state in merged.items():
                     out.append(ClosedWindow(spec, start, end, key, state, origin))
-            start_end = done + pane_ms if done != _NO_TIME else min(panes) + pane_ms
+            start_end = done + pane_ms if done != NO_TIME else min(panes) + pane_ms
             if limit >= start_end:
                 self._emitted_until[i] = max(self._emitted_until[i], limit)
             # A pane is needed until the last window holding it (ending at pane + size) is out.

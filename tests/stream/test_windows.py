@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from drifthouse.config import WindowConfig
 from drifthouse.errors import SketchError
-from drifthouse.stream.windows import EventTimeWindows, WindowSpec
+from drifthouse.stream.windows import NO_TIME, EventTimeWindows, WindowSpec
 
 MIN = 60_000
 HOUR = 60 * MIN
@@ -232,9 +232,7 @@ def test_a_clock_per_model_is_exact_for_any_batch_cut_and_restart(events, batch,
     run(first, events[:cut])
     _, max_ts, mark, clocks = first.origin(cut)
     again = fresh()
-    again.restore(
-        max_ts=max_ts, emitted_until=[np.iinfo(np.int64).min], watermark=mark, clocks=clocks
-    )
+    again.restore(max_ts=max_ts, emitted_until=[NO_TIME], watermark=mark, clocks=clocks)
     assert run(again, events[cut:]) == want[cut:]
     # The origin of an event inside a batch records the same state.
     if cut < len(events):
