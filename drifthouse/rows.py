@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
-__all__ = ["AlertRow", "MetricRow", "SketchRow"]
+__all__ = ["AlertRow", "MetricRow", "PredictionRow", "ReferenceRow", "Row", "SketchRow"]
 
 
 class MetricRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -92,3 +92,39 @@ class AlertRow(msgspec.Struct, frozen=True, kw_only=True):
     receivers: list[str]
     dedup_key: str
     run_id: str
+
+
+class PredictionRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One logged prediction: a row of table ``predictions``.
+
+    ``features``, ``prediction`` and ``segment`` are JSON text; PII features are keyed hashes.
+    ``sample_rate`` is the probability that an event like this one was logged (1.0 for errors and
+    ``keep_when`` matches), so ``sum(1 / sample_rate)`` estimates the number of events.
+    """
+
+    ts: int
+    model: str
+    model_version: str
+    event_id: str
+    features: str
+    prediction: str
+    latency_ms: float | None
+    status: int
+    segment: str
+    kept_because: str
+    sample_rate: float
+
+
+class ReferenceRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One stored reference profile (docs/statistics.md, "Reference profiles"): a row of table ``references``."""
+
+    model: str
+    model_version: str
+    created_at: int
+    digest: str
+    source: str
+    profile: str
+
+
+Row = MetricRow | SketchRow | AlertRow | PredictionRow | ReferenceRow
+"""Any row a sink takes; :mod:`drifthouse.sinks.tables` says which table each type fills."""

@@ -37,12 +37,11 @@ from drifthouse.demo.findings import Finding, find
 from drifthouse.demo.report import DemoQuery, alert_line, demo_queries, print_report, when
 from drifthouse.demo.setup import RUN_ID, build_profiles, prepare_folder, write_config
 from drifthouse.errors import UsageError
-from drifthouse.rows import AlertRow
+from drifthouse.rows import AlertRow, Row
 from drifthouse.simulate import Record, Scenario, simulate
 from drifthouse.sinks import store_reference
 from drifthouse.sinks.base import Sink, WriteReport, finish
 from drifthouse.sinks.store import call
-from drifthouse.sinks.tables import Row
 from drifthouse.stream.dead_letters import MemoryDeadLetters
 from drifthouse.stream.sources import Message
 

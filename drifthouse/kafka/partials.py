@@ -23,7 +23,7 @@ from drifthouse.config import KafkaConfig
 from drifthouse.detectors.model_sketch import ModelState
 from drifthouse.errors import SourceError
 from drifthouse.events import EventDecoder, LabelEvent, MetricEvent
-from drifthouse.sinks.tables import PredictionRow
+from drifthouse.rows import PredictionRow
 from drifthouse.stream.label_join import PredictionRecord
 from drifthouse.stream.stage import Partial
 

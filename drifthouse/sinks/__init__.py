@@ -16,6 +16,7 @@ Public API
 
 from __future__ import annotations
 
+from drifthouse.rows import PredictionRow, ReferenceRow
 from drifthouse.sinks.base import MemorySink, Refusal, Sink, WriteReport, finish
 from drifthouse.sinks.clickhouse import ClickHouseSink
 from drifthouse.sinks.predictions import PredictionLog
@@ -25,7 +26,6 @@ from drifthouse.sinks.schema import migrate, migrate_report
 from drifthouse.sinks.sql_endpoint import query_readonly, serve_readonly
 from drifthouse.sinks.sql_guard import Limits, run_select
 from drifthouse.sinks.store import open_store
-from drifthouse.sinks.tables import PredictionRow, ReferenceRow
 
 __all__ = [
     "ClickHouseSink",

@@ -1,8 +1,8 @@
 """The sink contract, and an in-memory sink for tests and the demo.
 
 A sink takes rows (:class:`~drifthouse.rows.MetricRow`, :class:`~drifthouse.rows.SketchRow`,
-:class:`~drifthouse.rows.AlertRow`, :class:`~drifthouse.sinks.tables.PredictionRow`,
-:class:`~drifthouse.sinks.tables.ReferenceRow`) with :meth:`Sink.write`; :meth:`Sink.flush` returns
+:class:`~drifthouse.rows.AlertRow`, :class:`~drifthouse.rows.PredictionRow`,
+:class:`~drifthouse.rows.ReferenceRow`) with :meth:`Sink.write`; :meth:`Sink.flush` returns
 only once every row written so far is durably stored or set aside, so the caller may then commit
 its Kafka offsets. :attr:`Sink.pressure` (0 = idle, 1 = full) tells the caller to slow down before
 a sink runs out of room.
@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from drifthouse.errors import RowsNotStored
-from drifthouse.sinks.tables import Row, spec_for
+from drifthouse.rows import Row
+from drifthouse.sinks.tables import spec_for
 
 __all__ = ["MemorySink", "Refusal", "Sink", "WriteReport", "finish", "row_key"]
 

@@ -33,10 +33,11 @@ from typing import Any
 from drifthouse.config import StoreConfig
 from drifthouse.errors import RowsRefused, StoreError, StoreUnavailable
 from drifthouse.logs import get_logger
+from drifthouse.rows import Row
 from drifthouse.sinks.base import Refusal, WriteReport, row_key
 from drifthouse.sinks.spool import Spool
 from drifthouse.sinks.store import Client, call, insert
-from drifthouse.sinks.tables import Row, partition_ids, spec_for, to_columns
+from drifthouse.sinks.tables import partition_ids, spec_for, to_columns
 
 __all__ = ["ClickHouseSink"]
 

@@ -42,7 +42,7 @@ from drifthouse.categories import category_key
 from drifthouse.config import Config, ModelConfig
 from drifthouse.errors import ConfigError
 from drifthouse.pii import PII_KEY_ENV, hash_pii, pii_key_from_env
-from drifthouse.sinks.tables import PredictionRow
+from drifthouse.rows import PredictionRow
 
 if TYPE_CHECKING:
     from drifthouse.detectors.reference import Profile

@@ -29,9 +29,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from drifthouse.errors import ProfileError
-from drifthouse.rows import SketchRow
+from drifthouse.rows import ReferenceRow, SketchRow
 from drifthouse.sinks.base import Sink
-from drifthouse.sinks.tables import ReferenceRow
 
 if TYPE_CHECKING:
     from drifthouse.detectors.reference import FeatureProfile, Profile

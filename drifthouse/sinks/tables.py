@@ -1,9 +1,9 @@
 """The tables drifthouse writes, and how a row becomes a column of an insert.
 
-Each :class:`TableSpec` names a table, the row type that fills it, its columns in insert order,
-which of them are times (integer epoch milliseconds in the rows, ``DateTime64(3, 'UTC')`` in
-ClickHouse; clickhouse-connect writes integers as raw ticks, so no conversion is needed) and its
-partition key. The DDL lives in ``sql/migrations``; :mod:`drifthouse.sinks.schema` applies it.
+Each :class:`TableSpec` names a table, the row type that fills it (the types live in
+:mod:`drifthouse.rows`), its columns in insert order, which of them are times (integer epoch
+milliseconds in the rows, ``DateTime64(3, 'UTC')`` in ClickHouse; clickhouse-connect writes
+integers as raw ticks, so no conversion is needed) and its partition key. The DDL lives in ``sql/migrations``; :mod:`drifthouse.sinks.schema` applies it.
 
 Partition keys are declared here, once: ClickHouse refuses an insert block touching more than
 ``max_partitions_per_insert_block`` partitions (100 by default), so the sink splits every batch
@@ -19,53 +19,15 @@ from typing import Any, Literal
 import msgspec
 import numpy as np
 
-from drifthouse.rows import AlertRow, MetricRow, SketchRow
+from drifthouse.rows import AlertRow, MetricRow, PredictionRow, ReferenceRow, SketchRow
 
 __all__ = [
     "TABLES",
-    "PredictionRow",
-    "ReferenceRow",
-    "Row",
     "TableSpec",
     "partition_ids",
     "spec_for",
     "to_columns",
 ]
-
-
-class PredictionRow(msgspec.Struct, frozen=True, kw_only=True):
-    """One logged prediction: a row of table ``predictions``.
-
-    ``features``, ``prediction`` and ``segment`` are JSON text; PII features are keyed hashes.
-    ``sample_rate`` is the probability that an event like this one was logged (1.0 for errors and
-    ``keep_when`` matches), so ``sum(1 / sample_rate)`` estimates the number of events.
-    """
-
-    ts: int
-    model: str
-    model_version: str
-    event_id: str
-    features: str
-    prediction: str
-    latency_ms: float | None
-    status: int
-    segment: str
-    kept_because: str
-    sample_rate: float
-
-
-class ReferenceRow(msgspec.Struct, frozen=True, kw_only=True):
-    """One stored reference profile (docs/statistics.md, "Reference profiles"): a row of table ``references``."""
-
-    model: str
-    model_version: str
-    created_at: int
-    digest: str
-    source: str
-    profile: str
-
-
-Row = MetricRow | SketchRow | AlertRow | PredictionRow | ReferenceRow
 
 
 Period = Literal["month", "day"]

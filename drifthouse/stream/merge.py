@@ -41,10 +41,9 @@ from drifthouse.profiles.auto import (
     source_of,
     span_end,
 )
-from drifthouse.rows import MetricRow, SketchRow
+from drifthouse.rows import MetricRow, ReferenceRow, SketchRow
 from drifthouse.sinks.base import Sink
 from drifthouse.sinks.references import reference_rows
-from drifthouse.sinks.tables import ReferenceRow
 from drifthouse.stream.label_join import PredictionRecord
 from drifthouse.stream.labels import LabelStage
 from drifthouse.stream.metric_events import MetricEventWindows

@@ -23,8 +23,8 @@ from drifthouse.detectors.raw_panes import encode_events
 from drifthouse.errors import LateEventError
 from drifthouse.events import EventDecoder, PredictionEvent
 from drifthouse.pii import PiiFields
+from drifthouse.rows import PredictionRow
 from drifthouse.sinks.predictions import PredictionLog
-from drifthouse.sinks.tables import PredictionRow
 from drifthouse.stream.dead_letters import DeadLetters
 from drifthouse.stream.label_join import PredictionRecord
 from drifthouse.stream.sources import Message

@@ -18,9 +18,8 @@ import numpy as np
 from drifthouse.config import MetricsConfig
 from drifthouse.detectors.reference import FeatureProfile, Profile, build_profile
 from drifthouse.detectors.stats import psi
-from drifthouse.rows import AlertRow, MetricRow, SketchRow
+from drifthouse.rows import AlertRow, MetricRow, ReferenceRow, SketchRow
 from drifthouse.sinks.references import reference_rows
-from drifthouse.sinks.tables import ReferenceRow
 
 HOUR = 3_600_000
 MODELS = ("fraud", "churn")

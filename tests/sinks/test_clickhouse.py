@@ -10,13 +10,12 @@ import pytest
 
 from drifthouse.config import StoreConfig
 from drifthouse.errors import RowsNotStored, SpoolFull, StoreError, StoreUnavailable
-from drifthouse.rows import MetricRow
+from drifthouse.rows import MetricRow, PredictionRow
 from drifthouse.sinks.base import finish
 from drifthouse.sinks.clickhouse import ClickHouseSink
 from drifthouse.sinks.schema import migrate
 from drifthouse.sinks.spool import Spool
 from drifthouse.sinks.store import call, open_store, redact
-from drifthouse.sinks.tables import PredictionRow
 from tests.sinks import rowgen
 from tests.sinks.conftest import HttpClickHouse
 
