@@ -25,8 +25,7 @@ import numpy as np
 from drifthouse.config import Config
 from drifthouse.events import LabelEvent, encode_event
 from drifthouse.kafka.partials import RecordsMessage, decode, encode_records, side_decoders
-from drifthouse.stream.label_join import PredictionRecord
-from drifthouse.stream.labels import LabelStage
+from drifthouse.stream.labels import LabelStage, PredictionRecord
 
 BATCH = 4096
 PARTITIONS = 4

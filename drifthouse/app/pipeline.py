@@ -25,7 +25,7 @@ from drifthouse.kafka.partials import side_decoders
 from drifthouse.sinks.base import Sink
 from drifthouse.sinks.predictions import PredictionLog
 from drifthouse.stream.dead_letters import DeadLetters
-from drifthouse.stream.label_join import PredictionRecord
+from drifthouse.stream.labels import PredictionRecord
 from drifthouse.stream.merge import MergeStage, WindowResult
 from drifthouse.stream.side_inputs import HeldSide
 from drifthouse.stream.sources import Message

@@ -24,7 +24,7 @@ from drifthouse.detectors.model_sketch import ModelState
 from drifthouse.errors import SourceError
 from drifthouse.events import EventDecoder, LabelEvent, MetricEvent
 from drifthouse.rows import PredictionRow
-from drifthouse.stream.label_join import PredictionRecord
+from drifthouse.stream.labels import PredictionRecord
 from drifthouse.stream.stage import Partial
 
 __all__ = [

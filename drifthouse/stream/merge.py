@@ -44,8 +44,7 @@ from drifthouse.profiles.auto import (
 from drifthouse.rows import MetricRow, ReferenceRow, SketchRow
 from drifthouse.sinks.base import Sink
 from drifthouse.sinks.references import reference_rows
-from drifthouse.stream.label_join import PredictionRecord
-from drifthouse.stream.labels import LabelStage
+from drifthouse.stream.labels import LabelStage, PredictionRecord
 from drifthouse.stream.metric_events import MetricEventWindows
 from drifthouse.stream.stage import Key, Partial, StageStats
 from drifthouse.stream.windows import NO_TIME, WindowSpec

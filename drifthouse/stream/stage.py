@@ -26,7 +26,7 @@ from drifthouse.pii import PiiFields
 from drifthouse.rows import PredictionRow
 from drifthouse.sinks.predictions import PredictionLog
 from drifthouse.stream.dead_letters import DeadLetters
-from drifthouse.stream.label_join import PredictionRecord
+from drifthouse.stream.labels.join import PredictionRecord
 from drifthouse.stream.sources import Message
 from drifthouse.stream.typed_decode import TypedDecoders
 from drifthouse.stream.windows import NO_TIME, EventTimeWindows, Origin, WindowSpec

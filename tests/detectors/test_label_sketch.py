@@ -363,8 +363,8 @@ def test_coverage_and_names() -> None:
         "drifthouse.detectors.fairness",
         "drifthouse.detectors.importance",
         "drifthouse.detectors.change",
-        "drifthouse.stream.label_join",
-        "drifthouse.stream.labels",
+        "drifthouse.stream.labels.join",
+        "drifthouse.stream.labels.stage",
         "drifthouse.stream.metric_events",
     ],
 )

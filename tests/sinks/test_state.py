@@ -8,7 +8,7 @@ from typing import Any
 
 from drifthouse.sinks.schema import migrate
 from drifthouse.sinks.state import MergerStateStore
-from drifthouse.stream.label_join import LabelJoin, PredictionRecord
+from drifthouse.stream.labels import LabelJoin, PredictionRecord
 
 
 def _join_snapshot(n: int) -> bytes:

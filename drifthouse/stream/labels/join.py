@@ -10,7 +10,7 @@ time already beyond the horizon) as ``expired``; a second label for one predicti
 second early label for one id, as ``duplicate`` (the first label wins). The join is
 snapshotted with :meth:`LabelJoin.to_bytes` so a restart resumes it.
 
-:mod:`drifthouse.stream.labels` turns the pairs into per-window label metrics.
+:mod:`drifthouse.stream.labels.windows` turns the pairs into per-window label metrics.
 """
 
 from __future__ import annotations

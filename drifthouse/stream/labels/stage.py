@@ -1,0 +1,182 @@
+"""The label join and the label windows of a deployment, wired for a pipeline.
+
+:class:`LabelStage` feeds the on-time predictions and the decoded labels to the join
+(:mod:`drifthouse.stream.labels.join`), the pairs and the labels that joined nothing to the
+windows (:mod:`drifthouse.stream.labels.windows`), and hands out the ``metrics`` rows of the
+windows whose label metrics changed; :func:`sketch_for_model` picks each model's label sketch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Literal
+
+import msgspec
+
+from drifthouse.config import Config
+from drifthouse.detectors.label_sketch import LabelSketch
+from drifthouse.detectors.reference import Profile
+from drifthouse.errors import SketchError
+from drifthouse.events import LabelEvent, PredictionEvent
+from drifthouse.pii import PiiFields
+from drifthouse.rows import MetricRow
+from drifthouse.stream.labels.join import JoinedPair, LabelJoin, PredictionRecord
+from drifthouse.stream.labels.windows import LabelWindow, LabelWindows
+from drifthouse.stream.windows import WindowSpec
+
+__all__ = ["LabelStage", "sketch_for_model"]
+
+
+def sketch_for_model(
+    profile: Profile | None,
+    *,
+    task: Literal["auto", "classification", "regression"] = "auto",
+    threshold: float = 0.5,
+    bins: int = 1_000,
+) -> LabelSketch:
+    """A model's :class:`LabelSketch` from its settings: ``task`` and ``threshold`` from
+    ``ModelConfig``; with ``task: auto`` the profile's baseline task decides when it has one;
+    the classes are the profile's prediction categories when its prediction is categorical."""
+    classes: Sequence[str] = ()
+    if profile is not None:
+        if task == "auto" and profile.baselines.task is not None:
+            task = profile.baselines.task
+        if profile.prediction is not None and profile.prediction.kind == "categorical":
+            classes = profile.prediction.categories
+    return LabelSketch(task=task, threshold=threshold, classes=classes, bins=bins)
+
+
+class LabelStage:
+    """The join and the label windows of a deployment, wired: what a pipeline calls.
+
+    Feed it the on-time prediction events (in each partition's order, after the prediction
+    stage has decided lateness) and the decoded label events; ask it for the ``metrics`` rows of
+    windows whose label metrics changed once the prediction watermark has passed them.
+
+    Examples
+    --------
+    >>> from drifthouse.config import Config
+    >>> stage = LabelStage.from_config(Config(), profiles={})
+    >>> ev = PredictionEvent(model="m", ts_ms=1_000, features={}, event_id="a", prediction=0.9)
+    >>> stage.add_predictions([ev])
+    >>> stage.add_labels([LabelEvent(event_id="a", model="m", ts_ms=9_000, label=1)])
+    >>> rows = stage.flush(None, run_id="live", computed_at=0)
+    >>> sorted({(r.window, r.metric) for r in rows if r.metric in {"recall", "labels_coverage"}})
+    [('1h', 'labels_coverage'), ('1h', 'recall')]
+    """
+
+    def __init__(
+        self, join: LabelJoin, windows: LabelWindows, pii: PiiFields | None = None
+    ) -> None:
+        self.join = join
+        self.windows = windows
+        # Labels are joined on event ids hashed as their predictions' were (PII event ids).
+        self.pii = pii
+
+    @classmethod
+    def from_config(cls, config: Config, profiles: Mapping[str, Profile]) -> LabelStage:
+        """Windows, horizon, and each model's task, threshold and classes from the config tree
+        and the reference profiles."""
+        specs = [WindowSpec.from_config(w) for w in config.windows]
+        horizon = config.metrics.label_horizon
+        built: dict[str, LabelSketch] = {}
+
+        def sketch_for(model: str) -> LabelSketch:
+            sk = built.get(model)
+            if sk is None:
+                mc = config.models.get(model)
+                sk = built[model] = sketch_for_model(
+                    profiles.get(model),
+                    task=mc.task if mc is not None else "auto",
+                    threshold=mc.threshold if mc is not None else 0.5,
+                )
+            return sk
+
+        return cls(
+            LabelJoin(horizon_ms=horizon, max_entries=config.metrics.label_join_max_entries),
+            LabelWindows(
+                specs,
+                sketch_for,
+                horizon_ms=horizon,
+                rewrite_every_ms=config.metrics.label_rewrite_every,
+                max_segment_values=config.metrics.max_segment_values,
+                max_segment_attributes=config.metrics.max_segment_attributes,
+            ),
+            PiiFields(config),
+        )
+
+    def add_predictions(self, events: Iterable[PredictionEvent]) -> None:
+        """On-time prediction events, in order: counted for coverage, held for their labels."""
+        if self.pii is not None:
+            events = self.pii.protect_events(list(events))
+        records = [PredictionRecord.from_event(e) for e in events]
+        self.add_records(records)
+
+    def add_records(self, records: Sequence[PredictionRecord]) -> None:
+        """The same as :meth:`add_predictions` for records built elsewhere (a source worker
+        publishing :func:`encode_records` beside its partials)."""
+        self.windows.add_predictions(records)
+        self.windows.add_pairs(self.join.add_predictions(records))
+        self.windows.add_dropped(self.join.take_dropped())
+
+    def add_labels(self, labels: Iterable[LabelEvent]) -> None:
+        """Decoded label events, in order."""
+        if self.pii is not None:
+            labels = self.pii.protect_events(list(labels))
+        self.windows.add_pairs(self.join.add_labels(labels))
+        self.windows.add_dropped(self.join.take_dropped())
+
+    def add_interleaved(
+        self, steps: Iterable[tuple[Sequence[PredictionRecord], Sequence[LabelEvent]]]
+    ) -> None:
+        """Predictions and labels in the order given (each step: its records, then its labels).
+
+        The same as :meth:`add_records` and :meth:`add_labels` called step by step, with the
+        windows updated once: the join goes one item at a time in this order, and the windows'
+        results do not depend on how their inputs are grouped (counts add up, pairs are folded
+        in the same order, and a pair's segment values were admitted with its prediction).
+        """
+        records: list[PredictionRecord] = []
+        pairs: list[JoinedPair] = []
+        join = self.join
+        for recs, labels in steps:
+            if recs:
+                records += recs
+                pairs += join.add_predictions(recs)
+            if labels:
+                pairs += join.add_labels(labels)
+        self.windows.add_predictions(records)
+        self.windows.add_pairs(pairs)
+        self.windows.add_dropped(join.take_dropped())
+
+    def flush(self, ready_until: int | None, *, run_id: str, computed_at: int) -> list[MetricRow]:
+        """Rows of the windows to (re)write: ``ready_until`` is the prediction watermark the
+        merge stage goes by (``MergeStage.ready_until()``), ``None`` at the end of an input."""
+        rows: list[MetricRow] = []
+        for _, window_rows in self.flush_windows(
+            ready_until, run_id=run_id, computed_at=computed_at
+        ):
+            rows += window_rows
+        return rows
+
+    def flush_windows(
+        self, ready_until: int | None, *, run_id: str, computed_at: int, force: bool = False
+    ) -> list[tuple[LabelWindow, list[MetricRow]]]:
+        """:meth:`flush`, window by window (for one alert evaluation per window)."""
+        return [
+            (w, self.windows.rows(w, run_id=run_id, computed_at=computed_at))
+            for w in self.windows.flush(ready_until, force=force)
+        ]
+
+    def to_bytes(self) -> bytes:
+        """Snapshot of the join and the windows (store it with the offsets it covers)."""
+        return msgspec.msgpack.encode((self.join.to_bytes(), self.windows.to_bytes()))
+
+    def restore(self, data: bytes) -> None:
+        """Resume from :meth:`to_bytes` (before anything is added)."""
+        try:
+            join, windows = msgspec.msgpack.decode(data, type=tuple[bytes, bytes])
+        except msgspec.DecodeError as exc:
+            raise SketchError(f"not a serialised label stage: {exc}") from exc
+        self.join = LabelJoin.from_bytes(join)
+        self.windows.restore(windows)
