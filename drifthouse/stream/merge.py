@@ -3,7 +3,7 @@
 The :class:`MergeStage` collects :class:`~drifthouse.stream.stage.Partial` windows from the
 partitions it expects, and once every (non-idle) partition's watermark has passed a window's
 end it merges the partials **in partition order**, evaluates the result and writes ``metrics``
-and ``sketches`` rows. The partition a message is in and its order there are fixed by Kafka,
+and ``sketches`` rows (:mod:`drifthouse.stream.results` says which). The partition a message is in and its order there are fixed by Kafka,
 so the merged numbers do not depend on which worker read what, or when.
 
 It also holds what needs every partition at once: the label join and label windows
@@ -29,13 +29,12 @@ import msgspec
 from drifthouse.config import Config
 from drifthouse.detectors.base import Result
 from drifthouse.detectors.change import ChangeConfig, ChangeDetectors
-from drifthouse.detectors.model_sketch import EVENTS, ModelState, Sketches
+from drifthouse.detectors.model_sketch import ModelState, Sketches
 from drifthouse.detectors.reference import Profile
 from drifthouse.errors import SketchError
 from drifthouse.events import LabelEvent, MetricEvent
 from drifthouse.logs import get_logger
 from drifthouse.profiles.auto import (
-    DRIFT_METRICS,
     AutoReference,
     build_auto_reference,
     source_of,
@@ -46,6 +45,7 @@ from drifthouse.sinks.base import Sink
 from drifthouse.sinks.references import reference_rows
 from drifthouse.stream.labels import LabelStage, PredictionRecord
 from drifthouse.stream.metric_events import MetricEventWindows
+from drifthouse.stream.results import WindowResult, evaluate_window, metric_rows
 from drifthouse.stream.stage import Key, Partial, StageStats
 from drifthouse.stream.windows import NO_TIME, WindowSpec
 
@@ -54,19 +54,6 @@ __all__ = ["MergeStage", "WindowKey", "WindowResult"]
 log = get_logger("merge")
 
 WindowKey = tuple[int, int, Key]  # (spec index, start, (model, version))
-
-
-@dataclass(frozen=True)
-class WindowResult:
-    """One closed window of one model: its rows, handed to the sink and to the alert stage."""
-
-    spec: WindowSpec
-    start: int
-    end: int
-    model: str
-    model_version: str
-    metrics: list[MetricRow]
-    sketches: list[SketchRow]
 
 
 @dataclass
@@ -388,7 +375,18 @@ class MergeStage:
             for p in sorted(parts):  # a fixed merge order: results do not depend on timing
                 state = parts[p].state if state is None else sketch.merge(state, parts[p].state)
             assert state is not None
-            out.append(self._evaluate(k, start, key, sketch.resolve(state)))
+            out.append(
+                evaluate_window(
+                    self.specs[k],
+                    start,
+                    key,
+                    sketch.resolve(state),
+                    self.sketches,
+                    changes=self.changes,
+                    run_id=self.run_id,
+                    computed_at=self.computed_at(),
+                )
+            )
         self._forget_emitted(ready)
         return out
 
@@ -409,7 +407,15 @@ class MergeStage:
                     if r.segment == ""
                 ]
                 changed = self.changes.update(w.model, w.model_version, spec.name, w.start, results)
-                rows += self._rows(spec, w.start, w.model, w.model_version, changed, computed_at)
+                rows += metric_rows(
+                    spec,
+                    w.start,
+                    w.model,
+                    w.model_version,
+                    changed,
+                    run_id=self.run_id,
+                    computed_at=computed_at,
+                )
             out.append(WindowResult(spec, w.start, w.end, w.model, w.model_version, rows, []))
         return out
 
@@ -421,36 +427,17 @@ class MergeStage:
         for w in self.metric_events.flush(ready):
             spec = self.specs[w.spec_index]
             results = self.metric_events.sketch.evaluate(w.state)
-            rows = self._rows(spec, w.start, w.model, w.model_version, results, computed_at)
-            out.append(WindowResult(spec, w.start, w.end, w.model, w.model_version, rows, []))
-        return out
-
-    def _rows(
-        self,
-        spec: WindowSpec,
-        start: int,
-        model: str,
-        version: str,
-        results: Sequence[Result],
-        computed_at: int,
-    ) -> list[MetricRow]:
-        return [
-            MetricRow(
-                window_start=start,
-                window_end=start + spec.size_ms,
-                window=spec.name,
-                model=model,
-                model_version=version,
-                feature=r.feature,
-                segment="",
-                metric=r.metric,
-                value=r.value,
-                n=r.n_cur,
+            rows = metric_rows(
+                spec,
+                w.start,
+                w.model,
+                w.model_version,
+                results,
                 run_id=self.run_id,
                 computed_at=computed_at,
             )
-            for r in results
-        ]
+            out.append(WindowResult(spec, w.start, w.end, w.model, w.model_version, rows, []))
+        return out
 
     def _forget_emitted(self, ready: int | None) -> None:
         if ready is None:
@@ -467,57 +454,6 @@ class MergeStage:
         self._final_horizon = max(self._final_horizon, horizon)
         for wkey in [w for w in self._emitted if self.is_final(w[0], w[1])]:
             del self._emitted[wkey]
-
-    def _evaluate(self, k: int, start: int, key: Key, state: ModelState) -> WindowResult:
-        spec = self.specs[k]
-        model, version = key
-        sketch = self.sketches(model)
-        n = int(state.counters[EVENTS])
-        computed_at = self.computed_at()
-        common = {
-            "window_start": start,
-            "window_end": start + spec.size_ms,
-            "window": spec.name,
-            "model": model,
-            "model_version": version,
-            "segment": "",
-            "run_id": self.run_id,
-            "computed_at": computed_at,
-        }
-        results = sketch.evaluate(state, spec.size_ms)
-        auto = self.sketches.auto_references.get(model)
-        if auto is not None and start < auto.end:
-            # Inside the reference's own span: quality yes, comparisons with itself no.
-            results = [r for r in results if r.metric not in DRIFT_METRICS]
-        metrics = [
-            MetricRow(feature=r.feature, metric=r.metric, value=r.value, n=n, **common)  # type: ignore[arg-type]
-            for r in results
-        ]
-        # Serving metrics per segment value (capped per attribute; see model_sketch).
-        for segment, seg in sketch.capped_segments(state):
-            per = {**common, "segment": segment}
-            metrics += [
-                MetricRow(feature=r.feature, metric=r.metric, value=r.value, n=seg.events, **per)  # type: ignore[arg-type]
-                for r in sketch.evaluate_segment(seg, spec.size_ms)
-            ]
-        if self.changes is not None:
-            # Fed once per window, in window order: a rewritten window is skipped.
-            changed = self.changes.update(model, version, spec.name, start, results)
-            metrics += self._rows(spec, start, model, version, changed, computed_at)
-        sketches = [
-            SketchRow(
-                feature=p.feature,
-                metric="",
-                kind=p.kind,
-                edges=p.edges,
-                labels=p.labels,
-                counts=p.counts,
-                n=p.n,
-                **common,  # type: ignore[arg-type]
-            )
-            for p in sketch.sketch_parts(state)
-        ]
-        return WindowResult(spec, start, start + spec.size_ms, model, version, metrics, sketches)
 
 
 class _Snapshot(msgspec.Struct, array_like=True):

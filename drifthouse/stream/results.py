@@ -1,0 +1,128 @@
+"""evaluate -> rows: what a closed window writes to the ``metrics`` and ``sketches`` tables.
+
+The merge stage (:mod:`drifthouse.stream.merge`) decides when a window is complete and merges
+its partials; this module turns the merged state into a :class:`WindowResult`: the window's
+metric rows (model level, per feature and per capped segment value, plus the change detectors'
+verdicts) and its sketch rows (docs/clickhouse.md, docs/metrics.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from drifthouse.detectors.base import Result
+from drifthouse.detectors.change import ChangeDetectors
+from drifthouse.detectors.model_sketch import EVENTS, ModelState, Sketches
+from drifthouse.profiles.auto import DRIFT_METRICS
+from drifthouse.rows import MetricRow, SketchRow
+from drifthouse.stream.stage import Key
+from drifthouse.stream.windows import WindowSpec
+
+__all__ = ["WindowResult", "evaluate_window", "metric_rows"]
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    """One closed window of one model: its rows, handed to the sink and to the alert stage."""
+
+    spec: WindowSpec
+    start: int
+    end: int
+    model: str
+    model_version: str
+    metrics: list[MetricRow]
+    sketches: list[SketchRow]
+
+
+def metric_rows(
+    spec: WindowSpec,
+    start: int,
+    model: str,
+    version: str,
+    results: Sequence[Result],
+    *,
+    run_id: str,
+    computed_at: int,
+) -> list[MetricRow]:
+    """Model-level rows (segment ``''``) of a window, one per result, ``n`` its ``n_cur``."""
+    return [
+        MetricRow(
+            window_start=start,
+            window_end=start + spec.size_ms,
+            window=spec.name,
+            model=model,
+            model_version=version,
+            feature=r.feature,
+            segment="",
+            metric=r.metric,
+            value=r.value,
+            n=r.n_cur,
+            run_id=run_id,
+            computed_at=computed_at,
+        )
+        for r in results
+    ]
+
+
+def evaluate_window(
+    spec: WindowSpec,
+    start: int,
+    key: Key,
+    state: ModelState,
+    sketches: Sketches,
+    *,
+    changes: ChangeDetectors | None,
+    run_id: str,
+    computed_at: int,
+) -> WindowResult:
+    """The rows of one model's merged prediction window; feeds the change detectors once."""
+    model, version = key
+    sketch = sketches(model)
+    n = int(state.counters[EVENTS])
+    common = {
+        "window_start": start,
+        "window_end": start + spec.size_ms,
+        "window": spec.name,
+        "model": model,
+        "model_version": version,
+        "segment": "",
+        "run_id": run_id,
+        "computed_at": computed_at,
+    }
+    results = sketch.evaluate(state, spec.size_ms)
+    auto = sketches.auto_references.get(model)
+    if auto is not None and start < auto.end:
+        # Inside the reference's own span: quality yes, comparisons with itself no.
+        results = [r for r in results if r.metric not in DRIFT_METRICS]
+    metrics = [
+        MetricRow(feature=r.feature, metric=r.metric, value=r.value, n=n, **common)  # type: ignore[arg-type]
+        for r in results
+    ]
+    # Serving metrics per segment value (capped per attribute; see model_sketch).
+    for segment, seg in sketch.capped_segments(state):
+        per = {**common, "segment": segment}
+        metrics += [
+            MetricRow(feature=r.feature, metric=r.metric, value=r.value, n=seg.events, **per)  # type: ignore[arg-type]
+            for r in sketch.evaluate_segment(seg, spec.size_ms)
+        ]
+    if changes is not None:
+        # Fed once per window, in window order: a rewritten window is skipped.
+        changed = changes.update(model, version, spec.name, start, results)
+        metrics += metric_rows(
+            spec, start, model, version, changed, run_id=run_id, computed_at=computed_at
+        )
+    sketch_rows = [
+        SketchRow(
+            feature=p.feature,
+            metric="",
+            kind=p.kind,
+            edges=p.edges,
+            labels=p.labels,
+            counts=p.counts,
+            n=p.n,
+            **common,  # type: ignore[arg-type]
+        )
+        for p in sketch.sketch_parts(state)
+    ]
+    return WindowResult(spec, start, start + spec.size_ms, model, version, metrics, sketch_rows)
