@@ -20,7 +20,7 @@ from drifthouse.config import Config
 from drifthouse.detectors.columns import extract
 from drifthouse.detectors.model_sketch import INVALID, LATE, ModelState, Sketches
 from drifthouse.detectors.raw_panes import encode_events
-from drifthouse.errors import LateEventError
+from drifthouse.errors import DecodeError, LateEventError
 from drifthouse.events import EventDecoder, PredictionEvent
 from drifthouse.pii import PiiFields
 from drifthouse.rows import PredictionRow
@@ -29,7 +29,7 @@ from drifthouse.stream.dead_letters import DeadLetters
 from drifthouse.stream.labels.join import PredictionRecord
 from drifthouse.stream.sources import Message
 from drifthouse.stream.typed_decode import TypedDecoders
-from drifthouse.stream.windows import NO_TIME, EventTimeWindows, Origin, WindowSpec
+from drifthouse.stream.windows import NO_TIME, EventTimeWindows, Origin, Routed, WindowSpec
 
 __all__ = ["Checkpoint", "Key", "Partial", "PartitionStage", "StageStats"]
 
@@ -109,6 +109,38 @@ class Checkpoint(msgspec.Struct, frozen=True, array_like=True):
         return msgspec.json.decode(text, type=cls)
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """A micro-batch being folded in: its messages, its valid events and where they stand."""
+
+    msgs: Sequence[Message]
+    events: list[PredictionEvent]
+    positions: np.ndarray  # per valid event: the index of its message in ``msgs``
+    offsets: list[int]  # per message
+    ts: np.ndarray  # per valid event: its event time
+    seen: np.ndarray  # [i]: the largest event time seen before valid event i (i <= len(events))
+
+    @classmethod
+    def of(
+        cls,
+        msgs: Sequence[Message],
+        events: list[PredictionEvent],
+        positions: list[int],
+        max_before: int,
+    ) -> _Batch:
+        """``max_before``: the largest event time seen before the batch."""
+        ts = np.array([e.ts_ms for e in events], dtype=np.int64)
+        seen = np.empty(ts.size + 1, dtype=np.int64)
+        seen[0] = max_before
+        seen[1:] = np.maximum.accumulate(np.maximum(ts, max_before))
+        offsets = [m.offset for m in msgs]
+        return cls(msgs, events, np.array(positions, dtype=np.int64), offsets, ts, seen)
+
+    def seen_before(self, i: int) -> int:
+        """The largest event time seen before valid event ``i`` (before the batch when 0)."""
+        return int(self.seen[i])
+
+
 @dataclass
 class PartitionStage:
     """decode -> window -> sketch for one source partition (see the module docstring)."""
@@ -173,7 +205,6 @@ class PartitionStage:
         """Fold one micro-batch of this partition (in offset order) in; return closed windows."""
         if not msgs:
             return []
-        windows = self.windows
         now = self.now_ms() if self.now_ms is not None else None
         ok, bad = self.decoder.decode_batch(
             [m.value for m in msgs], now_ms=now, first=self._typed.decoder(self._model_hint)
@@ -188,36 +219,45 @@ class PartitionStage:
         # PII segment values and event ids are hashed before they become keys of windows,
         # metrics and the label join (the prediction log above hashes its own copy).
         events = self._pii.protect_events(events)
-        positions = np.array([i for i, _ in ok], dtype=np.int64)
-        offsets = [m.offset for m in msgs]
-        ts = np.array([e.ts_ms for e in events], dtype=np.int64)
-        max_before = windows.max_ts
-        routed = windows.route(ts, [e.model for e in events])
-        # seen[i]: the largest event time up to and including valid event i.
-        seen = np.maximum.accumulate(np.maximum(ts, max_before)) if ts.size else ts
-
-        def seen_before(i: int) -> int:
-            return int(seen[i - 1]) if i > 0 else max_before
-
-        # Late and refused events are counted in the pane holding the largest event time seen
-        # before them: that pane is open, and the choice does not depend on batch cuts.
-        late = np.zeros(ts.size, dtype=np.bool_)
+        batch = _Batch.of(msgs, events, [i for i, _ in ok], self.windows.max_ts)
+        routed = self.windows.route(batch.ts, [e.model for e in events])
+        late = np.zeros(batch.ts.size, dtype=np.bool_)
         for r in routed:
             late |= r.late
+        self._refuse_late(batch, late)
+        self._refuse_invalid(batch, bad)
+        on_time: list[bool] = (~late).tolist()
+        if self.collect_labels:
+            self._keep_label_records(batch, on_time)
+        self._fold(batch, routed, on_time)
+        self.stats.messages += len(msgs)
+        self.stats.events += len(events)
+        self.next_offset = batch.offsets[-1] + 1
+        return self._closed(final=False)
+
+    # Late and refused events are counted in the pane holding the largest event time seen
+    # before them: that pane is open, and the choice does not depend on batch cuts.
+
+    def _refuse_late(self, batch: _Batch, late: np.ndarray) -> None:
+        """Count late events in their models' open panes and dead-letter them."""
         for li in np.flatnonzero(late).tolist():
-            e, pos = events[li], int(positions[li])
-            where = seen_before(li)
-            origin = windows.origin(offsets[pos], li)
-            self._count((e.model, e.model_version), where, LATE, origin)
+            e, pos = batch.events[li], int(batch.positions[li])
+            origin = self.windows.origin(batch.offsets[pos], li)
+            self._count((e.model, e.model_version), batch.seen_before(li), LATE, origin)
             error = LateEventError("late", "$.ts", self._late_message(e.ts_ms, origin[2]))
-            self.dead_letters.send(msgs[pos], error)
+            self.dead_letters.send(batch.msgs[pos], error)
             self.stats.late += 1
+
+    def _refuse_invalid(self, batch: _Batch, bad: Sequence[tuple[int, DecodeError]]) -> None:
+        """Count refused messages in their models' open panes and dead-letter them; those
+        before the partition's first valid event wait for it (orphans)."""
+        windows, msgs, offsets = self.windows, batch.msgs, batch.offsets
         for pos, err in bad:
             # An over-size message is never parsed, not even to find its model: its key says.
             raw = b"" if err.reason == "too_large" else msgs[pos].value
             key = _peek_model(raw, msgs[pos].key)
-            prior = int(np.searchsorted(positions, pos))  # valid events before this message
-            where = seen_before(prior)
+            prior = int(np.searchsorted(batch.positions, pos))  # valid events before this message
+            where = batch.seen_before(prior)
             if where == NO_TIME:
                 self._orphans.append((key, offsets[pos]))
             else:
@@ -225,28 +265,32 @@ class PartitionStage:
             self.dead_letters.send(msgs[pos], err)
             self.stats.invalid += 1
         if self._orphans and windows.max_ts != NO_TIME:
-            first = int(ts[0]) if ts.size else windows.max_ts
+            first = int(batch.ts[0]) if batch.ts.size else windows.max_ts
             for key, offset in self._orphans:
                 self._count(key, first, INVALID, (offset, NO_TIME, NO_TIME, ()))
             self._orphans.clear()
 
+    def _keep_label_records(self, batch: _Batch, on_time: list[bool]) -> None:
+        """Keep what the label join needs of the on-time predictions with an ``event_id``."""
+        # Models configured without labels hold none of their predictions.
+        unlabelled = self._unlabelled
+        chosen = [
+            i
+            for i, e in enumerate(batch.events)
+            if on_time[i] and e.event_id and e.model not in unlabelled
+        ]
+        if chosen:
+            self._label_offsets.extend(batch.offsets[p] for p in batch.positions[chosen].tolist())
+            self._label_records.extend(PredictionRecord.from_event(batch.events[i]) for i in chosen)
+
+    def _fold(self, batch: _Batch, routed: Sequence[Routed], on_time: list[bool]) -> None:
+        """Update the panes of the on-time events, per model and version, a column batch each."""
+        windows, events = self.windows, batch.events
         # Group the on-time events by model and version, keep arrival order inside each group.
         groups: dict[Key, list[int]] = defaultdict(list)
-        on_time = (~late).tolist()
         for i, e in enumerate(events):
             if on_time[i]:
                 groups[(e.model, e.model_version)].append(i)
-        if self.collect_labels:
-            # Models configured without labels hold none of their predictions.
-            unlabelled = self._unlabelled
-            chosen = [
-                i
-                for i, e in enumerate(events)
-                if on_time[i] and e.event_id and e.model not in unlabelled
-            ]
-            if chosen:
-                self._label_offsets.extend(offsets[p] for p in positions[chosen].tolist())
-                self._label_records.extend(PredictionRecord.from_event(events[i]) for i in chosen)
         for key, members in groups.items():
             idx = np.asarray(members, dtype=np.intp)
             sketch = self.sketches(key[0])
@@ -256,7 +300,7 @@ class PartitionStage:
             for k, r in enumerate(routed):
                 for pane_start, local in _runs(r.pane[idx]):
                     first = members[0] if local is None else members[int(local[0])]
-                    origin = windows.origin(offsets[int(positions[first])], first)
+                    origin = windows.origin(batch.offsets[int(batch.positions[first])], first)
                     part_cols = cols if local is None else cols.take(local)
                     part_raw = kept if kept is None or local is None else [kept[j] for j in local]
                     windows.update(
@@ -266,10 +310,6 @@ class PartitionStage:
                         partial(sketch.update, cols=part_cols, raw=part_raw),
                         origin,
                     )
-        self.stats.messages += len(msgs)
-        self.stats.events += len(events)
-        self.next_offset = offsets[-1] + 1
-        return self._closed(final=False)
 
     def take_prediction_rows(self) -> list[PredictionRow]:
         """The prediction-log rows of the batches processed since the last call."""
