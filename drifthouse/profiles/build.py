@@ -18,16 +18,10 @@ import msgspec
 import numpy as np
 
 from drifthouse.config import MetricsConfig
-from drifthouse.detectors.reference import (
-    NUMERIC_SHARE,
-    Kind,
-    Profile,
-    ProfileSettings,
-    build_profile,
-    prediction_score,
-)
+from drifthouse.detectors.reference import Kind, Profile, ProfileSettings, prediction_score
 from drifthouse.errors import DecodeError, ProfileError
 from drifthouse.events import check_served_class
+from drifthouse.profiles.columns import NUMERIC_SHARE, build_profile
 
 __all__ = [
     "build_profile_from_file",

@@ -84,7 +84,7 @@ def score_of(prediction: object) -> float | None:
 
 
 def _mapping(features: Any) -> Mapping[str, Any]:
-    # Features decoded by a model's fast decoder are a struct (drifthouse.stream.typed_decode).
+    # Features decoded by a model's fast decoder are a struct (drifthouse.detectors.typed_decode).
     return features if isinstance(features, Mapping) else features.as_dict()
 
 

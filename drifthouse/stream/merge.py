@@ -28,9 +28,9 @@ import msgspec
 import numpy as np
 
 from drifthouse.config import Config
-from drifthouse.detectors.base import Result
+from drifthouse.detectors.base import Context, Result
 from drifthouse.detectors.change import ChangeConfig, ChangeDetectors
-from drifthouse.detectors.model_sketch import EVENTS, ModelState, Sketches
+from drifthouse.detectors.model_sketch import EVENTS, ModelState
 from drifthouse.detectors.reference import Profile
 from drifthouse.errors import SketchError
 from drifthouse.events import LabelEvent, MetricEvent
@@ -42,6 +42,7 @@ from drifthouse.profiles.auto import (
     source_of,
     span_end,
 )
+from drifthouse.profiles.sketches import Sketches
 from drifthouse.rows import MetricRow, SketchRow
 from drifthouse.sinks.base import Sink
 from drifthouse.sinks.references import reference_rows
@@ -488,7 +489,7 @@ class MergeStage:
             "run_id": self.run_id,
             "computed_at": computed_at,
         }
-        results = sketch.evaluate(state, spec.size_ms)
+        results = sketch.evaluate(state, Context(window_ms=spec.size_ms))
         auto = self.sketches.auto_references.get(model)
         if auto is not None and start < auto.end:
             # Inside the reference's own span: quality yes, comparisons with itself no.
@@ -502,7 +503,7 @@ class MergeStage:
             per = {**common, "segment": segment}
             metrics += [
                 MetricRow(feature=r.feature, metric=r.metric, value=r.value, n=seg.events, **per)  # type: ignore[arg-type]
-                for r in sketch.evaluate_segment(seg, spec.size_ms)
+                for r in sketch.evaluate_segment(seg, Context(window_ms=spec.size_ms))
             ]
         if self.changes is not None:
             # Fed once per window, in window order: a rewritten window is skipped.
