@@ -45,7 +45,7 @@ import msgspec
 import numpy as np
 
 from drifthouse.detectors.base import NO_CONTEXT, Context, Result, Sketch
-from drifthouse.detectors.categorical import CategoricalBlock, CategoricalState
+from drifthouse.detectors.categorical import CategoricalBlock
 from drifthouse.detectors.columns import Columns, extract
 from drifthouse.detectors.importance import ImportanceBatch, ImportanceSketch
 from drifthouse.detectors.layout import FeatureLayout
@@ -57,11 +57,12 @@ from drifthouse.detectors.model_state import (
     SegmentKey,
     SegmentState,
 )
-from drifthouse.detectors.numeric import NumericBatch, NumericBlock, NumericState, SketchPart
-from drifthouse.detectors.quantiles import QuantileSketch, QuantileState
+from drifthouse.detectors.numeric import NumericBatch, NumericBlock, SketchPart
+from drifthouse.detectors.quantiles import QuantileSketch
 from drifthouse.detectors.raw_panes import RawLeaf, RawTree, decode_events
 from drifthouse.detectors.reference import Profile
-from drifthouse.detectors.status import StatusCounter, StatusState
+from drifthouse.detectors.segments import Rows, SegmentSketch
+from drifthouse.detectors.status import StatusCounter
 from drifthouse.errors import SketchError
 from drifthouse.logs import get_logger
 
@@ -82,7 +83,6 @@ __all__ = [
 log = get_logger("sketches")
 
 PREDICTION_FEATURE = "__prediction__"
-_PREDICTION_METRICS = frozenset({"psi", "ks", "ks_pvalue", "js", "chi2", "chi2_pvalue", "mean"})
 OTHER_VALUE = "__other__"
 PANE_LIMIT_FACTOR = 10  # distinct values per attribute one pane keeps apart, x max_segment_values
 
@@ -210,6 +210,7 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
             prediction_categories=classes.encoder(0) if classes is not None else None,
             prediction_unseen=classes.new_code(0) if classes is not None else 0,
         )
+        self.segment = SegmentSketch(self.latency, self.status, self.prediction)
 
     def empty(self) -> ModelState:
         return ModelState(
@@ -224,38 +225,7 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
         )
 
     def empty_segment(self) -> SegmentState:
-        return SegmentState(
-            counters=np.zeros(1, dtype=np.int64),
-            latency=self.latency.empty(),
-            status=self.status.empty(),
-            prediction=self.prediction.empty() if self.prediction is not None else None,
-        )
-
-    def _serve(
-        self,
-        latency: QuantileState,
-        status: StatusState,
-        prediction: NumericState | CategoricalState | None,
-        cols: Columns,
-        idx: np.ndarray | None,
-    ) -> None:
-        """Latency, status codes and prediction of the rows ``idx`` (all when ``None``)."""
-        lat = cols.latency if idx is None else cols.latency[idx]
-        lat = lat[~np.isnan(lat)]
-        if lat.size:
-            self.latency.update(latency, lat)
-        self.status.update(status, cols.http_status if idx is None else cols.http_status[idx])
-        if isinstance(self.prediction, NumericBlock) and isinstance(prediction, NumericState):
-            score = (cols.score if idx is None else cols.score[idx])[:, None]
-            self.prediction.update(
-                prediction, NumericBatch(score, np.isnan(score).astype(np.uint8))
-            )
-        elif isinstance(self.prediction, CategoricalBlock) and isinstance(
-            prediction, CategoricalState
-        ):
-            assert cols.pred_codes is not None
-            codes = cols.pred_codes if idx is None else cols.pred_codes[idx]
-            self.prediction.update(prediction, codes[:, None])
+        return self.segment.empty()
 
     def update(self, state: ModelState, batch: ModelBatch) -> ModelState:
         """Add one micro-batch of this model's events (in arrival order), in place; its ``raw``
@@ -277,7 +247,7 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
                 state.raw.events.extend(raw)
         self.numeric.update(state.numeric, NumericBatch(cols.numeric, cols.status))
         self.categorical.update(state.categorical, cols.codes)
-        self._serve(state.latency, state.status, state.prediction, cols, None)
+        self.segment.serve(state.latency, state.status, state.prediction, cols, None)
         if cols.segments:
             self._update_segments(state.segments, cols)
         if self.importance is not None and state.importance is not None:
@@ -327,8 +297,7 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
             self._update_segment(seg, cols, rows)
 
     def _update_segment(self, seg: SegmentState, cols: Columns, idx: np.ndarray) -> None:
-        self._serve(seg.latency, seg.status, seg.prediction, cols, idx)
-        seg.counters[EVENTS] += idx.size
+        self.segment.update(seg, Rows(cols, idx))
 
     def count(self, state: ModelState, slot: int, n: int) -> ModelState:
         """Add ``n`` to a counter (``LATE`` or ``INVALID``), in place."""
@@ -377,7 +346,7 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
             categorical=self.categorical.merge(a.categorical, b.categorical),
             latency=self.latency.merge(a.latency, b.latency),
             status=self.status.merge(a.status, b.status),
-            prediction=self._merge_prediction(a.prediction, b.prediction),
+            prediction=self.segment.merge_prediction(a.prediction, b.prediction),
             counters=a.counters + b.counters,
             importance=self.importance.merge(a.importance, b.importance)
             if self.importance is not None and a.importance is not None and b.importance is not None
@@ -388,21 +357,7 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
 
     def merge_segment(self, a: SegmentState, b: SegmentState) -> SegmentState:
         """A new segment state holding both."""
-        return SegmentState(
-            counters=a.counters + b.counters,
-            latency=self.latency.merge(a.latency, b.latency),
-            status=self.status.merge(a.status, b.status),
-            prediction=self._merge_prediction(a.prediction, b.prediction),
-        )
-
-    def _merge_prediction(
-        self,
-        a: NumericState | CategoricalState | None,
-        b: NumericState | CategoricalState | None,
-    ) -> NumericState | CategoricalState | None:
-        if self.prediction is None or a is None or b is None:
-            return None
-        return self.prediction.merge(a, b)  # type: ignore[arg-type]
+        return self.segment.merge(a, b)
 
     def _merge_segments(
         self, a: dict[SegmentKey, SegmentState], b: dict[SegmentKey, SegmentState]
@@ -429,7 +384,7 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
         if events:
             out += self.numeric.evaluate(state.numeric)
             out += self.categorical.evaluate(state.categorical)
-            out += self._prediction_results(state.prediction)
+            out += self.segment.prediction_results(state.prediction)
             if self.importance is not None and state.importance is not None:
                 out += self.importance.evaluate(state.importance)
             out += self.latency.evaluate(state.latency)
@@ -441,16 +396,6 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
             Result("", "throughput_rps", events / (window_ms / 1000.0), None, 0, events),
         ]
         return out
-
-    def _prediction_results(self, state: NumericState | CategoricalState | None) -> list[Result]:
-        """The prediction's drift metrics (``feature == '__prediction__'``)."""
-        if self.prediction is None or state is None:
-            return []
-        return [
-            r
-            for r in self.prediction.evaluate(state)  # type: ignore[arg-type]
-            if r.metric in _PREDICTION_METRICS
-        ]
 
     def capped_segments(self, state: ModelState) -> Iterator[tuple[str, SegmentState]]:
         """``("attr=value", state)`` of a window, sorted: the ``max_segment_attributes``
@@ -495,20 +440,8 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
                 yield f"{attr}={value}", seg
 
     def evaluate_segment(self, seg: SegmentState, context: Context = NO_CONTEXT) -> list[Result]:
-        """The serving metrics of one segment value's window of ``context.window_ms``
-        (``feature == ''``, and the prediction's drift with ``feature == '__prediction__'``)."""
-        window_ms = context.window_ms
-        events = seg.events
-        out: list[Result] = []
-        if events:
-            out += self._prediction_results(seg.prediction)
-            out += self.latency.evaluate(seg.latency)
-            out += self.status.evaluate(seg.status)
-        out += [
-            Result("", "events", float(events), None, 0, events),
-            Result("", "throughput_rps", events / (window_ms / 1000.0), None, 0, events),
-        ]
-        return out
+        """The serving metrics of one segment value's window (:meth:`SegmentSketch.evaluate`)."""
+        return self.segment.evaluate(seg, context)
 
     def sketch_parts(self, state: ModelState) -> list[SketchPart]:
         """The mergeable state as rows for the ``sketches`` table."""

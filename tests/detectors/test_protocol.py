@@ -43,6 +43,7 @@ from drifthouse.detectors.label_sketch import LabelBatch, LabelSketch
 from drifthouse.detectors.model_sketch import ModelBatch, ModelSketch
 from drifthouse.detectors.numeric import NumericBatch, NumericBlock
 from drifthouse.detectors.quantiles import QuantileSketch
+from drifthouse.detectors.segments import Rows, SegmentSketch
 from drifthouse.detectors.status import StatusCounter
 from drifthouse.events import PredictionEvent
 from drifthouse.stream.metric_events import MetricEventSketch
@@ -169,6 +170,17 @@ def _model_batch(sk: ModelSketch) -> st.SearchStrategy[ModelBatch]:
 
 
 _MODEL = ModelSketch("m", SCORED, MetricsConfig())
+
+
+def _rows(sk: ModelSketch) -> st.SearchStrategy[Rows]:
+    """Some rows of a batch of events, ascending (a segment value's rows)."""
+    return st.lists(_event, max_size=20).flatmap(
+        lambda events: st.sets(st.integers(0, max(len(events) - 1, 0)), max_size=len(events)).map(
+            lambda rows: Rows(extract(events, sk.layout), np.asarray(sorted(rows), dtype=np.intp))
+        )
+    )
+
+
 _metric_values = st.dictionaries(
     st.sampled_from(["cpu", "gpu", "mem"]), st.floats(0, 100), max_size=3
 )
@@ -198,6 +210,9 @@ CASES: dict[type[Any], Case] = {
     ),
     ModelSketch: Case(
         lambda: _MODEL, _model_batch(_MODEL), Context(window_ms=60_000), rounding=True
+    ),
+    SegmentSketch: Case(
+        lambda: _MODEL.segment, _rows(_MODEL), Context(window_ms=60_000), rounding=True
     ),
     MetricEventSketch: Case(
         MetricEventSketch, st.lists(_metric_values, max_size=10), rounding=True
