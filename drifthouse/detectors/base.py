@@ -176,6 +176,16 @@ class Context:
 NO_CONTEXT = Context()
 
 
+def window_ms_of(kind: str, context: Context) -> int:
+    """``context.window_ms``; raise :class:`SketchError` unless it is positive."""
+    if context.window_ms <= 0:
+        raise SketchError(
+            f"{kind}.evaluate needs the window's length: pass Context(window_ms=...) "
+            f"(got {context.window_ms})"
+        )
+    return context.window_ms
+
+
 class Sketch(ABC, Generic[T, B]):
     """What every sketch offers (see the module docstring).
 

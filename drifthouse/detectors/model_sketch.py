@@ -44,7 +44,7 @@ from typing import Protocol
 import msgspec
 import numpy as np
 
-from drifthouse.detectors.base import NO_CONTEXT, Context, Result, Sketch
+from drifthouse.detectors.base import NO_CONTEXT, Context, Result, Sketch, window_ms_of
 from drifthouse.detectors.categorical import CategoricalBlock
 from drifthouse.detectors.columns import Columns, extract
 from drifthouse.detectors.importance import ImportanceBatch, ImportanceSketch
@@ -378,7 +378,7 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
     def evaluate(self, state: ModelState, context: Context = NO_CONTEXT) -> list[Result]:
         """Every metric of a closed window of ``context.window_ms``: per feature, then model
         level (``feature == ''``)."""
-        window_ms = context.window_ms
+        window_ms = window_ms_of("ModelSketch", context)
         events = int(state.counters[EVENTS])
         out: list[Result] = []
         if events:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drifthouse.detectors.base import NO_CONTEXT, Context, Result, Sketch
+from drifthouse.detectors.base import NO_CONTEXT, Context, Result, Sketch, window_ms_of
 from drifthouse.detectors.categorical import CategoricalBlock, CategoricalState
 from drifthouse.detectors.columns import Columns
 from drifthouse.detectors.model_state import EVENTS, SegmentState
@@ -113,6 +113,7 @@ class SegmentSketch(Sketch[SegmentState, Rows]):
     def evaluate(self, state: SegmentState, context: Context = NO_CONTEXT) -> list[Result]:
         """The serving metrics of one segment value's window of ``context.window_ms``
         (``feature == ''``, and the prediction's drift with ``feature == '__prediction__'``)."""
+        window_ms = window_ms_of("SegmentSketch", context)
         events = state.events
         out: list[Result] = []
         if events:
@@ -121,7 +122,7 @@ class SegmentSketch(Sketch[SegmentState, Rows]):
             out += self.status.evaluate(state.status)
         out += [
             Result("", "events", float(events), None, 0, events),
-            Result("", "throughput_rps", events / (context.window_ms / 1000.0), None, 0, events),
+            Result("", "throughput_rps", events / (window_ms / 1000.0), None, 0, events),
         ]
         return out
 

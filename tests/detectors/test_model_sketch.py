@@ -29,6 +29,7 @@ from drifthouse.detectors.model_sketch import (
 )
 from drifthouse.detectors.numeric import NumericState
 from drifthouse.detectors.reference import Profile
+from drifthouse.errors import SketchError
 from drifthouse.events import PredictionEvent
 from drifthouse.profiles.columns import build_profile
 
@@ -419,3 +420,11 @@ def test_a_pane_keeps_at_most_ten_times_the_attributes() -> None:
     assert "kept" in attributes  # attributes already kept keep counting
     assert state.segments[("kept", "v")].events == 50
     assert [name for name, _ in sketch.capped_segments(state)] == ["a00=v", "kept=v"]
+
+
+def test_evaluate_needs_the_window_length() -> None:
+    sketch = _sketch("score")
+    with pytest.raises(SketchError, match="window_ms"):
+        sketch.evaluate(sketch.empty())
+    with pytest.raises(SketchError, match="window_ms"):
+        sketch.evaluate_segment(sketch.empty_segment())
