@@ -19,13 +19,13 @@ from drifthouse.errors import DecodeError, ProfileError
 from drifthouse.events import check_served_class
 from drifthouse.profiles.columns import build_profile
 from drifthouse.profiles.tables import (
-    _is_number,
-    _kinds_for,
-    _select,
-    _settings,
     file_digest,
+    is_number,
+    kinds_for,
     profile_from_csv,
     profile_from_parquet,
+    select_features,
+    settings_or_default,
 )
 
 __all__ = [
@@ -95,7 +95,7 @@ def profile_from_jsonl(
             for field, what in (("latency_ms", "a number"), ("status", "an integer HTTP status")):
                 v = event.get(field)
                 if v is not None and (
-                    not _is_number(v) or (field == "status" and not float(v).is_integer())
+                    not is_number(v) or (field == "status" and not float(v).is_integer())
                 ):
                     raise ProfileError(
                         f"{path}:{lineno}: at `$.{field}`: expected {what}; got {v!r}"
@@ -149,7 +149,7 @@ def profile_from_events(
     names: dict[str, None] = {}
     for event in rows:
         names.update(dict.fromkeys(event["features"]))
-    selected = _select(names, include, exclude)
+    selected = select_features(names, include, exclude)
     features = {n: [e["features"].get(n) for e in rows] for n in selected}
     has = {k: any(k in e for e in rows) for k in ("prediction", label_key, "latency_ms", "status")}
     return build_profile(
@@ -157,7 +157,7 @@ def profile_from_events(
         model_version=model_version,
         created_at=created_at,
         source_digest=source_digest,
-        settings=_settings(settings),
+        settings=settings_or_default(settings),
         features=features,
         prediction=[prediction_score(e.get("prediction"), e.get("predicted_class")) for e in rows]
         if has["prediction"]
@@ -167,7 +167,7 @@ def profile_from_events(
         status=[e.get("status", 200) for e in rows] if has["status"] else None,
         threshold=threshold,
         task=task,
-        kinds=_kinds_for(kinds, selected, names),
+        kinds=kinds_for(kinds, selected, names),
     )
 
 

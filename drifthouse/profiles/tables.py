@@ -21,7 +21,15 @@ from drifthouse.detectors.reference import Kind, Profile, ProfileSettings
 from drifthouse.errors import ProfileError
 from drifthouse.profiles.columns import NUMERIC_SHARE, build_profile
 
-__all__ = ["file_digest", "profile_from_csv", "profile_from_parquet"]
+__all__ = [
+    "file_digest",
+    "is_number",
+    "kinds_for",
+    "profile_from_csv",
+    "profile_from_parquet",
+    "select_features",
+    "settings_or_default",
+]
 
 _META = ("model", "model_version", "event_id", "segment")
 _TS_NAMES = ("ts", "timestamp")
@@ -36,7 +44,9 @@ def file_digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _settings(settings: MetricsConfig | ProfileSettings | None) -> MetricsConfig | ProfileSettings:
+def settings_or_default(
+    settings: MetricsConfig | ProfileSettings | None,
+) -> MetricsConfig | ProfileSettings:
     return settings if settings is not None else MetricsConfig()
 
 
@@ -52,13 +62,13 @@ def _pick(
     return next((c for c in defaults if c in columns), None)
 
 
-def _is_number(v: object) -> bool:
+def is_number(v: object) -> bool:
     return isinstance(v, int | float | np.integer | np.floating) and not isinstance(
         v, bool | np.bool_
     )
 
 
-def _kinds_for(
+def kinds_for(
     kinds: Mapping[str, Kind] | None, selected: Sequence[str], names: Iterable[str]
 ) -> dict[str, Kind]:
     """The forced kinds of the selected features; a name the data lacks stays, to be refused."""
@@ -66,7 +76,7 @@ def _kinds_for(
     return {n: k for n, k in (kinds or {}).items() if n in selected or n not in known}
 
 
-def _select(
+def select_features(
     names: Iterable[str], include: Sequence[str] | None, exclude: Sequence[str] | None
 ) -> list[str]:
     names = list(names)
@@ -157,7 +167,7 @@ def _table_profile(
     if "model" in columns:
         rows, columns = _rows_of_model(path, columns, model)
     special = {ts_col, pred_col, label_col, lat_col, status_col, *_META} - {None}
-    selected = _select([n for n in names if n not in special], include, exclude)
+    selected = select_features([n for n in names if n not in special], include, exclude)
     kinds = kinds or {}
     for n in (*selected, pred_col):
         if n is not None and isinstance(columns[n], list) and kinds.get(n) != "categorical":
@@ -174,7 +184,7 @@ def _table_profile(
         model_version=model_version,
         created_at=created_at,
         source_digest=file_digest(path),
-        settings=_settings(settings),
+        settings=settings_or_default(settings),
         features={n: columns[n] for n in selected},
         prediction=num(pred_col),
         label=num(label_col),
@@ -184,7 +194,7 @@ def _table_profile(
         else None,
         threshold=threshold,
         task=task,
-        kinds=_kinds_for(kinds, selected, names),
+        kinds=kinds_for(kinds, selected, names),
     )
 
 
@@ -214,7 +224,7 @@ def _checked(
     for i, v in enumerate(values.tolist() if isinstance(values, np.ndarray) else values):
         if v is None or (type(v) is float and v != v):
             continue
-        if not _is_number(v) or (status and not float(v).is_integer()):
+        if not is_number(v) or (status and not float(v).is_integer()):
             expected = "an integer HTTP status" if status else "a number"
             raise ProfileError(
                 f"{path}: column {col!r} row {rows[i] + 1}: expected {expected}; got {v!r}"
