@@ -36,7 +36,6 @@ Example
 from __future__ import annotations
 
 import bisect
-import fnmatch
 import heapq
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -48,6 +47,7 @@ from drifthouse.alerts.base import Notification, notification_id
 from drifthouse.alerts.rules import alert_labels
 from drifthouse.alerts.silences import Silence, SilenceStore
 from drifthouse.config import InhibitConfig, RouteConfig
+from drifthouse.config.alert_checks import labels_match
 from drifthouse.errors import ConfigError
 from drifthouse.logs import get_logger
 from drifthouse.rows import AlertRow
@@ -55,11 +55,6 @@ from drifthouse.rows import AlertRow
 __all__ = ["Dispatcher", "Muted", "labels_match"]
 
 log = get_logger("alerts.routing")
-
-
-def labels_match(matchers: Mapping[str, str], labels: Mapping[str, str]) -> bool:
-    """True when every matcher matches its label (exact or glob; a missing label is ``''``)."""
-    return all(fnmatch.fnmatchcase(labels.get(k, ""), v) for k, v in matchers.items())
 
 
 class Muted(msgspec.Struct, frozen=True, kw_only=True):
