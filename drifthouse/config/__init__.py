@@ -44,7 +44,6 @@ from drifthouse.config.loading import load_config
 from drifthouse.config.report import ConfigReport, check_config
 from drifthouse.config.schema import Config
 from drifthouse.config.sections import (
-    DEFAULT_CHANGE_SERIES,
     ChangeDetectionConfig,
     KafkaConfig,
     MetricsConfig,
@@ -56,7 +55,6 @@ from drifthouse.config.sections import (
 from drifthouse.durations import format_duration, parse_duration, window_name
 
 __all__ = [
-    "DEFAULT_CHANGE_SERIES",
     "AlertingConfig",
     "ChangeDetectionConfig",
     "Config",

@@ -5,6 +5,7 @@ See docs/configuration.md for every key.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from pathlib import Path
@@ -18,8 +19,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from drifthouse.config.base import DurationMs, SecretDsn, Strict, mask_dsn
+from drifthouse.detectors.change import ChangeConfig
 from drifthouse.durations import format_duration
 
 __all__ = [
@@ -252,38 +255,33 @@ def auto_span_of(settings: ModelConfig, metrics: MetricsConfig) -> int | None:
     return None
 
 
-#: The series change detection watches by default: serving metrics and the prediction's mean
-#: and drift. Label metrics are left out: they are fed when their window is first written, with
-#: the labels in by then, so their detections would follow label arrival.
-DEFAULT_CHANGE_SERIES = (
-    "error_rate_5xx",
-    "latency_p95",
-    "__prediction__:mean",
-    "__prediction__:psi",
-)
-
-
-class ChangeDetectionConfig(Strict):
-    """river's ADWIN and Page-Hinkley over each model's series of window metrics."""
+class ChangeDetectionConfig(Strict, ChangeConfig):
+    """river's ADWIN and Page-Hinkley over each model's series of window metrics: whether they
+    run, and their settings, the fields of :class:`~drifthouse.detectors.change.ChangeConfig`
+    (defined there once, with their bounds)."""
 
     enabled: bool = True
-    series: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_CHANGE_SERIES),
-        description=(
-            "model-level metric names, or feature:metric; label metrics (accuracy, mae, ...) are "
-            "fed at their window's first write, so their changes depend on label arrival times"
-        ),
-    )
-    warmup: int = Field(30, ge=2)
-    min_std: float = Field(1e-3, gt=0.0)
-    adwin_delta: float = Field(0.002, gt=0.0, lt=1.0)
-    adwin_clock: int = Field(1, ge=1)
-    adwin_grace_period: int = Field(10, ge=1)
-    adwin_min_window_length: int = Field(5, ge=1)
-    ph_min_instances: int = Field(30, ge=1)
-    ph_delta: float = Field(0.005, ge=0.0)
-    ph_threshold: float = Field(50.0, gt=0.0)
-    ph_alpha: float = Field(0.9999, gt=0.0, le=1.0)
+
+    @field_validator("series", mode="before")
+    @classmethod
+    def _series_list(cls, value: object) -> object:
+        # A YAML list, held as a tuple: a value that is no list is refused as a list field would.
+        if not isinstance(value, list | tuple):
+            raise PydanticCustomError("list_type", "Input should be a valid list")
+        return value
+
+    def detector_config(self) -> ChangeConfig | None:
+        """The settings :class:`~drifthouse.detectors.change.ChangeDetectors` take, or ``None``
+        when change detection is off or watches no series.
+
+        >>> ChangeDetectionConfig(warmup=5).detector_config()
+        ChangeConfig(series=('error_rate_5xx', 'latency_p95', '__prediction__:mean', '__prediction__:psi'), warmup=5, min_std=0.001, adwin_delta=0.002, adwin_clock=1, adwin_grace_period=10, adwin_min_window_length=5, ph_min_instances=30, ph_delta=0.005, ph_threshold=50.0, ph_alpha=0.9999)
+        """
+        if not (self.enabled and self.series):
+            return None
+        return ChangeConfig(
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(ChangeConfig)}
+        )
 
 
 class MetricsConfig(Strict):

@@ -29,7 +29,6 @@ from drifthouse.detectors.reference import (
     prediction_score,
 )
 from drifthouse.detectors.status import StatusCounter, StatusState
-from drifthouse.profiles.build import build_profile_from_file
 
 __all__ = [
     "MISSING",
@@ -52,7 +51,6 @@ __all__ = [
     "StatusCounter",
     "StatusState",
     "build_profile",
-    "build_profile_from_file",
     "category_key",
     "prediction_score",
 ]

@@ -14,15 +14,17 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 import numpy as np
 
 from drifthouse.categories import category_key
-from drifthouse.config import MetricsConfig
 from drifthouse.detectors import labels as _labels
 from drifthouse.errors import ProfileError
+
+if TYPE_CHECKING:
+    from drifthouse.config import MetricsConfig
 
 __all__ = [
     "FORMAT",
@@ -171,8 +173,7 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True):
     Examples
     --------
     >>> import numpy as np
-    >>> from drifthouse.config import MetricsConfig
-    >>> p = build_profile(
+    >>>     >>> p = build_profile(
     ...     model="fraud", model_version="1.0", created_at="2026-01-01T00:00:00Z",
     ...     source_digest="0" * 64, settings=MetricsConfig(),
     ...     features={"amount": np.arange(1000.0), "country": ["de", "fr"] * 500},
