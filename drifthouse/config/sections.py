@@ -26,6 +26,7 @@ from drifthouse.detectors.change import ChangeConfig
 from drifthouse.durations import format_duration
 
 __all__ = [
+    "DEAD_LETTER_SUFFIX",
     "ChangeDetectionConfig",
     "KafkaConfig",
     "MetricsConfig",
@@ -33,7 +34,22 @@ __all__ = [
     "StoreConfig",
     "WindowConfig",
     "auto_span_of",
+    "dead_letter_topic",
 ]
+
+
+#: What a source's name gets for the name of its dead letters: ``<topic>.dlq`` for a Kafka topic,
+#: ``PATH.dlq`` for a file (docs/events.md).
+DEAD_LETTER_SUFFIX = ".dlq"
+
+
+def dead_letter_topic(topic: str) -> str:
+    """The topic that refused messages of ``topic`` go to.
+
+    >>> dead_letter_topic("predictions")
+    'predictions.dlq'
+    """
+    return topic + DEAD_LETTER_SUFFIX
 
 
 class KafkaConfig(Strict):
@@ -91,10 +107,6 @@ class KafkaConfig(Strict):
                     "set sasl_password from the environment, e.g. sasl_password: ${KAFKA_PASSWORD}"
                 )
         return self
-
-    @property
-    def dlq_topic(self) -> str:
-        return f"{self.topic}.dlq"
 
 
 class StoreConfig(Strict):
