@@ -23,7 +23,7 @@ import yaml
 from pydantic import ValidationError
 
 from drifthouse.config.checks import raw_reference_problems
-from drifthouse.config.locations import dotted, is_warning, line_key, parent
+from drifthouse.config.locations import dotted, is_warning, line_key, locate
 from drifthouse.config.schema import Config
 from drifthouse.errors import ConfigError
 from drifthouse.logs import get_logger, hide_secret, redact
@@ -60,11 +60,7 @@ class Loaded:
 
     def locate(self, path: str) -> str:
         """The location of a dotted path; paths not in the file take their nearest ancestor's line."""
-        probe = path
-        while probe and probe not in self.lines:
-            probe = parent(probe)
-        line = self.lines.get(probe)
-        return f"{self.source}:{line} {path}" if line else f"{self.source} {path}"
+        return locate(self.source, self.lines, path)
 
     def redact(self, message: str) -> str:
         # Any piece of a secret, not only the whole value (see drifthouse.logs.redact).

@@ -5,7 +5,9 @@ A problem is ``(location, message)``; a message starting with ``'warning: '`` is
 
 from __future__ import annotations
 
-__all__ = ["dotted", "is_warning", "line_key", "parent"]
+from collections.abc import Mapping
+
+__all__ = ["dotted", "is_warning", "line_key", "locate", "parent"]
 
 
 def dotted(keys: tuple[int | str, ...]) -> str:
@@ -23,6 +25,21 @@ def parent(path: str) -> str:
     """``'rules[0].when'`` -> ``'rules[0]'`` -> ``'rules'`` -> ``''``."""
     cut = max(path.rfind("."), path.rfind("["))
     return path[: max(cut, 0)]
+
+
+def locate(source: str, lines: Mapping[str, int], path: str) -> str:
+    """``'drifthouse.yaml:12 rules[0].when'``: ``path`` located in ``source``, whose ``lines``
+    index dotted paths; a path the file does not spell out takes its nearest ancestor's line.
+
+    >>> locate("d.yaml", {"rules": 3, "rules[0]": 4}, "rules[0].clear")
+    'd.yaml:4 rules[0].clear'
+    """
+    probe = path
+    while probe and probe not in lines:
+        probe = parent(probe)
+    line = lines.get(probe)
+    place = f"{source}:{line}" if line and source else source
+    return f"{place} {path}".strip()
 
 
 def is_warning(message: str) -> bool:

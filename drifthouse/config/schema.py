@@ -17,7 +17,7 @@ from drifthouse.config.alerting import (
 )
 from drifthouse.config.base import Strict, mask_dsn
 from drifthouse.config.checks import reference_problems
-from drifthouse.config.locations import dotted, is_warning, parent
+from drifthouse.config.locations import dotted, is_warning, locate
 from drifthouse.config.sections import (
     KafkaConfig,
     MetricsConfig,
@@ -146,12 +146,7 @@ class Config(Strict):
 
         Paths the file does not spell out take the line of their nearest ancestor.
         """
-        probe = path
-        while probe and probe not in self._lines:
-            probe = parent(probe)
-        line = self._lines.get(probe)
-        place = f"{self._source}:{line}" if line and self._source else self._source
-        return f"{place} {path}".strip()
+        return locate(self._source, self._lines, path)
 
     def describe(self) -> dict[str, Any]:
         """A summary safe to log or print: no secret values, only whether each secret is set.
