@@ -27,7 +27,7 @@ from typing import Any
 import msgspec
 
 from drifthouse.app.pipeline import Pipeline, PipelineStats, WindowResult
-from drifthouse.config import DEAD_LETTER_SUFFIX, Config, dead_letter_topic
+from drifthouse.config import Config
 from drifthouse.detectors.reference import Profile
 from drifthouse.errors import DecodeError, ProfileError, SourceError, UsageError
 from drifthouse.events import parse_ts
@@ -270,7 +270,7 @@ def replay(
     if kind == "file":
         path = Path(target)
         src = FileSource(path, batch_size=max(config.kafka.batch_size, 1024))
-        dead = dead_letters or FileDeadLetters(Path(str(path) + DEAD_LETTER_SUFFIX))
+        dead = dead_letters or FileDeadLetters(Path(str(path) + ".dlq"))
         partitions: list[int] = [0]
         batches: Iterator[tuple[Sequence[Message], int]] = src.batches()
         total = src.total_bytes()
@@ -312,7 +312,7 @@ def replay(
     if isinstance(dead, FileDeadLetters) and dead.count:
         dlq_where = str(dead.path)
     elif kind == "kafka" and pipeline.stats.invalid + pipeline.stats.late:
-        dlq_where = f"kafka:{dead_letter_topic(target)}"
+        dlq_where = f"kafka:{target}.dlq"
     implausible = refusals.first.get("implausible_ts")
     if implausible is not None and pipeline.stats.events == 0:
         # Not one event in range: the whole input is in the wrong units, not a few bad events.

@@ -44,7 +44,6 @@ from drifthouse.config.loading import load_config
 from drifthouse.config.report import ConfigReport, check_config
 from drifthouse.config.schema import Config
 from drifthouse.config.sections import (
-    DEAD_LETTER_SUFFIX,
     ChangeDetectionConfig,
     KafkaConfig,
     MetricsConfig,
@@ -52,12 +51,10 @@ from drifthouse.config.sections import (
     StoreConfig,
     WindowConfig,
     auto_span_of,
-    dead_letter_topic,
 )
 from drifthouse.durations import format_duration, parse_duration, window_name
 
 __all__ = [
-    "DEAD_LETTER_SUFFIX",
     "AlertingConfig",
     "ChangeDetectionConfig",
     "Config",
@@ -80,7 +77,6 @@ __all__ = [
     "WindowConfig",
     "auto_span_of",
     "check_config",
-    "dead_letter_topic",
     "format_duration",
     "load_config",
     "mask_dsn",

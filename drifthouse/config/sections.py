@@ -26,7 +26,6 @@ from drifthouse.detectors.change import ChangeConfig
 from drifthouse.durations import format_duration
 
 __all__ = [
-    "DEAD_LETTER_SUFFIX",
     "ChangeDetectionConfig",
     "KafkaConfig",
     "MetricsConfig",
@@ -34,22 +33,7 @@ __all__ = [
     "StoreConfig",
     "WindowConfig",
     "auto_span_of",
-    "dead_letter_topic",
 ]
-
-
-#: What a source's name gets for the name of its dead letters: ``<topic>.dlq`` for a Kafka topic,
-#: ``PATH.dlq`` for a file (docs/events.md).
-DEAD_LETTER_SUFFIX = ".dlq"
-
-
-def dead_letter_topic(topic: str) -> str:
-    """The topic that refused messages of ``topic`` go to.
-
-    >>> dead_letter_topic("predictions")
-    'predictions.dlq'
-    """
-    return topic + DEAD_LETTER_SUFFIX
 
 
 class KafkaConfig(Strict):

@@ -20,7 +20,7 @@ every dead letter (``acks=all``), so the stream commits its offsets only after t
 
 Example
 -------
->>> from drifthouse.config import KafkaConfig, dead_letter_topic
+>>> from drifthouse.config import KafkaConfig
 >>> dlq = KafkaDeadLetters(KafkaConfig(), "predictions")  # doctest: +SKIP
 >>> dlq.send(message, DecodeError("invalid_json", "$", "expected a JSON object"))  # doctest: +SKIP
 >>> dlq.flush()  # doctest: +SKIP
@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from drifthouse.config import KafkaConfig, dead_letter_topic
+from drifthouse.config import KafkaConfig
 from drifthouse.errors import DecodeError
 from drifthouse.kafka.admin import ensure_topics
 from drifthouse.kafka.client import open_client, translate
@@ -106,7 +106,7 @@ class KafkaDeadLetters:
         from kafka import KafkaProducer
 
         self.cfg = cfg
-        self.topic = dead_letter_topic(topic)
+        self.topic = f"{topic}.dlq"
         self.timeout_ms = timeout_ms = cfg.timeout if timeout_ms is None else timeout_ms
         self.count = 0
         self.max_value = max(1_024, cfg.max_message_bytes - _OVERHEAD)
