@@ -256,6 +256,9 @@ class ChangeDetectionConfig(Strict, ChangeConfig):
     run, and their settings, the fields of :class:`~drifthouse.detectors.change.ChangeConfig`
     (defined there once, with their bounds)."""
 
+    # pydantic takes the fields of a dataclass base, with the bounds in their Annotated
+    # metadata; the detectors get a plain ChangeConfig (detector_config), which is what their
+    # snapshots pickle.
     enabled: bool = True
 
     @field_validator("series", mode="before")
@@ -270,8 +273,10 @@ class ChangeDetectionConfig(Strict, ChangeConfig):
         """The settings :class:`~drifthouse.detectors.change.ChangeDetectors` take, or ``None``
         when change detection is off or watches no series.
 
-        >>> ChangeDetectionConfig(warmup=5).detector_config()
-        ChangeConfig(series=('error_rate_5xx', 'latency_p95', '__prediction__:mean', '__prediction__:psi'), warmup=5, min_std=0.001, adwin_delta=0.002, adwin_clock=1, adwin_grace_period=10, adwin_min_window_length=5, ph_min_instances=30, ph_delta=0.005, ph_threshold=50.0, ph_alpha=0.9999)
+        >>> ChangeDetectionConfig(warmup=5).detector_config().warmup
+        5
+        >>> ChangeDetectionConfig(enabled=False).detector_config() is None
+        True
         """
         if not (self.enabled and self.series):
             return None
