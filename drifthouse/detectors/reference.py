@@ -173,7 +173,8 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True):
     Examples
     --------
     >>> import numpy as np
-    >>>     >>> p = build_profile(
+    >>> from drifthouse.config import MetricsConfig
+    >>> p = build_profile(
     ...     model="fraud", model_version="1.0", created_at="2026-01-01T00:00:00Z",
     ...     source_digest="0" * 64, settings=MetricsConfig(),
     ...     features={"amount": np.arange(1000.0), "country": ["de", "fr"] * 500},
