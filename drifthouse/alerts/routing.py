@@ -398,11 +398,6 @@ class Dispatcher:
             self._schedule(group)
         return out
 
-    def take_muted(self) -> list[Muted]:
-        """The muted alerts recorded since the last call (to store or report them)."""
-        out, self.muted = self.muted, []
-        return out
-
     # ---- persistence ----------------------------------------------------------------------------
 
     def dump_state(self) -> dict[str, Any]:

@@ -42,7 +42,6 @@ __all__ = ["KafkaDeadLetters", "dead_letter_headers"]
 
 log = get_logger("stream.kafka")
 
-HEADER_PREFIX = "drifthouse."
 _ERROR_MAX = 4_096  # header text kept per dead letter
 _KEY_MAX = 4_096
 _OVERHEAD = 16_384  # record and batch framing plus headers, kept free below the size limit
