@@ -206,8 +206,11 @@ def open_store(
 
 
 def embedded_folder(dsn: str) -> str | None:
-    """The data folder an embedded-engine DSN names (``chdb:///abs/path`` -> ``/abs/path``);
-    ``None`` for a server's DSN."""
+    """The data folder an embedded-engine DSN names; ``None`` for a server's DSN.
+
+    >>> embedded_folder("chdb:///var/lib/drifthouse"), embedded_folder("http://ch:8123")
+    ('/var/lib/drifthouse', None)
+    """
     if not dsn.startswith("chdb:"):
         return None
     return dsn[len("chdb://") :] if dsn.startswith("chdb://") else dsn[len("chdb:") :]
