@@ -277,7 +277,7 @@ def replay(
         time_range = (from_ms, to_ms)
     else:
         # The Kafka client is imported only when a Kafka source is used.
-        from drifthouse.kafka import KafkaDeadLetters, KafkaRangeSource, dead_letter_topic
+        from drifthouse.kafka import KafkaDeadLetters, KafkaRangeSource
 
         ksrc = KafkaRangeSource(config.kafka, target, from_ms=from_ms, to_ms=to_ms)
         dead = dead_letters or KafkaDeadLetters(config.kafka, target)
@@ -312,7 +312,7 @@ def replay(
     if isinstance(dead, FileDeadLetters) and dead.count:
         dlq_where = str(dead.path)
     elif kind == "kafka" and pipeline.stats.invalid + pipeline.stats.late:
-        dlq_where = f"kafka:{dead_letter_topic(target)}"
+        dlq_where = f"kafka:{target}.dlq"
     implausible = refusals.first.get("implausible_ts")
     if implausible is not None and pipeline.stats.events == 0:
         # Not one event in range: the whole input is in the wrong units, not a few bad events.
