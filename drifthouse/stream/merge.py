@@ -29,7 +29,7 @@ import numpy as np
 
 from drifthouse.config import Config
 from drifthouse.detectors.base import Context, Result
-from drifthouse.detectors.change import ChangeConfig, ChangeDetectors
+from drifthouse.detectors.change import ChangeDetectors
 from drifthouse.detectors.model_sketch import EVENTS, ModelState
 from drifthouse.detectors.reference import Profile
 from drifthouse.errors import SketchError
@@ -105,24 +105,8 @@ class MergeStage:
         change detectors as the config says. A list given as ``on_window`` is kept, not
         copied: callbacks appended to it later are called too."""
         specs = [WindowSpec.from_config(w) for w in config.windows]
-        cd = config.metrics.change_detection
-        changes = None
-        if cd.enabled and cd.series:
-            changes = ChangeDetectors(
-                ChangeConfig(
-                    series=tuple(cd.series),
-                    warmup=cd.warmup,
-                    min_std=cd.min_std,
-                    adwin_delta=cd.adwin_delta,
-                    adwin_clock=cd.adwin_clock,
-                    adwin_grace_period=cd.adwin_grace_period,
-                    adwin_min_window_length=cd.adwin_min_window_length,
-                    ph_min_instances=cd.ph_min_instances,
-                    ph_delta=cd.ph_delta,
-                    ph_threshold=cd.ph_threshold,
-                    ph_alpha=cd.ph_alpha,
-                )
-            )
+        cd = config.metrics.change_detection.detector_config()
+        changes = ChangeDetectors(cd) if cd is not None else None
         return cls(
             specs,
             sketches,
