@@ -18,10 +18,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from drifthouse.config import Config
-from drifthouse.detectors.model_sketch import ModelSketch, Sketches
+from drifthouse.detectors.model_sketch import ModelSketch
 from drifthouse.detectors.reference import Profile
 from drifthouse.events import EventDecoder, LabelEvent
 from drifthouse.kafka.partials import side_decoders
+from drifthouse.profiles.sketches import Sketches
 from drifthouse.sinks.base import Sink
 from drifthouse.sinks.predictions import PredictionLog
 from drifthouse.stream.dead_letters import DeadLetters

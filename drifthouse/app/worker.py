@@ -38,7 +38,6 @@ import msgspec
 
 from drifthouse.app import memory
 from drifthouse.config import Config
-from drifthouse.detectors.model_sketch import Sketches
 from drifthouse.detectors.reference import Profile
 from drifthouse.errors import SpoolFull, StoreError, StoreUnavailable
 from drifthouse.kafka.partials import (
@@ -57,6 +56,7 @@ from drifthouse.kafka.partials import (
 )
 from drifthouse.kafka.source import AssignedReader
 from drifthouse.logs import get_logger
+from drifthouse.profiles.sketches import Sketches
 from drifthouse.rows import AlertRow
 from drifthouse.sinks.base import Sink
 from drifthouse.sinks.predictions import PredictionLog

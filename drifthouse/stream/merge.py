@@ -28,8 +28,8 @@ import msgspec
 
 from drifthouse.config import Config
 from drifthouse.detectors.base import Result
-from drifthouse.detectors.change import ChangeConfig, ChangeDetectors
-from drifthouse.detectors.model_sketch import ModelState, Sketches
+from drifthouse.detectors.change import ChangeDetectors
+from drifthouse.detectors.model_sketch import ModelState
 from drifthouse.detectors.reference import Profile
 from drifthouse.errors import SketchError
 from drifthouse.events import LabelEvent, MetricEvent
@@ -40,6 +40,7 @@ from drifthouse.profiles.auto import (
     source_of,
     span_end,
 )
+from drifthouse.profiles.sketches import Sketches
 from drifthouse.rows import MetricRow, ReferenceRow, SketchRow
 from drifthouse.sinks.base import Sink
 from drifthouse.sinks.references import reference_rows
@@ -87,24 +88,8 @@ class MergeStage:
         change detectors as the config says. A list given as ``on_window`` is kept, not
         copied: callbacks appended to it later are called too."""
         specs = [WindowSpec.from_config(w) for w in config.windows]
-        cd = config.metrics.change_detection
-        changes = None
-        if cd.enabled and cd.series:
-            changes = ChangeDetectors(
-                ChangeConfig(
-                    series=tuple(cd.series),
-                    warmup=cd.warmup,
-                    min_std=cd.min_std,
-                    adwin_delta=cd.adwin_delta,
-                    adwin_clock=cd.adwin_clock,
-                    adwin_grace_period=cd.adwin_grace_period,
-                    adwin_min_window_length=cd.adwin_min_window_length,
-                    ph_min_instances=cd.ph_min_instances,
-                    ph_delta=cd.ph_delta,
-                    ph_threshold=cd.ph_threshold,
-                    ph_alpha=cd.ph_alpha,
-                )
-            )
+        cd = config.metrics.change_detection.detector_config()
+        changes = ChangeDetectors(cd) if cd is not None else None
         return cls(
             specs,
             sketches,

@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from drifthouse.detectors.base import Result
+from drifthouse.detectors.base import Context, Result
 from drifthouse.detectors.change import ChangeDetectors
-from drifthouse.detectors.model_sketch import EVENTS, ModelState, Sketches
+from drifthouse.detectors.model_sketch import EVENTS, ModelState
 from drifthouse.profiles.auto import DRIFT_METRICS
+from drifthouse.profiles.sketches import Sketches
 from drifthouse.rows import MetricRow, SketchRow
 from drifthouse.stream.stage import Key
 from drifthouse.stream.windows import WindowSpec
@@ -90,7 +91,7 @@ def evaluate_window(
         "run_id": run_id,
         "computed_at": computed_at,
     }
-    results = sketch.evaluate(state, spec.size_ms)
+    results = sketch.evaluate(state, Context(window_ms=spec.size_ms))
     auto = sketches.auto_references.get(model)
     if auto is not None and start < auto.end:
         # Inside the reference's own span: quality yes, comparisons with itself no.
@@ -104,7 +105,7 @@ def evaluate_window(
         per = {**common, "segment": segment}
         metrics += [
             MetricRow(feature=r.feature, metric=r.metric, value=r.value, n=seg.events, **per)  # type: ignore[arg-type]
-            for r in sketch.evaluate_segment(seg, spec.size_ms)
+            for r in sketch.evaluate_segment(seg, Context(window_ms=spec.size_ms))
         ]
     if changes is not None:
         # Fed once per window, in window order: a rewritten window is skipped.

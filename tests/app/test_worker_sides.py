@@ -13,8 +13,8 @@ import pytest
 
 from drifthouse.app.worker import MergeSide, SourceSide, _ascending
 from drifthouse.config import Config
-from drifthouse.detectors.model_sketch import Sketches
 from drifthouse.kafka.partials import SideEventsMessage, decode, encode_side_events
+from drifthouse.profiles.sketches import Sketches
 from drifthouse.simulate import simulate
 from drifthouse.sinks.base import MemorySink
 from drifthouse.stream.dead_letters import MemoryDeadLetters

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from drifthouse.config import Config
 from drifthouse.detectors.base import Result
-from drifthouse.detectors.model_sketch import Sketches
+from drifthouse.profiles.sketches import Sketches
 from drifthouse.rows import MetricRow
 from drifthouse.stream.results import evaluate_window, metric_rows
 from drifthouse.stream.windows import WindowSpec
