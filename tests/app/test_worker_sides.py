@@ -1,25 +1,27 @@
 """The worker's two sides without Kafka: what the source side publishes, the merger takes; a
 merger that restarts from its snapshot and commit re-reads the partials log and ends with the
-rows of an uninterrupted one; callbacks added to a running merger (the alert stage) are called;
+rows of an uninterrupted one; callbacks given to the merger (the alert stage) are called;
 labels forwarded again or out of order count once."""
 
 from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
 
-from drifthouse.app.worker import MergeSide, SourceSide, _ascending
+from drifthouse.app.assembly import RunParts
+from drifthouse.app.merger import MergeSide
+from drifthouse.app.side_forwarder import ascending
+from drifthouse.app.source_side import SourceSide
 from drifthouse.config import Config
-from drifthouse.detectors.model_sketch import Sketches
 from drifthouse.kafka.partials import SideEventsMessage, decode, encode_side_events
 from drifthouse.simulate import simulate
 from drifthouse.sinks.base import MemorySink
 from drifthouse.stream.dead_letters import MemoryDeadLetters
 from drifthouse.stream.sources import Message
-from drifthouse.stream.windows import WindowSpec
 
 CONFIG = Config.model_validate(
     {
@@ -33,9 +35,7 @@ PARTITIONS = 2
 @pytest.fixture(scope="module")
 def log(small_stream: Any) -> list[bytes]:
     """The partials log: two source partitions' output, with the labels forwarded beside."""
-    specs = [WindowSpec.from_config(w) for w in CONFIG.windows]
-    sketches = Sketches(small_stream.profiles, CONFIG.metrics, CONFIG.models)
-    source = SourceSide(CONFIG, specs, sketches, MemoryDeadLetters())
+    source = SourceSide(RunParts.of(CONFIG, small_stream.profiles), MemoryDeadLetters())
     for p in range(PARTITIONS):
         source.open(p, None)
     offsets = [0] * PARTITIONS
@@ -66,13 +66,11 @@ def log(small_stream: Any) -> list[bytes]:
     return out
 
 
-def _merger(small_stream: Any, sink: MemorySink) -> MergeSide:
-    specs = [WindowSpec.from_config(w) for w in CONFIG.windows]
-    sketches = Sketches(small_stream.profiles, CONFIG.metrics, CONFIG.models)
-    return MergeSide(
-        CONFIG, specs, sketches, sink, list(range(PARTITIONS)), profiles=small_stream.profiles,
-        snapshots=True,
-    )  # fmt: skip
+def _merger(
+    small_stream: Any, sink: MemorySink, on_window: Sequence[Callable[[Any], None]] = ()
+) -> MergeSide:
+    parts = RunParts.of(CONFIG, small_stream.profiles)
+    return MergeSide(parts, sink, list(range(PARTITIONS)), on_window=on_window, snapshots=True)
 
 
 def _final(sink: MemorySink) -> dict[tuple[Any, ...], tuple[float, int]]:
@@ -80,14 +78,11 @@ def _final(sink: MemorySink) -> dict[tuple[Any, ...], tuple[float, int]]:
     return {r.key()[:-1]: (r.value, r.n) for r in sink.rows("metrics")}  # without the run id
 
 
-def test_callbacks_added_to_a_running_merger_are_called(
-    small_stream: Any, log: list[bytes]
-) -> None:
-    merger = _merger(small_stream, MemorySink())
-    seen = []
-    merger.on_window.append(seen.append)
+def test_callbacks_given_to_the_merger_are_called(small_stream: Any, log: list[bytes]) -> None:
+    seen: list[Any] = []
+    merger = _merger(small_stream, MemorySink(), on_window=[seen.append])
     merger.process(list(enumerate(log)))
-    assert seen, "the alert stage subscribes after the merger is built"
+    assert seen, "the alert stage is called with every window written"
     assert any(m.metric == "accuracy" for r in seen for m in r.metrics)
 
 
@@ -197,7 +192,7 @@ def test_labels_forwarded_twice_and_out_of_order_count_once(
 
 def test_side_events_are_forwarded_in_offset_order_each_once() -> None:
     msgs = [Message(b"%d" % o, 0, o, "labels") for o in (5, 6, 7)]
-    assert _ascending(msgs) is msgs
+    assert ascending(msgs) is msgs
     mixed = [Message(b"%d" % o, 0, o, "labels") for o in (7, 8, 5, 6, 7, 9)]
-    assert [m.offset for m in _ascending(mixed)] == [5, 6, 7, 8, 9]
-    assert [m.value for m in _ascending(mixed)] == [b"5", b"6", b"7", b"8", b"9"]
+    assert [m.offset for m in ascending(mixed)] == [5, 6, 7, 8, 9]
+    assert [m.value for m in ascending(mixed)] == [b"5", b"6", b"7", b"8", b"9"]
