@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from drifthouse.alerts import Alerting
-from drifthouse.app.assembly import baselines_for, load_profiles, open_alerting, open_sink
+from drifthouse.app.assembly import load_profiles, open_alerting, open_sink
 from drifthouse.app.worker import build_app, run_worker
 from drifthouse.config import Config
 from drifthouse.kafka.admin import ensure_topics
@@ -15,7 +15,7 @@ from drifthouse.kafka.dead_letters import KafkaDeadLetters
 from drifthouse.logs import get_logger
 from drifthouse.sinks import Limits, open_store, serve_readonly
 
-__all__ = ["baselines_for", "build_worker", "open_sink", "run"]
+__all__ = ["build_worker", "open_sink", "run"]
 
 log = get_logger("run")
 

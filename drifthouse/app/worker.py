@@ -111,7 +111,10 @@ class FaustKafka:
             return False
         return True
 
-    async def _read_commits(self, topic: str, partitions: list[int]) -> dict[int, tuple[int, str]]:
+    async def read_commits_of(
+        self, topic: str, partitions: list[int]
+    ) -> dict[int, tuple[int, str]]:
+        """The group's commits of these partitions of ``topic``: ``(offset, metadata)``."""
         from drifthouse.kafka.checkpoints import read_commits
 
         return await asyncio.get_running_loop().run_in_executor(
@@ -121,7 +124,7 @@ class FaustKafka:
     # -- the source loop's side
 
     async def committed(self, partitions: list[int]) -> dict[int, tuple[int, str]]:
-        return await self._read_commits(self.kcfg.topic, partitions)
+        return await self.read_commits_of(self.kcfg.topic, partitions)
 
     async def commit(self, checkpoints: dict[int, Checkpoint]) -> bool:
         topic = self.kcfg.topic
@@ -141,7 +144,7 @@ class FaustPartialsLog:
         self.topic = kafka.kcfg.partials_topic
 
     async def committed(self) -> tuple[int, str] | None:
-        return (await self.kafka._read_commits(self.topic, [0])).get(0)
+        return (await self.kafka.read_commits_of(self.topic, [0])).get(0)
 
     async def beginning(self) -> int:
         from drifthouse.kafka.admin import beginning_offsets
