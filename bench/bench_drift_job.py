@@ -35,8 +35,10 @@ import numpy as np
 from scipy import stats as sst
 
 from drifthouse.config import MetricsConfig
-from drifthouse.detectors import NumericBlock, build_profile
+from drifthouse.detectors import NumericBlock
 from drifthouse.detectors import stats as dstats
+from drifthouse.detectors.numeric import NumericBatch
+from drifthouse.profiles.columns import build_profile
 
 N_REF = 100_000
 N_NUM = 20
@@ -96,15 +98,15 @@ def run_ours(
     )
     block = NumericBlock.from_profile(profile)
     t_profile = time.perf_counter() - t
-    block.update(block.empty(), hours[0][:8])  # load the compiled kernel
+    block.update(block.empty(), NumericBatch(hours[0][:8]))  # load the compiled kernel
     out = []
     t = time.perf_counter()
     for cur in hours:
         state = block.empty()
         status = np.zeros(cur.shape, np.uint8)
         for i in range(0, cur.shape[0], 1_024):
-            block.update(state, cur[i : i + 1_024], status[i : i + 1_024])
-        res = block.evaluate(block.reference, state)
+            block.update(state, NumericBatch(cur[i : i + 1_024], status[i : i + 1_024]))
+        res = block.evaluate(state)
         out.append({f"{r.feature}:{r.metric}": r.value for r in res if r.metric in ("psi", "ks")})
     return t_profile, time.perf_counter() - t, out
 

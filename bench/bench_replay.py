@@ -24,7 +24,7 @@ import numpy as np
 
 from drifthouse.app.replay import replay
 from drifthouse.config import Config
-from drifthouse.detectors.reference import build_profile
+from drifthouse.profiles.columns import build_profile
 from drifthouse.sinks import ClickHouseSink, migrate, open_store
 
 NUMERIC, CATEGORICAL = 20, 5

@@ -20,8 +20,10 @@ from collections.abc import Callable
 import numpy as np
 
 from drifthouse.config import MetricsConfig
-from drifthouse.detectors import CategoricalBlock, NumericBlock, QuantileSketch, build_profile
+from drifthouse.detectors import CategoricalBlock, NumericBlock, QuantileSketch
+from drifthouse.detectors.numeric import NumericBatch
 from drifthouse.detectors.reference import Profile
+from drifthouse.profiles.columns import build_profile
 
 N_NUM = 20
 N_CAT = 5
@@ -85,7 +87,7 @@ def throughput(n_events: int, repeat: int) -> None:
     n_values = n_events * (N_NUM + N_CAT)
 
     # Warm up (compile or load the cached kernels).
-    num.update(num.empty(), values[:8], status[:8])
+    num.update(num.empty(), NumericBatch(values[:8], status[:8]))
     cat.update(cat.empty(), codes[:8])
 
     def floor() -> None:
@@ -109,7 +111,7 @@ def throughput(n_events: int, repeat: int) -> None:
         def run_num(batch: int = batch) -> None:
             s = num.empty()
             for i in range(0, n_events, batch):
-                num.update(s, values[i : i + batch], status[i : i + batch])
+                num.update(s, NumericBatch(values[i : i + batch], status[i : i + batch]))
 
         def run_cat(batch: int = batch) -> None:
             s = cat.empty()

@@ -46,8 +46,8 @@ import numpy as np
 from kafka import KafkaProducer
 
 from drifthouse.config import Config
-from drifthouse.detectors.reference import build_profile
 from drifthouse.kafka.admin import end_offsets, ensure_topics
+from drifthouse.profiles.columns import build_profile
 
 DEFAULT_RATE = 31_000  # events/s: `bench/bench_worker.py`, one worker process (README, Performance)
 PARTITIONS = 4

@@ -41,13 +41,14 @@ from bench_replay import _events
 from drifthouse.app.assembly import RunParts
 from drifthouse.app.worker import tune_gc
 from drifthouse.config import Config
-from drifthouse.detectors.reference import Profile, build_profile
+from drifthouse.detectors.reference import Profile
+from drifthouse.detectors.typed_decode import TypedDecoders
 from drifthouse.kafka.admin import end_offsets, ensure_topics
+from drifthouse.profiles.columns import build_profile
 from drifthouse.sinks.predictions import PredictionLog
 from drifthouse.stream.dead_letters import MemoryDeadLetters
 from drifthouse.stream.sources import Message
 from drifthouse.stream.stage import PartitionStage
-from drifthouse.stream.typed_decode import TypedDecoders
 
 
 async def _consume(

@@ -520,7 +520,7 @@ class EventDecoder(Generic[E]):
         """Decode many messages; a bad one never stops the batch.
 
         ``first``, when given, is tried before the general decoder on each message: a
-        narrower decoder (see :mod:`drifthouse.stream.typed_decode`) that raises for anything
+        narrower decoder (see :mod:`drifthouse.detectors.typed_decode`) that raises for anything
         it does not take and decodes what it takes to the same values.
 
         Returns

@@ -32,7 +32,8 @@ import msgspec
 from drifthouse.errors import ConfigError
 
 if TYPE_CHECKING:
-    from drifthouse.config import Config, ModelConfig
+    from drifthouse.config.schema import Config
+    from drifthouse.config.sections import ModelConfig
 
 __all__ = ["MIN_KEY_BYTES", "PII_KEY_ENV", "PiiFields", "hash_pii", "pii_key_from_env"]
 

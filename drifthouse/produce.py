@@ -29,7 +29,7 @@ from typing import Any
 
 import msgspec
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
 
 from drifthouse.config import Config
 from drifthouse.errors import SourceError, UsageError
@@ -146,33 +146,15 @@ def run_produce(
         raise UsageError(f"--count must be 0 or more (got {count})")
     kafka = config.kafka
     ensure_topics(kafka, {kafka.topic: PARTITIONS, kafka.labels_topic: PARTITIONS})
-    from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
-    producer: Any = open_client(
-        KafkaProducer,
-        kafka,
-        "opening the producer",
-        topic=kafka.topic,
-        acks="all",
-        linger_ms=5 if rate == 0 or rate > 200 else 0,
-        bootstrap_timeout_ms=kafka.timeout,
-        max_block_ms=kafka.timeout,
-    )
+    producer = _open_producer(config, rate)
     topics = {"predictions": kafka.topic, "labels": kafka.labels_topic}
     records, restamp = _plan(sc, rate=rate, count=count, now_ms=int(time.time() * 1000))
     failures: list[BaseException] = []
     sent = {"predictions": 0, "labels": 0}
-    columns = (
-        TextColumn("[bold]produce"),
-        BarColumn(),
-        TextColumn("{task.fields[sent]}"),
-        TextColumn("{task.fields[rate]:>7} events/s"),
-        TextColumn("ts {task.fields[ts]}"),
-        TimeElapsedColumn(),
-    )
     try:
-        with Progress(*columns, console=console, transient=False) as bar:
+        with Progress(*_columns(), console=console, transient=False) as bar:
             task = bar.add_task("produce", total=count, sent="", rate="-", ts="")
             shown = 0.0
             for r in records:
@@ -215,6 +197,34 @@ def run_produce(
         highlight=False,
     )
     return sent["predictions"]
+
+
+def _open_producer(config: Config, rate: float) -> Any:
+    """A producer that waits for every replica (``acks=all``); batching only when fast."""
+    from kafka import KafkaProducer
+
+    kafka = config.kafka
+    return open_client(
+        KafkaProducer,
+        kafka,
+        "opening the producer",
+        topic=kafka.topic,
+        acks="all",
+        linger_ms=5 if rate == 0 or rate > 200 else 0,
+        bootstrap_timeout_ms=kafka.timeout,
+        max_block_ms=kafka.timeout,
+    )
+
+
+def _columns() -> tuple[ProgressColumn, ...]:
+    return (
+        TextColumn("[bold]produce"),
+        BarColumn(),
+        TextColumn("{task.fields[sent]}"),
+        TextColumn("{task.fields[rate]:>7} events/s"),
+        TextColumn("ts {task.fields[ts]}"),
+        TimeElapsedColumn(),
+    )
 
 
 def _show(bar: Progress, task: Any, sent: dict[str, int], ts: int | None) -> None:

@@ -18,7 +18,7 @@ Example
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,70 +118,7 @@ class Scenario:
         def at(frac: float) -> int:
             return t + int(frac * span) // HOUR * HOUR
 
-        faults = (
-            Fault(
-                "gradual drift",
-                "fraud",
-                "gradual_shift",
-                at(0.05),
-                "amount",
-                expect="psi",
-                description="transaction amounts creep upwards over 12 hours",
-            ),
-            Fault(
-                "sudden drift",
-                "eta",
-                "sudden_shift",
-                at(0.15),
-                "distance_km",
-                expect="psi",
-                description="trip distances jump by half at once",
-            ),
-            Fault(
-                "new category",
-                "fraud",
-                "new_category",
-                at(0.25),
-                "device",
-                expect="new_category",
-                description="a new device type 'smart_tv' appears",
-            ),
-            Fault(
-                "rising missing values",
-                "fraud",
-                "missing",
-                at(0.35),
-                "age",
-                expect="missing_rate",
-                description="the age field goes missing more and more",
-            ),
-            Fault(
-                "latency regression",
-                "eta",
-                "latency",
-                at(0.45),
-                expect="latency_p95",
-                description="p95 latency triples after a deploy",
-            ),
-            Fault(
-                "5xx spike",
-                "fraud",
-                "errors",
-                at(0.6),
-                end_ms=at(0.6) + 2 * HOUR,
-                expect="error_rate_5xx",
-                description="a dependency fails: 20% 5xx for two hours",
-            ),
-            Fault(
-                "accuracy drop",
-                "fraud",
-                "concept",
-                at(0.7),
-                expect="accuracy",
-                description="fraudsters change tactics: the score stops predicting the label",
-            ),
-        )
-        return cls("demo", start_ms, days, rate_per_min, ref, faults)
+        return cls("demo", start_ms, days, rate_per_min, ref, _demo_faults(at))
 
     @classmethod
     def quick(cls) -> Scenario:
@@ -207,6 +144,74 @@ _MERCHANTS = np.array(["grocery", "travel", "electronics", "fashion", "gaming", 
 _MERCHANT_P = np.array([0.3, 0.1, 0.15, 0.2, 0.1, 0.15])
 _VEHICLES = np.array(["car", "bike", "scooter"])
 _VEHICLE_P = np.array([0.6, 0.25, 0.15])
+
+
+def _demo_faults(at: Callable[[float], int]) -> tuple[Fault, ...]:
+    """The demo's seven faults, each starting on the hour ``at`` a fraction of the time after
+    the reference period."""
+    return (
+        Fault(
+            "gradual drift",
+            "fraud",
+            "gradual_shift",
+            at(0.05),
+            "amount",
+            expect="psi",
+            description="transaction amounts creep upwards over 12 hours",
+        ),
+        Fault(
+            "sudden drift",
+            "eta",
+            "sudden_shift",
+            at(0.15),
+            "distance_km",
+            expect="psi",
+            description="trip distances jump by half at once",
+        ),
+        Fault(
+            "new category",
+            "fraud",
+            "new_category",
+            at(0.25),
+            "device",
+            expect="new_category",
+            description="a new device type 'smart_tv' appears",
+        ),
+        Fault(
+            "rising missing values",
+            "fraud",
+            "missing",
+            at(0.35),
+            "age",
+            expect="missing_rate",
+            description="the age field goes missing more and more",
+        ),
+        Fault(
+            "latency regression",
+            "eta",
+            "latency",
+            at(0.45),
+            expect="latency_p95",
+            description="p95 latency triples after a deploy",
+        ),
+        Fault(
+            "5xx spike",
+            "fraud",
+            "errors",
+            at(0.6),
+            end_ms=at(0.6) + 2 * HOUR,
+            expect="error_rate_5xx",
+            description="a dependency fails: 20% 5xx for two hours",
+        ),
+        Fault(
+            "accuracy drop",
+            "fraud",
+            "concept",
+            at(0.7),
+            expect="accuracy",
+            description="fraudsters change tactics: the score stops predicting the label",
+        ),
+    )
 
 
 def _fraud_minute(rng: np.random.Generator, sc: Scenario, ts: np.ndarray) -> dict[str, Any]:

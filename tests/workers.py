@@ -26,9 +26,10 @@ import pytest
 
 from drifthouse.app.replay import replay
 from drifthouse.config import Config, load_config
-from drifthouse.detectors.reference import Profile, build_profile
+from drifthouse.detectors.reference import Profile
 from drifthouse.errors import SourceError
 from drifthouse.kafka.admin import end_offsets, lag
+from drifthouse.profiles.columns import build_profile
 from drifthouse.rows import AlertRow, MetricRow
 from drifthouse.simulate import Record, Scenario, simulate
 from drifthouse.sinks import MemorySink

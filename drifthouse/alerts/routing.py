@@ -36,7 +36,6 @@ Example
 from __future__ import annotations
 
 import bisect
-import fnmatch
 import heapq
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -48,6 +47,7 @@ from drifthouse.alerts.base import Notification, notification_id
 from drifthouse.alerts.rules import alert_labels
 from drifthouse.alerts.silences import Silence, SilenceStore
 from drifthouse.config import InhibitConfig, RouteConfig
+from drifthouse.config.alert_checks import labels_match
 from drifthouse.errors import ConfigError
 from drifthouse.logs import get_logger
 from drifthouse.rows import AlertRow
@@ -55,11 +55,6 @@ from drifthouse.rows import AlertRow
 __all__ = ["Dispatcher", "Muted", "labels_match"]
 
 log = get_logger("alerts.routing")
-
-
-def labels_match(matchers: Mapping[str, str], labels: Mapping[str, str]) -> bool:
-    """True when every matcher matches its label (exact or glob; a missing label is ``''``)."""
-    return all(fnmatch.fnmatchcase(labels.get(k, ""), v) for k, v in matchers.items())
 
 
 class Muted(msgspec.Struct, frozen=True, kw_only=True):
@@ -305,6 +300,40 @@ class Dispatcher:
     def _flush(self, group: _Group, ts: int) -> list[Notification]:
         route = self.routes[group.route]
         repeat_due = group.dirty_since is None
+        visible = self._unmuted(group, ts)
+        notified = set(group.notified)
+        resolved = [
+            a for a in group.alerts.values() if a.status == "resolved" and a.dedup_key in notified
+        ]
+        new = [a.dedup_key for a in visible if a.dedup_key not in notified]
+        repeat = (
+            repeat_due
+            and group.last_notify is not None
+            and ts >= group.last_notify + route.repeat_interval
+        )
+        if new and resolved:
+            kind = "update"
+        elif new:
+            kind = "firing"
+        elif resolved:
+            kind = "resolved"
+        elif visible and repeat:
+            kind = "repeat"
+        else:
+            kind = ""
+        out: list[Notification] = []
+        if kind:
+            out = self._notify(group, route, kind, ts, visible, resolved, new)
+            group.last_notify = ts
+        elif repeat:
+            group.last_notify = ts  # everything muted: skip this repeat
+        group.notified = sorted((notified | set(new)) - {a.dedup_key for a in resolved})
+        self._settle(group, ts)
+        return out
+
+    def _unmuted(self, group: _Group, ts: int) -> list[AlertRow]:
+        """The group's firing alerts no inhibition or silence mutes at ``ts``; the muted ones are
+        recorded in :attr:`muted` and logged, once per alert state and muter."""
         visible: list[AlertRow] = []
         firing = [a for a in group.alerts.values() if a.status == "firing"]
         silences = self.silences.active(ts) if self.silences is not None and firing else []
@@ -316,75 +345,64 @@ class Dispatcher:
                 continue
             reason, by = muted
             mark = f"{alert.dedup_key}:{alert.ts}:{by}"
-            if mark not in self._muted_seen:
-                self._muted_seen.add(mark)
-                self.muted.append(
-                    Muted(
-                        ts=ts,
-                        dedup_key=alert.dedup_key,
-                        rule=alert.rule,
-                        model=alert.model,
-                        reason=reason,
-                        by=by,
-                        alert=alert,
-                    )
-                )
-                log.info(
-                    "alert.muted",
+            if mark in self._muted_seen:
+                continue
+            self._muted_seen.add(mark)
+            self.muted.append(
+                Muted(
+                    ts=ts,
+                    dedup_key=alert.dedup_key,
                     rule=alert.rule,
                     model=alert.model,
-                    feature=alert.feature,
-                    severity=alert.severity,
                     reason=reason,
                     by=by,
-                    ts=ts,
+                    alert=alert,
                 )
-        notified = set(group.notified)
-        resolved = [
-            a for a in group.alerts.values() if a.status == "resolved" and a.dedup_key in notified
-        ]
-        new = [a.dedup_key for a in visible if a.dedup_key not in notified]
-        if new and resolved:
-            kind = "update"
-        elif new:
-            kind = "firing"
-        elif resolved:
-            kind = "resolved"
-        elif (
-            visible
-            and repeat_due
-            and group.last_notify is not None
-            and ts >= group.last_notify + route.repeat_interval
-        ):
-            kind = "repeat"
-        else:
-            kind = ""
+            )
+            log.info(
+                "alert.muted",
+                rule=alert.rule,
+                model=alert.model,
+                feature=alert.feature,
+                severity=alert.severity,
+                reason=reason,
+                by=by,
+                ts=ts,
+            )
+        return visible
+
+    def _notify(
+        self,
+        group: _Group,
+        route: RouteConfig,
+        kind: str,
+        ts: int,
+        visible: list[AlertRow],
+        resolved: list[AlertRow],
+        new: list[str],
+    ) -> list[Notification]:
+        """One notification of ``kind`` per receiver of the route, delivered as made."""
         out: list[Notification] = []
-        if kind:
-            keys = [a.dedup_key for a in visible] + [a.dedup_key + ":resolved" for a in resolved]
-            for receiver in route.receivers:
-                note = Notification(
-                    id=notification_id(receiver, group.key, kind, ts, keys),
-                    receiver=receiver,
-                    kind=kind,
-                    ts=ts,
-                    group_key=group.key,
-                    group_labels=dict(group.labels),
-                    firing=list(visible),
-                    resolved=resolved,
-                    new=new,
-                )
-                out.append(note)
-                if self.deliver is not None:
-                    self.deliver(note)
-            group.last_notify = ts
-        elif (
-            repeat_due
-            and group.last_notify is not None
-            and ts >= group.last_notify + route.repeat_interval
-        ):
-            group.last_notify = ts  # everything muted: skip this repeat
-        group.notified = sorted((notified | set(new)) - {a.dedup_key for a in resolved})
+        keys = [a.dedup_key for a in visible] + [a.dedup_key + ":resolved" for a in resolved]
+        for receiver in route.receivers:
+            note = Notification(
+                id=notification_id(receiver, group.key, kind, ts, keys),
+                receiver=receiver,
+                kind=kind,
+                ts=ts,
+                group_key=group.key,
+                group_labels=dict(group.labels),
+                firing=list(visible),
+                resolved=resolved,
+                new=new,
+            )
+            out.append(note)
+            if self.deliver is not None:
+                self.deliver(note)
+        return out
+
+    def _settle(self, group: _Group, ts: int) -> None:
+        """After a flush: forget resolved alerts, drop an empty group, else schedule its next look."""
         for key in [k for k, a in group.alerts.items() if a.status == "resolved"]:
             del group.alerts[key]
             if key in group.notified:
@@ -396,12 +414,6 @@ class Dispatcher:
             self._due_of.pop(group.key, None)
         else:
             self._schedule(group)
-        return out
-
-    def take_muted(self) -> list[Muted]:
-        """The muted alerts recorded since the last call (to store or report them)."""
-        out, self.muted = self.muted, []
-        return out
 
     # ---- persistence ----------------------------------------------------------------------------
 

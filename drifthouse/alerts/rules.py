@@ -38,7 +38,6 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import math
-import string
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,8 +46,10 @@ from typing import Any
 import msgspec
 
 from drifthouse.config import RuleConfig
+from drifthouse.config.alert_checks import KNOWN_METRICS, validate_rules
+from drifthouse.config.templates import render_message
 from drifthouse.errors import ConfigError
-from drifthouse.expr import Condition, ExprError, extract_threshold, parse
+from drifthouse.expr import Condition, extract_threshold, parse
 from drifthouse.logs import get_logger
 from drifthouse.rows import AlertRow, MetricRow
 
@@ -68,39 +69,6 @@ log = get_logger("alerts.rules")
 Baselines = Callable[[str, str, str, str], float | None]
 """``(model, model_version, feature, metric) -> baseline or None``."""
 
-KNOWN_METRICS = frozenset(
-    {
-        # drift
-        "psi", "ks", "ks_pvalue", "chi2", "chi2_pvalue", "js", "wasserstein", "importance_shift",
-        # quality
-        "count", "missing", "missing_rate", "non_finite", "type_error", "out_of_range",
-        "new_category", "min", "max", "mean", "std",
-        # model level
-        "events", "invalid_events", "late_events", "throughput_rps", "latency_p50", "latency_p95",
-        "latency_p99", "error_rate_4xx", "error_rate_5xx",
-        # with labels
-        "accuracy", "precision", "recall", "f1", "roc_auc", "mae", "rmse", "r2", "mape",
-        "labels", "labels_coverage", "labels_unmatched", "labels_expired", "labels_duplicate",
-        # fairness
-        "demographic_parity_diff", "equal_opportunity_diff",
-        # importance, change detection, metric events
-        "importance", "change_detected", "metric_events", "metric_events_ignored",
-    }
-)  # fmt: skip
-"""Metric names drifthouse computes (docs/metrics.md); metric events may add more (``cpu_util``)."""
-
-DEFAULT_MESSAGE = (
-    "{rule}: {metric} of model {model}{scope} is {value:.4g} (threshold {threshold:.4g}) "
-    "in the {window} window ending {window_end}"
-)
-_TEMPLATE_FIELDS = frozenset(
-    {
-        "rule", "severity", "status", "model", "model_version", "feature", "segment", "metric",
-        "window", "value", "threshold", "baseline", "n", "window_start", "window_end",
-        "window_start_ms", "window_end_ms", "scope",
-    }
-)  # fmt: skip
-
 
 def dedup_key(
     rule: str, model: str, model_version: str, feature: str, segment: str, window: str
@@ -112,42 +80,6 @@ def dedup_key(
 
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
-
-
-class _SafeFormatter(string.Formatter):
-    """``str.format`` without attribute or index access: templates come from config files."""
-
-    def get_field(self, field_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
-        if not field_name.isidentifier():
-            raise KeyError(
-                f"only plain names are allowed in message templates (got {{{field_name}}})"
-            )
-        return self.get_value(field_name, args, kwargs), field_name
-
-
-_FORMATTER = _SafeFormatter()
-
-
-def _check_template(template: str) -> str | None:
-    """None when the template is fine, else what is wrong with it."""
-    try:
-        fields = [f for _, f, _, _ in _FORMATTER.parse(template) if f is not None]
-    except ValueError as exc:
-        return f"not a valid template: {exc}"
-    for field in fields:
-        if field not in _TEMPLATE_FIELDS:
-            return f"unknown field {{{field}}}; use any of {', '.join(sorted(_TEMPLATE_FIELDS))}"
-    sample = dict.fromkeys(_TEMPLATE_FIELDS, "x") | {
-        "value": 1.0,
-        "threshold": 1.0,
-        "baseline": 1.0,
-        "n": 1,
-    }
-    try:
-        _FORMATTER.vformat(template, (), sample)
-    except (ValueError, KeyError, IndexError) as exc:
-        return f"cannot be formatted: {exc}"
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,11 +107,7 @@ class CompiledRule:
         )
 
     def message(self, fields: dict[str, Any]) -> str:
-        template = self.config.message or DEFAULT_MESSAGE
-        try:
-            return _FORMATTER.vformat(template, (), fields)
-        except (ValueError, KeyError, IndexError, TypeError):
-            return _FORMATTER.vformat(DEFAULT_MESSAGE, (), fields)
+        return render_message(self.config.message, fields)
 
 
 def compile_rules(rules: Sequence[RuleConfig]) -> list[CompiledRule]:
@@ -193,69 +121,6 @@ def compile_rules(rules: Sequence[RuleConfig]) -> list[CompiledRule]:
         clear = parse(rule.clear) if rule.clear else when.negated()
         out.append(CompiledRule(rule, when, clear, rule.clear is not None))
     return out
-
-
-def _glob_problem(pattern: str) -> str | None:
-    depth = 0
-    for ch in pattern:
-        if ch == "[":
-            depth += 1
-        elif ch == "]" and depth:
-            depth -= 1
-    if depth:
-        return f"unbalanced '[' in glob {pattern!r}; write '[[]' for a literal '['"
-    return None
-
-
-def validate_rules(rules: Sequence[RuleConfig], *, prefix: str = "rules") -> list[tuple[str, str]]:
-    """Every problem in ``rules`` as ``(location, message)``; warnings start with ``'warning: '``.
-
-    Checks: conditions parse (the message names the column), templates use known fields only,
-    globs are well formed, names are unique, metrics are known (a warning: metric events may
-    bring their own names such as ``cpu_util``).
-    """
-    problems: list[tuple[str, str]] = []
-    seen: dict[str, int] = {}
-    for i, rule in enumerate(rules):
-        where = f"{prefix}[{i}]"
-        if rule.name in seen:
-            problems.append(
-                (
-                    f"{where}.name",
-                    f"duplicate rule name {rule.name!r} (also {prefix}[{seen[rule.name]}]); names key alert state",
-                )
-            )
-        seen.setdefault(rule.name, i)
-        if not rule.name.strip():
-            problems.append((f"{where}.name", "must not be empty"))
-        for field in ("when", "clear"):
-            text = getattr(rule, field)
-            if text is None:
-                continue
-            try:
-                parse(text)
-            except ExprError as exc:
-                problems.append((f"{where}.{field}", f"rule {rule.name!r}: {exc}"))
-        for field in ("metric", "model", "model_version", "feature", "segment", "window"):
-            problem = _glob_problem(getattr(rule, field))
-            if problem:
-                problems.append((f"{where}.{field}", problem))
-        if rule.message is not None:
-            problem = _check_template(rule.message)
-            if problem:
-                problems.append((f"{where}.message", problem))
-        metric = rule.metric
-        if not any(fnmatch.fnmatchcase(m, metric) for m in KNOWN_METRICS) and not metric.endswith(
-            "_util"
-        ):
-            problems.append(
-                (
-                    f"{where}.metric",
-                    f"warning: {metric!r} is not a metric drifthouse computes; fine if metric events send it, "
-                    f"else check the spelling (e.g. psi, error_rate_5xx, latency_p95)",
-                )
-            )
-    return problems
 
 
 def alert_labels(alert: AlertRow, rule_labels: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -36,8 +36,9 @@ from typing import Any, Protocol
 
 import msgspec
 
-from drifthouse.errors import ConfigError, StoreError
+from drifthouse.errors import ConfigError
 from drifthouse.sinks.schema import table_ddl
+from drifthouse.sinks.store import call, insert
 
 __all__ = [
     "ClickHouseSilenceStore",
@@ -111,7 +112,8 @@ class ClickHouseSilenceStore:
     ``client`` is a clickhouse-connect client (server or embedded ``chdb://``); the table is
     created on construction if it does not exist. Reads are cached for ``cache_seconds``
     (wall time) and dropped by this store's own writes; a silence added by another process
-    takes effect within that time.
+    takes effect within that time. Every call goes through :func:`drifthouse.sinks.store.call`,
+    so an outage raises :class:`~drifthouse.errors.StoreUnavailable` as elsewhere.
     """
 
     def __init__(
@@ -121,13 +123,11 @@ class ClickHouseSilenceStore:
         self.database = database
         self.cache_seconds = cache_seconds
         self._cache: tuple[float, list[Silence]] | None = None
-        try:
-            client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
-            # The table as the migrations define it (table ``silences``: one row per silence;
-            # expiring writes a newer version of the row).
-            client.command(table_ddl("silences", database))
-        except Exception as exc:
-            raise StoreError(f"cannot create table {database}.silences: {exc}") from exc
+        doing = f"creating table {database}.silences"
+        call(doing, client.command, f"CREATE DATABASE IF NOT EXISTS {database}")
+        # The table as the migrations define it (table ``silences``: one row per silence;
+        # expiring writes a newer version of the row).
+        call(doing, client.command, table_ddl("silences", database))
         self._version = 0
 
     def put(self, silence: Silence) -> None:
@@ -144,23 +144,22 @@ class ClickHouseSilenceStore:
             _dt(silence.created_at),
             version,
         ]
-        try:
-            self.client.insert(
-                f"{self.database}.silences",
-                [row],
-                column_names=[
-                    "id",
-                    "matchers",
-                    "starts_at",
-                    "ends_at",
-                    "created_by",
-                    "reason",
-                    "created_at",
-                    "version",
-                ],
-            )
-        except Exception as exc:
-            raise StoreError(f"cannot write silence {silence.id}: {exc}") from exc
+        insert(
+            f"writing silence {silence.id}",
+            self.client,
+            f"{self.database}.silences",
+            [row],
+            column_names=[
+                "id",
+                "matchers",
+                "starts_at",
+                "ends_at",
+                "created_by",
+                "reason",
+                "created_at",
+                "version",
+            ],
+        )
         self._cache = None
 
     def all(self) -> list[Silence]:
@@ -178,10 +177,7 @@ class ClickHouseSilenceStore:
             f"created_by, reason, toUnixTimestamp64Milli(created_at) FROM {self.database}.silences FINAL "
             "ORDER BY starts_at, id"
         )
-        try:
-            rows = self.client.query(query).result_rows
-        except Exception as exc:
-            raise StoreError(f"cannot read {self.database}.silences: {exc}") from exc
+        rows = call(f"reading {self.database}.silences", self.client.query, query).result_rows
         return [
             Silence(
                 id=r[0],

@@ -25,9 +25,10 @@ from typing import Any
 from drifthouse.alerts import Alerting
 from drifthouse.alerts.rules import Baselines
 from drifthouse.config import Config, MetricsConfig
-from drifthouse.detectors.model_sketch import ModelSketch, Sketches
+from drifthouse.detectors.model_sketch import ModelSketch
 from drifthouse.detectors.reference import Profile
 from drifthouse.errors import ProfileError
+from drifthouse.profiles.sketches import Sketches
 from drifthouse.rows import MetricRow
 from drifthouse.sinks import ClickHouseSink, migrate, open_store, store_reference
 from drifthouse.sinks.base import Sink

@@ -78,9 +78,6 @@ def profile(
     from datetime import UTC, datetime
 
     from drifthouse.config import load_config
-
-    # The detectors package first: it imports profiles.build, which imports it back.
-    from drifthouse.detectors import reference  # noqa: F401
     from drifthouse.profiles.build import build_profile_from_file
 
     cfg = load_config(config) if config is not None else None

@@ -1,22 +1,16 @@
 """Sketches, statistics and reference profiles: the numeric heart of drifthouse.
 
-Every sketch follows one protocol (:mod:`drifthouse.detectors.base`): ``empty()``,
-``update(state, batch...)``, ``merge(a, b)``, ``evaluate(reference, current)``. States are
-values of numpy arrays, serialisable with ``to_bytes``/``from_bytes`` and exactly mergeable.
+Every sketch follows one protocol (:class:`drifthouse.detectors.base.Sketch`): ``empty()``,
+``update(state, batch)``, ``merge(a, b)``, ``evaluate(state, context)``. States are values of
+numpy arrays, serialisable with ``to_bytes``/``from_bytes`` and exactly mergeable. Profiles are
+built by :mod:`drifthouse.profiles`.
 """
 
 from __future__ import annotations
 
-from drifthouse.detectors.base import Result, State
+from drifthouse.detectors.base import MISSING, PRESENT, TYPE_ERROR, Context, Result, Sketch, State
 from drifthouse.detectors.categorical import CategoricalBlock, CategoricalState
-from drifthouse.detectors.numeric import (
-    MISSING,
-    PRESENT,
-    TYPE_ERROR,
-    NumericBlock,
-    NumericState,
-    SketchPart,
-)
+from drifthouse.detectors.numeric import NumericBatch, NumericBlock, NumericState, SketchPart
 from drifthouse.detectors.quantiles import QuantileSketch, QuantileState
 from drifthouse.detectors.reference import (
     PREDICTION,
@@ -24,12 +18,10 @@ from drifthouse.detectors.reference import (
     FeatureProfile,
     Profile,
     ProfileSettings,
-    build_profile,
     category_key,
     prediction_score,
 )
 from drifthouse.detectors.status import StatusCounter, StatusState
-from drifthouse.profiles.build import build_profile_from_file
 
 __all__ = [
     "MISSING",
@@ -39,7 +31,9 @@ __all__ = [
     "Baselines",
     "CategoricalBlock",
     "CategoricalState",
+    "Context",
     "FeatureProfile",
+    "NumericBatch",
     "NumericBlock",
     "NumericState",
     "Profile",
@@ -47,12 +41,11 @@ __all__ = [
     "QuantileSketch",
     "QuantileState",
     "Result",
+    "Sketch",
     "SketchPart",
     "State",
     "StatusCounter",
     "StatusState",
-    "build_profile",
-    "build_profile_from_file",
     "category_key",
     "prediction_score",
 ]

@@ -16,12 +16,9 @@ from collections.abc import Callable
 import numpy as np
 from numba import njit
 
-__all__: list[str] = []
+from drifthouse.detectors.base import MISSING, PRESENT, TYPE_ERROR
 
-# Status codes of numeric values (see NumericBlock.update).
-PRESENT = 0
-MISSING = 1
-TYPE_ERROR = 2
+__all__: list[str] = []
 
 
 def search_depth(n_edges: int) -> int:

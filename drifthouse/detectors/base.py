@@ -2,12 +2,18 @@
 
 A sketch is a small object built once (from a reference profile) that knows the *layout* of a
 state: bin edges, category lists, bucket ranges. The state itself is a plain value of numpy
-arrays, so it can be merged, shipped between workers as bytes and restored after a restart::
+arrays, so it can be merged, shipped between workers as bytes and restored after a restart.
+Every sketch subclasses :class:`Sketch` and offers, with one signature shape::
 
     empty() -> S
-    update(S, batch...) -> S        # may mutate S in place; always returns it
-    merge(S, S) -> S                # associative; commutative on counts; empty() is the identity
-    evaluate(reference, S) -> list[Result]
+    update(S, batch) -> S               # may mutate S in place; always returns it
+    merge(S, S) -> S                    # associative; commutative on counts; empty() is the identity
+    evaluate(S, Context) -> list[Result]
+
+``batch`` is one value whose type each sketch names (an array, or a small frozen record of
+arrays); :class:`Context` carries what a window's evaluation needs beside its state: the
+reference state compared with (default: the sketch's own), the window's length, the number of
+predictions. ``tests/detectors/test_protocol.py`` finds every sketch and checks the laws below.
 
 ``update`` advances every float accumulator one event at a time, in event order, so the way a
 stream is cut into micro-batches never changes a digit. ``merge`` (across partitions and panes,
@@ -18,17 +24,37 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgspec
 import numpy as np
 
 from drifthouse.errors import SketchError
 
-__all__ = ["Result", "Sketch", "State", "layout_digest"]
+__all__ = [
+    "MISSING",
+    "NO_CONTEXT",
+    "PRESENT",
+    "TYPE_ERROR",
+    "Context",
+    "Result",
+    "Sketch",
+    "State",
+    "layout_digest",
+]
 
 S = TypeVar("S", bound="State")
+#: A sketch's state type (not always a :class:`State`: composites hold several).
+T = TypeVar("T")
+#: A sketch's batch type.
+B = TypeVar("B", contravariant=True)
+
+# Status codes of numeric values (NumericBlock's ``status``, Columns' ``status``, the kernels).
+PRESENT = 0
+MISSING = 1
+TYPE_ERROR = 2
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -133,14 +159,58 @@ class State:
         return cls(layout=env.layout, **out)
 
 
-class Sketch(Protocol[S]):
-    """What every sketch offers (see the module docstring)."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class Context:
+    """What :meth:`Sketch.evaluate` may need beside the window's state.
 
-    def empty(self) -> S: ...
+    ``reference``: the state the window is compared with (``None``: the sketch's own
+    reference, when it has one); ``window_ms``: the window's length (``throughput_rps``);
+    ``predictions``: the predictions of the window (``labels_coverage``).
+    """
 
-    def merge(self, a: S, b: S) -> S: ...
+    reference: State | None = None
+    window_ms: int = 0
+    predictions: int = 0
 
-    def evaluate(self, reference: S, current: S) -> list[Result]: ...
+
+NO_CONTEXT = Context()
+
+
+def window_ms_of(kind: str, context: Context) -> int:
+    """``context.window_ms``; raise :class:`SketchError` unless it is positive."""
+    if context.window_ms <= 0:
+        raise SketchError(
+            f"{kind}.evaluate needs the window's length: pass Context(window_ms=...) "
+            f"(got {context.window_ms})"
+        )
+    return context.window_ms
+
+
+class Sketch(ABC, Generic[T, B]):
+    """What every sketch offers (see the module docstring).
+
+    Laws (checked for every subclass by ``tests/detectors/test_protocol.py``): ``empty()`` is
+    the identity of ``merge``; ``merge`` is associative; updating panes apart and merging them
+    equals one pass over the same batches.
+    """
+
+    __slots__ = ()
+
+    @abstractmethod
+    def empty(self) -> T:
+        """A state holding nothing."""
+
+    @abstractmethod
+    def update(self, state: T, batch: B) -> T:
+        """Add ``batch`` to ``state`` (in place where the state allows) and return it."""
+
+    @abstractmethod
+    def merge(self, a: T, b: T) -> T:
+        """A state holding both."""
+
+    @abstractmethod
+    def evaluate(self, state: T, context: Context = NO_CONTEXT) -> list[Result]:
+        """The metrics of a window's state."""
 
 
 def layout_digest(*parts: object) -> str:

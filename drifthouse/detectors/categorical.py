@@ -8,7 +8,15 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from drifthouse.detectors import _kernels, stats
-from drifthouse.detectors.base import Result, State, check_same_layout, layout_digest
+from drifthouse.detectors.base import (
+    NO_CONTEXT,
+    Context,
+    Result,
+    Sketch,
+    State,
+    check_same_layout,
+    layout_digest,
+)
 from drifthouse.detectors.numeric import SketchPart
 from drifthouse.detectors.reference import FeatureProfile, Profile, category_key
 from drifthouse.errors import SketchError
@@ -36,7 +44,7 @@ class CategoricalState(State):
     new_category: np.ndarray
 
 
-class CategoricalBlock:
+class CategoricalBlock(Sketch[CategoricalState, np.ndarray]):
     """Sketch of every categorical feature of a model, fed whole micro-batches of codes.
 
     The caller turns raw values into codes while extracting columns, with
@@ -48,7 +56,7 @@ class CategoricalBlock:
     --------
     >>> import numpy as np
     >>> from drifthouse.config import MetricsConfig
-    >>> from drifthouse.detectors.reference import build_profile
+    >>> from drifthouse.profiles.columns import build_profile
     >>> p = build_profile(model="m", model_version="1", created_at="2026-01-01T00:00:00Z",
     ...     source_digest="", settings=MetricsConfig(), features={"c": ["a", "b", "b"] * 100})
     >>> block = CategoricalBlock.from_profile(p)
@@ -144,10 +152,10 @@ class CategoricalBlock:
             s.missing[j] = f.missing
         return s
 
-    def update(self, state: CategoricalState, codes: np.ndarray) -> CategoricalState:
+    def update(self, state: CategoricalState, batch: np.ndarray) -> CategoricalState:
         """Add a micro-batch of codes, int32 (n, F), in place and return ``state``."""
         check_same_layout("CategoricalBlock", self.layout, state)
-        codes = np.ascontiguousarray(codes, dtype=np.int32)
+        codes = np.ascontiguousarray(batch, dtype=np.int32)
         n_f = len(self.features)
         if codes.ndim != 2 or codes.shape[1] != n_f:
             raise SketchError(f"codes must have shape (n, {n_f}) (got {codes.shape})")
@@ -173,12 +181,19 @@ class CategoricalBlock:
             new_category=a.new_category + b.new_category,
         )
 
-    def evaluate(self, reference: CategoricalState, current: CategoricalState) -> list[Result]:
-        """``chi2``, ``chi2_pvalue``, ``js``, ``psi`` (when both sides have values) and quality.
+    def evaluate(self, state: CategoricalState, context: Context = NO_CONTEXT) -> list[Result]:
+        """``chi2``, ``chi2_pvalue``, ``js``, ``psi`` (when both sides have values) and quality,
+        against ``context.reference`` (default: the profile's :attr:`reference`).
 
         Categories are the reference's top list plus one "other" bucket; ``chi2`` is the
         homogeneity test with ``dof`` = non-empty buckets - 1.
         """
+        reference = self.reference if context.reference is None else context.reference
+        current = state
+        if not isinstance(reference, CategoricalState):
+            raise SketchError(
+                f"CategoricalBlock compares with a CategoricalState (got {type(reference).__name__})"
+            )
         check_same_layout("CategoricalBlock", self.layout, reference, current)
         out: list[Result] = []
         for j, name in enumerate(self.names):

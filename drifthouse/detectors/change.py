@@ -27,17 +27,27 @@ from __future__ import annotations
 
 import math
 import pickle
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field
 from river import drift
 
-from drifthouse.config import DEFAULT_CHANGE_SERIES
 from drifthouse.detectors.base import Result
 from drifthouse.errors import SketchError
 
-__all__ = ["ChangeConfig", "ChangeDetectors", "SeriesKey", "series_name"]
+__all__ = ["DEFAULT_CHANGE_SERIES", "ChangeConfig", "ChangeDetectors", "SeriesKey", "series_name"]
+
+#: The series change detection watches by default: serving metrics and the prediction's mean
+#: and drift. Label metrics are left out: they are fed when their window is first written, with
+#: the labels in by then, so their detections would follow label arrival.
+DEFAULT_CHANGE_SERIES = (
+    "error_rate_5xx",
+    "latency_p95",
+    "__prediction__:mean",
+    "__prediction__:psi",
+)
 
 SeriesKey = tuple[str, str, str, str]  # (model, model_version, window, series)
 _FORMAT = b"drifthouse-change-v1\x00"
@@ -53,19 +63,31 @@ def series_name(feature: str, metric: str) -> str:
 @dataclass(frozen=True)
 class ChangeConfig:
     """Which series to watch and the detectors' parameters (river's names and defaults, except
-    ADWIN's ``clock``: one check per window, since a window is already an aggregate)."""
+    ADWIN's ``clock``: one check per window, since a window is already an aggregate).
 
-    series: tuple[str, ...] = DEFAULT_CHANGE_SERIES
-    warmup: int = 30
-    min_std: float = 1e-3
-    adwin_delta: float = 0.002
-    adwin_clock: int = 1
-    adwin_grace_period: int = 10
-    adwin_min_window_length: int = 5
-    ph_min_instances: int = 30
-    ph_delta: float = 0.005
-    ph_threshold: float = 50.0
-    ph_alpha: float = 0.9999
+    The one definition of these settings: the configuration's ``metrics.change_detection``
+    (:class:`drifthouse.config.ChangeDetectionConfig`) is these fields plus ``enabled``, and
+    checks the bounds written beside each field when it loads (docs/configuration.md).
+    """
+
+    series: Annotated[
+        tuple[str, ...],
+        Field(
+            description="model-level metric names, or feature:metric; label metrics (accuracy, "
+            "mae, ...) are fed at their window's first write, so their changes depend on label "
+            "arrival times"
+        ),
+    ] = DEFAULT_CHANGE_SERIES
+    warmup: Annotated[int, Field(ge=2)] = 30
+    min_std: Annotated[float, Field(gt=0.0)] = 1e-3
+    adwin_delta: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.002
+    adwin_clock: Annotated[int, Field(ge=1)] = 1
+    adwin_grace_period: Annotated[int, Field(ge=1)] = 10
+    adwin_min_window_length: Annotated[int, Field(ge=1)] = 5
+    ph_min_instances: Annotated[int, Field(ge=1)] = 30
+    ph_delta: Annotated[float, Field(ge=0.0)] = 0.005
+    ph_threshold: Annotated[float, Field(gt=0.0)] = 50.0
+    ph_alpha: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9999
 
     def __post_init__(self) -> None:
         if self.warmup < 2:
@@ -177,11 +199,6 @@ class ChangeDetectors:
         """How many changes a series has had."""
         s = self._series.get(key)
         return s.changes if s is not None else 0
-
-    def forget(self, keys: Sequence[SeriesKey]) -> None:
-        """Drop series (e.g. of a retired model version)."""
-        for k in keys:
-            self._series.pop(k, None)
 
     def to_bytes(self) -> bytes:
         """Snapshot every series (river's detectors pickle; read back only what you wrote)."""

@@ -6,7 +6,7 @@ taken event by event (one :func:`operator.itemgetter` call per event, while its 
 in the CPU cache: in the worker, where a micro-batch's dicts do not all fit in the cache, that
 beat a pass per feature by 3-10%), typed for the whole batch at once and converted in one numpy
 call; categorical features go column by column. Only a column that holds odd types goes value
-by value. Events from the fast decoder (:mod:`drifthouse.stream.typed_decode`) hold their
+by value. Events from the fast decoder (:mod:`drifthouse.detectors.typed_decode`) hold their
 features in a struct whose types are already checked: they skip the type checks.
 
 Segment values (``{"country": "DE"}``) become, per ``(attribute, value)``, the rows holding it;
@@ -24,45 +24,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from drifthouse.detectors.reference import category_key, prediction_score
-from drifthouse.stream.typed_decode import TypedFeatures
+from drifthouse.categories import category_key
+from drifthouse.detectors.base import MISSING, PRESENT, TYPE_ERROR
+from drifthouse.detectors.layout import FeatureLayout
+from drifthouse.detectors.reference import prediction_score
+from drifthouse.detectors.typed_decode import TypedFeatures
 
 __all__ = ["Columns", "FeatureLayout", "extract"]
 
-PRESENT, MISSING, TYPE_ERROR = 0, 1, 2
 _NUMBER_TYPES = frozenset({float, int, type(None)})
-
-
-@dataclass(frozen=True)
-class FeatureLayout:
-    """Which features of a model are numeric and categorical, and the category codes.
-
-    ``categories[j]`` maps the canonical value of categorical feature ``j`` to its code; any
-    value the reference never had gets ``unseen[j]`` (counted in the "other" bucket and as a
-    new category).
-    """
-
-    numeric: tuple[str, ...]
-    categorical: tuple[str, ...]
-    categories: tuple[Mapping[str, int], ...]
-    unseen: tuple[int, ...]
-    prediction_categories: Mapping[str, int] | None = None
-    prediction_unseen: int = 0
-
-    def __post_init__(self) -> None:
-        if len(self.categories) != len(self.categorical) or len(self.unseen) != len(
-            self.categorical
-        ):
-            raise ValueError("categories and unseen need one entry per categorical feature")
-        # The codes with a missing value (None) as -1, for a lookup in one C-level pass.
-        object.__setattr__(
-            self, "_with_missing", tuple({**cmap, None: -1} for cmap in self.categories)
-        )
-
-    def codes_with_missing(self, j: int) -> Mapping[str | None, int]:
-        """The codes of categorical feature ``j``, with ``None`` (missing) as ``-1``."""
-        found: tuple[Mapping[str | None, int], ...] = self.__dict__["_with_missing"]
-        return found[j]
 
 
 @dataclass

@@ -32,11 +32,20 @@ from typing import Any
 
 import numpy as np
 
-from drifthouse.detectors.base import Result, State, check_same_layout, layout_digest
+from drifthouse.detectors.base import (
+    NO_CONTEXT,
+    Context,
+    Result,
+    Sketch,
+    State,
+    check_same_layout,
+    layout_digest,
+)
 from drifthouse.detectors.reference import FeatureProfile, Profile, category_key, prediction_score
 from drifthouse.errors import SketchError
 
 __all__ = [
+    "ImportanceBatch",
     "ImportanceSketch",
     "ImportanceState",
     "corrected_mutual_information",
@@ -94,6 +103,19 @@ def importance_shift(*, reference: np.ndarray, current: np.ndarray) -> float | N
     return float(min(1.0, 0.5 * np.sum(np.abs(r / rs - c / cs))))
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class ImportanceBatch:
+    """A micro-batch (the arrays of :class:`~drifthouse.detectors.columns.Columns`):
+    ``numeric`` float64 (n, F_num) with ``status`` uint8 (0 present); ``codes`` int32
+    (n, F_cat): ``-1`` missing, ``0..K-1`` a reference category, ``K`` or ``K + 1`` other;
+    ``score`` float64 (n,)."""
+
+    numeric: np.ndarray
+    status: np.ndarray
+    codes: np.ndarray
+    score: np.ndarray
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class ImportanceState(State):
     """``joint`` int64 (F, B, P): per feature, feature bin x prediction bin counts;
@@ -103,7 +125,7 @@ class ImportanceState(State):
     skipped: np.ndarray
 
 
-class ImportanceSketch:
+class ImportanceSketch(Sketch[ImportanceState, ImportanceBatch]):
     """Joint (feature, prediction) histograms of a model's features.
 
     Parameters
@@ -120,7 +142,7 @@ class ImportanceSketch:
     --------
     >>> import numpy as np
     >>> from drifthouse.config import MetricsConfig
-    >>> from drifthouse.detectors.reference import build_profile
+    >>> from drifthouse.profiles.columns import build_profile
     >>> rng = np.random.default_rng(0)
     >>> x, z = rng.normal(size=5_000), rng.normal(size=5_000)
     >>> cols = {"x": x, "z": z}
@@ -130,9 +152,10 @@ class ImportanceSketch:
     >>> ref["x"] > 10 * ref["z"]
     True
     >>> sk = ImportanceSketch.from_profile(p, reference=ref)
-    >>> s = sk.update(sk.empty(), np.c_[x, z], np.zeros((5_000, 2), np.uint8),
-    ...               np.zeros((5_000, 0), np.int32), z)          # now z drives the prediction
-    >>> round({r.feature + r.metric: r.value for r in sk.evaluate(sk.reference, s)}["importance_shift"], 2)
+    >>> batch = ImportanceBatch(np.c_[x, z], np.zeros((5_000, 2), np.uint8),
+    ...                         np.zeros((5_000, 0), np.int32), z)  # now z drives the prediction
+    >>> s = sk.update(sk.empty(), batch)
+    >>> round({r.feature + r.metric: r.value for r in sk.evaluate(s)}["importance_shift"], 2)
     1.0
     """
 
@@ -192,24 +215,13 @@ class ImportanceSketch:
             skipped=np.zeros(1, dtype=np.int64),
         )
 
-    def update(
-        self,
-        state: ImportanceState,
-        numeric: np.ndarray,
-        status: np.ndarray,
-        codes: np.ndarray,
-        score: np.ndarray,
-    ) -> ImportanceState:
-        """Add a micro-batch in place (the arrays of :class:`~drifthouse.detectors.columns.Columns`).
-
-        ``numeric`` float64 (n, F_num) with ``status`` uint8 (0 present); ``codes`` int32
-        (n, F_cat): ``-1`` missing, ``0..K-1`` a reference category, ``K`` or ``K + 1`` other;
-        ``score`` float64 (n,), rows with a non-finite score are skipped and counted.
-        """
+    def update(self, state: ImportanceState, batch: ImportanceBatch) -> ImportanceState:
+        """Add a micro-batch in place; rows with a non-finite score are skipped and counted."""
         check_same_layout("ImportanceSketch", self.layout, state)
-        num = np.asarray(numeric, dtype=np.float64)
-        cod = np.asarray(codes, dtype=np.int64)
-        s = np.asarray(score, dtype=np.float64)
+        num = np.asarray(batch.numeric, dtype=np.float64)
+        cod = np.asarray(batch.codes, dtype=np.int64)
+        s = np.asarray(batch.score, dtype=np.float64)
+        status = batch.status
         n = s.shape[0]
         f_num, f_cat = len(self.numeric), len(self.categorical)
         if num.shape != (n, f_num) or np.shape(status) != (n, f_num) or cod.shape != (n, f_cat):
@@ -265,7 +277,7 @@ class ImportanceSketch:
             keys = [category_key(v) for v in features[f.name]]
             codes[:, jc] = [-1 if key is None else cmap.get(key, other) for key in keys]
         score = np.asarray([_as_float(prediction_score(p)) for p in prediction], dtype=np.float64)
-        return self.update(state, num, status, codes, score)
+        return self.update(state, ImportanceBatch(num, status, codes, score))
 
     def merge(self, a: ImportanceState, b: ImportanceState) -> ImportanceState:
         check_same_layout("ImportanceSketch", self.layout, a, b)
@@ -280,10 +292,10 @@ class ImportanceSketch:
             dtype=np.float64,
         )
 
-    def evaluate(self, reference: np.ndarray | None, current: ImportanceState) -> list[Result]:
+    def evaluate(self, state: ImportanceState, context: Context = NO_CONTEXT) -> list[Result]:
         """Per feature ``importance`` (its share of the window's total); model-level
-        ``importance_shift`` when a reference vector is given (default: the sketch's own)."""
-        ref = self.reference if reference is None else reference
+        ``importance_shift`` when the sketch has a reference importance vector."""
+        ref, current = self.reference, state
         n = int(current.joint[0].sum()) if self.n_features else 0
         if n == 0:
             return []

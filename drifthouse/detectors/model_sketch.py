@@ -36,233 +36,94 @@ memory either.
 
 from __future__ import annotations
 
-import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import msgspec
 import numpy as np
 
-from drifthouse.config import MetricsConfig, ModelConfig, auto_span_of, format_duration
-from drifthouse.detectors.base import Result
-from drifthouse.detectors.categorical import CategoricalBlock, CategoricalState
-from drifthouse.detectors.columns import Columns, FeatureLayout, extract
-from drifthouse.detectors.importance import ImportanceSketch, ImportanceState
-from drifthouse.detectors.numeric import NumericBlock, NumericState, SketchPart
-from drifthouse.detectors.quantiles import QuantileSketch, QuantileState
-from drifthouse.detectors.raw_panes import (
-    RawLeaf,
-    RawTree,
-    decode_events,
-    decode_tree,
-    encode_tree,
-    same_tree,
+from drifthouse.detectors.base import NO_CONTEXT, Context, Result, Sketch, window_ms_of
+from drifthouse.detectors.categorical import CategoricalBlock
+from drifthouse.detectors.columns import Columns, extract
+from drifthouse.detectors.importance import ImportanceBatch, ImportanceSketch
+from drifthouse.detectors.layout import FeatureLayout
+from drifthouse.detectors.model_state import (
+    EVENTS,
+    INVALID,
+    LATE,
+    ModelState,
+    SegmentKey,
+    SegmentState,
 )
+from drifthouse.detectors.numeric import NumericBatch, NumericBlock, SketchPart
+from drifthouse.detectors.quantiles import QuantileSketch
+from drifthouse.detectors.raw_panes import RawLeaf, RawTree, decode_events
 from drifthouse.detectors.reference import Profile
-from drifthouse.detectors.status import StatusCounter, StatusState
+from drifthouse.detectors.segments import Rows, SegmentSketch
+from drifthouse.detectors.status import StatusCounter
 from drifthouse.errors import SketchError
 from drifthouse.logs import get_logger
 
-if TYPE_CHECKING:
-    from drifthouse.profiles.auto import AutoReference
-
 __all__ = [
+    "EVENTS",
+    "INVALID",
+    "LATE",
     "OTHER_VALUE",
     "PREDICTION_FEATURE",
+    "ModelBatch",
+    "ModelOptions",
     "ModelSketch",
     "ModelState",
     "SegmentState",
-    "Sketches",
+    "SketchSettings",
 ]
 
 log = get_logger("sketches")
 
 PREDICTION_FEATURE = "__prediction__"
-_PREDICTION_METRICS = frozenset({"psi", "ks", "ks_pvalue", "js", "chi2", "chi2_pvalue", "mean"})
 OTHER_VALUE = "__other__"
 PANE_LIMIT_FACTOR = 10  # distinct values per attribute one pane keeps apart, x max_segment_values
 
-SegmentKey = tuple[str, str]  # (attribute, value)
 
-
-class _WireSegment(msgspec.Struct, array_like=True):
-    attribute: str
-    value: str
-    events: int
-    latency: bytes
-    status: bytes
-    prediction: bytes | None
-
-
-class _WireState(msgspec.Struct, array_like=True):
-    numeric: bytes
-    categorical: bytes
-    latency: bytes
-    status: bytes
-    prediction: bytes | None
-    counters: list[int]
-    prediction_kind: str = "numeric"
-    importance: bytes | None = None
-    # zlib of the _WireSegment list (a latency sketch is 18 KB raw, mostly zeros: ~0.4 KB
-    # compressed); absent in states written before segments.
-    segments: bytes | None = None
-    # The raw pane tree of a model whose automatic reference is not built yet.
-    raw: bytes | None = None
-
-
-_ENCODE = msgspec.msgpack.Encoder().encode
-_DECODE = msgspec.msgpack.Decoder(_WireState).decode
-_DECODE_SEGMENTS = msgspec.msgpack.Decoder(list[_WireSegment]).decode
-
-# Counter slots of ModelState.counters.
-EVENTS, LATE, INVALID = 0, 1, 2
-
-
-def _decode_prediction(kind: str, data: bytes | None) -> NumericState | CategoricalState | None:
-    if data is None:
-        return None
-    return (CategoricalState if kind == "categorical" else NumericState).from_bytes(data)
-
-
-def _same(
-    a: NumericState | CategoricalState | None, b: NumericState | CategoricalState | None
-) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    return a.equals(b)
-
-
-@dataclass(frozen=True, eq=False)
-class SegmentState:
-    """The serving state of one segment value in one pane: events, latency, status codes and
-    the prediction (``None`` for a model without a profiled prediction)."""
-
-    counters: np.ndarray  # int64 [events]
-    latency: QuantileState
-    status: StatusState
-    prediction: NumericState | CategoricalState | None
+class SketchSettings(Protocol):
+    """The metric settings a model's sketches are laid out with (the configuration's
+    ``metrics`` has them)."""
 
     @property
-    def events(self) -> int:
-        return int(self.counters[EVENTS])
-
-    def equals(self, other: SegmentState) -> bool:
-        """Bitwise equality of every part."""
-        return (
-            bool(np.array_equal(self.counters, other.counters))
-            and self.latency.equals(other.latency)
-            and self.status.equals(other.status)
-            and _same(self.prediction, other.prediction)
-        )
+    def eps(self) -> float: ...
+    @property
+    def latency_relative_accuracy(self) -> float: ...
+    @property
+    def max_segment_values(self) -> int: ...
+    @property
+    def max_segment_attributes(self) -> int: ...
+    @property
+    def importance(self) -> bool: ...
 
 
-@dataclass(frozen=True, eq=False)
-class ModelState:
-    """One model's pane: the states of its detectors plus event counters."""
+class ModelOptions(Protocol):
+    """One model's own settings (an entry of the configuration's ``models``): out-of-range
+    bounds per feature, and the PII features, never sketched."""
 
-    numeric: NumericState
-    categorical: CategoricalState
-    latency: QuantileState
-    status: StatusState
-    prediction: NumericState | CategoricalState | None
-    counters: np.ndarray  # int64 [events, late_events, invalid_events]
-    importance: ImportanceState | None = None
-    # Per segment value, in the order values were first seen (or merged: sorted).
-    segments: dict[SegmentKey, SegmentState] = field(default_factory=dict)
-    # The pane's events, kept while the model's automatic reference is not built (see
-    # drifthouse.detectors.raw_panes); None otherwise.
-    raw: RawTree | None = None
-
-    def to_bytes(self) -> bytes:
-        """Serialise exactly, for partial-window messages between workers."""
-        return _ENCODE(
-            _WireState(
-                numeric=self.numeric.to_bytes(),
-                categorical=self.categorical.to_bytes(),
-                latency=self.latency.to_bytes(),
-                status=self.status.to_bytes(),
-                prediction=self.prediction.to_bytes() if self.prediction is not None else None,
-                counters=[int(c) for c in self.counters],
-                prediction_kind="categorical"
-                if isinstance(self.prediction, CategoricalState)
-                else "numeric",
-                importance=self.importance.to_bytes() if self.importance is not None else None,
-                segments=self._segments_bytes() if self.segments else None,
-                raw=encode_tree(self.raw) if self.raw is not None else None,
-            )
-        )
-
-    def _segments_bytes(self) -> bytes:
-        wire = [
-            _WireSegment(
-                attribute=attr,
-                value=value,
-                events=seg.events,
-                latency=seg.latency.to_bytes(),
-                status=seg.status.to_bytes(),
-                prediction=seg.prediction.to_bytes() if seg.prediction is not None else None,
-            )
-            for (attr, value), seg in self.segments.items()
-        ]
-        return zlib.compress(_ENCODE(wire), 1)
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> ModelState:
-        """Restore a state written by :meth:`to_bytes` (raises ``SketchError`` on foreign bytes)."""
-        try:
-            wire = _DECODE(data)
-            segments = _DECODE_SEGMENTS(zlib.decompress(wire.segments)) if wire.segments else []
-        except (msgspec.DecodeError, zlib.error) as exc:
-            raise SketchError(f"not a serialised model state: {exc}") from exc
-        return cls(
-            numeric=NumericState.from_bytes(wire.numeric),
-            categorical=CategoricalState.from_bytes(wire.categorical),
-            latency=QuantileState.from_bytes(wire.latency),
-            status=StatusState.from_bytes(wire.status),
-            prediction=_decode_prediction(wire.prediction_kind, wire.prediction),
-            counters=np.asarray(wire.counters, dtype=np.int64),
-            importance=ImportanceState.from_bytes(wire.importance)
-            if wire.importance is not None
-            else None,
-            segments={
-                (w.attribute, w.value): SegmentState(
-                    counters=np.asarray([w.events], dtype=np.int64),
-                    latency=QuantileState.from_bytes(w.latency),
-                    status=StatusState.from_bytes(w.status),
-                    prediction=_decode_prediction(wire.prediction_kind, w.prediction),
-                )
-                for w in segments
-            },
-            raw=decode_tree(wire.raw) if wire.raw is not None else None,
-        )
-
-    def equals(self, other: ModelState) -> bool:
-        """Bitwise equality of every part."""
-        same_pred = _same(self.prediction, other.prediction)
-        same_segments = self.segments.keys() == other.segments.keys() and all(
-            seg.equals(other.segments[key]) for key, seg in self.segments.items()
-        )
-        same_importance = (
-            self.importance is None
-            if other.importance is None
-            else self.importance is not None and self.importance.equals(other.importance)
-        )
-        return (
-            self.numeric.equals(other.numeric)
-            and self.categorical.equals(other.categorical)
-            and self.latency.equals(other.latency)
-            and self.status.equals(other.status)
-            and same_pred
-            and same_importance
-            and same_segments
-            and same_tree(self.raw, other.raw)
-            and bool(np.array_equal(self.counters, other.counters))
-        )
+    @property
+    def bounds(self) -> Mapping[str, tuple[float, float]]: ...
+    @property
+    def pii(self) -> Sequence[str]: ...
 
 
-class ModelSketch:
+@dataclass(frozen=True, slots=True)
+class ModelBatch:
+    """A micro-batch of one model's events: their ``columns`` and, while the model's automatic
+    reference is not built, the same events encoded (``raw``,
+    :func:`~drifthouse.detectors.raw_panes.encode_events`)."""
+
+    columns: Columns
+    raw: Sequence[bytes] | None = None
+
+
+class ModelSketch(Sketch[ModelState, ModelBatch]):
     """The sketches of one model, laid out from its reference profile.
 
     Parameters
@@ -279,8 +140,8 @@ class ModelSketch:
         self,
         model: str,
         profile: Profile | None,
-        metrics: MetricsConfig,
-        model_config: ModelConfig | None = None,
+        metrics: SketchSettings,
+        model_config: ModelOptions | None = None,
         auto_span: int | None = None,
     ) -> None:
         self.model = model
@@ -349,6 +210,7 @@ class ModelSketch:
             prediction_categories=classes.encoder(0) if classes is not None else None,
             prediction_unseen=classes.new_code(0) if classes is not None else 0,
         )
+        self.segment = SegmentSketch(self.latency, self.status, self.prediction)
 
     def empty(self) -> ModelState:
         return ModelState(
@@ -363,44 +225,12 @@ class ModelSketch:
         )
 
     def empty_segment(self) -> SegmentState:
-        return SegmentState(
-            counters=np.zeros(1, dtype=np.int64),
-            latency=self.latency.empty(),
-            status=self.status.empty(),
-            prediction=self.prediction.empty() if self.prediction is not None else None,
-        )
+        return self.segment.empty()
 
-    def _serve(
-        self,
-        latency: QuantileState,
-        status: StatusState,
-        prediction: NumericState | CategoricalState | None,
-        cols: Columns,
-        idx: np.ndarray | None,
-    ) -> None:
-        """Latency, status codes and prediction of the rows ``idx`` (all when ``None``)."""
-        lat = cols.latency if idx is None else cols.latency[idx]
-        lat = lat[~np.isnan(lat)]
-        if lat.size:
-            self.latency.update(latency, lat)
-        self.status.update(status, cols.http_status if idx is None else cols.http_status[idx])
-        if isinstance(self.prediction, NumericBlock) and isinstance(prediction, NumericState):
-            score = (cols.score if idx is None else cols.score[idx])[:, None]
-            self.prediction.update(prediction, score, np.isnan(score).astype(np.uint8))
-        elif isinstance(self.prediction, CategoricalBlock) and isinstance(
-            prediction, CategoricalState
-        ):
-            assert cols.pred_codes is not None
-            codes = cols.pred_codes if idx is None else cols.pred_codes[idx]
-            self.prediction.update(prediction, codes[:, None])
-
-    def update(
-        self, state: ModelState, cols: Columns, raw: Sequence[bytes] | None = None
-    ) -> ModelState:
-        """Add one micro-batch of this model's events (in arrival order), in place.
-
-        ``raw`` are the same events encoded (:func:`~drifthouse.detectors.raw_panes.encode_events`),
-        kept in the pane while :attr:`collects_raw`."""
+    def update(self, state: ModelState, batch: ModelBatch) -> ModelState:
+        """Add one micro-batch of this model's events (in arrival order), in place; its ``raw``
+        events are kept in the pane while :attr:`collects_raw`."""
+        cols, raw = batch.columns, batch.raw
         if len(cols) == 0:
             return state
         if state.raw is not None:
@@ -415,14 +245,14 @@ class ModelSketch:
                         f"{'a pane' if isinstance(state.raw, RawLeaf) else 'a merged window'}"
                     )
                 state.raw.events.extend(raw)
-        self.numeric.update(state.numeric, cols.numeric, cols.status)
+        self.numeric.update(state.numeric, NumericBatch(cols.numeric, cols.status))
         self.categorical.update(state.categorical, cols.codes)
-        self._serve(state.latency, state.status, state.prediction, cols, None)
+        self.segment.serve(state.latency, state.status, state.prediction, cols, None)
         if cols.segments:
             self._update_segments(state.segments, cols)
         if self.importance is not None and state.importance is not None:
             self.importance.update(
-                state.importance, cols.numeric, cols.status, cols.codes, cols.score
+                state.importance, ImportanceBatch(cols.numeric, cols.status, cols.codes, cols.score)
             )
         state.counters[EVENTS] += len(cols)
         return state
@@ -467,8 +297,7 @@ class ModelSketch:
             self._update_segment(seg, cols, rows)
 
     def _update_segment(self, seg: SegmentState, cols: Columns, idx: np.ndarray) -> None:
-        self._serve(seg.latency, seg.status, seg.prediction, cols, idx)
-        seg.counters[EVENTS] += idx.size
+        self.segment.update(seg, Rows(cols, idx))
 
     def count(self, state: ModelState, slot: int, n: int) -> ModelState:
         """Add ``n`` to a counter (``LATE`` or ``INVALID``), in place."""
@@ -496,7 +325,7 @@ class ModelSketch:
             return self.merge(self._replay(tree[0]), self._replay(tree[1]))
         state = self.empty()
         if tree.events:
-            state = self.update(state, extract(decode_events(tree.events), self.layout))
+            state = self.update(state, ModelBatch(extract(decode_events(tree.events), self.layout)))
         state.counters[LATE] += tree.late
         state.counters[INVALID] += tree.invalid
         return state
@@ -517,7 +346,7 @@ class ModelSketch:
             categorical=self.categorical.merge(a.categorical, b.categorical),
             latency=self.latency.merge(a.latency, b.latency),
             status=self.status.merge(a.status, b.status),
-            prediction=self._merge_prediction(a.prediction, b.prediction),
+            prediction=self.segment.merge_prediction(a.prediction, b.prediction),
             counters=a.counters + b.counters,
             importance=self.importance.merge(a.importance, b.importance)
             if self.importance is not None and a.importance is not None and b.importance is not None
@@ -528,21 +357,7 @@ class ModelSketch:
 
     def merge_segment(self, a: SegmentState, b: SegmentState) -> SegmentState:
         """A new segment state holding both."""
-        return SegmentState(
-            counters=a.counters + b.counters,
-            latency=self.latency.merge(a.latency, b.latency),
-            status=self.status.merge(a.status, b.status),
-            prediction=self._merge_prediction(a.prediction, b.prediction),
-        )
-
-    def _merge_prediction(
-        self,
-        a: NumericState | CategoricalState | None,
-        b: NumericState | CategoricalState | None,
-    ) -> NumericState | CategoricalState | None:
-        if self.prediction is None or a is None or b is None:
-            return None
-        return self.prediction.merge(a, b)  # type: ignore[arg-type]
+        return self.segment.merge(a, b)
 
     def _merge_segments(
         self, a: dict[SegmentKey, SegmentState], b: dict[SegmentKey, SegmentState]
@@ -560,18 +375,20 @@ class ModelSketch:
             )
         return out
 
-    def evaluate(self, state: ModelState, window_ms: int) -> list[Result]:
-        """Every metric of a closed window: per feature, then model level (``feature == ''``)."""
+    def evaluate(self, state: ModelState, context: Context = NO_CONTEXT) -> list[Result]:
+        """Every metric of a closed window of ``context.window_ms``: per feature, then model
+        level (``feature == ''``)."""
+        window_ms = window_ms_of("ModelSketch", context)
         events = int(state.counters[EVENTS])
         out: list[Result] = []
         if events:
-            out += self.numeric.evaluate(self.numeric.reference, state.numeric)
-            out += self.categorical.evaluate(self.categorical.reference, state.categorical)
-            out += self._prediction_results(state.prediction)
+            out += self.numeric.evaluate(state.numeric)
+            out += self.categorical.evaluate(state.categorical)
+            out += self.segment.prediction_results(state.prediction)
             if self.importance is not None and state.importance is not None:
-                out += self.importance.evaluate(None, state.importance)
-            out += self.latency.evaluate(None, state.latency)
-            out += self.status.evaluate(None, state.status)
+                out += self.importance.evaluate(state.importance)
+            out += self.latency.evaluate(state.latency)
+            out += self.status.evaluate(state.status)
         out += [
             Result("", "events", float(events), None, 0, events),
             Result("", "late_events", float(state.counters[LATE]), None, 0, events),
@@ -579,16 +396,6 @@ class ModelSketch:
             Result("", "throughput_rps", events / (window_ms / 1000.0), None, 0, events),
         ]
         return out
-
-    def _prediction_results(self, state: NumericState | CategoricalState | None) -> list[Result]:
-        """The prediction's drift metrics (``feature == '__prediction__'``)."""
-        if self.prediction is None or state is None:
-            return []
-        return [
-            r
-            for r in self.prediction.evaluate(self.prediction.reference, state)  # type: ignore[arg-type]
-            if r.metric in _PREDICTION_METRICS
-        ]
 
     def capped_segments(self, state: ModelState) -> Iterator[tuple[str, SegmentState]]:
         """``("attr=value", state)`` of a window, sorted: the ``max_segment_attributes``
@@ -632,20 +439,9 @@ class ModelSketch:
             for value, seg in sorted(keep, key=lambda t: t[0]):
                 yield f"{attr}={value}", seg
 
-    def evaluate_segment(self, seg: SegmentState, window_ms: int) -> list[Result]:
-        """The serving metrics of one segment value's window (``feature == ''``, and the
-        prediction's drift with ``feature == '__prediction__'``)."""
-        events = seg.events
-        out: list[Result] = []
-        if events:
-            out += self._prediction_results(seg.prediction)
-            out += self.latency.evaluate(None, seg.latency)
-            out += self.status.evaluate(None, seg.status)
-        out += [
-            Result("", "events", float(events), None, 0, events),
-            Result("", "throughput_rps", events / (window_ms / 1000.0), None, 0, events),
-        ]
-        return out
+    def evaluate_segment(self, seg: SegmentState, context: Context = NO_CONTEXT) -> list[Result]:
+        """The serving metrics of one segment value's window (:meth:`SegmentSketch.evaluate`)."""
+        return self.segment.evaluate(seg, context)
 
     def sketch_parts(self, state: ModelState) -> list[SketchPart]:
         """The mergeable state as rows for the ``sketches`` table."""
@@ -676,79 +472,3 @@ class ModelSketch:
                 if metric in {"mean", "std", "min", "max"}:
                     return getattr(f, metric)  # type: ignore[no-any-return]
         return None
-
-
-class Sketches:
-    """Each model's :class:`ModelSketch`, built on first use from its profile and settings."""
-
-    def __init__(
-        self,
-        profiles: Mapping[str, Profile],
-        metrics: MetricsConfig,
-        models: Mapping[str, ModelConfig] | None = None,
-    ) -> None:
-        self.profiles = dict(profiles)
-        self.metrics = metrics
-        self.models = dict(models or {})
-        self._built: dict[str, ModelSketch] = {}
-        self._no_reference: set[str] = set()
-        #: The automatic references built (by the merge stage), by model, with their spans.
-        self.auto_references: dict[str, AutoReference] = {}
-        self._announced: set[str] = set()
-        #: Called with ``(model, span_ms, listed)`` when a model on an automatic reference is
-        #: first seen (the CLI prints a line).
-        self.announce: list[Callable[[str, int, bool], None]] = []
-
-    def auto_span(self, model: str) -> int | None:
-        """The span of ``model``'s automatic reference (``None``: it has a profile file, or
-        none at all)."""
-        if not model or model in self._no_reference:
-            return None
-        return auto_span_of(self.models.get(model) or ModelConfig(), self.metrics)
-
-    def __call__(self, model: str) -> ModelSketch:
-        sketch = self._built.get(model)
-        if sketch is None:
-            profile = self.profiles.get(model)
-            span = None if profile is not None else self.auto_span(model)
-            if profile is None and model:
-                if span is not None:
-                    self.on_auto(model, span)
-                else:
-                    log.warning(
-                        "model.no_reference", model=model, hint="drifthouse profile builds one"
-                    )
-            sketch = ModelSketch(model, profile, self.metrics, self.models.get(model), span)
-            self._built[model] = sketch
-        return sketch
-
-    def on_auto(self, model: str, span: int) -> None:
-        """A model first seen on an automatic reference (logged once per model)."""
-        if model in self._announced:
-            return
-        self._announced.add(model)
-        listed = model in self.models
-        if listed:
-            log.info("model.auto_reference", model=model, span=format_duration(span))
-        else:
-            # Unlisted: perhaps a misspelled name under `models:`. Say so once, loudly.
-            log.warning(
-                "model.auto_reference",
-                model=model,
-                span=format_duration(span),
-                hint="not under models: in the config; it is monitored against a reference "
-                "built from its first span of traffic (`drifthouse profile` builds one from a file)",
-            )
-        for callback in self.announce:
-            callback(model, span, listed)
-
-    def set_reference(self, model: str, profile: Profile | None) -> None:
-        """The automatic reference of ``model`` is built (``None``: it could not be, so the
-        model keeps its serving metrics only). Its sketch is laid out anew; states kept by the
-        old one are resolved on their next update or merge."""
-        if profile is None:
-            self._no_reference.add(model)
-            self.profiles.pop(model, None)
-        else:
-            self.profiles[model] = profile
-        self._built.pop(model, None)

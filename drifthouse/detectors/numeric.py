@@ -9,15 +9,30 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from drifthouse.detectors import _kernels, stats
-from drifthouse.detectors.base import Result, State, check_same_layout, layout_digest
+from drifthouse.detectors.base import (
+    MISSING,
+    NO_CONTEXT,
+    PRESENT,
+    TYPE_ERROR,
+    Context,
+    Result,
+    Sketch,
+    State,
+    check_same_layout,
+    layout_digest,
+)
 from drifthouse.detectors.reference import FeatureProfile, Profile
 from drifthouse.errors import SketchError
 
-__all__ = ["MISSING", "PRESENT", "TYPE_ERROR", "NumericBlock", "NumericState", "SketchPart"]
-
-PRESENT = _kernels.PRESENT
-MISSING = _kernels.MISSING
-TYPE_ERROR = _kernels.TYPE_ERROR
+__all__ = [
+    "MISSING",
+    "PRESENT",
+    "TYPE_ERROR",
+    "NumericBatch",
+    "NumericBlock",
+    "NumericState",
+    "SketchPart",
+]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -30,6 +45,15 @@ class SketchPart:
     labels: list[str]
     counts: list[int]
     n: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NumericBatch:
+    """A micro-batch for :class:`NumericBlock`: ``values`` float64 (n, F); ``status`` uint8
+    (n, F): 0 present, 1 missing, 2 type error (``None``: all present)."""
+
+    values: np.ndarray
+    status: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -54,7 +78,7 @@ class NumericState(State):
     m2: np.ndarray
 
 
-class NumericBlock:
+class NumericBlock(Sketch[NumericState, NumericBatch]):
     """Sketch of every numeric feature of a model, fed whole micro-batches.
 
     Each feature has its reference profile's fine KS grid (inner edges padded with ``+inf``
@@ -74,14 +98,14 @@ class NumericBlock:
     --------
     >>> import numpy as np
     >>> from drifthouse.config import MetricsConfig
-    >>> from drifthouse.detectors.reference import build_profile
+    >>> from drifthouse.profiles.columns import build_profile
     >>> rng = np.random.default_rng(0)
     >>> p = build_profile(model="m", model_version="1", created_at="2026-01-01T00:00:00Z",
     ...     source_digest="", settings=MetricsConfig(), features={"x": rng.normal(size=10_000)})
     >>> block = NumericBlock.from_profile(p)
     >>> x = rng.normal(0.5, 1, size=(1_000, 1))
-    >>> state = block.update(block.empty(), x, np.zeros(x.shape, np.uint8))
-    >>> {r.metric: round(r.value, 2) for r in block.evaluate(block.reference, state)}["count"]
+    >>> state = block.update(block.empty(), NumericBatch(x, np.zeros(x.shape, np.uint8)))
+    >>> {r.metric: round(r.value, 2) for r in block.evaluate(state)}["count"]
     1000.0
     """
 
@@ -176,19 +200,16 @@ class NumericBlock:
                 s.m2[j] = f.std * f.std * f.count
         return s
 
-    def update(
-        self, state: NumericState, values: np.ndarray, status: np.ndarray | None = None
-    ) -> NumericState:
+    def update(self, state: NumericState, batch: NumericBatch) -> NumericState:
         """Add a micro-batch in place and return ``state``.
 
-        ``values`` float64 (n, F); ``status`` uint8 (n, F): 0 present, 1 missing, 2 type
-        error (``None``: all present). Non-finite present values count as ``non_finite`` and
-        are not binned. Rows are taken in order: the result does not depend on how a stream
-        is cut into batches.
+        Non-finite present values count as ``non_finite`` and are not binned. Rows are taken
+        in order: the result does not depend on how a stream is cut into batches.
         """
         check_same_layout("NumericBlock", self.layout, state)
         n_f = self.n_features
-        values = np.ascontiguousarray(values, dtype=np.float64)
+        values = np.ascontiguousarray(batch.values, dtype=np.float64)
+        status = batch.status
         if values.ndim != 2 or values.shape[1] != n_f:
             raise SketchError(f"values must have shape (n, {n_f}) (got {values.shape})")
         if status is None:
@@ -250,14 +271,21 @@ class NumericBlock:
         out: np.ndarray = np.sqrt(np.maximum(state.m2, 0.0) / np.maximum(state.count, 1))
         return out
 
-    def evaluate(self, reference: NumericState, current: NumericState) -> list[Result]:
-        """Drift and quality metrics of every feature (docs/metrics.md).
+    def evaluate(self, state: NumericState, context: Context = NO_CONTEXT) -> list[Result]:
+        """Drift and quality metrics of every feature (docs/metrics.md), against
+        ``context.reference`` (default: the profile's :attr:`reference`).
 
         Drift (``psi``, ``ks``, ``ks_pvalue``, ``js``, ``wasserstein``) is computed only when
         both sides have values; ``min``, ``max``, ``mean``, ``std`` only when the window has
         values. ``missing_rate`` is ``missing`` over all events seen (0 when none). ``js``
         uses the PSI bins; ``ks`` and ``wasserstein`` the fine grid.
         """
+        reference = self.reference if context.reference is None else context.reference
+        current = state
+        if not isinstance(reference, NumericState):
+            raise SketchError(
+                f"NumericBlock compares with a NumericState (got {type(reference).__name__})"
+            )
         check_same_layout("NumericBlock", self.layout, reference, current)
         out: list[Result] = []
         std = self.std(current)

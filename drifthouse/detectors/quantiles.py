@@ -9,7 +9,15 @@ from collections.abc import Sequence
 import numpy as np
 
 from drifthouse.detectors import _kernels
-from drifthouse.detectors.base import Result, State, check_same_layout, layout_digest
+from drifthouse.detectors.base import (
+    NO_CONTEXT,
+    Context,
+    Result,
+    Sketch,
+    State,
+    check_same_layout,
+    layout_digest,
+)
 from drifthouse.detectors.numeric import SketchPart
 from drifthouse.errors import SketchError
 
@@ -27,7 +35,7 @@ class QuantileState(State):
     non_finite: np.ndarray
 
 
-class QuantileSketch:
+class QuantileSketch(Sketch[QuantileState, np.ndarray]):
     """Quantiles with relative error at most ``relative_accuracy`` (Masson et al., VLDB 2019).
 
     Dense bucket ``k`` holds ``min_value * gamma**k < v <= min_value * gamma**(k+1)`` with
@@ -85,10 +93,10 @@ class QuantileSketch:
             non_finite=np.zeros(1, dtype=np.int64),
         )
 
-    def update(self, state: QuantileState, values: np.ndarray) -> QuantileState:
+    def update(self, state: QuantileState, batch: np.ndarray) -> QuantileState:
         """Add a 1-D array of values in place and return ``state`` (NaN/inf are skipped)."""
         check_same_layout("QuantileSketch", self.layout, state)
-        v = np.ascontiguousarray(values, dtype=np.float64)
+        v = np.ascontiguousarray(batch, dtype=np.float64)
         if v.ndim != 1:
             raise SketchError(f"values must be 1-D (got shape {v.shape})")
         if v.size:
@@ -140,10 +148,12 @@ class QuantileSketch:
             est = 2.0 * upper / (self.gamma + 1.0)
         return min(max(est, lo), hi)
 
-    def evaluate(self, reference: QuantileState | None, current: QuantileState) -> list[Result]:
-        """``<name>_p50``, ``_p95``, ``_p99`` (for the configured quantiles) of a non-empty window."""
+    def evaluate(self, state: QuantileState, context: Context = NO_CONTEXT) -> list[Result]:
+        """``<name>_p50``, ``_p95``, ``_p99`` (for the configured quantiles) of a non-empty window
+        (``n_ref``: the count of ``context.reference``, 0 without one)."""
+        current, reference = state, context.reference
         check_same_layout("QuantileSketch", self.layout, current)
-        n_ref = self.count(reference) if reference is not None else 0
+        n_ref = self.count(reference) if isinstance(reference, QuantileState) else 0
         n_cur = self.count(current)
         out = []
         for q in self.quantiles:

@@ -7,7 +7,14 @@ import dataclasses
 import numpy as np
 
 from drifthouse.detectors import _kernels
-from drifthouse.detectors.base import Result, State, check_same_layout
+from drifthouse.detectors.base import (
+    NO_CONTEXT,
+    Context,
+    Result,
+    Sketch,
+    State,
+    check_same_layout,
+)
 from drifthouse.errors import SketchError
 
 __all__ = ["StatusCounter", "StatusState"]
@@ -20,7 +27,7 @@ class StatusState(State):
     counts: np.ndarray
 
 
-class StatusCounter:
+class StatusCounter(Sketch[StatusState, np.ndarray]):
     """Error rates from HTTP statuses; rates are shares of all counted requests.
 
     Examples
@@ -37,10 +44,10 @@ class StatusCounter:
     def empty(self) -> StatusState:
         return StatusState(layout=self.layout, counts=np.zeros(4, dtype=np.int64))
 
-    def update(self, state: StatusState, statuses: np.ndarray) -> StatusState:
+    def update(self, state: StatusState, batch: np.ndarray) -> StatusState:
         """Add a 1-D integer array of statuses in place and return ``state``."""
         check_same_layout("StatusCounter", self.layout, state)
-        s = np.ascontiguousarray(statuses, dtype=np.int64)
+        s = np.ascontiguousarray(batch, dtype=np.int64)
         if s.ndim != 1:
             raise SketchError(f"statuses must be 1-D (got shape {s.shape})")
         if s.size:
@@ -64,9 +71,11 @@ class StatusCounter:
         n = self.total(state)
         return int(state.counts[2]) / n if n else 0.0
 
-    def evaluate(self, reference: StatusState | None, current: StatusState) -> list[Result]:
-        """``error_rate_4xx`` and ``error_rate_5xx`` of a non-empty window."""
-        n_ref = self.total(reference) if reference is not None else 0
+    def evaluate(self, state: StatusState, context: Context = NO_CONTEXT) -> list[Result]:
+        """``error_rate_4xx`` and ``error_rate_5xx`` of a non-empty window (``n_ref``: the
+        count of ``context.reference``, 0 without one)."""
+        current, reference = state, context.reference
+        n_ref = self.total(reference) if isinstance(reference, StatusState) else 0
         n = self.total(current)
         if n == 0:
             return []

@@ -30,7 +30,7 @@ from drifthouse.kafka.client import (
     ssl_context,
     translate,
 )
-from drifthouse.kafka.dead_letters import KafkaDeadLetters, dead_letter_headers
+from drifthouse.kafka.dead_letters import KafkaDeadLetters, dead_letter_headers, dead_letter_topic
 from drifthouse.kafka.source import KafkaRangeSource, Progress
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "client_kwargs",
     "committed_offsets",
     "dead_letter_headers",
+    "dead_letter_topic",
     "end_offsets",
     "ensure_topics",
     "faust_broker",

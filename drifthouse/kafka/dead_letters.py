@@ -38,15 +38,23 @@ from drifthouse.kafka.client import open_client, translate
 from drifthouse.logs import get_logger
 from drifthouse.stream.sources import Message
 
-__all__ = ["KafkaDeadLetters", "dead_letter_headers"]
+__all__ = ["KafkaDeadLetters", "dead_letter_headers", "dead_letter_topic"]
 
 log = get_logger("stream.kafka")
 
-HEADER_PREFIX = "drifthouse."
 _ERROR_MAX = 4_096  # header text kept per dead letter
 _KEY_MAX = 4_096
 _OVERHEAD = 16_384  # record and batch framing plus headers, kept free below the size limit
 _FALLBACK_VALUE = 65_536  # a refused oversize record is sent again cut to this
+
+
+def dead_letter_topic(topic: str) -> str:
+    """The topic the dead letters of ``topic`` go to.
+
+    >>> dead_letter_topic("predictions")
+    'predictions.dlq'
+    """
+    return f"{topic}.dlq"
 
 
 def _cut(text: str, limit: int) -> bytes:
@@ -106,7 +114,7 @@ class KafkaDeadLetters:
         from kafka import KafkaProducer
 
         self.cfg = cfg
-        self.topic = f"{topic}.dlq"
+        self.topic = dead_letter_topic(topic)
         self.timeout_ms = timeout_ms = cfg.timeout if timeout_ms is None else timeout_ms
         self.count = 0
         self.max_value = max(1_024, cfg.max_message_bytes - _OVERHEAD)

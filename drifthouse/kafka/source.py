@@ -204,7 +204,6 @@ class KafkaRangeSource:
         (transaction markers, compacted records). The consumer is closed at the end.
         """
         from kafka import TopicPartition
-        from kafka.errors import KafkaError
 
         total = self.total()
         tps = {p: TopicPartition(self.topic, p) for p in self.start}
@@ -220,45 +219,10 @@ class KafkaRangeSource:
                 consumer.seek(tps[p], self.start[p])
             last_seen = time.monotonic()
             while active:
-                try:
-                    polled = consumer.poll(timeout_ms=500, max_records=self.batch_size)
-                except (KafkaError, OSError) as exc:
-                    raise translate(exc, self.cfg, "reading the replay", topic=self.topic) from exc
-                batch: list[Message] = []
-                finished: list[int] = []
-                for tp, records in polled.items():
-                    p = tp.partition
-                    if p not in active or not records:
-                        continue
-                    stop = self.stop[p]
-                    for r in records:
-                        if r.offset >= stop:
-                            break
-                        batch.append(
-                            Message(
-                                r.value if r.value is not None else b"",
-                                p,
-                                r.offset,
-                                self.topic,
-                                r.key,
-                            )
-                        )
-                    reached = min(records[-1].offset + 1, stop)
-                    done[p] = reached - self.start[p]
-                    if reached >= stop:
-                        finished.append(p)
+                polled = self._call(consumer.poll, timeout_ms=500, max_records=self.batch_size)
+                batch, finished = self._take(polled, active, done)
                 if not polled:
-                    # Nothing came: a partition whose remaining offsets hold no records
-                    # (transaction markers) is done once its position passes the stop.
-                    for p in sorted(active):
-                        try:
-                            position = consumer.position(tps[p], timeout_ms=self.timeout_ms)
-                        except (KafkaError, OSError) as exc:
-                            raise translate(
-                                exc, self.cfg, "reading the replay", topic=self.topic
-                            ) from exc
-                        if position is not None and position >= self.stop[p]:
-                            finished.append(p)
+                    finished.extend(self._passed_stop(consumer, tps, active))
                 for p in finished:
                     active.discard(p)
                     done[p] = self.stop[p] - self.start[p]
@@ -266,15 +230,7 @@ class KafkaRangeSource:
                 if batch or finished:
                     last_seen = time.monotonic()
                 elif (time.monotonic() - last_seen) * 1000 > self.stall_timeout_ms:
-                    where = ", ".join(
-                        f"partition {p} at {self.start[p] + done[p]} of {self.stop[p]}"
-                        for p in sorted(active)
-                    )
-                    raise SourceError(
-                        f"replay of topic {self.topic!r} from {self.cfg.bootstrap} stalled: no message for "
-                        f"{self.stall_timeout_ms / 1000:.0f}s while {where}; check that the broker is up "
-                        "(`scripts/kafka status` for a local one) and rerun the replay with the same --run-id"
-                    )
+                    raise self._stalled(active, done)
                 if batch:
                     reported = sum(done.values())
                     yield batch, Progress(reported, total)
@@ -282,6 +238,59 @@ class KafkaRangeSource:
                 yield [], Progress(total, total)
         finally:
             self.close()
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` on the consumer, its errors translated."""
+        from kafka.errors import KafkaError
+
+        try:
+            return fn(*args, **kwargs)
+        except (KafkaError, OSError) as exc:
+            raise translate(exc, self.cfg, "reading the replay", topic=self.topic) from exc
+
+    def _take(
+        self, polled: dict[Any, list[Any]], active: set[int], done: dict[int, int]
+    ) -> tuple[list[Message], list[int]]:
+        """The polled messages before each partition's stop offset, and the partitions that
+        reached it; ``done`` is brought up to date."""
+        batch: list[Message] = []
+        finished: list[int] = []
+        for tp, records in polled.items():
+            p = tp.partition
+            if p not in active or not records:
+                continue
+            stop = self.stop[p]
+            for r in records:
+                if r.offset >= stop:
+                    break
+                batch.append(
+                    Message(r.value if r.value is not None else b"", p, r.offset, self.topic, r.key)
+                )
+            reached = min(records[-1].offset + 1, stop)
+            done[p] = reached - self.start[p]
+            if reached >= stop:
+                finished.append(p)
+        return batch, finished
+
+    def _passed_stop(self, consumer: Any, tps: dict[int, Any], active: set[int]) -> list[int]:
+        """After an empty poll: a partition whose remaining offsets hold no records
+        (transaction markers) is done once its position passes the stop."""
+        out = []
+        for p in sorted(active):
+            position = self._call(consumer.position, tps[p], timeout_ms=self.timeout_ms)
+            if position is not None and position >= self.stop[p]:
+                out.append(p)
+        return out
+
+    def _stalled(self, active: set[int], done: dict[int, int]) -> SourceError:
+        where = ", ".join(
+            f"partition {p} at {self.start[p] + done[p]} of {self.stop[p]}" for p in sorted(active)
+        )
+        return SourceError(
+            f"replay of topic {self.topic!r} from {self.cfg.bootstrap} stalled: no message for "
+            f"{self.stall_timeout_ms / 1000:.0f}s while {where}; check that the broker is up "
+            "(`scripts/kafka status` for a local one) and rerun the replay with the same --run-id"
+        )
 
     def close(self) -> None:
         """Close the consumer (also done at the end of :meth:`batches`)."""

@@ -28,17 +28,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import msgspec
 
-from drifthouse.detectors.model_sketch import ModelState, Sketches
+from drifthouse.detectors.model_state import ModelState
 from drifthouse.detectors.raw_panes import decode_events, leaves
-from drifthouse.detectors.reference import Profile
 from drifthouse.errors import ProfileError
 from drifthouse.logs import get_logger
 from drifthouse.profiles.build import profile_from_events
+from drifthouse.profiles.sketches import AutoReference, Sketches
 
 __all__ = [
     "AUTO_VERSION",
@@ -57,17 +56,6 @@ AUTO_VERSION = "auto"
 DRIFT_METRICS = frozenset(
     {"psi", "ks", "ks_pvalue", "js", "wasserstein", "chi2", "chi2_pvalue", "importance_shift"}
 )
-
-
-@dataclass(frozen=True)
-class AutoReference:
-    """A model's automatic reference and its span ``[start, end)`` (event time, ms);
-    ``profile`` is ``None`` when the span held no event to profile."""
-
-    model: str
-    start: int
-    end: int
-    profile: Profile | None
 
 
 def span_end(start: int, span_ms: int, window_ms: int) -> int:

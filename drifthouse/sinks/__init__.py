@@ -9,7 +9,9 @@ Public API
   contract, and what a bounded run stored; :class:`ClickHouseSink` (``clickhouse``).
 - :class:`PredictionLog` (``predictions``): the sampled, PII-hashed prediction log.
 - :func:`store_reference`, :func:`reference_rows` (``references``): profiles in the store.
-- :func:`run_select` (``sql_guard``): one SELECT over the drifthouse tables, read-only, in limits.
+- :func:`run_select` (``sql_guard``): one SELECT over the drifthouse tables, read-only, in limits;
+  the allow-list it checks the parsed statement against is ``sql_allow`` (``sql_explain`` for
+  servers without ``parseQueryToJSON``).
 - :func:`run_sql`, :func:`run_recipe`, :func:`load_recipes` (``query``); :func:`serve_readonly`,
   :func:`query_readonly` (``sql_endpoint``): the worker's SQL endpoint and its client.
 """

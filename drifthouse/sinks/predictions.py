@@ -41,6 +41,7 @@ import msgspec
 from drifthouse.categories import category_key
 from drifthouse.config import Config, ModelConfig
 from drifthouse.errors import ConfigError
+from drifthouse.expr import Condition, parse  # the rule language, reused for keep_when
 from drifthouse.pii import PII_KEY_ENV, hash_pii, pii_key_from_env
 from drifthouse.sinks.tables import PredictionRow
 
@@ -84,7 +85,7 @@ def score_of(prediction: object) -> float | None:
 
 
 def _mapping(features: Any) -> Mapping[str, Any]:
-    # Features decoded by a model's fast decoder are a struct (drifthouse.stream.typed_decode).
+    # Features decoded by a model's fast decoder are a struct (drifthouse.detectors.typed_decode).
     return features if isinstance(features, Mapping) else features.as_dict()
 
 
@@ -108,15 +109,13 @@ class PredictionLog:
         default: ModelConfig | None = None,
         categorical: Mapping[str, Collection[str]] | None = None,
     ) -> None:
-        from drifthouse.expr import parse  # the rule language, reused for keep_when
-
         self.models = dict(models)
         # Per model, its categorical features (from its profile): logged as category keys.
         self._categorical = {m: frozenset(names) for m, names in (categorical or {}).items()}
         self.default = default or ModelConfig()
         everything = {**self.models, "*": self.default}
         self.key = key if key is not None else pii_key_from_env(everything)
-        self._keep: dict[str, Any] = {}
+        self._keep: dict[str, Condition] = {}
         for name, cfg in everything.items():
             if cfg.keep_when:
                 try:
@@ -148,7 +147,7 @@ class PredictionLog:
         }
         return cls(config.models, key=key, default=config.model("*"), categorical=categorical)
 
-    def _config(self, model: str) -> tuple[ModelConfig, Any]:
+    def _config(self, model: str) -> tuple[ModelConfig, Condition | None]:
         if model in self.models:
             return self.models[model], self._keep.get(model)
         return self.default, self._keep.get("*")
@@ -179,7 +178,7 @@ class PredictionLog:
         score = score_of(prediction) if keep_when is not None else None
         if status >= 400:
             reason, rate = "error", 1.0
-        elif score is not None and keep_when.evaluate(value=score):
+        elif keep_when is not None and score is not None and keep_when.evaluate(value=score):
             reason, rate = "keep_when", 1.0
         elif sample_point(f"{model}\x00{identity}") < cfg.sample_rate:
             reason, rate = "sample", cfg.sample_rate

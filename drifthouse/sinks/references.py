@@ -14,7 +14,7 @@ Example
 -------
 >>> import numpy as np
 >>> from drifthouse.config import MetricsConfig
->>> from drifthouse.detectors.reference import build_profile
+>>> from drifthouse.profiles.columns import build_profile
 >>> profile = build_profile(model="fraud", model_version="1", created_at="2026-01-01T00:00:00Z",
 ...                         source_digest="0" * 64, settings=MetricsConfig(),
 ...                         features={"amount": np.arange(1000.0), "country": ["de", "fr"] * 500})

@@ -22,7 +22,7 @@ from drifthouse.sinks.sql_endpoint import (
     read_token,
 )
 from drifthouse.sinks.sql_guard import Limits, run_select
-from drifthouse.sinks.store import is_embedded, open_store
+from drifthouse.sinks.store import embedded_folder, open_store
 
 if TYPE_CHECKING:
     from drifthouse.config import Config
@@ -37,8 +37,9 @@ def ask(
     dsn = config.store_dsn()
     database = config.store.database
     limits = Limits.of(config.store)
-    if is_embedded(dsn):
-        folder = Path(dsn.split("://", 1)[1] if "://" in dsn else dsn[len("chdb:") :])
+    path = embedded_folder(dsn)
+    if path is not None:
+        folder = Path(path)
         try:
             with quiet_stderr() as printed:
                 client = open_store(dsn, database)

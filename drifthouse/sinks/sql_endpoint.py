@@ -32,6 +32,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,157 @@ def _encode(value: Any) -> Any:
     return str(value)
 
 
+@dataclass(frozen=True)
+class _Endpoint:
+    """What every request of one endpoint shares: the store, its limits and the token."""
+
+    client: Client
+    limits: Limits
+    token_file: Path
+    expected_auth: bytes
+    max_request_bytes: int
+    # Requests in flight (running or waiting for the lock): beyond these, 503 at once, so a
+    # flood of requests cannot pile up threads.
+    in_flight: threading.BoundedSemaphore
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    encoder: msgspec.json.Encoder = field(
+        default_factory=lambda: msgspec.json.Encoder(enc_hook=_encode)
+    )
+
+
+class _HttpServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], endpoint: _Endpoint) -> None:
+        self.endpoint = endpoint
+        super().__init__(address, _Handler)
+
+
+class _BadRequest(Exception):
+    """A request the endpoint answers with ``status`` and ``message``, before running anything."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _statement(body: bytes) -> tuple[str, dict[str, Any]]:
+    """The ``sql`` and ``parameters`` of a request body; :class:`_BadRequest` (400) otherwise."""
+    try:
+        request = json.loads(body)
+        sql = request["sql"]
+        parameters = request.get("parameters") or {}
+        if not isinstance(sql, str) or not isinstance(parameters, dict):
+            raise TypeError("'sql' must be a string and 'parameters' an object")
+        if not all(isinstance(v, str | int | float | bool) for v in parameters.values()):
+            raise TypeError("parameter values must be strings or numbers")
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        raise _BadRequest(400, f"bad request: {exc}") from exc
+    return sql, parameters
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = _READ_TIMEOUT_S  # a slow or silent client does not keep a thread
+    server: _HttpServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _reply(self, status: int, payload: object) -> None:
+        body = self.server.endpoint.encoder.encode(payload)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        if status >= 400:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _refused(self) -> str | None:
+        port = self.server.server_address[1]
+        local = {h for name in _LOCAL_HOSTS for h in (name, f"{name}:{port}")}
+        host_header = self.headers.get("Host", "")
+        if host_header not in local:
+            return f"Host {host_header!r} is not this machine's endpoint"
+        origin = self.headers.get("Origin")
+        if origin is not None and origin.removeprefix("http://") not in local:
+            return f"requests from origin {origin!r} are refused"
+        return None
+
+    def _not_allowed(self) -> None:
+        self._reply(405, {"error": "POST a JSON object {sql, parameters} to /sql"})
+
+    def do_GET(self) -> None:
+        self._not_allowed()
+
+    def do_PUT(self) -> None:
+        self._not_allowed()
+
+    def do_DELETE(self) -> None:
+        self._not_allowed()
+
+    def do_OPTIONS(self) -> None:
+        self._not_allowed()
+
+    def do_POST(self) -> None:
+        endpoint = self.server.endpoint
+        try:
+            sql, parameters = self._accept(endpoint)
+        except _BadRequest as exc:
+            self._reply(exc.status, {"error": str(exc)})
+            return
+        if not endpoint.in_flight.acquire(blocking=False):
+            self._reply(503, {"error": "the endpoint is busy: too many requests"})
+            return
+        try:
+            self._run(endpoint, sql, parameters)
+        finally:
+            endpoint.in_flight.release()
+
+    def _accept(self, endpoint: _Endpoint) -> tuple[str, dict[str, Any]]:
+        """The request's statement, once its origin, token, path and size pass."""
+        refused = self._refused()
+        if refused is not None:
+            raise _BadRequest(403, refused)
+        given = (self.headers.get("Authorization") or "").encode()
+        if not hmac.compare_digest(given, endpoint.expected_auth):
+            raise _BadRequest(
+                401, f"send Authorization: Bearer <the token in {endpoint.token_file}>"
+            )
+        if self.path.rstrip("/") != "/sql":
+            raise _BadRequest(404, "POST a JSON object {sql, parameters} to /sql")
+        try:
+            length = int(self.headers.get("Content-Length") or "")
+        except ValueError:
+            raise _BadRequest(411, "send a Content-Length") from None
+        if not 0 <= length <= endpoint.max_request_bytes:
+            raise _BadRequest(413, f"requests are at most {endpoint.max_request_bytes} bytes")
+        try:
+            body = self.rfile.read(length)
+        except OSError as exc:
+            raise _BadRequest(400, f"bad request: {exc}") from exc
+        return _statement(body)
+
+    def _run(self, endpoint: _Endpoint, sql: str, parameters: dict[str, Any]) -> None:
+        if not endpoint.lock.acquire(timeout=endpoint.limits.timeout_s):
+            self._reply(503, {"error": "the endpoint is busy with another statement"})
+            return
+        try:
+            columns, rows = run_select(endpoint.client, sql, parameters, limits=endpoint.limits)
+        except UsageError as exc:
+            self._reply(400, {"error": str(exc)})
+            return
+        except StoreError as exc:
+            self._reply(503 if isinstance(exc, StoreUnavailable) else 400, {"error": str(exc)})
+            return
+        finally:
+            endpoint.lock.release()
+        self._reply(200, {"columns": columns, "rows": rows})
+
+
 class ReadonlyServer:
     """A running SQL endpoint; :meth:`close` stops it and removes its token file."""
 
@@ -152,128 +304,22 @@ class ReadonlyServer:
         max_request_bytes: int,
         max_in_flight: int = 4,
     ) -> None:
-        lock = threading.Lock()
-        # Requests in flight (running or waiting for the lock): beyond these, 503 at once, so a
-        # flood of requests cannot pile up threads.
-        in_flight = threading.BoundedSemaphore(max_in_flight)
-        encoder = msgspec.json.Encoder(enc_hook=_encode)
         token = write_token(token_file)
         self.token_file = token_file
         self._token = token
-        expected_auth = f"Bearer {token}".encode()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            timeout = _READ_TIMEOUT_S  # a slow or silent client does not keep a thread
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _reply(self, status: int, payload: object) -> None:
-                body = encoder.encode(payload)
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                if status >= 400:
-                    self.send_header("Connection", "close")
-                    self.close_connection = True
-                self.end_headers()
-                self.wfile.write(body)
-
-            def _refused(self) -> str | None:
-                local = {h for name in _LOCAL_HOSTS for h in (name, f"{name}:{server.port}")}
-                host_header = self.headers.get("Host", "")
-                if host_header not in local:
-                    return f"Host {host_header!r} is not this machine's endpoint"
-                origin = self.headers.get("Origin")
-                if origin is not None and origin.removeprefix("http://") not in local:
-                    return f"requests from origin {origin!r} are refused"
-                return None
-
-            def _not_allowed(self) -> None:
-                self._reply(405, {"error": "POST a JSON object {sql, parameters} to /sql"})
-
-            def do_GET(self) -> None:
-                self._not_allowed()
-
-            def do_PUT(self) -> None:
-                self._not_allowed()
-
-            def do_DELETE(self) -> None:
-                self._not_allowed()
-
-            def do_OPTIONS(self) -> None:
-                self._not_allowed()
-
-            def do_POST(self) -> None:
-                refused = self._refused()
-                if refused is not None:
-                    self._reply(403, {"error": refused})
-                    return
-                given = (self.headers.get("Authorization") or "").encode()
-                if not hmac.compare_digest(given, expected_auth):
-                    self._reply(
-                        401, {"error": f"send Authorization: Bearer <the token in {token_file}>"}
-                    )
-                    return
-                if self.path.rstrip("/") != "/sql":
-                    self._reply(404, {"error": "POST a JSON object {sql, parameters} to /sql"})
-                    return
-                try:
-                    length = int(self.headers.get("Content-Length") or "")
-                except ValueError:
-                    self._reply(411, {"error": "send a Content-Length"})
-                    return
-                if not 0 <= length <= max_request_bytes:
-                    self._reply(413, {"error": f"requests are at most {max_request_bytes} bytes"})
-                    return
-                try:
-                    request = json.loads(self.rfile.read(length))
-                    sql = request["sql"]
-                    parameters = request.get("parameters") or {}
-                    if not isinstance(sql, str) or not isinstance(parameters, dict):
-                        raise TypeError("'sql' must be a string and 'parameters' an object")
-                    if not all(
-                        isinstance(v, str | int | float | bool) for v in parameters.values()
-                    ):
-                        raise TypeError("parameter values must be strings or numbers")
-                except (ValueError, KeyError, TypeError, OSError) as exc:
-                    self._reply(400, {"error": f"bad request: {exc}"})
-                    return
-                if not in_flight.acquire(blocking=False):
-                    self._reply(503, {"error": "the endpoint is busy: too many requests"})
-                    return
-                try:
-                    self._run(sql, parameters)
-                finally:
-                    in_flight.release()
-
-            def _run(self, sql: str, parameters: dict[str, Any]) -> None:
-                if not lock.acquire(timeout=limits.timeout_s):
-                    self._reply(503, {"error": "the endpoint is busy with another statement"})
-                    return
-                try:
-                    columns, rows = run_select(client, sql, parameters, limits=limits)
-                except UsageError as exc:
-                    self._reply(400, {"error": str(exc)})
-                    return
-                except StoreError as exc:
-                    self._reply(
-                        503 if isinstance(exc, StoreUnavailable) else 400, {"error": str(exc)}
-                    )
-                    return
-                finally:
-                    lock.release()
-                self._reply(200, {"columns": columns, "rows": rows})
-
+        endpoint = _Endpoint(
+            client=client,
+            limits=limits,
+            token_file=token_file,
+            expected_auth=f"Bearer {token}".encode(),
+            max_request_bytes=max_request_bytes,
+            in_flight=threading.BoundedSemaphore(max_in_flight),
+        )
         try:
-            self._server = ThreadingHTTPServer((host, port), Handler)
+            self._server = _HttpServer((host, port), endpoint)
         except OSError:
             self._remove_token()
             raise
-        self._server.daemon_threads = True
         self.host = host
         self.port: int = self._server.server_address[1]
         self._thread = threading.Thread(

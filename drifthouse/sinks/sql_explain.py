@@ -2,7 +2,7 @@
 
 ClickHouse before 26.x has no JSON form of its parse tree, but every version prints the tree
 with ``EXPLAIN AST``: one node a line, indented by depth (``Function file (children 1)``,
-``TableIdentifier system.tables``). :func:`check_explain` applies the same allow-list as
+``TableIdentifier system.tables``). :func:`check_explain` applies the same allow-list (:mod:`drifthouse.sinks.sql_allow`) as
 :func:`~drifthouse.sinks.sql_guard.guard_select` to that text. ``EXPLAIN AST`` only parses: it
 runs on the canonical text of ``formatQuerySingleLine`` (one statement, no comments), so
 nothing of the statement executes, and an ``INTO OUTFILE`` in it is printed, not written.
@@ -18,10 +18,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from drifthouse.sinks.sql_guard import _Catalog
+from drifthouse.sinks.sql_allow import IN_FUNCTIONS, NODE_TYPES, Catalog, check_table, refuse
 
 __all__ = ["ExplainNode", "check_explain", "parse_explain"]
 
@@ -57,12 +55,10 @@ def _parts(name: str) -> list[str]:
     return [part.strip("`") for part in name.split(".")]
 
 
-def _check_table(parts: list[str], catalog: _Catalog) -> None:
+def _check_table(parts: list[str], catalog: Catalog) -> None:
     """Like the JSON check, but any plain name passes: EXPLAIN AST does not print WITH names,
     and a plain name can only be the current (drifthouse) database's table or a WITH name."""
-    from drifthouse.sinks.sql_guard import _check_table as check
-
-    check(parts, catalog, {parts[0]} if len(parts) == 1 else set())
+    check_table(parts, catalog, {parts[0]} if len(parts) == 1 else set())
 
 
 def _children(nodes: list[ExplainNode], at: int) -> list[int]:
@@ -76,37 +72,35 @@ def _children(nodes: list[ExplainNode], at: int) -> list[int]:
     return out
 
 
-def check_explain(lines: Sequence[str], catalog: _Catalog) -> None:
+def check_explain(lines: Sequence[str], catalog: Catalog) -> None:
     """A :class:`~drifthouse.errors.UsageError` unless ``lines`` are one allowed SELECT's tree."""
-    from drifthouse.sinks.sql_guard import _IN_FUNCTIONS, _NODE_TYPES, _refuse
-
     nodes = parse_explain(lines)
     if not nodes or nodes[0].kind != "SelectWithUnionQuery" or nodes[0].depth != 0:
-        raise _refuse(f"got {nodes[0].kind if nodes else 'nothing'}")
+        raise refuse(f"got {nodes[0].kind if nodes else 'nothing'}")
     top = _children(nodes, 0)
     extra = [nodes[i] for i in top[1:]]
     if extra and extra[-1] == ExplainNode(1, "Identifier", _CLIENT_FORMAT):
         extra.pop()
     for node in extra:
         clause = {"Literal": "INTO OUTFILE", "Identifier": "FORMAT", "Set": "SETTINGS"}
-        raise _refuse(f"{clause.get(node.kind, node.kind)} is not allowed")
+        raise refuse(f"{clause.get(node.kind, node.kind)} is not allowed")
     for i, node in enumerate(nodes):
         if node.kind == "Set":
-            raise _refuse("SETTINGS is not allowed")
+            raise refuse("SETTINGS is not allowed")
         if node.kind in _OPAQUE_TYPES or (
-            node.kind not in _NODE_TYPES and node.kind not in _EXTRA_TYPES
+            node.kind not in NODE_TYPES and node.kind not in _EXTRA_TYPES
         ):
-            raise _refuse(f"{node.kind} is not allowed")
+            raise refuse(f"{node.kind} is not allowed")
         if node.kind == "TableExpression":
             first = _children(nodes, i)[:1]
             if first and nodes[first[0]].kind == "Function":
-                raise _refuse(f"table function {nodes[first[0]].name}() is not allowed")
+                raise refuse(f"table function {nodes[first[0]].name}() is not allowed")
         if node.kind == "TableIdentifier":
             _check_table(_parts(node.name), catalog)
         if node.kind == "Function":
             if not catalog.function_allowed(node.name):
-                raise _refuse(f"function {node.name}() reaches outside the drifthouse tables")
-            if node.name.lower() in _IN_FUNCTIONS:
+                raise refuse(f"function {node.name}() reaches outside the drifthouse tables")
+            if node.name.lower() in IN_FUNCTIONS:
                 lists = [c for c in _children(nodes, i) if nodes[c].kind == "ExpressionList"]
                 args = _children(nodes, lists[0]) if lists else []
                 if len(args) == 2 and nodes[args[1]].kind == "Identifier":

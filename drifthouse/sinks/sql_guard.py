@@ -11,7 +11,7 @@ runs several ``;``-separated statements in one call. Instead, :func:`guard_selec
    error;
 2. walks the parsed tree (the JSON form of the engine's AST; on servers without
    ``parseQueryToJSON``, the text of ``EXPLAIN AST`` over the canonical statement, see
-   :mod:`drifthouse.sinks.sql_explain`) with an allow-list: a
+   :mod:`drifthouse.sinks.sql_explain`) with the allow-list of :mod:`drifthouse.sinks.sql_allow`: a
    ``SelectWithUnionQuery`` root, known node types only, no ``INTO OUTFILE``, ``FORMAT``,
    ``COMPRESSION`` or ``SETTINGS``, no table function anywhere, no function that reaches outside
    the drifthouse tables (every name in ``system.table_functions``, dictionaries, ``joinGet``,
@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from drifthouse.errors import StoreError, StoreUnavailable, UsageError
+from drifthouse.sinks.sql_allow import IN_FUNCTIONS, NODE_TYPES, Catalog, check_table, refuse
+from drifthouse.sinks.sql_explain import check_explain
 from drifthouse.sinks.store import Client, call
 
 if TYPE_CHECKING:
@@ -40,43 +42,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Limits", "guard_select", "run_select"]
 
-# Node types of a SELECT's tree (``parseQueryToJSON``); anything else is refused.
-_NODE_TYPES = frozenset(
-    {
-        "SelectWithUnionQuery",
-        "SelectIntersectExceptQuery",
-        "SelectQuery",
-        "ExpressionList",
-        "Function",
-        "Literal",
-        "Identifier",
-        "QueryParameter",
-        "Asterisk",
-        "QualifiedAsterisk",
-        "ColumnsRegexpMatcher",
-        "ColumnsListMatcher",
-        "QualifiedColumnsRegexpMatcher",
-        "QualifiedColumnsListMatcher",
-        "ColumnsTransformerList",
-        "ColumnsExceptTransformer",
-        "ColumnsReplaceTransformer",
-        "ColumnsReplaceTransformerReplacement",
-        "ColumnsApplyTransformer",
-        "TablesInSelectQuery",
-        "TablesInSelectQueryElement",
-        "TableExpression",
-        "TableIdentifier",
-        "TableJoin",
-        "ArrayJoin",
-        "Subquery",
-        "WithElement",
-        "OrderByElement",
-        "SampleRatio",
-        "WindowDefinition",
-        "WindowListElement",
-        "InterpolateElement",
-    }
-)
 # Clauses that write files, change the output or change the limits.
 _FORBIDDEN_KEYS = {
     "out_file": "INTO OUTFILE",
@@ -86,74 +51,9 @@ _FORBIDDEN_KEYS = {
     "settings": "SETTINGS",
     "settings_ast": "SETTINGS",
 }
-_IN_FUNCTIONS = frozenset(
-    {
-        "in",
-        "notin",
-        "globalin",
-        "globalnotin",
-        "nullin",
-        "notnullin",
-        "globalnullin",
-        "globalnotnullin",
-    }
-)
-# Functions that read outside the drifthouse tables (files, URLs, dictionaries, other tables,
-# settings, the host) or wait; compared in lower case. Every table function name is added.
-_DENIED_FUNCTIONS = frozenset(
-    {
-        "file",
-        "url",
-        "input",
-        "executable",
-        "hascolumnintable",
-        "getmacro",
-        "getclienthttpheader",
-        "showcertificate",
-        "generateserialid",
-        "globalvariable",
-        "sleep",
-        "sleepeachrow",
-        "logtrace",
-        "getserverport",
-        "tcpport",
-        "hostname",
-        "fqdn",
-        "serveruuid",
-        "getoskernelversion",
-        "buildid",
-        "currentuser",
-        "authenticateduser",
-        "currentroles",
-        "enabledroles",
-        "defaultroles",
-        "currentprofiles",
-        "enabledprofiles",
-        "defaultprofiles",
-        "currentrequesturl",
-        "catboostevaluate",
-        "modelevaluate",
-        "mergetreepartinfo",
-    }
-)
-_DENIED_PREFIXES = (
-    "dict",  # dictGet*, dictHas, dictIsIn: dictionaries read files, URLs, other databases
-    "joinget",
-    "getsetting",
-    "getserversetting",
-    "getmergetreesetting",
-    "filesystem",
-    "address",  # introspection
-    "demangle",
-    "region",  # embedded dictionaries (files on disk)
-    "transaction",
-    "zookeeper",
-)
 # Engine errors of a statement past its limits: the statement's fault, not the store's.
 _LIMIT_CODES = frozenset({158, 159, 241, 307, 396})
 _ENGINE_DATABASES = frozenset({"system", "information_schema"})
-# Names shared by a table function and a harmless scalar function.
-_SCALAR_TWINS = frozenset({"format"})
 
 
 @dataclass(frozen=True)
@@ -187,51 +87,6 @@ class Limits:
         }
 
 
-_engine_denied: frozenset[str] | None = None
-
-
-def _denied_functions(client: Client) -> frozenset[str]:
-    """The denied function names: the list above, every table function and user-defined function.
-
-    Read from the engine once per process (listing its functions takes about 30 ms): the table
-    functions are fixed by its build, and user-defined functions need DDL, which is never
-    answered here.
-    """
-    global _engine_denied
-    if _engine_denied is None:
-        table_functions, user_functions = call(
-            "listing the engine's functions",
-            client.query,
-            "SELECT (SELECT groupArray(name) FROM system.table_functions), "
-            "(SELECT groupArray(name) FROM system.functions WHERE origin != 'System')",
-        ).result_rows[0]
-        _engine_denied = (
-            _DENIED_FUNCTIONS
-            | {str(name).lower() for name in table_functions} - _SCALAR_TWINS
-            | {str(name).lower() for name in user_functions}
-        )
-    return _engine_denied
-
-
-class _Catalog:
-    """The names the guard checks against: the database's tables (read each time), denied functions."""
-
-    def __init__(self, client: Client, database: str) -> None:
-        rows = call(
-            "listing the drifthouse tables",
-            client.query,
-            "SELECT name FROM system.tables WHERE database = {d:String}",
-            parameters={"d": database},
-        ).result_rows
-        self.database = database
-        self.tables = frozenset(str(r[0]) for r in rows)
-        self.denied = _denied_functions(client)
-
-    def function_allowed(self, name: str) -> bool:
-        lowered = name.lower()
-        return lowered not in self.denied and not lowered.startswith(_DENIED_PREFIXES)
-
-
 def _nodes(node: Any) -> Iterator[dict[str, Any]]:
     if isinstance(node, dict):
         yield node
@@ -242,64 +97,46 @@ def _nodes(node: Any) -> Iterator[dict[str, Any]]:
             yield from _nodes(value)
 
 
-def _refuse(what: str) -> UsageError:
-    return UsageError(
-        f"only one SELECT over the drifthouse tables is answered ({what}); "
-        "use `drifthouse sql --recipe NAME` or a SELECT ... FROM metrics/sketches/alerts/..."
-    )
-
-
 def _table_name(node: dict[str, Any]) -> list[str]:
     if any(child.get("type") == "QueryParameter" for child in node.get("children", [])):
-        raise _refuse("a table named by a query parameter is not allowed")
+        raise refuse("a table named by a query parameter is not allowed")
     parts = node.get("name_parts")
     return [str(p) for p in parts] if parts else [str(node.get("name", ""))]
 
 
-def _check_table(parts: list[str], catalog: _Catalog, ctes: set[str]) -> None:
-    if len(parts) == 1 and (parts[0] in catalog.tables or parts[0] in ctes):
-        return
-    if len(parts) == 2 and parts[0] == catalog.database and parts[1] in catalog.tables:
-        return
-    raise _refuse(
-        f"table {'.'.join(parts)!r} is not one of {catalog.database}'s tables "
-        f"({', '.join(sorted(catalog.tables)) or 'none yet'})"
-    )
-
-
-def _check_tree(tree: dict[str, Any], catalog: _Catalog) -> None:
+def _check_tree(tree: dict[str, Any], catalog: Catalog) -> None:
     if tree.get("type") != "SelectWithUnionQuery":
-        raise _refuse(f"got {tree.get('type', 'another statement')}")
+        raise refuse(f"got {tree.get('type', 'another statement')}")
     nodes = list(_nodes(tree))
     ctes = {str(n.get("name")) for n in nodes if n.get("type") == "WithElement"}
     for node in nodes:
         kind = node.get("type")
         for key, clause in _FORBIDDEN_KEYS.items():
             if key in node:
-                raise _refuse(f"{clause} is not allowed")
+                raise refuse(f"{clause} is not allowed")
         if node.get("is_into_outfile_with_stdout"):
-            raise _refuse("INTO OUTFILE is not allowed")
+            raise refuse("INTO OUTFILE is not allowed")
         if kind is None:
             continue  # a literal's value, not a node
-        if kind not in _NODE_TYPES:
-            raise _refuse(f"{kind} is not allowed")
+        if kind not in NODE_TYPES:
+            raise refuse(f"{kind} is not allowed")
         if kind == "TableExpression" and "table_function" in node:
             name = node["table_function"].get("name", "?")
-            raise _refuse(f"table function {name}() is not allowed")
+            raise refuse(f"table function {name}() is not allowed")
         if kind == "QueryParameter" and "identifier" in str(node.get("param_type", "")).lower():
-            raise _refuse("an Identifier query parameter is not allowed")
+            raise refuse("an Identifier query parameter is not allowed")
         if kind == "TableIdentifier":
-            _check_table(_table_name(node), catalog, ctes)
+            check_table(_table_name(node), catalog, ctes)
         if kind == "Function":
             name = str(node.get("name", ""))
             if not catalog.function_allowed(name):
-                raise _refuse(f"function {name}() reaches outside the drifthouse tables")
+                raise refuse(f"function {name}() reaches outside the drifthouse tables")
             args = node.get("arguments", {}).get("children", [])
-            if name.lower() in _IN_FUNCTIONS and len(args) == 2:
+            if name.lower() in IN_FUNCTIONS and len(args) == 2:
                 right = args[1]
                 if right.get("type") == "Identifier":
                     parts = right.get("name_parts") or [right.get("name", "")]
-                    _check_table([str(p) for p in parts], catalog, ctes)
+                    check_table([str(p) for p in parts], catalog, ctes)
 
 
 def _statement_error(exc: StoreError) -> UsageError:
@@ -363,10 +200,8 @@ def guard_select(
             if not (unknown and parser == "auto"):
                 raise _statement_error(exc) from None
         else:
-            _check_tree(json.loads(tree), _Catalog(client, database))
+            _check_tree(json.loads(tree), Catalog(client, database))
             return canonical
-    from drifthouse.sinks.sql_explain import check_explain
-
     # EXPLAIN AST parses only; the canonical text is one statement. Query parameters are
     # substituted by the parser, so {name:Identifier} shows as the table it names.
     lines = _engine_query(
@@ -375,7 +210,7 @@ def guard_select(
         f"EXPLAIN AST {canonical}",
         parameters=dict(parameters or {}),
     ).result_rows
-    check_explain([str(row[0]) for row in lines], _Catalog(client, database))
+    check_explain([str(row[0]) for row in lines], Catalog(client, database))
     return canonical
 
 

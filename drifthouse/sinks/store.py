@@ -37,7 +37,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError, DataError, Opera
 from drifthouse.errors import RowsRefused, StoreError, StoreUnavailable
 from drifthouse.files import private_dir
 
-__all__ = ["Client", "call", "insert", "is_embedded", "open_store", "redact", "translate"]
+__all__ = ["Client", "call", "embedded_folder", "insert", "open_store", "redact", "translate"]
 
 Client = Any  # clickhouse_connect.driver.client.Client (untyped library)
 T = TypeVar("T")
@@ -105,11 +105,6 @@ def redact(text: str) -> str:
     for secret in _secrets:
         text = text.replace(secret, "***")
     return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
-
-
-def is_embedded(dsn: str) -> bool:
-    """Whether ``dsn`` names the embedded engine (``chdb:///abs/path``)."""
-    return dsn.startswith("chdb:")
 
 
 def translate(exc: BaseException, doing: str) -> StoreError:
@@ -185,57 +180,16 @@ def open_store(
     database:
         Created when missing (``create_database``), then used for unqualified table names.
     """
-    if dsn.startswith("chdb:"):
-        path = dsn[len("chdb://") :] if dsn.startswith("chdb://") else dsn[len("chdb:") :]
-        if not path.startswith("/"):
-            raise StoreError(
-                f"the embedded store needs an absolute folder (got {dsn!r}); write 'chdb:///absolute/path' "
-                "or give 'store: {path: ./folder}' in the config, which drifthouse resolves for you"
-            )
-        try:
-            private_dir(path)  # tables hold events and alerts: the owner's only
-        except OSError as exc:
-            raise StoreError(
-                f"cannot create the embedded store folder {path}: {exc.strerror}; "
-                "set store.path to a writable folder"
-            ) from exc
-        client = call(
-            f"opening the embedded store at {path}",
-            clickhouse_connect.get_client,
-            dsn=f"chdb://{path}",
-        )
+    folder = embedded_folder(dsn)
+    if folder is not None:
+        client = _open_embedded(dsn, folder)
     else:
-        parts = urlsplit(dsn)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise StoreError(
-                f"cannot use store DSN {redact(dsn)!r}: expected 'chdb:///absolute/path' or "
-                "'http(s)://user:password@host:8123/database'"
-            )
-        options = dict(parse_qsl(parts.query))
-        password = unquote(parts.password or "")
-        if password:
-            _secrets.add(password)
-        if parts.path.strip("/"):
-            database = parts.path.strip("/")
-        secure = parts.scheme == "https" or options.get("secure", "").lower() in ("1", "true")
-        use_compress: bool = (
-            compress
-            if compress is not None
-            else options.get("compress", "true").lower() not in ("0", "false")
-        )
-        where = f"{parts.scheme}://{parts.hostname}:{parts.port or (8443 if secure else 8123)}"
-        client = call(
-            f"connecting to {where}",
-            clickhouse_connect.get_client,
-            host=parts.hostname,
-            port=parts.port or (8443 if secure else 8123),
-            username=unquote(parts.username or "default"),
-            password=password,
-            secure=secure,
-            compress=use_compress,
+        client, database = _open_server(
+            dsn,
+            database,
             connect_timeout=connect_timeout,
             send_receive_timeout=send_receive_timeout,
-            autogenerate_session_id=False,
+            compress=compress,
         )
     if not _IDENTIFIER.fullmatch(database):
         raise StoreError(
@@ -249,3 +203,78 @@ def open_store(
         )
     client.database = database
     return client
+
+
+def embedded_folder(dsn: str) -> str | None:
+    """The data folder an embedded-engine DSN names; ``None`` for a server's DSN.
+
+    >>> embedded_folder("chdb:///var/lib/drifthouse"), embedded_folder("http://ch:8123")
+    ('/var/lib/drifthouse', None)
+    """
+    if not dsn.startswith("chdb:"):
+        return None
+    return dsn[len("chdb://") :] if dsn.startswith("chdb://") else dsn[len("chdb:") :]
+
+
+def _open_embedded(dsn: str, path: str) -> Client:
+    if not path.startswith("/"):
+        raise StoreError(
+            f"the embedded store needs an absolute folder (got {dsn!r}); write 'chdb:///absolute/path' "
+            "or give 'store: {path: ./folder}' in the config, which drifthouse resolves for you"
+        )
+    try:
+        private_dir(path)  # tables hold events and alerts: the owner's only
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the embedded store folder {path}: {exc.strerror}; "
+            "set store.path to a writable folder"
+        ) from exc
+    return call(
+        f"opening the embedded store at {path}",
+        clickhouse_connect.get_client,
+        dsn=f"chdb://{path}",
+    )
+
+
+def _open_server(
+    dsn: str,
+    database: str,
+    *,
+    connect_timeout: float,
+    send_receive_timeout: float,
+    compress: bool | None,
+) -> tuple[Client, str]:
+    """A client of the server ``dsn`` names, and the database (the URL's path, else ``database``)."""
+    parts = urlsplit(dsn)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise StoreError(
+            f"cannot use store DSN {redact(dsn)!r}: expected 'chdb:///absolute/path' or "
+            "'http(s)://user:password@host:8123/database'"
+        )
+    options = dict(parse_qsl(parts.query))
+    password = unquote(parts.password or "")
+    if password:
+        _secrets.add(password)
+    if parts.path.strip("/"):
+        database = parts.path.strip("/")
+    secure = parts.scheme == "https" or options.get("secure", "").lower() in ("1", "true")
+    use_compress: bool = (
+        compress
+        if compress is not None
+        else options.get("compress", "true").lower() not in ("0", "false")
+    )
+    where = f"{parts.scheme}://{parts.hostname}:{parts.port or (8443 if secure else 8123)}"
+    client = call(
+        f"connecting to {where}",
+        clickhouse_connect.get_client,
+        host=parts.hostname,
+        port=parts.port or (8443 if secure else 8123),
+        username=unquote(parts.username or "default"),
+        password=password,
+        secure=secure,
+        compress=use_compress,
+        connect_timeout=connect_timeout,
+        send_receive_timeout=send_receive_timeout,
+        autogenerate_session_id=False,
+    )
+    return client, database

@@ -40,9 +40,9 @@ import msgspec
 import numpy as np
 
 from drifthouse.config import Config
-from drifthouse.detectors.base import Result
+from drifthouse.detectors.base import Context, Result
 from drifthouse.detectors.fairness import fairness_results
-from drifthouse.detectors.label_sketch import LabelSketch, LabelState
+from drifthouse.detectors.label_sketch import LabelBatch, LabelSketch, LabelState
 from drifthouse.detectors.reference import Profile
 from drifthouse.errors import SketchError
 from drifthouse.events import LabelEvent, PredictionEvent
@@ -292,9 +292,11 @@ class LabelWindows:
             pane.blob = None  # the decoded state is the truth now
             sketch.update(
                 state,
-                [m.label for m in members],
-                np.fromiter((m.prediction.score for m in members), np.float64, len(members)),
-                [m.prediction.pred_class for m in members],
+                LabelBatch(
+                    [m.label for m in members],
+                    np.fromiter((m.prediction.score for m in members), np.float64, len(members)),
+                    [m.prediction.pred_class for m in members],
+                ),
             )
             self._touch(*key)
 
@@ -401,7 +403,7 @@ class LabelWindows:
             predictions = window.predictions(seg)
             state = window.states.get(seg)
             if state is not None:
-                out += [(seg, r) for r in sketch.evaluate(state, predictions=predictions)]
+                out += [(seg, r) for r in sketch.evaluate(state, Context(predictions=predictions))]
                 if seg and sketch.binary.count(state.binary):
                     name, value = seg.split("=", 1)
                     confusion[name][value] = state.binary.confusion

@@ -28,9 +28,9 @@ import msgspec
 import numpy as np
 
 from drifthouse.config import Config
-from drifthouse.detectors.base import Result
-from drifthouse.detectors.change import ChangeConfig, ChangeDetectors
-from drifthouse.detectors.model_sketch import EVENTS, ModelState, Sketches
+from drifthouse.detectors.base import Context, Result
+from drifthouse.detectors.change import ChangeDetectors
+from drifthouse.detectors.model_sketch import EVENTS, ModelState
 from drifthouse.detectors.reference import Profile
 from drifthouse.errors import SketchError
 from drifthouse.events import LabelEvent, MetricEvent
@@ -42,6 +42,7 @@ from drifthouse.profiles.auto import (
     source_of,
     span_end,
 )
+from drifthouse.profiles.sketches import Sketches
 from drifthouse.rows import MetricRow, SketchRow
 from drifthouse.sinks.base import Sink
 from drifthouse.sinks.references import reference_rows
@@ -104,24 +105,8 @@ class MergeStage:
         change detectors as the config says. ``on_window`` (the alert stage) is known here,
         at construction: its callbacks are copied."""
         specs = [WindowSpec.from_config(w) for w in config.windows]
-        cd = config.metrics.change_detection
-        changes = None
-        if cd.enabled and cd.series:
-            changes = ChangeDetectors(
-                ChangeConfig(
-                    series=tuple(cd.series),
-                    warmup=cd.warmup,
-                    min_std=cd.min_std,
-                    adwin_delta=cd.adwin_delta,
-                    adwin_clock=cd.adwin_clock,
-                    adwin_grace_period=cd.adwin_grace_period,
-                    adwin_min_window_length=cd.adwin_min_window_length,
-                    ph_min_instances=cd.ph_min_instances,
-                    ph_delta=cd.ph_delta,
-                    ph_threshold=cd.ph_threshold,
-                    ph_alpha=cd.ph_alpha,
-                )
-            )
+        cd = config.metrics.change_detection.detector_config()
+        changes = ChangeDetectors(cd) if cd is not None else None
         return cls(
             specs,
             sketches,
@@ -488,7 +473,7 @@ class MergeStage:
             "run_id": self.run_id,
             "computed_at": computed_at,
         }
-        results = sketch.evaluate(state, spec.size_ms)
+        results = sketch.evaluate(state, Context(window_ms=spec.size_ms))
         auto = self.sketches.auto_references.get(model)
         if auto is not None and start < auto.end:
             # Inside the reference's own span: quality yes, comparisons with itself no.
@@ -502,7 +487,7 @@ class MergeStage:
             per = {**common, "segment": segment}
             metrics += [
                 MetricRow(feature=r.feature, metric=r.metric, value=r.value, n=seg.events, **per)  # type: ignore[arg-type]
-                for r in sketch.evaluate_segment(seg, spec.size_ms)
+                for r in sketch.evaluate_segment(seg, Context(window_ms=spec.size_ms))
             ]
         if self.changes is not None:
             # Fed once per window, in window order: a rewritten window is skipped.

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import msgspec
 import numpy as np
 
-from drifthouse.detectors.base import Result
+from drifthouse.detectors.base import NO_CONTEXT, Context, Result, Sketch
 from drifthouse.errors import SketchError
 from drifthouse.events import MetricEvent
 from drifthouse.stream.windows import WindowSpec
@@ -145,7 +145,7 @@ def _widen(state: MetricEventState, names: Iterable[str]) -> MetricEventState:
     return out
 
 
-class MetricEventSketch:
+class MetricEventSketch(Sketch[MetricEventState, Sequence[Mapping[str, float]]]):
     """Mean and maximum per metric name, for one model's pane.
 
     Examples
@@ -166,13 +166,14 @@ class MetricEventSketch:
         return _state(())
 
     def update(
-        self, state: MetricEventState, metrics: Sequence[Mapping[str, float]]
+        self, state: MetricEventState, batch: Sequence[Mapping[str, float]]
     ) -> MetricEventState:
         """Add events' ``metrics`` maps in order; returns ``state`` (a new one when new names come).
 
         Non-finite values are refused by the decoder before they get here; any that do are
         counted as ignored.
         """
+        metrics = batch
         if not metrics:
             return state
         known = set(state.names)
@@ -214,7 +215,7 @@ class MetricEventSketch:
             a.counters + b.counters,
         )
 
-    def evaluate(self, state: MetricEventState) -> list[Result]:
+    def evaluate(self, state: MetricEventState, context: Context = NO_CONTEXT) -> list[Result]:
         """``<name>`` (mean) and ``<name>_max`` per name seen, ``metric_events`` and, when some
         values were not taken, ``metric_events_ignored``."""
         out: list[Result] = []

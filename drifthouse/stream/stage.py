@@ -18,17 +18,18 @@ import numpy as np
 
 from drifthouse.config import Config
 from drifthouse.detectors.columns import extract
-from drifthouse.detectors.model_sketch import INVALID, LATE, ModelState, Sketches
+from drifthouse.detectors.model_sketch import INVALID, LATE, ModelBatch, ModelState
 from drifthouse.detectors.raw_panes import encode_events
+from drifthouse.detectors.typed_decode import TypedDecoders
 from drifthouse.errors import LateEventError
 from drifthouse.events import EventDecoder, PredictionEvent
 from drifthouse.pii import PiiFields
+from drifthouse.profiles.sketches import Sketches
 from drifthouse.sinks.predictions import PredictionLog
 from drifthouse.sinks.tables import PredictionRow
 from drifthouse.stream.dead_letters import DeadLetters
 from drifthouse.stream.label_join import PredictionRecord
 from drifthouse.stream.sources import Message
-from drifthouse.stream.typed_decode import TypedDecoders
 from drifthouse.stream.windows import EventTimeWindows, Origin, WindowSpec
 
 __all__ = ["Checkpoint", "Key", "Partial", "PartitionStage", "StageStats"]
@@ -264,7 +265,7 @@ class PartitionStage:
                         k,
                         pane_start,
                         key,
-                        partial(sketch.update, cols=part_cols, raw=part_raw),
+                        partial(sketch.update, batch=ModelBatch(part_cols, part_raw)),
                         origin,
                     )
         self.stats.messages += len(msgs)

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from clickhouse_connect.driver.exceptions import OperationalError
 
 from drifthouse.alerts.silences import (
     ClickHouseSilenceStore,
@@ -13,7 +14,7 @@ from drifthouse.alerts.silences import (
     list_silences,
     parse_matchers,
 )
-from drifthouse.errors import ConfigError
+from drifthouse.errors import ConfigError, StoreUnavailable
 
 H = 3_600_000
 
@@ -96,3 +97,59 @@ def test_matchers() -> None:
 def test_errors(call: Any, fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         call(MemorySilenceStore())
+
+
+class _Outage:
+    """The embedded client, until ``down``: then every call fails as an unreachable server does."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.down = False
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.client, name)
+        if name not in ("command", "insert", "query"):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self.down:
+                raise OperationalError("Error HTTPConnectionPool: Connection refused")
+            return attr(*args, **kwargs)
+
+        return call
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        pytest.param(
+            lambda client, db: ClickHouseSilenceStore(client, db), id="creating-the-table"
+        ),
+        pytest.param(
+            lambda client, db: add_silence(
+                ClickHouseSilenceStore(client, db, cache_seconds=0),
+                ["model=x"],
+                duration_ms=H,
+                author="a",
+                reason="r",
+                now_ms=0,
+            ),
+            id="writing",
+        ),
+        pytest.param(
+            lambda client, db: ClickHouseSilenceStore(client, db, cache_seconds=0).active(0),
+            id="reading",
+        ),
+    ],
+)
+def test_an_unreachable_store_is_unavailable_not_broken(
+    ch_database: tuple[Any, str], step: Any
+) -> None:
+    """Silences are store calls like any other: an outage is ``StoreUnavailable`` (retry may
+    help), translated in ``sinks.store`` with the words every store call uses."""
+    client, database = ch_database
+    outage = _Outage(client)
+    ClickHouseSilenceStore(outage, database)  # the table exists
+    outage.down = True
+    with pytest.raises(StoreUnavailable, match="ClickHouse is unreachable while"):
+        step(outage, database)

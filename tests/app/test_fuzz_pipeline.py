@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 
 from drifthouse.app.pipeline import Pipeline
 from drifthouse.config import Config
-from drifthouse.detectors.reference import Profile, build_profile
+from drifthouse.detectors.reference import Profile
+from drifthouse.profiles.columns import build_profile
 from drifthouse.sinks import MemorySink
 from drifthouse.stream.dead_letters import MemoryDeadLetters
 from drifthouse.stream.sources import Message

@@ -14,10 +14,10 @@ import pytest
 from drifthouse.app.pipeline import Pipeline
 from drifthouse.config import Config
 from drifthouse.detectors import stats
+from drifthouse.detectors.typed_decode import TypedDecoders
 from drifthouse.sinks.base import MemorySink
 from drifthouse.stream.dead_letters import MemoryDeadLetters
 from drifthouse.stream.sources import Message
-from drifthouse.stream.typed_decode import TypedDecoders
 
 HOUR = 3_600_000
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z: the decoders refuse times before 2000
@@ -381,7 +381,7 @@ def test_checkpoint_round_trips_as_commit_metadata(small_stream):
 
 def test_class_label_predictions_get_categorical_prediction_drift():
     """A classifier that answers with class names: prediction drift by category counts."""
-    from drifthouse.detectors.reference import build_profile
+    from drifthouse.profiles.columns import build_profile
 
     rng = random.Random(3)
     classes_ref = ["cat", "dog", "bird"]
@@ -418,7 +418,7 @@ def test_idle_partition_rewrites_a_written_window_and_late_partials_never_overwr
     """A window written while a partition was idle is rewritten whole when that partition's
     share arrives; a share arriving after the window is final is dropped and counted, never
     written alone over the complete row."""
-    from drifthouse.detectors.model_sketch import Sketches
+    from drifthouse.profiles.sketches import Sketches
     from drifthouse.stream.merge import MergeStage
     from drifthouse.stream.stage import PartitionStage
     from drifthouse.stream.windows import WindowSpec
@@ -538,7 +538,7 @@ def test_rules_see_windows_in_the_order_they_end_whatever_the_batch_cuts(small_s
 def test_an_empty_idle_partition_does_not_hold_windows_back(small_stream):
     """Every partition idle, one of them never having had an event: windows go by the
     watermarks of the partitions that have data."""
-    from drifthouse.detectors.model_sketch import Sketches
+    from drifthouse.profiles.sketches import Sketches
     from drifthouse.stream.merge import MergeStage
     from drifthouse.stream.stage import PartitionStage
     from drifthouse.stream.windows import WindowSpec

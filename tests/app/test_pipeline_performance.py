@@ -14,7 +14,7 @@ from river import metrics as rm
 
 from drifthouse.app.pipeline import Pipeline
 from drifthouse.config import Config, MetricsConfig
-from drifthouse.detectors.reference import build_profile
+from drifthouse.profiles.columns import build_profile
 from drifthouse.sinks.base import MemorySink
 from drifthouse.stream.dead_letters import MemoryDeadLetters
 from drifthouse.stream.sources import Message

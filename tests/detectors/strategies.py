@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from drifthouse.config import MetricsConfig
-from drifthouse.detectors.reference import Profile, build_profile
+from drifthouse.detectors.reference import Profile
+from drifthouse.profiles.columns import build_profile
 
 CREATED = "2026-01-01T00:00:00Z"
 

@@ -12,7 +12,7 @@ from hypothesis.extra import numpy as hnp
 
 from drifthouse.detectors.base import State
 from drifthouse.detectors.categorical import CategoricalBlock, CategoricalState
-from drifthouse.detectors.numeric import NumericBlock, NumericState
+from drifthouse.detectors.numeric import NumericBatch, NumericBlock, NumericState
 from drifthouse.detectors.quantiles import QuantileSketch, QuantileState
 from drifthouse.detectors.status import StatusCounter, StatusState
 from drifthouse.errors import SketchError
@@ -39,7 +39,7 @@ latency_batch = hnp.arrays(
 
 
 def num_update(s: NumericState, batch: tuple[np.ndarray, ...]) -> NumericState:
-    return NUM.update(s, batch[0], batch[1])
+    return NUM.update(s, NumericBatch(batch[0], batch[1]))
 
 
 # ---- update in any micro-batch cut equals one update, bit for bit -------------------------
@@ -50,7 +50,7 @@ def num_update(s: NumericState, batch: tuple[np.ndarray, ...]) -> NumericState:
 def test_numeric_batch_cut_is_bitwise_invisible(
     data: st.DataObject, batch: tuple[np.ndarray, np.ndarray]
 ) -> None:
-    whole = NUM.update(NUM.empty(), *batch)
+    whole = NUM.update(NUM.empty(), NumericBatch(*batch))
     state = NUM.empty()
     for part in split(batch, data.draw(cuts(batch[0].shape[0]))):
         state = num_update(state, part)
@@ -187,12 +187,12 @@ def test_states_of_other_profiles_do_not_mix() -> None:
     with pytest.raises(SketchError, match="layout"):
         NUM.merge(NUM.empty(), other.empty())
     with pytest.raises(SketchError, match="layout"):
-        NUM.update(other.empty(), np.zeros((1, 3)))
+        NUM.update(other.empty(), NumericBatch(np.zeros((1, 3))))
 
 
 def test_update_returns_the_state_it_was_given() -> None:
     s = NUM.empty()
-    assert NUM.update(s, np.ones((2, 3))) is s
+    assert NUM.update(s, NumericBatch(np.ones((2, 3)))) is s
 
 
 # ---- evaluate ------------------------------------------------------------------------------
@@ -214,8 +214,8 @@ NUMERIC_QUALITY = {"count", "missing", "missing_rate", "non_finite", "type_error
 def test_numeric_evaluate_is_finite_and_complete(
     values: np.ndarray, status: np.ndarray, expect_drift: bool
 ) -> None:
-    state = NUM.update(NUM.empty(), values, status)
-    results = NUM.evaluate(NUM.reference, state)
+    state = NUM.update(NUM.empty(), NumericBatch(values, status))
+    results = NUM.evaluate(state)
     assert all(math.isfinite(r.value) for r in results)
     assert all(r.p_value is None or 0.0 <= r.p_value <= 1.0 for r in results)
     for name in NUM.names:
@@ -226,7 +226,7 @@ def test_numeric_evaluate_is_finite_and_complete(
 
 
 def test_numeric_evaluate_against_itself_shows_no_drift() -> None:
-    res = {(r.feature, r.metric): r.value for r in NUM.evaluate(NUM.reference, NUM.reference)}
+    res = {(r.feature, r.metric): r.value for r in NUM.evaluate(NUM.reference)}
     for name in NUM.names:
         assert res[(name, "psi")] == 0.0
         assert res[(name, "ks")] == 0.0
@@ -241,7 +241,7 @@ def test_numeric_quality_counts() -> None:
     block = NumericBlock.from_profile(PROFILE, bounds={"z": (0.0, 1.0)})
     res = {
         (r.feature, r.metric): r.value
-        for r in block.evaluate(block.reference, block.update(block.empty(), values, status))
+        for r in block.evaluate(block.update(block.empty(), NumericBatch(values, status)))
     }
     assert res[("x", "count")] == 2
     assert res[("x", "non_finite")] == 1
@@ -263,9 +263,9 @@ def test_numeric_bounds_must_name_numeric_features() -> None:
 
 def test_numeric_update_validates_shapes() -> None:
     with pytest.raises(SketchError, match=r"shape \(n, 3\)"):
-        NUM.update(NUM.empty(), np.zeros((2, 2)))
+        NUM.update(NUM.empty(), NumericBatch(np.zeros((2, 2))))
     with pytest.raises(SketchError, match="status codes"):
-        NUM.update(NUM.empty(), np.zeros((1, 3)), np.full((1, 3), 7, np.uint8))
+        NUM.update(NUM.empty(), NumericBatch(np.zeros((1, 3)), np.full((1, 3), 7, np.uint8)))
 
 
 def test_categorical_evaluate() -> None:
@@ -277,35 +277,35 @@ def test_categorical_evaluate() -> None:
         CAT.codes_for(1, [True, False, None, True, "x"]),
     ]
     state = CAT.update(CAT.empty(), codes)
-    res = {(r.feature, r.metric): r for r in CAT.evaluate(CAT.reference, state)}
+    res = {(r.feature, r.metric): r for r in CAT.evaluate(state)}
     assert res[("c", "new_category")].value == 1  # "d" is a rare reference category, not new
     assert res[("c", "missing_rate")].value == 0.2
     assert res[("flag", "new_category")].value == 1
     assert 0.0 <= res[("c", "chi2_pvalue")].value <= 1.0
     assert res[("c", "chi2")].p_value == res[("c", "chi2_pvalue")].value
-    same = {(r.feature, r.metric): r.value for r in CAT.evaluate(CAT.reference, CAT.reference)}
+    same = {(r.feature, r.metric): r.value for r in CAT.evaluate(CAT.reference)}
     assert same[("c", "psi")] == 0.0
     assert same[("c", "js")] == 0.0
     assert same[("c", "chi2")] == 0.0
-    empty = CAT.evaluate(CAT.reference, CAT.empty())
+    empty = CAT.evaluate(CAT.empty())
     assert {r.metric for r in empty} == {"count", "missing", "missing_rate", "new_category"}
 
 
 def test_quantile_and_status_evaluate() -> None:
     q = QS.update(QS.empty(), np.arange(1.0, 101.0))
-    names = [r.metric for r in QS.evaluate(None, q)]
+    names = [r.metric for r in QS.evaluate(q)]
     assert names == ["latency_p50", "latency_p95", "latency_p99"]
-    assert QS.evaluate(None, QS.empty()) == []
+    assert QS.evaluate(QS.empty()) == []
     assert QS.quantile(QS.empty(), 0.5) is None
     s = SC.update(SC.empty(), np.asarray([200, 301, 404, 500, 503, 99]))
-    res = {r.metric: r.value for r in SC.evaluate(None, s)}
+    res = {r.metric: r.value for r in SC.evaluate(s)}
     assert res == {"error_rate_4xx": 1 / 6, "error_rate_5xx": 2 / 6}
-    assert SC.evaluate(None, SC.empty()) == []
+    assert SC.evaluate(SC.empty()) == []
 
 
 def test_sketch_parts_follow_the_sketches_table() -> None:
     rng = np.random.default_rng(1)
-    state = NUM.update(NUM.empty(), rng.normal(size=(100, 3)))
+    state = NUM.update(NUM.empty(), NumericBatch(rng.normal(size=(100, 3))))
     for part in NUM.sketch_parts(state):
         assert part.kind == "hist"
         assert len(part.counts) == len(part.edges) + 1
@@ -332,7 +332,7 @@ def test_a_profile_with_old_category_names_reads_them_as_category_keys() -> None
     state = block.update(block.empty(), block.codes_for(0, values)[:, None])
     assert state.counts[0].tolist() == [60, 0, 30, 10, 0]
     assert block.reference.counts[0].tolist() == [60, 0, 30, 10, 0]
-    got = {r.metric: r.value for r in block.evaluate(block.reference, state)}
+    got = {r.metric: r.value for r in block.evaluate(state)}
     assert got["new_category"] == 0
     assert got["psi"] == pytest.approx(0.0, abs=1e-12)
     assert got["chi2"] == pytest.approx(0.0, abs=1e-12)

@@ -15,6 +15,10 @@ MODULES = [
     "drifthouse.detectors.quantiles",
     "drifthouse.detectors.status",
     "drifthouse.detectors.reference",
+    "drifthouse.detectors.importance",
+    "drifthouse.detectors.label_kinds",
+    "drifthouse.detectors.label_sketch",
+    "drifthouse.detectors.typed_decode",
 ]
 
 

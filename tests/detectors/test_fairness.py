@@ -10,6 +10,7 @@ from drifthouse.detectors.fairness import (
     equal_opportunity_diff,
     fairness_results,
 )
+from drifthouse.detectors.label_kinds import Pairs
 from drifthouse.detectors.label_sketch import BinarySketch
 from drifthouse.errors import SketchError
 
@@ -49,7 +50,7 @@ def test_against_raw_pairs_through_the_sketch() -> None:
     confusion = {}
     for g in ("x", "y", "z"):
         m = group == g
-        confusion[g] = sk.update(sk.empty(), y[m].astype(np.int64), score[m]).confusion
+        confusion[g] = sk.update(sk.empty(), Pairs(y[m].astype(np.int64), score[m])).confusion
     pred = score >= 0.5
     rates = [pred[group == g].mean() for g in ("x", "y", "z")]
     tprs = [pred[(group == g) & y].mean() for g in ("x", "y", "z")]

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drifthouse.detectors.importance import (
+    ImportanceBatch,
     ImportanceSketch,
     ImportanceState,
     importance_shift,
@@ -43,9 +44,7 @@ def _window(seed: int, driver: str) -> ImportanceState:
 
 
 def _shift(state: ImportanceState) -> float:
-    return {r.metric: r.value for r in SK.evaluate(SK.reference, state) if r.feature == ""}[
-        "importance_shift"
-    ]
+    return {r.metric: r.value for r in SK.evaluate(state) if r.feature == ""}["importance_shift"]
 
 
 def test_mutual_information_hand_computed() -> None:
@@ -73,7 +72,7 @@ def test_same_relationship_barely_shifts() -> None:
 def test_changed_relationship_shifts() -> None:
     state = _window(2, "x2")
     assert _shift(state) > 0.8
-    shares = {r.feature: r.value for r in SK.evaluate(None, state) if r.metric == "importance"}
+    shares = {r.feature: r.value for r in SK.evaluate(state) if r.metric == "importance"}
     assert max(shares, key=lambda k: shares[k]) == "x2"
     assert sum(shares.values()) == pytest.approx(1.0)
 
@@ -144,6 +143,6 @@ def test_takes_the_pipeline_columns() -> None:
         for i in range(2_000)
     ]
     c = extract(events, ms.layout)
-    via_columns = SK.update(SK.empty(), c.numeric, c.status, c.codes, c.score)
+    via_columns = SK.update(SK.empty(), ImportanceBatch(c.numeric, c.status, c.codes, c.score))
     direct = SK.update_columns(SK.empty(), {k: v[:2_000] for k, v in cols.items()}, pred[:2_000])
     assert via_columns.equals(direct)

@@ -10,7 +10,7 @@ from hypothesis.extra import numpy as hnp
 
 from drifthouse.config import MetricsConfig
 from drifthouse.detectors.categorical import CategoricalBlock
-from drifthouse.detectors.numeric import NumericBlock
+from drifthouse.detectors.numeric import NumericBatch, NumericBlock
 from drifthouse.detectors.quantiles import QuantileSketch
 from drifthouse.detectors.status import StatusCounter
 from drifthouse.errors import SketchError
@@ -24,7 +24,7 @@ EDGES = [np.asarray(f.edges) for f in NUM.features]
 
 
 def check_numeric(values: np.ndarray, status: np.ndarray) -> None:
-    state = NUM.update(NUM.empty(), values, status)
+    state = NUM.update(NUM.empty(), NumericBatch(values, status))
     ref = naive.numeric_block(values, status, EDGES, NUM.lo, NUM.hi)
     for j in range(NUM.n_features):
         nb = int(NUM.n_bins[j])
@@ -64,7 +64,7 @@ def test_numeric_kernel_values_on_edges_go_right() -> None:
     e = np.asarray(NUM.features[2].edges)
     values = np.zeros((e.size, 3))
     values[:, 2] = e
-    state = NUM.update(NUM.empty(), values, np.zeros(values.shape, np.uint8))
+    state = NUM.update(NUM.empty(), NumericBatch(values, np.zeros(values.shape, np.uint8)))
     np.testing.assert_array_equal(state.counts[2, 1 : e.size + 1], np.ones(e.size))
 
 
@@ -154,7 +154,7 @@ def test_numeric_kernel_matches_naive_on_any_grid(ks_bins: int, psi_bins: int, k
     block = NumericBlock.from_profile(profile)
     values = np.concatenate([rng.normal(size=5_000), [3.0, -np.inf, np.nan, 1e308]])[:, None]
     status = np.zeros(values.shape, np.uint8)
-    state = block.update(block.empty(), values, status)
+    state = block.update(block.empty(), NumericBatch(values, status))
     ref_out = naive.numeric_block(
         values, status, [np.asarray(profile.features[0].edges)], block.lo, block.hi
     )

@@ -14,9 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from river import metrics as river_metrics
 
+from drifthouse.detectors.base import Context
+from drifthouse.detectors.label_kinds import Pairs
 from drifthouse.detectors.label_sketch import (
     BinarySketch,
     ClassSketch,
+    LabelBatch,
     LabelSketch,
     LabelState,
     RegressionSketch,
@@ -43,7 +46,7 @@ def _values(results: list) -> dict[str, float]:  # type: ignore[type-arg]
 def test_binary_hand_computed() -> None:
     y = np.array([1, 1, 1, 0, 0, 0])
     s = np.array([0.9, 0.6, 0.3, 0.7, 0.2, 0.1])
-    v = _values(BIN.evaluate(BIN.update(BIN.empty(), y, s)))
+    v = _values(BIN.evaluate(BIN.update(BIN.empty(), Pairs(y, s))))
     # tp=2 fp=1 tn=2 fn=1; AUC: 0.9 beats 3 negatives, 0.6 and 0.3 beat 2 each: 7 of 9 pairs.
     assert v["accuracy"] == pytest.approx(4 / 6)
     assert v["precision"] == pytest.approx(2 / 3)
@@ -53,12 +56,14 @@ def test_binary_hand_computed() -> None:
 
 
 def test_threshold_is_inclusive() -> None:
-    state = BIN.update(BIN.empty(), np.array([1]), np.array([0.5]))
+    state = BIN.update(BIN.empty(), Pairs(np.array([1]), np.array([0.5])))
     assert state.confusion.tolist() == [1, 0, 0, 0]
 
 
 def test_one_class_has_no_auc() -> None:
-    v = _values(BIN.evaluate(BIN.update(BIN.empty(), np.array([1, 1]), np.array([0.2, 0.9]))))
+    v = _values(
+        BIN.evaluate(BIN.update(BIN.empty(), Pairs(np.array([1, 1]), np.array([0.2, 0.9]))))
+    )
     assert "roc_auc" not in v
     assert v["recall"] == 0.5
 
@@ -68,7 +73,7 @@ def test_binned_auc_within_bound_of_exact(seed: int) -> None:
     rng = np.random.default_rng(seed)
     y = rng.random(20_000) < 0.3
     s = 1 / (1 + np.exp(-rng.normal(0.8 * y, 1.0)))
-    state = BIN.update(BIN.empty(), y.astype(np.int64), s)
+    state = BIN.update(BIN.empty(), Pairs(y.astype(np.int64), s))
     auc = roc_auc_binned(pos_counts=state.hist[1], neg_counts=state.hist[0])
     exact = roc_auc(y_true=y, score=s)  # scipy ranks, ties one half
     bound = auc_binning_error(pos_counts=state.hist[1], neg_counts=state.hist[0])
@@ -82,7 +87,7 @@ def test_binned_auc_is_exact_on_grid_scores() -> None:
     rng = np.random.default_rng(1)
     y = rng.random(5_000) < 0.4
     s = (rng.integers(0, 1_000, size=5_000) + 0.5) / 1_000  # one score per bin: ties match
-    state = BIN.update(BIN.empty(), y.astype(np.int64), s)
+    state = BIN.update(BIN.empty(), Pairs(y.astype(np.int64), s))
     auc = roc_auc_binned(pos_counts=state.hist[1], neg_counts=state.hist[0])
     assert auc == pytest.approx(roc_auc(y_true=y, score=s), abs=1e-12)
 
@@ -91,7 +96,7 @@ def test_binary_against_river() -> None:
     rng = np.random.default_rng(7)
     y = rng.random(3_000) < 0.35
     s = np.clip(rng.normal(0.35 + 0.25 * y, 0.2), 0, 1)
-    v = _values(BIN.evaluate(BIN.update(BIN.empty(), y.astype(np.int64), s)))
+    v = _values(BIN.evaluate(BIN.update(BIN.empty(), Pairs(y.astype(np.int64), s))))
     river = {
         "accuracy": rm.Accuracy(),
         "precision": rm.Precision(),
@@ -117,7 +122,7 @@ def test_classes_against_river() -> None:
     names = np.array(["a", "b", "c"])
     t = list(names[rng.integers(0, 3, 2_000)])
     p = [x if rng.random() < 0.7 else str(names[rng.integers(0, 3)]) for x in t]
-    v = _values(CLS.evaluate(CLS.update(CLS.empty(), t, p)))
+    v = _values(CLS.evaluate(CLS.update(CLS.empty(), Pairs(t, p))))
     acc, mp, mr, mf = rm.Accuracy(), rm.MacroPrecision(), rm.MacroRecall(), rm.MacroF1()
     for a, b in zip(t, p, strict=True):
         for m in (acc, mp, mr, mf):
@@ -129,7 +134,7 @@ def test_classes_against_river() -> None:
 
 
 def test_unlisted_classes_count_for_accuracy_only() -> None:
-    state = CLS.update(CLS.empty(), ["zebra", "yak", "a"], ["zebra", "zebra", "a"])
+    state = CLS.update(CLS.empty(), Pairs(["zebra", "yak", "a"], ["zebra", "zebra", "a"]))
     v = _values(CLS.evaluate(state))
     assert v["accuracy"] == pytest.approx(2 / 3)
     assert v["precision"] == 1.0  # only "a" is a listed class seen
@@ -144,7 +149,7 @@ def test_regression_against_numpy_and_river() -> None:
     y = rng.normal(10, 3, 4_000)
     y[::50] = 0.0
     p = y + rng.normal(0, 1, y.size)
-    v = _values(REG.evaluate(REG.update(REG.empty(), y, p)))
+    v = _values(REG.evaluate(REG.update(REG.empty(), Pairs(y, p))))
     e = y - p
     assert v["mae"] == pytest.approx(np.mean(np.abs(e)), rel=1e-12)
     assert v["rmse"] == pytest.approx(np.sqrt(np.mean(e * e)), rel=1e-12)
@@ -161,13 +166,13 @@ def test_regression_against_numpy_and_river() -> None:
 
 
 def test_regression_skips_non_finite_and_counts_zero_labels() -> None:
-    state = REG.update(REG.empty(), np.array([0.0, np.nan, 2.0]), np.array([1.0, 1.0, 1.0]))
+    state = REG.update(REG.empty(), Pairs(np.array([0.0, np.nan, 2.0]), np.array([1.0, 1.0, 1.0])))
     assert state.counts.tolist() == [2, 1, 1]
     assert _values(REG.evaluate(state))["mape"] == 0.5
 
 
 def test_constant_labels_have_no_r2() -> None:
-    v = _values(REG.evaluate(REG.update(REG.empty(), np.ones(3), np.array([1.0, 2.0, 0.0]))))
+    v = _values(REG.evaluate(REG.update(REG.empty(), Pairs(np.ones(3), np.array([1.0, 2.0, 0.0])))))
     assert "r2" not in v
 
 
@@ -204,7 +209,7 @@ def _feed(sk: LabelSketch, state: LabelState, rows: list[Row]) -> LabelState:
             labels.append(c)
             scores.append(math.nan)
             classes.append("a" if y else c)
-    return sk.update(state, labels, np.asarray(scores), classes)
+    return sk.update(state, LabelBatch(labels, np.asarray(scores), classes))
 
 
 SK = LabelSketch(task="auto", classes=["a", "b", "c"], bins=100)
@@ -280,7 +285,7 @@ def test_label_state_round_trips() -> None:
 )
 def test_routing(task: str, label: object, score: float, cls: str | None, where: str) -> None:
     sk = LabelSketch(task=task, classes=["cat"])  # type: ignore[arg-type]
-    s = sk.update(sk.empty(), [label], np.array([score]), [cls])  # type: ignore[list-item]
+    s = sk.update(sk.empty(), LabelBatch([label], np.array([score]), [cls]))  # type: ignore[list-item]
     got = {
         "binary": sk.binary.count(s.binary),
         "classes": sk.classes.count(s.classes),
@@ -326,9 +331,9 @@ def test_numeric_batches_route_as_pair_by_pair(task: str, pairs: list[tuple[floa
     assert r_idx.tolist() == each[4].tolist()
     assert [float(v) for v in r_y] == list(each[5])
     assert unusable == each[6]
-    a, b = sk.update(sk.empty(), labels, scores, classes), sk.empty()
+    a, b = sk.update(sk.empty(), LabelBatch(labels, scores, classes)), sk.empty()
     for i in range(len(pairs)):  # the batch at once equals one pair at a time
-        sk.update(b, [labels[i]], scores[i : i + 1], [None])
+        sk.update(b, LabelBatch([labels[i]], scores[i : i + 1], [None]))
     assert a.equals(b)
 
 
@@ -341,8 +346,8 @@ def test_other_batches_route_pair_by_pair() -> None:
 
 def test_coverage_and_names() -> None:
     sk = LabelSketch(task="classification")
-    s = sk.update(sk.empty(), [1, 0], np.array([0.9, 0.1]), [None, None])
-    v = _values(sk.evaluate(s, predictions=8))
+    s = sk.update(sk.empty(), LabelBatch([1, 0], np.array([0.9, 0.1]), [None, None]))
+    v = _values(sk.evaluate(s, Context(predictions=8)))
     assert v["labels_coverage"] == 0.25
     assert set(v) == {
         "accuracy",
@@ -353,7 +358,7 @@ def test_coverage_and_names() -> None:
         "labels",
         "labels_coverage",
     }
-    assert _values(sk.evaluate(sk.empty(), predictions=0)) == {"labels": 0.0}
+    assert _values(sk.evaluate(sk.empty(), Context(predictions=0))) == {"labels": 0.0}
 
 
 @pytest.mark.parametrize(

@@ -17,18 +17,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drifthouse.config import MetricsConfig
-from drifthouse.detectors.base import Result
+from drifthouse.detectors.base import Context, Result
 from drifthouse.detectors.columns import extract
 from drifthouse.detectors.model_sketch import (
     OTHER_VALUE,
     PREDICTION_FEATURE,
+    ModelBatch,
     ModelSketch,
     ModelState,
     SegmentState,
 )
 from drifthouse.detectors.numeric import NumericState
-from drifthouse.detectors.reference import Profile, build_profile
+from drifthouse.detectors.reference import Profile
+from drifthouse.errors import SketchError
 from drifthouse.events import PredictionEvent
+from drifthouse.profiles.columns import build_profile
 
 WINDOW_MS = 3_600_000
 SERVING = {
@@ -104,7 +107,7 @@ def _fed(
     bounds = [0, *sorted(c for c in cuts if 0 < c < len(events)), len(events)]
     for lo, hi in itertools.pairwise(bounds):
         if hi > lo:
-            sketch.update(state, extract(events[lo:hi], sketch.layout))
+            sketch.update(state, ModelBatch(extract(events[lo:hi], sketch.layout)))
     return state
 
 
@@ -116,7 +119,7 @@ def _model_serving(sketch: ModelSketch, state: ModelState) -> dict[tuple[str, st
     """The model-level rows a segment value also gets: serving metrics and prediction drift."""
     return {
         (r.feature, r.metric): r.value
-        for r in sketch.evaluate(state, WINDOW_MS)
+        for r in sketch.evaluate(state, Context(window_ms=WINDOW_MS))
         if (r.feature == "" and r.metric in SERVING) or r.feature == PREDICTION_FEATURE
     }
 
@@ -141,7 +144,7 @@ def test_a_segment_value_gets_the_model_metrics_of_its_events(kind: str) -> None
         subset = [e for e in events if e.segment.get(attr) == value]
         alone = _fed(sketch, subset, cuts=[300])  # the same events as a model of their own
         want = _model_serving(sketch, alone)
-        got = _as_dict(sketch.evaluate_segment(seg, WINDOW_MS))
+        got = _as_dict(sketch.evaluate_segment(seg, Context(window_ms=WINDOW_MS)))
         assert got.keys() == want.keys(), name
         assert any(f == PREDICTION_FEATURE for f, _ in got)
         for key, value_ in want.items():
@@ -234,7 +237,7 @@ def test_batch_cuts_and_pane_splits_change_no_bit(
     cols = extract(events, sketch.layout)
     for sel in (mask, ~mask):
         idx = np.flatnonzero(sel)
-        pane = sketch.update(sketch.empty(), cols.take(idx))
+        pane = sketch.update(sketch.empty(), ModelBatch(cols.take(idx)))
         assert pane.equals(_fed(sketch, [events[i] for i in idx]))
     assert whole.to_bytes() == ModelState.from_bytes(whole.to_bytes()).to_bytes()
     assert ModelState.from_bytes(whole.to_bytes()).equals(whole)
@@ -279,7 +282,7 @@ def test_partitions_merge_to_the_model_of_each_segment_value(
     assert ModelState.from_bytes(merged.to_bytes()).equals(merged)
     # A merge shares no array with its inputs: updating a pane later leaves it alone.
     before = merged.to_bytes()
-    sketch.update(panes[0], extract(events[:5], sketch.layout))
+    sketch.update(panes[0], ModelBatch(extract(events[:5], sketch.layout)))
     assert merged.to_bytes() == before
 
 
@@ -327,7 +330,8 @@ def test_the_cap_keeps_the_values_with_most_events_ties_by_name() -> None:
         assert other.prediction is not None
         assert other.prediction.equals(alone.prediction)
         rows = {
-            name: _as_dict(sketch.evaluate_segment(seg, WINDOW_MS)) for name, seg in capped.items()
+            name: _as_dict(sketch.evaluate_segment(seg, Context(window_ms=WINDOW_MS)))
+            for name, seg in capped.items()
         }
         if results is None:
             results = rows
@@ -416,3 +420,11 @@ def test_a_pane_keeps_at_most_ten_times_the_attributes() -> None:
     assert "kept" in attributes  # attributes already kept keep counting
     assert state.segments[("kept", "v")].events == 50
     assert [name for name, _ in sketch.capped_segments(state)] == ["a00=v", "kept=v"]
+
+
+def test_evaluate_needs_the_window_length() -> None:
+    sketch = _sketch("score")
+    with pytest.raises(SketchError, match="window_ms"):
+        sketch.evaluate(sketch.empty())
+    with pytest.raises(SketchError, match="window_ms"):
+        sketch.evaluate_segment(sketch.empty_segment())

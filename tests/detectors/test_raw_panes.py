@@ -7,7 +7,7 @@ import pytest
 
 from drifthouse.config import MetricsConfig
 from drifthouse.detectors.columns import extract
-from drifthouse.detectors.model_sketch import LATE, ModelSketch, ModelState
+from drifthouse.detectors.model_sketch import LATE, ModelBatch, ModelSketch, ModelState
 from drifthouse.detectors.raw_panes import RawLeaf, decode_tree, encode_events, leaves
 from drifthouse.errors import SketchError
 from drifthouse.events import PredictionEvent
@@ -29,7 +29,7 @@ def _events(n: int, offset: int = 0) -> list[PredictionEvent]:
 
 def _pane(sketch: ModelSketch, events: list[PredictionEvent]) -> ModelState:
     state = sketch.empty()
-    state = sketch.update(state, extract(events, sketch.layout), raw=encode_events(events))
+    state = sketch.update(state, ModelBatch(extract(events, sketch.layout), encode_events(events)))
     return sketch.count(state, LATE, 2)
 
 
@@ -64,5 +64,5 @@ def test_a_pane_keeping_events_needs_them() -> None:
     with pytest.raises(
         SketchError, match="expected the 2 encoded events of the batch and a pane, got 0"
     ):
-        sketch.update(sketch.empty(), extract(events, sketch.layout))
+        sketch.update(sketch.empty(), ModelBatch(extract(events, sketch.layout)))
     assert isinstance(sketch.empty().raw, RawLeaf)

@@ -12,10 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drifthouse.config import MetricsConfig
-from drifthouse.detectors import build_profile_from_file
 from drifthouse.detectors.reference import PREDICTION, Profile, prediction_score
 from drifthouse.errors import ProfileError
-from drifthouse.profiles.build import file_digest
+from drifthouse.profiles.build import build_profile_from_file, file_digest
 from tests.detectors.strategies import CREATED, make_profile, reference_profile
 
 

@@ -13,9 +13,9 @@ from scipy.spatial.distance import jensenshannon
 
 from drifthouse.config import MetricsConfig
 from drifthouse.detectors import stats
-from drifthouse.detectors.numeric import NumericBlock
-from drifthouse.detectors.reference import quantile_edges
+from drifthouse.detectors.numeric import NumericBatch, NumericBlock
 from drifthouse.errors import SketchError
+from drifthouse.profiles.columns import quantile_edges
 from tests import naive
 from tests.detectors.strategies import count_arrays, make_profile
 
@@ -177,8 +177,8 @@ def test_binned_ks_is_within_002_of_exact_ks(dist: str, shift: float, n_cur: int
     cur = draw(rng, n_cur, shift)
     profile = make_profile({"v": ref})
     block = NumericBlock.from_profile(profile)
-    state = block.update(block.empty(), cur[:, None])
-    res = {r.metric: r for r in block.evaluate(block.reference, state)}
+    state = block.update(block.empty(), NumericBatch(cur[:, None]))
+    res = {r.metric: r for r in block.evaluate(state)}
     exact = sst.ks_2samp(ref, cur)
     assert abs(res["ks"].value - exact.statistic) <= 0.02
     assert res["ks"].value <= exact.statistic + 1e-12  # binning only hides gaps

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from river import datasets
 
-from drifthouse.detectors.reference import NUMERIC_SHARE, ProfileSettings, build_feature_profile
+from drifthouse.detectors.reference import ProfileSettings
 from drifthouse.errors import ProfileError
 from drifthouse.profiles.build import build_profile_from_file
+from drifthouse.profiles.columns import NUMERIC_SHARE, build_feature_profile
 
 SHUTTLE = [(x, int(y)) for x, y in datasets.Shuttle()]
 NAMES = list(SHUTTLE[0][0])

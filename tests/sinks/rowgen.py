@@ -16,8 +16,9 @@ from functools import cache
 import numpy as np
 
 from drifthouse.config import MetricsConfig
-from drifthouse.detectors.reference import FeatureProfile, Profile, build_profile
+from drifthouse.detectors.reference import FeatureProfile, Profile
 from drifthouse.detectors.stats import psi
+from drifthouse.profiles.columns import build_profile
 from drifthouse.rows import AlertRow, MetricRow, SketchRow
 from drifthouse.sinks.references import reference_rows
 from drifthouse.sinks.tables import ReferenceRow

@@ -13,11 +13,11 @@ from river import datasets
 
 from drifthouse.app.pipeline import Pipeline
 from drifthouse.config import Config
+from drifthouse.detectors.typed_decode import TypedDecoders
 from drifthouse.profiles.build import build_profile_from_file
 from drifthouse.sinks.base import MemorySink
 from drifthouse.stream.dead_letters import MemoryDeadLetters
 from drifthouse.stream.sources import Message
-from drifthouse.stream.typed_decode import TypedDecoders
 
 HOUR = 3_600_000
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z

@@ -15,7 +15,8 @@ from scipy import stats as scipy_stats
 from drifthouse.app.pipeline import Pipeline
 from drifthouse.config import Config
 from drifthouse.detectors import stats
-from drifthouse.detectors.reference import build_profile, prediction_score
+from drifthouse.detectors.reference import prediction_score
+from drifthouse.profiles.columns import build_profile
 from drifthouse.sinks.base import MemorySink
 from drifthouse.stream.dead_letters import MemoryDeadLetters
 from drifthouse.stream.sources import Message

@@ -19,7 +19,7 @@ backslash or a control character), always take the general path.
 
 Examples
 --------
->>> from drifthouse.detectors.columns import FeatureLayout
+>>> from drifthouse.detectors.layout import FeatureLayout
 >>> layout = FeatureLayout(("amount",), ("country",), ({"DE": 0},), (1,))
 >>> decoders = TypedDecoders(lambda model: layout if model == "fraud" else None)
 >>> decode = decoders.decoder("fraud")
@@ -33,14 +33,12 @@ True
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import msgspec
 
+from drifthouse.detectors.layout import FeatureLayout
 from drifthouse.events import Buffer, FeatureValue, PredictionEvent
-
-if TYPE_CHECKING:
-    from drifthouse.detectors.columns import FeatureLayout
 
 __all__ = ["TypedDecoders", "TypedFeatures"]
 

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from drifthouse.config import ModelConfig
 from drifthouse.detectors.columns import Columns, FeatureLayout, extract
+from drifthouse.detectors.typed_decode import TypedDecoders, TypedFeatures
 from drifthouse.events import EventDecoder, PredictionEvent
 from drifthouse.sinks.predictions import PredictionLog
-from drifthouse.stream.typed_decode import TypedDecoders, TypedFeatures
 
 LAYOUT = FeatureLayout(
     ("amount", "age", "odd name 'ü'"),
@@ -162,7 +162,7 @@ def test_pii_that_is_no_feature_keeps_the_fast_path(small_stream: Any) -> None:
     """A global ``pii`` list (segment attributes, ``event_id``) names every model: only a PII
     *feature* sends a model's events to the general decoder."""
     from drifthouse.config import Config
-    from drifthouse.detectors.model_sketch import Sketches
+    from drifthouse.profiles.sketches import Sketches
     from drifthouse.stream.dead_letters import MemoryDeadLetters
     from drifthouse.stream.stage import PartitionStage
     from drifthouse.stream.windows import WindowSpec

@@ -1,0 +1,318 @@
+"""The sections of the configuration about data: Kafka, the store, windows, models, metrics.
+
+See docs/configuration.md for every key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from drifthouse.config.base import DurationMs, SecretDsn, Strict, mask_dsn
+from drifthouse.detectors.change import ChangeConfig
+from drifthouse.durations import format_duration
+
+__all__ = [
+    "ChangeDetectionConfig",
+    "KafkaConfig",
+    "MetricsConfig",
+    "ModelConfig",
+    "StoreConfig",
+    "WindowConfig",
+    "auto_span_of",
+]
+
+
+class KafkaConfig(Strict):
+    """Where prediction, label and metric events come from."""
+
+    bootstrap: str = "localhost:9092"
+    topic: str = "predictions"
+    labels_topic: str = "labels"
+    metrics_topic: str = "metrics"
+    group: str = "drifthouse"
+    client_id: str = "drifthouse"
+    partials_topic: str = "drifthouse-partials"
+    partitions: int = Field(
+        3,
+        ge=1,
+        description="partitions of the predictions topic when `drifthouse run` creates it "
+        "(an existing topic keeps its own)",
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    max_message_bytes: int = Field(1_000_000, gt=0)
+    max_label_bytes: int = Field(
+        1_024, gt=0, description="longest model, version, feature or segment name or value"
+    )
+    batch_size: int = Field(1_024, gt=0, description="events per micro-batch")
+    timeout: DurationMs = Field(
+        30_000,
+        gt=0,
+        description="how long a call to the broker waits before it fails (admin, replay, "
+        "dead letters, produce)",
+    )
+    idle_after: DurationMs = Field(
+        30_000, description="a partition quiet this long no longer holds windows back"
+    )
+    web_port: int | None = Field(
+        None, description="faust's web endpoint (health, lag) on 127.0.0.1; off when unset"
+    )
+
+    @model_validator(mode="after")
+    def _sasl(self) -> KafkaConfig:
+        if self.security_protocol.startswith("SASL_"):
+            missing = [
+                name
+                for name in ("sasl_mechanism", "sasl_username", "sasl_password")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(
+                    f"security_protocol {self.security_protocol} needs {', '.join(missing)}; "
+                    "set sasl_password from the environment, e.g. sasl_password: ${KAFKA_PASSWORD}"
+                )
+        return self
+
+
+class StoreConfig(Strict):
+    """Where results go: an embedded ClickHouse folder (``path``) or a server (``dsn``)."""
+
+    path: Path | None = None
+    dsn: SecretDsn | None = None
+    database: str = "drifthouse"
+    batch_rows: int = Field(10_000, gt=0)
+    flush_interval: DurationMs = 1_000
+    spool_dir: Path | None = None
+    spool_max_bytes: int = Field(256 * 1024 * 1024, gt=0)
+    ttl_days: dict[str, int] = Field(default_factory=lambda: {"predictions": 30})
+    serve_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="read-only local HTTP endpoint for `drifthouse sql` while a worker holds the store",
+    )
+    serve_token_file: Path | None = Field(
+        None,
+        description="the endpoint's secret (0600), written at worker start; "
+        "default: sql-endpoint.token in the store's folder",
+    )
+    serve_timeout: float = Field(
+        30.0, gt=0, le=3600, description="seconds one `drifthouse sql` statement may run"
+    )
+    serve_max_rows: int = Field(
+        100_000, gt=0, description="rows one `drifthouse sql` statement may return"
+    )
+    serve_max_memory: int = Field(
+        1 << 30, gt=0, description="bytes of memory one `drifthouse sql` statement may use"
+    )
+    serve_max_request_bytes: int = Field(
+        64 * 1024, gt=0, le=16 << 20, description="largest request body the endpoint reads"
+    )
+
+    @model_validator(mode="after")
+    def _one_location(self, info: ValidationInfo) -> StoreConfig:
+        if info.context and info.context.get("skip_cross_refs"):
+            return self  # load_config checks this on the raw data, beside field errors
+        if self.path is not None and self.dsn is not None:
+            raise ValueError(
+                "give either 'path' (embedded ClickHouse) or 'dsn' (a server), not both"
+            )
+        return self
+
+    @field_validator("dsn")
+    @classmethod
+    def _dsn_scheme(cls, value: SecretDsn | None) -> SecretDsn | None:
+        if value is None:
+            return None
+        scheme = value.get_secret_value().partition("://")[0].lower()
+        if scheme not in {"http", "https", "clickhouse", "clickhouses", "chdb"}:
+            raise ValueError(
+                f"expected a DSN such as 'http://user:password@host:8123/drifthouse' or "
+                f"'chdb:///absolute/folder' (got {mask_dsn(value.get_secret_value())!r}); "
+                "for a folder of the embedded engine, use store.path instead"
+            )
+        return value
+
+    @field_serializer("dsn", when_used="json")
+    def _dump_dsn(self, value: SecretDsn | None) -> str | None:
+        return None if value is None else str(value)
+
+    @field_validator("ttl_days")
+    @classmethod
+    def _positive_ttl(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = sorted(name for name, days in value.items() if days < 1)
+        if bad:
+            raise ValueError(f"TTLs must be at least 1 day (got {bad})")
+        return value
+
+    @field_validator("database")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError(f"must be a plain identifier such as 'drifthouse' (got {value!r})")
+        return value
+
+
+class WindowConfig(Strict):
+    """An event-time window: tumbling (``size``) or sliding (``size`` and ``hop``)."""
+
+    size: DurationMs
+    hop: DurationMs | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> WindowConfig:
+        if self.size <= 0:
+            raise ValueError("window 'size' must be positive, e.g. '1h'")
+        if self.hop is not None:
+            if self.hop <= 0 or self.hop > self.size:
+                raise ValueError(
+                    f"'hop' must be positive and at most 'size' (got hop {format_duration(self.hop)}, size {format_duration(self.size)})"
+                )
+            if self.size % self.hop:
+                raise ValueError(
+                    f"'size' must be a whole number of hops (got size {format_duration(self.size)}, hop {format_duration(self.hop)}); e.g. size 15m with hop 1m"
+                )
+        return self
+
+    @property
+    def name(self) -> str:
+        """``'1h'`` for tumbling, ``'15m/1m'`` for sliding windows (the ``window`` column)."""
+        if self.hop is None or self.hop == self.size:
+            return format_duration(self.size)
+        return f"{format_duration(self.size)}/{format_duration(self.hop)}"
+
+    @property
+    def pane_ms(self) -> int:
+        """Pane length: the window itself when tumbling, the hop when sliding."""
+        return self.size if self.hop is None else math.gcd(self.size, self.hop)
+
+
+class ModelConfig(Strict):
+    """Per-model settings."""
+
+    reference: Literal["auto"] | Path | None = Field(
+        None,
+        description="a profile file, or 'auto': a reference built from the model's first traffic "
+        "(default: metrics.default_reference)",
+    )
+    reference_span: DurationMs | None = Field(
+        None, gt=0, description="event time an automatic reference covers (default: metrics')"
+    )
+    pii: list[str] = Field(default_factory=list)
+    sample_rate: float = Field(0.01, ge=0.0, le=1.0)
+    keep_when: str | None = Field(
+        None,
+        description="a rule expression over the prediction; matching predictions are always logged",
+    )
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    task: Literal["auto", "classification", "regression"] = "auto"
+    labels: bool = Field(
+        True, description="hold this model's predictions for their delayed labels (label metrics)"
+    )
+    bounds: dict[str, tuple[float, float]] = Field(default_factory=dict)
+
+    @field_validator("bounds")
+    @classmethod
+    def _ordered_bounds(
+        cls, value: dict[str, tuple[float, float]]
+    ) -> dict[str, tuple[float, float]]:
+        for name, (low, high) in value.items():
+            if not low <= high:
+                raise ValueError(f"bounds of {name!r} must be [low, high] with low <= high")
+        return value
+
+
+def auto_span_of(settings: ModelConfig, metrics: MetricsConfig) -> int | None:
+    """The span (ms) of the automatic reference of a model with these settings, or ``None``
+    (see :meth:`Config.auto_reference_span`)."""
+    if settings.reference == "auto" or (
+        settings.reference is None and metrics.default_reference == "auto"
+    ):
+        return settings.reference_span or metrics.auto_reference_span
+    return None
+
+
+class ChangeDetectionConfig(Strict, ChangeConfig):
+    """river's ADWIN and Page-Hinkley over each model's series of window metrics: whether they
+    run, and their settings, the fields of :class:`~drifthouse.detectors.change.ChangeConfig`
+    (defined there once, with their bounds)."""
+
+    # pydantic takes the fields of a dataclass base, with the bounds in their Annotated
+    # metadata; the detectors get a plain ChangeConfig (detector_config), which is what their
+    # snapshots pickle.
+    enabled: bool = True
+
+    @field_validator("series", mode="before")
+    @classmethod
+    def _series_list(cls, value: object) -> object:
+        # A YAML list, held as a tuple: a value that is no list is refused as a list field would.
+        if not isinstance(value, list | tuple):
+            raise PydanticCustomError("list_type", "Input should be a valid list")
+        return value
+
+    def detector_config(self) -> ChangeConfig | None:
+        """The settings :class:`~drifthouse.detectors.change.ChangeDetectors` take, or ``None``
+        when change detection is off or watches no series.
+
+        >>> ChangeDetectionConfig(warmup=5).detector_config().warmup
+        5
+        >>> ChangeDetectionConfig(enabled=False).detector_config() is None
+        True
+        """
+        if not (self.enabled and self.series):
+            return None
+        return ChangeConfig(
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(ChangeConfig)}
+        )
+
+
+class MetricsConfig(Strict):
+    """How metrics are computed (docs/metrics.md)."""
+
+    psi_bins: int = Field(10, ge=2, le=1_000)
+    ks_bins: int = Field(100, ge=10, le=10_000)
+    eps: float = Field(1e-4, gt=0.0, lt=0.1)
+    top_categories: int = Field(100, ge=1, le=100_000)
+    allowed_lateness: DurationMs = 30_000
+    max_future: DurationMs = 3_600_000
+    latency_relative_accuracy: float = Field(0.005, gt=0.0, le=0.01)
+    label_horizon: DurationMs = 7 * 86_400_000
+    label_join_max_entries: int = Field(1_000_000, ge=1)
+    label_rewrite_every: DurationMs = 600_000
+    max_segment_values: int = Field(100, ge=1, le=10_000)
+    max_segment_attributes: int = Field(
+        16,
+        ge=1,
+        le=1_000,
+        description="segment attributes per event (more: dead letter 'too_many_segments') "
+        "and per model and window written apart (the ones with the most events)",
+    )
+    importance: bool = True
+    default_reference: Literal["auto", "none"] = Field(
+        "auto",
+        description="what a model without a reference file gets: 'auto' (a reference built from "
+        "its first traffic) or 'none' (serving metrics only)",
+    )
+    auto_reference_span: DurationMs = Field(
+        3_600_000, gt=0, description="event time an automatic reference covers"
+    )
+    change_detection: ChangeDetectionConfig = Field(default_factory=ChangeDetectionConfig)

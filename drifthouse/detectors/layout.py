@@ -1,0 +1,40 @@
+"""Which features of a model are numeric and categorical, and their category codes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = ["FeatureLayout"]
+
+
+@dataclass(frozen=True)
+class FeatureLayout:
+    """Which features of a model are numeric and categorical, and the category codes.
+
+    ``categories[j]`` maps the canonical value of categorical feature ``j`` to its code; any
+    value the reference never had gets ``unseen[j]`` (counted in the "other" bucket and as a
+    new category).
+    """
+
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    categories: tuple[Mapping[str, int], ...]
+    unseen: tuple[int, ...]
+    prediction_categories: Mapping[str, int] | None = None
+    prediction_unseen: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.categories) != len(self.categorical) or len(self.unseen) != len(
+            self.categorical
+        ):
+            raise ValueError("categories and unseen need one entry per categorical feature")
+        # The codes with a missing value (None) as -1, for a lookup in one C-level pass.
+        object.__setattr__(
+            self, "_with_missing", tuple({**cmap, None: -1} for cmap in self.categories)
+        )
+
+    def codes_with_missing(self, j: int) -> Mapping[str | None, int]:
+        """The codes of categorical feature ``j``, with ``None`` (missing) as ``-1``."""
+        found: tuple[Mapping[str | None, int], ...] = self.__dict__["_with_missing"]
+        return found[j]

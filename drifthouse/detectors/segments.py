@@ -1,0 +1,137 @@
+"""The serving sketch of one segment value (``country=DE``): events, latency, status codes and
+the prediction's drift, so a window gets its serving metrics per segment value as well.
+
+:class:`SegmentSketch` shares its parts with the model's
+:class:`~drifthouse.detectors.model_sketch.ModelSketch` (which also uses :meth:`serve` for the
+model-wide serving state); how many values a pane keeps and a window writes is decided there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from drifthouse.detectors.base import NO_CONTEXT, Context, Result, Sketch, window_ms_of
+from drifthouse.detectors.categorical import CategoricalBlock, CategoricalState
+from drifthouse.detectors.columns import Columns
+from drifthouse.detectors.model_state import EVENTS, SegmentState
+from drifthouse.detectors.numeric import NumericBatch, NumericBlock, NumericState
+from drifthouse.detectors.quantiles import QuantileSketch, QuantileState
+from drifthouse.detectors.status import StatusCounter, StatusState
+
+__all__ = ["PREDICTION_METRICS", "Rows", "SegmentSketch"]
+
+#: The prediction's metrics a window writes (``feature == '__prediction__'``).
+PREDICTION_METRICS = frozenset({"psi", "ks", "ks_pvalue", "js", "chi2", "chi2_pvalue", "mean"})
+
+PredictionState = NumericState | CategoricalState
+
+
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """A batch: the rows ``rows`` (ascending; all when ``None``) of a model's ``columns``."""
+
+    columns: Columns
+    rows: np.ndarray | None = None
+
+
+class SegmentSketch(Sketch[SegmentState, Rows]):
+    """Latency quantiles, status codes and the prediction (``None``: the model has no profiled
+    prediction) of one segment value's events."""
+
+    def __init__(
+        self,
+        latency: QuantileSketch,
+        status: StatusCounter,
+        prediction: NumericBlock | CategoricalBlock | None,
+    ) -> None:
+        self.latency = latency
+        self.status = status
+        self.prediction = prediction
+
+    def empty(self) -> SegmentState:
+        return SegmentState(
+            counters=np.zeros(1, dtype=np.int64),
+            latency=self.latency.empty(),
+            status=self.status.empty(),
+            prediction=self.prediction.empty() if self.prediction is not None else None,
+        )
+
+    def update(self, state: SegmentState, batch: Rows) -> SegmentState:
+        """Add the batch's rows, in order, in place; return ``state``."""
+        idx = batch.rows
+        n = len(batch.columns) if idx is None else idx.size
+        if n == 0:
+            return state
+        self.serve(state.latency, state.status, state.prediction, batch.columns, idx)
+        state.counters[EVENTS] += n
+        return state
+
+    def serve(
+        self,
+        latency: QuantileState,
+        status: StatusState,
+        prediction: PredictionState | None,
+        cols: Columns,
+        idx: np.ndarray | None,
+    ) -> None:
+        """Latency, status codes and prediction of the rows ``idx`` (all when ``None``)."""
+        lat = cols.latency if idx is None else cols.latency[idx]
+        lat = lat[~np.isnan(lat)]
+        if lat.size:
+            self.latency.update(latency, lat)
+        self.status.update(status, cols.http_status if idx is None else cols.http_status[idx])
+        if isinstance(self.prediction, NumericBlock) and isinstance(prediction, NumericState):
+            score = (cols.score if idx is None else cols.score[idx])[:, None]
+            self.prediction.update(
+                prediction, NumericBatch(score, np.isnan(score).astype(np.uint8))
+            )
+        elif isinstance(self.prediction, CategoricalBlock) and isinstance(
+            prediction, CategoricalState
+        ):
+            assert cols.pred_codes is not None
+            codes = cols.pred_codes if idx is None else cols.pred_codes[idx]
+            self.prediction.update(prediction, codes[:, None])
+
+    def merge(self, a: SegmentState, b: SegmentState) -> SegmentState:
+        """A new segment state holding both."""
+        return SegmentState(
+            counters=a.counters + b.counters,
+            latency=self.latency.merge(a.latency, b.latency),
+            status=self.status.merge(a.status, b.status),
+            prediction=self.merge_prediction(a.prediction, b.prediction),
+        )
+
+    def merge_prediction(
+        self, a: PredictionState | None, b: PredictionState | None
+    ) -> PredictionState | None:
+        if self.prediction is None or a is None or b is None:
+            return None
+        return self.prediction.merge(a, b)  # type: ignore[arg-type]
+
+    def evaluate(self, state: SegmentState, context: Context = NO_CONTEXT) -> list[Result]:
+        """The serving metrics of one segment value's window of ``context.window_ms``
+        (``feature == ''``, and the prediction's drift with ``feature == '__prediction__'``)."""
+        window_ms = window_ms_of("SegmentSketch", context)
+        events = state.events
+        out: list[Result] = []
+        if events:
+            out += self.prediction_results(state.prediction)
+            out += self.latency.evaluate(state.latency)
+            out += self.status.evaluate(state.status)
+        out += [
+            Result("", "events", float(events), None, 0, events),
+            Result("", "throughput_rps", events / (window_ms / 1000.0), None, 0, events),
+        ]
+        return out
+
+    def prediction_results(self, state: PredictionState | None) -> list[Result]:
+        """The prediction's drift metrics (``feature == '__prediction__'``)."""
+        if self.prediction is None or state is None:
+            return []
+        return [
+            r
+            for r in self.prediction.evaluate(state)  # type: ignore[arg-type]
+            if r.metric in PREDICTION_METRICS
+        ]
