@@ -38,18 +38,17 @@ from kafka import KafkaProducer
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_replay import _events
 
+from drifthouse.app.assembly import RunParts
 from drifthouse.app.worker import tune_gc
 from drifthouse.config import Config
 from drifthouse.detectors.reference import Profile
 from drifthouse.detectors.typed_decode import TypedDecoders
 from drifthouse.kafka.admin import end_offsets, ensure_topics
 from drifthouse.profiles.columns import build_profile
-from drifthouse.profiles.sketches import Sketches
 from drifthouse.sinks.predictions import PredictionLog
 from drifthouse.stream.dead_letters import MemoryDeadLetters
 from drifthouse.stream.sources import Message
 from drifthouse.stream.stage import PartitionStage
-from drifthouse.stream.windows import WindowSpec
 
 
 async def _consume(
@@ -83,15 +82,15 @@ def _floors(
 ) -> list[tuple[str, float]]:
     """The same client with the worker's first stages in the loop, no merger and no store:
     what each stage costs on top of reading, on the same records."""
-    sketches = Sketches({"bench": profile}, cfg.metrics, cfg.models)
-    specs = [WindowSpec.from_config(w) for w in cfg.windows]
+    parts = RunParts.of(cfg, {"bench": profile})
+    sketches = parts.sketches
     log = PredictionLog(cfg.models)
     now = int(time.time() * 1000)
 
     def new_stage(partition: int) -> PartitionStage:
-        return PartitionStage(
-            partition, cfg, specs, sketches, MemoryDeadLetters(),
-            now_ms=lambda: now, prediction_log=log, collect_labels=True,
+        return parts.partition_stage(
+            partition, MemoryDeadLetters(), now_ms=lambda: now, prediction_log=log,
+            collect_labels=True,
         )  # fmt: skip
 
     # Numba's compiled kernels loaded before timing; the worker's decoder, as a stage builds it.

@@ -210,7 +210,7 @@ def test_other_drifthouse_errors_exit_1(
     def broken(path: object) -> None:
         raise StoreError("ClickHouse at http://ch:8123 refused the query")
 
-    monkeypatch.setattr(cli, "check_config", broken)
+    monkeypatch.setattr(cli.check, "check_config", broken)  # the command module's own name
     code, _, err = run(capsys, "check")
     assert code == 1
     assert err.splitlines()[0] == "error: ClickHouse at http://ch:8123 refused the query"

@@ -1,10 +1,11 @@
-"""The one place the stages are wired: source -> decode -> window -> sketch -> evaluate -> sink / alerts.
+"""A whole run in one process: source -> decode -> window -> sketch -> evaluate -> sink / alerts.
 
-:class:`Pipeline` runs the whole flow in one process: one
-:class:`~drifthouse.stream.stage.PartitionStage` per source partition (decode -> window ->
-sketch) feeding one :class:`~drifthouse.stream.merge.MergeStage` (evaluate -> sink / alerts).
-Files, Kafka replays and the demo use it directly; the live worker runs the same two stages
-with Kafka between them so that many processes share the partitions.
+:class:`Pipeline` runs the whole flow in one process: the source partitions' stages
+(:class:`~drifthouse.app.sources.SourceStages`: decode -> window -> sketch) feeding one
+:class:`~drifthouse.stream.merge.MergeStage` (evaluate -> sink / alerts), both built by
+:class:`~drifthouse.app.assembly.RunParts`. Files, Kafka replays and the demo use it
+directly; the live worker runs the same two stages with Kafka between them so that many
+processes share the partitions.
 
 Nothing here reads the wall clock except ``computed_at`` and the guard against far-future
 timestamps, so the same events in the same per-partition order give the same rows to the
@@ -17,22 +18,22 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from drifthouse.app.assembly import RunParts
+from drifthouse.app.sources import SourceStages
 from drifthouse.config import Config
 from drifthouse.detectors.model_sketch import ModelSketch
 from drifthouse.detectors.reference import Profile
 from drifthouse.events import EventDecoder, LabelEvent
 from drifthouse.kafka.partials import side_decoders
-from drifthouse.profiles.sketches import Sketches
 from drifthouse.sinks.base import Sink
 from drifthouse.sinks.predictions import PredictionLog
 from drifthouse.stream.dead_letters import DeadLetters
 from drifthouse.stream.labels import PredictionRecord
-from drifthouse.stream.merge import MergeStage, WindowResult
+from drifthouse.stream.merge import WindowResult
 from drifthouse.stream.side_inputs import HeldSide
 from drifthouse.stream.sources import Message
 from drifthouse.stream.stage import Checkpoint, PartitionStage, StageStats
 from drifthouse.stream.windows import NO_TIME as _NO_TIME
-from drifthouse.stream.windows import WindowSpec
 
 __all__ = ["Pipeline", "PipelineStats", "WindowResult"]
 
@@ -78,21 +79,21 @@ class Pipeline:
         prediction_log: PredictionLog | None = None,
     ) -> None:
         self.config = config
-        self.prediction_log = prediction_log
         self.dead_letters = dead_letters
-        self.now_ms = now_ms
-        self.specs = [WindowSpec.from_config(w) for w in config.windows]
-        self.sketches = Sketches(profiles, config.metrics, config.models)
-        self.merge = MergeStage.from_config(
-            config,
-            profiles,
-            self.sketches,
-            sink,
-            run_id=run_id,
-            on_window=on_window,
-            computed_at=computed_at,
+        parts = RunParts.of(config, profiles)
+        self.specs = parts.specs
+        self.sketches = parts.sketches
+        self.merge = parts.merge_stage(
+            sink, run_id=run_id, on_window=on_window, computed_at=computed_at
         )
-        self._stages: dict[int, PartitionStage] = {}
+        self.sources = SourceStages(
+            parts,
+            dead_letters,
+            now_ms=now_ms,
+            prediction_log=prediction_log,
+            collect_labels=self.merge.labels is not None,
+        )
+        self._stages = self.sources.stages
         # Labels and metric events taken (they are not events of a partition stage).
         self.stats_side = StageStats()
         decoders = side_decoders(config.kafka)
@@ -121,20 +122,7 @@ class Pipeline:
 
     def stage(self, partition: int) -> PartitionStage:
         """The partition's stage (created on first use)."""
-        stage = self._stages.get(partition)
-        if stage is None:
-            stage = PartitionStage(
-                partition,
-                self.config,
-                self.specs,
-                self.sketches,
-                self.dead_letters,
-                self.now_ms,
-                prediction_log=self.prediction_log,
-                collect_labels=self.merge.labels is not None,
-            )
-            self._stages[partition] = stage
-        return stage
+        return self.sources.stage(partition)
 
     def expect_partitions(self, partitions: Iterable[int]) -> None:
         """Windows wait for these partitions (a worker's assignment, a replayed topic's partitions).
@@ -152,17 +140,12 @@ class Pipeline:
 
     def process(self, messages: Sequence[Message]) -> list[WindowResult]:
         """Take one micro-batch (any mix of partitions, each in its own order); return closed windows."""
-        by_partition: dict[int, list[Message]] = defaultdict(list)
-        for m in messages:
-            by_partition[m.partition].append(m)
-        for partition in sorted(by_partition):
-            stage = self.stage(partition)
-            self.merge.add(stage.process(by_partition[partition]))
-            self._add_records(partition, *stage.take_label_records())
-            self.merge.watermark(partition, stage.watermark)
-            logged = stage.take_prediction_rows()
-            if logged:
-                self.merge.sink.write(logged)
+        for out in self.sources.process(messages):
+            self.merge.add(out.partials)
+            self._add_records(out.partition, out.record_offsets, out.records)
+            self.merge.watermark(out.partition, out.watermark)
+            if out.prediction_rows:
+                self.merge.sink.write(out.prediction_rows)
         self._release(self.max_event_time())
         return self.merge.emit()
 

@@ -22,17 +22,22 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
+from drifthouse.app.assembly import (
+    AlertStage,
+    load_profiles,
+    open_sink,
+    replay_alerts,
+)
 from drifthouse.app.pipeline import Pipeline, PipelineStats, WindowResult
 from drifthouse.config import Config
 from drifthouse.detectors.reference import Profile
-from drifthouse.errors import DecodeError, ProfileError, SourceError, UsageError
+from drifthouse.errors import DecodeError, SourceError, UsageError
 from drifthouse.events import parse_ts
 from drifthouse.profiles.auto import AutoReference
-from drifthouse.sinks.base import Sink
+from drifthouse.sinks.base import Sink, WriteReport, finish
 from drifthouse.sinks.predictions import PredictionLog
 from drifthouse.stream.dead_letters import DeadLetters, FileDeadLetters
 from drifthouse.stream.sources import FileSource, Message, parse_source
@@ -40,13 +45,15 @@ from drifthouse.stream.sources import FileSource, Message, parse_source
 __all__ = [
     "LabelCounts",
     "Progress",
-    "ReplayAlerts",
     "ReplaySummary",
+    "StoredReplay",
+    "default_run_id",
     "load_profiles",
     "parse_time",
     "read_side_input",
     "replay",
     "replay_alerts",
+    "replay_to_store",
     "run_batches",
 ]
 
@@ -155,40 +162,6 @@ def parse_time(text: str | None, flag: str) -> int | None:
         ) from exc
 
 
-def load_profiles(config: Config) -> dict[str, Profile]:
-    """The reference profiles named under ``models:`` (paths relative to the config file)."""
-    out: dict[str, Profile] = {}
-    for model, settings in config.models.items():
-        if settings.reference is None or settings.reference == "auto":
-            continue  # an automatic reference is built from the traffic (stream.auto_reference)
-        path = (
-            settings.reference
-            if settings.reference.is_absolute()
-            else config.base_dir / settings.reference
-        )
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ProfileError(
-                f"models.{model}.reference: cannot read {path} ({exc.strerror}); build it with "
-                f"`drifthouse profile INPUT --model {model} --out {settings.reference}`"
-            ) from exc
-        profile = Profile.from_json(data)
-        pii = sorted({f.name for f in profile.features} & set(settings.pii))
-        if pii:
-            raise ProfileError(
-                f"models.{model}.reference: {path} profiles PII feature(s) {pii}, whose values would "
-                f"reach the store; rebuild it with `drifthouse profile ... -c CONFIG` (which leaves "
-                f"them out) or `--exclude {pii[0]}`"
-            )
-        if profile.model != model:
-            raise ProfileError(
-                f"models.{model}.reference: {path} is the profile of model {profile.model!r}"
-            )
-        out[model] = profile
-    return out
-
-
 def read_side_input(config: Config, source: str, *, from_ms: int | None) -> list[Message]:
     """``--labels`` or ``--metric-events`` (``file:PATH`` or ``kafka:TOPIC``), read whole (the
     pipeline holds them until the predictions' event time reaches each)."""
@@ -241,6 +214,45 @@ def _in_range(message: Message, lo: int | None, hi: int | None) -> bool:
     return (lo is None or ms >= lo) and (hi is None or ms < hi)
 
 
+def default_run_id() -> str:
+    """``replay-20260101T000000Z``: the run id of a replay given none (its start, UTC)."""
+    return "replay-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+@dataclass
+class _Input:
+    """A bounded source opened: its batches, size, partitions and dead letters."""
+
+    batches: Iterator[tuple[Sequence[Message], int]]
+    total: int
+    partitions: list[int]
+    dead: DeadLetters
+
+
+def _open_input(
+    config: Config,
+    kind: str,
+    target: str,
+    *,
+    from_ms: int | None,
+    to_ms: int | None,
+    dead_letters: DeadLetters | None,
+) -> _Input:
+    if kind == "file":
+        path = Path(target)
+        src = FileSource(path, batch_size=max(config.kafka.batch_size, 1024))
+        dead = dead_letters or FileDeadLetters(Path(str(path) + ".dlq"))
+        return _Input(src.batches(), src.total_bytes(), [0], dead)
+    # The Kafka client is imported only when a Kafka source is used.
+    from drifthouse.kafka import KafkaDeadLetters, KafkaRangeSource
+
+    # Record timestamps bound the read; event times inside it are filtered by run_batches.
+    ksrc = KafkaRangeSource(config.kafka, target, from_ms=from_ms, to_ms=to_ms)
+    dead = dead_letters or KafkaDeadLetters(config.kafka, target)
+    batches = ((msgs, prog[0]) for msgs, prog in ksrc.batches())
+    return _Input(batches, ksrc.total(), sorted(ksrc.stop), dead)
+
+
 def replay(
     config: Config,
     *,
@@ -261,31 +273,15 @@ def replay(
     kind, target = parse_source(source)
     if from_ms is not None and to_ms is not None and from_ms >= to_ms:
         raise UsageError(f"--from must be before --to (got {from_ms} >= {to_ms})")
-    run_id = run_id or "replay-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    run_id = run_id or default_run_id()
     if run_id == "live":
         raise UsageError("--run-id 'live' is reserved for the live worker; choose another id")
     profiles = load_profiles(config) if profiles is None else profiles
     started = time.monotonic()
-    dlq_where: str | None = None
-    if kind == "file":
-        path = Path(target)
-        src = FileSource(path, batch_size=max(config.kafka.batch_size, 1024))
-        dead = dead_letters or FileDeadLetters(Path(str(path) + ".dlq"))
-        partitions: list[int] = [0]
-        batches: Iterator[tuple[Sequence[Message], int]] = src.batches()
-        total = src.total_bytes()
-        time_range = (from_ms, to_ms)
-    else:
-        # The Kafka client is imported only when a Kafka source is used.
-        from drifthouse.kafka import KafkaDeadLetters, KafkaRangeSource
-
-        ksrc = KafkaRangeSource(config.kafka, target, from_ms=from_ms, to_ms=to_ms)
-        dead = dead_letters or KafkaDeadLetters(config.kafka, target)
-        partitions = sorted(ksrc.stop)
-        batches = ((msgs, prog[0]) for msgs, prog in ksrc.batches())
-        total = ksrc.total()
-        # Record timestamps bound the read; event times inside it are filtered here.
-        time_range = (from_ms, to_ms)
+    opened = _open_input(
+        config, kind, target, from_ms=from_ms, to_ms=to_ms, dead_letters=dead_letters
+    )
+    dead = opened.dead
     refusals = _Refusals(dead)
     pipeline = Pipeline(
         config=config,
@@ -296,7 +292,7 @@ def replay(
         on_window=on_window,
         prediction_log=PredictionLog.for_config(config, profiles=profiles),
     )
-    pipeline.expect_partitions(partitions)
+    pipeline.expect_partitions(opened.partitions)
     pipeline.hold(
         labels=read_side_input(config, labels, from_ms=from_ms) if labels else (),
         metric_events=read_side_input(config, metric_events, from_ms=from_ms)
@@ -304,22 +300,23 @@ def replay(
         else (),
     )
     try:
-        run_batches(pipeline, batches, total=total, time_range=time_range, progress=progress)
+        run_batches(
+            pipeline,
+            opened.batches,
+            total=opened.total,
+            time_range=(from_ms, to_ms),
+            progress=progress,
+        )
         sink.flush()
         dead.flush()
     finally:
         dead.close()
+    dlq_where: str | None = None
     if isinstance(dead, FileDeadLetters) and dead.count:
         dlq_where = str(dead.path)
     elif kind == "kafka" and pipeline.stats.invalid + pipeline.stats.late:
         dlq_where = f"kafka:{target}.dlq"
-    implausible = refusals.first.get("implausible_ts")
-    if implausible is not None and pipeline.stats.events == 0:
-        # Not one event in range: the whole input is in the wrong units, not a few bad events.
-        raise SourceError(
-            f"{source}: no event has a plausible time ({refusals.counts['implausible_ts']:,} "
-            f"refused, kept in {dlq_where or 'the dead letters'}); the first: {implausible.detail}"
-        )
+    _check_plausible(source, refusals, pipeline.stats, dlq_where)
     return ReplaySummary(
         run_id,
         source,
@@ -331,59 +328,64 @@ def replay(
     )
 
 
+def _check_plausible(
+    source: str, refusals: _Refusals, stats: PipelineStats, dlq_where: str | None
+) -> None:
+    implausible = refusals.first.get("implausible_ts")
+    if implausible is not None and stats.events == 0:
+        # Not one event in range: the whole input is in the wrong units, not a few bad events.
+        raise SourceError(
+            f"{source}: no event has a plausible time ({refusals.counts['implausible_ts']:,} "
+            f"refused, kept in {dlq_where or 'the dead letters'}); the first: {implausible.detail}"
+        )
+
+
 @dataclass
-class ReplayAlerts:
-    """Rules over a replay's windows: alert rows stored under its run id; receivers told only
-    with ``notify``; and, with other rules, what they would have raised (a backtest)."""
+class StoredReplay:
+    """A replay into the configured store (``drifthouse replay``): what it did, its alert
+    stage (alerts recorded, and the metric rows kept for a backtest) and what the store
+    acknowledged."""
 
-    alerting: Any
-    sink: Sink
-    rows: list[Any] = field(default_factory=list)
-    alerts: int = 0
-    keep_rows: bool = False
-
-    def __call__(self, result: WindowResult) -> None:
-        alerts = self.alerting.process(result.metrics, watermark=result.end)
-        if alerts:
-            self.sink.write(alerts)
-            self.alerts += len(alerts)
-        if self.keep_rows:
-            self.rows.extend(result.metrics)
-
-    def finish(self) -> None:
-        self.alerting.drain()
-        self.alerting.close()
+    summary: ReplaySummary
+    alerts: AlertStage
+    written: WriteReport
+    profiles: Mapping[str, Profile]
 
 
-def replay_alerts(
+def replay_to_store(
     config: Config,
-    sink: Sink,
-    profiles: Mapping[str, Profile],
     *,
-    run_id: str,
-    notify: bool,
-    keep_rows: bool,
-) -> ReplayAlerts:
-    """The alert stage of a replay. Its state lives apart from the live worker's, so a
-    backtest neither resumes nor disturbs live alerts."""
-    import tempfile
-
-    from drifthouse.alerts import Alerting
-    from drifthouse.app.run import baselines_for
-
-    base = config.alerting.outbox_dir
-    if base is not None and not base.is_absolute():
-        base = config.base_dir / base
-    state_dir = (
-        (base / f"replay-{run_id}")
-        if base is not None
-        else Path(tempfile.mkdtemp(prefix="drifthouse-replay-"))
+    source: str,
+    run_id: str | None = None,
+    from_ms: int | None = None,
+    to_ms: int | None = None,
+    notify: bool = False,
+    keep_rows: bool = False,
+    progress: Progress | None = None,
+    labels: str | None = None,
+    metric_events: str | None = None,
+) -> StoredReplay:
+    """:func:`replay` into the configured store, with the rules: alert rows under the
+    replay's run id, receivers told only with ``notify``, metric rows kept with
+    ``keep_rows``. The sink is closed at the end."""
+    profiles = load_profiles(config)
+    sink = open_sink(config, profiles)  # the references too: recipe psi_range compares with them
+    run_id = run_id or default_run_id()
+    alerts = replay_alerts(
+        config, sink, profiles, run_id=run_id, notify=notify, keep_rows=keep_rows
     )
-    alerting = Alerting(
+    summary = replay(
         config,
-        baselines=baselines_for(dict(profiles)),
-        notify=notify,
-        state_dir=state_dir,
-        resume=False,
+        source=source,
+        sink=sink,
+        run_id=run_id,
+        from_ms=from_ms,
+        to_ms=to_ms,
+        profiles=profiles,
+        on_window=[alerts],
+        progress=progress,
+        labels=labels,
+        metric_events=metric_events,
     )
-    return ReplayAlerts(alerting, sink, keep_rows=keep_rows)
+    alerts.finish()
+    return StoredReplay(summary, alerts, finish(sink), profiles)

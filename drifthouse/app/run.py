@@ -3,73 +3,21 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from drifthouse.alerts import Alerting
-from drifthouse.app.replay import load_profiles
+from drifthouse.app.assembly import load_profiles, open_alerting, open_sink
 from drifthouse.app.worker import build_app, run_worker
 from drifthouse.config import Config
-from drifthouse.detectors.reference import Profile
 from drifthouse.kafka.admin import ensure_topics
 from drifthouse.kafka.dead_letters import KafkaDeadLetters
 from drifthouse.logs import get_logger
-from drifthouse.sinks import (
-    ClickHouseSink,
-    Limits,
-    migrate,
-    open_store,
-    serve_readonly,
-    store_reference,
-)
-from drifthouse.sinks.base import Sink
+from drifthouse.sinks import Limits, open_store, serve_readonly
 
-__all__ = ["baselines_for", "build_worker", "open_sink", "run"]
+__all__ = ["build_worker", "open_sink", "run"]
 
 log = get_logger("run")
-
-
-def open_sink(config: Config, profiles: Mapping[str, Profile] | None = None) -> Sink:
-    """The store's sink, with the schema migrated (safe at every start).
-
-    ``profiles`` (the configured references) are stored too, as :func:`store_reference` does:
-    SQL over any time range (recipe ``psi_range``) compares windows with them. Writing them again
-    at every start is harmless: their rows have the same keys and collapse.
-    """
-    client = open_store(config.store_dsn(), config.store.database)
-    migrate(client, config.store.database, config.store.ttl_days)
-    # A spool by default: while the store is away, results wait on disk (bounded) and the
-    # merger slows down before it fills, instead of failing.
-    spool = config.store.spool_dir or Path(f"drifthouse-spool-{config.store.database}")
-    if not spool.is_absolute():
-        spool = config.base_dir / spool
-    overrides: dict[str, Any] = {"spool_dir": spool}
-    sink = ClickHouseSink.from_config(client, config.store, **overrides)
-    for model, profile in (profiles or {}).items():
-        where = config.reference_path(model)
-        store_reference(sink, profile, source=str(where) if where is not None else "")
-    return sink
-
-
-def baselines_for(profiles: dict[str, Any]) -> Any:
-    """``(model, version, feature, metric) -> baseline`` from reference profiles, for rules."""
-    from drifthouse.detectors.model_sketch import ModelSketch
-
-    sketches: dict[str, ModelSketch] = {}
-
-    def baseline(model: str, _version: str, feature: str, metric: str) -> float | None:
-        profile = profiles.get(model)
-        if profile is None:
-            return None
-        sketch = sketches.get(model)
-        if sketch is None:
-            from drifthouse.config import MetricsConfig
-
-            sketch = sketches[model] = ModelSketch(model, profile, MetricsConfig())
-        return sketch.baseline(feature, metric)
-
-    return baseline
 
 
 def build_worker(config: Config, *, datadir: Path | None = None) -> Any:
@@ -83,7 +31,7 @@ def build_worker(config: Config, *, datadir: Path | None = None) -> Any:
     dead = KafkaDeadLetters(config.kafka, config.kafka.topic)
 
     def alerting() -> Alerting:
-        return Alerting(config, baselines=baselines_for(profiles))
+        return open_alerting(config, profiles)
 
     def serve_sql() -> Any:
         port = config.store.serve_port

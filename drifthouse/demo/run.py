@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,12 +30,13 @@ import msgspec
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from drifthouse.app.assembly import open_sink, replay_alerts
 from drifthouse.app.pipeline import Pipeline
-from drifthouse.app.replay import replay_alerts
-from drifthouse.app.run import open_sink
+from drifthouse.config import Config
 from drifthouse.demo.findings import Finding, find
 from drifthouse.demo.report import DemoQuery, alert_line, demo_queries, print_report, when
 from drifthouse.demo.setup import RUN_ID, build_profiles, prepare_folder, write_config
+from drifthouse.detectors.reference import Profile
 from drifthouse.errors import UsageError
 from drifthouse.rows import AlertRow, Row
 from drifthouse.simulate import Record, Scenario, simulate
@@ -72,10 +73,6 @@ class DemoSummary:
     alerts: list[AlertRow] = field(default_factory=list)
     queries: list[DemoQuery] = field(default_factory=list)
     written: WriteReport | None = None
-
-    @property
-    def stopped_early(self) -> bool:
-        return self.reached_ms is not None
 
     def finding(self, name: str) -> Finding:
         """The finding of the fault called ``name``."""
@@ -144,6 +141,36 @@ def run_demo(
         + ", ".join(f"{m} ({len(r):,} events)" for m, r in reference.items()),
         highlight=False,
     )
+    deadline = None if minutes is None else started + minutes * 60
+    stream = itertools.chain(ordered, rest)
+    _run_pipeline(
+        summary, config, profiles, stream, store=store, deadline=deadline, console=console
+    )
+    windows = {w.size: (w.name, w.pane_ms) for w in config.windows}
+    summary.findings = [
+        find(f, summary.alerts, windows=windows, reached_ms=summary.reached_ms)
+        for f in scenario.faults
+    ]
+    summary.queries = demo_queries(config_path, RUN_ID)
+    summary.seconds = time.monotonic() - started
+    _print_summary(summary, windows, note, console)
+    assert summary.written is not None
+    summary.written.check()  # rows refused or still spooled: say which and why, and fail
+    return summary
+
+
+def _run_pipeline(
+    summary: DemoSummary,
+    config: Config,
+    profiles: Mapping[str, Profile],
+    records: Iterator[Record],
+    *,
+    store: str | None,
+    deadline: float | None,
+    console: Console,
+) -> None:
+    """Step 4: every prediction through the pipeline and the alert stage, into the store;
+    the totals, alerts and the store's report go to ``summary``."""
     sink = open_sink(config)
     try:
         if store is not None:
@@ -161,10 +188,7 @@ def run_demo(
             on_window=[stage],
         )
         pipeline.expect_partitions([0])
-        deadline = None if minutes is None else started + minutes * 60
-        summary.reached_ms = _feed(
-            pipeline, itertools.chain(ordered, rest), scenario, deadline, console
-        )
+        summary.reached_ms = _feed(pipeline, records, summary.scenario, deadline, console)
         pipeline.finish()
         stage.finish()
     except BaseException:
@@ -176,13 +200,14 @@ def run_demo(
     summary.events, summary.windows, summary.rows = stats.events, stats.windows, written.stored_rows
     summary.written = written
     summary.alerts = sorted(tap.alerts, key=lambda a: (a.window_end, a.ts, a.rule))
-    windows = {w.size: (w.name, w.pane_ms) for w in config.windows}
-    summary.findings = [
-        find(f, summary.alerts, windows=windows, reached_ms=summary.reached_ms)
-        for f in scenario.faults
-    ]
-    summary.queries = demo_queries(config_path, RUN_ID)
-    summary.seconds = time.monotonic() - started
+
+
+def _print_summary(
+    summary: DemoSummary,
+    windows: Mapping[int, tuple[str, int]],
+    note: str | None,
+    console: Console,
+) -> None:
     console.print(
         f"{summary.events:,} events, {summary.windows:,} windows, {summary.rows:,} rows stored "
         f"in {summary.seconds:.1f} s"
@@ -201,8 +226,6 @@ def run_demo(
         windows=windows,
         note=note,
     )
-    written.check()  # rows refused or still spooled: say which and why, and fail
-    return summary
 
 
 class _Label(msgspec.Struct):

@@ -1,7 +1,7 @@
 """Committed offsets with their metadata: where a worker resumes a partition.
 
 The worker commits, per partition, the offset of its checkpoint with the checkpoint itself in
-the commit metadata (see :mod:`drifthouse.app.worker`), so offset and state are stored by
+the commit metadata (see :mod:`drifthouse.app.source_loop`), so offset and state are stored by
 Kafka in one atomic write. This module reads them back with kafka-python's admin client.
 """
 

@@ -85,8 +85,8 @@ class MergeStage:
         computed_at: Callable[[], int] | None = None,
     ) -> MergeStage:
         """The merge stage of a deployment: its windows, label join, metric-event windows and
-        change detectors as the config says. A list given as ``on_window`` is kept, not
-        copied: callbacks appended to it later are called too."""
+        change detectors as the config says. ``on_window`` (the alert stage) is known here,
+        at construction: its callbacks are copied."""
         specs = [WindowSpec.from_config(w) for w in config.windows]
         cd = config.metrics.change_detection.detector_config()
         changes = ChangeDetectors(cd) if cd is not None else None
@@ -95,7 +95,7 @@ class MergeStage:
             sketches,
             sink,
             run_id=run_id,
-            on_window=on_window if isinstance(on_window, list) else list(on_window),
+            on_window=list(on_window),
             computed_at=computed_at or (lambda: int(time.time() * 1000)),
             labels=LabelStage.from_config(config, profiles),
             metric_events=MetricEventWindows(specs, horizon_ms=config.metrics.label_horizon),

@@ -1,78 +1,35 @@
 """The worker's two sides without Kafka: what the source side publishes, the merger takes; a
 merger that restarts from its snapshot and commit re-reads the partials log and ends with the
-rows of an uninterrupted one; callbacks added to a running merger (the alert stage) are called;
+rows of an uninterrupted one; callbacks given to the merger (the alert stage) are called;
 labels forwarded again or out of order count once."""
 
 from __future__ import annotations
 
-import json
 import random
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
 
-from drifthouse.app.worker import MergeSide, SourceSide, _ascending
-from drifthouse.config import Config
+from drifthouse.app.assembly import RunParts
+from drifthouse.app.merger import MergeSide
+from drifthouse.app.side_forwarder import ascending
 from drifthouse.kafka.partials import SideEventsMessage, decode, encode_side_events
-from drifthouse.profiles.sketches import Sketches
-from drifthouse.simulate import simulate
 from drifthouse.sinks.base import MemorySink
-from drifthouse.stream.dead_letters import MemoryDeadLetters
 from drifthouse.stream.sources import Message
-from drifthouse.stream.windows import WindowSpec
-
-CONFIG = Config.model_validate(
-    {
-        "windows": [{"size": "1h"}, {"size": "30m", "hop": "10m"}],
-        "metrics": {"label_rewrite_every": "1ms"},
-    }
-)
-PARTITIONS = 2
+from tests.app.partials import CONFIG, PARTITIONS, partials_log
 
 
 @pytest.fixture(scope="module")
 def log(small_stream: Any) -> list[bytes]:
-    """The partials log: two source partitions' output, with the labels forwarded beside."""
-    specs = [WindowSpec.from_config(w) for w in CONFIG.windows]
-    sketches = Sketches(small_stream.profiles, CONFIG.metrics, CONFIG.models)
-    source = SourceSide(CONFIG, specs, sketches, MemoryDeadLetters())
-    for p in range(PARTITIONS):
-        source.open(p, None)
-    offsets = [0] * PARTITIONS
-    msgs = []
-    for i, r in enumerate(small_stream.records):
-        p = i % PARTITIONS
-        msgs.append(Message(r.value, p, offsets[p], "predictions", r.key))
-        offsets[p] += 1
-    labels = [r for r in simulate(small_stream.scenario, seed=3) if r.topic == "labels"]
-    out: list[bytes] = []
-    label_at = 0
-    for lo in range(0, len(msgs), 500):
-        out += [value for _, value in source.process(msgs[lo : lo + 500])]
-        # The labels that came in meanwhile, forwarded by another worker, 200 at a time.
-        upto = min(len(labels), label_at + 200)
-        if upto > label_at:
-            values = [r.value for r in labels[label_at:upto]]
-            out.append(encode_side_events("labels", 0, list(range(label_at, upto)), values))
-            label_at = upto
-    # A far-ahead event in every partition closes every window.
-    ahead = max(r.ts_ms for r in small_stream.records) + 3 * 3_600_000
-    event = {"model": "fraud", "ts": ahead, "features": {}}
-    sentinels = [
-        Message(json.dumps(event).encode(), p, offsets[p], "predictions", b"fraud")
-        for p in range(PARTITIONS)
-    ]
-    out += [value for _, value in source.process(sentinels)]
-    return out
+    return partials_log(small_stream)
 
 
-def _merger(small_stream: Any, sink: MemorySink) -> MergeSide:
-    specs = [WindowSpec.from_config(w) for w in CONFIG.windows]
-    sketches = Sketches(small_stream.profiles, CONFIG.metrics, CONFIG.models)
-    return MergeSide(
-        CONFIG, specs, sketches, sink, list(range(PARTITIONS)), profiles=small_stream.profiles,
-        snapshots=True,
-    )  # fmt: skip
+def _merger(
+    small_stream: Any, sink: MemorySink, on_window: Sequence[Callable[[Any], None]] = ()
+) -> MergeSide:
+    parts = RunParts.of(CONFIG, small_stream.profiles)
+    return MergeSide(parts, sink, list(range(PARTITIONS)), on_window=on_window, snapshots=True)
 
 
 def _final(sink: MemorySink) -> dict[tuple[Any, ...], tuple[float, int]]:
@@ -80,14 +37,11 @@ def _final(sink: MemorySink) -> dict[tuple[Any, ...], tuple[float, int]]:
     return {r.key()[:-1]: (r.value, r.n) for r in sink.rows("metrics")}  # without the run id
 
 
-def test_callbacks_added_to_a_running_merger_are_called(
-    small_stream: Any, log: list[bytes]
-) -> None:
-    merger = _merger(small_stream, MemorySink())
-    seen = []
-    merger.on_window.append(seen.append)
+def test_callbacks_given_to_the_merger_are_called(small_stream: Any, log: list[bytes]) -> None:
+    seen: list[Any] = []
+    merger = _merger(small_stream, MemorySink(), on_window=[seen.append])
     merger.process(list(enumerate(log)))
-    assert seen, "the alert stage subscribes after the merger is built"
+    assert seen, "the alert stage is called with every window written"
     assert any(m.metric == "accuracy" for r in seen for m in r.metrics)
 
 
@@ -197,7 +151,7 @@ def test_labels_forwarded_twice_and_out_of_order_count_once(
 
 def test_side_events_are_forwarded_in_offset_order_each_once() -> None:
     msgs = [Message(b"%d" % o, 0, o, "labels") for o in (5, 6, 7)]
-    assert _ascending(msgs) is msgs
+    assert ascending(msgs) is msgs
     mixed = [Message(b"%d" % o, 0, o, "labels") for o in (7, 8, 5, 6, 7, 9)]
-    assert [m.offset for m in _ascending(mixed)] == [5, 6, 7, 8, 9]
-    assert [m.value for m in _ascending(mixed)] == [b"5", b"6", b"7", b"8", b"9"]
+    assert [m.offset for m in ascending(mixed)] == [5, 6, 7, 8, 9]
+    assert [m.value for m in ascending(mixed)] == [b"5", b"6", b"7", b"8", b"9"]

@@ -1,0 +1,211 @@
+"""The worker's source loop: read the assigned predictions partitions, publish, commit.
+
+The group (through faust) assigns the predictions partitions; :class:`SourceLoop` reads them in
+bulk with its own :class:`~drifthouse.kafka.source.AssignedReader`, runs each micro-batch through
+the :class:`~drifthouse.app.source_side.SourceSide` and publishes the partials. A partition's
+offset is committed only after the partials it covers are acknowledged by Kafka, at its
+checkpoint (the first offset of the oldest pane still open, with the watermark state in the
+commit metadata), at most every :data:`COMMIT_EVERY_S`. Kafka is reached through
+:class:`SourceKafka` (faust's producer and consumer in the worker; a fake in tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from drifthouse.app.source_side import SourceSide
+from drifthouse.kafka.partials import encode_watermark
+from drifthouse.kafka.source import AssignedReader
+from drifthouse.logs import get_logger
+from drifthouse.stream.dead_letters import DeadLetters
+from drifthouse.stream.sources import Message
+from drifthouse.stream.stage import Checkpoint
+
+__all__ = ["COMMIT_EVERY_S", "SourceKafka", "SourceLoop"]
+
+log = get_logger("worker")
+
+COMMIT_EVERY_S = 1.0
+"""The source commits its checkpoints at most this often (and when the stream pauses)."""
+
+
+class SourceKafka(Protocol):
+    """What the source loop needs of Kafka beside its reader."""
+
+    async def send(self, key: bytes, value: bytes) -> None:
+        """Publish one message to the partials topic."""
+
+    async def flush(self) -> None:
+        """Wait until every message published is acknowledged."""
+
+    async def committed(self, partitions: list[int]) -> dict[int, tuple[int, str]]:
+        """The group's commits of these predictions partitions: ``(offset, metadata)``."""
+
+    async def commit(self, checkpoints: dict[int, Checkpoint]) -> bool:
+        """Commit each partition at its checkpoint; ``False`` when the group refused it."""
+
+
+@dataclass
+class CommitClock:
+    """When the source last committed, and whether it has read more since."""
+
+    at: float = 0.0
+    pending: bool = False
+
+    def due(self) -> bool:
+        return self.pending and time.monotonic() - self.at >= COMMIT_EVERY_S
+
+
+@dataclass
+class Assignment:
+    """The predictions partitions the group gave this worker; ``epoch`` changes with them, so
+    that a batch fetched under an older assignment is dropped."""
+
+    epoch: int = 0
+    wanted: set[int] = field(default_factory=set)
+
+    def change(self, partitions: set[int]) -> None:
+        self.epoch += 1
+        self.wanted = set(partitions)
+
+
+class SourceLoop:
+    """Read, process, publish and commit the predictions partitions this worker holds.
+
+    ``publish_lock`` is held while messages go out to the partials topic and while commits
+    are made, so that partials and the watermark that releases them go out in order, and no
+    heartbeat slips in between.
+    """
+
+    def __init__(
+        self,
+        source: SourceSide,
+        reader: AssignedReader,
+        kafka: SourceKafka,
+        dead_letters: DeadLetters,
+        *,
+        publish_lock: asyncio.Lock,
+        idle_after_s: float,
+        on_error: Callable[[str, BaseException], None],
+    ) -> None:
+        self.source = source
+        self.reader = reader
+        self.kafka = kafka
+        self.dead_letters = dead_letters
+        self.publish_lock = publish_lock
+        self.idle_after_s = idle_after_s
+        self.on_error = on_error
+        self.assignment = Assignment()
+        self.commits = CommitClock()
+        #: Held while a fetched batch is processed and published, and while the assignment
+        #: changes.
+        self.lock = asyncio.Lock()
+        # Per partition, the last (watermark, idle) published by the heartbeat.
+        self._sent: dict[int, tuple[int, bool]] = {}
+
+    async def run(self) -> None:
+        """Until cancelled; an unexpected error goes to ``on_error``."""
+        applied = 0
+        try:
+            await self.reader.start()
+            while True:
+                if applied != self.assignment.epoch:
+                    applied = await self.apply_assignment()
+                    continue
+                if not self.reader.assigned:
+                    await asyncio.sleep(0.1)
+                    continue
+                t0 = time.perf_counter()
+                msgs = await self.reader.fetch(timeout_ms=250)
+                self.source.seconds.fetching += time.perf_counter() - t0
+                async with self.lock:
+                    if applied != self.assignment.epoch:
+                        continue  # fetched before a rebalance: the partitions may be others'
+                    await self.batch(msgs)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.on_error("source", exc)
+        finally:
+            await self.reader.stop()
+
+    def assigned(self, partitions: set[int]) -> None:
+        """The group gave this worker these predictions partitions (applied between fetches)."""
+        self.assignment.change(partitions)
+
+    async def revoked(self) -> None:
+        """The group took the partitions back: drop every stage, after the batch in hand."""
+        async with self.lock:
+            self.assignment.change(set())
+            self.source.drop(list(self.source.stages))
+
+    async def apply_assignment(self) -> int:
+        """Open a stage per partition wanted, resumed from its commit; return the epoch
+        applied (-1: it changed meanwhile, apply again)."""
+        async with self.lock:
+            now = self.assignment.epoch
+            parts = sorted(self.assignment.wanted)
+            commits = await self.kafka.committed(parts) if parts else {}
+            if now != self.assignment.epoch:
+                return -1
+            self.source.drop(list(self.source.stages))
+            positions: dict[int, int | None] = {}
+            for p in parts:
+                found = commits.get(p)
+                cp = Checkpoint.decode(found[1]) if found and found[1] else None
+                self.source.open(p, cp)
+                positions[p] = found[0] if found else None
+            self.reader.assign(positions)
+            log.info("worker.reading", partitions=parts, resume=positions)
+            return now
+
+    async def batch(self, msgs: list[Message]) -> None:
+        """Process and publish one fetched batch; commit when due."""
+        async with self.publish_lock:
+            seconds = self.source.seconds
+            if msgs:
+                t0 = time.perf_counter()
+                out = self.source.process(msgs)
+                t1 = time.perf_counter()
+                for key, value in out:
+                    await self.kafka.send(key, value)
+                seconds.processing += t1 - t0
+                seconds.publishing += time.perf_counter() - t1
+                self.commits.pending = True
+            if self.commits.due():
+                t0 = time.perf_counter()
+                await self.commit()
+                seconds.committing += time.perf_counter() - t0
+
+    async def commit(self) -> None:
+        """Commit every partition at its checkpoint, once the partials it covers are in Kafka
+        (the publish lock held)."""
+        self.commits = CommitClock(time.monotonic(), False)
+        if not self.source.stages:
+            return
+        await self.kafka.flush()  # the partials these offsets cover are in Kafka
+        await asyncio.get_running_loop().run_in_executor(None, self.dead_letters.flush)
+        await self.kafka.commit(self.source.checkpoints())
+
+    async def tick(self) -> None:
+        """Every second: quiet partitions still report their watermark, marked idle once
+        caught up and quiet for a while, so their silence does not hold every window back;
+        and the last batches' checkpoints are committed once the stream pauses."""
+        now = time.monotonic()
+        async with self.publish_lock:
+            for p, stage in list(self.source.stages.items()):
+                # Idle means caught up and quiet: a partition that is behind (a rebalance, a
+                # slow worker) must keep holding windows back, however long it is silent.
+                quiet = now - self.source.last_event_at.get(p, now) >= self.idle_after_s
+                high = self.reader.highwater(p)
+                idle = quiet and high is not None and stage.next_offset >= high
+                mark = (stage.watermark, idle)
+                if self._sent.get(p) != mark:  # only changes, so a quiet topic stays quiet
+                    self._sent[p] = mark
+                    await self.kafka.send(b"", encode_watermark(p, stage.watermark, idle=idle))
+            if self.commits.due():
+                await self.commit()

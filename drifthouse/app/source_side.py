@@ -1,0 +1,105 @@
+"""The worker's source side: its source partitions' stages, and what they publish (no faust).
+
+Each micro-batch of the predictions topic goes through :class:`~drifthouse.app.sources.SourceStages`;
+every partition's output becomes messages of the partials topic (see
+:mod:`drifthouse.kafka.partials`), in the order the merger takes them: closed partial windows,
+sampled prediction-log rows, the label join's records, then the partition's watermark.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from drifthouse.app.assembly import RunParts
+from drifthouse.app.sources import SourceStages
+from drifthouse.kafka.partials import (
+    encode_partial,
+    encode_predictions,
+    encode_records,
+    encode_watermark,
+)
+from drifthouse.sinks.predictions import PredictionLog
+from drifthouse.stream.dead_letters import DeadLetters
+from drifthouse.stream.sources import Message
+from drifthouse.stream.stage import Checkpoint, PartitionStage, StageStats
+
+__all__ = ["SourceSeconds", "SourceSide"]
+
+
+@dataclass
+class SourceSeconds:
+    """Where the source loop's time went (wall seconds), for the health page and the logs."""
+
+    fetching: float = 0.0
+    processing: float = 0.0
+    publishing: float = 0.0
+    committing: float = 0.0
+
+    def rounded(self, digits: int) -> dict[str, float]:
+        return {k: round(v, digits) for k, v in vars(self).items()}
+
+
+class SourceSide:
+    """Partition stages of the source partitions this worker holds (no faust in here)."""
+
+    def __init__(
+        self,
+        parts: RunParts,
+        dead_letters: DeadLetters,
+        *,
+        now_ms: Callable[[], int] | None = None,
+        prediction_log: PredictionLog | None = None,
+    ) -> None:
+        self.sources = SourceStages(
+            parts,
+            dead_letters,
+            now_ms=now_ms,
+            prediction_log=prediction_log,
+            collect_labels=True,
+            # After a seek, messages before a stage's position may come again: skip them.
+            skip_seen=True,
+            open_on_use=False,
+        )
+        self.specs = parts.specs
+        #: When each partition last had events (monotonic seconds), for idleness.
+        self.last_event_at: dict[int, float] = {}
+        self.seconds = SourceSeconds()
+
+    @property
+    def stages(self) -> dict[int, PartitionStage]:
+        return self.sources.stages
+
+    @property
+    def stats(self) -> StageStats:
+        return self.sources.stats
+
+    def open(self, partition: int, checkpoint: Checkpoint | None) -> PartitionStage:
+        """A fresh stage for a newly assigned partition, resumed from its checkpoint."""
+        stage = self.sources.open(partition, checkpoint)
+        self.last_event_at[partition] = time.monotonic()
+        return stage
+
+    def drop(self, partitions: Sequence[int]) -> None:
+        self.sources.drop(partitions)
+        for p in partitions:
+            self.last_event_at.pop(p, None)
+
+    def process(self, messages: Sequence[Message]) -> list[tuple[bytes, bytes]]:
+        """Run a batch (partitions already opened); return the messages to publish, in order."""
+        out: list[tuple[bytes, bytes]] = []
+        for part in self.sources.process(messages):
+            for closed in part.partials:
+                name = self.specs[closed.spec_index].name
+                out.append((closed.key[0].encode(), encode_partial(closed, name)))
+            if part.prediction_rows:
+                out.append((b"", encode_predictions(part.prediction_rows)))
+            if part.records:
+                out.append((b"", encode_records(part.partition, part.record_offsets, part.records)))
+            out.append((b"", encode_watermark(part.partition, part.watermark)))
+            self.last_event_at[part.partition] = time.monotonic()
+        return out
+
+    def checkpoints(self) -> dict[int, Checkpoint]:
+        return self.sources.checkpoints()

@@ -1,0 +1,70 @@
+"""The ``drifthouse`` command line (the README's "Command line").
+
+Commands parse their arguments and call library functions; nothing else lives here. One module
+per group of commands, registered in the order ``drifthouse --help`` lists them:
+:mod:`~drifthouse.cli.check` (``check``, ``version``), :mod:`~drifthouse.cli.pipeline`
+(``demo``, ``profile``, ``run``), :mod:`~drifthouse.cli.replay`, :mod:`~drifthouse.cli.store`
+(``sql``, ``migrate``, ``silence``) and :mod:`~drifthouse.cli.produce`.
+
+Exit codes: 0 success, 2 usage or configuration errors, 1 any other failure. A
+:class:`~drifthouse.errors.DrifthouseError` prints one red line (and, for a configuration
+error, every problem as ``file:line path: message``) without a traceback, unless ``--debug``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from rich.text import Text
+
+from drifthouse import logs
+
+# The command modules register their commands on `app` when imported, in this order.
+from drifthouse.cli import check, pipeline, replay, store, produce  # noqa: F401  # isort: skip
+from drifthouse.cli._common import State, app, err
+from drifthouse.errors import ConfigError, DrifthouseError, UsageError
+
+__all__ = ["app", "main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return its exit code (the ``drifthouse`` entry point).
+
+    ``argv`` defaults to ``sys.argv[1:]``.
+    """
+    State.debug = False
+    logs.forget_secrets()  # a command masks the secrets of its own config (and clients)
+    try:
+        app(args=list(argv) if argv is not None else None, prog_name="drifthouse")
+    except SystemExit as exc:
+        return _exit_code(exc.code)
+    except DrifthouseError as exc:
+        if State.debug:
+            raise
+        _print_error(exc)
+        return 2 if isinstance(exc, ConfigError | UsageError) else 1
+    return 0
+
+
+def _exit_code(code: object) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    err.print(str(code))
+    return 1
+
+
+def _print_error(exc: DrifthouseError) -> None:
+    # The one place errors reach the user: no piece of a known secret gets past it.
+    scrub = logs.scrub
+    err.print(Text(scrub(f"error: {exc}"), "bold red"))
+    if isinstance(exc, ConfigError):
+        for where, message in exc.problems:
+            err.print(Text.assemble((f"{scrub(where)}: ", "bold"), (scrub(message), "red")))
+    err.print(Text("run with --debug for details", "dim"))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
