@@ -315,7 +315,9 @@ def replay(
     if isinstance(dead, FileDeadLetters) and dead.count:
         dlq_where = str(dead.path)
     elif kind == "kafka" and pipeline.stats.invalid + pipeline.stats.late:
-        dlq_where = f"kafka:{target}.dlq"
+        from drifthouse.kafka.dead_letters import dead_letter_topic
+
+        dlq_where = f"kafka:{dead_letter_topic(target)}"
     _check_plausible(source, refusals, pipeline.stats, dlq_where)
     return ReplaySummary(
         run_id,
