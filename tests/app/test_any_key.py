@@ -183,7 +183,7 @@ def _assert_same_to_rounding(got: Metrics, want: Metrics) -> None:
         for k, (value, n) in want.items()
         if got[k][1] != n
         or not (
-            math.isclose(got[k][0], value, rel_tol=1e-9, abs_tol=1e-12)
+            math.isclose(got[k][0], value, rel_tol=1e-12, abs_tol=1e-12)
             if k[-1] in rounded
             else got[k][0] == value or (got[k][0] != got[k][0] and value != value)
         )
