@@ -4,7 +4,8 @@ A 12-partition topic holds one hot model keyed by event id (Kafka's own partitio
 over every partition), two small models keyed by model (one partition each, beside the hot
 one), and some events of each with no key (a partition of the producer's choosing). Live
 ``drifthouse run`` workers (one, then two) must store the ``metrics`` rows of an in-process
-replay of the same topic to the last digit, labels included (keyed the same three ways).
+replay of the same topic to the last digit, labels included (keyed the same three ways); a
+replay of the same events from files agrees on every count, and on float sums to rounding.
 
 The small models send an event every ~20 s of event time on their partitions: a partition's
 windows wait for the slowest model on it (docs/architecture.md, "watermark"), so a small model
