@@ -1,0 +1,198 @@
+"""Migrations on a ClickHouse cluster (``store.cluster``, docs/operations.md "A ClickHouse cluster").
+
+No ClickHouse server or Keeper runs here, and the embedded engine runs neither ``ON CLUSTER``
+(``Replicated DDL queries are disabled``, even with a cluster in its configuration) nor a
+``Replicated*MergeTree`` table (``Can't create replicated table without ZooKeeper``). So these
+tests check every statement :func:`migrate` sends, recorded by a client that runs nothing, and
+parse each with the embedded engine's own parser (``formatQuery``): the DDL is checked as
+rendered, not against a live cluster.
+"""
+
+from __future__ import annotations
+
+import re
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from drifthouse.errors import StoreError
+from drifthouse.sinks.cluster import on_cluster
+from drifthouse.sinks.schema import expected_tables, load_migrations, migrate, table_ddl
+
+CLUSTER = "dh_cluster"
+ON = f"ON CLUSTER '{CLUSTER}'"
+#: Where each replicated table keeps its replication log in Keeper: one path per table (its UUID,
+#: the same on every host of an ON CLUSTER query) and per shard; the replica name from the macros.
+REPLICATION_ARGS = "'/clickhouse/tables/{uuid}/{shard}', '{replica}'"
+_ENGINE = re.compile(r"ENGINE = (\w+)(?:\(([^)]*)\))?")
+
+
+class RecordingClient:
+    """A client that runs nothing: it records the DDL and answers the few reads migrate makes
+    as a fresh database whose tables then all exist would (the prediction log by day first, as
+    migration 3 finds it, so its copy, exchange and drop are all sent)."""
+
+    def __init__(self, ttl_before: dict[str, str] | None = None) -> None:
+        self.commands: list[str] = []
+        self.inserts: list[str] = []
+        self.partition_keys = {
+            "predictions": "toYYYYMMDD(ts)",
+            "predictions_by_month": "toYYYYMM(ts)",
+        }
+        self.engines = {name: f"X TTL {ttl}" for name, ttl in (ttl_before or {}).items()}
+
+    def command(self, sql: str, **_: Any) -> str:
+        self.commands.append(sql)
+        if sql.startswith("EXCHANGE TABLES"):
+            keys = self.partition_keys
+            keys["predictions"], keys["predictions_by_month"] = (
+                keys["predictions_by_month"],
+                keys["predictions"],
+            )
+        elif sql.startswith("DROP TABLE"):
+            self.partition_keys.pop("predictions_by_month", None)
+        return ""
+
+    def insert(self, table: str, *_: Any, **__: Any) -> None:
+        self.inserts.append(table)
+
+    def query(self, sql: str, parameters: dict[str, str] | None = None) -> SimpleNamespace:
+        params = parameters or {}
+        if "schema_migrations" in sql:
+            rows: list[tuple[Any, ...]] = []
+        elif "partition_key" in sql:
+            key = self.partition_keys.get(params["t"])
+            rows = [] if key is None else [(key,)]
+        elif "engine_full" in sql:
+            rows = list(self.engines.items())
+        else:  # the tables present: all of them
+            rows = [(name,) for name in expected_tables(params["db"])]
+        return SimpleNamespace(result_rows=rows)
+
+
+def _migrate(cluster: str | None, **kwargs: Any) -> RecordingClient:
+    client = RecordingClient(**kwargs)
+    migrate(client, "drifthouse", {"predictions": 30}, cluster=cluster)
+    return client
+
+
+def _without_cluster(statement: str) -> str:
+    """``statement`` with its ON CLUSTER clause and replication arguments taken out again."""
+    statement = statement.replace(f" {ON}", "")
+    statement = re.sub(
+        r"ENGINE = Replicated(\w+)\(" + re.escape(REPLICATION_ARGS), r"ENGINE = \1(", statement
+    )
+    return statement.replace("MergeTree()", "MergeTree").replace("MergeTree(, ", "MergeTree(")
+
+
+def test_every_ddl_statement_runs_on_the_cluster() -> None:
+    client = _migrate(CLUSTER, ttl_before={"metrics": "inserted_at + toIntervalDay(9)"})
+    ddl = [c for c in client.commands if not c.startswith("INSERT")]
+    assert all(ON in statement for statement in ddl), [s for s in ddl if ON not in s]
+    # Every kind of statement migrate sends is there, the bookkeeping table's too.
+    firsts = {" ".join(statement.split()[:2]) for statement in ddl}
+    assert firsts == {"CREATE DATABASE", "CREATE TABLE", "CREATE VIEW", "ALTER TABLE",
+                      "EXCHANGE TABLES", "DROP TABLE"}  # fmt: skip
+    assert (
+        f"CREATE TABLE IF NOT EXISTS `drifthouse`.schema_migrations {ON} "
+        "(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+        f"ENGINE = ReplicatedReplacingMergeTree({REPLICATION_ARGS}) ORDER BY version"
+    ) in ddl
+    assert (
+        f"ALTER TABLE `drifthouse`.`predictions` {ON} MODIFY TTL inserted_at + toIntervalDay(30) "
+        "SETTINGS materialize_ttl_after_modify = 0"
+    ) in ddl
+    assert f"ALTER TABLE `drifthouse`.`metrics` {ON} REMOVE TTL" in ddl
+    # Rows are not DDL: an insert into a replicated table reaches the other replicas by itself.
+    copies = [c for c in client.commands if c.startswith("INSERT")]
+    assert len(copies) == 1 and ON not in copies[0]
+    assert client.inserts == ["`drifthouse`.schema_migrations"] * len(load_migrations())
+
+
+def test_every_table_is_replicated_with_the_same_keys() -> None:
+    plain = _migrate(None).commands
+    replicated = _migrate(CLUSTER).commands
+    assert len(plain) == len(replicated)
+    creates = 0
+    for before, after in zip(plain, replicated, strict=True):
+        if after.startswith("CREATE TABLE"):
+            creates += 1
+            engine = _ENGINE.search(after)
+            assert engine is not None, after
+            assert engine.group(1).startswith("Replicated"), after
+            assert (engine.group(2) or "").startswith(REPLICATION_ARGS), after
+        # Columns, version column, PARTITION BY, ORDER BY, TTL: all as on one server.
+        assert _without_cluster(after) == before
+    assert creates == 1 + 6 + 1 + 1  # bookkeeping, 0001, 0002, 0003
+    assert not [
+        s for s in replicated if re.search(r"ENGINE = (?!Replicated)\w*MergeTree", s)
+    ]  # no plain MergeTree left
+
+
+def test_the_version_column_stays_the_engines_last_argument() -> None:
+    metrics = next(s for s in _migrate(CLUSTER).commands if ".metrics " in s and "CREATE" in s)
+    assert f"ENGINE = ReplicatedReplacingMergeTree({REPLICATION_ARGS}, computed_at)" in metrics
+    assert "PARTITION BY toYYYYMM(window_start)" in metrics
+
+
+def test_without_a_cluster_the_ddl_is_the_migrations_own() -> None:
+    """No switch, no change: the statements are the migration files' and today's literals."""
+    commands = _migrate(None).commands
+    assert not [c for c in commands if "ON CLUSTER" in c or "Replicated" in c]
+    assert commands[:2] == [
+        "CREATE DATABASE IF NOT EXISTS `drifthouse`",
+        "CREATE TABLE IF NOT EXISTS `drifthouse`.schema_migrations "
+        "(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+        "ENGINE = ReplacingMergeTree ORDER BY version",
+    ]
+    from_files = [s for m in load_migrations() for s in m.statements("drifthouse")]
+    assert [c for c in commands if c in from_files] == from_files
+    for statement in from_files:
+        assert on_cluster(statement, None) is statement
+    assert commands[-1] == (
+        "ALTER TABLE `drifthouse`.`predictions` MODIFY TTL inserted_at + toIntervalDay(30) "
+        "SETTINGS materialize_ttl_after_modify = 0"
+    )
+
+
+def test_one_table_on_its_own_is_replicated_too() -> None:
+    """The silences table, created without migrating (alerts.silences), follows the switch."""
+    assert table_ddl("silences", "dh") == table_ddl("silences", "dh", cluster=None)
+    ddl = table_ddl("silences", "dh", cluster=CLUSTER)
+    assert ddl.startswith(f"CREATE TABLE IF NOT EXISTS `dh`.silences {ON}\n")
+    assert f"ENGINE = ReplicatedReplacingMergeTree({REPLICATION_ARGS}, version)" in ddl
+
+
+def test_the_rendered_ddl_parses(store_client: Any) -> None:
+    """ClickHouse's own parser (the embedded engine's, ``formatQuery``) reads every statement,
+    with ON CLUSTER in the place the grammar wants it."""
+    for statement in _migrate(CLUSTER).commands:
+        formatted = store_client.query(
+            "SELECT formatQuery({q:String})", parameters={"q": statement}
+        ).result_rows[0][0]
+        if not statement.startswith("INSERT"):
+            assert f"ON CLUSTER {CLUSTER}" in formatted, formatted
+
+
+def test_the_embedded_engine_runs_no_cluster_ddl(store_client: Any) -> None:
+    """Said plainly rather than faked: the embedded engine has no cluster and no Keeper."""
+    with pytest.raises(StoreError):
+        migrate(store_client, "never_made", cluster=CLUSTER)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        pytest.param("OPTIMIZE TABLE `d`.metrics FINAL", id="unknown-statement"),
+        pytest.param(
+            "CREATE TABLE IF NOT EXISTS `d`.t (a UInt8) ENGINE = Memory", id="not-a-merge-tree"
+        ),
+        pytest.param("CREATE TABLE IF NOT EXISTS `d`.t (a UInt8) ORDER BY a", id="no-engine"),
+    ],
+)
+def test_a_statement_it_cannot_run_on_a_cluster_is_refused(statement: str) -> None:
+    """A later migration the renderer does not know fails loudly, never runs on one host."""
+    with pytest.raises(StoreError, match="cluster"):
+        on_cluster(statement, CLUSTER)
+    assert on_cluster(statement, None) is statement
