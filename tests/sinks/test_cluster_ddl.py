@@ -106,7 +106,8 @@ def test_every_ddl_statement_runs_on_the_cluster() -> None:
     assert f"ALTER TABLE `drifthouse`.`metrics` {ON} REMOVE TTL" in ddl
     # Rows are not DDL: an insert into a replicated table reaches the other replicas by itself.
     copies = [c for c in client.commands if c.startswith("INSERT")]
-    assert len(copies) == 1 and ON not in copies[0]
+    assert len(copies) == 1
+    assert ON not in copies[0]
     assert client.inserts == ["`drifthouse`.schema_migrations"] * len(load_migrations())
 
 
@@ -196,3 +197,17 @@ def test_a_statement_it_cannot_run_on_a_cluster_is_refused(statement: str) -> No
     with pytest.raises(StoreError, match="cluster"):
         on_cluster(statement, CLUSTER)
     assert on_cluster(statement, None) is statement
+
+
+def test_the_silence_store_creates_its_table_on_the_cluster() -> None:
+    from drifthouse.alerts.silences import ClickHouseSilenceStore
+
+    client = RecordingClient()
+    ClickHouseSilenceStore(client, "dh", cluster=CLUSTER)
+    assert client.commands == [
+        f"CREATE DATABASE IF NOT EXISTS dh {ON}",
+        table_ddl("silences", "dh", cluster=CLUSTER),
+    ]
+    plain = RecordingClient()
+    ClickHouseSilenceStore(plain, "dh")
+    assert plain.commands == ["CREATE DATABASE IF NOT EXISTS dh", table_ddl("silences", "dh")]
