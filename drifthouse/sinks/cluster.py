@@ -8,10 +8,12 @@ set, :func:`on_cluster` turns each statement of the migrations into its cluster 
   ``EXCHANGE TABLES`` and ``DROP TABLE`` run ``ON CLUSTER 'NAME'``, on every host of the cluster;
 - every ``*MergeTree`` engine becomes its ``Replicated*MergeTree`` variant, with its own arguments
   (the version column) kept last, behind the replication arguments
-  ``'/clickhouse/tables/{uuid}/{shard}', '{replica}'``: one Keeper path per table (``{uuid}`` is
-  the table's UUID, which an ``ON CLUSTER`` query gives every host alike, so a table dropped and
-  created again, or exchanged, never meets an old path) and per shard, the replica named by the
-  server's macros;
+  ``'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'``: one Keeper path per shard,
+  database and table, the replica named by each server's macros. ClickHouse writes the database
+  and table names into the path when it creates the table, so the path stays with the table
+  through ``EXCHANGE TABLES`` (migration 3), and a host added later that creates a table of the
+  same name and definition joins its replicas. A ``DROP TABLE`` on a cluster is ``SYNC``: the
+  table's Keeper path is gone when it returns, free for a table created again under that name;
 - ``INSERT`` is left alone: a replicated table sends its rows to the other replicas itself.
 
 A statement of another kind, or a table with another engine, is refused rather than run on one
@@ -28,7 +30,7 @@ from drifthouse.errors import StoreError
 
 __all__ = ["REPLICATION_ARGS", "on_cluster"]
 #: Where a replicated table keeps its log in Keeper, and its replica's name (server macros).
-REPLICATION_ARGS = "'/clickhouse/tables/{uuid}/{shard}', '{replica}'"
+REPLICATION_ARGS = "'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'"
 
 _NAME = r"`[^`]+`\.`?\w+`?"
 #: Statements whose ON CLUSTER clause follows the object's name.
@@ -38,6 +40,7 @@ _AFTER_NAME = re.compile(
 )
 #: Statements whose ON CLUSTER clause ends them.
 _AT_END = re.compile(rf"^(?:EXCHANGE TABLES {_NAME} AND {_NAME}|DROP TABLE IF EXISTS {_NAME})$")
+_DROP = "DROP TABLE"
 _ENGINE = re.compile(r"\bENGINE = (\w*MergeTree)\b(?:\(([^()]*)\))?")
 _LEFT_ALONE = ("INSERT ",)
 
@@ -48,7 +51,7 @@ def on_cluster(statement: str, cluster: str | None) -> str:
     >>> on_cluster("ALTER TABLE `d`.t REMOVE TTL", "c")
     "ALTER TABLE `d`.t ON CLUSTER 'c' REMOVE TTL"
     >>> on_cluster("CREATE TABLE IF NOT EXISTS `d`.t (v UInt8) ENGINE = ReplacingMergeTree(v) ORDER BY v", "c")
-    "CREATE TABLE IF NOT EXISTS `d`.t ON CLUSTER 'c' (v UInt8) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{uuid}/{shard}', '{replica}', v) ORDER BY v"
+    "CREATE TABLE IF NOT EXISTS `d`.t ON CLUSTER 'c' (v UInt8) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', v) ORDER BY v"
     """
     if cluster is None or statement.startswith(_LEFT_ALONE):
         return statement
@@ -59,7 +62,9 @@ def on_cluster(statement: str, cluster: str | None) -> str:
         )
     clause = f"ON CLUSTER '{cluster}'"
     if _AT_END.match(statement):
-        return f"{statement} {clause}"
+        return (
+            f"{statement} {clause} SYNC" if statement.startswith(_DROP) else f"{statement} {clause}"
+        )
     head = _AFTER_NAME.match(statement)
     if head is None:
         raise StoreError(

@@ -22,9 +22,9 @@ from drifthouse.sinks.schema import expected_tables, load_migrations, migrate, t
 
 CLUSTER = "dh_cluster"
 ON = f"ON CLUSTER '{CLUSTER}'"
-#: Where each replicated table keeps its replication log in Keeper: one path per table (its UUID,
-#: the same on every host of an ON CLUSTER query) and per shard; the replica name from the macros.
-REPLICATION_ARGS = "'/clickhouse/tables/{uuid}/{shard}', '{replica}'"
+#: Where each replicated table keeps its replication log in Keeper: one path per shard, database
+#: and table; the replica's name from each server's macros.
+REPLICATION_ARGS = "'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'"
 _ENGINE = re.compile(r"ENGINE = (\w+)(?:\(([^)]*)\))?")
 
 
@@ -79,7 +79,7 @@ def _migrate(cluster: str | None, **kwargs: Any) -> RecordingClient:
 
 def _without_cluster(statement: str) -> str:
     """``statement`` with its ON CLUSTER clause and replication arguments taken out again."""
-    statement = statement.replace(f" {ON}", "")
+    statement = statement.replace(f" {ON} SYNC", "").replace(f" {ON}", "")
     statement = re.sub(
         r"ENGINE = Replicated(\w+)\(" + re.escape(REPLICATION_ARGS), r"ENGINE = \1(", statement
     )
@@ -104,6 +104,12 @@ def test_every_ddl_statement_runs_on_the_cluster() -> None:
         "SETTINGS materialize_ttl_after_modify = 0"
     ) in ddl
     assert f"ALTER TABLE `drifthouse`.`metrics` {ON} REMOVE TTL" in ddl
+    assert (
+        f"EXCHANGE TABLES `drifthouse`.predictions AND `drifthouse`.predictions_by_month {ON}"
+        in ddl
+    )
+    # Dropped at once on every host, Keeper path included: free for a table created again.
+    assert f"DROP TABLE IF EXISTS `drifthouse`.predictions_by_month {ON} SYNC" in ddl
     # Rows are not DDL: an insert into a replicated table reaches the other replicas by itself.
     copies = [c for c in client.commands if c.startswith("INSERT")]
     assert len(copies) == 1
