@@ -33,8 +33,12 @@ class RecordingClient:
     as a fresh database whose tables then all exist would (the prediction log by day first, as
     migration 3 finds it, so its copy, exchange and drop are all sent)."""
 
-    def __init__(self, ttl_before: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, ttl_before: dict[str, str] | None = None, missing: tuple[str, ...] = ()
+    ) -> None:
         self.commands: list[str] = []
+        self.missing = missing  # the first time the tables are listed: a repair
+        self.applied: list[tuple[int]] = []
         self.inserts: list[str] = []
         self.partition_keys = {
             "predictions": "toYYYYMMDD(ts)",
@@ -60,14 +64,15 @@ class RecordingClient:
     def query(self, sql: str, parameters: dict[str, str] | None = None) -> SimpleNamespace:
         params = parameters or {}
         if "schema_migrations" in sql:
-            rows: list[tuple[Any, ...]] = []
+            rows: list[tuple[Any, ...]] = list(self.applied)
         elif "partition_key" in sql:
             key = self.partition_keys.get(params["t"])
             rows = [] if key is None else [(key,)]
         elif "engine_full" in sql:
             rows = list(self.engines.items())
-        else:  # the tables present: all of them
-            rows = [(name,) for name in expected_tables(params["db"])]
+        else:  # the tables present: all of them, but those missing the first time
+            rows = [(name,) for name in expected_tables(params["db"]) if name not in self.missing]
+            self.missing = ()
         return SimpleNamespace(result_rows=rows)
 
 
@@ -217,3 +222,25 @@ def test_the_silence_store_creates_its_table_on_the_cluster() -> None:
     plain = RecordingClient()
     ClickHouseSilenceStore(plain, "dh")
     assert plain.commands == ["CREATE DATABASE IF NOT EXISTS dh", table_ddl("silences", "dh")]
+
+
+def test_a_repair_on_the_cluster_leaves_the_moved_prediction_log_alone() -> None:
+    """A table dropped by hand is created again ON CLUSTER; the scratch table of migration 3 is
+    not, once the prediction log is by month: it would claim the Keeper path the log keeps."""
+    client = RecordingClient(missing=("metrics",))
+    client.applied = [(m.version,) for m in load_migrations()]
+    client.partition_keys = {"predictions": "toYYYYMM(ts)"}
+    migrate(client, "drifthouse", {"predictions": 30}, cluster=CLUSTER)
+    creates = [c for c in client.commands if c.startswith("CREATE TABLE")]
+    assert any(".metrics " in c for c in creates)
+    assert not [c for c in client.commands if "predictions_by_month" in c and "DROP" not in c]
+    assert client.inserts == []  # nothing applied anew
+    # On one server the statements are the files' own, as before this switch existed.
+    plain = RecordingClient(missing=("metrics",))
+    plain.applied = client.applied
+    plain.partition_keys = {"predictions": "toYYYYMM(ts)"}
+    migrate(plain, "drifthouse", {"predictions": 30})
+    assert any(
+        c.startswith("CREATE TABLE IF NOT EXISTS `drifthouse`.predictions_by_month")
+        for c in plain.commands
+    )
