@@ -169,8 +169,8 @@ class StoreConfig(Strict):
         dsn = None if self.dsn is None else self.dsn.get_secret_value()
         if dsn is None or dsn.lower().startswith("chdb:"):
             raise ValueError(
-                "'cluster' needs a ClickHouse server (store.dsn: 'http://user:password@host:8123/"
-                "drifthouse'): the embedded engine has no cluster and no Keeper to replicate with"
+                "'cluster' needs a ClickHouse server (store.dsn such as 'http://host:8123/drifthouse'"
+                "): the embedded engine has no cluster and no Keeper to replicate with"
             )
         return self
 

@@ -11,8 +11,8 @@ set, :func:`on_cluster` turns each statement of the migrations into its cluster 
   ``'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'``: one Keeper path per shard,
   database and table, the replica named by each server's macros. ClickHouse writes the database
   and table names into the path when it creates the table, so the path stays with the table
-  through ``EXCHANGE TABLES`` (migration 3), and a host added later that creates a table of the
-  same name and definition joins its replicas. A ``DROP TABLE`` on a cluster is ``SYNC``: the
+  through ``EXCHANGE TABLES`` (migration 3), and a table dropped on one host and created again
+  there (a repair) joins its replicas again. A ``DROP TABLE`` on a cluster is ``SYNC``: the
   table's Keeper path is gone when it returns, free for a table created again under that name;
 - ``INSERT`` is left alone: a replicated table sends its rows to the other replicas itself.
 
