@@ -19,6 +19,7 @@ import pytest
 from drifthouse.errors import StoreError
 from drifthouse.sinks.cluster import on_cluster
 from drifthouse.sinks.schema import expected_tables, load_migrations, migrate, table_ddl
+from drifthouse.sinks.store import call, open_store
 
 CLUSTER = "dh_cluster"
 ON = f"ON CLUSTER '{CLUSTER}'"
@@ -244,3 +245,44 @@ def test_a_repair_on_the_cluster_leaves_the_moved_prediction_log_alone() -> None
         c.startswith("CREATE TABLE IF NOT EXISTS `drifthouse`.predictions_by_month")
         for c in plain.commands
     )
+
+
+def _refusals(client: Any) -> dict[str, str]:
+    """Send each cluster statement; what ClickHouse said to each (never a syntax error)."""
+    said: dict[str, str] = {}
+    for statement in _migrate(CLUSTER).commands:
+        if statement.startswith("INSERT"):
+            continue
+        with pytest.raises(StoreError) as refused:
+            call("sending cluster DDL", client.command, statement)
+        said[statement] = str(refused.value)
+    return said
+
+
+#: Why the embedded engine runs none of them: it has no such cluster, no DDL queue, no database
+#: for an ALTER (the CREATE DATABASE before it was refused too).
+NO_CLUSTER_HERE = re.compile(
+    rf"Requested cluster '{CLUSTER}' not found|Replicated DDL queries are disabled"
+    r"|Database drifthouse does not exist|Unknown table expression identifier"
+)
+
+
+def test_the_embedded_engine_reads_each_statement_and_runs_none(store_client: Any) -> None:
+    """Parsed in full, then refused because there is no cluster: never a syntax error."""
+    said = _refusals(store_client)
+    assert len(said) == len([c for c in _migrate(CLUSTER).commands if not c.startswith("INSERT")])
+    for statement, message in said.items():
+        assert "Syntax error" not in message, statement
+        assert NO_CLUSTER_HERE.search(message), message
+
+
+def test_clickhouse_connect_sends_the_statements_as_written(http_clickhouse: Any) -> None:
+    """Over HTTP, as to a server: the macros' braces reach ClickHouse untouched (no parameters,
+    so clickhouse-connect binds nothing), and the answers are the same."""
+    client = open_store(http_clickhouse.dsn, "default")
+    try:
+        for statement, message in _refusals(client).items():
+            assert "Syntax error" not in message, statement
+            assert NO_CLUSTER_HERE.search(message), message
+    finally:
+        client.close()
