@@ -29,6 +29,7 @@ from drifthouse.config.sections import CLUSTER_NAME
 from drifthouse.errors import StoreError
 
 __all__ = ["REPLICATION_ARGS", "on_cluster"]
+
 #: Where a replicated table keeps its log in Keeper, and its replica's name (server macros).
 REPLICATION_ARGS = "'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'"
 
