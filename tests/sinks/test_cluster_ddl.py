@@ -10,7 +10,11 @@ rendered, not against a live cluster.
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -286,3 +290,26 @@ def test_clickhouse_connect_sends_the_statements_as_written(http_clickhouse: Any
             assert NO_CLUSTER_HERE.search(message), message
     finally:
         client.close()
+
+
+def test_the_switch_reaches_migrate_from_the_cli_and_the_worker(
+    http_clickhouse: Any, tmp_path: Path
+) -> None:
+    """``drifthouse migrate`` and a worker's start-up both migrate with ``store.cluster``: the
+    server they talk to is asked for the cluster (and has none here)."""
+    from drifthouse.app.assembly import open_sink
+    from drifthouse.config import Config
+
+    store = {"dsn": http_clickhouse.dsn, "database": "clustered", "cluster": CLUSTER}
+    (tmp_path / "drifthouse.yaml").write_text(json.dumps({"store": store}))
+    done = subprocess.run(
+        [sys.executable, "-m", "drifthouse", "migrate", "-c", "drifthouse.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert f"Requested cluster '{CLUSTER}' not found" in done.stdout + done.stderr
+    with pytest.raises(StoreError, match=f"Requested cluster '{CLUSTER}' not found"):
+        open_sink(Config.model_validate({"store": store, "base_dir": tmp_path}))
