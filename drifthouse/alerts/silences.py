@@ -37,6 +37,7 @@ from typing import Any, Protocol
 import msgspec
 
 from drifthouse.errors import ConfigError
+from drifthouse.sinks.cluster import on_cluster
 from drifthouse.sinks.schema import table_ddl
 from drifthouse.sinks.store import call, insert
 
@@ -117,17 +118,26 @@ class ClickHouseSilenceStore:
     """
 
     def __init__(
-        self, client: Any, database: str = "drifthouse", *, cache_seconds: float = 5.0
+        self,
+        client: Any,
+        database: str = "drifthouse",
+        *,
+        cache_seconds: float = 5.0,
+        cluster: str | None = None,
     ) -> None:
         self.client = client
         self.database = database
         self.cache_seconds = cache_seconds
         self._cache: tuple[float, list[Silence]] | None = None
         doing = f"creating table {database}.silences"
-        call(doing, client.command, f"CREATE DATABASE IF NOT EXISTS {database}")
+        call(
+            doing,
+            client.command,
+            on_cluster(f"CREATE DATABASE IF NOT EXISTS {database}", cluster),
+        )
         # The table as the migrations define it (table ``silences``: one row per silence;
-        # expiring writes a newer version of the row).
-        call(doing, client.command, table_ddl("silences", database))
+        # expiring writes a newer version of the row), replicated on a cluster (store.cluster).
+        call(doing, client.command, table_ddl("silences", database, cluster=cluster))
         self._version = 0
 
     def put(self, silence: Silence) -> None:

@@ -109,7 +109,7 @@ def open_sink(config: Config, profiles: Mapping[str, Profile] | None = None) -> 
     at every start is harmless: their rows have the same keys and collapse.
     """
     client = open_store(config.store_dsn(), config.store.database)
-    migrate(client, config.store.database, config.store.ttl_days)
+    migrate(client, config.store.database, config.store.ttl_days, cluster=config.store.cluster)
     # A spool by default: while the store is away, results wait on disk (bounded) and the
     # merger slows down before it fills, instead of failing.
     spool = config.store.spool_dir or Path(f"drifthouse-spool-{config.store.database}")

@@ -71,7 +71,9 @@ def migrate(config: ConfigOption = Path("drifthouse.yaml")) -> None:
     cfg = load_config(config)
     client = open_store(cfg.store_dsn(), cfg.store.database)
     try:
-        report = migrate_report(client, cfg.store.database, cfg.store.ttl_days)
+        report = migrate_report(
+            client, cfg.store.database, cfg.store.ttl_days, cluster=cfg.store.cluster
+        )
     finally:
         client.close()
     done = []
@@ -93,7 +95,9 @@ def _silences(config: Path) -> ClickHouseSilenceStore:
 
     cfg = load_config(config)
     return ClickHouseSilenceStore(
-        open_store(cfg.store_dsn(), cfg.store.database), cfg.store.database
+        open_store(cfg.store_dsn(), cfg.store.database),
+        cfg.store.database,
+        cluster=cfg.store.cluster,
     )
 
 

@@ -26,6 +26,7 @@ from drifthouse.detectors.change import ChangeConfig
 from drifthouse.durations import format_duration
 
 __all__ = [
+    "CLUSTER_NAME",
     "ChangeDetectionConfig",
     "KafkaConfig",
     "MetricsConfig",
@@ -93,6 +94,10 @@ class KafkaConfig(Strict):
         return self
 
 
+#: A ClickHouse cluster as its servers' ``remote_servers`` name it, or a macro such as ``{cluster}``.
+CLUSTER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*|\{[A-Za-z0-9_]+\}")
+
+
 class StoreConfig(Strict):
     """Where results go: an embedded ClickHouse folder (``path``) or a server (``dsn``)."""
 
@@ -104,6 +109,11 @@ class StoreConfig(Strict):
     spool_dir: Path | None = None
     spool_max_bytes: int = Field(256 * 1024 * 1024, gt=0)
     ttl_days: dict[str, int] = Field(default_factory=lambda: {"predictions": 30})
+    cluster: str | None = Field(
+        None,
+        description="a cluster of the servers' remote_servers: the migrations create every table "
+        "ON CLUSTER with a Replicated*MergeTree engine (docs/operations.md, 'A ClickHouse cluster')",
+    )
     serve_port: int | None = Field(
         None,
         ge=1,
@@ -149,6 +159,28 @@ class StoreConfig(Strict):
                 f"expected a DSN such as 'http://user:password@host:8123/drifthouse' or "
                 f"'chdb:///absolute/folder' (got {mask_dsn(value.get_secret_value())!r}); "
                 "for a folder of the embedded engine, use store.path instead"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _cluster_of_servers(self) -> StoreConfig:
+        if self.cluster is None:
+            return self
+        dsn = None if self.dsn is None else self.dsn.get_secret_value()
+        if dsn is None or dsn.lower().startswith("chdb:"):
+            raise ValueError(
+                "'cluster' needs a ClickHouse server (store.dsn such as 'http://host:8123/drifthouse'"
+                "): the embedded engine has no cluster and no Keeper to replicate with"
+            )
+        return self
+
+    @field_validator("cluster")
+    @classmethod
+    def _cluster_name(cls, value: str | None) -> str | None:
+        if value is not None and not CLUSTER_NAME.fullmatch(value):
+            raise ValueError(
+                "'cluster' must name a cluster of the servers' remote_servers, such as "
+                f"'drifthouse', or a macro such as '{{cluster}}' (got {value!r})"
             )
         return value
 

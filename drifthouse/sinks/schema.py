@@ -15,6 +15,10 @@ history is kept as long as live rows.
 :func:`migrate` also checks that every table the migrations create exists, and creates again
 any that is missing (a ``DROP TABLE`` by hand): every statement is idempotent, so it re-runs them
 all in order, which also brings a re-created table up to the latest version.
+
+On a ClickHouse cluster (``cluster``, from ``store.cluster``) every statement runs ``ON CLUSTER``
+and every table is created with the ``Replicated`` variant of its engine, the bookkeeping table
+too (:func:`drifthouse.sinks.cluster.on_cluster`); without one the statements are the files' own.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from importlib import resources
 
 from drifthouse.errors import StoreError
 from drifthouse.logs import get_logger
+from drifthouse.sinks.cluster import on_cluster
 from drifthouse.sinks.store import Client, call
 
 __all__ = [
@@ -83,16 +88,17 @@ def split_statements(sql: str) -> list[str]:
     return [part.strip() for part in parts if part.strip()]
 
 
-def table_ddl(table: str, database: str = "drifthouse") -> str:
+def table_ddl(table: str, database: str = "drifthouse", *, cluster: str | None = None) -> str:
     """The ``CREATE TABLE IF NOT EXISTS`` statement of ``table`` from the migrations, for code
-    that needs one table without migrating (and so without touching TTLs) the whole store."""
+    that needs one table without migrating (and so without touching TTLs) the whole store;
+    its cluster form with ``cluster``."""
     pattern = re.compile(
         rf"^CREATE TABLE IF NOT EXISTS `{re.escape(database)}`\.{re.escape(table)}\b"
     )
     for migration in load_migrations():
         for statement in migration.statements(database):
             if pattern.match(statement):
-                return statement
+                return on_cluster(statement, cluster)
     raise StoreError(f"no migration creates table {table!r}")
 
 
@@ -125,18 +131,27 @@ def expected_tables(database: str = "drifthouse") -> list[str]:
 
 
 def migrate(
-    client: Client, database: str = "drifthouse", ttl_days: Mapping[str, int] | None = None
+    client: Client,
+    database: str = "drifthouse",
+    ttl_days: Mapping[str, int] | None = None,
+    *,
+    cluster: str | None = None,
 ) -> list[int]:
     """Create or upgrade the schema in ``database`` and set TTLs; return the versions applied now.
 
     Safe to call at every start-up: versions already recorded in ``schema_migrations`` are
-    skipped; tables that are missing are created again (see :func:`migrate_report`).
+    skipped; tables that are missing are created again (see :func:`migrate_report`). With
+    ``cluster`` every statement runs ``ON CLUSTER`` and every table is replicated.
     """
-    return migrate_report(client, database, ttl_days).applied
+    return migrate_report(client, database, ttl_days, cluster=cluster).applied
 
 
 def migrate_report(
-    client: Client, database: str = "drifthouse", ttl_days: Mapping[str, int] | None = None
+    client: Client,
+    database: str = "drifthouse",
+    ttl_days: Mapping[str, int] | None = None,
+    *,
+    cluster: str | None = None,
 ) -> MigrationReport:
     """:func:`migrate`, saying also which missing tables it created again."""
     if not _IDENTIFIER.fullmatch(database):
@@ -149,13 +164,20 @@ def migrate_report(
         raise StoreError(
             f"store.ttl_days names unknown tables {unknown}; expected some of {sorted(TTL_COLUMNS)}"
         )
-    call("creating the database", client.command, f"CREATE DATABASE IF NOT EXISTS `{database}`")
+    call(
+        "creating the database",
+        client.command,
+        on_cluster(f"CREATE DATABASE IF NOT EXISTS `{database}`", cluster),
+    )
     call(
         "creating schema_migrations",
         client.command,
-        f"CREATE TABLE IF NOT EXISTS `{database}`.schema_migrations "
-        "(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
-        "ENGINE = ReplacingMergeTree ORDER BY version",
+        on_cluster(
+            f"CREATE TABLE IF NOT EXISTS `{database}`.schema_migrations "
+            "(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+            "ENGINE = ReplacingMergeTree ORDER BY version",
+            cluster,
+        ),
     )
     result = call(
         "reading schema_migrations",
@@ -167,7 +189,7 @@ def migrate_report(
     for migration in load_migrations():
         if migration.version in done:
             continue
-        _apply(client, database, migration)
+        _apply(client, database, migration, cluster)
         call(
             "recording a migration",
             client.insert,
@@ -185,7 +207,7 @@ def migrate_report(
         # Every statement is idempotent: running them all again creates what is missing and
         # brings it to the latest version, and leaves the rest as it is.
         for migration in load_migrations():
-            _apply(client, database, migration)
+            _apply(client, database, migration, cluster)
         still = _missing_tables(client, database)
         if still:
             raise StoreError(
@@ -193,20 +215,37 @@ def migrate_report(
             )
         report.recreated = missing
         log.warning("schema.recreated", database=database, tables=missing)
-    _apply_ttls(client, database, ttl)
+    _apply_ttls(client, database, ttl, cluster)
     return report
 
 
-def _apply(client: Client, database: str, migration: Migration) -> None:
+def _apply(client: Client, database: str, migration: Migration, cluster: str | None) -> None:
     for statement in migration.statements(database):
+        if cluster is not None and _done_scratch(client, database, statement):
+            continue
         call(
             f"applying migration {migration.version:04d}_{migration.name}",
             client.command,
-            statement,
+            on_cluster(statement, cluster),
         )
     step = _STEPS.get(migration.version)
     if step is not None:
-        step(client, database)
+        step(client, database, cluster)
+
+
+def _done_scratch(client: Client, database: str, statement: str) -> bool:
+    """Whether ``statement`` creates the prediction log's scratch table after the move it served.
+
+    On a cluster, the prediction log by month keeps the Keeper path it was created under,
+    ``.../predictions_by_month`` (migration 3 exchanged the tables' names, not their paths): the
+    scratch table created again, on a repair, would claim that path and fail on every host.
+    """
+    match = _CREATES.match(statement)
+    return (
+        match is not None
+        and match.group(1) in _SCRATCH_TABLES
+        and _partition_key(client, database, "predictions") == "toYYYYMM(ts)"
+    )
 
 
 def _missing_tables(client: Client, database: str) -> list[str]:
@@ -230,7 +269,7 @@ def _partition_key(client: Client, database: str, table: str) -> str | None:
     return str(result.result_rows[0][0]) if result.result_rows else None
 
 
-def _rebuild_predictions(client: Client, database: str) -> None:
+def _rebuild_predictions(client: Client, database: str, cluster: str | None) -> None:
     """Move the prediction log from partitions by day to partitions by month (migration 3).
 
     Each step may run again after a crash: the copy is repeated only while ``predictions`` is
@@ -253,14 +292,16 @@ def _rebuild_predictions(client: Client, database: str) -> None:
             call(
                 "exchanging the prediction log tables",
                 client.command,
-                f"EXCHANGE TABLES {db}.predictions AND {db}.predictions_by_month",
+                on_cluster(
+                    f"EXCHANGE TABLES {db}.predictions AND {db}.predictions_by_month", cluster
+                ),
             )
             log.info("schema.repartitioned", table="predictions", partition_key="toYYYYMM(ts)")
     if _partition_key(client, database, "predictions") == "toYYYYMM(ts)":
         call(
             "dropping the old prediction log",
             client.command,
-            f"DROP TABLE IF EXISTS {db}.predictions_by_month",
+            on_cluster(f"DROP TABLE IF EXISTS {db}.predictions_by_month", cluster),
         )
 
 
@@ -269,10 +310,12 @@ _PREDICTION_COLUMNS = (
     "segment", "kept_because", "sample_rate",
 )  # fmt: skip
 #: Steps a migration needs beyond its SQL, run after its statements (and again on a repair).
-_STEPS: dict[int, Callable[[Client, str], None]] = {3: _rebuild_predictions}
+_STEPS: dict[int, Callable[[Client, str, str | None], None]] = {3: _rebuild_predictions}
 
 
-def _apply_ttls(client: Client, database: str, ttl_days: Mapping[str, int]) -> None:
+def _apply_ttls(
+    client: Client, database: str, ttl_days: Mapping[str, int], cluster: str | None
+) -> None:
     result = call(
         "reading table definitions",
         client.query,
@@ -293,5 +336,5 @@ def _apply_ttls(client: Client, database: str, ttl_days: Mapping[str, int]) -> N
         else:
             # Old parts are cleaned by the next merge, not by a mutation over the whole table.
             statement = f"ALTER TABLE `{database}`.`{table}` MODIFY TTL {wanted} SETTINGS materialize_ttl_after_modify = 0"
-        call(f"setting the TTL of {table}", client.command, statement)
+        call(f"setting the TTL of {table}", client.command, on_cluster(statement, cluster))
         log.info("schema.ttl", table=table, ttl_days=days)
