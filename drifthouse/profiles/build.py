@@ -48,7 +48,6 @@ _SUFFIXES: dict[str, Format] = {
 }
 
 
-#: Columns of a table that are event fields, never features (docs/events.md).
 def profile_from_jsonl(
     path: str | Path,
     *,
