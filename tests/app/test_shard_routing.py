@@ -292,3 +292,40 @@ def test_each_shards_merge_loop_commits_its_own_partition(small_stream: Any) -> 
             str(p): loops[s].merger.side.stage.watermarks()[p]  # type: ignore[union-attr]
             for p in range(PARTITIONS)
         }
+
+
+@pytest.mark.parametrize(
+    ("update", "role", "match"),
+    [
+        pytest.param({"partials_partitions": 3}, "all", "admits one process", id="embedded-3"),
+        pytest.param({}, "both", "--role must be one of all, source, merger", id="bad-role"),
+    ],
+)
+def test_what_cannot_run_is_refused_before_kafka(
+    update: dict[str, Any], role: str, match: str
+) -> None:
+    from drifthouse.app.worker import build_app
+    from drifthouse.errors import ConfigError
+
+    # An unreachable broker: the refusal comes first.
+    kafka = CONFIG.kafka.model_copy(update={"bootstrap": "127.0.0.1:9", **update})
+    config = CONFIG.model_copy(update={"kafka": kafka})
+    with pytest.raises(ConfigError, match=match) as caught:
+        build_app(
+            config, profiles={}, open_sink=lambda shard: MemorySink(),
+            dead_letters=MemoryDeadLetters(), role=role,  # type: ignore[arg-type]
+        )  # fmt: skip
+    if update:
+        assert caught.value.problems[0][0] == "kafka.partials_partitions"
+        assert "store.dsn" in str(caught.value)
+
+
+def test_one_shard_on_the_embedded_store_and_three_on_a_server_are_accepted() -> None:
+    from drifthouse.app.worker import check_shards
+
+    check_shards(CONFIG, "all")
+    server = Config.model_validate(
+        {"kafka": {"partials_partitions": SHARDS}, "store": {"dsn": "http://ch:8123/d"}}
+    )
+    for role in ("all", "source", "merger"):
+        check_shards(server, role)
