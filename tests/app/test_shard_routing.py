@@ -329,3 +329,40 @@ def test_one_shard_on_the_embedded_store_and_three_on_a_server_are_accepted() ->
     )
     for role in ("all", "source", "merger"):
         check_shards(server, role)
+
+
+def test_a_shard_taken_away_is_closed_and_the_others_go_on(small_stream: Any) -> None:
+    from drifthouse.app.merge_loop import MergeShards
+
+    logs = _sharded_log(small_stream, SHARDED)
+    parts = RunParts.of(SHARDED, small_stream.profiles)
+    sinks = {s: MemorySink() for s in logs}
+    made: list[int] = []
+
+    def make(shard: int) -> MergeLoop:
+        made.append(shard)
+        return MergeLoop(
+            parts, range(PARTITIONS), _Partials(), open_sink=lambda: sinks[shard],
+            on_error=lambda part, exc: pytest.fail(f"{part}: {exc!r}"), shard=shard,
+        )  # fmt: skip
+
+    shards = MergeShards(make)
+
+    async def run() -> None:
+        for s, log in sorted(logs.items()):
+            half = len(log) // 2
+            await shards.take(s, lambda log=log, half=half: list(enumerate(log[:half])))
+        assert sorted(shards.mergers) == sorted(logs)
+        await shards.close([1, 7])  # a rebalance took shard 1 (and 7, never held) away
+        assert sorted(shards.mergers) == [s for s in sorted(logs) if s != 1]
+        assert sinks[1].closed
+        assert not any(sinks[s].closed for s in logs if s != 1)
+        for s, log in sorted(logs.items()):  # shard 1 comes back: a new merge loop
+            half = len(log) // 2
+            await shards.take(s, lambda log=log, half=half: list(enumerate(log[half:], half)))
+        await shards.close()
+        assert shards.mergers == {}
+
+    asyncio.run(run())
+    assert made == [*sorted(logs), 1]
+    assert all(sink.closed for sink in sinks.values())
