@@ -12,6 +12,7 @@ from typing import Any
 
 from drifthouse.config import KafkaConfig
 from drifthouse.kafka import faust_patches
+from drifthouse.kafka.spill import SPILL_OVER, CheckpointSpill
 from drifthouse.logs import get_logger
 from drifthouse.stream.stage import Checkpoint
 
@@ -32,6 +33,8 @@ class FaustKafka:
         self.partials = partials
         #: Held while publishing and committing (see :class:`SourceLoop`).
         self.lock = asyncio.Lock()
+        #: Checkpoints too large for a commit's metadata go to a compacted topic.
+        self.spill = CheckpointSpill(kcfg)
 
     async def send(self, key: bytes, value: bytes, partition: int) -> None:
         await self.partials.send(key=key, value=value, partition=partition)
@@ -43,11 +46,23 @@ class FaustKafka:
         """Commit ``{(topic, partition): (offset, metadata)}``; ``False`` if refused."""
         from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
-        wanted = {
-            TopicPartition(t, p): OffsetAndMetadata(o, m) for (t, p), (o, m) in offsets.items()
-        }
+        loop = asyncio.get_running_loop()
         try:
+            # Past 4 KB (a merger with ~200 source partitions) the broker refuses a commit:
+            # such checkpoints go to the compacted topic, the commit names the record.
+            metadata = {
+                tp: m
+                if len(m.encode()) <= SPILL_OVER
+                else await loop.run_in_executor(None, self.spill.prepare, *tp, m)
+                for tp, (_, m) in offsets.items()
+            }
+            wanted = {
+                TopicPartition(t, p): OffsetAndMetadata(o, metadata[t, p])
+                for (t, p), (o, _) in offsets.items()
+            }
             await faust_patches.commit_with_metadata(self.app, wanted)
+            for (t, p), m in metadata.items():
+                self.spill.committed(t, p, m)
         except Exception as exc:
             # Refused during or after a rebalance: the partitions' new owners resume from the
             # last commit that went through, which is always a consistent checkpoint.
@@ -65,9 +80,15 @@ class FaustKafka:
         """The group's commits of these partitions of ``topic``: ``(offset, metadata)``."""
         from drifthouse.kafka.checkpoints import read_commits
 
-        return await asyncio.get_running_loop().run_in_executor(
+        loop = asyncio.get_running_loop()
+        found = await loop.run_in_executor(
             None, read_commits, self.kcfg, self.kcfg.group, topic, partitions
         )
+        out: dict[int, tuple[int, str]] = {}
+        for p, (offset, metadata) in found.items():
+            self.spill.committed(topic, p, metadata)  # the next spill keeps this one's slot
+            out[p] = (offset, await loop.run_in_executor(None, self.spill.resolve, metadata))
+        return out
 
     # -- the source loop's side
 

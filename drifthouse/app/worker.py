@@ -330,6 +330,7 @@ class Worker:
         # Stopped (SIGTERM): the merger's last rows are flushed, and its spool replayed if the
         # store is there; what cannot be stored stays in the spool for the next start.
         await self.merge.close()
+        self.kafka.spill.close()
 
     async def _assigned(self, app: Any, assigned: Any, **kwargs: Any) -> None:
         mine = [tp for tp in assigned if tp.topic == self.kcfg.topic]
