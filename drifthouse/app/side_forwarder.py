@@ -88,7 +88,8 @@ class SideForwarder:
                     )  # fmt: skip
                 by_shard: dict[int, list[Message]] = {}
                 for i, event in ok:
-                    by_shard.setdefault(shard_of(event.model, self.shards), []).append(msgs[i])
+                    shard = shard_of(event.model, self.shards) if self.shards > 1 else 0
+                    by_shard.setdefault(shard, []).append(msgs[i])
                 for shard, good in sorted(by_shard.items()):
                     taken = [m.offset for m in good]
                     values = [m.value for m in good]
