@@ -481,7 +481,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--labels", type=int, default=1_500_000, help="predictions to the join")
     parser.add_argument("--rows", type=int, default=100_000, help="metric rows to the store")
     parser.add_argument(
-        "--worker-events", type=int, default=500_000, help="bench_worker.py's events; 0: skip"
+        "--worker-events", type=int, default=2_000_000, help="bench_worker.py's events; 0: skip"
     )
     parser.add_argument("--no-http-store", action="store_true", help="embedded engine only")
     parser.add_argument("--out", type=Path, help="write the model's inputs to this JSON file")
