@@ -1,0 +1,186 @@
+"""Start-up: how long short commands take, each next to what its libraries alone cost.
+
+    .venv/bin/python bench/bench_startup.py [--runs N] [--quick]
+
+Times, in fresh processes as a user runs them (the ``drifthouse`` entry point of this venv),
+with warm caches (one untimed run of each first; Python's bytecode and Numba's kernels on
+disk, files in the page cache):
+
+- ``drifthouse --help``, ``drifthouse version`` and ``drifthouse check`` of the example
+  configuration (goal: 0.3 s each);
+- ``drifthouse replay`` of a one-event JSONL file into an embedded store that exists already
+  (goal: 1.0 s), into a new store folder (the tables are created first), and with an empty
+  Numba cache (every kernel compiles: what the on-disk cache saves);
+
+next to ceilings measured in the same run: ``python -c pass``, ``import numpy``, and the
+libraries a replay cannot do without imported and nothing else (NumPy, Numba with the numpy
+support its cached kernels load, the embedded engine and clickhouse-connect, ``scipy.special``
+for the p-values, pydantic, structlog, typer and rich), then the same plus the engine started
+on a folder and one query answered. The commands run round-robin, ``N`` times each, so a burst
+of load elsewhere on the machine falls on all of them alike; the table gives the median and the
+fastest wall time, and the median CPU time (user + system).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+DRIFTHOUSE = str(Path(PYTHON).parent / "drifthouse")
+
+# What a replay needs whatever drifthouse does: importing it is the floor of a replay.
+LIBRARIES = (
+    "import numpy, numba, numba.np.arraymath, chdb, clickhouse_connect, scipy.special, "
+    "pydantic, structlog, typer, rich.console, msgspec, yaml"
+)
+ENGINE = (
+    LIBRARIES + "; import sys, clickhouse_connect as cc; "
+    "c = cc.get_client(dsn='chdb://' + sys.argv[1]); c.query('SELECT 1'); c.close()"
+)
+SECRETS = {
+    "SLACK_BOT_TOKEN": "xoxb-bench",
+    "PAGERDUTY_ROUTING_KEY": "bench-routing-key",
+    "RETRAIN_WEBHOOK_TOKEN": "bench-token",
+}
+
+
+@dataclass
+class Case:
+    """One command, timed ``runs`` times."""
+
+    name: str
+    argv: list[str]
+    goal: float | None = None
+    ceiling: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+    fresh_store: bool = False  # a new store folder for each run
+    fresh_numba: bool = False  # an empty Numba cache for each run
+    walls: list[float] = field(default_factory=list)
+    cpus: list[float] = field(default_factory=list)
+
+
+def _setup(folder: Path) -> tuple[Path, Path, Path]:
+    """The example config, a replay config and a one-event JSONL file in ``folder``."""
+    example = folder / "example.yaml"
+    shutil.copy(ROOT / "examples" / "drifthouse.yaml", example)
+    events = folder / "one.jsonl"
+    event = {
+        "model": "fraud",
+        "model_version": "1.4.2",
+        "ts": "2024-05-01T12:00:00.250Z",
+        "event_id": "req-1",
+        "features": {"amount": 129.5, "country": "DE", "new_customer": True},
+        "prediction": 0.83,
+        "latency_ms": 12.7,
+        "status": 200,
+    }
+    events.write_text(json.dumps(event) + "\n")
+    config = folder / "replay.yaml"
+    config.write_text("store: {path: ./data}\nwindows: [{size: 1h}]\n")
+    return example, config, events
+
+
+def _cases(folder: Path, quick: bool) -> list[Case]:
+    example, config, events = _setup(folder)
+    replay = [DRIFTHOUSE, "replay", "-c", str(config), "--source", f"file:{events}"]
+    cases = [
+        Case("python -c pass", [PYTHON, "-c", "pass"], ceiling=True),
+        Case("python -c 'import numpy'", [PYTHON, "-c", "import numpy"], ceiling=True),
+        Case("the replay's libraries, imported", [PYTHON, "-c", LIBRARIES], ceiling=True),
+        Case(
+            "... and the engine started, one query",
+            [PYTHON, "-c", ENGINE, str(folder / "engine")],
+            ceiling=True,
+        ),
+        Case("drifthouse --help", [DRIFTHOUSE, "--help"], goal=0.3),
+        Case("drifthouse version", [DRIFTHOUSE, "version"], goal=0.3),
+        Case(
+            "drifthouse check (the example config)",
+            [DRIFTHOUSE, "check", "-c", str(example)],
+            goal=0.3,
+            env=SECRETS,
+        ),
+        Case("drifthouse replay, one event, existing store", replay, goal=1.0),
+        Case("drifthouse replay, one event, new store", replay, fresh_store=True),
+    ]
+    if not quick:
+        cases.append(
+            Case("drifthouse replay, one event, empty Numba cache", replay, fresh_numba=True)
+        )
+    return cases
+
+
+def _run(case: Case, folder: Path) -> tuple[float, float]:
+    env = {**os.environ, **case.env, "COLUMNS": "120"}
+    if case.fresh_store:
+        shutil.rmtree(folder / "data", ignore_errors=True)
+    cache = None
+    if case.fresh_numba:
+        cache = tempfile.mkdtemp(prefix="bench-startup-numba-")
+        env["NUMBA_CACHE_DIR"] = cache
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run(case.argv, cwd=folder, env=env, capture_output=True, check=False)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if cache is not None:
+        shutil.rmtree(cache, ignore_errors=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{case.name} exited {done.returncode}:\n{done.stderr.decode()[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15, help="timed runs of each command")
+    parser.add_argument("--quick", action="store_true", help="3 runs, no empty-cache replay")
+    args = parser.parse_args()
+    runs = 3 if args.quick else args.runs
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
+        folder = Path(tmp)
+        cases = _cases(folder, args.quick)
+        for case in cases:  # warm-up: bytecode, Numba's cache, the store's tables, page cache
+            if not case.fresh_numba:
+                _run(case, folder)
+        for _ in range(runs):
+            for case in cases:
+                wall, cpu = _run(case, folder)
+                case.walls.append(wall)
+                case.cpus.append(cpu)
+    print(
+        f"{runs} runs of each, round-robin; load average {load:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end\n"
+    )
+    print("| command | median wall s | fastest s | median CPU s | goal s |")
+    print("|---|---:|---:|---:|---:|")
+    for case in cases:
+        goal = "" if case.goal is None else f"{case.goal:.1f}"
+        name = f"*{case.name}*" if case.ceiling else case.name
+        print(
+            f"| {name} | {statistics.median(case.walls):.3f} | {min(case.walls):.3f} "
+            f"| {statistics.median(case.cpus):.3f} | {goal} |"
+        )
+    print()
+    for case in cases:
+        if case.goal is not None:
+            median = statistics.median(case.walls)
+            verdict = "met" if median <= case.goal else f"missed by {median - case.goal:.2f} s"
+            print(f"{case.name}: median {median:.3f} s against {case.goal:.1f} s: {verdict}")
+
+
+if __name__ == "__main__":
+    main()
