@@ -10,6 +10,7 @@ cache: a second process compiles none of them.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -151,3 +152,11 @@ def test_replay_of_one_event_imports_what_it_uses_and_loads_cached_kernels(
     assert isinstance(compiled, dict)
     assert compiled, "the replay ran no Numba kernel"
     assert {name: n for name, n in compiled.items() if n} == {}
+
+
+def test_the_command_line_leaves_the_collectors_thresholds_as_it_found_them() -> None:
+    from drifthouse.cli import main
+
+    before = gc.get_threshold()
+    assert main(["version"]) == 0
+    assert gc.get_threshold() == before
