@@ -10,13 +10,16 @@ cache: a second process compiles none of them.
 
 from __future__ import annotations
 
+import ast
 import gc
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -160,3 +163,44 @@ def test_the_command_line_leaves_the_collectors_thresholds_as_it_found_them() ->
     before = gc.get_threshold()
     assert main(["version"]) == 0
     assert gc.get_threshold() == before
+
+
+def _kernels() -> list[tuple[str, Any]]:
+    from numba.core.dispatcher import Dispatcher
+
+    from drifthouse.detectors import _kernels, _label_kernels
+
+    found = [
+        (f"{module.__name__}.{name}", value)
+        for module in (_kernels, _label_kernels)
+        for name, value in vars(module).items()
+        if isinstance(value, Dispatcher)
+    ]
+    return [*found, ("numeric_update_kernel(3)", _kernels.numeric_update_kernel(3))]
+
+
+def test_every_cached_kernel_reads_only_constants_of_its_own_file() -> None:
+    # Numba's disk cache checks the kernel's own source file for changes, and bakes the values
+    # of the globals a kernel reads into the machine code: a constant imported from another
+    # module could change without the cached code noticing.
+    kernels = _kernels()
+    assert len(kernels) >= 5
+    for name, kernel in kernels:
+        assert kernel.stats.cache_path, f"{name} is not cached on disk (cache=True)"
+        func = kernel.py_func
+        path = Path(func.__code__.co_filename)
+        tree = ast.parse(path.read_text())
+        own = {
+            target.id
+            for node in tree.body
+            if isinstance(node, ast.Assign)
+            for target in ast.walk(node)
+            if isinstance(target, ast.Name) and isinstance(target.ctx, ast.Store)
+        }
+        codes = [func.__code__, *(c for c in func.__code__.co_consts if hasattr(c, "co_names"))]
+        read = {n for code in codes for n in code.co_names if n in func.__globals__}
+        for global_name in sorted(read):
+            value = func.__globals__[global_name]
+            if isinstance(value, types.ModuleType):
+                continue  # numpy: its functions, not values
+            assert global_name in own, f"{name} reads {global_name}, defined in another file"
