@@ -86,7 +86,8 @@ def skip_pandas_probe() -> None:
     clickhouse-connect imports pandas (0.1-0.3 s here) at the first insert of a process, only to
     ask whether the rows are a DataFrame; the command line hands it lists, never a DataFrame
     (nor any other pandas object), so its answer cannot change. A command that inserts calls
-    this before it opens the store; a library user's process is left alone.
+    this before it opens the store; a program that uses drifthouse as a library, not through
+    :func:`drifthouse.cli.main`, keeps clickhouse-connect's own pandas detection.
     """
     if "pandas" in sys.modules:
         return
