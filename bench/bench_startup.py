@@ -1,6 +1,6 @@
 """Start-up: how long short commands take, each next to what its libraries alone cost.
 
-    .venv/bin/python bench/bench_startup.py [--runs N] [--quick]
+    .venv/bin/python bench/bench_startup.py [--runs N] [--quick] [--parts]
 
 Times, in fresh processes as a user runs them (the ``drifthouse`` entry point of this venv),
 with warm caches (one untimed run of each first; Python's bytecode and Numba's kernels on
@@ -19,7 +19,10 @@ for the p-values, pydantic, structlog, typer and rich), then the same plus what 
 does before its first event: one small kernel loaded from Numba's disk cache and run, the
 engine started on a folder and one query answered. The commands run round-robin, ``N`` times each, so a burst
 of load elsewhere on the machine falls on all of them alike; the table gives the median and the
-fastest wall time, and the median CPU time (user + system).
+fastest wall time, and the median CPU time (user + system). ``--parts`` then runs one replay
+in one process stage by stage (NumPy, Numba and its first cached kernel, the engine, SciPy's
+special functions, the command line's libraries, drifthouse's modules, the replay itself) and
+prints the median time of each.
 """
 
 from __future__ import annotations
@@ -62,6 +65,43 @@ def count(values, counts):
     for i in range(values.shape[0]):
         if values[i] > 0:
             counts[0] += 1
+"""
+# One replay in one process, stage by stage: where its time goes. Each line times what it adds
+# to what the lines above it loaded already.
+PARTS = """
+import gc, json, sys, time
+gc.set_threshold(50_000, 20, 10)  # as drifthouse.cli.main sets it before a command's imports
+t = time.perf_counter
+folder, config, events = sys.argv[1:4]
+sys.path.insert(0, folder)
+parts, last = [], t()
+def mark(name):
+    global last
+    now = t()
+    parts.append((name, now - last))
+    last = now
+import numpy
+mark("import numpy")
+import numba
+mark("import numba")
+import floor_kernel
+floor_kernel.count(numpy.zeros(3), numpy.zeros(1, numpy.int64))
+mark("Numba's numpy support, first cached kernel loaded and run")
+import chdb, chdb.state, clickhouse_connect
+mark("import chdb (with pyarrow) and clickhouse-connect")
+client = clickhouse_connect.get_client(dsn="chdb://" + folder + "/data")
+client.query("SELECT 1")
+client.close()
+mark("the embedded engine started, one query")
+import scipy.special
+mark("import scipy.special")
+import pydantic, rich.console, structlog, typer, yaml, msgspec, typer._adapters
+mark("import pydantic, typer, rich, structlog, PyYAML, msgspec")
+import drifthouse.cli, drifthouse.app.replay
+mark("import drifthouse (the command line and the replay's modules)")
+code = drifthouse.cli.main(["replay", "-c", config, "--source", "file:" + events])
+mark("the replay: config, store, pipeline, its 4 cached kernels, evaluation, rows")
+print(json.dumps({"code": code, "parts": parts}))
 """
 SECRETS = {
     "SLACK_BOT_TOKEN": "xoxb-bench",
@@ -158,10 +198,37 @@ def _run(case: Case, folder: Path) -> tuple[float, float]:
     return wall, cpu
 
 
+def parts(folder: Path, runs: int) -> None:
+    """Print where a one-event replay's time goes, stage by stage (medians of ``runs``)."""
+    _, config, events = _setup(folder)
+    argv = [PYTHON, "-c", PARTS, str(folder), str(config), str(events)]
+    seen: dict[str, list[float]] = {}
+    for i in range(runs + 1):
+        done = subprocess.run(argv, cwd=folder, capture_output=True, text=True, check=False)
+        lines = done.stdout.strip().splitlines()
+        if done.returncode != 0 or not lines:
+            raise SystemExit(f"the stages' run failed:\n{done.stderr[-2000:]}")
+        report = json.loads(lines[-1])
+        if i == 0:
+            continue  # warm-up: the store's tables, Numba's cache
+        for name, seconds in report["parts"]:
+            seen.setdefault(name, []).append(seconds)
+    print(f"\none replay in one process, stage by stage, median of {runs} runs\n")
+    print("| stage | median s |")
+    print("|---|---:|")
+    for name, values in seen.items():
+        print(f"| {name} | {statistics.median(values):.3f} |")
+    total = sum(statistics.median(v) for v in seen.values())
+    print(f"| total | {total:.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15, help="timed runs of each command")
     parser.add_argument("--quick", action="store_true", help="3 runs, no empty-cache replay")
+    parser.add_argument(
+        "--parts", action="store_true", help="also time a replay's stages in one process"
+    )
     args = parser.parse_args()
     runs = 3 if args.quick else args.runs
     load = os.getloadavg()[0]
@@ -195,6 +262,9 @@ def main() -> None:
             median = statistics.median(case.walls)
             verdict = "met" if median <= case.goal else f"missed by {median - case.goal:.2f} s"
             print(f"{case.name}: median {median:.3f} s against {case.goal:.1f} s: {verdict}")
+    if args.parts:
+        with tempfile.TemporaryDirectory(prefix="bench-startup-parts-") as tmp:
+            parts(Path(tmp), runs)
 
 
 if __name__ == "__main__":

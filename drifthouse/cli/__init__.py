@@ -39,8 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     thresholds = gc.get_threshold()
     # A replay's imports leave some 170,000 objects the cyclic collector tracks, nearly all
     # living as long as the process (functions, classes, Numba's and SciPy's tables); with
-    # the default thresholds the collector walked them about 400 times, a fifth of a
-    # one-event replay's wall time. The young generation is collected every 50,000
+    # the default thresholds the collector walked them about 400 times, 0.17-0.5 s of a
+    # one-event replay on a busy 2-core machine. The young generation is collected every 50,000
     # allocations instead, as in the worker (drifthouse.app.worker.tune_gc); objects
     # without cycles are freed as before.
     gc.set_threshold(50_000, 20, 10)
