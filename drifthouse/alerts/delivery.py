@@ -42,9 +42,10 @@ from typing import Any
 import msgspec
 
 from drifthouse.alerts.base import Notification, Receiver
-from drifthouse.errors import NotifyError, NotifyRetryable
+from drifthouse.errors import NotifyError, NotifyRetryable, StoreError
 from drifthouse.files import open_private, private_dir
 from drifthouse.logs import get_logger, scrub
+from drifthouse.sinks.alert_state import AlertStateStore
 
 __all__ = ["DeliveryWorker", "Outbox"]
 
@@ -54,19 +55,36 @@ _KEEP_DONE = 20_000  # ids of delivered notifications remembered across compacti
 
 
 class Outbox:
-    """Notifications not yet delivered, in ``<dir>/outbox.jsonl`` (or in memory without a dir).
+    """Notifications not yet delivered, and the ids of those delivered: in ``<dir>/outbox.jsonl``,
+    in the store (``store``, table ``alert_state``), or in memory with neither.
 
-    Lines are ``{"op": "put", "id", "n"}``, ``{"op": "done", "id"}`` and
+    File lines are ``{"op": "put", "id", "n"}``, ``{"op": "done", "id"}`` and
     ``{"op": "failed", "id", "error", "retryable"}``; each append is flushed and fsync'd. Opening
     compacts the file (atomically) to the pending notifications and the recent done ids.
+
+    In the store each notification is one row keyed by its id, whose status goes from
+    ``pending`` to ``done`` (or ``failed``, given up); a retryable failure leaves it pending, for
+    the next worker. A merger that moves to another host finds there what is still to send and
+    what was sent. While the store is away the outbox goes on in memory (logged), and writes the
+    next changes when it is back.
     """
 
-    def __init__(self, directory: Path | None = None) -> None:
-        self.path = directory / "outbox.jsonl" if directory is not None else None
+    def __init__(
+        self, directory: Path | None = None, *, store: AlertStateStore | None = None
+    ) -> None:
+        self.path = directory / "outbox.jsonl" if directory is not None and store is None else None
+        self.store = store
         self._lock = threading.Lock()
         self._pending: dict[str, Notification] = {}
         self._done: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._fh: Any = None
+        if store is not None:
+            rows = store.outbox(_KEEP_DONE)
+            self._done.update(dict.fromkeys(rows.done))
+            for nid, body in rows.pending:
+                if nid not in self._done:
+                    self._pending[nid] = msgspec.json.decode(body, type=Notification)
+            return
         if self.path is None:
             return
         private_dir(self.path.parent)
@@ -109,11 +127,32 @@ class Outbox:
         os.replace(tmp, self.path)
 
     def _append(self, entry: dict[str, Any]) -> None:
+        if self.store is not None:
+            self._store(entry)
+            return
         if self._fh is None:
             return
         self._fh.write(json.dumps(entry) + "\n")
         self._fh.flush()
         os.fsync(self._fh.fileno())
+
+    def _store(self, entry: dict[str, Any]) -> None:
+        assert self.store is not None
+        op, nid = entry["op"], entry["id"]
+        if op == "put":
+            status, body = "pending", json.dumps(entry["n"])
+        elif op == "done":
+            status, body = "done", ""
+        elif entry["retryable"]:
+            return  # stays pending in the store: the next worker tries again
+        else:
+            status, body = "failed", entry["error"]
+        try:
+            self.store.write("outbox", nid, body, status)
+        except StoreError as exc:
+            # Kept in memory: this worker neither loses nor repeats it; a move before the
+            # store is back may (docs/alerting.md, "Where alerting's state lives").
+            log.warning("outbox.store_failed", id=nid, status=status, error=str(exc))
 
     def pending(self) -> list[Notification]:
         """Undelivered notifications, oldest first."""
