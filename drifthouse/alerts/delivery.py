@@ -65,8 +65,8 @@ class Outbox:
     In the store each notification is one row keyed by its id, whose status goes from
     ``pending`` to ``done`` (or ``failed``, given up); a retryable failure leaves it pending, for
     the next worker. A merger that moves to another host finds there what is still to send and
-    what was sent. While the store is away the outbox goes on in memory (logged), and writes the
-    next changes when it is back.
+    what was sent. While the store is away the outbox goes on in memory (logged), and writes what
+    the store missed with the next change or :meth:`sync` (called by each state save).
     """
 
     def __init__(
@@ -78,6 +78,8 @@ class Outbox:
         self._pending: dict[str, Notification] = {}
         self._done: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._fh: Any = None
+        # id -> (status, body) the store has not taken yet (it was away)
+        self._unsaved: dict[str, tuple[str, str]] = {}
         if store is not None:
             rows = store.outbox(_KEEP_DONE)
             self._done.update(dict.fromkeys(rows.done))
@@ -137,22 +139,34 @@ class Outbox:
         os.fsync(self._fh.fileno())
 
     def _store(self, entry: dict[str, Any]) -> None:
-        assert self.store is not None
         op, nid = entry["op"], entry["id"]
         if op == "put":
-            status, body = "pending", json.dumps(entry["n"])
+            self._unsaved[nid] = ("pending", json.dumps(entry["n"]))
         elif op == "done":
-            status, body = "done", ""
-        elif entry["retryable"]:
-            return  # stays pending in the store: the next worker tries again
-        else:
-            status, body = "failed", entry["error"]
+            self._unsaved[nid] = ("done", "")
+        elif not entry["retryable"]:
+            self._unsaved[nid] = ("failed", entry["error"])
+        # else: it stays pending in the store, and the next worker tries it again
+        self._sync()
+
+    def _sync(self) -> bool:
+        if self.store is None or not self._unsaved:
+            return True
+        items = [(nid, status, body) for nid, (status, body) in self._unsaved.items()]
         try:
-            self.store.write("outbox", nid, body, status)
+            self.store.write_many("outbox", items)
         except StoreError as exc:
-            # Kept in memory: this worker neither loses nor repeats it; a move before the
-            # store is back may (docs/alerting.md, "Where alerting's state lives").
-            log.warning("outbox.store_failed", id=nid, status=status, error=str(exc))
+            # Kept in memory, written by the next change or save: this worker neither loses
+            # nor repeats a notification; a move before then may (docs/alerting.md).
+            log.warning("outbox.store_failed", unsaved=len(items), error=str(exc))
+            return False
+        self._unsaved.clear()
+        return True
+
+    def sync(self) -> bool:
+        """Write to the store what it missed while away; False while it still is."""
+        with self._lock:
+            return self._sync()
 
     def pending(self) -> list[Notification]:
         """Undelivered notifications, oldest first."""

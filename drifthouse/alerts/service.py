@@ -211,6 +211,8 @@ class Alerting:
         While the store is away the state is kept in memory (logged) and the next save
         writes it."""
         if self.store is not None:
+            if self.worker is not None:
+                self.worker.outbox.sync()
             try:
                 self.store.write("state", "", json.dumps(self.dump_state()))
             except StoreError as exc:

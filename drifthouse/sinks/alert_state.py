@@ -143,16 +143,16 @@ class AlertStateStore:
 
     def write(self, kind: str, key: str, body: str, status: str = "") -> None:
         """Store ``body`` as the newest version of ``(kind, key)``."""
-        self.write_many(kind, [(key, body)], status)
+        self.write_many(kind, [(key, status, body)])
 
-    def write_many(self, kind: str, items: list[tuple[str, str]], status: str = "") -> None:
-        """Store several ``(key, body)`` of one kind in one insert."""
+    def write_many(self, kind: str, items: list[tuple[str, str, str]]) -> None:
+        """Store several ``(key, status, body)`` of one kind in one insert, in this order."""
         if not items:
             return
         with self._lock:
             now = datetime.now(UTC)
             rows = []
-            for key, body in items:
+            for key, status, body in items:
                 # Above every version the scope holds, even when this host's clock is behind.
                 self._version = max(self._clock_ns(), self._version + 1)
                 rows.append([self.group, self.shard, kind, key, status, self._version, now, body])
@@ -180,7 +180,7 @@ class AlertStateStore:
                 self.client.query,
                 f"SELECT key FROM {self.table} FINAL {where} AND status != 'pending' "
                 "ORDER BY version DESC LIMIT {keep:UInt64}",
-                parameters={**self._params(), "keep": str(keep_done)},
+                parameters={**self._params(), "keep": keep_done},
             ).result_rows
         return OutboxRows(
             pending=[(str(k), str(b)) for k, b in pending],

@@ -139,3 +139,48 @@ def test_a_host_whose_clock_lags_still_writes_the_newest_state(
     scope.write("state", "", "from the next host")
     assert scope.read("state", "") == "from the next host"
     assert behind.scoped("g", "1").read("state", "") is None
+
+
+def test_the_store_away_for_a_while_delays_the_saves_and_loses_nothing(
+    api: FakeApi, tmp_path: Path
+) -> None:
+    """While the store is away, pages and resolves still go out (the outbox goes on in memory)
+    and the saves wait; the first save after it is back holds everything, for the next host."""
+    server = HttpClickHouse(tmp_path / "engine")
+    server.start()
+    try:
+
+        def state() -> AlertStateStore:
+            return AlertStateStore(open_store(server.dsn, "drifthouse"), "drifthouse")
+
+        first = _host(api, tmp_path / "host-a", state)
+        minute(first, 1, err=0.2)
+        assert first.flush(timeout=10)
+        first.save_state()
+        server.stop()
+        server.wait_refused()
+        minute(first, 2, err=0.3)
+        first.save_state()  # the store is away: logged, not raised
+        minute(first, 3, err=0.0)
+        assert first.flush(timeout=10)
+        assert [e["event_action"] for e in api.pd_events()] == ["trigger", "resolve"]
+        server.start()
+        first.close()  # the last save, with the store back: what the outbox missed too
+        client = open_store(server.dsn, "drifthouse")
+        outbox = client.query(
+            "SELECT status, count() FROM alert_state FINAL WHERE kind = 'outbox' GROUP BY status"
+        ).result_rows
+        client.close()
+        assert dict(outbox) == {"done": 4}  # firing and resolved, to PagerDuty and Slack
+
+        second = _host(api, tmp_path / "host-b", state)
+        assert second.engine.firing() == []
+        assert second.worker is not None
+        assert second.worker.outbox.pending() == []
+        minute(second, 4, err=0.0)
+        second.close()
+    finally:
+        server.stop()
+    assert [e["event_action"] for e in api.pd_events()] == ["trigger", "resolve"]
+    assert len(api.slack_calls("chat.postMessage")) == 1
+    assert len(api.slack_calls("chat.update")) == 1
