@@ -1,7 +1,8 @@
-"""Delivery that loses nothing: an on-disk outbox and one worker thread per receiver.
+"""Delivery that loses nothing: an outbox (on disk or in the store) and one worker thread per
+receiver.
 
-:meth:`DeliveryWorker.enqueue` appends the notification to the outbox (JSON lines, fsync'd) and
-returns at once, so the consumer never waits for Slack or PagerDuty. A thread per receiver sends
+:meth:`DeliveryWorker.enqueue` records the notification in the outbox (JSON lines, fsync'd; or
+a row of table ``alert_state``) and returns at once, so the consumer never waits for Slack or PagerDuty. A thread per receiver sends
 its notifications in order (a resolve never overtakes its trigger; a receiver that is down holds
 up only itself), retrying 429s, 5xx and connection errors with exponential backoff that honours
 ``Retry-After``, up to ``max_attempts`` tries and ``max_backoff`` seconds between them. A

@@ -3,7 +3,10 @@
 The pipeline calls :meth:`Alerting.process` with the metric rows of the windows a watermark
 closed, stores the returned alert rows (table ``alerts``), and calls :meth:`Alerting.save_state`
 when it commits the offsets those rows cover; a restarted worker loads that state and neither
-pages again nor forgets an alert that is firing.
+pages again nor forgets an alert that is firing. With a ``state_store`` (the live merger's) the
+state, the outbox and the Slack message index are in the store (table ``alert_state``), so this
+holds for a merger that restarts on another host too; without one they are in ``state_dir``
+(docs/alerting.md, "Where alerting's state lives").
 
 Example
 -------
