@@ -67,6 +67,9 @@ class AlertStateStore:
         ``store.cluster``: the table is created replicated, ``ON CLUSTER``.
     clock_ns:
         Wall-clock nanoseconds (versions); tests give a clock that lags.
+    lock, create:
+        For :meth:`scoped`: the lock of the client (one call at a time, whatever the scope),
+        and whether to create the table (already done).
     """
 
     def __init__(

@@ -15,9 +15,13 @@ from typing import Any
 
 import pytest
 
+from drifthouse.alerts.base import MemoryReceiver
+from drifthouse.alerts.delivery import DeliveryWorker, Outbox
 from drifthouse.alerts.service import STATE_FILE, Alerting
+from drifthouse.errors import NotifyError
 from drifthouse.sinks.alert_state import AlertStateStore
 from drifthouse.sinks.store import open_store
+from tests.alerts.test_delivery import pd_note, receivers
 from tests.alerts.test_pipeline import config, minute
 from tests.fakes import FakeApi
 from tests.sinks.conftest import HttpClickHouse
@@ -184,3 +188,40 @@ def test_the_store_away_for_a_while_delays_the_saves_and_loses_nothing(
     assert [e["event_action"] for e in api.pd_events()] == ["trigger", "resolve"]
     assert len(api.slack_calls("chat.postMessage")) == 1
     assert len(api.slack_calls("chat.update")) == 1
+
+
+def test_the_outbox_in_the_store_keeps_what_was_not_taken_for_the_next_host(
+    api: FakeApi, open_state: OpenStore
+) -> None:
+    """Given up for now (receiver down): pending, for the next host. Refused: never again."""
+    api.down()
+    mem = MemoryReceiver()
+    mem.fail_next = [NotifyError("bad token")]
+    scope = ("g", "0")
+    first = DeliveryWorker(
+        {**receivers(api), "mem": mem},  # type: ignore[dict-item]
+        Outbox(store=open_state().scoped(*scope)),
+        sleep=lambda _s: None,
+        max_attempts=2,
+    )
+    first.start()
+    for i in range(3):
+        first.enqueue(pd_note(i))
+    first.enqueue(pd_note(9, receiver="mem"))
+    assert first.flush(timeout=10)
+    first.stop()
+    assert first.gave_up == 4
+    api.up()
+    outbox = Outbox(store=open_state().scoped(*scope))
+    assert [n.id for n in outbox.pending()] == [f"pagerduty-{i}-firing" for i in range(3)]
+    assert outbox.known("mem-9-firing")  # refused: not pending, and dropped if rebuilt
+    second = DeliveryWorker(receivers(api), outbox, sleep=lambda _s: None)  # type: ignore[arg-type]
+    second.start()
+    assert second.flush(timeout=10)
+    assert not second.enqueue(pd_note(0))  # delivered: the same id is dropped
+    second.stop()
+    assert sorted(e["dedup_key"] for e in api.pd_events()) == ["alert-0", "alert-1", "alert-2"]
+    third = Outbox(store=open_state().scoped(*scope))
+    assert third.pending() == []
+    assert third.known("pagerduty-2-firing")
+    assert Outbox(store=open_state().scoped("g", "1")).pending() == []  # another shard's
