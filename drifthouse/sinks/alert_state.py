@@ -1,4 +1,4 @@
-"""Alerting's state in the store, table ``alert_state`` (migration ``0004``).
+"""Alerting's state in the store, table ``alert_state`` (migration ``0005``).
 
 The live merger's alerting keeps state that decides what is paged: the rule engine's series and
 the dispatcher's groups (what fires, what was notified), the outbox of notifications handed to

@@ -1,4 +1,4 @@
--- drifthouse schema, version 4: alerting's state kept in the store, not on one host's disk.
+-- drifthouse schema, version 5: alerting's state kept in the store, not on one host's disk.
 --
 -- The live merger's rule engine and dispatcher state, its notification outbox and the Slack
 -- receivers' message index, per consumer group and merge shard, so that a merger that moves to
