@@ -149,6 +149,8 @@ class Alerting:
             silences=silences,
             rule_labels=self.engine.rule_labels,
         )
+        #: The state as the store last took it.
+        self._stored: str | None = None
         if resume:
             saved = self._read_state()
             if saved is not None:
@@ -216,10 +218,15 @@ class Alerting:
         if self.store is not None:
             if self.worker is not None:
                 self.worker.outbox.sync()
+            text = json.dumps(self.dump_state())
+            if text == self._stored:
+                return  # most batches close no window: no insert (and no part) for them
             try:
-                self.store.write("state", "", json.dumps(self.dump_state()))
+                self.store.write("state", "", text)
             except StoreError as exc:
                 log.warning("alerts.state_store_failed", error=str(exc))
+            else:
+                self._stored = text
             return
         if self.state_dir is None:
             return

@@ -225,3 +225,19 @@ def test_the_outbox_in_the_store_keeps_what_was_not_taken_for_the_next_host(
     assert third.pending() == []
     assert third.known("pagerduty-2-firing")
     assert Outbox(store=open_state().scoped("g", "1")).pending() == []  # another shard's
+
+
+def test_a_save_that_changes_nothing_writes_nothing(
+    api: FakeApi, tmp_path: Path, ch_dsn: str, ch_database: tuple[Any, str]
+) -> None:
+    """The merger saves after every batch; most close no window, and insert no row."""
+    client, database = ch_database
+    alerting = _host(api, tmp_path, lambda: AlertStateStore(open_store(ch_dsn, database), database))
+    minute(alerting, 1, err=0.2)
+    for _ in range(3):
+        alerting.save_state()
+    versions = client.query(
+        f"SELECT count() FROM `{database}`.alert_state WHERE kind = 'state'"
+    ).result_rows[0][0]
+    alerting.close()
+    assert versions == 1
