@@ -50,9 +50,12 @@ def test_a_merger_killed_and_moved_to_another_disk_pages_once(
     try:
         port = workers.start()
         producer.start()
-        # The first merger is killed once it has paged (its alerts fire); the next ones at
-        # random moments after they take over.
+        # The first merger is killed once it has paged (its alerts fire), the next ones at
+        # random moments after they take over. A second after the page: a kill between
+        # PagerDuty's answer and the outbox's `done` row would send it again (at least once,
+        # which PagerDuty folds by dedup key; this test compares every request).
         wait_for("a page", lambda: bool(api.pd_events()), timeout=240.0)
+        time.sleep(1.0)
         for _ in range(3):
             wait_for("the merger", lambda p=port: bool(workers.status(p).get("merger")))
             kills.append((producer.sent, len(api.pd_events())))
