@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from drifthouse.alerts import Alerting
-from drifthouse.app.assembly import load_profiles, open_alerting, open_sink
+from drifthouse.app.assembly import live_alerting, load_profiles, open_sink
 from drifthouse.app.worker import Role, build_app, run_worker
 from drifthouse.config import Config
 from drifthouse.kafka.admin import ensure_topics
@@ -16,7 +15,7 @@ from drifthouse.kafka.dead_letters import KafkaDeadLetters
 from drifthouse.logs import get_logger
 from drifthouse.sinks import Limits, open_store, serve_readonly
 
-__all__ = ["ShardFolders", "build_worker", "open_sink", "run", "shard_folder"]
+__all__ = ["build_worker", "open_sink", "run", "shard_config"]
 
 log = get_logger("run")
 
@@ -32,7 +31,9 @@ def build_worker(config: Config, *, datadir: Path | None = None, role: Role = "a
     dead = KafkaDeadLetters(config.kafka, config.kafka.topic)
 
     def alerting(shard: int) -> Alerting:
-        return open_alerting(config, profiles, state_dir=shard_folder(config, shard).outbox)
+        # The one merger's state under "", as before shards; with several, each shard's own.
+        scope = "" if config.kafka.partials_partitions == 1 else str(shard)
+        return live_alerting(config, profiles, shard=scope)
 
     def serve_sql() -> Any:
         port = config.store.serve_port
@@ -49,7 +50,7 @@ def build_worker(config: Config, *, datadir: Path | None = None, role: Role = "a
     return build_app(
         config,
         profiles=profiles,
-        open_sink=lambda shard: open_sink(shard_folder(config, shard).config, profiles),
+        open_sink=lambda shard: open_sink(shard_config(config, shard), profiles),
         dead_letters=dead,
         alerting=alerting,
         serve_sql=serve_sql if config.store.serve_port is not None else None,
@@ -63,28 +64,16 @@ def build_worker(config: Config, *, datadir: Path | None = None, role: Role = "a
     )
 
 
-@dataclass(frozen=True)
-class ShardFolders:
-    """A merge shard's own folders: its store spool (in ``config``) and alert state."""
-
-    config: Config
-    outbox: Path | None
-
-
-def shard_folder(config: Config, shard: int) -> ShardFolders:
-    """With several merge shards, each shard's spool and alert state go to ``shard-<n>`` under
-    the configured folders: two shards' mergers may run in one process, or on one machine,
-    and neither may replay or overwrite the other's. One shard keeps the folders as they are."""
+def shard_config(config: Config, shard: int) -> Config:
+    """With several merge shards, each shard's store spool goes to ``shard-<n>`` under the
+    configured folder: two shards' mergers may run in one process, or on one machine, and
+    neither may replay the other's. One shard keeps the folder as it is."""
     if config.kafka.partials_partitions == 1:
-        return ShardFolders(config, None)
+        return config
     store = config.store
     spool = store.spool_dir or Path(f"drifthouse-spool-{store.database}")
     store = store.model_copy(update={"spool_dir": spool / f"shard-{shard}"})
-    outbox = config.alerting.outbox_dir
-    return ShardFolders(
-        config.model_copy(update={"store": store}),
-        outbox / f"shard-{shard}" if outbox is not None else None,
-    )
+    return config.model_copy(update={"store": store})
 
 
 def run(config: Config, *, loglevel: str = "WARNING", role: Role = "all") -> None:
