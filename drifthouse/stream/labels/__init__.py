@@ -32,15 +32,17 @@ to rounding.
 
 from __future__ import annotations
 
-from drifthouse.stream.labels.join import (
+from drifthouse.stream.labels.join import LabelJoin
+from drifthouse.stream.labels.records import (
     DAY_MS,
     DroppedLabel,
     JoinedPair,
     JoinStats,
-    LabelJoin,
+    LateLabel,
     PredictionRecord,
     decode_records,
     encode_records,
+    record_bytes,
 )
 from drifthouse.stream.labels.stage import LabelStage, sketch_for_model
 from drifthouse.stream.labels.windows import LabelWindow, LabelWindows
@@ -54,8 +56,10 @@ __all__ = [
     "LabelStage",
     "LabelWindow",
     "LabelWindows",
+    "LateLabel",
     "PredictionRecord",
     "decode_records",
     "encode_records",
+    "record_bytes",
     "sketch_for_model",
 ]

@@ -20,7 +20,8 @@ from drifthouse.errors import SketchError
 from drifthouse.events import LabelEvent, PredictionEvent
 from drifthouse.pii import PiiFields
 from drifthouse.rows import MetricRow
-from drifthouse.stream.labels.join import JoinedPair, LabelJoin, PredictionRecord
+from drifthouse.stream.labels.join import LabelJoin
+from drifthouse.stream.labels.records import JoinedPair, PredictionRecord
 from drifthouse.stream.labels.windows import LabelWindow, LabelWindows
 from drifthouse.stream.windows import WindowSpec
 
@@ -93,7 +94,11 @@ class LabelStage:
             return sk
 
         return cls(
-            LabelJoin(horizon_ms=horizon, max_entries=config.metrics.label_join_max_entries),
+            LabelJoin(
+                horizon_ms=horizon,
+                max_entries=config.metrics.label_join_max_entries,
+                max_bytes=config.metrics.label_join_max_bytes,
+            ),
             LabelWindows(
                 specs,
                 sketch_for,

@@ -30,7 +30,7 @@ from drifthouse.detectors.label_sketch import LabelBatch, LabelSketch, LabelStat
 from drifthouse.detectors.model_sketch import OTHER_VALUE
 from drifthouse.errors import SketchError
 from drifthouse.rows import MetricRow
-from drifthouse.stream.labels.join import DAY_MS, DroppedLabel, JoinedPair, PredictionRecord
+from drifthouse.stream.labels.records import DAY_MS, DroppedLabel, JoinedPair, PredictionRecord
 from drifthouse.stream.windows import NO_TIME, WindowSpec
 
 __all__ = ["LabelWindow", "LabelWindows", "WindowId"]
