@@ -336,6 +336,11 @@ class MetricsConfig(Strict):
         "predictions and early labels go first beyond it",
     )
     label_rewrite_every: DurationMs = 600_000
+    late_labels: bool = Field(
+        False,
+        description="store what the label join could not join (labels, unlabelled predictions, "
+        "the label panes it forgets) for `drifthouse labels join` in ClickHouse",
+    )
     max_segment_values: int = Field(100, ge=1, le=10_000)
     max_segment_attributes: int = Field(
         16,

@@ -33,7 +33,10 @@ from drifthouse.rows import MetricRow
 from drifthouse.stream.labels.records import DAY_MS, DroppedLabel, JoinedPair, PredictionRecord
 from drifthouse.stream.windows import NO_TIME, WindowSpec
 
-__all__ = ["LabelWindow", "LabelWindows", "WindowId"]
+__all__ = ["FINAL", "LabelWindow", "LabelWindows", "SpilledPane", "WindowId"]
+
+#: ``final_until`` of panes handed on at the end of a bounded input: every window is final.
+FINAL = 2**63 - 1
 
 
 WindowId = tuple[str, str, int, int]  # (model, model_version, spec index, window start)
@@ -77,6 +80,20 @@ class LabelWindow:
     def predictions(self, segment: str = "") -> int:
         c = self.counters.get(segment)
         return int(c[_PREDICTIONS]) if c is not None else 0
+
+
+@dataclass(frozen=True)
+class SpilledPane:
+    """A pane the windows are done with (forgotten past the horizon, or the end of a bounded
+    input), for the late join: its key, segment, compressed state (``None``: no labels),
+    counters, and ``final_until``: the windows whose panes all end (pane start + window size)
+    before it will not change in the stream again."""
+
+    key: WindowId
+    segment: str
+    blob: bytes | None
+    counters: list[int]
+    final_until: int
 
 
 class _WindowsWire(msgspec.Struct, array_like=True):
@@ -140,6 +157,9 @@ class LabelWindows:
         self._segment_values: dict[str, set[str]] = defaultdict(set)
         self._attributes: Counter[str] = Counter()  # model -> attributes admitted
         self._grain = math.gcd(*(spec.pane_ms for spec in self.specs)) if self.specs else 1
+        #: Hand forgotten panes on to the late join (:meth:`take_spilled`).
+        self.spill = False
+        self._spilled: list[SpilledPane] = []
 
     # -- input -----------------------------------------------------------------------------
 
@@ -342,11 +362,47 @@ class LabelWindows:
             return  # nothing can have aged out since the last sweep
         self._forgotten_until = limit
         for key in [key for key in self._panes if key[3] + self.specs[key[2]].size_ms < limit]:
-            for pane in self._panes.pop(key).values():
+            segs = self._panes.pop(key)
+            if self.spill:
+                self._spill(key, segs, limit)
+            for pane in segs.values():
                 self._cache.pop(id(pane), None)
         self._written = {
             w: at for w, at in self._written.items() if w[3] + self.specs[w[2]].size_ms >= limit
         }
+
+    # -- late join -------------------------------------------------------------------------
+
+    def _spill(self, key: WindowId, segs: dict[str, _Pane], final_until: int) -> None:
+        for seg in sorted(segs):
+            pane = segs[seg]
+            counters = [int(x) for x in pane.counters]
+            self._spilled.append(SpilledPane(key, seg, pane.packed(), counters, final_until))
+
+    def spill_all(self) -> None:
+        """Hand every pane on (the end of a bounded input: nothing held survives it)."""
+        if self.spill:
+            for key in sorted(self._panes):
+                self._spill(key, self._panes[key], FINAL)
+
+    def take_spilled(self) -> list[SpilledPane]:
+        """Panes handed on since the last call."""
+        out, self._spilled = self._spilled, []
+        return out
+
+    def load_panes(self, panes: Iterable[SpilledPane]) -> None:
+        """Take panes back (the late join, into a fresh instance): their states and counters,
+        and their segment values as admitted, so a late pair lands where the stream's did."""
+        for p in panes:
+            self._panes.setdefault(p.key, {})[p.segment] = _Pane(
+                p.blob, np.asarray(p.counters, np.int64)
+            )
+            if p.segment and "=" in p.segment:
+                name, value = p.segment.split("=", 1)
+                key = f"{p.key[0]}\x00{name}"
+                if key not in self._segment_values:
+                    self._attributes[p.key[0]] += 1
+                self._segment_values[key].add(value)
 
     def evaluate(self, window: LabelWindow) -> list[tuple[str, Result]]:
         """``(segment, result)`` of a window: label metrics per segment, the label counters

@@ -1,0 +1,148 @@
+"""The late join: labels later than the stream's horizon, joined in ClickHouse, rewrite the
+label metrics of their predictions' old windows (docs/model-performance.md, "Labels later than
+the horizon").
+
+With ``metrics.late_labels`` on, the stream hands on what its join could not join (labels,
+predictions evicted without a label) and the label panes it is done with
+(:meth:`~drifthouse.stream.labels.stage.LabelStage.take_spill_rows`). :func:`join_late_labels`
+asks ClickHouse for the pairs (a JOIN on ``event_id``, :mod:`drifthouse.sinks.late_labels`),
+loads the stored panes of the windows they fall in into a fresh
+:class:`~drifthouse.stream.labels.windows.LabelWindows`, folds the pairs in with the stream's
+own code, and writes the windows' ``metrics`` rows again under the same keys with a newer
+``computed_at``: the rows the stream would have written had the labels come in time.
+
+A window is rewritten only when the stream is done with it (every pane stored, ``final_until``)
+and every pane it spans was loaded; the others wait for a later run (``waiting``). Each run
+recomputes a touched window from the stored panes and *every* late pair of it, so running
+twice, or over a span already done, writes the same values.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import msgspec
+from clickhouse_connect.driver.client import Client
+
+from drifthouse.config import Config
+from drifthouse.detectors.label_sketch import LabelValue
+from drifthouse.detectors.reference import Profile
+from drifthouse.rows import MetricRow
+from drifthouse.sinks import late_labels as store
+from drifthouse.sinks.base import Sink
+from drifthouse.stream.labels.records import JoinedPair, PredictionRecord
+from drifthouse.stream.labels.stage import LabelStage
+from drifthouse.stream.labels.windows import LabelWindow, SpilledPane
+
+__all__ = ["LateJoinReport", "join_late_labels"]
+
+_SEGMENT = msgspec.json.Decoder(tuple[tuple[str, str], ...])
+_LABEL = msgspec.json.Decoder(LabelValue)
+
+
+@dataclass
+class LateJoinReport:
+    """What a run did: models looked at, pairs joined in ClickHouse, windows and rows written,
+    and windows that wait for the stream to be done with them."""
+
+    models: int = 0
+    pairs: int = 0
+    windows: int = 0
+    rows: int = 0
+    waiting: int = 0
+
+
+def join_late_labels(
+    client: Client,
+    database: str,
+    config: Config,
+    profiles: Mapping[str, Profile],
+    sink: Sink,
+    *,
+    since_s: int = 0,
+    run_id: str = "live",
+    computed_at: int | None = None,
+) -> LateJoinReport:
+    """Join the late labels stored since ``since_s`` (epoch seconds; ``0``: all), rewrite
+    the windows they touch through ``sink``, flush it; see the module docstring."""
+    report = LateJoinReport()
+    at = computed_at if computed_at is not None else int(time.time() * 1000)
+    for model in store.models(client, database, run_id, since_s):
+        span = store.affected_span(client, database, model, run_id, since_s)
+        if span is None:
+            continue
+        report.models += 1
+        rows = _rewrite(client, database, config, profiles, model, run_id, span, at, report)
+        sink.write(rows)
+        report.rows += len(rows)
+    sink.flush()
+    return report
+
+
+def _rewrite(
+    client: Client,
+    database: str,
+    config: Config,
+    profiles: Mapping[str, Profile],
+    model: str,
+    run_id: str,
+    span: tuple[int, int, int],
+    computed_at: int,
+    report: LateJoinReport,
+) -> list[MetricRow]:
+    """The rows of one model's windows touched by late pairs of ``span``."""
+    windows = LabelStage.from_config(config, profiles).windows
+    specs = windows.specs
+    index = {spec.name: k for k, spec in enumerate(specs)}
+    # Load a whole longest window on either side: every window holding a touched prediction
+    # lies inside, with all its panes and all its late pairs.
+    d = max(spec.size_ms for spec in specs)
+    lo, hi = (span[0] // d) * d - d, (span[1] // d) * d + 2 * d
+    final = store.final_until(client, database, model, run_id)
+    windows.load_panes(
+        SpilledPane(
+            (model, p.model_version, index[p.window], p.pane_start),
+            p.segment,
+            base64.b64decode(p.state) if p.state else None,
+            p.counters,
+            final,
+        )
+        for p in store.panes(client, database, model, run_id, lo, hi)
+        if p.window in index
+    )
+    pairs = [
+        JoinedPair(
+            PredictionRecord(
+                p.event_id,
+                model,
+                p.model_version,
+                p.ts_ms,
+                p.score,
+                p.pred_class,
+                _SEGMENT.decode(p.segment),
+            ),
+            _LABEL.decode(p.label),
+            p.label_ts_ms,
+        )
+        for p in store.late_pairs(client, database, model, run_id, lo, hi)
+    ]
+    report.pairs += len(pairs)
+    windows.add_pairs(pairs)
+
+    def ready(w: LabelWindow) -> bool:
+        spec = specs[w.spec_index]
+        return w.end - spec.pane_ms + spec.size_ms < final
+
+    rows: list[MetricRow] = []
+    for w in windows.flush(None):
+        if not lo <= w.start or w.end > hi:
+            continue  # a window at the edge: not all its panes were loaded
+        if not ready(w):
+            report.waiting += 1
+            continue
+        report.windows += 1
+        rows += windows.rows(w, run_id=run_id, computed_at=computed_at)
+    return rows
