@@ -4,11 +4,14 @@
 default, ``metrics.label_horizon``) by ``event_id``, and labels that came before their
 prediction. A label meeting its prediction (whichever came first) becomes a
 :class:`JoinedPair`. Entries older than ``horizon`` before the model's clock (the largest event
-time seen, of predictions and labels; never the wall clock) are evicted. Labels that find no
+time seen, of predictions and labels; never the wall clock) are evicted, and so are the oldest
+when a model holds more than ``max_entries`` or ``max_bytes`` (an estimate per entry,
+:func:`~drifthouse.stream.labels.records.record_bytes`). Labels that find no
 prediction within the horizon are counted as ``unmatched``; labels too old to be held (their
 time already beyond the horizon) as ``expired``; a second label for one prediction, or a
 second early label for one id, as ``duplicate`` (the first label wins). The join is
-snapshotted with :meth:`LabelJoin.to_bytes` so a restart resumes it.
+snapshotted with :meth:`LabelJoin.to_bytes` so a restart resumes it. With ``spill`` on, what
+leaves it unjoined is handed on to the late join in the store (:meth:`LabelJoin.take_spilled`).
 
 :mod:`drifthouse.stream.labels.windows` turns the pairs into per-window label metrics.
 """
