@@ -33,9 +33,10 @@ from drifthouse.detectors.reference import Profile
 from drifthouse.rows import MetricRow
 from drifthouse.sinks import late_labels as store
 from drifthouse.sinks.base import Sink
-from drifthouse.stream.labels.records import JoinedPair, PredictionRecord
+from drifthouse.stream.labels.records import DAY_MS, JoinedPair, PredictionRecord
 from drifthouse.stream.labels.stage import LabelStage
-from drifthouse.stream.labels.windows import LabelWindow, SpilledPane
+from drifthouse.stream.labels.windows import SpilledPane
+from drifthouse.stream.windows import WindowSpec
 
 __all__ = ["LateJoinReport", "join_late_labels"]
 
@@ -65,21 +66,47 @@ def join_late_labels(
     since_s: int = 0,
     run_id: str = "live",
     computed_at: int | None = None,
+    chunk_ms: int = 7 * DAY_MS,
 ) -> LateJoinReport:
     """Join the late labels stored since ``since_s`` (epoch seconds; ``0``: all), rewrite
-    the windows they touch through ``sink``, flush it; see the module docstring."""
+    the windows they touch through ``sink``, flush it; see the module docstring.
+
+    The span of a model's touched predictions is taken ``chunk_ms`` (rounded up to whole
+    longest windows) at a time: the windows starting in a chunk, with the panes and pairs of
+    a longest window on either side, so memory does not grow with the span.
+    """
     report = LateJoinReport()
     at = computed_at if computed_at is not None else int(time.time() * 1000)
+    specs = [WindowSpec.from_config(w) for w in config.windows]
+    d = max(spec.size_ms for spec in specs)
+    step = -(-chunk_ms // d) * d
     for model in store.models(client, database, run_id, since_s):
         span = store.affected_span(client, database, model, run_id, since_s)
         if span is None:
             continue
         report.models += 1
-        rows = _rewrite(client, database, config, profiles, model, run_id, span, at, report)
-        sink.write(rows)
-        report.rows += len(rows)
+        final = store.final_until(client, database, model, run_id)
+        # Windows holding a touched prediction start less than a longest window before it.
+        for lo in range((span[0] // d) * d - d, span[1] + 1, step):
+            chunk = _Chunk(model, run_id, lo, lo + step, d, final)
+            rows = _rewrite(client, database, config, profiles, chunk, at, report)
+            sink.write(rows)
+            report.rows += len(rows)
     sink.flush()
     return report
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """Windows of ``model`` starting in ``[lo, hi)``; ``margin`` (the longest window) of
+    panes and pairs is read on either side; ``final``: the stream's ``final_until``."""
+
+    model: str
+    run_id: str
+    lo: int
+    hi: int
+    margin: int
+    final: int
 
 
 def _rewrite(
@@ -87,28 +114,26 @@ def _rewrite(
     database: str,
     config: Config,
     profiles: Mapping[str, Profile],
-    model: str,
-    run_id: str,
-    span: tuple[int, int, int],
+    chunk: _Chunk,
     computed_at: int,
     report: LateJoinReport,
 ) -> list[MetricRow]:
-    """The rows of one model's windows touched by late pairs of ``span``."""
+    """The rows of the windows of one chunk touched by late pairs."""
+    model, run_id = chunk.model, chunk.run_id
+    lo, hi = chunk.lo - chunk.margin, chunk.hi + chunk.margin
+    late = store.late_pairs(client, database, model, run_id, lo, hi)
+    if not late:
+        return []
     windows = LabelStage.from_config(config, profiles).windows
     specs = windows.specs
     index = {spec.name: k for k, spec in enumerate(specs)}
-    # Load a whole longest window on either side: every window holding a touched prediction
-    # lies inside, with all its panes and all its late pairs.
-    d = max(spec.size_ms for spec in specs)
-    lo, hi = (span[0] // d) * d - d, (span[1] // d) * d + 2 * d
-    final = store.final_until(client, database, model, run_id)
     windows.load_panes(
         SpilledPane(
             (model, p.model_version, index[p.window], p.pane_start),
             p.segment,
             base64.b64decode(p.state) if p.state else None,
             p.counters,
-            final,
+            chunk.final,
         )
         for p in store.panes(client, database, model, run_id, lo, hi)
         if p.window in index
@@ -127,21 +152,18 @@ def _rewrite(
             _LABEL.decode(p.label),
             p.label_ts_ms,
         )
-        for p in store.late_pairs(client, database, model, run_id, lo, hi)
+        for p in late
     ]
-    report.pairs += len(pairs)
     windows.add_pairs(pairs)
-
-    def ready(w: LabelWindow) -> bool:
-        spec = specs[w.spec_index]
-        return w.end - spec.pane_ms + spec.size_ms < final
+    report.pairs += sum(1 for p in late if chunk.lo <= p.ts_ms < chunk.hi)
 
     rows: list[MetricRow] = []
     for w in windows.flush(None):
-        if not lo <= w.start or w.end > hi:
-            continue  # a window at the edge: not all its panes were loaded
-        if not ready(w):
-            report.waiting += 1
+        if not chunk.lo <= w.start < chunk.hi:
+            continue  # another chunk's (all of whose panes that chunk loads)
+        spec = specs[w.spec_index]
+        if w.end - spec.pane_ms + spec.size_ms >= chunk.final:
+            report.waiting += 1  # the stream may still change one of its panes
             continue
         report.windows += 1
         rows += windows.rows(w, run_id=run_id, computed_at=computed_at)

@@ -143,7 +143,10 @@ def test_late_join_gives_the_rows_of_a_long_enough_horizon(ch_database: tuple[An
     assert {"accuracy", "roc_auc", "labels_coverage", "labels"} <= metrics
     assert any(k[3] == "carrier=la-poste" for k in after)
 
-    # Idempotent: a second run (all of it again) changes nothing.
-    again = join_late_labels(client, database, _config("7d", late=True), {}, sink, run_id=RUN)
-    assert again.windows == report.windows
-    assert _stored(client, database) == after
+    # Idempotent: a second run (all of it again) changes nothing, cut in chunks of any size.
+    for chunk in (7 * DAY, DAY, 400 * DAY):
+        again = join_late_labels(
+            client, database, _config("7d", late=True), {}, sink, run_id=RUN, chunk_ms=chunk
+        )
+        assert (again.windows, again.pairs) == (report.windows, report.pairs)
+        assert _stored(client, database) == after
