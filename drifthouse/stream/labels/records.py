@@ -22,11 +22,13 @@ from drifthouse.events import PredictionEvent
 __all__ = [
     "DAY_MS",
     "DEFAULT_MAX_BYTES",
+    "FINAL",
     "DroppedLabel",
     "JoinStats",
     "JoinedPair",
     "LateLabel",
     "PredictionRecord",
+    "SpilledPane",
     "decode_records",
     "early_bytes",
     "encode_records",
@@ -185,3 +187,21 @@ def early_bytes(event_id: str, label: LabelValue) -> int:
     if isinstance(label, str):
         return n + _str_bytes(label)
     return n + 24 if isinstance(label, float) else n
+
+
+#: ``final_until`` of panes handed on at the end of a bounded input: every window is final.
+FINAL = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class SpilledPane:
+    """A pane the windows are done with (forgotten past the horizon, or the end of a bounded
+    input), for the late join: its key, segment, compressed state (``None``: no labels),
+    counters, and ``final_until``: the windows whose panes all end (pane start + window size)
+    before it will not change in the stream again."""
+
+    key: tuple[str, str, int, int]  # (model, version, spec index, pane start)
+    segment: str
+    blob: bytes | None
+    counters: list[int]
+    final_until: int

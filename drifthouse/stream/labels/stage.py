@@ -22,7 +22,7 @@ from drifthouse.events import LabelEvent, PredictionEvent
 from drifthouse.pii import PiiFields
 from drifthouse.rows import LabelPaneRow, LateLabelRow, LatePredictionRow, MetricRow
 from drifthouse.stream.labels.join import LabelJoin
-from drifthouse.stream.labels.records import JoinedPair, PredictionRecord
+from drifthouse.stream.labels.records import JoinedPair, LateLabel, PredictionRecord
 from drifthouse.stream.labels.windows import LabelWindow, LabelWindows
 from drifthouse.stream.windows import WindowSpec
 
@@ -190,7 +190,13 @@ class LabelStage:
         join's tables (``labels``, ``label_predictions``, ``label_panes``); none unless
         ``metrics.late_labels`` is on."""
         predictions, labels = self.join.take_spilled()
-        panes = self.windows.take_spilled()
+        panes, diverted = self.windows.take_spilled()
+        for pair in diverted:  # seq 0: the stream took this label first
+            r = pair.prediction
+            predictions.append(r)
+            labels.append(
+                LateLabel(r.model, r.event_id or "", pair.label_ts_ms, pair.label, 0, "late_pane")
+            )
         rows: list[LateLabelRow | LatePredictionRow | LabelPaneRow] = [
             LateLabelRow(
                 ts=lab.ts_ms,

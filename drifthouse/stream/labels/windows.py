@@ -30,13 +30,17 @@ from drifthouse.detectors.label_sketch import LabelBatch, LabelSketch, LabelStat
 from drifthouse.detectors.model_sketch import OTHER_VALUE
 from drifthouse.errors import SketchError
 from drifthouse.rows import MetricRow
-from drifthouse.stream.labels.records import DAY_MS, DroppedLabel, JoinedPair, PredictionRecord
+from drifthouse.stream.labels.records import (
+    DAY_MS,
+    FINAL,
+    DroppedLabel,
+    JoinedPair,
+    PredictionRecord,
+    SpilledPane,
+)
 from drifthouse.stream.windows import NO_TIME, WindowSpec
 
 __all__ = ["FINAL", "LabelWindow", "LabelWindows", "SpilledPane", "WindowId"]
-
-#: ``final_until`` of panes handed on at the end of a bounded input: every window is final.
-FINAL = 2**63 - 1
 
 
 WindowId = tuple[str, str, int, int]  # (model, model_version, spec index, window start)
@@ -80,20 +84,6 @@ class LabelWindow:
     def predictions(self, segment: str = "") -> int:
         c = self.counters.get(segment)
         return int(c[_PREDICTIONS]) if c is not None else 0
-
-
-@dataclass(frozen=True)
-class SpilledPane:
-    """A pane the windows are done with (forgotten past the horizon, or the end of a bounded
-    input), for the late join: its key, segment, compressed state (``None``: no labels),
-    counters, and ``final_until``: the windows whose panes all end (pane start + window size)
-    before it will not change in the stream again."""
-
-    key: WindowId
-    segment: str
-    blob: bytes | None
-    counters: list[int]
-    final_until: int
 
 
 class _WindowsWire(msgspec.Struct, array_like=True):
@@ -160,6 +150,7 @@ class LabelWindows:
         #: Hand forgotten panes on to the late join (:meth:`take_spilled`).
         self.spill = False
         self._spilled: list[SpilledPane] = []
+        self._diverted: list[JoinedPair] = []
 
     # -- input -----------------------------------------------------------------------------
 
@@ -247,12 +238,16 @@ class LabelWindows:
         grain = self._grain
         places: dict[_Where, list[_Place]] = {}
         grouped: dict[_Place, list[JoinedPair]] = {}
+        stale = self.spill and self._forgotten_until != NO_TIME
         for p in pairs:
             r = p.prediction
             where = (r.model, r.model_version, r.segment, r.ts_ms // grain)
             targets = places.get(where)
             if targets is None:
                 targets = places[where] = self._places(where)
+            if stale and any(self._forgotten(key) for key, _ in targets):
+                self._diverted.append(p)  # its pane is stored: the late join takes it
+                continue
             for target in targets:
                 members = grouped.get(target)
                 if members is None:
@@ -385,9 +380,13 @@ class LabelWindows:
             for key in sorted(self._panes):
                 self._spill(key, self._panes[key], FINAL)
 
-    def take_spilled(self) -> list[SpilledPane]:
-        """Panes handed on since the last call."""
-        out, self._spilled = self._spilled, []
+    def _forgotten(self, key: WindowId) -> bool:
+        return key[3] + self.specs[key[2]].size_ms < self._forgotten_until
+
+    def take_spilled(self) -> tuple[list[SpilledPane], list[JoinedPair]]:
+        """Panes handed on since the last call, and pairs whose pane was (the windows forget
+        by every model's clock, the join by each model's own)."""
+        out, self._spilled, self._diverted = (self._spilled, self._diverted), [], []
         return out
 
     def load_panes(self, panes: Iterable[SpilledPane]) -> None:

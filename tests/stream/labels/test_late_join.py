@@ -150,3 +150,46 @@ def test_late_join_gives_the_rows_of_a_long_enough_horizon(ch_database: tuple[An
         )
         assert (again.windows, again.pairs) == (report.windows, report.pairs)
         assert _stored(client, database) == after
+
+
+def test_a_pair_for_a_pane_already_handed_on_goes_to_the_late_join(
+    ch_database: tuple[Any, str],
+) -> None:
+    """The windows forget panes by the clock of every model, the join by each model's own: a
+    model far behind another can pair a prediction whose pane is already stored. That pair
+    must not open a fresh, partial pane (a row with only it, and a stored pane that replaces
+    the whole one): it goes to the late join, which ends with the rows of a long horizon."""
+    client, database = ch_database
+    migrate(client, database)
+    t0 = 1_767_225_600_000
+    slow = [
+        PredictionRecord(f"slow-{i}", "slow", "s1", t0 + i * 60_000, 0.9, None) for i in range(5)
+    ]
+    fast = [PredictionRecord(f"fast-{d}", "fast", "f1", t0 + d * DAY, 0.2, None) for d in range(21)]
+    labels = [
+        LabelEvent(event_id=f"slow-{i}", model="slow", ts_ms=t0 + HOUR, label=1) for i in range(5)
+    ]
+    items: list[tuple[int, int, Any]] = [(r.ts_ms, 0, r) for r in slow + fast]
+    items += [(t0 + 21 * DAY, 1, lab) for lab in labels]  # the slow model's labels come last
+
+    def run(horizon: str, late: bool) -> list[Row]:
+        out: list[Row] = []
+        stage = LabelStage.from_config(_config(horizon, late=late), profiles={})
+        for _, kind, item in items:
+            stage.add_interleaved([([item], [])] if kind == 0 else [([], [item])])
+            out += stage.flush(item.ts_ms - HOUR, run_id=RUN, computed_at=len(out) + 1)
+            out += stage.take_spill_rows(run_id=RUN, computed_at=len(out) + 1)
+        out += stage.flush(None, run_id=RUN, computed_at=10**6)
+        out += stage.take_spill_rows(run_id=RUN, computed_at=10**6)
+        return out
+
+    expected = _latest(run("400d", False))
+    sink = ClickHouseSink(client, database=database)
+    sink.write(run("7d", True))
+    sink.flush()
+    coverage = ("1h", t0, "s1", "", "", "labels_coverage")
+    assert _stored(client, database)[coverage] == (0.0, 5)  # the stream wrote it before the labels
+    join_late_labels(client, database, _config("7d", late=True), {}, sink, run_id=RUN)
+    after = _stored(client, database)
+    assert after[coverage] == expected[coverage] == (1.0, 5)
+    assert {k: v for k, v in after.items() if k in expected} == expected
