@@ -138,8 +138,9 @@ class ReferenceRow(msgspec.Struct, frozen=True, kw_only=True):
 
 class LateLabelRow(msgspec.Struct, frozen=True, kw_only=True):
     """A label the stream's label join could not join: a row of table ``labels``
-    (docs/model-performance.md, "Labels later than the horizon"). ``label`` is JSON text;
-    ``seq`` the label's place in its model's arrivals (the first label of an id wins)."""
+    (docs/model-performance.md, "Labels later than the horizon"): ``reason`` ``expired``,
+    ``unmatched`` or ``late_pane``. ``label`` is JSON text; ``seq`` the label's place in its
+    model's arrivals (the first label of an id wins)."""
 
     ts: int
     model: str
