@@ -36,6 +36,7 @@ from drifthouse.stream.labels.records import (
     LateLabel,
     PredictionRecord,
     early_bytes,
+    plain_bytes,
     record_bytes,
 )
 from drifthouse.stream.windows import NO_TIME
@@ -148,6 +149,7 @@ class LabelJoin:
         self._dropped: list[DroppedLabel] = []
         self._spilled_predictions: list[PredictionRecord] = []
         self._spilled_labels: list[LateLabel] = []
+        self._sizes: dict[tuple[str, str], int] = {}  # (model, version) -> their part of a size
 
     def _model(self, model: str) -> _ModelJoin:
         m = self._models.get(model)
@@ -197,7 +199,7 @@ class LabelJoin:
         # a bound is passed, or stale heap entries pile up).
         out: list[JoinedPair] = []
         horizon, cap, max_bytes = self.horizon_ms, self.max_entries, self.max_bytes
-        heappush = heapq.heappush
+        heappush, sizes = heapq.heappush, self._sizes
         seen = no_id = duplicate = joined = expired = 0
         name: str | None = None
         m = _ModelJoin()
@@ -229,7 +231,7 @@ class LabelJoin:
                 continue
             m.seq += 1
             preds[eid] = _Pred(m.seq, r, early is not None)
-            m.bytes += record_bytes(r)
+            m.bytes += plain_bytes(r, sizes)
             heap = m.heap
             heappush(heap, (ts, m.seq, False, eid))
             held = len(preds) + len(m.early)
@@ -311,16 +313,14 @@ class LabelJoin:
         setattr(self.stats, reason, getattr(self.stats, reason) + 1)
         self._dropped.append(DroppedLabel(lab.model, version, lab.ts_ms, lab.event_id, reason))
 
-    def _over(self, m: _ModelJoin) -> bool:
-        return len(m.preds) + len(m.early) > self.max_entries or m.bytes > self.max_bytes
-
     def _evict(self, model: str, m: _ModelJoin) -> None:
         limit = m.clock - self.horizon_ms
-        heap, stats = m.heap, self.stats
-        while heap and (heap[0][0] < limit or self._over(m)):
+        heap, stats, cap, max_bytes = m.heap, self.stats, self.max_entries, self.max_bytes
+        preds, early = m.preds, m.early
+        while heap and (heap[0][0] < limit or len(preds) + len(early) > cap or m.bytes > max_bytes):
             ts, seq, is_label, eid = heapq.heappop(heap)
             forced = ts >= limit
-            by_bytes = forced and m.bytes > self.max_bytes
+            by_bytes = forced and m.bytes > max_bytes
             if is_label:
                 e = m.early.get(eid)
                 if e is None or e.seq != seq:
@@ -338,7 +338,7 @@ class LabelJoin:
                 if p is None or p.seq != seq:
                     continue
                 del m.preds[eid]
-                m.bytes -= record_bytes(p.record)
+                m.bytes -= plain_bytes(p.record, self._sizes)
                 stats.evicted_predictions += 1
                 if self.spill and not p.labelled:
                     self._spilled_predictions.append(p.record)

@@ -112,3 +112,27 @@ def test_bytes_survive_a_snapshot() -> None:
     assert restored.max_bytes == 1_000_000
     assert restored.held_bytes("credit-limit") == join.held_bytes("credit-limit")
     assert vars(restored.stats) == vars(join.stats)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        pytest.param(PredictionRecord("e-1", "m", "1", 0, 0.5, None), id="plain"),
+        pytest.param(PredictionRecord("é-1", "m", "1", 0, 0.5, None), id="non-ascii-id"),
+        pytest.param(PredictionRecord("e-1", "m", "1", 0, 0.5, "cat"), id="class"),
+        pytest.param(PredictionRecord("e-1", "m", "1", 0, 0.5, None, (("a", "b"),)), id="segment"),
+        pytest.param(PredictionRecord(None, "m", "1", 0, 0.5, None), id="no-id"),
+    ],
+)
+def test_the_hot_path_size_is_the_records(record: PredictionRecord) -> None:
+    """The join's per-prediction shortcut gives :func:`record_bytes`' number, so the held
+    bytes go back to zero when everything has left."""
+    from drifthouse.stream.labels.records import plain_bytes, record_bytes
+
+    assert plain_bytes(record, {}) == record_bytes(record)
+    join = LabelJoin(horizon_ms=1_000)
+    join.add_predictions([PredictionRecord("x" * 70, "m", "1", 0, 0.5, None), record])
+    join.add_predictions([PredictionRecord("late", "m", "1", 10_000, 0.5, None)])
+    assert join.held_bytes("m") == record_bytes(
+        PredictionRecord("late", "m", "1", 10_000, 0.5, None)
+    )
