@@ -1,0 +1,167 @@
+"""Batched prediction messages (docs/events.md, "Batched messages"): encoders, decoding, and
+bad events refused alone with their index."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+
+from drifthouse.events import (
+    EventDecoder,
+    PredictionEvent,
+    decode_messages,
+    encode_batch,
+    encode_columns,
+    encode_event,
+)
+
+T0 = 1_767_225_600_000
+DEC = EventDecoder(PredictionEvent)
+
+
+def _events(n: int = 7) -> list[PredictionEvent]:
+    return [
+        PredictionEvent(
+            model="fraud",
+            model_version="1.4",
+            ts_ms=T0 + 1000 * i,
+            features={"amount": float(i) if i % 3 else None, "country": ["DE", "FR"][i % 2]},
+            event_id=f"e{i}",
+            prediction={"fraud": 0.25 * (i % 4), "ok": 1 - 0.25 * (i % 4)},
+            latency_ms=1.5 * i if i % 2 else None,
+            status=500 if i == 3 else 200,
+            segment={"channel": "web" if i % 2 else "app"},
+        )
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("encode", [encode_batch, encode_columns], ids=["rows", "columns"])
+def test_a_batch_decodes_to_the_events_of_single_messages(
+    encode: Callable[[list[PredictionEvent]], bytes],
+) -> None:
+    events = _events()
+    singles = decode_messages(DEC, [encode_event(e) for e in events])
+    batched = decode_messages(DEC, [encode(events[:4]), encode(events[4:])])
+    assert [e for _, e in batched.ok] == [e for _, e in singles.ok] == events
+    assert [p for p, _ in batched.ok] == [0, 0, 0, 0, 1, 1, 1]
+    assert batched.refused == singles.refused == []
+
+
+def test_single_events_and_batches_mix_in_one_micro_batch() -> None:
+    events = _events(5)
+    raws = [encode_event(events[0]), encode_batch(events[1:3]), encode_columns(events[3:])]
+    got = decode_messages(DEC, raws)
+    assert [e for _, e in got.ok] == events
+    assert [p for p, _ in got.ok] == [0, 1, 1, 2, 2]
+
+
+def _rows_with(bad: dict[int, dict[str, object]]) -> bytes:
+    rows = [json.loads(encode_event(e)) for e in _events(5)]
+    for row in rows:
+        del row["model"], row["model_version"]
+    for i, change in bad.items():
+        rows[i].update(change)
+        if change == {"ts": None}:
+            del rows[i]["ts"]
+    return json.dumps({"model": "fraud", "model_version": "1.4", "events": rows}).encode()
+
+
+@pytest.mark.parametrize(
+    ("change", "reason", "path"),
+    [
+        pytest.param({"ts": None}, "schema", "$.events[2].ts", id="missing-ts"),
+        pytest.param({"features": {"amount": [1]}}, "schema", "$.events[2].features.amount", id="array-feature"),
+        pytest.param({"status": "?"}, "schema", "$.events[2].status", id="question-mark"),
+        pytest.param({"ts": 1_714_564_800}, "implausible_ts", "$.events[2].ts", id="epoch-seconds"),
+        pytest.param({"model": "churn"}, "schema", "$.events[2].model", id="another-model"),
+        pytest.param({"model_version": "2"}, "schema", "$.events[2].model_version", id="another-version"),
+    ],
+)  # fmt: skip
+def test_a_bad_event_in_a_batch_is_refused_alone_with_its_index(
+    change: dict[str, object], reason: str, path: str
+) -> None:
+    got = decode_messages(DEC, [encode_event(_events(1)[0]), _rows_with({2: change})])
+    assert [(p, e.event_id) for p, e in got.ok] == [
+        (0, "e0"),
+        (1, "e0"),
+        (1, "e1"),
+        (1, "e3"),
+        (1, "e4"),
+    ]
+    [refused] = got.refused
+    assert (refused.position, refused.error.reason, refused.error.path) == (1, reason, path)
+    assert refused.prior == 3  # valid events before it
+    assert refused.raw is not None  # the event alone
+    assert json.loads(refused.raw)["event_id"] == "e2"
+
+
+def test_a_bad_value_in_a_column_is_refused_alone_with_its_index() -> None:
+    msg = json.loads(encode_columns(_events(4)))
+    msg["columns"]["features"]["amount"][1] = {"x": 1}
+    msg["columns"]["ts"][3] = "yesterday"
+    got = decode_messages(DEC, [json.dumps(msg).encode()])
+    assert [e.event_id for _, e in got.ok] == ["e0", "e2"]
+    assert [(r.error.path, r.prior) for r in got.refused] == [
+        ("$.columns.features.amount[1]", 1),
+        ("$.columns.ts[3]", 2),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "path"),
+    [
+        pytest.param(b'{"model": "fraud", "events": 3}', "$.events", id="events-not-a-list"),
+        pytest.param(b'{"model": 1, "events": []}', "$.model", id="model-not-a-string"),
+        pytest.param(b'{"events": [{"ts": 1}]}', "$.model", id="no-model"),
+        pytest.param(
+            b'{"model": "fraud", "columns": {"ts": [1, 2], "features": {"x": [1]}}}',
+            "$.columns.features.x",
+            id="columns-of-unequal-length",
+        ),
+    ],
+)
+def test_a_malformed_batch_is_refused_whole(raw: bytes, path: str) -> None:
+    got = decode_messages(DEC, [raw, encode_event(_events(1)[0])])
+    assert [(p, e.event_id) for p, e in got.ok] == [(1, "e0")]
+    [refused] = got.refused
+    assert (refused.position, refused.error.reason, refused.error.path, refused.raw) == (
+        0,
+        "schema",
+        path,
+        None,
+    )
+    assert "expected" in str(refused.error).lower() or "Expected" in str(refused.error)
+
+
+def test_the_size_bound_holds_for_the_whole_batch() -> None:
+    raw = encode_batch(_events(50))
+    got = decode_messages(EventDecoder(PredictionEvent, max_bytes=len(raw) - 1), [raw])
+    assert got.ok == []
+    assert [(r.error.reason, r.error.path) for r in got.refused] == [("too_large", "$")]
+
+
+def test_future_events_of_a_batch_are_refused_alone() -> None:
+    events = _events(3)
+    got = decode_messages(DEC, [encode_batch(events)], now_ms=T0 - DEC.max_future_ms + 1500)
+    assert [e.event_id for _, e in got.ok] == ["e0", "e1"]
+    assert [(r.error.reason, r.error.path) for r in got.refused] == [
+        ("future_ts", "$.events[2].ts")
+    ]
+
+
+def test_a_single_event_naming_events_is_still_a_single_event() -> None:
+    raw = b'{"model": "m", "ts": 1767225600000, "features": {"events": 3, "columns": "a"}}'
+    got = decode_messages(DEC, [raw])
+    assert [e.features for _, e in got.ok] == [{"events": 3.0, "columns": "a"}]
+
+
+def test_encoders_refuse_mixed_models() -> None:
+    a, b = _events(2)
+    with pytest.raises(ValueError, match="one model and version"):
+        encode_batch([a, PredictionEvent(model="x", ts_ms=T0, features={})])
+    b.features = {"other": 1.0}
+    with pytest.raises(ValueError, match="same features names"):
+        encode_columns([a, b])
