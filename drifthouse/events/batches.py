@@ -91,16 +91,22 @@ class Decoded:
 
     ``ok`` holds ``(message position, event)`` in input order (a batch gives several events
     at one position); ``refused`` the refused events and messages in input order.
-    :meth:`alone` gives a valid event of a batch as a message of its own and its path prefix
-    (for a late event's dead letter).
+    :meth:`alone` gives a valid event of a batch as a message of its own (for a late event's
+    dead letter).
     """
 
     ok: list[tuple[int, PredictionEvent]]
     refused: list[Refused]
-    _rows: dict[int, tuple[bytes, str]]  # ok index -> (the event alone, its path prefix)
+    _rows: dict[int, tuple[bytes, _Envelope, int]]  # ok index -> (event alone, envelope, index)
 
-    def alone(self, i: int) -> tuple[bytes, str] | None:
-        return self._rows.get(i)
+    def alone(self, i: int, path: str) -> tuple[bytes, str] | None:
+        """Valid event ``i`` of a batch alone, and ``path`` (in the event) in its message;
+        ``None`` for a single event."""
+        found = self._rows.get(i)
+        if found is None:
+            return None
+        raw, env, j = found
+        return raw, _path_in(env, j, path)
 
 
 def decode_messages(
@@ -150,10 +156,12 @@ def decode_messages(
                 bad[k], event = wrong, None
         if event is not None:
             if env is not None:
-                decoded._rows[len(decoded.ok)] = (bytes(rows[k]), _prefix(env, j))
+                decoded._rows[len(decoded.ok)] = (bytes(rows[k]), env, j)
             decoded.ok.append((pos, event))
             continue
-        error = bad[k] if env is None else _within(bad[k], env, j)
+        error = bad[k]
+        if env is not None:
+            error = type(error)(error.reason, _path_in(env, j, error.path), error.detail)
         alone = None if env is None else bytes(rows[k])
         decoded.refused.append(Refused(pos, error, alone, len(decoded.ok)))
     return decoded
@@ -229,19 +237,13 @@ def _transpose(cols: _Columns) -> list[bytes]:
     return out
 
 
-def _prefix(env: _Envelope, j: int) -> str:
-    return f"$.events[{j}]" if env.events is not None else f"$.columns[{j}]"
-
-
-def _within(err: DecodeError, env: _Envelope, j: int) -> DecodeError:
-    """The error of event ``j`` with its path in the batch message."""
-    rest = err.path[1:]
+def _path_in(env: _Envelope, j: int, path: str) -> str:
+    """``path`` of event ``j`` as a path in its batch message."""
+    rest = path[1:]
     if env.events is not None:
-        path = f"$.events[{j}]{rest}"
-    else:
-        head = _HEAD.match(rest)
-        path = f"$.columns{head.group(1)}[{j}]{rest[head.end() :]}" if head else f"$.columns[{j}]"
-    return type(err)(err.reason, path, err.detail)
+        return f"$.events[{j}]{rest}"
+    head = _HEAD.match(rest)
+    return f"$.columns{head.group(1)}[{j}]{rest[head.end() :]}" if head else f"$.columns[{j}]"
 
 
 def _other_model(env: _Envelope, event: PredictionEvent) -> DecodeError | None:
