@@ -4,7 +4,9 @@ bad events refused alone with their index."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -165,3 +167,16 @@ def test_encoders_refuse_mixed_models() -> None:
     b.features = {"other": 1.0}
     with pytest.raises(ValueError, match="same features names"):
         encode_columns([a, b])
+
+
+def test_the_batch_examples_in_the_docs_decode() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "events.md").read_text()
+    section = text[text.index("## Batched messages") : text.index("## Label events")]
+    blocks = re.findall(r"```text\n(.*?)```", section, re.DOTALL)
+    assert len(blocks) == 2
+    got = decode_messages(DEC, [b.encode() for b in blocks])
+    assert got.refused == []
+    assert [e for p, e in got.ok if p == 0] == [e for p, e in got.ok if p == 1]
+    assert [(p, e.model, e.model_version, e.event_id) for p, e in got.ok] == [
+        (p, "fraud", "1.4.2", f"req-{i}") for p in (0, 1) for i in (1, 2)
+    ]
