@@ -27,9 +27,9 @@ from typing import Any
 import msgspec
 
 from drifthouse.errors import DecodeError
-from drifthouse.events.decoder import EventDecoder
+from drifthouse.events.decoder import EventDecoder, check_labels
 from drifthouse.events.describe import preview
-from drifthouse.events.structs import Buffer, PredictionEvent
+from drifthouse.events.structs import Buffer, PredictionEvent, encode_event
 
 __all__ = ["Decoded", "Refused", "decode_messages", "encode_batch", "encode_columns"]
 
@@ -61,7 +61,24 @@ class _Shape(msgspec.Struct):
     columns: msgspec.Raw = msgspec.Raw(b"")
 
 
+class _Row(PredictionEvent, kw_only=True, omit_defaults=True, gc=False):
+    """An event of a batch in rows: ``model`` and ``model_version`` are the envelope's
+    unless it repeats them."""
+
+    model: str | msgspec.UnsetType = msgspec.UNSET  # type: ignore[assignment]
+    model_version: str | msgspec.UnsetType = msgspec.UNSET  # type: ignore[assignment]
+
+
+class _Rows(msgspec.Struct):
+    """The common case of a batch in rows, decoded in one call."""
+
+    model: str
+    events: list[_Row]
+    model_version: str = "unknown"
+
+
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
+_ROWS = msgspec.json.Decoder(_Rows)
 _SHAPE = msgspec.json.Decoder(_Shape)
 _ENCODE = msgspec.json.Encoder()
 _AT = re.compile(r" - at `(\$[^`]*)`$")
@@ -97,16 +114,17 @@ class Decoded:
 
     ok: list[tuple[int, PredictionEvent]]
     refused: list[Refused]
-    _rows: dict[int, tuple[bytes, _Envelope, int]]  # ok index -> (event alone, envelope, index)
+    _rows: dict[int, tuple[_Envelope | None, int]]  # ok index -> (envelope, index in it)
 
     def alone(self, i: int, path: str) -> tuple[bytes, str] | None:
-        """Valid event ``i`` of a batch alone, and ``path`` (in the event) in its message;
-        ``None`` for a single event."""
+        """Valid event ``i`` of a batch alone (as decoded), and ``path`` (in the event) in its
+        message; ``None`` for a single event."""
         found = self._rows.get(i)
         if found is None:
             return None
-        raw, env, j = found
-        return raw, _path_in(env, j, path)
+        env, j = found
+        raw = encode_event(self.ok[i][1])
+        return raw, f"$.events[{j}]{path[1:]}" if env is None else _path_in(env, j, path)
 
 
 def decode_messages(
@@ -120,10 +138,18 @@ def decode_messages(
     rows: list[Buffer] = []
     slots: list[tuple[int, int, _Envelope | None]] = []  # per row: position, index, envelope
     whole: dict[int, DecodeError] = {}  # row index -> error of a whole refused message
+    ready: dict[int, PredictionEvent] = {}  # row index -> event of a batch decoded at once
     for pos, raw in enumerate(raws):
         if b'"events"' not in raw and b'"columns"' not in raw:
             rows.append(raw)
             slots.append((pos, -1, None))
+            continue
+        fast = _fast_rows(raw, decoder, now_ms)
+        if fast is not None:
+            for j, one in enumerate(fast):
+                ready[len(rows)] = one
+                rows.append(b"")
+                slots.append((pos, j, None))
             continue
         try:
             found = _envelope(raw, decoder.max_bytes)
@@ -140,13 +166,15 @@ def decode_messages(
         for j, item in enumerate(items):
             rows.append(item)
             slots.append((pos, j, envelope))
-    keep = [k for k in range(len(rows)) if k not in whole] if whole else range(len(rows))
+    skip = whole.keys() | ready.keys()
+    keep = [k for k in range(len(rows)) if k not in skip] if skip else range(len(rows))
     ok_rows, bad_rows = decoder.decode_batch(
-        [rows[k] for k in keep] if whole else rows, now_ms=now_ms, first=first
+        [rows[k] for k in keep] if skip else rows, now_ms=now_ms, first=first
     )
     bad: dict[int, DecodeError] = dict(whole)
     bad.update((keep[i], err) for i, err in bad_rows)
     good: dict[int, PredictionEvent] = {keep[i]: e for i, e in ok_rows}
+    good.update(ready)
     decoded = Decoded([], [], {})
     for k, (pos, j, env) in enumerate(slots):
         event = good.get(k)
@@ -155,8 +183,8 @@ def decode_messages(
             if wrong is not None:
                 bad[k], event = wrong, None
         if event is not None:
-            if env is not None:
-                decoded._rows[len(decoded.ok)] = (bytes(rows[k]), env, j)
+            if j >= 0:
+                decoded._rows[len(decoded.ok)] = (env, j)
             decoded.ok.append((pos, event))
             continue
         error = bad[k]
@@ -165,6 +193,54 @@ def decode_messages(
         alone = None if env is None else bytes(rows[k])
         decoded.refused.append(Refused(pos, error, alone, len(decoded.ok)))
     return decoded
+
+
+def _fast_rows(
+    raw: Buffer, decoder: EventDecoder[PredictionEvent], now_ms: int | None
+) -> list[PredictionEvent] | None:
+    """The events of a batch in rows, decoded in one call, when every one of them is valid
+    and passes the decoder's checks; ``None`` sends the message down the event-by-event path
+    that refuses its bad events alone."""
+    if len(raw) > decoder.max_bytes:
+        return None
+    try:
+        batch = _ROWS.decode(raw)
+    except Exception:  # anything unusual: the event-by-event path says what is wrong
+        return None
+    model, version = batch.model, batch.model_version
+    limit = None if now_ms is None else now_ms + decoder.max_future_ms
+    floor, max_segments, max_label = (
+        decoder.min_ts_ms,
+        decoder.max_segments,
+        decoder.max_label_bytes,
+    )
+    quarter = max_label // 4  # a name longer than this may be too long (check_labels says)
+    try:
+        for i, e in enumerate(batch.events):
+            if e.model is msgspec.UNSET:
+                e.model = model
+            if e.model_version is msgspec.UNSET:
+                e.model_version = version
+            if (
+                e.model != model
+                or e.model_version != version
+                or not model
+                or e.ts_ms < floor
+                or (limit is not None and e.ts_ms > limit)
+                or len(e.segment) > max_segments
+            ):
+                return None
+            if (
+                i == 0
+                or (e.event_id is not None and len(e.event_id) > quarter)
+                or (e.features and max(map(len, e.features)) > quarter)
+                or (e.segment and max(map(len, (*e.segment, *e.segment.values()))) > quarter)
+            ):
+                check_labels(e, max_label)
+    except DecodeError:
+        return None
+    events: list[PredictionEvent] = batch.events  # type: ignore[assignment]
+    return events
 
 
 def _envelope(raw: Buffer, max_bytes: int) -> tuple[_Envelope, list[bytes]] | None:

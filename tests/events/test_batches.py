@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from drifthouse.events import (
@@ -47,7 +48,9 @@ def test_a_batch_decodes_to_the_events_of_single_messages(
     events = _events()
     singles = decode_messages(DEC, [encode_event(e) for e in events])
     batched = decode_messages(DEC, [encode(events[:4]), encode(events[4:])])
-    assert [e for _, e in batched.ok] == [e for _, e in singles.ok] == events
+    as_dicts = msgspec.structs.asdict
+    assert [as_dicts(e) for _, e in batched.ok] == [as_dicts(e) for e in events]
+    assert [e for _, e in singles.ok] == events
     assert [p for p, _ in batched.ok] == [0, 0, 0, 0, 1, 1, 1]
     assert batched.refused == singles.refused == []
 
@@ -56,7 +59,9 @@ def test_single_events_and_batches_mix_in_one_micro_batch() -> None:
     events = _events(5)
     raws = [encode_event(events[0]), encode_batch(events[1:3]), encode_columns(events[3:])]
     got = decode_messages(DEC, raws)
-    assert [e for _, e in got.ok] == events
+    assert [msgspec.structs.asdict(e) for _, e in got.ok] == [
+        msgspec.structs.asdict(e) for e in events
+    ]
     assert [p for p, _ in got.ok] == [0, 1, 1, 2, 2]
 
 
@@ -176,7 +181,18 @@ def test_the_batch_examples_in_the_docs_decode() -> None:
     assert len(blocks) == 2
     got = decode_messages(DEC, [b.encode() for b in blocks])
     assert got.refused == []
-    assert [e for p, e in got.ok if p == 0] == [e for p, e in got.ok if p == 1]
+    as_dicts = msgspec.structs.asdict
+    assert [as_dicts(e) for p, e in got.ok if p == 0] == [as_dicts(e) for p, e in got.ok if p == 1]
     assert [(p, e.model, e.model_version, e.event_id) for p, e in got.ok] == [
         (p, "fraud", "1.4.2", f"req-{i}") for p in (0, 1) for i in (1, 2)
+    ]
+
+
+def test_the_name_bounds_hold_for_each_event_of_a_batch() -> None:
+    events = _events(3)
+    events[1].features = {"x" * 2_000: 1.0}
+    got = decode_messages(DEC, [encode_batch(events)])
+    assert [e.event_id for _, e in got.ok] == ["e0", "e2"]
+    assert [(r.error.reason, r.error.path) for r in got.refused] == [
+        ("too_large", "$.events[1].features")
     ]
