@@ -27,7 +27,7 @@ from typing import Any
 import msgspec
 
 from drifthouse.errors import DecodeError
-from drifthouse.events.decoder import EventDecoder, check_labels
+from drifthouse.events.decoder import EventDecoder
 from drifthouse.events.describe import preview
 from drifthouse.events.structs import Buffer, PredictionEvent, encode_event
 
@@ -133,8 +133,13 @@ def decode_messages(
     *,
     now_ms: int | None = None,
     first: Callable[[Buffer], PredictionEvent] | None = None,
+    first_rows: Callable[[Buffer], Any] | None = None,
 ) -> Decoded:
-    """Decode messages holding single prediction events or batches of them (module docstring)."""
+    """Decode messages holding single prediction events or batches of them (module docstring).
+
+    ``first`` is tried first on single events (see :meth:`EventDecoder.decode_batch`),
+    ``first_rows`` on batches in rows: narrower decoders that raise for anything they do not
+    take and decode what they take to the same values."""
     rows: list[Buffer] = []
     slots: list[tuple[int, int, _Envelope | None]] = []  # per row: position, index, envelope
     whole: dict[int, DecodeError] = {}  # row index -> error of a whole refused message
@@ -144,7 +149,7 @@ def decode_messages(
             rows.append(raw)
             slots.append((pos, -1, None))
             continue
-        fast = _fast_rows(raw, decoder, now_ms)
+        fast = _fast_rows(raw, decoder, now_ms, first_rows)
         if fast is not None:
             for j, one in enumerate(fast):
                 ready[len(rows)] = one
@@ -196,50 +201,55 @@ def decode_messages(
 
 
 def _fast_rows(
-    raw: Buffer, decoder: EventDecoder[PredictionEvent], now_ms: int | None
+    raw: Buffer,
+    decoder: EventDecoder[PredictionEvent],
+    now_ms: int | None,
+    typed: Callable[[Buffer], Any] | None,
 ) -> list[PredictionEvent] | None:
-    """The events of a batch in rows, decoded in one call, when every one of them is valid
-    and passes the decoder's checks; ``None`` sends the message down the event-by-event path
-    that refuses its bad events alone."""
+    """The events of a batch in rows, decoded in one call (``typed`` first, when given: a
+    narrower decoder of one model's batches, see :mod:`drifthouse.detectors.typed_decode`),
+    when every one of them is valid and passes the decoder's checks; ``None`` sends the
+    message down the event-by-event path that refuses its bad events alone."""
     if len(raw) > decoder.max_bytes:
         return None
-    try:
-        batch = _ROWS.decode(raw)
-    except Exception:  # anything unusual: the event-by-event path says what is wrong
-        return None
+    batch: Any = None
+    if typed is not None:
+        try:
+            batch = typed(raw)
+        except Exception:  # not the fast decoder's: the general one decides
+            batch = None
+    if batch is None:
+        try:
+            batch = _ROWS.decode(raw)
+        except Exception:  # anything unusual: the event-by-event path says what is wrong
+            return None
     model, version = batch.model, batch.model_version
     limit = None if now_ms is None else now_ms + decoder.max_future_ms
-    floor, max_segments, max_label = (
-        decoder.min_ts_ms,
-        decoder.max_segments,
-        decoder.max_label_bytes,
-    )
-    quarter = max_label // 4  # a name longer than this may be too long (check_labels says)
-    try:
-        for i, e in enumerate(batch.events):
-            if e.model is msgspec.UNSET:
-                e.model = model
-            if e.model_version is msgspec.UNSET:
-                e.model_version = version
-            if (
-                e.model != model
-                or e.model_version != version
-                or not model
-                or e.ts_ms < floor
-                or (limit is not None and e.ts_ms > limit)
-                or len(e.segment) > max_segments
-            ):
-                return None
-            if (
-                i == 0
-                or (e.event_id is not None and len(e.event_id) > quarter)
-                or (e.features and max(map(len, e.features)) > quarter)
-                or (e.segment and max(map(len, (*e.segment, *e.segment.values()))) > quarter)
-            ):
-                check_labels(e, max_label)
-    except DecodeError:
+    floor, max_segments = decoder.min_ts_ms, decoder.max_segments
+    # A name that may be too long (check_labels) takes the event-by-event path, which says.
+    quarter = min(decoder.max_label_bytes, decoder.max_bytes) // 4
+    if not model or len(model) > quarter or len(version) > quarter:
         return None
-    events: list[PredictionEvent] = batch.events  # type: ignore[assignment]
+    unset = msgspec.UNSET
+    for e in batch.events:
+        if e.model is unset:
+            e.model = model
+        if e.model_version is unset:
+            e.model_version = version
+        features = e.features
+        names = features if type(features) is dict else type(features).names
+        if (
+            e.model != model
+            or e.model_version != version
+            or e.ts_ms < floor
+            or (limit is not None and e.ts_ms > limit)
+            or len(e.segment) > max_segments
+            or (e.event_id is not None and len(e.event_id) > quarter)
+            or (names and max(map(len, names)) > quarter)
+            or (e.segment and max(map(len, (*e.segment, *e.segment.values()))) > quarter)
+        ):
+            return None
+    events: list[PredictionEvent] = batch.events
     return events
 
 

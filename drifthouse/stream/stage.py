@@ -220,6 +220,7 @@ class PartitionStage:
             [m.value for m in msgs],
             now_ms=now,
             first=self._typed.decoder(self._model_hint),
+            first_rows=self._typed.rows(self._model_hint),
         )
         ok = decoded.ok
         if ok:

@@ -196,3 +196,28 @@ def test_the_name_bounds_hold_for_each_event_of_a_batch() -> None:
     assert [(r.error.reason, r.error.path) for r in got.refused] == [
         ("too_large", "$.events[1].features")
     ]
+
+
+def test_a_models_fast_decoder_takes_its_batches_in_rows_to_the_same_values() -> None:
+    from drifthouse.detectors.layout import FeatureLayout
+    from drifthouse.detectors.typed_decode import TypedDecoders, TypedFeatures
+
+    layout = FeatureLayout(("amount",), ("country",), ({"DE": 0, "FR": 1},), (2,))
+    decoders = TypedDecoders(lambda model: layout if model == "fraud" else None)
+    events = _events(6)
+    raws = [encode_batch(events[:3]), encode_batch(events[3:])]
+    fast = decode_messages(DEC, raws, first_rows=decoders.rows("fraud"))
+    general = decode_messages(DEC, raws)
+    assert all(isinstance(e.features, TypedFeatures) for _, e in fast.ok)
+    assert [e.features.as_dict() for _, e in fast.ok] == [e.features for _, e in general.ok]
+    for (_, a), (_, b) in zip(fast.ok, general.ok, strict=True):
+        assert (a.model, a.model_version, a.ts_ms, a.event_id, a.segment, a.prediction) == (
+            b.model, b.model_version, b.ts_ms, b.event_id, b.segment, b.prediction
+        )  # fmt: skip
+    # Another model's batch, or an event with a feature the layout lacks: the general path.
+    other = events[1]
+    other.features = {**other.features, "extra": 1.0}
+    mixed = decode_messages(
+        DEC, [encode_batch([events[0], other])], first_rows=decoders.rows("fraud")
+    )
+    assert [type(e.features) for _, e in mixed.ok] == [dict, dict]
