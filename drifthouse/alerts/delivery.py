@@ -1,7 +1,8 @@
-"""Delivery that loses nothing: an on-disk outbox and one worker thread per receiver.
+"""Delivery that loses nothing: an outbox (on disk or in the store) and one worker thread per
+receiver.
 
-:meth:`DeliveryWorker.enqueue` appends the notification to the outbox (JSON lines, fsync'd) and
-returns at once, so the consumer never waits for Slack or PagerDuty. A thread per receiver sends
+:meth:`DeliveryWorker.enqueue` records the notification in the outbox (JSON lines, fsync'd; or
+a row of table ``alert_state``) and returns at once, so the consumer never waits for Slack or PagerDuty. A thread per receiver sends
 its notifications in order (a resolve never overtakes its trigger; a receiver that is down holds
 up only itself), retrying 429s, 5xx and connection errors with exponential backoff that honours
 ``Retry-After``, up to ``max_attempts`` tries and ``max_backoff`` seconds between them. A
@@ -42,9 +43,10 @@ from typing import Any
 import msgspec
 
 from drifthouse.alerts.base import Notification, Receiver
-from drifthouse.errors import NotifyError, NotifyRetryable
+from drifthouse.errors import NotifyError, NotifyRetryable, StoreError
 from drifthouse.files import open_private, private_dir
 from drifthouse.logs import get_logger, scrub
+from drifthouse.sinks.alert_state import AlertStateStore
 
 __all__ = ["DeliveryWorker", "Outbox"]
 
@@ -54,19 +56,38 @@ _KEEP_DONE = 20_000  # ids of delivered notifications remembered across compacti
 
 
 class Outbox:
-    """Notifications not yet delivered, in ``<dir>/outbox.jsonl`` (or in memory without a dir).
+    """Notifications not yet delivered, and the ids of those delivered: in ``<dir>/outbox.jsonl``,
+    in the store (``store``, table ``alert_state``), or in memory with neither.
 
-    Lines are ``{"op": "put", "id", "n"}``, ``{"op": "done", "id"}`` and
+    File lines are ``{"op": "put", "id", "n"}``, ``{"op": "done", "id"}`` and
     ``{"op": "failed", "id", "error", "retryable"}``; each append is flushed and fsync'd. Opening
     compacts the file (atomically) to the pending notifications and the recent done ids.
+
+    In the store each notification is one row keyed by its id, whose status goes from
+    ``pending`` to ``done`` (or ``failed``, given up); a retryable failure leaves it pending, for
+    the next worker. A merger that moves to another host finds there what is still to send and
+    what was sent. While the store is away the outbox goes on in memory (logged), and writes what
+    the store missed with the next change or :meth:`sync` (called by each state save).
     """
 
-    def __init__(self, directory: Path | None = None) -> None:
-        self.path = directory / "outbox.jsonl" if directory is not None else None
+    def __init__(
+        self, directory: Path | None = None, *, store: AlertStateStore | None = None
+    ) -> None:
+        self.path = directory / "outbox.jsonl" if directory is not None and store is None else None
+        self.store = store
         self._lock = threading.Lock()
         self._pending: dict[str, Notification] = {}
         self._done: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._fh: Any = None
+        # id -> (status, body) the store has not taken yet (it was away)
+        self._unsaved: dict[str, tuple[str, str]] = {}
+        if store is not None:
+            rows = store.outbox(_KEEP_DONE)
+            self._done.update(dict.fromkeys(rows.done))
+            for nid, body in rows.pending:
+                if nid not in self._done:
+                    self._pending[nid] = msgspec.json.decode(body, type=Notification)
+            return
         if self.path is None:
             return
         private_dir(self.path.parent)
@@ -109,11 +130,44 @@ class Outbox:
         os.replace(tmp, self.path)
 
     def _append(self, entry: dict[str, Any]) -> None:
+        if self.store is not None:
+            self._store(entry)
+            return
         if self._fh is None:
             return
         self._fh.write(json.dumps(entry) + "\n")
         self._fh.flush()
         os.fsync(self._fh.fileno())
+
+    def _store(self, entry: dict[str, Any]) -> None:
+        op, nid = entry["op"], entry["id"]
+        if op == "put":
+            self._unsaved[nid] = ("pending", json.dumps(entry["n"]))
+        elif op == "done":
+            self._unsaved[nid] = ("done", "")
+        elif not entry["retryable"]:
+            self._unsaved[nid] = ("failed", entry["error"])
+        # else: it stays pending in the store, and the next worker tries it again
+        self._sync()
+
+    def _sync(self) -> bool:
+        if self.store is None or not self._unsaved:
+            return True
+        items = [(nid, status, body) for nid, (status, body) in self._unsaved.items()]
+        try:
+            self.store.write_many("outbox", items)
+        except StoreError as exc:
+            # Kept in memory, written by the next change or save: this worker neither loses
+            # nor repeats a notification; a move before then may (docs/alerting.md).
+            log.warning("outbox.store_failed", unsaved=len(items), error=str(exc))
+            return False
+        self._unsaved.clear()
+        return True
+
+    def sync(self) -> bool:
+        """Write to the store what it missed while away; False while it still is."""
+        with self._lock:
+            return self._sync()
 
     def pending(self) -> list[Notification]:
         """Undelivered notifications, oldest first."""

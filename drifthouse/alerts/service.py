@@ -3,7 +3,10 @@
 The pipeline calls :meth:`Alerting.process` with the metric rows of the windows a watermark
 closed, stores the returned alert rows (table ``alerts``), and calls :meth:`Alerting.save_state`
 when it commits the offsets those rows cover; a restarted worker loads that state and neither
-pages again nor forgets an alert that is firing.
+pages again nor forgets an alert that is firing. With a ``state_store`` (the live merger's) the
+state, the outbox and the Slack message index are in the store (table ``alert_state``), so this
+holds for a merger that restarts on another host too; without one they are in ``state_dir``
+(docs/alerting.md, "Where alerting's state lives").
 
 Example
 -------
@@ -43,9 +46,11 @@ from drifthouse.alerts.routing import Dispatcher
 from drifthouse.alerts.rules import Baselines, RuleEngine
 from drifthouse.alerts.silences import SilenceStore
 from drifthouse.config import Config
+from drifthouse.errors import StoreError
 from drifthouse.files import open_private, private_dir
 from drifthouse.logs import get_logger
 from drifthouse.rows import AlertRow, MetricRow
+from drifthouse.sinks.alert_state import AlertStateStore
 
 __all__ = ["Alerting"]
 
@@ -75,6 +80,13 @@ class Alerting:
         to ``config.alerting.outbox_dir``. The state found there is loaded at construction
         unless ``resume`` is False. A replay should use a folder of its own (or ``resume=False``
         and ``notify=False``), so that it neither starts from nor overwrites the live state.
+    state_store:
+        Keep the state, the outbox and the Slack message index in the store instead (table
+        ``alert_state``), under ``config.kafka.group`` and ``shard``: a merger that moves to
+        another host loads them there and neither pages twice nor misses a resolve. The store's
+        client is this object's own, closed by :meth:`close`.
+    shard:
+        The merge shard whose alerts these are (``""``: the one merger of the group).
     start:
         Start the delivery threads at once (else call ``worker.start()``).
     clock:
@@ -100,6 +112,8 @@ class Alerting:
         resume: bool = True,
         start: bool = True,
         clock: Callable[[], float] = time.time,
+        state_store: AlertStateStore | None = None,
+        shard: str = "",
     ) -> None:
         self._clock = clock
         self._repeat_wall_s = config.alerting.repeat_wall_clock / 1000.0
@@ -109,6 +123,9 @@ class Alerting:
         self.state_dir = state_dir if state_dir is not None else config.alerting.outbox_dir
         if self.state_dir is not None and not self.state_dir.is_absolute():
             self.state_dir = config.base_dir / self.state_dir
+        self.store = (
+            state_store.scoped(config.kafka.group, shard) if state_store is not None else None
+        )
         self.engine = RuleEngine(config.rules, baselines)
         self.worker: DeliveryWorker | None = None
         if notify:
@@ -117,10 +134,11 @@ class Alerting:
                     config.receivers,
                     state_dir=self.state_dir,
                     kafka_bootstrap=config.kafka.bootstrap,
+                    state_store=self.store,
                 )
             self.worker = DeliveryWorker(
                 receivers,
-                Outbox(self.state_dir),
+                Outbox(self.state_dir, store=self.store),
                 max_attempts=config.alerting.max_attempts,
                 max_backoff=config.alerting.max_backoff / 1000.0,
             )
@@ -131,8 +149,12 @@ class Alerting:
             silences=silences,
             rule_labels=self.engine.rule_labels,
         )
-        if resume and self.state_dir is not None and (self.state_dir / STATE_FILE).exists():
-            self.load_state(json.loads((self.state_dir / STATE_FILE).read_text()))
+        #: The state as the store last took it.
+        self._stored: str | None = None
+        if resume:
+            saved = self._read_state()
+            if saved is not None:
+                self.load_state(json.loads(saved))
         if start and self.worker is not None:
             self.worker.start()
 
@@ -180,8 +202,32 @@ class Alerting:
         self.dispatcher.load_state(state["dispatcher"])
         self._last_wall = {(r, g): float(t) for r, g, t in state.get("last_wall", [])}
 
+    def _read_state(self) -> str | None:
+        if self.store is not None:
+            return self.store.read("state", "")
+        if self.state_dir is not None and (self.state_dir / STATE_FILE).exists():
+            return (self.state_dir / STATE_FILE).read_text()
+        return None
+
     def save_state(self) -> None:
-        """Write the state atomically to ``<state_dir>/alert-state.json`` (call it with offset commits)."""
+        """Write the state to the store, or atomically to ``<state_dir>/alert-state.json``
+        (call it after the rows are stored, before the offsets they cover are committed).
+
+        While the store is away the state is kept in memory (logged) and the next save
+        writes it."""
+        if self.store is not None:
+            if self.worker is not None:
+                self.worker.outbox.sync()
+            text = json.dumps(self.dump_state())
+            if text == self._stored:
+                return  # most batches close no window: no insert (and no part) for them
+            try:
+                self.store.write("state", "", text)
+            except StoreError as exc:
+                log.warning("alerts.state_store_failed", error=str(exc))
+            else:
+                self._stored = text
+            return
         if self.state_dir is None:
             return
         private_dir(self.state_dir)
@@ -203,3 +249,5 @@ class Alerting:
             self.worker.flush(timeout)
             self.worker.stop()
         self.save_state()
+        if self.store is not None:
+            self.store.close()

@@ -31,6 +31,7 @@ from drifthouse.errors import ProfileError
 from drifthouse.profiles.sketches import Sketches
 from drifthouse.rows import MetricRow
 from drifthouse.sinks import ClickHouseSink, migrate, open_store, store_reference
+from drifthouse.sinks.alert_state import AlertStateStore
 from drifthouse.sinks.base import Sink
 from drifthouse.sinks.predictions import PredictionLog
 from drifthouse.stream.dead_letters import DeadLetters
@@ -42,6 +43,7 @@ __all__ = [
     "AlertStage",
     "RunParts",
     "baselines_for",
+    "live_alerting",
     "load_profiles",
     "open_alerting",
     "open_sink",
@@ -229,6 +231,17 @@ def open_alerting(
         state_dir=state_dir,
         resume=resume,
     )
+
+
+def live_alerting(config: Config, profiles: Mapping[str, Profile], *, shard: str = "") -> Alerting:
+    """The live merger's alerting: rule, delivery and Slack state in the store (table
+    ``alert_state``, under the consumer group and ``shard``), so that a merger that moves to
+    another host neither pages twice nor misses a resolve. The store is reached through a
+    client of its own (the delivery threads write through it while the sink's writes rows),
+    closed with the alerting."""
+    client = open_store(config.store_dsn(), config.store.database)
+    state = AlertStateStore(client, config.store.database, cluster=config.store.cluster)
+    return Alerting(config, baselines=baselines_for(profiles), state_store=state, shard=shard)
 
 
 @dataclass

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from drifthouse.alerts import Alerting
-from drifthouse.app.assembly import load_profiles, open_alerting, open_sink
+from drifthouse.app.assembly import live_alerting, load_profiles, open_sink
 from drifthouse.app.worker import build_app, run_worker
 from drifthouse.config import Config
 from drifthouse.kafka.admin import ensure_topics
@@ -31,7 +31,7 @@ def build_worker(config: Config, *, datadir: Path | None = None) -> Any:
     dead = KafkaDeadLetters(config.kafka, config.kafka.topic)
 
     def alerting() -> Alerting:
-        return open_alerting(config, profiles)
+        return live_alerting(config, profiles)
 
     def serve_sql() -> Any:
         port = config.store.serve_port

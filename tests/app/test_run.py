@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
+from drifthouse.alerts import Alerting
 from drifthouse.app.run import build_worker
 from drifthouse.config import Config
 from drifthouse.kafka.admin import partitions_for
+from drifthouse.rows import MetricRow
 
 
 @pytest.fixture
@@ -70,3 +72,55 @@ def test_run_leaves_an_existing_predictions_topic_as_it_is(
     )
     build_worker(config, datadir=tmp_path / "faust")
     assert len(partitions_for(config.kafka, topic)) == 2
+
+
+def test_the_live_merger_keeps_its_alert_state_in_the_store(
+    tmp_path: Path, kafka_bootstrap: str, topic: str, ch_dsn: str, ch_database: tuple[Any, str]
+) -> None:
+    """The merger's alerting (built when a worker becomes the merger) loads and saves its state
+    in the store: a merger on another host (another, empty ``outbox_dir``) finds the alert
+    firing and sends no new page for it."""
+    _, database = ch_database
+
+    def merger_alerting(host: str) -> Alerting:
+        config = Config.model_validate(
+            {
+                "kafka": {
+                    "bootstrap": kafka_bootstrap,
+                    "topic": topic,
+                    "labels_topic": f"{topic}-labels",
+                    "metrics_topic": f"{topic}-metrics",
+                    "partials_topic": f"{topic}-partials",
+                    "group": f"g-{topic}",
+                },
+                "store": {"dsn": ch_dsn, "database": database},
+                "rules": [{"name": "errors", "metric": "error_rate_5xx", "when": "value > 0.05"}],
+                "routes": [{"receivers": ["console"], "group_wait": "0s", "group_interval": "1m"}],
+                "receivers": {"console": {"type": "console"}},
+                "alerting": {"outbox_dir": str(tmp_path / host)},
+            }
+        )
+        worker = build_worker(config, datadir=tmp_path / host / "faust").drifthouse_worker
+        alerting: Alerting = worker.merge_loop.make_alerting()
+        return alerting
+
+    def row(end: int, value: float) -> MetricRow:
+        return MetricRow(window_start=end - 60_000, window_end=end, window="1m", model="m",
+                         model_version="1", feature="", segment="", metric="error_rate_5xx",
+                         value=value, n=100, run_id="live")  # fmt: skip
+
+    first = merger_alerting("host-a")
+    assert [a.status for a in first.process([row(60_000, 0.5)])] == ["firing"]
+    first.save_state()
+    first.close()
+    second = merger_alerting("host-b")
+    assert [a.rule for a in second.engine.firing()] == ["errors"]
+    assert second.worker is not None
+    assert [n.kind for n in second.worker.outbox.pending()] == []
+    second.process([row(60_000, 0.5), row(120_000, 0.5)])
+    assert second.worker.flush(timeout=10)
+    assert second.worker.delivered == 0  # nothing paged again
+    assert [a.status for a in second.process([row(180_000, 0.0)])] == ["resolved"]
+    second.close()
+    assert second.worker.delivered == 1
+    assert not (tmp_path / "host-b" / "alert-state.json").exists()

@@ -34,6 +34,7 @@ from drifthouse.config import (
     WebhookReceiver as WebhookConfig,
 )
 from drifthouse.files import private_dir
+from drifthouse.sinks.alert_state import AlertStateStore
 
 __all__ = [
     "ConsoleReceiver",
@@ -55,15 +56,18 @@ def build_receiver(
     state_dir: Path | None = None,
     kafka_bootstrap: str = "localhost:9092",
     http: httpx.Client | None = None,
+    state_store: AlertStateStore | None = None,
 ) -> Receiver:
     """One receiver from its config model (``drifthouse.config.SlackReceiver`` and friends).
 
     ``state_dir`` (usually ``alerting.outbox_dir``) keeps the Slack message index, so resolved
-    alerts update the right messages after a restart.
+    alerts update the right messages after a restart; ``state_store`` keeps it in the store
+    instead, so they do after a move to another host too.
     """
     if isinstance(config, SlackConfig):
-        index_path = state_dir / f"slack-{name}.json" if state_dir is not None else None
-        if state_dir is not None:
+        index_path = None
+        if state_dir is not None and state_store is None:
+            index_path = state_dir / f"slack-{name}.json"
             private_dir(state_dir)
         return SlackReceiver(
             name=name,
@@ -74,7 +78,7 @@ def build_receiver(
             else None,
             base_url=config.base_url,
             grafana_url=config.grafana_url,
-            index=SlackMessageIndex(index_path),
+            index=SlackMessageIndex(index_path, store=state_store, key=name),
         )
     if isinstance(config, PagerDutyConfig):
         return PagerDutyReceiver(
@@ -101,12 +105,18 @@ def build_receivers(
     state_dir: Path | None = None,
     kafka_bootstrap: str = "localhost:9092",
     http: httpx.Client | None = None,
+    state_store: AlertStateStore | None = None,
 ) -> dict[str, Receiver]:
     """Every receiver of ``config.receivers``:
     ``build_receivers(cfg.receivers, state_dir=cfg.alerting.outbox_dir, kafka_bootstrap=cfg.kafka.bootstrap)``."""
     return {
         name: build_receiver(
-            name, conf, state_dir=state_dir, kafka_bootstrap=kafka_bootstrap, http=http
+            name,
+            conf,
+            state_dir=state_dir,
+            kafka_bootstrap=kafka_bootstrap,
+            http=http,
+            state_store=state_store,
         )
         for name, conf in receivers.items()
     }

@@ -13,8 +13,9 @@ message is updated (``chat.update``) once all of its alerts have resolved, and a
 its thread before that; without a known ``ts`` (webhooks, or a message posted before the index
 existed) a follow-up message is posted.
 
-Each step of a notification (a post, an update, a reply) is recorded in a small on-disk index
-before ``send`` returns, so a retried notification skips the steps Slack already took.
+Each step of a notification (a post, an update, a reply) is recorded in a small index (a file
+beside the outbox, or the store) before ``send`` returns, so a retried notification skips the
+steps Slack already took.
 """
 
 from __future__ import annotations
@@ -40,10 +41,11 @@ from drifthouse.alerts.receivers._common import (
     parse_retry_after,
     plain,
 )
-from drifthouse.errors import NotifyError, NotifyRetryable
+from drifthouse.errors import NotifyError, NotifyRetryable, StoreError
 from drifthouse.files import open_private
 from drifthouse.logs import get_logger, hide_secret, scrub
 from drifthouse.rows import AlertRow
+from drifthouse.sinks.alert_state import AlertStateStore
 
 __all__ = [
     "MAX_BLOCKS",
@@ -162,31 +164,51 @@ def render_messages(
 
 class SlackMessageIndex:
     """Where the bot's messages are (alert -> channel and ts) and which steps of which
-    notification are done; kept in a JSON file (written atomically) when ``path`` is given."""
+    notification are done; kept in a JSON file (written atomically) when ``path`` is given, or
+    in the store (``store``, table ``alert_state``, under the receiver's name ``key``), where a
+    merger that moves to another host finds it."""
 
     _KEEP_DONE = 2_000
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(
+        self, path: Path | None = None, *, store: AlertStateStore | None = None, key: str = ""
+    ) -> None:
         self.path = path
+        self.store = store
+        self.key = key
         self._lock = threading.Lock()
         self.messages: dict[str, dict[str, Any]] = {}  # ts -> {channel, keys, resolved}
         self.by_alert: dict[str, str] = {}  # dedup_key -> ts
         self.done: dict[str, list[str]] = {}  # notification id -> steps done
-        if path is not None and path.exists():
-            data = json.loads(path.read_text())
+        text: str | None = None
+        if store is not None:
+            text = store.read("slack", key)
+        elif path is not None and path.exists():
+            text = path.read_text()
+        if text:
+            data = json.loads(text)
             self.messages = data.get("messages", {})
             self.by_alert = data.get("by_alert", {})
             self.done = data.get("done", {})
 
     def save(self) -> None:
-        if self.path is None:
+        if self.path is None and self.store is None:
             return
         if len(self.done) > self._KEEP_DONE:
             for key in list(self.done)[: len(self.done) - self._KEEP_DONE]:
                 del self.done[key]
+        data = {"messages": self.messages, "by_alert": self.by_alert, "done": self.done}
+        if self.store is not None:
+            try:
+                self.store.write("slack", self.key, json.dumps(data))
+            except StoreError as exc:
+                # Kept in memory: this worker goes on; the next save writes it all.
+                log.warning("slack.index_store_failed", receiver=self.key, error=str(exc))
+            return
+        assert self.path is not None
         tmp = self.path.with_suffix(".tmp")
         with open_private(tmp, "w") as fh:
-            json.dump({"messages": self.messages, "by_alert": self.by_alert, "done": self.done}, fh)
+            json.dump(data, fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
