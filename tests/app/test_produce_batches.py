@@ -7,6 +7,7 @@ import io
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import pytest
 from rich.console import Console
 
@@ -55,16 +56,16 @@ def _produce(bootstrap: str, make_topic: Callable[..., str], **batching: Any) ->
     return _read(bootstrap, topic)
 
 
-def _events(messages: list[Any]) -> tuple[dict[bytes, list[PredictionEvent]], int]:
-    """Per key (model), the events in their order; and the largest message time."""
-    by_key: dict[bytes, list[PredictionEvent]] = {}
+def _events(messages: list[Any]) -> tuple[dict[bytes, list[dict[str, Any]]], int]:
+    """Per key (model), the events' fields in their order; and the largest message time."""
+    by_key: dict[bytes, list[dict[str, Any]]] = {}
     decoded = decode_messages(EventDecoder(PredictionEvent), [m.value for m in messages])
     assert decoded.refused == []
     for pos, event in decoded.ok:
         assert messages[pos].key == event.model.encode()
-        by_key.setdefault(messages[pos].key, []).append(event)
+        by_key.setdefault(messages[pos].key, []).append(msgspec.structs.asdict(event))
     for events in by_key.values():
-        events.sort(key=lambda e: (e.ts_ms, e.event_id or ""))
+        events.sort(key=lambda e: (e["ts_ms"], e["event_id"] or ""))
     return by_key, max(m.timestamp for m in messages)
 
 
