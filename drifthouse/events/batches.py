@@ -19,14 +19,16 @@ refuses the whole message. :func:`encode_batch` and :func:`encode_columns` write
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
 from drifthouse.errors import DecodeError
+from drifthouse.events.batch_columns import columns_events
 from drifthouse.events.decoder import EventDecoder
 from drifthouse.events.describe import preview
 from drifthouse.events.structs import Buffer, PredictionEvent, encode_event
@@ -78,6 +80,8 @@ class _Rows(msgspec.Struct):
 
 
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
+_IN_ROWS = _Envelope("", events=[])
+_IN_COLUMNS = _Envelope("", columns=_Columns(ts=[]))
 _ROWS = msgspec.json.Decoder(_Rows)
 _SHAPE = msgspec.json.Decoder(_Shape)
 _ENCODE = msgspec.json.Encoder()
@@ -114,17 +118,22 @@ class Decoded:
 
     ok: list[tuple[int, PredictionEvent]]
     refused: list[Refused]
-    _rows: dict[int, tuple[_Envelope | None, int]]  # ok index -> (envelope, index in it)
+    _rows: dict[int, tuple[_Envelope, int]] = field(default_factory=dict)  # ok index -> where
+    # Batches decoded at once: the ok index of their first event, their form, their length.
+    _starts: list[int] = field(default_factory=list)
+    _spans: list[tuple[_Envelope, int]] = field(default_factory=list)
 
     def alone(self, i: int, path: str) -> tuple[bytes, str] | None:
         """Valid event ``i`` of a batch alone (as decoded), and ``path`` (in the event) in its
         message; ``None`` for a single event."""
         found = self._rows.get(i)
         if found is None:
-            return None
+            s = bisect.bisect_right(self._starts, i) - 1
+            if s < 0 or i >= self._starts[s] + self._spans[s][1]:
+                return None
+            found = (self._spans[s][0], i - self._starts[s])
         env, j = found
-        raw = encode_event(self.ok[i][1])
-        return raw, f"$.events[{j}]{path[1:]}" if env is None else _path_in(env, j, path)
+        return encode_event(self.ok[i][1]), _path_in(env, j, path)
 
 
 def decode_messages(
@@ -143,18 +152,22 @@ def decode_messages(
     rows: list[Buffer] = []
     slots: list[tuple[int, int, _Envelope | None]] = []  # per row: position, index, envelope
     whole: dict[int, DecodeError] = {}  # row index -> error of a whole refused message
-    ready: dict[int, PredictionEvent] = {}  # row index -> event of a batch decoded at once
+    # row index -> the events of a batch decoded at once, and its form (for paths)
+    ready: dict[int, tuple[list[PredictionEvent], _Envelope]] = {}
     for pos, raw in enumerate(raws):
         if b'"events"' not in raw and b'"columns"' not in raw:
             rows.append(raw)
             slots.append((pos, -1, None))
             continue
-        fast = _fast_rows(raw, decoder, now_ms, first_rows)
+        fast, form = _fast_rows(raw, decoder, now_ms, first_rows), _IN_ROWS
+        if fast is None and b'"columns"' in raw and len(raw) <= decoder.max_bytes:
+            in_columns = columns_events(raw)
+            if in_columns is not None:
+                fast, form = _checked(*in_columns, decoder, now_ms), _IN_COLUMNS
         if fast is not None:
-            for j, one in enumerate(fast):
-                ready[len(rows)] = one
-                rows.append(b"")
-                slots.append((pos, j, None))
+            ready[len(rows)] = (fast, form)
+            rows.append(b"")
+            slots.append((pos, -1, None))
             continue
         try:
             found = _envelope(raw, decoder.max_bytes)
@@ -179,16 +192,21 @@ def decode_messages(
     bad: dict[int, DecodeError] = dict(whole)
     bad.update((keep[i], err) for i, err in bad_rows)
     good: dict[int, PredictionEvent] = {keep[i]: e for i, e in ok_rows}
-    good.update(ready)
-    decoded = Decoded([], [], {})
+    decoded = Decoded([], [])
     for k, (pos, j, env) in enumerate(slots):
+        if k in ready:
+            events, form = ready[k]
+            decoded._starts.append(len(decoded.ok))
+            decoded._spans.append((form, len(events)))
+            decoded.ok.extend([(pos, e) for e in events])
+            continue
         event = good.get(k)
         if env is not None and event is not None:
             wrong = _other_model(env, event)
             if wrong is not None:
                 bad[k], event = wrong, None
         if event is not None:
-            if j >= 0:
+            if env is not None:
                 decoded._rows[len(decoded.ok)] = (env, j)
             decoded.ok.append((pos, event))
             continue
@@ -223,7 +241,18 @@ def _fast_rows(
             batch = _ROWS.decode(raw)
         except Exception:  # anything unusual: the event-by-event path says what is wrong
             return None
-    model, version = batch.model, batch.model_version
+    return _checked(batch.model, batch.model_version, batch.events, decoder, now_ms)
+
+
+def _checked(
+    model: str,
+    version: str,
+    events: list[Any],
+    decoder: EventDecoder[PredictionEvent],
+    now_ms: int | None,
+) -> list[PredictionEvent] | None:
+    """``events`` with the envelope's model and version where they leave them out, when all
+    pass the decoder's checks; else ``None``."""
     limit = None if now_ms is None else now_ms + decoder.max_future_ms
     floor, max_segments = decoder.min_ts_ms, decoder.max_segments
     # A name that may be too long (check_labels) takes the event-by-event path, which says.
@@ -231,7 +260,7 @@ def _fast_rows(
     if not model or len(model) > quarter or len(version) > quarter:
         return None
     unset = msgspec.UNSET
-    for e in batch.events:
+    for e in events:
         if e.model is unset:
             e.model = model
         if e.model_version is unset:
@@ -249,7 +278,6 @@ def _fast_rows(
             or (e.segment and max(map(len, (*e.segment, *e.segment.values()))) > quarter)
         ):
             return None
-    events: list[PredictionEvent] = batch.events
     return events
 
 

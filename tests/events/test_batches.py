@@ -221,3 +221,20 @@ def test_a_models_fast_decoder_takes_its_batches_in_rows_to_the_same_values() ->
         DEC, [encode_batch([events[0], other])], first_rows=decoders.rows("fraud")
     )
     assert [type(e.features) for _, e in mixed.ok] == [dict, dict]
+
+
+def test_a_valid_batch_in_columns_decodes_in_one_call_to_the_same_values() -> None:
+    from drifthouse.events.batch_columns import columns_events
+
+    events = _events(7)
+    found = columns_events(encode_columns(events))
+    assert found is not None
+    model, version, got = found
+    assert (model, version) == ("fraud", "1.4")
+    assert got == events
+    bad = json.loads(encode_columns(events))
+    bad["columns"]["status"][2] = 42  # not an HTTP status: the event-by-event path refuses it
+    assert columns_events(json.dumps(bad).encode()) is None
+    bad["columns"]["status"][2] = 200
+    bad["columns"]["latency_ms"].pop()  # unequal lengths: refused whole, with its path
+    assert columns_events(json.dumps(bad).encode()) is None
