@@ -3,16 +3,21 @@ global options and the ``--config`` option."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from drifthouse import logs
-from drifthouse.config import Config, format_duration
+from drifthouse.durations import format_duration
 
-__all__ = ["ConfigOption", "State", "app", "auto_line", "err", "out"]
+if TYPE_CHECKING:
+    # A command imports what it runs when it runs: `drifthouse --help` loads none of it.
+    from drifthouse.config import Config
+
+__all__ = ["ConfigOption", "State", "app", "auto_line", "err", "out", "skip_pandas_probe"]
 
 app = typer.Typer(
     name="drifthouse",
@@ -73,3 +78,20 @@ def auto_line(config: Config) -> str:
         else "models not listed: serving metrics only"
     )
     return (f"automatic reference: {', '.join(listed)}; " if listed else "") + rest
+
+
+def skip_pandas_probe() -> None:
+    """Tell clickhouse-connect that this process has no pandas, unless pandas is loaded already.
+
+    clickhouse-connect imports pandas (0.1-0.3 s here) at the first insert of a process, only to
+    ask whether the rows are a DataFrame; the command line hands it lists, never a DataFrame
+    (nor any other pandas object), so its answer cannot change. A command that inserts calls
+    this before it opens the store; a program that uses drifthouse as a library, not through
+    :func:`drifthouse.cli.main`, keeps clickhouse-connect's own pandas detection.
+    """
+    if "pandas" in sys.modules:
+        return
+    from clickhouse_connect.driver import options
+
+    options.pd = None  # what clickhouse-connect itself sets when pandas is not installed
+    options.pd_time_test = None

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 from rich.text import Text
 
 from drifthouse import __version__, logs
 from drifthouse.cli._common import ConfigOption, app, out
-from drifthouse.config import Config, ConfigReport, check_config, format_duration
+from drifthouse.durations import format_duration
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from drifthouse.config import Config, ConfigReport
 
 __all__ = ["check", "version"]
 
@@ -23,6 +27,13 @@ def check(config: ConfigOption = Path("drifthouse.yaml")) -> None:
     _print_report(report)
     if not report.ok:
         raise typer.Exit(code=2)
+
+
+def check_config(path: Path) -> ConfigReport:
+    """:func:`drifthouse.config.check_config`, imported when the command runs, not at start-up."""
+    from drifthouse.config import check_config as check_file
+
+    return check_file(path)
 
 
 def _print_report(report: ConfigReport) -> None:
@@ -46,6 +57,9 @@ def _print_report(report: ConfigReport) -> None:
 
 def _summary(config: Config) -> Table:
     """Models, windows, rules and routes at a glance; no secrets (see Config.describe)."""
+    from rich.markup import escape
+    from rich.table import Table
+
     info = config.describe()
     table = Table(title=escape(str(info["source"] or "configuration")), show_header=False, box=None)
     table.add_column(style="bold")

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from drifthouse.cli._common import ConfigOption, app, auto_line, err, out
+from drifthouse.cli._common import ConfigOption, app, auto_line, err, out, skip_pandas_probe
 from drifthouse.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ def replay(
     err.print(Text(auto_line(cfg)))
     other_rules = _load_rules(rules) if rules is not None else None
     from_ms, to_ms = parse_time(from_, "--from"), parse_time(to, "--to")
+    skip_pandas_probe()
     with _progress_bar() as progress:
         done = replay_to_store(
             cfg,

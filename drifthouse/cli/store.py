@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from drifthouse.cli._common import ConfigOption, app, out
+from drifthouse.cli._common import ConfigOption, app, out, skip_pandas_probe
 from drifthouse.errors import UsageError
 
 if TYPE_CHECKING:
@@ -125,6 +125,7 @@ def silence_add(
         duration_ms = parse_duration(duration)
     except ValueError as exc:
         raise UsageError(f"--duration: {exc}") from exc
+    skip_pandas_probe()
     silence = add_silence(
         _silences(config),
         matchers,

@@ -16,9 +16,16 @@ from collections.abc import Callable
 import numpy as np
 from numba import njit
 
-from drifthouse.detectors.base import MISSING, PRESENT, TYPE_ERROR
+from drifthouse.detectors import base
 
 __all__: list[str] = []
+
+# The status codes of drifthouse.detectors.base, spelled here: Numba bakes the values of the
+# globals a kernel reads into the machine code it caches on disk, and checks only this file
+# for changes, so a code changed in base.py alone would leave stale kernels in the cache.
+PRESENT, MISSING, TYPE_ERROR = 0, 1, 2
+if (PRESENT, MISSING, TYPE_ERROR) != (base.PRESENT, base.MISSING, base.TYPE_ERROR):
+    raise ImportError("drifthouse.detectors._kernels: spell base's status codes here too")
 
 
 def search_depth(n_edges: int) -> int:

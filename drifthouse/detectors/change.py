@@ -29,13 +29,15 @@ import math
 import pickle
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
-from river import drift
 
-from drifthouse.detectors.base import Result
 from drifthouse.errors import SketchError
+
+if TYPE_CHECKING:
+    # The configuration imports this module for ChangeConfig: no numpy for `drifthouse check`.
+    from drifthouse.detectors.base import Result
 
 __all__ = ["DEFAULT_CHANGE_SERIES", "ChangeConfig", "ChangeDetectors", "SeriesKey", "series_name"]
 
@@ -51,8 +53,6 @@ DEFAULT_CHANGE_SERIES = (
 
 SeriesKey = tuple[str, str, str, str]  # (model, model_version, window, series)
 _FORMAT = b"drifthouse-change-v1\x00"
-# river's ADWIN constructor is not annotated; call it through an explicitly untyped name.
-_ADWIN: Callable[..., Any] = drift.ADWIN
 
 
 def series_name(feature: str, metric: str) -> str:
@@ -118,6 +118,7 @@ class ChangeDetectors:
     Examples
     --------
     >>> import numpy as np
+    >>> from drifthouse.detectors.base import Result
     >>> cd = ChangeDetectors(ChangeConfig(series=("error_rate_5xx",)))
     >>> rng = np.random.default_rng(0)
     >>> rates = np.r_[rng.normal(0.01, 0.002, 100), rng.normal(0.05, 0.002, 20)]
@@ -135,8 +136,13 @@ class ChangeDetectors:
         self._series: dict[SeriesKey, _Series] = {}
 
     def _detectors(self, s: _Series) -> None:
+        # river (half a second to import) loads when the first series has warmed up.
+        from river import drift
+
+        # river's ADWIN constructor is not annotated; call it through an explicitly untyped name.
+        adwin: Callable[..., Any] = drift.ADWIN
         c = self.config
-        s.adwin = _ADWIN(
+        s.adwin = adwin(
             delta=c.adwin_delta,
             clock=c.adwin_clock,
             grace_period=c.adwin_grace_period,
@@ -184,6 +190,8 @@ class ChangeDetectors:
         self, model: str, model_version: str, window: str, start: int, results: Iterable[Result]
     ) -> list[Result]:
         """Feed a closed window's results; ``change_detected`` results for the series fed."""
+        from drifthouse.detectors.base import Result
+
         out = []
         for r in results:
             name = series_name(r.feature, r.metric)

@@ -28,8 +28,6 @@ import math
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import special as _special
-from scipy import stats as _st
 
 from drifthouse.errors import SketchError
 
@@ -93,7 +91,9 @@ def ks_binned(*, ref_counts: ArrayLike, cur_counts: ArrayLike) -> tuple[float, f
     d = float(np.max(np.abs(np.cumsum(ref) / n - np.cumsum(cur) / m)))
     d = min(max(d, 0.0), 1.0)
     en = n * m / (n + m)
-    p = float(_special.kolmogorov(math.sqrt(en) * d))
+    from scipy.special import kolmogorov  # SciPy loads at the first evaluation, not at start-up
+
+    p = float(kolmogorov(math.sqrt(en) * d))
     return d, min(max(p, 0.0), 1.0)
 
 
@@ -123,7 +123,11 @@ def chi2_homogeneity(*, ref_counts: ArrayLike, cur_counts: ArrayLike) -> tuple[f
     e_cur = col * (n_cur / total)
     stat = float(np.sum((ref - e_ref) ** 2 / e_ref) + np.sum((cur - e_cur) ** 2 / e_cur))
     dof = k - 1
-    p = float(_st.chi2.sf(stat, dof))
+    # ``scipy.stats.chi2.sf(stat, dof)`` is this same function on this domain (``stat`` finite
+    # and >= 0, ``dof`` >= 1), to the last bit; ``scipy.stats`` takes 0.4 s more to import.
+    from scipy.special import chdtrc
+
+    p = float(chdtrc(dof, stat))
     return stat, min(max(p, 0.0), 1.0), dof
 
 

@@ -18,16 +18,48 @@ Public API
 
 from __future__ import annotations
 
-from drifthouse.rows import PredictionRow, ReferenceRow
-from drifthouse.sinks.base import MemorySink, Refusal, Sink, WriteReport, finish
-from drifthouse.sinks.clickhouse import ClickHouseSink
-from drifthouse.sinks.predictions import PredictionLog
-from drifthouse.sinks.query import load_recipes, run_recipe, run_sql
-from drifthouse.sinks.references import reference_rows, store_reference
-from drifthouse.sinks.schema import migrate, migrate_report
-from drifthouse.sinks.sql_endpoint import query_readonly, serve_readonly
-from drifthouse.sinks.sql_guard import Limits, run_select
-from drifthouse.sinks.store import open_store
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from drifthouse.rows import PredictionRow, ReferenceRow
+    from drifthouse.sinks.base import MemorySink, Refusal, Sink, WriteReport, finish
+    from drifthouse.sinks.clickhouse import ClickHouseSink
+    from drifthouse.sinks.predictions import PredictionLog
+    from drifthouse.sinks.query import load_recipes, run_recipe, run_sql
+    from drifthouse.sinks.references import reference_rows, store_reference
+    from drifthouse.sinks.schema import migrate, migrate_report
+    from drifthouse.sinks.sql_endpoint import query_readonly, serve_readonly
+    from drifthouse.sinks.sql_guard import Limits, run_select
+    from drifthouse.sinks.store import open_store
+
+# Where each public name lives. They are imported on first use, not with the package: a
+# module that needs one sink (the alert silences need the cluster helpers) does not load the
+# SQL endpoint, its guard and the recipes with it.
+_HOME = {
+    **dict.fromkeys(("PredictionRow", "ReferenceRow"), "drifthouse.rows"),
+    **dict.fromkeys(
+        ("MemorySink", "Refusal", "Sink", "WriteReport", "finish"), "drifthouse.sinks.base"
+    ),
+    **dict.fromkeys(("ClickHouseSink",), "drifthouse.sinks.clickhouse"),
+    **dict.fromkeys(("PredictionLog",), "drifthouse.sinks.predictions"),
+    **dict.fromkeys(("load_recipes", "run_recipe", "run_sql"), "drifthouse.sinks.query"),
+    **dict.fromkeys(("reference_rows", "store_reference"), "drifthouse.sinks.references"),
+    **dict.fromkeys(("migrate", "migrate_report"), "drifthouse.sinks.schema"),
+    **dict.fromkeys(("query_readonly", "serve_readonly"), "drifthouse.sinks.sql_endpoint"),
+    **dict.fromkeys(("Limits", "run_select"), "drifthouse.sinks.sql_guard"),
+    **dict.fromkeys(("open_store",), "drifthouse.sinks.store"),
+}
+
+
+def __getattr__(name: str) -> object:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ClickHouseSink",

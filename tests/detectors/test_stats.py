@@ -143,6 +143,16 @@ def test_chi2_matches_scipy_contingency(pair: tuple[np.ndarray, np.ndarray]) -> 
     assert dof == expected.dof
 
 
+@settings(max_examples=200, deadline=None)
+@given(count_arrays)
+def test_chi2_pvalue_is_scipy_chi2_sf_to_the_last_bit(pair: tuple[np.ndarray, np.ndarray]) -> None:
+    # The p-value comes from scipy.special (cheap to import), not scipy.stats: same bits.
+    ref, cur = pair
+    stat, p, dof = stats.chi2_homogeneity(ref_counts=ref, cur_counts=cur)
+    if dof:
+        assert p == min(max(float(sst.chi2.sf(stat, dof)), 0.0), 1.0)
+
+
 def test_chi2_is_homogeneity_not_goodness_of_fit() -> None:
     # Two samples of one distribution: a goodness-of-fit test against the (large) reference
     # taken as truth is not what we compute; the homogeneity statistic accounts for both.

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from drifthouse.errors import DecodeError, DrifthouseError
@@ -175,13 +175,18 @@ def test_corrupted_events_only_ever_raise_decode_error(raw: bytes) -> None:
 
 @PROPERTY
 @given(ev_st.mutated_predictions())
+@example(b'{"model": "0", "ts": 0, "features": {}}')  # found by Hypothesis: an implausible time
 def test_mutated_predictions_are_accepted_valid_or_rejected_with_a_path(raw: bytes) -> None:
     try:
         event = PREDICTIONS.decode(raw)
     except DecodeError as exc:
-        assert exc.reason in {"schema", "non_finite"}, str(exc)  # noqa: PT017
+        # An event time mutated to before 2000-01-01 (e.g. ``"ts": 0``) is refused as
+        # implausible, at its path (docs/events.md, "Prediction events").
+        assert exc.reason in {"schema", "non_finite", "implausible_ts"}, str(exc)  # noqa: PT017
         assert exc.detail.startswith("expected "), str(exc)  # noqa: PT017
         assert exc.path.split(".")[1].split("[")[0] in FIELDS, str(exc)  # noqa: PT017
+        if exc.reason == "implausible_ts":
+            assert exc.path == "$.ts", str(exc)  # noqa: PT017
         return
     assert event.latency_ms is None or (math.isfinite(event.latency_ms) and event.latency_ms >= 0)
     assert 100 <= event.status <= 599

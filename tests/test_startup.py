@@ -1,0 +1,206 @@
+"""Start-up: which heavy libraries a command imports (timings are in bench/bench_startup.py).
+
+Each command runs in a fresh process, as a user runs it, and reports ``sys.modules`` when it
+is done. ``--help``, ``version`` and ``check`` need none of the numeric, store or Kafka
+libraries; a replay of a file imports what it uses (Numba, the embedded store, the part of
+SciPy its p-values need) and nothing of Kafka, of river's change detectors before a series has
+warmed up, of pandas, or of ``scipy.stats``. The replay's Numba kernels load from the on-disk
+cache: a second process compiles none of them.
+"""
+
+from __future__ import annotations
+
+import ast
+import gc
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Imported only where they are used, never by the command line's start-up.
+HEAVY = (
+    "aiokafka",
+    "chdb",
+    "clickhouse_connect",
+    "faust",
+    "kafka",
+    "numba",
+    "pandas",
+    "pyarrow",
+    "river",
+    "scipy",
+)
+
+# Run `drifthouse ARGV...` in this process, then write the top-level packages imported and
+# each Numba dispatcher's cache misses (signatures compiled rather than loaded) as JSON.
+_PROBE = textwrap.dedent(
+    """
+    import gc, json, sys
+    from drifthouse.cli import main
+
+    out, argv = sys.argv[1], sys.argv[2:]
+    code = main(argv)
+    compiled = {}
+    if "numba" in sys.modules:
+        from numba.core.dispatcher import Dispatcher
+
+        for obj in gc.get_objects():
+            if isinstance(obj, Dispatcher) and obj.py_func.__module__.startswith("drifthouse"):
+                name = obj.py_func.__qualname__
+                compiled[name] = compiled.get(name, 0) + sum(obj.stats.cache_misses.values())
+    loaded = sorted({name.partition(".")[0] for name in sys.modules})
+    with open(out, "w") as f:
+        json.dump({"code": code, "modules": loaded, "all": sorted(sys.modules),
+                   "compiled": compiled}, f)
+    """
+)
+
+
+def _run(tmp_path: Path, *argv: str) -> dict[str, object]:
+    out = tmp_path / "probe.json"
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(out), *argv],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+        check=False,
+    )
+    assert out.exists(), done.stderr
+    report: dict[str, object] = json.loads(out.read_text())
+    return report
+
+
+def _heavy(report: dict[str, object]) -> list[str]:
+    modules = report["modules"]
+    assert isinstance(modules, list)
+    return [name for name in HEAVY if name in modules]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["--help"], id="help"),
+        pytest.param(["version"], id="version"),
+        pytest.param(["replay", "--help"], id="replay-help"),
+    ],
+)
+def test_help_and_version_import_no_heavy_library(tmp_path: Path, argv: list[str]) -> None:
+    report = _run(tmp_path, *argv)
+    assert report["code"] == 0
+    assert _heavy(report) == []
+    assert "numpy" not in report["modules"]  # type: ignore[operator]
+
+
+def test_check_imports_no_heavy_library(tmp_path: Path) -> None:
+    config = tmp_path / "drifthouse.yaml"
+    # The example config, with the receivers' secrets it reads from the environment.
+    config.write_text((ROOT / "examples" / "drifthouse.yaml").read_text())
+    env = {
+        "SLACK_BOT_TOKEN": "xoxb-startup-test",
+        "PAGERDUTY_ROUTING_KEY": "startup-test-routing-key",
+        "RETRAIN_WEBHOOK_TOKEN": "startup-test-token",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        report = _run(tmp_path, "check", "-c", str(config))
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    assert report["code"] == 0
+    assert _heavy(report) == []
+
+
+def test_replay_of_one_event_imports_what_it_uses_and_loads_cached_kernels(
+    tmp_path: Path,
+) -> None:
+    events = tmp_path / "one.jsonl"
+    events.write_text(
+        json.dumps(
+            {
+                "model": "fraud",
+                "ts": "2024-05-01T12:00:00.250Z",
+                "features": {"amount": 129.5, "country": "DE"},
+                "prediction": 0.8,
+                "latency_ms": 12.7,
+            }
+        )
+        + "\n"
+    )
+    config = tmp_path / "drifthouse.yaml"
+    config.write_text("store: {path: ./data}\nwindows: [{size: 1h}]\n")
+    argv = ["replay", "-c", str(config), "--source", f"file:{events}"]
+    first = _run(tmp_path, *argv)  # may compile kernels the on-disk cache does not hold yet
+    assert first["code"] == 0
+    second = _run(tmp_path, *argv, "--run-id", "second")
+    assert second["code"] == 0
+    modules = second["all"]
+    assert isinstance(modules, list)
+    assert [n for n in ("aiokafka", "faust", "kafka", "pandas", "river") if n in modules] == []
+    assert "scipy.stats" not in modules
+    compiled = second["compiled"]
+    assert isinstance(compiled, dict)
+    assert compiled, "the replay ran no Numba kernel"
+    assert {name: n for name, n in compiled.items() if n} == {}
+
+
+def test_the_command_line_leaves_the_collectors_thresholds_as_it_found_them() -> None:
+    from drifthouse.cli import main
+
+    before = gc.get_threshold()
+    assert main(["version"]) == 0
+    assert gc.get_threshold() == before
+
+
+def _kernels() -> list[tuple[str, Any]]:
+    from numba.core.dispatcher import Dispatcher
+
+    from drifthouse.detectors import _kernels, _label_kernels
+
+    found = [
+        (f"{module.__name__}.{name}", value)
+        for module in (_kernels, _label_kernels)
+        for name, value in vars(module).items()
+        if isinstance(value, Dispatcher)
+    ]
+    return [*found, ("numeric_update_kernel(3)", _kernels.numeric_update_kernel(3))]
+
+
+def test_every_cached_kernel_reads_only_constants_of_its_own_file() -> None:
+    # Numba's disk cache checks the kernel's own source file for changes, and bakes the values
+    # of the globals a kernel reads into the machine code: a constant imported from another
+    # module could change without the cached code noticing.
+    kernels = _kernels()
+    assert len(kernels) >= 5
+    for name, kernel in kernels:
+        assert kernel.stats.cache_path, f"{name} is not cached on disk (cache=True)"
+        func = kernel.py_func
+        path = Path(func.__code__.co_filename)
+        tree = ast.parse(path.read_text())
+        own = {
+            target.id
+            for node in tree.body
+            if isinstance(node, ast.Assign)
+            for target in ast.walk(node)
+            if isinstance(target, ast.Name) and isinstance(target.ctx, ast.Store)
+        }
+        codes = [func.__code__, *(c for c in func.__code__.co_consts if hasattr(c, "co_names"))]
+        read = {n for code in codes for n in code.co_names if n in func.__globals__}
+        for global_name in sorted(read):
+            value = func.__globals__[global_name]
+            if isinstance(value, types.ModuleType):
+                continue  # numpy: its functions, not values
+            assert global_name in own, f"{name} reads {global_name}, defined in another file"
