@@ -200,7 +200,8 @@ class MergeStage:
 
         Offsets come in ascending order from a worker, but an offset is taken once whatever
         the order: one at or below the highest taken so far, in this message or before, is
-        left out, and the frontier never moves back.
+        left out, and the frontier never moves back. The events of one batched message share
+        its offset and come together: a run of one offset just taken is taken whole.
         """
         frontier = self._frontier.get(stream, -1)
         if not offsets:
@@ -208,7 +209,7 @@ class MergeStage:
         keep: list[int] = []
         last = frontier
         for i, offset in enumerate(offsets):
-            if offset > last:
+            if offset > last or (offset == last and keep and keep[-1] == i - 1):
                 keep.append(i)
                 last = offset
         self._frontier[stream] = last
