@@ -108,7 +108,8 @@ class Workers:
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.next_port = 17000 + random.randrange(0, 2000) * 4
 
-    def start(self) -> int:
+    def start(self, role: str = "all") -> int:
+        """Start a worker (``role``: all, source or merger); return its health port."""
         port = self.next_port
         self.next_port += 1
         log = (self.config.parent / f"worker-{port}.log").open("wb")
@@ -116,12 +117,12 @@ class Workers:
             "import sys; from drifthouse.config import load_config; from drifthouse.app.run import run; "
             "cfg = load_config(sys.argv[1]); "
             "cfg = cfg.model_copy(update={'kafka': cfg.kafka.model_copy(update={'web_port': int(sys.argv[2])})}); "
-            "run(cfg)"
+            "run(cfg, role=sys.argv[3])"
         )
         args = (
-            [sys.executable, "-m", "drifthouse", "run", "-c", str(self.config)]
+            [sys.executable, "-m", "drifthouse", "run", "-c", str(self.config), "--role", role]
             if self.cli
-            else [sys.executable, "-c", code, str(self.config), str(port)]
+            else [sys.executable, "-c", code, str(self.config), str(port), role]
         )
         self.procs[port] = subprocess.Popen(
             args,
@@ -172,9 +173,11 @@ class Workers:
                 for p, v in h.get("partitions", {}).items():
                     if p not in parts or parts[p]["lag"] is None:
                         parts[p] = v
-            mergers = [h["merger"] for h in report if h.get("merger")]
+            # Per merge shard, its merger's report: each shard held by exactly one worker.
+            held = [(int(s), m) for h in report for s, m in (h.get("mergers") or {}).items()]
+            mergers = dict(held)
             try:
-                partials_end = end_offsets(cfg.kafka, cfg.kafka.partials_topic).get(0, 0)
+                partials_end = end_offsets(cfg.kafka, cfg.kafka.partials_topic)
                 # Labels and metric events are forwarded to the merger by whichever worker
                 # holds their partition: all of them must be read (and committed) too.
                 sides_behind = sum(
@@ -187,11 +190,14 @@ class Workers:
             done = (
                 len(parts) == self.partitions
                 and all(v["lag"] == 0 for v in parts.values())
-                and len(mergers) == 1
-                and mergers[0]["pending_windows"] == 0
-                and mergers[0].get("label_windows_waiting", 0) == 0
-                and mergers[0].get("spooled_batches", 0) == 0
-                and mergers[0]["next_offset"] >= partials_end
+                and len(held) == len(mergers) == len(partials_end)
+                and all(
+                    m["pending_windows"] == 0
+                    and m.get("label_windows_waiting", 0) == 0
+                    and m.get("spooled_batches", 0) == 0
+                    and m["next_offset"] >= partials_end.get(shard, 0)
+                    for shard, m in mergers.items()
+                )
                 and sides_behind == 0
             )
             stable = stable + 1 if done else 0

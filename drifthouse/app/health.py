@@ -1,7 +1,7 @@
 """The worker's health page, progress logs and memory housekeeping.
 
 ``GET /drifthouse/health/`` answers :func:`health_report` as JSON: partitions, lag, events per
-second, open windows and the merger's state. :class:`Housekeeping` runs at every heartbeat:
+second, open windows and the state of the merge shards this worker holds. :class:`Housekeeping` runs at every heartbeat:
 it collects reference cycles and logs progress every ten seconds.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from collections.abc import Mapping
 from typing import Any
 
 from drifthouse.app import memory
@@ -28,9 +29,10 @@ collected at every heartbeat."""
 
 
 def health_report(
-    reader: AssignedReader, source: SourceSide, merger: Merger | None, uptime: float
+    reader: AssignedReader, source: SourceSide, mergers: Mapping[int, Merger], uptime: float
 ) -> dict[str, Any]:
-    """Progress and health: partitions, lag, events/s, open windows, the merger."""
+    """Progress and health: partitions, lag, events/s, open windows, the merge shards held
+    (``mergers``, by shard; ``merger``: the lowest shard's, ``None`` without one)."""
     partitions = {}
     for p, stage in sorted(source.stages.items()):
         high = reader.highwater(p)
@@ -52,7 +54,8 @@ def health_report(
         # Per generation: collections so far and objects they found unreachable (cycles).
         "gc": [[s["collections"], s["collected"]] for s in gc.get_stats()],
         "partitions": partitions,
-        "merger": None if merger is None else _merger_report(merger),
+        "merger": _merger_report(mergers[min(mergers)]) if mergers else None,
+        "mergers": {str(s): _merger_report(m) for s, m in sorted(mergers.items())},
     }
 
 

@@ -1,10 +1,12 @@
-"""The worker's merge loop: batches of the partials topic through the merger, then a commit.
+"""The worker's merge loops: batches of the partials topic through the mergers, then commits.
 
-Whichever worker holds the partials topic's one partition runs the merger
-(:class:`~drifthouse.app.merger.MergeSide`), the alert stage and, optionally, the read-only SQL
-endpoint. :class:`MergeLoop` opens them on the first batch (waiting for the previous merger to
-let go of the embedded store), resumes from the merger's commit and the snapshot it names,
-reads the partials in sequence, and commits only after the rows are flushed. Kafka is reached
+Each partition of the partials topic is a merge shard (:mod:`drifthouse.kafka.shards`), and the
+worker that holds it runs its merger (:class:`~drifthouse.app.merger.MergeSide`), its alert
+stage and, for shard 0, optionally the read-only SQL endpoint. :class:`MergeLoop` (one per
+shard) opens them on the shard's first batch (waiting for the previous merger to let go of the
+embedded store), resumes from the shard's commit and the snapshot it names, reads the partials
+in sequence, and commits only after the rows are flushed. :class:`MergeShards` keeps the loops
+of the shards this worker holds, and closes those a rebalance takes away. Kafka is reached
 through :class:`PartialsLog` (faust's consumer in the worker; a fake in tests).
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -31,7 +33,7 @@ from drifthouse.logs import get_logger
 from drifthouse.sinks.base import Sink
 from drifthouse.sinks.state import MergerStateStore
 
-__all__ = ["SNAPSHOT_EVERY_S", "MergeLoop", "Merger", "PartialsLog"]
+__all__ = ["SNAPSHOT_EVERY_S", "MergeLoop", "MergeShards", "Merger", "PartialsLog"]
 
 log = get_logger("worker")
 
@@ -42,7 +44,7 @@ Messages = list[tuple[int, bytes]]
 
 
 class PartialsLog(Protocol):
-    """The partials topic's one partition, as the merger reads and commits it."""
+    """One partition (merge shard) of the partials topic, as its merger reads and commits it."""
 
     async def committed(self) -> tuple[int, str] | None:
         """The merger's last commit: ``(offset, metadata)``."""
@@ -119,6 +121,8 @@ class MergeLoop:
         Starts the read-only SQL endpoint, if configured.
     on_error:
         Called with an unexpected error of a batch (the worker ends the process).
+    shard:
+        The merge shard (partition of the partials topic): its snapshots are its own.
     """
 
     def __init__(
@@ -131,8 +135,10 @@ class MergeLoop:
         alerting: Callable[[], Alerting] | None = None,
         serve_sql: Callable[[], Any] | None = None,
         on_error: Callable[[str, BaseException], None],
+        shard: int = 0,
     ) -> None:
         self.parts = parts
+        self.shard = shard
         self.expected = list(expected)
         self.partials = partials
         self.open_sink = open_sink
@@ -208,7 +214,7 @@ class MergeLoop:
         alerts = (
             AlertStage(self.make_alerting(), writes) if self.make_alerting is not None else None
         )
-        states = _state_store(sink, self.parts)
+        states = _state_store(sink, self.parts, self.shard)
         side = MergeSide(
             self.parts,
             writes,
@@ -222,7 +228,7 @@ class MergeLoop:
             if position is not None and states is not None:
                 snapshot = await loop.run_in_executor(None, states.load, position)
                 if snapshot is None:
-                    log.error("merger.snapshot_missing", position=position)
+                    log.error("merger.snapshot_missing", shard=self.shard, position=position)
                 else:
                     side.restore_snapshot(snapshot)
             side.hold_until = await self.partials.end()
@@ -234,7 +240,7 @@ class MergeLoop:
         if self.serve_sql is not None:
             # `drifthouse sql` asks the process that holds the embedded store.
             merger.sql = await loop.run_in_executor(None, self.serve_sql)
-        log.info("merger.start", resume=found[0] if found else None)
+        log.info("merger.start", shard=self.shard, resume=found[0] if found else None)
         return merger
 
     async def _in_sequence(self, merger: Merger, messages: Messages) -> Messages:
@@ -298,9 +304,43 @@ class MergeLoop:
                 await asyncio.get_running_loop().run_in_executor(None, merger.close)
 
 
-def _state_store(sink: Sink, parts: RunParts) -> MergerStateStore | None:
+class MergeShards:
+    """The merge loops of the shards this worker holds, made by ``make(shard)`` on a shard's
+    first batch and closed when a rebalance takes the shard away."""
+
+    def __init__(self, make: Callable[[int], MergeLoop]) -> None:
+        self.make = make
+        self.loops: dict[int, MergeLoop] = {}
+
+    @property
+    def mergers(self) -> dict[int, Merger]:
+        """The open mergers, by shard."""
+        return {s: loop.merger for s, loop in sorted(self.loops.items()) if loop.merger}
+
+    async def take(self, shard: int, current: Callable[[], Messages]) -> None:
+        """:meth:`MergeLoop.take` of ``shard``'s loop."""
+        loop = self.loops.get(shard)
+        if loop is None:
+            loop = self.loops[shard] = self.make(shard)
+        await loop.take(current)
+
+    async def quiet(self, idle_after_s: float) -> None:
+        for loop in list(self.loops.values()):
+            await loop.quiet(idle_after_s)
+
+    async def drain(self) -> None:
+        for loop in list(self.loops.values()):
+            await loop.drain()
+
+    async def close(self, shards: Iterable[int] | None = None) -> None:
+        """Close the mergers of ``shards`` (all when ``None``), each after its batch in hand."""
+        for shard in sorted(self.loops if shards is None else set(shards) & set(self.loops)):
+            await self.loops.pop(shard).close()
+
+
+def _state_store(sink: Sink, parts: RunParts, shard: int) -> MergerStateStore | None:
     client = getattr(sink, "client", None)
     if client is None:
         return None
     config = parts.config
-    return MergerStateStore(client, config.store.database, config.kafka.group)
+    return MergerStateStore(client, config.store.database, config.kafka.group, shard=shard)

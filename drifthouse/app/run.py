@@ -8,20 +8,20 @@ from typing import Any
 
 from drifthouse.alerts import Alerting
 from drifthouse.app.assembly import live_alerting, load_profiles, open_sink
-from drifthouse.app.worker import build_app, run_worker
+from drifthouse.app.worker import Role, build_app, run_worker
 from drifthouse.config import Config
 from drifthouse.kafka.admin import ensure_topics
 from drifthouse.kafka.dead_letters import KafkaDeadLetters
 from drifthouse.logs import get_logger
 from drifthouse.sinks import Limits, open_store, serve_readonly
 
-__all__ = ["build_worker", "open_sink", "run"]
+__all__ = ["build_worker", "open_sink", "run", "shard_config"]
 
 log = get_logger("run")
 
 
-def build_worker(config: Config, *, datadir: Path | None = None) -> Any:
-    """The faust app of one worker process.
+def build_worker(config: Config, *, datadir: Path | None = None, role: Role = "all") -> Any:
+    """The faust app of one worker process (``role``: see :mod:`drifthouse.app.worker`).
 
     Creates the predictions topic (``kafka.topic``, ``kafka.partitions`` partitions) when it
     does not exist yet; an existing topic is left as it is.
@@ -30,8 +30,10 @@ def build_worker(config: Config, *, datadir: Path | None = None) -> Any:
     profiles = load_profiles(config)
     dead = KafkaDeadLetters(config.kafka, config.kafka.topic)
 
-    def alerting() -> Alerting:
-        return live_alerting(config, profiles)
+    def alerting(shard: int) -> Alerting:
+        # The one merger's state under "", as before shards; with several, each shard's own.
+        scope = "" if config.kafka.partials_partitions == 1 else str(shard)
+        return live_alerting(config, profiles, shard=scope)
 
     def serve_sql() -> Any:
         port = config.store.serve_port
@@ -48,7 +50,7 @@ def build_worker(config: Config, *, datadir: Path | None = None) -> Any:
     return build_app(
         config,
         profiles=profiles,
-        open_sink=lambda: open_sink(config, profiles),
+        open_sink=lambda shard: open_sink(shard_config(config, shard), profiles),
         dead_letters=dead,
         alerting=alerting,
         serve_sql=serve_sql if config.store.serve_port is not None else None,
@@ -58,14 +60,27 @@ def build_worker(config: Config, *, datadir: Path | None = None) -> Any:
             topic: KafkaDeadLetters(config.kafka, topic)
             for topic in (config.kafka.labels_topic, config.kafka.metrics_topic)
         },
+        role=role,
     )
 
 
-def run(config: Config, *, loglevel: str = "WARNING") -> None:
+def shard_config(config: Config, shard: int) -> Config:
+    """With several merge shards, each shard's store spool goes to ``shard-<n>`` under the
+    configured folder: two shards' mergers may run in one process, or on one machine, and
+    neither may replay the other's. One shard keeps the folder as it is."""
+    if config.kafka.partials_partitions == 1:
+        return config
+    store = config.store
+    spool = store.spool_dir or Path(f"drifthouse-spool-{store.database}")
+    store = store.model_copy(update={"spool_dir": spool / f"shard-{shard}"})
+    return config.model_copy(update={"store": store})
+
+
+def run(config: Config, *, loglevel: str = "WARNING", role: Role = "all") -> None:
     """Run a worker until SIGTERM or SIGINT."""
     # faust wants a data folder; the worker keeps no state there (its tables are in memory),
     # so each process gets a fresh one.
     with tempfile.TemporaryDirectory(prefix="drifthouse-worker-") as datadir:
-        app = build_worker(config, datadir=Path(datadir))
-        log.info("worker.start", topic=config.kafka.topic, group=config.kafka.group)
+        app = build_worker(config, datadir=Path(datadir), role=role)
+        log.info("worker.start", topic=config.kafka.topic, group=config.kafka.group, role=role)
         run_worker(app, loglevel=loglevel)

@@ -2,7 +2,8 @@
 
 Labels and metric events are read from their own topics (by faust's consumer), checked with
 the configured decoders, and forwarded through the partials topic with their offsets, so that
-the merger's whole input is one ordered log (see :mod:`drifthouse.kafka.partials`). Their
+the merger's whole input is one ordered log (see :mod:`drifthouse.kafka.partials`): each event
+to the merge shard of its model (:func:`~drifthouse.kafka.shards.shard_of`). Their
 offsets are committed once the partials topic has them; refused messages go to the topic's
 dead letters.
 """
@@ -16,6 +17,7 @@ from typing import Any
 
 from drifthouse.events import EventDecoder
 from drifthouse.kafka.partials import encode_side_events
+from drifthouse.kafka.shards import shard_of
 from drifthouse.logs import get_logger
 from drifthouse.stream.dead_letters import DeadLetters
 from drifthouse.stream.sources import Message
@@ -42,7 +44,8 @@ class SideForwarder:
 
     ``kinds`` maps each topic to ``'labels'`` or ``'metrics'``; ``decoders`` maps those to
     their decoders; ``dead_letters`` maps a topic to where its refused messages go (without
-    one they are counted and logged only).
+    one they are counted and logged only); ``send(key, value, partition)`` publishes to a
+    partition of the partials topic, one of ``shards``.
     """
 
     def __init__(
@@ -51,10 +54,11 @@ class SideForwarder:
         decoders: Mapping[str, EventDecoder[Any]],
         dead_letters: Mapping[str, DeadLetters],
         *,
-        send: Callable[[bytes, bytes], Awaitable[None]],
+        send: Callable[[bytes, bytes, int], Awaitable[None]],
         flush: Callable[[], Awaitable[None]],
         commit: Commit,
         publish_lock: asyncio.Lock,
+        shards: int = 1,
     ) -> None:
         self.kinds = dict(kinds)
         self.decoders = dict(decoders)
@@ -63,6 +67,7 @@ class SideForwarder:
         self.flush = flush
         self.commit = commit
         self.publish_lock = publish_lock
+        self.shards = shards
 
     async def forward(self, groups: dict[tuple[str, int], list[Message]]) -> None:
         """Forward each ``(topic, partition)``'s messages, then commit past them."""
@@ -81,14 +86,14 @@ class SideForwarder:
                         "worker.side_event_refused", topic=topic, partition=p,
                         offset=msgs[pos].offset, reason=err.reason,
                     )  # fmt: skip
-                good = [msgs[i] for i, _ in ok]
-                if good:
-                    await self.send(
-                        b"",
-                        encode_side_events(
-                            kind, p, [m.offset for m in good], [m.value for m in good]
-                        ),
-                    )
+                by_shard: dict[int, list[Message]] = {}
+                for i, event in ok:
+                    shard = shard_of(event.model, self.shards) if self.shards > 1 else 0
+                    by_shard.setdefault(shard, []).append(msgs[i])
+                for shard, good in sorted(by_shard.items()):
+                    taken = [m.offset for m in good]
+                    values = [m.value for m in good]
+                    await self.send(b"", encode_side_events(kind, p, taken, values), shard)
                 offsets[(topic, p)] = msgs[-1].offset + 1
             await self.flush()
             for dead in self.dead_letters.values():

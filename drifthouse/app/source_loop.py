@@ -36,8 +36,8 @@ COMMIT_EVERY_S = 1.0
 class SourceKafka(Protocol):
     """What the source loop needs of Kafka beside its reader."""
 
-    async def send(self, key: bytes, value: bytes) -> None:
-        """Publish one message to the partials topic."""
+    async def send(self, key: bytes, value: bytes, partition: int) -> None:
+        """Publish one message to a partition (merge shard) of the partials topic."""
 
     async def flush(self) -> None:
         """Wait until every message published is acknowledged."""
@@ -171,8 +171,8 @@ class SourceLoop:
                 t0 = time.perf_counter()
                 out = self.source.process(msgs)
                 t1 = time.perf_counter()
-                for key, value in out:
-                    await self.kafka.send(key, value)
+                for o in out:
+                    await self.kafka.send(o.key, o.value, o.partition)
                 seconds.processing += t1 - t0
                 seconds.publishing += time.perf_counter() - t1
                 self.commits.pending = True
@@ -206,6 +206,8 @@ class SourceLoop:
                 mark = (stage.watermark, idle)
                 if self._sent.get(p) != mark:  # only changes, so a quiet topic stays quiet
                     self._sent[p] = mark
-                    await self.kafka.send(b"", encode_watermark(p, stage.watermark, idle=idle))
+                    value = encode_watermark(p, stage.watermark, idle=idle)
+                    for shard in range(self.source.shards):  # every merge shard waits for it
+                        await self.kafka.send(b"", value, shard)
             if self.commits.due():
                 await self.commit()

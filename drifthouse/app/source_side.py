@@ -3,7 +3,9 @@
 Each micro-batch of the predictions topic goes through :class:`~drifthouse.app.sources.SourceStages`;
 every partition's output becomes messages of the partials topic (see
 :mod:`drifthouse.kafka.partials`), in the order the merger takes them: closed partial windows,
-sampled prediction-log rows, the label join's records, then the partition's watermark.
+sampled prediction-log rows, the label join's records, then the partition's watermark. Each goes
+to the merge shard of its model (:func:`~drifthouse.kafka.shards.shard_of`), the watermark to
+every shard, after what it covers.
 """
 
 from __future__ import annotations
@@ -15,13 +17,17 @@ from dataclasses import dataclass
 from drifthouse.app.assembly import RunParts
 from drifthouse.app.sources import SourceStages
 from drifthouse.kafka.partials import (
+    Outgoing,
     encode_partial,
     encode_predictions,
     encode_records,
     encode_watermark,
 )
+from drifthouse.kafka.shards import shard_of
+from drifthouse.rows import PredictionRow
 from drifthouse.sinks.predictions import PredictionLog
 from drifthouse.stream.dead_letters import DeadLetters
+from drifthouse.stream.labels import PredictionRecord
 from drifthouse.stream.sources import Message
 from drifthouse.stream.stage import Checkpoint, PartitionStage, StageStats
 
@@ -63,6 +69,8 @@ class SourceSide:
             open_on_use=False,
         )
         self.specs = parts.specs
+        #: Merge shards: partitions of the partials topic.
+        self.shards = parts.config.kafka.partials_partitions
         #: When each partition last had events (monotonic seconds), for idleness.
         self.last_event_at: dict[int, float] = {}
         self.seconds = SourceSeconds()
@@ -86,20 +94,53 @@ class SourceSide:
         for p in partitions:
             self.last_event_at.pop(p, None)
 
-    def process(self, messages: Sequence[Message]) -> list[tuple[bytes, bytes]]:
+    def process(self, messages: Sequence[Message]) -> list[Outgoing]:
         """Run a batch (partitions already opened); return the messages to publish, in order."""
-        out: list[tuple[bytes, bytes]] = []
+        out: list[Outgoing] = []
+        shards = self.shards
         for part in self.sources.process(messages):
             for closed in part.partials:
                 name = self.specs[closed.spec_index].name
-                out.append((closed.key[0].encode(), encode_partial(closed, name)))
-            if part.prediction_rows:
-                out.append((b"", encode_predictions(part.prediction_rows)))
-            if part.records:
-                out.append((b"", encode_records(part.partition, part.record_offsets, part.records)))
-            out.append((b"", encode_watermark(part.partition, part.watermark)))
+                model = closed.key[0]
+                out.append(
+                    Outgoing(shard_of(model, shards), model.encode(), encode_partial(closed, name))
+                )
+            for shard, rows in self._rows_by_shard(part.prediction_rows):
+                out.append(Outgoing(shard, b"", encode_predictions(rows)))
+            for shard, (offsets, records) in self._records_by_shard(
+                part.record_offsets, part.records
+            ):
+                out.append(Outgoing(shard, b"", encode_records(part.partition, offsets, records)))
+            mark = encode_watermark(part.partition, part.watermark)
+            out += [Outgoing(shard, b"", mark) for shard in range(shards)]
             self.last_event_at[part.partition] = time.monotonic()
         return out
+
+    def _rows_by_shard(self, rows: list[PredictionRow]) -> list[tuple[int, list[PredictionRow]]]:
+        if not rows:
+            return []
+        if self.shards == 1:
+            return [(0, rows)]
+        split: dict[int, list[PredictionRow]] = {}
+        for row in rows:
+            split.setdefault(shard_of(row.model, self.shards), []).append(row)
+        return sorted(split.items())
+
+    def _records_by_shard(
+        self, offsets: list[int], records: list[PredictionRecord]
+    ) -> list[tuple[int, tuple[list[int], list[PredictionRecord]]]]:
+        """The label join's records (in offset order) split by their model's shard, each
+        shard's in the same order."""
+        if not records:
+            return []
+        if self.shards == 1:
+            return [(0, (offsets, records))]
+        split: dict[int, tuple[list[int], list[PredictionRecord]]] = {}
+        for offset, record in zip(offsets, records, strict=True):
+            to = split.setdefault(shard_of(record.model, self.shards), ([], []))
+            to[0].append(offset)
+            to[1].append(record)
+        return sorted(split.items())
 
     def checkpoints(self) -> dict[int, Checkpoint]:
         return self.sources.checkpoints()

@@ -7,10 +7,14 @@ more):
   :class:`~drifthouse.stream.stage.PartitionStage` (decode -> window -> sketch) and publishes
   every closed partial window, and the partition's watermark, to the partials topic
   (:class:`~drifthouse.app.source_loop.SourceLoop`);
-- the **merge** agent reads the partials topic (one partition: whichever process holds it is
-  the merger and the only writer to the store, as the embedded engine admits one process per
-  data directory) and runs the :class:`~drifthouse.stream.merge.MergeStage` and the alerts
-  (:class:`~drifthouse.app.merge_loop.MergeLoop`).
+- the **merge** agent reads the partials topic, whose partitions are merge shards
+  (:mod:`drifthouse.kafka.shards`): whichever process holds a shard is its merger and runs its
+  :class:`~drifthouse.stream.merge.MergeStage` and alerts
+  (:class:`~drifthouse.app.merge_loop.MergeShards`). The embedded engine admits one process per
+  data directory, so it takes one shard only; several shards need a ClickHouse server.
+
+``role`` makes a process only a source worker (``"source"``: the predictions, labels and metrics
+topics) or only a merger (``"merger"``: the partials topic); ``"all"`` does both.
 
 Labels and metric events reach the merger through the partials topic too
 (:class:`~drifthouse.app.side_forwarder.SideForwarder`); the health page and the memory
@@ -31,25 +35,26 @@ signals and web page.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import os
 import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn, get_args
 
 from drifthouse.alerts import Alerting
 from drifthouse.app import memory
 from drifthouse.app.assembly import RunParts
+from drifthouse.app.faust_kafka import FaustKafka, FaustPartialsLog
 from drifthouse.app.health import Housekeeping, health_report
-from drifthouse.app.merge_loop import MergeLoop
+from drifthouse.app.merge_loop import MergeLoop, MergeShards
 from drifthouse.app.side_forwarder import SideForwarder
 from drifthouse.app.source_loop import SourceLoop
 from drifthouse.app.source_side import SourceSide
 from drifthouse.config import Config, KafkaConfig
 from drifthouse.detectors.reference import Profile
+from drifthouse.errors import ConfigError
 from drifthouse.kafka import faust_patches
 from drifthouse.kafka.partials import side_decoders
 from drifthouse.kafka.source import AssignedReader
@@ -57,9 +62,8 @@ from drifthouse.logs import get_logger
 from drifthouse.sinks.base import Sink
 from drifthouse.stream.dead_letters import DeadLetters
 from drifthouse.stream.sources import Message
-from drifthouse.stream.stage import Checkpoint
 
-__all__ = ["FETCH_WAIT_MS", "build_app", "run_worker", "tune_gc"]
+__all__ = ["FETCH_WAIT_MS", "ROLES", "Role", "build_app", "run_worker", "tune_gc"]
 
 log = get_logger("worker")
 
@@ -72,126 +76,37 @@ and metrics topics, up to 1.5 s. 250 ms is the merger's own batching interval; a
 asks four times a second, which costs no measurable CPU (100 ms cost about 1% of a core)."""
 
 
-class FaustKafka:
-    """The worker's Kafka through faust: publish to the partials topic, read and write
-    commits (with their metadata) through faust's consumer. It serves the source loop
-    (:class:`~drifthouse.app.source_loop.SourceKafka`), the merge loop
-    (:class:`~drifthouse.app.merge_loop.PartialsLog`) and the side forwarder."""
-
-    def __init__(self, app: Any, kcfg: KafkaConfig, partials: Any) -> None:
-        self.app = app
-        self.kcfg = kcfg
-        self.partials = partials
-        #: Held while publishing and committing (see :class:`SourceLoop`).
-        self.lock = asyncio.Lock()
-
-    async def send(self, key: bytes, value: bytes) -> None:
-        await self.partials.send(key=key, value=value)
-
-    async def flush(self) -> None:
-        await self.app.producer.flush()
-
-    async def commit_offsets(self, offsets: dict[tuple[str, int], tuple[int, str]]) -> bool:
-        """Commit ``{(topic, partition): (offset, metadata)}``; ``False`` if refused."""
-        from aiokafka.structs import OffsetAndMetadata, TopicPartition
-
-        wanted = {
-            TopicPartition(t, p): OffsetAndMetadata(o, m) for (t, p), (o, m) in offsets.items()
-        }
-        try:
-            await faust_patches.commit_with_metadata(self.app, wanted)
-        except Exception as exc:
-            # Refused during or after a rebalance: the partitions' new owners resume from the
-            # last commit that went through, which is always a consistent checkpoint.
-            log.warning(
-                "worker.commit_refused",
-                error=str(exc),
-                partitions=sorted(p for _, p in offsets),
-            )
-            return False
-        return True
-
-    async def read_commits_of(
-        self, topic: str, partitions: list[int]
-    ) -> dict[int, tuple[int, str]]:
-        """The group's commits of these partitions of ``topic``: ``(offset, metadata)``."""
-        from drifthouse.kafka.checkpoints import read_commits
-
-        return await asyncio.get_running_loop().run_in_executor(
-            None, read_commits, self.kcfg, self.kcfg.group, topic, partitions
-        )
-
-    # -- the source loop's side
-
-    async def committed(self, partitions: list[int]) -> dict[int, tuple[int, str]]:
-        return await self.read_commits_of(self.kcfg.topic, partitions)
-
-    async def commit(self, checkpoints: dict[int, Checkpoint]) -> bool:
-        topic = self.kcfg.topic
-        return await self.commit_offsets(
-            {(topic, p): (cp.offset, cp.encode()) for p, cp in checkpoints.items()}
-        )
-
-    async def commit_side(self, offsets: dict[tuple[str, int], int]) -> bool:
-        return await self.commit_offsets({tp: (o, "") for tp, o in offsets.items()})
-
-
-class FaustPartialsLog:
-    """The partials topic's one partition as the merge loop reads and commits it."""
-
-    def __init__(self, kafka: FaustKafka) -> None:
-        self.kafka = kafka
-        self.topic = kafka.kcfg.partials_topic
-
-    async def committed(self) -> tuple[int, str] | None:
-        return (await self.kafka.read_commits_of(self.topic, [0])).get(0)
-
-    async def beginning(self) -> int:
-        from drifthouse.kafka.admin import beginning_offsets
-
-        loop = asyncio.get_running_loop()
-        begins = await loop.run_in_executor(None, beginning_offsets, self.kafka.kcfg, self.topic)
-        return int(begins.get(0, 0))
-
-    async def end(self) -> int:
-        from drifthouse.kafka.admin import end_offsets
-
-        loop = asyncio.get_running_loop()
-        ends = await loop.run_in_executor(None, end_offsets, self.kafka.kcfg, self.topic)
-        return int(ends.get(0, 0))
-
-    async def seek(self, offset: int) -> None:
-        from aiokafka.structs import TopicPartition
-
-        await self.kafka.app.consumer.seek(TopicPartition(self.topic, 0), offset)
-
-    async def commit(self, offset: int, metadata: str) -> bool:
-        async with self.kafka.lock:
-            return await self.kafka.commit_offsets({(self.topic, 0): (offset, metadata)})
+Role = Literal["all", "source", "merger"]
+"""What a worker process does: both sides, only the source side, or only merging."""
+ROLES: tuple[Role, ...] = get_args(Role)
 
 
 def build_app(
     config: Config,
     *,
     profiles: dict[str, Profile],
-    open_sink: Callable[[], Sink],
+    open_sink: Callable[[int], Sink],
     dead_letters: DeadLetters,
-    alerting: Callable[[], Alerting] | None = None,
+    alerting: Callable[[int], Alerting] | None = None,
     serve_sql: Callable[[], Any] | None = None,
     web_port: int | None = None,
     datadir: Path | None = None,
     side_dead_letters: Mapping[str, DeadLetters] | None = None,
+    role: Role = "all",
 ) -> Any:
     """The faust app of a worker process (see the module docstring).
 
+    ``open_sink(shard)`` and ``alerting(shard)`` make a merge shard's sink and alerting.
     ``side_dead_letters`` maps the labels and metrics topics to where their refused messages go
     (by default they are counted and logged only). The app's ``drifthouse_worker`` is its
-    :class:`Worker` (the source loop, merge loop and side forwarder).
+    :class:`Worker` (the source loop, merge loops and side forwarder).
     """
-    from drifthouse.kafka.admin import ensure_topics, partitions_for
+    from drifthouse.kafka.admin import ensure_partials_topic, ensure_topics, partitions_for
 
     kcfg = config.kafka
-    ensure_topics(kcfg, {kcfg.partials_topic: 1, kcfg.labels_topic: 1, kcfg.metrics_topic: 1})
+    check_shards(config, role)
+    ensure_partials_topic(kcfg)
+    ensure_topics(kcfg, {kcfg.labels_topic: 1, kcfg.metrics_topic: 1})
     app = _faust_app(kcfg, web_port, datadir)
     parts = RunParts.of(config, profiles)
     worker = Worker(
@@ -203,10 +118,27 @@ def build_app(
         alerting=alerting,
         serve_sql=serve_sql,
         side_dead_letters=side_dead_letters or {},
+        role=role,
     )
     worker.connect()
     app.drifthouse_worker = worker
     return app
+
+
+def check_shards(config: Config, role: str) -> None:
+    """Refuse what cannot run: an unknown role, or several merge shards on the embedded store
+    (it admits one process, and each shard's merger writes the store)."""
+    if role not in ROLES:
+        raise ConfigError(f"--role must be one of {', '.join(ROLES)} (got {role!r})")
+    shards = config.kafka.partials_partitions
+    if shards > 1 and config.store_dsn().startswith("chdb://"):
+        raise ConfigError(
+            f"kafka.partials_partitions is {shards}, but the store is the embedded engine "
+            f"({config.masked_store_dsn()}), which admits one process: each merge shard's "
+            "merger writes the store, so several shards need a ClickHouse server "
+            "(store.dsn: http://...); or set kafka.partials_partitions to 1",
+            [("kafka.partials_partitions", f"{shards} merge shards need store.dsn")],
+        )
 
 
 class Worker:
@@ -218,15 +150,17 @@ class Worker:
         parts: RunParts,
         source_partitions: list[int],
         *,
-        open_sink: Callable[[], Sink],
+        open_sink: Callable[[int], Sink],
         dead_letters: DeadLetters,
-        alerting: Callable[[], Alerting] | None,
+        alerting: Callable[[int], Alerting] | None,
         serve_sql: Callable[[], Any] | None,
         side_dead_letters: Mapping[str, DeadLetters],
+        role: Role = "all",
     ) -> None:
         kcfg = parts.config.kafka
         self.app = app
         self.kcfg = kcfg
+        self.role = role
         self.started = time.monotonic()
         self.predictions = app.topic(kcfg.topic, value_serializer="raw", key_serializer="raw")
         partials = app.topic(kcfg.partials_topic, value_serializer="raw", key_serializer="raw")
@@ -251,15 +185,21 @@ class Worker:
             idle_after_s=kcfg.idle_after / 1000.0,
             on_error=fatal,
         )
-        self.merge_loop = MergeLoop(
-            parts,
-            source_partitions,
-            FaustPartialsLog(self.kafka),
-            open_sink=open_sink,
-            alerting=alerting,
-            serve_sql=serve_sql,
-            on_error=fatal,
-        )
+
+        def merge_loop(shard: int) -> MergeLoop:
+            return MergeLoop(
+                parts,
+                source_partitions,
+                FaustPartialsLog(self.kafka, shard),
+                open_sink=lambda: open_sink(shard),
+                alerting=(lambda: alerting(shard)) if alerting is not None else None,
+                # `drifthouse sql` asks one process: the merger of shard 0.
+                serve_sql=serve_sql if shard == 0 else None,
+                on_error=fatal,
+                shard=shard,
+            )
+
+        self.merge = MergeShards(merge_loop)
         self.side = SideForwarder(
             {kcfg.labels_topic: "labels", kcfg.metrics_topic: "metrics"},
             side_decoders(kcfg),
@@ -268,6 +208,7 @@ class Worker:
             flush=self.kafka.flush,
             commit=self.kafka.commit_side,
             publish_lock=self.kafka.lock,
+            shards=kcfg.partials_partitions,
         )
         self.housekeeping = Housekeeping()
 
@@ -283,10 +224,14 @@ class Worker:
         # and the web page.
         faust_patches.keep_topic_unfetched(app, self.kcfg.topic)
         faust_patches.shorten_fetch_wait(app, FETCH_WAIT_MS)
-        app.agent(self.predictions, concurrency=1)(self._consume)
-        app.task(self._read_source)
-        app.agent(self.side_topics, concurrency=1)(self._side_inputs)
-        app.agent(self.partials, concurrency=1)(self._merge)
+        # A member subscribes only to the topics of its role, and the group assigns a topic's
+        # partitions only among its subscribers.
+        if self.role in ("all", "source"):
+            app.agent(self.predictions, concurrency=1)(self._consume)
+            app.task(self._read_source)
+            app.agent(self.side_topics, concurrency=1)(self._side_inputs)
+        if self.role in ("all", "merger"):
+            app.agent(self.partials, concurrency=1)(self._merge)
         app.timer(1.0)(self._heartbeat)
         app.on_partitions_revoked.connect(self._revoked)
         app.on_before_shutdown.connect(self._shutdown)
@@ -344,20 +289,26 @@ class Worker:
     async def _merge(self, stream: Any) -> None:
         topic = self.kcfg.partials_topic
         async for events in stream.noack().take_events(256, within=0.25):
+            shards = sorted({e.message.partition for e in events})
+            for shard in shards:
 
-            def current(events: list[Any] = events) -> list[tuple[int, bytes]]:
-                # Evaluated under the merge loop's lock: fetched before a rebalance took the
-                # partials away, or buffered before one (read again from the merger's commit,
-                # in order), they are dropped.
-                return [(m.offset, m.value) for m in self._current(events, {topic})]
+                def current(events: list[Any] = events, shard: int = shard) -> list[Any]:
+                    # Evaluated under the shard's merge-loop lock: fetched before a rebalance
+                    # took the shard away, or buffered before one (read again from the shard's
+                    # commit, in order), they are dropped.
+                    return [
+                        (m.offset, m.value)
+                        for m in self._current(events, {topic})
+                        if m.partition == shard
+                    ]
 
-            await self.merge_loop.take(current)
+                await self.merge.take(shard, current)
 
     async def _heartbeat(self) -> None:
         await self.source_loop.tick()
-        await self.merge_loop.quiet(self.kcfg.idle_after / 1000.0)
-        await self.merge_loop.drain()
-        await self.housekeeping.tick(self.source, self.merge_loop.merger is not None)
+        await self.merge.quiet(self.kcfg.idle_after / 1000.0)
+        await self.merge.drain()
+        await self.housekeeping.tick(self.source, bool(self.merge.mergers))
 
     async def _revoked(self, app: Any, revoked: Any, **kwargs: Any) -> None:
         # No commit here: this runs inside the consumer's rebalance callback, before the
@@ -368,14 +319,18 @@ class Worker:
         # owner never starts while this one is still at work.
         log.info("worker.revoked", partitions=sorted((tp.topic, tp.partition) for tp in revoked))
         await self.source_loop.revoked()
-        if any(tp.topic == self.kcfg.partials_topic for tp in revoked):
-            await self.merge_loop.close()  # never closes the store under a batch being written
+        # Each shard's merger is closed after its batch in hand (never under a batch being
+        # written); the next owner resumes from the shard's commit and snapshot.
+        await self.merge.close(
+            tp.partition for tp in revoked if tp.topic == self.kcfg.partials_topic
+        )
         log.info("worker.revoke_done")
 
     async def _shutdown(self, app: Any, **kwargs: Any) -> None:
         # Stopped (SIGTERM): the merger's last rows are flushed, and its spool replayed if the
         # store is there; what cannot be stored stays in the spool for the next start.
-        await self.merge_loop.close()
+        await self.merge.close()
+        self.kafka.spill.close()
 
     async def _assigned(self, app: Any, assigned: Any, **kwargs: Any) -> None:
         mine = [tp for tp in assigned if tp.topic == self.kcfg.topic]
@@ -385,7 +340,7 @@ class Worker:
     def health(self) -> dict[str, Any]:
         """The health page's report (see :func:`~drifthouse.app.health.health_report`)."""
         return health_report(
-            self.reader, self.source, self.merge_loop.merger, time.monotonic() - self.started
+            self.reader, self.source, self.merge.mergers, time.monotonic() - self.started
         )
 
 

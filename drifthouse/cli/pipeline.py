@@ -162,12 +162,30 @@ def _print_type_errors(features: Sequence[Any]) -> None:
     out.print(table)
 
 
+ROLES = ("all", "source", "merger")
+
+
 @app.command()
-def run(config: ConfigOption = Path("drifthouse.yaml")) -> None:
+def run(
+    config: ConfigOption = Path("drifthouse.yaml"),
+    role: Annotated[
+        str,
+        typer.Option(
+            help="all: read the events and merge; source: only read the predictions, labels "
+            "and metrics topics; merger: only merge shards of the partials topic.",
+        ),
+    ] = "all",
+) -> None:
     """The Kafka worker; start more processes with the same config to share the partitions."""
     from drifthouse.app.run import run as run_worker
     from drifthouse.config import load_config
 
+    if role not in ROLES:
+        raise UsageError(f"--role must be one of {', '.join(ROLES)} (got {role!r})")
     cfg = load_config(config)
     err.print(Text(auto_line(cfg)))
-    run_worker(cfg, loglevel="DEBUG" if State.debug else "WARNING")
+    run_worker(
+        cfg,
+        loglevel="DEBUG" if State.debug else "WARNING",
+        role=role,  # type: ignore[arg-type]  # one of ROLES
+    )

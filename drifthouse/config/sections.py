@@ -47,6 +47,15 @@ class KafkaConfig(Strict):
     group: str = "drifthouse"
     client_id: str = "drifthouse"
     partials_topic: str = "drifthouse-partials"
+    partials_partitions: int = Field(
+        1,
+        ge=1,
+        description="merge shards: partitions of the partials topic, each merged by one process "
+        "(a model's windows, label join and rules live on one shard)",
+    )
+    partials_replication: int = Field(
+        1, ge=1, description="replication factor of the partials topic when it is created"
+    )
     partitions: int = Field(
         3,
         ge=1,

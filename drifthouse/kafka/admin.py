@@ -33,6 +33,7 @@ __all__ = [
     "beginning_offsets",
     "committed_offsets",
     "end_offsets",
+    "ensure_partials_topic",
     "ensure_topics",
     "lag",
     "partitions_for",
@@ -163,6 +164,27 @@ def ensure_topics(
             admin.wait_for_topics(created, timeout_ms=timeout_ms)
             log.info("kafka.topics_created", topics=created)
         return created
+
+
+def ensure_partials_topic(cfg: KafkaConfig, *, timeout_ms: int | None = None) -> None:
+    """Create the partials topic with ``kafka.partials_partitions`` partitions (replication
+    ``kafka.partials_replication``) if it does not exist; refuse one with another count.
+
+    Each partition is a merge shard (:mod:`drifthouse.kafka.shards`): with another count,
+    models would move between shards with their windows and label joins left behind, so an
+    existing topic is never resharded here, and a mismatch is a :class:`SourceError`.
+    """
+    name, wanted = cfg.partials_topic, cfg.partials_partitions
+    ensure_topics(cfg, {name: wanted}, replication=cfg.partials_replication, timeout_ms=timeout_ms)
+    found = partitions_for(cfg, name, timeout_ms=timeout_ms)
+    if len(found) != wanted:
+        raise SourceError(
+            f"the partials topic {name!r} at {cfg.bootstrap} has {len(found)} partition(s), "
+            f"but kafka.partials_partitions is {wanted}: each partition is a merge shard, and "
+            "drifthouse never reshards an existing topic; set kafka.partials_partitions to "
+            f"{len(found)}, or stop every worker, let the mergers' windows close and use a new "
+            "kafka.partials_topic (or kafka.group) with the new count"
+        )
 
 
 def partitions_for(cfg: KafkaConfig, topic: str, *, timeout_ms: int | None = None) -> list[int]:

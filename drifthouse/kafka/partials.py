@@ -1,9 +1,10 @@
 """Messages between workers and the merger, on the internal partials topic.
 
 Workers publish each closed :class:`~drifthouse.stream.stage.Partial` window of their source
-partitions, and after every batch the partition's watermark; the merger reads them in order
-(the partials topic has one partition per merger) and merges a window once every source
-partition's watermark has passed its end. A worker that restarts publishes the same partials
+partitions, and after every batch the partition's watermark; a merger reads a partition of the
+topic in order and merges a window once every source partition's watermark has passed its end.
+Each partition is a merge shard (:mod:`drifthouse.kafka.shards`): a model's messages go to its
+shard's partition (:class:`Outgoing`), every watermark to every partition. A worker that restarts publishes the same partials
 again, byte for byte; the merger keeps one per source partition and window.
 
 What the merger needs beside the partials comes the same way, so that its whole input is one
@@ -15,7 +16,7 @@ snapshot skips what it has already taken when a restarted worker sends it again.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -28,6 +29,7 @@ from drifthouse.stream.labels import PredictionRecord
 from drifthouse.stream.stage import Partial
 
 __all__ = [
+    "Outgoing",
     "PartialMessage",
     "PredictionsMessage",
     "RecordsMessage",
@@ -41,6 +43,14 @@ __all__ = [
     "encode_watermark",
     "side_decoders",
 ]
+
+
+class Outgoing(NamedTuple):
+    """A message for the partials topic, with the partition (merge shard) it goes to."""
+
+    partition: int
+    key: bytes
+    value: bytes
 
 
 class PartialMessage(msgspec.Struct, tag="partial", array_like=True):

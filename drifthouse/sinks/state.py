@@ -6,7 +6,9 @@ metric events and the change detectors. The merger saves a snapshot of it with t
 the partials topic it covers, then commits that position; a new merger reads the snapshot the
 committed position names.
 
-Two slots per consumer group: a snapshot goes to the slot that does *not* hold the snapshot of
+Each merge shard (a partition of the partials topic) keeps its own snapshots, under the consumer
+group's name for shard 0 (the one merger of an unsharded deployment) and ``<group>/shard-<n>``
+for the others, in the same ``group`` column. Two slots per group and shard: a snapshot goes to the slot that does *not* hold the snapshot of
 the last successful commit, so a snapshot whose commit failed never replaces the one a restart
 needs. Snapshots are LZ4-framed (a tenth of the size: the join's ids and names repeat), then
 base64 text in a ``String`` column; snapshots saved before compression are read as they are.
@@ -37,12 +39,13 @@ _LZ4_FRAME = b"\x04\x22\x4d\x18"  # the magic number every LZ4 frame starts with
 
 
 class MergerStateStore:
-    """Save and load merge-stage snapshots of one consumer group (see the module docstring)."""
+    """Save and load merge-stage snapshots of one consumer group's merge shard (see the module
+    docstring)."""
 
-    def __init__(self, client: Any, database: str, group: str) -> None:
+    def __init__(self, client: Any, database: str, group: str, *, shard: int = 0) -> None:
         self.client = client
         self.table = f"`{database}`.merger_state"
-        self.group = group
+        self.group = group if shard == 0 else f"{group}/shard-{shard}"
         self._committed_slot: int | None = None
 
     def save(self, position: int, state: bytes) -> int:

@@ -38,7 +38,7 @@ def partials_log(small_stream: Any) -> list[bytes]:
     out: list[bytes] = []
     label_at = 0
     for lo in range(0, len(msgs), 500):
-        out += [value for _, value in source.process(msgs[lo : lo + 500])]
+        out += [o.value for o in source.process(msgs[lo : lo + 500])]
         # The labels that came in meanwhile, forwarded by another worker, 200 at a time.
         upto = min(len(labels), label_at + 200)
         if upto > label_at:
@@ -52,5 +52,5 @@ def partials_log(small_stream: Any) -> list[bytes]:
         Message(json.dumps(event).encode(), p, offsets[p], "predictions", b"fraud")
         for p in range(PARTITIONS)
     ]
-    out += [value for _, value in source.process(sentinels)]
+    out += [o.value for o in source.process(sentinels)]
     return out

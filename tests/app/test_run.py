@@ -101,7 +101,7 @@ def test_the_live_merger_keeps_its_alert_state_in_the_store(
             }
         )
         worker = build_worker(config, datadir=tmp_path / host / "faust").drifthouse_worker
-        alerting: Alerting = worker.merge_loop.make_alerting()
+        alerting: Alerting = worker.merge.make(0).make_alerting()  # shard 0's merge loop
         return alerting
 
     def row(end: int, value: float) -> MetricRow:

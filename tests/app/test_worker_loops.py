@@ -185,7 +185,8 @@ class FakeKafka:
         self.flushes = 0
         self.commits: list[dict[int, Checkpoint]] = []
 
-    async def send(self, key: bytes, value: bytes) -> None:
+    async def send(self, key: bytes, value: bytes, partition: int) -> None:
+        assert partition == 0  # one merge shard
         self.sent.append((key, value))
 
     async def flush(self) -> None:
@@ -269,7 +270,7 @@ def test_the_side_forwarder_dead_letters_refusals_and_commits_past_them() -> Non
     sent: list[bytes] = []
     commits: list[dict[tuple[str, int], int]] = []
 
-    async def send(key: bytes, value: bytes) -> None:
+    async def send(key: bytes, value: bytes, partition: int) -> None:
         sent.append(value)
 
     async def flush() -> None:
@@ -330,7 +331,7 @@ def test_the_health_report_names_partitions_and_the_merger(small_stream: Any) ->
     source = SourceSide(RunParts.of(CONFIG, small_stream.profiles), MemoryDeadLetters())
     source.open(3, None)
     source.process(_messages(small_stream, 3, 0, 20))
-    report = health_report(FakeReader(), source, None, uptime=2.0)  # type: ignore[arg-type]
+    report = health_report(FakeReader(), source, {}, uptime=2.0)  # type: ignore[arg-type]
     assert report["events"] == 20
     assert report["events_per_second"] == 10.0
     assert report["partitions"]["3"]["position"] == 20

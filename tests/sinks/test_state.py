@@ -57,3 +57,19 @@ def test_a_snapshot_saved_uncompressed_still_loads(ch_database: tuple[Any, str])
     )  # fmt: skip
     assert MergerStateStore(client, database, "g").load(5) == blob
     assert LabelJoin.from_bytes(blob).held("fraud") == 100
+
+
+def test_each_merge_shard_keeps_its_own_snapshots(ch_database: tuple[Any, str]) -> None:
+    client, database = ch_database
+    migrate(client, database)
+    shards = [MergerStateStore(client, database, "g", shard=s) for s in range(3)]
+    for s, states in enumerate(shards):
+        states.committed(states.save(100, f"shard {s}".encode()))
+    # The same position on every shard: each reads back its own snapshot.
+    assert [MergerStateStore(client, database, "g", shard=s).load(100) for s in range(3)] == [
+        b"shard 0",
+        b"shard 1",
+        b"shard 2",
+    ]
+    # Shard 0 is the one merger of an unsharded deployment: its snapshots are the group's.
+    assert MergerStateStore(client, database, "g").load(100) == b"shard 0"
