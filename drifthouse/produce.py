@@ -17,6 +17,11 @@ an hour ahead) and the worker dead-letters events from the future:
 
 ``count`` bounds the prediction events sent (labels due by then ride along); Ctrl-C stops
 early. Returns the number of prediction events sent.
+
+``batch > 1`` sends predictions as batched messages (docs/events.md, "Batched messages"): each
+model and version's events are held until ``batch`` of them make one message (in rows, or in
+columns with ``columnar``), stamped with its last event's time; what is held goes out at the
+end. Labels go out one per message, as they come.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeE
 
 from drifthouse.config import Config
 from drifthouse.errors import SourceError, UsageError
+from drifthouse.events import PredictionEvent, encode_batch, encode_columns
 from drifthouse.kafka.admin import ensure_topics
 from drifthouse.kafka.client import open_client, translate
 from drifthouse.simulate import HOUR, MINUTE, Record, Scenario, simulate
@@ -133,6 +139,8 @@ def run_produce(
     count: int | None,
     console: Console,
     days: float | None = None,
+    batch: int = 1,
+    columnar: bool = False,
 ) -> int:
     """Write the simulated stream to Kafka (see the module docstring); return predictions sent.
 
@@ -140,16 +148,14 @@ def run_produce(
     load test: ``--scenario demo --days 40 --rate 5000`` runs for about ten minutes).
     """
     sc = scenario_named(scenario, days)
-    if rate < 0:
-        raise UsageError(f"--rate must be 0 (as fast as possible) or more (got {rate:g})")
-    if count is not None and count < 0:
-        raise UsageError(f"--count must be 0 or more (got {count})")
+    _check_options(rate, count, batch)
     kafka = config.kafka
     ensure_topics(kafka, {kafka.topic: PARTITIONS, kafka.labels_topic: PARTITIONS})
     from kafka.errors import KafkaError
 
     producer = _open_producer(config, rate)
     topics = {"predictions": kafka.topic, "labels": kafka.labels_topic}
+    batches = _Batches(batch, columnar)
     records, restamp = _plan(sc, rate=rate, count=count, now_ms=int(time.time() * 1000))
     failures: list[BaseException] = []
     sent = {"predictions": 0, "labels": 0}
@@ -165,10 +171,14 @@ def run_produce(
                     wait = ts / 1000 - time.time()
                     if wait > 0:
                         time.sleep(wait)
-                future = producer.send(
-                    topics[r.topic], key=r.key, value=restamp.value(r, ts), timestamp_ms=ts
-                )
-                future.add_errback(failures.append)
+                out = [(r.key, restamp.value(r, ts), ts)]
+                if batch > 1 and r.topic == "predictions":
+                    out = batches.add(r.key, out[0][1], ts)
+                for key, value, stamp in out:
+                    future = producer.send(
+                        topics[r.topic], key=key, value=value, timestamp_ms=stamp
+                    )
+                    future.add_errback(failures.append)
                 sent[r.topic] += 1
                 if failures:
                     break
@@ -176,6 +186,10 @@ def run_produce(
                 if now - shown >= 0.1:
                     shown = now
                     _show(bar, task, sent, ts)
+            for key, value, stamp in batches.rest():
+                producer.send(kafka.topic, key=key, value=value, timestamp_ms=stamp).add_errback(
+                    failures.append
+                )
             producer.flush(timeout=kafka.timeout / 1000)
             _show(bar, task, sent, None)
     except KeyboardInterrupt:
@@ -197,6 +211,46 @@ def run_produce(
         highlight=False,
     )
     return sent["predictions"]
+
+
+def _check_options(rate: float, count: int | None, batch: int) -> None:
+    if rate < 0:
+        raise UsageError(f"--rate must be 0 (as fast as possible) or more (got {rate:g})")
+    if count is not None and count < 0:
+        raise UsageError(f"--count must be 0 or more (got {count})")
+    if batch < 1:
+        raise UsageError(f"--batch must be 1 (one event per message) or more (got {batch})")
+
+
+class _Batches:
+    """Prediction events held per model and version (and, in columns, feature and segment
+    names) until ``size`` of them make one batched message."""
+
+    def __init__(self, size: int, columnar: bool) -> None:
+        self.size = size
+        self._decode = msgspec.json.Decoder(PredictionEvent).decode
+        self._encode = encode_columns if columnar else encode_batch
+        self._columnar = columnar
+        self._held: dict[tuple[object, ...], tuple[bytes, list[PredictionEvent]]] = {}
+
+    def add(self, key: bytes, value: bytes, ts_ms: int) -> list[tuple[bytes, bytes, int]]:
+        """The messages due once the event ``value`` is held: ``(key, value, timestamp)``."""
+        event = self._decode(value)
+        group: tuple[object, ...] = (event.model, event.model_version)
+        if self._columnar:
+            group += (tuple(event.features), tuple(event.segment))
+        held = self._held.setdefault(group, (key, []))[1]
+        held.append(event)
+        if len(held) < self.size:
+            return []
+        del self._held[group]
+        return [(key, self._encode(held), ts_ms)]
+
+    def rest(self) -> list[tuple[bytes, bytes, int]]:
+        """The messages of what is held, in the order their first events came."""
+        out = [(key, self._encode(held), held[-1].ts_ms) for key, held in self._held.values()]
+        self._held.clear()
+        return out
 
 
 def _open_producer(config: Config, rate: float) -> Any:

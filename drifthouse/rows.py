@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import msgspec
 
-__all__ = ["AlertRow", "MetricRow", "PredictionRow", "ReferenceRow", "Row", "SketchRow"]
+__all__ = [
+    "AlertRow",
+    "LabelPaneRow",
+    "LateLabelRow",
+    "LatePredictionRow",
+    "MetricRow",
+    "PredictionRow",
+    "ReferenceRow",
+    "Row",
+    "SketchRow",
+]
 
 
 class MetricRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -126,5 +136,61 @@ class ReferenceRow(msgspec.Struct, frozen=True, kw_only=True):
     profile: str
 
 
-Row = MetricRow | SketchRow | AlertRow | PredictionRow | ReferenceRow
+class LateLabelRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A label the stream's label join could not join: a row of table ``labels``
+    (docs/model-performance.md, "Labels later than the horizon"): ``reason`` ``expired``,
+    ``unmatched`` or ``late_pane``. ``label`` is JSON text; ``seq`` the label's place in its
+    model's arrivals (the first label of an id wins)."""
+
+    ts: int
+    model: str
+    event_id: str
+    label: str
+    seq: int
+    reason: str
+    run_id: str
+
+
+class LatePredictionRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A prediction that left the label join without its label: a row of table
+    ``label_predictions``. ``score`` is NaN for class predictions; ``segment`` JSON pairs."""
+
+    ts: int
+    model: str
+    model_version: str
+    event_id: str
+    score: float
+    pred_class: str | None
+    segment: str
+    run_id: str
+
+
+class LabelPaneRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A label pane the stream is done with: a row of table ``label_panes``. ``state`` is the
+    base64 of the compressed label state (``''`` for none); ``counters`` predictions,
+    unmatched, expired, duplicate; windows whose every pane starts before ``final_until``
+    minus their size are final for the stream."""
+
+    pane_start: int
+    window: str
+    model: str
+    model_version: str
+    segment: str
+    state: str
+    counters: list[int]
+    final_until: int
+    run_id: str
+    computed_at: int = 0
+
+
+Row = (
+    MetricRow
+    | SketchRow
+    | AlertRow
+    | PredictionRow
+    | ReferenceRow
+    | LateLabelRow
+    | LatePredictionRow
+    | LabelPaneRow
+)
 """Any row a sink takes; :mod:`drifthouse.sinks.tables` says which table each type fills."""

@@ -26,11 +26,28 @@ def produce(
         float | None,
         typer.Option(help="Simulated days, instead of the scenario's own (a longer stream)."),
     ] = None,
+    batch: Annotated[
+        int,
+        typer.Option(
+            help="Prediction events per message: 1 sends one event a message, more sends "
+            "batched messages of one model (docs/events.md)."
+        ),
+    ] = 1,
+    columnar: Annotated[
+        bool, typer.Option(help="With --batch, send the batches in columns rather than rows.")
+    ] = False,
 ) -> None:
     """Write a simulated prediction stream (and its labels) to Kafka, stamped with the current time."""
     from drifthouse.config import load_config
     from drifthouse.produce import run_produce
 
     run_produce(
-        load_config(config), rate=rate, scenario=scenario, count=count, console=err, days=days
+        load_config(config),
+        rate=rate,
+        scenario=scenario,
+        count=count,
+        console=err,
+        days=days,
+        batch=batch,
+        columnar=columnar,
     )

@@ -329,7 +329,18 @@ class MetricsConfig(Strict):
     latency_relative_accuracy: float = Field(0.005, gt=0.0, le=0.01)
     label_horizon: DurationMs = 7 * 86_400_000
     label_join_max_entries: int = Field(1_000_000, ge=1)
+    label_join_max_bytes: int = Field(
+        512 * 1024 * 1024,
+        ge=1,
+        description="per model, the most memory the label join holds (bytes); the oldest "
+        "predictions and early labels go first beyond it",
+    )
     label_rewrite_every: DurationMs = 600_000
+    late_labels: bool = Field(
+        False,
+        description="store what the label join could not join (labels, unlabelled predictions, "
+        "the label panes it forgets) for `drifthouse labels join` in ClickHouse",
+    )
     max_segment_values: int = Field(100, ge=1, le=10_000)
     max_segment_attributes: int = Field(
         16,

@@ -64,14 +64,14 @@ def _nameable(layout: FeatureLayout) -> bool:
     )
 
 
-def _event_type(model: str, layout: FeatureLayout) -> type[PredictionEvent]:
+def _features_type(model: str, layout: FeatureLayout) -> type[TypedFeatures]:
     names = (*layout.numeric, *layout.categorical)
     n_num = len(layout.numeric)
     fields: list[tuple[str, Any, Any]] = [
         (f"f{j}", float | None if j < n_num else FeatureValue, msgspec.field(name=name))
         for j, name in enumerate(names)
     ]
-    features = msgspec.defstruct(
+    features: type[TypedFeatures] = msgspec.defstruct(  # type: ignore[assignment]
         f"Features[{model}]",
         fields,
         bases=(TypedFeatures,),
@@ -79,6 +79,10 @@ def _event_type(model: str, layout: FeatureLayout) -> type[PredictionEvent]:
         forbid_unknown_fields=True,
         gc=False,
     )
+    return features
+
+
+def _event_type(model: str, features: type[TypedFeatures]) -> type[PredictionEvent]:
     event: type[PredictionEvent] = msgspec.defstruct(  # type: ignore[assignment]
         f"PredictionEvent[{model}]",
         [("model", Literal.__getitem__(model)), ("features", features)],
@@ -88,6 +92,33 @@ def _event_type(model: str, layout: FeatureLayout) -> type[PredictionEvent]:
         gc=False,
     )
     return event
+
+
+def _rows_type(model: str, features: type[TypedFeatures]) -> type[msgspec.Struct]:
+    """A batch of ``model`` in rows (docs/events.md, "Batched messages"): its events may
+    leave out ``model`` and ``model_version``, which the envelope gives."""
+    unset = msgspec.UnsetType
+    row = msgspec.defstruct(
+        f"PredictionRow[{model}]",
+        [
+            ("model", str | unset, msgspec.UNSET),
+            ("model_version", str | unset, msgspec.UNSET),
+            ("features", features),
+        ],
+        bases=(PredictionEvent,),
+        kw_only=True,
+        omit_defaults=True,
+        gc=False,
+    )
+    rows: type[msgspec.Struct] = msgspec.defstruct(
+        f"Rows[{model}]",
+        [
+            ("model", Literal.__getitem__(model)),
+            ("events", list[row]),  # type: ignore[valid-type]
+            ("model_version", str, "unknown"),
+        ],
+    )
+    return rows
 
 
 class TypedDecoders:
@@ -103,6 +134,7 @@ class TypedDecoders:
     def __init__(self, layouts: Callable[[str], FeatureLayout | None]) -> None:
         self._layouts = layouts
         self._built: dict[str, Callable[[Buffer], PredictionEvent] | None] = {}
+        self._rows: dict[str, Callable[[Buffer], Any] | None] = {}
 
     def decoder(self, model: str) -> Callable[[Buffer], PredictionEvent] | None:
         """``decode(raw)`` for events of ``model`` that fit its layout (raising
@@ -111,9 +143,25 @@ class TypedDecoders:
             return self._built[model]
         except KeyError:
             pass
+        features = self._features(model)
+        found = None if features is None else msgspec.json.Decoder(_event_type(model, features))
+        self._built[model] = None if found is None else found.decode
+        return self._built[model]
+
+    def rows(self, model: str) -> Callable[[Buffer], Any] | None:
+        """``decode(raw)`` for batches of ``model`` in rows whose events all fit its layout
+        (raising ``msgspec.DecodeError`` for any other message), or ``None``."""
+        try:
+            return self._rows[model]
+        except KeyError:
+            pass
+        features = self._features(model)
+        found = None if features is None else msgspec.json.Decoder(_rows_type(model, features))
+        self._rows[model] = None if found is None else found.decode
+        return self._rows[model]
+
+    def _features(self, model: str) -> type[TypedFeatures] | None:
         layout = self._layouts(model)
-        found = None
         if layout is not None and (layout.numeric or layout.categorical) and _nameable(layout):
-            found = msgspec.json.Decoder(_event_type(model, layout)).decode
-        self._built[model] = found
-        return found
+            return _features_type(model, layout)
+        return None

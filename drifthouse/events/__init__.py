@@ -22,7 +22,9 @@ The package's modules, in the order they build on each other:
 - :mod:`~drifthouse.events.served_class`: the served class of a prediction,
 - :mod:`~drifthouse.events.structs`: the three event structs and :func:`encode_event`,
 - :mod:`~drifthouse.events.explain`: the slow path that explains a refused message,
-- :mod:`~drifthouse.events.decoder`: :class:`EventDecoder` and :func:`decoder_for`.
+- :mod:`~drifthouse.events.decoder`: :class:`EventDecoder` and :func:`decoder_for`,
+- :mod:`~drifthouse.events.batches`: batched messages (:func:`decode_messages`,
+  :func:`encode_batch`, :func:`encode_columns`).
 
 Example
 -------
@@ -38,6 +40,13 @@ drifthouse.errors.DecodeError: expected a number, string, bool or null; got arra
 
 from __future__ import annotations
 
+from drifthouse.events.batches import (
+    Decoded,
+    Refused,
+    decode_messages,
+    encode_batch,
+    encode_columns,
+)
 from drifthouse.events.decoder import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_FUTURE_MS,
@@ -67,6 +76,7 @@ __all__ = [
     "DEFAULT_MAX_SEGMENTS",
     "MIN_TS_MS",
     "Buffer",
+    "Decoded",
     "Event",
     "EventDecoder",
     "EventKind",
@@ -75,8 +85,12 @@ __all__ = [
     "MetricEvent",
     "Prediction",
     "PredictionEvent",
+    "Refused",
     "check_served_class",
+    "decode_messages",
     "decoder_for",
+    "encode_batch",
+    "encode_columns",
     "encode_event",
     "parse_ts",
 ]

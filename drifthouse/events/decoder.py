@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_MAX_LABEL_BYTES",
     "DEFAULT_MAX_SEGMENTS",
     "EventDecoder",
+    "check_labels",
     "decoder_for",
 ]
 
@@ -159,7 +160,7 @@ class EventDecoder(Generic[E]):
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
             event = slow_decode(self.kind, raw, exc)
         if len(raw) > self.max_label_bytes:
-            _check_labels(event, self.max_label_bytes)
+            check_labels(event, self.max_label_bytes)
         _check_segments(event, self.max_segments)
         if now_ms is not None and event.ts_ms > now_ms + self.max_future_ms:
             raise DecodeError(
@@ -243,7 +244,7 @@ def decoder_for(kind: EventKind, **options: int) -> EventDecoder[Any]:
         raise ValueError(f"kind must be one of {sorted(_KINDS)} (got {kind!r})") from None
 
 
-def _check_labels(event: Any, limit: int) -> None:
+def check_labels(event: Any, limit: int) -> None:
     """Raise ``too_large`` for a name or segment value longer than ``limit`` bytes (UTF-8)."""
 
     def check(value: object, path: str) -> None:

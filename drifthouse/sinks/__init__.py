@@ -8,6 +8,9 @@ Public API
 - :class:`Sink`, :class:`MemorySink`, :class:`WriteReport`, :func:`finish` (``base``): the sink
   contract, and what a bounded run stored; :class:`ClickHouseSink` (``clickhouse``).
 - :class:`PredictionLog` (``predictions``): the sampled, PII-hashed prediction log.
+- ``late_labels``: the late label join's reads (tables ``labels``, ``label_predictions``,
+  ``label_panes``; the join itself is in ClickHouse, the metrics in
+  :mod:`drifthouse.stream.labels.late`).
 - :func:`store_reference`, :func:`reference_rows` (``references``): profiles in the store.
 - :func:`run_select` (``sql_guard``): one SELECT over the drifthouse tables, read-only, in limits;
   the allow-list it checks the parsed statement against is ``sql_allow`` (``sql_explain`` for

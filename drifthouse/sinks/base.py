@@ -157,6 +157,12 @@ def row_key(row: Any) -> tuple[Any, ...]:
         return (row.model, row.rule, row.dedup_key, row.status, row.ts, row.run_id)
     if table == "predictions":
         return (row.model, row.ts, row.event_id)
+    if table == "labels":
+        return (row.model, row.run_id, row.event_id, row.seq, row.ts)
+    if table == "label_predictions":
+        return (row.model, row.run_id, row.event_id, row.ts)
+    if table == "label_panes":
+        return (row.model, row.run_id, row.window, row.pane_start, row.model_version, row.segment)
     return (row.model, row.model_version, row.digest)
 
 

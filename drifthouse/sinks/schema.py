@@ -54,6 +54,9 @@ TTL_COLUMNS: dict[str, str] = {
     "sketches": "inserted_at",
     "alerts": "inserted_at",
     "predictions": "inserted_at",
+    "labels": "inserted_at",
+    "label_predictions": "inserted_at",
+    "label_panes": "inserted_at",
 }
 _FILE = re.compile(r"^(\d{4})_(\w+)\.sql$")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -19,7 +19,16 @@ from typing import Any, Literal
 import msgspec
 import numpy as np
 
-from drifthouse.rows import AlertRow, MetricRow, PredictionRow, ReferenceRow, SketchRow
+from drifthouse.rows import (
+    AlertRow,
+    LabelPaneRow,
+    LateLabelRow,
+    LatePredictionRow,
+    MetricRow,
+    PredictionRow,
+    ReferenceRow,
+    SketchRow,
+)
 
 __all__ = [
     "TABLES",
@@ -83,6 +92,11 @@ TABLES: dict[type[Any], TableSpec] = {
     AlertRow: _spec("alerts", AlertRow, {"ts", "window_start", "window_end"}, ("ts", "month")),
     PredictionRow: _spec("predictions", PredictionRow, {"ts"}, ("ts", "month")),
     ReferenceRow: _spec("references", ReferenceRow, {"created_at"}),
+    LateLabelRow: _spec("labels", LateLabelRow, {"ts"}, ("ts", "month")),
+    LatePredictionRow: _spec("label_predictions", LatePredictionRow, {"ts"}, ("ts", "month")),
+    LabelPaneRow: _spec(
+        "label_panes", LabelPaneRow, {"pane_start", "computed_at"}, ("pane_start", "month")
+    ),
 }
 _BY_NAME = {spec.name: spec for spec in TABLES.values()}
 

@@ -41,7 +41,7 @@ from drifthouse.profiles.auto import (
     span_end,
 )
 from drifthouse.profiles.sketches import Sketches
-from drifthouse.rows import MetricRow, ReferenceRow, SketchRow
+from drifthouse.rows import MetricRow, ReferenceRow, Row, SketchRow
 from drifthouse.sinks.base import Sink
 from drifthouse.sinks.references import reference_rows
 from drifthouse.stream.labels import LabelStage, PredictionRecord
@@ -200,7 +200,8 @@ class MergeStage:
 
         Offsets come in ascending order from a worker, but an offset is taken once whatever
         the order: one at or below the highest taken so far, in this message or before, is
-        left out, and the frontier never moves back.
+        left out, and the frontier never moves back. The events of one batched message share
+        its offset and come together: a run of one offset just taken is taken whole.
         """
         frontier = self._frontier.get(stream, -1)
         if not offsets:
@@ -208,7 +209,7 @@ class MergeStage:
         keep: list[int] = []
         last = frontier
         for i, offset in enumerate(offsets):
-            if offset > last:
+            if offset > last or (offset == last and keep and keep[-1] == i - 1):
                 keep.append(i)
                 last = offset
         self._frontier[stream] = last
@@ -321,15 +322,15 @@ class MergeStage:
         are waiting for the spacing between rewrites are written now.
         """
         ready = None if final else self.ready_until()
-        rows: list[MetricRow | SketchRow | ReferenceRow] = (
-            self._build_references(ready) if self._pending else []
-        )
+        rows: list[Row] = list(self._build_references(ready)) if self._pending else []
         out = self._emit_predictions(ready) if self._pending else []
         out += self._emit_labels(ready, force=quiet)
         out += self._emit_metric_events(ready)
         for result in out:
             rows.extend(result.metrics)
             rows.extend(result.sketches)
+        if self.labels is not None:  # what the label join hands on to the late join, if on
+            rows += self.labels.take_spill_rows(run_id=self.run_id, computed_at=self.computed_at())
         if rows:
             self.sink.write(rows)
             self.stats.rows += len(rows)

@@ -33,11 +33,15 @@ class FileSource:
     """JSON Lines (optionally gzip-compressed), one event per line, read in micro-batches.
 
     Blank lines are skipped; every other line is a message whose offset is its 1-based line
-    number, so dead letters can point back at it.
+    number, so dead letters can point back at it. A micro-batch holds at most ``batch_size``
+    lines and, past its first line, at most ``batch_bytes`` bytes: lines holding batched
+    messages (docs/events.md, "Batched messages") make micro-batches of a bounded number of
+    events too.
     """
 
     path: Path
     batch_size: int = 4_096
+    batch_bytes: int = 4 << 20
 
     def __post_init__(self) -> None:
         if not self.path.is_file():
@@ -55,7 +59,7 @@ class FileSource:
         """Yield ``(messages, bytes read so far)``; the byte count drives progress bars."""
         topic = f"file:{self.path}"
         batch: list[Message] = []
-        done = 0
+        done = held = 0
         with self._open() as fh:
             for lineno, line in enumerate(fh, start=1):
                 done += len(line)
@@ -63,9 +67,10 @@ class FileSource:
                 if not stripped:
                     continue
                 batch.append(Message(stripped, 0, lineno, topic))
-                if len(batch) >= self.batch_size:
+                held += len(line)
+                if len(batch) >= self.batch_size or held >= self.batch_bytes:
                     yield batch, done
-                    batch = []
+                    batch, held = [], 0
         if batch:
             yield batch, done
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import msgspec
@@ -21,8 +21,8 @@ from drifthouse.detectors.columns import extract
 from drifthouse.detectors.model_sketch import INVALID, LATE, ModelBatch, ModelState
 from drifthouse.detectors.raw_panes import encode_events
 from drifthouse.detectors.typed_decode import TypedDecoders
-from drifthouse.errors import DecodeError, LateEventError
-from drifthouse.events import EventDecoder, PredictionEvent
+from drifthouse.errors import LateEventError
+from drifthouse.events import Decoded, EventDecoder, PredictionEvent, Refused, decode_messages
 from drifthouse.pii import PiiFields
 from drifthouse.profiles.sketches import Sketches
 from drifthouse.rows import PredictionRow
@@ -112,7 +112,11 @@ class Checkpoint(msgspec.Struct, frozen=True, array_like=True):
 
 @dataclass(frozen=True)
 class _Batch:
-    """A micro-batch being folded in: its messages, its valid events and where they stand."""
+    """A micro-batch being folded in: its messages, its valid events and where they stand.
+
+    A batched message (docs/events.md, "Batched messages") holds several events: they share
+    its position, and their origin is the state before the message's first valid event (a
+    resumed partition re-reads the whole message)."""
 
     msgs: Sequence[Message]
     events: list[PredictionEvent]
@@ -120,13 +124,15 @@ class _Batch:
     offsets: list[int]  # per message
     ts: np.ndarray  # per valid event: its event time
     seen: np.ndarray  # [i]: the largest event time seen before valid event i (i <= len(events))
+    head: np.ndarray  # per valid event: the first valid event of its message
+    decoded: Decoded
 
     @classmethod
     def of(
         cls,
         msgs: Sequence[Message],
         events: list[PredictionEvent],
-        positions: list[int],
+        decoded: Decoded,
         max_before: int,
     ) -> _Batch:
         """``max_before``: the largest event time seen before the batch."""
@@ -135,7 +141,9 @@ class _Batch:
         seen[0] = max_before
         seen[1:] = np.maximum.accumulate(np.maximum(ts, max_before))
         offsets = [m.offset for m in msgs]
-        return cls(msgs, events, np.array(positions, dtype=np.int64), offsets, ts, seen)
+        positions = np.array([p for p, _ in decoded.ok], dtype=np.int64)
+        head = np.searchsorted(positions, positions, side="left")
+        return cls(msgs, events, positions, offsets, ts, seen, head, decoded)
 
     def seen_before(self, i: int) -> int:
         """The largest event time seen before valid event ``i`` (before the batch when 0)."""
@@ -207,9 +215,14 @@ class PartitionStage:
         if not msgs:
             return []
         now = self.now_ms() if self.now_ms is not None else None
-        ok, bad = self.decoder.decode_batch(
-            [m.value for m in msgs], now_ms=now, first=self._typed.decoder(self._model_hint)
+        decoded = decode_messages(
+            self.decoder,
+            [m.value for m in msgs],
+            now_ms=now,
+            first=self._typed.decoder(self._model_hint),
+            first_rows=self._typed.rows(self._model_hint),
         )
+        ok = decoded.ok
         if ok:
             # The next batch tries the fast decoder of this batch's last model first.
             self._model_hint = ok[-1][1].model
@@ -220,13 +233,13 @@ class PartitionStage:
         # PII segment values and event ids are hashed before they become keys of windows,
         # metrics and the label join (the prediction log above hashes its own copy).
         events = self._pii.protect_events(events)
-        batch = _Batch.of(msgs, events, [i for i, _ in ok], self.windows.max_ts)
+        batch = _Batch.of(msgs, events, decoded, self.windows.max_ts)
         routed = self.windows.route(batch.ts, [e.model for e in events])
         late = np.zeros(batch.ts.size, dtype=np.bool_)
         for r in routed:
             late |= r.late
         self._refuse_late(batch, late)
-        self._refuse_invalid(batch, bad)
+        self._refuse_invalid(batch, decoded.refused)
         on_time: list[bool] = (~late).tolist()
         if self.collect_labels:
             self._keep_label_records(batch, on_time)
@@ -243,27 +256,34 @@ class PartitionStage:
         """Count late events in their models' open panes and dead-letter them."""
         for li in np.flatnonzero(late).tolist():
             e, pos = batch.events[li], int(batch.positions[li])
-            origin = self.windows.origin(batch.offsets[pos], li)
+            origin = self.windows.origin(batch.offsets[pos], int(batch.head[li]))
             self._count((e.model, e.model_version), batch.seen_before(li), LATE, origin)
-            error = LateEventError("late", "$.ts", self._late_message(e.ts_ms, origin[2]))
-            self.dead_letters.send(batch.msgs[pos], error)
+            msg, path = batch.msgs[pos], "$.ts"
+            alone = batch.decoded.alone(li, path)
+            if alone is not None:  # an event of a batch: dead-lettered alone
+                msg, path = replace(msg, value=alone[0]), alone[1]
+            late_at = self.windows.origin(batch.offsets[pos], li)[2]
+            error = LateEventError("late", path, self._late_message(e.ts_ms, late_at))
+            self.dead_letters.send(msg, error)
             self.stats.late += 1
 
-    def _refuse_invalid(self, batch: _Batch, bad: Sequence[tuple[int, DecodeError]]) -> None:
-        """Count refused messages in their models' open panes and dead-letter them; those
-        before the partition's first valid event wait for it (orphans)."""
+    def _refuse_invalid(self, batch: _Batch, bad: Sequence[Refused]) -> None:
+        """Count refused events in their models' open panes and dead-letter them; those
+        before the partition's first valid event wait for it (orphans). A refused event of a
+        batch is dead-lettered alone."""
         windows, msgs, offsets = self.windows, batch.msgs, batch.offsets
-        for pos, err in bad:
+        for refused in bad:
+            pos, err = refused.position, refused.error
+            msg = msgs[pos] if refused.raw is None else replace(msgs[pos], value=refused.raw)
             # An over-size message is never parsed, not even to find its model: its key says.
-            raw = b"" if err.reason == "too_large" else msgs[pos].value
-            key = _peek_model(raw, msgs[pos].key)
-            prior = int(np.searchsorted(batch.positions, pos))  # valid events before this message
-            where = batch.seen_before(prior)
+            key = _peek_model(b"" if err.reason == "too_large" else msg.value, msg.key)
+            head = int(np.searchsorted(batch.positions, pos))  # valid events before the message
+            where = batch.seen_before(refused.prior)
             if where == NO_TIME:
                 self._orphans.append((key, offsets[pos]))
             else:
-                self._count(key, where, INVALID, windows.origin(offsets[pos], prior))
-            self.dead_letters.send(msgs[pos], err)
+                self._count(key, where, INVALID, windows.origin(offsets[pos], head))
+            self.dead_letters.send(msg, err)
             self.stats.invalid += 1
         if self._orphans and windows.max_ts != NO_TIME:
             first = int(batch.ts[0]) if batch.ts.size else windows.max_ts
@@ -301,7 +321,8 @@ class PartitionStage:
             for k, r in enumerate(routed):
                 for pane_start, local in _runs(r.pane[idx]):
                     first = members[0] if local is None else members[int(local[0])]
-                    origin = windows.origin(batch.offsets[int(batch.positions[first])], first)
+                    head = int(batch.head[first])
+                    origin = windows.origin(batch.offsets[int(batch.positions[first])], head)
                     part_cols = cols if local is None else cols.take(local)
                     part_raw = kept if kept is None or local is None else [kept[j] for j in local]
                     windows.update(

@@ -3,7 +3,9 @@
 Labels (topic ``labels``: ``{"event_id", "model", "ts", "label"}``) arrive minutes to days
 after their prediction, before it now and then, and in any order. Label metrics belong to the
 window of the **prediction's** event time, so they are kept apart from the prediction windows
-(docs/model-performance.md). Three modules, in the order the data goes through them:
+(docs/model-performance.md). :mod:`~drifthouse.stream.labels.records` holds what the join
+takes and gives (records, pairs, dropped and late labels, what a held entry costs); then, in
+the order the data goes through them:
 
 - :mod:`~drifthouse.stream.labels.join`: :class:`LabelJoin` holds, per model, the predictions
   of the last ``horizon`` (7 days by default, ``metrics.label_horizon``) by ``event_id``, and
@@ -20,6 +22,9 @@ window of the **prediction's** event time, so they are kept apart from the predi
   windows that changed since they were last written (:meth:`LabelWindows.flush`): a late label
   rewrites its window, under the same key, so the store keeps the newest row.
 - :mod:`~drifthouse.stream.labels.stage`: :class:`LabelStage` wires the two for a pipeline.
+- :mod:`~drifthouse.stream.labels.late`: with ``metrics.late_labels``, what the join and the
+  windows let go is stored, and :func:`~drifthouse.stream.labels.late.join_late_labels` joins
+  it in ClickHouse and rewrites the old windows (``drifthouse labels join``).
 
 The label sketches themselves (what a window's accuracy or AUC is) live in
 :mod:`drifthouse.detectors.label_sketch`.
@@ -32,15 +37,17 @@ to rounding.
 
 from __future__ import annotations
 
-from drifthouse.stream.labels.join import (
+from drifthouse.stream.labels.join import LabelJoin
+from drifthouse.stream.labels.records import (
     DAY_MS,
     DroppedLabel,
     JoinedPair,
     JoinStats,
-    LabelJoin,
+    LateLabel,
     PredictionRecord,
     decode_records,
     encode_records,
+    record_bytes,
 )
 from drifthouse.stream.labels.stage import LabelStage, sketch_for_model
 from drifthouse.stream.labels.windows import LabelWindow, LabelWindows
@@ -54,8 +61,10 @@ __all__ = [
     "LabelStage",
     "LabelWindow",
     "LabelWindows",
+    "LateLabel",
     "PredictionRecord",
     "decode_records",
     "encode_records",
+    "record_bytes",
     "sketch_for_model",
 ]

@@ -4,11 +4,14 @@
 default, ``metrics.label_horizon``) by ``event_id``, and labels that came before their
 prediction. A label meeting its prediction (whichever came first) becomes a
 :class:`JoinedPair`. Entries older than ``horizon`` before the model's clock (the largest event
-time seen, of predictions and labels; never the wall clock) are evicted. Labels that find no
+time seen, of predictions and labels; never the wall clock) are evicted, and so are the oldest
+when a model holds more than ``max_entries`` or ``max_bytes`` (an estimate per entry,
+:func:`~drifthouse.stream.labels.records.record_bytes`). Labels that find no
 prediction within the horizon are counted as ``unmatched``; labels too old to be held (their
 time already beyond the horizon) as ``expired``; a second label for one prediction, or a
 second early label for one id, as ``duplicate`` (the first label wins). The join is
-snapshotted with :meth:`LabelJoin.to_bytes` so a restart resumes it.
+snapshotted with :meth:`LabelJoin.to_bytes` so a restart resumes it. With ``spill`` on, what
+leaves it unjoined is handed on to the late join in the store (:meth:`LabelJoin.take_spilled`).
 
 :mod:`drifthouse.stream.labels.windows` turns the pairs into per-window label metrics.
 """
@@ -16,126 +19,40 @@ snapshotted with :meth:`LabelJoin.to_bytes` so a restart resumes it.
 from __future__ import annotations
 
 import heapq
-import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import msgspec
 
-from drifthouse.categories import category_key
-from drifthouse.detectors.label_sketch import LabelValue
-from drifthouse.detectors.reference import prediction_score
 from drifthouse.errors import SketchError
-from drifthouse.events import LabelEvent, PredictionEvent
+from drifthouse.events import LabelEvent
+from drifthouse.logs import get_logger
+from drifthouse.stream.labels.records import (
+    DAY_MS,
+    DEFAULT_MAX_BYTES,
+    DroppedLabel,
+    JoinedPair,
+    JoinStats,
+    LateLabel,
+    PredictionRecord,
+    early_bytes,
+    plain_bytes,
+    record_bytes,
+)
 from drifthouse.stream.windows import NO_TIME
 
+# The record types are defined in `records`; importers of this module's names keep working.
 __all__ = [
     "DAY_MS",
     "DroppedLabel",
     "JoinStats",
     "JoinedPair",
     "LabelJoin",
+    "LateLabel",
     "PredictionRecord",
-    "decode_records",
-    "encode_records",
 ]
 
-DAY_MS = 86_400_000
-
-
-class PredictionRecord(msgspec.Struct, frozen=True, array_like=True, gc=False):
-    """What the join keeps of a prediction (compact; ``array_like`` on the wire).
-
-    ``score`` is the numeric prediction or positive-class probability (NaN if none);
-    ``pred_class`` the predicted class name for class predictions; ``segment`` sorted pairs.
-    """
-
-    event_id: str | None
-    model: str
-    model_version: str
-    ts_ms: int
-    score: float
-    pred_class: str | None
-    segment: tuple[tuple[str, str], ...] = ()
-
-    @classmethod
-    def from_event(cls, e: PredictionEvent) -> PredictionRecord:
-        """The record of a decoded prediction event (``prediction_score`` as profiled)."""
-        p: object = e.prediction
-        score, cls_name = math.nan, None
-        kind = type(p)
-        if kind is not float and kind is not int:  # a plain number needs no rule (the usual case)
-            p = prediction_score(p, e.predicted_class)
-        if isinstance(p, bool):
-            cls_name = "true" if p else "false"
-        elif isinstance(p, int | float):
-            score = float(p)
-        elif isinstance(p, str):
-            cls_name = category_key(p)
-        return cls(
-            e.event_id,
-            e.model,
-            e.model_version,
-            e.ts_ms,
-            score,
-            cls_name,
-            tuple(sorted(e.segment.items())) if e.segment else (),
-        )
-
-
-_RECORDS = msgspec.msgpack.Encoder()
-_RECORDS_DECODER = msgspec.msgpack.Decoder(list[PredictionRecord])
-
-
-def encode_records(records: Sequence[PredictionRecord]) -> bytes:
-    """Records as one message (e.g. beside a partition's partials)."""
-    return _RECORDS.encode(list(records))
-
-
-def decode_records(data: bytes) -> list[PredictionRecord]:
-    try:
-        return _RECORDS_DECODER.decode(data)
-    except msgspec.DecodeError as exc:
-        raise SketchError(f"not serialised prediction records: {exc}") from exc
-
-
-class JoinedPair(msgspec.Struct, frozen=True, gc=False):
-    """A prediction and its label; windowed by ``prediction.ts_ms``. (A struct, not a
-    dataclass: one is built per label, and a frozen dataclass costs six times as much.)"""
-
-    prediction: PredictionRecord
-    label: LabelValue
-    label_ts_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class DroppedLabel:
-    """A label that joined nothing: ``reason`` ``unmatched``, ``expired`` or ``duplicate``;
-    counted in the window of ``ts_ms`` (the label's time)."""
-
-    model: str
-    model_version: str
-    ts_ms: int
-    event_id: str
-    reason: str
-
-
-@dataclass
-class JoinStats:
-    """Running totals of a join (for logs and the health endpoint)."""
-
-    predictions: int = 0
-    labels: int = 0
-    joined: int = 0
-    early: int = 0
-    unmatched: int = 0
-    expired: int = 0
-    duplicate: int = 0
-    no_event_id: int = 0
-    predictions_expired: int = 0
-    predictions_duplicate: int = 0
-    evicted_predictions: int = 0
-    over_cap: int = 0
+log = get_logger("labels")
 
 
 # -- join --------------------------------------------------------------------------------------
@@ -165,6 +82,8 @@ class _JoinWire(msgspec.Struct, array_like=True):
     max_entries: int
     models: dict[str, _ModelWire]
     stats: dict[str, int]
+    max_bytes: int = DEFAULT_MAX_BYTES
+    spill: bool = False
 
 
 @dataclass
@@ -173,6 +92,9 @@ class _ModelJoin:
     seq: int = 0
     preds: dict[str, _Pred] = field(default_factory=dict)
     early: dict[str, _Early] = field(default_factory=dict)
+    bytes: int = 0  # what preds and early cost (record_bytes, _early_bytes)
+    forced: int = 0  # entries evicted by a bound, not by the horizon
+    logged: int = 0  # `forced` when last logged
     # (ts, seq, is_label, event_id): eviction order; stale entries are skipped when popped.
     heap: list[tuple[int, int, bool, str]] = field(default_factory=list)
 
@@ -187,6 +109,13 @@ class LabelJoin:
     max_entries
         Per model, the most predictions plus early labels held; past it the oldest go first
         (counted in ``stats.over_cap``), so memory stays bounded whatever the rate.
+    max_bytes
+        Per model, the most memory held (:func:`record_bytes`: records, their strings and the
+        indexes); past it the oldest go first (counted in ``stats.over_bytes`` and
+        ``stats.over_cap``, logged as ``labels.join_over_bound``), whatever the ids' length.
+    spill
+        Keep what leaves the join unjoined for the late join in the store
+        (:meth:`take_spilled`): predictions evicted without a label, labels that found none.
 
     Examples
     --------
@@ -198,14 +127,29 @@ class LabelJoin:
     [('e1', 1)]
     """
 
-    def __init__(self, *, horizon_ms: int = 7 * DAY_MS, max_entries: int = 5_000_000) -> None:
-        if horizon_ms <= 0 or max_entries <= 0:
-            raise SketchError("horizon_ms and max_entries must be positive")
+    def __init__(
+        self,
+        *,
+        horizon_ms: int = 7 * DAY_MS,
+        max_entries: int = 5_000_000,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        spill: bool = False,
+    ) -> None:
+        if horizon_ms <= 0 or max_entries <= 0 or max_bytes <= 0:
+            raise SketchError(
+                "horizon_ms, max_entries and max_bytes must be positive "
+                f"(got {horizon_ms}, {max_entries}, {max_bytes})"
+            )
         self.horizon_ms = horizon_ms
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.spill = spill
         self.stats = JoinStats()
         self._models: dict[str, _ModelJoin] = {}
         self._dropped: list[DroppedLabel] = []
+        self._spilled_predictions: list[PredictionRecord] = []
+        self._spilled_labels: list[LateLabel] = []
+        self._sizes: dict[tuple[str, str], int] = {}  # (model, version) -> their part of a size
 
     def _model(self, model: str) -> _ModelJoin:
         m = self._models.get(model)
@@ -217,6 +161,13 @@ class LabelJoin:
         """Predictions plus early labels held for ``model``."""
         m = self._models.get(model)
         return len(m.preds) + len(m.early) if m is not None else 0
+
+    def held_bytes(self, model: str | None = None) -> int:
+        """Memory held for ``model`` (every model when ``None``), as :func:`record_bytes` counts."""
+        if model is None:
+            return sum(m.bytes for m in self._models.values())
+        m = self._models.get(model)
+        return m.bytes if m is not None else 0
 
     @property
     def entries(self) -> int:
@@ -233,14 +184,22 @@ class LabelJoin:
         out, self._dropped = self._dropped, []
         return out
 
+    def take_spilled(self) -> tuple[list[PredictionRecord], list[LateLabel]]:
+        """What left the join unjoined since the last call (with ``spill``): predictions
+        evicted without a label (or too old to be held), and labels that found no prediction
+        (with an ``event_id``), for the late join in the store."""
+        out = (self._spilled_predictions, self._spilled_labels)
+        self._spilled_predictions, self._spilled_labels = [], []
+        return out
+
     def add_predictions(self, records: Iterable[PredictionRecord]) -> list[JoinedPair]:
         """Hold predictions (in order); return pairs with labels that came first."""
         # One pass per prediction on the worker's hot path: locals, counters summed at the end,
         # and eviction only when something is due (the oldest entry fell out of the horizon,
-        # the cap is passed, or stale heap entries pile up).
+        # a bound is passed, or stale heap entries pile up).
         out: list[JoinedPair] = []
-        horizon, cap = self.horizon_ms, self.max_entries
-        heappush = heapq.heappush
+        horizon, cap, max_bytes = self.horizon_ms, self.max_entries, self.max_bytes
+        heappush, sizes = heapq.heappush, self._sizes
         seen = no_id = duplicate = joined = expired = 0
         name: str | None = None
         m = _ModelJoin()
@@ -263,16 +222,25 @@ class LabelJoin:
             early = m.early.pop(eid, None) if m.early else None
             if early is not None:
                 out.append(JoinedPair(r, early.label, early.ts_ms))
+                m.bytes -= early_bytes(eid, early.label)
                 joined += 1
             elif ts < m.clock - horizon:
                 expired += 1
+                if self.spill:
+                    self._spilled_predictions.append(r)
                 continue
             m.seq += 1
             preds[eid] = _Pred(m.seq, r, early is not None)
+            m.bytes += plain_bytes(r, sizes)
             heap = m.heap
             heappush(heap, (ts, m.seq, False, eid))
             held = len(preds) + len(m.early)
-            if heap[0][0] < m.clock - horizon or held > cap or len(heap) > 2 * held + 1024:
+            if (
+                heap[0][0] < m.clock - horizon
+                or held > cap
+                or m.bytes > max_bytes
+                or len(heap) > 2 * held + 1024
+            ):
                 self._evict(name, m)
         stats = self.stats
         stats.predictions += seen
@@ -287,7 +255,7 @@ class LabelJoin:
         # The same shape as add_predictions: locals, counters summed at the end, and eviction
         # only when something is due (what `_evict` would do after each label, nothing else).
         out: list[JoinedPair] = []
-        horizon, cap = self.horizon_ms, self.max_entries
+        horizon, cap, max_bytes = self.horizon_ms, self.max_entries, self.max_bytes
         heappush = heapq.heappush
         seen = joined = early_n = 0
         name: str | None = None
@@ -300,6 +268,7 @@ class LabelJoin:
             ts = lab.ts_ms
             if ts > m.clock:
                 m.clock = ts
+            m.seq += 1  # every label takes a place in the model's arrivals (first label wins)
             eid = lab.event_id
             pred = m.preds.get(eid) if eid else None
             if pred is not None:
@@ -313,17 +282,26 @@ class LabelJoin:
                 self._drop(lab, "unknown", "unmatched")
             elif ts < m.clock - horizon:
                 self._drop(lab, "unknown", "expired")
+                if self.spill:
+                    self._spilled_labels.append(
+                        LateLabel(lab.model, eid, ts, lab.label, m.seq, "expired")
+                    )
             elif eid in m.early:
                 self._drop(lab, "unknown", "duplicate")
             else:
-                m.seq += 1
                 m.early[eid] = _Early(m.seq, lab.label, ts)
+                m.bytes += early_bytes(eid, lab.label)
                 heappush(m.heap, (ts, m.seq, True, eid))
                 early_n += 1
             heap = m.heap
             if heap:
                 held = len(m.preds) + len(m.early)
-                if heap[0][0] < m.clock - horizon or held > cap or len(heap) > 2 * held + 1024:
+                if (
+                    heap[0][0] < m.clock - horizon
+                    or held > cap
+                    or m.bytes > max_bytes
+                    or len(heap) > 2 * held + 1024
+                ):
                     self._evict(name, m)
         stats = self.stats
         stats.labels += seen
@@ -337,30 +315,61 @@ class LabelJoin:
 
     def _evict(self, model: str, m: _ModelJoin) -> None:
         limit = m.clock - self.horizon_ms
-        heap = m.heap
-        while heap and (heap[0][0] < limit or len(m.preds) + len(m.early) > self.max_entries):
+        heap, stats, cap, max_bytes = m.heap, self.stats, self.max_entries, self.max_bytes
+        preds, early = m.preds, m.early
+        while heap and (heap[0][0] < limit or len(preds) + len(early) > cap or m.bytes > max_bytes):
             ts, seq, is_label, eid = heapq.heappop(heap)
             forced = ts >= limit
+            by_bytes = forced and m.bytes > max_bytes
             if is_label:
                 e = m.early.get(eid)
                 if e is None or e.seq != seq:
                     continue
                 del m.early[eid]
-                self.stats.unmatched += 1
+                m.bytes -= early_bytes(eid, e.label)
+                stats.unmatched += 1
                 self._dropped.append(DroppedLabel(model, "unknown", ts, eid, "unmatched"))
+                if self.spill:
+                    self._spilled_labels.append(
+                        LateLabel(model, eid, ts, e.label, seq, "unmatched")
+                    )
             else:
                 p = m.preds.get(eid)
                 if p is None or p.seq != seq:
                     continue
                 del m.preds[eid]
-                self.stats.evicted_predictions += 1
+                m.bytes -= plain_bytes(p.record, self._sizes)
+                stats.evicted_predictions += 1
+                if self.spill and not p.labelled:
+                    self._spilled_predictions.append(p.record)
             if forced:
-                self.stats.over_cap += 1
+                m.forced += 1
+                stats.over_cap += 1
+                stats.over_bytes += by_bytes
+        if m.forced > 2 * m.logged:
+            # Entries leave before their labels can come: the bounds are too tight for this
+            # model's rate (logged when the count doubles, not once per eviction).
+            m.logged = m.forced
+            log.warning(
+                "labels.join_over_bound", model=model, held=len(m.preds) + len(m.early),
+                bytes=m.bytes, max_entries=self.max_entries, max_bytes=self.max_bytes,
+                evicted=m.forced,
+            )  # fmt: skip
         # Lazy deletion leaves stale entries behind; rebuild when they dominate.
         if len(heap) > 2 * (len(m.preds) + len(m.early)) + 1024:
-            m.heap = [(p.record.ts_ms, p.seq, False, k) for k, p in m.preds.items()]
-            m.heap += [(e.ts_ms, e.seq, True, k) for k, e in m.early.items()]
-            heapq.heapify(m.heap)
+            m.heap = _heap_of(m)
+
+    def spill_all(self) -> None:
+        """Hand every unjoined entry to the late join (the end of a bounded input: nothing
+        held survives it): unlabelled predictions, early labels (as ``unmatched``)."""
+        if not self.spill:
+            return
+        for name, m in self._models.items():
+            self._spilled_predictions += [p.record for p in m.preds.values() if not p.labelled]
+            self._spilled_labels += [
+                LateLabel(name, eid, e.ts_ms, e.label, e.seq, "unmatched")
+                for eid, e in m.early.items()
+            ]
 
     def to_bytes(self) -> bytes:
         """Snapshot every model's held entries, clocks and the totals."""
@@ -374,7 +383,10 @@ class LabelJoin:
             for name, m in self._models.items()
         }
         stats = {k: int(v) for k, v in vars(self.stats).items()}
-        return msgspec.msgpack.encode(_JoinWire(self.horizon_ms, self.max_entries, models, stats))
+        wire = _JoinWire(
+            self.horizon_ms, self.max_entries, models, stats, self.max_bytes, self.spill
+        )
+        return msgspec.msgpack.encode(wire)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> LabelJoin:
@@ -383,17 +395,29 @@ class LabelJoin:
             wire = msgspec.msgpack.decode(data, type=_JoinWire)
         except msgspec.DecodeError as exc:
             raise SketchError(f"not a serialised label join: {exc}") from exc
-        out = cls(horizon_ms=wire.horizon_ms, max_entries=wire.max_entries)
+        out = cls(
+            horizon_ms=wire.horizon_ms,
+            max_entries=wire.max_entries,
+            max_bytes=wire.max_bytes,
+            spill=wire.spill,
+        )
         out.stats = JoinStats(**wire.stats)
         for name, mw in wire.models.items():
             m = _ModelJoin(clock=mw.clock, seq=mw.seq)
             for p in mw.preds:
                 assert p.record.event_id is not None
                 m.preds[p.record.event_id] = p
+                m.bytes += record_bytes(p.record)
             for eid, _model, e in mw.early:
                 m.early[eid] = e
-            m.heap = [(p.record.ts_ms, p.seq, False, k) for k, p in m.preds.items()]
-            m.heap += [(e.ts_ms, e.seq, True, k) for k, e in m.early.items()]
-            heapq.heapify(m.heap)
+                m.bytes += early_bytes(eid, e.label)
+            m.heap = _heap_of(m)
             out._models[name] = m
         return out
+
+
+def _heap_of(m: _ModelJoin) -> list[tuple[int, int, bool, str]]:
+    heap = [(p.record.ts_ms, p.seq, False, k) for k, p in m.preds.items()]
+    heap += [(e.ts_ms, e.seq, True, k) for k, e in m.early.items()]
+    heapq.heapify(heap)
+    return heap

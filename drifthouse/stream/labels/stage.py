@@ -8,6 +8,7 @@ windows whose label metrics changed; :func:`sketch_for_model` picks each model's
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal
 
@@ -19,12 +20,15 @@ from drifthouse.detectors.reference import Profile
 from drifthouse.errors import SketchError
 from drifthouse.events import LabelEvent, PredictionEvent
 from drifthouse.pii import PiiFields
-from drifthouse.rows import MetricRow
-from drifthouse.stream.labels.join import JoinedPair, LabelJoin, PredictionRecord
+from drifthouse.rows import LabelPaneRow, LateLabelRow, LatePredictionRow, MetricRow
+from drifthouse.stream.labels.join import LabelJoin
+from drifthouse.stream.labels.records import JoinedPair, LateLabel, PredictionRecord
 from drifthouse.stream.labels.windows import LabelWindow, LabelWindows
 from drifthouse.stream.windows import WindowSpec
 
 __all__ = ["LabelStage", "sketch_for_model"]
+
+_JSON = msgspec.json.Encoder().encode
 
 
 def sketch_for_model(
@@ -92,16 +96,23 @@ class LabelStage:
                 )
             return sk
 
+        windows = LabelWindows(
+            specs,
+            sketch_for,
+            horizon_ms=horizon,
+            rewrite_every_ms=config.metrics.label_rewrite_every,
+            max_segment_values=config.metrics.max_segment_values,
+            max_segment_attributes=config.metrics.max_segment_attributes,
+        )
+        windows.spill = config.metrics.late_labels
         return cls(
-            LabelJoin(horizon_ms=horizon, max_entries=config.metrics.label_join_max_entries),
-            LabelWindows(
-                specs,
-                sketch_for,
+            LabelJoin(
                 horizon_ms=horizon,
-                rewrite_every_ms=config.metrics.label_rewrite_every,
-                max_segment_values=config.metrics.max_segment_values,
-                max_segment_attributes=config.metrics.max_segment_attributes,
+                max_entries=config.metrics.label_join_max_entries,
+                max_bytes=config.metrics.label_join_max_bytes,
+                spill=config.metrics.late_labels,
             ),
+            windows,
             PiiFields(config),
         )
 
@@ -163,10 +174,71 @@ class LabelStage:
         self, ready_until: int | None, *, run_id: str, computed_at: int, force: bool = False
     ) -> list[tuple[LabelWindow, list[MetricRow]]]:
         """:meth:`flush`, window by window (for one alert evaluation per window)."""
-        return [
+        out = [
             (w, self.windows.rows(w, run_id=run_id, computed_at=computed_at))
             for w in self.windows.flush(ready_until, force=force)
         ]
+        if ready_until is None:  # the end of a bounded input: hand on what is held
+            self.join.spill_all()
+            self.windows.spill_all()
+        return out
+
+    def take_spill_rows(
+        self, *, run_id: str, computed_at: int
+    ) -> list[LateLabelRow | LatePredictionRow | LabelPaneRow]:
+        """What the join and the windows handed on since the last call, as rows of the late
+        join's tables (``labels``, ``label_predictions``, ``label_panes``); none unless
+        ``metrics.late_labels`` is on."""
+        predictions, labels = self.join.take_spilled()
+        panes, diverted = self.windows.take_spilled()
+        for pair in diverted:  # seq 0: the stream took this label first
+            r = pair.prediction
+            predictions.append(r)
+            labels.append(
+                LateLabel(r.model, r.event_id or "", pair.label_ts_ms, pair.label, 0, "late_pane")
+            )
+        rows: list[LateLabelRow | LatePredictionRow | LabelPaneRow] = [
+            LateLabelRow(
+                ts=lab.ts_ms,
+                model=lab.model,
+                event_id=lab.event_id,
+                label=_JSON(lab.label).decode(),
+                seq=lab.seq,
+                reason=lab.reason,
+                run_id=run_id,
+            )
+            for lab in labels
+        ]
+        rows += [
+            LatePredictionRow(
+                ts=r.ts_ms,
+                model=r.model,
+                model_version=r.model_version,
+                event_id=r.event_id or "",
+                score=r.score,
+                pred_class=r.pred_class,
+                segment=_JSON(r.segment).decode(),
+                run_id=run_id,
+            )
+            for r in predictions
+        ]
+        specs = self.windows.specs
+        rows += [
+            LabelPaneRow(
+                pane_start=p.key[3],
+                window=specs[p.key[2]].name,
+                model=p.key[0],
+                model_version=p.key[1],
+                segment=p.segment,
+                state=base64.b64encode(p.blob).decode() if p.blob is not None else "",
+                counters=p.counters,
+                final_until=p.final_until,
+                run_id=run_id,
+                computed_at=computed_at,
+            )
+            for p in panes
+        ]
+        return rows
 
     def to_bytes(self) -> bytes:
         """Snapshot of the join and the windows (store it with the offsets it covers)."""

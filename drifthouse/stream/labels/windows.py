@@ -30,10 +30,17 @@ from drifthouse.detectors.label_sketch import LabelBatch, LabelSketch, LabelStat
 from drifthouse.detectors.model_sketch import OTHER_VALUE
 from drifthouse.errors import SketchError
 from drifthouse.rows import MetricRow
-from drifthouse.stream.labels.join import DAY_MS, DroppedLabel, JoinedPair, PredictionRecord
+from drifthouse.stream.labels.records import (
+    DAY_MS,
+    FINAL,
+    DroppedLabel,
+    JoinedPair,
+    PredictionRecord,
+    SpilledPane,
+)
 from drifthouse.stream.windows import NO_TIME, WindowSpec
 
-__all__ = ["LabelWindow", "LabelWindows", "WindowId"]
+__all__ = ["FINAL", "LabelWindow", "LabelWindows", "SpilledPane", "WindowId"]
 
 
 WindowId = tuple[str, str, int, int]  # (model, model_version, spec index, window start)
@@ -140,6 +147,10 @@ class LabelWindows:
         self._segment_values: dict[str, set[str]] = defaultdict(set)
         self._attributes: Counter[str] = Counter()  # model -> attributes admitted
         self._grain = math.gcd(*(spec.pane_ms for spec in self.specs)) if self.specs else 1
+        #: Hand forgotten panes on to the late join (:meth:`take_spilled`).
+        self.spill = False
+        self._spilled: list[SpilledPane] = []
+        self._diverted: list[JoinedPair] = []
 
     # -- input -----------------------------------------------------------------------------
 
@@ -227,12 +238,16 @@ class LabelWindows:
         grain = self._grain
         places: dict[_Where, list[_Place]] = {}
         grouped: dict[_Place, list[JoinedPair]] = {}
+        stale = self.spill and self._forgotten_until != NO_TIME
         for p in pairs:
             r = p.prediction
             where = (r.model, r.model_version, r.segment, r.ts_ms // grain)
             targets = places.get(where)
             if targets is None:
                 targets = places[where] = self._places(where)
+            if stale and any(self._forgotten(key) for key, _ in targets):
+                self._diverted.append(p)  # its pane is stored: the late join takes it
+                continue
             for target in targets:
                 members = grouped.get(target)
                 if members is None:
@@ -342,11 +357,51 @@ class LabelWindows:
             return  # nothing can have aged out since the last sweep
         self._forgotten_until = limit
         for key in [key for key in self._panes if key[3] + self.specs[key[2]].size_ms < limit]:
-            for pane in self._panes.pop(key).values():
+            segs = self._panes.pop(key)
+            if self.spill:
+                self._spill(key, segs, limit)
+            for pane in segs.values():
                 self._cache.pop(id(pane), None)
         self._written = {
             w: at for w, at in self._written.items() if w[3] + self.specs[w[2]].size_ms >= limit
         }
+
+    # -- late join -------------------------------------------------------------------------
+
+    def _spill(self, key: WindowId, segs: dict[str, _Pane], final_until: int) -> None:
+        for seg in sorted(segs):
+            pane = segs[seg]
+            counters = [int(x) for x in pane.counters]
+            self._spilled.append(SpilledPane(key, seg, pane.packed(), counters, final_until))
+
+    def spill_all(self) -> None:
+        """Hand every pane on (the end of a bounded input: nothing held survives it)."""
+        if self.spill:
+            for key in sorted(self._panes):
+                self._spill(key, self._panes[key], FINAL)
+
+    def _forgotten(self, key: WindowId) -> bool:
+        return key[3] + self.specs[key[2]].size_ms < self._forgotten_until
+
+    def take_spilled(self) -> tuple[list[SpilledPane], list[JoinedPair]]:
+        """Panes handed on since the last call, and pairs whose pane was (the windows forget
+        by every model's clock, the join by each model's own)."""
+        out, self._spilled, self._diverted = (self._spilled, self._diverted), [], []
+        return out
+
+    def load_panes(self, panes: Iterable[SpilledPane]) -> None:
+        """Take panes back (the late join, into a fresh instance): their states and counters,
+        and their segment values as admitted, so a late pair lands where the stream's did."""
+        for p in panes:
+            self._panes.setdefault(p.key, {})[p.segment] = _Pane(
+                p.blob, np.asarray(p.counters, np.int64)
+            )
+            if p.segment and "=" in p.segment:
+                name, value = p.segment.split("=", 1)
+                key = f"{p.key[0]}\x00{name}"
+                if key not in self._segment_values:
+                    self._attributes[p.key[0]] += 1
+                self._segment_values[key].add(value)
 
     def evaluate(self, window: LabelWindow) -> list[tuple[str, Result]]:
         """``(segment, result)`` of a window: label metrics per segment, the label counters
