@@ -70,11 +70,20 @@ class MergeSide:
         self._saved: tuple[int, str] = (0, msgspec.json.encode(self._state(None)).decode())
         self._saving: tuple[int, str] | None = None
 
-    def restore(self, metadata: str, offset: int = 0) -> int | None:
+    @staticmethod
+    def snapshot_named(metadata: str) -> int | None:
+        """The position of the snapshot the merger's commit metadata names, if any."""
+        return msgspec.json.decode(metadata, type=_MergeCheckpoint).snapshot
+
+    def restore(self, metadata: str, offset: int = 0, *, final: bool = True) -> int | None:
         """Resume from the merger's commit (see :meth:`checkpoint`); return the position of
-        the snapshot its metadata names, to restore with :meth:`restore_snapshot`."""
+        the snapshot its metadata names, to restore with :meth:`restore_snapshot`.
+
+        ``final=False``: the final horizon is not restored, for a merger that re-reads the
+        partials from their first offset and so rewrites every window whole."""
         state = msgspec.json.decode(metadata, type=_MergeCheckpoint)
-        self.stage.restore_final_horizon(state.final)
+        if final:
+            self.stage.restore_final_horizon(state.final)
         for part, wm in state.watermarks.items():
             self.stage.watermark(int(part), wm)
         for idle in state.idle:
