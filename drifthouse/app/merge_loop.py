@@ -234,7 +234,8 @@ class MergeLoop:
         side.next_offset = found[0] if found else first
         if found and found[1]:
             await self._resume(merger, *found)
-            side.hold_until = await self.partials.end()
+            if not side.replaying:
+                side.hold_until = await self.partials.end()
         if self.serve_sql is not None:
             # `drifthouse sql` asks the process that holds the embedded store.
             merger.sql = await loop.run_in_executor(None, self.serve_sql)
@@ -257,10 +258,17 @@ class MergeLoop:
             side.restore_snapshot(snapshot)
             return
         first = await self.partials.beginning()
-        # From offset 0 every window is rebuilt whole, so every one may be rewritten (with the
-        # rows it had); from a later offset the windows final at the commit stay untouched.
+        # From offset 0 the earlier merger's reading is replayed whole (its rows dropped until
+        # the old position); from a later offset the commit is restored, so the windows final
+        # at the commit stay untouched, and the rest rebuilt from what is left.
         exact = first == 0
-        side.restore(metadata, offset, final=not exact)
+        if exact:
+            # The rows of what the earlier merger read before its snapshot are stored (its
+            # commit came after them); after it, they may not be: those are written again.
+            side.replay(metadata, offset)
+            side.hold_until = position
+        else:
+            side.restore(metadata, offset)
         side.next_offset = merger.rebuilt_from = first
         merger.state_lost = not exact
         if exact:

@@ -73,14 +73,18 @@ def _loop(small_stream: Any, client: Any, database: str, partials: FakePartials)
 
 async def _read(
     loop: MergeLoop, partials: FakePartials, log: list[bytes], start: int, stop: int
-) -> None:
-    """Hand the loop batches from ``start`` as the consumer would, following its seeks."""
-    position = start
+) -> int:
+    """Hand the loop batches from ``start`` as the consumer would, following its seeks;
+    return the most windows its merger held at once."""
+    position, most = start, 0
     while position < stop:
         seeks = len(partials.seeks)
         upto = min(position + BATCH, stop)
         await loop.take(lambda lo=position, hi=upto: [(o, log[o]) for o in range(lo, hi)])
         position = partials.seeks[-1] if len(partials.seeks) > seeks else upto
+        assert loop.merger is not None
+        most = max(most, len(loop.merger.side.stage.pending_keys()))
+    return most
 
 
 def _metrics(client: Any, database: str) -> list[Row]:
@@ -88,25 +92,30 @@ def _metrics(client: Any, database: str) -> list[Row]:
     return [tuple(r) for r in client.query(query).result_rows]
 
 
-def _undisturbed(small_stream: Any, log: list[bytes], client: Any, database: str) -> None:
-    async def run() -> None:
+def _undisturbed(small_stream: Any, log: list[bytes], client: Any, database: str) -> int:
+    """Read the whole log with one merger; return the most windows it held at once."""
+
+    async def run() -> int:
         partials = FakePartials()
         loop = _loop(small_stream, client, database, partials)
-        await _read(loop, partials, log, 0, len(log))
+        most = await _read(loop, partials, log, 0, len(log))
         await loop.quiet(idle_after_s=0.0)
         await loop.close()
+        return most
 
-    asyncio.run(run())
+    return asyncio.run(run())
 
 
 def _restarted(
     small_stream: Any, log: list[bytes], client: Any, database: str, *, first: int | None
-) -> tuple[Merger, tuple[int, str], FakePartials]:
+) -> tuple[Merger, tuple[int, str], FakePartials, int]:
     """A merger reads half the log (a snapshot with every batch) and stops; its snapshot is
     deleted; a new merger reads on (the broker holding the partials from ``first``, or from
-    just below the commit when ``None``). Return the new merger, the commit, its partials."""
+    just below the commit when ``None``). Return the new merger, the commit, its partials and
+    the most windows the new merger held at once."""
     half = len(log) // 2
     opened: list[Merger] = []
+    held: list[int] = []
 
     async def run() -> tuple[int, str]:
         before = FakePartials()
@@ -119,16 +128,17 @@ def _restarted(
         partials.commit_found = commit
         partials.first = commit[0] // 2 if first is None else first
         loop = _loop(small_stream, client, database, partials)
-        await _read(loop, partials, log, commit[0], len(log))
+        held.append(await _read(loop, partials, log, commit[0], len(log)))
         assert loop.merger is not None
         opened.append(loop.merger)
         await loop.quiet(idle_after_s=0.0)
         await loop.close()
         return commit
 
-    partials = FakePartials(end=half)
+    # The topic grew while no merger ran: the broker holds the whole log.
+    partials = FakePartials(end=len(log))
     commit = asyncio.run(run())
-    return opened[0], commit, partials
+    return opened[0], commit, partials, held[0]
 
 
 def test_a_missing_snapshot_is_rebuilt_from_the_partials_and_the_rows_are_unchanged(
@@ -139,9 +149,14 @@ def test_a_missing_snapshot_is_rebuilt_from_the_partials_and_the_rows_are_unchan
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(merge_loop, "SNAPSHOT_EVERY_S", 0.0)  # a snapshot with every batch
-    _undisturbed(small_stream, log, ch_client, databases[0])
-    merger, commit, partials = _restarted(small_stream, log, ch_client, databases[1], first=0)
+    most = _undisturbed(small_stream, log, ch_client, databases[0])
+    merger, commit, partials, rebuilding = _restarted(
+        small_stream, log, ch_client, databases[1], first=0
+    )
     assert commit[0] > 0
+    # The re-read writes windows away as they close: it holds no more than a merger that
+    # never stopped (holding every window of the partials until the old position would not).
+    assert rebuilding <= most, (rebuilding, most)
     expected, got = _metrics(ch_client, databases[0]), _metrics(ch_client, databases[1])
     assert {r[7] for r in expected} >= LABEL_METRICS | {"change_detected", "psi"}
     # Before the fix: 2,352 rows missing and 1,762 changed (labels 176 instead of 179 in a
@@ -151,6 +166,9 @@ def test_a_missing_snapshot_is_rebuilt_from_the_partials_and_the_rows_are_unchan
     assert got == expected
     assert partials.seeks[0] == 0  # sent back to the first partial, below the commit
     assert (merger.rebuilt_from, merger.state_lost) == (0, False)
+    # Held (rows and alerts dropped) only until the missing snapshot's position: what the
+    # earlier merger read after it may never have been written.
+    assert merger.side.hold_until == json.loads(commit[1])["snapshot"] < len(log)
 
 
 def test_a_snapshot_retention_made_unrebuildable_is_flagged_and_final_windows_stay(
@@ -162,7 +180,7 @@ def test_a_snapshot_retention_made_unrebuildable_is_flagged_and_final_windows_st
 ) -> None:
     monkeypatch.setattr(merge_loop, "SNAPSHOT_EVERY_S", 0.0)
     _undisturbed(small_stream, log, ch_client, databases[0])
-    merger, commit, partials = _restarted(small_stream, log, ch_client, databases[1], first=None)
+    merger, commit, partials, _ = _restarted(small_stream, log, ch_client, databases[1], first=None)
     first = commit[0] // 2
     assert first > 0
     assert partials.seeks[0] == first
