@@ -188,7 +188,10 @@ class MergeLoop:
         await flush_when_possible(side.sink)
         if merger.alerting is not None:
             merger.alerting.save_state()
-        if merger.states is not None and time.monotonic() - merger.saved_at >= SNAPSHOT_EVERY_S:
+        due = time.monotonic() - merger.saved_at >= SNAPSHOT_EVERY_S
+        # A replay (see _resume) keeps the commit it started from until it is past it: a
+        # merger stopped meanwhile replays again, rather than hold from a snapshot taken in it.
+        if merger.states is not None and due and not (side.replaying and side.held):
             await self._snapshot(merger, merger.states)
         return side.checkpoint()
 

@@ -168,7 +168,14 @@ def test_a_missing_snapshot_is_rebuilt_from_the_partials_and_the_rows_are_unchan
     assert (merger.rebuilt_from, merger.state_lost) == (0, False)
     # Held (rows and alerts dropped) only until the missing snapshot's position: what the
     # earlier merger read after it may never have been written.
-    assert merger.side.hold_until == json.loads(commit[1])["snapshot"] < len(log)
+    position = json.loads(commit[1])["snapshot"]
+    assert merger.side.hold_until == position < len(log)
+    # Until it is past that position its commits stay the earlier merger's: a merger stopped
+    # meanwhile would replay again.
+    # (the batch sent back to offset 0, then the batches that end at or before the position).
+    held = 1 + position // BATCH
+    assert partials.commits[:held] == [commit] * held
+    assert partials.commits[-1] != commit
 
 
 def test_a_snapshot_retention_made_unrebuildable_is_flagged_and_final_windows_stay(
