@@ -21,6 +21,10 @@ WORKERS = 4
 ROUNDS = 4
 
 
+def _dsn(server: HttpClickHouse) -> str:
+    return f"http://default:s3cret-pw@127.0.0.1:{server.port}/default?compress=false"
+
+
 def _migrate_together(dsn: str, database: str) -> list[BaseException]:
     clients = [open_store(dsn, database="default", create_database=False) for _ in range(WORKERS)]
     barrier = threading.Barrier(WORKERS)
@@ -45,7 +49,7 @@ def _migrate_together(dsn: str, database: str) -> list[BaseException]:
 
 
 def test_concurrent_first_migrations_all_succeed(http_clickhouse: HttpClickHouse) -> None:
-    dsn = f"http://default:s3cret-pw@127.0.0.1:{http_clickhouse.port}/default?compress=false"
+    dsn = _dsn(http_clickhouse)
     check = open_store(dsn, database="default", create_database=False)
     try:
         for round_ in range(ROUNDS):
@@ -76,7 +80,7 @@ def test_concurrent_first_migrations_all_succeed(http_clickhouse: HttpClickHouse
 
 def test_an_error_that_is_not_a_race_is_not_retried(http_clickhouse: HttpClickHouse) -> None:
     """Only errors a concurrent migration causes run the pass again; an outage fails at once."""
-    dsn = f"http://default:s3cret-pw@127.0.0.1:{http_clickhouse.port}/default?compress=false"
+    dsn = _dsn(http_clickhouse)
     client = open_store(dsn, database="default", create_database=False)
     try:
         http_clickhouse.fault(503, 1)
@@ -85,5 +89,50 @@ def test_an_error_that_is_not_a_race_is_not_retried(http_clickhouse: HttpClickHo
         with pytest.raises(StoreError, match="unknown tables"):
             migrate(client, "concurrent_outage", {"metricz": 3})
         assert migrate(client, "concurrent_outage") == [m.version for m in load_migrations()]
+    finally:
+        client.close()
+
+
+def test_concurrent_upgrades_keep_every_prediction(http_clickhouse: HttpClickHouse) -> None:
+    """A store at version 2 (the prediction log by day, with rows) upgraded by four at once."""
+    client = open_store(_dsn(http_clickhouse), database="default", create_database=False)
+    try:
+        for round_ in range(ROUNDS):
+            database = f"upgrade_{round_}"
+            client.command(f"CREATE DATABASE `{database}`")
+            client.command(
+                f"CREATE TABLE `{database}`.schema_migrations (version UInt32, name String, "
+                "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+                "ENGINE = ReplacingMergeTree ORDER BY version"
+            )
+            for migration in load_migrations()[:2]:
+                for statement in migration.statements(database):
+                    client.command(statement)
+                client.command(
+                    f"INSERT INTO `{database}`.schema_migrations (version, name) "
+                    f"VALUES ({migration.version}, '{migration.name}')"
+                )
+            client.command(
+                f"INSERT INTO `{database}`.predictions (ts, model, model_version, event_id, "
+                "features, prediction, latency_ms, status, segment, kept_because, sample_rate) "
+                "SELECT toDateTime64('2023-01-01 00:00:00', 3, 'UTC') + number * 3600, 'fraud', "
+                "'1', toString(number), '{}', '0.5', 1.0, 200, '{}', 'sample', 1.0 "
+                "FROM numbers(300)"
+            )
+            errors = _migrate_together(_dsn(http_clickhouse), database)
+            assert errors == [], f"round {round_}: {[repr(e) for e in errors]}"
+            tables = dict(
+                client.query(
+                    "SELECT name, engine_full FROM system.tables WHERE database = {db:String}",
+                    parameters={"db": database},
+                ).result_rows
+            )
+            assert "predictions_by_month" not in tables, round_
+            assert "PARTITION BY toYYYYMM(ts)" in tables["predictions"], round_
+            assert "TTL inserted_at + toIntervalDay(30)" in tables["predictions"], round_
+            got = client.query(
+                f"SELECT count(), uniqExact(event_id) FROM `{database}`.predictions FINAL"
+            ).result_rows
+            assert got == [(300, 300)], round_
     finally:
         client.close()
