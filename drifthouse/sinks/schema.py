@@ -195,8 +195,9 @@ def migrate_report(
             log.warning("schema.raced", database=database, attempt=attempt + 1, error=str(exc))
             last = exc
     raise StoreError(
-        f"migrating database {database} failed {_ATTEMPTS} times in a row while other processes "
-        f"changed its tables at the same time; the last error: {last}"
+        f"migrating database {database} failed {_ATTEMPTS} times in a row on errors another "
+        "process migrating it at the same moment can cause; if none runs, the last error is the "
+        f"cause: {last}"
     ) from last
 
 
