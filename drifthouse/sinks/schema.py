@@ -3,8 +3,12 @@
 Migrations are the files ``sql/migrations/NNNN_name.sql`` shipped in the package (and linked from
 ``deploy/clickhouse/migrations``), applied in order by :func:`migrate` at start-up and by
 ``drifthouse migrate``. Each applied version is recorded in table ``schema_migrations``; every
-statement is idempotent (``IF NOT EXISTS``), so two processes migrating at once, or a migration
-interrupted half-way, do no harm. To add a migration, drop a new ``NNNN_what.sql`` file beside
+statement is idempotent (``IF NOT EXISTS``), so a migration interrupted half-way does no harm.
+Several processes may migrate one database at once (merge shards starting together): a step that
+moves a table checks the result and moves it again when another process undid it (two
+``EXCHANGE TABLES`` at once), and a pass that meets an error such a process causes (a table it
+dropped, created or exchanged a moment before) runs again, whole, after a short random pause, a
+few times at most; any other error is raised at once. To add a migration, drop a new ``NNNN_what.sql`` file beside
 the others (statements separated by ``;`` at the end of a line, ``{database}`` for the database).
 
 Retention is configuration, not schema: :func:`migrate` sets each table's TTL from ``ttl_days``
@@ -23,12 +27,14 @@ too (:func:`drifthouse.sinks.cluster.on_cluster`); without one the statements ar
 
 from __future__ import annotations
 
+import random
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 
-from drifthouse.errors import StoreError
+from drifthouse.errors import StoreError, StoreUnavailable
 from drifthouse.logs import get_logger
 from drifthouse.sinks.cluster import on_cluster
 from drifthouse.sinks.store import Client, call
@@ -62,6 +68,12 @@ _FILE = re.compile(r"^(\d{4})_(\w+)\.sql$")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TTL = re.compile(r"\bTTL (.+?)(?: SETTINGS |$)")
 _CREATES = re.compile(r"^CREATE (?:TABLE|VIEW) IF NOT EXISTS `[^`]+`\.`?(\w+)`?")
+#: Error codes another process migrating at the same moment can cause: UNKNOWN_TABLE (a table
+#: it dropped), TABLE_ALREADY_EXISTS, NO_SUCH_COLUMN_IN_TABLE and UNKNOWN_IDENTIFIER (a table it
+#: exchanged). A pass that meets one runs again, at most _ATTEMPTS times; any other error is raised.
+_RACE_CODES = frozenset({16, 47, 57, 60})
+_ERROR_CODE = re.compile(r"\bCode:\s*(\d+)", re.IGNORECASE)
+_ATTEMPTS = 6
 #: Tables a migration creates only for a while (see _rebuild_predictions).
 _SCRATCH_TABLES = frozenset({"predictions_by_month"})
 
@@ -167,6 +179,44 @@ def migrate_report(
         raise StoreError(
             f"store.ttl_days names unknown tables {unknown}; expected some of {sorted(TTL_COLUMNS)}"
         )
+    report = MigrationReport()
+    last: StoreError | None = None
+    for attempt in range(_ATTEMPTS):
+        if attempt:
+            _pause(attempt)
+        try:
+            _migrate_once(client, database, ttl, cluster, report)
+            return report
+        except StoreUnavailable:
+            raise
+        except StoreError as exc:
+            if _race_code(exc) is None:
+                raise
+            log.warning("schema.raced", database=database, attempt=attempt + 1, error=str(exc))
+            last = exc
+    raise StoreError(
+        f"migrating database {database} failed {_ATTEMPTS} times in a row on errors another "
+        "process migrating it at the same moment can cause; if none runs, the last error is the "
+        f"cause: {last}"
+    ) from last
+
+
+def _race_code(exc: StoreError) -> int | None:
+    """The ClickHouse error code of ``exc`` when another process migrating at once can cause it
+    (a table it created, dropped or exchanged a moment ago), else None."""
+    match = _ERROR_CODE.search(str(exc))
+    code = int(match.group(1)) if match else None
+    return code if code in _RACE_CODES else None
+
+
+def _migrate_once(
+    client: Client,
+    database: str,
+    ttl: Mapping[str, int],
+    cluster: str | None,
+    report: MigrationReport,
+) -> None:
+    """One pass of :func:`migrate_report`; every step is idempotent, so a pass may run again."""
     call(
         "creating the database",
         client.command,
@@ -188,7 +238,6 @@ def migrate_report(
         f"SELECT DISTINCT version FROM `{database}`.schema_migrations",
     )
     done = {int(row[0]) for row in result.result_rows}
-    report = MigrationReport()
     for migration in load_migrations():
         if migration.version in done:
             continue
@@ -218,8 +267,10 @@ def migrate_report(
             )
         report.recreated = missing
         log.warning("schema.recreated", database=database, tables=missing)
+    if _partition_key(client, database, "predictions") == "toYYYYMMDD(ts)":
+        # Moved back to partitions by day by another process that exchanged the tables at once.
+        _rebuild_predictions(client, database, cluster)
     _apply_ttls(client, database, ttl, cluster)
-    return report
 
 
 def _apply(client: Client, database: str, migration: Migration, cluster: str | None) -> None:
@@ -275,37 +326,64 @@ def _partition_key(client: Client, database: str, table: str) -> str | None:
 def _rebuild_predictions(client: Client, database: str, cluster: str | None) -> None:
     """Move the prediction log from partitions by day to partitions by month (migration 3).
 
-    Each step may run again after a crash: the copy is repeated only while ``predictions`` is
-    still partitioned by day (its key collapses rows copied twice), and the table dropped at the
-    end is the one partitioned by day, or the empty new one when there was nothing to move.
+    Each step may run again after a crash, or in several processes at once: the copy is repeated
+    only while ``predictions`` is still partitioned by day (its key collapses rows copied twice),
+    and the table dropped at the end is the one partitioned by day. Two processes that both saw
+    the log by day exchange the tables twice, which undoes the move: each one checks the log
+    after its exchange and moves it again, after a short random pause, until it is by month.
     """
-    db = f"`{database}`"
-    if _partition_key(client, database, "predictions") == "toYYYYMMDD(ts)":
-        columns = ", ".join(_PREDICTION_COLUMNS)
-        call(
-            "copying the prediction log to partitions by month",
-            client.command,
-            f"INSERT INTO {db}.predictions_by_month ({columns}) SELECT {columns} FROM {db}.predictions",
+    for attempt in range(_ATTEMPTS):
+        if _partition_key(client, database, "predictions") != "toYYYYMMDD(ts)":
+            break
+        if attempt:
+            _pause(attempt)
+        _move_predictions(client, database, cluster)
+    else:
+        raise StoreError(
+            f"the prediction log of database {database} is still partitioned by day after "
+            f"{_ATTEMPTS} moves to partitions by month; other processes migrating at once keep "
+            "undoing the move: stop them and run `drifthouse migrate` alone"
         )
-        # Checked again just before: another process migrating at once may have done it.
-        if (
-            _partition_key(client, database, "predictions") == "toYYYYMMDD(ts)"
-            and _partition_key(client, database, "predictions_by_month") == "toYYYYMM(ts)"
-        ):
-            call(
-                "exchanging the prediction log tables",
-                client.command,
-                on_cluster(
-                    f"EXCHANGE TABLES {db}.predictions AND {db}.predictions_by_month", cluster
-                ),
-            )
-            log.info("schema.repartitioned", table="predictions", partition_key="toYYYYMM(ts)")
     if _partition_key(client, database, "predictions") == "toYYYYMM(ts)":
         call(
             "dropping the old prediction log",
             client.command,
-            on_cluster(f"DROP TABLE IF EXISTS {db}.predictions_by_month", cluster),
+            on_cluster(f"DROP TABLE IF EXISTS `{database}`.predictions_by_month", cluster),
         )
+
+
+def _move_predictions(client: Client, database: str, cluster: str | None) -> None:
+    """One move of the log by day: copy it into ``predictions_by_month``, exchange the two."""
+    db = f"`{database}`"
+    if _partition_key(client, database, "predictions_by_month") is None:
+        # Dropped by another process that had moved the log, which a third one then moved back.
+        call(
+            "creating the prediction log by month",
+            client.command,
+            table_ddl("predictions_by_month", database, cluster=cluster),
+        )
+    columns = ", ".join(_PREDICTION_COLUMNS)
+    call(
+        "copying the prediction log to partitions by month",
+        client.command,
+        f"INSERT INTO {db}.predictions_by_month ({columns}) SELECT {columns} FROM {db}.predictions",
+    )
+    # Checked again just before: another process migrating at once may have done it.
+    if (
+        _partition_key(client, database, "predictions") == "toYYYYMMDD(ts)"
+        and _partition_key(client, database, "predictions_by_month") == "toYYYYMM(ts)"
+    ):
+        call(
+            "exchanging the prediction log tables",
+            client.command,
+            on_cluster(f"EXCHANGE TABLES {db}.predictions AND {db}.predictions_by_month", cluster),
+        )
+        log.info("schema.repartitioned", table="predictions", partition_key="toYYYYMM(ts)")
+
+
+def _pause(attempt: int) -> None:
+    """A short random pause before attempt ``attempt`` (1, 2, ...): at most about 2 s in all."""
+    time.sleep(random.uniform(0.5, 1.0) * min(0.05 * 2**attempt, 0.5))
 
 
 _PREDICTION_COLUMNS = (

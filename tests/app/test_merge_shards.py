@@ -146,8 +146,8 @@ def _config(
     cfg = json.loads(path.read_text())
     cfg["kafka"]["partials_partitions"] = SHARDS
     path.write_text(json.dumps(cfg))
-    # Created once, as `drifthouse migrate` does before a deployment starts: several mergers
-    # migrating an empty database at once would race.
+    # Created once before the deployments start (as `drifthouse migrate` may be run): mergers
+    # starting at once on an empty database are tested in tests/sinks/test_schema_concurrent.py.
     migrate(open_store(dsn, database), database)
     return path
 

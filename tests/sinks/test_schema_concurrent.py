@@ -1,0 +1,138 @@
+"""Several processes migrating one new database at once (merge shards starting together).
+
+Each thread has its own clickhouse-connect client on the HTTP front (``tests/sinks/chhttp.py``),
+as each merger has its own connection to the server; they start together on a barrier, over a
+few rounds of new databases so that their statements interleave in many orders.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from drifthouse.errors import StoreError, StoreUnavailable
+from drifthouse.sinks.schema import expected_tables, load_migrations, migrate
+from drifthouse.sinks.store import open_store
+from tests.sinks.conftest import HttpClickHouse
+
+WORKERS = 4
+ROUNDS = 4
+
+
+def _dsn(server: HttpClickHouse) -> str:
+    return f"http://default:s3cret-pw@127.0.0.1:{server.port}/default?compress=false"
+
+
+def _migrate_together(dsn: str, database: str) -> list[BaseException]:
+    clients = [open_store(dsn, database="default", create_database=False) for _ in range(WORKERS)]
+    barrier = threading.Barrier(WORKERS)
+    errors: list[BaseException] = []
+
+    def run(client: Any) -> None:
+        barrier.wait()
+        try:
+            migrate(client, database, {"predictions": 30, "metrics": 400})
+        except BaseException as exc:  # collected: every thread must succeed
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    for client in clients:
+        client.close()
+    assert not any(t.is_alive() for t in threads), "a migration did not finish in 120 s"
+    return errors
+
+
+def test_concurrent_first_migrations_all_succeed(http_clickhouse: HttpClickHouse) -> None:
+    dsn = _dsn(http_clickhouse)
+    check = open_store(dsn, database="default", create_database=False)
+    try:
+        for round_ in range(ROUNDS):
+            database = f"concurrent_{round_}"
+            errors = _migrate_together(dsn, database)
+            assert errors == [], f"round {round_}: {[repr(e) for e in errors]}"
+            tables = dict(
+                check.query(
+                    "SELECT name, engine_full FROM system.tables WHERE database = {db:String}",
+                    parameters={"db": database},
+                ).result_rows
+            )
+            assert set(expected_tables(database)) <= set(tables), round_
+            assert "predictions_by_month" not in tables, round_
+            assert "PARTITION BY toYYYYMM(ts)" in tables["predictions"], round_
+            assert "TTL inserted_at + toIntervalDay(30)" in tables["predictions"], round_
+            assert "TTL inserted_at + toIntervalDay(400)" in tables["metrics"], round_
+            assert "TTL" not in tables["alerts"], round_
+            versions = check.query(
+                f"SELECT DISTINCT version FROM `{database}`.schema_migrations ORDER BY version"
+            ).result_rows
+            assert [v for (v,) in versions] == [m.version for m in load_migrations()], round_
+            # A later start finds nothing to do.
+            assert migrate(check, database, {"predictions": 30, "metrics": 400}) == []
+    finally:
+        check.close()
+
+
+def test_an_error_that_is_not_a_race_is_not_retried(http_clickhouse: HttpClickHouse) -> None:
+    """Only errors a concurrent migration causes run the pass again; an outage fails at once."""
+    dsn = _dsn(http_clickhouse)
+    client = open_store(dsn, database="default", create_database=False)
+    try:
+        http_clickhouse.fault(503, 1)
+        with pytest.raises(StoreUnavailable, match="creating the database"):
+            migrate(client, "concurrent_outage")
+        with pytest.raises(StoreError, match="unknown tables"):
+            migrate(client, "concurrent_outage", {"metricz": 3})
+        assert migrate(client, "concurrent_outage") == [m.version for m in load_migrations()]
+    finally:
+        client.close()
+
+
+def test_concurrent_upgrades_keep_every_prediction(http_clickhouse: HttpClickHouse) -> None:
+    """A store at version 2 (the prediction log by day, with rows) upgraded by four at once."""
+    client = open_store(_dsn(http_clickhouse), database="default", create_database=False)
+    try:
+        for round_ in range(ROUNDS):
+            database = f"upgrade_{round_}"
+            client.command(f"CREATE DATABASE `{database}`")
+            client.command(
+                f"CREATE TABLE `{database}`.schema_migrations (version UInt32, name String, "
+                "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+                "ENGINE = ReplacingMergeTree ORDER BY version"
+            )
+            for migration in load_migrations()[:2]:
+                for statement in migration.statements(database):
+                    client.command(statement)
+                client.command(
+                    f"INSERT INTO `{database}`.schema_migrations (version, name) "
+                    f"VALUES ({migration.version}, '{migration.name}')"
+                )
+            client.command(
+                f"INSERT INTO `{database}`.predictions (ts, model, model_version, event_id, "
+                "features, prediction, latency_ms, status, segment, kept_because, sample_rate) "
+                "SELECT toDateTime64('2023-01-01 00:00:00', 3, 'UTC') + number * 3600, 'fraud', "
+                "'1', toString(number), '{}', '0.5', 1.0, 200, '{}', 'sample', 1.0 "
+                "FROM numbers(300)"
+            )
+            errors = _migrate_together(_dsn(http_clickhouse), database)
+            assert errors == [], f"round {round_}: {[repr(e) for e in errors]}"
+            tables = dict(
+                client.query(
+                    "SELECT name, engine_full FROM system.tables WHERE database = {db:String}",
+                    parameters={"db": database},
+                ).result_rows
+            )
+            assert "predictions_by_month" not in tables, round_
+            assert "PARTITION BY toYYYYMM(ts)" in tables["predictions"], round_
+            assert "TTL inserted_at + toIntervalDay(30)" in tables["predictions"], round_
+            got = client.query(
+                f"SELECT count(), uniqExact(event_id) FROM `{database}`.predictions FINAL"
+            ).result_rows
+            assert got == [(300, 300)], round_
+    finally:
+        client.close()
