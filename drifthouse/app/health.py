@@ -72,6 +72,8 @@ def _merger_report(merger: Merger) -> dict[str, Any]:
         "windows_written": stage.stats.windows,
         "rows_written": stage.stats.rows,
         "next_offset": merger.side.next_offset,
+        "rebuilt_from": merger.rebuilt_from,
+        "state_lost": merger.state_lost,
     }
 
 

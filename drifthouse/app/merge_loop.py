@@ -83,6 +83,10 @@ class Merger:
     last_batch: float = 0.0
     #: The label windows waiting for the inputs to go quiet were written since the last batch.
     quiet_done: bool = True
+    #: The snapshot the commit named was missing: the first offset re-read to rebuild it.
+    rebuilt_from: int | None = None
+    #: That rebuild could not be exact (retention deleted partials it needed).
+    state_lost: bool = False
 
     @property
     def alerting(self) -> Alerting | None:
@@ -184,7 +188,10 @@ class MergeLoop:
         await flush_when_possible(side.sink)
         if merger.alerting is not None:
             merger.alerting.save_state()
-        if merger.states is not None and time.monotonic() - merger.saved_at >= SNAPSHOT_EVERY_S:
+        due = time.monotonic() - merger.saved_at >= SNAPSHOT_EVERY_S
+        # A replay (see _resume) keeps the commit it started from until it is past it: a
+        # merger stopped meanwhile replays again, rather than hold from a snapshot taken in it.
+        if merger.states is not None and due and not (side.replaying and side.held):
             await self._snapshot(merger, merger.states)
         return side.checkpoint()
 
@@ -222,26 +229,62 @@ class MergeLoop:
             on_window=[alerts] if alerts is not None else [],
             snapshots=states is not None,
         )
+        merger = Merger(side, sink, writes, alerts, states)
         found = await self.partials.committed()
-        if found and found[1]:
-            position = side.restore(found[1], found[0])
-            if position is not None and states is not None:
-                snapshot = await loop.run_in_executor(None, states.load, position)
-                if snapshot is None:
-                    log.error("merger.snapshot_missing", shard=self.shard, position=position)
-                else:
-                    side.restore_snapshot(snapshot)
-            side.hold_until = await self.partials.end()
         # Where this merger must read from: its commit. The consumer's position may be
         # elsewhere: when the partials partition comes back to this worker in a rebalance,
         # messages fetched for the previous merger can still be handed out first.
         side.next_offset = found[0] if found else first
-        merger = Merger(side, sink, writes, alerts, states)
+        if found and found[1]:
+            await self._resume(merger, *found)
+            if not side.replaying:
+                side.hold_until = await self.partials.end()
         if self.serve_sql is not None:
             # `drifthouse sql` asks the process that holds the embedded store.
             merger.sql = await loop.run_in_executor(None, self.serve_sql)
-        log.info("merger.start", shard=self.shard, resume=found[0] if found else None)
+        log.info("merger.start", shard=self.shard, resume=side.next_offset if found else None)
         return merger
+
+    async def _resume(self, merger: Merger, offset: int, metadata: str) -> None:
+        """Restore the commit and the snapshot it names. A snapshot missing from the store is
+        rebuilt by re-reading the partials from the first offset the broker holds (nothing is
+        written until the re-read passes the old position: see ``MergeSide.hold_until``)."""
+        side, states = merger.side, merger.states
+        position = side.snapshot_named(metadata)
+        if position is None or states is None:
+            side.restore(metadata, offset)
+            return
+        loop = asyncio.get_running_loop()
+        snapshot = await loop.run_in_executor(None, states.load, position)
+        if snapshot is not None:
+            side.restore(metadata, offset)
+            side.restore_snapshot(snapshot)
+            return
+        first = await self.partials.beginning()
+        # From offset 0 the earlier merger's reading is replayed whole (its rows dropped until
+        # the old position); from a later offset the commit is restored, so the windows final
+        # at the commit stay untouched, and the rest rebuilt from what is left.
+        exact = first == 0
+        if exact:
+            # The rows of what the earlier merger read before its snapshot are stored (its
+            # commit came after them); after it, they may not be: those are written again.
+            side.replay(metadata, offset)
+            side.hold_until = position
+        else:
+            side.restore(metadata, offset)
+        side.next_offset = merger.rebuilt_from = first
+        merger.state_lost = not exact
+        if exact:
+            log.warning(
+                "merger.snapshot_missing", shard=self.shard, position=position, rebuilt_from=first
+            )
+            return
+        # Retention deleted the first partials: what they held cannot be rebuilt.
+        log.error(
+            "merger.snapshot_missing", shard=self.shard, position=position, rebuilt_from=first,
+            lost="predictions and labels before the first offset held: their label windows, "
+            "the change detectors' series and automatic references built before it",
+        )  # fmt: skip
 
     async def _in_sequence(self, merger: Merger, messages: Messages) -> Messages:
         """:meth:`MergeSide.in_sequence`; at a gap, the consumer is sent back to the first

@@ -9,7 +9,7 @@ metric-event windows and change detectors) the commit names the snapshot it resu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import msgspec
 
@@ -23,6 +23,7 @@ from drifthouse.kafka.partials import (
     decode,
     side_decoders,
 )
+from drifthouse.rows import Row
 from drifthouse.sinks.base import Sink
 from drifthouse.stream.merge import WindowKey, WindowResult
 
@@ -62,13 +63,24 @@ class MergeSide:
         self.next_offset = 0
         #: Below this offset the merger re-reads what an earlier one read: nothing is written.
         self.hold_until = 0
-        self.stage = parts.merge_stage(sink, on_window=on_window)
+        #: Re-reading from the partials' first offset with nothing restored: windows are merged
+        #: and evaluated as they close (the change detectors fed in order, memory bounded), but
+        #: their rows and alerts are dropped until :attr:`hold_until`.
+        self.replaying = False
+        self.stage = parts.merge_stage(
+            _Held(sink, self), on_window=[self._unless_held(f) for f in on_window]
+        )
         self.stage.expect(expected)
         self._offsets: dict[WindowKey, int] = {}
         self._decoders = side_decoders(parts.config.kafka)
         # The checkpoint of the last snapshot saved, and of the one being saved.
         self._saved: tuple[int, str] = (0, msgspec.json.encode(self._state(None)).decode())
         self._saving: tuple[int, str] | None = None
+
+    @staticmethod
+    def snapshot_named(metadata: str) -> int | None:
+        """The position of the snapshot the merger's commit metadata names, if any."""
+        return msgspec.json.decode(metadata, type=_MergeCheckpoint).snapshot
 
     def restore(self, metadata: str, offset: int = 0) -> int | None:
         """Resume from the merger's commit (see :meth:`checkpoint`); return the position of
@@ -81,6 +93,27 @@ class MergeSide:
             self.stage.mark_idle(idle)
         self._saved = (offset, metadata)
         return state.snapshot
+
+    def replay(self, metadata: str, offset: int) -> None:
+        """Rebuild from the partials' first offset (the snapshot the commit names is missing):
+        nothing is restored but the commit itself, until the next snapshot replaces it."""
+        msgspec.json.decode(metadata, type=_MergeCheckpoint)  # a commit of this format
+        self._saved = (offset, metadata)
+        self.replaying = True
+
+    @property
+    def held(self) -> bool:
+        """Re-reading what an earlier merger read and wrote: nothing is written."""
+        return self.next_offset < self.hold_until
+
+    def _unless_held(
+        self, callback: Callable[[WindowResult], None]
+    ) -> Callable[[WindowResult], None]:
+        def call(result: WindowResult) -> None:
+            if not self.held:
+                callback(result)
+
+        return call
 
     def restore_snapshot(self, data: bytes) -> None:
         """The merge stage's own state, saved at the committed position."""
@@ -134,7 +167,7 @@ class MergeSide:
             elif isinstance(msg, SideEventsMessage):
                 self._side_events(msg)
             self.next_offset = offset + 1
-        if self.next_offset < self.hold_until:
+        if self.held and not self.replaying:
             # Re-reading what an earlier merger read: the restored watermarks are ahead of the
             # partials still to come, so nothing is written until the re-read is complete.
             return []
@@ -190,6 +223,28 @@ class MergeSide:
             self.stage.add_labels(events)
         else:
             self.stage.add_metric_events(events, msg.partition)
+
+
+class _Held:
+    """The merge stage's sink: rows of a replay (see :attr:`MergeSide.replaying`) are dropped
+    while the merger is held, as the earlier merger wrote them already."""
+
+    def __init__(self, sink: Sink, side: MergeSide) -> None:
+        self.sink, self.side = sink, side
+
+    def write(self, rows: Iterable[Row]) -> None:
+        if not self.side.held:
+            self.sink.write(rows)
+
+    def flush(self) -> None:
+        self.sink.flush()
+
+    def close(self) -> None:
+        self.sink.close()
+
+    @property
+    def pressure(self) -> float:
+        return self.sink.pressure
 
 
 class _MergeCheckpoint(msgspec.Struct):
