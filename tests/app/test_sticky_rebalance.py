@@ -7,8 +7,9 @@ run`` workers report, per partition, the messages they read again below where th
 had been read before (``reread_messages`` on the health page), which the tests sum up:
 
 - a second worker joins: the first re-reads nothing of the partitions it keeps;
-- a rolling restart of both workers of a group, the stream flowing: each partition re-reads at
-  most one window's messages each time it moves to another worker, and none where it stays.
+- a rolling restart of both workers of a group, the stream flowing (20 s): each partition
+  re-reads at most one window's messages each time it moves to another worker, and none where
+  it stays.
 
 Both store the ``metrics`` rows of an in-process replay of the topic, to the last digit.
 """
@@ -226,7 +227,7 @@ def test_a_rolling_restart_re_reads_at_most_one_window_per_partition_and_move(
     config = _config(tmp_path, kafka_bootstrap, topic, "rolling", stream)
     workers = Workers(config, PARTITIONS)
     watch = Watch(workers)
-    producer = Producer(kafka_bootstrap, topic, stream, 0, len(stream.records), seconds=40.0)
+    producer = Producer(kafka_bootstrap, topic, stream, 0, len(stream.records), seconds=20.0)
     producer.sentinels = True
     try:
         for _ in range(2):
@@ -236,7 +237,8 @@ def test_a_rolling_restart_re_reads_at_most_one_window_per_partition_and_move(
         producer.start()
         # Every worker in turn: stopped (SIGTERM) while the stream flows, then started again.
         for port in list(workers.procs):
-            watch.until("some of the stream", lambda _: True)
+            since = time.monotonic()
+            watch.until("more of the stream", lambda _, t=since: time.monotonic() - t > 2.0)
             workers.kill(port, signal.SIGTERM)
             watch.until("the partitions taken over", watch.settled(1))
             workers.start()
@@ -256,5 +258,8 @@ def test_a_rolling_restart_re_reads_at_most_one_window_per_partition_and_move(
     over = {p: (reread[p], moves[p], most[p]) for p in reread if reread[p] > moves[p] * most[p]}
     assert not over, f"re-read more than a window per move (re-read, moves, window): {over}"
     assert sum(reread.values()) > 0, "moves re-read the open panes: the count should show it"
+    print(
+        f"per partition (re-read, moves, window): { {p: (reread[p], moves[p], most[p]) for p in reread} }"
+    )
     want = replayed_rows(config, _closed_until(stream))
     assert_same(stored_rows(config), want, "rolling")
