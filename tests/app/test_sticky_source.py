@@ -158,3 +158,23 @@ def test_a_partition_that_comes_back_to_its_worker_after_a_failed_revoke_commit_
 
     asyncio.run(run())
     assert source.reread == {0: 0}
+
+
+def test_a_stopping_worker_commits_where_it_has_read_to(small_stream: Any) -> None:
+    """SIGTERM: the last batches' checkpoints are committed before the worker leaves, so the
+    next owner knows how far it had read (and re-reads only the open panes)."""
+    group = Group()
+    loop, _ = _loop(small_stream, group)
+
+    async def run() -> None:
+        loop.assigned({0})
+        await loop.apply_assignment()
+        await loop.batch(_messages(small_stream, 0, 0, 300))  # committed at once
+        await loop.batch(_messages(small_stream, 0, 300, 100))  # within COMMIT_EVERY_S: not
+        assert Checkpoint.decode(group.found[0][1]).read_to == 300
+        flushes = group.flushes
+        await loop.stop()
+        assert group.flushes == flushes + 1  # the partials first
+        assert Checkpoint.decode(group.found[0][1]).read_to == 400
+
+    asyncio.run(run())
