@@ -175,8 +175,8 @@ def main() -> None:
         bootstrap_servers=bootstrap, linger_ms=50, batch_size=1 << 20, compression_type=None
     )
     t = time.perf_counter()
-    for i, value in enumerate(_messages(_events(rng, n, 1_767_225_600_000), k, args.form)):
-        producer.send(topic, value=value, partition=i % 4)
+    for i, msg in enumerate(_messages(_events(rng, n, 1_767_225_600_000), k, args.form)):
+        producer.send(topic, value=msg, partition=i % 4)
     producer.flush()
     print(
         f"filled {topic} with {n:,} events in {n // k:,} messages ({k} per message"
