@@ -311,12 +311,12 @@ class Worker:
         await self.housekeeping.tick(self.source, bool(self.merge.mergers))
 
     async def _revoked(self, app: Any, revoked: Any, **kwargs: Any) -> None:
-        # No commit here: this runs inside the consumer's rebalance callback, before the
-        # group reassigns anything, and the group no longer takes commits from this member.
-        # The next owner (maybe this worker again) resumes exactly from the last checkpoint
-        # committed. Waiting for the batch in hand first means this worker reads, publishes
-        # and commits nothing of these partitions once the callback returns, so the next
-        # owner never starts while this one is still at work.
+        # This runs inside the consumer's rebalance callback, before the group reassigns
+        # anything, while the group still takes this member's commits: after the batch in
+        # hand, the source commits every partition's checkpoint and parks the stages, and
+        # keeps those the group gives back unchanged (SourceLoop.apply_assignment). The
+        # worker reads, publishes and commits nothing of these partitions once the callback
+        # returns, so their next owner never starts while this one is still at work.
         log.info("worker.revoked", partitions=sorted((tp.topic, tp.partition) for tp in revoked))
         await self.source_loop.revoked()
         # Each shard's merger is closed after its batch in hand (never under a batch being
@@ -327,8 +327,12 @@ class Worker:
         log.info("worker.revoke_done")
 
     async def _shutdown(self, app: Any, **kwargs: Any) -> None:
-        # Stopped (SIGTERM): the merger's last rows are flushed, and its spool replayed if the
-        # store is there; what cannot be stored stays in the spool for the next start.
+        # Stopped (SIGTERM): the source commits its last checkpoints, so the next owners
+        # re-read no more than the panes still open; the merger's last rows are flushed, and
+        # its spool replayed if the store is there; what cannot be stored stays in the spool
+        # for the next start.
+        if self.role in ("all", "source"):
+            await self.source_loop.stop()
         await self.merge.close()
         self.kafka.spill.close()
 
