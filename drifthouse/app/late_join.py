@@ -187,6 +187,11 @@ class ShardLateJoins:
         client = getattr(merger.sink, "client", None)
         if client is None:
             return  # a store without ClickHouse (tests' memory sink): nothing to join
+        if merger.writes.pending_batches:
+            # Rows still spooled (the store was away): the panes they hold come first.
+            schedule.next_ms = self._now_ms() + RETRY_S * 1000
+            log.warning("late_join.deferred", shard=shard, error="rows still spooled")
+            return
         config = loop.parts.config
         began = time.monotonic()
         try:
