@@ -90,11 +90,12 @@ def labels_join(
             try:
                 report = _run_once(cfg, schedule, run_id)
             except StoreError as exc:
-                when = datetime.now(UTC).isoformat(timespec="seconds")
+                since_text = _iso(schedule.since_s * 1000) if schedule.since_s else "all"
                 raise StoreError(
-                    f"late label join, run {schedule.runs + 1} at {when} (store "
-                    f"{cfg.masked_store_dsn()}, database {cfg.store.database!r}, rows stored "
-                    f"since {schedule.since_s}): {exc}"
+                    f"late label join, run {schedule.runs + 1} at {_iso(time.time() * 1000)} "
+                    f"(store {cfg.masked_store_dsn()}, database {cfg.store.database!r}, rows "
+                    f"stored since: {since_text}) failed, the loop stops: {exc}; start it again "
+                    f"with --since {since_text} once the store is back"
                 ) from exc
             _print(report, schedule.next_ms)
             while not stop.signal and time.time() * 1000 < (schedule.next_ms or 0):
@@ -135,16 +136,18 @@ def _run_once(cfg: Config, schedule: LateJoinSchedule, run_id: str) -> LateJoinR
 
 
 def _print(report: LateJoinReport, next_ms: int | None) -> None:
-    then = ""
-    if next_ms is not None:
-        at = datetime.fromtimestamp(next_ms / 1000, UTC).isoformat(timespec="seconds")
-        then = f"; next run at {at.replace('+00:00', 'Z')}"
+    then = f"; next run at {_iso(next_ms)}" if next_ms is not None else ""
     out.print(
         f"late labels: {report.pairs:,} pairs joined in ClickHouse (models: {report.models}); "
         f"{report.windows:,} windows rewritten ({report.rows:,} rows); "
         f"{report.waiting:,} windows wait for the stream to be done with them{then}"
     )
     sys.stdout.flush()  # a loop's lines reach a pipe as they come
+
+
+def _iso(ms: float) -> str:
+    at = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+    return at.replace("+00:00", "Z")
 
 
 class _StopSignals:
