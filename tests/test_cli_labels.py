@@ -88,8 +88,12 @@ client.close()
 """
 
 
-def test_labels_join_every_runs_until_sigterm_then_exits_0(tmp_path: Path) -> None:
-    """``--every``: a join at once, then one per slot; SIGTERM ends the loop cleanly."""
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_labels_join_every_runs_until_sigterm_then_exits_0(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
+    """``--every``: a join at once, then one per slot; SIGTERM (or Ctrl-C) ends the loop
+    cleanly."""
     root = Path(__file__).resolve().parents[1]
     data = tmp_path / "data"
     subprocess.run(
@@ -125,14 +129,14 @@ def test_labels_join_every_runs_until_sigterm_then_exits_0(tmp_path: Path) -> No
         said = "".join(lines)
         assert "pairs joined in ClickHouse (models: 1)" in said, said + loop.stderr.read()
         assert "next run at" in said
-        loop.send_signal(signal.SIGTERM)
+        loop.send_signal(stop)
         out, err = loop.communicate(timeout=60)
     finally:
         if loop.poll() is None:
             loop.kill()
             loop.wait()
     assert loop.returncode == 0, err
-    assert "stopped (SIGTERM) after 1 run" in out
+    assert f"stopped ({stop.name}) after 1 run" in out
     pairs = int(said.split("late labels: ")[1].split(" pairs")[0].replace(",", ""))
     assert pairs > 0
 

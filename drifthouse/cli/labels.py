@@ -8,8 +8,10 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -145,6 +147,9 @@ def _print(report: LateJoinReport, next_ms: int | None) -> None:
     sys.stdout.flush()  # a loop's lines reach a pipe as they come
 
 
+_Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+
+
 def _iso(ms: float) -> str:
     at = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
     return at.replace("+00:00", "Z")
@@ -155,14 +160,14 @@ class _StopSignals:
 
     def __init__(self) -> None:
         self.signal = ""
-        self._before: dict[int, Any] = {}
+        self._before: dict[int, _Handler] = {}
 
     def __enter__(self) -> _StopSignals:
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._before[sig] = signal.signal(sig, self._stop)
         return self
 
-    def _stop(self, signum: int, frame: object) -> None:
+    def _stop(self, signum: int, frame: FrameType | None) -> None:
         self.signal = signal.Signals(signum).name
         self._restore()
 
