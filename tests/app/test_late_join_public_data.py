@@ -6,11 +6,13 @@ accuracy of every window equals pandas' over the same predictions and labels."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 from river import compose, datasets, linear_model, preprocessing
 
 from drifthouse.app.late_join import LateJoinSchedule
@@ -69,7 +71,7 @@ def _stored(client: Any, database: str, window: str) -> dict[int, tuple[float, i
 
 
 def test_phishing_six_months_labels_weeks_late_accuracy_equals_pandas(
-    tmp_path: Path, ch_dsn: str, ch_database: tuple[Any, str]
+    tmp_path: Path, ch_dsn: str, ch_database: tuple[Any, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     client, database = ch_database
     pages, labels, frame = _phishing(tmp_path)
@@ -84,6 +86,8 @@ def test_phishing_six_months_labels_weeks_late_accuracy_equals_pandas(
     code = main(["replay", "-c", str(path), "--source", f"file:{pages}", "--labels",
                  f"file:{labels}", "--run-id", "phish"])  # fmt: skip
     assert code == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert re.search(r"late labels [\d,]+ joined in ClickHouse, [\d,]+ windows rewritten", said)
     for window, size in WINDOWS.items():
         assert _stored(client, database, window) == _expected(frame, size), window
     # The scheduled join, after the replay's own run, changes nothing.
