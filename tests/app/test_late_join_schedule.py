@@ -278,3 +278,61 @@ def test_a_window_that_waited_is_rewritten_by_a_later_run(
     after = labels_late._stored(client, database)
     wrong = {k: (after.get(k), v) for k, v in expected.items() if after.get(k) != v}
     assert not wrong, f"{len(wrong)} rows differ, e.g. {list(wrong.items())[:3]}"
+
+
+def test_a_merger_whose_store_fails_tries_again_a_minute_later(
+    ch_database: tuple[Any, str],
+) -> None:
+    client, database = ch_database
+    migrate(client, database)
+    config = Config.model_validate(
+        {
+            "windows": [{"size": "1h"}, {"size": "1d", "hop": "6h"}],
+            "metrics": {"label_horizon": "7d", "late_labels": True, "late_labels_every": "1h"},
+            "store": {"database": database},
+        }
+    )
+    sink = ClickHouseSink(client, database=database)
+    sink.write(_live_rows())
+    sink.flush()
+    before = _live(client, database)
+    clock = [next_slot(START, HOUR) / 1000]
+
+    def on_error(part: str, exc: BaseException) -> None:
+        raise exc
+
+    def make(shard: int) -> MergeLoop:
+        return MergeLoop(
+            RunParts.of(config, {}), [0], FakePartials(),
+            open_sink=lambda: ClickHouseSink(client, database=database),
+            on_error=on_error, shard=shard,
+        )  # fmt: skip
+
+    async def scenario() -> list[tuple[int, int | None]]:
+        shards = MergeShards(make)
+        late = ShardLateJoins(config, clock=lambda: clock[0])
+        loop = shards.loops[0] = make(0)
+        loop.merger = await loop._open(0)
+        seen = []
+        await late.tick(shards)  # opened: its first run at the next slot
+        client.command(f"RENAME TABLE `{database}`.labels TO `{database}`.labels_away")
+        clock[0] = next_slot(int(clock[0] * 1000), HOUR) / 1000
+        await late.tick(shards)
+        await late.wait()  # the store fails this run: no crash, tried again in a minute
+        seen.append((late.schedules[0].runs, late.schedules[0].next_ms))
+        client.command(f"RENAME TABLE `{database}`.labels_away TO `{database}`.labels")
+        clock[0] += 59
+        await late.tick(shards)
+        await late.wait()
+        seen.append((late.schedules[0].runs, late.schedules[0].next_ms))
+        clock[0] += 1
+        await late.tick(shards)
+        await late.wait()
+        seen.append((late.schedules[0].runs, late.schedules[0].next_ms))
+        await shards.close()
+        return seen
+
+    slot = next_slot(next_slot(START, HOUR), HOUR)
+    seen = asyncio.run(scenario())
+    assert seen == [(0, slot + 60_000), (0, slot + 60_000), (1, slot + HOUR)]
+    assert len(_live(client, database)) > len(before)
