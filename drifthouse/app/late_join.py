@@ -3,7 +3,8 @@
 
 Each merge shard's merger runs :func:`~drifthouse.stream.labels.late.join_late_labels` for its
 own models only (:func:`shard_models`), at whole multiples of the period (UTC: ``1h`` on the
-hour, ``1d`` at midnight), between two of its batches, under its merge loop's lock. The shard's
+hour, ``1d`` at midnight), between its batches: a run takes the merge loop's lock one chunk at a
+time, so batches and a rebalance wait for one chunk at most. The shard's
 merger is the one process that writes its models' label panes, unjoined labels and
 predictions, and windows: when it runs the join, everything it stored is flushed, and no other
 process rewrites those windows meanwhile. A shard that moves to another process takes its
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
@@ -34,7 +35,7 @@ from drifthouse.kafka.shards import shard_of
 from drifthouse.logs import get_logger
 from drifthouse.sinks import late_labels as store
 from drifthouse.sinks.base import Sink
-from drifthouse.stream.labels.late import LateJoinReport, join_late_labels
+from drifthouse.stream.labels.late import LateJoinReport, join_late_labels, late_join_steps
 
 __all__ = [
     "MARGIN_S",
@@ -100,20 +101,45 @@ class LateJoinSchedule:
     ) -> LateJoinReport:
         """One run: join, rewrite, flush ``sink``; then the next slot and how far back it
         looks. An error leaves the schedule as it was (the next run looks as far back)."""
+        steps = self.steps(
+            client, database, config, profiles, sink, run_id=run_id, owns=owns,
+            now=(lambda: now_ms) if now_ms is not None else None,
+        )  # fmt: skip
+        for _ in steps:
+            pass
+        assert self.last is not None
+        return self.last
+
+    def steps(
+        self,
+        client: Client,
+        database: str,
+        config: Config,
+        profiles: Mapping[str, Profile],
+        sink: Sink,
+        *,
+        run_id: str = "live",
+        owns: Callable[[str], bool] | None = None,
+        now: Callable[[], int] | None = None,
+    ) -> Iterator[None]:
+        """:meth:`run` a chunk at a time (see
+        :func:`~drifthouse.stream.labels.late.late_join_steps`); the schedule moves on only
+        once the last step is done. ``now``: the wall clock (epoch ms) when it ends."""
         started_s = store.now_s(client)
-        report = join_late_labels(
-            client, database, config, profiles, sink, since_s=self.since_s, run_id=run_id,
-            owns=owns,
+        report = LateJoinReport()
+        yield from late_join_steps(
+            client, database, config, profiles, sink, report, since_s=self.since_s,
+            run_id=run_id, owns=owns,
         )  # fmt: skip
         since = max(0, started_s - MARGIN_S)
         if report.waiting_since_s is not None:
             since = min(since, report.waiting_since_s)
         self.since_s = since
-        now = now_ms if now_ms is not None else int(time.time() * 1000)
-        self.next_ms = next_slot(now, self.every_ms)
+        self.next_ms = next_slot(
+            now() if now is not None else int(time.time() * 1000), self.every_ms
+        )
         self.runs += 1
         self.last = report
-        return report
 
 
 def join_at_end(
@@ -174,40 +200,57 @@ class ShardLateJoins:
             await self._task
 
     async def _run(self, due: list[tuple[int, MergeLoop, Merger]]) -> None:
+        executor = asyncio.get_running_loop().run_in_executor
         for shard, loop, merger in due:
-            async with loop.lock:
-                if loop.merger is not merger:
-                    continue  # closed meanwhile (a rebalance): the next owner runs it
-                await asyncio.get_running_loop().run_in_executor(
-                    None, self._run_shard, shard, loop, merger
-                )
+            schedule = self.schedules[shard]
+            runs = schedule.runs
+            steps = self._steps(shard, loop, merger)
+            began = time.monotonic()
+            # A chunk at a time under the shard's lock: its batches (and a rebalance) wait
+            # for one chunk at most, never for a whole run.
+            while True:
+                async with loop.lock:
+                    if loop.merger is not merger:
+                        break  # closed meanwhile (a rebalance): the next owner runs it
+                    if not await executor(None, self._step, shard, steps):
+                        break
+            report = schedule.last
+            if report is not None and schedule.runs > runs:
+                log.info(
+                    "late_join.done", shard=shard, models=report.models, pairs=report.pairs,
+                    windows=report.windows, rows=report.rows, waiting=report.waiting,
+                    seconds=round(time.monotonic() - began, 3), next_ms=schedule.next_ms,
+                )  # fmt: skip
 
-    def _run_shard(self, shard: int, loop: MergeLoop, merger: Merger) -> None:
+    def _steps(self, shard: int, loop: MergeLoop, merger: Merger) -> Iterator[None]:
+        """The steps of one shard's run (none when it cannot run now)."""
         schedule = self.schedules[shard]
         client = getattr(merger.sink, "client", None)
         if client is None:
-            return  # a store without ClickHouse (tests' memory sink): nothing to join
+            return iter(())  # a store without ClickHouse (tests' memory sink): nothing to join
         if merger.writes.pending_batches:
             # Rows still spooled (the store was away): the panes they hold come first.
-            schedule.next_ms = self._now_ms() + RETRY_S * 1000
-            log.warning("late_join.deferred", shard=shard, error="rows still spooled")
-            return
+            self._defer(shard, "rows still spooled")
+            return iter(())
         config = loop.parts.config
-        began = time.monotonic()
+        return schedule.steps(
+            client, config.store.database, config, loop.parts.profiles, merger.sink,
+            run_id=merger.side.stage.run_id,
+            owns=shard_models(shard, config.kafka.partials_partitions), now=self._now_ms,
+        )  # fmt: skip
+
+    def _step(self, shard: int, steps: Iterator[None]) -> bool:
+        """One step (in a worker thread); ``False`` when the run is over or failed."""
         try:
-            report = schedule.run(
-                client, config.store.database, config, loop.parts.profiles, merger.sink,
-                run_id=merger.side.stage.run_id,
-                owns=shard_models(shard, config.kafka.partials_partitions),
-                now_ms=self._now_ms(),
-            )  # fmt: skip
+            next(steps)
+        except StopIteration:
+            return False
         except StoreError as exc:
             # The store is away: the same run is tried again shortly, looking as far back.
-            schedule.next_ms = self._now_ms() + RETRY_S * 1000
-            log.warning("late_join.deferred", shard=shard, error=str(exc), retry_s=RETRY_S)
-            return
-        log.info(
-            "late_join.done", shard=shard, models=report.models, pairs=report.pairs,
-            windows=report.windows, rows=report.rows, waiting=report.waiting,
-            seconds=round(time.monotonic() - began, 3), next_ms=schedule.next_ms,
-        )  # fmt: skip
+            self._defer(shard, str(exc))
+            return False
+        return True
+
+    def _defer(self, shard: int, why: str) -> None:
+        self.schedules[shard].next_ms = self._now_ms() + RETRY_S * 1000
+        log.warning("late_join.deferred", shard=shard, error=why, retry_s=RETRY_S)

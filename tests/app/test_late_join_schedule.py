@@ -336,3 +336,51 @@ def test_a_merger_whose_store_fails_tries_again_a_minute_later(
     seen = asyncio.run(scenario())
     assert seen == [(0, slot + 60_000), (0, slot + 60_000), (1, slot + HOUR)]
     assert len(_live(client, database)) > len(before)
+
+
+def test_the_shards_batches_wait_for_one_chunk_of_a_run_at_most(
+    ch_database: tuple[Any, str],
+) -> None:
+    """The run takes its shard's lock a chunk (7 days) at a time: the model's
+    predictions (six weeks) are seven chunks, between which the shard's batches (and a rebalance) go."""
+    client, database = ch_database
+    migrate(client, database)
+    config = Config.model_validate(
+        {
+            "windows": [{"size": "1h"}, {"size": "1d", "hop": "6h"}],
+            "metrics": {"label_horizon": "7d", "late_labels": True, "late_labels_every": "1h"},
+            "store": {"database": database},
+        }
+    )
+    sink = ClickHouseSink(client, database=database)
+    sink.write(_live_rows())
+    sink.flush()
+    clock = [START / 1000]
+
+    def on_error(part: str, exc: BaseException) -> None:
+        raise exc
+
+    loop = MergeLoop(
+        RunParts.of(config, {}), [0], FakePartials(),
+        open_sink=lambda: ClickHouseSink(client, database=database), on_error=on_error,
+    )  # fmt: skip
+
+    async def scenario() -> list[int]:
+        shards = MergeShards(lambda shard: loop)
+        late = ShardLateJoins(config, clock=lambda: clock[0])
+        shards.loops[0] = loop
+        loop.merger = await loop._open(0)
+        await late.tick(shards)
+        clock[0] = next_slot(START, HOUR) / 1000
+        await late.tick(shards)
+        taken = []  # a batch's turn: had the run ended?
+        while not late.schedules[0].runs:
+            async with loop.lock:
+                taken.append(late.schedules[0].runs)
+            await asyncio.sleep(0)
+        await late.wait()
+        await shards.close()
+        return taken
+
+    taken = asyncio.run(scenario())
+    assert taken.count(0) >= 5

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import msgspec
@@ -40,7 +40,7 @@ from drifthouse.stream.labels.stage import LabelStage
 from drifthouse.stream.labels.windows import SpilledPane
 from drifthouse.stream.windows import WindowSpec
 
-__all__ = ["LateJoinReport", "join_late_labels"]
+__all__ = ["LateJoinReport", "join_late_labels", "late_join_steps"]
 
 _SEGMENT = msgspec.json.Decoder(tuple[tuple[str, str], ...])
 _LABEL = msgspec.json.Decoder(LabelValue)
@@ -88,6 +88,31 @@ def join_late_labels(
     a longest window on either side, so memory does not grow with the span.
     """
     report = LateJoinReport()
+    for _ in late_join_steps(
+        client, database, config, profiles, sink, report, since_s=since_s, run_id=run_id,
+        computed_at=computed_at, chunk_ms=chunk_ms, owns=owns,
+    ):  # fmt: skip
+        pass
+    return report
+
+
+def late_join_steps(
+    client: Client,
+    database: str,
+    config: Config,
+    profiles: Mapping[str, Profile],
+    sink: Sink,
+    report: LateJoinReport,
+    *,
+    since_s: int = 0,
+    run_id: str = "live",
+    computed_at: int | None = None,
+    chunk_ms: int = 7 * DAY_MS,
+    owns: Callable[[str], bool] | None = None,
+) -> Iterator[None]:
+    """:func:`join_late_labels` a chunk at a time, counted in ``report``: it yields after
+    each chunk's rows are handed to ``sink`` (the caller may let the stream write between
+    two chunks: only windows the stream is done with are rewritten), and flushes at the end."""
     at = computed_at if computed_at is not None else int(time.time() * 1000)
     specs = [WindowSpec.from_config(w) for w in config.windows]
     d = max(spec.size_ms for spec in specs)
@@ -106,8 +131,8 @@ def join_late_labels(
             rows = _rewrite(client, database, config, profiles, chunk, at, report)
             sink.write(rows)
             report.rows += len(rows)
+            yield
     sink.flush()
-    return report
 
 
 @dataclass(frozen=True)
