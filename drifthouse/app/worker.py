@@ -48,6 +48,7 @@ from drifthouse.app import memory
 from drifthouse.app.assembly import RunParts
 from drifthouse.app.faust_kafka import FaustKafka, FaustPartialsLog
 from drifthouse.app.health import Housekeeping, health_report
+from drifthouse.app.late_join import ShardLateJoins
 from drifthouse.app.merge_loop import MergeLoop, MergeShards
 from drifthouse.app.side_forwarder import SideForwarder
 from drifthouse.app.source_loop import SourceLoop
@@ -211,6 +212,7 @@ class Worker:
             shards=kcfg.partials_partitions,
         )
         self.housekeeping = Housekeeping()
+        self.late_joins = ShardLateJoins(parts.config)  # metrics.late_labels_every
 
     def connect(self) -> None:
         """Patch faust's consumer (see :mod:`drifthouse.kafka.faust_patches`) and register
@@ -308,6 +310,7 @@ class Worker:
         await self.source_loop.tick()
         await self.merge.quiet(self.kcfg.idle_after / 1000.0)
         await self.merge.drain()
+        await self.late_joins.tick(self.merge)
         await self.housekeeping.tick(self.source, bool(self.merge.mergers))
 
     async def _revoked(self, app: Any, revoked: Any, **kwargs: Any) -> None:
@@ -334,6 +337,7 @@ class Worker:
         if self.role in ("all", "source"):
             await self.source_loop.stop()
         await self.merge.close()
+        await self.late_joins.wait()
         self.kafka.spill.close()
 
     async def _assigned(self, app: Any, assigned: Any, **kwargs: Any) -> None:
