@@ -10,19 +10,20 @@ from typing import Any
 
 import pytest
 
-from drifthouse.config import load_config
 from tests.fakes import FakeApi
-from tests.faults.conftest import (
-    PacedProducer,
-    alerting,
-    check_delivered_once,
-    check_stored,
-    reference_of,
-    wait_for,
-)
-from tests.workers import PARTITIONS, Workers, sentinels, write_config
+from tests.faults.conftest import PacedRun, alerting, check_stored, wait_for
+from tests.workers import HOUR, PARTITIONS
 
 pytestmark = [pytest.mark.faults, pytest.mark.kafka, pytest.mark.slow]
+
+# The stream's first page is the latency regression of hour 8 (of 12), paged when the first
+# window holding it closes. The hours before it take LEAD_SECONDS, so the first merger has been
+# through a snapshot or two (every 30 s) when it is killed, as in a longer run; the rest goes at
+# 13 s an hour, which leaves the three kill rounds (each waits out a session timeout) about
+# 45 s after the first page.
+PACED_FROM_HOUR = 7.5
+LEAD_SECONDS = 40.0
+SECONDS_PER_HOUR = 13.0
 
 
 def test_a_merger_killed_and_moved_to_another_disk_pages_once(
@@ -33,18 +34,21 @@ def test_a_merger_killed_and_moved_to_another_disk_pages_once(
     (SIGKILL) while the stream flows, the first once it has paged, and each next merger starts
     with an empty folder: the pages, the resolutions and the Slack messages are those of an
     undisturbed run, once each."""
-    topic = make_topic(partitions=PARTITIONS)
     records = small_stream.records
     sections = alerting(api)
     sections["alerting"] = {
         **sections["alerting"],
         "outbox_dir": "./alerting-of-${DRIFTHOUSE_WEB_PORT:-none}",
     }
-    config = write_config(
-        tmp_path, kafka_bootstrap, topic, "move", small_stream.profiles, extra=sections
-    )
-    workers = Workers(config, PARTITIONS)
-    producer = PacedProducer(kafka_bootstrap, topic, records, seconds=120.0)
+    paced_from = small_stream.scenario.start_ms + int(PACED_FROM_HOUR * HOUR)
+    lead = sum(1 for r in records if r.ts_ms < paced_from)
+    hours = (records[-1].ts_ms - paced_from) / HOUR
+    run = PacedRun.of(
+        tmp_path, kafka_bootstrap, make_topic(partitions=PARTITIONS), small_stream, api,
+        sections=sections, name="move", lead=(lead, LEAD_SECONDS),
+        seconds=hours * SECONDS_PER_HOUR,
+    )  # fmt: skip
+    workers, producer = run.workers, run.producer
     rng = random.Random(11)
     kills = []
     try:
@@ -63,18 +67,11 @@ def test_a_merger_killed_and_moved_to_another_disk_pages_once(
             port = workers.start()  # another host: its alerting folder is new and empty
             wait_for("the next merger", lambda p=port: bool(workers.status(p).get("merger")))
             time.sleep(rng.uniform(0.5, 2.5))
-        producer.hurry.set()
-        producer.join(timeout=120)
-        assert producer.error is None, producer.error
-        workers.wait_done(load_config(config), len(records))
-        closed_until = sentinels(records)[0] - 30_000
-        reference = reference_of(
-            kafka_bootstrap, topic, small_stream.profiles, tmp_path, closed_until
-        )
+        reference = run.finish(api, tmp_path)
         assert reference.pagerduty, "the stream should raise alerts"
-        check_delivered_once(api, reference)
     finally:
-        producer.stop.set()
-        workers.stop_all()
-    check_stored(config, reference)
-    assert all(sent < len(records) for sent, _ in kills), f"kills after the stream: {kills}"
+        run.stop()
+    check_stored(run.config, reference)
+    # Mid-stream: the paced part was still being sent at every kill, and pages came after it.
+    assert all(lead < sent < len(records) for sent, _ in kills), f"kills after the stream: {kills}"
+    assert kills[0][1] < len(reference.pagerduty), f"every page before the kills: {kills}"
