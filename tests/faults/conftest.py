@@ -301,36 +301,18 @@ def wait_for(what: str, ready: Poll, timeout: float = 120.0, every: float = 0.2)
 
 class PacedProducer(threading.Thread):
     """Produces the stream evenly over ``seconds``, as model servers would, then the sentinels.
-    With ``lead=(n, lead_seconds)`` the first ``n`` records (the part of the stream before the
-    disturbances) take ``lead_seconds`` and the rest ``seconds``.
 
     Setting ``hurry`` sends the rest at once: a test whose disturbances are done need not wait
     out the pace it set to be sure they land while the stream flows.
     """
 
-    def __init__(
-        self,
-        bootstrap: str,
-        topic: str,
-        records: list[Any],
-        seconds: float,
-        *,
-        lead: tuple[int, float] = (0, 0.0),
-    ) -> None:
+    def __init__(self, bootstrap: str, topic: str, records: list[Any], seconds: float) -> None:
         super().__init__(daemon=True)
         self.bootstrap, self.topic, self.records, self.seconds = bootstrap, topic, records, seconds
-        self.lead = lead
         self.sent = 0
         self.error: BaseException | None = None
         self.stop = threading.Event()
         self.hurry = threading.Event()
-
-    def _due(self, started: float, sent: int) -> float:
-        """When ``sent`` records are due."""
-        n, lead_s = self.lead
-        if sent <= n:
-            return started + lead_s * sent / max(n, 1)
-        return started + lead_s + self.seconds * (sent - n) / (len(self.records) - n)
 
     def run(self) -> None:
         try:
@@ -345,8 +327,9 @@ class PacedProducer(threading.Thread):
                         self.topic, key=r.key, value=r.value, partition=partition_of(r.value)
                     )
                 producer.flush()
-                self.sent = min(lo + step, len(self.records))
-                self.hurry.wait(max(0.0, self._due(started, self.sent) - time.monotonic()))
+                self.sent = lo + step
+                due = started + self.seconds * (lo + step) / len(self.records)
+                self.hurry.wait(max(0.0, due - time.monotonic()))
             for p, value in enumerate(sentinels(self.records)[1]):
                 producer.send(self.topic, key=b"fraud", value=value, partition=p)
             producer.flush()
@@ -371,14 +354,12 @@ class PacedRun:
     def of(
         cls, tmp_path: Path, bootstrap: str, topic: str, stream: Any, api: FakeApi, **options: Any
     ) -> PacedRun:
-        """``options``: ``seconds`` and ``lead`` of the :class:`PacedProducer`, ``sections``
-        replacing :func:`alerting`'s, ``name`` of the configuration's folder."""
+        """``options``: ``seconds`` of the :class:`PacedProducer`, ``sections`` replacing
+        :func:`alerting`'s, ``name`` of the configuration's folder."""
         sections = options.get("sections") or alerting(api)
         name = options.get("name", "run")
         config = write_config(tmp_path, bootstrap, topic, name, stream.profiles, extra=sections)
-        producer = PacedProducer(
-            bootstrap, topic, stream.records, options["seconds"], lead=options.get("lead", (0, 0.0))
-        )
+        producer = PacedProducer(bootstrap, topic, stream.records, options["seconds"])
         return cls(bootstrap, topic, stream, config, Workers(config, PARTITIONS), producer)
 
     def finish(self, api: FakeApi, folder: Path) -> Reference:
