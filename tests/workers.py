@@ -97,8 +97,9 @@ def log_digest(folder: Path, last: int = 12) -> str:
     return f"worker logs: {summary}\n" + "\n".join(errors[-last:])
 
 
-#: How long :meth:`Workers.wait_done` sees the work done before it believes it.
-STABLE_S = 2.5
+#: How long :meth:`Workers.wait_done` sees the work done before it believes it (three polls a
+#: second apart, as it used to be: a batch in flight shows no lag and no new partial yet).
+STABLE_S = 2.0
 
 
 class Workers:
