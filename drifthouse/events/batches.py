@@ -149,6 +149,9 @@ def decode_messages(
     ``first`` is tried first on single events (see :meth:`EventDecoder.decode_batch`),
     ``first_rows`` on batches in rows: narrower decoders that raise for anything they do not
     take and decode what they take to the same values."""
+    joined = b"\n".join(raws)  # one search for the chunk: no key spans a newline
+    if b'"events"' not in joined and b'"columns"' not in joined:
+        return _singles(decoder, raws, now_ms, first)
     rows: list[Buffer] = []
     slots: list[tuple[int, int, _Envelope | None]] = []  # per row: position, index, envelope
     whole: dict[int, DecodeError] = {}  # row index -> error of a whole refused message
@@ -216,6 +219,19 @@ def decode_messages(
         alone = None if env is None else bytes(rows[k])
         decoded.refused.append(Refused(pos, error, alone, len(decoded.ok)))
     return decoded
+
+
+def _singles(
+    decoder: EventDecoder[PredictionEvent],
+    raws: Sequence[Buffer],
+    now_ms: int | None,
+    first: Callable[[Buffer], PredictionEvent] | None,
+) -> Decoded:
+    """A chunk of single events (the usual case): positions are the decoder's own indices,
+    and a refused message has as many valid events before it as messages before it, less
+    the refused ones."""
+    ok, bad = decoder.decode_batch(raws, now_ms=now_ms, first=first)
+    return Decoded(ok, [Refused(i, err, None, i - k) for k, (i, err) in enumerate(bad)])
 
 
 def _fast_rows(
