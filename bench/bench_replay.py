@@ -7,7 +7,8 @@ event time per 100,000 events), builds the reference profile from a separate 100
 sample, then times `drifthouse.app.replay.replay` into the embedded ClickHouse (tumbling
 1 h windows) after one warm-up run (Numba compiles once, then loads from its cache), with the
 cyclic collector's thresholds `drifthouse replay` sets (``drifthouse/cli/__init__.py``). Prints
-the events per second next to two ceilings timed in the same run, in turn with the replays:
+the events per second (wall, and per CPU-second of the process: on a shared machine the latter
+moves less with the load) next to two ceilings timed in the same run, in turn with the replays:
 reading the file's lines into messages (``FileSource``) and reading plus decoding them
 (``decode_messages`` with the model's typed decoder, what the partition stage does first), and
 where the time goes (decode, column extraction, sketch kernels, evaluation and store) measured
@@ -121,31 +122,37 @@ def main() -> None:
 
     def once(run_id: str, source: Path = path) -> tuple[float, int]:
         sink = ClickHouseSink(client, database=cfg.store.database, batch_rows=50_000)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         summary = replay(
             cfg, source=f"file:{source}", sink=sink, run_id=run_id, profiles={"bench": profile}
         )
+        cpu["replay"].append(time.process_time() - c)
         return time.perf_counter() - t, summary.stats.rows
 
     layout = Sketches({"bench": profile}, cfg.metrics, cfg.models)("bench").layout
     typed = TypedDecoders(lambda model: layout if model == "bench" else None)
     decoder = EventDecoder(PredictionEvent)
 
+    cpu: dict[str, list[float]] = {"replay": [], "read": [], "decode": []}
+
     def read_only() -> float:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         for _ in FileSource(path, batch_size=cfg.kafka.batch_size).batches():
             pass
+        cpu["read"].append(time.process_time() - c)
         return time.perf_counter() - t
 
     def read_and_decode() -> float:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         first, rows = typed.decoder("bench"), typed.rows("bench")
         for msgs, _ in FileSource(path, batch_size=cfg.kafka.batch_size).batches():
             decode_messages(decoder, [m.value for m in msgs], first=first, first_rows=rows)
+        cpu["decode"].append(time.process_time() - c)
         return time.perf_counter() - t
 
     gc.set_threshold(50_000, 20, 10)  # as `drifthouse replay` runs
     once("warmup")
+    cpu["replay"].clear()
     runs: dict[str, list[float]] = {"replay": [], "read": [], "decode": []}
     for i in range(args.repeat):  # in turn, so that load elsewhere falls on all alike
         runs["replay"].append(once(f"r{i}")[0])
@@ -156,8 +163,8 @@ def main() -> None:
         f"median of {args.repeat} (load average {os.getloadavg()[0]:.1f} at the end)\n"
     )
     print(
-        "| run | median s | fastest s | slowest s | events/s (median) | MB/s |\n"
-        "|---|---:|---:|---:|---:|---:|"
+        "| run | median s | fastest s | slowest s | events/s (median) | MB/s | "
+        "events per CPU-second (median) |\n|---|---:|---:|---:|---:|---:|---:|"
     )
     names = {
         "read": "ceiling: reading the lines into messages (FileSource)",
@@ -168,7 +175,7 @@ def main() -> None:
         med = statistics.median(runs[key])
         print(
             f"| {label} | {med:.2f} | {min(runs[key]):.2f} | {max(runs[key]):.2f} | "
-            f"{n / med:,.0f} | {size_mb / med:.0f} |"
+            f"{n / med:,.0f} | {size_mb / med:.0f} | {n / statistics.median(cpu[key]):,.0f} |"
         )
     for form, source in batched.items():
         once(f"warmup-{form}", source)
