@@ -249,15 +249,23 @@ class PredictionLog:
         # Most events are routine, carry an id and are sampled out: decide those here, in a
         # few operations, before building anything (the same decision as :meth:`row`).
         rates, fallback = self._sample_rates, self._default_rate
-        prefixes: dict[str, int] = {}  # CRC-32 of ``model + "\x00"``, the key's common head
-        crc32 = zlib.crc32
+        # Per model: None when more than the sampler decides (keep_when), else the CRC-32 of
+        # ``model + "\x00"`` (the key's common head) and the rate times 2**32 (both exact, so
+        # ``crc >= bound`` is ``sample_point(model + "\x00" + key) >= rate``, exactly).
+        plans: dict[str, tuple[int, float] | None] = {}
+        crc32, last, plan = zlib.crc32, None, None
         for event in events:
-            rate = rates.get(event.model, fallback)
-            if rate is not None and event.status < 400:
-                model = event.model
-                head = prefixes.get(model)
-                if head is None:
-                    head = prefixes[model] = crc32(f"{model}\x00".encode())
+            model = event.model
+            if model != last:
+                last = model
+                if model in plans:
+                    plan = plans[model]
+                else:
+                    rate = rates.get(model, fallback)
+                    plan = plans[model] = (
+                        None if rate is None else (crc32(f"{model}\x00".encode()), rate * 2.0**32)
+                    )
+            if plan is not None and event.status < 400:
                 key = event.event_id or _content_key(
                     event.model_version,
                     event.ts_ms,
@@ -266,8 +274,7 @@ class PredictionLog:
                     event.status,
                     event.segment,
                 )
-                # CRC-32 continued from the head: sample_point(model + "\x00" + key), exactly.
-                if crc32(key.encode("utf-8"), head) / 4_294_967_296.0 >= rate:
+                if crc32(key.encode(), plan[0]) >= plan[1]:
                     continue
             row = self.row(
                 model=event.model,

@@ -93,6 +93,26 @@ def test_rows_decide_as_row_does(models: dict[str, ModelConfig]) -> None:
     assert {r.kept_because for r in one_by_one} >= {"error", "sample"}
 
 
+def test_rows_decide_as_row_does_for_models_in_turn() -> None:
+    # Each model its own rate, keep_when or default, the events of several models interleaved.
+    log = PredictionLog(
+        {"fraud": ModelConfig(sample_rate=0.3), "churn": ModelConfig(keep_when="value > 0.5")},
+        default=ModelConfig(sample_rate=0.6),
+    )
+    events = [
+        _event(
+            i,
+            model=["fraud", "churn", "other", "fraud"][i % 4 if i % 50 else 0],
+            event_id=None if i % 7 == 0 else f"ev-{i}",
+            prediction=i % 10 / 10,
+        )
+        for i in range(4_000)
+    ]
+    one_by_one = [r for r in (log.row(**e) for e in events) if r is not None]
+    assert log.rows(_Ev(**e) for e in events) == one_by_one
+    assert {r.model for r in one_by_one} == {"fraud", "churn", "other"}
+
+
 def test_events_without_id_get_a_content_hash() -> None:
     log = PredictionLog({"fraud": ModelConfig(sample_rate=1.0)})
     one = log.row(**_event(1, event_id=None))
