@@ -1,10 +1,11 @@
 """Single-event JSON messages into the stage's columns: msgspec against polars and pyarrow.
 
-    .venv/bin/python bench/bench_decode.py [--quick] [--events N] [--repeat R] [--chunk C]
+    .venv/bin/python bench/bench_decode.py [--quick] [--events N] [--repeat R] [--chunks C,C,...]
 
 Makes N prediction events of ``bench_replay.py``'s shape (20 numeric + 5 categorical features,
 an ``event_id``, a float prediction, latency and status, one JSON object per line) and turns
-them, chunk by chunk (C lines a chunk: a file replay's micro-batch, or a Kafka fetch), into
+them, chunk by chunk (C lines a chunk: 1,024 is a file replay's micro-batch and the worker's
+``kafka.batch_size``; 200,000 is the whole input in one call), into
 what the partition stage folds into its sketches: :class:`drifthouse.detectors.columns.Columns`
 (event times, a float64 matrix of the numeric features with its missing/type-error status,
 int32 category codes under the reference's layout, latency, HTTP status, score, event ids).
@@ -25,12 +26,16 @@ makes as it goes (times within bounds, names' lengths, a category typed as a num
 reads ``2`` in a string column as ``"2"``, silently); a real path would add them. Every run
 checks that the three give identical columns. Each figure is the median of R runs (after one
 warm-up) with the spread (fastest, slowest), the three taken in turn in each round so that load
-on a shared machine falls on all alike.
+on a shared machine falls on all alike, with the cyclic collector's thresholds `drifthouse`
+runs with (``drifthouse/cli/__init__.py``). polars is not a dependency of drifthouse: without
+it, its row is left out.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import importlib.util
 import io
 import json
 import os
@@ -218,7 +223,7 @@ def main() -> None:
     )
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--chunk", type=int, default=1_024, help="lines per call")
+    parser.add_argument("--chunks", default="1024,200000", help="lines per call, comma-separated")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     n = 20_000 if args.quick else args.events
@@ -226,12 +231,20 @@ def main() -> None:
     rng = np.random.default_rng(0)
     layout = _layout(rng)
     lines = [json.dumps(e).encode() for e in _events(rng, n, 1_767_225_600_000)]
-    chunks = [lines[i : i + args.chunk] for i in range(0, n, args.chunk)]
-    paths = {
-        "msgspec + extract (today)": msgspec_path(layout),
-        "polars.read_ndjson": polars_path(layout),
-        "pyarrow.json.read_json": pyarrow_path(layout),
-    }
+    paths = {"msgspec + extract (today)": msgspec_path(layout)}
+    if importlib.util.find_spec("polars") is not None:
+        paths["polars.read_ndjson"] = polars_path(layout)
+    paths["pyarrow.json.read_json"] = pyarrow_path(layout)
+    gc.set_threshold(50_000, 20, 10)  # as `drifthouse replay` and the worker run
+    for size in (int(c) for c in args.chunks.split(",")):
+        _compare(paths, lines, min(size, n), repeat)
+
+
+def _compare(
+    paths: dict[str, Callable[[Chunk], Columns]], lines: Chunk, size: int, repeat: int
+) -> None:
+    n = len(lines)
+    chunks = [lines[i : i + size] for i in range(0, n, size)]
     expected = _concat([paths["msgspec + extract (today)"](c) for c in chunks])
     for name, run in paths.items():
         if not _same(_concat([run(c) for c in chunks]), expected):
@@ -247,7 +260,7 @@ def main() -> None:
     mb = sum(map(len, lines)) / 1e6
     print(
         f"\n{n:,} events x {NUMERIC + CATEGORICAL} features ({mb:.0f} MB of JSON), "
-        f"{len(chunks)} calls of {args.chunk} lines, one thread, median of {repeat} "
+        f"{len(chunks)} calls of {size:,} lines, one thread, median of {repeat} "
         f"(load average {load:.1f} at the end)\n"
     )
     base = statistics.median(times["msgspec + extract (today)"])

@@ -10,8 +10,9 @@ cyclic collector's thresholds `drifthouse replay` sets (``drifthouse/cli/__init_
 the events per second (wall, and per CPU-second of the process: on a shared machine the latter
 moves less with the load) next to two ceilings timed in the same run, in turn with the replays:
 reading the file's lines into messages (``FileSource``) and reading plus decoding them
-(``decode_messages`` with the model's typed decoder, what the partition stage does first), and
-where the time goes (decode, column extraction, sketch kernels, evaluation and store) measured
+(``decode_messages`` with the model's typed decoder, what the partition stage does first),
+beside the same replay with the model configured without labels (``models.bench.labels:
+false``: no label join), and where the time goes (decode, column extraction, sketch kernels, evaluation and store) measured
 with cProfile on a separate run. With ``--batch B``, the same
 events are also written B to a line as batched messages (docs/events.md, "Batched messages":
 rows, and columns) and replayed in the same run, beside the single-event file.
@@ -120,20 +121,29 @@ def main() -> None:
     client = open_store(cfg.store_dsn(), cfg.store.database)
     migrate(client, cfg.store.database)
 
-    def once(run_id: str, source: Path = path) -> tuple[float, int]:
+    # The same model configured without labels: its predictions are not held for a label join.
+    unlabelled = Config.model_validate(
+        {
+            "store": {"path": str(folder / "store")},
+            "windows": [{"size": "1h"}],
+            "models": {"bench": {"labels": False}},
+        }
+    )
+
+    def once(run_id: str, source: Path = path, config: Config = cfg) -> tuple[float, int]:
         sink = ClickHouseSink(client, database=cfg.store.database, batch_rows=50_000)
         t, c = time.perf_counter(), time.process_time()
         summary = replay(
-            cfg, source=f"file:{source}", sink=sink, run_id=run_id, profiles={"bench": profile}
+            config, source=f"file:{source}", sink=sink, run_id=run_id, profiles={"bench": profile}
         )
-        cpu["replay"].append(time.process_time() - c)
+        cpu["replay" if config is cfg else "unlabelled"].append(time.process_time() - c)
         return time.perf_counter() - t, summary.stats.rows
 
     layout = Sketches({"bench": profile}, cfg.metrics, cfg.models)("bench").layout
     typed = TypedDecoders(lambda model: layout if model == "bench" else None)
     decoder = EventDecoder(PredictionEvent)
 
-    cpu: dict[str, list[float]] = {"replay": [], "read": [], "decode": []}
+    cpu: dict[str, list[float]] = {"replay": [], "unlabelled": [], "read": [], "decode": []}
 
     def read_only() -> float:
         t, c = time.perf_counter(), time.process_time()
@@ -152,10 +162,13 @@ def main() -> None:
 
     gc.set_threshold(50_000, 20, 10)  # as `drifthouse replay` runs
     once("warmup")
+    once("warmup-unlabelled", config=unlabelled)
     cpu["replay"].clear()
-    runs: dict[str, list[float]] = {"replay": [], "read": [], "decode": []}
+    cpu["unlabelled"].clear()
+    runs: dict[str, list[float]] = {"replay": [], "unlabelled": [], "read": [], "decode": []}
     for i in range(args.repeat):  # in turn, so that load elsewhere falls on all alike
         runs["replay"].append(once(f"r{i}")[0])
+        runs["unlabelled"].append(once(f"u{i}", config=unlabelled)[0])
         runs["read"].append(read_only())
         runs["decode"].append(read_and_decode())
     print(
@@ -170,6 +183,7 @@ def main() -> None:
         "read": "ceiling: reading the lines into messages (FileSource)",
         "decode": "ceiling: reading + decoding (decode_messages, typed decoder)",
         "replay": "file replay to the embedded ClickHouse",
+        "unlabelled": "the same, the model without labels (no label join)",
     }
     for key, label in names.items():
         med = statistics.median(runs[key])
