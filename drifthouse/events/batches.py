@@ -150,8 +150,17 @@ def decode_messages(
     ``first_rows`` on batches in rows: narrower decoders that raise for anything they do not
     take and decode what they take to the same values."""
     singles = _singles(decoder, raws, now_ms, first)
-    if singles is not None:
-        return singles
+    return singles if singles is not None else _mixed(decoder, raws, now_ms, first, first_rows)
+
+
+def _mixed(
+    decoder: EventDecoder[PredictionEvent],
+    raws: Sequence[Buffer],
+    now_ms: int | None,
+    first: Callable[[Buffer], PredictionEvent] | None,
+    first_rows: Callable[[Buffer], Any] | None,
+) -> Decoded:
+    """:func:`decode_messages` of a chunk that may hold batch envelopes."""
     rows: list[Buffer] = []
     slots: list[tuple[int, int, _Envelope | None]] = []  # per row: position, index, envelope
     whole: dict[int, DecodeError] = {}  # row index -> error of a whole refused message
