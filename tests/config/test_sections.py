@@ -79,3 +79,21 @@ def test_kafka_session_timeout_outside_the_brokers_bounds_is_refused(value: str)
     # Kafka's brokers refuse a member outside group.min/max.session.timeout.ms (6 s, 30 min).
     with pytest.raises(ValidationError, match=r"session_timeout[\s\S]*(greater|less) than"):
         Config.model_validate({"kafka": {"session_timeout": value}})
+
+
+def test_a_dumped_configuration_reads_back_as_itself() -> None:
+    """Durations are milliseconds inside and ``"30s"`` or integer *seconds* outside: a dump
+    must write what reads back to the same milliseconds, not 1,000 times more."""
+    cfg = Config.model_validate(
+        {
+            "kafka": {"idle_after": "1500ms", "session_timeout": "6s", "snapshot_every": 0},
+            "windows": [{"size": "1h"}, {"size": "15m", "hop": "1m"}],
+            "metrics": {"label_horizon": "7d"},
+        }
+    )
+    for mode in ("python", "json"):
+        again = Config.model_validate(cfg.model_dump(mode=mode, exclude={"base_dir"}))
+        assert again.kafka == cfg.kafka
+        assert again.windows == cfg.windows
+        assert again.metrics == cfg.metrics
+        assert again.alerting == cfg.alerting
