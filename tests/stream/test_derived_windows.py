@@ -1,0 +1,219 @@
+"""Long windows built from stored base windows (``windows: [{size: 1d, from: 1h}]``).
+
+A derived window holds no pane in the source stages nor in the merge stage: the merger stores
+each closed base window's whole state (table ``window_states``) and, once the watermark passes
+the long window's end, merges the stored states of its span in ascending start and evaluates
+it as any window (docs/configuration.md "windows").
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drifthouse.app.assembly import RunParts
+from drifthouse.app.pipeline import Pipeline
+from drifthouse.app.replay import replay
+from drifthouse.config import Config
+from drifthouse.errors import SketchError
+from drifthouse.sinks import ClickHouseSink
+from drifthouse.sinks.base import MemorySink
+from drifthouse.sinks.schema import migrate
+from drifthouse.stream.dead_letters import MemoryDeadLetters
+from drifthouse.stream.sources import Message
+
+MINUTE = 60_000
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+START = 1_767_225_600_000  # 2026-01-01T00:00:00Z, a day boundary
+
+
+def _config(long: dict[str, Any], **extra: Any) -> Config:
+    return Config.model_validate(
+        {
+            "windows": [{"size": "1h"}, long],
+            "models": {"fraud": {"task": "classification"}, "churn": {}},
+            **extra,
+        }
+    )
+
+
+STREAM = {"size": "1d"}
+DERIVED = {"size": "1d", "from": "1h"}
+
+
+def _events(days: float, every_ms: int, *, skip_hours: Sequence[int] = ()) -> list[bytes]:
+    """Two models, a numeric and a categorical feature, segments, latency and errors; no event
+    in the hours (since START) listed in ``skip_hours``."""
+    out = []
+    for i in range(int(days * DAY // every_ms)):
+        ts = START + i * every_ms
+        if (ts - START) // HOUR in skip_hours:
+            continue
+        model = "fraud" if i % 3 else "churn"
+        score = (i * 7919 % 1000) / 1000
+        out.append(
+            json.dumps(
+                {
+                    "model": model,
+                    "ts": ts,
+                    "event_id": f"e{i}",
+                    "prediction": score,
+                    "latency_ms": float(i * 31 % 250) + 0.125,
+                    "status": 500 if i % 41 == 0 else 200,
+                    "segment": {"country": ["DE", "FR", "US"][i % 3]},
+                    "features": {
+                        "amount": float(i % 97) * 1.37,
+                        "channel": ["web", "app", "pos"][i * 13 % 3],
+                    },
+                }
+            ).encode()
+        )
+    return out
+
+
+def _write(path: Path, lines: Sequence[bytes]) -> str:
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    return f"file:{path}"
+
+
+def _key(row: Any) -> tuple[Any, ...]:
+    return tuple(
+        getattr(row, f)
+        for f in ("window", "window_start", "model", "model_version", "feature", "segment",
+                  "metric", "value", "n")
+    )  # fmt: skip
+
+
+def assert_same_rows(got: list[tuple[Any, ...]], expected: list[tuple[Any, ...]]) -> None:
+    """The same rows; values to the last digit, or within 1e-12 relative (sums of floats
+    merged hour by hour rather than event by event: docs/configuration.md "windows")."""
+    assert [r[:7] + r[8:] for r in got] == [r[:7] + r[8:] for r in expected]
+    for g, e in zip(got, expected, strict=True):
+        assert g[7] == pytest.approx(e[7], rel=1e-12, abs=1e-12, nan_ok=True), (g, e)
+    exact = sum(
+        g[7] == e[7] or (g[7] != g[7] and e[7] != e[7]) for g, e in zip(got, expected, strict=True)
+    )
+    assert exact >= 0.9 * len(got)  # most values are counts, ranks or exact ratios
+
+
+def _stored_metrics(client: Any, database: str, window: str) -> list[tuple[Any, ...]]:
+    result = client.query(
+        "SELECT window, toUnixTimestamp64Milli(window_start), model, model_version, feature, "
+        f"segment, metric, value, n FROM `{database}`.metrics FINAL WHERE window = {{w:String}}",
+        parameters={"w": window},
+    )
+    return sorted(tuple(r) for r in result.result_rows)
+
+
+def _store(ch_database: tuple[Any, str]) -> ClickHouseSink:
+    client, database = ch_database
+    migrate(client, database)
+    return ClickHouseSink(client, database=database)
+
+
+def test_a_derived_day_is_the_day_the_stream_builds_to_the_last_digit(
+    tmp_path: Path, ch_database: tuple[Any, str]
+) -> None:
+    source = _write(tmp_path / "preds.jsonl", _events(3, 7 * MINUTE, skip_hours=(30, 31, 50)))
+    today = MemorySink()
+    replay(_config(STREAM), source=source, sink=today, run_id="r", profiles={},
+           dead_letters=MemoryDeadLetters())  # fmt: skip
+    expected = sorted(_key(r) for r in today.rows("metrics") if r.window == "1d")
+    assert len({r[1] for r in expected}) == 3  # three days, each with rows
+
+    client, database = ch_database
+    sink = _store(ch_database)
+    replay(_config(DERIVED), source=source, sink=sink, run_id="r", profiles={},
+           dead_letters=MemoryDeadLetters())  # fmt: skip
+    assert_same_rows(_stored_metrics(client, database, "1d"), expected)
+    # The hourly windows are those of a run without the derived day.
+    hourly = sorted(_key(r) for r in today.rows("metrics") if r.window == "1h")
+    assert _stored_metrics(client, database, "1h") == hourly
+
+
+def test_a_derived_day_over_several_partitions_matches_the_stream_day() -> None:
+    events = _events(2, 5 * MINUTE)
+
+    def run(long: dict[str, Any]) -> list[tuple[Any, ...]]:
+        sink = MemorySink()
+        pipe = Pipeline(config=_config(long), profiles={}, sink=sink,
+                        dead_letters=MemoryDeadLetters(), run_id="r")  # fmt: skip
+        pipe.expect_partitions([0, 1, 2])
+        batch = [Message(v, i % 3, i // 3) for i, v in enumerate(events)]
+        for lo in range(0, len(batch), 50):
+            pipe.process(batch[lo : lo + 50])
+        pipe.finish()
+        sink.flush()
+        return sorted(_key(r) for r in sink.rows("metrics") if r.window == "1d")
+
+    expected = run(STREAM)
+    assert expected
+    assert_same_rows(run(DERIVED), expected)
+
+
+def test_the_checkpoint_goes_back_no_further_than_the_short_window() -> None:
+    every = MINUTE
+    events = _events(2, every)
+    per_hour = HOUR // every
+
+    def checkpoint_offset(long: dict[str, Any]) -> int:
+        parts = RunParts.of(_config(long), {})
+        stage = parts.partition_stage(0, MemoryDeadLetters())
+        msgs = [Message(v, 0, i) for i, v in enumerate(events)]
+        for lo in range(0, len(msgs), 100):
+            stage.process(msgs[lo : lo + 100])
+        assert stage.windows.open_windows() <= 2  # one hour's pane of each model
+        return stage.checkpoint().offset
+
+    offset = checkpoint_offset(DERIVED)
+    # At most one hour (the open 1h pane) is re-read after a restart.
+    assert len(events) - offset <= per_hour
+    # Without `from`, the whole second day is re-read (its 1d pane is open).
+    with pytest.raises(AssertionError):
+        checkpoint_offset(STREAM)
+
+
+def test_a_derived_day_whose_stored_hours_are_lost_is_not_written(
+    ch_database: tuple[Any, str],
+) -> None:
+    client, database = ch_database
+    sink = _store(ch_database)
+    events = _events(2, 10 * MINUTE)
+    pipe = Pipeline(config=_config(DERIVED), profiles={}, sink=sink,
+                    dead_letters=MemoryDeadLetters(), run_id="r")  # fmt: skip
+    msgs = [Message(v, 0, i) for i, v in enumerate(events)]
+    noon = next(i for i, v in enumerate(events) if json.loads(v)["ts"] >= START + 12 * HOUR)
+    pipe.process(msgs[:noon])
+    sink.flush()
+    stored = client.query(
+        f"SELECT count() FROM `{database}`.window_states FINAL WHERE window = '1h' "
+        "AND window_start = fromUnixTimestamp64Milli({s:Int64}, 'UTC')",
+        parameters={"s": START + 5 * HOUR},
+    ).result_rows[0][0]
+    assert stored == 2  # both models' 05:00 hour
+    client.command(
+        f"DELETE FROM `{database}`.window_states WHERE window_start = "
+        f"fromUnixTimestamp64Milli({START + 5 * HOUR}, 'UTC')"
+    )
+    pipe.process(msgs[noon:])  # the first day closes: its 05:00 hour is missing
+    assert pipe.merge.derived.incomplete == 2  # both models' first day held back, said so
+    with pytest.raises(SketchError, match=r"1d window .* 2026-01-01T05:00") as err:
+        pipe.finish()
+    assert "window_states" in str(err.value)
+    sink.flush()
+    # Never a partial day: no prediction metric of the first day; its label metrics (here: no
+    # label) come from the merger's label join, as for any window.
+    days = {r[1] for r in _stored_metrics(client, database, "1d") if r[6] == "events"}
+    assert days == {START + DAY}
+
+
+def test_a_derived_window_must_name_a_tumbling_base_in_the_list() -> None:
+    with pytest.raises(ValueError, match="tumbling window of the list"):
+        _config({"size": "1d", "from": "2h"})
+    with pytest.raises(ValueError, match="tumbling window of the list"):
+        _config({"size": "90m", "from": "1h"})
