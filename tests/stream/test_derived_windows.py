@@ -24,6 +24,7 @@ from drifthouse.sinks import ClickHouseSink
 from drifthouse.sinks.base import MemorySink
 from drifthouse.sinks.schema import migrate
 from drifthouse.stream.dead_letters import MemoryDeadLetters
+from drifthouse.stream.derived import DerivedWindows
 from drifthouse.stream.sources import Message
 
 MINUTE = 60_000
@@ -217,3 +218,32 @@ def test_a_derived_window_must_name_a_tumbling_base_in_the_list() -> None:
         _config({"size": "1d", "from": "2h"})
     with pytest.raises(ValueError, match="tumbling window of the list"):
         _config({"size": "90m", "from": "1h"})
+
+
+def test_a_merger_resumed_from_its_snapshot_writes_the_same_derived_days() -> None:
+    config = _config(DERIVED)
+    events = [Message(v, 0, i) for i, v in enumerate(_events(2, 10 * MINUTE))]
+
+    def run(cut: int | None) -> list[tuple[Any, ...]]:
+        parts = RunParts.of(config, {})
+        sink = MemorySink()
+        stage = parts.partition_stage(0, MemoryDeadLetters())
+        merge = parts.merge_stage(sink, run_id="r", computed_at=lambda: 0)
+        for lo in range(0, len(events), 25):
+            if cut is not None and lo == cut:  # a new merger, resumed from the snapshot
+                snapshot, owed = merge.snapshot(), merge.derived.to_bytes()
+                assert owed != DerivedWindows(merge.specs).to_bytes()  # the day owes hours
+                merge = parts.merge_stage(sink, run_id="r", computed_at=lambda: 0)
+                merge.restore_snapshot(snapshot)
+                assert merge.derived.to_bytes() == owed
+            merge.add(stage.process(events[lo : lo + 25]))
+            merge.watermark(0, stage.watermark)
+            merge.emit()
+        merge.add(stage.finish())
+        merge.emit(final=True)
+        sink.flush()
+        return sorted(_key(r) for r in sink.rows("metrics") if r.window == "1d")
+
+    whole = run(None)
+    assert len({r[1] for r in whole}) == 2
+    assert run(100) == whole  # mid-morning of the first day: its day owes hours already stored
