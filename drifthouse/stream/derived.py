@@ -36,7 +36,7 @@ from drifthouse.sinks.base import Sink
 from drifthouse.sinks.window_states import StoredState, WindowStates, encode_state
 from drifthouse.stream.results import WindowResult, evaluate_window
 from drifthouse.stream.stage import Key
-from drifthouse.stream.windows import WindowSpec
+from drifthouse.stream.windows import NO_TIME, WindowSpec
 
 __all__ = ["DerivedWindows", "Owed"]
 
@@ -54,6 +54,8 @@ class Owed:
     dirty: bool = True
     written: bool = False
     reported: bool = False
+    #: Held back: tried again once the watermark reaches this (a base window later).
+    retry_at: int = NO_TIME
 
 
 class _OwedRow(msgspec.Struct, array_like=True):
@@ -168,10 +170,13 @@ class DerivedWindows:
             loaded = [(dk, *self.load(dk, self.states, run_id)) for dk in due]
         except StoreError as exc:  # the store is away: the windows stay due
             log.warning("merge.derived_waiting", windows=len(due), reason=str(exc))
+            for dk in due:
+                self._later(dk, ready)
             return [], written
         out = []
         for dk, stored, missing in loaded:
             if missing or not stored:
+                self._later(dk, ready)
                 message = self.held_back(dk, missing)
                 if ready is None:
                     self._failures.append(message)
@@ -198,6 +203,12 @@ class DerivedWindows:
             self.written(dk)
         return out, written
 
+    def _later(self, dk: DerivedKey, ready: int | None) -> None:
+        """Try a held-back window again one base window of event time later, not at every
+        batch: reading the store again costs a query each time."""
+        if ready is not None:
+            self._owed[dk].retry_at = ready + self.specs[self._base_of(dk[0])].size_ms
+
     def raise_incomplete(self) -> None:
         """After a final emit: the derived windows held back, as one error."""
         if self._failures:
@@ -210,7 +221,11 @@ class DerivedWindows:
         out = [
             dk
             for dk, owed in self._owed.items()
-            if owed.dirty and (ready is None or dk[1] + self.specs[dk[0]].size_ms <= ready)
+            if owed.dirty
+            and (
+                ready is None
+                or (dk[1] + self.specs[dk[0]].size_ms <= ready and owed.retry_at <= ready)
+            )
         ]
         return sorted(out, key=lambda dk: (dk[1] + self.specs[dk[0]].size_ms, dk[0], dk[2]))
 
@@ -238,7 +253,7 @@ class DerivedWindows:
 
     def written(self, dk: DerivedKey) -> None:
         owed = self._owed[dk]
-        owed.dirty, owed.written, owed.reported = False, True, False
+        owed.dirty, owed.written, owed.reported, owed.retry_at = False, True, False, NO_TIME
 
     def held_back(self, dk: DerivedKey, missing: Sequence[int]) -> str:
         """Say that a due derived window misses stored base states; return the message."""

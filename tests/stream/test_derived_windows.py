@@ -247,3 +247,43 @@ def test_a_merger_resumed_from_its_snapshot_writes_the_same_derived_days() -> No
     whole = run(None)
     assert len({r[1] for r in whole}) == 2
     assert run(100) == whole  # mid-morning of the first day: its day owes hours already stored
+
+
+@pytest.mark.parametrize("long", [STREAM, DERIVED], ids=["stream", "derived"])
+def test_a_partition_waking_up_rewrites_the_derived_day_with_its_events(
+    long: dict[str, Any],
+) -> None:
+    """Partition 1 is idle while the first day is written from partition 0; it then delivers
+    events of that day's last hour: the hour is rewritten, and so is the day, whole."""
+    sink = MemorySink()
+    pipe = Pipeline(config=_config(long), profiles={}, sink=sink,
+                    dead_letters=MemoryDeadLetters(), run_id="r")  # fmt: skip
+    pipe.expect_partitions([0, 1])
+    events = _events(1.5, 10 * MINUTE)
+    late = [_event_at(START + 23 * HOUR + k * MINUTE, f"late{k}") for k in range(5)]
+    pipe.process([Message(_event_at(START, "first"), 1, 0)])
+    pipe.mark_idle(1)
+    pipe.process([Message(v, 0, i) for i, v in enumerate(events)])
+    sink.flush()
+    day = [
+        r for r in sink.rows("metrics") if (r.window, r.metric, r.segment) == ("1d", "events", "")
+    ]
+    per_day = DAY // (10 * MINUTE)  # 144 events of day one: a third churn, the rest fraud
+    assert sorted(r.value for r in day) == [per_day // 3, per_day - per_day // 3]
+    pipe.mark_idle(1, False)
+    pipe.process([Message(v, 1, 1 + k) for k, v in enumerate(late)])
+    pipe.process([Message(_event_at(START + 36 * HOUR, "last"), 1, 9)])
+    sink.flush()
+    fraud = next(
+        r for r in sink.rows("metrics")
+        if (r.window, r.window_start, r.model, r.metric, r.segment)
+        == ("1d", START, "fraud", "events", "")
+    )  # fmt: skip
+    assert fraud.value == per_day - per_day // 3 + 1 + len(late)
+
+
+def _event_at(ts: int, event_id: str) -> bytes:
+    return json.dumps(
+        {"model": "fraud", "ts": ts, "event_id": event_id, "prediction": 0.5,
+         "features": {"amount": 1.0, "channel": "web"}}
+    ).encode()  # fmt: skip
