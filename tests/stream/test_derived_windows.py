@@ -287,3 +287,23 @@ def _event_at(ts: int, event_id: str) -> bytes:
         {"model": "fraud", "ts": ts, "event_id": event_id, "prediction": 0.5,
          "features": {"amount": 1.0, "channel": "web"}}
     ).encode()  # fmt: skip
+
+
+def test_a_derived_window_listed_first_changes_nothing() -> None:
+    """The automatic reference is built on the first window kept in the stream, wherever the
+    derived window is listed."""
+    events = [Message(v, 0, i) for i, v in enumerate(_events(2, 15 * MINUTE))]
+
+    def run(windows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        config = Config.model_validate({"windows": windows, "models": {"fraud": {}, "churn": {}}})
+        sink = MemorySink()
+        pipe = Pipeline(config=config, profiles={}, sink=sink,
+                        dead_letters=MemoryDeadLetters(), run_id="r")  # fmt: skip
+        pipe.process(events)
+        pipe.finish()
+        sink.flush()
+        return sorted(_key(r) for r in sink.rows("metrics"))
+
+    rows = run([{"size": "1h"}, DERIVED])
+    assert any(r[6] == "psi" and r[0] == "1d" for r in rows)  # drift on the automatic reference
+    assert run([DERIVED, {"size": "1h"}]) == rows
