@@ -14,6 +14,7 @@ LZ4-framed, as base64 text in a ``String`` column.
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -49,6 +50,7 @@ def decode_state(text: str) -> bytes:
 class StoredState:
     """One stored base window of one model version: its start and its state's bytes."""
 
+    model: str
     start: int
     model_version: str
     state: bytes
@@ -58,10 +60,10 @@ class WindowStates(Protocol):
     """Where base-window states are read back."""
 
     def load(
-        self, *, model: str, window: str, run_id: str, lo_ms: int, hi_ms: int
+        self, *, models: Sequence[str], window: str, run_id: str, lo_ms: int, hi_ms: int
     ) -> list[StoredState]:
-        """The model's stored states of ``window`` starting in ``[lo_ms, hi_ms)``, ascending
-        by start then version."""
+        """The models' stored states of ``window`` starting in ``[lo_ms, hi_ms)``, ascending
+        by model, start and version."""
         ...
 
 
@@ -73,22 +75,25 @@ class StoredWindowStates:
         self.table = f"`{database}`.window_states"
 
     def load(
-        self, *, model: str, window: str, run_id: str, lo_ms: int, hi_ms: int
+        self, *, models: Sequence[str], window: str, run_id: str, lo_ms: int, hi_ms: int
     ) -> list[StoredState]:
         result = call(
             "reading stored window states",
             self.client.query,
-            "SELECT toUnixTimestamp64Milli(window_start), model_version, state "
+            "SELECT model, toUnixTimestamp64Milli(window_start), model_version, state "
             f"FROM {self.table} FINAL "
-            "WHERE model = {model:String} AND run_id = {run:String} AND window = {w:String} "
+            "WHERE model IN {models:Array(String)} AND run_id = {run:String} "
+            "AND window = {w:String} "
             "AND window_start >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC') "
             "AND window_start < fromUnixTimestamp64Milli({hi:Int64}, 'UTC') "
-            "ORDER BY window_start, model_version",
-            parameters={"model": model, "run": run_id, "w": window, "lo": lo_ms, "hi": hi_ms},
-        )
+            "ORDER BY model, window_start, model_version",
+            parameters={
+                "models": list(models), "run": run_id, "w": window, "lo": lo_ms, "hi": hi_ms,
+            },
+        )  # fmt: skip
         return [
-            StoredState(int(start), str(version), decode_state(str(text)))
-            for start, version, text in result.result_rows
+            StoredState(str(model), int(start), str(version), decode_state(str(text)))
+            for model, start, version, text in result.result_rows
         ]
 
 
@@ -99,16 +104,21 @@ class MemoryWindowStates:
         self.sink = sink
 
     def load(
-        self, *, model: str, window: str, run_id: str, lo_ms: int, hi_ms: int
+        self, *, models: Sequence[str], window: str, run_id: str, lo_ms: int, hi_ms: int
     ) -> list[StoredState]:
+        wanted = set(models)
         rows: list[WindowStateRow] = [
             r
             for r in self.sink.rows("window_states")
-            if (r.model, r.window, r.run_id) == (model, window, run_id)
+            if r.model in wanted
+            and (r.window, r.run_id) == (window, run_id)
             and lo_ms <= r.window_start < hi_ms
         ]
-        rows.sort(key=lambda r: (r.window_start, r.model_version))
-        return [StoredState(r.window_start, r.model_version, decode_state(r.state)) for r in rows]
+        rows.sort(key=lambda r: (r.model, r.window_start, r.model_version))
+        return [
+            StoredState(r.model, r.window_start, r.model_version, decode_state(r.state))
+            for r in rows
+        ]
 
 
 def states_of(sink: object) -> WindowStates | None:

@@ -72,6 +72,26 @@ _ENCODE = msgspec.msgpack.Encoder().encode
 _DECODE = msgspec.msgpack.Decoder(list[_OwedRow]).decode
 
 
+#: Models whose stored states one read of the store fetches (a day of hourly states each).
+LOAD_MODELS = 50
+
+
+def _batches(due: Sequence[DerivedKey]) -> list[list[DerivedKey]]:
+    """``due`` (in order) cut into runs sharing spec and start, of at most LOAD_MODELS models."""
+    out: list[list[DerivedKey]] = []
+    for dk in due:
+        last = out[-1] if out else None
+        if (
+            last is not None
+            and last[0][:2] == dk[:2]
+            and len({key[0] for _, _, key in last} | {dk[2][0]}) <= LOAD_MODELS
+        ):
+            last.append(dk)
+        else:
+            out.append([dk])
+    return out
+
+
 def _utc(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M")
 
@@ -165,43 +185,59 @@ class DerivedWindows:
         sink.write(rows)
         written = len(rows)
         rows.clear()
+        out: list[WindowResult] = []
         try:
             sink.flush()
-            loaded = [(dk, *self.load(dk, self.states, run_id)) for dk in due]
-        except StoreError as exc:  # the store is away: the windows stay due
+            for batch in _batches(due):
+                loaded = self.load(batch, self.states, run_id)
+                for dk in batch:
+                    result = self._build(dk, loaded, ready, sketches, changes, run_id, computed_at)
+                    if result is not None:
+                        out.append(result)
+                due = due[len(batch) :]
+        except StoreError as exc:  # the store is away: the windows left stay due
             log.warning("merge.derived_waiting", windows=len(due), reason=str(exc))
             for dk in due:
                 self._later(dk, ready)
-            return [], written
-        out = []
-        for dk, stored, missing in loaded:
-            if missing or not stored:
-                self._later(dk, ready)
-                message = self.held_back(dk, missing)
-                if ready is None:
-                    self._failures.append(message)
-                continue
-            k, start, key = dk
-            sketch = sketches(key[0])
-            state: ModelState | None = None
-            for s in stored:  # ascending start: a fixed merge order
-                part = ModelState.from_bytes(s.state)
-                state = part if state is None else sketch.merge(state, part)
-            assert state is not None
-            out.append(
-                evaluate_window(
-                    self.specs[k],
-                    start,
-                    key,
-                    sketch.resolve(state),
-                    sketches,
-                    changes=changes,
-                    run_id=run_id,
-                    computed_at=computed_at(),
-                )
-            )
-            self.written(dk)
         return out, written
+
+    def _build(
+        self,
+        dk: DerivedKey,
+        loaded: dict[DerivedKey, list[StoredState]],
+        ready: int | None,
+        sketches: Sketches,
+        changes: ChangeDetectors | None,
+        run_id: str,
+        computed_at: Callable[[], int],
+    ) -> WindowResult | None:
+        """One derived window from its stored base states; ``None`` when some are missing."""
+        stored = loaded.get(dk, [])
+        missing = sorted(self._owed[dk].bases - {s.start for s in stored})
+        if missing or not stored:
+            self._later(dk, ready)
+            message = self.held_back(dk, missing)
+            if ready is None:
+                self._failures.append(message)
+            return None
+        k, start, key = dk
+        sketch = sketches(key[0])
+        state: ModelState | None = None
+        for s in stored:  # ascending start: a fixed merge order
+            part = ModelState.from_bytes(s.state)
+            state = part if state is None else sketch.merge(state, part)
+        assert state is not None
+        self.written(dk)
+        return evaluate_window(
+            self.specs[k],
+            start,
+            key,
+            sketch.resolve(state),
+            sketches,
+            changes=changes,
+            run_id=run_id,
+            computed_at=computed_at(),
+        )
 
     def _later(self, dk: DerivedKey, ready: int | None) -> None:
         """Try a held-back window again one base window of event time later, not at every
@@ -230,26 +266,19 @@ class DerivedWindows:
         return sorted(out, key=lambda dk: (dk[1] + self.specs[dk[0]].size_ms, dk[0], dk[2]))
 
     def load(
-        self, dk: DerivedKey, states: WindowStates, run_id: str
-    ) -> tuple[list[StoredState], list[int]]:
-        """The stored base states of a derived window (ascending start) and the base starts
-        it owes that the store does not have."""
-        d, start, (model, version) = dk
-        spec = self.specs[d]
-        base = self.specs[self._base_of(d)]
-        stored = [
-            s
-            for s in states.load(
-                model=model,
-                window=base.name,
-                run_id=run_id,
-                lo_ms=start,
-                hi_ms=start + spec.size_ms,
-            )
-            if s.model_version == version
-        ]
-        have = {s.start for s in stored}
-        return stored, sorted(self._owed[dk].bases - have)
+        self, batch: Sequence[DerivedKey], states: WindowStates, run_id: str
+    ) -> dict[DerivedKey, list[StoredState]]:
+        """The stored base states of derived windows sharing their spec and start (one read
+        of the store), ascending by start per window."""
+        d, start = batch[0][0], batch[0][1]
+        spec, base = self.specs[d], self.specs[self._base_of(d)]
+        models = sorted({key[0] for _, _, key in batch})
+        out: dict[DerivedKey, list[StoredState]] = {}
+        for s in states.load(
+            models=models, window=base.name, run_id=run_id, lo_ms=start, hi_ms=start + spec.size_ms
+        ):
+            out.setdefault((d, start, (s.model, s.model_version)), []).append(s)
+        return out
 
     def written(self, dk: DerivedKey) -> None:
         owed = self._owed[dk]

@@ -23,6 +23,7 @@ from drifthouse.errors import SketchError
 from drifthouse.sinks import ClickHouseSink
 from drifthouse.sinks.base import MemorySink
 from drifthouse.sinks.schema import migrate
+from drifthouse.stream import derived
 from drifthouse.stream.dead_letters import MemoryDeadLetters
 from drifthouse.stream.derived import DerivedWindows
 from drifthouse.stream.sources import Message
@@ -179,9 +180,11 @@ def test_the_checkpoint_goes_back_no_further_than_the_short_window() -> None:
         checkpoint_offset(STREAM)
 
 
+@pytest.mark.parametrize("load_models", [1, derived.LOAD_MODELS])
 def test_a_derived_day_whose_stored_hours_are_lost_is_not_written(
-    ch_database: tuple[Any, str],
+    ch_database: tuple[Any, str], monkeypatch: pytest.MonkeyPatch, load_models: int
 ) -> None:
+    monkeypatch.setattr(derived, "LOAD_MODELS", load_models)  # one read per model, or one for all
     client, database = ch_database
     sink = _store(ch_database)
     events = _events(2, 10 * MINUTE)
