@@ -1,9 +1,13 @@
 """The live worker against a real broker: events per second per worker process, end to end.
 
     KAFKA_BOOTSTRAP=127.0.0.1:9092 .venv/bin/python bench/bench_worker.py [--quick] [--events N] [--web-port P]
+        [--per-message K [--form rows|columns]]
 
 Pre-fills a 4-partition topic with N prediction events (20 numeric + 5 categorical features),
-then (1) reads it with aiokafka alone, the client faust runs on, counting records: the ceiling;
+one event per message, or ``--per-message K`` events per message as batched messages
+(docs/events.md, "Batched messages") in rows or columns,
+then (1) reads it with aiokafka alone, the client faust runs on, counting records (times the
+events a record holds): the ceiling;
 (2) reads it twice more with the same client and, in the loop, the worker's decoder, then the
 worker's partition stages (decoding, columns, windows, sketches, the prediction log's sampling
 and the label join's records; no merger, no store): what each costs on top of reading;
@@ -52,10 +56,15 @@ from drifthouse.stream.stage import PartitionStage
 
 
 async def _consume(
-    bootstrap: str, topic: str, n: int, work: Callable[[int, list[Any]], object] | None = None
+    bootstrap: str,
+    topic: str,
+    n: int,
+    work: Callable[[int, list[Any]], object] | None = None,
+    per_message: int = 1,
 ) -> float:
-    """Records per second through a bare aiokafka consumer, with ``work(partition, records)``
-    run on each fetched batch (none: the client alone, the ceiling)."""
+    """Events per second through a bare aiokafka consumer (``n`` events, ``per_message`` to a
+    record), with ``work(partition, records)`` run on each fetched batch (none: the client
+    alone, the ceiling)."""
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
@@ -71,14 +80,20 @@ async def _consume(
                     t0 = time.perf_counter()
                 if work is not None:
                     work(tp.partition, records)
-                seen += len(records)
+                seen += len(records) * per_message
     finally:
         await consumer.stop()
-    return seen / (time.perf_counter() - (t0 or time.perf_counter()))
+    return min(seen, n) / (time.perf_counter() - (t0 or time.perf_counter()))
 
 
 def _floors(
-    bootstrap: str, topic: str, n: int, cfg: Config, profile: Profile, warm_up: list[dict[str, Any]]
+    bootstrap: str,
+    topic: str,
+    n: int,
+    cfg: Config,
+    profile: Profile,
+    warm_up: list[dict[str, Any]],
+    per_message: int,
 ) -> list[tuple[str, float]]:
     """The same client with the worker's first stages in the loop, no merger and no store:
     what each stage costs on top of reading, on the same records."""
@@ -114,13 +129,16 @@ def _floors(
         found.take_label_records()
         return out
 
+    staged = (
+        "aiokafka + the partition stages (decoding, columns, windows, sketches, "
+        "prediction log, label records; no merger, no store)",
+        asyncio.run(_consume(bootstrap, topic, n, stage, per_message)),
+    )
+    if per_message > 1:  # the single-event decoder does not take batched messages
+        return [staged]
     return [
         ("aiokafka + the worker's decoder", asyncio.run(_consume(bootstrap, topic, n, decode))),
-        (
-            "aiokafka + the partition stages (decoding, columns, windows, sketches, "
-            "prediction log, label records; no merger, no store)",
-            asyncio.run(_consume(bootstrap, topic, n, stage)),
-        ),
+        staged,
     ]
 
 
@@ -132,9 +150,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--batch-size", type=int, default=4096, help="kafka.batch_size")
     parser.add_argument("--web-port", type=int, default=16999, help="the worker's web port")
+    parser.add_argument(
+        "--per-message", type=int, default=1, help="events per message (batched messages)"
+    )
+    parser.add_argument("--form", choices=("rows", "columns"), default="rows")
     args = parser.parse_args()
+    k = args.per_message
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     n = 50_000 if args.quick else args.events
+    n -= n % k  # whole messages
     rng = np.random.default_rng(1)
     folder = Path(tempfile.mkdtemp(prefix="drifthouse-bench-worker-"))
     topic = f"bench-{uuid.uuid4().hex[:8]}"
@@ -151,10 +175,14 @@ def main() -> None:
         bootstrap_servers=bootstrap, linger_ms=50, batch_size=1 << 20, compression_type=None
     )
     t = time.perf_counter()
-    for i, e in enumerate(_events(rng, n, 1_767_225_600_000)):
-        producer.send(topic, value=json.dumps(e).encode(), partition=i % 4)
+    for i, msg in enumerate(_messages(_events(rng, n, 1_767_225_600_000), k, args.form)):
+        producer.send(topic, value=msg, partition=i % 4)
     producer.flush()
-    print(f"filled {topic} with {n:,} events in {time.perf_counter() - t:.1f} s")
+    print(
+        f"filled {topic} with {n:,} events in {n // k:,} messages ({k} per message"
+        + (f", {args.form}" if k > 1 else "")
+        + f") in {time.perf_counter() - t:.1f} s"
+    )
 
     config = {
         "kafka": {"bootstrap": bootstrap, "topic": topic, "group": f"g-{topic}", "partials_topic": f"{topic}-partials",
@@ -165,8 +193,8 @@ def main() -> None:
     }  # fmt: skip
     cfg_run = Config.model_validate(config)
     tune_gc()  # every reading pass with the worker's collector settings
-    ceiling = asyncio.run(_consume(bootstrap, topic, n))
-    floors = _floors(bootstrap, topic, n, cfg_run, profile, ref[:1000])
+    ceiling = asyncio.run(_consume(bootstrap, topic, n, per_message=k))
+    floors = _floors(bootstrap, topic, n, cfg_run, profile, ref[:1000], k)
 
     (folder / "drifthouse.yaml").write_text(json.dumps(config))
     log = (folder / "worker.log").open("wb")
@@ -228,7 +256,8 @@ def main() -> None:
     where = health.get("source_seconds", {})
     load = os.getloadavg()[0]
     print(
-        f"\nload average {load:.2f} on {os.cpu_count()} cores; kafka.batch_size {args.batch_size}"
+        f"\nload average {load:.2f} on {os.cpu_count()} cores; kafka.batch_size {args.batch_size}; "
+        f"{k} event(s) per message" + (f" in {args.form}" if k > 1 else "")
     )
     print("\n| reader | events/s |\n|---|---:|")
     print(f"| aiokafka consumer only (the ceiling) | {ceiling:,.0f} |")
@@ -260,6 +289,19 @@ def main() -> None:
             + ", ".join(f"{k} {100 * v / busy:.0f}%" for k, v in where.items())
             + f" of {busy:.1f} s"
         )
+
+
+def _messages(events: list[dict[str, Any]], k: int, form: str) -> list[bytes]:
+    """The events as message values: one JSON event each, or ``k`` to a batched message."""
+    if k == 1:
+        return [json.dumps(e).encode() for e in events]
+    import msgspec
+
+    from drifthouse.events import PredictionEvent, encode_batch, encode_columns
+
+    encode = encode_columns if form == "columns" else encode_batch
+    typed = [msgspec.convert(e, PredictionEvent) for e in events]
+    return [encode(typed[i : i + k]) for i in range(0, len(typed), k)]
 
 
 def _cpu_seconds(pid: int) -> float:

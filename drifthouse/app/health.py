@@ -41,6 +41,7 @@ def health_report(
             "lag": None if high is None else max(high - stage.next_offset, 0),
             "watermark": stage.watermark,
             "open_panes": stage.windows.open_windows(),
+            "reread_messages": source.reread.get(p, 0),
         }
     stats = source.stats
     return {
@@ -54,6 +55,8 @@ def health_report(
         # Per generation: collections so far and objects they found unreachable (cycles).
         "gc": [[s["collections"], s["collected"]] for s in gc.get_stats()],
         "partitions": partitions,
+        # Every partition this worker has held, those it no longer holds included.
+        "reread_messages": {str(p): n for p, n in sorted(source.reread.items())},
         "merger": _merger_report(mergers[min(mergers)]) if mergers else None,
         "mergers": {str(s): _merger_report(m) for s, m in sorted(mergers.items())},
     }

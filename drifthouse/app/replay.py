@@ -31,6 +31,7 @@ from drifthouse.app.assembly import (
     open_sink,
     replay_alerts,
 )
+from drifthouse.app.late_join import join_at_end
 from drifthouse.app.pipeline import Pipeline, PipelineStats, WindowResult
 from drifthouse.config import Config
 from drifthouse.detectors.reference import Profile
@@ -40,6 +41,7 @@ from drifthouse.profiles.auto import AutoReference
 from drifthouse.sinks.base import Sink, WriteReport, finish
 from drifthouse.sinks.predictions import PredictionLog
 from drifthouse.stream.dead_letters import DeadLetters, FileDeadLetters
+from drifthouse.stream.labels.late import LateJoinReport
 from drifthouse.stream.sources import FileSource, Message, parse_source
 
 __all__ = [
@@ -352,6 +354,8 @@ class StoredReplay:
     alerts: AlertStage
     written: WriteReport
     profiles: Mapping[str, Profile]
+    #: The late join run at the end (``metrics.late_labels``), if any.
+    late: LateJoinReport | None = None
 
 
 def replay_to_store(
@@ -390,4 +394,5 @@ def replay_to_store(
         metric_events=metric_events,
     )
     alerts.finish()
-    return StoredReplay(summary, alerts, finish(sink), profiles)
+    late = join_at_end(config, sink, profiles, run_id)  # metrics.late_labels
+    return StoredReplay(summary, alerts, finish(sink), profiles, late)

@@ -23,14 +23,17 @@ from drifthouse.kafka.source import AssignedReader
 from drifthouse.logs import get_logger
 from drifthouse.stream.dead_letters import DeadLetters
 from drifthouse.stream.sources import Message
-from drifthouse.stream.stage import Checkpoint
+from drifthouse.stream.stage import Checkpoint, PartitionStage
 
-__all__ = ["COMMIT_EVERY_S", "SourceKafka", "SourceLoop"]
+__all__ = ["COMMIT_EVERY_S", "LAST_COMMIT_S", "SourceKafka", "SourceLoop"]
 
 log = get_logger("worker")
 
 COMMIT_EVERY_S = 1.0
 """The source commits its checkpoints at most this often (and when the stream pauses)."""
+
+LAST_COMMIT_S = 10.0
+"""How long a revocation or a shutdown waits for its commit (then the last one stands)."""
 
 
 class SourceKafka(Protocol):
@@ -63,14 +66,17 @@ class CommitClock:
 @dataclass
 class Assignment:
     """The predictions partitions the group gave this worker; ``epoch`` changes with them, so
-    that a batch fetched under an older assignment is dropped."""
+    that a batch fetched under an older assignment is dropped. ``revoked``: taken back, and not
+    assigned again yet."""
 
     epoch: int = 0
     wanted: set[int] = field(default_factory=set)
+    revoked: bool = False
 
-    def change(self, partitions: set[int]) -> None:
+    def change(self, partitions: set[int], *, revoked: bool = False) -> None:
         self.epoch += 1
         self.wanted = set(partitions)
+        self.revoked = revoked
 
 
 class SourceLoop:
@@ -106,6 +112,11 @@ class SourceLoop:
         self.lock = asyncio.Lock()
         # Per partition, the last (watermark, idle) published by the heartbeat.
         self._sent: dict[int, tuple[int, bool]] = {}
+        #: The stages of the partitions revoked, until the next assignment keeps or drops them.
+        self.parked: dict[int, PartitionStage] = {}
+        #: Per partition held or parked, the commit its stage descends from: the last one this
+        #: worker made of it, or the one it was resumed from (``None``: there was none).
+        self.bases: dict[int, tuple[int, str] | None] = {}
 
     async def run(self) -> None:
         """Until cancelled; an unexpected error goes to ``on_error``."""
@@ -138,29 +149,68 @@ class SourceLoop:
         self.assignment.change(partitions)
 
     async def revoked(self) -> None:
-        """The group took the partitions back: drop every stage, after the batch in hand."""
+        """The group took the partitions back. After the batch in hand, every partition's
+        checkpoint is committed and its stage parked: the next assignment keeps the stages of
+        the partitions that come back unchanged (see :meth:`apply_assignment`)."""
         async with self.lock:
-            self.assignment.change(set())
-            self.source.drop(list(self.source.stages))
+            self.assignment.change(set(), revoked=True)
+            async with self.publish_lock:
+                await self._last_commit("revoke")
+            self.parked.update(self.source.park())
+
+    async def stop(self) -> None:
+        """The worker stops: after the batch in hand, every partition's checkpoint is committed,
+        so that the next owner re-reads no more than the panes still open."""
+        async with self.lock, self.publish_lock:
+            await self._last_commit("stop")
+
+    async def _last_commit(self, why: str) -> None:
+        """Commit now (the publish lock held), waiting at most :data:`LAST_COMMIT_S`; a commit
+        that fails leaves the last one standing, which is always a consistent checkpoint."""
+        try:
+            await asyncio.wait_for(self.commit(), LAST_COMMIT_S)
+        except Exception as exc:
+            log.warning("worker.last_commit_failed", on=why, error=repr(exc))
 
     async def apply_assignment(self) -> int:
-        """Open a stage per partition wanted, resumed from its commit; return the epoch
-        applied (-1: it changed meanwhile, apply again)."""
+        """Hold the partitions wanted; return the epoch applied (-1: it changed meanwhile,
+        apply again).
+
+        A parked stage is kept when the group's commit of its partition is still the one the
+        stage descends from: nobody committed the partition since, and the stage is exactly
+        what reading from that commit would rebuild, read further. It resumes at its own next
+        offset and reads nothing again. Any other partition gets a fresh stage resumed from
+        its commit."""
         async with self.lock:
             now = self.assignment.epoch
+            if self.assignment.revoked:
+                self.reader.assign({})  # until the group assigns again; the stages stay parked
+                return now
             parts = sorted(self.assignment.wanted)
             commits = await self.kafka.committed(parts) if parts else {}
             if now != self.assignment.epoch:
                 return -1
+            parked, self.parked = self.parked, {}
             self.source.drop(list(self.source.stages))
             positions: dict[int, int | None] = {}
+            kept: list[int] = []
             for p in parts:
                 found = commits.get(p)
+                stage = parked.pop(p, None)
+                if stage is not None and p in self.bases and self.bases[p] == found:
+                    self.source.keep(p, stage)
+                    positions[p] = stage.next_offset
+                    kept.append(p)
+                    continue
                 cp = Checkpoint.decode(found[1]) if found and found[1] else None
                 self.source.open(p, cp)
+                self.bases[p] = found
                 positions[p] = found[0] if found else None
+            self.source.drop(list(parked))  # remembered as read, for the re-read count
+            for p in set(self.bases) - set(parts):
+                del self.bases[p]
             self.reader.assign(positions)
-            log.info("worker.reading", partitions=parts, resume=positions)
+            log.info("worker.reading", partitions=parts, kept=kept, resume=positions)
             return now
 
     async def batch(self, msgs: list[Message]) -> None:
@@ -189,7 +239,9 @@ class SourceLoop:
             return
         await self.kafka.flush()  # the partials these offsets cover are in Kafka
         await asyncio.get_running_loop().run_in_executor(None, self.dead_letters.flush)
-        await self.kafka.commit(self.source.checkpoints())
+        checkpoints = self.source.checkpoints()
+        if await self.kafka.commit(checkpoints):
+            self.bases.update({p: (cp.offset, cp.encode()) for p, cp in checkpoints.items()})
 
     async def tick(self) -> None:
         """Every second: quiet partitions still report their watermark, marked idle once

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import msgspec
+
 from drifthouse.app.assembly import RunParts
 from drifthouse.app.sources import SourceStages
 from drifthouse.kafka.partials import (
@@ -74,6 +76,13 @@ class SourceSide:
         #: When each partition last had events (monotonic seconds), for idleness.
         self.last_event_at: dict[int, float] = {}
         self.seconds = SourceSeconds()
+        #: Per partition held so far, the messages read again below where it had been read
+        #: before (by this worker, or by the one whose checkpoint it resumed from).
+        self.reread: dict[int, int] = {}
+        # Per partition being re-read, the offset where first reads start again.
+        self._behind: dict[int, int] = {}
+        # Per partition this worker held, how far it had read.
+        self._read_to: dict[int, int] = {}
 
     @property
     def stages(self) -> dict[int, PartitionStage]:
@@ -87,15 +96,40 @@ class SourceSide:
         """A fresh stage for a newly assigned partition, resumed from its checkpoint."""
         stage = self.sources.open(partition, checkpoint)
         self.last_event_at[partition] = time.monotonic()
+        self.reread.setdefault(partition, 0)
+        read_to = checkpoint.read_to if checkpoint is not None else None
+        behind = max(read_to or 0, self._read_to.get(partition, 0))
+        if behind > stage.next_offset:
+            self._behind[partition] = behind
         return stage
 
+    def keep(self, partition: int, stage: PartitionStage) -> None:
+        """Hold ``stage`` again for ``partition`` (parked by :meth:`park`): it resumes where it
+        stopped, and nothing is read again."""
+        self.sources.stages[partition] = stage
+        self.last_event_at[partition] = time.monotonic()
+        self.reread.setdefault(partition, 0)
+
+    def park(self) -> dict[int, PartitionStage]:
+        """Take every stage out (the partitions were revoked), to :meth:`keep` or drop once
+        the group assigns partitions again."""
+        stages = dict(self.stages)
+        self.drop(list(stages))
+        return stages
+
     def drop(self, partitions: Sequence[int]) -> None:
-        self.sources.drop(partitions)
         for p in partitions:
+            stage = self.stages.get(p)
+            if stage is not None:
+                self._read_to[p] = max(self._read_to.get(p, 0), stage.next_offset)
             self.last_event_at.pop(p, None)
+            self._behind.pop(p, None)
+        self.sources.drop(partitions)
 
     def process(self, messages: Sequence[Message]) -> list[Outgoing]:
         """Run a batch (partitions already opened); return the messages to publish, in order."""
+        if self._behind:
+            self._count_reread(messages)
         out: list[Outgoing] = []
         shards = self.shards
         for part in self.sources.process(messages):
@@ -114,6 +148,14 @@ class SourceSide:
             mark = encode_watermark(part.partition, part.watermark)
             out += [Outgoing(shard, b"", mark) for shard in range(shards)]
             self.last_event_at[part.partition] = time.monotonic()
+        if self._behind:
+            # Past where it had been read: what comes next is read for the first time.
+            stages = self.stages
+            self._behind = {
+                p: until
+                for p, until in self._behind.items()
+                if p in stages and stages[p].next_offset < until
+            }
         return out
 
     def _rows_by_shard(self, rows: list[PredictionRow]) -> list[tuple[int, list[PredictionRow]]]:
@@ -142,5 +184,19 @@ class SourceSide:
             to[1].append(record)
         return sorted(split.items())
 
+    def _count_reread(self, messages: Sequence[Message]) -> None:
+        """Count the messages read again (only while a partition is behind where it had been
+        read before, so that a caught-up worker pays nothing per message)."""
+        behind, stages = self._behind, self.stages
+        for m in messages:
+            until = behind.get(m.partition)
+            stage = stages.get(m.partition)
+            if until is not None and stage is not None and stage.next_offset <= m.offset < until:
+                self.reread[m.partition] += 1
+
     def checkpoints(self) -> dict[int, Checkpoint]:
-        return self.sources.checkpoints()
+        """Each partition's checkpoint, with where this worker has read it to."""
+        return {
+            p: msgspec.structs.replace(cp, read_to=self.stages[p].next_offset)
+            for p, cp in self.sources.checkpoints().items()
+        }

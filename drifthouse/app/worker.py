@@ -48,6 +48,7 @@ from drifthouse.app import memory
 from drifthouse.app.assembly import RunParts
 from drifthouse.app.faust_kafka import FaustKafka, FaustPartialsLog
 from drifthouse.app.health import Housekeeping, health_report
+from drifthouse.app.late_join import ShardLateJoins
 from drifthouse.app.merge_loop import MergeLoop, MergeShards
 from drifthouse.app.side_forwarder import SideForwarder
 from drifthouse.app.source_loop import SourceLoop
@@ -211,6 +212,7 @@ class Worker:
             shards=kcfg.partials_partitions,
         )
         self.housekeeping = Housekeeping()
+        self.late_joins = ShardLateJoins(parts.config)  # metrics.late_labels_every
 
     def connect(self) -> None:
         """Patch faust's consumer (see :mod:`drifthouse.kafka.faust_patches`) and register
@@ -308,15 +310,16 @@ class Worker:
         await self.source_loop.tick()
         await self.merge.quiet(self.kcfg.idle_after / 1000.0)
         await self.merge.drain()
+        await self.late_joins.tick(self.merge)
         await self.housekeeping.tick(self.source, bool(self.merge.mergers))
 
     async def _revoked(self, app: Any, revoked: Any, **kwargs: Any) -> None:
-        # No commit here: this runs inside the consumer's rebalance callback, before the
-        # group reassigns anything, and the group no longer takes commits from this member.
-        # The next owner (maybe this worker again) resumes exactly from the last checkpoint
-        # committed. Waiting for the batch in hand first means this worker reads, publishes
-        # and commits nothing of these partitions once the callback returns, so the next
-        # owner never starts while this one is still at work.
+        # This runs inside the consumer's rebalance callback, before the group reassigns
+        # anything, while the group still takes this member's commits: after the batch in
+        # hand, the source commits every partition's checkpoint and parks the stages, and
+        # keeps those the group gives back unchanged (SourceLoop.apply_assignment). The
+        # worker reads, publishes and commits nothing of these partitions once the callback
+        # returns, so their next owner never starts while this one is still at work.
         log.info("worker.revoked", partitions=sorted((tp.topic, tp.partition) for tp in revoked))
         await self.source_loop.revoked()
         # Each shard's merger is closed after its batch in hand (never under a batch being
@@ -327,9 +330,14 @@ class Worker:
         log.info("worker.revoke_done")
 
     async def _shutdown(self, app: Any, **kwargs: Any) -> None:
-        # Stopped (SIGTERM): the merger's last rows are flushed, and its spool replayed if the
-        # store is there; what cannot be stored stays in the spool for the next start.
+        # Stopped (SIGTERM): the source commits its last checkpoints, so the next owners
+        # re-read no more than the panes still open; the merger's last rows are flushed, and
+        # its spool replayed if the store is there; what cannot be stored stays in the spool
+        # for the next start.
+        if self.role in ("all", "source"):
+            await self.source_loop.stop()
         await self.merge.close()
+        await self.late_joins.wait()
         self.kafka.spill.close()
 
     async def _assigned(self, app: Any, assigned: Any, **kwargs: Any) -> None:

@@ -130,6 +130,12 @@ def _summary_table(done: StoredReplay, notify: bool) -> Table:
             + (f", {lab.waiting:,} without their prediction" if lab.waiting else "")
             + (f", {lab.refused:,} refused" if lab.refused else ""),
         )
+    if done.late is not None:
+        late = done.late
+        table.add_row(
+            "late labels",
+            f"{late.pairs:,} joined in ClickHouse, {late.windows:,} windows rewritten",
+        )
     if summary.dead_letters:
         table.add_row("dead letters", Text(summary.dead_letters))
     for model, ref in sorted(summary.auto_references.items()):

@@ -371,6 +371,12 @@ class MetricsConfig(Strict):
         description="store what the label join could not join (labels, unlabelled predictions, "
         "the label panes it forgets) for `drifthouse labels join` in ClickHouse",
     )
+    late_labels_every: DurationMs = Field(
+        3_600_000,
+        description="with late_labels, how often each merge shard's merger joins its models' "
+        "late labels in ClickHouse (at whole multiples of it, UTC); 0: never (run "
+        "`drifthouse labels join` yourself)",
+    )
     max_segment_values: int = Field(100, ge=1, le=10_000)
     max_segment_attributes: int = Field(
         16,

@@ -16,7 +16,16 @@ from clickhouse_connect.driver.client import Client
 
 from drifthouse.sinks.store import call
 
-__all__ = ["LatePair", "PaneRow", "affected_span", "final_until", "late_pairs", "models", "panes"]
+__all__ = [
+    "LatePair",
+    "PaneRow",
+    "affected_span",
+    "final_until",
+    "late_pairs",
+    "models",
+    "now_s",
+    "panes",
+]
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,9 @@ class LatePair:
     label: str
     label_ts_ms: int
     seq: int
+    #: When the later of the label and the prediction was stored (epoch seconds, the store's
+    #: clock): a run with ``since`` at or before it finds the pair.
+    stored_s: int = 0
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,12 @@ class PaneRow:
 
 def _fresh(alias: str) -> str:
     return f"{alias}.inserted_at >= toDateTime({{since:Int64}}, 'UTC')"
+
+
+def now_s(client: Client) -> int:
+    """The store's clock (epoch seconds), the clock of the ``inserted_at`` columns."""
+    result = call("reading the store's clock", client.query, "SELECT toUnixTimestamp(now())")
+    return int(result.result_rows[0][0])
 
 
 def models(client: Client, database: str, run_id: str, since_s: int) -> list[str]:
@@ -139,7 +157,8 @@ def late_pairs(
         "joining late labels",
         client.query,
         "SELECT p.model_version, toUnixTimestamp64Milli(p.ts), p.event_id, p.score, "
-        "p.pred_class, p.segment, l.first_label, toUnixTimestamp64Milli(l.label_ts), l.first_seq "
+        "p.pred_class, p.segment, l.first_label, toUnixTimestamp64Milli(l.label_ts), l.first_seq, "
+        "toUnixTimestamp(greatest(l.inserted_at, p.inserted_at)) "
         f"FROM ({labels}) AS l INNER JOIN ({preds} "
         "AND ts >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC') "
         "AND ts < fromUnixTimestamp64Milli({hi:Int64}, 'UTC')) AS p "
@@ -147,6 +166,17 @@ def late_pairs(
         parameters={"model": model, "run": run_id, "lo": lo_ms, "hi": hi_ms},
     )
     return [
-        LatePair(str(v), int(ts), str(eid), float(score), cls, str(seg), str(lab), int(lts), int(q))
-        for v, ts, eid, score, cls, seg, lab, lts, q in result.result_rows
+        LatePair(
+            str(v),
+            int(ts),
+            str(eid),
+            float(score),
+            cls,
+            str(seg),
+            str(lab),
+            int(lts),
+            int(q),
+            int(stored),
+        )
+        for v, ts, eid, score, cls, seg, lab, lts, q, stored in result.result_rows
     ]

@@ -93,7 +93,9 @@ class Checkpoint(msgspec.Struct, frozen=True, array_like=True):
     before it set to ``max_ts``, the watermark and each model's clock as they were then, and
     windows ending at or before ``emitted_until`` (per spec) not emitted again. Stored as Kafka
     commit metadata by the worker (a checkpoint without ``watermark`` and ``clocks``, from a
-    version with one clock per partition, resumes with the watermark ``max_ts`` makes)."""
+    version with one clock per partition, resumes with the watermark ``max_ts`` makes).
+    ``read_to`` is where the worker that committed it had read to: the next owner counts the
+    messages it reads again below it (``None``: not recorded)."""
 
     offset: int
     max_ts: int
@@ -101,6 +103,7 @@ class Checkpoint(msgspec.Struct, frozen=True, array_like=True):
     specs: list[str]
     watermark: int | None = None
     clocks: list[tuple[str, int]] = []
+    read_to: int | None = None
 
     def encode(self) -> str:
         return msgspec.json.encode(self).decode()
