@@ -39,10 +39,12 @@ def test_a_worker_killed_mid_stream_writes_the_derived_windows_of_a_replay(
     tmp_path: Path, kafka_bootstrap: str, make_topic: Any, small_stream: Any
 ) -> None:
     """The first half of the stream is read by a worker that is then killed (SIGKILL) once it
-    has written windows; the second half comes while a new worker takes over."""
+    has read it all and written windows; the second half comes while a new worker takes over."""
     topic = make_topic(partitions=PARTITIONS)
     records = small_stream.records
-    half = len(records) // 2
+    # Cut mid-way through a 3h window (5.5 h in): a 3h window kept in the stream would be
+    # re-read from its start, 2.5 hours back.
+    half = next(i for i, r in enumerate(records) if r.ts_ms >= records[0].ts_ms + 19_800_000)
     _produce(kafka_bootstrap, topic, records[:half])
     config = write_config(
         tmp_path, kafka_bootstrap, topic, "derived", small_stream.profiles,
@@ -53,26 +55,53 @@ def test_a_worker_killed_mid_stream_writes_the_derived_windows_of_a_replay(
     try:
         first = workers.start()
         deadline = time.monotonic() + 120
-        merger: dict[str, Any] = {}
-        while time.monotonic() < deadline and not merger.get("windows_written"):
+        report: dict[str, Any] = {}
+        while time.monotonic() < deadline and not _caught_up(report):
             time.sleep(0.5)
-            merger = workers.status(first).get("merger") or {}
-        assert merger.get("windows_written"), workers.logs()[-3000:]
-        time.sleep(2)  # a snapshot may or may not be saved: either way the rows are the same
+            report = workers.status(first)
+        assert _caught_up(report), workers.logs()[-3000:]
+        time.sleep(3)  # its checkpoints are committed (every second): where it had read to
         workers.kill(first, signal.SIGKILL)
         closed_until = produce_stream(kafka_bootstrap, topic, records[half:])
         second = workers.start()
         workers.wait_done(cfg, len(records))
-        assert workers.status(second)["merger"]["incomplete_windows"] == 0
+        report = workers.status(second)
+        assert report["merger"]["incomplete_windows"] == 0
         # The source stages hold panes of the 1h window only: two models, at most two hours
         # open per partition (the current one and one waiting for lateness).
-        for p in workers.status(second)["partitions"].values():
+        for p in report["partitions"].values():
             assert p["open_panes"] <= 4
+        # The new worker re-read, per partition, at most two hours of its messages (the open
+        # hour and the one before while lateness holds it), never the 3h window.
+        reread = {int(p): n for p, n in report["reread_messages"].items()}
+        bound = _two_hours(records[:half])
+        assert sum(reread.values()) > 0
+        assert all(reread[p] <= bound[p] for p in reread), (reread, bound)
     finally:
         workers.stop_all()
     want = replayed_rows(config, closed_until)
     assert len({k[0] for k in want if k[1] == "3h"}) >= 4  # derived windows of 12 hours
     assert_same(stored_rows(config), want)
+
+
+def _caught_up(report: dict[str, Any]) -> bool:
+    """The worker read every partition to its end and wrote windows."""
+    parts = report.get("partitions") or {}
+    merger = report.get("merger") or {}
+    return (
+        len(parts) == PARTITIONS
+        and all(p["lag"] == 0 for p in parts.values())
+        and merger.get("windows_written", 0) > 0
+    )
+
+
+def _two_hours(records: list[Any]) -> dict[int, int]:
+    """Per partition, the most messages of two consecutive hours."""
+    hourly: dict[int, dict[int, int]] = {p: {} for p in range(PARTITIONS)}
+    for r in records:
+        by_hour = hourly[partition_of(r.value)]
+        by_hour[r.ts_ms // 3_600_000] = by_hour.get(r.ts_ms // 3_600_000, 0) + 1
+    return {p: max(h.get(k, 0) + h.get(k + 1, 0) for k in h) if h else 0 for p, h in hourly.items()}
 
 
 def _produce(bootstrap: str, topic: str, records: list[Any]) -> None:
