@@ -72,23 +72,25 @@ _ENCODE = msgspec.msgpack.Encoder().encode
 _DECODE = msgspec.msgpack.Decoder(list[_OwedRow]).decode
 
 
-#: Models whose stored states one read of the store fetches (a day of hourly states each).
-LOAD_MODELS = 50
+#: Stored states one read of the store fetches at most, counted as whole windows' worth: 50
+#: models' days of hourly states, or 7 models' weeks (always at least one model).
+LOAD_STATES = 1_200
 
 
-def _batches(due: Sequence[DerivedKey]) -> list[list[DerivedKey]]:
-    """``due`` (in order) cut into runs sharing spec and start, of at most LOAD_MODELS models."""
+def _batches(due: Sequence[DerivedKey], specs: Sequence[WindowSpec]) -> list[list[DerivedKey]]:
+    """``due`` (in order) cut into runs sharing spec and start, each of as many models as
+    LOAD_STATES base states allow."""
     out: list[list[DerivedKey]] = []
+    models: set[str] = set()
     for dk in due:
-        last = out[-1] if out else None
-        if (
-            last is not None
-            and last[0][:2] == dk[:2]
-            and len({key[0] for _, _, key in last} | {dk[2][0]}) <= LOAD_MODELS
-        ):
-            last.append(dk)
+        spec = specs[dk[0]]
+        room = max(1, LOAD_STATES // (spec.size_ms // spec.base_ms))
+        if out and out[-1][0][:2] == dk[:2] and len(models | {dk[2][0]}) <= room:
+            out[-1].append(dk)
         else:
             out.append([dk])
+            models = set()
+        models.add(dk[2][0])
     return out
 
 
@@ -188,7 +190,7 @@ class DerivedWindows:
         out: list[WindowResult] = []
         try:
             sink.flush()
-            for batch in _batches(due):
+            for batch in _batches(due, self.specs):
                 loaded = self.load(batch, self.states, run_id)
                 for dk in batch:
                     result = self._build(dk, loaded, ready, sketches, changes, run_id, computed_at)

@@ -180,11 +180,11 @@ def test_the_checkpoint_goes_back_no_further_than_the_short_window() -> None:
         checkpoint_offset(STREAM)
 
 
-@pytest.mark.parametrize("load_models", [1, derived.LOAD_MODELS])
+@pytest.mark.parametrize("load_states", [24, derived.LOAD_STATES])
 def test_a_derived_day_whose_stored_hours_are_lost_is_not_written(
-    ch_database: tuple[Any, str], monkeypatch: pytest.MonkeyPatch, load_models: int
+    ch_database: tuple[Any, str], monkeypatch: pytest.MonkeyPatch, load_states: int
 ) -> None:
-    monkeypatch.setattr(derived, "LOAD_MODELS", load_models)  # one read per model, or one for all
+    monkeypatch.setattr(derived, "LOAD_STATES", load_states)  # a read per model, or one for all
     client, database = ch_database
     sink = _store(ch_database)
     events = _events(2, 10 * MINUTE)
@@ -310,3 +310,17 @@ def test_a_derived_window_listed_first_changes_nothing() -> None:
     rows = run([{"size": "1h"}, DERIVED])
     assert any(r[6] == "psi" and r[0] == "1d" for r in rows)  # drift on the automatic reference
     assert run([DERIVED, {"size": "1h"}]) == rows
+
+
+def test_a_derived_week_is_the_week_the_stream_builds(tmp_path: Path) -> None:
+    source = _write(tmp_path / "preds.jsonl", _events(15, 30 * MINUTE))
+
+    def run(long: dict[str, Any]) -> list[tuple[Any, ...]]:
+        sink = MemorySink()
+        replay(_config(long), source=source, sink=sink, run_id="r", profiles={},
+               dead_letters=MemoryDeadLetters())  # fmt: skip
+        return sorted(_key(r) for r in sink.rows("metrics") if r.window == "1w")
+
+    expected = run({"size": "7d"})
+    assert len({r[1] for r in expected}) == 3  # weeks start on Thursdays: three over 15 days
+    assert_same_rows(run({"size": "7d", "from": "1h"}), expected)
