@@ -324,3 +324,21 @@ def test_a_derived_week_is_the_week_the_stream_builds(tmp_path: Path) -> None:
     expected = run({"size": "7d"})
     assert len({r[1] for r in expected}) == 3  # weeks start on Thursdays: three over 15 days
     assert_same_rows(run({"size": "7d", "from": "1h"}), expected)
+
+
+def test_a_derived_day_has_the_label_metrics_of_the_stream_day(tmp_path: Path) -> None:
+    from tests.app.test_replay import _stream
+
+    preds, labels = _stream(3, 40 * MINUTE, 2 * HOUR)
+    source = _write(tmp_path / "preds.jsonl", preds)
+    labelled = _write(tmp_path / "labels.jsonl", labels)
+
+    def run(long: dict[str, Any]) -> list[tuple[Any, ...]]:
+        sink = MemorySink()
+        replay(_config(long), source=source, labels=labelled, sink=sink, run_id="r",
+               profiles={}, dead_letters=MemoryDeadLetters())  # fmt: skip
+        return sorted(_key(r) for r in sink.rows("metrics") if r.window == "1d")
+
+    expected = run(STREAM)
+    assert sum(r[7] for r in expected if (r[5], r[6]) == ("", "labels")) == len(labels)
+    assert_same_rows(run(DERIVED), expected)
