@@ -5,9 +5,15 @@
 Writes N prediction events of one model (20 numeric + 5 categorical features, one hour of
 event time per 100,000 events), builds the reference profile from a separate 100,000-row
 sample, then times `drifthouse.app.replay.replay` into the embedded ClickHouse (tumbling
-1 h windows) after one warm-up run (Numba compiles once, then loads from its cache). Prints the
-events per second and where the time goes (decode, column extraction, sketch kernels,
-evaluation and store) measured with cProfile on a separate run. With ``--batch B``, the same
+1 h windows) after one warm-up run (Numba compiles once, then loads from its cache), with the
+cyclic collector's thresholds `drifthouse replay` sets (``drifthouse/cli/__init__.py``). Prints
+the events per second (wall, and per CPU-second of the process: on a shared machine the latter
+moves less with the load) next to two ceilings timed in the same run, in turn with the replays:
+reading the file's lines into messages (``FileSource``) and reading plus decoding them
+(``decode_messages`` with the model's typed decoder, what the partition stage does first),
+beside the same replay with the model configured without labels (``models.bench.labels:
+false``: no label join), and where the time goes (decode, column extraction, sketch kernels, evaluation and store) measured
+with cProfile on a separate run. With ``--batch B``, the same
 events are also written B to a line as batched messages (docs/events.md, "Batched messages":
 rows, and columns) and replayed in the same run, beside the single-event file.
 """
@@ -16,8 +22,11 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import json
+import os
 import pstats
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -27,8 +36,12 @@ import numpy as np
 
 from drifthouse.app.replay import replay
 from drifthouse.config import Config
+from drifthouse.detectors.typed_decode import TypedDecoders
+from drifthouse.events import EventDecoder, PredictionEvent, decode_messages
 from drifthouse.profiles.columns import build_profile
+from drifthouse.profiles.sketches import Sketches
 from drifthouse.sinks import ClickHouseSink, migrate, open_store
+from drifthouse.stream.sources import FileSource
 
 NUMERIC, CATEGORICAL = 20, 5
 CATEGORIES = [f"c{i}" for i in range(12)]
@@ -76,7 +89,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--batch", type=int, default=0, help="also replay B events a line")
     args = parser.parse_args()
@@ -108,29 +121,83 @@ def main() -> None:
     client = open_store(cfg.store_dsn(), cfg.store.database)
     migrate(client, cfg.store.database)
 
-    def once(run_id: str, source: Path = path) -> tuple[float, int]:
+    # The same model configured without labels: its predictions are not held for a label join.
+    unlabelled = Config.model_validate(
+        {
+            "store": {"path": str(folder / "store")},
+            "windows": [{"size": "1h"}],
+            "models": {"bench": {"labels": False}},
+        }
+    )
+
+    def once(run_id: str, source: Path = path, config: Config = cfg) -> tuple[float, int]:
         sink = ClickHouseSink(client, database=cfg.store.database, batch_rows=50_000)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         summary = replay(
-            cfg, source=f"file:{source}", sink=sink, run_id=run_id, profiles={"bench": profile}
+            config, source=f"file:{source}", sink=sink, run_id=run_id, profiles={"bench": profile}
         )
+        cpu["replay" if config is cfg else "unlabelled"].append(time.process_time() - c)
         return time.perf_counter() - t, summary.stats.rows
 
+    layout = Sketches({"bench": profile}, cfg.metrics, cfg.models)("bench").layout
+    typed = TypedDecoders(lambda model: layout if model == "bench" else None)
+    decoder = EventDecoder(PredictionEvent)
+
+    cpu: dict[str, list[float]] = {"replay": [], "unlabelled": [], "read": [], "decode": []}
+
+    def read_only() -> float:
+        t, c = time.perf_counter(), time.process_time()
+        for _ in FileSource(path, batch_size=cfg.kafka.batch_size).batches():
+            pass
+        cpu["read"].append(time.process_time() - c)
+        return time.perf_counter() - t
+
+    def read_and_decode() -> float:
+        t, c = time.perf_counter(), time.process_time()
+        first, rows = typed.decoder("bench"), typed.rows("bench")
+        for msgs, _ in FileSource(path, batch_size=cfg.kafka.batch_size).batches():
+            decode_messages(decoder, [m.value for m in msgs], first=first, first_rows=rows)
+        cpu["decode"].append(time.process_time() - c)
+        return time.perf_counter() - t
+
+    gc.set_threshold(50_000, 20, 10)  # as `drifthouse replay` runs
     once("warmup")
-    best = min(once(f"r{i}")[0] for i in range(args.repeat))
+    once("warmup-unlabelled", config=unlabelled)
+    cpu["replay"].clear()
+    cpu["unlabelled"].clear()
+    runs: dict[str, list[float]] = {"replay": [], "unlabelled": [], "read": [], "decode": []}
+    for i in range(args.repeat):  # in turn, so that load elsewhere falls on all alike
+        runs["replay"].append(once(f"r{i}")[0])
+        runs["unlabelled"].append(once(f"u{i}", config=unlabelled)[0])
+        runs["read"].append(read_only())
+        runs["decode"].append(read_and_decode())
     print(
-        f"\n{n:,} events x {NUMERIC + CATEGORICAL} features, {size_mb:.0f} MB of JSONL, 1 h windows\n"
+        f"\n{n:,} events x {NUMERIC + CATEGORICAL} features, {size_mb:.0f} MB of JSONL, 1 h windows, "
+        f"median of {args.repeat} (load average {os.getloadavg()[0]:.1f} at the end)\n"
     )
-    print("| run | seconds | events/s | MB/s |\n|---|---:|---:|---:|")
     print(
-        f"| file replay to the embedded ClickHouse (best of {args.repeat}) | {best:.2f} | {n / best:,.0f} | {size_mb / best:.0f} |"
+        "| run | median s | fastest s | slowest s | events/s (median) | MB/s | "
+        "events per CPU-second (median) |\n|---|---:|---:|---:|---:|---:|---:|"
     )
+    names = {
+        "read": "ceiling: reading the lines into messages (FileSource)",
+        "decode": "ceiling: reading + decoding (decode_messages, typed decoder)",
+        "replay": "file replay to the embedded ClickHouse",
+        "unlabelled": "the same, the model without labels (no label join)",
+    }
+    for key, label in names.items():
+        med = statistics.median(runs[key])
+        print(
+            f"| {label} | {med:.2f} | {min(runs[key]):.2f} | {max(runs[key]):.2f} | "
+            f"{n / med:,.0f} | {size_mb / med:.0f} | {n / statistics.median(cpu[key]):,.0f} |"
+        )
     for form, source in batched.items():
         once(f"warmup-{form}", source)
-        took = min(once(f"{form}{i}", source)[0] for i in range(args.repeat))
-        mb = source.stat().st_size / 1e6
+        took = [once(f"{form}{i}", source)[0] for i in range(args.repeat)]
+        med, mb = statistics.median(took), source.stat().st_size / 1e6
         print(
-            f"| the same, {args.batch} events a line in {form} (best of {args.repeat}) | {took:.2f} | {n / took:,.0f} | {mb / took:.0f} |"
+            f"| the same, {args.batch} events a line in {form} | {med:.2f} | {min(took):.2f} | "
+            f"{max(took):.2f} | {n / med:,.0f} | {mb / med:.0f} |"
         )
 
     prof = cProfile.Profile()
@@ -140,7 +207,7 @@ def main() -> None:
     stats = pstats.Stats(prof)
     total = sum(v[3] for k, v in stats.stats.items() if k[2] == "replay")  # type: ignore[attr-defined]
     parts = {
-        "decode (msgspec)": ("decode_batch",),
+        "decode (msgspec)": ("decode_messages",),
         "column extraction": ("extract",),
         "sketch kernels": (
             "_numeric_update",
@@ -149,6 +216,8 @@ def main() -> None:
             "_status_update",
         ),
         "evaluate + rows": ("_evaluate",),
+        "label join (records and join)": ("_keep_label_records", "add_label_records"),
+        "prediction log (sampling)": ("rows",),
         "store inserts": ("flush",),
     }
     print("\n| stage (profiled run) | share of replay time |\n|---|---:|")

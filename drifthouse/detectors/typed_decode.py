@@ -83,9 +83,17 @@ def _features_type(model: str, layout: FeatureLayout) -> type[TypedFeatures]:
 
 
 def _event_type(model: str, features: type[TypedFeatures]) -> type[PredictionEvent]:
+    # ``events`` and ``columns`` (null or absent) make a batch envelope fail here: an event
+    # this decoder takes is a single event, and a chunk of them needs no search for envelopes
+    # (drifthouse.events.batches.decode_messages).
     event: type[PredictionEvent] = msgspec.defstruct(  # type: ignore[assignment]
         f"PredictionEvent[{model}]",
-        [("model", Literal.__getitem__(model)), ("features", features)],
+        [
+            ("model", Literal.__getitem__(model)),
+            ("features", features),
+            ("not_events", None, msgspec.field(default=None, name="events")),
+            ("not_columns", None, msgspec.field(default=None, name="columns")),
+        ],
         bases=(PredictionEvent,),
         kw_only=True,
         omit_defaults=True,

@@ -149,6 +149,18 @@ def decode_messages(
     ``first`` is tried first on single events (see :meth:`EventDecoder.decode_batch`),
     ``first_rows`` on batches in rows: narrower decoders that raise for anything they do not
     take and decode what they take to the same values."""
+    singles = _singles(decoder, raws, now_ms, first)
+    return singles if singles is not None else _mixed(decoder, raws, now_ms, first, first_rows)
+
+
+def _mixed(
+    decoder: EventDecoder[PredictionEvent],
+    raws: Sequence[Buffer],
+    now_ms: int | None,
+    first: Callable[[Buffer], PredictionEvent] | None,
+    first_rows: Callable[[Buffer], Any] | None,
+) -> Decoded:
+    """:func:`decode_messages` of a chunk that may hold batch envelopes."""
     rows: list[Buffer] = []
     slots: list[tuple[int, int, _Envelope | None]] = []  # per row: position, index, envelope
     whole: dict[int, DecodeError] = {}  # row index -> error of a whole refused message
@@ -216,6 +228,30 @@ def decode_messages(
         alone = None if env is None else bytes(rows[k])
         decoded.refused.append(Refused(pos, error, alone, len(decoded.ok)))
     return decoded
+
+
+def _singles(
+    decoder: EventDecoder[PredictionEvent],
+    raws: Sequence[Buffer],
+    now_ms: int | None,
+    first: Callable[[Buffer], PredictionEvent] | None,
+) -> Decoded | None:
+    """A chunk of single events (the usual case), or ``None`` when a message may be a batch
+    envelope. Positions are the decoder's own indices, and a refused message has as many
+    valid events before it as messages before it, less the refused ones."""
+    ok, bad = decoder.decode_batch(raws, now_ms=now_ms, first=first)
+    # An event of a model's typed decoder (drifthouse.detectors.typed_decode) is no envelope:
+    # that decoder refuses `events` and `columns`. The others are searched, a chunk at once.
+    if first is None:
+        suspects: Sequence[Buffer] = raws
+    else:
+        suspects = [raws[i] for i, e in ok if type(e) is PredictionEvent]
+        suspects += [raws[i] for i, _ in bad]
+    if suspects:
+        joined = b"\n".join(suspects)  # no key spans a newline
+        if b'"events"' in joined or b'"columns"' in joined:
+            return None
+    return Decoded(ok, [Refused(i, err, None, i - k) for k, (i, err) in enumerate(bad)])
 
 
 def _fast_rows(

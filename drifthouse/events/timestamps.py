@@ -87,6 +87,8 @@ def parse_ts(value: int | str | datetime) -> int:
 
 def units_hint(ms: int) -> str:
     """What an out-of-range integer time probably is, when a change of units explains it."""
+    if not -MAX_TS_MS * 1_000_000 <= ms <= MAX_TS_MS * 1_000_000:
+        return ""  # no change of units explains it (and a float could not hold it)
     for unit, factor in (("seconds", 1000), ("microseconds", 1 / 1000), ("nanoseconds", 1e-6)):
         if MIN_TS_MS <= ms * factor <= MAX_TS_MS:
             fix = "multiply by 1000" if factor == 1000 else f"divide by {round(1 / factor):,}"

@@ -6,8 +6,9 @@ Per model (``models.<name>`` in the config):
   rule condition over the prediction (``value`` is its score: the number, the probability of class
   ``1``/``true``, or the highest class probability), e.g. ``keep_when: "value > 0.9"``;
 - routine predictions are kept with probability ``sample_rate`` by a deterministic sampler: a
-  hash of the event id (or of the event's content when it has none) against the rate, so a replay,
-  a restart and every worker keep the same events;
+  hash of the model and event id against the rate (for an event without an id, of its model,
+  version, time, prediction, latency, status and segment: not its features), so a replay, a
+  restart and every worker keep the same events;
 - features, segment attributes and ``event_id`` named in ``pii`` (the model's and the global
   list) are replaced by ``hmac-sha256:<hex>``, a keyed hash (HMAC-SHA256) with the secret in
   environment variable ``DRIFTHOUSE_PII_KEY`` (at least 32 bytes): equal values still join and
@@ -65,9 +66,26 @@ def sample_point(key: str) -> float:
 
     CRC-32 of the key's UTF-8 bytes, over 2**32: it spreads ids (random or sequential) evenly,
     needs no secret (sampling is not a security boundary) and costs a tenth of a cryptographic
-    hash, which matters at one call per event.
+    hash, which matters at one call per event. The log's key is ``model + "\x00" + id``
+    (:func:`_content_key` stands in for the id of an event without one).
     """
     return zlib.crc32(key.encode("utf-8")) / 4_294_967_296.0
+
+
+def _content_key(
+    model_version: str,
+    ts_ms: int,
+    prediction: object,
+    latency_ms: float | None,
+    status: int,
+    segment: Mapping[str, str] | None,
+) -> str:
+    """What stands in for the id of an event without one when sampling: everything it holds
+    but its features (encoding 25 features to decide about one event in a hundred cost a
+    quarter of a replay). Events equal in all of these are kept or left out together."""
+    return _json.encode(
+        [model_version, ts_ms, prediction, latency_ms, status, segment or {}]
+    ).decode()
 
 
 def score_of(prediction: object) -> float | None:
@@ -167,6 +185,25 @@ class PredictionLog:
     ) -> PredictionRow | None:
         """The log row of one event, or ``None`` when the sampler leaves it out."""
         cfg, keep_when = self._config(model)
+        score = score_of(prediction) if keep_when is not None else None
+        if status >= 400:
+            reason, rate = "error", 1.0
+        elif keep_when is not None and score is not None and keep_when.evaluate(value=score):
+            reason, rate = "keep_when", 1.0
+        elif (
+            sample_point(
+                f"{model}\x00"
+                + (
+                    event_id
+                    or _content_key(model_version, ts_ms, prediction, latency_ms, status, segment)
+                )
+            )
+            < cfg.sample_rate
+        ):
+            reason, rate = "sample", cfg.sample_rate
+        else:
+            return None
+        # A kept event without an id is named by the hash of everything it holds.
         identity = (
             event_id
             or hashlib.sha256(
@@ -175,15 +212,6 @@ class PredictionLog:
                 )
             ).hexdigest()
         )
-        score = score_of(prediction) if keep_when is not None else None
-        if status >= 400:
-            reason, rate = "error", 1.0
-        elif keep_when is not None and score is not None and keep_when.evaluate(value=score):
-            reason, rate = "keep_when", 1.0
-        elif sample_point(f"{model}\x00{identity}") < cfg.sample_rate:
-            reason, rate = "sample", cfg.sample_rate
-        else:
-            return None
         names = self._categorical.get(model)
         if names:
             # One key per category however it was typed (1, 1.0, "1"), as in profiles and
@@ -221,15 +249,33 @@ class PredictionLog:
         # Most events are routine, carry an id and are sampled out: decide those here, in a
         # few operations, before building anything (the same decision as :meth:`row`).
         rates, fallback = self._sample_rates, self._default_rate
+        # Per model: None when more than the sampler decides (keep_when), else the CRC-32 of
+        # ``model + "\x00"`` (the key's common head) and the rate times 2**32 (both exact, so
+        # ``crc >= bound`` is ``sample_point(model + "\x00" + key) >= rate``, exactly).
+        plans: dict[str, tuple[int, float] | None] = {}
+        crc32, last, plan = zlib.crc32, None, None
         for event in events:
-            rate = rates.get(event.model, fallback)
-            if (
-                rate is not None
-                and event.status < 400
-                and event.event_id
-                and sample_point(f"{event.model}\x00{event.event_id}") >= rate
-            ):
-                continue
+            model = event.model
+            if model != last:
+                last = model
+                if model in plans:
+                    plan = plans[model]
+                else:
+                    rate = rates.get(model, fallback)
+                    plan = plans[model] = (
+                        None if rate is None else (crc32(f"{model}\x00".encode()), rate * 2.0**32)
+                    )
+            if plan is not None and event.status < 400:
+                key = event.event_id or _content_key(
+                    event.model_version,
+                    event.ts_ms,
+                    event.prediction,
+                    event.latency_ms,
+                    event.status,
+                    event.segment,
+                )
+                if crc32(key.encode(), plan[0]) >= plan[1]:
+                    continue
             row = self.row(
                 model=event.model,
                 model_version=event.model_version,

@@ -82,3 +82,13 @@ def test_microseconds_get_a_hint_about_units() -> None:
     with pytest.raises(DecodeError) as info:
         PREDICTIONS.decode(prediction(ts=NOW * 1000))
     assert "looks like epoch microseconds" in info.value.detail
+
+
+def test_an_integer_time_too_large_for_a_float_is_refused_not_crashed() -> None:
+    # Found by tests/events/test_chunks.py: the units hint multiplied it by a float.
+    from drifthouse.errors import DecodeError
+    from tests.events.samples import PREDICTIONS, prediction
+
+    with pytest.raises(DecodeError) as caught:
+        PREDICTIONS.decode(prediction(ts=10**400))
+    assert (caught.value.reason, caught.value.path) == ("schema", "$.ts")

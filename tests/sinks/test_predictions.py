@@ -93,6 +93,26 @@ def test_rows_decide_as_row_does(models: dict[str, ModelConfig]) -> None:
     assert {r.kept_because for r in one_by_one} >= {"error", "sample"}
 
 
+def test_rows_decide_as_row_does_for_models_in_turn() -> None:
+    # Each model its own rate, keep_when or default, the events of several models interleaved.
+    log = PredictionLog(
+        {"fraud": ModelConfig(sample_rate=0.3), "churn": ModelConfig(keep_when="value > 0.5")},
+        default=ModelConfig(sample_rate=0.6),
+    )
+    events = [
+        _event(
+            i,
+            model=["fraud", "churn", "other", "fraud"][i % 4 if i % 50 else 0],
+            event_id=None if i % 7 == 0 else f"ev-{i}",
+            prediction=i % 10 / 10,
+        )
+        for i in range(4_000)
+    ]
+    one_by_one = [r for r in (log.row(**e) for e in events) if r is not None]
+    assert log.rows(_Ev(**e) for e in events) == one_by_one
+    assert {r.model for r in one_by_one} == {"fraud", "churn", "other"}
+
+
 def test_events_without_id_get_a_content_hash() -> None:
     log = PredictionLog({"fraud": ModelConfig(sample_rate=1.0)})
     one = log.row(**_event(1, event_id=None))
@@ -101,6 +121,25 @@ def test_events_without_id_get_a_content_hash() -> None:
     assert two is not None
     assert one.event_id == two.event_id
     assert len(one.event_id) == 64
+
+
+def test_events_without_id_are_sampled_by_what_they_hold_but_their_features() -> None:
+    # docs/clickhouse.md, "The prediction log": the sampling key of an event without an id is
+    # its model, version, time, prediction, latency, status and segment; encoding every
+    # feature to decide about one event in a hundred cost a quarter of a replay.
+    log = PredictionLog({"fraud": ModelConfig(sample_rate=0.5)})
+    events = [_event(i, event_id=None, prediction=i % 7 / 7) for i in range(2_000)]
+    twins = [{**e, "features": {"email": "other", "amount": -1.0}} for e in events]
+    kept = [log.row(**e) is not None for e in events]
+    assert kept == [log.row(**e) is not None for e in twins]
+    assert abs(sum(kept) - 1_000) < 5 * 500**0.5  # the rate, within five deviations
+    assert log.rows(_Ev(**e) for e in events) == [r for e in events if (r := log.row(**e))]
+    # A kept row is still named by the hash of everything it holds, features included.
+    both = [(log.row(**e), log.row(**t)) for e, t in zip(events, twins, strict=True)]
+    one, two = next((a, b) for a, b in both if a is not None)
+    assert two is not None
+    assert one.event_id != two.event_id
+    assert len(one.event_id) == len(two.event_id) == 64
 
 
 def test_pii_fields_are_keyed_hashes() -> None:
