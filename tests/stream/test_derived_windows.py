@@ -19,7 +19,7 @@ from drifthouse.app.assembly import RunParts
 from drifthouse.app.pipeline import Pipeline
 from drifthouse.app.replay import replay
 from drifthouse.config import Config
-from drifthouse.errors import SketchError
+from drifthouse.errors import SketchError, StoreUnavailable
 from drifthouse.sinks import ClickHouseSink
 from drifthouse.sinks.base import MemorySink
 from drifthouse.sinks.schema import migrate
@@ -342,3 +342,23 @@ def test_a_derived_day_has_the_label_metrics_of_the_stream_day(tmp_path: Path) -
     expected = run(STREAM)
     assert sum(r[7] for r in expected if (r[5], r[6]) == ("", "labels")) == len(labels)
     assert_same_rows(run(DERIVED), expected)
+
+
+def test_a_store_away_when_the_day_is_due_delays_it_a_base_window() -> None:
+    sink = MemorySink()
+    pipe = Pipeline(config=_config(DERIVED), profiles={}, sink=sink,
+                    dead_letters=MemoryDeadLetters(), run_id="r")  # fmt: skip
+    events = [Message(v, 0, i) for i, v in enumerate(_events(2, 10 * MINUTE))]
+    ts = [json.loads(m.value)["ts"] for m in events]
+    day_end = next(i for i, t in enumerate(ts) if t >= START + DAY + 10 * MINUTE)
+    pipe.process(events[:day_end])  # the last hour of day one is still held by lateness
+    sink.flush()
+    sink.fail_next.append(StoreUnavailable("the store is away"))
+    pipe.process(events[day_end : day_end + 1])  # the day is due: its flush fails
+    assert not [r for r in sink.written if getattr(r, "window", "") == "1d"]
+    assert pipe.merge.derived.incomplete == 0  # waiting for the store is not a loss
+    later = next(i for i, t in enumerate(ts) if t >= START + DAY + 70 * MINUTE)
+    pipe.process(events[day_end + 1 : later])  # a base window later it is tried again
+    sink.flush()
+    days = {r.window_start for r in sink.rows("metrics") if r.window == "1d"}
+    assert days == {START}
