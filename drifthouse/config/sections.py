@@ -214,9 +214,9 @@ class StoreConfig(Strict):
 
 
 class WindowConfig(Strict):
-    """An event-time window: tumbling (``size``) or sliding (``size`` and ``hop``); a tumbling
-    window with ``from`` (the size of a shorter tumbling window of the list, its *base*) is
-    built by the merger from the base windows' stored states instead of stream state
+    """An event-time window: tumbling (``size``) or sliding (``size`` and ``hop``); a window
+    with ``from`` (the size of a shorter tumbling window of the list, its *base*) is built by
+    the merger from the base windows' stored states instead of stream state
     (docs/configuration.md "windows")."""
 
     size: DurationMs
@@ -242,10 +242,11 @@ class WindowConfig(Strict):
                     f"'size' must be a whole number of hops (got size {format_duration(self.size)}, hop {format_duration(self.hop)}); e.g. size 15m with hop 1m"
                 )
         if self.base is not None:
-            if self.hop is not None and self.hop != self.size:
+            if self.base > 0 and self.hop is not None and self.hop % self.base:
                 raise ValueError(
-                    "'from' builds a tumbling window: leave out 'hop' (got hop "
-                    f"{format_duration(self.hop)}, size {format_duration(self.size)})"
+                    f"'hop' must be a whole number of base windows with 'from' (got hop "
+                    f"{format_duration(self.hop)}, from {format_duration(self.base)}); "
+                    "e.g. size 7d, hop 1d, from 1h"
                 )
             if self.base <= 0 or self.base >= self.size or self.size % self.base:
                 raise ValueError(

@@ -144,10 +144,12 @@ class DerivedWindows:
         if not derived:
             return None
         for d in derived:
-            size = self.specs[d].size_ms
-            owed = self._owed.setdefault((d, (start // size) * size, key), Owed())
-            owed.bases.add(start)
-            owed.dirty = True
+            size, hop = self.specs[d].size_ms, self.specs[d].hop_ms
+            last = (start // hop) * hop  # the last window holding the base window starts here
+            for first in range(last - size + hop, last + hop, hop):
+                owed = self._owed.setdefault((d, first, key), Owed())
+                owed.bases.add(start)
+                owed.dirty = True
         spec = self.specs[k]
         return WindowStateRow(
             window_start=start,

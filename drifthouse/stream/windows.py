@@ -76,9 +76,9 @@ def _earlier(a: Origin | None, b: Origin | None) -> Origin | None:
 class WindowSpec:
     """One configured window: ``size_ms`` long, a new one every ``hop_ms`` (``== size_ms`` when tumbling).
 
-    ``base_ms`` (a tumbling window's ``from``): the window is *derived*, built by the merger
-    from the stored states of the tumbling windows of that size (:mod:`drifthouse.stream.derived`);
-    it holds no pane here, so no stream state outlives its base window.
+    ``base_ms`` (the window's ``from``): the window is *derived*, built by the merger from the
+    stored states of the tumbling windows of that size (:mod:`drifthouse.stream.derived`); it
+    holds no pane here, so no stream state outlives its base window.
     """
 
     size_ms: int
@@ -90,13 +90,9 @@ class WindowSpec:
             raise SketchError(
                 f"window size must be a positive whole number of hops (got size {self.size_ms} ms, hop {self.hop_ms} ms)"
             )
-        if self.base_ms and (
-            self.hop_ms != self.size_ms
-            or self.base_ms >= self.size_ms
-            or self.size_ms % self.base_ms
-        ):
+        if self.base_ms and (self.base_ms >= self.size_ms or self.hop_ms % self.base_ms):
             raise SketchError(
-                f"a derived window is tumbling and a whole number (> 1) of its base windows "
+                f"a derived window's size (> 1) and hop are whole numbers of its base windows "
                 f"(got size {self.size_ms} ms, hop {self.hop_ms} ms, from {self.base_ms} ms)"
             )
 

@@ -362,3 +362,19 @@ def test_a_store_away_when_the_day_is_due_delays_it_a_base_window() -> None:
     sink.flush()
     days = {r.window_start for r in sink.rows("metrics") if r.window == "1d"}
     assert days == {START}
+
+
+def test_a_derived_sliding_day_is_the_sliding_day_the_stream_builds(tmp_path: Path) -> None:
+    source = _write(tmp_path / "preds.jsonl", _events(3, 11 * MINUTE, skip_hours=(7, 8, 9)))
+
+    def run(long: dict[str, Any]) -> list[tuple[Any, ...]]:
+        sink = MemorySink()
+        replay(_config(long), source=source, sink=sink, run_id="r", profiles={},
+               dead_letters=MemoryDeadLetters())  # fmt: skip
+        return sorted(_key(r) for r in sink.rows("metrics") if r.window == "1d/6h")
+
+    expected = run({"size": "1d", "hop": "6h"})
+    assert len({r[1] for r in expected}) == 3 * 4 + 3  # every 6 hours, the first day's too
+    assert_same_rows(run({"size": "1d", "hop": "6h", "from": "1h"}), expected)
+    with pytest.raises(ValueError, match="whole number of base windows"):
+        _config({"size": "1d", "hop": "90m", "from": "1h"})
