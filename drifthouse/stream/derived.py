@@ -72,6 +72,8 @@ _ENCODE = msgspec.msgpack.Encoder().encode
 _DECODE = msgspec.msgpack.Decoder(list[_OwedRow]).decode
 
 
+_NEVER = 2**63 - 1
+
 #: Stored states one read of the store fetches at most, counted as whole windows' worth: 50
 #: models' days of hourly states, or 7 models' weeks (always at least one model).
 LOAD_STATES = 1_200
@@ -110,6 +112,9 @@ class DerivedWindows:
     _owed: dict[DerivedKey, Owed] = field(default_factory=dict)
     # Held-back windows of a final emit: an error once the rest is written.
     _failures: list[str] = field(default_factory=list)
+    # No owed window is due before this watermark (NO_TIME: not known, look): most batches
+    # then cost no look at what is owed.
+    _earliest: int = NO_TIME
 
     def __post_init__(self) -> None:
         # Per base spec index: the derived spec indices built from it.
@@ -150,6 +155,7 @@ class DerivedWindows:
                 owed = self._owed.setdefault((d, first, key), Owed())
                 owed.bases.add(start)
                 owed.dirty = True
+                self._earliest = min(self._earliest, first + size)
         spec = self.specs[k]
         return WindowStateRow(
             window_start=start,
@@ -178,7 +184,11 @@ class DerivedWindows:
         rows were written: ``rows`` (holding the base states just closed) are written and the
         sink flushed first, so that they are read back. A window whose stored states are
         missing is held back (:meth:`held_back`; at a final emit, :meth:`raise_incomplete`)."""
-        due = [dk for dk in self.due(ready) if not sketches(dk[2][0]).collects_raw]
+        due = self.due(ready)
+        waiting = {dk for dk in due if sketches(dk[2][0]).collects_raw}
+        if waiting:  # not yet on their reference: looked at again at the next batch
+            self._earliest = NO_TIME
+            due = [dk for dk in due if dk not in waiting]
         if not due:
             return [], 0
         if self.states is None:
@@ -247,7 +257,9 @@ class DerivedWindows:
         """Try a held-back window again one base window of event time later, not at every
         batch: reading the store again costs a query each time."""
         if ready is not None:
-            self._owed[dk].retry_at = ready + self.specs[self._base_of(dk[0])].size_ms
+            retry_at = ready + self.specs[self._base_of(dk[0])].size_ms
+            self._owed[dk].retry_at = retry_at
+            self._earliest = min(self._earliest, retry_at)
 
     def raise_incomplete(self) -> None:
         """After a final emit: the derived windows held back, as one error."""
@@ -258,15 +270,19 @@ class DerivedWindows:
     def due(self, ready: int | None) -> list[DerivedKey]:
         """Derived windows to write now: those with a base written since they were last
         written, whose end ``ready`` has reached (all when ``None``), in the order they end."""
-        out = [
-            dk
-            for dk, owed in self._owed.items()
-            if owed.dirty
-            and (
-                ready is None
-                or (dk[1] + self.specs[dk[0]].size_ms <= ready and owed.retry_at <= ready)
-            )
-        ]
+        if ready is not None and ready < self._earliest:
+            return []
+        out: list[DerivedKey] = []
+        later = _NEVER
+        for dk, owed in self._owed.items():
+            if not owed.dirty:
+                continue
+            when = max(dk[1] + self.specs[dk[0]].size_ms, owed.retry_at)
+            if ready is None or when <= ready:
+                out.append(dk)
+            else:
+                later = min(later, when)
+        self._earliest = later
         return sorted(out, key=lambda dk: (dk[1] + self.specs[dk[0]].size_ms, dk[0], dk[2]))
 
     def load(
@@ -333,6 +349,7 @@ class DerivedWindows:
         )
 
     def restore(self, data: bytes) -> None:
+        self._earliest = NO_TIME
         self._owed = {
             (r.spec_index, r.start, (r.model, r.model_version)): Owed(
                 set(r.bases), r.dirty, r.written
