@@ -83,6 +83,13 @@ class KafkaConfig(Strict):
     idle_after: DurationMs = Field(
         30_000, description="a partition quiet this long no longer holds windows back"
     )
+    snapshot_every: DurationMs = Field(
+        30_000,
+        ge=0,
+        description="how often a merger saves its state (label join, metric-event windows, "
+        "change detectors) to the store and commits its partials offset with it; a merge shard "
+        "that moves re-reads the partials since; 0: with every batch",
+    )
     session_timeout: DurationMs = Field(
         10_000,
         ge=6_000,
