@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from drifthouse.app import merge_loop
 from drifthouse.config import Config
 from drifthouse.sinks.schema import migrate
 from tests.app import partials as partials_module
@@ -30,10 +29,10 @@ DERIVED = Config.model_validate(
 
 @pytest.fixture
 def derived_log(small_stream: Any, monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """The partials of the small stream's two partitions, with windows 1h and 3h from 1h."""
+    """The partials of the small stream's two partitions, with windows 1h and 3h from 1h (the
+    mergers of test_snapshot_missing's loops save a snapshot with every batch)."""
     monkeypatch.setattr(partials_module, "CONFIG", DERIVED)
     monkeypatch.setattr(snapshot_missing, "CONFIG", DERIVED)
-    monkeypatch.setattr(merge_loop, "SNAPSHOT_EVERY_S", 0.0)  # a snapshot with every batch
     return partials_module.partials_log(small_stream)
 
 
