@@ -229,10 +229,19 @@ class StoreConfig(Strict):
 
 
 class WindowConfig(Strict):
-    """An event-time window: tumbling (``size``) or sliding (``size`` and ``hop``)."""
+    """An event-time window: tumbling (``size``) or sliding (``size`` and ``hop``); a window
+    with ``from`` (the size of a shorter tumbling window of the list, its *base*) is built by
+    the merger from the base windows' stored states instead of stream state
+    (docs/configuration.md "windows")."""
 
     size: DurationMs
     hop: DurationMs | None = None
+    base: DurationMs | None = Field(
+        None,
+        alias="from",
+        description="build this window from the stored states of the tumbling window of this "
+        "size (e.g. 1h for a 1d window): no stream state outlives the base window",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> WindowConfig:
@@ -246,6 +255,19 @@ class WindowConfig(Strict):
             if self.size % self.hop:
                 raise ValueError(
                     f"'size' must be a whole number of hops (got size {format_duration(self.size)}, hop {format_duration(self.hop)}); e.g. size 15m with hop 1m"
+                )
+        if self.base is not None:
+            if self.base > 0 and self.hop is not None and self.hop % self.base:
+                raise ValueError(
+                    f"'hop' must be a whole number of base windows with 'from' (got hop "
+                    f"{format_duration(self.hop)}, from {format_duration(self.base)}); "
+                    "e.g. size 7d, hop 1d, from 1h"
+                )
+            if self.base <= 0 or self.base >= self.size or self.size % self.base:
+                raise ValueError(
+                    f"'from' must name a tumbling window of the list shorter than 'size' and "
+                    f"dividing it (got size {format_duration(self.size)}, from "
+                    f"{format_duration(self.base)}); e.g. size 1d from 1h"
                 )
         return self
 
