@@ -28,7 +28,7 @@ from typing import Any
 import msgspec
 
 from drifthouse.errors import DecodeError
-from drifthouse.events.batch_columns import columns_events
+from drifthouse.events.batch_columns import ColumnBatch, all_columns, decode_columns, passes, row_of
 from drifthouse.events.decoder import EventDecoder
 from drifthouse.events.describe import preview
 from drifthouse.events.structs import Buffer, PredictionEvent, encode_event
@@ -113,11 +113,14 @@ class Decoded:
     ``ok`` holds ``(message position, event)`` in input order (a batch gives several events
     at one position); ``refused`` the refused events and messages in input order.
     :meth:`alone` gives a valid event of a batch as a message of its own (for a late event's
-    dead letter).
+    dead letter). ``blocks`` (only with ``decode_messages(..., columns=True)``, then ``ok``
+    and ``refused`` are empty) holds ``(message position, batch)`` of a chunk of valid batches
+    in columns, kept in columns: valid event ``i`` is row ``i`` of their concatenation.
     """
 
     ok: list[tuple[int, PredictionEvent]]
     refused: list[Refused]
+    blocks: list[tuple[int, ColumnBatch]] = field(default_factory=list)
     _rows: dict[int, tuple[_Envelope, int]] = field(default_factory=dict)  # ok index -> where
     # Batches decoded at once: the ok index of their first event, their form, their length.
     _starts: list[int] = field(default_factory=list)
@@ -127,6 +130,9 @@ class Decoded:
         """Valid event ``i`` of a batch alone (as decoded), and ``path`` (in the event) in its
         message; ``None`` for a single event."""
         found = self._rows.get(i)
+        if self.blocks:
+            block, j = row_of(self.blocks, i)
+            return encode_event(block.event(j)), _path_in(_IN_COLUMNS, j, path)
         if found is None:
             s = bisect.bisect_right(self._starts, i) - 1
             if s < 0 or i >= self._starts[s] + self._spans[s][1]:
@@ -134,6 +140,24 @@ class Decoded:
             found = (self._spans[s][0], i - self._starts[s])
         env, j = found
         return encode_event(self.ok[i][1]), _path_in(env, j, path)
+
+    def event(self, i: int) -> PredictionEvent:
+        """Valid event ``i`` (built from its columns for ``blocks``)."""
+        if not self.blocks:
+            return self.ok[i][1]
+        block, j = row_of(self.blocks, i)
+        return block.event(j)
+
+    def materialized(self) -> Decoded:
+        """The same, ``blocks`` as events in ``ok`` (what ``columns=False`` gives)."""
+        if not self.blocks:
+            return self
+        out = Decoded([], [])
+        for pos, block in self.blocks:
+            out._starts.append(len(out.ok))
+            out._spans.append((_IN_COLUMNS, len(block)))
+            out.ok.extend([(pos, e) for e in block.events()])
+        return out
 
 
 def decode_messages(
@@ -143,12 +167,18 @@ def decode_messages(
     now_ms: int | None = None,
     first: Callable[[Buffer], PredictionEvent] | None = None,
     first_rows: Callable[[Buffer], Any] | None = None,
+    columns: bool = False,
 ) -> Decoded:
     """Decode messages holding single prediction events or batches of them (module docstring).
 
     ``first`` is tried first on single events (see :meth:`EventDecoder.decode_batch`),
     ``first_rows`` on batches in rows: narrower decoders that raise for anything they do not
-    take and decode what they take to the same values."""
+    take and decode what they take to the same values. ``columns``: a chunk of valid batches
+    in columns only is kept in columns (:attr:`Decoded.blocks`)."""
+    if columns and raws and b'"columns"' in raws[0]:
+        blocks = all_columns(decoder, raws, now_ms)
+        if blocks is not None:
+            return Decoded([], [], blocks)
     singles = _singles(decoder, raws, now_ms, first)
     return singles if singles is not None else _mixed(decoder, raws, now_ms, first, first_rows)
 
@@ -173,9 +203,9 @@ def _mixed(
             continue
         fast, form = _fast_rows(raw, decoder, now_ms, first_rows), _IN_ROWS
         if fast is None and b'"columns"' in raw and len(raw) <= decoder.max_bytes:
-            in_columns = columns_events(raw)
-            if in_columns is not None:
-                fast, form = _checked(*in_columns, decoder, now_ms), _IN_COLUMNS
+            block = decode_columns(raw)
+            if block is not None and passes(block, decoder, now_ms):
+                fast, form = block.events(), _IN_COLUMNS
         if fast is not None:
             ready[len(rows)] = (fast, form)
             rows.append(b"")
