@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence, Sized
 from dataclasses import dataclass
+from itertools import chain
 from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
@@ -30,7 +31,15 @@ else:
 
     _Ts = int | AwareDatetime
 
-__all__ = ["ColumnBatch", "all_columns", "columns_events", "decode_columns", "passes", "row_of"]
+__all__ = [
+    "ColumnBatch",
+    "all_columns",
+    "columns_events",
+    "decode_columns",
+    "joined",
+    "passes",
+    "row_of",
+]
 
 _ExactInt = Annotated[int, msgspec.Meta(ge=-(2**53), le=2**53)]
 _NonNegative = Annotated[float, msgspec.Meta(ge=0.0)]
@@ -129,7 +138,7 @@ def decode_columns(raw: Buffer) -> ColumnBatch | None:
         return None
     ts: list[Any] = cols.ts
     try:
-        if not all(type(t) is int and 0 <= t <= MAX_TS_MS for t in ts):
+        if ts and (set(map(type, ts)) != {int} or min(ts) < 0 or max(ts) > MAX_TS_MS):
             ts = [parse_ts(t) for t in ts]  # what PredictionEvent does with a time
         if cols.predicted_class is not None:
             prediction = cols.prediction if cols.prediction is not None else [None] * n
@@ -176,8 +185,10 @@ def passes(block: ColumnBatch, decoder: EventDecoder[Any], now_ms: int | None) -
     if block.features and max(map(len, block.features)) > quarter:
         return False
     ids = block.event_id
-    if ids is not None and max((len(e) for e in ids if e is not None), default=0) > quarter:
-        return False
+    if ids is not None:
+        present = [e for e in ids if e is not None]
+        if present and max(map(len, present)) > quarter:
+            return False
     for name, column in block.segment.items():
         values = [v for v in column if v is not None]
         if values and max(len(name), *map(len, values)) > quarter:
@@ -213,3 +224,33 @@ def row_of(blocks: Sequence[tuple[int, ColumnBatch]], i: int) -> tuple[ColumnBat
             return block, i
         i -= len(block)
     raise IndexError(i)
+
+
+def joined(blocks: Sequence[ColumnBatch]) -> ColumnBatch | None:
+    """One batch holding the rows of ``blocks`` (one model and version), one after another,
+    when they name the same features and segment attributes in the same order; else ``None``
+    (their segments' order could differ from that of the rows taken one by one)."""
+    first = blocks[0]
+    if len(blocks) == 1:
+        return first
+    fnames, snames = list(first.features), list(first.segment)
+    if any(list(b.features) != fnames or list(b.segment) != snames for b in blocks):
+        return None
+
+    def cat(name: str) -> list[Any] | None:
+        if all(getattr(b, name) is None for b in blocks):
+            return None
+        return list(chain.from_iterable(b.column(name) for b in blocks))
+
+    return ColumnBatch(
+        first.model,
+        first.model_version,
+        list(chain.from_iterable(b.ts for b in blocks)),
+        {k: list(chain.from_iterable(b.features[k] for b in blocks)) for k in fnames},
+        cat("event_id"),
+        cat("prediction"),
+        cat("predicted_class"),
+        cat("latency_ms"),
+        cat("status"),
+        {k: list(chain.from_iterable(b.segment[k] for b in blocks)) for k in snames},
+    )

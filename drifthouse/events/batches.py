@@ -179,7 +179,12 @@ def decode_messages(
         blocks = all_columns(decoder, raws, now_ms)
         if blocks is not None:
             return Decoded([], [], blocks)
-    singles = _singles(decoder, raws, now_ms, first)
+    # A chunk that starts with a batch skips the attempt as single events (a failed decode
+    # explains itself, at the cost of a JSON parse in Python).
+    head = raws[0] if raws else b""
+    singles = None
+    if b'"events"' not in head and b'"columns"' not in head:
+        singles = _singles(decoder, raws, now_ms, first)
     return singles if singles is not None else _mixed(decoder, raws, now_ms, first, first_rows)
 
 
