@@ -345,7 +345,8 @@ class PartitionStage:
         ]
         if chosen:
             self._label_offsets.extend(batch.offsets[p] for p in batch.positions[chosen].tolist())
-            self._label_records.extend(PredictionRecord.from_event(batch.events[i]) for i in chosen)
+            events = batch.events
+            self._label_records += PredictionRecord.from_events([events[i] for i in chosen])
 
     def _fold(self, batch: _Batch, routed: Sequence[Routed], on_time: list[bool]) -> None:
         """Update the panes of the on-time events, per model and version, a column batch each."""

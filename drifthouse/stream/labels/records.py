@@ -64,6 +64,18 @@ class PredictionRecord(msgspec.Struct, frozen=True, array_like=True, gc=False):
         )  # fmt: skip
 
     @classmethod
+    def from_events(cls, events: Sequence[PredictionEvent]) -> list[PredictionRecord]:
+        """:meth:`from_event` of each event; a plain number without a segment (the usual
+        case) goes straight into the record."""
+        from_event = cls.from_event
+        return [
+            cls(e.event_id, e.model, e.model_version, e.ts_ms, float(p), None)
+            if (type(p := e.prediction) is float or type(p) is int) and not e.segment
+            else from_event(e)
+            for e in events
+        ]
+
+    @classmethod
     def of(
         cls,
         event_id: str | None,
