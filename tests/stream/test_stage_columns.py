@@ -45,10 +45,10 @@ def _config() -> Config:
     )
 
 
-def _reference() -> list[dict[str, Any]]:
+def _reference(model: str) -> list[dict[str, Any]]:
     return [
         {
-            "model": "fraud",
+            "model": model,
             "ts": T0 - 3_600_000 + i,
             "features": {"amount": float(i % 50), "country": ["DE", "FR", "1"][i % 3]},
             "prediction": (i % 10) / 10,
@@ -60,14 +60,15 @@ def _reference() -> list[dict[str, Any]]:
 _PARTS = RunParts.of(
     _config(),
     {
-        "fraud": profile_from_events(
-            _reference(),
-            model="fraud",
+        model: profile_from_events(
+            _reference(model),
+            model=model,
             model_version="1",
             created_at="2026-01-01T00:00:00Z",
             source_digest="test",
             task="classification",
         )
+        for model in ("fraud", "spam")  # with a reference; "churn" has none yet
     },
 )
 
@@ -118,7 +119,7 @@ def _batch(draw: st.DrawFn, model: str, start: int) -> list[PredictionEvent]:
 def _stream(draw: st.DrawFn) -> list[list[PredictionEvent]]:
     batches = []
     for k in range(draw(st.integers(1, 6))):
-        model = draw(st.sampled_from(["fraud", "fraud", "churn"]))
+        model = draw(st.sampled_from(["fraud", "fraud", "spam", "churn"]))
         batches.append(draw(_batch(model, T0 + k * 10 * MINUTE)))
     return batches
 
@@ -167,9 +168,9 @@ def test_batches_in_rows_and_columns_give_what_single_events_give(
     assert _run([[encode_batch(b)] for b in batches]) == want  # one message a micro-batch
     # Batches of the model with a reference stay in columns; the other's panes keep events.
     n = sum(map(len, batches))
-    fast = n if all(b[0].model == "fraud" for b in batches) else 0
+    fast = n if all(b[0].model != "churn" for b in batches) else 0
     assert _run([[encode_columns(b) for b in batches]], fast) == want
-    each = sum(len(b) for b in batches if b[0].model == "fraud")
+    each = sum(len(b) for b in batches if b[0].model != "churn")
     assert _run([[encode_columns(b)] for b in batches], each) == want
 
 
