@@ -14,7 +14,7 @@ envelope is parsed once (its events kept as raw JSON slices), each event gets th
 model and version, and all events go through :meth:`EventDecoder.decode_batch` together, so
 every check and every fast path is the one single events take. A bad event is refused alone,
 its path saying where it sits (``$.events[3].ts``, ``$.columns.ts[3]``); a malformed envelope
-refuses the whole message. :func:`encode_batch` and :func:`encode_columns` write batches.
+refuses the whole message. :mod:`drifthouse.events.batch_encode` writes batches.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from drifthouse.events.decoder import EventDecoder
 from drifthouse.events.describe import preview
 from drifthouse.events.structs import Buffer, PredictionEvent, encode_event
 
-__all__ = ["Decoded", "Refused", "decode_messages", "encode_batch", "encode_columns"]
+__all__ = ["Decoded", "Refused", "decode_messages"]
 
 _Raws = list[msgspec.Raw]
 
@@ -175,16 +175,15 @@ def decode_messages(
     ``first_rows`` on batches in rows: narrower decoders that raise for anything they do not
     take and decode what they take to the same values. ``columns``: a chunk of valid batches
     in columns only is kept in columns (:attr:`Decoded.blocks`)."""
-    if columns and raws and b'"columns"' in raws[0]:
-        blocks = all_columns(decoder, raws, now_ms)
-        if blocks is not None:
-            return Decoded([], [], blocks)
-    # A chunk that starts with a batch skips the attempt as single events (a failed decode
-    # explains itself, at the cost of a JSON parse in Python).
     head = raws[0] if raws else b""
-    singles = None
-    if b'"events"' not in head and b'"columns"' not in head:
-        singles = _singles(decoder, raws, now_ms, first)
+    blocks = all_columns(decoder, raws, now_ms) if columns and b'"columns"' in head else None
+    if blocks is not None:
+        return Decoded([], [], blocks)
+    # A chunk that starts with a batch is not tried as single events first (a failed decode
+    # explains itself with a JSON parse in Python).
+    if b'"events"' in head or b'"columns"' in head:
+        return _mixed(decoder, raws, now_ms, first, first_rows)
+    singles = _singles(decoder, raws, now_ms, first)
     return singles if singles is not None else _mixed(decoder, raws, now_ms, first, first_rows)
 
 
@@ -330,14 +329,15 @@ def _checked(
     quarter = min(decoder.max_label_bytes, decoder.max_bytes) // 4
     if not model or len(model) > quarter or len(version) > quarter:
         return None
-    unset = msgspec.UNSET
+    unset, typed = msgspec.UNSET, set[type]()
     for e in events:
         if e.model is unset:
             e.model = model
         if e.model_version is unset:
             e.model_version = version
-        features = e.features
-        names = features if type(features) is dict else type(features).names
+        kind = type(e.features)
+        names = e.features if kind is dict else () if kind in typed else kind.names
+        typed.add(kind)  # a typed decoder's struct: its names are checked once per batch
         if (
             e.model != model
             or e.model_version != version
@@ -442,63 +442,3 @@ def _other_model(env: _Envelope, event: PredictionEvent) -> DecodeError | None:
                 f"batch message); got {preview(got)}",
             )
     return None
-
-
-def _group(events: Sequence[PredictionEvent]) -> tuple[str, str]:
-    if not events:
-        raise ValueError("a batch needs at least one event")
-    key = (events[0].model, events[0].model_version)
-    for e in events:
-        if (e.model, e.model_version) != key:
-            raise ValueError(
-                f"a batch holds events of one model and version; got {key} and "
-                f"{(e.model, e.model_version)}"
-            )
-    return key
-
-
-def _rows(events: Sequence[PredictionEvent]) -> list[dict[str, Any]]:
-    rows = []
-    for e in events:
-        row: dict[str, Any] = msgspec.to_builtins(e)
-        row.pop("model", None)
-        row.pop("model_version", None)
-        rows.append(row)
-    return rows
-
-
-def encode_batch(events: Sequence[PredictionEvent]) -> bytes:
-    """One message holding ``events`` (one model and version) in rows.
-
-    >>> ev = PredictionEvent(model="fraud", ts_ms=1714564800000, features={"amount": 9.5})
-    >>> encode_batch([ev, ev])
-    b'{"model":"fraud","model_version":"unknown","events":[{"ts":1714564800000,"features":{"amount":9.5}},{"ts":1714564800000,"features":{"amount":9.5}}]}'
-    """
-    model, version = _group(events)
-    return _ENCODE.encode({"model": model, "model_version": version, "events": _rows(events)})
-
-
-def encode_columns(events: Sequence[PredictionEvent]) -> bytes:
-    """One message holding ``events`` (one model and version, the same feature and segment
-    names in each) in columns.
-
-    >>> ev = PredictionEvent(model="fraud", ts_ms=1714564800000, features={"amount": 9.5})
-    >>> encode_columns([ev, ev])
-    b'{"model":"fraud","model_version":"unknown","columns":{"ts":[1714564800000,1714564800000],"features":{"amount":[9.5,9.5]}}}'
-    """
-    model, version = _group(events)
-    rows = _rows(events)
-    columns: dict[str, Any] = {"ts": [r["ts"] for r in rows]}
-    for name in _OPTIONAL:
-        if any(name in r for r in rows):
-            columns[name] = [r.get(name) for r in rows]
-    for group in ("features", "segment"):
-        names = list(rows[0].get(group, {}))
-        if any(list(r.get(group, {})) != names for r in rows):
-            raise ValueError(
-                f"encode_columns needs the same {group} names in every event; "
-                "encode_batch takes any"
-            )
-        if names:
-            columns[group] = {k: [r[group][k] for r in rows] for k in names}
-    return _ENCODE.encode({"model": model, "model_version": version, "columns": columns})
