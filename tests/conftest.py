@@ -47,6 +47,7 @@ from typing import Any
 
 import pytest
 
+from tests.keyed_topic import keyed_replay, keyed_topic  # noqa: F401  (a topic keyed three ways, shared)
 from tests.workers import small_stream  # noqa: F401  (the session fixture of a small simulated stream, for every suite)
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,6 +6,7 @@ suite, ``tests/faults``)."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import math
 import os
@@ -17,7 +18,8 @@ import sys
 import time
 import urllib.request
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,6 +97,11 @@ def log_digest(folder: Path, last: int = 12) -> str:
     return f"worker logs: {summary}\n" + "\n".join(errors[-last:])
 
 
+#: How long :meth:`Workers.wait_done` sees the work done before it believes it (three polls a
+#: second apart, as it used to be: a batch in flight shows no lag and no new partial yet).
+STABLE_S = 2.0
+
+
 class Workers:
     """Worker processes of one configuration, each with its own health port."""
 
@@ -147,24 +154,17 @@ class Workers:
             ) from None
 
     def health(self) -> list[dict[str, Any]]:
-        out = []
-        for port, proc in self.procs.items():
-            assert proc.poll() is None, self._log_tail(port)
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{port}/drifthouse/health/", timeout=2
-                ) as resp:
-                    out.append(json.loads(resp.read()))
-            except OSError:
-                out.append({})
-        return out
+        """Every worker's health report (see :meth:`status`)."""
+        return [self.status(port) for port in self.procs]
 
     def wait_done(self, cfg: Config, events: int) -> None:
-        """Until every partition is read, the merger has read every partial and holds none."""
+        """Until every partition is read, the merger has read every partial and holds none,
+        and that has held for ``STABLE_S`` seconds (a batch still in flight shows no lag and
+        no new partial yet)."""
         deadline = time.monotonic() + self.timeout_s
-        stable = 0
+        done_since: float | None = None
         while time.monotonic() < deadline:
-            time.sleep(1.0)
+            time.sleep(0.5)
             report = self.health()
             # Per partition, what its owner reports: a worker may still list a partition it
             # lost in a rebalance (lag unknown) beside the one that holds it now.
@@ -200,8 +200,9 @@ class Workers:
                 )
                 and sides_behind == 0
             )
-            stable = stable + 1 if done else 0
-            if stable >= 3:
+            now = time.monotonic()
+            done_since = (done_since or now) if done else None
+            if done_since is not None and now - done_since >= STABLE_S:
                 return
         raise AssertionError(
             f"workers did not finish {events} events in time: {self.health()}\n"
@@ -240,36 +241,68 @@ class Workers:
         return (self.config.parent / f"worker-{port}.log").read_text(errors="replace")[-3000:]
 
 
-_READ_ROWS = """
+def wait_all_done(runs: Iterable[Workers]) -> None:
+    """:meth:`Workers.wait_done` for deployments running side by side, waited for at once."""
+    with ThreadPoolExecutor() as pool:
+        waits = [pool.submit(w.wait_done, load_config(w.config), 0) for w in runs]
+        for wait in waits:
+            wait.result()
+
+
+def stop_together(runs: Iterable[Workers]) -> None:
+    """SIGTERM to every worker at once, then wait for each (one by one is seconds each)."""
+    runs = list(runs)
+    for workers in runs:
+        for proc in workers.procs.values():
+            proc.send_signal(signal.SIGTERM)
+    for workers in runs:
+        for port, proc in list(workers.procs.items()):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=60)
+                del workers.procs[port]
+        workers.stop_all()  # what did not stop: SIGTERM again, then killed, and the test fails
+
+
+_QUERY = """
 import json, sys
 from drifthouse.config import load_config
 from drifthouse.sinks import open_store
 cfg = load_config(sys.argv[1])
 client = open_store(cfg.store_dsn(), cfg.store.database)
-result = client.query(
-    "SELECT toUnixTimestamp64Milli(window_start), window, model, model_version, feature, segment, "
-    "metric, value, n "
-    "FROM metrics FINAL WHERE run_id = {run:String}", parameters={"run": sys.argv[2]}
-)
-json.dump([list(r) for r in result.result_rows], sys.stdout)
+out = [client.query(sql, parameters={"run": run}).result_rows for sql, run in json.loads(sys.argv[2])]
+json.dump([[list(r) for r in rows] for rows in out], sys.stdout)
 """
 
+ROWS_SQL = (
+    "SELECT toUnixTimestamp64Milli(window_start), window, model, model_version, feature, segment, "
+    "metric, value, n FROM metrics FINAL WHERE run_id = {run:String}"
+)
 
-def stored_rows(
-    config_path: Path, run_id: str = "live"
-) -> dict[tuple[Any, ...], tuple[float, int]]:
-    """The ``metrics`` rows of one run in the configured store, ``(window_start ms, window, model,
-    model_version, feature, segment, metric) -> (value, n)``."""
-    # In a process of its own: this one may already hold another embedded data folder, and
-    # the engine admits one folder per process.
+
+def query_store(config_path: Path, queries: Sequence[tuple[str, str]]) -> list[list[list[Any]]]:
+    """The rows of each ``(sql, run id)`` (the run id bound to ``{run:String}``) in the
+    configured store, read in one process of its own: this one may already hold another
+    embedded data folder, and the engine admits one folder per process."""
     out = subprocess.run(
-        [sys.executable, "-c", _READ_ROWS, str(config_path), run_id],
+        [sys.executable, "-c", _QUERY, str(config_path), json.dumps(list(queries))],
         capture_output=True,
         text=True,
         timeout=120,
         check=True,
     )
-    return {tuple(r[:7]): (r[7], r[8]) for r in json.loads(out.stdout)}
+    rows: list[list[list[Any]]] = json.loads(out.stdout)
+    return rows
+
+
+def metrics_of(rows: Sequence[Sequence[Any]]) -> Metrics:
+    """:data:`ROWS_SQL`'s rows, keyed as :func:`stored_rows` gives them."""
+    return {tuple(r[:7]): (r[7], r[8]) for r in rows}
+
+
+def stored_rows(config_path: Path, run_id: str = "live") -> Metrics:
+    """The ``metrics`` rows of one run in the configured store, ``(window_start ms, window, model,
+    model_version, feature, segment, metric) -> (value, n)``."""
+    return metrics_of(query_store(config_path, [(ROWS_SQL, run_id)])[0])
 
 
 # Regression label metrics are float sums over joined pairs, and which pair completes first
@@ -366,6 +399,8 @@ def write_config(
             "labels_topic": f"{topic}-labels",
             "metrics_topic": f"{topic}-metrics",
             "idle_after": "3s",
+            # A killed worker's partitions move after Kafka's shortest session (tests kill many).
+            "session_timeout": "6s",
             "batch_size": 256,
         },
         # Test events are stamped January 2026: a 30-day TTL would delete their logged predictions.
@@ -384,33 +419,24 @@ def write_config(
 Metrics = dict[tuple[Any, ...], tuple[float, int]]
 """``(window_start ms, window, model, model_version, feature, segment, metric) -> (value, n)``"""
 
-_READ_ALERTS = """
-import json, sys
-from drifthouse.config import load_config
-from drifthouse.sinks import open_store
-cfg = load_config(sys.argv[1])
-client = open_store(cfg.store_dsn(), cfg.store.database)
-result = client.query(
+ALERTS_SQL = (
     "SELECT toUnixTimestamp64Milli(ts), rule, severity, status, model, model_version, feature, "
     "segment, metric, value, threshold, toUnixTimestamp64Milli(window_start), "
     "toUnixTimestamp64Milli(window_end), message, receivers, dedup_key "
-    "FROM alerts FINAL WHERE run_id = {run:String}", parameters={"run": sys.argv[2]}
+    "FROM alerts FINAL WHERE run_id = {run:String}"
 )
-json.dump([list(r) for r in result.result_rows], sys.stdout)
-"""
 
 
 def stored_alerts(config_path: Path, run_id: str = "live") -> list[tuple[Any, ...]]:
     """The ``alerts`` rows of one run in the configured store (every column but ``run_id``),
     sorted, as :func:`alert_rows` gives them."""
-    out = subprocess.run(
-        [sys.executable, "-c", _READ_ALERTS, str(config_path), run_id],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return sorted(alert_tuple(r) for r in json.loads(out.stdout))
+    return sorted(alert_tuple(r) for r in query_store(config_path, [(ALERTS_SQL, run_id)])[0])
+
+
+def stored(config_path: Path, run_id: str = "live") -> tuple[Metrics, list[tuple[Any, ...]]]:
+    """:func:`stored_rows` and :func:`stored_alerts` of one run, read at once."""
+    rows, alerts = query_store(config_path, [(ROWS_SQL, run_id), (ALERTS_SQL, run_id)])
+    return metrics_of(rows), sorted(alert_tuple(r) for r in alerts)
 
 
 def alert_tuple(values: Sequence[Any]) -> tuple[Any, ...]:

@@ -83,6 +83,14 @@ class KafkaConfig(Strict):
     idle_after: DurationMs = Field(
         30_000, description="a partition quiet this long no longer holds windows back"
     )
+    session_timeout: DurationMs = Field(
+        10_000,
+        ge=6_000,
+        le=1_800_000,
+        description="how long the group waits for a worker that died without leaving (a "
+        "SIGKILL, a lost host) before its partitions move; within the broker's "
+        "group.min/max.session.timeout.ms (6 s to 30 min by default)",
+    )
     web_port: int | None = Field(
         None, description="faust's web endpoint (health, lag) on 127.0.0.1; off when unset"
     )

@@ -38,7 +38,7 @@ from drifthouse.kafka.admin import ensure_topics
 from drifthouse.rows import AlertRow
 from drifthouse.simulate import Fault, Record, Scenario, simulate
 from tests.fakes import FakeApi
-from tests.workers import Workers, assert_same, stored_rows
+from tests.workers import ROWS_SQL, Workers, assert_same, metrics_of, query_store
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -79,34 +79,17 @@ class EndToEnd:
         return {w.size: (w.name, w.pane_ms) for w in self.config.windows}
 
 
-_READ_ALERTS = """
-import json, sys
-from drifthouse.config import load_config
-from drifthouse.sinks import open_store
-cfg = load_config(sys.argv[1])
-client = open_store(cfg.store_dsn(), cfg.store.database)
-result = client.query(
+_ALERTS_SQL = (
     "SELECT toUnixTimestamp64Milli(ts), rule, severity, status, model, model_version, feature, "
     "segment, metric, value, threshold, toUnixTimestamp64Milli(window_start), "
     "toUnixTimestamp64Milli(window_end), message, receivers, dedup_key, run_id "
-    "FROM alerts FINAL WHERE run_id = {run:String} ORDER BY window_end, ts, rule",
-    parameters={"run": sys.argv[2]},
+    "FROM alerts FINAL WHERE run_id = {run:String} ORDER BY window_end, ts, rule"
 )
-json.dump([list(r) for r in result.result_rows], sys.stdout)
-"""
 
 
-def _stored_alerts(config_path: Path, run_id: str) -> list[AlertRow]:
-    # In a process of its own: the embedded engine admits one data folder per process.
-    out = subprocess.run(
-        [sys.executable, "-c", _READ_ALERTS, str(config_path), run_id],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    fields = AlertRow.__struct_fields__  # the column order of _READ_ALERTS
-    return [AlertRow(**dict(zip(fields, row, strict=True))) for row in json.loads(out.stdout)]
+def _alert_rows(rows: list[list[Any]]) -> list[AlertRow]:
+    fields = AlertRow.__struct_fields__  # the column order of _ALERTS_SQL
+    return [AlertRow(**dict(zip(fields, row, strict=True))) for row in rows]
 
 
 def _write_config(
@@ -284,6 +267,16 @@ def _end_to_end(
     )  # fmt: skip
     seconds["replay"] = time.monotonic() - t
     assert len(api.requests) == sent_before_replay, "a replay without --notify sends nothing"
+    # Read in one process (the engine admits one data folder per process, and each start costs).
+    alerts, replay_alerts, live, replayed = query_store(
+        path,
+        [
+            (_ALERTS_SQL, "live"),
+            (_ALERTS_SQL, REPLAY_RUN),
+            (ROWS_SQL, "live"),
+            (ROWS_SQL, REPLAY_RUN),
+        ],
+    )
     run = EndToEnd(
         config_path=path,
         config=config,
@@ -294,10 +287,10 @@ def _end_to_end(
         first_ms=first_ms,
         last_ms=last_ms,
         predictions=predictions,
-        alerts=_stored_alerts(path, "live"),
-        replay_alerts=_stored_alerts(path, REPLAY_RUN),
-        live=stored_rows(path, "live"),
-        replayed=stored_rows(path, REPLAY_RUN),
+        alerts=_alert_rows(alerts),
+        replay_alerts=_alert_rows(replay_alerts),
+        live=metrics_of(live),
+        replayed=metrics_of(replayed),
         api=api,
         seconds=seconds,
     )

@@ -41,6 +41,7 @@ from tests.fakes import FakeApi, Recorded
 from tests.workers import (
     PARTITIONS,
     Metrics,
+    Workers,
     alert_rows,
     assert_same,
     log_digest,
@@ -48,8 +49,7 @@ from tests.workers import (
     partition_of,
     produce_stream,
     sentinels,
-    stored_alerts,
-    stored_rows,
+    stored,
     write_config,
 )
 
@@ -225,7 +225,7 @@ def check_stored(
 def _check_stored(
     config: Path, reference: Reference, run_id: str
 ) -> tuple[Metrics, list[tuple[Any, ...]]]:
-    metrics, alerts = stored_rows(config, run_id), stored_alerts(config, run_id)
+    metrics, alerts = stored(config, run_id)
     # The sentinels' windows stay open in a live run; a replay closes them at its end.
     metrics = {k: v for k, v in metrics.items() if window_end(k) <= reference.closed_until}
     assert_same(metrics, reference.metrics)
@@ -336,3 +336,47 @@ class PacedProducer(threading.Thread):
             producer.close()
         except BaseException as exc:
             self.error = exc
+
+
+@dataclass
+class PacedRun:
+    """A live run on a topic of its own: worker processes on the suite's configuration (see
+    :func:`alerting`), and the small stream produced at a pace while the test disturbs them."""
+
+    bootstrap: str
+    topic: str
+    stream: Any  # tests.workers.Stream
+    config: Path
+    workers: Workers
+    producer: PacedProducer
+
+    @classmethod
+    def of(
+        cls, tmp_path: Path, bootstrap: str, topic: str, stream: Any, api: FakeApi, **options: Any
+    ) -> PacedRun:
+        """``options``: ``seconds`` of the :class:`PacedProducer`, ``sections`` replacing
+        :func:`alerting`'s, ``name`` of the configuration's folder."""
+        sections = options.get("sections") or alerting(api)
+        name = options.get("name", "run")
+        config = write_config(tmp_path, bootstrap, topic, name, stream.profiles, extra=sections)
+        producer = PacedProducer(bootstrap, topic, stream.records, options["seconds"])
+        return cls(bootstrap, topic, stream, config, Workers(config, PARTITIONS), producer)
+
+    def finish(self, api: FakeApi, folder: Path) -> Reference:
+        """The rest of the stream at once; when the workers are done, the undisturbed
+        :class:`Reference` of the topic, whose every notification reached ``api`` once."""
+        records = self.stream.records
+        self.producer.hurry.set()
+        self.producer.join(timeout=120)
+        assert self.producer.error is None, self.producer.error
+        self.workers.wait_done(load_config(self.config), len(records))
+        closed_until = sentinels(records)[0] - 30_000
+        reference = reference_of(
+            self.bootstrap, self.topic, self.stream.profiles, folder, closed_until
+        )
+        check_delivered_once(api, reference)
+        return reference
+
+    def stop(self) -> None:
+        self.producer.stop.set()
+        self.workers.stop_all()

@@ -10,17 +10,9 @@ from typing import Any
 
 import pytest
 
-from drifthouse.config import load_config
 from tests.fakes import FakeApi
-from tests.faults.conftest import (
-    PacedProducer,
-    alerting,
-    check_delivered_once,
-    check_stored,
-    reference_of,
-    wait_for,
-)
-from tests.workers import PARTITIONS, Workers, sentinels, write_config
+from tests.faults.conftest import PacedRun, check_stored, wait_for
+from tests.workers import PARTITIONS
 
 pytestmark = [pytest.mark.faults, pytest.mark.kafka, pytest.mark.slow]
 
@@ -31,15 +23,14 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(
     """Five workers in a row are killed (SIGKILL: no goodbye, no flush) at random moments
     while the stream flows, every other one once it is the merger, then a sixth finishes: the
     rows, the alerts and the pages are those of an undisturbed run."""
-    topic = make_topic(partitions=PARTITIONS)
     records = small_stream.records
-    config = write_config(
-        tmp_path, kafka_bootstrap, topic, "kill", small_stream.profiles, extra=alerting(api)
-    )
-    workers = Workers(config, PARTITIONS)
     # Paced slowly enough that five start-up-and-kill rounds fit well inside it even on a
     # loaded machine; once they are done, the rest goes at once.
-    producer = PacedProducer(kafka_bootstrap, topic, records, seconds=120.0)
+    run = PacedRun.of(
+        tmp_path, kafka_bootstrap, make_topic(partitions=PARTITIONS), small_stream, api,
+        name="kill", seconds=120.0,
+    )  # fmt: skip
+    workers, producer = run.workers, run.producer
     rng = random.Random(7)
     kills = []
     try:
@@ -57,18 +48,9 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(
             workers.kill(port, signal.SIGKILL)
             kills.append((producer.sent, report.get("events"), bool(report.get("merger"))))
             port = workers.start()
-        producer.hurry.set()
-        producer.join(timeout=120)
-        assert producer.error is None, producer.error
-        workers.wait_done(load_config(config), len(records))
-        closed_until = sentinels(records)[0] - 30_000
-        reference = reference_of(
-            kafka_bootstrap, topic, small_stream.profiles, tmp_path, closed_until
-        )
-        check_delivered_once(api, reference)
+        reference = run.finish(api, tmp_path)
     finally:
-        producer.stop.set()
-        workers.stop_all()
-    check_stored(config, reference)
+        run.stop()
+    check_stored(run.config, reference)
     assert sum(1 for *_, merger in kills if merger) >= 2, f"the kills should hit mergers: {kills}"
     assert all(sent < len(records) for sent, *_ in kills), f"kills after the stream: {kills}"

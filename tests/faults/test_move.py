@@ -10,17 +10,9 @@ from typing import Any
 
 import pytest
 
-from drifthouse.config import load_config
 from tests.fakes import FakeApi
-from tests.faults.conftest import (
-    PacedProducer,
-    alerting,
-    check_delivered_once,
-    check_stored,
-    reference_of,
-    wait_for,
-)
-from tests.workers import PARTITIONS, Workers, sentinels, write_config
+from tests.faults.conftest import PacedRun, alerting, check_stored, wait_for
+from tests.workers import PARTITIONS
 
 pytestmark = [pytest.mark.faults, pytest.mark.kafka, pytest.mark.slow]
 
@@ -33,18 +25,17 @@ def test_a_merger_killed_and_moved_to_another_disk_pages_once(
     (SIGKILL) while the stream flows, the first once it has paged, and each next merger starts
     with an empty folder: the pages, the resolutions and the Slack messages are those of an
     undisturbed run, once each."""
-    topic = make_topic(partitions=PARTITIONS)
     records = small_stream.records
     sections = alerting(api)
     sections["alerting"] = {
         **sections["alerting"],
         "outbox_dir": "./alerting-of-${DRIFTHOUSE_WEB_PORT:-none}",
     }
-    config = write_config(
-        tmp_path, kafka_bootstrap, topic, "move", small_stream.profiles, extra=sections
-    )
-    workers = Workers(config, PARTITIONS)
-    producer = PacedProducer(kafka_bootstrap, topic, records, seconds=120.0)
+    run = PacedRun.of(
+        tmp_path, kafka_bootstrap, make_topic(partitions=PARTITIONS), small_stream, api,
+        sections=sections, name="move", seconds=120.0,
+    )  # fmt: skip
+    workers, producer = run.workers, run.producer
     rng = random.Random(11)
     kills = []
     try:
@@ -63,18 +54,11 @@ def test_a_merger_killed_and_moved_to_another_disk_pages_once(
             port = workers.start()  # another host: its alerting folder is new and empty
             wait_for("the next merger", lambda p=port: bool(workers.status(p).get("merger")))
             time.sleep(rng.uniform(0.5, 2.5))
-        producer.hurry.set()
-        producer.join(timeout=120)
-        assert producer.error is None, producer.error
-        workers.wait_done(load_config(config), len(records))
-        closed_until = sentinels(records)[0] - 30_000
-        reference = reference_of(
-            kafka_bootstrap, topic, small_stream.profiles, tmp_path, closed_until
-        )
+        reference = run.finish(api, tmp_path)
         assert reference.pagerduty, "the stream should raise alerts"
-        check_delivered_once(api, reference)
     finally:
-        producer.stop.set()
-        workers.stop_all()
-    check_stored(config, reference)
+        run.stop()
+    check_stored(run.config, reference)
+    # Mid-stream: the stream was still being sent at every kill, and pages came after the first.
     assert all(sent < len(records) for sent, _ in kills), f"kills after the stream: {kills}"
+    assert kills[0][1] < len(reference.pagerduty), f"every page before the kills: {kills}"

@@ -20,8 +20,7 @@ from tests.workers import (
     assert_same,
     partition_of,
     sentinels,
-    stored_alerts,
-    stored_rows,
+    stored,
     write_config,
 )
 
@@ -115,7 +114,7 @@ def test_poison_in_every_partition_is_dead_lettered_and_changes_nothing_else(
 
     # Counted, in the windows open when the poison came (under the model its key names, and
     # the version `unknown` when the message does not say); otherwise the clean stream's rows.
-    metrics, alerts = stored_rows(config), stored_alerts(config)
+    metrics, alerts = stored(config)
     metrics = {k: v for k, v in metrics.items() if window_end(k) <= reference.closed_until}
     hourly = sum(v[0] for k, v in metrics.items() if k[6] == "invalid_events" and k[1] == "1h")
     assert hourly == poison

@@ -16,6 +16,7 @@ from tests.faults.conftest import (
     alerting,
     check_delivered_once,
     check_stored,
+    deliveries,
     reference_of,
     wait_for,
 )
@@ -63,7 +64,15 @@ def test_rebalances_while_windows_are_open_lose_and_double_nothing(
         reference = reference_of(
             kafka_bootstrap, topic, small_stream.profiles, tmp_path, closed_until
         )
-        time.sleep(5)
+
+        def all_delivered() -> bool:
+            pagerduty, slack = deliveries(api)
+            return len(pagerduty) >= len(reference.pagerduty) and len(slack) >= len(reference.slack)
+
+        # Checked once the workers are stopped: every notification is out before they are
+        # (and a second more for any sent twice, as check_delivered_once waits).
+        wait_for("every notification", all_delivered, timeout=60.0)
+        time.sleep(1.0)
     finally:
         producer.stop.set()
         workers.stop_all()

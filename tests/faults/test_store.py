@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +52,17 @@ def test_store_outage_slows_the_merger_and_loses_nothing(
         port = workers.start()
         wait_for("the merger", lambda: bool(workers.status(port).get("merger")))
         store.stop()  # connections refused from here on
-        time.sleep(12)
+
+        def slowed_down() -> bool:
+            logs = workers.logs()
+            return (
+                (config.parent / "spool").exists()
+                and "sink.spooled" in logs
+                and ("merger.paused" in logs or "merger.store_waiting" in logs)
+            )
+
+        # Away until results went to the spool and the merger held back (not a fixed time).
+        wait_for("the spool and the merger slowed down", slowed_down, every=0.5)
         spooled = (config.parent / "spool").exists()
         store.start()
         workers.wait_done(load_config(config), len(small_stream.records))
