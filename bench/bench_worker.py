@@ -61,29 +61,31 @@ async def _consume(
     n: int,
     work: Callable[[int, list[Any]], object] | None = None,
     per_message: int = 1,
-) -> float:
-    """Events per second through a bare aiokafka consumer (``n`` events, ``per_message`` to a
-    record), with ``work(partition, records)`` run on each fetched batch (none: the client
-    alone, the ceiling)."""
+) -> tuple[float, float]:
+    """Events per second and per CPU-second (the process's, every thread) through a bare
+    aiokafka consumer (``n`` events, ``per_message`` to a record), with
+    ``work(partition, records)`` run on each fetched batch (none: the client alone, the
+    ceiling)."""
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
     )
     await consumer.start()
-    seen, t0 = 0, None
+    seen, t0, cpu0 = 0, None, 0.0
     try:
         while seen < n:
             batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
             for tp, records in batch.items():
                 if t0 is None:
-                    t0 = time.perf_counter()
+                    t0, cpu0 = time.perf_counter(), time.process_time()
                 if work is not None:
                     work(tp.partition, records)
                 seen += len(records) * per_message
     finally:
         await consumer.stop()
-    return min(seen, n) / (time.perf_counter() - (t0 or time.perf_counter()))
+    events, cpu = min(seen, n), time.process_time() - cpu0
+    return events / (time.perf_counter() - (t0 or time.perf_counter())), events / cpu
 
 
 def _floors(
@@ -94,7 +96,7 @@ def _floors(
     profile: Profile,
     warm_up: list[dict[str, Any]],
     per_message: int,
-) -> list[tuple[str, float]]:
+) -> list[tuple[str, tuple[float, float]]]:
     """The same client with the worker's first stages in the loop, no merger and no store:
     what each stage costs on top of reading, on the same records."""
     parts = RunParts.of(cfg, {"bench": profile})
@@ -193,7 +195,7 @@ def main() -> None:
     }  # fmt: skip
     cfg_run = Config.model_validate(config)
     tune_gc()  # every reading pass with the worker's collector settings
-    ceiling = asyncio.run(_consume(bootstrap, topic, n, per_message=k))
+    ceiling, ceiling_cpu = asyncio.run(_consume(bootstrap, topic, n, per_message=k))
     floors = _floors(bootstrap, topic, n, cfg_run, profile, ref[:1000], k)
 
     (folder / "drifthouse.yaml").write_text(json.dumps(config))
@@ -259,12 +261,16 @@ def main() -> None:
         f"\nload average {load:.2f} on {os.cpu_count()} cores; kafka.batch_size {args.batch_size}; "
         f"{k} event(s) per message" + (f" in {args.form}" if k > 1 else "")
     )
-    print("\n| reader | events/s |\n|---|---:|")
-    print(f"| aiokafka consumer only (the ceiling) | {ceiling:,.0f} |")
-    for name, value in floors:
-        print(f"| {name} | {value:,.0f} ({100 * value / ceiling:.0f}% of the ceiling) |")
+    print("\n| reader | events/s | events per CPU-second |\n|---|---:|---:|")
+    print(f"| aiokafka consumer only (the ceiling) | {ceiling:,.0f} | {ceiling_cpu:,.0f} |")
+    for name, (value, per_cpu) in floors:
+        print(
+            f"| {name} | {value:,.0f} ({100 * value / ceiling:.0f}% of the ceiling) "
+            f"| {per_cpu:,.0f} ({100 * per_cpu / ceiling_cpu:.0f}%) |"
+        )
     print(
-        f"| drifthouse worker, one process, end to end | {rate:,.0f} ({100 * rate / ceiling:.0f}% of the ceiling) |"
+        f"| drifthouse worker, one process, end to end | {rate:,.0f} ({100 * rate / ceiling:.0f}% of the ceiling) "
+        f"| {n / (cpu_last - cpu_first):,.0f} ({100 * n / (cpu_last - cpu_first) / ceiling_cpu:.0f}%) |"
     )
     print(
         f"\nworker CPU: {cpu:.1f} s for {n:,} events in {last - first:.1f} s "

@@ -18,6 +18,7 @@ __all__ = [
     "ReferenceRow",
     "Row",
     "SketchRow",
+    "WindowStateRow",
 ]
 
 
@@ -183,6 +184,22 @@ class LabelPaneRow(msgspec.Struct, frozen=True, kw_only=True):
     computed_at: int = 0
 
 
+class WindowStateRow(msgspec.Struct, frozen=True, kw_only=True):
+    """The whole mergeable state of a closed base window of one model: a row of table
+    ``window_states``, read back to build the windows configured with ``from``. ``state`` is
+    base64 of the LZ4-compressed state (:mod:`drifthouse.sinks.window_states`)."""
+
+    window_start: int
+    window_end: int
+    window: str
+    model: str
+    model_version: str
+    state: str
+    n: int
+    run_id: str
+    computed_at: int = 0
+
+
 Row = (
     MetricRow
     | SketchRow
@@ -192,5 +209,6 @@ Row = (
     | LateLabelRow
     | LatePredictionRow
     | LabelPaneRow
+    | WindowStateRow
 )
 """Any row a sink takes; :mod:`drifthouse.sinks.tables` says which table each type fills."""

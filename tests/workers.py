@@ -399,6 +399,8 @@ def write_config(
             "labels_topic": f"{topic}-labels",
             "metrics_topic": f"{topic}-metrics",
             "idle_after": "3s",
+            # A killed worker's partitions move after Kafka's shortest session (tests kill many).
+            "session_timeout": "6s",
             "batch_size": 256,
         },
         # Test events are stamped January 2026: a 30-day TTL would delete their logged predictions.

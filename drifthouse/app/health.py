@@ -75,6 +75,8 @@ def _merger_report(merger: Merger) -> dict[str, Any]:
         else 0,
         "label_join_entries": labels.join.entries if labels is not None else 0,
         "windows_written": stage.stats.windows,
+        # Derived windows (`from`) held back for stored base states that are missing.
+        "incomplete_windows": stage.derived.incomplete,
         "rows_written": stage.stats.rows,
         "next_offset": merger.side.next_offset,
         "rebuilt_from": merger.rebuilt_from,

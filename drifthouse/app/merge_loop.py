@@ -33,12 +33,9 @@ from drifthouse.logs import get_logger
 from drifthouse.sinks.base import Sink
 from drifthouse.sinks.state import MergerStateStore
 
-__all__ = ["SNAPSHOT_EVERY_S", "MergeLoop", "MergeShards", "Merger", "PartialsLog"]
+__all__ = ["MergeLoop", "MergeShards", "Merger", "PartialsLog"]
 
 log = get_logger("worker")
-
-#: Seconds between two snapshots of the merger's own state (see MergeSide.snapshot).
-SNAPSHOT_EVERY_S = 30.0
 
 Messages = list[tuple[int, bytes]]
 
@@ -188,7 +185,8 @@ class MergeLoop:
         await flush_when_possible(side.sink)
         if merger.alerting is not None:
             merger.alerting.save_state()
-        due = time.monotonic() - merger.saved_at >= SNAPSHOT_EVERY_S
+        # Snapshots of the merger's own state (see MergeSide.snapshot): kafka.snapshot_every.
+        due = time.monotonic() - merger.saved_at >= self.parts.config.kafka.snapshot_every / 1000
         # A replay (see _resume) keeps the commit it started from until it is past it: a
         # merger stopped meanwhile replays again, rather than hold from a snapshot taken in it.
         if merger.states is not None and due and not (side.replaying and side.held):

@@ -363,10 +363,10 @@ def _faust_app(kcfg: KafkaConfig, web_port: int | None, datadir: Path | None) ->
         topic_disable_leader=True,
         stream_wait_empty=False,
         broker_commit_every=2**31,
-        # A worker that dies mid-rebalance leaves no LeaveGroup behind: the group waits this
-        # long for it, so keep it short (Kafka's floor is 6 s).
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=2.0,
+        # A worker that dies leaves no LeaveGroup behind: the group waits this long for it
+        # (kafka.session_timeout; Kafka's floor is 6 s). Heartbeats at a third of it or less.
+        broker_session_timeout=kcfg.session_timeout / 1000,
+        broker_heartbeat_interval=min(2.0, kcfg.session_timeout / 3000),
         broker_commit_interval=10**7,
         # A partial is 1-100 kB: with the default 16 kB batches every send waited for the
         # previous batch to reach the broker. One batch now holds a micro-batch's partials.

@@ -10,14 +10,19 @@ import re
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, SecretStr
 
-from drifthouse.durations import parse_duration
+from drifthouse.durations import format_duration, parse_duration
 
 __all__ = ["DurationMs", "SecretDsn", "Strict", "mask_dsn"]
 
-DurationMs = Annotated[int, BeforeValidator(parse_duration)]
-"""Milliseconds, written ``"30s"``, ``"15m"``, ``"1h"`` or as integer seconds."""
+DurationMs = Annotated[
+    int,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+]
+"""Milliseconds, written ``"30s"``, ``"15m"``, ``"1h"`` or as integer seconds; a dump writes
+the shortest spelling (``"1500ms"``, ``"30s"``), which reads back as the same milliseconds."""
 
 
 def mask_dsn(dsn: str) -> str:

@@ -26,6 +26,7 @@ from drifthouse.config.sections import (
     WindowConfig,
     auto_span_of,
 )
+from drifthouse.durations import format_duration
 
 __all__ = ["Config"]
 
@@ -63,6 +64,21 @@ class Config(Strict):
                 for name, model in self.models.items()
             }
             object.__setattr__(self, "models", merged)
+        return self
+
+    @model_validator(mode="after")
+    def _window_bases(self) -> Config:
+        # A derived window's base must be a tumbling window of the list that is itself kept in
+        # the stream: its stored states are what the derived window is built from.
+        bases = {w.size for w in self.windows if w.base is None and w.hop in (None, w.size)}
+        for i, w in enumerate(self.windows):
+            if w.base is not None and w.base not in bases:
+                raise ValueError(
+                    f"windows.{i}.from: {format_duration(w.base)} must be the size of a tumbling "
+                    f"window of the list kept in the stream (tumbling sizes: "
+                    f"{', '.join(format_duration(b) for b in sorted(bases)) or 'none'}); "
+                    f"add {{size: {format_duration(w.base)}}} to 'windows'"
+                )
         return self
 
     @model_validator(mode="after")

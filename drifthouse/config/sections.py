@@ -83,6 +83,21 @@ class KafkaConfig(Strict):
     idle_after: DurationMs = Field(
         30_000, description="a partition quiet this long no longer holds windows back"
     )
+    snapshot_every: DurationMs = Field(
+        30_000,
+        ge=0,
+        description="how often a merger saves its state (label join, metric-event windows, "
+        "change detectors) to the store and commits its partials offset with it; a merge shard "
+        "that moves re-reads the partials since; 0: with every batch",
+    )
+    session_timeout: DurationMs = Field(
+        10_000,
+        ge=6_000,
+        le=1_800_000,
+        description="how long the group waits for a worker that died without leaving (a "
+        "SIGKILL, a lost host) before its partitions move; within the broker's "
+        "group.min/max.session.timeout.ms (6 s to 30 min by default)",
+    )
     web_port: int | None = Field(
         None, description="faust's web endpoint (health, lag) on 127.0.0.1; off when unset"
     )
@@ -214,10 +229,19 @@ class StoreConfig(Strict):
 
 
 class WindowConfig(Strict):
-    """An event-time window: tumbling (``size``) or sliding (``size`` and ``hop``)."""
+    """An event-time window: tumbling (``size``) or sliding (``size`` and ``hop``); a window
+    with ``from`` (the size of a shorter tumbling window of the list, its *base*) is built by
+    the merger from the base windows' stored states instead of stream state
+    (docs/configuration.md "windows")."""
 
     size: DurationMs
     hop: DurationMs | None = None
+    base: DurationMs | None = Field(
+        None,
+        alias="from",
+        description="build this window from the stored states of the tumbling window of this "
+        "size (e.g. 1h for a 1d window): no stream state outlives the base window",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> WindowConfig:
@@ -231,6 +255,19 @@ class WindowConfig(Strict):
             if self.size % self.hop:
                 raise ValueError(
                     f"'size' must be a whole number of hops (got size {format_duration(self.size)}, hop {format_duration(self.hop)}); e.g. size 15m with hop 1m"
+                )
+        if self.base is not None:
+            if self.base > 0 and self.hop is not None and self.hop % self.base:
+                raise ValueError(
+                    f"'hop' must be a whole number of base windows with 'from' (got hop "
+                    f"{format_duration(self.hop)}, from {format_duration(self.base)}); "
+                    "e.g. size 7d, hop 1d, from 1h"
+                )
+            if self.base <= 0 or self.base >= self.size or self.size % self.base:
+                raise ValueError(
+                    f"'from' must name a tumbling window of the list shorter than 'size' and "
+                    f"dividing it (got size {format_duration(self.size)}, from "
+                    f"{format_duration(self.base)}); e.g. size 1d from 1h"
                 )
         return self
 

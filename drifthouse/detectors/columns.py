@@ -29,8 +29,9 @@ from drifthouse.detectors.base import MISSING, PRESENT, TYPE_ERROR
 from drifthouse.detectors.layout import FeatureLayout
 from drifthouse.detectors.reference import prediction_score
 from drifthouse.detectors.typed_decode import TypedFeatures
+from drifthouse.events.batch_columns import ColumnBatch
 
-__all__ = ["Columns", "FeatureLayout", "extract"]
+__all__ = ["Columns", "FeatureLayout", "concat", "extract", "extract_columns"]
 
 _NUMBER_TYPES = frozenset({float, int, type(None)})
 
@@ -259,4 +260,97 @@ def extract(events: Sequence[Any], layout: FeatureLayout) -> Columns:
         event_ids=[e.event_id for e in events],
         pred_codes=pred_codes,
         segments=_segments(events) if _has_segment(events) else {},
+    )
+
+
+def _block_numeric(
+    block: ColumnBatch, names: tuple[str, ...]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.uint8]]:
+    """:func:`_numeric` of a batch in columns: one numpy call when every value is a number."""
+    n, none = len(block), [None] * len(block)
+    cols = [block.features.get(name, none) for name in names]
+    if set(map(type, chain.from_iterable(cols))) <= _NUMBER_TYPES:
+        by_col = np.array(cols, dtype=np.float64).reshape(len(names), n)  # None -> NaN
+        col_status = np.isnan(by_col).view(np.uint8)  # JSON has no NaN: NaN means missing
+    else:
+        by_col = np.empty((len(names), n), dtype=np.float64)
+        col_status = np.empty((len(names), n), dtype=np.uint8)
+        for j, col in enumerate(cols):
+            _numeric_column(col, by_col[j], col_status[j])
+    return np.ascontiguousarray(by_col.T), np.ascontiguousarray(col_status.T)
+
+
+def _block_segments(block: ColumnBatch) -> dict[tuple[str, str], npt.NDArray[np.intp]]:
+    """:func:`_segments` of a batch in columns: keys in the order of their first row, then
+    of the attributes in the message (the order a row's segment holds them)."""
+    found: list[tuple[int, int, tuple[str, str], list[int]]] = []
+    for a, (name, column) in enumerate(block.segment.items()):
+        rows: dict[str, list[int]] = {}
+        for i, value in enumerate(column):
+            if value is not None:
+                rows.setdefault(value, []).append(i)
+        found += [(r[0], a, (name, value), r) for value, r in rows.items()]
+    found.sort(key=lambda t: (t[0], t[1]))
+    return {key: np.array(r, dtype=np.intp) for _, _, key, r in found}
+
+
+def extract_columns(block: ColumnBatch, layout: FeatureLayout) -> Columns:
+    """:func:`extract` of the events of ``block`` (a batch in columns), from its columns: the
+    same arrays, without an object per event."""
+    n, none = len(block), [None] * len(block)
+    numeric, status = _block_numeric(block, layout.numeric)
+    codes = np.empty((len(layout.categorical), n), dtype=np.int32)
+    for j, name in enumerate(layout.categorical):
+        col = block.features.get(name, none)
+        _codes(codes[j], col, layout.codes_with_missing(j), layout.categories[j], layout.unseen[j])
+    statuses = block.status
+    http = [200 if s is None else s for s in statuses] if statuses is not None else [200] * n
+    preds, served = block.column("prediction"), block.column("predicted_class")
+    if set(map(type, preds)) <= _NUMBER_TYPES:
+        score = np.array(preds, dtype=np.float64)
+    else:
+        score = np.array(list(map(_score, preds, served)), dtype=np.float64)
+    pred_codes = None
+    if layout.prediction_categories is not None:
+        cmap, unseen = layout.prediction_categories, layout.prediction_unseen
+        keys = [category_key(prediction_score(p, c)) for p, c in zip(preds, served, strict=True)]
+        pred_codes = np.array(
+            [-1 if k is None else cmap.get(k, unseen) for k in keys], dtype=np.int32
+        )
+    return Columns(
+        ts=np.array(block.ts, dtype=np.int64),
+        numeric=numeric,
+        status=status,
+        codes=np.ascontiguousarray(codes.T),
+        latency=np.array(block.column("latency_ms"), dtype=np.float64),
+        http_status=np.array(http, dtype=np.int32),
+        score=score,
+        event_ids=list(block.column("event_id")),
+        pred_codes=pred_codes,
+        segments=_block_segments(block) if block.segment else {},
+    )
+
+
+def concat(parts: Sequence[Columns]) -> Columns:
+    """The rows of ``parts``, one after another (segments keep the order of first rows)."""
+    if len(parts) == 1:
+        return parts[0]
+    segments: dict[tuple[str, str], list[npt.NDArray[np.intp]]] = {}
+    start = 0
+    for p in parts:
+        for key, rows in p.segments.items():
+            segments.setdefault(key, []).append(rows + start)
+        start += len(p)
+    pred = [p.pred_codes for p in parts]
+    return Columns(
+        ts=np.concatenate([p.ts for p in parts]),
+        numeric=np.concatenate([p.numeric for p in parts]),
+        status=np.concatenate([p.status for p in parts]),
+        codes=np.concatenate([p.codes for p in parts]),
+        latency=np.concatenate([p.latency for p in parts]),
+        http_status=np.concatenate([p.http_status for p in parts]),
+        score=np.concatenate([p.score for p in parts]),
+        event_ids=[e for p in parts for e in p.event_ids],
+        pred_codes=None if pred[0] is None else np.concatenate(pred),  # type: ignore[arg-type]
+        segments={key: np.concatenate(rows) for key, rows in segments.items()},
     )

@@ -23,8 +23,10 @@ The package's modules, in the order they build on each other:
 - :mod:`~drifthouse.events.structs`: the three event structs and :func:`encode_event`,
 - :mod:`~drifthouse.events.explain`: the slow path that explains a refused message,
 - :mod:`~drifthouse.events.decoder`: :class:`EventDecoder` and :func:`decoder_for`,
-- :mod:`~drifthouse.events.batches`: batched messages (:func:`decode_messages`,
-  :func:`encode_batch`, :func:`encode_columns`).
+- :mod:`~drifthouse.events.batches`: batched messages (:func:`decode_messages`),
+  :mod:`~drifthouse.events.batch_columns` those in columns kept in columns,
+  :mod:`~drifthouse.events.batch_encode` their encoders (:func:`encode_batch`,
+  :func:`encode_columns`).
 
 Example
 -------
@@ -40,13 +42,8 @@ drifthouse.errors.DecodeError: expected a number, string, bool or null; got arra
 
 from __future__ import annotations
 
-from drifthouse.events.batches import (
-    Decoded,
-    Refused,
-    decode_messages,
-    encode_batch,
-    encode_columns,
-)
+from drifthouse.events.batch_encode import encode_batch, encode_columns
+from drifthouse.events.batches import Decoded, Refused, decode_messages
 from drifthouse.events.decoder import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_FUTURE_MS,

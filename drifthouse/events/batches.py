@@ -14,7 +14,7 @@ envelope is parsed once (its events kept as raw JSON slices), each event gets th
 model and version, and all events go through :meth:`EventDecoder.decode_batch` together, so
 every check and every fast path is the one single events take. A bad event is refused alone,
 its path saying where it sits (``$.events[3].ts``, ``$.columns.ts[3]``); a malformed envelope
-refuses the whole message. :func:`encode_batch` and :func:`encode_columns` write batches.
+refuses the whole message. :mod:`drifthouse.events.batch_encode` writes batches.
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ from typing import Any
 import msgspec
 
 from drifthouse.errors import DecodeError
-from drifthouse.events.batch_columns import columns_events
+from drifthouse.events.batch_columns import ColumnBatch, all_columns, decode_columns, passes, row_of
 from drifthouse.events.decoder import EventDecoder
 from drifthouse.events.describe import preview
 from drifthouse.events.structs import Buffer, PredictionEvent, encode_event
 
-__all__ = ["Decoded", "Refused", "decode_messages", "encode_batch", "encode_columns"]
+__all__ = ["Decoded", "Refused", "decode_messages"]
 
 _Raws = list[msgspec.Raw]
 
@@ -113,11 +113,14 @@ class Decoded:
     ``ok`` holds ``(message position, event)`` in input order (a batch gives several events
     at one position); ``refused`` the refused events and messages in input order.
     :meth:`alone` gives a valid event of a batch as a message of its own (for a late event's
-    dead letter).
+    dead letter). ``blocks`` (only with ``decode_messages(..., columns=True)``, then ``ok``
+    and ``refused`` are empty) holds ``(message position, batch)`` of a chunk of valid batches
+    in columns, kept in columns: valid event ``i`` is row ``i`` of their concatenation.
     """
 
     ok: list[tuple[int, PredictionEvent]]
     refused: list[Refused]
+    blocks: list[tuple[int, ColumnBatch]] = field(default_factory=list)
     _rows: dict[int, tuple[_Envelope, int]] = field(default_factory=dict)  # ok index -> where
     # Batches decoded at once: the ok index of their first event, their form, their length.
     _starts: list[int] = field(default_factory=list)
@@ -127,6 +130,9 @@ class Decoded:
         """Valid event ``i`` of a batch alone (as decoded), and ``path`` (in the event) in its
         message; ``None`` for a single event."""
         found = self._rows.get(i)
+        if self.blocks:
+            block, j = row_of(self.blocks, i)
+            return encode_event(block.event(j)), _path_in(_IN_COLUMNS, j, path)
         if found is None:
             s = bisect.bisect_right(self._starts, i) - 1
             if s < 0 or i >= self._starts[s] + self._spans[s][1]:
@@ -134,6 +140,24 @@ class Decoded:
             found = (self._spans[s][0], i - self._starts[s])
         env, j = found
         return encode_event(self.ok[i][1]), _path_in(env, j, path)
+
+    def event(self, i: int) -> PredictionEvent:
+        """Valid event ``i`` (built from its columns for ``blocks``)."""
+        if not self.blocks:
+            return self.ok[i][1]
+        block, j = row_of(self.blocks, i)
+        return block.event(j)
+
+    def materialized(self) -> Decoded:
+        """The same, ``blocks`` as events in ``ok`` (what ``columns=False`` gives)."""
+        if not self.blocks:
+            return self
+        out = Decoded([], [])
+        for pos, block in self.blocks:
+            out._starts.append(len(out.ok))
+            out._spans.append((_IN_COLUMNS, len(block)))
+            out.ok.extend([(pos, e) for e in block.events()])
+        return out
 
 
 def decode_messages(
@@ -143,12 +167,22 @@ def decode_messages(
     now_ms: int | None = None,
     first: Callable[[Buffer], PredictionEvent] | None = None,
     first_rows: Callable[[Buffer], Any] | None = None,
+    columns: bool = False,
 ) -> Decoded:
     """Decode messages holding single prediction events or batches of them (module docstring).
 
     ``first`` is tried first on single events (see :meth:`EventDecoder.decode_batch`),
     ``first_rows`` on batches in rows: narrower decoders that raise for anything they do not
-    take and decode what they take to the same values."""
+    take and decode what they take to the same values. ``columns``: a chunk of valid batches
+    in columns only is kept in columns (:attr:`Decoded.blocks`)."""
+    head = raws[0] if raws else b""
+    blocks = all_columns(decoder, raws, now_ms) if columns and b'"columns"' in head else None
+    if blocks is not None:
+        return Decoded([], [], blocks)
+    # A chunk that starts with a batch is not tried as single events first (a failed decode
+    # explains itself with a JSON parse in Python).
+    if b'"events"' in head or b'"columns"' in head:
+        return _mixed(decoder, raws, now_ms, first, first_rows)
     singles = _singles(decoder, raws, now_ms, first)
     return singles if singles is not None else _mixed(decoder, raws, now_ms, first, first_rows)
 
@@ -173,9 +207,9 @@ def _mixed(
             continue
         fast, form = _fast_rows(raw, decoder, now_ms, first_rows), _IN_ROWS
         if fast is None and b'"columns"' in raw and len(raw) <= decoder.max_bytes:
-            in_columns = columns_events(raw)
-            if in_columns is not None:
-                fast, form = _checked(*in_columns, decoder, now_ms), _IN_COLUMNS
+            block = decode_columns(raw)
+            if block is not None and passes(block, decoder, now_ms):
+                fast, form = block.events(), _IN_COLUMNS
         if fast is not None:
             ready[len(rows)] = (fast, form)
             rows.append(b"")
@@ -295,14 +329,15 @@ def _checked(
     quarter = min(decoder.max_label_bytes, decoder.max_bytes) // 4
     if not model or len(model) > quarter or len(version) > quarter:
         return None
-    unset = msgspec.UNSET
+    unset, typed = msgspec.UNSET, set[type]()
     for e in events:
         if e.model is unset:
             e.model = model
         if e.model_version is unset:
             e.model_version = version
-        features = e.features
-        names = features if type(features) is dict else type(features).names
+        kind = type(e.features)
+        names = e.features if kind is dict else () if kind in typed else kind.names
+        typed.add(kind)  # a typed decoder's struct: its names are checked once per batch
         if (
             e.model != model
             or e.model_version != version
@@ -407,63 +442,3 @@ def _other_model(env: _Envelope, event: PredictionEvent) -> DecodeError | None:
                 f"batch message); got {preview(got)}",
             )
     return None
-
-
-def _group(events: Sequence[PredictionEvent]) -> tuple[str, str]:
-    if not events:
-        raise ValueError("a batch needs at least one event")
-    key = (events[0].model, events[0].model_version)
-    for e in events:
-        if (e.model, e.model_version) != key:
-            raise ValueError(
-                f"a batch holds events of one model and version; got {key} and "
-                f"{(e.model, e.model_version)}"
-            )
-    return key
-
-
-def _rows(events: Sequence[PredictionEvent]) -> list[dict[str, Any]]:
-    rows = []
-    for e in events:
-        row: dict[str, Any] = msgspec.to_builtins(e)
-        row.pop("model", None)
-        row.pop("model_version", None)
-        rows.append(row)
-    return rows
-
-
-def encode_batch(events: Sequence[PredictionEvent]) -> bytes:
-    """One message holding ``events`` (one model and version) in rows.
-
-    >>> ev = PredictionEvent(model="fraud", ts_ms=1714564800000, features={"amount": 9.5})
-    >>> encode_batch([ev, ev])
-    b'{"model":"fraud","model_version":"unknown","events":[{"ts":1714564800000,"features":{"amount":9.5}},{"ts":1714564800000,"features":{"amount":9.5}}]}'
-    """
-    model, version = _group(events)
-    return _ENCODE.encode({"model": model, "model_version": version, "events": _rows(events)})
-
-
-def encode_columns(events: Sequence[PredictionEvent]) -> bytes:
-    """One message holding ``events`` (one model and version, the same feature and segment
-    names in each) in columns.
-
-    >>> ev = PredictionEvent(model="fraud", ts_ms=1714564800000, features={"amount": 9.5})
-    >>> encode_columns([ev, ev])
-    b'{"model":"fraud","model_version":"unknown","columns":{"ts":[1714564800000,1714564800000],"features":{"amount":[9.5,9.5]}}}'
-    """
-    model, version = _group(events)
-    rows = _rows(events)
-    columns: dict[str, Any] = {"ts": [r["ts"] for r in rows]}
-    for name in _OPTIONAL:
-        if any(name in r for r in rows):
-            columns[name] = [r.get(name) for r in rows]
-    for group in ("features", "segment"):
-        names = list(rows[0].get(group, {}))
-        if any(list(r.get(group, {})) != names for r in rows):
-            raise ValueError(
-                f"encode_columns needs the same {group} names in every event; "
-                "encode_batch takes any"
-            )
-        if names:
-            columns[group] = {k: [r[group][k] for r in rows] for k in names}
-    return _ENCODE.encode({"model": model, "model_version": version, "columns": columns})

@@ -163,6 +163,8 @@ def row_key(row: Any) -> tuple[Any, ...]:
         return (row.model, row.run_id, row.event_id, row.ts)
     if table == "label_panes":
         return (row.model, row.run_id, row.window, row.pane_start, row.model_version, row.segment)
+    if table == "window_states":
+        return (row.model, row.run_id, row.window, row.window_start, row.model_version)
     return (row.model, row.model_version, row.digest)
 
 

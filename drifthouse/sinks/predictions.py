@@ -48,6 +48,7 @@ from drifthouse.rows import PredictionRow
 
 if TYPE_CHECKING:
     from drifthouse.detectors.reference import Profile
+    from drifthouse.events.batch_columns import ColumnBatch
 
 __all__ = [
     "PII_KEY_ENV",
@@ -290,3 +291,33 @@ class PredictionLog:
             if row is not None:
                 out.append(row)
         return out
+
+    def block_rows(self, block: ColumnBatch) -> list[PredictionRow]:
+        """:meth:`rows` of the events of a batch in columns, deciding from the columns and
+        building only the events it keeps (the same rows, in the same order)."""
+        rate = self._sample_rates.get(block.model, self._default_rate)
+        if rate is None:  # keep_when decides: every event is looked at
+            return self.rows(block.events())
+        crc32, head = zlib.crc32, zlib.crc32(f"{block.model}\x00".encode())
+        bound = rate * 2.0**32
+        ids, statuses = block.column("event_id"), block.column("status")
+        if block.status is None and None not in ids and "" not in ids:  # the usual case
+            keep = [i for i, e in enumerate(ids) if crc32(e.encode(), head) < bound]
+            return self.rows([block.event(i) for i in keep])
+        keep = []
+        for i, event_id in enumerate(ids):
+            status = statuses[i]
+            if status is not None and status >= 400:
+                keep.append(i)
+                continue
+            key = event_id or _content_key(
+                block.model_version,
+                block.ts[i],
+                None if block.prediction is None else block.prediction[i],
+                None if block.latency_ms is None else block.latency_ms[i],
+                200 if status is None else status,
+                block.segment_of(i),
+            )
+            if crc32(key.encode(), head) < bound:
+                keep.append(i)
+        return self.rows([block.event(i) for i in keep])

@@ -63,6 +63,7 @@ TTL_COLUMNS: dict[str, str] = {
     "labels": "inserted_at",
     "label_predictions": "inserted_at",
     "label_panes": "inserted_at",
+    "window_states": "inserted_at",
 }
 _FILE = re.compile(r"^(\d{4})_(\w+)\.sql$")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

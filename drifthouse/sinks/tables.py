@@ -28,6 +28,7 @@ from drifthouse.rows import (
     PredictionRow,
     ReferenceRow,
     SketchRow,
+    WindowStateRow,
 )
 
 __all__ = [
@@ -96,6 +97,12 @@ TABLES: dict[type[Any], TableSpec] = {
     LatePredictionRow: _spec("label_predictions", LatePredictionRow, {"ts"}, ("ts", "month")),
     LabelPaneRow: _spec(
         "label_panes", LabelPaneRow, {"pane_start", "computed_at"}, ("pane_start", "month")
+    ),
+    WindowStateRow: _spec(
+        "window_states",
+        WindowStateRow,
+        {"window_start", "window_end", "computed_at"},
+        ("window_start", "month"),
     ),
 }
 _BY_NAME = {spec.name: spec for spec in TABLES.values()}

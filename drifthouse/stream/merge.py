@@ -44,6 +44,8 @@ from drifthouse.profiles.sketches import Sketches
 from drifthouse.rows import MetricRow, ReferenceRow, Row, SketchRow
 from drifthouse.sinks.base import Sink
 from drifthouse.sinks.references import reference_rows
+from drifthouse.sinks.window_states import WindowStates, states_of
+from drifthouse.stream.derived import DerivedWindows
 from drifthouse.stream.labels import LabelStage, PredictionRecord
 from drifthouse.stream.metric_events import MetricEventWindows
 from drifthouse.stream.results import WindowResult, evaluate_window, metric_rows
@@ -71,6 +73,8 @@ class MergeStage:
     labels: LabelStage | None = None
     metric_events: MetricEventWindows | None = None
     changes: ChangeDetectors | None = None
+    #: Where the base-window states of derived windows are read back (default: the sink's store).
+    states: WindowStates | None = None
 
     @classmethod
     def from_config(
@@ -116,7 +120,11 @@ class MergeStage:
         # Windows whose start + 2 sizes is at or before this are final: written and forgotten.
         self._final_horizon = NO_TIME
         self.dropped_partials = 0
-        # Automatic references built, by model.
+        # Windows built from stored base windows (docs/configuration.md "windows").
+        self.derived = DerivedWindows(self.specs, self.states or states_of(self.sink))
+        self._state_rows: list[Row] = []
+        # The first window kept in the stream: automatic references are built from it.
+        self._first = next(i for i, s in enumerate(self.specs) if not s.derived)
 
     # -- partitions ----------------------------------------------------------------------------
 
@@ -237,6 +245,7 @@ class MergeStage:
                 if self.metric_events is not None
                 else None,
                 changes=self.changes.to_bytes() if self.changes is not None else None,
+                derived=self.derived.to_bytes() if self.derived else None,
                 frontier=sorted(self._frontier.items()),
                 auto=[
                     (a.model, a.start, a.end, a.profile.to_json() if a.profile else None)
@@ -257,6 +266,8 @@ class MergeStage:
             self.metric_events.restore(snap.metric_events)
         if self.changes is not None and snap.changes is not None:
             self.changes = ChangeDetectors.from_bytes(snap.changes)
+        if snap.derived is not None and self.derived:
+            self.derived.restore(snap.derived)
         self._frontier = dict(snap.frontier)
         for model, start, end, profile in snap.auto or []:
             self._set_auto(
@@ -278,10 +289,11 @@ class MergeStage:
     def _build_references(self, ready: int | None) -> list[MetricRow | SketchRow | ReferenceRow]:
         """Build the automatic references whose span the watermark has passed (all of them
         when ``ready`` is ``None``); return their ``references`` and reference ``sketches`` rows."""
-        size = self.specs[0].size_ms
+        k0 = self._first
+        size = self.specs[k0].size_ms
         first: dict[str, int] = {}
         for k, start, key in self._pending:
-            if k == 0 and start % size == 0 and self.sketches(key[0]).collects_raw:
+            if k == k0 and start % size == 0 and self.sketches(key[0]).collects_raw:
                 first[key[0]] = min(first.get(key[0], start), start)
         rows: list[MetricRow | SketchRow | ReferenceRow] = []
         for model in sorted(first):
@@ -295,7 +307,7 @@ class MergeStage:
                 for (k, s, key), parts in sorted(
                     self._pending.items(), key=lambda t: (t[0][1], t[0][2])
                 )
-                if k == 0 and key[0] == model and start <= s < end and s % size == 0
+                if k == k0 and key[0] == model and start <= s < end and s % size == 0
                 for p in sorted(parts)
             ]
             ref = build_auto_reference(model, start, end, states, self.sketches)
@@ -324,11 +336,24 @@ class MergeStage:
         ready = None if final else self.ready_until()
         rows: list[Row] = list(self._build_references(ready)) if self._pending else []
         out = self._emit_predictions(ready) if self._pending else []
-        out += self._emit_labels(ready, force=quiet)
-        out += self._emit_metric_events(ready)
         for result in out:
             rows.extend(result.metrics)
             rows.extend(result.sketches)
+        rows += self._state_rows
+        self._state_rows = []
+        later: list[WindowResult] = []
+        if self.derived:  # written and flushed first: the base states just closed are read back
+            later, written = self.derived.emit(
+                ready, rows, sink=self.sink, sketches=self.sketches, changes=self.changes,
+                run_id=self.run_id, computed_at=self.computed_at,
+            )  # fmt: skip
+            self.stats.rows += written
+        later += self._emit_labels(ready, force=quiet)
+        later += self._emit_metric_events(ready)
+        for result in later:
+            rows.extend(result.metrics)
+            rows.extend(result.sketches)
+        out += later
         if self.labels is not None:  # what the label join hands on to the late join, if on
             rows += self.labels.take_spill_rows(run_id=self.run_id, computed_at=self.computed_at())
         if rows:
@@ -341,6 +366,7 @@ class MergeStage:
         for result in sorted(out, key=lambda r: r.end):
             for callback in self.on_window:
                 callback(result)
+        self.derived.raise_incomplete()
         return out
 
     def _emit_predictions(self, ready: int | None) -> list[WindowResult]:
@@ -361,18 +387,25 @@ class MergeStage:
             for p in sorted(parts):  # a fixed merge order: results do not depend on timing
                 state = parts[p].state if state is None else sketch.merge(state, parts[p].state)
             assert state is not None
+            state = sketch.resolve(state)
+            computed_at = self.computed_at()
             out.append(
                 evaluate_window(
                     self.specs[k],
                     start,
                     key,
-                    sketch.resolve(state),
+                    state,
                     self.sketches,
                     changes=self.changes,
                     run_id=self.run_id,
-                    computed_at=self.computed_at(),
+                    computed_at=computed_at,
                 )
             )
+            stored = self.derived.state_row(
+                k, start, key, state, run_id=self.run_id, computed_at=computed_at
+            )
+            if stored is not None:
+                self._state_rows.append(stored)
         self._forget_emitted(ready)
         return out
 
@@ -440,6 +473,7 @@ class MergeStage:
         self._final_horizon = max(self._final_horizon, horizon)
         for wkey in [w for w in self._emitted if self.is_final(w[0], w[1])]:
             del self._emitted[wkey]
+        self.derived.forget(self.is_final)
 
 
 class _Snapshot(msgspec.Struct, array_like=True):
@@ -447,6 +481,8 @@ class _Snapshot(msgspec.Struct, array_like=True):
     metric_events: bytes | None
     changes: bytes | None
     frontier: list[tuple[str, int]]
+    # What derived windows owe (drifthouse.stream.derived).
+    derived: bytes | None = None
     # Automatic references: (model, span start, span end, profile JSON or None).
     auto: list[tuple[str, int, int, bytes | None]] | None = None
 

@@ -17,7 +17,7 @@ import msgspec
 import numpy as np
 
 from drifthouse.config import Config
-from drifthouse.detectors.columns import extract
+from drifthouse.detectors.columns import Columns, extract
 from drifthouse.detectors.model_sketch import INVALID, LATE, ModelBatch, ModelState
 from drifthouse.detectors.raw_panes import encode_events
 from drifthouse.detectors.typed_decode import TypedDecoders
@@ -27,6 +27,7 @@ from drifthouse.pii import PiiFields
 from drifthouse.profiles.sketches import Sketches
 from drifthouse.rows import PredictionRow
 from drifthouse.sinks.predictions import PredictionLog
+from drifthouse.stream import stage_columns
 from drifthouse.stream.dead_letters import DeadLetters
 from drifthouse.stream.labels.join import PredictionRecord
 from drifthouse.stream.sources import Message
@@ -69,9 +70,11 @@ class StageStats:
     late: int = 0
     windows: int = 0
     rows: int = 0
+    #: Events that went from batches in columns to the sketches without an object per event.
+    columnar: int = 0
 
     def add(self, other: StageStats) -> None:
-        for name in ("messages", "events", "invalid", "late", "windows", "rows"):
+        for name in ("messages", "events", "invalid", "late", "windows", "rows", "columnar"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -119,10 +122,11 @@ class _Batch:
 
     A batched message (docs/events.md, "Batched messages") holds several events: they share
     its position, and their origin is the state before the message's first valid event (a
-    resumed partition re-reads the whole message)."""
+    resumed partition re-reads the whole message). ``events`` is ``None`` for a micro-batch
+    kept in columns (``decoded.blocks``)."""
 
     msgs: Sequence[Message]
-    events: list[PredictionEvent]
+    events: list[PredictionEvent] | None
     positions: np.ndarray  # per valid event: the index of its message in ``msgs``
     offsets: list[int]  # per message
     ts: np.ndarray  # per valid event: its event time
@@ -134,17 +138,22 @@ class _Batch:
     def of(
         cls,
         msgs: Sequence[Message],
-        events: list[PredictionEvent],
+        events: list[PredictionEvent] | None,
         decoded: Decoded,
         max_before: int,
+        index: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> _Batch:
-        """``max_before``: the largest event time seen before the batch."""
-        ts = np.array([e.ts_ms for e in events], dtype=np.int64)
+        """``max_before``: the largest event time seen before the batch; ``index``: the
+        events' times and positions when ``events`` is ``None``."""
+        if events is None and index is not None:
+            ts, positions = index
+        else:
+            ts = np.array([e.ts_ms for e in events or ()], dtype=np.int64)
+            positions = np.array([p for p, _ in decoded.ok], dtype=np.int64)
         seen = np.empty(ts.size + 1, dtype=np.int64)
         seen[0] = max_before
         seen[1:] = np.maximum.accumulate(np.maximum(ts, max_before))
         offsets = [m.offset for m in msgs]
-        positions = np.array([p for p, _ in decoded.ok], dtype=np.int64)
         head = np.searchsorted(positions, positions, side="left")
         return cls(msgs, events, positions, offsets, ts, seen, head, decoded)
 
@@ -224,7 +233,35 @@ class PartitionStage:
             now_ms=now,
             first=self._typed.decoder(self._model_hint),
             first_rows=self._typed.rows(self._model_hint),
+            columns=True,
         )
+        if decoded.blocks and not all(self._columnar(b.model) for _, b in decoded.blocks):
+            decoded = decoded.materialized()
+        if decoded.blocks:
+            batch, models = self._columns_batch(msgs, decoded)
+        else:
+            batch, models = self._events_batch(msgs, decoded)
+        routed = self.windows.route(batch.ts, models)
+        late = np.zeros(batch.ts.size, dtype=np.bool_)
+        for r in routed:
+            late |= r.late
+        self._refuse_late(batch, late)
+        self._refuse_invalid(batch, decoded.refused)
+        on_time: list[bool] = (~late).tolist()
+        if self.collect_labels:
+            self._keep_label_records(batch, on_time)
+        self._fold(batch, routed, on_time)
+        self.stats.messages += len(msgs)
+        self.stats.events += batch.ts.size
+        self.next_offset = batch.offsets[-1] + 1
+        return self._closed(final=False)
+
+    def _columnar(self, model: str) -> bool:
+        """Whether ``model``'s batches in columns stay in columns: not when its panes keep
+        the events (no reference yet) or it has PII to hash."""
+        return not self.sketches(model).collects_raw and not self._pii.of(model)
+
+    def _events_batch(self, msgs: Sequence[Message], decoded: Decoded) -> tuple[_Batch, list[str]]:
         ok = decoded.ok
         if ok:
             # The next batch tries the fast decoder of this batch's last model first.
@@ -236,21 +273,18 @@ class PartitionStage:
         # PII segment values and event ids are hashed before they become keys of windows,
         # metrics and the label join (the prediction log above hashes its own copy).
         events = self._pii.protect_events(events)
-        batch = _Batch.of(msgs, events, decoded, self.windows.max_ts)
-        routed = self.windows.route(batch.ts, [e.model for e in events])
-        late = np.zeros(batch.ts.size, dtype=np.bool_)
-        for r in routed:
-            late |= r.late
-        self._refuse_late(batch, late)
-        self._refuse_invalid(batch, decoded.refused)
-        on_time: list[bool] = (~late).tolist()
-        if self.collect_labels:
-            self._keep_label_records(batch, on_time)
-        self._fold(batch, routed, on_time)
-        self.stats.messages += len(msgs)
-        self.stats.events += len(events)
-        self.next_offset = batch.offsets[-1] + 1
-        return self._closed(final=False)
+        return _Batch.of(msgs, events, decoded, self.windows.max_ts), [e.model for e in events]
+
+    def _columns_batch(self, msgs: Sequence[Message], decoded: Decoded) -> tuple[_Batch, list[str]]:
+        """A micro-batch of batches in columns, kept in columns (no PII to hash)."""
+        blocks = decoded.blocks
+        self._model_hint = blocks[-1][1].model
+        if self.prediction_log is not None:
+            for _, block in blocks:
+                self._prediction_rows.extend(self.prediction_log.block_rows(block))
+        ts, positions, models = stage_columns.index(blocks)
+        self.stats.columnar += ts.size
+        return _Batch.of(msgs, None, decoded, self.windows.max_ts, (ts, positions)), models
 
     # Late and refused events are counted in the pane holding the largest event time seen
     # before them: that pane is open, and the choice does not depend on batch cuts.
@@ -258,7 +292,8 @@ class PartitionStage:
     def _refuse_late(self, batch: _Batch, late: np.ndarray) -> None:
         """Count late events in their models' open panes and dead-letter them."""
         for li in np.flatnonzero(late).tolist():
-            e, pos = batch.events[li], int(batch.positions[li])
+            pos = int(batch.positions[li])
+            e = batch.decoded.event(li) if batch.events is None else batch.events[li]
             origin = self.windows.origin(batch.offsets[pos], int(batch.head[li]))
             self._count((e.model, e.model_version), batch.seen_before(li), LATE, origin)
             msg, path = batch.msgs[pos], "$.ts"
@@ -298,6 +333,11 @@ class PartitionStage:
         """Keep what the label join needs of the on-time predictions with an ``event_id``."""
         # Models configured without labels hold none of their predictions.
         unlabelled = self._unlabelled
+        if batch.events is None:
+            positions, records = stage_columns.records(batch.decoded.blocks, on_time, unlabelled)
+            self._label_offsets.extend(batch.offsets[p] for p in positions)
+            self._label_records.extend(records)
+            return
         chosen = [
             i
             for i, e in enumerate(batch.events)
@@ -305,36 +345,56 @@ class PartitionStage:
         ]
         if chosen:
             self._label_offsets.extend(batch.offsets[p] for p in batch.positions[chosen].tolist())
-            self._label_records.extend(PredictionRecord.from_event(batch.events[i]) for i in chosen)
+            events = batch.events
+            self._label_records += PredictionRecord.from_events([events[i] for i in chosen])
 
     def _fold(self, batch: _Batch, routed: Sequence[Routed], on_time: list[bool]) -> None:
         """Update the panes of the on-time events, per model and version, a column batch each."""
-        windows, events = self.windows, batch.events
+        events = batch.events
+        if events is None:
+            mask = np.array(on_time, dtype=np.bool_)
+            layout = lambda model: self.sketches(model).layout  # noqa: E731
+            for key, members, cols in stage_columns.groups(batch.decoded.blocks, mask, layout):
+                self._update(batch, routed, key, members, cols, None)
+            return
         # Group the on-time events by model and version, keep arrival order inside each group.
         groups: dict[Key, list[int]] = defaultdict(list)
         for i, e in enumerate(events):
             if on_time[i]:
                 groups[(e.model, e.model_version)].append(i)
         for key, members in groups.items():
-            idx = np.asarray(members, dtype=np.intp)
             sketch = self.sketches(key[0])
             cols = extract([events[i] for i in members], sketch.layout)
             # A model whose automatic reference is not built yet: its panes keep the events.
             kept = encode_events([events[i] for i in members]) if sketch.collects_raw else None
-            for k, r in enumerate(routed):
-                for pane_start, local in _runs(r.pane[idx]):
-                    first = members[0] if local is None else members[int(local[0])]
-                    head = int(batch.head[first])
-                    origin = windows.origin(batch.offsets[int(batch.positions[first])], head)
-                    part_cols = cols if local is None else cols.take(local)
-                    part_raw = kept if kept is None or local is None else [kept[j] for j in local]
-                    windows.update(
-                        k,
-                        pane_start,
-                        key,
-                        partial(sketch.update, batch=ModelBatch(part_cols, part_raw)),
-                        origin,
-                    )
+            self._update(batch, routed, key, members, cols, kept)
+
+    def _update(
+        self,
+        batch: _Batch,
+        routed: Sequence[Routed],
+        key: Key,
+        members: list[int],
+        cols: Columns,
+        kept: list[bytes] | None,
+    ) -> None:
+        """Update the panes of one model's on-time events ``members`` (their columns)."""
+        windows, sketch = self.windows, self.sketches(key[0])
+        idx = np.asarray(members, dtype=np.intp)
+        for k, r in enumerate(routed):
+            for pane_start, local in _runs(r.pane[idx]):
+                first = members[0] if local is None else members[int(local[0])]
+                head = int(batch.head[first])
+                origin = windows.origin(batch.offsets[int(batch.positions[first])], head)
+                part_cols = cols if local is None else cols.take(local)
+                part_raw = kept if kept is None or local is None else [kept[j] for j in local]
+                windows.update(
+                    k,
+                    pane_start,
+                    key,
+                    partial(sketch.update, batch=ModelBatch(part_cols, part_raw)),
+                    origin,
+                )
 
     def take_prediction_rows(self) -> list[PredictionRow]:
         """The prediction-log rows of the batches processed since the last call."""

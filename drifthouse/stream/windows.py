@@ -74,15 +74,26 @@ def _earlier(a: Origin | None, b: Origin | None) -> Origin | None:
 
 @dataclass(frozen=True)
 class WindowSpec:
-    """One configured window: ``size_ms`` long, a new one every ``hop_ms`` (``== size_ms`` when tumbling)."""
+    """One configured window: ``size_ms`` long, a new one every ``hop_ms`` (``== size_ms`` when tumbling).
+
+    ``base_ms`` (the window's ``from``): the window is *derived*, built by the merger from the
+    stored states of the tumbling windows of that size (:mod:`drifthouse.stream.derived`); it
+    holds no pane here, so no stream state outlives its base window.
+    """
 
     size_ms: int
     hop_ms: int
+    base_ms: int = 0
 
     def __post_init__(self) -> None:
         if self.size_ms <= 0 or self.hop_ms <= 0 or self.size_ms % self.hop_ms:
             raise SketchError(
                 f"window size must be a positive whole number of hops (got size {self.size_ms} ms, hop {self.hop_ms} ms)"
+            )
+        if self.base_ms and (self.base_ms >= self.size_ms or self.hop_ms % self.base_ms):
+            raise SketchError(
+                f"a derived window's size (> 1) and hop are whole numbers of its base windows "
+                f"(got size {self.size_ms} ms, hop {self.hop_ms} ms, from {self.base_ms} ms)"
             )
 
     @classmethod
@@ -91,7 +102,12 @@ class WindowSpec:
 
     @classmethod
     def from_config(cls, cfg: WindowConfig) -> WindowSpec:
-        return cls(cfg.size, cfg.hop if cfg.hop is not None else cfg.size)
+        return cls(cfg.size, cfg.hop if cfg.hop is not None else cfg.size, cfg.base or 0)
+
+    @property
+    def derived(self) -> bool:
+        """Built from stored base windows by the merger, never from panes."""
+        return self.base_ms != 0
 
     @property
     def name(self) -> str:
@@ -269,6 +285,9 @@ class EventTimeWindows(Generic[K, S]):
         mark_before[1:] = mark_after[:-1]
         out = []
         for spec in self.specs:
+            if spec.derived:  # no pane: one run, never late, and update() keeps nothing
+                out.append(Routed(np.zeros(n, np.int64), np.zeros(n, np.bool_)))
+                continue
             pane = spec.pane_start(ts)
             late = (before != NO_TIME) & (pane + spec.pane_ms <= mark_before)
             out.append(Routed(pane, late))
@@ -306,8 +325,10 @@ class EventTimeWindows(Generic[K, S]):
         """Replace the state of ``(spec, pane, key)`` by ``fn(state)`` (``empty(key)`` when new).
 
         ``origin`` is where the data comes from (its first offset, and the largest event time
-        seen before it); the pane remembers the earliest.
+        seen before it); the pane remembers the earliest. A derived spec keeps nothing.
         """
+        if self.specs[spec_index].derived:
+            return
         by_key = self._panes[spec_index].setdefault(pane_start, {})
         state = by_key.get(key)
         by_key[key] = fn(self.empty(key) if state is None else state)

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from drifthouse.app import merge_loop
 from drifthouse.app.assembly import RunParts
 from drifthouse.app.health import health_report
 from drifthouse.app.merge_loop import MergeLoop, Merger
@@ -56,7 +55,11 @@ def databases(ch_client: Any) -> Iterator[list[str]]:
 
 def _loop(small_stream: Any, client: Any, database: str, partials: FakePartials) -> MergeLoop:
     config = CONFIG.model_copy(
-        update={"store": CONFIG.store.model_copy(update={"database": database})}
+        update={
+            "store": CONFIG.store.model_copy(update={"database": database}),
+            # A snapshot with every batch: the restarted merger's commit names a late one.
+            "kafka": CONFIG.kafka.model_copy(update={"snapshot_every": 0}),
+        }
     )
 
     def on_error(part: str, exc: BaseException) -> None:
@@ -146,9 +149,7 @@ def test_a_missing_snapshot_is_rebuilt_from_the_partials_and_the_rows_are_unchan
     log: list[bytes],
     ch_client: Any,
     databases: list[str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(merge_loop, "SNAPSHOT_EVERY_S", 0.0)  # a snapshot with every batch
     most = _undisturbed(small_stream, log, ch_client, databases[0])
     merger, commit, partials, rebuilding = _restarted(
         small_stream, log, ch_client, databases[1], first=0
@@ -183,9 +184,7 @@ def test_a_snapshot_retention_made_unrebuildable_is_flagged_and_final_windows_st
     log: list[bytes],
     ch_client: Any,
     databases: list[str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(merge_loop, "SNAPSHOT_EVERY_S", 0.0)
     _undisturbed(small_stream, log, ch_client, databases[0])
     merger, commit, partials, _ = _restarted(small_stream, log, ch_client, databases[1], first=None)
     first = commit[0] // 2

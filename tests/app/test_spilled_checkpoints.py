@@ -50,11 +50,14 @@ def test_a_checkpoint_past_4_kb_is_spilled_and_a_new_merger_resumes_from_it(
     config = write_config(
         tmp_path, kafka_bootstrap, topic, "spill", profiles_from(small_stream.records, Config())
     )
+    settings = json.loads(config.read_text())
+    settings["kafka"]["snapshot_every"] = "3s"  # the commit follows the merger's snapshots
+    config.write_text(json.dumps(settings))
     cfg = load_config(config)
     workers = Workers(config, PARTITIONS)
     try:
         port = workers.start()
-        # The merger's commit moves with its snapshots (every SNAPSHOT_EVERY_S, when partials
+        # The merger's commit moves with its snapshots (every kafka.snapshot_every, when partials
         # come): a trickle of events until one holds every partition's watermark, spilled.
         deadline = time.monotonic() + 180
         pointer, sent = "", 750

@@ -58,3 +58,42 @@ def test_store_cluster_names_a_cluster_of_a_server(cluster: str) -> None:
 def test_store_cluster_is_refused_where_it_cannot_work(store: dict[str, str], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         StoreConfig.model_validate(store)
+
+
+def test_kafka_session_timeout_reaches_the_workers_group_membership() -> None:
+    """How long the group waits for a worker that died without leaving (a SIGKILL, a lost
+    host) before its partitions move: an operator's trade between false alarms and recovery."""
+    from drifthouse.app.worker import _faust_app
+    from drifthouse.config import KafkaConfig
+
+    assert KafkaConfig().session_timeout == 10_000
+    kcfg = Config.model_validate({"kafka": {"session_timeout": "6s"}}).kafka
+    assert kcfg.session_timeout == 6_000
+    app = _faust_app(kcfg, None, None)
+    assert app.conf.broker_session_timeout == 6.0
+    assert app.conf.broker_heartbeat_interval <= 6.0 / 3
+
+
+@pytest.mark.parametrize("value", ["5s", "31m"])
+def test_kafka_session_timeout_outside_the_brokers_bounds_is_refused(value: str) -> None:
+    # Kafka's brokers refuse a member outside group.min/max.session.timeout.ms (6 s, 30 min).
+    with pytest.raises(ValidationError, match=r"session_timeout[\s\S]*(greater|less) than"):
+        Config.model_validate({"kafka": {"session_timeout": value}})
+
+
+def test_a_dumped_configuration_reads_back_as_itself() -> None:
+    """Durations are milliseconds inside and ``"30s"`` or integer *seconds* outside: a dump
+    must write what reads back to the same milliseconds, not 1,000 times more."""
+    cfg = Config.model_validate(
+        {
+            "kafka": {"idle_after": "1500ms", "session_timeout": "6s", "snapshot_every": 0},
+            "windows": [{"size": "1h"}, {"size": "15m", "hop": "1m"}],
+            "metrics": {"label_horizon": "7d"},
+        }
+    )
+    for mode in ("python", "json"):
+        again = Config.model_validate(cfg.model_dump(mode=mode, exclude={"base_dir"}))
+        assert again.kafka == cfg.kafka
+        assert again.windows == cfg.windows
+        assert again.metrics == cfg.metrics
+        assert again.alerting == cfg.alerting

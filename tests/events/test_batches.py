@@ -4,12 +4,15 @@ bad events refused alone with their index."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drifthouse.events import (
     EventDecoder,
@@ -238,3 +241,57 @@ def test_a_valid_batch_in_columns_decodes_in_one_call_to_the_same_values() -> No
     bad["columns"]["status"][2] = 200
     bad["columns"]["latency_ms"].pop()  # unequal lengths: refused whole, with its path
     assert columns_events(json.dumps(bad).encode()) is None
+
+
+_NUMBERS_AND_NAMES = st.one_of(
+    st.floats(-1e9, 1e9, allow_nan=False), st.integers(-(2**40), 2**40), st.none(),
+    st.just(math.nan), st.text(max_size=3), st.booleans(),
+)  # fmt: skip
+
+
+@st.composite
+def _column_batches(draw: st.DrawFn) -> list[PredictionEvent]:
+    """Events of one batch in columns: features typed as numbers and strings, NaN (sent as
+    null), optional fields present or left out."""
+    n = draw(st.integers(1, 8))
+    with_segment = draw(st.booleans())
+    return [
+        PredictionEvent(
+            model="fraud",
+            model_version="1.4",
+            ts_ms=T0 + draw(st.integers(0, 10**6)),
+            features={"x": draw(_NUMBERS_AND_NAMES), "c": draw(_NUMBERS_AND_NAMES)},
+            event_id=draw(st.one_of(st.none(), st.text(min_size=1, max_size=4))),
+            prediction=draw(st.one_of(st.none(), st.floats(0, 1), st.just({"a": 0.5, "b": 0.5}))),
+            latency_ms=draw(st.one_of(st.none(), st.floats(0, 10))),
+            status=draw(st.sampled_from([200, 404])),
+            segment={"s": draw(st.sampled_from(["a", "b"]))} if with_segment else {},
+        )
+        for _ in range(n)
+    ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_column_batches(), min_size=1, max_size=4), st.data())
+def test_batches_kept_in_columns_are_the_events_decoded_one_by_one(
+    batches: list[list[PredictionEvent]], data: st.DataObject
+) -> None:
+    raws = [encode_columns(b) for b in batches]
+    kept = decode_messages(DEC, raws, columns=True)
+    assert kept.ok == []
+    assert kept.refused == []
+    assert [p for p, _ in kept.blocks] == list(range(len(batches)))
+    one_by_one = decode_messages(DEC, [encode_event(e) for b in batches for e in b])
+    events = [e for _, e in one_by_one.ok]
+    assert [e for _, e in kept.materialized().ok] == events
+    assert [kept.event(i) for i in range(len(events))] == events
+    # A bad event in one of the batches: nothing is kept in columns, the bad one refused alone.
+    k = data.draw(st.integers(0, len(batches) - 1))
+    j = data.draw(st.integers(0, len(batches[k]) - 1))
+    bad = json.loads(raws[k])
+    bad["columns"]["ts"][j] = "?"
+    raws[k] = json.dumps(bad).encode()
+    mixed = decode_messages(DEC, raws, columns=True)
+    assert mixed.blocks == []
+    assert [(r.position, r.error.path) for r in mixed.refused] == [(k, f"$.columns.ts[{j}]")]
+    assert len(mixed.ok) == len(events) - 1

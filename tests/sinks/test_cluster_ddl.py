@@ -142,8 +142,8 @@ def test_every_table_is_replicated_with_the_same_keys() -> None:
         # Columns, version column, PARTITION BY, ORDER BY, TTL: all as on one server.
         assert _without_cluster(after) == before
     assert (
-        creates == 1 + 6 + 1 + 1 + 3 + 1
-    )  # bookkeeping, 0001, 0002, 0003, 0004, 0005 (alert_state)
+        creates == 1 + 6 + 1 + 1 + 3 + 1 + 1
+    )  # bookkeeping, 0001, 0002, 0003, 0004, 0005 (alert_state), 0006 (window_states)
     assert not [
         s for s in replicated if re.search(r"ENGINE = (?!Replicated)\w*MergeTree", s)
     ]  # no plain MergeTree left

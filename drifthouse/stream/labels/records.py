@@ -58,11 +58,40 @@ class PredictionRecord(msgspec.Struct, frozen=True, array_like=True, gc=False):
     @classmethod
     def from_event(cls, e: PredictionEvent) -> PredictionRecord:
         """The record of a decoded prediction event (``prediction_score`` as profiled)."""
-        p: object = e.prediction
+        return cls.of(
+            e.event_id, e.model, e.model_version, e.ts_ms, e.prediction, e.predicted_class,
+            e.segment,
+        )  # fmt: skip
+
+    @classmethod
+    def from_events(cls, events: Sequence[PredictionEvent]) -> list[PredictionRecord]:
+        """:meth:`from_event` of each event; a plain number without a segment (the usual
+        case) goes straight into the record."""
+        from_event = cls.from_event
+        return [
+            cls(e.event_id, e.model, e.model_version, e.ts_ms, float(p), None)
+            if (type(p := e.prediction) is float or type(p) is int) and not e.segment
+            else from_event(e)
+            for e in events
+        ]
+
+    @classmethod
+    def of(
+        cls,
+        event_id: str | None,
+        model: str,
+        model_version: str,
+        ts_ms: int,
+        prediction: object,
+        predicted_class: object,
+        segment: dict[str, str],
+    ) -> PredictionRecord:
+        """The record of a prediction given field by field (e.g. from a batch in columns)."""
+        p: object = prediction
         score, cls_name = math.nan, None
         kind = type(p)
         if kind is not float and kind is not int:  # a plain number needs no rule (the usual case)
-            p = prediction_score(p, e.predicted_class)
+            p = prediction_score(p, predicted_class)
         if isinstance(p, bool):
             cls_name = "true" if p else "false"
         elif isinstance(p, int | float):
@@ -70,13 +99,13 @@ class PredictionRecord(msgspec.Struct, frozen=True, array_like=True, gc=False):
         elif isinstance(p, str):
             cls_name = category_key(p)
         return cls(
-            e.event_id,
-            e.model,
-            e.model_version,
-            e.ts_ms,
+            event_id,
+            model,
+            model_version,
+            ts_ms,
             score,
             cls_name,
-            tuple(sorted(e.segment.items())) if e.segment else (),
+            tuple(sorted(segment.items())) if segment else (),
         )
 
 

@@ -54,6 +54,28 @@ def test_record_from_event(prediction: object, score: float, cls: str | None) ->
     assert encode_records(decode_records(wire)) == wire
 
 
+@pytest.mark.parametrize(
+    "prediction", [0.25, 3, True, {"0": 0.2, "1": 0.8}, "cat", None, 2**53, -0.0]
+)
+@pytest.mark.parametrize("segment", [{}, {"country": "DE", "app": "ios"}])
+def test_records_of_many_events_are_those_of_each(
+    prediction: object, segment: dict[str, str]
+) -> None:
+    events = [
+        PredictionEvent(
+            model="m",
+            ts_ms=5 + i,
+            features={},
+            event_id=f"e{i}",
+            prediction=prediction,  # type: ignore[arg-type]
+            segment=segment,
+        )
+        for i in range(3)
+    ]
+    many = PredictionRecord.from_events(events)
+    assert encode_records(many) == encode_records([PredictionRecord.from_event(e) for e in events])
+
+
 def test_label_after_and_before_its_prediction() -> None:
     join = LabelJoin(horizon_ms=DAY)
     assert join.add_predictions([rec("a", 1_000)]) == []

@@ -1,0 +1,247 @@
+"""The partition stage takes batched messages (docs/events.md, "Batched messages") straight into
+columns: the same predictions one per message, in rows and in columns give the same pane
+states, prediction-log rows, label records and dead letters, and a clean batch in columns is
+never turned into one Python object per event."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from drifthouse.app.assembly import RunParts
+from drifthouse.config import Config
+from drifthouse.events import (
+    PredictionEvent,
+    batch_columns,
+    encode_batch,
+    encode_columns,
+    encode_event,
+)
+from drifthouse.profiles.build import profile_from_events
+from drifthouse.sinks.predictions import PredictionLog
+from drifthouse.stream.dead_letters import MemoryDeadLetters
+from drifthouse.stream.sources import Message
+from drifthouse.stream.stage import PartitionStage
+
+T0 = 1_767_225_600_000
+MINUTE = 60_000
+
+
+def _config() -> Config:
+    return Config.model_validate(
+        {
+            "windows": [{"size": "1h"}],
+            "models": {
+                "fraud": {"task": "classification", "sample_rate": 0.3},
+                "churn": {"sample_rate": 0.5},
+            },
+            "metrics": {"allowed_lateness": "10m"},
+        }
+    )
+
+
+def _reference(model: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "model": model,
+            "ts": T0 - 3_600_000 + i,
+            "features": {"amount": float(i % 50), "country": ["DE", "FR", "1"][i % 3]},
+            "prediction": (i % 10) / 10,
+        }
+        for i in range(300)
+    ]
+
+
+_PARTS = RunParts.of(
+    _config(),
+    {
+        model: profile_from_events(
+            _reference(model),
+            model=model,
+            model_version="1",
+            created_at="2026-01-01T00:00:00Z",
+            source_digest="test",
+            task="classification",
+        )
+        for model in ("fraud", "spam")  # with a reference; "churn" has none yet
+    },
+)
+
+amounts = st.one_of(
+    st.floats(-1e6, 1e6, allow_nan=False),
+    st.integers(-1000, 1000),
+    st.none(),
+    st.just(math.nan),  # sent as null
+    st.just("n/a"),  # a type error, counted
+    st.booleans(),
+)
+countries = st.sampled_from(["DE", "FR", 1, 1.0, "1", None, "XX", 2])
+predictions = st.one_of(
+    st.floats(0, 1), st.none(), st.integers(0, 1), st.just({"fraud": 0.75, "ok": 0.25})
+)
+
+
+@st.composite
+def _batch(draw: st.DrawFn, model: str, start: int) -> list[PredictionEvent]:
+    """Events of one model and version (the same feature and segment names in each)."""
+    n = draw(st.integers(1, 12))
+    with_id = draw(st.sampled_from(["all", "none", "some"]))
+    segment = draw(st.booleans())
+    out = []
+    for i in range(n):
+        ts = start + draw(st.integers(-20 * MINUTE, 5 * MINUTE))
+        out.append(
+            PredictionEvent(
+                model=model,
+                model_version="1",
+                ts_ms=ts,
+                features={"amount": draw(amounts), "country": draw(countries)},
+                event_id=(
+                    f"{model}-{start}-{i}"
+                    if with_id == "all" or (with_id == "some" and draw(st.booleans()))
+                    else None
+                ),
+                prediction=draw(predictions),
+                latency_ms=draw(st.one_of(st.none(), st.floats(0, 100))),
+                status=draw(st.sampled_from([200, 200, 503])),
+                segment={"channel": draw(st.sampled_from(["web", "app"]))} if segment else {},
+            )
+        )
+    return out
+
+
+@st.composite
+def _stream(draw: st.DrawFn) -> list[list[PredictionEvent]]:
+    batches = []
+    for k in range(draw(st.integers(1, 6))):
+        model = draw(st.sampled_from(["fraud", "fraud", "spam", "churn"]))
+        batches.append(draw(_batch(model, T0 + k * 10 * MINUTE)))
+    return batches
+
+
+def _stage() -> tuple[PartitionStage, MemoryDeadLetters]:
+    dead = MemoryDeadLetters()
+    log = PredictionLog.for_config(_PARTS.config, profiles=_PARTS.profiles)
+    return _PARTS.partition_stage(0, dead, prediction_log=log, collect_labels=True), dead
+
+
+def _run(chunks: Sequence[Sequence[bytes]], columnar: int = 0) -> tuple[Any, ...]:
+    """What the stage gives for ``chunks``; ``columnar``: how many events must take the path
+    of batches in columns."""
+    stage, dead = _stage()
+    partials = []
+    offset = 0
+    for chunk in chunks:
+        msgs = [Message(raw, 0, offset + i) for i, raw in enumerate(chunk)]
+        offset += len(chunk)
+        partials += stage.process(msgs)
+    partials += stage.finish()
+    states = sorted(
+        (p.spec_index, p.start, p.end, p.key, p.state.to_bytes().hex()) for p in partials
+    )
+    rows = sorted(
+        tuple(getattr(r, f) for f in type(r).__struct_fields__)
+        for r in stage.take_prediction_rows()
+    )
+    _, records = stage.take_label_records()
+    letters = [(d.reason, json.loads(d.raw)) for d in dead.letters]
+    assert stage.stats.columnar == columnar
+    return states, rows, [repr(r) for r in records], letters
+
+
+def _singles(batches: list[list[PredictionEvent]]) -> list[list[bytes]]:
+    return [[encode_event(e) for e in b] for b in batches]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_stream())
+def test_batches_in_rows_and_columns_give_what_single_events_give(
+    batches: list[list[PredictionEvent]],
+) -> None:
+    want = _run(_singles(batches))
+    assert _run([[encode_batch(b) for b in batches]]) == want
+    assert _run([[encode_batch(b)] for b in batches]) == want  # one message a micro-batch
+    # Batches of the model with a reference stay in columns; the other's panes keep events.
+    n = sum(map(len, batches))
+    fast = n if all(b[0].model != "churn" for b in batches) else 0
+    assert _run([[encode_columns(b) for b in batches]], fast) == want
+    each = sum(len(b) for b in batches if b[0].model != "churn")
+    assert _run([[encode_columns(b)] for b in batches], each) == want
+
+
+_BAD: list[tuple[str, Callable[[int], object]]] = [
+    ("latency_ms", lambda i: -1.0),
+    ("status", lambda i: 42),
+    ("ts", lambda i: "?"),
+    ("event_id", lambda i: 7),
+]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_stream(), st.data())
+def test_a_bad_event_in_a_batch_in_columns_is_refused_alone(
+    batches: list[list[PredictionEvent]], data: st.DataObject
+) -> None:
+    k = data.draw(st.integers(0, len(batches) - 1))
+    j = data.draw(st.integers(0, len(batches[k]) - 1))
+    field, bad = data.draw(st.sampled_from(_BAD))
+    single = json.loads(encode_event(batches[k][j]))
+    single["ts" if field == "ts" else field] = bad(j)
+    singles = _singles(batches)
+    singles[k][j] = json.dumps(single).encode()
+    columns = [encode_columns(b) for b in batches]
+    envelope = json.loads(columns[k])
+    cols = envelope["columns"]
+    cols.setdefault(field, [None] * len(batches[k]))[j] = bad(j)
+    columns[k] = json.dumps(envelope).encode()
+    # One micro-batch each: a micro-batch dead-letters its late events, then its refused ones.
+    states, rows, records, letters = _run([[raw for b in singles for raw in b]])
+    got = _run([columns])
+    assert got[:3] == (states, rows, records)
+    strip = [
+        (r, {k: v for k, v in d.items() if k not in ("model", "model_version")}) for r, d in letters
+    ]
+    assert [
+        (r, {k: v for k, v in d.items() if k not in ("model", "model_version")}) for r, d in got[3]
+    ] == strip
+
+
+def test_a_clean_batch_in_columns_builds_no_event_objects(monkeypatch: Any) -> None:
+    batches = [
+        [
+            PredictionEvent(
+                model="fraud",
+                model_version="1",
+                ts_ms=T0 + k * MINUTE + i,
+                features={"amount": float(i), "country": ["DE", 1, None][i % 3]},
+                event_id=f"e{k}-{i}" if i % 2 else None,
+                prediction=i / 100,
+                latency_ms=1.0,
+                segment={"channel": "web"},
+            )
+            for i in range(100)
+        ]
+        for k in range(5)
+    ]
+    want = _run(_singles(batches))
+    built: list[int] = []
+    real = batch_columns.ColumnBatch.event
+
+    def counted(self: batch_columns.ColumnBatch, i: int) -> PredictionEvent:
+        built.append(i)
+        return real(self, i)
+
+    monkeypatch.setattr(batch_columns.ColumnBatch, "event", counted)
+    stage, _ = _stage()
+    msgs = [Message(encode_columns(b), 0, k) for k, b in enumerate(batches)]
+    stage.process(msgs)
+    assert stage.stats.columnar == 500  # every event took the columnar path
+    assert stage.stats.events == 500
+    # Only the prediction log's kept rows are built as events (sampled at 30 %).
+    assert 0 < len(built) < 250
+    assert _run([[encode_columns(b) for b in batches]], 500) == want
