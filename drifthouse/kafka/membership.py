@@ -105,9 +105,9 @@ class SourceMembership:
                     "enable.auto.commit": False,
                     "enable.auto.offset.store": False,
                     # As faust's group: a worker killed without a goodbye holds its partitions
-                    # this long (Kafka's floor is 6 s).
-                    "session.timeout.ms": 10_000,
-                    "heartbeat.interval.ms": 2_000,
+                    # this long (kafka.session_timeout; Kafka's floor is 6 s).
+                    "session.timeout.ms": self.cfg.session_timeout,
+                    "heartbeat.interval.ms": min(2_000, self.cfg.session_timeout // 3),
                     # Never fetches (its partitions are paused): keep the queues small anyway.
                     "queued.max.messages.kbytes": 1024,
                     "fetch.max.bytes": 1 << 20,
