@@ -12,19 +12,20 @@ from typing import Any
 
 from drifthouse.config import KafkaConfig
 from drifthouse.kafka import faust_patches
+from drifthouse.kafka.membership import SourceMembership
 from drifthouse.kafka.spill import SPILL_OVER, CheckpointSpill
 from drifthouse.logs import get_logger
 from drifthouse.stream.stage import Checkpoint
 
-__all__ = ["FaustKafka", "FaustPartialsLog"]
+__all__ = ["FaustKafka", "FaustPartialsLog", "GroupSourceKafka"]
 
 log = get_logger("worker")
 
 
 class FaustKafka:
     """The worker's Kafka through faust: publish to the partials topic, read and write
-    commits (with their metadata) through faust's consumer. It serves the source loop
-    (:class:`~drifthouse.app.source_loop.SourceKafka`), the merge loop
+    commits (with their metadata) through faust's consumer. It publishes for the source loop
+    (:class:`GroupSourceKafka`), and serves the merge loop
     (:class:`~drifthouse.app.merge_loop.PartialsLog`) and the side forwarder."""
 
     def __init__(self, app: Any, kcfg: KafkaConfig, partials: Any) -> None:
@@ -90,17 +91,6 @@ class FaustKafka:
             out[p] = (offset, await loop.run_in_executor(None, self.spill.resolve, metadata))
         return out
 
-    # -- the source loop's side
-
-    async def committed(self, partitions: list[int]) -> dict[int, tuple[int, str]]:
-        return await self.read_commits_of(self.kcfg.topic, partitions)
-
-    async def commit(self, checkpoints: dict[int, Checkpoint]) -> bool:
-        topic = self.kcfg.topic
-        return await self.commit_offsets(
-            {(topic, p): (cp.offset, cp.encode()) for p, cp in checkpoints.items()}
-        )
-
     async def commit_side(self, offsets: dict[tuple[str, int], int]) -> bool:
         return await self.commit_offsets({tp: (o, "") for tp, o in offsets.items()})
 
@@ -140,3 +130,28 @@ class FaustPartialsLog:
             return await self.kafka.commit_offsets(
                 {(self.topic, self.partition): (offset, metadata)}
             )
+
+
+class GroupSourceKafka:
+    """The source loop's Kafka (:class:`~drifthouse.app.source_loop.SourceKafka`): partials
+    published through faust's producer, commits of the predictions partitions in the source
+    group (:class:`~drifthouse.kafka.membership.SourceMembership`)."""
+
+    def __init__(self, kafka: FaustKafka, membership: SourceMembership) -> None:
+        self.kafka = kafka
+        self.membership = membership
+
+    async def send(self, key: bytes, value: bytes, partition: int) -> None:
+        await self.kafka.send(key, value, partition)
+
+    async def flush(self) -> None:
+        await self.kafka.flush()
+
+    async def committed(self, partitions: list[int]) -> dict[int, tuple[int, str]]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.membership.committed, partitions)
+
+    async def commit(self, checkpoints: dict[int, Checkpoint]) -> bool:
+        offsets = {p: (cp.offset, cp.encode()) for p, cp in checkpoints.items()}
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.membership.commit, offsets)

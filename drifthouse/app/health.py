@@ -57,6 +57,8 @@ def health_report(
         "partitions": partitions,
         # Every partition this worker has held, those it no longer holds included.
         "reread_messages": {str(p): n for p, n in sorted(source.reread.items())},
+        # Per partition, how many times the group took it from this worker.
+        "revocations": {str(p): n for p, n in sorted(source.revocations.items())},
         "merger": _merger_report(mergers[min(mergers)]) if mergers else None,
         "mergers": {str(s): _merger_report(m) for s, m in sorted(mergers.items())},
     }

@@ -1,12 +1,14 @@
 """The worker's source loop: read the assigned predictions partitions, publish, commit.
 
-The group (through faust) assigns the predictions partitions; :class:`SourceLoop` reads them in
-bulk with its own :class:`~drifthouse.kafka.source.AssignedReader`, runs each micro-batch through
+The source group (:mod:`drifthouse.kafka.membership`, cooperative) assigns the predictions
+partitions a few at a time (:meth:`SourceLoop.added`, :meth:`SourceLoop.revoked`,
+:meth:`SourceLoop.lost`); :class:`SourceLoop` reads them in bulk with its own
+:class:`~drifthouse.kafka.source.AssignedReader`, runs each micro-batch through
 the :class:`~drifthouse.app.source_side.SourceSide` and publishes the partials. A partition's
 offset is committed only after the partials it covers are acknowledged by Kafka, at its
 checkpoint (the first offset of the oldest pane still open, with the watermark state in the
 commit metadata), at most every :data:`COMMIT_EVERY_S`. Kafka is reached through
-:class:`SourceKafka` (faust's producer and consumer in the worker; a fake in tests).
+:class:`SourceKafka` (faust's producer and the source group in the worker; a fake in tests).
 """
 
 from __future__ import annotations
@@ -117,6 +119,8 @@ class SourceLoop:
         #: Per partition held or parked, the commit its stage descends from: the last one this
         #: worker made of it, or the one it was resumed from (``None``: there was none).
         self.bases: dict[int, tuple[int, str] | None] = {}
+        #: Set by :meth:`stop`: the last commit is made.
+        self.stopped = False
 
     async def run(self) -> None:
         """Until cancelled; an unexpected error goes to ``on_error``."""
@@ -148,21 +152,46 @@ class SourceLoop:
         """The group gave this worker these predictions partitions (applied between fetches)."""
         self.assignment.change(partitions)
 
-    async def revoked(self) -> None:
-        """The group took the partitions back. After the batch in hand, every partition's
-        checkpoint is committed and its stage parked: the next assignment keeps the stages of
-        the partitions that come back unchanged (see :meth:`apply_assignment`)."""
+    async def added(self, partitions: set[int]) -> None:
+        """The group gave this worker these partitions too; those it holds stay as they are
+        (applied between fetches)."""
+        self.assignment.change(self.assignment.wanted | partitions)
+
+    async def revoked(self, partitions: set[int] | None = None) -> None:
+        """The group took ``partitions`` back (``None``: all of them). After the batch in
+        hand, every partition's checkpoint is committed and the stages of those taken are
+        parked: the next assignment keeps the stages of the partitions that come back
+        unchanged (see :meth:`apply_assignment`). The other partitions are read on."""
         async with self.lock:
-            self.assignment.change(set(), revoked=True)
+            taken = set(self.source.stages) if partitions is None else set(partitions)
+            for p in taken & set(self.source.stages):
+                self.source.revocations[p] = self.source.revocations.get(p, 0) + 1
+            if partitions is None:
+                self.assignment.change(set(), revoked=True)
+            else:
+                self.assignment.change(self.assignment.wanted - taken)
             async with self.publish_lock:
                 await self._last_commit("revoke")
-            self.parked.update(self.source.park())
+            self.parked.update(self.source.park(taken))
+
+    async def lost(self, partitions: set[int]) -> None:
+        """The group gave ``partitions`` to others without this worker's last word (it
+        missed its session): their stages are dropped, nothing of them committed."""
+        async with self.lock:
+            self.assignment.change(self.assignment.wanted - partitions)
+            self.source.drop([p for p in partitions if p in self.source.stages])
+            for p in partitions:
+                self.parked.pop(p, None)
+                self.bases.pop(p, None)
 
     async def stop(self) -> None:
         """The worker stops: after the batch in hand, every partition's checkpoint is committed,
-        so that the next owner re-reads no more than the panes still open."""
+        so that the next owner re-reads no more than the panes still open; nothing is read or
+        committed afterwards."""
         async with self.lock, self.publish_lock:
             await self._last_commit("stop")
+            self.assignment.change(set(), revoked=True)
+            self.stopped = True
 
     async def _last_commit(self, why: str) -> None:
         """Commit now (the publish lock held), waiting at most :data:`LAST_COMMIT_S`; a commit
@@ -176,9 +205,10 @@ class SourceLoop:
         """Hold the partitions wanted; return the epoch applied (-1: it changed meanwhile,
         apply again).
 
-        A parked stage is kept when the group's commit of its partition is still the one the
-        stage descends from: nobody committed the partition since, and the stage is exactly
-        what reading from that commit would rebuild, read further. It resumes at its own next
+        A stage held all along stays as it is, read on from its own next offset. A parked
+        stage is kept when the group's commit of its partition is still the one the stage
+        descends from: nobody committed the partition since, and the stage is exactly what
+        reading from that commit would rebuild, read further. It too resumes at its own next
         offset and reads nothing again. Any other partition gets a fresh stage resumed from
         its commit."""
         async with self.lock:
@@ -187,14 +217,16 @@ class SourceLoop:
                 self.reader.assign({})  # until the group assigns again; the stages stay parked
                 return now
             parts = sorted(self.assignment.wanted)
-            commits = await self.kafka.committed(parts) if parts else {}
+            held = self.source.stages
+            new = [p for p in parts if p not in held]
+            commits = await self.kafka.committed(new) if new else {}
             if now != self.assignment.epoch:
                 return -1
+            self.parked.update(self.source.park(set(held) - set(parts)))
+            positions: dict[int, int | None] = {p: held[p].next_offset for p in parts if p in held}
+            kept = sorted(positions)
             parked, self.parked = self.parked, {}
-            self.source.drop(list(self.source.stages))
-            positions: dict[int, int | None] = {}
-            kept: list[int] = []
-            for p in parts:
+            for p in new:
                 found = commits.get(p)
                 stage = parked.pop(p, None)
                 if stage is not None and p in self.bases and self.bases[p] == found:
@@ -235,7 +267,7 @@ class SourceLoop:
         """Commit every partition at its checkpoint, once the partials it covers are in Kafka
         (the publish lock held)."""
         self.commits = CommitClock(time.monotonic(), False)
-        if not self.source.stages:
+        if not self.source.stages or self.stopped:
             return
         await self.kafka.flush()  # the partials these offsets cover are in Kafka
         await asyncio.get_running_loop().run_in_executor(None, self.dead_letters.flush)

@@ -11,7 +11,7 @@ every shard, after what it covers.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -81,6 +81,8 @@ class SourceSide:
         self.reread: dict[int, int] = {}
         # Per partition being re-read, the offset where first reads start again.
         self._behind: dict[int, int] = {}
+        #: Per partition, how many times the group took it from this worker.
+        self.revocations: dict[int, int] = {}
         # Per partition this worker held, how far it had read.
         self._read_to: dict[int, int] = {}
 
@@ -110,10 +112,11 @@ class SourceSide:
         self.last_event_at[partition] = time.monotonic()
         self.reread.setdefault(partition, 0)
 
-    def park(self) -> dict[int, PartitionStage]:
-        """Take every stage out (the partitions were revoked), to :meth:`keep` or drop once
-        the group assigns partitions again."""
-        stages = dict(self.stages)
+    def park(self, partitions: Iterable[int] | None = None) -> dict[int, PartitionStage]:
+        """Take the stages of ``partitions`` out (``None``: every stage; the partitions were
+        revoked), to :meth:`keep` or drop once the group assigns partitions again."""
+        wanted = self.stages if partitions is None else set(partitions)
+        stages = {p: s for p, s in self.stages.items() if p in wanted}
         self.drop(list(stages))
         return stages
 

@@ -3,7 +3,8 @@
 A faust-streaming app with two agents (each ``concurrency=1``: faust #606 can lose messages with
 more):
 
-- the **source** side reads the predictions topic in micro-batches, runs each partition's
+- the **source** side (a task, its partitions assigned by a cooperative group of its own,
+  :mod:`drifthouse.kafka.membership`) reads the predictions topic in micro-batches, runs each partition's
   :class:`~drifthouse.stream.stage.PartitionStage` (decode -> window -> sketch) and publishes
   every closed partial window, and the partition's watermark, to the partials topic
   (:class:`~drifthouse.app.source_loop.SourceLoop`);
@@ -29,8 +30,8 @@ worker restores the stage from that metadata and re-reads from there, rebuilding
 open panes. The merger commits the partials topic the same way, only after the rows are flushed
 to the store, at the oldest partial of a window not yet written.
 
-This module only wires those parts to faust: the app, its topics, agents, timer, rebalance
-signals and web page.
+This module only wires those parts to faust and to the source group: the app, its topics,
+agents, timer, rebalance signals and web page.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from typing import Any, Literal, NoReturn, get_args
 from drifthouse.alerts import Alerting
 from drifthouse.app import memory
 from drifthouse.app.assembly import RunParts
-from drifthouse.app.faust_kafka import FaustKafka, FaustPartialsLog
+from drifthouse.app.faust_kafka import FaustKafka, FaustPartialsLog, GroupSourceKafka
 from drifthouse.app.health import Housekeeping, health_report
 from drifthouse.app.late_join import ShardLateJoins
 from drifthouse.app.merge_loop import MergeLoop, MergeShards
@@ -57,6 +58,7 @@ from drifthouse.config import Config, KafkaConfig
 from drifthouse.detectors.reference import Profile
 from drifthouse.errors import ConfigError
 from drifthouse.kafka import faust_patches
+from drifthouse.kafka.membership import SourceMembership
 from drifthouse.kafka.partials import side_decoders
 from drifthouse.kafka.source import AssignedReader
 from drifthouse.logs import get_logger
@@ -163,7 +165,6 @@ class Worker:
         self.kcfg = kcfg
         self.role = role
         self.started = time.monotonic()
-        self.predictions = app.topic(kcfg.topic, value_serializer="raw", key_serializer="raw")
         partials = app.topic(kcfg.partials_topic, value_serializer="raw", key_serializer="raw")
         self.partials = partials
         self.side_topics = app.topic(
@@ -177,10 +178,11 @@ class Worker:
             prediction_log=parts.prediction_log(),
         )
         self.reader = AssignedReader(kcfg, kcfg.topic, max_records=kcfg.batch_size)
+        self.membership = SourceMembership(kcfg, kcfg.topic, self.kafka.spill)
         self.source_loop = SourceLoop(
             self.source,
             self.reader,
-            self.kafka,
+            GroupSourceKafka(self.kafka, self.membership),
             dead_letters,
             publish_lock=self.kafka.lock,
             idle_after_s=kcfg.idle_after / 1000.0,
@@ -219,17 +221,14 @@ class Worker:
         the agents, the heartbeat, the rebalance and shutdown handlers and the health page."""
         app = self.app
         faust_patches.disable_commits(app)
-        # The predictions topic is subscribed through faust, so the group assigns its
-        # partitions, but faust never fetches it: faust delivers one message at a time through
-        # its streams (about 6k messages/s), so the source reads its partitions in bulk with a
-        # reader of its own (AssignedReader) and faust keeps membership, rebalances, commits
-        # and the web page.
-        faust_patches.keep_topic_unfetched(app, self.kcfg.topic)
+        # The predictions partitions are not faust's: a group of their own assigns them
+        # cooperatively (SourceMembership), and the source reads them in bulk with a reader
+        # of its own (AssignedReader), as faust delivers one message at a time through its
+        # streams (about 6k messages/s).
         faust_patches.shorten_fetch_wait(app, FETCH_WAIT_MS)
         # A member subscribes only to the topics of its role, and the group assigns a topic's
         # partitions only among its subscribers.
         if self.role in ("all", "source"):
-            app.agent(self.predictions, concurrency=1)(self._consume)
             app.task(self._read_source)
             app.agent(self.side_topics, concurrency=1)(self._side_inputs)
         if self.role in ("all", "merger"):
@@ -246,13 +245,9 @@ class Worker:
         # A function, not a method: faust makes it a method of its view class.
         app.page("/drifthouse/health/")(health)
 
-    async def _consume(self, stream: Any) -> None:
-        # Only here so that the group assigns the predictions partitions to this worker;
-        # the partitions stay paused in faust, so nothing ever arrives.
-        async for _ in stream.noack():
-            pass
-
     async def _read_source(self) -> None:
+        # The source group tells the source loop of every change of its partitions.
+        await self.membership.start(self.source_loop)
         await self.source_loop.run()
 
     def _current(self, events: list[Any], topics: set[str]) -> list[Any]:
@@ -314,14 +309,10 @@ class Worker:
         await self.housekeeping.tick(self.source, bool(self.merge.mergers))
 
     async def _revoked(self, app: Any, revoked: Any, **kwargs: Any) -> None:
-        # This runs inside the consumer's rebalance callback, before the group reassigns
-        # anything, while the group still takes this member's commits: after the batch in
-        # hand, the source commits every partition's checkpoint and parks the stages, and
-        # keeps those the group gives back unchanged (SourceLoop.apply_assignment). The
-        # worker reads, publishes and commits nothing of these partitions once the callback
-        # returns, so their next owner never starts while this one is still at work.
+        # This runs inside faust's consumer's rebalance callback (labels, metrics, partials),
+        # before the group reassigns anything. The source partitions are another group's
+        # (SourceMembership), which hands its revocations to the source loop itself.
         log.info("worker.revoked", partitions=sorted((tp.topic, tp.partition) for tp in revoked))
-        await self.source_loop.revoked()
         # Each shard's merger is closed after its batch in hand (never under a batch being
         # written); the next owner resumes from the shard's commit and snapshot.
         await self.merge.close(
@@ -336,14 +327,13 @@ class Worker:
         # for the next start.
         if self.role in ("all", "source"):
             await self.source_loop.stop()
+            await self.membership.close()
         await self.merge.close()
         await self.late_joins.wait()
         self.kafka.spill.close()
 
     async def _assigned(self, app: Any, assigned: Any, **kwargs: Any) -> None:
-        mine = [tp for tp in assigned if tp.topic == self.kcfg.topic]
-        faust_patches.pause_in_client(app, mine)
-        self.source_loop.assigned({tp.partition for tp in mine})
+        log.info("worker.assigned", partitions=sorted((tp.topic, tp.partition) for tp in assigned))
 
     def health(self) -> dict[str, Any]:
         """The health page's report (see :func:`~drifthouse.app.health.health_report`)."""

@@ -5,6 +5,9 @@
 * :mod:`~drifthouse.kafka.admin`: create topics, partitions, committed and end offsets, lag.
 * :mod:`~drifthouse.kafka.source`: :class:`KafkaRangeSource`, the bounded replay of a
   topic over a record-time range, without a consumer group.
+* :mod:`~drifthouse.kafka.membership`: the source workers' consumer group of the predictions
+  topic, cooperative-sticky through confluent-kafka (librdkafka settings:
+  :func:`~drifthouse.kafka.client.librdkafka_config`).
 * :mod:`~drifthouse.kafka.dead_letters`: :class:`KafkaDeadLetters`, dead letters to ``<topic>.dlq``
   with the error in headers.
 """
@@ -25,6 +28,7 @@ from drifthouse.kafka.client import (
     client_kwargs,
     faust_broker,
     faust_credentials,
+    librdkafka_config,
     open_client,
     redacted,
     ssl_context,
@@ -49,6 +53,7 @@ __all__ = [
     "faust_broker",
     "faust_credentials",
     "lag",
+    "librdkafka_config",
     "open_client",
     "partitions_for",
     "redacted",

@@ -40,13 +40,14 @@ __all__ = [
     "client_kwargs",
     "faust_broker",
     "faust_credentials",
+    "librdkafka_config",
     "open_client",
     "redacted",
     "ssl_context",
     "translate",
 ]
 
-_SECRET_KEYS = frozenset({"sasl_plain_password", "ssl_password"})
+_SECRET_KEYS = frozenset({"sasl_plain_password", "ssl_password", "sasl.password"})
 
 
 def _servers(cfg: KafkaConfig) -> list[str]:
@@ -210,6 +211,39 @@ def aiokafka_kwargs(cfg: KafkaConfig, **overrides: Any) -> dict[str, Any]:
         kwargs["ssl_context"] = ssl_context(cfg)
     kwargs.update(overrides)
     return kwargs
+
+
+def librdkafka_config(cfg: KafkaConfig, **overrides: Any) -> dict[str, Any]:
+    """Settings for confluent-kafka's clients (librdkafka's property names), the worker's
+    source group membership (:mod:`drifthouse.kafka.membership`).
+
+    The same bootstrap servers, client id, SASL and TLS settings as :func:`client_kwargs`:
+    TLS takes the CA, certificate and key files as they are (without ``ssl_cafile`` the
+    system's trusted CAs verify the broker). ``overrides`` are merged last.
+    """
+    _check_auth(cfg)
+    protocol = cfg.security_protocol
+    conf: dict[str, Any] = {
+        "bootstrap.servers": ",".join(_servers(cfg)),
+        "client.id": cfg.client_id,
+        "security.protocol": protocol.lower(),
+    }
+    if protocol.startswith("SASL_"):
+        assert cfg.sasl_password is not None  # checked by _check_auth
+        conf["sasl.mechanism"] = cfg.sasl_mechanism or "PLAIN"
+        conf["sasl.username"] = cfg.sasl_username
+        conf["sasl.password"] = _Masked(_remember(cfg.sasl_password.get_secret_value()))
+    if protocol.endswith("SSL"):
+        for name, key in (
+            ("ssl_cafile", "ssl.ca.location"),
+            ("ssl_certfile", "ssl.certificate.location"),
+            ("ssl_keyfile", "ssl.key.location"),
+        ):
+            path = getattr(cfg, name)
+            if path is not None:
+                conf[key] = str(path)
+    conf.update(overrides)
+    return conf
 
 
 def faust_broker(cfg: KafkaConfig) -> str:

@@ -1,7 +1,7 @@
 """Every change the worker makes to faust's and aiokafka's internals, in one place.
 
 The worker runs on faust-streaming (group membership, rebalances, the partials, labels and
-metrics agents, the web page) over aiokafka. Five private attributes are replaced and a few
+metrics agents, the web page) over aiokafka. Three private attributes are replaced and a few
 more relied on; each function below says why. They were checked against the versions in
 :data:`CHECKED_AGAINST`, which ``pyproject.toml`` pins; :data:`TARGETS` records the source hash
 of every attribute touched, and ``tests/app/test_faust_patches.py`` fails when an upgrade
@@ -17,8 +17,6 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
-from drifthouse.logs import get_logger
-
 __all__ = [
     "CHECKED_AGAINST",
     "TARGETS",
@@ -26,13 +24,10 @@ __all__ = [
     "commit_with_metadata",
     "disable_commits",
     "fingerprint",
-    "keep_topic_unfetched",
-    "pause_in_client",
     "resolve",
     "shorten_fetch_wait",
 ]
 
-log = get_logger("worker")
 
 #: The distributions whose internals are patched, and the versions the patches were checked
 #: against (pinned in ``pyproject.toml``).
@@ -59,16 +54,6 @@ TARGETS: tuple[Target, ...] = (
         "replaced by disable_commits: faust's commits carry no checkpoint",
     ),
     Target(
-        f"{_DRIVER}:Consumer._set_active_tps",
-        "401f4dc8831919506d464d5fe7cee96d89d8c1b83b59b93cf129fd51a1e90327",
-        "wrapped by keep_topic_unfetched: the predictions topic stays paused",
-    ),
-    Target(
-        f"{_DRIVER}:Consumer.resume_partitions",
-        "afe6b7c02a41d63cd46d47a03f09b547c85289c108de21d682970057d1015c3b",
-        "wrapped by keep_topic_unfetched: the predictions topic is never resumed",
-    ),
-    Target(
         f"{_DRIVER}:AIOKafkaConsumerThread._create_consumer",
         "a4dc6ba0681a298c05d60994890984fe35edee17dea101f8071da9456700c238",
         "wrapped by shorten_fetch_wait: the consumer it makes fetches with a shorter wait",
@@ -86,7 +71,7 @@ TARGETS: tuple[Target, ...] = (
     Target(
         f"{_DRIVER}:AIOKafkaConsumerThread._ensure_consumer",
         "ff4a4c693b7ec63f4a76dfb61c419380bef70dd32383fe38ebcfcc27091605a6",
-        "commit_with_metadata and pause_in_client reach faust's aiokafka consumer through it",
+        "commit_with_metadata reaches faust's aiokafka consumer through it",
     ),
     Target(
         f"{_DRIVER}:AIOKafkaConsumerThread.call_thread",
@@ -97,11 +82,6 @@ TARGETS: tuple[Target, ...] = (
         f"{_CONSUMER}.commit",
         "79b057d88220e5a24d241b8677689bf4e3bb57fc42c8f80dde0dca5dfbac5578",
         "commit_with_metadata commits offsets with metadata",
-    ),
-    Target(
-        f"{_CONSUMER}.pause",
-        "d5fc6f42365036159ad6d565389bc329601f8fb66ac437c3b165bb26b8586c74",
-        "pause_in_client stops prefetching",
     ),
 )
 
@@ -134,25 +114,6 @@ def disable_commits(app: Any) -> None:
     app.consumer._commit = _no_commit
 
 
-def keep_topic_unfetched(app: Any, topic: str) -> None:
-    """faust fetches every partition it has not paused; keep ``topic``'s paused for good.
-
-    The topic stays subscribed, so that the group assigns its partitions, while the worker
-    reads them with a reader of its own.
-    """
-    consumer = app.consumer
-    set_active, resume = consumer._set_active_tps, consumer.resume_partitions
-
-    def _set_active_tps(tps: Any) -> Any:
-        return set_active({tp for tp in tps if tp.topic != topic})
-
-    def _resume_partitions(tps: Any) -> None:
-        resume([tp for tp in tps if tp.topic != topic])
-
-    consumer._set_active_tps = _set_active_tps
-    consumer.resume_partitions = _resume_partitions
-
-
 def shorten_fetch_wait(app: Any, wait_ms: int) -> None:
     """Have faust's aiokafka consumer fetch with ``wait_ms`` as its ``fetch_max_wait_ms``.
 
@@ -168,16 +129,6 @@ def shorten_fetch_wait(app: Any, wait_ms: int) -> None:
         return consumer
 
     thread._create_consumer = _create_consumer
-
-
-def pause_in_client(app: Any, tps: list[Any]) -> None:
-    """Stop faust's aiokafka client from prefetching partitions faust never reads."""
-    if not tps:
-        return
-    try:
-        app.consumer._thread._ensure_consumer().pause(*tps)
-    except Exception as exc:  # only a saving: at worst one fetch per partition sits unread
-        log.debug("worker.pause_skipped", error=repr(exc))
 
 
 async def commit_with_metadata(app: Any, offsets: dict[Any, Any]) -> None:

@@ -29,6 +29,7 @@ from drifthouse.kafka import (
     faust_broker,
     faust_credentials,
     lag,
+    librdkafka_config,
     partitions_for,
     redacted,
 )
@@ -246,6 +247,56 @@ def test_faust_settings(tls_files: dict[str, Path]) -> None:
     auth = credentials_to_aiokafka_auth(tls)
     assert auth["security_protocol"] == "SSL"
     assert auth["ssl_context"].verify_mode.name == "CERT_REQUIRED"
+
+
+@pytest.mark.parametrize(
+    ("settings", "want"),
+    [
+        pytest.param({}, {"security.protocol": "plaintext"}, id="plaintext"),
+        pytest.param(
+            {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512",
+             "sasl_username": "svc", "sasl_password": SECRET},
+            {"security.protocol": "sasl_plaintext", "sasl.mechanism": "SCRAM-SHA-512",
+             "sasl.username": "svc", "sasl.password": SECRET},
+            id="sasl-plaintext",
+        ),
+        pytest.param(
+            {"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN", "sasl_username": "svc",
+             "sasl_password": SECRET,
+             "ssl_cafile": "CA"},
+            {"security.protocol": "sasl_ssl", "sasl.mechanism": "PLAIN", "sasl.username": "svc",
+             "sasl.password": SECRET, "ssl.ca.location": "CA"},
+            id="sasl-ssl",
+        ),
+        pytest.param(
+            {"security_protocol": "SSL", "ssl_cafile": "CA", "ssl_certfile": "CERT",
+             "ssl_keyfile": "KEY"},
+            {"security.protocol": "ssl", "ssl.ca.location": "CA",
+             "ssl.certificate.location": "CERT", "ssl.key.location": "KEY"},
+            id="ssl-client-certificate",
+        ),
+    ],
+)  # fmt: skip
+def test_librdkafka_settings(
+    settings: dict[str, Any], want: dict[str, str], tls_files: dict[str, Path]
+) -> None:
+    from confluent_kafka import Consumer
+
+    files = {"CA": "ssl_cafile", "CERT": "ssl_certfile", "KEY": "ssl_keyfile"}
+    settings = {k: tls_files[files[v]] if v in files else v for k, v in settings.items()}
+    want = {k: str(tls_files[files[v]]) if v in files else v for k, v in want.items()}
+    cfg = KafkaConfig.model_validate({"bootstrap": "a:9092, b:9093", "client_id": "w1", **settings})
+    conf = librdkafka_config(cfg, **{"group.id": "g"})
+    assert conf == {
+        "bootstrap.servers": "a:9092,b:9093",
+        "client.id": "w1",
+        "group.id": "g",
+        **want,
+    }
+    assert SECRET not in repr(conf)
+    assert SECRET not in repr(redacted(conf))
+    # librdkafka checks every property's name and value when the client is built.
+    Consumer(conf).close()
 
 
 def test_replay_range_must_be_ordered() -> None:
@@ -955,6 +1006,18 @@ def test_tls_and_sasl_reach_every_client(
                 await consumer.stop()
 
         assert {topic, dlq.topic} <= asyncio.run(topics_seen_by_faust_client())
+
+        # confluent-kafka: the source group's membership (librdkafka), joined and committed.
+        from confluent_kafka import Consumer, TopicPartition
+
+        consumer = Consumer(librdkafka_config(cfg, **{"group.id": f"{topic}-source"}))
+        try:
+            assert topic in consumer.list_topics(timeout=20).topics
+            consumer.commit(offsets=[TopicPartition(topic, 0, 1, "cp")], asynchronous=False)
+            (found,) = consumer.committed([TopicPartition(topic, 0)], timeout=20)
+            assert (found.offset, found.metadata) == (1, "cp")
+        finally:
+            consumer.close()
     for secret in ("alice-secret", "bob-secret"):
         assert secret not in caplog.text  # not even in the clients' DEBUG logs
 
