@@ -398,7 +398,7 @@ def _explain_bootstrap(
             f"{what}: cannot connect to {where} ({text}); check kafka.bootstrap and that the broker "
             f"is running. {_RUN_LOCAL}."
         )
-    if "disconnected" in lowered:
+    if "disconnected" in lowered or "reset by peer" in lowered:
         login = (
             f", or it refused the SASL login of user {cfg.sasl_username!r}: check "
             "kafka.sasl_username, kafka.sasl_password and kafka.sasl_mechanism"

@@ -1042,3 +1042,20 @@ def test_security_failures_say_the_fix(
     )
     with pytest.raises(SourceError, match=expected):
         partitions_for(cfg, "x", timeout_ms=3_000)
+
+
+@pytest.mark.parametrize(
+    "cause",
+    [
+        "KafkaConnectionError: socket disconnected",
+        # A listener that drops the socket with the client's bytes unread resets it instead
+        # (seen in CI): the same cause, the same advice.
+        "KafkaConnectionError: [Errno 104] Connection reset by peer",
+    ],
+)
+def test_a_connection_dropped_during_the_handshake_is_named_so(cause: str) -> None:
+    from drifthouse.kafka.client import _explain_bootstrap
+
+    err = _explain_bootstrap(cause, KafkaConfig(), "connecting to Kafka failed", "the broker")
+    assert "closed the connection during the handshake" in str(err)
+    assert "kafka.security_protocol (PLAINTEXT)" in str(err)
