@@ -84,6 +84,25 @@ class Columns:
         return int(self.ts.shape[0])
 
 
+def _predictions(
+    preds: Sequence[Any], served: Sequence[Any], layout: FeatureLayout
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int32] | None]:
+    """The prediction scores, and their category codes when the model's predictions are
+    categorical: the same for events and for a batch's columns."""
+    if set(map(type, preds)) <= _NUMBER_TYPES:
+        score = np.array(preds, dtype=np.float64)
+    else:
+        score = np.array(list(map(_score, preds, served)), dtype=np.float64)
+    pred_codes = None
+    if layout.prediction_categories is not None:
+        cmap, unseen = layout.prediction_categories, layout.prediction_unseen
+        keys = [category_key(prediction_score(p, c)) for p, c in zip(preds, served, strict=True)]
+        pred_codes = np.array(
+            [-1 if k is None else cmap.get(k, unseen) for k in keys], dtype=np.int32
+        )
+    return score, pred_codes
+
+
 def _numeric_column(
     values: list[Any], out: npt.NDArray[np.float64], status: npt.NDArray[np.uint8]
 ) -> None:
@@ -238,17 +257,7 @@ def extract(events: Sequence[Any], layout: FeatureLayout) -> Columns:
     http_status = np.array([e.status for e in events], dtype=np.int32)
     preds = [e.prediction for e in events]
     served = [e.predicted_class for e in events]
-    if set(map(type, preds)) <= _NUMBER_TYPES:
-        score = np.array(preds, dtype=np.float64)
-    else:
-        score = np.array(list(map(_score, preds, served)), dtype=np.float64)
-    pred_codes = None
-    if layout.prediction_categories is not None:
-        cmap, unseen = layout.prediction_categories, layout.prediction_unseen
-        keys = [category_key(prediction_score(p, c)) for p, c in zip(preds, served, strict=True)]
-        pred_codes = np.array(
-            [-1 if k is None else cmap.get(k, unseen) for k in keys], dtype=np.int32
-        )
+    score, pred_codes = _predictions(preds, served, layout)
     return Columns(
         ts=np.array([e.ts_ms for e in events], dtype=np.int64),
         numeric=numeric,
@@ -306,17 +315,7 @@ def extract_columns(block: ColumnBatch, layout: FeatureLayout) -> Columns:
     statuses = block.status
     http = [200 if s is None else s for s in statuses] if statuses is not None else [200] * n
     preds, served = block.column("prediction"), block.column("predicted_class")
-    if set(map(type, preds)) <= _NUMBER_TYPES:
-        score = np.array(preds, dtype=np.float64)
-    else:
-        score = np.array(list(map(_score, preds, served)), dtype=np.float64)
-    pred_codes = None
-    if layout.prediction_categories is not None:
-        cmap, unseen = layout.prediction_categories, layout.prediction_unseen
-        keys = [category_key(prediction_score(p, c)) for p, c in zip(preds, served, strict=True)]
-        pred_codes = np.array(
-            [-1 if k is None else cmap.get(k, unseen) for k in keys], dtype=np.int32
-        )
+    score, pred_codes = _predictions(preds, served, layout)
     return Columns(
         ts=np.array(block.ts, dtype=np.int64),
         numeric=numeric,
