@@ -322,7 +322,13 @@ class DeliveryWorker:
         return True
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the threads; what is not delivered stays in the outbox for the next start."""
+        """Stop the threads; what is not delivered stays in the outbox for the next start.
+
+        A wait between retries is cut short; a send in flight is not: its answer decides
+        whether the outbox marks it done, and a worker that stopped before the mark would
+        leave it to be sent again by the next one (the merger of a shard that moves in order
+        must not page twice). Past ``timeout`` the wait is logged and goes on: the receivers'
+        own timeouts bound it."""
         self._stop.set()
         for lane in self._lanes.values():
             with lane.cond:
@@ -330,6 +336,9 @@ class DeliveryWorker:
         for lane in self._lanes.values():
             if lane.thread is not None:
                 lane.thread.join(timeout)
+                if lane.thread.is_alive():
+                    log.warning("notify.stop_waits_for_send", receiver=lane.name)
+                    lane.thread.join()
                 lane.thread = None
         self._started = False
         self.outbox.close()

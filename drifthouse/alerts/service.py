@@ -39,6 +39,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from drifthouse.alerts.base import Notification, Receiver
 from drifthouse.alerts.delivery import DeliveryWorker, Outbox
 from drifthouse.alerts.receivers import build_receivers
@@ -127,6 +129,10 @@ class Alerting:
             state_store.scoped(config.kafka.group, shard) if state_store is not None else None
         )
         self.engine = RuleEngine(config.rules, baselines)
+        # With a place to save the state, notifications wait there for the next save (see
+        # save_state); without one there is nothing to keep them consistent with.
+        self._staging = self.store is not None or self.state_dir is not None
+        self._staged: list[Notification] = []
         self.worker: DeliveryWorker | None = None
         if notify:
             if receivers is None:
@@ -169,7 +175,10 @@ class Alerting:
             log.debug("notify.repeat_held", receiver=note.receiver, group=note.group_key)
             return
         self._last_wall[key] = now
-        self.worker.enqueue(note)
+        if self._staging:
+            self._staged.append(note)  # handed on by the next save, with the state that made it
+        else:
+            self.worker.enqueue(note)
 
     def process(self, rows: Iterable[MetricRow], watermark: int | None = None) -> list[AlertRow]:
         """Evaluate rows, route the alert state changes, send what falls due by ``watermark``
@@ -195,12 +204,25 @@ class Alerting:
             "engine": self.engine.dump_state(),
             "dispatcher": self.dispatcher.dump_state(),
             "last_wall": [[r, g, t] for (r, g), t in self._last_wall.items()],
+            "staged": [msgspec.to_builtins(n) for n in self._staged],
         }
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         self.engine.load_state(state["engine"])
         self.dispatcher.load_state(state["dispatcher"])
         self._last_wall = {(r, g): float(t) for r, g, t in state.get("last_wall", [])}
+        # Saved with this state and perhaps not yet in the outbox: the outbox drops the ones
+        # it holds (pending or delivered), by id.
+        for note in msgspec.convert(state.get("staged", []), list[Notification]):
+            if self.worker is not None:
+                self.worker.enqueue(note)
+
+    def _hand_on(self) -> None:
+        """The staged notifications are saved with their state: hand them to delivery."""
+        staged, self._staged = self._staged, []
+        if self.worker is not None:
+            for note in staged:
+                self.worker.enqueue(note)
 
     def _read_state(self) -> str | None:
         if self.store is not None:
@@ -211,22 +233,33 @@ class Alerting:
 
     def save_state(self) -> None:
         """Write the state to the store, or atomically to ``<state_dir>/alert-state.json``
-        (call it after the rows are stored, before the offsets they cover are committed).
+        (call it after the rows are stored, before the offsets they cover are committed),
+        then hand the notifications raised since the last save to delivery.
 
-        While the store is away the state is kept in memory (logged) and the next save
-        writes it."""
+        A notification is saved with the state that raised it (key ``staged``) before it can
+        be sent: a merger that stops before a save has sent nothing that its successor (which
+        loads the last save and re-reads what follows) would not send; one that stops after
+        it leaves them to its successor, whose outbox drops those delivered already.
+
+        While the store is away the state is kept in memory (logged), the notifications are
+        handed on all the same (pages do not wait for the store), and the next save writes
+        the state."""
         if self.store is not None:
             if self.worker is not None:
                 self.worker.outbox.sync()
-            text = json.dumps(self.dump_state())
-            if text == self._stored:
-                return  # most batches close no window: no insert (and no part) for them
-            try:
-                self.store.write("state", "", text)
-            except StoreError as exc:
-                log.warning("alerts.state_store_failed", error=str(exc))
-            else:
-                self._stored = text
+            state = self.dump_state()
+            staged = state.pop("staged")
+            text = json.dumps(state)
+            # Most batches close no window: no insert (and no part) for them. The staged
+            # notifications a stored state still carries are in the outbox since.
+            if text != self._stored or staged:
+                try:
+                    self.store.write("state", "", json.dumps({**state, "staged": staged}))
+                except StoreError as exc:
+                    log.warning("alerts.state_store_failed", error=str(exc))
+                else:
+                    self._stored = text
+            self._hand_on()
             return
         if self.state_dir is None:
             return
@@ -238,13 +271,20 @@ class Alerting:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        self._hand_on()
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every queued notification is delivered (or given up)."""
+        """Save the state (which hands on the notifications raised since the last save), then
+        wait until every queued notification is delivered (or given up)."""
+        if self._staged:
+            self.save_state()
         return True if self.worker is None else self.worker.flush(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Deliver what can be delivered within ``timeout``, save state, stop the worker."""
+        """Save state, deliver what can be delivered within ``timeout``, stop the worker,
+        save again (what was delivered meanwhile)."""
+        if self._staged:
+            self.save_state()
         if self.worker is not None:
             self.worker.flush(timeout)
             self.worker.stop()
