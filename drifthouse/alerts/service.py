@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,11 @@ class Alerting:
         self._staging = self.store is not None or self.state_dir is not None
         self._staged: list[Notification] = []
         self.worker: DeliveryWorker | None = None
+        # The shard's alerting is this merger's from now on: a stale one still running
+        # elsewhere sends nothing more (see _still_owner). Claimed before the outbox is read.
+        self._token = uuid.uuid4().hex
+        if self.store is not None and notify:
+            self.store.write("owner", "", self._token)
         if notify:
             if receivers is None:
                 receivers = build_receivers(
@@ -147,6 +153,7 @@ class Alerting:
                 Outbox(self.state_dir, store=self.store),
                 max_attempts=config.alerting.max_attempts,
                 max_backoff=config.alerting.max_backoff / 1000.0,
+                owner=self._still_owner if self.store is not None else None,
             )
         self.dispatcher = Dispatcher(
             config.routes,
@@ -163,6 +170,17 @@ class Alerting:
                 self.load_state(json.loads(saved))
         if start and self.worker is not None:
             self.worker.start()
+
+    def _still_owner(self) -> bool:
+        """Whether the last merger to claim this shard's alerting in the store is this one
+        (asked by the delivery threads before each send). With the store away: yes, pages do
+        not wait for the store (docs/alerting.md)."""
+        assert self.store is not None
+        try:
+            return self.store.read("owner", "") in (None, self._token)
+        except StoreError as exc:
+            log.warning("alerts.owner_unknown", error=str(exc))
+            return True
 
     def _deliver(self, note: Notification) -> None:
         if self.worker is None:

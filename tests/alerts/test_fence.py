@@ -148,3 +148,30 @@ def test_a_merger_stopped_in_order_mid_send_leaves_nothing_to_send_again(
     assert second.flush(timeout=10)
     second.stop()
     assert slow.took == ["n1"]
+
+
+def test_a_merger_that_lost_its_shard_without_knowing_sends_nothing(
+    api: FakeApi, tmp_path: Path, ch_dsn: str, ch_database: tuple[Any, str]
+) -> None:
+    """A stale owner (paused past its session, cut off from Kafka but not from the store) whose
+    shard went to another merger: the new owner claims the shard's alerting in the store when
+    it opens, and the old one's delivery threads, which check the claim before each send, stop;
+    what they held is sent by the new owner, once."""
+    _, database = ch_database
+
+    def host(name: str, **kw: Any) -> Alerting:
+        state = AlertStateStore(open_store(ch_dsn, database), database)
+        return Alerting(config(api, tmp_path / name), state_store=state, **kw)
+
+    stale = host("host-a", start=False)  # its delivery threads are not running yet
+    errors(stale, 1, ["fraud"], 0.2)
+    stale.save_state()
+    owner = host("host-b")  # the shard moved: it loads the outbox, with what is pending
+    assert owner.flush(timeout=10)
+    assert stale.worker is not None
+    stale.worker.start()  # the stale owner wakes up
+    time.sleep(1.0)
+    stale.worker.stop()
+    owner.close()
+    assert [e["event_action"] for e in api.pd_events()] == ["trigger"]
+    assert len(api.slack_calls("chat.postMessage")) == 1
