@@ -101,11 +101,16 @@ def test_one_to_three_sources_and_mergers_store_the_rows_of_a_replay_even_after_
     (SIGKILL) once it has written windows, before it has read its shards to the end, and
     replaced."""
     assert sorted(shard_of(m, SHARDS) for m in (HOT, *SMALL)) == [0, 1, 2]
+    # Every database is made before any worker starts: the store is one engine, and a migration
+    # waiting behind the writes of deployments already running held the next ones back.
+    configs = {
+        name: _config(tmp_path, kafka_bootstrap, keyed_topic, name, store.dsn)
+        for name in DEPLOYMENTS
+    }
     runs: dict[str, Workers] = {}
     try:
         for name, roles in DEPLOYMENTS.items():
-            config = _config(tmp_path, kafka_bootstrap, keyed_topic, name, store.dsn)
-            workers = runs[name] = Workers(config, PARTITIONS)
+            workers = runs[name] = Workers(configs[name], PARTITIONS)
             workers.next_port += 10 * len(runs)
             for role in roles:
                 workers.start(role)
