@@ -4,6 +4,10 @@ on the real embedded engine with rows written by two real replays (and a live wo
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -337,3 +341,76 @@ def test_runs_over_an_http_clickhouse(
         client.close()
     assert after == {k: n for k, n in before.items() if k[1] != RUN_A}
     assert after
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "drifthouse", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+_HOLD = """
+import sys
+from drifthouse.config import load_config
+from drifthouse.sinks import Limits, open_store, serve_readonly
+cfg = load_config("drifthouse.yaml")
+client = open_store(cfg.store_dsn(), cfg.store.database)
+server = serve_readonly(client, cfg.store.serve_port, token_file=cfg.sql_token_path(),
+                        limits=Limits.of(cfg.store))
+print("ready", flush=True)
+sys.stdin.read()
+server.close()
+"""
+
+
+def test_runs_asks_the_worker_that_holds_the_embedded_store(tmp_path: Path) -> None:
+    """A live worker on the embedded engine holds its folder: the list comes from the worker's
+    SQL endpoint; a delete is refused, saying why, and deletes nothing."""
+    scenario = Scenario.demo(days=0.5, rate_per_min=4, reference_hours=4)
+    with open(tmp_path / "events.jsonl", "wb") as ev:
+        for r in simulate(scenario, seed=3, labels=False):
+            ev.write(r.value + b"\n")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = _settings("", "drifthouse")
+    settings["store"] = {"path": "./data", "serve_port": port}
+    (tmp_path / "drifthouse.yaml").write_text(json.dumps(settings))
+    for run_id in (RUN_A, RUN_B):
+        done = _cli(
+            "replay", "-c", "drifthouse.yaml", "--source", "file:events.jsonl",
+            "--run-id", run_id, cwd=tmp_path,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    alone = _cli("runs", "-c", "drifthouse.yaml", "--format", "json", cwd=tmp_path)
+    assert alone.returncode == 0, alone.stderr
+    worker = subprocess.Popen(
+        [sys.executable, "-c", _HOLD],
+        cwd=tmp_path,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PATH": "/usr/bin:/bin"},
+    )
+    assert worker.stdout is not None
+    try:
+        assert worker.stdout.readline().strip() == "ready"
+        held = _cli("runs", "-c", "drifthouse.yaml", "--format", "json", cwd=tmp_path)
+        assert held.returncode == 0, held.stderr
+        assert json.loads(held.stdout) == json.loads(alone.stdout)
+        assert {r["run_id"] for r in json.loads(held.stdout)} == {RUN_A, RUN_B, "reference"}
+        refused = _cli("runs", "delete", RUN_A, "-c", "drifthouse.yaml", "--yes", cwd=tmp_path)
+        assert refused.returncode == 1
+        assert "holds the embedded store" in refused.stderr
+        assert "Cannot lock file" not in refused.stderr
+    finally:
+        assert worker.stdin is not None
+        worker.stdin.close()
+        worker.wait(timeout=30)
+    after = _cli("runs", "-c", "drifthouse.yaml", "--format", "json", cwd=tmp_path)
+    assert json.loads(after.stdout) == json.loads(alone.stdout)

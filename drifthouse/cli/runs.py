@@ -39,24 +39,45 @@ runs_app = typer.Typer(
 app.add_typer(runs_app, name="runs")
 
 
-def _open(config: Path) -> tuple[Config, Client]:
-    from drifthouse.config import load_config
+def _open(cfg: Config) -> Client:
+    """The store, opened by this process; a clear error when a worker holds the embedded one."""
     from drifthouse.sinks.sql_endpoint import held_by_another_process, quiet_stderr
     from drifthouse.sinks.store import embedded_folder, open_store
 
-    cfg = load_config(config)
     dsn = cfg.store_dsn()
     try:
         with quiet_stderr():
-            return cfg, open_store(dsn, cfg.store.database)
+            return open_store(dsn, cfg.store.database)
     except DrifthouseError as exc:
         folder = embedded_folder(dsn)
         if folder is not None and held_by_another_process(Path(folder)):
-            raise StoreUnavailable(
+            raise _Held(
                 f"another process (a worker?) holds the embedded store at {folder}; "
-                "`drifthouse runs` opens the store itself: stop that process first"
+                "`drifthouse runs delete` needs the store to itself: stop that process first"
             ) from exc
         raise
+
+
+class _Held(StoreUnavailable):
+    """The embedded store is held by another process (a worker)."""
+
+
+def _list(cfg: Config) -> list[Run]:
+    """The runs, read by this process, or asked of the worker that holds the embedded store."""
+    from drifthouse.sinks.runs import list_runs, runs_from_rows, runs_select
+    from drifthouse.sinks.sql_client import ask
+
+    database = cfg.store.database
+    try:
+        client = _open(cfg)
+    except _Held:
+        # The worker migrated its store at start: every run table is there.
+        sql, params = runs_select(database)
+        return runs_from_rows(ask(cfg, sql, params)[1])
+    try:
+        return list_runs(client, database)
+    finally:
+        client.close()
 
 
 def _when_ms(ms: int) -> str:
@@ -122,15 +143,12 @@ def runs_list(
     """List the run ids in the store: span, models, rows per table, when written."""
     if ctx.invoked_subcommand is not None:
         return
-    from drifthouse.sinks.runs import list_runs
+    from drifthouse.config import load_config
 
     if fmt not in _FORMATS:
         raise UsageError(f"--format must be one of {', '.join(_FORMATS)} (got {fmt!r})")
-    cfg, client = _open(config)
-    try:
-        runs = list_runs(client, cfg.store.database)
-    finally:
-        client.close()
+    cfg = load_config(config)
+    runs = _list(cfg)
     if fmt == "json":
         text = json.dumps([_as_json(run) for run in runs], ensure_ascii=False, indent=1)
         # json escapes C0; DEL and C1 are escaped here so no raw control reaches the terminal.
@@ -165,6 +183,7 @@ def runs_delete(
     ] = False,
 ) -> None:
     """Delete one run's rows from every table with a run_id column."""
+    from drifthouse.config import load_config
     from drifthouse.sinks.runs import LIVE, REFERENCE, count_run, delete_run
 
     if run_id == REFERENCE:
@@ -177,22 +196,25 @@ def runs_delete(
             "run id 'live' holds the live workers' rows; stop every worker first (they keep "
             "writing under it), then add --live to delete them; nothing deleted"
         )
-    cfg, client = _open(config)
+    cfg = load_config(config)
+    client = _open(cfg)
     database = cfg.store.database
     try:
         if not yes:
             counts = count_run(client, database, run_id)
             if counts:
-                out.print(Text(f"run {run_id} has {_total(counts)} rows: {_rows_text(counts)}"))
+                shown = visible(run_id)
+                out.print(Text(f"run {shown} has {_total(counts)} rows: {_rows_text(counts)}"))
+                again = shlex.quote(run_id) if run_id.isprintable() else "ID"
                 raise UsageError(
                     f"nothing deleted: add --yes to delete these rows of run {run_id!r} "
-                    f"(drifthouse runs delete {shlex.quote(run_id)} -c {shlex.quote(str(config))} "
-                    "--yes)"
+                    f"(drifthouse runs delete {again} -c {shlex.quote(str(config))} --yes)"
                 )
         deleted = delete_run(client, database, run_id, cluster=cfg.store.cluster)
     finally:
         client.close()
-    out.print(Text(f"deleted run {run_id}: {_total(deleted)} rows ({_rows_text(deleted)})"))
+    said = f"deleted run {visible(run_id)}: {_total(deleted)} rows ({_rows_text(deleted)})"
+    out.print(Text(said))
 
 
 def _total(counts: Mapping[str, int]) -> str:

@@ -19,8 +19,9 @@ settings still waits), ``ON CLUSTER`` with ``store.cluster`` (rendered by
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from drifthouse.errors import StoreError, UsageError
 from drifthouse.sinks.cluster import on_cluster
@@ -36,6 +37,8 @@ __all__ = [
     "delete_run",
     "delete_statement",
     "list_runs",
+    "runs_from_rows",
+    "runs_select",
 ]
 
 #: The run id of the live workers' rows.
@@ -111,22 +114,46 @@ def _per_table(table: RunTable, database: str, where: str) -> str:
     )
 
 
+def runs_select(
+    database: str, tables: Sequence[RunTable] = RUN_TABLES, run_id: str | None = None
+) -> tuple[str, dict[str, str]]:
+    """The SELECT that :func:`list_runs` runs, and its parameters: one SELECT over the
+    drifthouse tables, which the worker's read-only SQL endpoint also answers."""
+    where = "WHERE run_id = {run:String}" if run_id is not None else ""
+    sql = " UNION ALL ".join(_per_table(t, database, where) for t in tables)
+    params = {f"t_{t.name}": t.name for t in tables}
+    if run_id is not None:
+        params["run"] = run_id
+    return sql, params
+
+
+def runs_from_rows(
+    rows: Iterable[Sequence[Any]], tables: Sequence[RunTable] = RUN_TABLES
+) -> list[Run]:
+    """The runs in the rows :func:`runs_select` returns: live first, then by first written."""
+    found: dict[str, _Acc] = {}
+    for tbl, rid, n, models, first, last, w_first, w_last in rows:
+        found.setdefault(str(rid), _Acc()).add(
+            str(tbl),
+            int(n),
+            [str(m) for m in models],
+            int(first),
+            int(last),
+            int(w_first),
+            int(w_last),
+        )
+    runs = [acc.run(rid, [t.name for t in tables]) for rid, acc in found.items()]
+    return sorted(runs, key=lambda r: (r.kind != LIVE, r.written_first_s, r.run_id))
+
+
 def list_runs(client: Client, database: str, run_id: str | None = None) -> list[Run]:
     """Every run id in the store (or only ``run_id``), live first, then by first written."""
     tables = _present(client, database)
     if not tables:
         return []
-    where = "WHERE run_id = {run:String}" if run_id is not None else ""
-    sql = " UNION ALL ".join(_per_table(t, database, where) for t in tables)
-    params: dict[str, str] = {f"t_{t.name}": t.name for t in tables}
-    if run_id is not None:
-        params["run"] = run_id
+    sql, params = runs_select(database, tables, run_id)
     result = call("listing the runs", client.query, sql, parameters=params)
-    found: dict[str, _Acc] = {}
-    for tbl, rid, n, models, first, last, w_first, w_last in result.result_rows:
-        found.setdefault(rid, _Acc()).add(tbl, int(n), models, first, last, w_first, w_last)
-    runs = [acc.run(rid, [t.name for t in tables]) for rid, acc in found.items()]
-    return sorted(runs, key=lambda r: (r.kind != LIVE, r.written_first_s, r.run_id))
+    return runs_from_rows(result.result_rows, tables)
 
 
 @dataclass
