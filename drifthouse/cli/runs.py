@@ -21,7 +21,6 @@ from rich.text import Text
 
 from drifthouse.cli._common import ConfigOption, app, out
 from drifthouse.errors import DrifthouseError, StoreUnavailable, UsageError
-from drifthouse.sql_output import visible
 
 if TYPE_CHECKING:
     from drifthouse.config import Config
@@ -37,6 +36,10 @@ runs_app = typer.Typer(
     invoke_without_command=True,
 )
 app.add_typer(runs_app, name="runs")
+
+
+class _Held(StoreUnavailable):
+    """The embedded store is held by another process (a worker)."""
 
 
 def _open(cfg: Config) -> Client:
@@ -56,10 +59,6 @@ def _open(cfg: Config) -> Client:
                 "`drifthouse runs delete` needs the store to itself: stop that process first"
             ) from exc
         raise
-
-
-class _Held(StoreUnavailable):
-    """The embedded store is held by another process (a worker)."""
 
 
 def _list(cfg: Config) -> list[Run]:
@@ -117,6 +116,8 @@ def _counts_grid(rows: Mapping[str, int]) -> Table:
 
 
 def _table(runs: list[Run]) -> Table:
+    from drifthouse.sql_output import visible
+
     table = Table("run id", "kind", "first", "last", "models", "rows", "written")
     for run in runs:
         written = _when_s(run.written_first_s)
@@ -185,6 +186,7 @@ def runs_delete(
     """Delete one run's rows from every table with a run_id column."""
     from drifthouse.config import load_config
     from drifthouse.sinks.runs import LIVE, REFERENCE, count_run, delete_run
+    from drifthouse.sql_output import visible
 
     if run_id == REFERENCE:
         raise UsageError(
