@@ -111,3 +111,28 @@ def test_the_delete_runs_on_every_host_of_a_cluster(store_client: Any, table: st
 def test_only_run_tables_are_deleted_from() -> None:
     with pytest.raises(StoreError, match="no run_id column"):
         delete_statement("dh", "predictions")
+
+
+def test_the_delete_waits_where_mutations_run_in_the_background(
+    store_client: Any, database: str
+) -> None:
+    """A server runs a mutation in the background by default (``mutations_sync = 0``, where the
+    embedded engine waits): the delete returns only once the rows are gone all the same."""
+    for part in range(8):  # parts enough that the mutation is still running when asked
+        store_client.command(
+            f"INSERT INTO `{database}`.metrics (window_start, window_end, window, model, "
+            "model_version, feature, segment, metric, value, n, run_id, computed_at) "
+            "SELECT toDateTime64(1767225600 + number * 60, 3, 'UTC'), "
+            "toDateTime64(1767225660 + number * 60, 3, 'UTC'), '1m', 'fraud', '1', "
+            "toString(number % 97), '', 'psi', 0.1, 1, if(number % 2 = 0, 'a', 'b'), "
+            f"toDateTime64({part}, 3, 'UTC') FROM numbers(100000)"
+        )
+    store_client.set_client_setting("mutations_sync", 0)
+    try:
+        deleted = delete_run(store_client, database, "a")
+        left = count_run(store_client, database, "a")
+    finally:
+        store_client.set_client_setting("mutations_sync", 1)
+    assert deleted == {"metrics": 50_000}
+    assert left == {}
+    assert count_run(store_client, database, "b") == {"metrics": 50_000}
