@@ -13,8 +13,9 @@ its two rows yet; the delete removes both.
 
 Deleting is ``ALTER TABLE ... DELETE WHERE run_id = {run:String}`` with ``mutations_sync = 2``
 in the statement: it returns once every replica has applied it, where a server's default
-(``mutations_sync = 0``) would leave the mutation running in the background; ``ON CLUSTER`` with ``store.cluster`` (rendered by
-:func:`~drifthouse.sinks.cluster.on_cluster`, as the migrations are).
+(``mutations_sync = 0``) would leave the mutation running in the background. ``ON CLUSTER``
+with ``store.cluster``, rendered by :func:`~drifthouse.sinks.cluster.on_cluster` as the
+migrations are.
 """
 
 from __future__ import annotations
