@@ -83,6 +83,9 @@ class Alerting:
         to ``config.alerting.outbox_dir``. The state found there is loaded at construction
         unless ``resume`` is False. A replay should use a folder of its own (or ``resume=False``
         and ``notify=False``), so that it neither starts from nor overwrites the live state.
+        With a state that a restart resumes (``resume``, and a folder or a store), notifications
+        wait for the next :meth:`save_state` (or :meth:`flush`, :meth:`close`); with
+        ``resume=False`` they are sent at once.
     state_store:
         Keep the state, the outbox and the Slack message index in the store instead (table
         ``alert_state``), under ``config.kafka.group`` and ``shard``: a merger that moves to
@@ -130,9 +133,10 @@ class Alerting:
             state_store.scoped(config.kafka.group, shard) if state_store is not None else None
         )
         self.engine = RuleEngine(config.rules, baselines)
-        # With a place to save the state, notifications wait there for the next save (see
-        # save_state); without one there is nothing to keep them consistent with.
-        self._staging = self.store is not None or self.state_dir is not None
+        # With saved state that a restart resumes, notifications wait for the next save (see
+        # save_state); without it (a replay, the demo) there is nothing to keep them
+        # consistent with, and they go at once.
+        self._staging = resume and (self.store is not None or self.state_dir is not None)
         self._staged: list[Notification] = []
         self.worker: DeliveryWorker | None = None
         # The shard's alerting is this merger's from now on: a stale one still running
