@@ -62,7 +62,7 @@ def _config(tmp_path: Path, bootstrap: str, keyed: KeyedTopic, name: str, dsn: s
     cfg = json.loads(path.read_text())
     cfg["kafka"]["partials_partitions"] = SHARDS
     path.write_text(json.dumps(cfg))
-    # Created once before the deployments start (as `drifthouse migrate` may be run): mergers
+    # Created once before the deployment starts (as `drifthouse migrate` may be run): mergers
     # starting at once on an empty database are tested in tests/sinks/test_schema_concurrent.py.
     migrate(open_store(dsn, database), database)
     return path
@@ -101,16 +101,14 @@ def test_one_to_three_sources_and_mergers_store_the_rows_of_a_replay_even_after_
     (SIGKILL) once it has written windows, before it has read its shards to the end, and
     replaced."""
     assert sorted(shard_of(m, SHARDS) for m in (HOT, *SMALL)) == [0, 1, 2]
-    # Every database is made before any worker starts: the store is one engine, and a migration
-    # waiting behind the writes of deployments already running held the next ones back.
-    configs = {
-        name: _config(tmp_path, kafka_bootstrap, keyed_topic, name, store.dsn)
-        for name in DEPLOYMENTS
-    }
     runs: dict[str, Workers] = {}
     try:
+        # Each deployment starts once its database is made, while the next one's is made: the
+        # store is one engine, which runs one statement at a time, and making every database
+        # first held every deployment back.
         for name, roles in DEPLOYMENTS.items():
-            workers = runs[name] = Workers(configs[name], PARTITIONS)
+            config = _config(tmp_path, kafka_bootstrap, keyed_topic, name, store.dsn)
+            workers = runs[name] = Workers(config, PARTITIONS)
             workers.next_port += 10 * len(runs)
             for role in roles:
                 workers.start(role)
