@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +26,7 @@ from drifthouse.events import (
     encode_event,
 )
 from drifthouse.events import batches as batches_module
+from drifthouse.pii import PII_KEY_ENV
 from drifthouse.profiles.build import profile_from_events
 from drifthouse.sinks.predictions import PredictionLog
 from drifthouse.stream.dead_letters import MemoryDeadLetters
@@ -35,15 +37,22 @@ T0 = 1_767_225_600_000
 MINUTE = 60_000
 
 
-def _config() -> Config:
+def _config(*, pii: bool = False) -> Config:
+    """``pii``: segment attribute ``channel`` and ``event_id`` are PII for every model, and
+    feature ``amount`` for ``spam`` and ``churn``."""
+    models: dict[str, Any] = {
+        "fraud": {"task": "classification", "sample_rate": 0.3},
+        "churn": {"sample_rate": 0.5},
+    }
+    if pii:
+        models["spam"] = {"pii": ["amount"]}
+        models["churn"]["pii"] = ["amount"]
     return Config.model_validate(
         {
             "windows": [{"size": "1h"}],
-            "models": {
-                "fraud": {"task": "classification", "sample_rate": 0.3},
-                "churn": {"sample_rate": 0.5},
-            },
+            "models": models,
             "metrics": {"allowed_lateness": "10m"},
+            "pii": ["channel", "event_id"] if pii else [],
         }
     )
 
@@ -60,20 +69,20 @@ def _reference(model: str) -> list[dict[str, Any]]:
     ]
 
 
-_PARTS = RunParts.of(
-    _config(),
-    {
-        model: profile_from_events(
-            _reference(model),
-            model=model,
-            model_version="1",
-            created_at="2026-01-01T00:00:00Z",
-            source_digest="test",
-            task="classification",
-        )
-        for model in ("fraud", "spam")  # with a reference; "churn" has none yet
-    },
-)
+_PROFILES = {
+    model: profile_from_events(
+        _reference(model),
+        model=model,
+        model_version="1",
+        created_at="2026-01-01T00:00:00Z",
+        source_digest="test",
+        task="classification",
+    )
+    for model in ("fraud", "spam")  # with a reference; "churn" has none yet
+}
+_PARTS = RunParts.of(_config(), _PROFILES)
+_PII_PARTS = RunParts.of(_config(pii=True), _PROFILES)
+_PII_KEY = "k" * 32
 
 amounts = st.one_of(
     st.floats(-1e6, 1e6, allow_nan=False),
@@ -127,16 +136,18 @@ def _stream(draw: st.DrawFn) -> list[list[PredictionEvent]]:
     return batches
 
 
-def _stage() -> tuple[PartitionStage, MemoryDeadLetters]:
+def _stage(parts: RunParts = _PARTS) -> tuple[PartitionStage, MemoryDeadLetters]:
     dead = MemoryDeadLetters()
-    log = PredictionLog.for_config(_PARTS.config, profiles=_PARTS.profiles)
-    return _PARTS.partition_stage(0, dead, prediction_log=log, collect_labels=True), dead
+    log = PredictionLog.for_config(parts.config, profiles=parts.profiles)
+    return parts.partition_stage(0, dead, prediction_log=log, collect_labels=True), dead
 
 
-def _run(chunks: Sequence[Sequence[bytes]], columnar: int = 0) -> tuple[Any, ...]:
+def _run(
+    chunks: Sequence[Sequence[bytes]], columnar: int = 0, parts: RunParts = _PARTS
+) -> tuple[Any, ...]:
     """What the stage gives for ``chunks``; ``columnar``: how many events must take the path
     of batches in columns."""
-    stage, dead = _stage()
+    stage, dead = _stage(parts)
     partials = []
     offset = 0
     for chunk in chunks:
@@ -167,18 +178,33 @@ def test_batches_in_rows_and_columns_give_what_single_events_give(
     batches: list[list[PredictionEvent]],
 ) -> None:
     want = _run(_singles(batches))
-    # Batches of the model with a reference stay in columns, in rows as in columns; the
-    # other's panes keep events.
+    # Batches stay in columns, in rows as in columns, those of the model whose automatic
+    # reference is being built too.
     n = sum(map(len, batches))
-    fast = n if all(b[0].model != "churn" for b in batches) else 0
-    each = sum(len(b) for b in batches if b[0].model != "churn")
-    assert _run([[encode_batch(b) for b in batches]], fast) == want
-    assert _run([[encode_batch(b)] for b in batches], each) == want  # one message a micro-batch
-    assert _run([[encode_columns(b) for b in batches]], fast) == want
-    assert _run([[encode_columns(b)] for b in batches], each) == want
+    assert _run([[encode_batch(b) for b in batches]], n) == want
+    assert _run([[encode_batch(b)] for b in batches], n) == want  # one message a micro-batch
+    assert _run([[encode_columns(b) for b in batches]], n) == want
+    assert _run([[encode_columns(b)] for b in batches], n) == want
     # Rows and columns mixed in one micro-batch.
     mixed = [encode_batch(b) if k % 2 else encode_columns(b) for k, b in enumerate(batches)]
-    assert _run([mixed], fast) == want
+    assert _run([mixed], n) == want
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_stream())
+def test_batches_of_models_with_pii_give_what_single_events_give(
+    batches: list[list[PredictionEvent]],
+) -> None:
+    n = sum(map(len, batches))
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(PII_KEY_ENV, _PII_KEY)
+        want = _run(_singles(batches), parts=_PII_PARTS)
+        assert _run([[encode_batch(b) for b in batches]], n, _PII_PARTS) == want
+        assert _run([[encode_columns(b)] for b in batches], n, _PII_PARTS) == want
+        mixed = [encode_batch(b) if k % 2 else encode_columns(b) for k, b in enumerate(batches)]
+        assert _run([mixed], n, _PII_PARTS) == want
+    # The event ids in the label join's records are hashed.
+    assert all("hmac-sha256:" in r for r in want[2])
 
 
 _BAD: list[tuple[str, Callable[[int], object]]] = [
