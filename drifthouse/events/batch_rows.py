@@ -14,11 +14,12 @@ the caller then decodes it event by event, which refuses a bad event alone and s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from operator import attrgetter
 from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
+from msgspec.structs import astuple
 
 from drifthouse.events.batch_columns import ColumnBatch, decode_columns, passes, valid_times
 from drifthouse.events.decoder import EventDecoder
@@ -31,7 +32,7 @@ else:
 
     _Ts = int | AwareDatetime
 
-__all__ = ["all_blocks", "decode_rows"]
+__all__ = ["Row", "all_blocks", "decode_rows"]
 
 _ExactInt = Annotated[int, msgspec.Meta(ge=-(2**53), le=2**53)]
 _NonNegative = Annotated[float, msgspec.Meta(ge=0.0)]
@@ -39,9 +40,11 @@ _HttpStatus = Annotated[int, msgspec.Meta(ge=100, le=599)]
 _Unset = msgspec.UnsetType
 
 
-class _Row(msgspec.Struct, gc=False):
+class Row(msgspec.Struct, gc=False):
     """An event of a batch in rows, as :class:`~drifthouse.events.PredictionEvent` takes it
-    (``model`` and ``model_version`` are the envelope's unless it repeats them)."""
+    (``model`` and ``model_version`` are the envelope's unless it repeats them). A model's
+    typed decoder (:meth:`drifthouse.detectors.typed_decode.TypedDecoders.plain_rows`) makes
+    ``features`` a struct of its features."""
 
     ts: _Ts
     features: dict[str, FeatureValue]
@@ -57,7 +60,7 @@ class _Row(msgspec.Struct, gc=False):
 
 class _Rows(msgspec.Struct):
     model: str
-    events: list[_Row]
+    events: list[Row]
     model_version: str = "unknown"
 
 
@@ -67,19 +70,36 @@ _GET = {name: attrgetter(name) for name in (*_OPTIONAL, "status", "model", "mode
 _TS, _FEATURES, _SEGMENT = attrgetter("ts"), attrgetter("features"), attrgetter("segment")
 
 
-def decode_rows(raw: Buffer) -> ColumnBatch | None:
-    """The :class:`ColumnBatch` of a valid batch in rows, else ``None`` (module docstring)."""
-    try:
-        batch = _DECODE(raw)
-    except Exception:  # anything unusual: the event-by-event path says what is wrong
-        return None
+def decode_rows(raw: Buffer, typed: Callable[[Buffer], Any] | None = None) -> ColumnBatch | None:
+    """The :class:`ColumnBatch` of a valid batch in rows, else ``None`` (module docstring).
+
+    ``typed`` is tried first: a narrower decoder of one model's batches whose rows' features
+    are a struct (:class:`~drifthouse.detectors.typed_decode.TypedFeatures`), raising for
+    anything it does not take and decoding what it takes to the same values."""
+    batch: Any = None
+    if typed is not None:
+        try:
+            batch = typed(raw)
+        except Exception:  # not the typed decoder's: the general one decides
+            batch = None
+    if batch is None:
+        try:
+            batch = _DECODE(raw)
+        except Exception:  # anything unusual: the event-by-event path says what is wrong
+            return None
     rows, model, version = batch.events, batch.model, batch.model_version
     n, unset = len(rows), msgspec.UNSET
     if not n or not set(map(_GET["model"], rows)) <= {unset, model}:
         return None
     if not set(map(_GET["model_version"], rows)) <= {unset, version}:
         return None
-    features = _same_names(list(map(_FEATURES, rows)), n, fill=False)
+    feats = list(map(_FEATURES, rows))
+    if type(feats[0]) is dict:
+        features = _same_names(feats, n, fill=False)
+    else:  # a typed decoder's struct: every row holds its features, in its order
+        names: tuple[str, ...] = type(feats[0]).names
+        columns = zip(*map(astuple, feats), strict=True)
+        features = dict(zip(names, map(list, columns), strict=True)) if names else {}
     segment = _same_names(list(map(_SEGMENT, rows)), n, fill=True)
     if features is None or segment is None:
         return None
@@ -122,16 +142,19 @@ def _same_names(maps: list[dict[str, Any]], n: int, *, fill: bool) -> dict[str, 
 
 
 def all_blocks(
-    decoder: EventDecoder[Any], raws: Sequence[Buffer], now_ms: int | None
+    decoder: EventDecoder[Any],
+    raws: Sequence[Buffer],
+    now_ms: int | None,
+    typed: Callable[[Buffer], Any] | None = None,
 ) -> list[tuple[int, ColumnBatch]] | None:
     """``(position, batch)`` of a chunk of valid batches only (in rows or in columns), else
-    ``None``."""
+    ``None``; ``typed``: see :func:`decode_rows`."""
     out = []
     for pos, raw in enumerate(raws):
         if len(raw) > decoder.max_bytes:
             return None
         # Rows first, as the event-by-event path takes a batch (events.batches._mixed).
-        block = decode_rows(raw) if b'"events"' in raw else None
+        block = decode_rows(raw, typed) if b'"events"' in raw else None
         if block is None and b'"columns"' in raw:
             block = decode_columns(raw)
         if block is None or not passes(block, decoder, now_ms):

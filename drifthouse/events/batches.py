@@ -171,16 +171,18 @@ def decode_messages(
     first: Callable[[Buffer], PredictionEvent] | None = None,
     first_rows: Callable[[Buffer], Any] | None = None,
     columns: bool = False,
+    plain_rows: Callable[[Buffer], Any] | None = None,
 ) -> Decoded:
     """Decode messages holding single prediction events or batches of them (module docstring).
 
     ``first`` is tried first on single events (see :meth:`EventDecoder.decode_batch`),
     ``first_rows`` on batches in rows: narrower decoders that raise for anything they do not
     take and decode what they take to the same values. ``columns``: a chunk of valid batches
-    only, in rows or in columns, is kept in columns (:attr:`Decoded.blocks`)."""
+    only, in rows or in columns, is kept in columns (:attr:`Decoded.blocks`), its batches in
+    rows tried first with ``plain_rows`` (see :func:`~drifthouse.events.batch_rows.decode_rows`)."""
     head = raws[0] if raws else b""
     batch = b'"columns"' in head or b'"events"' in head
-    blocks = all_blocks(decoder, raws, now_ms) if columns and batch else None
+    blocks = all_blocks(decoder, raws, now_ms, plain_rows) if columns and batch else None
     if blocks is not None:
         return Decoded([], [], blocks)
     # A chunk that starts with a batch is not tried as single events first (a failed decode

@@ -236,6 +236,7 @@ class PartitionStage:
             first=self._typed.decoder(self._model_hint),
             first_rows=self._typed.rows(self._model_hint),
             columns=True,
+            plain_rows=self._typed.plain_rows(self._model_hint),
         )
         if decoded.blocks:
             batch, models = self._columns_batch(msgs, decoded)
