@@ -229,6 +229,8 @@ class PartitionStage:
         if not msgs:
             return []
         now = self.now_ms() if self.now_ms is not None else None
+        if not self._model_hint:  # the first micro-batch: its first message names the model
+            self._model_hint = _peek_model(msgs[0].value, msgs[0].key)[0]
         decoded = decode_messages(
             self.decoder,
             [m.value for m in msgs],

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from drifthouse.app.assembly import RunParts
 from drifthouse.config import Config
+from drifthouse.detectors.typed_decode import TypedDecoders
 from drifthouse.events import (
     EventDecoder,
     PredictionEvent,
@@ -329,3 +330,17 @@ def test_a_late_event_of_a_batch_in_rows_is_dead_lettered_with_its_path_in_the_b
         assert stage.stats.columnar == 200
         assert [(d.reason, d.path, d.offset) for d in dead.letters] == [("late", path, 1)]
         assert json.loads(dead.letters[0].raw) == json.loads(encode_event(late[7]))
+
+
+def test_the_first_micro_batch_takes_its_models_typed_decoder(monkeypatch: Any) -> None:
+    asked: list[str] = []
+    real = TypedDecoders.plain_rows
+
+    def counted(self: TypedDecoders, model: str) -> Any:
+        asked.append(model)
+        return real(self, model)
+
+    monkeypatch.setattr(TypedDecoders, "plain_rows", counted)
+    stage, _ = _stage()
+    stage.process([Message(encode_batch(b), 0, k) for k, b in enumerate(_clean_batches())])
+    assert asked == ["fraud"]  # named by its first message, not only from the next one on
