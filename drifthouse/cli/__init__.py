@@ -23,7 +23,7 @@ from rich.text import Text
 from drifthouse import logs
 
 # The command modules register their commands on `app` when imported, in this order.
-from drifthouse.cli import check, pipeline, replay, store, labels, produce  # noqa: F401  # isort: skip
+from drifthouse.cli import check, pipeline, replay, store, labels, produce, report  # noqa: F401  # isort: skip
 from drifthouse.cli._common import State, app, err
 from drifthouse.errors import ConfigError, DrifthouseError, UsageError
 
