@@ -5,7 +5,8 @@ per group of commands, registered in the order ``drifthouse --help`` lists them:
 :mod:`~drifthouse.cli.check` (``check``, ``version``), :mod:`~drifthouse.cli.pipeline`
 (``demo``, ``profile``, ``run``), :mod:`~drifthouse.cli.replay`, :mod:`~drifthouse.cli.store`
 (``sql``, ``migrate``, ``silence``), :mod:`~drifthouse.cli.runs` (``runs``,
-``runs delete``), :mod:`~drifthouse.cli.labels` (``labels join``) and
+``runs delete``), :mod:`~drifthouse.cli.report`, :mod:`~drifthouse.cli.labels`
+(``labels join``) and
 :mod:`~drifthouse.cli.produce`.
 
 Exit codes: 0 success, 2 usage or configuration errors, 1 any other failure. A

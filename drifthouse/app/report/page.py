@@ -229,11 +229,16 @@ def _model(page: _Page, m: ModelReport) -> None:
 def render(report: Report) -> str:
     """The whole page."""
     page = _Page()
-    span = f"{_when(report.start_ms, 'the start')} to {_when(report.end_ms, 'the end')}"
+    if report.start_ms is None and report.end_ms is None:
+        span = "all windows"
+    else:
+        span = f"windows starting from {_when(report.start_ms, 'the first')} to " + _when(
+            report.end_ms, "the last"
+        )
     page.add(
         "<header><h1>drifthouse report</h1>",
         f'<p class="meta">run <code>{_e(report.run_id)}</code> · window <code>'
-        f"{_e(report.window)}</code> · windows starting from {_e(span)} · generated "
+        f"{_e(report.window)}</code> · {_e(span)} · generated "
         f"{_e(_when(report.generated_ms))}"
         + (f" · store {_e(report.store)}" if report.store else "")
         + "</p>",
