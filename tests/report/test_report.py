@@ -151,7 +151,10 @@ def test_a_model_without_labels_says_no_data_for_labels(
     args = ["--source", source, "--to", "2026-01-01T03:00:00Z", "--run-id", "no-labels"]
     assert main(["replay", "-c", config, *args]) == 0
     out = tmp_path / "r.html"
-    assert _report(demo_run.summary.config_path, out, "--run-id", "no-labels") == 0
+    try:
+        assert _report(demo_run.summary.config_path, out, "--run-id", "no-labels") == 0
+    finally:  # the session's store is shared: leave only the demo's run
+        assert main(["runs", "delete", "no-labels", "-c", config, "--yes"]) == 0
     page = out.read_text()
     assert "no data: no labels joined in range" in page
     figures = _figures(page)

@@ -24,12 +24,13 @@ from drifthouse.app.report.data import (
 
 __all__ = [
     "OKABE_ITO",
+    "WHEN",
     "Figure",
     "alert_timeline",
     "category_bars",
-    "drift_heatmap",
     "histogram",
     "label_metrics",
+    "layout",
     "prediction_drift",
     "quality",
     "serving",
@@ -42,7 +43,8 @@ Figure = dict[str, Any]
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#F0E442")
 SEVERITY = {"critical": "#D55E00", "warning": "#E69F00"}
 _DASHES = ("solid", "dash", "dot", "dashdot")
-_WHEN = "%Y-%m-%d %H:%M UTC"
+#: How a hover shows a window's time (d3 time format).
+WHEN = "%Y-%m-%d %H:%M UTC"
 _FONT = {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 12}
 
 
@@ -51,7 +53,7 @@ def stamp(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _layout(height: int, **more: Any) -> dict[str, Any]:
+def layout(height: int, **more: Any) -> dict[str, Any]:
     return {
         "height": height,
         "margin": {"l": 70, "r": 30, "t": 40, "b": 50},
@@ -74,7 +76,7 @@ def _line(s: Series, name: str, color: str, *, dash: str = "solid", axis: str = 
         "line": {"color": color, "dash": dash, "width": 1.5},
         "marker": {"size": 4},
         "yaxis": f"y{axis}",
-        "hovertemplate": f"{name}<br>window %{{x|{_WHEN}}}<br>{s.metric} %{{customdata[0]}}"
+        "hovertemplate": f"{name}<br>window %{{x|{WHEN}}}<br>{s.metric} %{{customdata[0]}}"
         "<br>n %{customdata[1]}<extra></extra>",
     }
 
@@ -98,97 +100,6 @@ def _threshold_shapes(found: Sequence[Threshold], axis: str = "") -> list[Figure
         }
         for t in found
     ]
-
-
-def drift_heatmap(m: ModelReport, metric: str = "psi") -> Figure | None:
-    """Features x windows coloured by ``metric``; cells past a rule's threshold marked."""
-    features = m.features(metric)
-    if not features:
-        return None
-    starts = sorted({p.start_ms for f in features for p in m.series[(metric, f)].points})
-    column = {ms: i for i, ms in enumerate(starts)}
-    z: list[list[float | None]] = []
-    for f in features:
-        row: list[float | None] = [None] * len(starts)
-        for p in m.series[(metric, f)].points:
-            row[column[p.start_ms]] = p.value
-        z.append(row)
-    x = [stamp(ms) for ms in starts]
-    peak = max((v for row in z for v in row if v is not None), default=0.0)
-    limits = [t for t in m.thresholds if t.metric == metric]
-    # Colours saturate at four times the highest threshold, so a window just past it is not
-    # lost in the dark end beside a far larger peak; the hover keeps the exact value.
-    top = max([peak, *(2 * t.value for t in limits)]) or 1.0
-    if limits:
-        top = min(top, 4 * max(t.value for t in limits))
-    ticks = sorted({0.0, *(t.value for t in limits)})
-    labels = [f"{v:g} " + ", ".join(t.rule for t in limits if t.value == v) for v in ticks]
-    if peak > top:
-        ticks, labels = [*ticks, top], [*labels, f"≥ {top:g}"]
-    step = min((b - a for a, b in itertools.pairwise(starts)), default=3_600_000)
-    data: list[Figure] = [
-        {
-            "type": "heatmap",
-            "name": metric,
-            "x": x,
-            "y": features,
-            "z": z,
-            "zmin": 0,
-            "zmax": top,
-            "colorscale": "Cividis",
-            "xgap": 1,
-            "ygap": 1,
-            "colorbar": {
-                "title": {"text": metric.upper()},
-                "tickvals": ticks,
-                "ticktext": labels,
-            },
-            # The exact value (Python's shortest round-trip text), not plotly's 6 digits.
-            "text": [["" if v is None else repr(v) for v in row] for row in z],
-            "hovertemplate": f"feature %{{y}}<br>window %{{x|{_WHEN}}}<br>{metric} %{{text}}"
-            "<extra></extra>",
-        }
-    ]
-    for t in limits:
-        hits = [
-            (x[i], f)
-            for f, row in zip(features, z, strict=True)
-            for i, v in enumerate(row)
-            if v is not None and (v > t.value if t.direction == ">" else v < t.value)
-        ]
-        data.append(
-            {
-                "type": "scatter",
-                "mode": "markers",
-                "name": f"over threshold: {t.rule} ({metric} {t.direction} {t.value:g})",
-                "x": [h[0] for h in hits],
-                "y": [h[1] for h in hits],
-                "marker": {
-                    # white with a dark edge: seen on dark and light cells, and in the legend
-                    "symbol": "x",
-                    "size": 8,
-                    "color": "#ffffff",
-                    "line": {"width": 1, "color": "#1b1b1b"},
-                },
-                "hoverinfo": "skip",
-            }
-        )
-    height = 140 + 26 * len(features)
-    return {
-        "data": data,
-        "layout": _layout(
-            height,
-            xaxis={
-                "title": {"text": f"window start (UTC), {m.model}"},
-                "type": "date",
-                # the cells' extent exactly: the marks would pad it otherwise
-                "range": [stamp(starts[0] - step // 2), stamp(starts[-1] + step // 2)],
-            },
-            yaxis={"autorange": "reversed", "type": "category", "automargin": True},
-            legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
-            showlegend=True,
-        ),
-    }
 
 
 def _bin_labels(edges: Sequence[float]) -> list[str]:
@@ -227,7 +138,7 @@ def histogram(h: Histogram) -> Figure:
         data.append(_bars(f"peak window {stamp(h.peak_start_ms)}", labels, h.peak, OKABE_ITO[5]))
     return {
         "data": data,
-        "layout": _layout(
+        "layout": layout(
             320,
             title={"text": f"{h.feature}: share of events per reference bin", "font": {"size": 13}},
             barmode="group",
@@ -260,7 +171,7 @@ def category_bars(c: Categories) -> Figure:
     }
     return {
         "data": [ref, cur],
-        "layout": _layout(
+        "layout": layout(
             320,
             title={
                 "text": f"{c.feature}: share of events per category ({c.new:,} new)",
@@ -286,14 +197,14 @@ def _stacked(
     k = len(shown)
     gap = 0.06
     size = (1 - gap * (k - 1)) / k
-    layout = _layout(height * k + 60)
+    spec = layout(height * k + 60)
     data: list[Figure] = []
     shapes: list[Figure] = []
     notes: list[Figure] = []
     for i, (title, traces, panel_shapes) in enumerate(shown):
         axis = "" if i == 0 else str(i + 1)
         top = 1 - i * (size + gap)
-        layout[f"yaxis{axis}"] = {
+        spec[f"yaxis{axis}"] = {
             # Rounded: the last panel's bottom is a hair below 0 in floating point.
             "domain": [max(round(top - size, 6), 0.0), min(round(top, 6), 1.0)],
             "title": {"text": title},
@@ -314,15 +225,15 @@ def _stacked(
                 "showarrow": False,
             }
         )
-    layout["xaxis"] = {
+    spec["xaxis"] = {
         "type": "date",
         "anchor": f"y{'' if k == 1 else k}",
         "title": {"text": "window start (UTC)"},
     }
-    layout["shapes"] = shapes
-    layout["annotations"] = notes
-    layout["margin"] = {"l": 70, "r": 30, "t": 30, "b": 60}
-    return {"data": data, "layout": layout}
+    spec["shapes"] = shapes
+    spec["annotations"] = notes
+    spec["margin"] = {"l": 70, "r": 30, "t": 30, "b": 60}
+    return {"data": data, "layout": spec}
 
 
 def _per_feature(m: ModelReport, metric: str) -> list[Figure]:
@@ -447,7 +358,7 @@ def alert_timeline(alerts: Sequence[AlertEvent]) -> Figure | None:
     rows = len({(a.rule, a.feature) for a in alerts})
     return {
         "data": data,
-        "layout": _layout(
+        "layout": layout(
             120 + 28 * rows,
             xaxis={"type": "date", "title": {"text": "window end (UTC)"}},
             yaxis={"type": "category", "automargin": True},

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import cache
 
-from drifthouse.app.report import charts
+from drifthouse.app.report import charts, heatmap
 from drifthouse.app.report.data import Change, ModelReport, Report, RunSummary
 
 __all__ = ["render"]
@@ -212,7 +212,7 @@ def _model(page: _Page, m: ModelReport) -> None:
         )
         + "</p>"
     )
-    page.chart(f"{m.model}-heatmap", charts.drift_heatmap(m), "no psi in range (no reference?)")
+    page.chart(f"{m.model}-heatmap", heatmap.drift_heatmap(m), "no psi in range (no reference?)")
     _features(page, m)
     page.add("<h3>Data quality</h3>")
     page.chart(f"{m.model}-quality", charts.quality(m), "no quality metrics in range")
