@@ -161,3 +161,41 @@ def test_a_model_without_labels_says_no_data_for_labels(
     assert "fraud-heatmap" in figures
     assert "fraud-labels" not in figures
     assert "report of run no-labels (fraud, window 1h)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        pytest.param(
+            ["--window", "2h"], "--window must be one of 1h, 15m/5m (got '2h')", id="window"
+        ),
+        pytest.param(
+            ["--from", "2026-01-02", "--to", "2026-01-01"], "--from must be before --to", id="range"
+        ),
+        pytest.param(["--from", "yesterday"], "--from must be an RFC 3339 time", id="time"),
+        pytest.param(
+            ["--feature", "nope"],
+            "--feature 'nope': no model of run 'demo' has that feature",
+            id="feature",
+        ),
+    ],
+)
+def test_bad_options_are_clear_errors(
+    demo_run: DemoRun,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    said: str,
+) -> None:
+    out = tmp_path / "r.html"
+    assert _report(demo_run.summary.config_path, out, *args) == 2
+    assert said in capsys.readouterr().err.replace("\n", " ")
+    assert not out.exists()
+
+
+def test_a_picked_feature_is_drawn(demo_run: DemoRun, tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    assert (
+        _report(demo_run.summary.config_path, out, "--model", "fraud", "--feature", "n_items") == 0
+    )
+    assert "fraud-hist-n_items" in _figures(out.read_text())

@@ -18,6 +18,7 @@ from drifthouse.app.report.queries import (
     read_metrics,
     read_numeric_bins,
     read_profiles_json,
+    read_run_features,
     read_run_models,
 )
 from drifthouse.config import Config, MetricsConfig
@@ -151,6 +152,13 @@ def build_report(
             f"(models it has: {', '.join(present) or 'none'})"
         )
     models = list(request.models) or present
+    known = read_run_features(client, run_id, models) - {"", "__prediction__"}
+    unknown = [f for f in request.features if f not in known]
+    if unknown:
+        raise UsageError(
+            f"--feature {unknown[0]!r}: no model of run {run_id!r} has that feature "
+            f"(features: {', '.join(sorted(known)) or 'none'})"
+        )
     parts = tuple(
         _model_report(
             client,

@@ -21,6 +21,7 @@ from drifthouse.app.report.data import (
     Series,
     Threshold,
 )
+from drifthouse.durations import format_duration
 
 __all__ = [
     "OKABE_ITO",
@@ -317,6 +318,12 @@ def prediction_drift(m: ModelReport) -> Figure | None:
     )
 
 
+def _series(a: AlertEvent) -> str:
+    """``data-drift · amount · 15m``: rule, feature and window length (each window spec has
+    its own alert series)."""
+    return f"{a.rule} · {a.feature or 'model'} · {format_duration(a.window_end_ms - a.window_start_ms)}"
+
+
 def alert_timeline(alerts: Sequence[AlertEvent]) -> Figure | None:
     """Each alert state change at its window's end: colour by severity, filled when it fired,
     hollow when it resolved; the hover names the receivers."""
@@ -334,7 +341,7 @@ def alert_timeline(alerts: Sequence[AlertEvent]) -> Figure | None:
                     "mode": "markers",
                     "name": f"{severity} {'fired' if status == 'firing' else 'resolved'}",
                     "x": [stamp(a.window_end_ms) for a in chosen],
-                    "y": [f"{a.rule} · {a.feature or 'model'}" for a in chosen],
+                    "y": [_series(a) for a in chosen],
                     "customdata": [
                         [
                             a.metric,
@@ -355,7 +362,7 @@ def alert_timeline(alerts: Sequence[AlertEvent]) -> Figure | None:
                     f"{status} → %{{customdata[3]}}<extra></extra>",
                 }
             )
-    rows = len({(a.rule, a.feature) for a in alerts})
+    rows = len({_series(a) for a in alerts})
     return {
         "data": data,
         "layout": layout(

@@ -29,6 +29,7 @@ __all__ = [
     "read_metrics",
     "read_numeric_bins",
     "read_profiles_json",
+    "read_run_features",
     "read_run_models",
 ]
 
@@ -102,6 +103,17 @@ def read_run_models(client: Client, run_id: str) -> list[str]:
         {"run": run_id},
     )
     return [str(r[0]) for r in rows]
+
+
+def read_run_features(client: Client, run_id: str, models: Sequence[str]) -> set[str]:
+    """The features with metrics in the run, of any of ``models``."""
+    rows = _rows(
+        client,
+        "SELECT DISTINCT feature FROM metrics WHERE run_id = {run:String} "
+        "AND model IN {models:Array(String)}",
+        {"run": run_id, "models": list(models)},
+    )
+    return {str(r[0]) for r in rows}
 
 
 def read_metrics(client: Client, rng: Range) -> tuple[dict[tuple[str, str], Series], list[str]]:
