@@ -250,8 +250,9 @@ def render(report: Report) -> str:
     for m in report.models:
         _model(page, m)
     page.add("</main>")
-    # `</` cannot end the script element early once escaped; JSON reads `<\/` as `</`.
-    data = json.dumps(page.figures, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    # No `<` at all in the script element (JSON reads `\u003c` as `<`): neither `</script>` nor
+    # `<!--` in a name from the data can end it early or change how the page parses it.
+    data = json.dumps(page.figures, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
