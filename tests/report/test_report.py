@@ -199,3 +199,20 @@ def test_a_picked_feature_is_drawn(demo_run: DemoRun, tmp_path: Path) -> None:
         _report(demo_run.summary.config_path, out, "--model", "fraud", "--feature", "n_items") == 0
     )
     assert "fraud-hist-n_items" in _figures(out.read_text())
+
+
+def test_the_range_keeps_the_windows_that_start_in_it(demo_run: DemoRun) -> None:
+    config = load_config(demo_run.summary.config_path)
+    client = open_store(config.store_dsn(), config.store.database)
+    six_hours = ReportRequest(
+        run_id="demo", models=("eta",), start_ms=1_767_247_200_000, end_ms=1_767_268_800_000
+    )  # 2026-01-01T06:00Z to 12:00Z
+    try:
+        report = build_report(client, config, six_hours)
+    finally:
+        client.close()
+    (eta,) = report.models
+    assert eta.summary.windows == 6
+    starts = {p.start_ms for s in eta.series.values() for p in s.points}
+    assert min(starts) == six_hours.start_ms
+    assert max(starts) == 1_767_265_200_000  # 11:00, the last window that starts before 12:00

@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 REFERENCE_RUN = "reference"
-_FAR_FUTURE_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z
+_FAR_FUTURE_MS = 10_413_791_999_000  # 2299-12-31T23:59:59Z, the last time DateTime64 holds
 
 
 @dataclass(frozen=True)
