@@ -111,12 +111,18 @@ class _AlertTap:
 
 
 def run_demo(
-    *, store: str | None, days: float = 3.0, minutes: float | None = None, console: Console
+    *,
+    store: str | None,
+    days: float = 3.0,
+    minutes: float | None = None,
+    console: Console,
+    rate_per_min: int = 30,
 ) -> DemoSummary:
-    """Run the demo (see the module docstring); ``minutes`` bounds the wall time of step 4."""
+    """Run the demo (see the module docstring); ``minutes`` bounds the wall time of step 4;
+    ``rate_per_min`` is each model's predictions a minute (tests run a smaller demo)."""
     started = time.monotonic()
     try:
-        scenario = Scenario.demo(days=days)
+        scenario = Scenario.demo(days=days, rate_per_min=rate_per_min)
     except ValueError as exc:
         raise UsageError(
             f"--days must be more than 1: the first day is the reference ({exc})"
