@@ -34,6 +34,9 @@ def report(
     feature: Annotated[
         list[str] | None, typer.Option(help="Also draw this feature's histogram (repeatable).")
     ] = None,
+    heatmap: Annotated[
+        str, typer.Option(help="Colour the drift heatmap by psi or p-value.")
+    ] = "psi",
 ) -> None:
     """Write a self-contained HTML report of a run: drift, quality, serving, labels, alerts."""
     from drifthouse.app.replay import parse_time
@@ -47,6 +50,7 @@ def report(
         end_ms=parse_time(to, "--to"),
         window=window,
         features=tuple(feature or ()),
+        heatmap=heatmap,
     )
     written = write_report(load_config(config), request, out_file)
     size = out_file.stat().st_size

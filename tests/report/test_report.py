@@ -4,6 +4,7 @@ and clear errors for what the store does not have."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -172,6 +173,9 @@ def test_a_model_without_labels_says_no_data_for_labels(
         pytest.param(
             ["--from", "2026-01-02", "--to", "2026-01-01"], "--from must be before --to", id="range"
         ),
+        pytest.param(
+            ["--heatmap", "ks"], "--heatmap must be one of psi, p-value (got 'ks')", id="heatmap"
+        ),
         pytest.param(["--from", "yesterday"], "--from must be an RFC 3339 time", id="time"),
         pytest.param(
             ["--feature", "nope"],
@@ -216,3 +220,23 @@ def test_the_range_keeps_the_windows_that_start_in_it(demo_run: DemoRun) -> None
     starts = {p.start_ms for s in eta.series.values() for p in s.points}
     assert min(starts) == six_hours.start_ms
     assert max(starts) == 1_767_265_200_000  # 11:00, the last window that starts before 12:00
+
+
+def test_the_heatmap_can_show_the_drift_tests_p_values(demo_run: DemoRun, tmp_path: Path) -> None:
+    """KS p-values for numeric features, chi-squared ones for categorical features, coloured by
+    -log10(p) (a small p-value bright, as a large PSI); the hover keeps the p-value itself."""
+    out = tmp_path / "r.html"
+    args = ["--model", "fraud", "--heatmap", "p-value"]
+    assert _report(demo_run.summary.config_path, out, *args) == 0
+    cells = _figures(out.read_text())["fraud-heatmap"]["data"][0]  # type: ignore[index]
+    assert (cells["zmin"], cells["zmax"]) == (0, 6.0)
+    rows = dict(zip(cells["y"], (r[0] for r in cells["customdata"]), strict=True))
+    assert rows["amount"] == "ks_pvalue"
+    assert rows["device"] == "chi2_pvalue"
+    for text, colour in zip(cells["text"], cells["z"], strict=True):
+        for t, z in zip(text, colour, strict=True):
+            if t:
+                assert 0 <= float(t) <= 1
+                assert z == pytest.approx(-math.log10(max(float(t), 1e-300)))
+    device = [float(t) for t in cells["text"][cells["y"].index("device")] if t]
+    assert min(device) < 1e-6  # a new category: certain drift

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from drifthouse.app.report.analysis import Baseline, changes, most_drifted, summarize, thresholds
 from drifthouse.app.report.data import Histogram, ModelReport, Report, Series, Threshold
+from drifthouse.app.report.heatmap import KINDS
 from drifthouse.app.report.queries import (
     Range,
     choose_run,
@@ -47,6 +48,9 @@ class ReportRequest:
     end_ms: int | None = None
     window: str | None = None
     features: Sequence[str] = field(default_factory=tuple)
+    #: The drift heatmap's colour: ``psi`` or ``p-value`` (KS for numeric features,
+    #: chi-squared for categorical ones).
+    heatmap: str = "psi"
 
 
 def report_window(config: Config, name: str | None) -> str:
@@ -142,6 +146,8 @@ def build_report(
         and request.start_ms >= request.end_ms
     ):
         raise UsageError("--from must be before --to")
+    if request.heatmap not in KINDS:
+        raise UsageError(f"--heatmap must be one of {', '.join(KINDS)} (got {request.heatmap!r})")
     window = report_window(config, request.window)
     run_id = choose_run(client, request.run_id)
     present = read_run_models(client, run_id)
@@ -176,4 +182,5 @@ def build_report(
         generated_ms=int(time.time() * 1000),
         store=store,
         models=parts,
+        heatmap=request.heatmap,
     )

@@ -164,3 +164,5 @@ class Report:
     generated_ms: int
     store: str
     models: tuple[ModelReport, ...] = field(default_factory=tuple)
+    #: What the drift heatmap is coloured by: ``psi`` or ``p-value``.
+    heatmap: str = "psi"

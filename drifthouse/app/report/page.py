@@ -192,27 +192,31 @@ def _alerts(page: _Page, m: ModelReport) -> None:
     )
 
 
-def _model(page: _Page, m: ModelReport) -> None:
+def _heatmap(page: _Page, m: ModelReport, kind: str) -> None:
+    metrics = sorted(set(heatmap.KINDS[kind]))
+    page.add(f"<h3>Drift heatmap ({_e(kind)} per feature and window)</h3>")
+    limits = [t for t in m.thresholds if t.metric in metrics]
+    rules = "; ".join(
+        f"rule {t.rule} ({t.severity}): {t.metric} {t.direction} {t.value:g}, cells marked ×"
+        for t in limits
+    )
+    shown = " or ".join(metrics)
+    page.add(f'<p class="note">{_e(rules or f"no rule on {shown} with a fixed threshold")}</p>')
+    page.chart(
+        f"{m.model}-heatmap",
+        heatmap.drift_heatmap(m, kind),
+        f"no {shown} in range (no reference?)",
+    )
+
+
+def _model(page: _Page, m: ModelReport, heatmap_kind: str) -> None:
     page.add(f'<section class="model" id="model-{_e(m.model)}">')
     page.add(
         f"<h2>Model {_e(m.model)}</h2>",
         f'<p class="meta">versions: {_e(", ".join(m.versions) or "none in range")}</p>',
     )
     _changes(page, m.changes)
-    page.add("<h3>Drift heatmap (PSI per feature and window)</h3>")
-    limits = [t for t in m.thresholds if t.metric == "psi"]
-    page.add(
-        '<p class="note">'
-        + _e(
-            "; ".join(
-                f"rule {t.rule} ({t.severity}): psi {t.direction} {t.value:g}, cells marked ×"
-                for t in limits
-            )
-            or "no rule on psi with a fixed threshold"
-        )
-        + "</p>"
-    )
-    page.chart(f"{m.model}-heatmap", heatmap.drift_heatmap(m), "no psi in range (no reference?)")
+    _heatmap(page, m, heatmap_kind)
     _features(page, m)
     page.add("<h3>Data quality</h3>")
     page.chart(f"{m.model}-quality", charts.quality(m), "no quality metrics in range")
@@ -248,7 +252,7 @@ def render(report: Report) -> str:
     )
     _summary(page, report)
     for m in report.models:
-        _model(page, m)
+        _model(page, m, report.heatmap)
     page.add("</main>")
     # No `<` at all in the script element (JSON reads `\u003c` as `<`): neither `</script>` nor
     # `<!--` in a name from the data can end it early or change how the page parses it.
