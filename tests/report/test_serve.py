@@ -57,6 +57,9 @@ def test_the_report_of_the_last_hours_is_served_with_the_token(server: ReadonlyS
     assert "<title>drifthouse report: run demo</title>" in page
     assert 'id="fraud-heatmap"' in page
     assert 'id="eta-heatmap"' not in page
+    status, _, body = _get(server, f"/report?hours={_SINCE_DEMO}&model=fraud&heatmap=p-value")
+    assert status == 200
+    assert b"Drift heatmap (p-value per feature and window)" in body
 
 
 def test_the_last_day_of_an_old_run_has_no_data(server: ReadonlyServer) -> None:
@@ -90,6 +93,9 @@ def test_a_bad_query_is_a_clear_error(server: ReadonlyServer) -> None:
     status, _, body = _get(server, f"/report?hours={_SINCE_DEMO}&model=nope")
     assert status == 400
     assert "has no metrics of that model" in json.loads(body)["error"]
+    status, _, body = _get(server, "/report?heatmap=ks")
+    assert status == 400
+    assert "--heatmap must be one of psi, p-value (got 'ks')" in json.loads(body)["error"]
 
 
 def test_other_paths_and_methods_are_refused(server: ReadonlyServer) -> None:

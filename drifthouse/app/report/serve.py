@@ -35,8 +35,9 @@ def _hours(text: str | None) -> float:
 def report_page(
     config: Config, *, run_id: str = "live", now_ms: Callable[[], int] | None = None
 ) -> Callable[[Client, Mapping[str, str]], bytes]:
-    """``GET /report?hours=N&model=M&run_id=ID``: windows that started in the last ``N`` hours
-    (24 by default) of run ``run_id`` (``live``), every model or ``M``."""
+    """``GET /report?hours=N&model=M&run_id=ID&heatmap=K``: windows that started in the last
+    ``N`` hours (24 by default) of run ``run_id`` (``live``), every model or ``M``, the heatmap
+    coloured by ``K`` (``psi`` or ``p-value``)."""
     clock = now_ms or (lambda: int(time.time() * 1000))
 
     def page(client: Client, query: Mapping[str, str]) -> bytes:
@@ -46,6 +47,7 @@ def report_page(
             run_id=query.get("run_id", run_id),
             models=(model,) if model else (),
             start_ms=clock() - round(hours * 3_600_000),
+            heatmap=query.get("heatmap", "psi"),
         )
         report = build_report(client, config, request, store=config.masked_store_dsn())
         return render(report).encode()
