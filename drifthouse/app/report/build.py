@@ -25,12 +25,15 @@ from drifthouse.app.report.queries import (
 from drifthouse.config import Config, MetricsConfig
 from drifthouse.detectors.model_sketch import ModelSketch
 from drifthouse.detectors.reference import Profile
-from drifthouse.errors import UsageError
+from drifthouse.errors import DrifthouseError, UsageError
+from drifthouse.logs import get_logger
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
 __all__ = ["ReportRequest", "build_report", "report_window"]
+
+log = get_logger("report")
 
 #: Numeric and categorical features drawn whatever their drift, beyond those picked.
 TOP_FEATURES = 3
@@ -68,11 +71,17 @@ def report_window(config: Config, name: str | None) -> str:
 
 
 def _baseline(client: Client, model: str, versions: Sequence[str]) -> Baseline:
+    """Baselines from the newest stored reference profile of the versions; none when there
+    is none or it no longer reads (rules on ``baseline`` then never hold, as in the engine)."""
     stored = read_profiles_json(client, model, versions)
-    if not stored:
+    try:
+        profile = Profile.from_json(stored[0]) if stored else None
+    except DrifthouseError as exc:
+        log.warning("report.profile_unreadable", model=model, error=str(exc))
+        profile = None
+    if profile is None:
         return lambda _feature, _metric: None
-    sketch = ModelSketch(model, Profile.from_json(stored[0]), MetricsConfig())
-    return sketch.baseline
+    return ModelSketch(model, profile, MetricsConfig()).baseline
 
 
 def _thresholds(
