@@ -8,6 +8,7 @@ from typing import Any
 
 from drifthouse.alerts import Alerting
 from drifthouse.app.assembly import live_alerting, load_profiles, open_sink
+from drifthouse.app.report.serve import report_page
 from drifthouse.app.worker import Role, build_app, run_worker
 from drifthouse.config import Config
 from drifthouse.kafka.admin import ensure_topics
@@ -45,6 +46,7 @@ def build_worker(config: Config, *, datadir: Path | None = None, role: Role = "a
             token_file=config.sql_token_path(),
             limits=Limits.of(config.store),
             max_request_bytes=config.store.serve_max_request_bytes,
+            pages={"/report": report_page(config)},
         )
 
     return build_app(
