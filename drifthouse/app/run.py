@@ -8,12 +8,12 @@ from typing import Any
 
 from drifthouse.alerts import Alerting
 from drifthouse.app.assembly import live_alerting, load_profiles, open_sink
-from drifthouse.app.report.serve import report_page
 from drifthouse.app.worker import Role, build_app, run_worker
 from drifthouse.config import Config
 from drifthouse.kafka.admin import ensure_topics
 from drifthouse.kafka.dead_letters import KafkaDeadLetters
 from drifthouse.logs import get_logger
+from drifthouse.report.serve import report_page
 from drifthouse.sinks import Limits, open_store, serve_readonly
 
 __all__ = ["build_worker", "open_sink", "run", "shard_config"]

@@ -40,8 +40,8 @@ def report(
 ) -> None:
     """Write a self-contained HTML report of a run: drift, quality, serving, labels, alerts."""
     from drifthouse.app.replay import parse_time
-    from drifthouse.app.report import ReportRequest, write_report
     from drifthouse.config import load_config
+    from drifthouse.report import ReportRequest, write_report
 
     request = ReportRequest(
         run_id=run_id,

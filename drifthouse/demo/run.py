@@ -34,13 +34,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from drifthouse.app.assembly import open_sink, replay_alerts
 from drifthouse.app.pipeline import Pipeline
-from drifthouse.app.report import ReportRequest, write_report
 from drifthouse.config import Config
 from drifthouse.demo.findings import Finding, find
 from drifthouse.demo.report import DemoQuery, alert_line, demo_queries, print_report, when
 from drifthouse.demo.setup import RUN_ID, build_profiles, prepare_folder, write_config
 from drifthouse.detectors.reference import Profile
 from drifthouse.errors import UsageError
+from drifthouse.report import ReportRequest, write_report
 from drifthouse.rows import AlertRow, Row
 from drifthouse.simulate import Record, Scenario, simulate
 from drifthouse.sinks import store_reference

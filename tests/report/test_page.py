@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 
-from drifthouse.app.report.data import (
+from drifthouse.report.data import (
     AlertEvent,
     Change,
     ModelReport,
@@ -16,7 +16,7 @@ from drifthouse.app.report.data import (
     Series,
     Threshold,
 )
-from drifthouse.app.report.page import render
+from drifthouse.report.page import render
 
 EVIL = "</script><script>alert(1)</script><!--<script>"
 

@@ -14,11 +14,11 @@ import plotly.graph_objects as go
 import pytest
 import structlog
 
-from drifthouse.app.report import ReportRequest, build_report
-from drifthouse.app.report.data import Report
 from drifthouse.cli import main
 from drifthouse.config import load_config
 from drifthouse.detectors.stats import psi
+from drifthouse.report import ReportRequest, build_report
+from drifthouse.report.data import Report
 from drifthouse.sinks import open_store
 from tests.report.conftest import DemoRun
 

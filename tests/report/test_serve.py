@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from drifthouse.app.report.serve import report_page
 from drifthouse.config import load_config
+from drifthouse.report.serve import report_page
 from drifthouse.sinks import open_store, serve_readonly
 from drifthouse.sinks.sql_endpoint import ReadonlyServer
 from tests.report.conftest import DemoRun

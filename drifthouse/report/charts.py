@@ -1,7 +1,7 @@
 """Plotly figures (JSON, https://plotly.com/javascript/reference/) of one model's part of a
 report (docs/report.md).
 
-Figures are plain dicts, drawn in the page by the plotly.js that :mod:`~drifthouse.app.report.page`
+Figures are plain dicts, drawn in the page by the plotly.js that :mod:`~drifthouse.report.page`
 inlines. Colours: cividis for the heatmap, Okabe-Ito for categories (both readable with the
 common colour-vision deficiencies). Every hover shows the exact value.
 """
@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from drifthouse.app.report.data import (
+from drifthouse.durations import format_duration
+from drifthouse.report.data import (
     AlertEvent,
     Categories,
     Histogram,
@@ -21,7 +22,6 @@ from drifthouse.app.report.data import (
     Series,
     Threshold,
 )
-from drifthouse.durations import format_duration
 
 __all__ = [
     "OKABE_ITO",

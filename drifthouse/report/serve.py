@@ -7,10 +7,10 @@ import math
 import time
 from collections.abc import Callable, Mapping
 
-from drifthouse.app.report.build import ReportRequest, build_report
-from drifthouse.app.report.page import render
 from drifthouse.config import Config
 from drifthouse.errors import UsageError
+from drifthouse.report.build import ReportRequest, build_report
+from drifthouse.report.page import render
 from drifthouse.sinks.store import Client
 
 __all__ = ["DEFAULT_HOURS", "MAX_HOURS", "report_page"]

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import cache
 
-from drifthouse.app.report import charts, heatmap
-from drifthouse.app.report.data import Change, ModelReport, Report, RunSummary
+from drifthouse.report import charts, heatmap
+from drifthouse.report.data import Change, ModelReport, Report, RunSummary
 
 __all__ = ["render"]
 
@@ -42,7 +42,7 @@ for (const el of document.querySelectorAll("[data-figure]")) {
 
 @cache
 def _plotly_js() -> str:
-    from plotly.offline import get_plotlyjs  # type: ignore[import-untyped]
+    from plotly.offline import get_plotlyjs
 
     return str(get_plotlyjs())
 

@@ -13,9 +13,9 @@ import fnmatch
 import math
 from collections.abc import Callable, Sequence
 
-from drifthouse.app.report.data import AlertEvent, Change, RunSummary, Series, Threshold
 from drifthouse.config.alerting import RuleConfig
 from drifthouse.expr import Condition, extract_threshold, parse
+from drifthouse.report.data import AlertEvent, Change, RunSummary, Series, Threshold
 
 __all__ = ["Baseline", "changes", "most_drifted", "summarize", "thresholds"]
 

@@ -1,5 +1,5 @@
 """The report's reads: one run's rows of ``metrics``, ``sketches``, ``alerts`` and
-``references`` (docs/clickhouse.md), as the typed values of :mod:`~drifthouse.app.report.data`.
+``references`` (docs/clickhouse.md), as the typed values of :mod:`~drifthouse.report.data`.
 
 Every read goes through ``FINAL`` (one row per key), filters on the run id, the model, one
 window spec and the report's range (window starts in ``[start, end)``), and passes every value
@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from drifthouse.app.report.data import AlertEvent, Categories, Point, Series
 from drifthouse.errors import UsageError
+from drifthouse.report.data import AlertEvent, Categories, Point, Series
 from drifthouse.sinks.store import call
 
 if TYPE_CHECKING:

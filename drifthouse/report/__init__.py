@@ -1,10 +1,10 @@
 """``drifthouse report``: one self-contained HTML page of a run, from the store
 (docs/report.md).
 
-:mod:`~drifthouse.app.report.queries` reads the rows, :mod:`~drifthouse.app.report.analysis`
+:mod:`~drifthouse.report.queries` reads the rows, :mod:`~drifthouse.report.analysis`
 works out thresholds, the "what changed" table and the summary,
-:mod:`~drifthouse.app.report.build` assembles a :class:`~drifthouse.app.report.data.Report`,
-:mod:`~drifthouse.app.report.charts` draws its figures and :mod:`~drifthouse.app.report.page`
+:mod:`~drifthouse.report.build` assembles a :class:`~drifthouse.report.data.Report`,
+:mod:`~drifthouse.report.charts` draws its figures and :mod:`~drifthouse.report.page`
 writes the page.
 """
 
@@ -13,11 +13,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from drifthouse.app.report.build import ReportRequest, build_report
-from drifthouse.app.report.data import Report
-from drifthouse.app.report.page import render
 from drifthouse.config import Config
 from drifthouse.errors import DrifthouseError, StoreUnavailable
+from drifthouse.report.build import ReportRequest, build_report
+from drifthouse.report.data import Report
+from drifthouse.report.page import render
 from drifthouse.sinks.sql_endpoint import held_by_another_process, quiet_stderr
 from drifthouse.sinks.store import embedded_folder, open_store
 

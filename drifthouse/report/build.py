@@ -1,4 +1,4 @@
-"""Read one run from the store into a :class:`~drifthouse.app.report.data.Report`
+"""Read one run from the store into a :class:`~drifthouse.report.data.Report`
 (docs/report.md): which run, models, window and range, then each model's part."""
 
 from __future__ import annotations
@@ -8,10 +8,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from drifthouse.app.report.analysis import Baseline, changes, most_drifted, summarize, thresholds
-from drifthouse.app.report.data import Histogram, ModelReport, Report, Series, Threshold
-from drifthouse.app.report.heatmap import KINDS
-from drifthouse.app.report.queries import (
+from drifthouse.config import Config, MetricsConfig
+from drifthouse.detectors.model_sketch import ModelSketch
+from drifthouse.detectors.reference import Profile
+from drifthouse.errors import DrifthouseError, UsageError
+from drifthouse.logs import get_logger
+from drifthouse.report.analysis import Baseline, changes, most_drifted, summarize, thresholds
+from drifthouse.report.data import Histogram, ModelReport, Report, Series, Threshold
+from drifthouse.report.heatmap import KINDS
+from drifthouse.report.queries import (
     Range,
     choose_run,
     read_alerts,
@@ -22,11 +27,6 @@ from drifthouse.app.report.queries import (
     read_run_features,
     read_run_models,
 )
-from drifthouse.config import Config, MetricsConfig
-from drifthouse.detectors.model_sketch import ModelSketch
-from drifthouse.detectors.reference import Profile
-from drifthouse.errors import DrifthouseError, UsageError
-from drifthouse.logs import get_logger
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client

@@ -1,5 +1,5 @@
 """What a report shows, as typed values: read from the store by
-:mod:`~drifthouse.app.report.queries`, drawn by :mod:`~drifthouse.app.report.charts`
+:mod:`~drifthouse.report.queries`, drawn by :mod:`~drifthouse.report.charts`
 (docs/report.md)."""
 
 from __future__ import annotations

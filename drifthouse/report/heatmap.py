@@ -9,8 +9,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from drifthouse.app.report.charts import WHEN, Figure, layout, stamp
-from drifthouse.app.report.data import ModelReport, Threshold
+from drifthouse.report.charts import WHEN, Figure, layout, stamp
+from drifthouse.report.data import ModelReport, Threshold
 
 __all__ = ["KINDS", "drift_heatmap", "heatmap_metrics"]
 
