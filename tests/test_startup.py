@@ -4,7 +4,7 @@ Each command runs in a fresh process, as a user runs it, and reports ``sys.modul
 is done. ``--help``, ``version`` and ``check`` need none of the numeric, store or Kafka
 libraries; a replay of a file imports what it uses (Numba, the embedded store, the part of
 SciPy its p-values need) and nothing of Kafka, of river's change detectors before a series has
-warmed up, of pandas, or of ``scipy.stats``. The replay's Numba kernels load from the on-disk
+warmed up, of pandas, of ``scipy.stats``, or of the alert receivers' clients unless it notifies. The replay's Numba kernels load from the on-disk
 cache: a second process compiles none of them.
 """
 
@@ -151,6 +151,8 @@ def test_replay_of_one_event_imports_what_it_uses_and_loads_cached_kernels(
     assert isinstance(modules, list)
     assert [n for n in ("aiokafka", "faust", "kafka", "pandas", "river") if n in modules] == []
     assert "scipy.stats" not in modules
+    # Without --notify nothing is sent: the receivers' clients (Slack's SDK, httpx) stay out.
+    assert [n for n in ("slack_sdk", "httpx", "drifthouse.alerts.receivers") if n in modules] == []
     compiled = second["compiled"]
     assert isinstance(compiled, dict)
     assert compiled, "the replay ran no Numba kernel"
