@@ -238,6 +238,10 @@ class DeliveryWorker:
     sleep:
         How to wait between tries; by default a wait that :meth:`stop` interrupts. Tests pass
         a function that records the delays.
+    owner:
+        Asked before each send: is this worker still the outbox's owner? Once it says no (a
+        merger that lost its shard without knowing, whose successor claimed it), every lane
+        stops and leaves what it holds to the owner (logged ``notify.fenced``).
     """
 
     def __init__(
@@ -249,8 +253,12 @@ class DeliveryWorker:
         max_backoff: float = 300.0,
         base_backoff: float = 1.0,
         sleep: Callable[[float], object] | None = None,
+        owner: Callable[[], bool] | None = None,
     ) -> None:
         self.outbox = outbox or Outbox()
+        self._owner = owner
+        #: The owner check said another worker owns this outbox now: nothing more is sent.
+        self.fenced = False
         self.max_attempts = max_attempts
         self.max_backoff = max_backoff
         self.base_backoff = base_backoff
@@ -310,19 +318,25 @@ class DeliveryWorker:
             lane.cond.notify_all()
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every queue is empty; False on timeout."""
+        """Wait until every queue is empty; False on timeout (at once when fenced)."""
         end = None if timeout is None else time.monotonic() + timeout
         for lane in self._lanes.values():
             with lane.cond:
-                while lane.queue or lane.busy:
+                while (lane.queue or lane.busy) and not self.fenced:
                     left = None if end is None else end - time.monotonic()
                     if left is not None and left <= 0:
                         return False
                     lane.cond.wait(0.05 if left is None else min(left, 0.05))
-        return True
+        return not self.fenced
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the threads; what is not delivered stays in the outbox for the next start."""
+        """Stop the threads; what is not delivered stays in the outbox for the next start.
+
+        A wait between retries is cut short; a send in flight is not: its answer decides
+        whether the outbox marks it done, and a worker that stopped before the mark would
+        leave it to be sent again by the next one (the merger of a shard that moves in order
+        must not page twice). Past ``timeout`` the wait is logged and goes on: the receivers'
+        own timeouts bound it."""
         self._stop.set()
         for lane in self._lanes.values():
             with lane.cond:
@@ -330,6 +344,9 @@ class DeliveryWorker:
         for lane in self._lanes.values():
             if lane.thread is not None:
                 lane.thread.join(timeout)
+                if lane.thread.is_alive():
+                    log.warning("notify.stop_waits_for_send", receiver=lane.name)
+                    lane.thread.join()
                 lane.thread = None
         self._started = False
         self.outbox.close()
@@ -343,6 +360,11 @@ class DeliveryWorker:
                     return
                 note = lane.queue[0]
                 lane.busy = True
+            if not self._still_owner(lane, note):
+                with lane.cond:
+                    lane.busy = False
+                    lane.cond.notify_all()
+                return
             try:
                 delivered = self._deliver(lane, note)
             finally:
@@ -353,6 +375,15 @@ class DeliveryWorker:
                     lane.cond.notify_all()
             if delivered is None:
                 return  # stopping: the notification stays in the outbox
+
+    def _still_owner(self, lane: _Lane, note: Notification) -> bool:
+        if self._owner is None or (not self.fenced and self._owner()):
+            return True
+        if not self.fenced:
+            log.warning("notify.fenced", receiver=lane.name, id=note.id)
+        self.fenced = True
+        self._stop.set()  # every lane: what they hold is the owner's to send
+        return False
 
     def _deliver(self, lane: _Lane, note: Notification) -> bool | None:
         """True when delivered, False when given up, None when interrupted by :meth:`stop`."""

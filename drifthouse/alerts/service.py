@@ -35,9 +35,12 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from drifthouse.alerts.base import Notification, Receiver
 from drifthouse.alerts.delivery import DeliveryWorker, Outbox
@@ -79,6 +82,9 @@ class Alerting:
         to ``config.alerting.outbox_dir``. The state found there is loaded at construction
         unless ``resume`` is False. A replay should use a folder of its own (or ``resume=False``
         and ``notify=False``), so that it neither starts from nor overwrites the live state.
+        With a state that a restart resumes (``resume``, and a folder or a store), notifications
+        wait for the next :meth:`save_state` (or :meth:`flush`, :meth:`close`); with
+        ``resume=False`` they are sent at once.
     state_store:
         Keep the state, the outbox and the Slack message index in the store instead (table
         ``alert_state``), under ``config.kafka.group`` and ``shard``: a merger that moves to
@@ -126,7 +132,17 @@ class Alerting:
             state_store.scoped(config.kafka.group, shard) if state_store is not None else None
         )
         self.engine = RuleEngine(config.rules, baselines)
+        # With saved state that a restart resumes, notifications wait for the next save (see
+        # save_state); without it (a replay, the demo) there is nothing to keep them
+        # consistent with, and they go at once.
+        self._staging = resume and (self.store is not None or self.state_dir is not None)
+        self._staged: list[Notification] = []
         self.worker: DeliveryWorker | None = None
+        # The shard's alerting is this merger's from now on: a stale one still running
+        # elsewhere sends nothing more (see _still_owner). Claimed before the outbox is read.
+        self._token = uuid.uuid4().hex
+        if self.store is not None and notify:
+            self.store.write("owner", "", self._token)
         if notify:
             if receivers is None:
                 # Imported only when something is sent: the receivers' clients (Slack's SDK,
@@ -144,6 +160,7 @@ class Alerting:
                 Outbox(self.state_dir, store=self.store),
                 max_attempts=config.alerting.max_attempts,
                 max_backoff=config.alerting.max_backoff / 1000.0,
+                owner=self._still_owner if self.store is not None else None,
             )
         self.dispatcher = Dispatcher(
             config.routes,
@@ -161,6 +178,17 @@ class Alerting:
         if start and self.worker is not None:
             self.worker.start()
 
+    def _still_owner(self) -> bool:
+        """Whether the last merger to claim this shard's alerting in the store is this one
+        (asked by the delivery threads before each send). With the store away: yes, pages do
+        not wait for the store (docs/alerting.md)."""
+        assert self.store is not None
+        try:
+            return self.store.read("owner", "") in (None, self._token)
+        except StoreError as exc:
+            log.warning("alerts.owner_unknown", error=str(exc))
+            return True
+
     def _deliver(self, note: Notification) -> None:
         if self.worker is None:
             return
@@ -172,7 +200,10 @@ class Alerting:
             log.debug("notify.repeat_held", receiver=note.receiver, group=note.group_key)
             return
         self._last_wall[key] = now
-        self.worker.enqueue(note)
+        if self._staging:
+            self._staged.append(note)  # handed on by the next save, with the state that made it
+        else:
+            self.worker.enqueue(note)
 
     def process(self, rows: Iterable[MetricRow], watermark: int | None = None) -> list[AlertRow]:
         """Evaluate rows, route the alert state changes, send what falls due by ``watermark``
@@ -198,12 +229,25 @@ class Alerting:
             "engine": self.engine.dump_state(),
             "dispatcher": self.dispatcher.dump_state(),
             "last_wall": [[r, g, t] for (r, g), t in self._last_wall.items()],
+            "staged": [msgspec.to_builtins(n) for n in self._staged],
         }
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         self.engine.load_state(state["engine"])
         self.dispatcher.load_state(state["dispatcher"])
         self._last_wall = {(r, g): float(t) for r, g, t in state.get("last_wall", [])}
+        # Saved with this state and perhaps not yet in the outbox: the outbox drops the ones
+        # it holds (pending or delivered), by id.
+        for note in msgspec.convert(state.get("staged", []), list[Notification]):
+            if self.worker is not None:
+                self.worker.enqueue(note)
+
+    def _hand_on(self) -> None:
+        """The staged notifications are saved with their state: hand them to delivery."""
+        staged, self._staged = self._staged, []
+        if self.worker is not None:
+            for note in staged:
+                self.worker.enqueue(note)
 
     def _read_state(self) -> str | None:
         if self.store is not None:
@@ -214,22 +258,33 @@ class Alerting:
 
     def save_state(self) -> None:
         """Write the state to the store, or atomically to ``<state_dir>/alert-state.json``
-        (call it after the rows are stored, before the offsets they cover are committed).
+        (call it after the rows are stored, before the offsets they cover are committed),
+        then hand the notifications raised since the last save to delivery.
 
-        While the store is away the state is kept in memory (logged) and the next save
-        writes it."""
+        A notification is saved with the state that raised it (key ``staged``) before it can
+        be sent: a merger that stops before a save has sent nothing that its successor (which
+        loads the last save and re-reads what follows) would not send; one that stops after
+        it leaves them to its successor, whose outbox drops those delivered already.
+
+        While the store is away the state is kept in memory (logged), the notifications are
+        handed on all the same (pages do not wait for the store), and the next save writes
+        the state."""
         if self.store is not None:
             if self.worker is not None:
                 self.worker.outbox.sync()
-            text = json.dumps(self.dump_state())
-            if text == self._stored:
-                return  # most batches close no window: no insert (and no part) for them
-            try:
-                self.store.write("state", "", text)
-            except StoreError as exc:
-                log.warning("alerts.state_store_failed", error=str(exc))
-            else:
-                self._stored = text
+            state = self.dump_state()
+            staged = state.pop("staged")
+            text = json.dumps(state)
+            # Most batches close no window: no insert (and no part) for them. The staged
+            # notifications a stored state still carries are in the outbox since.
+            if text != self._stored or staged:
+                try:
+                    self.store.write("state", "", json.dumps({**state, "staged": staged}))
+                except StoreError as exc:
+                    log.warning("alerts.state_store_failed", error=str(exc))
+                else:
+                    self._stored = text
+            self._hand_on()
             return
         if self.state_dir is None:
             return
@@ -241,13 +296,20 @@ class Alerting:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        self._hand_on()
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every queued notification is delivered (or given up)."""
+        """Save the state (which hands on the notifications raised since the last save), then
+        wait until every queued notification is delivered (or given up)."""
+        if self._staged:
+            self.save_state()
         return True if self.worker is None else self.worker.flush(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Deliver what can be delivered within ``timeout``, save state, stop the worker."""
+        """Save state, deliver what can be delivered within ``timeout``, stop the worker,
+        save again (what was delivered meanwhile)."""
+        if self._staged:
+            self.save_state()
         if self.worker is not None:
             self.worker.flush(timeout)
             self.worker.stop()

@@ -8,7 +8,9 @@ time, so batches and a rebalance wait for one chunk at most. The shard's
 merger is the one process that writes its models' label panes, unjoined labels and
 predictions, and windows: when it runs the join, everything it stored is flushed, and no other
 process rewrites those windows meanwhile. A shard that moves to another process takes its
-schedule with it; no process is singled out, and mergers scale as before.
+schedule with it: the schedule's progress (:class:`~drifthouse.app.merger.LateJoinMark`) goes
+with the merger's commit, so a merger that restarts neither looks at everything again nor waits
+past a slot its predecessor had not run. No process is singled out, and mergers scale as before.
 
 A run's result depends only on what is stored (a window is recomputed from its stored panes and
 *all* its late pairs), never on when the run happens: :class:`LateJoinSchedule` only decides
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from clickhouse_connect.driver.client import Client
 
 from drifthouse.app.merge_loop import MergeLoop, Merger, MergeShards
+from drifthouse.app.merger import LateJoinMark
 from drifthouse.config import Config
 from drifthouse.detectors.reference import Profile
 from drifthouse.errors import StoreError
@@ -185,10 +188,15 @@ class ShardLateJoins:
             if merger is None:
                 continue
             if self._mergers.get(shard) is not merger:
-                # A merger opened (again): its schedule starts afresh, at the next slot.
+                # A merger opened (again): it resumes the schedule its commit carries, or
+                # starts one at the next slot.
                 self._mergers[shard] = merger
-                self.schedules[shard] = LateJoinSchedule(self.every_ms)
-                self.schedules[shard].next_ms = next_slot(now, self.every_ms)
+                mark = merger.side.late_join
+                self.schedules[shard] = (
+                    LateJoinSchedule(self.every_ms, since_s=mark.since_s, next_ms=mark.next_ms)
+                    if mark is not None
+                    else LateJoinSchedule(self.every_ms, next_ms=next_slot(now, self.every_ms))
+                )
             if self.schedules[shard].due(now):
                 due.append((shard, loop, merger))
         if due:
@@ -215,6 +223,9 @@ class ShardLateJoins:
                     if not await executor(None, self._step, shard, steps):
                         break
             report = schedule.last
+            if schedule.runs > runs:
+                # Committed with the merger's next checkpoint (see LateJoinMark).
+                merger.side.late_join = LateJoinMark(schedule.since_s, schedule.next_ms)
             if report is not None and schedule.runs > runs:
                 log.info(
                     "late_join.done", shard=shard, models=report.models, pairs=report.pairs,

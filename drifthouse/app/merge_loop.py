@@ -352,6 +352,11 @@ class MergeShards:
     def __init__(self, make: Callable[[int], MergeLoop]) -> None:
         self.make = make
         self.loops: dict[int, MergeLoop] = {}
+        # Shards a rebalance is taking away: until their close is over, their partials (still
+        # assigned while the revocation runs) open no merger (it would stay open behind the
+        # close, a second merger of a shard another worker now holds). Whoever holds the
+        # shard next reads them again from its commit.
+        self._closing: set[int] = set()
 
     @property
     def mergers(self) -> dict[int, Merger]:
@@ -359,7 +364,9 @@ class MergeShards:
         return {s: loop.merger for s, loop in sorted(self.loops.items()) if loop.merger}
 
     async def take(self, shard: int, current: Callable[[], Messages]) -> None:
-        """:meth:`MergeLoop.take` of ``shard``'s loop."""
+        """:meth:`MergeLoop.take` of ``shard``'s loop (nothing while it is being closed)."""
+        if shard in self._closing:
+            return
         loop = self.loops.get(shard)
         if loop is None:
             loop = self.loops[shard] = self.make(shard)
@@ -375,8 +382,13 @@ class MergeShards:
 
     async def close(self, shards: Iterable[int] | None = None) -> None:
         """Close the mergers of ``shards`` (all when ``None``), each after its batch in hand."""
-        for shard in sorted(self.loops if shards is None else set(shards) & set(self.loops)):
-            await self.loops.pop(shard).close()
+        closing = set(self.loops) if shards is None else set(shards)
+        self._closing |= closing
+        try:
+            for shard in sorted(closing & set(self.loops)):
+                await self.loops.pop(shard).close()
+        finally:
+            self._closing -= closing
 
 
 def _state_store(sink: Sink, parts: RunParts, shard: int) -> MergerStateStore | None:

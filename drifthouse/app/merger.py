@@ -27,7 +27,7 @@ from drifthouse.rows import Row
 from drifthouse.sinks.base import Sink
 from drifthouse.stream.merge import WindowKey, WindowResult
 
-__all__ = ["MergeSide"]
+__all__ = ["LateJoinMark", "MergeSide"]
 
 
 class MergeSide:
@@ -72,6 +72,8 @@ class MergeSide:
         )
         self.stage.expect(expected)
         self._offsets: dict[WindowKey, int] = {}
+        #: The shard's late-join schedule, as far as it went (see :class:`LateJoinMark`).
+        self.late_join: LateJoinMark | None = None
         self._decoders = side_decoders(parts.config.kafka)
         # The checkpoint of the last snapshot saved, and of the one being saved.
         self._saved: tuple[int, str] = (0, msgspec.json.encode(self._state(None)).decode())
@@ -91,13 +93,15 @@ class MergeSide:
             self.stage.watermark(int(part), wm)
         for idle in state.idle:
             self.stage.mark_idle(idle)
+        self.late_join = state.late_join
         self._saved = (offset, metadata)
         return state.snapshot
 
     def replay(self, metadata: str, offset: int) -> None:
         """Rebuild from the partials' first offset (the snapshot the commit names is missing):
         nothing is restored but the commit itself, until the next snapshot replaces it."""
-        msgspec.json.decode(metadata, type=_MergeCheckpoint)  # a commit of this format
+        state = msgspec.json.decode(metadata, type=_MergeCheckpoint)  # a commit of this format
+        self.late_join = state.late_join
         self._saved = (offset, metadata)
         self.replaying = True
 
@@ -209,6 +213,7 @@ class MergeSide:
             watermarks={str(p): wm for p, wm in self.stage.watermarks().items()},
             idle=sorted(self.stage.idle()),
             snapshot=snapshot,
+            late_join=self.late_join,
         )
 
     def _side_events(self, msg: SideEventsMessage) -> None:
@@ -247,8 +252,19 @@ class _Held:
         return self.sink.pressure
 
 
+class LateJoinMark(msgspec.Struct, frozen=True):
+    """How far the shard's scheduled late join went (:mod:`drifthouse.app.late_join`): the
+    next run reads the rows stored since ``since_s`` (store clock, epoch seconds) and is due
+    at ``next_ms`` (epoch ms). Committed with the merger's checkpoint, so a merger that
+    restarts, on this host or another, resumes the schedule rather than start it afresh."""
+
+    since_s: int
+    next_ms: int | None
+
+
 class _MergeCheckpoint(msgspec.Struct):
     final: int
     watermarks: dict[str, int]
     idle: list[int]
     snapshot: int | None = None
+    late_join: LateJoinMark | None = None

@@ -9,7 +9,8 @@ finds it wherever it runs.
 
 One row per ``(group, shard, kind, key)``: the consumer group and the merge shard that own the
 state, then ``kind`` ``state`` (key ``''``), ``outbox`` (key: the notification id; ``status``
-``pending``, ``done`` or ``failed``) or ``slack`` (key: the receiver's name). A write is an insert
+``pending``, ``done`` or ``failed``), ``slack`` (key: the receiver's name) or ``owner`` (key
+``''``: the merger that last claimed the shard's alerting, which alone sends). A write is an insert
 with a higher ``version`` (``ReplacingMergeTree(version)``, read with ``FINAL``). Versions are
 nanoseconds of the wall clock, never below the highest version the scope already holds, so a
 merger on a host whose clock is behind the previous one's still writes the newest rows.

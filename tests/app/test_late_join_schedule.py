@@ -384,3 +384,76 @@ def test_the_shards_batches_wait_for_one_chunk_of_a_run_at_most(
 
     taken = asyncio.run(scenario())
     assert taken.count(0) >= 5
+
+
+def test_a_merger_that_restarts_resumes_its_shards_late_join_schedule(
+    ch_database: tuple[Any, str],
+) -> None:
+    """The schedule's progress (how far back the next run looks, when it is due) goes with the
+    merger's commit: a merger that restarts, here or on another host, neither looks at
+    everything again nor waits past a slot its predecessor had not run."""
+    client, database = ch_database
+    migrate(client, database)
+    config = Config.model_validate(
+        {
+            "windows": [{"size": "1h"}, {"size": "1d", "hop": "6h"}],
+            "metrics": {"label_horizon": "7d", "late_labels": True, "late_labels_every": "1h"},
+            "store": {"database": database},
+        }
+    )
+    sink = ClickHouseSink(client, database=database)
+    sink.write(_live_rows())
+    sink.flush()
+    partials = FakePartials()
+    clock = [START / 1000]
+
+    def on_error(part: str, exc: BaseException) -> None:
+        raise exc
+
+    def make(shard: int) -> MergeLoop:
+        return MergeLoop(
+            RunParts.of(config, {}), [0], partials,
+            open_sink=lambda: ClickHouseSink(client, database=database),
+            on_error=on_error, shard=shard,
+        )  # fmt: skip
+
+    async def merger(late: ShardLateJoins) -> tuple[MergeShards, LateJoinSchedule]:
+        shards = MergeShards(make)
+        loop = shards.loops[0] = make(0)
+        loop.merger = await loop._open(0)
+        await late.tick(shards)
+        return shards, late.schedules[0]
+
+    async def scenario() -> tuple[tuple[int, int | None], tuple[int, int | None], int, int]:
+        late = ShardLateJoins(config, clock=lambda: clock[0])
+        shards, schedule = await merger(late)
+        clock[0] = next_slot(START, HOUR) / 1000
+        await late.tick(shards)
+        await late.wait()
+        assert schedule.runs == 1
+        ran = (schedule.since_s, schedule.next_ms)
+        # Its next batch: a snapshot, and the commit that names it.
+        first = shards.loops[0].merger
+        assert first is not None
+        assert first.states is not None
+        await shards.loops[0]._snapshot(first, first.states)
+        await partials.commit(*first.side.checkpoint())
+        await shards.close()
+        # Restarted (another process) past the slot its predecessor had not run yet.
+        partials.commit_found = partials.commits[-1]
+        restarted_ms = (ran[1] or 0) + 60_000
+        clock[0] = restarted_ms / 1000
+        late = ShardLateJoins(config, clock=lambda: clock[0])
+        shards, schedule = await merger(late)
+        await late.wait()
+        resumed = (schedule.since_s, schedule.next_ms)
+        runs = schedule.runs
+        await shards.close()
+        return ran, resumed, runs, restarted_ms
+
+    ran, resumed, runs, restarted_ms = asyncio.run(scenario())
+    assert ran[0] > 0  # the first run looked at everything, the next ones since it began
+    # The slot due when it restarted is run at once, looking back as far as it was to.
+    assert runs == 1
+    assert resumed[0] >= ran[0]
+    assert resumed[1] == next_slot(restarted_ms, HOUR)

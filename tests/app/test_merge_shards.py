@@ -4,10 +4,11 @@ mergers in processes of their own (``drifthouse run --role``), a ClickHouse serv
 The topic is the session's keyed topic (``tests/keyed_topic.py``), which test_any_key reads
 too: 12 partitions, one hot model keyed by event id (on every partition), two small models
 keyed by model, labels keyed the same ways, every tenth event with no key. The three models
-fall on the three merge shards. 1, 2 and 3 source workers with 1, 2 and 3 mergers must store
-the ``metrics`` rows of a single-process replay of the same topics to the last digit
-(regression label metrics to rounding, as every live run: docs/model-performance.md,
-"Exactness"); so must a run whose merger is killed (SIGKILL) mid-stream and replaced.
+fall on the three merge shards. 1, 2 and 3 source workers with 1, 2 and 3 mergers (all nine
+pairs, side by side) must store the ``metrics`` rows of a single-process replay of the same
+topics to the last digit (regression label metrics to rounding, as every live run:
+docs/model-performance.md, "Exactness"); so must the one whose merger is killed (SIGKILL)
+mid-stream and replaced.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def _config(tmp_path: Path, bootstrap: str, keyed: KeyedTopic, name: str, dsn: s
     cfg = json.loads(path.read_text())
     cfg["kafka"]["partials_partitions"] = SHARDS
     path.write_text(json.dumps(cfg))
-    # Created once before the deployments start (as `drifthouse migrate` may be run): mergers
+    # Created once before the deployment starts (as `drifthouse migrate` may be run): mergers
     # starting at once on an empty database are tested in tests/sinks/test_schema_concurrent.py.
     migrate(open_store(dsn, database), database)
     return path
@@ -69,14 +70,23 @@ def _config(tmp_path: Path, bootstrap: str, keyed: KeyedTopic, name: str, dsn: s
 
 # Deployments run side by side (each its own group, partials topic and database): the roles of
 # their processes, a process of role "all" being a source worker and a merger. "1x3" is one
-# source worker and three mergers, "3x1" three source workers and one merger.
+# source worker and three mergers, "3x1" three source workers and one merger. Every pair of 1, 2
+# and 3 source workers with 1, 2 and 3 mergers; "1x2" is the deployment whose first merger is
+# killed (see _kill_a_merger), which starts as one merger and a worker of role all.
 DEPLOYMENTS = {
     "1x1": ["all"],
-    "2x2": ["all", "all"],
-    "3x3": ["all", "all", "all"],
+    "1x2": ["merger"],
     "1x3": ["all", "merger", "merger"],
+    "2x1": ["all", "source"],
+    "2x2": ["all", "all"],
+    "2x3": ["all", "all", "merger"],
     "3x1": ["all", "source", "source"],
+    "3x2": ["all", "all", "source"],
+    "3x3": ["all", "all", "all"],
 }
+KILLED = "1x2"
+# The roles a deployment ends with (the killed merger replaced by another).
+FINAL_ROLES = {**DEPLOYMENTS, KILLED: ["all", "merger"]}
 
 
 def test_one_to_three_sources_and_mergers_store_the_rows_of_a_replay_even_after_a_kill(
@@ -86,34 +96,43 @@ def test_one_to_three_sources_and_mergers_store_the_rows_of_a_replay_even_after_
     keyed_replay: tuple[Path, Metrics],
     store: HttpClickHouse,
 ) -> None:
-    """The deployments of DEPLOYMENTS, and one (a merger, then a worker of role all) whose
-    merger is killed (SIGKILL) once it has written windows, before it has read its shards to
-    the end, and replaced; all run at once, to keep the test short."""
+    """The deployments of DEPLOYMENTS, all at once (the topics and the replay they are compared
+    with are made once, for the session): one of them (KILLED) has its first merger killed
+    (SIGKILL) once it has written windows, before it has read its shards to the end, and
+    replaced."""
     assert sorted(shard_of(m, SHARDS) for m in (HOT, *SMALL)) == [0, 1, 2]
     runs: dict[str, Workers] = {}
     try:
-        for name, roles in [*DEPLOYMENTS.items(), ("kill", ["merger"])]:
+        # Each deployment starts once its database is made, while the next one's is made: the
+        # store is one engine, which runs one statement at a time, and making every database
+        # first held every deployment back.
+        for name, roles in DEPLOYMENTS.items():
             config = _config(tmp_path, kafka_bootstrap, keyed_topic, name, store.dsn)
             workers = runs[name] = Workers(config, PARTITIONS)
             workers.next_port += 10 * len(runs)
             for role in roles:
                 workers.start(role)
-        killed, held = _kill_a_merger(runs["kill"])
+        killed, held = _kill_a_merger(runs[KILLED])
         wait_all_done(runs.values())
         for name, workers in runs.items():
             reports = {port: workers.status(port) for port in workers.procs}
             shards = sorted(s for r in reports.values() for s in r.get("mergers") or {})
             assert shards == ["0", "1", "2"], (name, reports)
-            if name in DEPLOYMENTS:  # source-only processes hold no shard
-                roles = dict(zip(workers.procs, DEPLOYMENTS[name], strict=True))
-                assert all(not r.get("mergers") for p, r in reports.items() if roles[p] == "source")
+            roles = dict(zip(workers.procs, FINAL_ROLES[name], strict=True))
+            # As many source workers and mergers as the name says: source-only processes hold
+            # no shard, merger-only ones no source partition.
+            sources = [roles[p] for p, r in reports.items() if r.get("partitions")]
+            mergers = [roles[p] for p, r in reports.items() if r.get("mergers")]
+            assert (len(sources), len(mergers)) == (int(name[0]), int(name[2])), (name, reports)
+            assert "merger" not in sources, (name, reports)
+            assert "source" not in mergers, (name, reports)
     finally:
         stop_together(runs.values())
-    cfg = load_config(runs["kill"].config)
+    cfg = load_config(runs[KILLED].config)
     ends = end_offsets(cfg.kafka, cfg.kafka.partials_topic)
     # The killed merger had not read its shards' partials to the end.
     assert any(m["next_offset"] < ends[int(s)] for s, m in held.items()), (held, ends)
-    assert killed not in runs["kill"].procs
+    assert killed not in runs[KILLED].procs
     _, want = keyed_replay
     for name, workers in runs.items():
         assert_same(_stored(workers.config), want, name)
