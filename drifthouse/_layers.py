@@ -29,6 +29,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("profiles", ("profiles",)),
     ("sinks", ("sinks",)),
     ("alerts", ("alerts",)),
+    ("report", ("report",)),
     ("stream", ("stream",)),
     ("kafka", ("kafka",)),
     ("app", ("app",)),

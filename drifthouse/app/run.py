@@ -13,6 +13,7 @@ from drifthouse.config import Config
 from drifthouse.kafka.admin import ensure_topics
 from drifthouse.kafka.dead_letters import KafkaDeadLetters
 from drifthouse.logs import get_logger
+from drifthouse.report.serve import report_page
 from drifthouse.sinks import Limits, open_store, serve_readonly
 
 __all__ = ["build_worker", "open_sink", "run", "shard_config"]
@@ -45,6 +46,7 @@ def build_worker(config: Config, *, datadir: Path | None = None, role: Role = "a
             token_file=config.sql_token_path(),
             limits=Limits.of(config.store),
             max_request_bytes=config.store.serve_max_request_bytes,
+            pages={"/report": report_page(config)},
         )
 
     return build_app(

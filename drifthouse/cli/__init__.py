@@ -4,7 +4,9 @@ Commands parse their arguments and call library functions; nothing else lives he
 per group of commands, registered in the order ``drifthouse --help`` lists them:
 :mod:`~drifthouse.cli.check` (``check``, ``version``), :mod:`~drifthouse.cli.pipeline`
 (``demo``, ``profile``, ``run``), :mod:`~drifthouse.cli.replay`, :mod:`~drifthouse.cli.store`
-(``sql``, ``migrate``, ``silence``), :mod:`~drifthouse.cli.labels` (``labels join``) and
+(``sql``, ``migrate``, ``silence``), :mod:`~drifthouse.cli.runs` (``runs``,
+``runs delete``), :mod:`~drifthouse.cli.report`, :mod:`~drifthouse.cli.labels`
+(``labels join``) and
 :mod:`~drifthouse.cli.produce`.
 
 Exit codes: 0 success, 2 usage or configuration errors, 1 any other failure. A
@@ -23,7 +25,7 @@ from rich.text import Text
 from drifthouse import logs
 
 # The command modules register their commands on `app` when imported, in this order.
-from drifthouse.cli import check, pipeline, replay, store, labels, produce  # noqa: F401  # isort: skip
+from drifthouse.cli import check, pipeline, replay, store, runs, report, labels, produce  # noqa: F401  # isort: skip
 from drifthouse.cli._common import State, app, err
 from drifthouse.errors import ConfigError, DrifthouseError, UsageError
 

@@ -11,7 +11,9 @@ The steps, in order:
    stage as ``drifthouse replay``, into the store (embedded ClickHouse unless ``--store``);
 5. print which alert caught each fault and how soon, the alerts, and SQL to try; the rows
    counted are those the store acknowledged, and the demo fails (exit code 1) naming the table,
-   rows and reason when the store refused rows or some are still in the spool.
+   rows and reason when the store refused rows or some are still in the spool;
+6. write the HTML report of the run, ``demo-data/report.html`` (docs/report.md), and print
+   its path.
 
 Everything is stored under run id ``demo``. A second run replaces the first: the demo's own
 embedded store is recreated; on a ``--store`` server, the rows of run ``demo`` are deleted first.
@@ -38,6 +40,7 @@ from drifthouse.demo.report import DemoQuery, alert_line, demo_queries, print_re
 from drifthouse.demo.setup import RUN_ID, build_profiles, prepare_folder, write_config
 from drifthouse.detectors.reference import Profile
 from drifthouse.errors import UsageError
+from drifthouse.report import ReportRequest, write_report
 from drifthouse.rows import AlertRow, Row
 from drifthouse.simulate import Record, Scenario, simulate
 from drifthouse.sinks import store_reference
@@ -73,6 +76,7 @@ class DemoSummary:
     alerts: list[AlertRow] = field(default_factory=list)
     queries: list[DemoQuery] = field(default_factory=list)
     written: WriteReport | None = None
+    report_path: Path | None = None
 
     def finding(self, name: str) -> Finding:
         """The finding of the fault called ``name``."""
@@ -107,12 +111,18 @@ class _AlertTap:
 
 
 def run_demo(
-    *, store: str | None, days: float = 3.0, minutes: float | None = None, console: Console
+    *,
+    store: str | None,
+    days: float = 3.0,
+    minutes: float | None = None,
+    console: Console,
+    rate_per_min: int = 30,
 ) -> DemoSummary:
-    """Run the demo (see the module docstring); ``minutes`` bounds the wall time of step 4."""
+    """Run the demo (see the module docstring); ``minutes`` bounds the wall time of step 4;
+    ``rate_per_min`` is each model's predictions a minute (tests run a smaller demo)."""
     started = time.monotonic()
     try:
-        scenario = Scenario.demo(days=days)
+        scenario = Scenario.demo(days=days, rate_per_min=rate_per_min)
     except ValueError as exc:
         raise UsageError(
             f"--days must be more than 1: the first day is the reference ({exc})"
@@ -156,6 +166,15 @@ def run_demo(
     _print_summary(summary, windows, note, console)
     assert summary.written is not None
     summary.written.check()  # rows refused or still spooled: say which and why, and fail
+    summary.report_path = folder / "report.html"
+    write_report(config, ReportRequest(run_id=RUN_ID), summary.report_path)
+    size = summary.report_path.stat().st_size
+    console.print()
+    console.print(
+        f"[bold]report[/]: {summary.report_path} ({size / 1e6:.1f} MB; open it in a browser, "
+        "it needs no network)",
+        highlight=False,
+    )
     return summary
 
 

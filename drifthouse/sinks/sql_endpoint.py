@@ -16,6 +16,10 @@ sql`` asks it. A worker with ``store.serve_port`` runs :class:`ReadonlyServer` o
   waits longer than the time limit for its turn is answered 503, so no statement holds the
   store for longer than the limit, and beyond a few requests in flight the next are answered
   503 at once.
+
+``pages`` add read-only GET paths behind the same rules (the worker's ``/report``,
+docs/report.md): each is a function of the endpoint's client and the query string that returns
+an HTML page, run in its turn like a statement.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ import stat
 import tempfile
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -45,6 +50,7 @@ from drifthouse.sinks.sql_guard import Limits, run_select
 from drifthouse.sinks.store import Client
 
 __all__ = [
+    "Page",
     "ReadonlyServer",
     "held_by_another_process",
     "query_readonly",
@@ -55,6 +61,10 @@ __all__ = [
 ]
 
 log = get_logger("sinks.sql_endpoint")
+
+#: A GET path's page: HTML from the endpoint's client and the query string (first values);
+#: :class:`~drifthouse.errors.UsageError` for a bad query (answered 400).
+Page = Callable[[Client, Mapping[str, str]], bytes]
 
 _LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 _READ_TIMEOUT_S = 10.0
@@ -151,6 +161,7 @@ class _Endpoint:
     # Requests in flight (running or waiting for the lock): beyond these, 503 at once, so a
     # flood of requests cannot pile up threads.
     in_flight: threading.BoundedSemaphore
+    pages: Mapping[str, Page] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     encoder: msgspec.json.Encoder = field(
         default_factory=lambda: msgspec.json.Encoder(enc_hook=_encode)
@@ -223,7 +234,47 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(405, {"error": "POST a JSON object {sql, parameters} to /sql"})
 
     def do_GET(self) -> None:
-        self._not_allowed()
+        endpoint = self.server.endpoint
+        url = urllib.parse.urlsplit(self.path)
+        page = endpoint.pages.get(url.path.rstrip("/"))
+        if page is None:
+            self._not_allowed()
+            return
+        try:
+            self._check_access(endpoint)
+        except _BadRequest as exc:
+            self._reply(exc.status, {"error": str(exc)})
+            return
+        query = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
+        if not endpoint.in_flight.acquire(blocking=False):
+            self._reply(503, {"error": "the endpoint is busy: too many requests"})
+            return
+        try:
+            self._page(endpoint, page, query)
+        finally:
+            endpoint.in_flight.release()
+
+    def _page(self, endpoint: _Endpoint, page: Page, query: Mapping[str, str]) -> None:
+        if not endpoint.lock.acquire(timeout=endpoint.limits.timeout_s):
+            self._reply(503, {"error": "the endpoint is busy with another statement"})
+            return
+        try:
+            body = page(endpoint.client, query)
+        except UsageError as exc:
+            self._reply(400, {"error": str(exc)})
+            return
+        except StoreError as exc:
+            self._reply(503 if isinstance(exc, StoreUnavailable) else 400, {"error": str(exc)})
+            return
+        finally:
+            endpoint.lock.release()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        self.wfile.write(body)
 
     def do_PUT(self) -> None:
         self._not_allowed()
@@ -249,8 +300,8 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             endpoint.in_flight.release()
 
-    def _accept(self, endpoint: _Endpoint) -> tuple[str, dict[str, Any]]:
-        """The request's statement, once its origin, token, path and size pass."""
+    def _check_access(self, endpoint: _Endpoint) -> None:
+        """:class:`_BadRequest` unless the request comes from this machine with the token."""
         refused = self._refused()
         if refused is not None:
             raise _BadRequest(403, refused)
@@ -259,6 +310,10 @@ class _Handler(BaseHTTPRequestHandler):
             raise _BadRequest(
                 401, f"send Authorization: Bearer <the token in {endpoint.token_file}>"
             )
+
+    def _accept(self, endpoint: _Endpoint) -> tuple[str, dict[str, Any]]:
+        """The request's statement, once its origin, token, path and size pass."""
+        self._check_access(endpoint)
         if self.path.rstrip("/") != "/sql":
             raise _BadRequest(404, "POST a JSON object {sql, parameters} to /sql")
         try:
@@ -303,6 +358,7 @@ class ReadonlyServer:
         limits: Limits,
         max_request_bytes: int,
         max_in_flight: int = 4,
+        pages: Mapping[str, Page] | None = None,
     ) -> None:
         token = write_token(token_file)
         self.token_file = token_file
@@ -314,6 +370,7 @@ class ReadonlyServer:
             expected_auth=f"Bearer {token}".encode(),
             max_request_bytes=max_request_bytes,
             in_flight=threading.BoundedSemaphore(max_in_flight),
+            pages=dict(pages or {}),
         )
         try:
             self._server = _HttpServer((host, port), endpoint)
@@ -353,6 +410,7 @@ def serve_readonly(
     limits: Limits | None = None,
     max_request_bytes: int = 64 * 1024,
     max_in_flight: int = 4,
+    pages: Mapping[str, Page] | None = None,
 ) -> ReadonlyServer:
     """Answer SELECTs on ``http://host:port/sql`` from a background thread (port 0: any free one).
 
@@ -370,6 +428,7 @@ def serve_readonly(
             limits=limits or Limits(),
             max_request_bytes=max_request_bytes,
             max_in_flight=max_in_flight,
+            pages=pages,
         )
     except OSError as exc:
         raise StoreError(
