@@ -39,9 +39,9 @@ Side by side (pytest-xdist)
 worker is a session of its own: its own temporary folders (so its own ``ch_dsn`` data folder),
 its own session fixtures, its own block of ports for servers started in child processes
 (``tests/ports.py``); every topic, consumer group and database a test makes is uniquely named.
-:func:`pytest_collection_modifyitems` hands out the modules with slow tests first, so that
-none starts last. (Not ``--dist loadgroup``: pytest-xdist 3.8 groups nothing under pytest 9.2,
-pytest-xdist issue 1386.)
+Modules that share a costly session fixture go to one worker together
+(:data:`SHARED_MODULES`), and :func:`pytest_collection_modifyitems` hands out the modules with
+slow tests first, so that none starts last.
 """
 
 from __future__ import annotations
@@ -69,6 +69,38 @@ def pytest_configure(config: pytest.Config) -> None:
     # kafka-python 3.0 loads its protocol schemas with importlib.resources' legacy API.
     for api in ("read_text", "open_text"):
         config.addinivalue_line("filterwarnings", f"ignore:{api} is deprecated:DeprecationWarning")
+
+
+#: Modules that share a session fixture costly to build, and the unit of work each is handed out
+#: in under pytest-xdist (one worker, one build): keyed_topic/keyed_replay, the fault suite's
+#: reference run, the report tests' demo run.
+SHARED_MODULES = {
+    "tests/app/test_any_key.py": "keyed-topic",
+    "tests/app/test_merge_shards.py": "keyed-topic",
+    "tests/faults/test_receivers.py": "faults-reference",
+    "tests/faults/test_replay.py": "faults-reference",
+    "tests/faults/test_store.py": "faults-reference",
+    "tests/report/test_browser.py": "report-demo",
+    "tests/report/test_report.py": "report-demo",
+    "tests/report/test_serve.py": "report-demo",
+}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile``, with the modules of :data:`SHARED_MODULES` handed out together.
+    (Not ``--dist loadgroup`` with marks: pytest-xdist 3.8 groups nothing under pytest 9.2,
+    pytest-xdist issue 1386.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return SHARED_MODULES.get(module, module)
+
+    return ModuleScheduling(config, log)
 
 
 def _module_fixture(item: pytest.Item) -> bool:
