@@ -1,6 +1,6 @@
 """Start-up: how long short commands take, each next to what its libraries alone cost.
 
-    .venv/bin/python bench/bench_startup.py [--runs N] [--quick] [--parts]
+    .venv/bin/python bench/bench_startup.py [--runs N] [--quick] [--parts] [--before DIR]
 
 Times, in fresh processes as a user runs them (the ``drifthouse`` entry point of this venv),
 with warm caches (one untimed run of each first; Python's bytecode and Numba's kernels on
@@ -12,17 +12,23 @@ disk, files in the page cache):
   (goal: 1.0 s), into a new store folder (the tables are created first), and with an empty
   Numba cache (every kernel compiles: what the on-disk cache saves);
 
-next to ceilings measured in the same run: ``python -c pass``, ``import numpy``, the
-libraries a replay cannot do without imported and nothing else (NumPy, Numba with the numpy
-support its cached kernels load, the embedded engine and clickhouse-connect, ``scipy.special``
-for the p-values, pydantic, structlog, typer and rich), then the same plus what every replay
-does before its first event: one small kernel loaded from Numba's disk cache and run, the
-engine started on a folder and one query answered. The commands run round-robin, ``N`` times each, so a burst
+next to ceilings measured in the same run: ``python -c pass``, ``import numpy``, ``import
+numba``, the libraries a replay cannot do without imported and nothing else (NumPy, Numba with
+the numpy support its cached kernels load, the embedded engine and clickhouse-connect,
+``scipy.special`` for the p-values, pydantic, structlog, typer and rich), then the same plus
+what every replay does before its first event: one small kernel loaded from Numba's disk cache
+and run, the engine started on a folder and one query answered. These two floors leave their
+heap to the operating system at exit, as ``drifthouse`` does (``gc.freeze`` at exit: the
+interpreter's teardown otherwise collects the whole heap several times, 0.2-0.4 s here).
+Children run with bytecode written (``PYTHONDONTWRITEBYTECODE`` removed from their
+environment): a warm cache holds drifthouse's compiled modules, as an installed package does. The commands run round-robin, ``N`` times each, so a burst
 of load elsewhere on the machine falls on all of them alike; the table gives the median and the
 fastest wall time, and the median CPU time (user + system). ``--parts`` then runs one replay
 in one process stage by stage (NumPy, Numba and its first cached kernel, the engine, SciPy's
 special functions, the command line's libraries, drifthouse's modules, the replay itself) and
-prints the median time of each.
+prints the median time of each. ``--before DIR`` times, in the same round-robin, the one-event
+replay of another version of drifthouse whose ``drifthouse/`` package is in ``DIR`` (with this
+venv's libraries).
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ DRIFTHOUSE = str(Path(PYTHON).parent / "drifthouse")
 
 # What a replay needs whatever drifthouse does: importing it is the floor of a replay.
 LIBRARIES = (
+    "import atexit, gc; atexit.register(gc.freeze); "
     "import numpy, numba, numba.np.arraymath, chdb, clickhouse_connect, scipy.special, "
     "pydantic, structlog, typer, rich.console, msgspec, yaml"
 )
@@ -147,12 +154,14 @@ def _setup(folder: Path) -> tuple[Path, Path, Path]:
     return example, config, events
 
 
-def _cases(folder: Path, quick: bool) -> list[Case]:
+def _cases(folder: Path, quick: bool, before: Path | None = None) -> list[Case]:
     example, config, events = _setup(folder)
-    replay = [DRIFTHOUSE, "replay", "-c", str(config), "--source", f"file:{events}"]
+    args = ["replay", "-c", str(config), "--source", f"file:{events}"]
+    replay = [DRIFTHOUSE, *args]
     cases = [
         Case("python -c pass", [PYTHON, "-c", "pass"], ceiling=True),
         Case("python -c 'import numpy'", [PYTHON, "-c", "import numpy"], ceiling=True),
+        Case("python -c 'import numba'", [PYTHON, "-c", "import numba"], ceiling=True),
         Case("the replay's libraries, imported", [PYTHON, "-c", LIBRARIES], ceiling=True),
         Case(
             "... then the engine started, one query, one cached kernel run",
@@ -170,6 +179,15 @@ def _cases(folder: Path, quick: bool) -> list[Case]:
         Case("drifthouse replay, one event, existing store", replay, goal=1.0),
         Case("drifthouse replay, one event, new store", replay, fresh_store=True),
     ]
+    if before is not None:
+        # Another checkout's code, the same libraries, the same store: in turn with this one.
+        cases.append(
+            Case(
+                f"before ({before}): replay, one event, existing store",
+                [PYTHON, "-m", "drifthouse", *args],
+                env={"PYTHONPATH": str(before.resolve())},
+            )
+        )
     if not quick:
         cases.append(
             Case("drifthouse replay, one event, empty Numba cache", replay, fresh_numba=True)
@@ -177,8 +195,15 @@ def _cases(folder: Path, quick: bool) -> list[Case]:
     return cases
 
 
+def _env(extra: dict[str, str]) -> dict[str, str]:
+    """A child's environment: bytecode written and read (a warm cache), a fixed width."""
+    env = {**os.environ, **extra, "COLUMNS": "120"}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
 def _run(case: Case, folder: Path) -> tuple[float, float]:
-    env = {**os.environ, **case.env, "COLUMNS": "120"}
+    env = _env(case.env)
     if case.fresh_store:
         shutil.rmtree(folder / "data", ignore_errors=True)
     cache = None
@@ -204,7 +229,9 @@ def parts(folder: Path, runs: int) -> None:
     argv = [PYTHON, "-c", PARTS, str(folder), str(config), str(events)]
     seen: dict[str, list[float]] = {}
     for i in range(runs + 1):
-        done = subprocess.run(argv, cwd=folder, capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            argv, cwd=folder, env=_env({}), capture_output=True, text=True, check=False
+        )
         lines = done.stdout.strip().splitlines()
         if done.returncode != 0 or not lines:
             raise SystemExit(f"the stages' run failed:\n{done.stderr[-2000:]}")
@@ -229,12 +256,18 @@ def main() -> None:
     parser.add_argument(
         "--parts", action="store_true", help="also time a replay's stages in one process"
     )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="a folder holding another version's drifthouse/ package (e.g. `git archive main "
+        "drifthouse | tar -x -C DIR`): its one-event replay is timed in turn with this one's",
+    )
     args = parser.parse_args()
     runs = 3 if args.quick else args.runs
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
         folder = Path(tmp)
-        cases = _cases(folder, args.quick)
+        cases = _cases(folder, args.quick, args.before)
         for case in cases:  # warm-up: bytecode, Numba's cache, the store's tables, page cache
             if not case.fresh_numba:
                 _run(case, folder)

@@ -1,13 +1,16 @@
 """The live worker against a real broker: events per second per worker process, end to end.
 
     KAFKA_BOOTSTRAP=127.0.0.1:9092 .venv/bin/python bench/bench_worker.py [--quick] [--events N] [--web-port P]
-        [--per-message K [--form rows|columns]]
+        [--per-message K [--form rows|columns]] [--no-labels]
 
 Pre-fills a 4-partition topic with N prediction events (20 numeric + 5 categorical features),
 one event per message, or ``--per-message K`` events per message as batched messages
 (docs/events.md, "Batched messages") in rows or columns,
-then (1) reads it with aiokafka alone, the client faust runs on, counting records (times the
-events a record holds): the ceiling;
+then (1) reads it with aiokafka alone, the client the worker reads with, counting records
+(times the events a record holds): the ceiling; beside it confluent-kafka alone (librdkafka,
+the client of the worker's group membership), and msgspec alone decoding the same message
+values in memory with the struct the worker's path decodes them into (the decode-only
+ceiling);
 (2) reads it twice more with the same client and, in the loop, the worker's decoder, then the
 worker's partition stages (decoding, columns, windows, sketches, the prediction log's sampling
 and the label join's records; no merger, no store): what each costs on top of reading;
@@ -16,16 +19,20 @@ is consumed and the merger has read all the source published and written every c
 the end-to-end rate, measured from
 the worker's first event to the last, the worker's CPU time over that span (every thread, from
 /proc: the figure that does not depend on what else the machine runs) and where the source
-loop spent its time (the health page's `source_seconds`). Start a broker first
-(`scripts/kafka start`).
+loop spent its time (the health page's `source_seconds`: fetching, processing, publishing the
+partials, committing); (4) runs the partition stages in process over the same values, timed
+and then under cProfile: where a stage's time goes (decode, staging into columns, windows and
+sketch kernels, label records, the prediction log). Start a broker first (`scripts/kafka start`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import os
+import pstats
 import subprocess
 import sys
 import tempfile
@@ -88,6 +95,108 @@ async def _consume(
     return events / (time.perf_counter() - (t0 or time.perf_counter())), events / cpu
 
 
+def _confluent(bootstrap: str, topic: str, n: int, per_message: int = 1) -> tuple[float, float]:
+    """Events per second and per CPU-second through a bare confluent-kafka consumer, timed
+    from the assignment of the partitions (librdkafka fetches in a thread of its own from
+    then on)."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"ceiling-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    seen, t0, cpu0 = 0, time.perf_counter(), time.process_time()
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(4)])
+    try:
+        while seen < n:
+            batch = consumer.consume(num_messages=5000, timeout=1.0)
+            for m in batch:
+                if m.error() is None and m.value() is not None:
+                    seen += per_message
+    finally:
+        consumer.close()
+    events, cpu = min(seen, n), time.process_time() - cpu0
+    return events / (time.perf_counter() - t0), events / cpu
+
+
+def _decode_only(values: list[bytes], per_message: int, form: str, first: Any) -> float:
+    """Events per CPU-second of msgspec alone decoding ``values`` into the struct the worker's
+    path takes them into (single events: the model's typed decoder), best of three."""
+    from drifthouse.events import batch_columns, batch_rows
+
+    if per_message == 1:
+        decode = first
+    else:
+        decode = batch_columns._DECODE if form == "columns" else batch_rows._DECODE
+    best = float("inf")
+    for _ in range(3):
+        c = time.process_time()
+        for v in values:
+            decode(v)
+        best = min(best, time.process_time() - c)
+    return len(values) * per_message / best
+
+
+_PARTS = {
+    "decode (decode_messages: msgspec and checks)": ("decode_messages",),
+    "staging into columns (extract, extract_columns, joined, concat)": (
+        "extract",
+        "extract_columns",
+        "joined",
+        "concat",
+    ),
+    "routing to windows (route)": ("route",),
+    "windows and sketch kernels (_update)": ("_update",),
+    "label join records": ("_keep_label_records",),
+    "prediction log (sampling, rows)": ("block_rows", "rows"),
+}
+
+
+def _in_process(
+    new_stage: Callable[[int], PartitionStage], values: list[bytes], per_message: int
+) -> tuple[float, list[tuple[str, float]]]:
+    """The partition stages over ``values`` in process (no Kafka), ``4,000`` events a call:
+    events per CPU-second (best of three), then the shares of a cProfile'd run."""
+    chunk = max(1, 4000 // per_message)
+    calls = [
+        [Message(v, 0, i + j) for j, v in enumerate(values[i : i + chunk])]
+        for i in range(0, len(values), chunk)
+    ]
+
+    def run() -> None:
+        stage = new_stage(0)
+        for msgs in calls:
+            stage.process(msgs)
+            stage.take_prediction_rows()
+            stage.take_label_records()
+
+    best = float("inf")
+    for _ in range(3):
+        c = time.process_time()
+        run()
+        best = min(best, time.process_time() - c)
+    prof = cProfile.Profile()
+    prof.runcall(run)
+    stats: Any = pstats.Stats(prof)
+    total = sum(v[3] for k, v in stats.stats.items() if k[2] == "process" and "stage" in k[0])
+    shares = []
+    for name, funcs in _PARTS.items():
+        found = [
+            v[3]
+            for k, v in stats.stats.items()
+            if k[2] in funcs and "drifthouse" in k[0] and "labels" not in k[0]
+        ]
+        # block_rows calls rows: the outer one holds both.
+        spent = max(found, default=0.0) if "rows" in funcs else sum(found)
+        shares.append((name, spent / total))
+    shares.append(("the rest of PartitionStage.process", 1 - sum(x for _, x in shares)))
+    return len(values) * per_message / best, shares
+
+
 def _floors(
     bootstrap: str,
     topic: str,
@@ -136,12 +245,19 @@ def _floors(
         "prediction log, label records; no merger, no store)",
         asyncio.run(_consume(bootstrap, topic, n, stage, per_message)),
     )
+    _FIRST.append(first)
+    _NEW_STAGE.append(new_stage)
     if per_message > 1:  # the single-event decoder does not take batched messages
         return [staged]
     return [
         ("aiokafka + the worker's decoder", asyncio.run(_consume(bootstrap, topic, n, decode))),
         staged,
     ]
+
+
+# What _floors built, for the in-process passes.
+_FIRST: list[Any] = []
+_NEW_STAGE: list[Callable[[int], PartitionStage]] = []
 
 
 def main() -> None:
@@ -156,6 +272,9 @@ def main() -> None:
         "--per-message", type=int, default=1, help="events per message (batched messages)"
     )
     parser.add_argument("--form", choices=("rows", "columns"), default="rows")
+    parser.add_argument(
+        "--no-labels", action="store_true", help="the model without labels: no label join"
+    )
     args = parser.parse_args()
     k = args.per_message
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
@@ -177,7 +296,8 @@ def main() -> None:
         bootstrap_servers=bootstrap, linger_ms=50, batch_size=1 << 20, compression_type=None
     )
     t = time.perf_counter()
-    for i, msg in enumerate(_messages(_events(rng, n, 1_767_225_600_000), k, args.form)):
+    values = _messages(_events(rng, n, 1_767_225_600_000), k, args.form)
+    for i, msg in enumerate(values):
         producer.send(topic, value=msg, partition=i % 4)
     producer.flush()
     print(
@@ -191,12 +311,15 @@ def main() -> None:
                   "web_port": args.web_port, "batch_size": args.batch_size},
         "store": {"path": "./store"},
         "windows": [{"size": "1h"}],
-        "models": {"bench": {"reference": "bench.json"}},
+        "models": {"bench": {"reference": "bench.json", "labels": not args.no_labels}},
     }  # fmt: skip
     cfg_run = Config.model_validate(config)
     tune_gc()  # every reading pass with the worker's collector settings
     ceiling, ceiling_cpu = asyncio.run(_consume(bootstrap, topic, n, per_message=k))
+    confluent = _confluent(bootstrap, topic, n, k)
     floors = _floors(bootstrap, topic, n, cfg_run, profile, ref[:1000], k)
+    decode_only = _decode_only(values, k, args.form, _FIRST[0])
+    in_process, shares = _in_process(_NEW_STAGE[0], values, k)
 
     (folder / "drifthouse.yaml").write_text(json.dumps(config))
     log = (folder / "worker.log").open("wb")
@@ -259,10 +382,15 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(
         f"\nload average {load:.2f} on {os.cpu_count()} cores; kafka.batch_size {args.batch_size}; "
-        f"{k} event(s) per message" + (f" in {args.form}" if k > 1 else "")
+        f"{k} event(s) per message"
+        + (f" in {args.form}" if k > 1 else "")
+        + ("; the model without labels" if args.no_labels else "")
     )
     print("\n| reader | events/s | events per CPU-second |\n|---|---:|---:|")
     print(f"| aiokafka consumer only (the ceiling) | {ceiling:,.0f} | {ceiling_cpu:,.0f} |")
+    print(f"| confluent-kafka consumer only | {confluent[0]:,.0f} | {confluent[1]:,.0f} |")
+    print(f"| msgspec decoding alone, in memory (decode-only ceiling) | | {decode_only:,.0f} |")
+    print(f"| the partition stages in process, no Kafka | | {in_process:,.0f} |")
     for name, (value, per_cpu) in floors:
         print(
             f"| {name} | {value:,.0f} ({100 * value / ceiling:.0f}% of the ceiling) "
@@ -295,6 +423,13 @@ def main() -> None:
             + ", ".join(f"{k} {100 * v / busy:.0f}%" for k, v in where.items())
             + f" of {busy:.1f} s"
         )
+    us = 1e6 / in_process
+    print(
+        f"\nthe partition stages in process: {us:.2f} µs per event; under cProfile "
+        "(shares of PartitionStage.process):\n\n| part | share | µs per event |\n|---|---:|---:|"
+    )
+    for name, share in shares:
+        print(f"| {name} | {100 * share:.0f}% | {share * us:.2f} |")
 
 
 def _messages(events: list[dict[str, Any]], k: int, form: str) -> list[bytes]:

@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
@@ -34,6 +35,7 @@ from drifthouse.errors import ConfigError
 if TYPE_CHECKING:
     from drifthouse.config.schema import Config
     from drifthouse.config.sections import ModelConfig
+    from drifthouse.events.batch_columns import ColumnBatch
 
 __all__ = ["MIN_KEY_BYTES", "PII_KEY_ENV", "PiiFields", "hash_pii", "pii_key_from_env"]
 
@@ -124,6 +126,24 @@ class PiiFields:
         if event_id and "event_id" in self.of(model):
             return hash_pii(event_id, self.key)
         return event_id
+
+    def protect_block(self, block: ColumnBatch) -> ColumnBatch:
+        """A batch in columns with PII segment values and event ids hashed, column by column
+        (what :meth:`protect_events` does to its events); the batch itself when it has nothing
+        to hash. PII features are left as they are: no sketch reads them."""
+        fields = self.of(block.model)
+        hashed = [k for k in block.segment if k in fields]
+        ids = block.event_id if "event_id" in fields else None
+        if not hashed and ids is None:
+            return block
+        key = self.key
+        segment = {
+            k: [None if v is None else hash_pii(v, key) for v in c] if k in fields else c
+            for k, c in block.segment.items()
+        }
+        if ids is not None:
+            ids = [hash_pii(e, key) if e else e for e in ids]
+        return replace(block, segment=segment, event_id=ids if ids is not None else block.event_id)
 
     def protect_events(self, events: Sequence[_E]) -> list[_E]:
         """Prediction (or label) events with PII segment values and event ids hashed; events

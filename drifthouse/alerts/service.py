@@ -41,7 +41,6 @@ from typing import Any
 
 from drifthouse.alerts.base import Notification, Receiver
 from drifthouse.alerts.delivery import DeliveryWorker, Outbox
-from drifthouse.alerts.receivers import build_receivers
 from drifthouse.alerts.routing import Dispatcher
 from drifthouse.alerts.rules import Baselines, RuleEngine
 from drifthouse.alerts.silences import SilenceStore
@@ -130,6 +129,10 @@ class Alerting:
         self.worker: DeliveryWorker | None = None
         if notify:
             if receivers is None:
+                # Imported only when something is sent: the receivers' clients (Slack's SDK,
+                # httpx) are a replay's largest import that it does not use without --notify.
+                from drifthouse.alerts.receivers import build_receivers
+
                 receivers = build_receivers(
                     config.receivers,
                     state_dir=self.state_dir,

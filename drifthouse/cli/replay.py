@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from drifthouse.cli._collector import StartUp
 from drifthouse.cli._common import ConfigOption, app, auto_line, err, out, skip_pandas_probe
 from drifthouse.errors import ConfigError, UsageError
 
@@ -43,36 +44,41 @@ def replay(
     ] = None,
 ) -> None:
     """Historical data through the same pipeline, with a progress bar."""
-    from drifthouse.app.replay import parse_time, replay_to_store
-    from drifthouse.config import load_config
+    # No collection over the start-up's objects until the first batch is through.
+    with StartUp.held() as start:
+        from drifthouse.app.replay import parse_time, replay_to_store
+        from drifthouse.config import load_config
 
-    cfg = load_config(config)
-    err.print(Text(auto_line(cfg)))
-    other_rules = _load_rules(rules) if rules is not None else None
-    from_ms, to_ms = parse_time(from_, "--from"), parse_time(to, "--to")
-    skip_pandas_probe()
-    with _progress_bar() as progress:
-        done = replay_to_store(
-            cfg,
-            source=source,
-            run_id=run_id,
-            from_ms=from_ms,
-            to_ms=to_ms,
-            notify=notify,
-            keep_rows=other_rules is not None,
-            progress=progress,
-            labels=labels,
-            metric_events=metric_events,
-        )
-    out.print(_summary_table(done, notify))
-    if other_rules is not None:
-        _print_backtest(done.alerts.rows, other_rules, done.profiles)
-    done.written.check()  # a replay that did not store every row fails, saying which and why
+        cfg = load_config(config)
+        err.print(Text(auto_line(cfg)))
+        other_rules = _load_rules(rules) if rules is not None else None
+        from_ms, to_ms = parse_time(from_, "--from"), parse_time(to, "--to")
+        skip_pandas_probe()
+        with _progress_bar(after_batch=start.end) as progress:
+            done = replay_to_store(
+                cfg,
+                source=source,
+                run_id=run_id,
+                from_ms=from_ms,
+                to_ms=to_ms,
+                notify=notify,
+                keep_rows=other_rules is not None,
+                progress=progress,
+                labels=labels,
+                metric_events=metric_events,
+            )
+        out.print(_summary_table(done, notify))
+        if other_rules is not None:
+            _print_backtest(done.alerts.rows, other_rules, done.profiles)
+        done.written.check()  # a replay that did not store every row fails, saying which and why
 
 
 @contextmanager
-def _progress_bar() -> Iterator[Callable[[int, int, object], None]]:
-    """The replay's progress bar on stderr: share done, events per second, time left."""
+def _progress_bar(
+    after_batch: Callable[[], None],
+) -> Iterator[Callable[[int, int, object], None]]:
+    """The replay's progress bar on stderr: share done, events per second, time left;
+    ``after_batch`` is called after each batch too."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (
@@ -86,6 +92,7 @@ def _progress_bar() -> Iterator[Callable[[int, int, object], None]]:
         task = bar.add_task("replay", total=None, rate="-")
 
         def progress(done: int, total: int, stats: object) -> None:
+            after_batch()
             elapsed = bar.tasks[task].elapsed or 0.0
             events = getattr(stats, "messages", 0)
             bar.update(

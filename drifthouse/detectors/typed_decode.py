@@ -39,6 +39,7 @@ import msgspec
 
 from drifthouse.detectors.layout import FeatureLayout
 from drifthouse.events import Buffer, FeatureValue, PredictionEvent
+from drifthouse.events.batch_rows import Row
 
 __all__ = ["TypedDecoders", "TypedFeatures"]
 
@@ -129,6 +130,21 @@ def _rows_type(model: str, features: type[TypedFeatures]) -> type[msgspec.Struct
     return rows
 
 
+def _plain_rows_type(model: str, features: type[TypedFeatures]) -> type[msgspec.Struct]:
+    """:func:`_rows_type` whose rows are plain (:class:`~drifthouse.events.batch_rows.Row`,
+    no event built: :func:`drifthouse.events.batch_rows.decode_rows` takes them into columns)."""
+    row = msgspec.defstruct(f"PlainRow[{model}]", [("features", features)], bases=(Row,), gc=False)
+    rows: type[msgspec.Struct] = msgspec.defstruct(
+        f"PlainRows[{model}]",
+        [
+            ("model", Literal.__getitem__(model)),
+            ("events", list[row]),  # type: ignore[valid-type]
+            ("model_version", str, "unknown"),
+        ],
+    )
+    return rows
+
+
 class TypedDecoders:
     """Fast decoders per model, built on first use.
 
@@ -143,6 +159,7 @@ class TypedDecoders:
         self._layouts = layouts
         self._built: dict[str, Callable[[Buffer], PredictionEvent] | None] = {}
         self._rows: dict[str, Callable[[Buffer], Any] | None] = {}
+        self._plain: dict[str, Callable[[Buffer], Any] | None] = {}
 
     def decoder(self, model: str) -> Callable[[Buffer], PredictionEvent] | None:
         """``decode(raw)`` for events of ``model`` that fit its layout (raising
@@ -167,6 +184,20 @@ class TypedDecoders:
         found = None if features is None else msgspec.json.Decoder(_rows_type(model, features))
         self._rows[model] = None if found is None else found.decode
         return self._rows[model]
+
+    def plain_rows(self, model: str) -> Callable[[Buffer], Any] | None:
+        """:meth:`rows` into plain rows whose features are a struct, for
+        :func:`drifthouse.events.batch_rows.decode_rows`, or ``None``."""
+        try:
+            return self._plain[model]
+        except KeyError:
+            pass
+        features = self._features(model)
+        found = (
+            None if features is None else msgspec.json.Decoder(_plain_rows_type(model, features))
+        )
+        self._plain[model] = None if found is None else found.decode
+        return self._plain[model]
 
     def _features(self, model: str) -> type[TypedFeatures] | None:
         layout = self._layouts(model)

@@ -28,7 +28,8 @@ from typing import Any
 import msgspec
 
 from drifthouse.errors import DecodeError
-from drifthouse.events.batch_columns import ColumnBatch, all_columns, decode_columns, passes, row_of
+from drifthouse.events.batch_columns import ColumnBatch, decode_columns, passes, row_of
+from drifthouse.events.batch_rows import all_blocks
 from drifthouse.events.decoder import EventDecoder
 from drifthouse.events.describe import preview
 from drifthouse.events.structs import Buffer, PredictionEvent, encode_event
@@ -115,7 +116,8 @@ class Decoded:
     :meth:`alone` gives a valid event of a batch as a message of its own (for a late event's
     dead letter). ``blocks`` (only with ``decode_messages(..., columns=True)``, then ``ok``
     and ``refused`` are empty) holds ``(message position, batch)`` of a chunk of valid batches
-    in columns, kept in columns: valid event ``i`` is row ``i`` of their concatenation.
+    (in rows or in columns), kept in columns: valid event ``i`` is row ``i`` of their
+    concatenation.
     """
 
     ok: list[tuple[int, PredictionEvent]]
@@ -132,7 +134,8 @@ class Decoded:
         found = self._rows.get(i)
         if self.blocks:
             block, j = row_of(self.blocks, i)
-            return encode_event(block.event(j)), _path_in(_IN_COLUMNS, j, path)
+            form = _IN_ROWS if block.rows else _IN_COLUMNS
+            return encode_event(block.event(j)), _path_in(form, j, path)
         if found is None:
             s = bisect.bisect_right(self._starts, i) - 1
             if s < 0 or i >= self._starts[s] + self._spans[s][1]:
@@ -155,7 +158,7 @@ class Decoded:
         out = Decoded([], [])
         for pos, block in self.blocks:
             out._starts.append(len(out.ok))
-            out._spans.append((_IN_COLUMNS, len(block)))
+            out._spans.append((_IN_ROWS if block.rows else _IN_COLUMNS, len(block)))
             out.ok.extend([(pos, e) for e in block.events()])
         return out
 
@@ -168,20 +171,23 @@ def decode_messages(
     first: Callable[[Buffer], PredictionEvent] | None = None,
     first_rows: Callable[[Buffer], Any] | None = None,
     columns: bool = False,
+    plain_rows: Callable[[Buffer], Any] | None = None,
 ) -> Decoded:
     """Decode messages holding single prediction events or batches of them (module docstring).
 
     ``first`` is tried first on single events (see :meth:`EventDecoder.decode_batch`),
     ``first_rows`` on batches in rows: narrower decoders that raise for anything they do not
     take and decode what they take to the same values. ``columns``: a chunk of valid batches
-    in columns only is kept in columns (:attr:`Decoded.blocks`)."""
+    only, in rows or in columns, is kept in columns (:attr:`Decoded.blocks`), its batches in
+    rows tried first with ``plain_rows`` (see :func:`~drifthouse.events.batch_rows.decode_rows`)."""
     head = raws[0] if raws else b""
-    blocks = all_columns(decoder, raws, now_ms) if columns and b'"columns"' in head else None
+    batch = b'"columns"' in head or b'"events"' in head
+    blocks = all_blocks(decoder, raws, now_ms, plain_rows) if columns and batch else None
     if blocks is not None:
         return Decoded([], [], blocks)
     # A chunk that starts with a batch is not tried as single events first (a failed decode
     # explains itself with a JSON parse in Python).
-    if b'"events"' in head or b'"columns"' in head:
+    if batch:
         return _mixed(decoder, raws, now_ms, first, first_rows)
     singles = _singles(decoder, raws, now_ms, first)
     return singles if singles is not None else _mixed(decoder, raws, now_ms, first, first_rows)

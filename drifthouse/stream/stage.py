@@ -123,7 +123,7 @@ class _Batch:
     A batched message (docs/events.md, "Batched messages") holds several events: they share
     its position, and their origin is the state before the message's first valid event (a
     resumed partition re-reads the whole message). ``events`` is ``None`` for a micro-batch
-    kept in columns (``decoded.blocks``)."""
+    kept in columns (``decoded.blocks``); ``blocks`` are then those with PII hashed."""
 
     msgs: Sequence[Message]
     events: list[PredictionEvent] | None
@@ -133,6 +133,7 @@ class _Batch:
     seen: np.ndarray  # [i]: the largest event time seen before valid event i (i <= len(events))
     head: np.ndarray  # per valid event: the first valid event of its message
     decoded: Decoded
+    blocks: stage_columns.Blocks = ()
 
     @classmethod
     def of(
@@ -142,9 +143,10 @@ class _Batch:
         decoded: Decoded,
         max_before: int,
         index: tuple[np.ndarray, np.ndarray] | None = None,
+        blocks: stage_columns.Blocks = (),
     ) -> _Batch:
-        """``max_before``: the largest event time seen before the batch; ``index``: the
-        events' times and positions when ``events`` is ``None``."""
+        """``max_before``: the largest event time seen before the batch; ``index`` and
+        ``blocks``: the events' times, positions and columns when ``events`` is ``None``."""
         if events is None and index is not None:
             ts, positions = index
         else:
@@ -155,7 +157,7 @@ class _Batch:
         seen[1:] = np.maximum.accumulate(np.maximum(ts, max_before))
         offsets = [m.offset for m in msgs]
         head = np.searchsorted(positions, positions, side="left")
-        return cls(msgs, events, positions, offsets, ts, seen, head, decoded)
+        return cls(msgs, events, positions, offsets, ts, seen, head, decoded, blocks)
 
     def seen_before(self, i: int) -> int:
         """The largest event time seen before valid event ``i`` (before the batch when 0)."""
@@ -227,6 +229,8 @@ class PartitionStage:
         if not msgs:
             return []
         now = self.now_ms() if self.now_ms is not None else None
+        if not self._model_hint:  # the first micro-batch: its first message names the model
+            self._model_hint = _peek_model(msgs[0].value, msgs[0].key)[0]
         decoded = decode_messages(
             self.decoder,
             [m.value for m in msgs],
@@ -234,9 +238,8 @@ class PartitionStage:
             first=self._typed.decoder(self._model_hint),
             first_rows=self._typed.rows(self._model_hint),
             columns=True,
+            plain_rows=self._typed.plain_rows(self._model_hint),
         )
-        if decoded.blocks and not all(self._columnar(b.model) for _, b in decoded.blocks):
-            decoded = decoded.materialized()
         if decoded.blocks:
             batch, models = self._columns_batch(msgs, decoded)
         else:
@@ -256,11 +259,6 @@ class PartitionStage:
         self.next_offset = batch.offsets[-1] + 1
         return self._closed(final=False)
 
-    def _columnar(self, model: str) -> bool:
-        """Whether ``model``'s batches in columns stay in columns: not when its panes keep
-        the events (no reference yet) or it has PII to hash."""
-        return not self.sketches(model).collects_raw and not self._pii.of(model)
-
     def _events_batch(self, msgs: Sequence[Message], decoded: Decoded) -> tuple[_Batch, list[str]]:
         ok = decoded.ok
         if ok:
@@ -276,7 +274,7 @@ class PartitionStage:
         return _Batch.of(msgs, events, decoded, self.windows.max_ts), [e.model for e in events]
 
     def _columns_batch(self, msgs: Sequence[Message], decoded: Decoded) -> tuple[_Batch, list[str]]:
-        """A micro-batch of batches in columns, kept in columns (no PII to hash)."""
+        """A micro-batch of batches, kept in columns."""
         blocks = decoded.blocks
         self._model_hint = blocks[-1][1].model
         if self.prediction_log is not None:
@@ -284,7 +282,11 @@ class PartitionStage:
                 self._prediction_rows.extend(self.prediction_log.block_rows(block))
         ts, positions, models = stage_columns.index(blocks)
         self.stats.columnar += ts.size
-        return _Batch.of(msgs, None, decoded, self.windows.max_ts, (ts, positions)), models
+        # PII segment values and event ids are hashed, as _events_batch does to events.
+        if self._pii.any:
+            blocks = [(p, self._pii.protect_block(b)) for p, b in blocks]
+        index = (ts, positions)
+        return _Batch.of(msgs, None, decoded, self.windows.max_ts, index, blocks), models
 
     # Late and refused events are counted in the pane holding the largest event time seen
     # before them: that pane is open, and the choice does not depend on batch cuts.
@@ -334,7 +336,7 @@ class PartitionStage:
         # Models configured without labels hold none of their predictions.
         unlabelled = self._unlabelled
         if batch.events is None:
-            positions, records = stage_columns.records(batch.decoded.blocks, on_time, unlabelled)
+            positions, records = stage_columns.records(batch.blocks, on_time, unlabelled)
             self._label_offsets.extend(batch.offsets[p] for p in positions)
             self._label_records.extend(records)
             return
@@ -354,8 +356,11 @@ class PartitionStage:
         if events is None:
             mask = np.array(on_time, dtype=np.bool_)
             layout = lambda model: self.sketches(model).layout  # noqa: E731
-            for key, members, cols in stage_columns.groups(batch.decoded.blocks, mask, layout):
-                self._update(batch, routed, key, members, cols, None)
+            for key, members, cols in stage_columns.groups(batch.blocks, mask, layout):
+                # A model whose automatic reference is not built yet: its panes keep the events.
+                raw = self.sketches(key[0]).collects_raw
+                kept = encode_events(stage_columns.events(batch.blocks, members)) if raw else None
+                self._update(batch, routed, key, members, cols, kept)
             return
         # Group the on-time events by model and version, keep arrival order inside each group.
         groups: dict[Key, list[int]] = defaultdict(list)

@@ -1,24 +1,28 @@
 """The partition stage's path for batches in columns (docs/events.md, "Batched messages").
 
-A micro-batch of valid batches in columns (:attr:`drifthouse.events.Decoded.blocks`) goes
-from its columns to the sketch's arrays (:func:`~drifthouse.detectors.columns.extract_columns`)
-and to the label join's records without an object per event; the results are those of its
-events decoded one by one (tests/stream/test_stage_columns.py).
+A micro-batch of valid batches, in rows or in columns (:attr:`drifthouse.events.Decoded.blocks`),
+goes from its columns to the sketch's arrays (:func:`~drifthouse.detectors.columns.extract_columns`)
+and to the label join's records without an object per event, PII hashed column by column
+(:meth:`drifthouse.pii.PiiFields.protect_block`); only the panes of a model whose automatic
+reference is being built get the events themselves (:func:`events`). The results are those
+of its events decoded one by one (tests/stream/test_stage_columns.py).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Collection, Sequence
-from itertools import chain
+from itertools import accumulate, chain
 
 import numpy as np
 import numpy.typing as npt
 
 from drifthouse.detectors.columns import Columns, FeatureLayout, concat, extract_columns
+from drifthouse.events import PredictionEvent
 from drifthouse.events.batch_columns import ColumnBatch, joined
 from drifthouse.stream.labels.records import PredictionRecord
 
-__all__ = ["groups", "index", "records"]
+__all__ = ["Blocks", "events", "groups", "index", "records"]
 
 Key = tuple[str, str]
 Blocks = Sequence[tuple[int, ColumnBatch]]
@@ -101,4 +105,15 @@ def groups(
         if not keep.all():
             cols, rows = cols.take(np.flatnonzero(keep)), rows[keep]
         out.append((key, rows.tolist(), cols))
+    return out
+
+
+def events(blocks: Blocks, rows: Sequence[int]) -> list[PredictionEvent]:
+    """Events ``rows`` of the concatenation of ``blocks``, built from their columns (for the
+    panes of a model whose automatic reference is being built: they keep its events)."""
+    starts = list(accumulate((len(b) for _, b in blocks), initial=0))
+    out = []
+    for i in rows:
+        k = bisect_right(starts, i) - 1
+        out.append(blocks[k][1].event(i - starts[k]))
     return out

@@ -295,3 +295,47 @@ def test_batches_kept_in_columns_are_the_events_decoded_one_by_one(
     assert mixed.blocks == []
     assert [(r.position, r.error.path) for r in mixed.refused] == [(k, f"$.columns.ts[{j}]")]
     assert len(mixed.ok) == len(events) - 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_column_batches(), min_size=1, max_size=4), st.data())
+def test_batches_in_rows_kept_in_columns_are_the_events_decoded_one_by_one(
+    batches: list[list[PredictionEvent]], data: st.DataObject
+) -> None:
+    from drifthouse.detectors.layout import FeatureLayout
+    from drifthouse.detectors.typed_decode import TypedDecoders
+
+    raws = [encode_batch(b) for b in batches]
+    one_by_one = decode_messages(DEC, [encode_event(e) for b in batches for e in b])
+    events = [e for _, e in one_by_one.ok]
+    layout = FeatureLayout(("x",), ("c",), ({"a": 0},), (1,))
+    typed = TypedDecoders(lambda model: layout).plain_rows("fraud")
+    for plain in (None, typed):  # features typed where they fit, else as a dict
+        kept = decode_messages(DEC, raws, columns=True, plain_rows=plain)
+        assert (kept.ok, kept.refused) == ([], [])
+        assert [p for p, _ in kept.blocks] == list(range(len(batches)))
+        assert all(b.rows for _, b in kept.blocks)
+        assert [e for _, e in kept.materialized().ok] == events
+        assert [kept.event(i) for i in range(len(events))] == events
+    # A bad event in one of the batches: nothing is kept in columns, the bad one refused alone.
+    k = data.draw(st.integers(0, len(batches) - 1))
+    j = data.draw(st.integers(0, len(batches[k]) - 1))
+    bad = json.loads(raws[k])
+    bad["events"][j]["ts"] = "?"
+    raws[k] = json.dumps(bad).encode()
+    mixed = decode_messages(DEC, raws, columns=True, plain_rows=typed)
+    assert mixed.blocks == []
+    assert [(r.position, r.error.path) for r in mixed.refused] == [(k, f"$.events[{j}].ts")]
+    assert len(mixed.ok) == len(events) - 1
+
+
+def test_a_batch_in_rows_whose_events_name_other_features_is_decoded_event_by_event() -> None:
+    from drifthouse.events.batch_rows import decode_rows
+
+    events = _events(4)
+    assert decode_rows(encode_batch(events)) is not None
+    other = [*events[:2], msgspec.structs.replace(events[2], features={"other": 1.0})]
+    assert decode_rows(encode_batch(other)) is None  # the columns could not hold it exactly
+    kept = decode_messages(DEC, [encode_batch(other)], columns=True)
+    assert kept.blocks == []
+    assert [encode_event(e) for _, e in kept.ok] == [encode_event(e) for e in other]
