@@ -8,10 +8,13 @@
 #   make kafka-stop   stop it
 #
 # PYTEST_ARGS passes options to pytest, e.g. make test PYTEST_ARGS='-m "not kafka" -x'.
+# PYTEST_WORKERS is how many pytest-xdist processes run the tests side by side (default 3: most
+# broker tests spend their time waiting; 0 runs them in this process, one after another).
 
 PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
+PYTEST_WORKERS ?= 3
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
@@ -42,7 +45,7 @@ system-deps:
 test: system-deps venv
 	@export KAFKA_LEASE=$$$$ PYTHON=$(VENV)/bin/python; \
 	scripts/kafka start >/dev/null || exit 1; \
-	status=0; $(VENV)/bin/pytest $(PYTEST_ARGS) || status=$$?; \
+	status=0; $(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS) || status=$$?; \
 	scripts/kafka stop; \
 	exit $$status
 

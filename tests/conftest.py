@@ -31,6 +31,17 @@ test; build what you test from ``ch_dsn`` instead (clients on the same folder co
     ``(client, database_name)``: a fresh, empty, uniquely named database (``t_<random>``)
     that is the client's current database for the test (unqualified table names go there),
     dropped afterwards.
+
+Side by side (pytest-xdist)
+---------------------------
+``make test`` runs the suite in worker processes (``pytest -n 3 --dist loadfile
+--no-loadscope-reorder``), each given whole modules, so a module's fixtures are built once. Each
+worker is a session of its own: its own temporary folders (so its own ``ch_dsn`` data folder),
+its own session fixtures, its own block of ports for servers started in child processes
+(``tests/ports.py``); every topic, consumer group and database a test makes is uniquely named.
+Modules that share a costly session fixture go to one worker together
+(:data:`SHARED_MODULES`), and :func:`pytest_collection_modifyitems` hands out the modules with
+slow tests first, so that none starts last.
 """
 
 from __future__ import annotations
@@ -58,6 +69,68 @@ def pytest_configure(config: pytest.Config) -> None:
     # kafka-python 3.0 loads its protocol schemas with importlib.resources' legacy API.
     for api in ("read_text", "open_text"):
         config.addinivalue_line("filterwarnings", f"ignore:{api} is deprecated:DeprecationWarning")
+
+
+#: Modules that share a session fixture costly to build, and the unit of work each is handed out
+#: in under pytest-xdist (one worker, one build): keyed_topic/keyed_replay, the fault suite's
+#: reference run, the report tests' demo run.
+SHARED_MODULES = {
+    "tests/app/test_any_key.py": "keyed-topic",
+    "tests/app/test_merge_shards.py": "keyed-topic",
+    "tests/faults/test_receivers.py": "faults-reference",
+    "tests/faults/test_replay.py": "faults-reference",
+    "tests/faults/test_store.py": "faults-reference",
+    "tests/report/test_browser.py": "report-demo",
+    "tests/report/test_report.py": "report-demo",
+    "tests/report/test_serve.py": "report-demo",
+}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile``, with the modules of :data:`SHARED_MODULES` handed out together.
+    (Not ``--dist loadgroup`` with marks: pytest-xdist 3.8 groups nothing under pytest 9.2,
+    pytest-xdist issue 1386.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return SHARED_MODULES.get(module, module)
+
+    return ModuleScheduling(config, log)
+
+
+def _module_fixture(item: pytest.Item) -> bool:
+    """Whether the test uses a fixture wider than a test that belongs to its module: one of
+    module (or class or package) scope, or a session one defined in the module."""
+    info = getattr(item, "_fixtureinfo", None)
+    module = item.nodeid.split("::", 1)[0]
+    return info is not None and any(
+        defs[-1].scope in {"module", "class", "package"}
+        or (defs[-1].scope == "session" and defs[-1].baseid == module)
+        for defs in info.name2fixturedefs.values()
+        if defs
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, the order modules are handed out in: those holding a slow test, then
+    those with a set-up of their own (a module fixture), then the rest, each in collection
+    order; the rest, many and short, fill the workers' time at the end."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    slow = {i.nodeid.split("::", 1)[0] for i in items if i.get_closest_marker("slow")}
+    own = {i.nodeid.split("::", 1)[0] for i in items if _module_fixture(i)}
+
+    def rank(item: pytest.Item) -> int:
+        module = item.nodeid.split("::", 1)[0]
+        return 0 if module in slow else 1 if module in own else 2
+
+    items.sort(key=rank)
 
 
 def _script_env() -> dict[str, str]:

@@ -30,6 +30,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ import yaml
 from drifthouse.config import check_config
 from drifthouse.events import decoder_for
 from drifthouse.simulate import Scenario, simulate
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.md", ROOT / "SECURITY.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -132,7 +134,7 @@ def test_every_block_names_a_language_the_test_knows() -> None:
 # -- the workspace ------------------------------------------------------------------------------
 
 WORKSPACE_CONFIG = """\
-kafka: {bootstrap: "localhost:9092", topic: docs-predictions, labels_topic: docs-labels, web_port: 6066}
+kafka: {bootstrap: "localhost:9092", topic: docs-predictions, labels_topic: docs-labels, group: docs-group, web_port: 6066}
 store: {path: ./store, ttl_days: {predictions: 3650}}
 windows: [{size: 1h}, {size: 15m, hop: 5m}]
 models:
@@ -270,6 +272,12 @@ def _hosts(block: Block, request: pytest.FixtureRequest) -> dict[str, str]:
     hosts = {}
     if any(word in block.text for word in _NEEDS_KAFKA):
         hosts["localhost:9092"] = request.getfixturevalue("kafka_bootstrap")
+        # Blocks may run side by side (pytest -n): each gets topics, a group and a port of its own.
+        suffix = uuid.uuid4().hex[:8]
+        for name in ("docs-predictions", "docs-labels", "docs-group"):
+            hosts[name] = f"{name}-{suffix}"
+        hosts[":6066"] = f":{free_port()}"
+        hosts["web_port: 6066"] = f"web_port: {hosts[':6066'][1:]}"
     if "clickhouse:8123/drifthouse" in block.text:
         # The local server speaks uncompressed HTTP only.
         address = request.getfixturevalue("clickhouse_server")

@@ -10,7 +10,6 @@ import contextlib
 import json
 import math
 import os
-import random
 import re
 import signal
 import subprocess
@@ -35,6 +34,7 @@ from drifthouse.profiles.columns import build_profile
 from drifthouse.rows import AlertRow, MetricRow
 from drifthouse.simulate import Record, Scenario, simulate
 from drifthouse.sinks import MemorySink
+from tests.ports import free_port, port_run
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,11 @@ def log_digest(folder: Path, last: int = 12) -> str:
 STABLE_S = 2.0
 
 
+#: How long :meth:`Workers.status` waits for a report: a busy machine (tests side by side) can
+#: keep a worker from answering for seconds, and a report it misses is read as "no answer yet".
+STATUS_TIMEOUT_S = 10.0
+
+
 class Workers:
     """Worker processes of one configuration, each with its own health port."""
 
@@ -113,12 +118,14 @@ class Workers:
         self.cli = cli
         self.timeout_s = 240.0
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
-        self.next_port = 17000 + random.randrange(0, 2000) * 4
+        # Health ports from a run of this process's own (tests/ports.py); deployments side by
+        # side in one test may move theirs further along the run.
+        self.next_port = port_run()
 
     def start(self, role: str = "all") -> int:
         """Start a worker (``role``: all, source or merger); return its health port."""
-        port = self.next_port
-        self.next_port += 1
+        port = free_port(self.next_port)
+        self.next_port = port + 1
         log = (self.config.parent / f"worker-{port}.log").open("wb")
         code = (
             "import sys; from drifthouse.config import load_config; from drifthouse.app.run import run; "
@@ -224,7 +231,7 @@ class Workers:
         assert self.procs[port].poll() is None, self._log_tail(port)
         try:
             with urllib.request.urlopen(
-                f"http://127.0.0.1:{port}/drifthouse/health/", timeout=2
+                f"http://127.0.0.1:{port}/drifthouse/health/", timeout=STATUS_TIMEOUT_S
             ) as resp:
                 report: dict[str, Any] = json.loads(resp.read())
                 return report

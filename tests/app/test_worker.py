@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import signal
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from drifthouse.app.worker import FETCH_WAIT_MS, build_app
 from drifthouse.config import Config, load_config
 from drifthouse.sinks.base import MemorySink
 from drifthouse.stream.dead_letters import MemoryDeadLetters
+from tests.ports import free_port
 from tests.workers import (
     PARTITIONS,
     Workers,
@@ -54,7 +54,7 @@ def test_one_two_three_workers_and_a_rebalance_give_identical_rows(
     topic, closed_until = produced
     results = {}
     for name, plan in {"one": [0], "three": [0, 0, 0], "join-leave": [0, 3, 6]}.items():
-        port = 18000 + random.randrange(0, 1000) if name == "one" else None
+        port = free_port() if name == "one" else None
         config = write_config(tmp_path, kafka_bootstrap, topic, name, small_stream.profiles, port)
         cfg = load_config(config)
         workers = Workers(config, PARTITIONS)

@@ -103,11 +103,13 @@ def test_broker_stopped_and_restarted_mid_stream_loses_and_doubles_nothing(
     producer = PacedProducer(broker.address, topic, records, seconds=16.0)
     try:
         port = workers.start()
-        producer.start()
         # Down while the stream flows (the model servers' producer buffers and retries). The
         # merger is up first: one that starts while the broker is away for more than 30 s
-        # gives up reading its commit and exits (code 70) for its supervisor to restart it.
+        # gives up reading its commit and exits (code 70) for its supervisor to restart it. The
+        # stream starts then: a worker slow to start on a busy machine would otherwise find it
+        # all sent before the broker stops.
         wait_for("the merger", lambda: bool(workers.status(port).get("merger")))
+        producer.start()
         wait_for("a third of the stream", lambda: producer.sent >= len(records) // 3)
         broker.stop()
         stopped_at = producer.sent
