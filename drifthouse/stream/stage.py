@@ -230,7 +230,9 @@ class PartitionStage:
             return []
         now = self.now_ms() if self.now_ms is not None else None
         if not self._model_hint:  # the first micro-batch: its first message names the model
-            self._model_hint = _peek_model(msgs[0].value, msgs[0].key)[0]
+            first = msgs[0]  # one over the size limit is never parsed, not even to peek
+            fits = len(first.value) <= self.config.kafka.max_message_bytes
+            self._model_hint = _peek_model(first.value if fits else b"", first.key)[0]
         decoded = decode_messages(
             self.decoder,
             [m.value for m in msgs],
