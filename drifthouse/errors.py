@@ -38,6 +38,7 @@ __all__ = [
     "SourceError",
     "SpoolFull",
     "StoreError",
+    "StoreHeld",
     "StoreUnavailable",
     "UsageError",
 ]
@@ -102,6 +103,10 @@ class StoreError(DrifthouseError):
 
 class StoreUnavailable(StoreError):
     """ClickHouse cannot be reached; a retry later may succeed."""
+
+
+class StoreHeld(StoreUnavailable):
+    """The embedded store's folder is held by another process (a worker): one process per folder."""
 
 
 class SpoolFull(StoreError):

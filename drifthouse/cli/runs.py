@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from drifthouse.cli._common import ConfigOption, app, out
-from drifthouse.errors import DrifthouseError, StoreUnavailable, UsageError
+from drifthouse.errors import StoreHeld, UsageError
 
 if TYPE_CHECKING:
     from drifthouse.config import Config
@@ -38,27 +38,13 @@ runs_app = typer.Typer(
 app.add_typer(runs_app, name="runs")
 
 
-class _Held(StoreUnavailable):
-    """The embedded store is held by another process (a worker)."""
-
-
 def _open(cfg: Config) -> Client:
     """The store, opened by this process; a clear error when a worker holds the embedded one."""
-    from drifthouse.sinks.sql_endpoint import held_by_another_process, quiet_stderr
-    from drifthouse.sinks.store import embedded_folder, open_store
+    from drifthouse.sinks.sql_client import open_alone
 
-    dsn = cfg.store_dsn()
-    try:
-        with quiet_stderr():
-            return open_store(dsn, cfg.store.database)
-    except DrifthouseError as exc:
-        folder = embedded_folder(dsn)
-        if folder is not None and held_by_another_process(Path(folder)):
-            raise _Held(
-                f"another process (a worker?) holds the embedded store at {folder}; "
-                "`drifthouse runs delete` needs the store to itself: stop that process first"
-            ) from exc
-        raise
+    return open_alone(
+        cfg, then="`drifthouse runs delete` needs the store to itself: stop that process first"
+    )
 
 
 def _list(cfg: Config) -> list[Run]:
@@ -69,7 +55,7 @@ def _list(cfg: Config) -> list[Run]:
     database = cfg.store.database
     try:
         client = _open(cfg)
-    except _Held:
+    except StoreHeld:
         # The worker migrated its store at start: every run table is there.
         sql, params = runs_select(database)
         return runs_from_rows(ask(cfg, sql, params)[1])

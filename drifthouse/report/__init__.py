@@ -14,12 +14,10 @@ import os
 from pathlib import Path
 
 from drifthouse.config import Config
-from drifthouse.errors import DrifthouseError, StoreUnavailable
 from drifthouse.report.build import ReportRequest, build_report
 from drifthouse.report.data import Report
 from drifthouse.report.page import render
-from drifthouse.sinks.sql_endpoint import held_by_another_process, quiet_stderr
-from drifthouse.sinks.store import embedded_folder, open_store
+from drifthouse.sinks.sql_client import open_alone
 
 __all__ = ["Report", "ReportRequest", "build_report", "render", "write_report"]
 
@@ -31,21 +29,14 @@ def write_report(config: Config, request: ReportRequest, out: Path) -> Report:
     ------
     UsageError
         A run id, model or window the store or config does not have.
-    StoreUnavailable
+    StoreHeld
         The embedded store is held by another process (a worker).
     """
-    dsn = config.store_dsn()
-    folder = embedded_folder(dsn)
-    try:
-        with quiet_stderr():
-            client = open_store(dsn, config.store.database, create_database=False)
-    except DrifthouseError as exc:
-        if folder is not None and held_by_another_process(Path(folder)):
-            raise StoreUnavailable(
-                f"another process (a worker?) holds the embedded store at {folder}; "
-                "stop it first, or read the report from its web port (docs/report.md)"
-            ) from exc
-        raise
+    client = open_alone(
+        config,
+        then="stop it first, or read the report from its web port (docs/report.md)",
+        create_database=False,
+    )
     try:
         report = build_report(client, config, request, store=config.masked_store_dsn())
     finally:

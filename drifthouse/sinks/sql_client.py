@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from drifthouse.errors import DrifthouseError, StoreUnavailable
+from drifthouse.errors import DrifthouseError, StoreHeld, StoreUnavailable
 from drifthouse.sinks.sql_endpoint import (
     held_by_another_process,
     query_readonly,
@@ -22,12 +22,28 @@ from drifthouse.sinks.sql_endpoint import (
     read_token,
 )
 from drifthouse.sinks.sql_guard import Limits, run_select
-from drifthouse.sinks.store import embedded_folder, open_store
+from drifthouse.sinks.store import Client, embedded_folder, open_store
 
 if TYPE_CHECKING:
     from drifthouse.config import Config
 
-__all__ = ["ask"]
+__all__ = ["ask", "open_alone"]
+
+
+def open_alone(config: Config, *, then: str, create_database: bool = True) -> Client:
+    """The configured store, opened by this process; :class:`StoreHeld` (its message ending with
+    ``then``, what to do instead) when another process holds the embedded one."""
+    dsn = config.store_dsn()
+    try:
+        with quiet_stderr():
+            return open_store(dsn, config.store.database, create_database=create_database)
+    except DrifthouseError as exc:
+        folder = embedded_folder(dsn)
+        if folder is not None and held_by_another_process(Path(folder)):
+            raise StoreHeld(
+                f"another process (a worker?) holds the embedded store at {folder}; {then}"
+            ) from exc
+        raise
 
 
 def ask(
