@@ -180,3 +180,35 @@ def test_processes_exchanging_at_the_same_moment_still_start(
         assert migrate(check, "concurrent_lined_up", {"predictions": 30, "metrics": 400}) == []
     finally:
         check.close()
+
+
+def test_a_new_prediction_log_is_the_one_an_upgrade_leaves(
+    http_clickhouse: HttpClickHouse,
+) -> None:
+    """The log a new database gets at once (by month) has the columns, keys and engine that the
+    move of migration 3 leaves in a database that had it by day."""
+    client = open_store(_dsn(http_clickhouse), database="default", create_database=False)
+    try:
+        migrate(client, "shape_new")
+        client.command("CREATE DATABASE `shape_old`")
+        for statement in load_migrations()[0].statements("shape_old"):
+            client.command(statement)
+        migrate(client, "shape_old")
+
+        def shape(database: str) -> list[Any]:
+            columns = client.query(
+                "SELECT name, type, default_kind, default_expression FROM system.columns "
+                "WHERE database = {db:String} AND table = 'predictions' ORDER BY position",
+                parameters={"db": database},
+            ).result_rows
+            keys = client.query(
+                "SELECT engine, partition_key, sorting_key, primary_key FROM system.tables "
+                "WHERE database = {db:String} AND name = 'predictions'",
+                parameters={"db": database},
+            ).result_rows
+            return [columns, keys]
+
+        assert shape("shape_new") == shape("shape_old")
+        assert shape("shape_new")[1][0][1] == "toYYYYMM(ts)"
+    finally:
+        client.close()
