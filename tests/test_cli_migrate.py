@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_process import run_cli as _cli
+
 _DROP = """
 import sys, clickhouse_connect
 client = clickhouse_connect.get_client(dsn="chdb://" + sys.argv[1])
@@ -20,16 +22,6 @@ for name in sys.argv[2:]:
     client.command(f"DROP TABLE drifthouse.`{name}`")
 client.close()
 """
-
-
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "drifthouse", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 @pytest.mark.parametrize(

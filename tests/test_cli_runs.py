@@ -4,7 +4,6 @@ on the real embedded engine with rows written by two real replays (and a live wo
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from drifthouse.simulate import Scenario, simulate
 from drifthouse.sinks import migrate
 from drifthouse.sinks.runs import RUN_TABLES
 from drifthouse.sql_output import visible
+from tests.cli_process import run_cli
 from tests.sinks.conftest import HttpClickHouse
 
 RUN_A, RUN_B = "backfill-a", "backfill-b"
@@ -344,14 +344,7 @@ def test_runs_over_an_http_clickhouse(
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "drifthouse", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+    return run_cli(*args, cwd=cwd, columns=200)
 
 
 _HOLD = """

@@ -20,20 +20,11 @@ from pathlib import Path
 import pytest
 
 from drifthouse.simulate import Scenario, simulate
+from tests.cli_process import run_cli as _cli
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL, VERSION = "fraud", "2.3.0"
 ENGINE_NOISE = ("Cannot lock file", "Code: 76", "DB::Exception", "EmbeddedServer")
-
-
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "drifthouse", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def _free_port() -> int:

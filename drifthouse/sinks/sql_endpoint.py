@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -48,6 +48,8 @@ from drifthouse.errors import StoreError, StoreUnavailable, UsageError
 from drifthouse.logs import get_logger
 from drifthouse.sinks.sql_guard import Limits, run_select
 from drifthouse.sinks.store import Client
+
+_T = TypeVar("_T")
 
 __all__ = [
     "Page",
@@ -255,19 +257,9 @@ class _Handler(BaseHTTPRequestHandler):
             endpoint.in_flight.release()
 
     def _page(self, endpoint: _Endpoint, page: Page, query: Mapping[str, str]) -> None:
-        if not endpoint.lock.acquire(timeout=endpoint.limits.timeout_s):
-            self._reply(503, {"error": "the endpoint is busy with another statement"})
+        body = self._in_turn(endpoint, lambda: page(endpoint.client, query))
+        if body is None:
             return
-        try:
-            body = page(endpoint.client, query)
-        except UsageError as exc:
-            self._reply(400, {"error": str(exc)})
-            return
-        except StoreError as exc:
-            self._reply(503 if isinstance(exc, StoreUnavailable) else 400, {"error": str(exc)})
-            return
-        finally:
-            endpoint.lock.release()
         self.send_response(200)
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
@@ -329,20 +321,28 @@ class _Handler(BaseHTTPRequestHandler):
         return _statement(body)
 
     def _run(self, endpoint: _Endpoint, sql: str, parameters: dict[str, Any]) -> None:
+        result = self._in_turn(
+            endpoint, lambda: run_select(endpoint.client, sql, parameters, limits=endpoint.limits)
+        )
+        if result is not None:
+            columns, rows = result
+            self._reply(200, {"columns": columns, "rows": rows})
+
+    def _in_turn(self, endpoint: _Endpoint, work: Callable[[], _T]) -> _T | None:
+        """``work()`` under the store's lock, one statement at a time; ``None`` once the error
+        it raised (or a lock not had in time) has been replied."""
         if not endpoint.lock.acquire(timeout=endpoint.limits.timeout_s):
             self._reply(503, {"error": "the endpoint is busy with another statement"})
-            return
+            return None
         try:
-            columns, rows = run_select(endpoint.client, sql, parameters, limits=endpoint.limits)
+            return work()
         except UsageError as exc:
             self._reply(400, {"error": str(exc)})
-            return
         except StoreError as exc:
             self._reply(503 if isinstance(exc, StoreUnavailable) else 400, {"error": str(exc)})
-            return
         finally:
             endpoint.lock.release()
-        self._reply(200, {"columns": columns, "rows": rows})
+        return None
 
 
 class ReadonlyServer:

@@ -8,11 +8,12 @@ one embedded data folder at a time.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.cli_process import run_cli
 
 DAY_MS = 86_400_000
 #: 2023-01-01T00:00:00Z: three years of daily events end before today.
@@ -20,14 +21,7 @@ START_MS = 1_672_531_200_000
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "drifthouse", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "COLUMNS": "400"},  # tables printed on one line each
-    )
+    return run_cli(*args, cwd=cwd, columns=400)
 
 
 def _write_history(path: Path, days: int, *, errors_every: int = 0) -> None:
