@@ -4,9 +4,10 @@ Migrations are the files ``sql/migrations/NNNN_name.sql`` shipped in the package
 ``deploy/clickhouse/migrations``), applied in order by :func:`migrate` at start-up and by
 ``drifthouse migrate``. Each applied version is recorded in table ``schema_migrations``; every
 statement is idempotent (``IF NOT EXISTS``), so a migration interrupted half-way does no harm.
-Several processes may migrate one database at once (merge shards starting together): a step that
-moves a table checks the result and moves it again when another process undid it (two
-``EXCHANGE TABLES`` at once), and a pass that meets an error such a process causes (a table it
+Several processes may migrate one database at once (merge shards starting together): a new
+database gets the prediction log in its latest form (by month) at once, so nothing is moved there;
+on an old database the step that moves it checks the result and moves it again when another
+process undid it (two ``EXCHANGE TABLES`` at once), and a pass that meets an error such a process causes (a table it
 dropped, created or exchanged a moment before) runs again, whole, after a short random pause, a
 few times at most; any other error is raised at once. To add a migration, drop a new ``NNNN_what.sql`` file beside
 the others (statements separated by ``;`` at the end of a line, ``{database}`` for the database).
@@ -278,6 +279,7 @@ def _apply(client: Client, database: str, migration: Migration, cluster: str | N
     for statement in migration.statements(database):
         if cluster is not None and _done_scratch(client, database, statement):
             continue
+        statement = _final_predictions(client, database, statement)
         call(
             f"applying migration {migration.version:04d}_{migration.name}",
             client.command,
@@ -286,6 +288,24 @@ def _apply(client: Client, database: str, migration: Migration, cluster: str | N
     step = _STEPS.get(migration.version)
     if step is not None:
         step(client, database, cluster)
+
+
+def _final_predictions(client: Client, database: str, statement: str) -> str:
+    """``statement``, or the prediction log's latest form when it creates a log not there yet.
+
+    Migration 1 creates the log partitioned by day and migration 3 moves it to partitions by
+    month (copy, ``EXCHANGE TABLES``, drop). A database without the log - a new one, or one whose
+    log was dropped by hand - gets it by month at once, ``inserted_at`` included, as the move
+    leaves it: no move is ever needed there, so processes migrating a new database together have
+    no exchange to undo. A log already there, by day, is left to migration 3 to move.
+    """
+    match = _CREATES.match(statement)
+    if match is None or match.group(1) != "predictions" or "toYYYYMMDD(ts)" not in statement:
+        return statement
+    if _partition_key(client, database, "predictions") is not None:
+        return statement
+    by_month = table_ddl("predictions_by_month", database)
+    return by_month.replace(f"`{database}`.predictions_by_month", f"`{database}`.predictions", 1)
 
 
 def _done_scratch(client: Client, database: str, statement: str) -> bool:

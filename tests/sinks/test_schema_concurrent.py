@@ -7,12 +7,14 @@ few rounds of new databases so that their statements interleave in many orders.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
 import pytest
 
 from drifthouse.errors import StoreError, StoreUnavailable
+from drifthouse.sinks import schema
 from drifthouse.sinks.schema import expected_tables, load_migrations, migrate
 from drifthouse.sinks.store import open_store
 from tests.sinks.conftest import HttpClickHouse
@@ -134,5 +136,79 @@ def test_concurrent_upgrades_keep_every_prediction(http_clickhouse: HttpClickHou
                 f"SELECT count(), uniqExact(event_id) FROM `{database}`.predictions FINAL"
             ).result_rows
             assert got == [(300, 300)], round_
+    finally:
+        client.close()
+
+
+def test_processes_exchanging_at_the_same_moment_still_start(
+    http_clickhouse: HttpClickHouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worst interleaving, made certain: every process that exchanges the prediction log
+    tables waits for the others to be there too before it sends its exchange, so that they all
+    exchange at once (four exchanges undo each other). A new database must still come out right
+    in every process: four workers starting together on a new ClickHouse (replicas) all start."""
+    barrier = threading.Barrier(WORKERS)
+    real_call = schema.call
+
+    def together(what: str, *args: Any, **kwargs: Any) -> Any:
+        if what.startswith("exchanging the prediction log"):
+            # Not every process exchanges: then there is nothing to line up.
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait(timeout=10)
+        return real_call(what, *args, **kwargs)
+
+    monkeypatch.setattr(schema, "call", together)
+    dsn = _dsn(http_clickhouse)
+    errors = _migrate_together(dsn, "concurrent_lined_up")
+    assert errors == [], [repr(e) for e in errors]
+    check = open_store(dsn, database="default", create_database=False)
+    try:
+        tables = dict(
+            check.query(
+                "SELECT name, engine_full FROM system.tables WHERE database = {db:String}",
+                parameters={"db": "concurrent_lined_up"},
+            ).result_rows
+        )
+        assert set(expected_tables("concurrent_lined_up")) <= set(tables)
+        assert "predictions_by_month" not in tables
+        assert "PARTITION BY toYYYYMM(ts)" in tables["predictions"]
+        assert "TTL inserted_at + toIntervalDay(30)" in tables["predictions"]
+        versions = check.query(
+            "SELECT DISTINCT version FROM `concurrent_lined_up`.schema_migrations ORDER BY version"
+        ).result_rows
+        assert [v for (v,) in versions] == [m.version for m in load_migrations()]
+        assert migrate(check, "concurrent_lined_up", {"predictions": 30, "metrics": 400}) == []
+    finally:
+        check.close()
+
+
+def test_a_new_prediction_log_is_the_one_an_upgrade_leaves(
+    http_clickhouse: HttpClickHouse,
+) -> None:
+    """The log a new database gets at once (by month) has the columns, keys and engine that the
+    move of migration 3 leaves in a database that had it by day."""
+    client = open_store(_dsn(http_clickhouse), database="default", create_database=False)
+    try:
+        migrate(client, "shape_new")
+        client.command("CREATE DATABASE `shape_old`")
+        for statement in load_migrations()[0].statements("shape_old"):
+            client.command(statement)
+        migrate(client, "shape_old")
+
+        def shape(database: str) -> list[Any]:
+            columns = client.query(
+                "SELECT name, type, default_kind, default_expression FROM system.columns "
+                "WHERE database = {db:String} AND table = 'predictions' ORDER BY position",
+                parameters={"db": database},
+            ).result_rows
+            keys = client.query(
+                "SELECT engine, partition_key, sorting_key, primary_key FROM system.tables "
+                "WHERE database = {db:String} AND name = 'predictions'",
+                parameters={"db": database},
+            ).result_rows
+            return [columns, keys]
+
+        assert shape("shape_new") == shape("shape_old")
+        assert shape("shape_new")[1][0][1] == "toYYYYMM(ts)"
     finally:
         client.close()
