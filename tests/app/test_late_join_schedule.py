@@ -172,20 +172,26 @@ def _live_rows() -> list[Row]:
     return [msgspec.structs.replace(r, run_id="live") for r in rows]  # type: ignore[type-var]
 
 
-def test_the_merger_runs_the_join_on_its_shards_schedule(ch_database: tuple[Any, str]) -> None:
+def _live_store(ch_database: tuple[Any, str], shards: int | None = None) -> tuple[Any, str, Config]:
+    """A migrated store holding :func:`_live_rows`, and a merger's config for it: hourly and
+    daily (6h hop) windows, a 7-day horizon, the late join every hour, ``shards`` merge shards."""
     client, database = ch_database
     migrate(client, database)
-    config = Config.model_validate(
-        {
-            "windows": [{"size": "1h"}, {"size": "1d", "hop": "6h"}],
-            "metrics": {"label_horizon": "7d", "late_labels": True, "late_labels_every": "1h"},
-            "kafka": {"partials_partitions": 3},
-            "store": {"database": database},
-        }
-    )
+    settings: dict[str, Any] = {
+        "windows": [{"size": "1h"}, {"size": "1d", "hop": "6h"}],
+        "metrics": {"label_horizon": "7d", "late_labels": True, "late_labels_every": "1h"},
+        "store": {"database": database},
+    }
+    if shards is not None:
+        settings["kafka"] = {"partials_partitions": shards}
     sink = ClickHouseSink(client, database=database)
     sink.write(_live_rows())
     sink.flush()
+    return client, database, Config.model_validate(settings)
+
+
+def test_the_merger_runs_the_join_on_its_shards_schedule(ch_database: tuple[Any, str]) -> None:
+    client, database, config = _live_store(ch_database, shards=3)
     before = _live(client, database)
     mine = shard_of(labels_late.MODEL, 3)
     clock = [START / 1000]
@@ -283,18 +289,7 @@ def test_a_window_that_waited_is_rewritten_by_a_later_run(
 def test_a_merger_whose_store_fails_tries_again_a_minute_later(
     ch_database: tuple[Any, str],
 ) -> None:
-    client, database = ch_database
-    migrate(client, database)
-    config = Config.model_validate(
-        {
-            "windows": [{"size": "1h"}, {"size": "1d", "hop": "6h"}],
-            "metrics": {"label_horizon": "7d", "late_labels": True, "late_labels_every": "1h"},
-            "store": {"database": database},
-        }
-    )
-    sink = ClickHouseSink(client, database=database)
-    sink.write(_live_rows())
-    sink.flush()
+    client, database, config = _live_store(ch_database)
     before = _live(client, database)
     clock = [next_slot(START, HOUR) / 1000]
 
@@ -343,18 +338,7 @@ def test_the_shards_batches_wait_for_one_chunk_of_a_run_at_most(
 ) -> None:
     """The run takes its shard's lock a chunk (7 days) at a time: the model's
     predictions (six weeks) are seven chunks, between which the shard's batches (and a rebalance) go."""
-    client, database = ch_database
-    migrate(client, database)
-    config = Config.model_validate(
-        {
-            "windows": [{"size": "1h"}, {"size": "1d", "hop": "6h"}],
-            "metrics": {"label_horizon": "7d", "late_labels": True, "late_labels_every": "1h"},
-            "store": {"database": database},
-        }
-    )
-    sink = ClickHouseSink(client, database=database)
-    sink.write(_live_rows())
-    sink.flush()
+    client, database, config = _live_store(ch_database)
     clock = [START / 1000]
 
     def on_error(part: str, exc: BaseException) -> None:
@@ -392,18 +376,7 @@ def test_a_merger_that_restarts_resumes_its_shards_late_join_schedule(
     """The schedule's progress (how far back the next run looks, when it is due) goes with the
     merger's commit: a merger that restarts, here or on another host, neither looks at
     everything again nor waits past a slot its predecessor had not run."""
-    client, database = ch_database
-    migrate(client, database)
-    config = Config.model_validate(
-        {
-            "windows": [{"size": "1h"}, {"size": "1d", "hop": "6h"}],
-            "metrics": {"label_horizon": "7d", "late_labels": True, "late_labels_every": "1h"},
-            "store": {"database": database},
-        }
-    )
-    sink = ClickHouseSink(client, database=database)
-    sink.write(_live_rows())
-    sink.flush()
+    client, database, config = _live_store(ch_database)
     partials = FakePartials()
     clock = [START / 1000]
 
