@@ -320,6 +320,7 @@ class PacedProducer(threading.Thread):
             started = time.monotonic()
             step = 50
             for lo in range(0, len(self.records), step):
+                self.before(lo)
                 if self.stop.is_set():
                     return
                 for r in self.records[lo : lo + step]:
@@ -328,7 +329,7 @@ class PacedProducer(threading.Thread):
                     )
                 producer.flush()
                 self.sent = lo + step
-                due = started + self.seconds * (lo + step) / len(self.records)
+                due = started + self.seconds * self.share(lo + step)
                 self.hurry.wait(max(0.0, due - time.monotonic()))
             for p, value in enumerate(sentinels(self.records)[1]):
                 producer.send(self.topic, key=b"fraud", value=value, partition=p)
@@ -336,6 +337,13 @@ class PacedProducer(threading.Thread):
             producer.close()
         except BaseException as exc:
             self.error = exc
+
+    def before(self, lo: int) -> None:
+        """Called before the records from ``lo`` on are sent (a subclass may hold them back)."""
+
+    def share(self, sent: int) -> float:
+        """The share of :attr:`seconds` by which the first ``sent`` records are due."""
+        return sent / len(self.records)
 
 
 @dataclass

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaProducer
 
 from tests.fakes import FakeApi
 from tests.faults.conftest import PacedProducer, PacedRun, alerting, check_stored, wait_for
-from tests.workers import HOUR, PARTITIONS, Workers, partition_of, sentinels
+from tests.workers import HOUR, PARTITIONS, Workers
 
 pytestmark = [pytest.mark.faults, pytest.mark.kafka, pytest.mark.slow]
 
@@ -38,31 +37,13 @@ class LeadThenPaced(PacedProducer):
         self.lead, self.held = lead, held
         self.go = threading.Event()
 
-    def run(self) -> None:
-        try:
-            producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
-            started, paced = time.monotonic(), len(self.records) - self.lead
-            step = 50
-            for lo in range(0, len(self.records), step):
-                while lo >= len(self.records) - self.held and not self.go.wait(0.1):
-                    if self.hurry.is_set() or self.stop.is_set():
-                        break
-                if self.stop.is_set():
-                    return
-                for r in self.records[lo : lo + step]:
-                    producer.send(
-                        self.topic, key=r.key, value=r.value, partition=partition_of(r.value)
-                    )
-                producer.flush()
-                self.sent = lo + step
-                due = started + self.seconds * max(0, lo + step - self.lead) / paced
-                self.hurry.wait(max(0.0, due - time.monotonic()))
-            for p, value in enumerate(sentinels(self.records)[1]):
-                producer.send(self.topic, key=b"fraud", value=value, partition=p)
-            producer.flush()
-            producer.close()
-        except BaseException as exc:
-            self.error = exc
+    def before(self, lo: int) -> None:
+        while lo >= len(self.records) - self.held and not self.go.wait(0.1):
+            if self.hurry.is_set() or self.stop.is_set():
+                break
+
+    def share(self, sent: int) -> float:
+        return max(0, sent - self.lead) / (len(self.records) - self.lead)
 
 
 def test_a_merger_killed_or_moved_to_another_disk_pages_once(
