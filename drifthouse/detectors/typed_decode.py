@@ -119,23 +119,21 @@ def _rows_type(model: str, features: type[TypedFeatures]) -> type[msgspec.Struct
         omit_defaults=True,
         gc=False,
     )
-    rows: type[msgspec.Struct] = msgspec.defstruct(
-        f"Rows[{model}]",
-        [
-            ("model", Literal.__getitem__(model)),
-            ("events", list[row]),  # type: ignore[valid-type]
-            ("model_version", str, "unknown"),
-        ],
-    )
-    return rows
+    return _batch_of(f"Rows[{model}]", model, row)
 
 
 def _plain_rows_type(model: str, features: type[TypedFeatures]) -> type[msgspec.Struct]:
     """:func:`_rows_type` whose rows are plain (:class:`~drifthouse.events.batch_rows.Row`,
     no event built: :func:`drifthouse.events.batch_rows.decode_rows` takes them into columns)."""
     row = msgspec.defstruct(f"PlainRow[{model}]", [("features", features)], bases=(Row,), gc=False)
+    return _batch_of(f"PlainRows[{model}]", model, row)
+
+
+def _batch_of(name: str, model: str, row: type[msgspec.Struct]) -> type[msgspec.Struct]:
+    """The envelope of a batch in rows of ``model``: its name, its events as ``row``s, and the
+    version they share unless they name their own."""
     rows: type[msgspec.Struct] = msgspec.defstruct(
-        f"PlainRows[{model}]",
+        name,
         [
             ("model", Literal.__getitem__(model)),
             ("events", list[row]),  # type: ignore[valid-type]
