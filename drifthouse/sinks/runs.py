@@ -26,6 +26,7 @@ from typing import Any
 
 from drifthouse.errors import StoreError, UsageError
 from drifthouse.sinks.cluster import on_cluster
+from drifthouse.sinks.schema import tables_in
 from drifthouse.sinks.store import Client, call
 
 __all__ = [
@@ -93,13 +94,7 @@ class Run:
 
 def _present(client: Client, database: str) -> list[RunTable]:
     """The run tables this database has (a store migrated by an older release lacks some)."""
-    result = call(
-        "listing the tables with runs",
-        client.query,
-        "SELECT name FROM system.tables WHERE database = {db:String}",
-        parameters={"db": database},
-    )
-    names = {row[0] for row in result.result_rows}
+    names = tables_in(client, database)
     return [t for t in RUN_TABLES if t.name in names]
 
 

@@ -50,6 +50,7 @@ __all__ = [
     "migrate",
     "migrate_report",
     "split_statements",
+    "tables_in",
 ]
 
 log = get_logger("sinks.schema")
@@ -323,14 +324,19 @@ def _done_scratch(client: Client, database: str, statement: str) -> bool:
     )
 
 
-def _missing_tables(client: Client, database: str) -> list[str]:
+def tables_in(client: Client, database: str) -> set[str]:
+    """The names of the tables ``database`` has now."""
     result = call(
         "listing tables",
         client.query,
         "SELECT name FROM system.tables WHERE database = {db:String}",
         parameters={"db": database},
     )
-    present = {row[0] for row in result.result_rows}
+    return {row[0] for row in result.result_rows}
+
+
+def _missing_tables(client: Client, database: str) -> list[str]:
+    present = tables_in(client, database)
     return [name for name in expected_tables(database) if name not in present]
 
 
