@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -21,3 +23,41 @@ def run_cli(
         timeout=timeout,
         env=env,
     )
+
+
+#: A process that holds a workspace's embedded store and serves its SQL endpoint, as a worker
+#: does: it prints "ready" once serving and stops when its standard input closes.
+_HOLD = """
+import sys
+from drifthouse.config import load_config
+from drifthouse.sinks import Limits, open_store, serve_readonly
+cfg = load_config("drifthouse.yaml")
+client = open_store(cfg.store_dsn(), cfg.store.database)
+server = serve_readonly(client, cfg.store.serve_port, token_file=cfg.sql_token_path(),
+                        limits=Limits.of(cfg.store))
+print("ready", flush=True)
+sys.stdin.read()
+server.close()
+"""
+
+
+@contextlib.contextmanager
+def store_held(workspace: Path) -> Iterator[None]:
+    """``workspace``'s store (its ``drifthouse.yaml``) held by another process serving its SQL
+    endpoint, as a worker holds it, for the time of the ``with``."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLD],
+        cwd=workspace,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.stdout is not None
+    assert proc.stdin is not None
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        yield
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)

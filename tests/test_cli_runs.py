@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from drifthouse.simulate import Scenario, simulate
 from drifthouse.sinks import migrate
 from drifthouse.sinks.runs import RUN_TABLES
 from drifthouse.sql_output import visible
-from tests.cli_process import run_cli
+from tests.cli_process import run_cli, store_held
 from tests.sinks.conftest import HttpClickHouse
 
 RUN_A, RUN_B = "backfill-a", "backfill-b"
@@ -347,20 +346,6 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return run_cli(*args, cwd=cwd, columns=200)
 
 
-_HOLD = """
-import sys
-from drifthouse.config import load_config
-from drifthouse.sinks import Limits, open_store, serve_readonly
-cfg = load_config("drifthouse.yaml")
-client = open_store(cfg.store_dsn(), cfg.store.database)
-server = serve_readonly(client, cfg.store.serve_port, token_file=cfg.sql_token_path(),
-                        limits=Limits.of(cfg.store))
-print("ready", flush=True)
-sys.stdin.read()
-server.close()
-"""
-
-
 def test_runs_asks_the_worker_that_holds_the_embedded_store(tmp_path: Path) -> None:
     """A live worker on the embedded engine holds its folder: the list comes from the worker's
     SQL endpoint; a delete is refused, saying why, and deletes nothing."""
@@ -382,17 +367,7 @@ def test_runs_asks_the_worker_that_holds_the_embedded_store(tmp_path: Path) -> N
         assert done.returncode == 0, done.stderr
     alone = _cli("runs", "-c", "drifthouse.yaml", "--format", "json", cwd=tmp_path)
     assert alone.returncode == 0, alone.stderr
-    worker = subprocess.Popen(
-        [sys.executable, "-c", _HOLD],
-        cwd=tmp_path,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PATH": "/usr/bin:/bin"},
-    )
-    assert worker.stdout is not None
-    try:
-        assert worker.stdout.readline().strip() == "ready"
+    with store_held(tmp_path):
         held = _cli("runs", "-c", "drifthouse.yaml", "--format", "json", cwd=tmp_path)
         assert held.returncode == 0, held.stderr
         assert json.loads(held.stdout) == json.loads(alone.stdout)
@@ -401,9 +376,5 @@ def test_runs_asks_the_worker_that_holds_the_embedded_store(tmp_path: Path) -> N
         assert refused.returncode == 1
         assert "holds the embedded store" in refused.stderr
         assert "Cannot lock file" not in refused.stderr
-    finally:
-        assert worker.stdin is not None
-        worker.stdin.close()
-        worker.wait(timeout=30)
     after = _cli("runs", "-c", "drifthouse.yaml", "--format", "json", cwd=tmp_path)
     assert json.loads(after.stdout) == json.loads(alone.stdout)

@@ -11,9 +11,6 @@ import csv
 import io
 import json
 import socket
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +18,7 @@ import pytest
 
 from drifthouse.simulate import Scenario, simulate
 from tests.cli_process import run_cli as _cli
+from tests.cli_process import store_held
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL, VERSION = "fraud", "2.3.0"
@@ -106,36 +104,8 @@ def test_recipe_and_format_options(workspace: Path, args: list[str], expect: str
 @pytest.fixture
 def held(workspace: Path) -> Iterator[Path]:
     """The workspace's store held by another process serving its SQL endpoint, as a worker does."""
-    code = textwrap.dedent(
-        """
-        import sys
-        from drifthouse.config import load_config
-        from drifthouse.sinks import Limits, open_store, serve_readonly
-        cfg = load_config("drifthouse.yaml")
-        client = open_store(cfg.store_dsn(), cfg.store.database)
-        server = serve_readonly(client, cfg.store.serve_port, token_file=cfg.sql_token_path(),
-                                limits=Limits.of(cfg.store))
-        print("ready", flush=True)
-        sys.stdin.read()
-        server.close()
-        """
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code],
-        cwd=workspace,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready"
-    try:
+    with store_held(workspace):
         yield workspace
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        proc.wait(timeout=30)
 
 
 def test_sql_asks_the_worker_that_holds_the_store_without_engine_noise(held: Path) -> None:
