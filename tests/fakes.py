@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -38,6 +39,7 @@ class Recorded:
     headers: dict[str, str]
     body: Any
     status: int
+    at: float = field(default_factory=time.monotonic)  # when it was answered (monotonic)
 
 
 @dataclass

@@ -80,21 +80,25 @@ def test_a_merger_killed_or_moved_to_another_disk_pages_once(
     workers = run.workers
     rng = random.Random(11)
     moves: list[tuple[str, int, int]] = []  # (how, records sent, pages sent)
+    kills: list[float] = []  # when each SIGKILL was sent (time.monotonic())
     try:
         port = workers.start()
         producer.start()
-        # A second after the page: a kill between PagerDuty's answer and the outbox's `done`
-        # row would send it again (at least once there, which PagerDuty folds by dedup key;
-        # this test compares every request).
+        # A second after the page. A kill between a receiver's answer and the outbox's `done`
+        # row sends that notification again (at least once there, which PagerDuty folds by
+        # dedup key): the check lets a request answered just before a kill come once more
+        # after it, the same, and compares every other request.
         wait_for("a page", lambda: bool(api.pd_events()), timeout=120.0)
         time.sleep(1.0)
+        kills.append(time.monotonic())
         port = _move(workers, port, signal.SIGKILL, moves, producer, api, standby=True)
         time.sleep(rng.uniform(0.5, 1.5))
         port = _move(workers, port, signal.SIGTERM, moves, producer, api, standby=False)
         time.sleep(rng.uniform(0.5, 1.5))
+        kills.append(time.monotonic())
         port = _move(workers, port, signal.SIGKILL, moves, producer, api, standby=False)
         producer.go.set()
-        reference = run.finish(api, tmp_path)
+        reference = run.finish(api, tmp_path, kills=kills)
         assert reference.pagerduty, "the stream should raise alerts"
     finally:
         run.stop()
