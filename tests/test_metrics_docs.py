@@ -38,7 +38,8 @@ def written() -> dict[str, set[str]]:
 
 
 def run_pipeline() -> dict[str, set[str]]:
-    """Metric name -> scopes, from a simulated day with labels, segments and metric events."""
+    """Metric name -> scopes, from a simulated day with labels, segments, metric events and a
+    canary version serving every tenth prediction."""
     sc = Scenario.demo(days=0.5, rate_per_min=6, reference_hours=4)
     records = list(simulate(sc, seed=5, label_delay_min=(1, 30)))
     config = Config.model_validate(
@@ -53,6 +54,10 @@ def run_pipeline() -> dict[str, set[str]]:
     first_label: Message | None = None
     for i, r in enumerate(records):
         message = Message(r.value, 0, i, topic=r.topic)
+        if r.topic == "predictions" and i % 10 == 0:  # a canary version beside the main one
+            event = json.loads(r.value)
+            event["model_version"] = f"{event.get('model_version', '')}-canary"
+            message = Message(json.dumps(event).encode(), 0, i, topic=r.topic)
         if r.topic == "predictions":
             pipeline.process([message])
         else:

@@ -45,6 +45,7 @@ from drifthouse.rows import MetricRow, ReferenceRow, Row, SketchRow
 from drifthouse.sinks.base import Sink
 from drifthouse.sinks.references import reference_rows
 from drifthouse.sinks.window_states import WindowStates, states_of
+from drifthouse.stream.compare import compare_windows
 from drifthouse.stream.derived import DerivedWindows
 from drifthouse.stream.labels import LabelStage, PredictionRecord
 from drifthouse.stream.metric_events import MetricEventWindows
@@ -371,6 +372,7 @@ class MergeStage:
 
     def _emit_predictions(self, ready: int | None) -> list[WindowResult]:
         out: list[WindowResult] = []
+        merged: dict[WindowKey, ModelState] = {}  # for the versions' comparisons
         for wkey in sorted(self._pending, key=lambda t: (t[1], t[0], t[2])):
             k, start, key = wkey
             if ready is not None and start + self.specs[k].size_ms > ready:
@@ -387,7 +389,7 @@ class MergeStage:
             for p in sorted(parts):  # a fixed merge order: results do not depend on timing
                 state = parts[p].state if state is None else sketch.merge(state, parts[p].state)
             assert state is not None
-            state = sketch.resolve(state)
+            state = merged[wkey] = sketch.resolve(state)
             computed_at = self.computed_at()
             out.append(
                 evaluate_window(
@@ -406,6 +408,10 @@ class MergeStage:
             )
             if stored is not None:
                 self._state_rows.append(stored)
+        out += compare_windows(
+            out, merged, self._emitted, specs=self.specs, sketches=self.sketches,
+            run_id=self.run_id, computed_at=self.computed_at(),
+        )  # fmt: skip
         self._forget_emitted(ready)
         return out
 

@@ -1,0 +1,206 @@
+"""A canary beside the main version: a replay of a topic writes, per window, the canary's
+comparison rows against the main version (docs/metrics.md, "Version comparisons and shadows"),
+once, the same from one partition or three, and a rule on them fires."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drifthouse.alerts.rules import RuleEngine, validate_rules
+from drifthouse.app.replay import replay
+from drifthouse.config import Config, RuleConfig
+from drifthouse.rows import MetricRow
+from drifthouse.sinks.base import MemorySink
+
+pytestmark = pytest.mark.kafka
+
+HOUR = 3_600_000
+START = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+HOURS = 5
+
+
+def _events() -> list[dict[str, Any]]:
+    """Two models, an event every second: 10% of each served by canary `v2`; fraud's canary
+    scores 0.3 higher, answers 1.5 times slower and fails more; churn's canary is the same."""
+    rng = random.Random(21)
+    out = []
+    for i in range(HOURS * 3600):
+        model = "fraud" if i % 2 else "churn"
+        canary = rng.random() < 0.1
+        shifted = canary and model == "fraud"
+        score = min(1.0, rng.betavariate(2, 5) + (0.3 if shifted else 0.0))
+        out.append(
+            {
+                "model": model,
+                "model_version": "v2" if canary else "v1",
+                "ts": START + i * 1000,
+                "event_id": f"e{i}",
+                "features": {"amount": rng.lognormvariate(3, 1)},
+                "prediction": round(score, 6),
+                "latency_ms": round(rng.uniform(5, 50) * (1.5 if shifted else 1.0), 3),
+                "status": 503 if rng.random() < (0.06 if shifted else 0.01) else 200,
+            }
+        )
+    return out
+
+
+def _config(bootstrap: str) -> Config:
+    return Config.model_validate(
+        {
+            "kafka": {"bootstrap": bootstrap},
+            "windows": [{"size": "1h"}],
+            "models": {"fraud": {"reference": "auto"}, "churn": {"reference": "auto"}},
+        }
+    )
+
+
+def _produce(bootstrap: str, topic: str, events: list[dict[str, Any]]) -> None:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
+    for e in events:
+        producer.send(topic, key=e["event_id"].encode(), value=json.dumps(e).encode())
+    producer.flush()
+    producer.close()
+
+
+def _vs_rows(sink: MemorySink) -> list[MetricRow]:
+    return [
+        r for r in sink.rows("metrics") if isinstance(r, MetricRow) and r.metric.startswith("vs_")
+    ]
+
+
+def _key(r: MetricRow) -> tuple[object, ...]:
+    return (r.window_start, r.model, r.model_version, r.feature, r.segment, r.metric)
+
+
+@pytest.fixture(scope="module")
+def replays(
+    kafka_bootstrap: str, kafka_admin: Any, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, MemorySink]:
+    """The same events replayed from a 3-partition topic, a 1-partition topic and a file."""
+    import uuid
+
+    events = _events()
+    names = {p: f"t-canary-{p}-{uuid.uuid4().hex[:8]}" for p in (1, 3)}
+    kafka_admin.create_topics(
+        {n: {"num_partitions": p, "replication_factor": 1} for p, n in names.items()},
+        wait_for_metadata=True,
+    )
+    try:
+        out = {}
+        for p, name in names.items():
+            _produce(kafka_bootstrap, name, events)
+            sink = MemorySink()
+            replay(_config(kafka_bootstrap), source=f"kafka:{name}", sink=sink, run_id="r")
+            out[f"kafka-{p}"] = sink
+        path = Path(tmp_path_factory.mktemp("canary")) / "events.jsonl"
+        path.write_text("".join(json.dumps(e) + "\n" for e in events))
+        sink = MemorySink()
+        replay(_config(kafka_bootstrap), source=f"file:{path}", sink=sink, run_id="r")
+        out["file"] = sink
+        return out
+    finally:
+        kafka_admin.delete_topics(list(names.values()))
+
+
+def test_the_shifted_canary_drifts_from_the_main_version_in_every_window(
+    replays: dict[str, MemorySink],
+) -> None:
+    rows = _vs_rows(replays["kafka-3"])
+    assert rows, "no comparison rows"
+    assert {(r.model_version, r.segment) for r in rows} == {("v2", "vs=v1")}
+    assert Counter(_key(r) for r in rows).most_common(1)[0][1] == 1, "one row per key"
+    psi = {(r.model, r.window_start): r for r in rows if r.metric == "vs_psi"}
+    assert len(psi) == 2 * HOURS
+    for (model, _), r in psi.items():
+        assert r.feature == "__prediction__"
+        if model == "fraud":
+            assert r.value > 0.5
+        else:
+            assert r.value < 0.1
+        assert 130 < r.n < 230  # the canary's events in the window (~180 of 1,800)
+    ratio = [r.value for r in rows if r.metric == "vs_latency_p95_ratio" and r.model == "fraud"]
+    assert len(ratio) == HOURS
+    assert all(1.35 < v < 1.65 for v in ratio)
+    errors = [r.value for r in rows if r.metric == "vs_error_rate_5xx_diff" and r.model == "fraud"]
+    assert len(errors) == HOURS
+    assert all(0.02 < v < 0.1 for v in errors)
+    share = [r.value for r in rows if r.metric == "vs_traffic_share"]
+    assert len(share) == 2 * HOURS
+    assert all(0.07 < v < 0.13 for v in share)
+
+
+def test_comparisons_agree_with_each_versions_own_rows(replays: dict[str, MemorySink]) -> None:
+    metrics = [r for r in replays["kafka-3"].rows("metrics") if isinstance(r, MetricRow)]
+    own = {
+        (r.window_start, r.model, r.model_version, r.metric): r.value
+        for r in metrics
+        if r.feature == "" and r.segment == ""
+    }
+    checked = 0
+    for r in _vs_rows(replays["kafka-3"]):
+        start, model = r.window_start, r.model
+        if r.metric == "vs_error_rate_5xx_diff":
+            expected = (
+                own[(start, model, "v2", "error_rate_5xx")]
+                - own[(start, model, "v1", "error_rate_5xx")]
+            )
+            assert r.value == expected
+            checked += 1
+        elif r.metric == "vs_latency_p95_ratio":
+            expected = (
+                own[(start, model, "v2", "latency_p95")] / own[(start, model, "v1", "latency_p95")]
+            )
+            assert r.value == expected
+            checked += 1
+        elif r.metric == "vs_traffic_share":
+            v1, v2 = own[(start, model, "v1", "events")], own[(start, model, "v2", "events")]
+            assert r.value == v2 / (v1 + v2)
+            checked += 1
+    assert checked == 3 * 2 * HOURS
+
+
+def test_comparisons_are_the_same_from_one_partition_three_or_a_file(
+    replays: dict[str, MemorySink],
+) -> None:
+    def table(sink: MemorySink) -> dict[tuple[object, ...], tuple[float, int]]:
+        return {_key(r): (r.value, r.n) for r in _vs_rows(sink)}
+
+    three, one, file = (table(replays[k]) for k in ("kafka-3", "kafka-1", "file"))
+    assert three.keys() == one.keys() == file.keys()
+    for key, (value, n) in three.items():
+        for other in (one, file):
+            if key[-1] == "vs_mean_diff":  # a float mean: merge order changes its last digits
+                assert other[key][0] == pytest.approx(value, rel=1e-9, abs=1e-12)
+            else:
+                assert other[key] == (value, n), key
+
+
+def test_a_rule_on_the_canary_fires_for_the_shifted_one_only(
+    replays: dict[str, MemorySink],
+) -> None:
+    rule = RuleConfig(
+        name="canary-prediction-drift",
+        metric="vs_psi",
+        feature="__prediction__",
+        segment="vs=*",
+        when="value > 0.25",
+        severity="warning",
+    )
+    assert validate_rules([rule]) == [], "vs_psi is a metric drifthouse computes"
+    engine = RuleEngine([rule])
+    rows = sorted(
+        (r for r in replays["kafka-3"].rows("metrics") if isinstance(r, MetricRow)),
+        key=lambda r: r.window_end,
+    )
+    alerts = engine.process(rows)
+    assert [(a.model, a.model_version, a.segment, a.status) for a in alerts] == [
+        ("fraud", "v2", "vs=v1", "firing")
+    ]
