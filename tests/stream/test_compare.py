@@ -204,3 +204,65 @@ def test_a_rule_on_the_canary_fires_for_the_shifted_one_only(
     assert [(a.model, a.model_version, a.segment, a.status) for a in alerts] == [
         ("fraud", "v2", "vs=v1", "firing")
     ]
+
+
+def _merge_run(
+    idle_first: bool,
+) -> tuple[dict[tuple[object, ...], float], dict[tuple[object, ...], float]]:
+    """Two hours through two partitions (partition 1: a third of the main version's events,
+    none of the canary's); with ``idle_first``, partition 1 is idle while partition 0 runs
+    through, then wakes up and delivers. Returns the comparison rows of the first write and
+    of the last write of each key."""
+    from drifthouse.profiles.sketches import Sketches
+    from drifthouse.stream.dead_letters import MemoryDeadLetters
+    from drifthouse.stream.merge import MergeStage
+    from drifthouse.stream.sources import Message
+    from drifthouse.stream.stage import PartitionStage
+    from drifthouse.stream.windows import WindowSpec
+
+    config = Config.model_validate(
+        {"windows": [{"size": "1h"}], "metrics": {"default_reference": "none"}}
+    )
+    events = [e for e in _events() if e["ts"] < START + 2 * HOUR]
+    half: dict[int, list[Message]] = {0: [], 1: []}
+    for i, e in enumerate(events):
+        p = 1 if e["model_version"] == "v1" and i % 3 == 0 else 0
+        half[p].append(Message(json.dumps(e).encode(), p, len(half[p]), "predictions", b""))
+    specs = [WindowSpec.from_config(w) for w in config.windows]
+    sketches = Sketches({}, config.metrics)
+    sink = MemorySink()
+    merge = MergeStage(specs, sketches, sink, run_id="t", computed_at=lambda: 0)
+    written: list[MetricRow] = []  # every write, in order (the sink keeps the last per key)
+    merge.on_window.append(lambda result: written.extend(result.metrics))
+    merge.expect([0, 1])
+    stages = {p: PartitionStage(p, config, specs, sketches, MemoryDeadLetters()) for p in (0, 1)}
+    if idle_first:
+        merge.mark_idle(1)
+        merge.add(stages[0].process(half[0]))
+        merge.watermark(0, stages[0].watermark)
+        merge.emit()
+        merge.mark_idle(1, False)
+        merge.add(stages[1].process(half[1]))
+    else:
+        merge.add(stages[0].process(half[0]) + stages[1].process(half[1]))
+    merge.add(stages[0].finish() + stages[1].finish())
+    merge.emit(final=True)
+    sink.flush()
+    first: dict[tuple[object, ...], float] = {}
+    for r in written:
+        if r.metric.startswith("vs_"):
+            first.setdefault(_key(r), r.value)
+    return first, {_key(r): r.value for r in _vs_rows(sink)}
+
+
+def test_a_rewritten_baseline_window_rewrites_the_canarys_comparison() -> None:
+    """The main version's window written while a partition was idle is rewritten when that
+    partition delivers; the canary's comparison with it is rewritten too, and ends as if every
+    partition had been there from the start (the canary's own window is not rewritten)."""
+    _, whole = _merge_run(idle_first=False)
+    first, last = _merge_run(idle_first=True)
+    assert whole
+    assert last == whole
+    share = [k for k in first if k[0] == START and k[-1] == "vs_traffic_share"]
+    assert share
+    assert all(first[k] != last[k] for k in share), "the first write missed partition 1"
