@@ -58,6 +58,8 @@ KNOWN_METRICS = frozenset(
         "vs_error_rate_4xx_diff", "vs_error_rate_5xx_diff", "vs_latency_p50_diff",
         "vs_latency_p95_diff", "vs_latency_p99_diff", "vs_latency_p50_ratio",
         "vs_latency_p95_ratio", "vs_latency_p99_ratio", "vs_traffic_share",
+        # a shadow model paired with its primary
+        "shadow_pairs", "shadow_missing", "shadow_agreement", "shadow_score_mae",
     }
 )  # fmt: skip
 """Metric names drifthouse computes (docs/metrics.md); metric events may add more (``cpu_util``)."""

@@ -50,6 +50,7 @@ from drifthouse.stream.derived import DerivedWindows
 from drifthouse.stream.labels import LabelStage, PredictionRecord
 from drifthouse.stream.metric_events import MetricEventWindows
 from drifthouse.stream.results import WindowResult, evaluate_window, metric_rows
+from drifthouse.stream.shadow import ShadowPairs
 from drifthouse.stream.stage import Key, Partial, StageStats
 from drifthouse.stream.windows import NO_TIME, WindowSpec
 
@@ -76,6 +77,8 @@ class MergeStage:
     changes: ChangeDetectors | None = None
     #: Where the base-window states of derived windows are read back (default: the sink's store).
     states: WindowStates | None = None
+    #: Shadow models' predictions paired with their primaries' (``models.*.shadow_of``).
+    shadows: ShadowPairs | None = None
 
     @classmethod
     def from_config(
@@ -105,6 +108,7 @@ class MergeStage:
             labels=LabelStage.from_config(config, profiles),
             metric_events=MetricEventWindows(specs, horizon_ms=config.metrics.label_horizon),
             changes=changes,
+            shadows=ShadowPairs.from_config(config),
         )
 
     def __post_init__(self) -> None:
@@ -126,6 +130,8 @@ class MergeStage:
         self._state_rows: list[Row] = []
         # The first window kept in the stream: automatic references are built from it.
         self._first = next(i for i, s in enumerate(self.specs) if not s.derived)
+        if self.labels is not None:  # the shadows see what the label join sees
+            self.labels.shadows = self.shadows
 
     # -- partitions ----------------------------------------------------------------------------
 
@@ -351,6 +357,8 @@ class MergeStage:
             self.stats.rows += written
         later += self._emit_labels(ready, force=quiet)
         later += self._emit_metric_events(ready)
+        if self.shadows is not None:
+            later += self.shadows.flush(ready, run_id=self.run_id, computed_at=self.computed_at())
         for result in later:
             rows.extend(result.metrics)
             rows.extend(result.sketches)
@@ -453,14 +461,9 @@ class MergeStage:
             spec = self.specs[w.spec_index]
             results = self.metric_events.sketch.evaluate(w.state)
             rows = metric_rows(
-                spec,
-                w.start,
-                w.model,
-                w.model_version,
-                results,
-                run_id=self.run_id,
-                computed_at=computed_at,
-            )
+                spec, w.start, w.model, w.model_version, results,
+                run_id=self.run_id, computed_at=computed_at,
+            )  # fmt: skip
             out.append(WindowResult(spec, w.start, w.end, w.model, w.model_version, rows, []))
         return out
 
