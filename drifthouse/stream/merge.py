@@ -254,6 +254,7 @@ class MergeStage:
                 changes=self.changes.to_bytes() if self.changes is not None else None,
                 derived=self.derived.to_bytes() if self.derived else None,
                 frontier=sorted(self._frontier.items()),
+                shadows=self.shadows.to_bytes() if self.shadows is not None else None,
                 auto=[
                     (a.model, a.start, a.end, a.profile.to_json() if a.profile else None)
                     for a in sorted(self.sketches.auto_references.values(), key=lambda a: a.model)
@@ -276,6 +277,8 @@ class MergeStage:
         if snap.derived is not None and self.derived:
             self.derived.restore(snap.derived)
         self._frontier = dict(snap.frontier)
+        if self.shadows is not None and snap.shadows is not None:
+            self.shadows.restore(snap.shadows)
         for model, start, end, profile in snap.auto or []:
             self._set_auto(
                 AutoReference(
@@ -441,14 +444,9 @@ class MergeStage:
                 ]
                 changed = self.changes.update(w.model, w.model_version, spec.name, w.start, results)
                 rows += metric_rows(
-                    spec,
-                    w.start,
-                    w.model,
-                    w.model_version,
-                    changed,
-                    run_id=self.run_id,
-                    computed_at=computed_at,
-                )
+                    spec, w.start, w.model, w.model_version, changed,
+                    run_id=self.run_id, computed_at=computed_at,
+                )  # fmt: skip
             out.append(WindowResult(spec, w.start, w.end, w.model, w.model_version, rows, []))
         return out
 
@@ -494,6 +492,7 @@ class _Snapshot(msgspec.Struct, array_like=True):
     derived: bytes | None = None
     # Automatic references: (model, span start, span end, profile JSON or None).
     auto: list[tuple[str, int, int, bytes | None]] | None = None
+    shadows: bytes | None = None  # drifthouse.stream.shadow
 
 
 _ENCODE_SNAPSHOT = msgspec.msgpack.Encoder().encode

@@ -24,8 +24,8 @@ watermark has passed its end plus the same, and whether two predictions pair dep
 their times alone, never on when they arrived. Sums of absolute differences are kept in
 units of 1e-9 in integers, so no order of pairing changes a digit.
 
-Not carried over a restart of the merger (what is held then is lost: the windows open at the
-restart are written with the pairs made after it).
+What is held and tallied goes into the merge stage's snapshot (:meth:`ShadowPairs.to_bytes`),
+so a restarted merger writes the same rows.
 """
 
 from __future__ import annotations
@@ -62,6 +62,16 @@ class _Tally:
     agree: int = 0
     scored: int = 0  # pairs with a score on both sides
     abs_nano: int = 0  # sum of |score - shadow score| in 1e-9 units (exact in any order)
+
+
+class _Wire(msgspec.Struct, array_like=True):
+    held: list[tuple[str, str, PredictionRecord | None, PredictionRecord | None]]
+    expiry: list[tuple[int, str, str]]
+    tallies: list[tuple[int, int, str, str, str, int, int, int, int, int, int]]
+
+
+_ENCODE = msgspec.msgpack.Encoder().encode
+_DECODE = msgspec.msgpack.Decoder(_Wire).decode
 
 
 @dataclass
@@ -127,6 +137,29 @@ class ShadowPairs:
             if held[0] is not None and held[1] is not None:
                 self._pair(held[0], held[1])
                 held[0] = held[1] = None  # paired: later copies of either side are ignored
+
+    def to_bytes(self) -> bytes:
+        """What is held and tallied, for the merge stage's snapshot."""
+        return _ENCODE(
+            _Wire(
+                held=[(p, eid, a, b) for (p, eid), (a, b) in self._held.items()],
+                expiry=list(self._expiry),
+                tallies=[
+                    (*key, t.pairs, t.missing, t.classed, t.agree, t.scored, t.abs_nano)
+                    for key, t in self._tallies.items()
+                ],
+            )
+        )
+
+    def restore(self, data: bytes) -> None:
+        """Resume from :meth:`to_bytes` (before anything is added)."""
+        wire = _DECODE(data)
+        self._held = {(p, eid): [a, b] for p, eid, a, b in wire.held}
+        self._expiry = [tuple(e) for e in wire.expiry]  # type: ignore[misc]
+        heapq.heapify(self._expiry)
+        self._tallies = {
+            (k, start, p, v, sh): _Tally(*counts) for k, start, p, v, sh, *counts in wire.tallies
+        }
 
     def with_shadows(self, labels: Sequence[LabelEvent]) -> list[LabelEvent]:
         """``labels`` and, for each label of a primary, a copy for each of its shadows: the
