@@ -360,3 +360,23 @@ def test_a_restarted_merger_writes_the_same_shadow_rows() -> None:
     rng = random.Random(5)
     got = _pipeline_rows(events, sorted(rng.sample(range(1, len(events)), 5)))
     assert got == want
+
+
+def test_a_live_worker_refuses_a_shadow_on_another_merge_shard_than_its_primary() -> None:
+    from drifthouse.app.worker import check_shards
+    from drifthouse.errors import ConfigError
+
+    def config(shadow: str) -> Config:
+        return Config.model_validate(
+            {
+                "kafka": {"partials_partitions": 3},
+                "store": {"dsn": "http://ch:8123/d"},
+                "models": {"fraud": {}, shadow: {"shadow_of": "fraud"}},
+            }
+        )
+
+    check_shards(config("fraud-shadow"), "all")  # crc32 % 3: both on shard 1
+    with pytest.raises(
+        ConfigError, match="shadow 'fraud-next' is on merge shard 2, its primary 'fraud' on 1"
+    ):
+        check_shards(config("fraud-next"), "all")
