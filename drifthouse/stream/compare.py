@@ -105,24 +105,20 @@ def compare_windows(
     baseline's is rewritten). The versions of a window not in ``merged`` are taken from
     ``written``, the partials of windows written earlier and open to a rewrite, merged in
     partition order as when they were written."""
-    spans = sorted({(k, start, key[0]) for k, start, key in merged})
+    spans: dict[tuple[int, int, str], dict[str, ModelState]] = {}
+    for (k, start, (model, version)), state in merged.items():
+        spans.setdefault((k, start, model), {})[version] = state
     if not spans:
         return []
-    earlier: dict[tuple[int, int, str], list[WindowKey]] = {}
     for wkey in written:
-        if wkey not in merged:
-            earlier.setdefault((wkey[0], wkey[1], wkey[2][0]), []).append(wkey)
+        k, start, (model, version) = wkey
+        states = spans.get((k, start, model))
+        if states is not None and version not in states:
+            states[version] = _merge_parts(sketches(model), written[wkey])
     by_key = {(r.spec.name, r.start, r.model, r.model_version): r for r in results}
     extra: list[WindowResult] = []
-    for k, start, model in spans:
+    for (k, start, model), states in sorted(spans.items(), key=lambda t: t[0]):
         sketch = sketches(model)
-        states = {
-            key[1]: s
-            for (kk, ss, key), s in merged.items()
-            if (kk, ss, key[0]) == (k, start, model)
-        }
-        for wkey in earlier.get((k, start, model), []):
-            states[wkey[2][1]] = _merge_parts(sketch, written[wkey])
         spec = specs[k]
         rows = comparison_rows(
             spec, start, model, states, sketch, run_id=run_id, computed_at=computed_at
