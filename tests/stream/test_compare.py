@@ -183,26 +183,35 @@ def test_comparisons_are_the_same_from_one_partition_three_or_a_file(
                 assert other[key] == (value, n), key
 
 
-def test_a_rule_on_the_canary_fires_for_the_shifted_one_only(
+def _documented_rules() -> list[RuleConfig]:
+    """The canary rules docs/alerting.md shows (its "Canaries and shadows" section)."""
+    import yaml
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "alerting.md").read_text()
+    section = text[text.index("## Canaries and shadows") :]
+    block = section[
+        section.index("```yaml") + len("```yaml") : section.index(
+            "```\n", section.index("```yaml") + 7
+        )
+    ]
+    return [RuleConfig.model_validate(r) for r in yaml.safe_load(block)["rules"]]
+
+
+def test_the_documented_canary_rules_fire_for_the_shifted_canary_only(
     replays: dict[str, MemorySink],
 ) -> None:
-    rule = RuleConfig(
-        name="canary-prediction-drift",
-        metric="vs_psi",
-        feature="__prediction__",
-        segment="vs=*",
-        when="value > 0.25",
-        severity="warning",
-    )
-    assert validate_rules([rule]) == [], "vs_psi is a metric drifthouse computes"
-    engine = RuleEngine([rule])
+    rules = _documented_rules()
+    assert [r.name for r in rules] == ["canary-prediction-drift", "canary-errors", "canary-latency"]
+    assert validate_rules(rules) == [], "the vs_ metrics are metrics drifthouse computes"
+    engine = RuleEngine(rules)
     rows = sorted(
         (r for r in replays["kafka-3"].rows("metrics") if isinstance(r, MetricRow)),
         key=lambda r: r.window_end,
     )
     alerts = engine.process(rows)
-    assert [(a.model, a.model_version, a.segment, a.status) for a in alerts] == [
-        ("fraud", "v2", "vs=v1", "firing")
+    assert sorted((a.rule, a.model, a.model_version, a.segment, a.status) for a in alerts) == [
+        (name, "fraud", "v2", "vs=v1", "firing")
+        for name in ("canary-errors", "canary-latency", "canary-prediction-drift")
     ]
 
 
