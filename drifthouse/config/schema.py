@@ -93,6 +93,12 @@ class Config(Strict):
                     f"models.{name}.shadow_of: {primary!r} must be another model listed under "
                     f"'models' (got {primary!r}; listed: {', '.join(sorted(self.models))})"
                 )
+            off = [m for m in (name, primary) if not self.models[m].labels]
+            if off:
+                raise ValueError(
+                    f"models.{name}.shadow_of: pairing reads the predictions held for labels, "
+                    f"but {off[0]!r} has labels: false; remove it"
+                )
             if self.models[primary].shadow_of is not None:
                 raise ValueError(
                     f"models.{name}.shadow_of: {primary!r} is itself a shadow (of "

@@ -228,6 +228,11 @@ def test_labels_of_the_primary_give_both_models_their_metrics_side_by_side(
             "'b' is itself a shadow",
             id="chain",
         ),
+        pytest.param(
+            {"a": {"labels": False}, "b": {"shadow_of": "a"}},
+            "'a' has labels: false",
+            id="primary-without-labels",
+        ),
     ],
 )
 def test_a_shadow_names_a_listed_primary(models: dict[str, Any], message: str) -> None:
