@@ -330,3 +330,30 @@ def test_a_restarted_pipeline_writes_the_same_comparisons() -> None:
     assert len({k[0] for k in want}) == HOURS
     rng = random.Random(9)
     assert _restarted_rows(sorted(rng.sample(range(1, HOURS * 3600), 5))) == want
+
+
+def test_a_window_built_from_stored_windows_compares_as_one_kept_in_the_stream(
+    tmp_path: Path,
+) -> None:
+    """``{size: 2h, from: 1h}`` (built from the stored 1h states) writes the comparison rows
+    that ``{size: 2h}`` kept in the stream writes."""
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in _events()))
+
+    def rows(window: dict[str, str]) -> dict[tuple[object, ...], tuple[float, int]]:
+        config = Config.model_validate(
+            {
+                "windows": [{"size": "1h"}, window],
+                "models": {"fraud": {"reference": "auto"}, "churn": {"reference": "auto"}},
+            }
+        )
+        sink = MemorySink()
+        replay(config, source=f"file:{path}", sink=sink, run_id="r")
+        return {_key(r): (r.value, r.n) for r in _vs_rows(sink) if r.window == "2h"}
+
+    derived, kept = rows({"size": "2h", "from": "1h"}), rows({"size": "2h"})
+    assert kept
+    assert derived.keys() == kept.keys()
+    for key, (value, n) in kept.items():
+        assert derived[key][1] == n
+        assert derived[key][0] == pytest.approx(value, rel=1e-12, abs=1e-12), key
