@@ -64,8 +64,17 @@ class _Tally:
     abs_nano: int = 0  # sum of |score - shadow score| in 1e-9 units (exact in any order)
 
 
+@dataclass
+class _Held:
+    """One request's predictions waiting for each other: the primary's, the shadow's."""
+
+    primary: PredictionRecord | None = None
+    shadow: PredictionRecord | None = None
+    paired: bool = False  # later copies of either side are ignored
+
+
 class _Wire(msgspec.Struct, array_like=True):
-    held: list[tuple[str, str, PredictionRecord | None, PredictionRecord | None]]
+    held: list[tuple[str, str, PredictionRecord | None, PredictionRecord | None, bool]]
     expiry: list[tuple[int, str, str]]
     tallies: list[tuple[int, int, str, str, str, int, int, int, int, int, int]]
 
@@ -104,10 +113,12 @@ class ShadowPairs:
         )
 
     def __post_init__(self) -> None:
-        self._primaries = {p: s for s, p in self.shadow_of.items()}
-        # (primary, event id) -> [primary's record, shadow's record]; the first of a side wins.
-        self._held: dict[tuple[str, str], list[PredictionRecord | None]] = {}
-        self._expiry: list[tuple[int, str, str]] = []  # (leaves at, primary, event id)
+        self._shadows: dict[str, list[str]] = {}  # primary -> its shadows
+        for shadow, primary in sorted(self.shadow_of.items()):
+            self._shadows.setdefault(primary, []).append(shadow)
+        # (shadow, event id) -> the two predictions; the first of a side wins.
+        self._held: dict[tuple[str, str], _Held] = {}
+        self._expiry: list[tuple[int, str, str]] = []  # (leaves at, shadow, event id)
         self._tallies: dict[_Key, _Tally] = {}
         # A prediction within the wait of its partner has reached the merger once the
         # watermark has passed the end of its pane: it was on time in its partition.
@@ -119,30 +130,38 @@ class ShadowPairs:
             if r.event_id is None:
                 continue
             if r.model in self.shadow_of:
-                primary, side, wait = self.shadow_of[r.model], 1, self.wait_ms[r.model]
-            elif r.model in self._primaries:
-                primary, side, wait = r.model, 0, self.wait_ms[self._primaries[r.model]]
-            else:
-                continue
-            key = (primary, r.event_id)
-            held = self._held.get(key)
-            if held is None:
-                held = self._held[key] = [None, None]
-                leaves = r.ts_ms + wait + self._margin
-                heapq.heappush(self._expiry, (leaves, primary, r.event_id))
-            other = held[1 - side]
-            if held[side] is not None or (other is not None and abs(other.ts_ms - r.ts_ms) > wait):
-                continue  # the first of a side wins; a partner beyond the wait is none
-            held[side] = r
-            if held[0] is not None and held[1] is not None:
-                self._pair(held[0], held[1])
-                held[0] = held[1] = None  # paired: later copies of either side are ignored
+                self._take(r, r.model, shadow_side=True)
+            for shadow in self._shadows.get(r.model, ()):
+                self._take(r, shadow, shadow_side=False)
+
+    def _take(self, r: PredictionRecord, shadow: str, *, shadow_side: bool) -> None:
+        assert r.event_id is not None
+        wait = self.wait_ms[shadow]
+        key = (shadow, r.event_id)
+        held = self._held.get(key)
+        if held is None:
+            held = self._held[key] = _Held()
+            heapq.heappush(self._expiry, (r.ts_ms + wait + self._margin, shadow, r.event_id))
+        mine, other = (held.shadow, held.primary) if shadow_side else (held.primary, held.shadow)
+        if held.paired or mine is not None:
+            return  # the first of a side wins
+        if other is not None and abs(other.ts_ms - r.ts_ms) > wait:
+            return  # a partner beyond the wait is none
+        if shadow_side:
+            held.shadow = r
+        else:
+            held.primary = r
+        if held.primary is not None and held.shadow is not None:
+            self._pair(held.primary, held.shadow, shadow)
+            held.paired = True
 
     def to_bytes(self) -> bytes:
         """What is held and tallied, for the merge stage's snapshot."""
         return _ENCODE(
             _Wire(
-                held=[(p, eid, a, b) for (p, eid), (a, b) in self._held.items()],
+                held=[
+                    (sh, eid, h.primary, h.shadow, h.paired) for (sh, eid), h in self._held.items()
+                ],
                 expiry=list(self._expiry),
                 tallies=[
                     (*key, t.pairs, t.missing, t.classed, t.agree, t.scored, t.abs_nano)
@@ -154,7 +173,7 @@ class ShadowPairs:
     def restore(self, data: bytes) -> None:
         """Resume from :meth:`to_bytes` (before anything is added)."""
         wire = _DECODE(data)
-        self._held = {(p, eid): [a, b] for p, eid, a, b in wire.held}
+        self._held = {(sh, eid): _Held(a, b, paired) for sh, eid, a, b, paired in wire.held}
         self._expiry = [tuple(e) for e in wire.expiry]  # type: ignore[misc]
         heapq.heapify(self._expiry)
         self._tallies = {
@@ -166,8 +185,7 @@ class ShadowPairs:
         truth of a request is the same for both, so both get their label metrics."""
         out = list(labels)
         for lab in labels:
-            shadow = self._primaries.get(lab.model)
-            if shadow is not None:
+            for shadow in self._shadows.get(lab.model, ()):
                 out.append(msgspec.structs.replace(lab, model=shadow))
         return out
 
@@ -179,8 +197,7 @@ class ShadowPairs:
             for j in range(spec.panes_per_window):
                 yield k, last - j * spec.hop_ms
 
-    def _tally(self, primary: PredictionRecord) -> Iterable[_Tally]:
-        shadow = self._primaries[primary.model]
+    def _tally(self, primary: PredictionRecord, shadow: str) -> Iterable[_Tally]:
         for k, start in self._windows(primary.ts_ms):
             key = (k, start, primary.model, primary.model_version, shadow)
             tally = self._tallies.get(key)
@@ -188,7 +205,7 @@ class ShadowPairs:
                 tally = self._tallies[key] = _Tally()
             yield tally
 
-    def _pair(self, primary: PredictionRecord, shadow: PredictionRecord) -> None:
+    def _pair(self, primary: PredictionRecord, shadow: PredictionRecord, name: str) -> None:
         same: bool | None = None
         if primary.pred_class is not None and shadow.pred_class is not None:
             same = primary.pred_class == shadow.pred_class
@@ -198,7 +215,7 @@ class ShadowPairs:
         if same is None and scored and threshold is not None and 0 <= min(a, b) <= max(a, b) <= 1:
             same = (a >= threshold) == (b >= threshold)
         diff = round(abs(a - b) * _NANO) if scored else 0
-        for t in self._tally(primary):
+        for t in self._tally(primary, name):
             t.pairs += 1
             if same is not None:
                 t.classed += 1
@@ -211,10 +228,10 @@ class ShadowPairs:
         """Let go of the predictions whose wait the watermark ``ready`` has passed (all when
         ``None``) and return the windows now complete, in order."""
         while self._expiry and (ready is None or self._expiry[0][0] <= ready):
-            _, primary, eid = heapq.heappop(self._expiry)
-            held = self._held.pop((primary, eid), None)
-            if held is not None and held[0] is not None and held[1] is None:
-                for t in self._tally(held[0]):
+            _, shadow, eid = heapq.heappop(self._expiry)
+            held = self._held.pop((shadow, eid), None)
+            if held is not None and held.primary is not None and not held.paired:
+                for t in self._tally(held.primary, shadow):
                     t.missing += 1
         due = sorted(key for key in self._tallies if ready is None or self._due(key) <= ready)
         return [self._result(key, self._tallies.pop(key), run_id, computed_at) for key in due]

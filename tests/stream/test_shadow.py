@@ -15,6 +15,7 @@ import pytest
 
 from drifthouse.app.replay import replay
 from drifthouse.config import Config
+from drifthouse.events import LabelEvent
 from drifthouse.rows import MetricRow
 from drifthouse.sinks.base import MemorySink
 
@@ -385,3 +386,36 @@ def test_a_live_worker_refuses_a_shadow_on_another_merge_shard_than_its_primary(
         ConfigError, match="shadow 'fraud-next' is on merge shard 2, its primary 'fraud' on 1"
     ):
         check_shards(config("fraud-next"), "all")
+
+
+def test_two_shadows_of_one_primary_each_pair_and_later_copies_are_ignored() -> None:
+    from drifthouse.stream.shadow import ShadowPairs
+
+    config = Config.model_validate(
+        {
+            "windows": [{"size": "1h"}],
+            "models": {"p": {}, "s1": {"shadow_of": "p"}, "s2": {"shadow_of": "p"}},
+        }
+    )
+    pairs = ShadowPairs.from_config(config)
+    assert pairs is not None
+    pairs.add([_record("p", "a", START, 0.9), _record("s1", "a", START + 1, 0.8)])
+    pairs.add([_record("s2", "a", START + 2, 0.1), _record("s2", "a", START + 3, 0.9)])
+    pairs.add([_record("p", "a", START + 4, 0.2)])  # a second copy of the primary
+    got = {
+        (m.segment, m.metric): m.value
+        for r in pairs.flush(None, run_id="r", computed_at=0)
+        for m in r.metrics
+    }
+    assert got == {
+        ("shadow=s1", "shadow_pairs"): 1.0,
+        ("shadow=s1", "shadow_missing"): 0.0,
+        ("shadow=s1", "shadow_agreement"): 1.0,
+        ("shadow=s1", "shadow_score_mae"): pytest.approx(0.1, abs=1e-9),
+        ("shadow=s2", "shadow_pairs"): 1.0,
+        ("shadow=s2", "shadow_missing"): 0.0,
+        ("shadow=s2", "shadow_agreement"): 0.0,
+        ("shadow=s2", "shadow_score_mae"): pytest.approx(0.8, abs=1e-9),
+    }
+    labels = pairs.with_shadows([LabelEvent(event_id="a", model="p", ts_ms=START, label=1)])
+    assert sorted(lab.model for lab in labels) == ["p", "s1", "s2"]
