@@ -219,4 +219,3 @@ def _auc(y: FloatArray, s: FloatArray) -> float:
     n_pos = float(y.sum())
     n_neg = len(y) - n_pos
     return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-

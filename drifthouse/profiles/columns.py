@@ -28,6 +28,7 @@ from drifthouse.detectors.reference import (
     ProfileSettingsLike,
 )
 from drifthouse.errors import ProfileError
+from drifthouse.profiles.calibration import reference_calibration
 
 __all__ = [
     "KNOWN_OTHER_CAP",
@@ -224,6 +225,7 @@ def build_profile(
     threshold: float = 0.5,
     task: Literal["auto", "classification", "regression"] = "auto",
     kinds: Mapping[str, Kind] | None = None,
+    raw_predictions: Sequence[Any] | None = None,
 ) -> Profile:
     """Build a profile from columns of equal length.
 
@@ -232,7 +234,9 @@ def build_profile(
 
     ``prediction`` is a numeric score (probability of the positive class, or a regression
     output) or class labels. With ``label`` the label metrics of the reference become baselines
-    (see :mod:`drifthouse.detectors.labels`). Latency percentiles use ``np.quantile(...,
+    (see :mod:`drifthouse.detectors.labels`), and a classifier's labelled scores (or
+    ``raw_predictions``, ``{class: probability}`` as sent) its performance estimation's
+    calibration (:mod:`drifthouse.profiles.calibration`). Latency percentiles use ``np.quantile(...,
     method='lower')``, the definition :class:`~drifthouse.detectors.quantiles.QuantileSketch`
     estimates.
     """
@@ -281,6 +285,11 @@ def build_profile(
         prediction=pred,
         baselines=baselines,
     ).validate()
+    if label is not None and prediction is not None and resolved_task == "classification":
+        calibration = reference_calibration(
+            prediction=prediction, label=label, raw_predictions=raw_predictions, threshold=threshold
+        )
+        profile = msgspec.structs.replace(profile, calibration=calibration)
     if prediction is not None and pred is not None and pred.kind == "numeric" and feats:
         importance = reference_importance(profile, features, prediction)
         profile = msgspec.structs.replace(
