@@ -32,9 +32,21 @@ import numpy.typing as npt
 
 from drifthouse.detectors.base import NO_CONTEXT, Context, Result, Sketch, State
 from drifthouse.detectors.calibration import Calibration, SamplingComponent, apply_map
+from drifthouse.detectors.columns import Columns
+from drifthouse.detectors.reference import Profile
 from drifthouse.errors import SketchError
 
-__all__ = ["BINS", "METRICS", "SCALE", "CbpeBatch", "CbpeSketch", "CbpeState", "Estimates"]
+__all__ = [
+    "BINS",
+    "METRICS",
+    "SCALE",
+    "CbpeBatch",
+    "CbpeSketch",
+    "CbpeState",
+    "Estimates",
+    "batch_of",
+    "sketch_for",
+]
 
 BINS = 1000
 SCALE = 2**32  # fixed point of a calibrated probability
@@ -233,6 +245,27 @@ class CbpeSketch(Sketch[CbpeState, CbpeBatch]):
         reference has no component for it)."""
         parts = self.calibration.sampling.get(metric)
         return sampling_error(parts, n, multiclass=self.calibration.multiclass, metric=metric)
+
+
+def sketch_for(profile: Profile | None) -> CbpeSketch | None:
+    """The estimation of a model whose profile has a calibration: a binary one needs a
+    numeric (score) prediction, a multiclass one its classes."""
+    if profile is None or profile.calibration is None:
+        return None
+    cal = profile.calibration
+    if not cal.multiclass and (profile.prediction is None or profile.prediction.kind != "numeric"):
+        return None
+    return CbpeSketch(cal)
+
+
+def batch_of(sketch: CbpeSketch, cols: Columns) -> CbpeBatch:
+    """A micro-batch's scores for ``sketch``: the score column (binary) or the probabilities
+    and predicted classes laid out for the calibration's classes (multiclass)."""
+    if not sketch.calibration.multiclass:
+        return CbpeBatch(cols.score)
+    if cols.proba is None or cols.proba_pred is None:
+        raise SketchError("a multiclass model's columns need its probabilities (layout classes)")
+    return CbpeBatch(cols.proba, cols.proba_pred)
 
 
 def sampling_error(
