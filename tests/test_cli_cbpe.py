@@ -19,7 +19,7 @@ from tests.cli_process import run_cli
 
 DATA = Path(__file__).parent / "detectors" / "data"
 FIXTURE: dict[str, Any] = json.loads((DATA / "nannyml_cbpe.json").read_text())
-ARRAYS = np.load(DATA / "nannyml_cbpe.npz")
+ARRAYS = dict(np.load(DATA / "nannyml_cbpe.npz"))  # an NpzFile reads its zip at every access
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 STEP = 720  # ms: 5,000 events an hour
 CLASSES = FIXTURE["multiclass"]["classes"]
@@ -97,7 +97,11 @@ def test_replay_estimates_like_nannyml(tmp_path: Path, kind: str) -> None:
     got: dict[int, dict[str, float]] = {}
     for r in rows:
         ws = r["window_start"]
-        key = ws if isinstance(ws, int) else int(np.datetime64(ws.replace("Z", ""), "ms").astype(np.int64))
+        key = (
+            ws
+            if isinstance(ws, int)
+            else int(np.datetime64(ws.replace("Z", ""), "ms").astype(np.int64))
+        )
         got.setdefault(key, {})[r["metric"]] = float(r["value"])
     chunks = [c for c in FIXTURE[kind]["chunks"] if c["period"] == "analysis"][:CHUNKS]
     assert len(got) == len(chunks)
