@@ -72,6 +72,16 @@ def test_replay_estimates_like_nannyml(tmp_path: Path, kind: str) -> None:
     assert done.returncode == 0, done.stderr
     profile = Profile.from_json((tmp_path / "m.json").read_bytes())
     assert profile.calibration is not None
+    said = " ".join(done.stdout.split())
+    if kind == "binary":
+        assert (
+            "performance estimation: binary from 50,000 labelled events; calibrated: score" in said
+        )
+    else:
+        assert (
+            "performance estimation: multiclass (3 classes) from 60,000 labelled events; "
+            "calibrated: highstreet_card, prepaid_card, upmarket_card"
+        ) in said
     config.write_text(
         json.dumps(
             {
