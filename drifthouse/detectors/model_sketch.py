@@ -475,7 +475,8 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
             value = getattr(self.baselines, metric, None)
             if isinstance(value, int | float) and not isinstance(value, bool):
                 return float(value)
-            return self.baselines.labels.get(metric)
+            # estimated_<m> (and its band) is compared with the reference's realized <m>.
+            return self.baselines.labels.get(_realized_name(metric))
         if self.profile is None:
             return None
         for f in self.profile.features:
@@ -485,3 +486,10 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
                 if metric in {"mean", "std", "min", "max"}:
                     return getattr(f, metric)  # type: ignore[no-any-return]
         return None
+
+
+def _realized_name(metric: str) -> str:
+    """``accuracy`` of ``estimated_accuracy``, ``estimated_accuracy_lower`` and ``_upper``."""
+    if not metric.startswith("estimated_"):
+        return metric
+    return metric.removeprefix("estimated_").removesuffix("_lower").removesuffix("_upper")

@@ -105,3 +105,13 @@ def test_no_estimates_without_a_calibration() -> None:
     assert sk.cbpe is None
     st = sk.update(sk.empty(), ModelBatch(extract(_events(10, False), sk.layout)))
     assert not any(r.metric.startswith("estimated_") for r in sk.evaluate(st, CTX))
+
+
+def test_estimates_have_the_reference_metric_as_baseline() -> None:
+    profile = _binary_profile()
+    sk = ModelSketch("m", profile, MetricsConfig())
+    accuracy = profile.baselines.labels["accuracy"]
+    for metric in ("estimated_accuracy", "estimated_accuracy_lower", "estimated_accuracy_upper"):
+        assert sk.baseline("", metric) == accuracy
+    assert sk.baseline("", "estimated_roc_auc_binning_error") is None
+    assert sk.baseline("", "accuracy") == accuracy
