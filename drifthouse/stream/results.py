@@ -74,10 +74,12 @@ def evaluate_window(
     sketches: Sketches,
     *,
     changes: ChangeDetectors | None,
+    defer_changes: bool = False,
     run_id: str,
     computed_at: int,
 ) -> WindowResult:
-    """The rows of one model's merged prediction window; feeds the change detectors once."""
+    """The rows of one model's merged prediction window; feeds the change detectors once
+    (``defer_changes``: the window may be rewritten, its change rows come once it is final)."""
     model, version = key
     sketch = sketches(model)
     n = int(state.counters[EVENTS])
@@ -109,7 +111,7 @@ def evaluate_window(
         ]
     if changes is not None:
         # Fed once per window, in window order: a rewritten window is skipped.
-        changed = changes.update(model, version, spec.name, start, results)
+        changed = changes.update(model, version, spec.name, start, results, defer=defer_changes)
         metrics += metric_rows(
             spec, start, model, version, changed, run_id=run_id, computed_at=computed_at
         )

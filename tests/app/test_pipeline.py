@@ -613,18 +613,20 @@ CHANGE_CONFIG = Config.model_validate(
         "metrics": {
             "allowed_lateness": "30s",
             "change_detection": {
-                "series": ["latency_p95"], "warmup": 2, "ph_min_instances": 1,
-                "ph_threshold": 5.0, "adwin_grace_period": 1, "adwin_min_window_length": 1,
-            },  # fmt: skip
+                "series": ["latency_p95"],
+                "warmup": 2,
+                "ph_min_instances": 1,
+                "ph_threshold": 5.0,
+                "adwin_grace_period": 1,
+                "adwin_min_window_length": 1,
+            },
         },
     }
 )
 
 
 def _change_rows(sink):
-    return {
-        r.key(): (r.value, r.n) for r in sink.rows("metrics") if r.metric == "change_detected"
-    }
+    return {r.key(): (r.value, r.n) for r in sink.rows("metrics") if r.metric == "change_detected"}
 
 
 def _change_merge():
@@ -636,7 +638,9 @@ def _change_merge():
     specs = [WindowSpec.from_config(w) for w in CHANGE_CONFIG.windows]
     sketches = Sketches({}, CHANGE_CONFIG.metrics)
     sink = MemorySink()
-    merge = MergeStage.from_config(CHANGE_CONFIG, {}, sketches, sink, run_id="t", computed_at=lambda: 0)
+    merge = MergeStage.from_config(
+        CHANGE_CONFIG, {}, sketches, sink, run_id="t", computed_at=lambda: 0
+    )
     merge.expect([0, 1])
     stages = {
         p: PartitionStage(p, CHANGE_CONFIG, specs, sketches, MemoryDeadLetters()) for p in (0, 1)
