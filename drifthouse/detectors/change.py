@@ -23,9 +23,9 @@ window fed for its series (a rewrite, a re-delivery after a restart) is skipped:
 fed once, in order, and the results depend only on the sequence of windows.
 
 A window written while a partition was idle may be rewritten whole when that partition wakes
-(docs/windows.md): its values are **deferred** (``update(..., defer=True)``) instead of fed,
-updated by each rewrite, and fed in window order by :meth:`ChangeDetectors.release` once the
-window is final. Later windows of a series with deferred windows wait behind them, so every
+(docs/metrics.md, "Importance and change detection"): its values are **deferred** (``update(..., defer=True)``) instead of fed,
+updated by each rewrite, and fed in window order by :meth:`ChangeDetectors.release` once no
+partition can add to the window. Later windows of a series with deferred windows wait behind them, so every
 series is fed the same complete values, in the same order, as a replay.
 """
 

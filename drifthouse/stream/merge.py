@@ -19,6 +19,7 @@ its first span of traffic; the reference is then built from the span's events (s
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -406,7 +407,6 @@ class MergeStage:
                     state,
                     self.sketches,
                     changes=self.changes,
-                    # A partition idle now may wake with a share of it: its change rows wait.
                     defer_changes=bool(self._idle),
                     run_id=self.run_id,
                     computed_at=computed_at,
@@ -427,18 +427,19 @@ class MergeStage:
         return out
 
     def _release_changes(self, ready: int | None) -> list[WindowResult]:
-        """Change rows of windows written while a partition was idle, once final (at ``final``
-        all of them); see :mod:`drifthouse.detectors.change`."""
+        """Change rows of windows written while a partition was idle, once every partition's
+        watermark has passed them (no share can come any more; at ``final``, all of them)."""
         if self.changes is None or not self.changes.deferred():
             return []
-        index = {s.name: k for k, s in enumerate(self.specs)}
+        specs = {s.name: s for s in self.specs}
+        marks = [self._watermarks.get(p, NO_TIME) for p in self._expected or self._watermarks]
+        passed = min(marks, default=NO_TIME) if ready is not None else math.inf
+        released = self.changes.release(lambda w, t: t + specs[w].size_ms <= passed)
         out, computed_at = [], self.computed_at()
-        released = self.changes.release(lambda w, t: ready is None or self.is_final(index[w], t))
         for (model, version, window, start), results in released.items():
-            spec = self.specs[index[window]]
-            rows = metric_rows(
-                spec, start, model, version, results, run_id=self.run_id, computed_at=computed_at
-            )
+            spec = specs[window]
+            rows = metric_rows(spec, start, model, version, results, run_id=self.run_id,
+                               computed_at=computed_at)  # fmt: skip
             out.append(WindowResult(spec, start, start + spec.size_ms, model, version, rows, []))
         return out
 

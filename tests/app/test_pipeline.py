@@ -683,12 +683,24 @@ def test_change_rows_of_a_window_rewritten_after_an_idle_partition_wakes_equal_a
         sink.flush()
         sink2.write(sink.rows("metrics"))
         merge, sink = merge2, sink2
-    # Partition 1 wakes with its whole share, then partition 0 ends.
+    sink.flush()
+    assert _change_rows(sink) == {}  # partition 1 may still add to every window written
+    # Partition 1 wakes with its share (its watermark passes the fourth hour), then idles.
     merge.mark_idle(1, False)
-    merge.add(stages[1].process(half[1]) + stages[1].finish())
+    merge.add(stages[1].process(half[1]))
     merge.watermark(1, stages[1].watermark)
-    merge.add(stages[0].process(half[0][8 * 60 :]) + stages[0].finish())
+    merge.emit()
+    merge.mark_idle(1)
+    merge.emit()
+    sink.flush()
+    passed = min(stages[0].watermark, stages[1].watermark)
+    assert passed > T0 + 3 * HOUR
+    assert _change_rows(sink) == {k: v for k, v in replay.items() if k[0] + HOUR <= passed}
+    # Partition 0 ends: its later windows are written with partition 1 idle, then the end.
+    merge.add(stages[0].process(half[0][8 * 60 :]))
     merge.watermark(0, stages[0].watermark)
+    merge.emit()
+    merge.add(stages[1].finish() + stages[0].finish())
     merge.emit(final=True)
     sink.flush()
     assert _change_rows(sink) == replay
