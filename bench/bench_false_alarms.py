@@ -29,7 +29,7 @@ included), and each rule set runs in its own ``RuleEngine`` over those rows. The
 Rule sets: ``psi > 0.25`` (``data-drift``, the only drift rule shipped before), a bare p-value
 rule as dashboards ship it (``ks_pvalue < 0.05``, ``chi2_pvalue < 0.05``), the q-value alone
 (``ks_qvalue``/``chi2_qvalue < 0.05``), and the drift rules shipped now
-(``drifthouse/alerts/defaults.yaml``: ``data-drift`` and ``distribution-shift``).
+(``drifthouse/config/default_rules.yaml``: ``data-drift`` and ``distribution-shift``).
 
 Datasets: river's bundled files (``Phishing``, ``ImageSegments``, ``Shuttle``: in the wheel, no
 download), and, when ``--data DIR`` holds what ``--export DIR`` wrote from a scratch venv with
@@ -218,8 +218,8 @@ def _windows(
 
 
 def _rule_sets() -> dict[str, list[Any]]:
-    from drifthouse.alerts.defaults import load_default_rules
     from drifthouse.config import RuleConfig
+    from drifthouse.config.default_rules import load_default_rules
 
     def rule(name: str, metric: str, when: str, **kw: Any) -> Any:
         return RuleConfig.model_validate(

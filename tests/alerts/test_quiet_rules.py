@@ -8,9 +8,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from drifthouse.alerts.defaults import load_default_rules
 from drifthouse.alerts.rules import RuleEngine
 from drifthouse.config import MetricsConfig, RuleConfig
+from drifthouse.config.default_rules import load_default_rules
 from drifthouse.detectors.columns import Columns
 from drifthouse.detectors.model_sketch import ModelBatch, ModelSketch
 from drifthouse.profiles.columns import build_profile

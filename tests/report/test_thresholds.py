@@ -3,8 +3,8 @@ a seasonal value: drawn on the right side, or not at all (docs/report.md)."""
 
 from __future__ import annotations
 
-from drifthouse.alerts.defaults import load_default_rules
 from drifthouse.config import RuleConfig
+from drifthouse.config.default_rules import load_default_rules
 from drifthouse.report.analysis import thresholds
 
 
