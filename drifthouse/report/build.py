@@ -21,6 +21,7 @@ from drifthouse.report.queries import (
     choose_run,
     read_alerts,
     read_categories,
+    read_comparisons,
     read_metrics,
     read_numeric_bins,
     read_profiles_json,
@@ -135,6 +136,7 @@ def _model_report(client: Client, config: Config, rng: Range, picked: Sequence[s
         changes=tuple(
             changes(config.rules, rng.model, rng.window, list(series.values()), baseline, alerts)
         ),
+        comparisons=tuple(read_comparisons(client, rng)),
     )
 
 

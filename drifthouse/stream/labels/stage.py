@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
@@ -25,6 +25,9 @@ from drifthouse.stream.labels.join import LabelJoin
 from drifthouse.stream.labels.records import JoinedPair, LateLabel, PredictionRecord
 from drifthouse.stream.labels.windows import LabelWindow, LabelWindows
 from drifthouse.stream.windows import WindowSpec
+
+if TYPE_CHECKING:
+    from drifthouse.stream.shadow import ShadowPairs
 
 __all__ = ["LabelStage", "sketch_for_model"]
 
@@ -76,6 +79,8 @@ class LabelStage:
         self.windows = windows
         # Labels are joined on event ids hashed as their predictions' were (PII event ids).
         self.pii = pii
+        #: Shadow models paired with their primaries: they see the same records and labels.
+        self.shadows: ShadowPairs | None = None
 
     @classmethod
     def from_config(cls, config: Config, profiles: Mapping[str, Profile]) -> LabelStage:
@@ -126,12 +131,16 @@ class LabelStage:
     def add_records(self, records: Sequence[PredictionRecord]) -> None:
         """The same as :meth:`add_predictions` for records built elsewhere (a source worker
         publishing :func:`encode_records` beside its partials)."""
+        if self.shadows is not None:
+            self.shadows.add(records)
         self.windows.add_predictions(records)
         self.windows.add_pairs(self.join.add_predictions(records))
         self.windows.add_dropped(self.join.take_dropped())
 
     def add_labels(self, labels: Iterable[LabelEvent]) -> None:
         """Decoded label events, in order."""
+        if self.shadows is not None:
+            labels = self.shadows.with_shadows(list(labels))
         if self.pii is not None:
             labels = self.pii.protect_events(list(labels))
         self.windows.add_pairs(self.join.add_labels(labels))
@@ -150,11 +159,16 @@ class LabelStage:
         records: list[PredictionRecord] = []
         pairs: list[JoinedPair] = []
         join = self.join
+        shadows = self.shadows
         for recs, labels in steps:
             if recs:
+                if shadows is not None:
+                    shadows.add(recs)
                 records += recs
                 pairs += join.add_predictions(recs)
             if labels:
+                if shadows is not None:
+                    labels = shadows.with_shadows(labels)
                 pairs += join.add_labels(labels)
         self.windows.add_predictions(records)
         self.windows.add_pairs(pairs)
