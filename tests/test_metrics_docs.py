@@ -50,7 +50,12 @@ def run_pipeline() -> dict[str, set[str]]:
         }
     )
     predictions = [r for r in records if r.topic == "predictions"]
-    profiles = profiles_from([r for r in predictions if r.ts_ms < sc.reference_end_ms], config)
+    # The reference's labels give the profile a calibration: estimated_* and estimation_error_*.
+    labels = {
+        (e := json.loads(r.value))["event_id"]: e["label"] for r in records if r.topic == "labels"
+    }
+    reference = [r for r in predictions if r.ts_ms < sc.reference_end_ms]
+    profiles = profiles_from(reference, config, labels=labels)
     sink = MemorySink()
     pipeline = Pipeline(
         config=config, profiles=profiles, sink=sink, dead_letters=MemoryDeadLetters()

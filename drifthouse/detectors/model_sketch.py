@@ -46,6 +46,7 @@ import numpy as np
 
 from drifthouse.detectors.base import NO_CONTEXT, Context, Result, Sketch, window_ms_of
 from drifthouse.detectors.categorical import CategoricalBlock
+from drifthouse.detectors.cbpe import batch_of, sketch_for
 from drifthouse.detectors.columns import Columns, extract
 from drifthouse.detectors.importance import ImportanceBatch, ImportanceSketch
 from drifthouse.detectors.layout import FeatureLayout
@@ -209,8 +210,12 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
             unseen=tuple(cat.new_code(j) for j in range(cat.n_features)),
             prediction_categories=classes.encoder(0) if classes is not None else None,
             prediction_unseen=classes.new_code(0) if classes is not None else 0,
+            probability_classes=tuple(profile.calibration.classes)
+            if profile is not None and profile.calibration is not None
+            else (),
         )
         self.segment = SegmentSketch(self.latency, self.status, self.prediction)
+        self.cbpe = sketch_for(profile)  # performance estimation (docs/model-performance.md)
 
     def empty(self) -> ModelState:
         return ModelState(
@@ -222,6 +227,7 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
             counters=np.zeros(3, dtype=np.int64),
             importance=self.importance.empty() if self.importance is not None else None,
             raw=RawLeaf() if self.collects_raw else None,
+            cbpe=self.cbpe.empty() if self.cbpe is not None else None,
         )
 
     def empty_segment(self) -> SegmentState:
@@ -250,6 +256,8 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
         self.segment.serve(state.latency, state.status, state.prediction, cols, None)
         if cols.segments:
             self._update_segments(state.segments, cols)
+        if self.cbpe is not None and state.cbpe is not None:
+            self.cbpe.update(state.cbpe, batch_of(self.cbpe, cols))
         if self.importance is not None and state.importance is not None:
             self.importance.update(
                 state.importance, ImportanceBatch(cols.numeric, cols.status, cols.codes, cols.score)
@@ -353,6 +361,9 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
             else None,
             segments=self._merge_segments(a.segments, b.segments),
             raw=raw,
+            cbpe=self.cbpe.merge(a.cbpe, b.cbpe)
+            if self.cbpe is not None and a.cbpe is not None and b.cbpe is not None
+            else None,
         )
 
     def merge_segment(self, a: SegmentState, b: SegmentState) -> SegmentState:
@@ -389,6 +400,8 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
                 out += self.importance.evaluate(state.importance)
             out += self.latency.evaluate(state.latency)
             out += self.status.evaluate(state.status)
+            if self.cbpe is not None and state.cbpe is not None:
+                out += self.cbpe.evaluate(state.cbpe)
         out += [
             Result("", "events", float(events), None, 0, events),
             Result("", "late_events", float(state.counters[LATE]), None, 0, events),
@@ -462,7 +475,8 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
             value = getattr(self.baselines, metric, None)
             if isinstance(value, int | float) and not isinstance(value, bool):
                 return float(value)
-            return self.baselines.labels.get(metric)
+            # estimated_<m> (and its band) is compared with the reference's realized <m>.
+            return self.baselines.labels.get(_realized_name(metric))
         if self.profile is None:
             return None
         for f in self.profile.features:
@@ -472,3 +486,10 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
                 if metric in {"mean", "std", "min", "max"}:
                     return getattr(f, metric)  # type: ignore[no-any-return]
         return None
+
+
+def _realized_name(metric: str) -> str:
+    """``accuracy`` of ``estimated_accuracy``, ``estimated_accuracy_lower`` and ``_upper``."""
+    if not metric.startswith("estimated_"):
+        return metric
+    return metric.removeprefix("estimated_").removesuffix("_lower").removesuffix("_upper")

@@ -414,6 +414,8 @@ class MergeStage:
                     computed_at=computed_at,
                 )
             )
+            if self.labels is not None:  # estimated_* kept for the label window's errors
+                self.labels.note_estimates(out[-1].metrics)
             stored = self.derived.state_row(
                 k, start, key, state, run_id=self.run_id, computed_at=computed_at
             )
