@@ -55,6 +55,7 @@ AUTO_VERSION = "auto"
 #: Comparisons with the reference: not written for windows inside the reference's own span.
 DRIFT_METRICS = frozenset(
     {"psi", "ks", "ks_pvalue", "js", "wasserstein", "chi2", "chi2_pvalue", "importance_shift"}
+    | {"ks_qvalue", "chi2_qvalue"}  # the q-values of those p-values (stream/results.py)
 )
 
 
