@@ -108,7 +108,7 @@ def evaluate_window(
     computed_at: int,
 ) -> WindowResult:
     """The rows of one model's merged prediction window; feeds the change detectors once
-    (``defer_changes``: the window may be rewritten, its change rows come once it is final)."""
+    (``defer_changes``: it may be rewritten; its change rows come once no partition can add to it)."""
     model, version = key
     sketch = sketches(model)
     n = int(state.counters[EVENTS])
