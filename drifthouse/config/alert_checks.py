@@ -40,6 +40,7 @@ KNOWN_METRICS = frozenset(
     {
         # drift
         "psi", "ks", "ks_pvalue", "chi2", "chi2_pvalue", "js", "wasserstein", "importance_shift",
+        "kl", "psi_contribution", "js_contribution", "mass_shift", "psi_segment_share",
         # quality
         "count", "missing", "missing_rate", "non_finite", "type_error", "out_of_range",
         "new_category", "min", "max", "mean", "std",

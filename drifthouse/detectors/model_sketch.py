@@ -101,6 +101,10 @@ class SketchSettings(Protocol):
     def max_segment_attributes(self) -> int: ...
     @property
     def importance(self) -> bool: ...
+    @property
+    def attribution_top_k(self) -> int: ...
+    @property
+    def attribution_min_psi(self) -> float: ...
 
 
 class ModelOptions(Protocol):
@@ -166,6 +170,8 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
             self.categorical = CategoricalBlock([], eps=metrics.eps)
         self.latency = QuantileSketch(metrics.latency_relative_accuracy)
         self.max_segment_values = metrics.max_segment_values
+        self.attribution_top_k = metrics.attribution_top_k
+        self.attribution_min_psi = metrics.attribution_min_psi
         self.pane_segment_limit = PANE_LIMIT_FACTOR * metrics.max_segment_values
         self.max_segment_attributes = metrics.max_segment_attributes
         self.pane_attribute_limit = PANE_LIMIT_FACTOR * metrics.max_segment_attributes
@@ -438,6 +444,24 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
                 keep.append((OTHER_VALUE, merged))
             for value, seg in sorted(keep, key=lambda t: t[0]):
                 yield f"{attr}={value}", seg
+
+    def attribute(
+        self, state: ModelState, segments: Sequence[tuple[str, SegmentState]]
+    ) -> list[tuple[str, Result]]:
+        """``(segment, row)`` of a window's drift attribution (docs/statistics.md "Drift
+        attribution"): the top bins of each feature and of the prediction (segment ``''``) and
+        each of ``segments``' share of the prediction's drift (:meth:`capped_segments`)."""
+        k, floor = self.attribution_top_k, self.attribution_min_psi
+        if k <= 0 or not int(state.counters[EVENTS]):
+            return []
+        out = self.numeric.contributions(state.numeric, top_k=k, min_psi=floor)
+        out += self.categorical.contributions(state.categorical, top_k=k, min_psi=floor)
+        if self.prediction is not None and state.prediction is not None:
+            out += self.prediction.contributions(state.prediction, top_k=k, min_psi=floor)  # type: ignore[arg-type]
+        rows = [("", r) for r in out]
+        return rows + self.segment.prediction_shares(
+            state.prediction, segments, top_k=k, min_psi=floor
+        )
 
     def evaluate_segment(self, seg: SegmentState, context: Context = NO_CONTEXT) -> list[Result]:
         """The serving metrics of one segment value's window (:meth:`SegmentSketch.evaluate`)."""
