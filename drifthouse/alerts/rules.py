@@ -17,7 +17,8 @@ neither pages again nor forgets an alert that is firing.
 
 Example
 -------
->>> from drifthouse.config import RuleConfig
+>>> from drifthouse.alerts.contributors import WindowContributors
+from drifthouse.config import RuleConfig
 >>> from drifthouse.rows import MetricRow
 >>> rule = RuleConfig(name="errors", metric="error_rate_5xx", when="value > 0.05")
 >>> engine = RuleEngine([rule])
@@ -45,6 +46,7 @@ from typing import Any
 
 import msgspec
 
+from drifthouse.alerts.contributors import WindowContributors
 from drifthouse.config import RuleConfig
 from drifthouse.config.alert_checks import KNOWN_METRICS, validate_rules
 from drifthouse.config.templates import render_message
@@ -185,6 +187,7 @@ class RuleEngine:
         self.baselines: Baselines = baselines or (lambda *_: None)
         self._series: dict[_SeriesKey, _Series] = {}
         self._by_metric: dict[str, list[CompiledRule]] = {}  # metric name -> rules that may match
+        self._contributors = WindowContributors(())  # of the rows being processed
 
     def rule_labels(self, name: str) -> dict[str, str]:
         rule = self._by_name.get(name)
@@ -193,7 +196,11 @@ class RuleEngine:
     def process(self, rows: Iterable[MetricRow]) -> list[AlertRow]:
         """Feed rows; return the alerts that started firing or resolved, in event-time order."""
         out: list[AlertRow] = []
-        for row in sorted(rows, key=lambda r: r.window_end):
+        batch = sorted(rows, key=lambda r: r.window_end)
+        self._contributors = WindowContributors(batch)
+        for row in batch:
+            if row.bin:
+                continue  # an attribution row: read for messages, no series of its own
             candidates = self._by_metric.get(row.metric)
             if candidates is None:
                 candidates = self._by_metric[row.metric] = [
@@ -326,7 +333,11 @@ class RuleEngine:
             "window_start_ms": row.window_start,
             "window_end_ms": row.window_end,
             "scope": scope,
+            "contributors": self._contributors.text(row) if status == "firing" else "",
         }
+        message = rule.message(fields)
+        if fields["contributors"] and "{contributors}" not in (rule.config.message or ""):
+            message += f"; top contributors: {fields['contributors']}"
         return AlertRow(
             ts=row.window_end,
             rule=rule.name,
@@ -341,7 +352,7 @@ class RuleEngine:
             threshold=threshold,
             window_start=row.window_start,
             window_end=row.window_end,
-            message=rule.message(fields),
+            message=message,
             receivers=[],
             dedup_key=dedup_key(
                 rule.name, row.model, row.model_version, row.feature, row.segment, row.window
