@@ -46,15 +46,15 @@ ATTRIBUTION_METRICS = frozenset(
 
 
 def format_edge(x: float) -> str:
-    """A bin edge as a label shows it: six significant digits, a float always (``420.0``).
+    """A bin edge as a label shows it: the float's shortest round-trip text (``420.0``), so two
+    different edges never share a label (and their rows never share a key).
 
     Examples
     --------
-    >>> format_edge(420), format_edge(0.1234567), format_edge(1e-7)
-    ('420.0', '0.123457', '1e-07')
+    >>> format_edge(420), format_edge(0.1234567), format_edge(1767225612345.0)
+    ('420.0', '0.1234567', '1767225612345.0')
     """
-    text = f"{float(x):.6g}"
-    return text if any(c in text for c in ".enai") else text + ".0"
+    return repr(float(x))
 
 
 def bin_labels(psi_edges: Sequence[float]) -> tuple[str, ...]:

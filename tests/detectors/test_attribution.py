@@ -67,6 +67,10 @@ def test_bin_labels_name_the_psi_bins() -> None:
         "(-inf, 12.5)", "[12.5, 420.0)", "[420.0, 480.0)", "[480.0, +inf)",
     )  # fmt: skip
     assert bin_labels([]) == ("(-inf, +inf)",)
+    # Edges that agree in their first digits (epoch milliseconds) still make distinct labels:
+    # a shared label would be a shared key, and the store would keep one of the two rows.
+    close = [1767225600000.0, 1767225600001.0, 1767225600001.5]
+    assert len(set(bin_labels(close))) == len(close) + 1
 
 
 def test_numeric_contributions_add_up_to_psi_and_js_with_every_bin() -> None:
