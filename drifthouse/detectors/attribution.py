@@ -45,30 +45,40 @@ ATTRIBUTION_METRICS = frozenset(
 )
 
 
-def format_edge(x: float) -> str:
-    """A bin edge as a label shows it: the float's shortest round-trip text (``420.0``), so two
-    different edges never share a label (and their rows never share a key).
+def format_edge(x: float, digits: int = 17) -> str:
+    """A bin edge as a label shows it: ``digits`` significant digits, a float always (``420.0``).
 
     Examples
     --------
-    >>> format_edge(420), format_edge(0.1234567), format_edge(1767225612345.0)
-    ('420.0', '0.1234567', '1767225612345.0')
+    >>> format_edge(420, 6), format_edge(9.519199999999998, 6), format_edge(1e-7, 6)
+    ('420.0', '9.5192', '1e-07')
     """
-    return repr(float(x))
+    text = f"{float(x):.{digits}g}"
+    return text if any(c in text for c in ".enai") else text + ".0"
 
 
 def bin_labels(psi_edges: Sequence[float]) -> tuple[str, ...]:
     """Labels of the bins a numeric feature's PSI edges make: ``(-inf, e0)``, ``[e0, e1)``, ...,
     ``[e_last, +inf)`` (a value ``v`` is in ``[a, b)`` when ``a <= v < b``).
 
+    Edges are written with the fewest significant digits, six at least, that keep every edge of
+    the feature apart (up to 17, which tells any two doubles apart): two bins never share a
+    label, so their rows never share a key.
+
     Examples
     --------
     >>> bin_labels([12.5, 420.0])
     ('(-inf, 12.5)', '[12.5, 420.0)', '[420.0, +inf)')
+    >>> bin_labels([1767225600000.0, 1767225600001.0])[1]
+    '[1767225600000.0, 1767225600001.0)'
     """
     if len(psi_edges) == 0:
         return ("(-inf, +inf)",)
-    e = [format_edge(x) for x in psi_edges]
+    edges = [float(x) for x in psi_edges]
+    for digits in range(6, 18):
+        e = [format_edge(x, digits) for x in edges]
+        if len(set(e)) == len(set(edges)):
+            break
     inner = [f"[{a}, {b})" for a, b in itertools.pairwise(e)]
     return (f"(-inf, {e[0]})", *inner, f"[{e[-1]}, +inf)")
 
