@@ -47,7 +47,8 @@ class MetricRow(msgspec.Struct, frozen=True, kw_only=True):
     bin: str = ""
 
     def key(self) -> tuple[int, str, str, str, str, str, str, str, str]:
-        """The natural key: one row per key survives rewrites."""
+        """The natural key: one row per key survives rewrites (the columns of the table's ORDER
+        BY; ``metric`` and ``run_id`` last, in this order)."""
         return (
             self.window_start,
             self.window,
@@ -55,9 +56,9 @@ class MetricRow(msgspec.Struct, frozen=True, kw_only=True):
             self.model_version,
             self.feature,
             self.segment,
+            self.bin,
             self.metric,
             self.run_id,
-            self.bin,
         )
 
 
