@@ -14,11 +14,11 @@ from __future__ import annotations
 from drifthouse.alerts.backtest import BacktestReport, backtest
 from drifthouse.alerts.base import MemoryReceiver, Notification, Receiver
 from drifthouse.alerts.check import validate_alerting
-from drifthouse.alerts.defaults import load_default_rules
 from drifthouse.alerts.delivery import DeliveryWorker, Outbox
 from drifthouse.alerts.routing import Dispatcher
 from drifthouse.alerts.rules import RuleEngine, validate_rules
 from drifthouse.alerts.service import Alerting
+from drifthouse.config.default_rules import load_default_rules
 from drifthouse.expr import Condition, ExprError, parse
 
 __all__ = [

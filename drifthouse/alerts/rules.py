@@ -166,7 +166,7 @@ class RuleEngine:
     Parameters
     ----------
     rules:
-        The rules (``drifthouse.yaml`` ``rules`` or :func:`drifthouse.alerts.defaults.load_default_rules`).
+        The rules (``drifthouse.yaml`` ``rules`` or :func:`drifthouse.config.default_rules.load_default_rules`).
     baselines:
         ``(model, model_version, feature, metric) -> float | None``; without it every condition that
         mentions ``baseline`` is false.

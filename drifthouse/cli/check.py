@@ -97,7 +97,7 @@ def _summary(config: Config) -> Table:
         if metrics.default_reference == "auto"
         else "serving metrics only (metrics.default_reference: none)",
     )
-    table.add_row("rules", escape(", ".join(info["rules"])) or "none (the built-in defaults apply)")
+    table.add_row("rules", escape(", ".join(info["rules"])) or "none (rules: [])")
     routes = [", ".join(route.receivers) for route in config.routes]
     table.add_row("routes", escape(f"{len(routes)}: " + "; ".join(routes)) if routes else "none")
     receivers = [f"{name} ({r['type']})" for name, r in info["receivers"].items()]

@@ -17,6 +17,7 @@ from drifthouse.config.alerting import (
 )
 from drifthouse.config.base import Strict, mask_dsn
 from drifthouse.config.checks import reference_problems
+from drifthouse.config.default_rules import load_default_rules
 from drifthouse.config.locations import dotted, is_warning, locate
 from drifthouse.config.sections import (
     KafkaConfig,
@@ -45,7 +46,8 @@ class Config(Strict):
         description="PII names (features, segment attributes, event_id) of every model",
     )
     models: dict[str, ModelConfig] = Field(default_factory=dict)
-    rules: list[RuleConfig] = Field(default_factory=list)
+    # Left out, the shipped rules (drifthouse/config/default_rules.yaml); `rules: []` is none.
+    rules: list[RuleConfig] = Field(default_factory=load_default_rules)
     routes: list[RouteConfig] = Field(default_factory=list)
     inhibit: list[InhibitConfig] = Field(default_factory=list)
     receivers: dict[str, ReceiverConfig] = Field(default_factory=dict)

@@ -9,6 +9,7 @@ common colour-vision deficiencies). Every hover shows the exact value.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -19,11 +20,13 @@ from drifthouse.report.data import (
     Categories,
     Histogram,
     ModelReport,
+    Point,
     Series,
     Threshold,
 )
 
 __all__ = [
+    "MAX_POINTS",
     "OKABE_ITO",
     "WHEN",
     "Figure",
@@ -36,6 +39,7 @@ __all__ = [
     "quality",
     "serving",
     "stamp",
+    "thinned",
 ]
 
 Figure = dict[str, Any]
@@ -66,14 +70,35 @@ def layout(height: int, **more: Any) -> dict[str, Any]:
     }
 
 
+#: A line draws at most this many windows: a longer one keeps, per run of consecutive windows,
+#: its lowest and its highest (each a real window, at its own time), so spikes stay.
+MAX_POINTS = 1000
+
+
+def thinned(points: Sequence[Point]) -> list[Point]:
+    """``points``, or for more than :data:`MAX_POINTS` the lowest and highest of each run of
+    consecutive windows, in time order (min-max decimation)."""
+    if len(points) <= MAX_POINTS:
+        return list(points)
+    per = math.ceil(len(points) / (MAX_POINTS // 2))
+    out: list[Point] = []
+    for lo in range(0, len(points), per):
+        run = points[lo : lo + per]
+        low = min(run, key=lambda p: p.value)
+        high = max(run, key=lambda p: p.value)
+        out += sorted({low, high}, key=lambda p: p.start_ms)
+    return out
+
+
 def _line(s: Series, name: str, color: str, *, dash: str = "solid", axis: str = "") -> Figure:
+    points = thinned(s.points)
     return {
         "type": "scatter",
-        "mode": "lines+markers",
+        "mode": "lines+markers" if len(points) == len(s.points) else "lines",
         "name": name,
-        "x": [stamp(p.start_ms) for p in s.points],
-        "y": [p.value for p in s.points],
-        "customdata": [[repr(p.value), p.n] for p in s.points],
+        "x": [stamp(p.start_ms) for p in points],
+        "y": [p.value for p in points],
+        "customdata": [[repr(p.value), p.n] for p in points],
         "line": {"color": color, "dash": dash, "width": 1.5},
         "marker": {"size": 4},
         "yaxis": f"y{axis}",

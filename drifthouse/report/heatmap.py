@@ -12,7 +12,11 @@ from typing import Any
 from drifthouse.report.charts import WHEN, Figure, layout, stamp
 from drifthouse.report.data import ModelReport, Threshold
 
-__all__ = ["KINDS", "drift_heatmap", "heatmap_metrics"]
+__all__ = ["KINDS", "MAX_COLUMNS", "drift_heatmap", "heatmap_metrics"]
+
+#: At most this many columns: a longer range (years of hourly windows) folds runs of
+#: consecutive windows into one column coloured by its worst window (docs/report.md).
+MAX_COLUMNS = 500
 
 #: What a heatmap can be coloured by: the metric of a numeric and of a categorical feature.
 KINDS: dict[str, tuple[str, str]] = {"psi": ("psi", "psi"), "p-value": ("ks_pvalue", "chi2_pvalue")}
@@ -39,6 +43,37 @@ def _grid(m: ModelReport, rows: dict[str, str]) -> tuple[list[int], Grid]:
             row[column[p.start_ms]] = p.value
         z.append(row)
     return starts, z
+
+
+def _fold(kind: str, starts: list[int], z: Grid) -> tuple[list[int], Grid, list[list[str]]]:
+    """At most :data:`MAX_COLUMNS` columns, each the worst value (highest PSI, lowest p-value)
+    of a run of consecutive windows; with the hover text of each cell: the exact value, and
+    for a folded column the span it covers and the window that peaked."""
+    per = math.ceil(len(starts) / MAX_COLUMNS) if starts else 1
+    if per <= 1:
+        return starts, z, [["" if v is None else repr(v) for v in row] for row in z]
+    worst = max if kind != "p-value" else min
+    folded: Grid = []
+    text: list[list[str]] = []
+    for row in z:
+        cells: list[float | None] = []
+        notes: list[str] = []
+        for lo in range(0, len(starts), per):
+            span = [(v, starts[i]) for i, v in enumerate(row[lo : lo + per], lo) if v is not None]
+            if not span:
+                cells.append(None)
+                notes.append("")
+                continue
+            value, at = worst(span, key=lambda pair: pair[0])
+            last = starts[min(lo + per, len(starts)) - 1]
+            cells.append(value)
+            notes.append(
+                f"{value!r}, the worst of {len(span)} windows from {stamp(starts[lo])} to "
+                f"{stamp(last)}: at {stamp(at)}"
+            )
+        folded.append(cells)
+        text.append(notes)
+    return starts[::per], folded, text
 
 
 #: p-values are coloured by ``-log10(p)`` up to this (p = 1e-6): under no drift they spread
@@ -124,7 +159,7 @@ def drift_heatmap(m: ModelReport, kind: str = "psi") -> Figure | None:
     rows = heatmap_metrics(m, kind)
     if not rows:
         return None
-    starts, z = _grid(m, rows)
+    starts, z, text = _fold(kind, *_grid(m, rows))
     x = [stamp(ms) for ms in starts]
     limits = [t for t in m.thresholds if t.metric in set(rows.values())]
     step = min((b - a for a, b in itertools.pairwise(starts)), default=3_600_000)
@@ -139,7 +174,7 @@ def drift_heatmap(m: ModelReport, kind: str = "psi") -> Figure | None:
         "ygap": 1,
         **_colour_bar(kind, z, limits),
         # The exact value (Python's shortest round-trip text), not plotly's 6 digits.
-        "text": [["" if v is None else repr(v) for v in row] for row in z],
+        "text": text,
         "hovertemplate": f"feature %{{y}}<br>window %{{x|{WHEN}}}<br>{kind} %{{text}}"
         "<extra></extra>",
     }

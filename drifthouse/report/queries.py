@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from drifthouse.errors import UsageError
+from drifthouse.profiles.auto import AUTO_VERSION
 from drifthouse.report.data import AlertEvent, Categories, Contributors, Point, Series
 from drifthouse.sinks.store import call
 
@@ -156,7 +157,7 @@ def _reference_sketches(
     client: Client, rng: Range, versions: Sequence[str], kind: str, metric: str
 ) -> dict[str, tuple[str, list[float], list[str], list[int]]]:
     """The newest reference sketch of each feature: ``feature -> (version, edges, labels,
-    counts)``."""
+    counts)``; an automatic reference (version ``auto``) is every version's."""
     rows = _rows(
         client,
         "SELECT feature, argMax(model_version, window_start), argMax(edges, window_start), "
@@ -169,7 +170,7 @@ def _reference_sketches(
             "model": rng.model,
             "kind": kind,
             "metric": metric,
-            "versions": list(versions),
+            "versions": [*versions, AUTO_VERSION],
         },
     )
     return {
@@ -179,23 +180,34 @@ def _reference_sketches(
 
 
 def _summed(
-    client: Client, rng: Range, feature: str, version: str, kind: str, peak_ms: int | None = None
+    client: Client,
+    rng: Range,
+    feature: str,
+    versions: Sequence[str],
+    kind: str,
+    peak_ms: int | None = None,
 ) -> tuple[list[float], list[str], list[int]] | None:
     """A feature's window sketches summed over the range (or the one window at ``peak_ms``):
-    the most common bins or labels of the version, and their counts."""
+    the most common bins or labels of the versions, and their counts."""
     extra = "" if peak_ms is None else "AND toUnixTimestamp64Milli(window_start) = {peak:Int64} "
     rows = _rows(
         client,
         "SELECT edges, labels, sumForEach(counts) AS c, count() AS windows FROM sketches FINAL "
         f"WHERE {_IN_RANGE} AND feature = {{feature:String}} AND kind = {{kind:String}} "
-        f"AND metric = '' AND model_version = {{version:String}} {extra}"
+        f"AND metric = '' AND model_version IN {{versions:Array(String)}} {extra}"
         "GROUP BY edges, labels ORDER BY windows DESC LIMIT 1",
-        rng.params(feature=feature, kind=kind, version=version, peak=peak_ms or 0),
+        rng.params(feature=feature, kind=kind, versions=list(versions), peak=peak_ms or 0),
     )
     if not rows:
         return None
     edges, labels, counts, _ = rows[0]
     return [float(x) for x in edges], [str(x) for x in labels], [int(x) for x in counts]
+
+
+def _compared(reference_version: str, versions: Sequence[str]) -> list[str]:
+    """The window versions a reference is compared with: its own, or, for an automatic
+    reference, every version of the model."""
+    return list(versions) if reference_version == AUTO_VERSION else [reference_version]
 
 
 def coarsen(
@@ -229,10 +241,11 @@ def read_numeric_bins(
         if feature not in refs:
             continue
         version, edges, _, reference = refs[feature]
-        current = _summed(client, rng, feature, version, "hist")
+        compared = _compared(version, versions)
+        current = _summed(client, rng, feature, compared, "hist")
         if current is None or not set(edges) <= set(current[0]):
             continue
-        peak = _summed(client, rng, feature, version, "hist", peaks.get(feature))
+        peak = _summed(client, rng, feature, compared, "hist", peaks.get(feature))
         at_peak = coarsen(peak[0], peak[2], edges) if peak and feature in peaks else []
         out[feature] = (edges, reference, coarsen(current[0], current[2], edges), at_peak)
     return out
@@ -252,7 +265,7 @@ def read_categories(
         if feature not in refs:
             continue
         version, _, labels, reference = refs[feature]
-        current = _summed(client, rng, feature, version, "categories")
+        current = _summed(client, rng, feature, _compared(version, versions), "categories")
         if current is None:
             continue
         cur = dict(zip(current[1], current[2], strict=True))

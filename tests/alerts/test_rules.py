@@ -5,9 +5,9 @@ import json
 import pytest
 
 from drifthouse.alerts.backtest import backtest
-from drifthouse.alerts.defaults import load_default_rules
 from drifthouse.alerts.rules import RuleEngine, dedup_key, validate_rules
 from drifthouse.config import RuleConfig
+from drifthouse.config.default_rules import load_default_rules
 from drifthouse.errors import ConfigError
 from drifthouse.rows import MetricRow
 from tests.alerts.conftest import MIN, mrow

@@ -225,3 +225,27 @@ def test_replay_with_labels_and_metric_events_writes_their_metrics(
     summary = " ".join(result.stdout.split())
     want = f"{len(labels) + 1:,}: {len(joined):,} joined, 0 unmatched, 0 expired (late), "
     assert want + "0 duplicate, 1 refused" in summary, result.stdout
+
+
+def test_a_config_without_rules_gets_the_shipped_rules(
+    workspace: tuple[Path, FakeApi],
+) -> None:
+    """docs/configuration.md: without `rules`, the shipped rules apply. A config that leaves
+    them out (and names no receiver) still records the shipped rules' alerts."""
+    cwd, _api = workspace
+    config = json.loads((cwd / "drifthouse.yaml").read_text())
+    for section in ("rules", "routes", "receivers"):
+        del config[section]
+    (cwd / "drifthouse.yaml").write_text(json.dumps(config))
+    checked = _cli("check", "-c", "drifthouse.yaml", cwd=cwd)
+    assert checked.returncode == 0, checked.stderr
+    assert "serving-errors" in checked.stdout
+    replayed = _cli(
+        "replay", "-c", "drifthouse.yaml", "--source", "file:stream.jsonl", "--run-id", "d1",
+        cwd=cwd,
+    )  # fmt: skip
+    assert replayed.returncode == 0, replayed.stderr
+    recorded = _count(
+        cwd, "SELECT count() FROM alerts FINAL WHERE run_id = 'd1' AND rule = 'serving-errors'"
+    )
+    assert recorded >= 1

@@ -284,3 +284,16 @@ def test_where_locates_paths_of_a_loaded_config(write_config: WriteConfig) -> No
     assert config.where("rules[0].when") == f"{path}:6 rules[0].when"
     assert config.where("rules[0].clear") == f"{path}:4 rules[0].clear"
     assert Config().where("kafka.topic") == "kafka.topic"
+
+
+def test_without_rules_the_shipped_rules_apply_and_an_empty_list_means_none(
+    write_config: WriteConfig,
+) -> None:
+    """docs/configuration.md `rules`: left out, the shipped rules apply; `rules: []` is none."""
+    shipped = [r.name for r in load_config(write_config("")).rules]
+    assert {"serving-errors", "latency-regression", "data-drift"} <= set(shipped)
+    assert load_config(write_config("rules: []")).rules == []
+    own = load_config(
+        write_config("rules:\n  - {name: mine, metric: psi, when: 'value > 1', severity: warning}")
+    )
+    assert [r.name for r in own.rules] == ["mine"]

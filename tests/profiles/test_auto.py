@@ -48,7 +48,7 @@ CONFIG = Config.model_validate(
         "metrics": {"allowed_lateness": "30s", "auto_reference_span": "1h"},
     }
 )
-#: The built-in data-drift rule fires above this PSI (drifthouse/alerts/defaults.yaml).
+#: The built-in data-drift rule fires above this PSI (drifthouse/config/default_rules.yaml).
 FIRES = 0.25
 
 

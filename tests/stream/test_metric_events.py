@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drifthouse.alerts.defaults import load_default_rules
+from drifthouse.config.default_rules import load_default_rules
 from drifthouse.events import EventDecoder, MetricEvent
 from drifthouse.expr import parse
 from drifthouse.stream.metric_events import RESERVED, MetricEventSketch, MetricEventState
