@@ -17,8 +17,7 @@ neither pages again nor forgets an alert that is firing.
 
 Example
 -------
->>> from drifthouse.alerts.contributors import WindowContributors
-from drifthouse.config import RuleConfig
+>>> from drifthouse.config import RuleConfig
 >>> from drifthouse.rows import MetricRow
 >>> rule = RuleConfig(name="errors", metric="error_rate_5xx", when="value > 0.05")
 >>> engine = RuleEngine([rule])
