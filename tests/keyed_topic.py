@@ -51,18 +51,22 @@ class KeyedTopic:
 
 
 def keyed_events() -> tuple[list[Record], list[Record]]:
-    """6 hours: ~5,800 predictions of the hot model, ~700 of each small one (an event every
-    ~30 s of event time), and their labels."""
+    """6 hours: ~5,800 predictions of the hot model (every tenth by a canary version), ~700
+    of each small one (an event every ~30 s of event time), and their labels."""
     sc = Scenario.demo(days=0.25, rate_per_min=16, reference_hours=REFERENCE_HOURS)
     predictions: list[Record] = []
     labels: list[Record] = []
     owner: dict[str, str] = {}  # event id -> model, for the labels
-    small = 0
+    small = hot = 0
     for r in simulate(sc, seed=11):
         event = json.loads(r.value)
         if r.topic == "predictions":
             if event["model"] == HOT:
                 owner[event["event_id"]] = HOT
+                hot += 1
+                if hot % 10 == 0:  # a canary beside the main version (docs/metrics.md)
+                    event["model_version"] = "canary"
+                    r = Record(r.topic, r.key, json.dumps(event).encode(), r.ts_ms)
                 predictions.append(r)
                 continue
             small += 1

@@ -217,17 +217,25 @@ sink.close()
 def workspace_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workspace as the README's session leaves it: a reference profile built with
     ``drifthouse profile`` and twelve hours of events after it through the pipeline into the
-    embedded store, as the live worker writes them."""
+    embedded store, as the live worker writes them; a canary version serves a twentieth of
+    them."""
     folder = tmp_path_factory.mktemp("docs-workspace")
     scenario = Scenario.demo(days=1.5, rate_per_min=10)
     with (
         open(folder / "reference.jsonl", "wb") as ref,
         open(folder / "last-week.jsonl", "wb") as week,
     ):
-        for r in simulate(scenario, seed=5, labels=False):
+        for i, r in enumerate(simulate(scenario, seed=5, labels=False)):
             if r.key != b"fraud":
                 continue
-            (ref if r.ts_ms < scenario.reference_end_ms else week).write(r.value + b"\n")
+            if r.ts_ms < scenario.reference_end_ms:
+                ref.write(r.value + b"\n")
+            elif i % 20:
+                week.write(r.value + b"\n")
+            else:  # a canary serving a twentieth of the traffic (docs/metrics.md, canaries)
+                week.write(
+                    json.dumps(json.loads(r.value) | {"model_version": "2.4.0"}).encode() + b"\n"
+                )
     (folder / "drifthouse.yaml").write_text(WORKSPACE_CONFIG)
     env = _env()
     _drifthouse(

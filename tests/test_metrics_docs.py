@@ -38,14 +38,24 @@ def written() -> dict[str, set[str]]:
 
 
 def run_pipeline() -> dict[str, set[str]]:
-    """Metric name -> scopes, from a simulated day with labels, segments and metric events."""
+    """Metric name -> scopes, from a simulated day with labels, segments, metric events, a
+    canary version serving every tenth prediction and a shadow of ``fraud``."""
     sc = Scenario.demo(days=0.5, rate_per_min=6, reference_hours=4)
     records = list(simulate(sc, seed=5, label_delay_min=(1, 30)))
     config = Config.model_validate(
-        {"windows": [{"size": "1h"}], "metrics": {"change_detection": {"warmup": 2}}}
+        {
+            "windows": [{"size": "1h"}],
+            "metrics": {"change_detection": {"warmup": 2}},
+            "models": {"fraud": {}, "fraud-shadow": {"shadow_of": "fraud"}},
+        }
     )
     predictions = [r for r in records if r.topic == "predictions"]
-    profiles = profiles_from([r for r in predictions if r.ts_ms < sc.reference_end_ms], config)
+    # The reference's labels give the profile a calibration: estimated_* and estimation_error_*.
+    labels = {
+        (e := json.loads(r.value))["event_id"]: e["label"] for r in records if r.topic == "labels"
+    }
+    reference = [r for r in predictions if r.ts_ms < sc.reference_end_ms]
+    profiles = profiles_from(reference, config, labels=labels)
     sink = MemorySink()
     pipeline = Pipeline(
         config=config, profiles=profiles, sink=sink, dead_letters=MemoryDeadLetters()
@@ -53,8 +63,17 @@ def run_pipeline() -> dict[str, set[str]]:
     first_label: Message | None = None
     for i, r in enumerate(records):
         message = Message(r.value, 0, i, topic=r.topic)
+        if r.topic == "predictions" and i % 10 == 0:  # a canary version beside the main one
+            event = json.loads(r.value)
+            event["model_version"] = f"{event.get('model_version', '')}-canary"
+            message = Message(json.dumps(event).encode(), 0, i, topic=r.topic)
         if r.topic == "predictions":
             pipeline.process([message])
+            event = json.loads(message.value)
+            if event["model"] == "fraud" and i % 3:  # a shadow scoring the same request
+                event["model"] = "fraud-shadow"
+                shadow = Message(json.dumps(event).encode(), 1, i, topic=r.topic)
+                pipeline.process([shadow])
         else:
             pipeline.add_labels([message])
             if first_label is None:

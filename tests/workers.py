@@ -17,7 +17,7 @@ import sys
 import time
 import urllib.request
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,8 +44,11 @@ class Stream:
     profiles: dict[str, Profile]
 
 
-def profiles_from(records: list[Record], settings: Config) -> dict[str, Profile]:
-    """Reference profiles of every model in ``records`` (prediction events)."""
+def profiles_from(
+    records: list[Record], settings: Config, labels: Mapping[str, object] | None = None
+) -> dict[str, Profile]:
+    """Reference profiles of every model in ``records`` (prediction events), with the labels
+    of their event ids when given (a labelled classifier's profile then has a calibration)."""
     by_model: dict[str, list[dict]] = {}
     for r in records:
         event = json.loads(r.value)
@@ -65,6 +68,7 @@ def profiles_from(records: list[Record], settings: Config) -> dict[str, Profile]
             prediction=[e["prediction"] for e in events],
             latency_ms=[e["latency_ms"] for e in events],
             status=[e["status"] for e in events],
+            label=[labels.get(e.get("event_id", "")) for e in events] if labels else None,
         )
     return out
 

@@ -60,6 +60,7 @@ from drifthouse.errors import ConfigError
 from drifthouse.kafka import faust_patches
 from drifthouse.kafka.membership import SourceMembership
 from drifthouse.kafka.partials import side_decoders
+from drifthouse.kafka.shards import shard_of
 from drifthouse.kafka.source import AssignedReader
 from drifthouse.logs import get_logger
 from drifthouse.sinks.base import Sink
@@ -129,8 +130,9 @@ def build_app(
 
 
 def check_shards(config: Config, role: str) -> None:
-    """Refuse what cannot run: an unknown role, or several merge shards on the embedded store
-    (it admits one process, and each shard's merger writes the store)."""
+    """Refuse what cannot run: an unknown role, several merge shards on the embedded store
+    (it admits one process, and each shard's merger writes the store), or a shadow model on
+    another merge shard than its primary."""
     if role not in ROLES:
         raise ConfigError(f"--role must be one of {', '.join(ROLES)} (got {role!r})")
     shards = config.kafka.partials_partitions
@@ -142,6 +144,16 @@ def check_shards(config: Config, role: str) -> None:
             "(store.dsn: http://...); or set kafka.partials_partitions to 1",
             [("kafka.partials_partitions", f"{shards} merge shards need store.dsn")],
         )
+    for name, model in config.models.items():  # a shadow pairs on its primary's merger
+        primary = model.shadow_of
+        if primary is not None and shard_of(name, shards) != shard_of(primary, shards):
+            raise ConfigError(
+                f"models.{name}.shadow_of: shadow {name!r} is on merge shard "
+                f"{shard_of(name, shards)}, its primary {primary!r} on {shard_of(primary, shards)} "
+                f"(crc32(name) % kafka.partials_partitions), so their predictions never meet; "
+                "name the shadow so that it falls on its primary's shard, or use one merge shard",
+                [(f"models.{name}.shadow_of", "on another merge shard than its primary")],
+            )
 
 
 class Worker:

@@ -137,6 +137,16 @@ def _print_profile(built: Profile, title: str) -> None:
         )
         table.add_row(Text(f.name), f.kind, str(f.count), f"{f.missing_rate:.3f}", shape)
     out.print(table)
+    cal = built.calibration
+    if cal is not None:  # docs/model-performance.md, "Performance without labels"
+        names = cal.classes or ["score"]
+        fitted = [n for n, m in zip(names, cal.maps, strict=True) if m is not None]
+        kind = f"multiclass ({len(cal.classes)} classes)" if cal.classes else "binary"
+        out.print(
+            f"performance estimation: {kind} from {cal.events:,} labelled events; "
+            f"calibrated: {', '.join(fitted) or 'none (calibrated already)'}",
+            highlight=False,
+        )
     _print_type_errors(
         built.features if built.prediction is None else [*built.features, built.prediction]
     )

@@ -54,6 +54,13 @@ KNOWN_METRICS = frozenset(
         "demographic_parity_diff", "equal_opportunity_diff",
         # importance, change detection, metric events
         "importance", "change_detected", "metric_events", "metric_events_ignored",
+        # versions compared in one window (canaries)
+        "vs_psi", "vs_js", "vs_ks", "vs_ks_pvalue", "vs_chi2", "vs_chi2_pvalue", "vs_mean_diff",
+        "vs_error_rate_4xx_diff", "vs_error_rate_5xx_diff", "vs_latency_p50_diff",
+        "vs_latency_p95_diff", "vs_latency_p99_diff", "vs_latency_p50_ratio",
+        "vs_latency_p95_ratio", "vs_latency_p99_ratio", "vs_traffic_share",
+        # a shadow model paired with its primary
+        "shadow_pairs", "shadow_missing", "shadow_agreement", "shadow_score_mae",
     }
 )  # fmt: skip
 """Metric names drifthouse computes (docs/metrics.md); metric events may add more (``cpu_util``)."""

@@ -84,6 +84,31 @@ class Config(Strict):
         return self
 
     @model_validator(mode="after")
+    def _shadows(self) -> Config:
+        # A shadow pairs with a primary that is a model of the list and no shadow itself.
+        for name, model in self.models.items():
+            primary = model.shadow_of
+            if primary is None:
+                continue
+            if primary == name or primary not in self.models:
+                raise ValueError(
+                    f"models.{name}.shadow_of: {primary!r} must be another model listed under "
+                    f"'models' (got {primary!r}; listed: {', '.join(sorted(self.models))})"
+                )
+            off = [m for m in (name, primary) if not self.models[m].labels]
+            if off:
+                raise ValueError(
+                    f"models.{name}.shadow_of: pairing reads the predictions held for labels, "
+                    f"but {off[0]!r} has labels: false; remove it"
+                )
+            if self.models[primary].shadow_of is not None:
+                raise ValueError(
+                    f"models.{name}.shadow_of: {primary!r} is itself a shadow (of "
+                    f"{self.models[primary].shadow_of!r}); name the model it shadows"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _cross_refs(self, info: ValidationInfo) -> Config:
         # load_config checks references itself, with a location per problem.
         if info.context and info.context.get("skip_cross_refs"):

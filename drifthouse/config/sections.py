@@ -307,6 +307,17 @@ class ModelConfig(Strict):
         True, description="hold this model's predictions for their delayed labels (label metrics)"
     )
     bounds: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    shadow_of: str | None = Field(
+        None,
+        description="this model is a shadow of that one: it scores the same requests (same "
+        "event_id), and the primary's windows get the agreement of the two",
+    )
+    shadow_wait: DurationMs = Field(
+        300_000,
+        gt=0,
+        description="event time a shadow's prediction may come after its primary's (and a "
+        "primary's window waits for it)",
+    )
 
     @field_validator("bounds")
     @classmethod

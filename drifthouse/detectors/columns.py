@@ -52,6 +52,10 @@ class Columns:
     # Per (attribute, value) of the events' segments, its rows (ascending), the values in the
     # order of their first row.
     segments: dict[tuple[str, str], npt.NDArray[np.intp]] = field(default_factory=dict)
+    # Multiclass probabilities (n, classes) in ``layout.probability_classes`` order (NaN rows:
+    # none usable) and the index of each event's predicted class (-1: another), when laid out.
+    proba: npt.NDArray[np.float64] | None = None
+    proba_pred: npt.NDArray[np.intp] | None = None
 
     def take(self, idx: npt.NDArray[np.intp]) -> Columns:
         """The rows ``idx`` (distinct), in that order."""
@@ -78,6 +82,8 @@ class Columns:
             [self.event_ids[i] for i in idx] if self.event_ids else [],
             None if self.pred_codes is None else self.pred_codes[idx],
             segments,
+            None if self.proba is None else self.proba[idx],
+            None if self.proba_pred is None else self.proba_pred[idx],
         )
 
     def __len__(self) -> int:
@@ -101,6 +107,27 @@ def _predictions(
             [-1 if k is None else cmap.get(k, unseen) for k in keys], dtype=np.int32
         )
     return score, pred_codes
+
+
+def _probabilities(
+    preds: Sequence[Any], served: Sequence[Any], layout: FeatureLayout
+) -> tuple[npt.NDArray[np.float64] | None, npt.NDArray[np.intp] | None]:
+    """A multiclass model's probabilities and predicted class indices (performance
+    estimation), when its layout names the classes."""
+    classes = layout.probability_classes
+    if not classes:
+        return None, None
+    where = {c: j for j, c in enumerate(classes)}
+    proba = np.full((len(preds), len(classes)), np.nan)
+    for i, p in enumerate(preds):
+        if isinstance(p, Mapping):
+            for k, v in p.items():
+                j = where.get(category_key(k) or "")
+                if j is not None and type(v) in _NUMBER_TYPES and v is not None:
+                    proba[i, j] = v
+    keys = [category_key(prediction_score(p, c)) for p, c in zip(preds, served, strict=True)]
+    pred = np.array([where.get(k or "", -1) for k in keys], dtype=np.intp)
+    return proba, pred
 
 
 def _numeric_column(
@@ -258,6 +285,7 @@ def extract(events: Sequence[Any], layout: FeatureLayout) -> Columns:
     preds = [e.prediction for e in events]
     served = [e.predicted_class for e in events]
     score, pred_codes = _predictions(preds, served, layout)
+    proba, proba_pred = _probabilities(preds, served, layout)
     return Columns(
         ts=np.array([e.ts_ms for e in events], dtype=np.int64),
         numeric=numeric,
@@ -269,6 +297,8 @@ def extract(events: Sequence[Any], layout: FeatureLayout) -> Columns:
         event_ids=[e.event_id for e in events],
         pred_codes=pred_codes,
         segments=_segments(events) if _has_segment(events) else {},
+        proba=proba,
+        proba_pred=proba_pred,
     )
 
 
@@ -316,6 +346,7 @@ def extract_columns(block: ColumnBatch, layout: FeatureLayout) -> Columns:
     http = [200 if s is None else s for s in statuses] if statuses is not None else [200] * n
     preds, served = block.column("prediction"), block.column("predicted_class")
     score, pred_codes = _predictions(preds, served, layout)
+    proba, proba_pred = _probabilities(preds, served, layout)
     return Columns(
         ts=np.array(block.ts, dtype=np.int64),
         numeric=numeric,
@@ -327,6 +358,8 @@ def extract_columns(block: ColumnBatch, layout: FeatureLayout) -> Columns:
         event_ids=list(block.column("event_id")),
         pred_codes=pred_codes,
         segments=_block_segments(block) if block.segment else {},
+        proba=proba,
+        proba_pred=proba_pred,
     )
 
 
@@ -352,4 +385,8 @@ def concat(parts: Sequence[Columns]) -> Columns:
         event_ids=[e for p in parts for e in p.event_ids],
         pred_codes=None if pred[0] is None else np.concatenate(pred),  # type: ignore[arg-type]
         segments={key: np.concatenate(rows) for key, rows in segments.items()},
+        proba=None if parts[0].proba is None else np.concatenate([p.proba for p in parts]),
+        proba_pred=None
+        if parts[0].proba_pred is None
+        else np.concatenate([p.proba_pred for p in parts]),
     )

@@ -23,6 +23,9 @@ class FeatureLayout:
     unseen: tuple[int, ...]
     prediction_categories: Mapping[str, int] | None = None
     prediction_unseen: int = 0
+    #: The classes of a multiclass model's ``{class: probability}`` predictions, when its
+    #: profile has a calibration for them (performance estimation; sorted category keys).
+    probability_classes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.categories) != len(self.categorical) or len(self.unseen) != len(

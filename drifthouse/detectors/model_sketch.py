@@ -46,6 +46,7 @@ import numpy as np
 
 from drifthouse.detectors.base import NO_CONTEXT, Context, Result, Sketch, window_ms_of
 from drifthouse.detectors.categorical import CategoricalBlock
+from drifthouse.detectors.cbpe import batch_of, sketch_for
 from drifthouse.detectors.columns import Columns, extract
 from drifthouse.detectors.importance import ImportanceBatch, ImportanceSketch
 from drifthouse.detectors.layout import FeatureLayout
@@ -101,10 +102,6 @@ class SketchSettings(Protocol):
     def max_segment_attributes(self) -> int: ...
     @property
     def importance(self) -> bool: ...
-    @property
-    def attribution_top_k(self) -> int: ...
-    @property
-    def attribution_min_psi(self) -> float: ...
 
 
 class ModelOptions(Protocol):
@@ -170,8 +167,6 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
             self.categorical = CategoricalBlock([], eps=metrics.eps)
         self.latency = QuantileSketch(metrics.latency_relative_accuracy)
         self.max_segment_values = metrics.max_segment_values
-        self.attribution_top_k = metrics.attribution_top_k
-        self.attribution_min_psi = metrics.attribution_min_psi
         self.pane_segment_limit = PANE_LIMIT_FACTOR * metrics.max_segment_values
         self.max_segment_attributes = metrics.max_segment_attributes
         self.pane_attribute_limit = PANE_LIMIT_FACTOR * metrics.max_segment_attributes
@@ -215,8 +210,12 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
             unseen=tuple(cat.new_code(j) for j in range(cat.n_features)),
             prediction_categories=classes.encoder(0) if classes is not None else None,
             prediction_unseen=classes.new_code(0) if classes is not None else 0,
+            probability_classes=tuple(profile.calibration.classes)
+            if profile is not None and profile.calibration is not None
+            else (),
         )
         self.segment = SegmentSketch(self.latency, self.status, self.prediction)
+        self.cbpe = sketch_for(profile)  # performance estimation (docs/model-performance.md)
 
     def empty(self) -> ModelState:
         return ModelState(
@@ -228,6 +227,7 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
             counters=np.zeros(3, dtype=np.int64),
             importance=self.importance.empty() if self.importance is not None else None,
             raw=RawLeaf() if self.collects_raw else None,
+            cbpe=self.cbpe.empty() if self.cbpe is not None else None,
         )
 
     def empty_segment(self) -> SegmentState:
@@ -256,6 +256,8 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
         self.segment.serve(state.latency, state.status, state.prediction, cols, None)
         if cols.segments:
             self._update_segments(state.segments, cols)
+        if self.cbpe is not None and state.cbpe is not None:
+            self.cbpe.update(state.cbpe, batch_of(self.cbpe, cols))
         if self.importance is not None and state.importance is not None:
             self.importance.update(
                 state.importance, ImportanceBatch(cols.numeric, cols.status, cols.codes, cols.score)
@@ -359,6 +361,9 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
             else None,
             segments=self._merge_segments(a.segments, b.segments),
             raw=raw,
+            cbpe=self.cbpe.merge(a.cbpe, b.cbpe)
+            if self.cbpe is not None and a.cbpe is not None and b.cbpe is not None
+            else None,
         )
 
     def merge_segment(self, a: SegmentState, b: SegmentState) -> SegmentState:
@@ -395,6 +400,8 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
                 out += self.importance.evaluate(state.importance)
             out += self.latency.evaluate(state.latency)
             out += self.status.evaluate(state.status)
+            if self.cbpe is not None and state.cbpe is not None:
+                out += self.cbpe.evaluate(state.cbpe)
         out += [
             Result("", "events", float(events), None, 0, events),
             Result("", "late_events", float(state.counters[LATE]), None, 0, events),
@@ -445,24 +452,6 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
             for value, seg in sorted(keep, key=lambda t: t[0]):
                 yield f"{attr}={value}", seg
 
-    def attribute(
-        self, state: ModelState, segments: Sequence[tuple[str, SegmentState]]
-    ) -> list[tuple[str, Result]]:
-        """``(segment, row)`` of a window's drift attribution (docs/statistics.md "Drift
-        attribution"): the top bins of each feature and of the prediction (segment ``''``) and
-        each of ``segments``' share of the prediction's drift (:meth:`capped_segments`)."""
-        k, floor = self.attribution_top_k, self.attribution_min_psi
-        if k <= 0 or not int(state.counters[EVENTS]):
-            return []
-        out = self.numeric.contributions(state.numeric, top_k=k, min_psi=floor)
-        out += self.categorical.contributions(state.categorical, top_k=k, min_psi=floor)
-        if self.prediction is not None and state.prediction is not None:
-            out += self.prediction.contributions(state.prediction, top_k=k, min_psi=floor)  # type: ignore[arg-type]
-        rows = [("", r) for r in out]
-        return rows + self.segment.prediction_shares(
-            state.prediction, segments, top_k=k, min_psi=floor
-        )
-
     def evaluate_segment(self, seg: SegmentState, context: Context = NO_CONTEXT) -> list[Result]:
         """The serving metrics of one segment value's window (:meth:`SegmentSketch.evaluate`)."""
         return self.segment.evaluate(seg, context)
@@ -486,7 +475,8 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
             value = getattr(self.baselines, metric, None)
             if isinstance(value, int | float) and not isinstance(value, bool):
                 return float(value)
-            return self.baselines.labels.get(metric)
+            # estimated_<m> (and its band) is compared with the reference's realized <m>.
+            return self.baselines.labels.get(_realized_name(metric))
         if self.profile is None:
             return None
         for f in self.profile.features:
@@ -496,3 +486,10 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
                 if metric in {"mean", "std", "min", "max"}:
                     return getattr(f, metric)  # type: ignore[no-any-return]
         return None
+
+
+def _realized_name(metric: str) -> str:
+    """``accuracy`` of ``estimated_accuracy``, ``estimated_accuracy_lower`` and ``_upper``."""
+    if not metric.startswith("estimated_"):
+        return metric
+    return metric.removeprefix("estimated_").removesuffix("_lower").removesuffix("_upper")

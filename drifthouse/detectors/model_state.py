@@ -14,6 +14,7 @@ import msgspec
 import numpy as np
 
 from drifthouse.detectors.categorical import CategoricalState
+from drifthouse.detectors.cbpe import CbpeState
 from drifthouse.detectors.importance import ImportanceState
 from drifthouse.detectors.numeric import NumericState
 from drifthouse.detectors.quantiles import QuantileState
@@ -49,6 +50,8 @@ class _WireState(msgspec.Struct, array_like=True):
     segments: bytes | None = None
     # The raw pane tree of a model whose automatic reference is not built yet.
     raw: bytes | None = None
+    # Performance estimation's state (a profile with a calibration).
+    cbpe: bytes | None = None
 
 
 _ENCODE = msgspec.msgpack.Encoder().encode
@@ -113,6 +116,8 @@ class ModelState:
     # The pane's events, kept while the model's automatic reference is not built (see
     # drifthouse.detectors.raw_panes); None otherwise.
     raw: RawTree | None = None
+    # Performance estimation (drifthouse.detectors.cbpe), for a profile with a calibration.
+    cbpe: CbpeState | None = None
 
     def to_bytes(self) -> bytes:
         """Serialise exactly, for partial-window messages between workers."""
@@ -130,6 +135,7 @@ class ModelState:
                 importance=self.importance.to_bytes() if self.importance is not None else None,
                 segments=self._segments_bytes() if self.segments else None,
                 raw=encode_tree(self.raw) if self.raw is not None else None,
+                cbpe=self.cbpe.to_bytes() if self.cbpe is not None else None,
             )
         )
 
@@ -175,6 +181,7 @@ class ModelState:
                 for w in segments
             },
             raw=decode_tree(wire.raw) if wire.raw is not None else None,
+            cbpe=CbpeState.from_bytes(wire.cbpe) if wire.cbpe is not None else None,
         )
 
     def equals(self, other: ModelState) -> bool:
@@ -197,5 +204,10 @@ class ModelState:
             and same_importance
             and same_segments
             and same_tree(self.raw, other.raw)
+            and (
+                other.cbpe is None
+                if self.cbpe is None
+                else other.cbpe is not None and self.cbpe.equals(other.cbpe)
+            )
             and bool(np.array_equal(self.counters, other.counters))
         )

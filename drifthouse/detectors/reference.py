@@ -18,6 +18,7 @@ import msgspec
 import numpy as np
 
 from drifthouse.categories import category_key
+from drifthouse.detectors.calibration import Calibration
 from drifthouse.errors import ProfileError
 
 __all__ = [
@@ -196,6 +197,9 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True):
     features: list[FeatureProfile]
     prediction: FeatureProfile | None = None
     baselines: Baselines = msgspec.field(default_factory=Baselines)
+    #: Performance estimation's calibration (a labelled classifier's reference); ``None`` in
+    #: profiles built without labels or before it existed (docs/model-performance.md).
+    calibration: Calibration | None = None
 
     def feature(self, name: str) -> FeatureProfile:
         for f in self.features:
@@ -234,6 +238,8 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True):
             f.validate(f"feature {f.name!r}")
         if self.prediction is not None:
             self.prediction.validate("prediction")
+        if self.calibration is not None:
+            self.calibration.validate("calibration")
         return self
 
     def to_json(self) -> bytes:

@@ -167,6 +167,7 @@ def profile_from_events(
         threshold=threshold,
         task=task,
         kinds=kinds_for(kinds, selected, names),
+        raw_predictions=[e.get("prediction") for e in rows] if has["prediction"] else None,
     )
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from drifthouse.categories import category_key
 from drifthouse.detectors import labels as _labels
+from drifthouse.detectors.calibration import Calibration
 from drifthouse.detectors.importance import reference_importance
 from drifthouse.detectors.reference import (
     PREDICTION,
@@ -28,6 +29,7 @@ from drifthouse.detectors.reference import (
     ProfileSettingsLike,
 )
 from drifthouse.errors import ProfileError
+from drifthouse.profiles.calibration import reference_calibration
 
 __all__ = [
     "KNOWN_OTHER_CAP",
@@ -224,6 +226,7 @@ def build_profile(
     threshold: float = 0.5,
     task: Literal["auto", "classification", "regression"] = "auto",
     kinds: Mapping[str, Kind] | None = None,
+    raw_predictions: Sequence[Any] | None = None,
 ) -> Profile:
     """Build a profile from columns of equal length.
 
@@ -232,9 +235,9 @@ def build_profile(
 
     ``prediction`` is a numeric score (probability of the positive class, or a regression
     output) or class labels. With ``label`` the label metrics of the reference become baselines
-    (see :mod:`drifthouse.detectors.labels`). Latency percentiles use ``np.quantile(...,
-    method='lower')``, the definition :class:`~drifthouse.detectors.quantiles.QuantileSketch`
-    estimates.
+    and a calibration (``raw_predictions`` as sent; :mod:`drifthouse.profiles.calibration`).
+    Latency percentiles use ``np.quantile(..., method='lower')``, the definition
+    :class:`~drifthouse.detectors.quantiles.QuantileSketch` estimates.
     """
     s = ProfileSettings.of(settings)
     events = _check_lengths(
@@ -280,6 +283,7 @@ def build_profile(
         features=feats,
         prediction=pred,
         baselines=baselines,
+        calibration=_calibration(prediction, label, raw_predictions, threshold, resolved_task),
     ).validate()
     if prediction is not None and pred is not None and pred.kind == "numeric" and feats:
         importance = reference_importance(profile, features, prediction)
@@ -287,6 +291,21 @@ def build_profile(
             profile, baselines=msgspec.structs.replace(baselines, importance=importance)
         )
     return profile
+
+
+def _calibration(
+    prediction: np.ndarray | Sequence[Any] | None,
+    label: np.ndarray | Sequence[Any] | None,
+    raw_predictions: Sequence[Any] | None,
+    threshold: float,
+    task: str | None,
+) -> Calibration | None:
+    """A labelled classifier's calibration for performance estimation, else ``None``."""
+    if label is None or prediction is None or task != "classification":
+        return None
+    return reference_calibration(
+        prediction=prediction, label=label, raw_predictions=raw_predictions, threshold=threshold
+    )
 
 
 def _check_lengths(

@@ -22,6 +22,7 @@ from drifthouse.report.queries import (
     choose_run,
     read_alerts,
     read_categories,
+    read_comparisons,
     read_contributors,
     read_metrics,
     read_numeric_bins,
@@ -137,6 +138,7 @@ def _model_report(client: Client, config: Config, rng: Range, picked: Sequence[s
         alerts=tuple(alerts),
         changes=tuple(found),
         contributors=tuple(read_contributors(client, rng, _drift_peaks(psi, drifted, found))),
+        comparisons=tuple(read_comparisons(client, rng)),
     )
 
 

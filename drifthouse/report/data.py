@@ -146,6 +146,21 @@ class RunSummary:
 
 
 @dataclass(frozen=True)
+class Comparison:
+    """One comparison metric of one version over the range: a canary against the main version
+    (``segment`` ``vs=<baseline>``) or a shadow's agreement (``shadow=<shadow>``)."""
+
+    version: str
+    segment: str
+    metric: str
+    windows: int
+    #: Mean over the windows, weighted by ``n``; the largest window value.
+    mean: float
+    peak: float
+    n: int
+
+
+@dataclass(frozen=True)
 class ModelReport:
     """Everything the report shows of one model."""
 
@@ -161,6 +176,8 @@ class ModelReport:
     changes: tuple[Change, ...]
     #: Top contributors of the drifted features at their PSI peaks (the most drifted first).
     contributors: tuple[Contributors, ...] = ()
+    #: Versions compared in each window, and shadows (docs/metrics.md).
+    comparisons: tuple[Comparison, ...] = ()
 
     def features(self, metric: str) -> list[str]:
         """Features with a series of ``metric`` (the prediction and the model excluded)."""

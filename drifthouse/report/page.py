@@ -230,6 +230,26 @@ def _alerts(page: _Page, m: ModelReport) -> None:
     )
 
 
+def _comparisons(page: _Page, m: ModelReport) -> None:
+    """Canaries against the main version, shadows against their primary (docs/metrics.md)."""
+    if not m.comparisons:
+        return
+    page.add("<h3>Versions and shadows</h3>")
+    page.add(
+        '<p class="note">per window, a canary against the version with the most events '
+        "(vs=), a shadow against this model (shadow=); mean weighted by n</p>"
+    )
+    page.table(
+        ["version", "against", "metric", "windows", "mean", "peak", "n"],
+        [
+            [_e(c.version), _e(c.segment), _e(c.metric), f"{c.windows}", f"{c.mean:.4g}",
+             f"{c.peak:.4g}", f"{c.n:,}"]
+            for c in m.comparisons
+        ],
+        {3, 4, 5, 6},
+    )  # fmt: skip
+
+
 def _heatmap(page: _Page, m: ModelReport, kind: str) -> None:
     metrics = sorted(set(heatmap.KINDS[kind]))
     page.add(f"<h3>Drift heatmap ({_e(kind)} per feature and window)</h3>")
@@ -265,6 +285,7 @@ def _model(page: _Page, m: ModelReport, heatmap_kind: str) -> None:
     page.chart(f"{m.model}-labels", charts.label_metrics(m), "no labels joined in range")
     page.add("<h3>Prediction drift</h3>")
     page.chart(f"{m.model}-prediction", charts.prediction_drift(m), "no prediction drift in range")
+    _comparisons(page, m)
     _alerts(page, m)
     page.add("</section>")
 

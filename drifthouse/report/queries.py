@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from drifthouse.errors import UsageError
 from drifthouse.profiles.auto import AUTO_VERSION
-from drifthouse.report.data import AlertEvent, Categories, Contributors, Point, Series
+from drifthouse.report.data import (
+    AlertEvent,
+    Categories,
+    Comparison,
+    Contributors,
+    Point,
+    Series,
+)
 from drifthouse.sinks.store import call
 
 if TYPE_CHECKING:
@@ -27,6 +34,7 @@ __all__ = [
     "choose_run",
     "read_alerts",
     "read_categories",
+    "read_comparisons",
     "read_contributors",
     "read_metrics",
     "read_numeric_bins",
@@ -140,6 +148,24 @@ def read_metrics(client: Client, rng: Range) -> tuple[dict[tuple[str, str], Seri
         versions.update(str(v) for v in vs)
     series = {key: Series(key[0], key[1], tuple(p)) for key, p in points.items()}
     return series, sorted(versions)
+
+
+def read_comparisons(client: Client, rng: Range) -> list[Comparison]:
+    """The model's comparison rows in the range (segments ``vs=...`` and ``shadow=...``), per
+    version, segment and metric: windows, the mean weighted by ``n``, the peak, ``n`` summed."""
+    rows = _rows(
+        client,
+        "SELECT model_version, segment, metric, count() AS windows, "
+        "if(sum(n) > 0, sum(value * n) / sum(n), avg(value)) AS mean, max(value) AS peak, "
+        f"sum(n) AS events FROM metrics FINAL WHERE {_IN_RANGE} "
+        "AND (startsWith(segment, 'vs=') OR startsWith(segment, 'shadow=')) "
+        "GROUP BY model_version, segment, metric ORDER BY segment, model_version, metric",
+        rng.params(),
+    )
+    return [
+        Comparison(str(v), str(seg), str(m), int(w), float(mean), float(peak), int(n))
+        for v, seg, m, w, mean, peak, n in rows
+    ]
 
 
 def read_profiles_json(client: Client, model: str, versions: Sequence[str]) -> list[str]:

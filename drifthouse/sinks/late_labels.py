@@ -14,12 +14,14 @@ from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
 
+from drifthouse.rows import MetricRow
 from drifthouse.sinks.store import call
 
 __all__ = [
     "LatePair",
     "PaneRow",
     "affected_span",
+    "estimates",
     "final_until",
     "late_pairs",
     "models",
@@ -179,4 +181,40 @@ def late_pairs(
             int(stored),
         )
         for v, ts, eid, score, cls, seg, lab, lts, q, stored in result.result_rows
+    ]
+
+
+def estimates(
+    client: Client, database: str, model: str, run_id: str, lo_ms: int, hi_ms: int
+) -> list[MetricRow]:
+    """The model-level ``estimated_<metric>`` rows of the windows starting in ``[lo_ms,
+    hi_ms)``, for the late join's ``estimation_error_*`` (docs/model-performance.md)."""
+    result = call(
+        "reading estimated metrics",
+        client.query,
+        "SELECT toUnixTimestamp64Milli(window_start), toUnixTimestamp64Milli(window_end), "
+        f"window, model_version, metric, value, n FROM `{database}`.metrics FINAL "
+        "WHERE model = {model:String} AND run_id = {run:String} AND segment = '' "
+        "AND feature = '' AND metric IN ('estimated_accuracy', 'estimated_precision', "
+        "'estimated_recall', 'estimated_f1', 'estimated_roc_auc') "
+        "AND window_start >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC') "
+        "AND window_start < fromUnixTimestamp64Milli({hi:Int64}, 'UTC') "
+        "ORDER BY window, window_start, model_version, metric",
+        parameters={"model": model, "run": run_id, "lo": lo_ms, "hi": hi_ms},
+    )
+    return [
+        MetricRow(
+            window_start=int(start),
+            window_end=int(end),
+            window=str(w),
+            model=model,
+            model_version=str(v),
+            feature="",
+            segment="",
+            metric=str(m),
+            value=float(value),
+            n=int(n),
+            run_id=run_id,
+        )
+        for start, end, w, v, m, value, n in result.result_rows
     ]

@@ -204,6 +204,10 @@ def _statement(body: bytes) -> tuple[str, dict[str, Any]]:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = _READ_TIMEOUT_S  # a slow or silent client does not keep a thread
+    # Replies are buffered and leave whole when the request is done (handle_one_request
+    # flushes), after its in-flight slot is given back: a client asking again as soon as it has
+    # its answer never finds the endpoint busy with its own last request.
+    wbufsize = -1
     server: _HttpServer
 
     def log_message(self, format: str, *args: Any) -> None:

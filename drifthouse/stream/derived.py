@@ -34,6 +34,7 @@ from drifthouse.profiles.sketches import Sketches
 from drifthouse.rows import Row, WindowStateRow
 from drifthouse.sinks.base import Sink
 from drifthouse.sinks.window_states import StoredState, WindowStates, encode_state
+from drifthouse.stream.compare import compare_windows
 from drifthouse.stream.results import WindowResult, evaluate_window
 from drifthouse.stream.stage import Key
 from drifthouse.stream.windows import NO_TIME, WindowSpec
@@ -200,12 +201,15 @@ class DerivedWindows:
         written = len(rows)
         rows.clear()
         out: list[WindowResult] = []
+        merged: dict[DerivedKey, ModelState] = {}  # for the versions' comparisons
         try:
             sink.flush()
             for batch in _batches(due, self.specs):
                 loaded = self.load(batch, self.states, run_id)
                 for dk in batch:
-                    result = self._build(dk, loaded, ready, sketches, changes, run_id, computed_at)
+                    result = self._build(
+                        dk, loaded, ready, sketches, changes, run_id, computed_at, merged
+                    )
                     if result is not None:
                         out.append(result)
                 due = due[len(batch) :]
@@ -213,6 +217,10 @@ class DerivedWindows:
             log.warning("merge.derived_waiting", windows=len(due), reason=str(exc))
             for dk in due:
                 self._later(dk, ready)
+        out += compare_windows(
+            out, merged, {}, specs=self.specs, sketches=sketches, run_id=run_id,
+            computed_at=computed_at(),
+        )  # fmt: skip
         return out, written
 
     def _build(
@@ -224,8 +232,10 @@ class DerivedWindows:
         changes: ChangeDetectors | None,
         run_id: str,
         computed_at: Callable[[], int],
+        merged: dict[DerivedKey, ModelState],
     ) -> WindowResult | None:
-        """One derived window from its stored base states; ``None`` when some are missing."""
+        """One derived window from its stored base states (its merged state put in
+        ``merged``); ``None`` when some are missing."""
         stored = loaded.get(dk, [])
         missing = sorted(self._owed[dk].bases - {s.start for s in stored})
         if missing or not stored:
@@ -242,11 +252,12 @@ class DerivedWindows:
             state = part if state is None else sketch.merge(state, part)
         assert state is not None
         self.written(dk)
+        state = merged[dk] = sketch.resolve(state)
         return evaluate_window(
             self.specs[k],
             start,
             key,
-            sketch.resolve(state),
+            state,
             sketches,
             changes=changes,
             run_id=run_id,

@@ -45,10 +45,12 @@ from drifthouse.rows import MetricRow, ReferenceRow, Row, SketchRow
 from drifthouse.sinks.base import Sink
 from drifthouse.sinks.references import reference_rows
 from drifthouse.sinks.window_states import WindowStates, states_of
+from drifthouse.stream.compare import compare_windows
 from drifthouse.stream.derived import DerivedWindows
 from drifthouse.stream.labels import LabelStage, PredictionRecord
 from drifthouse.stream.metric_events import MetricEventWindows
 from drifthouse.stream.results import WindowResult, evaluate_window, metric_rows
+from drifthouse.stream.shadow import ShadowPairs
 from drifthouse.stream.stage import Key, Partial, StageStats
 from drifthouse.stream.windows import NO_TIME, WindowSpec
 
@@ -75,6 +77,8 @@ class MergeStage:
     changes: ChangeDetectors | None = None
     #: Where the base-window states of derived windows are read back (default: the sink's store).
     states: WindowStates | None = None
+    #: Shadow models' predictions paired with their primaries' (``models.*.shadow_of``).
+    shadows: ShadowPairs | None = None
 
     @classmethod
     def from_config(
@@ -104,6 +108,7 @@ class MergeStage:
             labels=LabelStage.from_config(config, profiles),
             metric_events=MetricEventWindows(specs, horizon_ms=config.metrics.label_horizon),
             changes=changes,
+            shadows=ShadowPairs.from_config(config),
         )
 
     def __post_init__(self) -> None:
@@ -125,6 +130,8 @@ class MergeStage:
         self._state_rows: list[Row] = []
         # The first window kept in the stream: automatic references are built from it.
         self._first = next(i for i, s in enumerate(self.specs) if not s.derived)
+        if self.labels is not None:  # the shadows see what the label join sees
+            self.labels.shadows = self.shadows
 
     # -- partitions ----------------------------------------------------------------------------
 
@@ -247,6 +254,7 @@ class MergeStage:
                 changes=self.changes.to_bytes() if self.changes is not None else None,
                 derived=self.derived.to_bytes() if self.derived else None,
                 frontier=sorted(self._frontier.items()),
+                shadows=self.shadows.to_bytes() if self.shadows is not None else None,
                 auto=[
                     (a.model, a.start, a.end, a.profile.to_json() if a.profile else None)
                     for a in sorted(self.sketches.auto_references.values(), key=lambda a: a.model)
@@ -269,6 +277,8 @@ class MergeStage:
         if snap.derived is not None and self.derived:
             self.derived.restore(snap.derived)
         self._frontier = dict(snap.frontier)
+        if self.shadows is not None and snap.shadows is not None:
+            self.shadows.restore(snap.shadows)
         for model, start, end, profile in snap.auto or []:
             self._set_auto(
                 AutoReference(
@@ -350,6 +360,8 @@ class MergeStage:
             self.stats.rows += written
         later += self._emit_labels(ready, force=quiet)
         later += self._emit_metric_events(ready)
+        if self.shadows is not None:
+            later += self.shadows.flush(ready, run_id=self.run_id, computed_at=self.computed_at())
         for result in later:
             rows.extend(result.metrics)
             rows.extend(result.sketches)
@@ -371,6 +383,7 @@ class MergeStage:
 
     def _emit_predictions(self, ready: int | None) -> list[WindowResult]:
         out: list[WindowResult] = []
+        merged: dict[WindowKey, ModelState] = {}  # for the versions' comparisons
         for wkey in sorted(self._pending, key=lambda t: (t[1], t[0], t[2])):
             k, start, key = wkey
             if ready is not None and start + self.specs[k].size_ms > ready:
@@ -387,7 +400,7 @@ class MergeStage:
             for p in sorted(parts):  # a fixed merge order: results do not depend on timing
                 state = parts[p].state if state is None else sketch.merge(state, parts[p].state)
             assert state is not None
-            state = sketch.resolve(state)
+            state = merged[wkey] = sketch.resolve(state)
             computed_at = self.computed_at()
             out.append(
                 evaluate_window(
@@ -401,11 +414,17 @@ class MergeStage:
                     computed_at=computed_at,
                 )
             )
+            if self.labels is not None:  # estimated_* kept for the label window's errors
+                self.labels.note_estimates(out[-1].metrics)
             stored = self.derived.state_row(
                 k, start, key, state, run_id=self.run_id, computed_at=computed_at
             )
             if stored is not None:
                 self._state_rows.append(stored)
+        out += compare_windows(
+            out, merged, self._emitted, specs=self.specs, sketches=self.sketches,
+            run_id=self.run_id, computed_at=self.computed_at(),
+        )  # fmt: skip
         self._forget_emitted(ready)
         return out
 
@@ -427,14 +446,9 @@ class MergeStage:
                 ]
                 changed = self.changes.update(w.model, w.model_version, spec.name, w.start, results)
                 rows += metric_rows(
-                    spec,
-                    w.start,
-                    w.model,
-                    w.model_version,
-                    changed,
-                    run_id=self.run_id,
-                    computed_at=computed_at,
-                )
+                    spec, w.start, w.model, w.model_version, changed,
+                    run_id=self.run_id, computed_at=computed_at,
+                )  # fmt: skip
             out.append(WindowResult(spec, w.start, w.end, w.model, w.model_version, rows, []))
         return out
 
@@ -447,14 +461,9 @@ class MergeStage:
             spec = self.specs[w.spec_index]
             results = self.metric_events.sketch.evaluate(w.state)
             rows = metric_rows(
-                spec,
-                w.start,
-                w.model,
-                w.model_version,
-                results,
-                run_id=self.run_id,
-                computed_at=computed_at,
-            )
+                spec, w.start, w.model, w.model_version, results,
+                run_id=self.run_id, computed_at=computed_at,
+            )  # fmt: skip
             out.append(WindowResult(spec, w.start, w.end, w.model, w.model_version, rows, []))
         return out
 
@@ -485,6 +494,7 @@ class _Snapshot(msgspec.Struct, array_like=True):
     derived: bytes | None = None
     # Automatic references: (model, span start, span end, profile JSON or None).
     auto: list[tuple[str, int, int, bytes | None]] | None = None
+    shadows: bytes | None = None  # drifthouse.stream.shadow
 
 
 _ENCODE_SNAPSHOT = msgspec.msgpack.Encoder().encode

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from drifthouse.detectors.base import Context, Result
 from drifthouse.detectors.change import ChangeDetectors
 from drifthouse.detectors.model_sketch import EVENTS, ModelState
+from drifthouse.detectors.window_attribution import attribute
 from drifthouse.profiles.auto import DRIFT_METRICS
 from drifthouse.profiles.sketches import Sketches
 from drifthouse.rows import MetricRow, SketchRow
@@ -94,7 +95,7 @@ def evaluate_window(
     }
     results = sketch.evaluate(state, Context(window_ms=spec.size_ms))
     segments = list(sketch.capped_segments(state))
-    attributed = sketch.attribute(state, segments)
+    attributed = attribute(sketch, state, segments, sketches.metrics)
     results += [r for segment, r in attributed if not segment]
     auto = sketches.auto_references.get(model)
     if auto is not None and start < auto.end:

@@ -66,6 +66,7 @@ def test_any_key_gives_the_rows_of_a_replay_with_one_and_two_workers(
     finally:
         stop_together(runs.values())
     config, want = keyed_replay
+    assert any(k[-1] == "vs_psi" for k in want), "the hot model's canary is compared"
     for name, workers in runs.items():
         assert_same(stored_rows(workers.config), want, name)
 
@@ -81,11 +82,11 @@ def test_any_key_gives_the_rows_of_a_replay_with_one_and_two_workers(
 
 def _assert_same_to_rounding(got: Metrics, want: Metrics) -> None:
     """A file holds the events in another order than the topic's partitions: every count-based
-    metric agrees exactly, float accumulators (``mean``, ``std``, the regression label metrics)
-    to rounding (docs/architecture.md, "Sketches and exactness")."""
+    metric agrees exactly, float accumulators (``mean``, ``std``, a canary's ``vs_mean_diff``,
+    the regression label metrics) to rounding (docs/architecture.md, "Sketches and exactness")."""
     only = sorted(got.keys() ^ want.keys(), key=repr)
     assert not only, f"file: {len(only)} rows in one only, e.g. {only[:8]}"
-    rounded = FLOAT_SUMS | {"mean", "std"}
+    rounded = FLOAT_SUMS | {"mean", "std", "vs_mean_diff"}  # the last: a difference of means
     differ = [
         k
         for k, (value, n) in want.items()

@@ -17,6 +17,7 @@ from drifthouse.detectors.categorical import OTHER_LABEL, CategoricalBlock
 from drifthouse.detectors.columns import extract
 from drifthouse.detectors.model_sketch import PREDICTION_FEATURE, ModelBatch, ModelSketch
 from drifthouse.detectors.numeric import NumericBatch, NumericBlock
+from drifthouse.detectors.window_attribution import attribute
 from drifthouse.events import PredictionEvent
 from tests.detectors.strategies import make_profile, reference_profile
 
@@ -156,6 +157,13 @@ def _event(rng: random.Random, i: int, shifted: bool) -> PredictionEvent:
     )
 
 
+_SETTINGS: dict[int, MetricsConfig] = {}
+
+
+def _attribute(sketch: ModelSketch, state, segments):  # type: ignore[no-untyped-def]
+    return attribute(sketch, state, segments, _SETTINGS[id(sketch)])
+
+
 def _model_sketch(**settings: object) -> ModelSketch:
     rng = np.random.default_rng(1)
     n = 3_000
@@ -165,7 +173,10 @@ def _model_sketch(**settings: object) -> ModelSketch:
         latency_ms=[10.0] * n,
         status=[200] * n,
     )
-    return ModelSketch("m", profile, MetricsConfig(**settings))  # type: ignore[arg-type]
+    config = MetricsConfig(**settings)  # type: ignore[arg-type]
+    sketch = ModelSketch("m", profile, config)
+    _SETTINGS[id(sketch)] = config
+    return sketch
 
 
 def test_the_prediction_gets_kl_model_wide_and_per_segment_value() -> None:
@@ -190,7 +201,7 @@ def test_segment_attribution_names_the_segment_whose_predictions_moved() -> None
     events = [_event(rng, i, shifted=True) for i in range(6_000)]
     state = sketch.update(sketch.empty(), ModelBatch(extract(events, sketch.layout)))
     segments = list(sketch.capped_segments(state))
-    out = sketch.attribute(state, segments)
+    out = _attribute(sketch, state, segments)
     shares = {(r.bin or r.feature, s): r.value for s, r in out if r.metric == "psi_segment_share"}
     by_segment = {s: v for (_, s), v in shares.items()}
     assert max(by_segment, key=lambda s: by_segment[s]) == "country=BR"
@@ -243,7 +254,7 @@ def test_attribution_of_merged_panes_equals_one_pass() -> None:
         merged = sketch.merge(merged, p)
 
     def rows(state):  # type: ignore[no-untyped-def]
-        return [(s, r) for s, r in sketch.attribute(state, list(sketch.capped_segments(state)))]
+        return [(s, r) for s, r in _attribute(sketch, state, list(sketch.capped_segments(state)))]
 
     assert rows(one) == rows(merged)
     assert any(r.metric == "psi_segment_share" for _, r in rows(one))
@@ -254,4 +265,4 @@ def test_attribution_is_off_with_top_k_zero() -> None:
     rng = random.Random(5)
     events = [_event(rng, i, shifted=True) for i in range(2_000)]
     state = sketch.update(sketch.empty(), ModelBatch(extract(events, sketch.layout)))
-    assert sketch.attribute(state, list(sketch.capped_segments(state))) == []
+    assert _attribute(sketch, state, list(sketch.capped_segments(state))) == []

@@ -35,7 +35,9 @@ from hypothesis.extra import numpy as hnp
 import drifthouse
 from drifthouse.config import MetricsConfig
 from drifthouse.detectors.base import NO_CONTEXT, Context, Result, Sketch, State
+from drifthouse.detectors.calibration import Calibration, IsotonicMap
 from drifthouse.detectors.categorical import CategoricalBlock
+from drifthouse.detectors.cbpe import CbpeBatch, CbpeSketch
 from drifthouse.detectors.columns import extract
 from drifthouse.detectors.importance import ImportanceBatch, ImportanceSketch
 from drifthouse.detectors.label_kinds import BinarySketch, ClassSketch, Pairs, RegressionSketch
@@ -216,6 +218,14 @@ CASES: dict[type[Any], Case] = {
     ),
     MetricEventSketch: Case(
         MetricEventSketch, st.lists(_metric_values, max_size=10), rounding=True
+    ),
+    CbpeSketch: Case(
+        lambda: CbpeSketch(Calibration(maps=[IsotonicMap(x=[0.1, 0.9], y=[0.2, 0.8])]), bins=20),
+        hnp.arrays(
+            np.float64,
+            st.integers(0, 40),
+            elements=st.one_of(st.floats(0, 1), st.sampled_from([0.5, np.nan])),
+        ).map(CbpeBatch),
     ),
 }
 

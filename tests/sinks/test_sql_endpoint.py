@@ -236,3 +236,17 @@ def test_requests_beyond_the_in_flight_bound_are_turned_away_at_once(
         assert query_readonly(single.port, "SELECT 1 AS one", token=token) == (["one"], [[1]])
     finally:
         single.close()
+
+
+def test_a_client_asking_in_turn_is_never_turned_away(store_client: Any, tmp_path: Path) -> None:
+    """The in-flight slot is given back before the reply can be read: a client that asks again
+    as soon as it has its answer never finds the endpoint busy with its own last request."""
+    single = serve_readonly(
+        store_client, 0, token_file=tmp_path / "t", limits=Limits(timeout_s=2), max_in_flight=1
+    )
+    token = read_token(tmp_path / "t")
+    try:
+        for _ in range(300):
+            assert query_readonly(single.port, "SELECT 1 AS one", token=token) == (["one"], [[1]])
+    finally:
+        single.close()

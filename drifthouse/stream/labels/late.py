@@ -35,6 +35,7 @@ from drifthouse.detectors.reference import Profile
 from drifthouse.rows import MetricRow
 from drifthouse.sinks import late_labels as store
 from drifthouse.sinks.base import Sink
+from drifthouse.stream.labels.estimates import HeldEstimates
 from drifthouse.stream.labels.records import DAY_MS, JoinedPair, PredictionRecord
 from drifthouse.stream.labels.stage import LabelStage
 from drifthouse.stream.labels.windows import SpilledPane
@@ -208,6 +209,10 @@ def _rewrite(
             continue
         report.windows += 1
         rows += windows.rows(w, run_id=run_id, computed_at=computed_at)
+    if rows:  # the stored estimates of these windows: estimation_error_* beside the new rows
+        held = HeldEstimates()
+        held.note(store.estimates(client, database, model, run_id, chunk.lo, chunk.hi))
+        rows += held.errors(rows)
     if first_waiting is not None:
         # Every pair of a waiting window is at or after its start: the next run must find them.
         for p in late:

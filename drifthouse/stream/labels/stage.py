@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
@@ -21,10 +21,14 @@ from drifthouse.errors import SketchError
 from drifthouse.events import LabelEvent, PredictionEvent
 from drifthouse.pii import PiiFields
 from drifthouse.rows import LabelPaneRow, LateLabelRow, LatePredictionRow, MetricRow
+from drifthouse.stream.labels.estimates import HeldEstimates
 from drifthouse.stream.labels.join import LabelJoin
 from drifthouse.stream.labels.records import JoinedPair, LateLabel, PredictionRecord
 from drifthouse.stream.labels.windows import LabelWindow, LabelWindows
 from drifthouse.stream.windows import WindowSpec
+
+if TYPE_CHECKING:
+    from drifthouse.stream.shadow import ShadowPairs
 
 __all__ = ["LabelStage", "sketch_for_model"]
 
@@ -76,6 +80,10 @@ class LabelStage:
         self.windows = windows
         # Labels are joined on event ids hashed as their predictions' were (PII event ids).
         self.pii = pii
+        #: Shadow models paired with their primaries: they see the same records and labels.
+        self.shadows: ShadowPairs | None = None
+        # The prediction windows' estimates, for estimation_error_* (estimates.py).
+        self.estimates = HeldEstimates()
 
     @classmethod
     def from_config(cls, config: Config, profiles: Mapping[str, Profile]) -> LabelStage:
@@ -126,12 +134,16 @@ class LabelStage:
     def add_records(self, records: Sequence[PredictionRecord]) -> None:
         """The same as :meth:`add_predictions` for records built elsewhere (a source worker
         publishing :func:`encode_records` beside its partials)."""
+        if self.shadows is not None:
+            self.shadows.add(records)
         self.windows.add_predictions(records)
         self.windows.add_pairs(self.join.add_predictions(records))
         self.windows.add_dropped(self.join.take_dropped())
 
     def add_labels(self, labels: Iterable[LabelEvent]) -> None:
         """Decoded label events, in order."""
+        if self.shadows is not None:
+            labels = self.shadows.with_shadows(list(labels))
         if self.pii is not None:
             labels = self.pii.protect_events(list(labels))
         self.windows.add_pairs(self.join.add_labels(labels))
@@ -150,11 +162,16 @@ class LabelStage:
         records: list[PredictionRecord] = []
         pairs: list[JoinedPair] = []
         join = self.join
+        shadows = self.shadows
         for recs, labels in steps:
             if recs:
+                if shadows is not None:
+                    shadows.add(recs)
                 records += recs
                 pairs += join.add_predictions(recs)
             if labels:
+                if shadows is not None:
+                    labels = shadows.with_shadows(labels)
                 pairs += join.add_labels(labels)
         self.windows.add_predictions(records)
         self.windows.add_pairs(pairs)
@@ -173,15 +190,23 @@ class LabelStage:
     def flush_windows(
         self, ready_until: int | None, *, run_id: str, computed_at: int, force: bool = False
     ) -> list[tuple[LabelWindow, list[MetricRow]]]:
-        """:meth:`flush`, window by window (for one alert evaluation per window)."""
-        out = [
-            (w, self.windows.rows(w, run_id=run_id, computed_at=computed_at))
-            for w in self.windows.flush(ready_until, force=force)
-        ]
+        """:meth:`flush`, window by window (for one alert evaluation per window); the rows of
+        a window with an estimate (:meth:`note_estimates`) carry ``estimation_error_*``."""
+        out = []
+        for w in self.windows.flush(ready_until, force=force):
+            rows = self.windows.rows(w, run_id=run_id, computed_at=computed_at)
+            out.append((w, rows + self.estimates.errors(rows)))
+        if ready_until is not None:
+            self.estimates.forget(ready_until, self.windows.horizon_ms)
         if ready_until is None:  # the end of a bounded input: hand on what is held
             self.join.spill_all()
             self.windows.spill_all()
         return out
+
+    def note_estimates(self, rows: Iterable[MetricRow]) -> None:
+        """A prediction window's rows as written: its ``estimated_*`` are kept for the
+        estimation errors of its label window."""
+        self.estimates.note(rows)
 
     def take_spill_rows(
         self, *, run_id: str, computed_at: int
@@ -242,13 +267,19 @@ class LabelStage:
 
     def to_bytes(self) -> bytes:
         """Snapshot of the join and the windows (store it with the offsets it covers)."""
-        return msgspec.msgpack.encode((self.join.to_bytes(), self.windows.to_bytes()))
+        return msgspec.msgpack.encode(
+            (self.join.to_bytes(), self.windows.to_bytes(), self.estimates.to_bytes())
+        )
 
     def restore(self, data: bytes) -> None:
         """Resume from :meth:`to_bytes` (before anything is added)."""
         try:
-            join, windows = msgspec.msgpack.decode(data, type=tuple[bytes, bytes])
+            # Snapshots written before estimates were held have two parts.
+            parts = msgspec.msgpack.decode(data, type=tuple[bytes, ...])
         except msgspec.DecodeError as exc:
             raise SketchError(f"not a serialised label stage: {exc}") from exc
-        self.join = LabelJoin.from_bytes(join)
-        self.windows.restore(windows)
+        if len(parts) not in (2, 3):
+            raise SketchError(f"not a serialised label stage: {len(parts)} parts (expected 2 or 3)")
+        self.join = LabelJoin.from_bytes(parts[0])
+        self.windows.restore(parts[1])
+        self.estimates = HeldEstimates.from_bytes(parts[2]) if len(parts) == 3 else HeldEstimates()

@@ -193,3 +193,52 @@ def test_a_pair_for_a_pane_already_handed_on_goes_to_the_late_join(
     after = _stored(client, database)
     assert after[coverage] == expected[coverage] == (1.0, 5)
     assert {k: v for k, v in after.items() if k in expected} == expected
+
+
+def test_the_late_join_rewrites_estimation_errors(ch_database: tuple[Any, str]) -> None:
+    """Windows with an estimate (as a calibrated model's prediction windows write them) get
+    ``estimation_error_*`` from the late join too, against the rewritten realized metrics."""
+    client, database = ch_database
+    migrate(client, database)
+    items = _inputs(seed=11)
+    config = _config("7d", late=True)
+    starts = sorted({ts // HOUR * HOUR for ts, kind, _ in items if kind == 0})
+    estimated = [
+        MetricRow(
+            window_start=s,
+            window_end=s + HOUR,
+            window="1h",
+            model=MODEL,
+            model_version="v3",
+            feature="",
+            segment="",
+            metric="estimated_accuracy",
+            value=0.6 + (s // HOUR % 7) / 100,
+            n=1,
+            run_id=RUN,
+        )
+        for s in starts
+    ]
+    rows: list[Row] = list(estimated)
+    stage = LabelStage.from_config(config, profiles={})
+    stage.note_estimates(estimated)  # as the merge stage does while it writes them
+    for k in range(0, len(items), 150):
+        chunk = items[k : k + 150]
+        stage.add_interleaved([([i], []) if kind == 0 else ([], [i]) for _, kind, i in chunk])
+        rows += stage.flush(chunk[-1][0] - HOUR, run_id=RUN, computed_at=k + 1)
+        rows += stage.take_spill_rows(run_id=RUN, computed_at=k + 1)
+    rows += stage.flush(None, run_id=RUN, computed_at=10**6)
+    rows += stage.take_spill_rows(run_id=RUN, computed_at=10**6)
+    sink = ClickHouseSink(client, database=database)
+    sink.write(rows)
+    sink.flush()
+    report = join_late_labels(client, database, config, {}, sink, run_id=RUN)
+    assert report.pairs > 500
+    after = _stored(client, database)
+    checked = 0
+    for (w, s, v, seg, f, m), (value, _) in after.items():
+        if m == "accuracy" and w == "1h" and seg == "":
+            est = 0.6 + (s // HOUR % 7) / 100
+            assert after[(w, s, v, seg, f, "estimation_error_accuracy")][0] == est - value
+            checked += 1
+    assert checked > 1_000
