@@ -13,16 +13,15 @@ Grammar (lowest precedence first)::
     atom    := NUMBER | NAME | "abs" "(" sum ")" | "(" expr ")"
 
 Names are ``value`` (the metric's value in the window), ``baseline`` (the reference profile's
-value of the same metric, when there is one) and ``n`` (the events in the window). There is no
-``eval``: the text becomes a tree of frozen dataclasses, and evaluation walks that tree.
-
-A condition that mentions ``baseline`` is false when the series has no baseline, and so is a
-comparison with a division by zero in it: a rule never fires on a value it cannot compute.
+value of the same metric), ``n`` (the events in the window), ``qvalue`` (the window's q-value of
+the metric's test: ``ks_qvalue`` for ``ks``) and ``seasonal`` (the series' value one season
+earlier). A condition that mentions ``baseline``, ``qvalue`` or ``seasonal`` is false when the
+series has none, and so is a comparison with a division by zero in it: a rule never fires on a
+value it cannot compute. There is no ``eval``: the text becomes a tree of frozen dataclasses.
 
 A condition is at most :data:`MAX_LENGTH` characters long and nested at most :data:`MAX_DEPTH`
-levels deep (parentheses, ``not``, ``-``, ``abs`` and chains of operators all count): longer or
-deeper ones are refused with an :class:`ExprError`, so ``drifthouse check`` names them instead
-of the parser or the evaluator running out of stack.
+levels deep (parentheses, ``not``, ``-``, ``abs`` and operator chains count): longer or deeper
+ones are refused with an :class:`ExprError`, so ``drifthouse check`` names them.
 
 Example
 -------
@@ -55,7 +54,7 @@ __all__ = [
     "parse",
 ]
 
-NAMES = ("value", "baseline", "n")
+NAMES = ("value", "baseline", "n", "qvalue", "seasonal")
 """The names a condition may use."""
 MAX_LENGTH = 1_000
 """The longest condition, in characters."""
@@ -252,22 +251,18 @@ class _Parser:
         return node
 
     def parse_or(self) -> Node:
-        node = self.parse_and()
-        while self.is_word("or"):
-            tok = self.take()
-            right = self.parse_and()
-            node = self.made(
-                Logic("or", self.boolean(node, tok), self.boolean(right, tok)), tok, node, right
-            )
-        return node
+        return self.parse_logic("or", self.parse_and)
 
     def parse_and(self) -> Node:
-        node = self.parse_not()
-        while self.is_word("and"):
+        return self.parse_logic("and", self.parse_not)
+
+    def parse_logic(self, word: str, operand: Callable[[], Node]) -> Node:
+        node = operand()
+        while self.is_word(word):
             tok = self.take()
-            right = self.parse_not()
+            right = operand()
             node = self.made(
-                Logic("and", self.boolean(node, tok), self.boolean(right, tok)), tok, node, right
+                Logic(word, self.boolean(node, tok), self.boolean(right, tok)), tok, node, right
             )
         return node
 
@@ -431,16 +426,18 @@ class Condition:
         return "baseline" in self.names
 
     def evaluate(
-        self, *, value: float, baseline: float | None = None, n: int | None = None
+        self,
+        *,
+        value: float,
+        baseline: float | None = None,
+        n: int | None = None,
+        qvalue: float | None = None,
+        seasonal: float | None = None,
     ) -> bool:
-        """True when the condition holds; always False when it needs a baseline and has none."""
-        if baseline is None and self.uses_baseline:
+        """True when the condition holds; False when it needs a baseline, q-value or season it lacks."""
+        env = _env(value, baseline, n, qvalue, seasonal)
+        if any(env[name] is None for name in self.names - {"value", "n"}):
             return False
-        env: dict[str, float | None] = {
-            "value": value if math.isfinite(value) else None,
-            "baseline": baseline,
-            "n": None if n is None else float(n),
-        }
         return _bool(self.root, env)
 
     def negated(self) -> Condition:
@@ -454,7 +451,7 @@ def parse(text: str) -> Condition:
     >>> parse("value >")
     Traceback (most recent call last):
     ...
-    drifthouse.expr.ExprError: at column 8 of 'value >': expected a number, a name (value, baseline, n) or '(' (got the end of the condition)
+    drifthouse.expr.ExprError: at column 8 of 'value >': expected a number, a name (value, baseline, n, qvalue, seasonal) or '(' (got the end of the condition)
     """
     root = _Parser(text).parse()
     if not _is_bool(root):
@@ -480,18 +477,24 @@ def _threshold_of(node: Node, env: dict[str, float | None]) -> float | None:
     return None
 
 
+def _env(*values: float | None) -> dict[str, float | None]:
+    env = dict(zip(NAMES, (None if x is None else float(x) for x in values), strict=True))
+    return {
+        k: x if x is None or k == "baseline" or math.isfinite(x) else None for k, x in env.items()
+    }
+
+
 def extract_threshold(
-    cond: Condition, baseline: float | None = None, n: int | None = None
+    cond: Condition,
+    baseline: float | None = None,
+    n: int | None = None,
+    *,
+    seasonal: float | None = None,
 ) -> float:
     """The threshold the condition compares ``value`` with: ``value > 2 * baseline`` gives ``2 * baseline``.
 
     The first comparison with ``value`` on one side only is used (``abs(value - baseline) > 0.1``
     gives ``0.1``); NaN when there is none or it cannot be computed.
     """
-    env: dict[str, float | None] = {
-        "value": None,
-        "baseline": baseline,
-        "n": None if n is None else float(n),
-    }
-    found = _threshold_of(cond.root, env)
+    found = _threshold_of(cond.root, _env(None, baseline, n, None, seasonal))
     return math.nan if found is None else found

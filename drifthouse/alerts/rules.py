@@ -36,6 +36,7 @@ Example
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -91,6 +92,10 @@ class CompiledRule:
     when: Condition
     clear: Condition
     explicit_clear: bool
+
+    def uses(self, name: str) -> bool:
+        """Whether ``when`` or ``clear`` mentions ``name`` (``qvalue``, ``seasonal``)."""
+        return name in self.when.names or name in self.clear.names
 
     @property
     def name(self) -> str:
@@ -153,10 +158,45 @@ class _Series(msgspec.Struct, kw_only=True):
     # (window_end, `when` held, `clear` held) of the last windows a run can span (`for`,
     # `keep_firing_for` + 1): what a late row of one of them is counted against
     recent: list[tuple[int, bool, bool]] = msgspec.field(default_factory=list)
+    # (window_end, value) of the last `season` of windows, oldest first, for rules over `seasonal`
+    history: list[tuple[int, float]] = msgspec.field(default_factory=list)
     alert: AlertRow | None = None  # the firing alert, None when ok
 
 
 _SeriesKey = tuple[str, str, str, str, str, str]
+_QKey = tuple[str, str, str, str, str, int, str]
+_Q = "_qvalue"
+
+
+def _qkey(row: MetricRow, metric: str) -> _QKey:
+    return (
+        row.model,
+        row.model_version,
+        row.feature,
+        row.segment,
+        row.window,
+        row.window_end,
+        metric,
+    )
+
+
+def _test_of(metric: str) -> str:
+    """The test a metric belongs to: ``ks`` for ``ks`` and ``ks_pvalue``."""
+    return metric.removesuffix("_pvalue").removesuffix(_Q)
+
+
+def _seasonal(series: _Series, row: MetricRow, season: int) -> float | None:
+    """The series' value in the window that ended ``season`` before this one (None if it had no
+    row), after recording this window's value: the history holds one season of windows."""
+    history = series.history
+    at = next((i for i, (end, _) in enumerate(history) if end >= row.window_end), len(history))
+    if at < len(history) and history[at][0] == row.window_end:
+        history[at] = (row.window_end, row.value)  # a window written again: its newest value
+    else:
+        history.insert(at, (row.window_end, row.value))
+    keep_from = history[-1][0] - season
+    del history[: next((i for i, (end, _) in enumerate(history) if end >= keep_from), 0)]
+    return next((v for end, v in history if end == row.window_end - season), None)
 
 
 class RuleEngine:
@@ -187,17 +227,22 @@ class RuleEngine:
         self._series: dict[_SeriesKey, _Series] = {}
         self._by_metric: dict[str, list[CompiledRule]] = {}  # metric name -> rules that may match
         self._contributors = WindowContributors(())  # of the rows being processed
+        self._qvalues: dict[_QKey, float] = {}  # the q-value rows of the rows in hand
 
     def rule_labels(self, name: str) -> dict[str, str]:
         rule = self._by_name.get(name)
         return dict(rule.config.labels) if rule else {}
 
     def process(self, rows: Iterable[MetricRow]) -> list[AlertRow]:
-        """Feed rows; return the alerts that started firing or resolved, in event-time order."""
+        """Feed rows; return the alerts that started firing or resolved, in event-time order.
+
+        A window's rows come in one call: ``qvalue`` is read from the same call's rows.
+        """
         out: list[AlertRow] = []
-        batch = sorted(rows, key=lambda r: r.window_end)
-        self._contributors = WindowContributors(batch)
-        for row in batch:
+        rows = sorted(rows, key=lambda r: r.window_end)
+        self._qvalues = {_qkey(r, r.metric): r.value for r in rows if r.metric.endswith(_Q)}
+        self._contributors = WindowContributors(rows)
+        for row in rows:
             if row.bin:
                 continue  # an attribution row: read for messages, no series of its own
             candidates = self._by_metric.get(row.metric)
@@ -228,6 +273,8 @@ class RuleEngine:
                 segment=row.segment,
                 window=row.window,
             )
+        # Recorded before a late row can be skipped: the history keeps every window's newest value.
+        seasonal = _seasonal(series, row, rule.config.season) if rule.uses("seasonal") else None
         late = row.window_end <= series.last_end
         if late and row.window_end <= series.changed_end:
             log.debug(
@@ -235,12 +282,15 @@ class RuleEngine:
             )
             return None
         baseline = self.baselines(row.model, row.model_version, row.feature, row.metric)
-        when = rule.when.evaluate(value=row.value, baseline=baseline, n=row.n)
+        qvalue = self._qvalues.get(_qkey(row, _test_of(row.metric) + _Q))
+        holds = functools.partial(
+            Condition.evaluate, value=row.value, baseline=baseline, n=row.n, qvalue=qvalue,
+            seasonal=seasonal,
+        )  # fmt: skip
+        when = holds(rule.when)
         firing = series.alert is not None
         # `when` wins over `clear`: an alert never resolves in a window in which it holds.
-        clear = (
-            firing and not when and rule.clear.evaluate(value=row.value, baseline=baseline, n=row.n)
-        )
+        clear = firing and not when and holds(rule.clear)
         need = rule.config.keep_firing_for + 1 if firing else rule.config.for_
         if late:
             run = self._late_run(series, row.window_end, when, clear, need, firing)
@@ -262,16 +312,13 @@ class RuleEngine:
             log.debug("alert.late_window", rule=rule.name, window_end=row.window_end)
         series.matches = series.clears = 0
         series.changed_end = row.window_end
+        cond = rule.clear if firing and rule.explicit_clear else rule.when
+        threshold = extract_threshold(cond, baseline, row.n, seasonal=seasonal)
         if not firing:
-            series.alert = self._alert(
-                rule, row, "firing", extract_threshold(rule.when, baseline, row.n), baseline
-            )
+            series.alert = self._alert(rule, row, "firing", threshold, baseline)
             return series.alert
         series.alert = None
-        cond = rule.clear if rule.explicit_clear else rule.when
-        return self._alert(
-            rule, row, "resolved", extract_threshold(cond, baseline, row.n), baseline
-        )
+        return self._alert(rule, row, "resolved", threshold, baseline)
 
     @staticmethod
     def _late_run(
@@ -366,7 +413,12 @@ class RuleEngine:
         series = [
             s
             for s in self._series.values()
-            if s.alert is not None or s.matches or s.clears or s.last_end >= 0 or s.recent
+            if s.alert is not None
+            or s.matches
+            or s.clears
+            or s.last_end >= 0
+            or s.recent
+            or s.history
         ]
         return {"version": 1, "series": msgspec.to_builtins(series)}
 

@@ -47,6 +47,9 @@ class RuleConfig(Strict):
     window: str = "*"
     labels: dict[str, str] = Field(default_factory=dict)
     message: str | None = None
+    season: DurationMs = Field(
+        7 * 86_400_000, gt=0, description="how far back `seasonal` looks: the same window then"
+    )
 
     @field_validator("window")
     @classmethod

@@ -59,6 +59,7 @@ DRIFT_METRICS = frozenset(
         "importance_shift", "psi_contribution", "js_contribution", "mass_shift",
         "psi_segment_share",
     }
+    | {"ks_qvalue", "chi2_qvalue"}  # the q-values of those p-values (stream/results.py)
 )  # fmt: skip
 
 

@@ -36,7 +36,9 @@ def _matches(rule: RuleConfig, model: str, window: str, metric: str, feature: st
 def _direction(cond: Condition, threshold: float) -> str:
     """``>`` when the condition holds above its threshold, else ``<``."""
     above = threshold + abs(threshold) + 1.0
-    return ">" if cond.evaluate(value=above, baseline=1.0, n=10**12) else "<"
+    # A q-value of 0 and a seasonal value of 1 let a condition that names them hold on `value`.
+    holds = cond.evaluate(value=above, baseline=1.0, n=10**12, qvalue=0.0, seasonal=1.0)
+    return ">" if holds else "<"
 
 
 def thresholds(

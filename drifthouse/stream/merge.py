@@ -3,14 +3,13 @@
 The :class:`MergeStage` collects :class:`~drifthouse.stream.stage.Partial` windows from the
 partitions it expects, and once every (non-idle) partition's watermark has passed a window's
 end it merges the partials **in partition order**, evaluates the result and writes ``metrics``
-and ``sketches`` rows (:mod:`drifthouse.stream.results` says which). The partition a message is in and its order there are fixed by Kafka,
-so the merged numbers do not depend on which worker read what, or when.
+and ``sketches`` rows (:mod:`drifthouse.stream.results`). A message's partition and its order
+there are fixed by Kafka, so the merged numbers do not depend on which worker read what, or when.
 
-It also holds what needs every partition at once: the label join and label windows
-(:class:`~drifthouse.stream.labels.LabelStage`, fed with the partitions' on-time predictions and
-the labels topic), the windows of metric events, and the change detectors over each model's
-series of window metrics. Their windows are written once the same watermark has passed them;
-:meth:`MergeStage.snapshot` and :meth:`MergeStage.restore_snapshot` carry them over a restart.
+It also holds what needs every partition at once: the label join and label windows (fed the
+partitions' on-time predictions and the labels topic), the windows of metric events and the
+change detectors, written once the same watermark has passed them; :meth:`MergeStage.snapshot`
+and :meth:`MergeStage.restore_snapshot` carry them over a restart.
 
 A model on an automatic reference has its windows held until the watermark passes the end of
 its first span of traffic; the reference is then built from the span's events (see

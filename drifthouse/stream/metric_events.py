@@ -50,6 +50,7 @@ RESERVED = frozenset(
         "demographic_parity_diff", "equal_opportunity_diff", "importance_shift",
         "change_detected", "metric_events", "metric_events_ignored", "psi", "ks", "ks_pvalue",
         "js", "chi2", "chi2_pvalue",
+        "ks_qvalue", "chi2_qvalue",
     }
 )  # fmt: skip
 

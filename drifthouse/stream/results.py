@@ -2,8 +2,9 @@
 
 The merge stage (:mod:`drifthouse.stream.merge`) decides when a window is complete and merges
 its partials; this module turns the merged state into a :class:`WindowResult`: the window's
-metric rows (model level, per feature and per capped segment value, plus the change detectors'
-verdicts) and its sketch rows (docs/clickhouse.md, docs/metrics.md).
+metric rows (model level, per feature and per capped segment value, the Benjamini-Hochberg
+q-value beside every p-value, plus the change detectors' verdicts) and its sketch rows
+(docs/clickhouse.md, docs/metrics.md).
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import msgspec
+
 from drifthouse.detectors.base import Context, Result
 from drifthouse.detectors.change import ChangeDetectors
 from drifthouse.detectors.model_sketch import EVENTS, ModelState
+from drifthouse.detectors.multiple_testing import bh_qvalues
 from drifthouse.detectors.window_attribution import attribute
 from drifthouse.profiles.auto import DRIFT_METRICS
 from drifthouse.profiles.sketches import Sketches
@@ -21,7 +25,17 @@ from drifthouse.rows import MetricRow, SketchRow
 from drifthouse.stream.stage import Key
 from drifthouse.stream.windows import WindowSpec
 
-__all__ = ["WindowResult", "evaluate_window", "metric_rows"]
+__all__ = [
+    "PVALUE_SUFFIX",
+    "QVALUE_SUFFIX",
+    "WindowResult",
+    "evaluate_window",
+    "metric_rows",
+    "qvalue_rows",
+]
+
+PVALUE_SUFFIX = "_pvalue"
+QVALUE_SUFFIX = "_qvalue"
 
 
 @dataclass(frozen=True)
@@ -65,6 +79,21 @@ def metric_rows(
             bin=r.bin,
         )
         for r in results
+    ]
+
+
+def qvalue_rows(metrics: Sequence[MetricRow]) -> list[MetricRow]:
+    """A ``<test>_qvalue`` row beside every finite ``<test>_pvalue`` row of one model-window.
+
+    The family is every p-value of the window: all features, the model-wide rows and every
+    segment value's (docs/statistics.md#false-alarms). Its q-values depend on the window's merged
+    rows alone, never on their order, so a replay or a scaled-out run writes the same digits.
+    """
+    tested = [r for r in metrics if r.metric.endswith(PVALUE_SUFFIX) and 0.0 <= r.value <= 1.0]
+    qs = bh_qvalues([r.value for r in tested])
+    return [
+        msgspec.structs.replace(r, metric=r.metric[: -len(PVALUE_SUFFIX)] + QVALUE_SUFFIX, value=q)
+        for r, q in zip(tested, qs, strict=True)
     ]
 
 
@@ -119,6 +148,7 @@ def evaluate_window(
         if segment:
             row = {**common, "segment": segment, "n": events[segment]}
             metrics.append(MetricRow(feature=r.feature, metric=r.metric, value=r.value, **row))  # type: ignore[arg-type]
+    metrics += qvalue_rows(metrics)
     if changes is not None:
         # Fed once per window, in window order: a rewritten window is skipped; attribution rows
         # (one per bin) are no series.
