@@ -28,6 +28,8 @@ class MetricRow(msgspec.Struct, frozen=True, kw_only=True):
     ``feature`` is ``''`` for model-level metrics; ``segment`` is ``''`` for all events,
     otherwise ``name=value``. ``n`` is the number of events in the window.
     ``computed_at`` is the only wall-clock field; it versions rewrites of the same key.
+    ``bin`` names the bin or category of a drift attribution row (``psi_contribution``,
+    ``js_contribution``, ``mass_shift``: ``[420.0, 480.0)``, ``BR``), ``''`` otherwise.
     """
 
     window_start: int
@@ -42,9 +44,11 @@ class MetricRow(msgspec.Struct, frozen=True, kw_only=True):
     n: int
     run_id: str
     computed_at: int = 0
+    bin: str = ""
 
-    def key(self) -> tuple[int, str, str, str, str, str, str, str]:
-        """The natural key: one row per key survives rewrites."""
+    def key(self) -> tuple[int, str, str, str, str, str, str, str, str]:
+        """The natural key: one row per key survives rewrites (the columns of the table's ORDER
+        BY; ``metric`` and ``run_id`` last, in this order)."""
         return (
             self.window_start,
             self.window,
@@ -52,6 +56,7 @@ class MetricRow(msgspec.Struct, frozen=True, kw_only=True):
             self.model_version,
             self.feature,
             self.segment,
+            self.bin,
             self.metric,
             self.run_id,
         )

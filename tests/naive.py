@@ -106,3 +106,16 @@ def ks_on_edges(x: np.ndarray, y: np.ndarray, edges: np.ndarray) -> float:
     fx = np.searchsorted(np.sort(x), edges, side="left") / x.size
     fy = np.searchsorted(np.sort(y), edges, side="left") / y.size
     return float(np.max(np.abs(fx - fy))) if edges.size else 0.0
+
+
+def kl(ref: np.ndarray, cur: np.ndarray, eps: float) -> float:
+    """KL(current || reference) by the contract's formula, term by term, on PSI's floor."""
+    total = 0.0
+    n_ref, n_cur = ref.sum(), cur.sum()
+    if n_ref == 0 or n_cur == 0:
+        return 0.0
+    for r, c in zip(ref, cur, strict=True):
+        p = max(r / n_ref, eps)
+        q = max(c / n_cur, eps)
+        total += q * math.log(q / p)
+    return total

@@ -286,7 +286,8 @@ json.dump([[list(r) for r in rows] for rows in out], sys.stdout)
 
 ROWS_SQL = (
     "SELECT toUnixTimestamp64Milli(window_start), window, model, model_version, feature, segment, "
-    "metric, value, n FROM metrics FINAL WHERE run_id = {run:String}"
+    "if(bin = '', metric, concat(metric, '@', bin)), value, n FROM metrics FINAL "
+    "WHERE run_id = {run:String}"
 )
 
 
@@ -312,7 +313,8 @@ def metrics_of(rows: Sequence[Sequence[Any]]) -> Metrics:
 
 def stored_rows(config_path: Path, run_id: str = "live") -> Metrics:
     """The ``metrics`` rows of one run in the configured store, ``(window_start ms, window, model,
-    model_version, feature, segment, metric) -> (value, n)``."""
+    model_version, feature, segment, metric) -> (value, n)``; an attribution row's metric carries
+    its bin (``psi_contribution@[1.0, 2.0)``)."""
     return metrics_of(query_store(config_path, [(ROWS_SQL, run_id)])[0])
 
 
@@ -458,10 +460,15 @@ def alert_tuple(values: Sequence[Any]) -> tuple[Any, ...]:
     )
 
 
+def _metric(row: MetricRow) -> str:
+    """The metric as :data:`ROWS_SQL` reads it: with the bin of an attribution row."""
+    return f"{row.metric}@{row.bin}" if row.bin else row.metric
+
+
 def metric_rows(rows: Sequence[MetricRow], closed_until: int) -> Metrics:
     """Metric rows of windows closed by ``closed_until``, keyed like :func:`stored_rows`."""
     return {
-        (r.window_start, r.window, r.model, r.model_version, r.feature, r.segment, r.metric): (
+        (r.window_start, r.window, r.model, r.model_version, r.feature, r.segment, _metric(r)): (
             r.value,
             r.n,
         )

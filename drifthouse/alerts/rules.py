@@ -46,6 +46,7 @@ from typing import Any
 
 import msgspec
 
+from drifthouse.alerts.contributors import WindowContributors
 from drifthouse.config import RuleConfig
 from drifthouse.config.alert_checks import KNOWN_METRICS, validate_rules
 from drifthouse.config.templates import render_message
@@ -225,6 +226,7 @@ class RuleEngine:
         self.baselines: Baselines = baselines or (lambda *_: None)
         self._series: dict[_SeriesKey, _Series] = {}
         self._by_metric: dict[str, list[CompiledRule]] = {}  # metric name -> rules that may match
+        self._contributors = WindowContributors(())  # of the rows being processed
         self._qvalues: dict[_QKey, float] = {}  # the q-value rows of the rows in hand
 
     def rule_labels(self, name: str) -> dict[str, str]:
@@ -239,7 +241,10 @@ class RuleEngine:
         out: list[AlertRow] = []
         rows = sorted(rows, key=lambda r: r.window_end)
         self._qvalues = {_qkey(r, r.metric): r.value for r in rows if r.metric.endswith(_Q)}
+        self._contributors = WindowContributors(rows)
         for row in rows:
+            if row.bin:
+                continue  # an attribution row: read for messages, no series of its own
             candidates = self._by_metric.get(row.metric)
             if candidates is None:
                 candidates = self._by_metric[row.metric] = [
@@ -374,7 +379,11 @@ class RuleEngine:
             "window_start_ms": row.window_start,
             "window_end_ms": row.window_end,
             "scope": scope,
+            "contributors": self._contributors.text(row) if status == "firing" else "",
         }
+        message = rule.message(fields)
+        if fields["contributors"] and "{contributors}" not in (rule.config.message or ""):
+            message += f"; top contributors: {fields['contributors']}"
         return AlertRow(
             ts=row.window_end,
             rule=rule.name,
@@ -389,7 +398,7 @@ class RuleEngine:
             threshold=threshold,
             window_start=row.window_start,
             window_end=row.window_end,
-            message=rule.message(fields),
+            message=message,
             receivers=[],
             dedup_key=dedup_key(
                 rule.name, row.model, row.model_version, row.feature, row.segment, row.window

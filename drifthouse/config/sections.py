@@ -413,6 +413,20 @@ class MetricsConfig(Strict):
         "and per model and window written apart (the ones with the most events)",
     )
     importance: bool = True
+    attribution_top_k: int = Field(
+        3,
+        ge=0,
+        le=1_000,
+        description="drift attribution: per drifted feature, the bins or categories with the "
+        "largest PSI terms written (psi_contribution, js_contribution, mass_shift), and per "
+        "segment attribute the values with the largest share of the prediction's drift; 0: none",
+    )
+    attribution_min_psi: float = Field(
+        0.1,
+        ge=0.0,
+        description="drift attribution is written for a feature (or the prediction) whose PSI in "
+        "the window is at least this; 0: for every feature with both sides non-empty",
+    )
     default_reference: Literal["auto", "none"] = Field(
         "auto",
         description="what a model without a reference file gets: 'auto' (a reference built from "

@@ -29,7 +29,7 @@ TEMPLATE_FIELDS = frozenset(
     {
         "rule", "severity", "status", "model", "model_version", "feature", "segment", "metric",
         "window", "value", "threshold", "baseline", "n", "window_start", "window_end",
-        "window_start_ms", "window_end_ms", "scope",
+        "window_start_ms", "window_end_ms", "scope", "contributors",
     }
 )  # fmt: skip
 

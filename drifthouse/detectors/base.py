@@ -63,6 +63,8 @@ class Result:
 
     ``value`` is always finite. ``p_value`` is set for tests (``ks``, ``chi2``) and ``None``
     otherwise. ``n_ref`` and ``n_cur`` are the reference and window counts the value rests on.
+    ``bin`` names the bin or category an attribution row is about (``[420.0, 480.0)``, ``BR``;
+    docs/statistics.md "Drift attribution"), ``''`` for every other metric.
     """
 
     feature: str
@@ -71,6 +73,7 @@ class Result:
     p_value: float | None
     n_ref: int
     n_cur: int
+    bin: str = ""
 
 
 class _Array(msgspec.Struct, array_like=True):

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from drifthouse.detectors import _kernels, stats
+from drifthouse.detectors.attribution import bin_results
 from drifthouse.detectors.base import (
     NO_CONTEXT,
     Context,
@@ -182,19 +183,14 @@ class CategoricalBlock(Sketch[CategoricalState, np.ndarray]):
         )
 
     def evaluate(self, state: CategoricalState, context: Context = NO_CONTEXT) -> list[Result]:
-        """``chi2``, ``chi2_pvalue``, ``js``, ``psi`` (when both sides have values) and quality,
-        against ``context.reference`` (default: the profile's :attr:`reference`).
+        """``chi2``, ``chi2_pvalue``, ``js``, ``psi``, ``kl`` (when both sides have values) and
+        quality, against ``context.reference`` (default: the profile's :attr:`reference`).
 
         Categories are the reference's top list plus one "other" bucket; ``chi2`` is the
         homogeneity test with ``dof`` = non-empty buckets - 1.
         """
-        reference = self.reference if context.reference is None else context.reference
+        reference = self._reference_of(state, context)
         current = state
-        if not isinstance(reference, CategoricalState):
-            raise SketchError(
-                f"CategoricalBlock compares with a CategoricalState (got {type(reference).__name__})"
-            )
-        check_same_layout("CategoricalBlock", self.layout, reference, current)
         out: list[Result] = []
         for j, name in enumerate(self.names):
             k = int(self.n_categories[j]) + 1
@@ -221,6 +217,14 @@ class CategoricalBlock(Sketch[CategoricalState, np.ndarray]):
                         n_ref,
                         n_cur,
                     ),
+                    Result(
+                        name,
+                        "kl",
+                        stats.kl(ref_counts=ref_c, cur_counts=cur_c, eps=self.eps),
+                        None,
+                        n_ref,
+                        n_cur,
+                    ),
                 ]
             missing = int(current.missing[j])
             seen = n_cur + missing
@@ -230,6 +234,41 @@ class CategoricalBlock(Sketch[CategoricalState, np.ndarray]):
                 Result(name, "missing_rate", missing / seen if seen else 0.0, None, n_ref, n_cur),
                 Result(name, "new_category", float(current.new_category[j]), None, n_ref, n_cur),
             ]
+        return out
+
+    def _reference_of(self, state: CategoricalState, context: Context) -> CategoricalState:
+        reference = self.reference if context.reference is None else context.reference
+        if not isinstance(reference, CategoricalState):
+            raise SketchError(
+                f"CategoricalBlock compares with a CategoricalState (got {type(reference).__name__})"
+            )
+        check_same_layout("CategoricalBlock", self.layout, reference, state)
+        return reference
+
+    def contributions(
+        self,
+        state: CategoricalState,
+        *,
+        top_k: int,
+        min_psi: float,
+        context: Context = NO_CONTEXT,
+    ) -> list[Result]:
+        """Drift attribution on the categories (the top list and ``__other__``,
+        :func:`~drifthouse.detectors.attribution.bin_results`): per feature whose PSI is at
+        least ``min_psi``, its ``top_k`` categories with the largest terms."""
+        reference = self._reference_of(state, context)
+        out: list[Result] = []
+        for j, f in enumerate(self.features):
+            k = int(self.n_categories[j]) + 1
+            out += bin_results(
+                f.name,
+                [*f.categories, OTHER_LABEL],
+                reference.counts[j, :k],
+                state.counts[j, :k],
+                eps=self.eps,
+                top_k=top_k,
+                min_psi=min_psi,
+            )
         return out
 
     def sketch_parts(self, state: CategoricalState) -> list[SketchPart]:

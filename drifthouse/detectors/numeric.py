@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from drifthouse.detectors import _kernels, stats
+from drifthouse.detectors.attribution import bin_labels, bin_results
 from drifthouse.detectors.base import (
     MISSING,
     NO_CONTEXT,
@@ -152,6 +153,8 @@ class NumericBlock(Sketch[NumericState, NumericBatch]):
             )
         self.layout = layout_digest("numeric", self.names, self.edges, self.lo, self.hi)
         self.reference = self._reference_state()
+        #: Per feature, the labels of its PSI bins (attribution rows name them).
+        self.bin_labels = tuple(bin_labels(f.psi_edges) for f in features)
 
     @classmethod
     def from_profile(
@@ -275,18 +278,13 @@ class NumericBlock(Sketch[NumericState, NumericBatch]):
         """Drift and quality metrics of every feature (docs/metrics.md), against
         ``context.reference`` (default: the profile's :attr:`reference`).
 
-        Drift (``psi``, ``ks``, ``ks_pvalue``, ``js``, ``wasserstein``) is computed only when
-        both sides have values; ``min``, ``max``, ``mean``, ``std`` only when the window has
-        values. ``missing_rate`` is ``missing`` over all events seen (0 when none). ``js``
-        uses the PSI bins; ``ks`` and ``wasserstein`` the fine grid.
+        Drift (``psi``, ``kl``, ``ks``, ``ks_pvalue``, ``js``, ``wasserstein``) is computed
+        only when both sides have values; ``min``, ``max``, ``mean``, ``std`` only when the
+        window has values. ``missing_rate`` is ``missing`` over all events seen (0 when none).
+        ``js`` and ``kl`` use the PSI bins; ``ks`` and ``wasserstein`` the fine grid.
         """
-        reference = self.reference if context.reference is None else context.reference
+        reference = self._reference_of(state, context)
         current = state
-        if not isinstance(reference, NumericState):
-            raise SketchError(
-                f"NumericBlock compares with a NumericState (got {type(reference).__name__})"
-            )
-        check_same_layout("NumericBlock", self.layout, reference, current)
         out: list[Result] = []
         std = self.std(current)
         for j, f in enumerate(self.features):
@@ -313,6 +311,7 @@ class NumericBlock(Sketch[NumericState, NumericBatch]):
                 hi = f.max if f.max is not None else float(reference.vmax[j])
                 out += [
                     r("psi", stats.psi(ref_counts=ref_p, cur_counts=cur_p, eps=self.eps)),
+                    r("kl", stats.kl(ref_counts=ref_p, cur_counts=cur_p, eps=self.eps)),
                     r("ks", d, p),
                     r("ks_pvalue", p),
                     r("js", stats.js_distance(ref_counts=ref_p, cur_counts=cur_p)),
@@ -344,6 +343,34 @@ class NumericBlock(Sketch[NumericState, NumericBatch]):
                     r("std", std[j]),
                 ]
         return [x for x in out if math.isfinite(x.value)]
+
+    def _reference_of(self, state: NumericState, context: Context) -> NumericState:
+        reference = self.reference if context.reference is None else context.reference
+        if not isinstance(reference, NumericState):
+            raise SketchError(
+                f"NumericBlock compares with a NumericState (got {type(reference).__name__})"
+            )
+        check_same_layout("NumericBlock", self.layout, reference, state)
+        return reference
+
+    def contributions(
+        self, state: NumericState, *, top_k: int, min_psi: float, context: Context = NO_CONTEXT
+    ) -> list[Result]:
+        """Drift attribution on the PSI bins (:func:`~drifthouse.detectors.attribution.bin_results`):
+        per feature whose PSI is at least ``min_psi``, its ``top_k`` bins with the largest terms."""
+        reference = self._reference_of(state, context)
+        out: list[Result] = []
+        for j, f in enumerate(self.features):
+            out += bin_results(
+                f.name,
+                self.bin_labels[j],
+                self.coarse_counts(reference, j),
+                self.coarse_counts(state, j),
+                eps=self.eps,
+                top_k=top_k,
+                min_psi=min_psi,
+            )
+        return out
 
     def sketch_parts(self, state: NumericState) -> list[SketchPart]:
         """One ``hist`` part per feature: its fine edges and counts."""

@@ -8,10 +8,12 @@ model-wide serving state); how many values a pane keeps and a window writes is d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from drifthouse.detectors.attribution import segment_shares
 from drifthouse.detectors.base import NO_CONTEXT, Context, Result, Sketch, window_ms_of
 from drifthouse.detectors.categorical import CategoricalBlock, CategoricalState
 from drifthouse.detectors.columns import Columns
@@ -23,7 +25,9 @@ from drifthouse.detectors.status import StatusCounter, StatusState
 __all__ = ["PREDICTION_METRICS", "Rows", "SegmentSketch"]
 
 #: The prediction's metrics a window writes (``feature == '__prediction__'``).
-PREDICTION_METRICS = frozenset({"psi", "ks", "ks_pvalue", "js", "chi2", "chi2_pvalue", "mean"})
+PREDICTION_METRICS = frozenset(
+    {"psi", "kl", "ks", "ks_pvalue", "js", "chi2", "chi2_pvalue", "mean"}
+)
 
 PredictionState = NumericState | CategoricalState
 
@@ -134,4 +138,32 @@ class SegmentSketch(Sketch[SegmentState, Rows]):
             r
             for r in self.prediction.evaluate(state)  # type: ignore[arg-type]
             if r.metric in PREDICTION_METRICS
+        ]
+
+    def prediction_shares(
+        self,
+        model_prediction: PredictionState | None,
+        segments: Sequence[tuple[str, SegmentState]],
+        *,
+        top_k: int,
+        min_psi: float,
+    ) -> list[tuple[str, Result]]:
+        """``(segment, psi_segment_share)`` of a window whose model-wide prediction PSI is at
+        least ``min_psi``: the share of the prediction's drift each segment value carries
+        (:func:`~drifthouse.detectors.attribution.segment_shares`, each value's PSI weighted by
+        the predictions it rests on), the ``top_k`` largest per attribute."""
+        model = [r for r in self.prediction_results(model_prediction) if r.metric == "psi"]
+        if top_k <= 0 or not model or model[0].value < min_psi:
+            return []
+        items = [
+            (name, r.n_cur, r.value)
+            for name, seg in segments
+            for r in self.prediction_results(seg.prediction)
+            if r.metric == "psi"
+        ]
+        n_ref = model[0].n_ref
+        counts = {name: n for name, n, _ in items}
+        return [
+            (name, Result(model[0].feature, "psi_segment_share", share, None, n_ref, counts[name]))
+            for name, share in segment_shares(items, top_k=top_k)
         ]

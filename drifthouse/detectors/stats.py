@@ -16,6 +16,10 @@ Sources
   but takes up to 0.3 s per call at en = 50,000; the limit takes under a microsecond.
 - Chi-squared test of homogeneity on a 2 x K contingency table (Agresti, *Categorical Data
   Analysis*, 3rd ed., §3.2), as ``scipy.stats.chi2_contingency(correction=False)``.
+- KL divergence: Kullback & Leibler (1951), *On information and sufficiency*, Ann. Math.
+  Statist. 22(1); ``KL(q || p) = sum(q * ln(q / p))`` of the current ``q`` relative to the
+  reference ``p``, on PSI's bins and floored proportions, so ``psi = kl(p, q) + kl(q, p)``
+  (Yurdakul 2018, §2: PSI is Jeffreys' symmetrised divergence).
 - Jensen-Shannon distance: Endres & Schindelin (2003), *A new metric for probability
   distributions*, IEEE Trans. Inf. Theory 49(7); base 2, so it lies in [0, 1].
 - Wasserstein-1 between two histograms whose mass is uniform inside each bin: the integral of
@@ -31,7 +35,17 @@ from numpy.typing import ArrayLike
 
 from drifthouse.errors import SketchError
 
-__all__ = ["chi2_homogeneity", "js_distance", "ks_binned", "psi", "wasserstein_binned"]
+__all__ = [
+    "chi2_homogeneity",
+    "js_distance",
+    "js_terms",
+    "kl",
+    "ks_binned",
+    "mass_shift",
+    "psi",
+    "psi_terms",
+    "wasserstein_binned",
+]
 
 
 def _pair(ref_counts: ArrayLike, cur_counts: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -48,11 +62,44 @@ def _pair(ref_counts: ArrayLike, cur_counts: ArrayLike) -> tuple[np.ndarray, np.
     return ref, cur
 
 
+def _floored(
+    ref_counts: ArrayLike, cur_counts: ArrayLike, eps: float
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """PSI's reference and current proportions raised to ``eps`` (not renormalised); None when
+    either side has no counts."""
+    ref, cur = _pair(ref_counts, cur_counts)
+    if not eps > 0:
+        raise SketchError(f"eps must be positive (got {eps})")
+    n_ref, n_cur = ref.sum(), cur.sum()
+    if n_ref == 0 or n_cur == 0:
+        return None
+    return np.maximum(ref / n_ref, eps), np.maximum(cur / n_cur, eps)
+
+
+def psi_terms(*, ref_counts: ArrayLike, cur_counts: ArrayLike, eps: float = 1e-4) -> np.ndarray:
+    """PSI bin by bin: ``(q_i - p_i) * ln(q_i / p_i)`` on the floored proportions of :func:`psi`.
+
+    Every term is >= 0 (both factors share a sign) and their sum is :func:`psi`; all zeros when
+    either side has no counts.
+
+    Examples
+    --------
+    >>> [round(float(t), 4) for t in psi_terms(ref_counts=[50, 50], cur_counts=[90, 10])]
+    [0.2351, 0.6438]
+    """
+    floored = _floored(ref_counts, cur_counts, eps)
+    if floored is None:
+        return np.zeros(np.asarray(ref_counts).shape, dtype=np.float64)
+    p, q = floored
+    terms: np.ndarray = (q - p) * np.log(q / p)
+    return terms
+
+
 def psi(*, ref_counts: ArrayLike, cur_counts: ArrayLike, eps: float = 1e-4) -> float:
     """Population stability index: ``sum((cur - ref) * ln(cur / ref))`` over bin proportions.
 
-    Proportions below ``eps`` are raised to ``eps`` (so empty bins cost a bounded amount).
-    Returns 0.0 when either side has no counts.
+    Proportions below ``eps`` are raised to ``eps`` (so empty bins cost a bounded amount) and
+    not renormalised. Returns 0.0 when either side has no counts.
 
     Examples
     --------
@@ -61,15 +108,47 @@ def psi(*, ref_counts: ArrayLike, cur_counts: ArrayLike, eps: float = 1e-4) -> f
     >>> round(psi(ref_counts=[50, 50], cur_counts=[90, 10]), 4)
     0.8789
     """
+    return float(np.sum(psi_terms(ref_counts=ref_counts, cur_counts=cur_counts, eps=eps)))
+
+
+def kl(*, ref_counts: ArrayLike, cur_counts: ArrayLike, eps: float = 1e-4) -> float:
+    """KL divergence of the current distribution from the reference, in nats:
+    ``sum(q * ln(q / p))`` with ``q`` the current and ``p`` the reference proportions.
+
+    The proportions are :func:`psi`'s: raised to ``eps`` and not renormalised, so
+    ``kl(p, q) + kl(q, p) == psi`` on the same counts. Where the floor raised the reference
+    more than the window, the value may dip below 0, never below ``sum(q) - sum(p)`` (at most
+    ``bins * eps``). Returns 0.0 when either side has no counts.
+
+    Examples
+    --------
+    >>> kl(ref_counts=[50, 50], cur_counts=[50, 50])
+    0.0
+    >>> round(kl(ref_counts=[50, 50], cur_counts=[90, 10]), 4)
+    0.3681
+    """
+    floored = _floored(ref_counts, cur_counts, eps)
+    if floored is None:
+        return 0.0
+    p, q = floored
+    return float(np.sum(q * np.log(q / p)))
+
+
+def mass_shift(*, ref_counts: ArrayLike, cur_counts: ArrayLike) -> np.ndarray:
+    """Per bin, the signed change of its share of events: ``cur_i / n_cur - ref_i / n_ref``
+    (no floor). All zeros when either side has no counts.
+
+    Examples
+    --------
+    >>> [round(float(x), 2) for x in mass_shift(ref_counts=[50, 50], cur_counts=[90, 10])]
+    [0.4, -0.4]
+    """
     ref, cur = _pair(ref_counts, cur_counts)
-    if not eps > 0:
-        raise SketchError(f"eps must be positive (got {eps})")
     n_ref, n_cur = ref.sum(), cur.sum()
     if n_ref == 0 or n_cur == 0:
-        return 0.0
-    p = np.maximum(ref / n_ref, eps)
-    q = np.maximum(cur / n_cur, eps)
-    return float(np.sum((q - p) * np.log(q / p)))
+        return np.zeros(ref.shape, dtype=np.float64)
+    shift: np.ndarray = cur / n_cur - ref / n_ref
+    return shift
 
 
 def ks_binned(*, ref_counts: ArrayLike, cur_counts: ArrayLike) -> tuple[float, float]:
@@ -155,6 +234,32 @@ def js_distance(*, ref_counts: ArrayLike, cur_counts: ArrayLike) -> float:
 
     div = (kl(p) + kl(q)) / 2.0
     return float(math.sqrt(min(max(div, 0.0), 1.0)))
+
+
+def js_terms(*, ref_counts: ArrayLike, cur_counts: ArrayLike) -> np.ndarray:
+    """The Jensen-Shannon divergence (base 2) bin by bin:
+    ``(p_i * log2(p_i / m_i) + q_i * log2(q_i / m_i)) / 2`` with ``m = (p + q) / 2``.
+
+    Every term is >= 0; their sum is the divergence, the square of :func:`js_distance`. All
+    zeros when either side has no counts.
+
+    Examples
+    --------
+    >>> [float(t) for t in js_terms(ref_counts=[1, 0], cur_counts=[0, 1])]
+    [0.5, 0.5]
+    """
+    ref, cur = _pair(ref_counts, cur_counts)
+    n_ref, n_cur = ref.sum(), cur.sum()
+    if n_ref == 0 or n_cur == 0:
+        return np.zeros(ref.shape, dtype=np.float64)
+    p, q = ref / n_ref, cur / n_cur
+    m = (p + q) / 2.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = np.where(p > 0, p * np.log2(np.where(p > 0, p, 1.0) / m), 0.0)
+        b = np.where(q > 0, q * np.log2(np.where(q > 0, q, 1.0) / m), 0.0)
+    # Each term is a sum of two KL summands against the midpoint: >= 0 up to rounding.
+    terms: np.ndarray = np.maximum((a + b) / 2.0, 0.0)
+    return terms
 
 
 def wasserstein_binned(

@@ -54,9 +54,13 @@ log = get_logger("auto_reference")
 AUTO_VERSION = "auto"
 #: Comparisons with the reference: not written for windows inside the reference's own span.
 DRIFT_METRICS = frozenset(
-    {"psi", "ks", "ks_pvalue", "js", "wasserstein", "chi2", "chi2_pvalue", "importance_shift"}
+    {
+        "psi", "kl", "ks", "ks_pvalue", "js", "wasserstein", "chi2", "chi2_pvalue",
+        "importance_shift", "psi_contribution", "js_contribution", "mass_shift",
+        "psi_segment_share",
+    }
     | {"ks_qvalue", "chi2_qvalue"}  # the q-values of those p-values (stream/results.py)
-)
+)  # fmt: skip
 
 
 def span_end(start: int, span_ms: int, window_ms: int) -> int:

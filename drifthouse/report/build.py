@@ -8,13 +8,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from drifthouse.alerts.contributors import DRIFT_RULE_METRICS
 from drifthouse.config import Config, MetricsConfig
 from drifthouse.detectors.model_sketch import ModelSketch
 from drifthouse.detectors.reference import Profile
 from drifthouse.errors import DrifthouseError, UsageError
 from drifthouse.logs import get_logger
 from drifthouse.report.analysis import Baseline, changes, most_drifted, summarize, thresholds
-from drifthouse.report.data import Histogram, ModelReport, Report, Series, Threshold
+from drifthouse.report.data import Change, Histogram, ModelReport, Report, Series, Threshold
 from drifthouse.report.heatmap import KINDS
 from drifthouse.report.queries import (
     Range,
@@ -22,6 +23,7 @@ from drifthouse.report.queries import (
     read_alerts,
     read_categories,
     read_comparisons,
+    read_contributors,
     read_metrics,
     read_numeric_bins,
     read_profiles_json,
@@ -121,6 +123,7 @@ def _model_report(client: Client, config: Config, rng: Range, picked: Sequence[s
         else []
     )
     baseline = _baseline(client, rng.model, versions) if versions else (lambda _f, _m: None)
+    found = changes(config.rules, rng.model, rng.window, list(series.values()), baseline, alerts)
     return ModelReport(
         model=rng.model,
         versions=tuple(versions),
@@ -133,11 +136,27 @@ def _model_report(client: Client, config: Config, rng: Range, picked: Sequence[s
         ),
         categories=tuple(cats),
         alerts=tuple(alerts),
-        changes=tuple(
-            changes(config.rules, rng.model, rng.window, list(series.values()), baseline, alerts)
-        ),
+        changes=tuple(found),
+        contributors=tuple(read_contributors(client, rng, _drift_peaks(psi, drifted, found))),
         comparisons=tuple(read_comparisons(client, rng)),
     )
+
+
+def _drift_peaks(
+    psi: Sequence[Series], drifted: Sequence[str], found: Sequence[Change]
+) -> dict[str, tuple[int, float]]:
+    """``{feature: (start, psi)}`` of the window where each drifted feature's PSI peaked: the
+    most drifted features, those a rule on a drift metric caught, and the prediction."""
+    wanted = [*drifted, *(c.feature for c in found if c.metric in DRIFT_RULE_METRICS)]
+    wanted.append("__prediction__")
+    out: dict[str, tuple[int, float]] = {}
+    by_feature = {s.feature: s for s in psi if s.points}
+    for f in wanted:
+        s = by_feature.get(f)
+        if s is not None and f not in out:
+            peak = max(s.points, key=lambda p: p.value)  # the first, like the histograms' peak
+            out[f] = (peak.start_ms, peak.value)
+    return out
 
 
 def build_report(

@@ -10,6 +10,7 @@ __all__ = [
     "AlertEvent",
     "Categories",
     "Change",
+    "Contributors",
     "Histogram",
     "ModelReport",
     "Point",
@@ -118,6 +119,22 @@ class Change:
 
 
 @dataclass(frozen=True)
+class Contributors:
+    """The top contributors of one feature's drift in the window where its PSI peaked, from the
+    drift attribution rows (docs/statistics.md "Drift attribution").
+
+    ``bins`` are ``(bin, psi term, mass shift)``, largest term first; ``segments`` (the
+    prediction only) ``(segment, share of the drift)``, largest first.
+    """
+
+    feature: str
+    start_ms: int
+    psi: float
+    bins: tuple[tuple[str, float, float], ...]
+    segments: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class RunSummary:
     """Totals of one model over the report's range, from the model-level metrics."""
 
@@ -157,6 +174,8 @@ class ModelReport:
     categories: tuple[Categories, ...]
     alerts: tuple[AlertEvent, ...]
     changes: tuple[Change, ...]
+    #: Top contributors of the drifted features at their PSI peaks (the most drifted first).
+    contributors: tuple[Contributors, ...] = ()
     #: Versions compared in each window, and shadows (docs/metrics.md).
     comparisons: tuple[Comparison, ...] = ()
 

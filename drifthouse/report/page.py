@@ -175,6 +175,44 @@ def _features(page: _Page, m: ModelReport) -> None:
     page.add("</div>")
 
 
+def _contributors(page: _Page, m: ModelReport) -> None:
+    page.add("<h3>Top contributors of the drift</h3>")
+    if not m.contributors:
+        page.add(
+            '<p class="empty">no data: no drift attribution rows at the drifted features\' PSI '
+            "peaks (PSI below metrics.attribution_min_psi, or attribution off)</p>"
+        )
+        return
+    page.add('<div class="grid contributors">')
+    for c in m.contributors:
+        page.add(
+            f'<div class="contributor" data-feature="{_e(c.feature)}">'
+            f"<h4>{_e(c.feature)}: PSI {c.psi:.4g} in the window of {_e(_when(c.start_ms))}</h4>"
+        )
+        if c.bins:
+            page.table(
+                ["bin or category", "change of share of events", "PSI term", "of the PSI"],
+                [
+                    [
+                        _e(b),
+                        _e(f"{100 * shift:+.1f}%"),
+                        _e(f"{term:.4g}"),
+                        _e(f"{100 * term / c.psi:.0f}%" if c.psi > 0 else "-"),
+                    ]
+                    for b, term, shift in c.bins
+                ],
+                {1, 2, 3},
+            )
+        if c.segments:
+            page.table(
+                ["segment value", "share of the drift"],
+                [[_e(s), _e(f"{100 * share:.0f}%")] for s, share in c.segments],
+                {1},
+            )
+        page.add("</div>")
+    page.add("</div>")
+
+
 def _alerts(page: _Page, m: ModelReport) -> None:
     page.add("<h3>Alerts</h3>")
     page.chart(f"{m.model}-alerts", charts.alert_timeline(m.alerts), "no alert fired or resolved")
@@ -238,6 +276,7 @@ def _model(page: _Page, m: ModelReport, heatmap_kind: str) -> None:
     _changes(page, m.changes)
     _heatmap(page, m, heatmap_kind)
     _features(page, m)
+    _contributors(page, m)
     page.add("<h3>Data quality</h3>")
     page.chart(f"{m.model}-quality", charts.quality(m), "no quality metrics in range")
     page.add("<h3>Serving</h3>")

@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from drifthouse.errors import UsageError
 from drifthouse.profiles.auto import AUTO_VERSION
-from drifthouse.report.data import AlertEvent, Categories, Comparison, Point, Series
+from drifthouse.report.data import (
+    AlertEvent,
+    Categories,
+    Comparison,
+    Contributors,
+    Point,
+    Series,
+)
 from drifthouse.sinks.store import call
 
 if TYPE_CHECKING:
@@ -28,6 +35,7 @@ __all__ = [
     "read_alerts",
     "read_categories",
     "read_comparisons",
+    "read_contributors",
     "read_metrics",
     "read_numeric_bins",
     "read_profiles_json",
@@ -125,7 +133,7 @@ def read_metrics(client: Client, rng: Range) -> tuple[dict[tuple[str, str], Seri
         client,
         "SELECT metric, feature, toUnixTimestamp64Milli(window_start) AS ws, "
         "argMax(value, n) AS v, max(n) AS events, groupUniqArray(model_version) AS versions "
-        f"FROM metrics FINAL WHERE {_IN_RANGE} AND segment = '' "
+        f"FROM metrics FINAL WHERE {_IN_RANGE} AND segment = '' AND bin = '' "
         "GROUP BY metric, feature, ws ORDER BY metric, feature, ws",
         rng.params(),
     )
@@ -328,3 +336,48 @@ def read_alerts(client: Client, rng: Range) -> list[AlertEvent]:
         )
         for ts, ws, we, rule, sev, st, feat, met, val, thr, recv in rows
     ]
+
+
+def read_contributors(
+    client: Client, rng: Range, peaks: Mapping[str, tuple[int, float]]
+) -> list[Contributors]:
+    """The drift attribution rows of each feature of ``peaks`` (``{feature: (window start,
+    psi)}``) in that window: its bins ranked by PSI term with their mass shift, and for the
+    prediction its segment values ranked by share of the drift. Features without attribution
+    rows there are left out; the rest in the order of ``peaks``."""
+    if not peaks:
+        return []
+    rows = _rows(
+        client,
+        "SELECT feature, toUnixTimestamp64Milli(window_start) AS ws, metric, bin, segment, "
+        "argMax(value, n) AS v FROM metrics FINAL "
+        f"WHERE {_IN_RANGE} AND feature IN {{features:Array(String)}} AND ("
+        "(metric IN ('psi_contribution', 'mass_shift') AND bin != '' AND segment = '') OR "
+        "(metric = 'psi_segment_share' AND segment != '')) "
+        "GROUP BY feature, ws, metric, bin, segment ORDER BY feature, ws, metric, bin, segment",
+        rng.params(features=sorted(peaks)),
+    )
+    terms: dict[str, dict[str, float]] = {}
+    shifts: dict[str, dict[str, float]] = {}
+    shares: dict[str, dict[str, float]] = {}
+    for feature, ws, metric, bin_, segment, value in rows:
+        f = str(feature)
+        if int(ws) != peaks[f][0]:
+            continue
+        if metric == "psi_segment_share":
+            shares.setdefault(f, {})[str(segment)] = float(value)
+        else:
+            (terms if metric == "psi_contribution" else shifts).setdefault(f, {})[str(bin_)] = (
+                float(value)
+            )
+    out = []
+    for f, (start, psi) in peaks.items():
+        if f not in terms and f not in shares:
+            continue
+        bins = sorted(
+            ((b, v, shifts.get(f, {}).get(b, 0.0)) for b, v in terms.get(f, {}).items()),
+            key=lambda t: (-t[1], t[0]),
+        )
+        segs = sorted(shares.get(f, {}).items(), key=lambda t: (-t[1], t[0]))
+        out.append(Contributors(f, start, psi, tuple(bins), tuple(segs)))
+    return out

@@ -18,6 +18,7 @@ from drifthouse.detectors.base import Context, Result
 from drifthouse.detectors.change import ChangeDetectors
 from drifthouse.detectors.model_sketch import EVENTS, ModelState
 from drifthouse.detectors.multiple_testing import bh_qvalues
+from drifthouse.detectors.window_attribution import attribute
 from drifthouse.profiles.auto import DRIFT_METRICS
 from drifthouse.profiles.sketches import Sketches
 from drifthouse.rows import MetricRow, SketchRow
@@ -75,6 +76,7 @@ def metric_rows(
             n=r.n_cur,
             run_id=run_id,
             computed_at=computed_at,
+            bin=r.bin,
         )
         for r in results
     ]
@@ -123,25 +125,38 @@ def evaluate_window(
         "computed_at": computed_at,
     }
     results = sketch.evaluate(state, Context(window_ms=spec.size_ms))
+    segments = list(sketch.capped_segments(state))
+    attributed = attribute(sketch, state, segments, sketches.metrics)
+    results += [r for segment, r in attributed if not segment]
     auto = sketches.auto_references.get(model)
     if auto is not None and start < auto.end:
         # Inside the reference's own span: quality yes, comparisons with itself no.
         results = [r for r in results if r.metric not in DRIFT_METRICS]
     metrics = [
-        MetricRow(feature=r.feature, metric=r.metric, value=r.value, n=n, **common)  # type: ignore[arg-type]
+        MetricRow(feature=r.feature, metric=r.metric, value=r.value, n=n, bin=r.bin, **common)  # type: ignore[arg-type]
         for r in results
     ]
     # Serving metrics per segment value (capped per attribute; see model_sketch).
-    for segment, seg in sketch.capped_segments(state):
+    events = {segment: seg.events for segment, seg in segments}
+    for segment, seg in segments:
         per = {**common, "segment": segment}
         metrics += [
             MetricRow(feature=r.feature, metric=r.metric, value=r.value, n=seg.events, **per)  # type: ignore[arg-type]
             for r in sketch.evaluate_segment(seg, Context(window_ms=spec.size_ms))
         ]
+    # Each segment value's share of the prediction's drift (docs/statistics.md, "Drift
+    # attribution"), a comparison with the reference like the model-wide rows above.
+    for segment, r in attributed if auto is None or start >= auto.end else []:
+        if segment:
+            row = {**common, "segment": segment, "n": events[segment]}
+            metrics.append(MetricRow(feature=r.feature, metric=r.metric, value=r.value, **row))  # type: ignore[arg-type]
     metrics += qvalue_rows(metrics)
     if changes is not None:
-        # Fed once per window, in window order: a rewritten window is skipped.
-        changed = changes.update(model, version, spec.name, start, results, defer=defer_changes)
+        # Fed once per window, in window order: a rewritten window is skipped; attribution rows
+        # (one per bin) are no series.
+        changed = changes.update(
+            model, version, spec.name, start, [r for r in results if not r.bin], defer=defer_changes
+        )
         metrics += metric_rows(
             spec, start, model, version, changed, run_id=run_id, computed_at=computed_at
         )

@@ -10,6 +10,7 @@ import pytest
 
 MODULES = [
     "drifthouse.detectors.stats",
+    "drifthouse.detectors.attribution",
     "drifthouse.detectors.numeric",
     "drifthouse.detectors.categorical",
     "drifthouse.detectors.quantiles",

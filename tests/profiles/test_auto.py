@@ -195,16 +195,16 @@ def test_windows_on_the_automatic_reference_equal_those_of_the_same_profile_give
     given = _metrics(_run(msgs, profiles={MODEL: profile}, batch=311)[0])
     auto = _metrics(auto_sink)
     assert auto.keys() <= given.keys()
-    # Keys: (window_start, window, model, model_version, feature, segment, metric, run_id).
+    # Keys: (window_start, window, model, model_version, feature, segment, bin, metric, run_id).
     left_out = given.keys() - auto.keys()
     assert left_out
-    assert {k[6] for k in left_out} <= DRIFT_METRICS | {"change_detected"}
-    assert all(k[0] < T0 + HOUR or k[6] == "change_detected" for k in left_out)
+    assert {k[7] for k in left_out} <= DRIFT_METRICS | {"change_detected"}
+    assert all(k[0] < T0 + HOUR or k[7] == "change_detected" for k in left_out)
     # The change detectors of a drift series start after the span; every other row is equal.
     differ = [
         k
         for k in auto
-        if auto[k] != given[k] and not (k[6] == "change_detected" and k[4].endswith(":psi"))
+        if auto[k] != given[k] and not (k[7] == "change_detected" and k[4].endswith(":psi"))
     ]
     assert differ == []
 

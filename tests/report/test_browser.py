@@ -150,3 +150,26 @@ def test_a_hover_shows_the_exact_value(loaded: Loaded) -> None:
     page.screenshot(path=str(loaded.shots / "hover.png"))
     assert "feature amount" in text
     assert f"psi {values['z']}" in text.split(" | "), text
+
+
+def test_the_top_contributors_of_each_drifted_feature_are_shown(
+    loaded: Loaded, demo_run: DemoRun
+) -> None:
+    for model, drifted in demo_run.drifted.items():
+        section = loaded.page.locator(f"#model-{model} .contributors")
+        for feature in drifted:
+            block = section.locator(f'.contributor[data-feature="{feature}"]')
+            block.scroll_into_view_if_needed()
+            assert block.is_visible(), (model, feature)
+            head = block.locator("thead th").all_inner_texts()
+            assert head == [
+                "bin or category",
+                "change of share of events",
+                "PSI term",
+                "of the PSI",
+            ]
+            cells = block.locator("tbody tr").first.locator("td").all_inner_texts()
+            assert cells[0], (model, feature)
+            assert cells[1].endswith("%")
+            assert float(cells[2]) > 0
+        section.screenshot(path=str(loaded.shots / f"{model}-contributors.png"))

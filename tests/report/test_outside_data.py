@@ -4,43 +4,20 @@ weekly windows. The CLI runs in fresh processes (one embedded store per process)
 
 from __future__ import annotations
 
-import csv
-import gzip
 import json
 import re
-from pathlib import Path
 
 import pytest
-from river import datasets
 
 from tests.cli_process import run_cli
-
-SP500 = Path(datasets.__file__).parent / "sp500.csv.gz"
+from tests.datasets import SP500_CONFIG, write_sp500_events
 
 
 @pytest.fixture(scope="module")
 def sp500_report(tmp_path_factory: pytest.TempPathFactory) -> str:
     folder = tmp_path_factory.mktemp("sp500")
-    with gzip.open(SP500, "rt") as fh, (folder / "events.jsonl").open("w") as out:
-        for i, row in enumerate(csv.DictReader(fh)):
-            day, target = row.pop("date"), float(row.pop("next_day_return"))
-            event = {
-                "model": "sp500", "model_version": "1", "ts": f"{day}T16:00:00Z",
-                "event_id": f"d{i}", "features": {k: float(v) for k, v in row.items()},
-                "prediction": target,
-            }  # fmt: skip
-            out.write(json.dumps(event) + "\n")
-    config = {
-        "store": {"path": "./data"},
-        "windows": [{"size": "7d"}],
-        "models": {
-            "sp500": {
-                "reference": "auto", "reference_span": "365d", "task": "regression",
-                "labels": False,
-            }
-        },
-    }  # fmt: skip
-    (folder / "drifthouse.yaml").write_text(json.dumps(config))
+    write_sp500_events(folder / "events.jsonl")
+    (folder / "drifthouse.yaml").write_text(json.dumps(SP500_CONFIG))
     replayed = run_cli(
         "replay", "-c", "drifthouse.yaml", "--source", "file:events.jsonl", "--run-id", "sp500",
         cwd=folder,

@@ -1,0 +1,45 @@
+"""A window's drift attribution across a model's sketches (docs/statistics.md, "Drift
+attribution"): the top bins of each feature and of the prediction, and each segment value's share
+of the prediction's drift, from the merged window state the other metrics come from."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from drifthouse.detectors.base import Result
+from drifthouse.detectors.model_sketch import EVENTS, ModelSketch, ModelState, SegmentState
+
+__all__ = ["AttributionSettings", "attribute"]
+
+
+class AttributionSettings(Protocol):
+    """How many attribution rows a window writes (the configuration's ``metrics`` has them)."""
+
+    @property
+    def attribution_top_k(self) -> int: ...
+    @property
+    def attribution_min_psi(self) -> float: ...
+
+
+def attribute(
+    sketch: ModelSketch,
+    state: ModelState,
+    segments: Sequence[tuple[str, SegmentState]],
+    settings: AttributionSettings,
+) -> list[tuple[str, Result]]:
+    """``(segment, row)`` of a window's drift attribution: per feature (and the prediction) whose
+    PSI reaches ``attribution_min_psi``, its ``attribution_top_k`` bins (segment ``''``), and each
+    of ``segments`` (:meth:`ModelSketch.capped_segments`) with its share of the prediction's
+    drift. None when ``attribution_top_k`` is 0 or the window has no events."""
+    k, floor = settings.attribution_top_k, settings.attribution_min_psi
+    if k <= 0 or not int(state.counters[EVENTS]):
+        return []
+    out = sketch.numeric.contributions(state.numeric, top_k=k, min_psi=floor)
+    out += sketch.categorical.contributions(state.categorical, top_k=k, min_psi=floor)
+    if sketch.prediction is not None and state.prediction is not None:
+        out += sketch.prediction.contributions(state.prediction, top_k=k, min_psi=floor)  # type: ignore[arg-type]
+    rows = [("", r) for r in out]
+    return rows + sketch.segment.prediction_shares(
+        state.prediction, segments, top_k=k, min_psi=floor
+    )
