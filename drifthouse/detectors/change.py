@@ -21,10 +21,17 @@ A series is named by its metric for model-level metrics (``error_rate_5xx``) and
 ``feature:metric`` otherwise (``__prediction__:psi``). A window whose start is not after the last
 window fed for its series (a rewrite, a re-delivery after a restart) is skipped: each window is
 fed once, in order, and the results depend only on the sequence of windows.
+
+A window written while a partition was idle may be rewritten whole when that partition wakes
+(docs/metrics.md, "Importance and change detection"): its values are **deferred** (``update(..., defer=True)``) instead of fed,
+updated by each rewrite, and fed in window order by :meth:`ChangeDetectors.release` once no
+partition can add to the window. Later windows of a series with deferred windows wait behind them, so every
+series is fed the same complete values, in the same order, as a replay.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import pickle
 from collections.abc import Callable, Iterable
@@ -52,6 +59,7 @@ DEFAULT_CHANGE_SERIES = (
 )
 
 SeriesKey = tuple[str, str, str, str]  # (model, model_version, window, series)
+WindowOf = tuple[str, str, str, int]  # (model, model_version, window, start)
 _FORMAT = b"drifthouse-change-v1\x00"
 
 
@@ -110,6 +118,8 @@ class _Series:
     last_start: int | None = None
     windows: int = 0
     changes: int = 0
+    #: Deferred windows, not fed yet: (start, latest value), in start order.
+    queued: list[tuple[int, float]] = field(default_factory=list)
 
 
 class ChangeDetectors:
@@ -187,20 +197,62 @@ class ChangeDetectors:
         return fired
 
     def update(
-        self, model: str, model_version: str, window: str, start: int, results: Iterable[Result]
+        self,
+        model: str,
+        model_version: str,
+        window: str,
+        start: int,
+        results: Iterable[Result],
+        *,
+        defer: bool = False,
     ) -> list[Result]:
-        """Feed a closed window's results; ``change_detected`` results for the series fed."""
-        from drifthouse.detectors.base import Result
+        """Feed a closed window's results; ``change_detected`` results for the series fed.
 
+        ``defer``: the window may still be rewritten; its values wait for :meth:`release`. A
+        series with deferred windows defers later ones too, so windows are fed in order.
+        """
         out = []
         for r in results:
             name = series_name(r.feature, r.metric)
             if name not in self._wanted:
                 continue
-            fired = self.feed((model, model_version, window, name), start, r.value)
+            key = (model, model_version, window, name)
+            s = self._series.get(key)
+            if defer or (s is not None and s.queued):
+                self._defer(key, start, r.value)
+                continue
+            fired = self.feed(key, start, r.value)
             if fired is not None:
-                n = self._series[(model, model_version, window, name)].windows
-                out.append(Result(name, "change_detected", 1.0 if fired else 0.0, None, 0, n))
+                out.append(_result(name, fired, self._series[key].windows))
+        return out
+
+    def _defer(self, key: SeriesKey, start: int, value: float) -> None:
+        s = self._series.get(key)
+        if s is None:
+            s = self._series[key] = _Series()
+        if s.last_start is not None and start <= s.last_start:
+            return  # fed already: a re-delivery
+        i = bisect.bisect_left(s.queued, start, key=lambda q: q[0])
+        if i < len(s.queued) and s.queued[i][0] == start:
+            s.queued[i] = (start, value)  # a rewrite: its latest values
+        else:
+            s.queued.insert(i, (start, value))
+
+    def deferred(self) -> int:
+        """How many windows of all series wait for :meth:`release`."""
+        return sum(len(s.queued) for s in self._series.values())
+
+    def release(self, final: Callable[[str, int], bool]) -> dict[WindowOf, list[Result]]:
+        """Feed the deferred windows that are final (``final(window, start)``), in order per
+        series up to the first that is not; the ``change_detected`` results by window."""
+        out: dict[WindowOf, list[Result]] = {}
+        for key in sorted(self._series):
+            s = self._series[key]
+            while s.queued and final(key[2], s.queued[0][0]):
+                start, value = s.queued.pop(0)
+                fired = self.feed(key, start, value)
+                if fired is not None:
+                    out.setdefault((*key[:3], start), []).append(_result(key[3], fired, s.windows))
         return out
 
     def changes(self, key: SeriesKey) -> int:
@@ -223,6 +275,15 @@ class ChangeDetectors:
             raise SketchError(f"change-detector snapshot cannot be read: {exc}") from exc
         if not isinstance(config, ChangeConfig) or not isinstance(series, dict):
             raise SketchError("change-detector snapshot holds something else")
+        for s in series.values():
+            if "queued" not in vars(s):  # written before deferred windows existed
+                s.queued = []
         out = cls(config)
         out._series = series
         return out
+
+
+def _result(name: str, fired: bool, n: int) -> Result:
+    from drifthouse.detectors.base import Result
+
+    return Result(name, "change_detected", 1.0 if fired else 0.0, None, 0, n)

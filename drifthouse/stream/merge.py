@@ -18,19 +18,17 @@ its first span of traffic; the reference is then built from the span's events (s
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-
-import msgspec
 
 from drifthouse.config import Config
 from drifthouse.detectors.base import Result
 from drifthouse.detectors.change import ChangeDetectors
 from drifthouse.detectors.model_sketch import ModelState
 from drifthouse.detectors.reference import Profile
-from drifthouse.errors import SketchError
 from drifthouse.events import LabelEvent, MetricEvent
 from drifthouse.logs import get_logger
 from drifthouse.profiles.auto import (
@@ -47,6 +45,7 @@ from drifthouse.sinks.window_states import WindowStates, states_of
 from drifthouse.stream.compare import compare_windows
 from drifthouse.stream.derived import DerivedWindows
 from drifthouse.stream.labels import LabelStage, PredictionRecord
+from drifthouse.stream.merge_snapshot import MergeSnapshot, decode_snapshot, encode_snapshot
 from drifthouse.stream.metric_events import MetricEventWindows
 from drifthouse.stream.results import WindowResult, evaluate_window, metric_rows
 from drifthouse.stream.shadow import ShadowPairs
@@ -244,8 +243,8 @@ class MergeStage:
     def snapshot(self) -> bytes:
         """The label join and windows, metric-event windows and change detectors, with the
         label frontier: what a restarted merge needs beside the partials it re-reads."""
-        return _ENCODE_SNAPSHOT(
-            _Snapshot(
+        return encode_snapshot(
+            MergeSnapshot(
                 labels=self.labels.to_bytes() if self.labels is not None else None,
                 metric_events=self.metric_events.to_bytes()
                 if self.metric_events is not None
@@ -263,10 +262,7 @@ class MergeStage:
 
     def restore_snapshot(self, data: bytes) -> None:
         """Resume from :meth:`snapshot` (before anything is added)."""
-        try:
-            snap = _DECODE_SNAPSHOT(data)
-        except msgspec.DecodeError as exc:
-            raise SketchError(f"not a merge-stage snapshot: {exc}") from exc
+        snap = decode_snapshot(data)
         if self.labels is not None and snap.labels is not None:
             self.labels.restore(snap.labels)
         if self.metric_events is not None and snap.metric_events is not None:
@@ -357,6 +353,7 @@ class MergeStage:
                 run_id=self.run_id, computed_at=self.computed_at,
             )  # fmt: skip
             self.stats.rows += written
+        later += self._release_changes(ready)
         later += self._emit_labels(ready, force=quiet)
         later += self._emit_metric_events(ready)
         if self.shadows is not None:
@@ -409,6 +406,7 @@ class MergeStage:
                     state,
                     self.sketches,
                     changes=self.changes,
+                    defer_changes=bool(self._idle),
                     run_id=self.run_id,
                     computed_at=computed_at,
                 )
@@ -425,6 +423,23 @@ class MergeStage:
             run_id=self.run_id, computed_at=self.computed_at(),
         )  # fmt: skip
         self._forget_emitted(ready)
+        return out
+
+    def _release_changes(self, ready: int | None) -> list[WindowResult]:
+        """Change rows of windows written while a partition was idle, once every partition's
+        watermark has passed them (no share can come any more; at ``final``, all of them)."""
+        if self.changes is None or not self.changes.deferred():
+            return []
+        specs = {s.name: s for s in self.specs}
+        marks = [self._watermarks.get(p, NO_TIME) for p in self._expected or self._watermarks]
+        passed = min(marks, default=NO_TIME) if ready is not None else math.inf
+        released = self.changes.release(lambda w, t: t + specs[w].size_ms <= passed)
+        out, computed_at = [], self.computed_at()
+        for (model, version, window, start), results in released.items():
+            spec = specs[window]
+            rows = metric_rows(spec, start, model, version, results, run_id=self.run_id,
+                               computed_at=computed_at)  # fmt: skip
+            out.append(WindowResult(spec, start, start + spec.size_ms, model, version, rows, []))
         return out
 
     def _emit_labels(self, ready: int | None, *, force: bool = False) -> list[WindowResult]:
@@ -482,19 +497,3 @@ class MergeStage:
         for wkey in [w for w in self._emitted if self.is_final(w[0], w[1])]:
             del self._emitted[wkey]
         self.derived.forget(self.is_final)
-
-
-class _Snapshot(msgspec.Struct, array_like=True):
-    labels: bytes | None
-    metric_events: bytes | None
-    changes: bytes | None
-    frontier: list[tuple[str, int]]
-    # What derived windows owe (drifthouse.stream.derived).
-    derived: bytes | None = None
-    # Automatic references: (model, span start, span end, profile JSON or None).
-    auto: list[tuple[str, int, int, bytes | None]] | None = None
-    shadows: bytes | None = None  # drifthouse.stream.shadow
-
-
-_ENCODE_SNAPSHOT = msgspec.msgpack.Encoder().encode
-_DECODE_SNAPSHOT = msgspec.msgpack.Decoder(_Snapshot).decode

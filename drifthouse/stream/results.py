@@ -105,10 +105,12 @@ def evaluate_window(
     sketches: Sketches,
     *,
     changes: ChangeDetectors | None,
+    defer_changes: bool = False,
     run_id: str,
     computed_at: int,
 ) -> WindowResult:
-    """The rows of one model's merged prediction window; feeds the change detectors once."""
+    """The rows of one model's merged prediction window; feeds the change detectors once
+    (``defer_changes``: it may be rewritten; its change rows come once no partition can add to it)."""
     model, version = key
     sketch = sketches(model)
     n = int(state.counters[EVENTS])
@@ -153,7 +155,7 @@ def evaluate_window(
         # Fed once per window, in window order: a rewritten window is skipped; attribution rows
         # (one per bin) are no series.
         changed = changes.update(
-            model, version, spec.name, start, [r for r in results if not r.bin]
+            model, version, spec.name, start, [r for r in results if not r.bin], defer=defer_changes
         )
         metrics += metric_rows(
             spec, start, model, version, changed, run_id=run_id, computed_at=computed_at

@@ -592,3 +592,115 @@ def test_one_models_clock_does_not_make_the_others_late(ahead_min, late_fraud, l
             if r.metric == "events":
                 events[r.model] += r.value
         assert events == {"fraud": 120 - late_fraud, "churn": 120 - late_churn}
+
+
+def _change_stream():
+    """Two partitions of one model's events: partition 0 serves in 10 ms for twelve hours,
+    partition 1 in 5 s for the first four, so the p95 latency drops after four hours, and a
+    window without partition 1's share never had it high."""
+    msgs = []
+    for p, latency, hours in ((0, 10.0, 12), (1, 5000.0, 4)):
+        for i in range(hours * 60):
+            event = {"model": "svc", "ts": T0 + i * 60_000 + p, "event_id": f"{p}-{i}",
+                     "features": {}, "latency_ms": latency}  # fmt: skip
+            msgs.append(Message(json.dumps(event).encode(), p, i, "predictions", b"svc"))
+    return msgs
+
+
+CHANGE_CONFIG = Config.model_validate(
+    {
+        "windows": [{"size": "1h"}],
+        "metrics": {
+            "allowed_lateness": "30s",
+            "change_detection": {
+                "series": ["latency_p95"],
+                "warmup": 2,
+                "ph_min_instances": 1,
+                "ph_threshold": 5.0,
+                "adwin_grace_period": 1,
+                "adwin_min_window_length": 1,
+            },
+        },
+    }
+)
+
+
+def _change_rows(sink):
+    return {r.key(): (r.value, r.n) for r in sink.rows("metrics") if r.metric == "change_detected"}
+
+
+def _change_merge():
+    from drifthouse.profiles.sketches import Sketches
+    from drifthouse.stream.merge import MergeStage
+    from drifthouse.stream.stage import PartitionStage
+    from drifthouse.stream.windows import WindowSpec
+
+    specs = [WindowSpec.from_config(w) for w in CHANGE_CONFIG.windows]
+    sketches = Sketches({}, CHANGE_CONFIG.metrics)
+    sink = MemorySink()
+    merge = MergeStage.from_config(
+        CHANGE_CONFIG, {}, sketches, sink, run_id="t", computed_at=lambda: 0
+    )
+    merge.expect([0, 1])
+    stages = {
+        p: PartitionStage(p, CHANGE_CONFIG, specs, sketches, MemoryDeadLetters()) for p in (0, 1)
+    }
+    return merge, stages, sink
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_change_rows_of_a_window_rewritten_after_an_idle_partition_wakes_equal_a_replay(restart):
+    """Windows written while a partition was idle miss its share; when it wakes they are
+    rewritten whole, and the change detectors must end up with the rows of a merge that never
+    saw a partition idle (a replay), also when the merge restarts from a snapshot mid-way."""
+    msgs = _change_stream()
+    half = {p: [m for m in msgs if m.partition == p] for p in (0, 1)}
+    # The replay: both partitions in full, none idle.
+    merge, stages, sink = _change_merge()
+    for p in (0, 1):
+        merge.add(stages[p].process(half[p]) + stages[p].finish())
+        merge.watermark(p, stages[p].watermark)
+    merge.emit(final=True)
+    sink.flush()
+    replay = _change_rows(sink)
+    assert any(v == 1.0 for v, _ in replay.values())  # the stream does change
+    # Live: partition 1 is idle while partition 0 runs through its first eight hours.
+    merge, stages, sink = _change_merge()
+    merge.mark_idle(1)
+    partials = stages[0].process([m for m in half[0] if m.offset < 8 * 60])
+    merge.add(partials)
+    merge.watermark(0, stages[0].watermark)
+    merge.emit()
+    if restart:  # a new merge resumes from the snapshot and reads the partials again
+        snap, horizon = merge.snapshot(), merge.final_horizon
+        merge2, _, sink2 = _change_merge()
+        merge2.restore_snapshot(snap)
+        merge2.restore_final_horizon(horizon)
+        merge2.mark_idle(1)
+        merge2.watermark(0, stages[0].watermark)
+        merge2.add(partials)
+        merge2.emit()
+        sink.flush()
+        sink2.write(sink.rows("metrics"))
+        merge, sink = merge2, sink2
+    sink.flush()
+    assert _change_rows(sink) == {}  # partition 1 may still add to every window written
+    # Partition 1 wakes with its share (its watermark passes the fourth hour), then idles.
+    merge.mark_idle(1, False)
+    merge.add(stages[1].process(half[1]))
+    merge.watermark(1, stages[1].watermark)
+    merge.emit()
+    merge.mark_idle(1)
+    merge.emit()
+    sink.flush()
+    passed = min(stages[0].watermark, stages[1].watermark)
+    assert passed > T0 + 3 * HOUR
+    assert _change_rows(sink) == {k: v for k, v in replay.items() if k[0] + HOUR <= passed}
+    # Partition 0 ends: its later windows are written with partition 1 idle, then the end.
+    merge.add(stages[0].process(half[0][8 * 60 :]))
+    merge.watermark(0, stages[0].watermark)
+    merge.emit()
+    merge.add(stages[1].finish() + stages[0].finish())
+    merge.emit(final=True)
+    sink.flush()
+    assert _change_rows(sink) == replay
