@@ -137,6 +137,7 @@ WORKSPACE_CONFIG = """\
 kafka: {bootstrap: "localhost:9092", topic: docs-predictions, labels_topic: docs-labels, group: docs-group, web_port: 6066}
 store: {path: ./store, ttl_days: {predictions: 3650}}
 windows: [{size: 1h}, {size: 15m, hop: 5m}]
+metrics: {attribution_top_k: 3}
 models:
   fraud: {reference: refs/fraud.json, pii: [email]}
 rules:

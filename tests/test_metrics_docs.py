@@ -45,7 +45,7 @@ def run_pipeline() -> dict[str, set[str]]:
     config = Config.model_validate(
         {
             "windows": [{"size": "1h"}],
-            "metrics": {"change_detection": {"warmup": 2}},
+            "metrics": {"change_detection": {"warmup": 2}, "attribution_top_k": 3},
             "models": {"fraud": {}, "fraud-shadow": {"shadow_of": "fraud"}},
         }
     )

@@ -119,7 +119,8 @@ def write_config(
         "windows": WINDOWS,
         # Labels trickle in for two hours after each prediction: rewrite a window's label
         # metrics at most every 30 simulated minutes (the last write holds every label).
-        "metrics": {"label_rewrite_every": "30m"},
+        # Drift attribution on (off by default; exact in a bounded run: docs/statistics.md).
+        "metrics": {"label_rewrite_every": "30m", "attribution_top_k": 3},
         "models": {m: {"reference": f"profiles/{m}.profile.json"} for m in profiles},
         "rules": rules + DEMO_RULES,
         # Critical alerts page (pagerduty) and reach the team channel (slack); warnings only

@@ -47,7 +47,7 @@ from drifthouse.stream.derived import DerivedWindows
 from drifthouse.stream.labels import LabelStage, PredictionRecord
 from drifthouse.stream.merge_snapshot import MergeSnapshot, decode_snapshot, encode_snapshot
 from drifthouse.stream.metric_events import MetricEventWindows
-from drifthouse.stream.results import WindowResult, evaluate_window, metric_rows
+from drifthouse.stream.results import WindowResult, change_results, evaluate_window, metric_rows
 from drifthouse.stream.shadow import ShadowPairs
 from drifthouse.stream.stage import Key, Partial, StageStats
 from drifthouse.stream.windows import NO_TIME, WindowSpec
@@ -427,20 +427,19 @@ class MergeStage:
 
     def _release_changes(self, ready: int | None) -> list[WindowResult]:
         """Change rows of windows written while a partition was idle, once every partition's
-        watermark has passed them (no share can come any more; at ``final``, all of them)."""
+        watermark has passed them (no share can come any more), or at the latest one more
+        window length after the others' (an idle partition may never come back; at ``final``,
+        all of them)."""
         if self.changes is None or not self.changes.deferred():
             return []
         specs = {s.name: s for s in self.specs}
         marks = [self._watermarks.get(p, NO_TIME) for p in self._expected or self._watermarks]
         passed = min(marks, default=NO_TIME) if ready is not None else math.inf
-        released = self.changes.release(lambda w, t: t + specs[w].size_ms <= passed)
-        out, computed_at = [], self.computed_at()
-        for (model, version, window, start), results in released.items():
-            spec = specs[window]
-            rows = metric_rows(spec, start, model, version, results, run_id=self.run_id,
-                               computed_at=computed_at)  # fmt: skip
-            out.append(WindowResult(spec, start, start + spec.size_ms, model, version, rows, []))
-        return out
+        latest = ready if ready is not None else math.inf
+        released = self.changes.release(
+            lambda w, t: t + specs[w].size_ms <= passed or t + 2 * specs[w].size_ms <= latest
+        )
+        return change_results(specs, released, run_id=self.run_id, computed_at=self.computed_at())
 
     def _emit_labels(self, ready: int | None, *, force: bool = False) -> list[WindowResult]:
         if self.labels is None:

@@ -9,7 +9,7 @@ q-value beside every p-value, plus the change detectors' verdicts) and its sketc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -29,6 +29,7 @@ __all__ = [
     "PVALUE_SUFFIX",
     "QVALUE_SUFFIX",
     "WindowResult",
+    "change_results",
     "evaluate_window",
     "metric_rows",
     "qvalue_rows",
@@ -95,6 +96,25 @@ def qvalue_rows(metrics: Sequence[MetricRow]) -> list[MetricRow]:
         msgspec.structs.replace(r, metric=r.metric[: -len(PVALUE_SUFFIX)] + QVALUE_SUFFIX, value=q)
         for r, q in zip(tested, qs, strict=True)
     ]
+
+
+def change_results(
+    specs: Mapping[str, WindowSpec],
+    released: Mapping[tuple[str, str, str, int], Sequence[Result]],
+    *,
+    run_id: str,
+    computed_at: int,
+) -> list[WindowResult]:
+    """The ``change_detected`` rows of windows whose feed was deferred, one result per window
+    (``released`` is keyed ``(model, version, window name, start)``)."""
+    out = []
+    for (model, version, window, start), results in released.items():
+        spec = specs[window]
+        rows = metric_rows(
+            spec, start, model, version, results, run_id=run_id, computed_at=computed_at
+        )
+        out.append(WindowResult(spec, start, start + spec.size_ms, model, version, rows, []))
+    return out
 
 
 def evaluate_window(

@@ -30,6 +30,7 @@ from drifthouse.sinks.schema import migrate
 from tests.keyed_topic import HOT, PARTITIONS, SMALL, KeyedTopic
 from tests.sinks.conftest import HttpClickHouse
 from tests.workers import (
+    ROWS_SQL,
     Metrics,
     Workers,
     assert_same,
@@ -162,10 +163,7 @@ def _stored(config: Path) -> dict[Any, Any]:
     cfg = load_config(config)
     client = open_store(cfg.store_dsn(), cfg.store.database)
     try:
-        result = client.query(
-            "SELECT toUnixTimestamp64Milli(window_start), window, model, model_version, feature, "
-            "segment, metric, value, n FROM metrics FINAL WHERE run_id = 'live'"
-        )
+        result = client.query(ROWS_SQL, parameters={"run": "live"})
     finally:
         client.close()
     return {tuple(r[:7]): (r[7], r[8]) for r in result.result_rows}

@@ -173,7 +173,7 @@ def _model_sketch(**settings: object) -> ModelSketch:
         latency_ms=[10.0] * n,
         status=[200] * n,
     )
-    config = MetricsConfig(**settings)  # type: ignore[arg-type]
+    config = MetricsConfig(**{"attribution_top_k": 3, **settings})  # type: ignore[arg-type]
     sketch = ModelSketch("m", profile, config)
     _SETTINGS[id(sketch)] = config
     return sketch

@@ -83,7 +83,8 @@ _ALERTS_SQL = (
     "SELECT toUnixTimestamp64Milli(ts), rule, severity, status, model, model_version, feature, "
     "segment, metric, value, threshold, toUnixTimestamp64Milli(window_start), "
     "toUnixTimestamp64Milli(window_end), message, receivers, dedup_key, run_id "
-    "FROM alerts FINAL WHERE run_id = {run:String} ORDER BY window_end, ts, rule"
+    "FROM alerts FINAL WHERE run_id = {run:String} "
+    "ORDER BY window_end, ts, rule, model, model_version, feature, segment, metric, status"
 )
 
 
