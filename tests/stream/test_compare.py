@@ -17,6 +17,7 @@ from drifthouse.app.replay import replay
 from drifthouse.config import Config, RuleConfig
 from drifthouse.rows import MetricRow
 from drifthouse.sinks.base import MemorySink
+from tests.restarts import run_with_crashes
 
 pytestmark = pytest.mark.kafka
 
@@ -278,50 +279,9 @@ def test_a_rewritten_baseline_window_rewrites_the_canarys_comparison() -> None:
 
 
 def _restarted_rows(crash_after: list[int]) -> dict[tuple[object, ...], tuple[float, int]]:
-    """The comparison rows of a pipeline over three partitions (by event id) that 'crashes'
-    after each count of messages in ``crash_after`` and resumes from its checkpoints and the
-    merge stage's snapshot, re-reading each partition from its checkpoint."""
-    import zlib
-
-    from drifthouse.app.pipeline import Pipeline
-    from drifthouse.stream.dead_letters import MemoryDeadLetters
-    from drifthouse.stream.sources import Message
-
-    config = _config("unused:9092")
-    offsets = [0, 0, 0]
-    msgs = []
-    for e in _events():
-        p = zlib.crc32(e["event_id"].encode()) % 3
-        msgs.append(Message(json.dumps(e).encode(), p, offsets[p], "predictions", b""))
-        offsets[p] += 1
-    sink = MemorySink()
-    checkpoints: dict[int, Any] = {}
-    snapshot = None
-    position = 0
-    for stop in [*crash_after, len(msgs)]:
-        pipe = Pipeline(
-            config=config, profiles={}, sink=sink, dead_letters=MemoryDeadLetters(),
-            run_id="t", computed_at=lambda: 0,
-        )  # fmt: skip
-        pipe.expect_partitions(range(3))
-        for p, cp in checkpoints.items():
-            pipe.stage(p).restore(cp)
-        if snapshot is not None:
-            pipe.merge.restore_snapshot(snapshot)
-        again = [
-            m
-            for m in msgs[:position]
-            if m.partition in checkpoints and checkpoints[m.partition].offset <= m.offset
-        ]
-        todo = again + msgs[position:stop]
-        for lo in range(0, len(todo), 700):
-            pipe.process(todo[lo : lo + 700])
-        if stop == len(msgs):
-            pipe.finish()
-        sink.flush()
-        checkpoints = {p: pipe.checkpoint(p) for p in range(3)}
-        snapshot = pipe.merge.snapshot()
-        position = stop
+    """The comparison rows of a run over three partitions that 'crashes' after each count of
+    messages in ``crash_after`` and resumes (:func:`tests.restarts.run_with_crashes`)."""
+    sink = run_with_crashes(_config("unused:9092"), _events(), crash_after, batch=700)
     return {_key(r): (r.value, r.n) for r in _vs_rows(sink)}
 
 

@@ -18,6 +18,7 @@ from drifthouse.config import Config
 from drifthouse.events import LabelEvent
 from drifthouse.rows import MetricRow
 from drifthouse.sinks.base import MemorySink
+from tests.restarts import run_with_crashes
 
 pytestmark = pytest.mark.kafka
 
@@ -311,52 +312,10 @@ def test_a_regression_shadow_gets_no_agreement_only_the_difference() -> None:
 def _pipeline_rows(
     events: list[dict[str, Any]], crash_after: list[int]
 ) -> dict[tuple[object, ...], float]:
-    """The shadow rows of a pipeline over three partitions (by event id) that 'crashes' after
-    each count of messages in ``crash_after`` and resumes from its checkpoints and snapshot."""
-    import zlib
-
-    from drifthouse.app.pipeline import Pipeline
-    from drifthouse.stream.dead_letters import MemoryDeadLetters
-    from drifthouse.stream.sources import Message
-
-    config = _config("unused:9092")
-    offsets = [0, 0, 0]
-    msgs = []
-    for e in events:
-        p = zlib.crc32(e["event_id"].encode()) % 3
-        msgs.append(Message(json.dumps(e).encode(), p, offsets[p], "predictions", b""))
-        offsets[p] += 1
-    sink = MemorySink()
-    checkpoints: dict[int, Any] = {}
-    snapshot = None
-    position = 0
-    for stop in [*crash_after, len(msgs)]:
-        pipe = Pipeline(
-            config=config, profiles={}, sink=sink, dead_letters=MemoryDeadLetters(),
-            run_id="t", computed_at=lambda: 0,
-        )  # fmt: skip
-        pipe.expect_partitions(range(3))
-        for p, cp in checkpoints.items():
-            pipe.stage(p).restore(cp)
-        if snapshot is not None:
-            pipe.merge.restore_snapshot(snapshot)
-        again = [m for m in msgs[:position] if _from(checkpoints, m) <= m.offset]
-        todo = again + msgs[position:stop]
-        for lo in range(0, len(todo), 500):
-            pipe.process(todo[lo : lo + 500])
-        if stop == len(msgs):
-            pipe.finish()
-        sink.flush()
-        checkpoints = {p: pipe.checkpoint(p) for p in range(3)}
-        snapshot = pipe.merge.snapshot()
-        position = stop
+    """The shadow rows of a run over three partitions that 'crashes' after each count of
+    messages in ``crash_after`` and resumes (:func:`tests.restarts.run_with_crashes`)."""
+    sink = run_with_crashes(_config("unused:9092"), events, crash_after, batch=500)
     return {(r.window_start, r.metric): (r.value, r.n) for r in _shadow_rows(sink)}
-
-
-def _from(checkpoints: dict[int, Any], m: Any) -> int:
-    """Where a restarted partition reads from: its checkpoint's offset (0 without one)."""
-    cp = checkpoints.get(m.partition)
-    return cp.offset if cp is not None else 0
 
 
 def test_a_restarted_merger_writes_the_same_shadow_rows() -> None:
