@@ -25,7 +25,7 @@ from drifthouse.detectors.compare import PREFIX, compare_states
 from drifthouse.detectors.model_sketch import EVENTS, ModelSketch, ModelState
 from drifthouse.profiles.sketches import Sketches
 from drifthouse.rows import MetricRow
-from drifthouse.stream.results import WindowResult
+from drifthouse.stream.results import WindowResult, window_rows
 from drifthouse.stream.stage import Key, Partial
 from drifthouse.stream.windows import WindowSpec
 
@@ -67,25 +67,12 @@ def comparison_rows(
             continue
         n = events[version]
         results = compare_states(sketch, states[version], states[base])
-        values = [(r.feature, r.metric, r.value) for r in results]
-        values.append(("", PREFIX + "traffic_share", n / total))
-        out[version] = [
-            MetricRow(
-                window_start=start,
-                window_end=start + spec.size_ms,
-                window=spec.name,
-                model=model,
-                model_version=version,
-                feature=feature,
-                segment=SEGMENT_PREFIX + base,
-                metric=metric,
-                value=value,
-                n=n,
-                run_id=run_id,
-                computed_at=computed_at,
-            )
-            for feature, metric, value in values
-        ]
+        values = [(r.feature, r.metric, r.value, n, "") for r in results]
+        values.append(("", PREFIX + "traffic_share", n / total, n, ""))
+        out[version] = window_rows(
+            spec, start, model, version, SEGMENT_PREFIX + base, values,
+            run_id=run_id, computed_at=computed_at,
+        )  # fmt: skip
     return out
 
 

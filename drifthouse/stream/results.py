@@ -9,7 +9,7 @@ q-value beside every p-value, plus the change detectors' verdicts) and its sketc
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -33,6 +33,7 @@ __all__ = [
     "evaluate_window",
     "metric_rows",
     "qvalue_rows",
+    "window_rows",
 ]
 
 PVALUE_SUFFIX = "_pvalue"
@@ -52,6 +53,42 @@ class WindowResult:
     sketches: list[SketchRow]
 
 
+#: One row's own part: ``(feature, metric, value, n, bin)``.
+Value = tuple[str, str, float, int, str]
+
+
+def window_rows(
+    spec: WindowSpec,
+    start: int,
+    model: str,
+    version: str,
+    segment: str,
+    values: Iterable[Value],
+    *,
+    run_id: str,
+    computed_at: int,
+) -> list[MetricRow]:
+    """The rows of one window, model version and segment, one per value."""
+    return [
+        MetricRow(
+            window_start=start,
+            window_end=start + spec.size_ms,
+            window=spec.name,
+            model=model,
+            model_version=version,
+            feature=feature,
+            segment=segment,
+            metric=metric,
+            value=value,
+            n=n,
+            run_id=run_id,
+            computed_at=computed_at,
+            bin=bin_,
+        )
+        for feature, metric, value, n, bin_ in values
+    ]
+
+
 def metric_rows(
     spec: WindowSpec,
     start: int,
@@ -63,24 +100,10 @@ def metric_rows(
     computed_at: int,
 ) -> list[MetricRow]:
     """Model-level rows (segment ``''``) of a window, one per result, ``n`` its ``n_cur``."""
-    return [
-        MetricRow(
-            window_start=start,
-            window_end=start + spec.size_ms,
-            window=spec.name,
-            model=model,
-            model_version=version,
-            feature=r.feature,
-            segment="",
-            metric=r.metric,
-            value=r.value,
-            n=r.n_cur,
-            run_id=run_id,
-            computed_at=computed_at,
-            bin=r.bin,
-        )
-        for r in results
-    ]
+    values = [(r.feature, r.metric, r.value, r.n_cur, r.bin) for r in results]
+    return window_rows(
+        spec, start, model, version, "", values, run_id=run_id, computed_at=computed_at
+    )
 
 
 def qvalue_rows(metrics: Sequence[MetricRow]) -> list[MetricRow]:

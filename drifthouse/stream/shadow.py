@@ -40,9 +40,8 @@ import msgspec
 from drifthouse.config import Config
 from drifthouse.detectors.model_sketch import PREDICTION_FEATURE
 from drifthouse.events import LabelEvent
-from drifthouse.rows import MetricRow
 from drifthouse.stream.labels.records import PredictionRecord
-from drifthouse.stream.results import WindowResult
+from drifthouse.stream.results import WindowResult, window_rows
 from drifthouse.stream.windows import WindowSpec
 
 __all__ = ["SEGMENT_PREFIX", "ShadowPairs"]
@@ -243,29 +242,17 @@ class ShadowPairs:
     def _result(self, key: _Key, t: _Tally, run_id: str, computed_at: int) -> WindowResult:
         k, start, primary, version, shadow = key
         spec = self.specs[k]
+        f = PREDICTION_FEATURE
         values = [
-            ("shadow_pairs", float(t.pairs), t.pairs),
-            ("shadow_missing", float(t.missing), t.missing),
+            (f, "shadow_pairs", float(t.pairs), t.pairs, ""),
+            (f, "shadow_missing", float(t.missing), t.missing, ""),
         ]
         if t.classed:
-            values.append(("shadow_agreement", t.agree / t.classed, t.classed))
+            values.append((f, "shadow_agreement", t.agree / t.classed, t.classed, ""))
         if t.scored:
-            values.append(("shadow_score_mae", t.abs_nano / _NANO / t.scored, t.scored))
-        rows = [
-            MetricRow(
-                window_start=start,
-                window_end=start + spec.size_ms,
-                window=spec.name,
-                model=primary,
-                model_version=version,
-                feature=PREDICTION_FEATURE,
-                segment=SEGMENT_PREFIX + shadow,
-                metric=metric,
-                value=value,
-                n=n,
-                run_id=run_id,
-                computed_at=computed_at,
-            )
-            for metric, value, n in values
-        ]
+            values.append((f, "shadow_score_mae", t.abs_nano / _NANO / t.scored, t.scored, ""))
+        rows = window_rows(
+            spec, start, primary, version, SEGMENT_PREFIX + shadow, values,
+            run_id=run_id, computed_at=computed_at,
+        )  # fmt: skip
         return WindowResult(spec, start, start + spec.size_ms, primary, version, rows, [])
