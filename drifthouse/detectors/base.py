@@ -240,3 +240,17 @@ def check_same_layout(kind: str, layout: str, *states: State) -> None:
                 f"{kind}: state has layout {s.layout!r} but this sketch has {layout!r}; "
                 "states built from different reference profiles cannot be combined"
             )
+
+
+def reference_for(
+    kind: str, layout: str, state_type: type[S], own: S, context: Context, state: S
+) -> S:
+    """What a sketch compares ``state`` with: ``context.reference``, else its own reference
+    ``own``; a :class:`SketchError` unless it is a ``state_type`` of the sketch's layout."""
+    reference = own if context.reference is None else context.reference
+    if not isinstance(reference, state_type):
+        raise SketchError(
+            f"{kind} compares with a {state_type.__name__} (got {type(reference).__name__})"
+        )
+    check_same_layout(kind, layout, reference, state)
+    return reference

@@ -17,6 +17,7 @@ from drifthouse.detectors.base import (
     State,
     check_same_layout,
     layout_digest,
+    reference_for,
 )
 from drifthouse.detectors.numeric import SketchPart
 from drifthouse.detectors.reference import FeatureProfile, Profile, category_key
@@ -237,13 +238,9 @@ class CategoricalBlock(Sketch[CategoricalState, np.ndarray]):
         return out
 
     def _reference_of(self, state: CategoricalState, context: Context) -> CategoricalState:
-        reference = self.reference if context.reference is None else context.reference
-        if not isinstance(reference, CategoricalState):
-            raise SketchError(
-                f"CategoricalBlock compares with a CategoricalState (got {type(reference).__name__})"
-            )
-        check_same_layout("CategoricalBlock", self.layout, reference, state)
-        return reference
+        return reference_for(
+            "CategoricalBlock", self.layout, CategoricalState, self.reference, context, state
+        )
 
     def contributions(
         self,

@@ -21,6 +21,7 @@ from drifthouse.detectors.base import (
     State,
     check_same_layout,
     layout_digest,
+    reference_for,
 )
 from drifthouse.detectors.reference import FeatureProfile, Profile
 from drifthouse.errors import SketchError
@@ -345,13 +346,9 @@ class NumericBlock(Sketch[NumericState, NumericBatch]):
         return [x for x in out if math.isfinite(x.value)]
 
     def _reference_of(self, state: NumericState, context: Context) -> NumericState:
-        reference = self.reference if context.reference is None else context.reference
-        if not isinstance(reference, NumericState):
-            raise SketchError(
-                f"NumericBlock compares with a NumericState (got {type(reference).__name__})"
-            )
-        check_same_layout("NumericBlock", self.layout, reference, state)
-        return reference
+        return reference_for(
+            "NumericBlock", self.layout, NumericState, self.reference, context, state
+        )
 
     def contributions(
         self, state: NumericState, *, top_k: int, min_psi: float, context: Context = NO_CONTEXT
