@@ -12,7 +12,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from drifthouse.config import load_config
 from drifthouse.demo import DemoSummary, run_demo
+from drifthouse.report import ReportRequest, build_report
+from drifthouse.report.data import Report
+from drifthouse.sinks import open_store
 
 DAYS = 1.5
 #: Predictions a minute per model: a third of the demo's, the same faults (a faster run).
@@ -53,3 +57,14 @@ def demo_run(ch_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     finally:
         os.chdir(here)
     return DemoRun(summary, out.getvalue(), folder / "demo-data" / "report.html")
+
+
+@pytest.fixture(scope="session")
+def built(demo_run: DemoRun) -> Report:
+    """The demo run's report, as :func:`drifthouse.report.build_report` reads it."""
+    config = load_config(demo_run.summary.config_path)
+    client = open_store(config.store_dsn(), config.store.database)
+    try:
+        return build_report(client, config, ReportRequest(run_id="demo"))
+    finally:
+        client.close()

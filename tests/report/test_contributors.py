@@ -7,23 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from drifthouse.config import load_config
 from drifthouse.detectors.attribution import bin_labels
 from drifthouse.detectors.stats import mass_shift, psi_terms
-from drifthouse.report import ReportRequest, build_report
 from drifthouse.report.data import Report
-from drifthouse.sinks import open_store
 from tests.report.conftest import DemoRun
-
-
-@pytest.fixture(scope="module")
-def built(demo_run: DemoRun) -> Report:
-    config = load_config(demo_run.summary.config_path)
-    client = open_store(config.store_dsn(), config.store.database)
-    try:
-        return build_report(client, config, ReportRequest(run_id="demo"))
-    finally:
-        client.close()
 
 
 def test_the_drifted_numeric_features_show_the_bins_their_sketches_give(

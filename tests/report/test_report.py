@@ -29,16 +29,6 @@ def _reset_logging() -> Iterator[None]:
     structlog.reset_defaults()
 
 
-@pytest.fixture(scope="module")
-def built(demo_run: DemoRun) -> Report:
-    config = load_config(demo_run.summary.config_path)
-    client = open_store(config.store_dsn(), config.store.database)
-    try:
-        return build_report(client, config, ReportRequest(run_id="demo"))
-    finally:
-        client.close()
-
-
 def _figures(page: str) -> dict[str, dict[str, object]]:
     found = re.search(r'<script id="figures" type="application/json">(.*?)</script>', page, re.S)
     assert found is not None
