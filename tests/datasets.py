@@ -9,6 +9,8 @@ from pathlib import Path
 
 from river import datasets
 
+from tests.cli_process import run_cli
+
 #: river's bundled S&P 500: 1,257 trading days (2013-02-11 to 2018-02-06) of ten stocks'
 #: daily returns and the next day's return of the index.
 SP500 = Path(datasets.__file__).parent / "sp500.csv.gz"
@@ -44,3 +46,15 @@ SP500_CONFIG = {
         }
     },
 }
+
+
+def replay_sp500(folder: Path, run_id: str) -> None:
+    """Write the events and :data:`SP500_CONFIG` into ``folder`` and replay them there with
+    ``drifthouse replay`` (a fresh process: one embedded store per process)."""
+    write_sp500_events(folder / "events.jsonl")
+    (folder / "drifthouse.yaml").write_text(json.dumps(SP500_CONFIG))
+    replayed = run_cli(
+        "replay", "-c", "drifthouse.yaml", "--source", "file:events.jsonl", "--run-id", run_id,
+        cwd=folder,
+    )  # fmt: skip
+    assert replayed.returncode == 0, replayed.stderr

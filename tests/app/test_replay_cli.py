@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.cli_process import run_cli as _cli
-from tests.datasets import SP500_CONFIG, write_sp500_events
+from tests.datasets import replay_sp500
 from tests.fakes import FakeApi
 
 
@@ -256,13 +256,7 @@ def test_the_shipped_rules_stay_quiet_on_five_event_windows(tmp_path: Path) -> N
     """River's bundled S&P 500 returns in weekly windows: five events a window, whose PSI
     against the first year is mostly sampling noise (its expected value with no drift is about
     (bins - 1) / n, 1.8 at n = 5). The shipped rules raise nothing on them."""
-    write_sp500_events(tmp_path / "events.jsonl")
-    (tmp_path / "drifthouse.yaml").write_text(json.dumps(SP500_CONFIG))
-    replayed = _cli(
-        "replay", "-c", "drifthouse.yaml", "--source", "file:events.jsonl", "--run-id", "sp",
-        cwd=tmp_path,
-    )  # fmt: skip
-    assert replayed.returncode == 0, replayed.stderr
+    replay_sp500(tmp_path, "sp")
     psi_over = _count(
         tmp_path, "SELECT count() FROM metrics FINAL WHERE run_id = 'sp' AND metric = 'psi' "
         "AND value > 0.25",

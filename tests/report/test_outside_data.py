@@ -10,19 +10,13 @@ import re
 import pytest
 
 from tests.cli_process import run_cli
-from tests.datasets import SP500_CONFIG, write_sp500_events
+from tests.datasets import replay_sp500
 
 
 @pytest.fixture(scope="module")
 def sp500_report(tmp_path_factory: pytest.TempPathFactory) -> str:
     folder = tmp_path_factory.mktemp("sp500")
-    write_sp500_events(folder / "events.jsonl")
-    (folder / "drifthouse.yaml").write_text(json.dumps(SP500_CONFIG))
-    replayed = run_cli(
-        "replay", "-c", "drifthouse.yaml", "--source", "file:events.jsonl", "--run-id", "sp500",
-        cwd=folder,
-    )  # fmt: skip
-    assert replayed.returncode == 0, replayed.stderr
+    replay_sp500(folder, "sp500")
     written = run_cli(
         "report", "-c", "drifthouse.yaml", "--run-id", "sp500", "--out", "report.html",
         cwd=folder,
