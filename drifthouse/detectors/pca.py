@@ -280,8 +280,9 @@ class ReconstructionSketch(Sketch[ReconstructionState, npt.NDArray[np.float64]])
     >>> pca = fit_pca(ref)
     >>> sk = ReconstructionSketch(pca, band_of(reconstruction_errors(pca, ref)))
     >>> flipped = np.column_stack([a[:500], -a[:500]])
-    >>> {r.metric: round(r.value, 1) for r in sk.evaluate(sk.update(sk.empty(), flipped))}
-    {'reconstruction_error': 2.0, 'reconstruction_error_lower': 0.1, 'reconstruction_error_upper': 0.2, 'reconstruction_error_z': 320.8}
+    >>> got = {r.metric: r.value for r in sk.evaluate(sk.update(sk.empty(), flipped))}
+    >>> round(got["reconstruction_error"], 2), got["reconstruction_error_z"] >= 3
+    (1.12, True)
     """
 
     def __init__(self, pca: Pca, band: ErrorBand, *, metric: str = "reconstruction_error") -> None:

@@ -30,22 +30,10 @@ from drifthouse.profiles.sketches import Sketches
 from drifthouse.rows import AlertRow
 from drifthouse.stream.results import evaluate_window
 from drifthouse.stream.windows import WindowSpec
+from tests import naive
 from tests.detectors.strategies import make_profile
 
 HOUR = 3_600_000
-
-
-def naive_errors(
-    x: npt.NDArray[np.float64],
-    center: npt.NDArray[np.float64],
-    scale: npt.NDArray[np.float64],
-    mean: npt.NDArray[np.float64],
-    components: npt.NDArray[np.float64],
-) -> npt.NDArray[np.float64]:
-    """sklearn's StandardScaler, PCA.transform and inverse_transform, spelled in NumPy."""
-    z = (x - center) / scale
-    back = (z - mean) @ components.T @ components + mean
-    return np.asarray(np.linalg.norm(z - back, axis=1))
 
 
 def _correlated(rng: np.random.Generator, n: int, rho: float) -> npt.NDArray[np.float64]:
@@ -86,7 +74,7 @@ def test_kernel_matches_the_naive_twin(x: npt.NDArray[np.float64], seed: int) ->
     fit = rng.normal(size=(500, 4)) @ rng.normal(size=(4, 4))
     pca = fit_pca(fit, variance_share=0.5)
     assert pca is not None
-    expected = naive_errors(
+    expected = naive.reconstruction_errors(
         x,
         np.asarray(pca.center),
         np.asarray(pca.scale),
