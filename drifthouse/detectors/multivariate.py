@@ -20,7 +20,7 @@ becomes a column of the matrix :mod:`drifthouse.detectors.pca` works on, as Nann
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import msgspec
 import numpy as np
@@ -46,8 +46,10 @@ class Multivariate(msgspec.Struct, frozen=True, kw_only=True):
     pca: Pca
     band: ErrorBand
 
-    def validate(self, where: str) -> None:
-        """Raise :class:`ProfileError` if the parts disagree."""
+    def validate(self, where: str, categories: Mapping[str, int | None] | None = None) -> None:
+        """Raise :class:`ProfileError` if the parts disagree, or (given the profile's features:
+        ``None`` for a numeric one, its number of top categories for a categorical one) name
+        features the profile lacks or encode a feature's codes with a list of the wrong length."""
         if len(self.fill) != len(self.numeric) or len(self.frequencies) != len(self.categorical):
             raise ProfileError(
                 f"{where}: one fill per numeric feature and one frequency list per categorical "
@@ -63,6 +65,18 @@ class Multivariate(msgspec.Struct, frozen=True, kw_only=True):
             raise ProfileError(f"{where}: a frequency list has at least missing, other and new")
         self.pca.validate(f"{where}.pca")
         self.band.validate(f"{where}.band")
+        if categories is None:
+            return
+        for name in self.numeric:
+            if name not in categories or categories[name] is not None:
+                raise ProfileError(f"{where}: {name!r} is not a numeric feature of the profile")
+        for name, shares in zip(self.categorical, self.frequencies, strict=True):
+            k = categories.get(name)
+            if k is None or len(shares) != k + 3:
+                raise ProfileError(
+                    f"{where}: {name!r} must be a categorical feature of the profile with one "
+                    f"share per code (K + 3 for K top categories; got {len(shares)}, K = {k})"
+                )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -245,7 +245,13 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True):
         if self.calibration is not None:
             self.calibration.validate("calibration")
         if self.multivariate is not None:
-            self.multivariate.validate("multivariate")
+            self.multivariate.validate(
+                "multivariate",
+                {
+                    f.name: len(f.categories) if f.kind == "categorical" else None
+                    for f in self.features
+                },
+            )
         return self
 
     def to_json(self) -> bytes:

@@ -4,6 +4,7 @@ part, and the shipped rule on a correlation flip that no univariate metric sees.
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -25,7 +26,7 @@ from drifthouse.detectors.pca import (
     reconstruction_errors,
 )
 from drifthouse.detectors.reference import Profile
-from drifthouse.errors import SketchError
+from drifthouse.errors import ProfileError, SketchError
 from drifthouse.profiles.sketches import Sketches
 from drifthouse.rows import AlertRow
 from drifthouse.stream.results import evaluate_window
@@ -266,3 +267,16 @@ def test_a_correlation_flip_fires_the_multivariate_rule_and_nothing_else() -> No
     assert {a.rule for a in fired} == {"multivariate-drift"}
     assert all(a.feature == "" for a in fired)
     assert min(after) > 3 * max(before)
+
+
+def test_a_profile_whose_multivariate_part_disagrees_with_its_features_is_refused() -> None:
+    p = _profile()
+    mv = p.multivariate
+    assert mv is not None
+    short = msgspec.structs.replace(mv, frequencies=[mv.frequencies[0][:-1]])
+    bad = msgspec.structs.replace(p, multivariate=short).to_json()
+    with pytest.raises(ProfileError, match=r"'c' must be a categorical feature .*got 5, K = 3"):
+        Profile.from_json(bad)
+    renamed = msgspec.structs.replace(mv, numeric=["x", "nope"])
+    with pytest.raises(ProfileError, match="'nope' is not a numeric feature"):
+        Profile.from_json(msgspec.structs.replace(p, multivariate=renamed).to_json())
