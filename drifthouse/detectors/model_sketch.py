@@ -219,9 +219,7 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
         )
         self.segment = SegmentSketch(self.latency, self.status, self.prediction)
         self.cbpe = sketch_for(profile)  # performance estimation (docs/model-performance.md)
-        # Multivariate drift: the PCA reconstruction error (docs/statistics.md).
-        mv = profile.multivariate if profile is not None else None
-        self.multivariate = multivariate_for(mv, self.numeric.names, cat.names)
+        self.multivariate = multivariate_for(profile, self.numeric.names, cat.names)  # PCA
 
     def empty(self) -> ModelState:
         return ModelState(

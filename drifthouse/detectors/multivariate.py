@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 import msgspec
 import numpy as np
@@ -30,7 +31,7 @@ from drifthouse.detectors.base import NO_CONTEXT, PRESENT, Context, Result, Sket
 from drifthouse.detectors.pca import ErrorBand, Pca, ReconstructionSketch, ReconstructionState
 from drifthouse.errors import ProfileError, SketchError
 
-__all__ = ["Multivariate", "MultivariateBatch", "MultivariateSketch", "sketch_for"]
+__all__ = ["Multivariate", "MultivariateBatch", "MultivariateSketch", "Profiled", "sketch_for"]
 
 
 class Multivariate(msgspec.Struct, frozen=True, kw_only=True):
@@ -153,12 +154,20 @@ class MultivariateSketch(Sketch[ReconstructionState, MultivariateBatch]):
         return self.inner.evaluate(state, context)
 
 
+class Profiled(Protocol):
+    """What has a multivariate part (a :class:`~drifthouse.detectors.reference.Profile`)."""
+
+    @property
+    def multivariate(self) -> Multivariate | None: ...
+
+
 def sketch_for(
-    spec: Multivariate | None, numeric: Sequence[str], categorical: Sequence[str]
+    profile: Profiled | None, numeric: Sequence[str], categorical: Sequence[str]
 ) -> MultivariateSketch | None:
     """The sketch of a profile's multivariate part over a layout's ``numeric`` and
-    ``categorical`` feature names; ``None`` without one, or when a feature it was fitted on is
-    not sketched (a PII feature)."""
+    ``categorical`` feature names; ``None`` without a profile or a part, or when a feature it
+    was fitted on is not sketched (a PII feature)."""
+    spec = profile.multivariate if profile is not None else None
     if spec is None:
         return None
     num = {name: j for j, name in enumerate(numeric)}

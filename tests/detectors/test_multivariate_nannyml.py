@@ -50,7 +50,7 @@ def test_the_fit_keeps_nannymls_components(profile: Profile) -> None:
 def _sketch(profile: Profile):  # type: ignore[no-untyped-def]
     mv = profile.multivariate
     assert mv is not None
-    sk = sketch_for(mv, mv.numeric, mv.categorical)
+    sk = sketch_for(profile, mv.numeric, mv.categorical)
     assert sk is not None
     return sk
 

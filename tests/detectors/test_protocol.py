@@ -187,7 +187,7 @@ def _rows(sk: ModelSketch) -> st.SearchStrategy[Rows]:
 
 def _multivariate() -> MultivariateSketch:
     assert PROFILE.multivariate is not None
-    sk = sketch_for(PROFILE.multivariate, ("x", "y", "z"), ("c", "flag"))
+    sk = sketch_for(PROFILE, ("x", "y", "z"), ("c", "flag"))
     assert sk is not None
     return sk
 
