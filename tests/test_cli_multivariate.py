@@ -112,11 +112,11 @@ def test_replay_writes_nannymls_reconstruction_error_and_alerts_on_its_chunks(
         "SELECT ts, rule, status FROM alerts FINAL WHERE model = 'm' "
         "AND rule = 'multivariate-drift' ORDER BY ts",
     )
-    # NannyML alerts on the last two chunks: one firing row at the end of the first of them
-    # (the second keeps it firing). (The shift moves marginals too: data-drift fires there.)
+    # NannyML alerts on the last two chunks; the shipped rule wants two windows in a row: one
+    # firing row at the end of the second. (The shift moves marginals too: data-drift fires.)
     first = next(i for i, c in enumerate(chunks) if c["alert"])
     assert all(c["alert"] for c in chunks[first:])
     assert first == 2
     assert [(_ms(a["ts"]), a["rule"], a["status"]) for a in alerts] == [
-        (start + (first + 1) * HOUR, "multivariate-drift", "firing")
+        (start + (first + 2) * HOUR, "multivariate-drift", "firing")
     ]
