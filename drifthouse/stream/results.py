@@ -23,6 +23,7 @@ from drifthouse.profiles.auto import DRIFT_METRICS
 from drifthouse.profiles.sketches import Sketches
 from drifthouse.rows import MetricRow, SketchRow
 from drifthouse.stream.stage import Key
+from drifthouse.stream.trailing import Baseline
 from drifthouse.stream.windows import WindowSpec
 
 __all__ = [
@@ -151,9 +152,12 @@ def evaluate_window(
     defer_changes: bool = False,
     run_id: str,
     computed_at: int,
+    baseline: Baseline | None = None,
 ) -> WindowResult:
     """The rows of one model's merged prediction window; feeds the change detectors once
-    (``defer_changes``: it may be rewritten; its change rows come once no partition can add to it)."""
+    (``defer_changes``: it may be rewritten; its change rows come once no partition can add to it).
+    A model on a trailing ``baseline`` is compared with its state, or not at all when it has
+    none (docs/statistics.md "Trailing baselines")."""
     model, version = key
     sketch = sketches(model)
     n = int(state.counters[EVENTS])
@@ -167,13 +171,15 @@ def evaluate_window(
         "run_id": run_id,
         "computed_at": computed_at,
     }
-    results = sketch.evaluate(state, Context(window_ms=spec.size_ms))
+    reference = baseline.state if baseline is not None else None
+    results = sketch.evaluate(state, Context(reference=reference, window_ms=spec.size_ms))
     segments = list(sketch.capped_segments(state))
-    attributed = attribute(sketch, state, segments, sketches.metrics)
+    attributed = attribute(sketch, state, segments, sketches.metrics, reference)
     results += [r for segment, r in attributed if not segment]
     auto = sketches.auto_references.get(model)
-    if auto is not None and start < auto.end:
-        # Inside the reference's own span: quality yes, comparisons with itself no.
+    # Inside an automatic reference's own span: quality yes, comparisons with itself no.
+    compare = (auto is None or start >= auto.end) if baseline is None else reference is not None
+    if not compare:
         results = [r for r in results if r.metric not in DRIFT_METRICS]
     metrics = [
         MetricRow(feature=r.feature, metric=r.metric, value=r.value, n=n, bin=r.bin, **common)  # type: ignore[arg-type]
@@ -181,15 +187,17 @@ def evaluate_window(
     ]
     # Serving metrics per segment value (capped per attribute; see model_sketch).
     events = {segment: seg.events for segment, seg in segments}
+    own = reference.prediction if reference is not None else None
     for segment, seg in segments:
         per = {**common, "segment": segment}
         metrics += [
             MetricRow(feature=r.feature, metric=r.metric, value=r.value, n=seg.events, **per)  # type: ignore[arg-type]
-            for r in sketch.evaluate_segment(seg, Context(window_ms=spec.size_ms))
+            for r in sketch.evaluate_segment(seg, Context(window_ms=spec.size_ms, reference=own))
+            if compare or baseline is None or r.metric not in DRIFT_METRICS
         ]
     # Each segment value's share of the prediction's drift (docs/statistics.md, "Drift
     # attribution"), a comparison with the reference like the model-wide rows above.
-    for segment, r in attributed if auto is None or start >= auto.end else []:
+    for segment, r in attributed if compare else []:
         if segment:
             row = {**common, "segment": segment, "n": events[segment]}
             metrics.append(MetricRow(feature=r.feature, metric=r.metric, value=r.value, **row))  # type: ignore[arg-type]

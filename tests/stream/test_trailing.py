@@ -1,0 +1,223 @@
+"""Trailing baselines (``reference: {trailing: 3h}``, docs/statistics.md "Trailing baselines"):
+each window compared with the merge of the model's stored windows of the span before it, on the
+bins of its automatic reference or profile."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+from river.datasets import synth
+
+from drifthouse.app.pipeline import Pipeline
+from drifthouse.config import Config
+from drifthouse.sinks.base import MemorySink
+from drifthouse.stream.dead_letters import MemoryDeadLetters
+from drifthouse.stream.sources import Message
+
+MINUTE = 60_000
+HOUR = 60 * MINUTE
+START = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+
+def _event(i: int, ts: int, x: float, kind: str, version: str = "1") -> bytes:
+    return json.dumps(
+        {"model": "m", "model_version": version, "ts": ts, "event_id": f"e{i}",
+         "prediction": min(max(x / 10, 0.0), 1.0), "segment": {"country": ["DE", "FR"][i % 2]},
+         "features": {"x": x, "kind": kind}}
+    ).encode()  # fmt: skip
+
+
+def _hourly(hours: int, per_hour: int) -> list[tuple[int, float, str]]:
+    """``(ts, x, kind)``: x centred on 2 + hour, kind drifting from ``a`` to ``b``."""
+    rng = np.random.default_rng(5)
+    out = []
+    for h in range(hours):
+        for k in range(per_hour):
+            ts = START + h * HOUR + k * (HOUR // per_hour)
+            kind = "b" if rng.random() < h / hours else "a"
+            out.append((ts, float(rng.normal(2 + h, 1.5)), kind))
+    return out
+
+
+def _run(
+    events: Sequence[tuple[int, float, str]],
+    model: dict[str, Any],
+    *,
+    versions: Sequence[str] = ("1",),
+    windows: Sequence[dict[str, Any]] = ({"size": "1h"},),
+    batch: int = 50,
+) -> tuple[Pipeline, MemorySink]:
+    config = Config.model_validate({"windows": list(windows), "models": {"m": model}, "rules": []})
+    sink = MemorySink()
+    pipe = Pipeline(config=config, profiles={}, sink=sink, dead_letters=MemoryDeadLetters(),
+                    run_id="r", computed_at=lambda: 0)  # fmt: skip
+    messages = [
+        Message(_event(i, ts, x, kind, versions[i % len(versions)]), 0, i)
+        for i, (ts, x, kind) in enumerate(events)
+    ]
+    for lo in range(0, len(messages), batch):
+        pipe.process(messages[lo : lo + batch])
+    pipe.finish()
+    sink.flush()
+    return pipe, sink
+
+
+def _rows(sink: MemorySink, metric: str, feature: str = "x", segment: str = "") -> dict[int, float]:
+    return {
+        (r.window_start - START) // HOUR: r.value
+        for r in sink.rows("metrics")
+        if (r.window, r.feature, r.metric, r.segment, r.model_version)
+        == ("1h", feature, metric, segment, "1")
+    }
+
+
+def _hand_psi(ref: np.ndarray, cur: np.ndarray, eps: float) -> float:
+    p, q = np.maximum(ref / ref.sum(), eps), np.maximum(cur / cur.sum(), eps)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def test_trailing_psi_is_psi_against_the_merged_previous_windows_computed_by_hand() -> None:
+    events = _hourly(6, 60)
+    pipe, sink = _run(events, {"reference": {"trailing": "3h", "min_events": 10}})
+    profile = pipe.sketch_for("m").profile
+    assert profile is not None  # the automatic reference: the bins
+    x = next(f for f in profile.numeric if f.name == "x")
+    edges, eps = np.asarray(x.psi_edges), profile.settings.eps
+    kind = next(f for f in profile.categorical if f.name == "kind")
+
+    def hist(lo: int, hi: int) -> np.ndarray:
+        v = np.asarray([e[1] for e in events if START + lo * HOUR <= e[0] < START + hi * HOUR])
+        return np.bincount(np.searchsorted(edges, v, side="right"), minlength=edges.size + 1)
+
+    psi = _rows(sink, "psi")
+    assert 0 not in psi  # the first window has no earlier window: no drift rows
+    for h in range(1, 6):
+        expected = _hand_psi(
+            hist(max(0, h - 3), h).astype(float), hist(h, h + 1).astype(float), eps
+        )
+        assert psi[h] == pytest.approx(expected, rel=1e-12, abs=1e-15), h
+    # Quality rows are written whatever the baseline.
+    assert set(_rows(sink, "count")) == set(range(6))
+    # Categories: chi2's p-value against the merged hours before, by hand from the counts.
+    cats = list(kind.categories)
+
+    def counts(lo: int, hi: int) -> np.ndarray:
+        c = [e[2] for e in events if START + lo * HOUR <= e[0] < START + hi * HOUR]
+        return np.asarray([c.count(k) for k in cats] + [sum(v not in cats for v in c)], float)
+
+    for h in range(1, 6):
+        got = _rows(sink, "psi", feature="kind")[h]
+        assert got == pytest.approx(_hand_psi(counts(max(0, h - 3), h), counts(h, h + 1), eps))
+
+
+def test_a_baseline_below_the_floor_gives_no_drift_rows() -> None:
+    _pipe, sink = _run(_hourly(5, 60), {"reference": {"trailing": "3h", "min_events": 100}})
+    # 60 events an hour: one hour before is below the floor, two are not.
+    assert sorted(_rows(sink, "psi")) == [2, 3, 4]
+    assert sorted(_rows(sink, "ks_pvalue")) == [2, 3, 4]
+    assert sorted(_rows(sink, "ks_qvalue")) == [2, 3, 4]
+    assert sorted(_rows(sink, "psi", feature="__prediction__")) == [2, 3, 4]
+    assert sorted(_rows(sink, "mean")) == [0, 1, 2, 3, 4]
+
+
+def test_the_prediction_and_its_segments_compare_with_the_trailing_prediction() -> None:
+    _, sink = _run(_hourly(5, 60), {"reference": {"trailing": "2h", "min_events": 10}})
+    _, fixed = _run(_hourly(5, 60), {"reference": "auto"})
+    model = _rows(sink, "psi", feature="__prediction__")
+    segment = _rows(sink, "psi", feature="__prediction__", segment="country=DE")
+    assert sorted(model) == sorted(segment) == [1, 2, 3, 4]
+    # x moves one unit an hour: against the hours just before, the prediction moves less than
+    # against the first hour, for the model and for each segment value.
+    far = _rows(fixed, "psi", feature="__prediction__")
+    far_segment = _rows(fixed, "psi", feature="__prediction__", segment="country=DE")
+    assert model[4] < far[4]
+    assert segment[4] < far_segment[4]
+
+
+def test_every_version_of_the_model_is_in_the_baseline() -> None:
+    """Two versions serve the model: each window of each version is compared with the merge of
+    both versions' windows before it (a new version is compared with what the old one saw)."""
+    events = _hourly(4, 60)
+    _, sink = _run(events, {"reference": {"trailing": "1h", "min_events": 10}}, versions=("1", "2"))
+    one = {
+        (r.model_version, (r.window_start - START) // HOUR): r
+        for r in sink.rows("metrics")
+        if (r.window, r.feature, r.metric, r.segment) == ("1h", "x", "psi", "")
+    }
+    assert sorted(one) == [(v, h) for v in ("1", "2") for h in (1, 2, 3)]
+    assert all(r.n == 30 for r in one.values())
+
+
+def test_a_trailing_baseline_on_a_profile_file_uses_its_bins(tmp_path: Any) -> None:
+    from drifthouse.profiles.build import profile_from_events
+
+    events = _hourly(4, 60)
+    raw = [json.loads(_event(i, ts, x, k)) for i, (ts, x, k) in enumerate(events[:60])]
+    profile = profile_from_events(
+        raw, model="m", model_version="1", created_at="2026-01-01T01:00:00.000Z", source_digest=""
+    )
+    config = Config.model_validate(
+        {"models": {"m": {"reference": {"trailing": "1h", "profile": "m.json",
+                                        "min_events": 10}}}, "rules": []}
+    )  # fmt: skip
+    assert config.auto_reference_span("m") is None
+    sink = MemorySink()
+    pipe = Pipeline(config=config, profiles={"m": profile}, sink=sink,
+                    dead_letters=MemoryDeadLetters(), run_id="r", computed_at=lambda: 0)  # fmt: skip
+    pipe.process([Message(_event(i, ts, x, k), 0, i) for i, (ts, x, k) in enumerate(events)])
+    pipe.finish()
+    sink.flush()
+    psi = _rows(sink, "psi")
+    assert sorted(psi) == [1, 2, 3]
+    # The same bins and trailing hours as a run on the automatic reference built from hour 0.
+    _, auto = _run(events, {"reference": {"trailing": "1h", "min_events": 10}})
+    assert psi == _rows(auto, "psi")
+
+
+def test_batching_does_not_change_a_digit() -> None:
+    events = _hourly(6, 60)
+    model = {"reference": {"trailing": "2h", "min_events": 10}}
+    _, a = _run(events, model, batch=7)
+    _, b = _run(events, model, batch=500)
+    fields = ("window", "window_start", "model_version", "feature", "segment", "metric", "bin")
+    rows_a = sorted((tuple(getattr(r, f) for f in fields), r.value) for r in a.rows("metrics"))
+    rows_b = sorted((tuple(getattr(r, f) for f in fields), r.value) for r in b.rows("metrics"))
+    assert rows_a == rows_b
+
+
+def _rbf(hours: int, per_hour: int, *, step_at: int | None) -> list[tuple[int, float, str]]:
+    """river's RandomRBFDrift: centroids that move a little with every event (a slow drift of
+    the features); from hour ``step_at`` on, ``x`` jumps by 0.5 (a sudden step)."""
+    gen = synth.RandomRBFDrift(seed_model=7, seed_sample=7, n_classes=2, n_features=3,
+                               n_centroids=2, change_speed=0.0002, n_drift_centroids=2)  # fmt: skip
+    out = []
+    for i, (x, _y) in enumerate(gen.take(hours * per_hour)):
+        h = i // per_hour
+        ts = START + h * HOUR + (i % per_hour) * (HOUR // per_hour)
+        shift = 0.5 if step_at is not None and h >= step_at else 0.0
+        out.append((ts, float(x[0]) + shift, "ab"[int(x[1] > 0.5)]))
+    return out
+
+
+def test_a_slow_drift_is_quiet_on_a_trailing_baseline_and_a_step_still_fires() -> None:
+    hours, step = 30, 24
+    slow = _rbf(hours, 360, step_at=None)
+    stepped = _rbf(hours, 360, step_at=step)
+    trailing = {"reference": {"trailing": "3h"}}
+    threshold = 0.2  # the shipped data-drift rule's PSI threshold
+    fixed_psi = _rows(_run(slow, {"reference": "auto"}, batch=500)[1], "psi")
+    trail_psi = _rows(_run(slow, trailing, batch=500)[1], "psi")
+    step_psi = _rows(_run(stepped, trailing, batch=500)[1], "psi")
+    fixed_alarms = sorted(h for h, v in fixed_psi.items() if v >= threshold)
+    trail_alarms = sorted(h for h, v in trail_psi.items() if v >= threshold)
+    # Against the first hour, the slow drift is flagged in most windows; against the three hours
+    # before each window, in none.
+    assert len(fixed_alarms) >= 0.6 * (hours - 1), fixed_psi
+    assert trail_alarms == [], trail_psi
+    # The step fires in the window it starts in, on a trailing baseline too.
+    assert step_psi[step] >= threshold, step_psi
+    assert all(step_psi[h] == trail_psi[h] for h in range(1, step))
