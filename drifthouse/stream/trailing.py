@@ -3,8 +3,8 @@
 A model configured with ``reference: {trailing: 7d}`` (docs/configuration.md "Trailing
 baselines") keeps the bins of its profile file or automatic reference, but each window is
 compared with the merge of the model's **base windows** (the first window kept in the stream,
-a tumbling one) starting in ``[window_start - 7d, window_start)``, every version of the model
-included, instead of the profile (docs/statistics.md "Trailing baselines"):
+a tumbling one) lying wholly in ``[window_start - 7d, window_start)``, every version of the
+model included, instead of the profile (docs/statistics.md "Trailing baselines"):
 
 - the merge stage stores each closed base window's whole state (table ``window_states``, as for
   derived windows, :mod:`drifthouse.stream.derived`) and notes it here;
@@ -109,7 +109,8 @@ class TrailingBaselines:
         if settings is None:
             return []
         span = settings.trailing
-        return [w for w in windows if w[2][0] == model and start < w[1] <= start + span]
+        end = start + self._size
+        return [w for w in windows if w[2][0] == model and end <= w[1] <= start + span]
 
     def baseline(self, model: str, start: int) -> Baseline | None:
         """The baseline of ``model``'s window starting at ``start`` (``None``: the model is
@@ -122,7 +123,9 @@ class TrailingBaselines:
         parts = self._parts(model, lo, start)
         state: ModelState | None = None
         events = 0
-        for (_, _), part in sorted(parts.items()):
+        for (begin, _), part in sorted(parts.items()):
+            if begin + self._size > start:
+                continue  # not wholly before the window (one off the base grid)
             if not _same_layout(sketch, part):
                 log.warning("merge.trailing_layout_changed", model=model, start=start)
                 continue
