@@ -40,6 +40,7 @@ from drifthouse.sinks.references import reference_rows
 from drifthouse.sinks.window_states import WindowStates, states_of
 from drifthouse.stream.compare import compare_windows
 from drifthouse.stream.derived import DerivedWindows
+from drifthouse.stream.frontier import take_fresh
 from drifthouse.stream.labels import LabelStage, PredictionRecord
 from drifthouse.stream.merge_references import due_references
 from drifthouse.stream.merge_snapshot import MergeSnapshot, decode_snapshot, encode_snapshot
@@ -47,7 +48,7 @@ from drifthouse.stream.metric_events import MetricEventWindows
 from drifthouse.stream.results import WindowResult, change_results, evaluate_window, metric_rows
 from drifthouse.stream.shadow import ShadowPairs
 from drifthouse.stream.stage import Key, Partial, StageStats
-from drifthouse.stream.trailing import TrailingBaselines
+from drifthouse.stream.trailing import Baseline, TrailingBaselines
 from drifthouse.stream.windows import NO_TIME, WindowSpec
 
 __all__ = ["MergeStage", "WindowKey", "WindowResult"]
@@ -211,24 +212,9 @@ class MergeStage:
             self.labels.add_records(records)
 
     def fresh(self, stream: str, offsets: Sequence[int]) -> list[int]:
-        """Positions in ``offsets`` beyond what ``stream`` has taken; taken now.
-
-        Offsets come in ascending order from a worker, but an offset is taken once whatever
-        the order: one at or below the highest taken so far, in this message or before, is
-        left out, and the frontier never moves back. The events of one batched message share
-        its offset and come together: a run of one offset just taken is taken whole.
-        """
-        frontier = self._frontier.get(stream, -1)
-        if not offsets:
-            return []
-        keep: list[int] = []
-        last = frontier
-        for i, offset in enumerate(offsets):
-            if offset > last or (offset == last and keep and keep[-1] == i - 1):
-                keep.append(i)
-                last = offset
-        self._frontier[stream] = last
-        return keep
+        """Positions in ``offsets`` beyond what ``stream`` has taken; taken now (see
+        :func:`~drifthouse.stream.frontier.take_fresh`)."""
+        return take_fresh(self._frontier, stream, offsets)
 
     def add_labels(self, labels: Sequence[LabelEvent]) -> None:
         """Decoded label events, in arrival order."""
@@ -365,12 +351,17 @@ class MergeStage:
         merged: dict[WindowKey, ModelState] = {}  # for the versions' comparisons
         order = lambda t: (t[1], t[0], t[2])  # noqa: E731
         redo: set[WindowKey] = set()  # written windows whose trailing baseline was rewritten
+        waiting: set[str] = set()  # models whose trailing baselines cannot be read now
         for wkey in sorted(self._pending, key=order):
             k, start, key = wkey
             if ready is not None and start + self.specs[k].size_ms > ready:
                 continue
-            if self.sketches(key[0]).collects_raw:
+            if self.sketches(key[0]).collects_raw or key[0] in waiting:
                 continue  # held until the model's automatic reference is built
+            read, baseline = self.trailing.read(key[0], start)
+            if not read:  # the store is away: the model's windows wait for it, in order
+                waiting.add(key[0])
+                continue
             parts = self._pending.pop(wkey)
             earlier = self._emitted.get(wkey)
             if earlier is not None:  # a rewrite: merge with the partitions already written
@@ -380,9 +371,11 @@ class MergeStage:
                     self.derived.touch(key[0], start, self.trailing.settings(key[0]))
             self._emitted[wkey] = parts
             redo.discard(wkey)
-            out.append(self._write_window(wkey, parts, merged))
-        for wkey in sorted(redo, key=order):
-            out.append(self._write_window(wkey, self._emitted[wkey], merged))
+            out.append(self._write_window(wkey, parts, merged, baseline))
+        for wkey in sorted(redo, key=order):  # (store away: kept as written on the old one)
+            read, baseline = self.trailing.read(wkey[2][0], wkey[1])
+            if read:
+                out.append(self._write_window(wkey, self._emitted[wkey], merged, baseline))
         out += compare_windows(
             out, merged, self._emitted, specs=self.specs, sketches=self.sketches,
             run_id=self.run_id, computed_at=self.computed_at(),
@@ -391,7 +384,11 @@ class MergeStage:
         return out
 
     def _write_window(
-        self, wkey: WindowKey, parts: dict[int, Partial], merged: dict[WindowKey, ModelState]
+        self,
+        wkey: WindowKey,
+        parts: dict[int, Partial],
+        merged: dict[WindowKey, ModelState],
+        baseline: Baseline | None,
     ) -> WindowResult:
         """One window's result from its partials; its state stored when windows are built
         from it (derived windows, trailing baselines)."""
@@ -407,7 +404,7 @@ class MergeStage:
         result = evaluate_window(
             self.specs[k], start, key, state, self.sketches, changes=self.changes,
             defer_changes=bool(self._idle), run_id=self.run_id, computed_at=computed_at,
-            baseline=self.trailing.baseline(key[0], start),
+            baseline=baseline,
         )  # fmt: skip
         if self.labels is not None:  # estimated_* kept for the label window's errors
             self.labels.note_estimates(result.metrics)

@@ -60,6 +60,8 @@ class _Cache:
     states: dict[tuple[int, str], ModelState] = field(default_factory=dict)
     lo: int = 0
     hi: int = 0
+    #: Baselines computed since the states last changed, by window start.
+    memo: dict[int, Baseline] = field(default_factory=dict)
 
 
 @dataclass
@@ -96,7 +98,8 @@ class TrailingBaselines:
         cache = self._cache.get(key[0])
         if cache is None:  # what is stored before it is read back when needed
             cache = self._cache[key[0]] = _Cache(lo=start, hi=start)
-        cache.states[(start, key[1])] = state
+        cache.states[(start, key[1])] = _drift_parts(state)
+        cache.memo.clear()
         if start == cache.hi:  # contiguous: nothing stored in between by anyone else
             cache.hi = start + self._size
 
@@ -112,6 +115,15 @@ class TrailingBaselines:
         end = start + self._size
         return [w for w in windows if w[2][0] == model and end <= w[1] <= start + span]
 
+    def read(self, model: str, start: int) -> tuple[bool, Baseline | None]:
+        """``(True, baseline)``, or ``(False, None)`` when the store it is read from is away
+        (logged ``merge.trailing_waiting``)."""
+        try:
+            return True, self.baseline(model, start)
+        except StoreError as exc:
+            log.warning("merge.trailing_waiting", model=model, start=start, reason=str(exc))
+            return False, None
+
     def baseline(self, model: str, start: int) -> Baseline | None:
         """The baseline of ``model``'s window starting at ``start`` (``None``: the model is
         compared with its profile)."""
@@ -121,6 +133,9 @@ class TrailingBaselines:
         lo = start - settings.trailing
         sketch = self.sketches(model)
         parts = self._parts(model, lo, start)
+        memo = self._cache[model].memo
+        if start in memo:  # windows of several lengths or versions starting together
+            return memo[start]
         state: ModelState | None = None
         events = 0
         for (begin, _), part in sorted(parts.items()):
@@ -131,9 +146,10 @@ class TrailingBaselines:
                 continue
             events += int(part.counters[EVENTS])
             state = part if state is None else _merge_drift(sketch, state, part)
-        if state is None or events < settings.min_events:
-            return Baseline(None, events)
-        return Baseline(state, events)
+        memo[start] = Baseline(
+            None if state is None or events < settings.min_events else state, events
+        )
+        return memo[start]
 
     def _parts(self, model: str, lo: int, hi: int) -> dict[tuple[int, str], ModelState]:
         """The base states of ``model`` starting in ``[lo, hi)``: known here, else read back."""
@@ -166,7 +182,11 @@ class TrailingBaselines:
             self._cache.pop(model, None)  # nothing is known complete any more
             raise
         for s in stored:  # a state noted here is the newest: it wins
-            cache.states.setdefault((s.start, s.model_version), ModelState.from_bytes(s.state))
+            if (s.start, s.model_version) not in cache.states:
+                cache.states[(s.start, s.model_version)] = _drift_parts(
+                    ModelState.from_bytes(s.state)
+                )
+        cache.memo.clear()
 
 
 _NO_SPAN = TrailingReference.model_construct(trailing=0)
@@ -185,6 +205,11 @@ def _same_layout(sketch: ModelSketch, state: ModelState) -> bool:
             and state.prediction.layout == sketch.prediction.layout
         )
     return ok
+
+
+def _drift_parts(state: ModelState) -> ModelState:
+    """What a baseline is made of (the rest is left behind: it is kept a whole span)."""
+    return dataclasses.replace(state, segments={}, raw=None, cbpe=None)
 
 
 def _merge_drift(sketch: ModelSketch, a: ModelState, b: ModelState) -> ModelState:

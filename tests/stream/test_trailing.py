@@ -15,6 +15,7 @@ from river.datasets import synth
 from drifthouse.app.pipeline import Pipeline
 from drifthouse.config import Config
 from drifthouse.detectors.reference import Profile
+from drifthouse.errors import StoreUnavailable
 from drifthouse.profiles.build import profile_from_events
 from drifthouse.sinks.base import MemorySink
 from drifthouse.stream.dead_letters import MemoryDeadLetters
@@ -249,7 +250,7 @@ def test_a_merger_resumed_from_its_snapshot_reads_the_baseline_back_from_the_sto
     )
     messages = _messages(_hourly(7, 60))
 
-    def run(cut: int | None) -> list[tuple[Any, ...]]:
+    def run(cut: int | None, *, store_away: bool = False) -> list[tuple[Any, ...]]:
         parts = RunParts.of(config, {})
         sink = MemorySink()
         stage = parts.partition_stage(0, MemoryDeadLetters())
@@ -259,17 +260,27 @@ def test_a_merger_resumed_from_its_snapshot_reads_the_baseline_back_from_the_sto
                 snapshot = merge.snapshot()
                 merge = parts.merge_stage(sink, run_id="r", computed_at=lambda: 0)
                 merge.restore_snapshot(snapshot)
+                if store_away:  # the first read of the stored hours fails: hour 4 waits
+                    sink.fail_next.append(StoreUnavailable("the store is away"))
             merge.add(stage.process(messages[lo : lo + 30]))
             merge.watermark(0, stage.watermark)
-            merge.emit()
+            armed = bool(sink.fail_next)
+            written = merge.emit()
+            if armed and not sink.fail_next:  # this emit's read failed: its window waits
+                assert not [w for w in written if w.spec.name == "1h"]
+                assert merge.pending_keys()  # held, not lost
+                held.append(lo)
         merge.add(stage.finish())
         merge.emit(final=True)
         sink.flush()
+        assert len(held) == store_away
         return _drift(sink)
 
+    held: list[int] = []
     whole = run(None)
     assert len({r[1] for r in whole}) == 6
     assert run(270) == whole  # mid-way through hour 4: its three hours before are stored
+    assert run(270, store_away=True) == whole  # written once the store is back
 
 
 def test_a_base_window_rewritten_late_rewrites_the_windows_it_is_a_baseline_of() -> None:
