@@ -16,7 +16,7 @@ import msgspec
 
 from drifthouse.detectors.base import Context, Result
 from drifthouse.detectors.change import ChangeDetectors
-from drifthouse.detectors.model_sketch import EVENTS, ModelState
+from drifthouse.detectors.model_sketch import EVENTS, ModelSketch, ModelState, SegmentState
 from drifthouse.detectors.multiple_testing import bh_qvalues
 from drifthouse.detectors.window_attribution import attribute
 from drifthouse.profiles.auto import DRIFT_METRICS
@@ -141,6 +141,35 @@ def change_results(
     return out
 
 
+def _segment_rows(
+    sketch: ModelSketch,
+    spec: WindowSpec,
+    common: dict[str, object],
+    segments: Sequence[tuple[str, SegmentState]],
+    attributed: Sequence[tuple[str, Result]],
+    reference: object,
+    *,
+    drop: bool,
+) -> list[MetricRow]:
+    """Serving metrics per segment value (capped per attribute; see model_sketch), their
+    prediction compared with ``reference`` (``drop``: not compared), and each value's share of
+    the prediction's drift (docs/statistics.md, "Drift attribution") in ``attributed``."""
+    out: list[MetricRow] = []
+    events = {segment: seg.events for segment, seg in segments}
+    for segment, seg in segments:
+        per = {**common, "segment": segment}
+        out += [
+            MetricRow(feature=r.feature, metric=r.metric, value=r.value, n=seg.events, **per)  # type: ignore[arg-type]
+            for r in sketch.evaluate_segment(seg, Context(reference, spec.size_ms))
+            if not drop or r.metric not in DRIFT_METRICS
+        ]
+    for segment, r in attributed:
+        if segment:
+            row = {**common, "segment": segment, "n": events[segment]}
+            out.append(MetricRow(feature=r.feature, metric=r.metric, value=r.value, **row))  # type: ignore[arg-type]
+    return out
+
+
 def evaluate_window(
     spec: WindowSpec,
     start: int,
@@ -185,22 +214,11 @@ def evaluate_window(
         MetricRow(feature=r.feature, metric=r.metric, value=r.value, n=n, bin=r.bin, **common)  # type: ignore[arg-type]
         for r in results
     ]
-    # Serving metrics per segment value (capped per attribute; see model_sketch).
-    events = {segment: seg.events for segment, seg in segments}
     own = reference.prediction if reference is not None else None
-    for segment, seg in segments:
-        per = {**common, "segment": segment}
-        metrics += [
-            MetricRow(feature=r.feature, metric=r.metric, value=r.value, n=seg.events, **per)  # type: ignore[arg-type]
-            for r in sketch.evaluate_segment(seg, Context(window_ms=spec.size_ms, reference=own))
-            if compare or baseline is None or r.metric not in DRIFT_METRICS
-        ]
-    # Each segment value's share of the prediction's drift (docs/statistics.md, "Drift
-    # attribution"), a comparison with the reference like the model-wide rows above.
-    for segment, r in attributed if compare else []:
-        if segment:
-            row = {**common, "segment": segment, "n": events[segment]}
-            metrics.append(MetricRow(feature=r.feature, metric=r.metric, value=r.value, **row))  # type: ignore[arg-type]
+    drop = baseline is not None and not compare  # a trailing baseline too small: no drift rows
+    metrics += _segment_rows(
+        sketch, spec, common, segments, attributed if compare else [], own, drop=drop
+    )
     metrics += qvalue_rows(metrics)
     if changes is not None:
         # Fed once per window, in window order: a rewritten window is skipped; attribution rows
