@@ -125,6 +125,9 @@ def test_a_baseline_below_the_floor_gives_no_drift_rows() -> None:
     assert sorted(_rows(sink, "ks_qvalue")) == [2, 3, 4]
     assert sorted(_rows(sink, "psi", feature="__prediction__")) == [2, 3, 4]
     assert sorted(_rows(sink, "mean")) == [0, 1, 2, 3, 4]
+    # Importance is the window's own; its shift compares with the baseline's importance.
+    assert sorted(_rows(sink, "importance")) == [0, 1, 2, 3, 4]
+    assert sorted(_rows(sink, "importance_shift", feature="")) == [2, 3, 4]
 
 
 def test_the_prediction_and_its_segments_compare_with_the_trailing_prediction() -> None:
