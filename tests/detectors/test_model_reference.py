@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from drifthouse.config import MetricsConfig
-from drifthouse.detectors.base import Context
+from drifthouse.detectors.base import Context, Result
 from drifthouse.detectors.columns import extract
 from drifthouse.detectors.model_sketch import ModelBatch, ModelSketch, ModelState
 from drifthouse.errors import SketchError
@@ -57,11 +57,11 @@ def test_a_window_compared_with_itself_has_no_drift_in_any_part(sketch: ModelSke
         if r.metric in DRIFT:
             assert r.value == pytest.approx(0.0, abs=1e-12), r
     # Quality and serving rows do not depend on what the window is compared with.
-    quality = lambda rows: {
-        (r.feature, r.metric, r.value)
-        for r in rows
-        if r.metric not in DRIFT | {"ks_pvalue", "chi2_pvalue", "importance_shift"}
-    }  # noqa: E731
+    skip = DRIFT | {"ks_pvalue", "chi2_pvalue", "importance_shift"}
+
+    def quality(rows: list[Result]) -> set[tuple[str, str, float]]:
+        return {(r.feature, r.metric, r.value) for r in rows if r.metric not in skip}
+
     assert quality(own) == quality(same)
 
 
