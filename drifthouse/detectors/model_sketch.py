@@ -51,6 +51,7 @@ from drifthouse.detectors.cbpe import batch_of, sketch_for
 from drifthouse.detectors.columns import Columns, extract
 from drifthouse.detectors.importance import ImportanceBatch, ImportanceSketch
 from drifthouse.detectors.layout import FeatureLayout
+from drifthouse.detectors.model_reference import part_contexts
 from drifthouse.detectors.model_state import (
     EVENTS,
     INVALID,
@@ -399,16 +400,17 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
 
     def evaluate(self, state: ModelState, context: Context = NO_CONTEXT) -> list[Result]:
         """Every metric of a closed window of ``context.window_ms``: per feature, then model
-        level (``feature == ''``)."""
+        level (``feature == ''``); compared with ``context.reference`` (a ModelState) if given."""
         window_ms = window_ms_of("ModelSketch", context)
         events = int(state.counters[EVENTS])
         out: list[Result] = []
         if events:
-            out += self.numeric.evaluate(state.numeric)
-            out += self.categorical.evaluate(state.categorical)
-            out += self.segment.prediction_results(state.prediction)
+            ref = part_contexts(context.reference)  # docs/statistics.md "Trailing baselines"
+            out += self.numeric.evaluate(state.numeric, ref.numeric)
+            out += self.categorical.evaluate(state.categorical, ref.categorical)
+            out += self.segment.prediction_results(state.prediction, ref.prediction)
             if self.importance is not None and state.importance is not None:
-                out += self.importance.evaluate(state.importance)
+                out += self.importance.evaluate(state.importance, ref.importance)
             out += self.latency.evaluate(state.latency)
             out += self.status.evaluate(state.status)
             if self.cbpe is not None and state.cbpe is not None:
