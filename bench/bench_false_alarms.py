@@ -200,7 +200,7 @@ class RuleSet:
 
 SHIPPED = "after: shipped (`psi > 0.25`; `ks >= 0.1 and qvalue < 0.01`, for 2)"
 SHIPPED_TRAILING = f"shipped, on a trailing baseline of {TRAILING} windows"
-MULTIVARIATE = "`multivariate-drift` (per 1,000 model-windows)"
+MULTIVARIATE = "`multivariate-drift`"
 
 
 def _rule_sets() -> dict[str, RuleSet]:
@@ -285,7 +285,11 @@ def false_alarms(
 ) -> list[str]:
     sets = _rule_sets()
     lines = [
-        "| dataset | rows per window | feature-windows | " + " | ".join(sets) + " |",
+        "| dataset | rows per window | feature-windows | "
+        + " | ".join(
+            f"{k} (per 1,000 model-windows)" if v.model_wide else k for k, v in sets.items()
+        )
+        + " |",
         "|---|---:|---:|" + "---:|" * len(sets),
     ]
     for ds in datasets:
@@ -328,6 +332,7 @@ def delays(datasets: Sequence[Dataset], size: int, count: int, seed: int, sds: f
         windows = _windows(pool, size, count, rng)
         distinct = sorted(ds.numeric, key=lambda f: -len(np.unique(ref.numeric[f])))[:4]
         found: dict[str, list[int | None]] = {name: [] for name in sets}
+        early = 0  # runs a model-wide rule was in alarm before the onset: its delay is chance
         alarm: dict[str, list[int]] = {name: [] for name in spans}
         for feature in distinct:
             shift = sds * float(np.std(ref.numeric[feature]))
@@ -341,6 +346,7 @@ def delays(datasets: Sequence[Dataset], size: int, count: int, seed: int, sds: f
                 got = fired(rule_set.rules, rule_set.rows(rows))
                 target = "" if rule_set.model_wide else feature
                 found[name].append(got.first(target, onset))
+                early += int(rule_set.model_wide and target in got.firing[onset - 1])
                 if name in alarm:
                     alarm[name].append(got.in_alarm(target, onset))
         cells = []
@@ -349,7 +355,8 @@ def delays(datasets: Sequence[Dataset], size: int, count: int, seed: int, sds: f
                 cells.append("no fit")
                 continue
             hits = [d for d in runs if d is not None]
-            cells.append(f"{_median(hits)} ({len(hits)}/{len(runs)})")
+            before = f", {early} in alarm before" if sets[name].model_wide and early else ""
+            cells.append(f"{_median(hits)} ({len(hits)}/{len(runs)}{before})")
         cells += [_median(alarm[name]) for name in spans]
         lines.append(f"| {ds.name} | {size:,} | " + " | ".join(cells) + " |")
     return lines
