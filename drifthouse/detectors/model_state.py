@@ -15,6 +15,7 @@ import numpy as np
 
 from drifthouse.detectors.categorical import CategoricalState
 from drifthouse.detectors.cbpe import CbpeState
+from drifthouse.detectors.embedding import EmbeddingState
 from drifthouse.detectors.importance import ImportanceState
 from drifthouse.detectors.numeric import NumericState
 from drifthouse.detectors.quantiles import QuantileState
@@ -52,6 +53,8 @@ class _WireState(msgspec.Struct, array_like=True):
     raw: bytes | None = None
     # Performance estimation's state (a profile with a calibration).
     cbpe: bytes | None = None
+    # The embedding features' state (a profile with embeddings).
+    embedding: bytes | None = None
 
 
 _ENCODE = msgspec.msgpack.Encoder().encode
@@ -118,6 +121,8 @@ class ModelState:
     raw: RawTree | None = None
     # Performance estimation (drifthouse.detectors.cbpe), for a profile with a calibration.
     cbpe: CbpeState | None = None
+    # Embedding features (drifthouse.detectors.embedding), for a profile with embeddings.
+    embedding: EmbeddingState | None = None
 
     def to_bytes(self) -> bytes:
         """Serialise exactly, for partial-window messages between workers."""
@@ -136,6 +141,7 @@ class ModelState:
                 segments=self._segments_bytes() if self.segments else None,
                 raw=encode_tree(self.raw) if self.raw is not None else None,
                 cbpe=self.cbpe.to_bytes() if self.cbpe is not None else None,
+                embedding=self.embedding.to_bytes() if self.embedding is not None else None,
             )
         )
 
@@ -182,6 +188,9 @@ class ModelState:
             },
             raw=decode_tree(wire.raw) if wire.raw is not None else None,
             cbpe=CbpeState.from_bytes(wire.cbpe) if wire.cbpe is not None else None,
+            embedding=EmbeddingState.from_bytes(wire.embedding)
+            if wire.embedding is not None
+            else None,
         )
 
     def equals(self, other: ModelState) -> bool:
@@ -208,6 +217,11 @@ class ModelState:
                 other.cbpe is None
                 if self.cbpe is None
                 else other.cbpe is not None and self.cbpe.equals(other.cbpe)
+            )
+            and (
+                other.embedding is None
+                if self.embedding is None
+                else other.embedding is not None and self.embedding.equals(other.embedding)
             )
             and bool(np.array_equal(self.counters, other.counters))
         )
