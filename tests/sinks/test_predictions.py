@@ -270,10 +270,13 @@ def test_arrays_are_logged_hashed_when_asked() -> None:
     a = log.row(**_event(1, features={"emb": [0.5, 1.0]}))
     b = log.row(**_event(2, features={"emb": [0.5, 1.0]}))
     c = log.row(**_event(3, features={"emb": [0.5, 1.5]}))
-    assert a is not None and b is not None and c is not None
+    assert a is not None
+    assert b is not None
+    assert c is not None
     got = [json.loads(r.features)["emb"] for r in (a, b, c)]
     assert got[0] == got[1] != got[2]
-    assert got[0].startswith("sha256:") and len(got[0]) == len("sha256:") + 64
+    assert got[0].startswith("sha256:")
+    assert len(got[0]) == len("sha256:") + 64
 
 
 def test_pii_arrays_are_keyed_hashes_whatever_the_array_setting() -> None:
