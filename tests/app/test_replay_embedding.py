@@ -105,4 +105,5 @@ def test_profile_and_replay_an_embedding_feature(tmp_path: Path) -> None:
     assert [(a["rule"], a["feature"]) for a in fired] == [("embedding-drift", "emb")]
     logged = _sql(tmp_path, "SELECT features FROM predictions WHERE event_id = 'e0' LIMIT 1")
     emb = json.loads(str(logged[0]["features"]))["emb"]
-    assert emb["len"] == 16 and len(emb["head"]) == 2
+    assert emb["len"] == 16
+    assert len(emb["head"]) == 2
