@@ -231,3 +231,45 @@ def test_a_profile_round_trips_and_refuses_another_random_map() -> None:
     bad = msgspec.structs.replace(emb, unit_mean=emb.unit_mean[:-1])
     with pytest.raises(ProfileError, match="unit_mean needs dim=16"):
         msgspec.structs.replace(profile, embeddings=[bad]).validate()  # type: ignore[type-var]
+
+
+def test_batches_in_rows_and_in_columns_give_the_single_events_arrays() -> None:
+    from drifthouse.detectors.columns import extract_columns
+    from drifthouse.events.batch_columns import decode_columns
+    from drifthouse.events.batch_rows import decode_rows
+
+    profile = _profile()
+    sk = ModelSketch("m", profile, MetricsConfig())  # type: ignore[arg-type]
+    values: list[object] = [[0.5] * DIM, [1.0], None, [0.0] * DIM, [0.25] * (DIM - 1) + [None]]
+    singles = [
+        PREDICTIONS.decode(
+            json.dumps(
+                {"model": "m", "ts": 1714564800000 + i, "features": {"x": 1, "emb": v}}
+            ).encode()
+        )
+        for i, v in enumerate(values)
+    ]
+    rows = {
+        "model": "m",
+        "events": [
+            {"ts": 1714564800000 + i, "features": {"x": 1, "emb": v}} for i, v in enumerate(values)
+        ],
+    }
+    columns = {
+        "model": "m",
+        "columns": {"ts": [1714564800000 + i for i in range(len(values))],
+                    "features": {"x": [1] * len(values), "emb": values}},
+    }  # fmt: skip
+    typed = TypedDecoders(lambda m: sk.layout).plain_rows("m")
+    expected = extract(singles, sk.layout)
+    for block in (
+        decode_rows(json.dumps(rows).encode()),
+        decode_rows(json.dumps(rows).encode(), typed),
+        decode_columns(json.dumps(columns).encode()),
+    ):
+        assert block is not None
+        got = extract_columns(block, sk.layout)
+        assert np.array_equal(got.embeddings[0], expected.embeddings[0], equal_nan=True)
+        assert got.embedding_status is not None
+        assert got.embedding_status.tolist() == [[0], [3], [1], [0], [0]]
+        assert np.array_equal(got.embedding_status, expected.embedding_status)
