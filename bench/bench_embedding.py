@@ -10,7 +10,10 @@ micro-batches of 1,024 events. Four layouts are measured in the same run, best o
 - ``embedding384``: one 384-dimension embedding (64 random Fourier features);
 - ``both``: the two together.
 
-The added cost of a layout is its cost per event minus ``none``'s. Next to the embedding's
+The added cost of a layout is its cost per event minus ``none``'s. When the build's profiles
+fit the multivariate part over numeric features (PCA reconstruction error, a ``multivariate``
+field of the profile), the numeric layouts are measured with it on, and again with it off
+(``numeric25-mv-off``). Next to the embedding's
 ``update``, its NumPy twin on the same arrays (as ``tests/naive.py``: the unit vectors and
 ``cos(x @ W + b)`` through BLAS, summed in fixed point), the peer the kernel must beat.
 
@@ -28,6 +31,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from drifthouse.config import MetricsConfig
@@ -94,11 +98,13 @@ def _best(fn: Callable[[], None], repeat: int) -> float:
 
 
 def measure(
-    name: str, numeric: bool, embedding: bool, n_events: int, repeat: int
+    name: str, numeric: bool, embedding: bool, n_events: int, repeat: int, multivariate: bool = True
 ) -> dict[str, float]:
     """Seconds per event of decode, extract and update for one layout."""
     rng = np.random.default_rng(0)
     profile = _profile(rng, numeric, embedding)
+    if not multivariate and getattr(profile, "multivariate", None) is not None:
+        profile = msgspec.structs.replace(profile, multivariate=None)
     sketch = ModelSketch("bench", profile, MetricsConfig())
     # The worker's choice: the model's fast decoder, the general one for a model without
     # features.
@@ -164,9 +170,17 @@ def main() -> None:
         "both": (True, True),
     }
     found = {n: measure(n, *kinds, args.events, args.repeat) for n, kinds in layouts.items()}
+    has_mv = getattr(_profile(np.random.default_rng(0), True, False), "multivariate", None)
+    print(f"multivariate part: {'on in the numeric layouts' if has_mv else 'not in this build'}")
+    if has_mv is not None:
+        found["numeric25-mv-off"] = measure(
+            "numeric25-mv-off", True, False, args.events, args.repeat, multivariate=False
+        )
     base = found["none"]["total"]
     print("\nadded cost per event over `none`:")
-    for name in ("numeric25", "embedding384", "both"):
+    for name in ("numeric25", "numeric25-mv-off", "embedding384", "both"):
+        if name not in found:
+            continue
         added = found[name]["total"] - base
         print(f"  {name:<14} +{added * 1e6:7.2f} us  ({found[name]['total'] / base:4.1f}x `none`)")
 
