@@ -44,6 +44,8 @@ def test_profile_and_replay_an_embedding_feature(tmp_path: Path) -> None:
     )
     made = _cli("profile", "reference.jsonl", "--model", "m", "--out", "m.json", cwd=tmp_path)
     assert made.returncode == 0, made.stderr
+    assert "embedding" in made.stdout
+    assert "dim 16" in made.stdout
     profile = Profile.from_json((tmp_path / "m.json").read_bytes())
     assert [(e.name, e.dim) for e in profile.embeddings] == [("emb", 16)]
     assert [f.name for f in profile.features] == ["x"]
