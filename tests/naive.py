@@ -139,3 +139,14 @@ def naive_embedding_moments(values: np.ndarray, w: np.ndarray, b: np.ndarray) ->
     unit = np.rint(x / norm[:, None] * 2.0**32).astype(np.int64).sum(axis=0)
     rff = np.rint(np.cos(x @ w + b) * 2.0**32).astype(np.int64).sum(axis=0)
     return EmbeddingMoments(unit, rff)
+
+
+def reconstruction_errors(
+    x: np.ndarray, center: np.ndarray, scale: np.ndarray, mean: np.ndarray, components: np.ndarray
+) -> np.ndarray:
+    """PCA reconstruction error per row: scikit-learn's ``StandardScaler``, then
+    ``PCA.inverse_transform(PCA.transform(z))``, spelled in NumPy (docs/statistics.md,
+    "Multivariate drift")."""
+    z = (x - center) / scale
+    back = (z - mean) @ components.T @ components + mean
+    return np.asarray(np.linalg.norm(z - back, axis=1))

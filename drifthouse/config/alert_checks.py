@@ -44,6 +44,8 @@ KNOWN_METRICS = frozenset(
         # embedding features
         "embedding_cosine_distance", "embedding_mmd2", "embedding_mmd2_pvalue",
         "wrong_length", "zero_vector",
+        "reconstruction_error", "reconstruction_error_lower", "reconstruction_error_upper",
+        "reconstruction_error_z",
         # multiple testing: the window's Benjamini-Hochberg q-values beside the p-values
         "ks_qvalue", "chi2_qvalue", "embedding_mmd2_qvalue",
         # quality

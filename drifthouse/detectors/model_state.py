@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 import msgspec
 import numpy as np
 
+from drifthouse.detectors.base import State
 from drifthouse.detectors.categorical import CategoricalState
 from drifthouse.detectors.cbpe import CbpeState
 from drifthouse.detectors.embedding import EmbeddingState
 from drifthouse.detectors.importance import ImportanceState
 from drifthouse.detectors.numeric import NumericState
+from drifthouse.detectors.pca import ReconstructionState
 from drifthouse.detectors.quantiles import QuantileState
 from drifthouse.detectors.raw_panes import RawTree, decode_tree, encode_tree, same_tree
 from drifthouse.detectors.status import StatusState
@@ -55,6 +57,8 @@ class _WireState(msgspec.Struct, array_like=True):
     cbpe: bytes | None = None
     # The embedding features' state (a profile with embeddings).
     embedding: bytes | None = None
+    # Multivariate drift's state (a profile with a multivariate part).
+    multivariate: bytes | None = None
 
 
 _ENCODE = msgspec.msgpack.Encoder().encode
@@ -123,6 +127,8 @@ class ModelState:
     cbpe: CbpeState | None = None
     # Embedding features (drifthouse.detectors.embedding), for a profile with embeddings.
     embedding: EmbeddingState | None = None
+    # Multivariate drift (drifthouse.detectors.multivariate), for a profile with a PCA.
+    multivariate: ReconstructionState | None = None
 
     def to_bytes(self) -> bytes:
         """Serialise exactly, for partial-window messages between workers."""
@@ -142,6 +148,7 @@ class ModelState:
                 raw=encode_tree(self.raw) if self.raw is not None else None,
                 cbpe=self.cbpe.to_bytes() if self.cbpe is not None else None,
                 embedding=self.embedding.to_bytes() if self.embedding is not None else None,
+                multivariate=self.multivariate.to_bytes() if self.multivariate else None,
             )
         )
 
@@ -191,6 +198,9 @@ class ModelState:
             embedding=EmbeddingState.from_bytes(wire.embedding)
             if wire.embedding is not None
             else None,
+            multivariate=ReconstructionState.from_bytes(wire.multivariate)
+            if wire.multivariate is not None
+            else None,
         )
 
     def equals(self, other: ModelState) -> bool:
@@ -218,10 +228,11 @@ class ModelState:
                 if self.cbpe is None
                 else other.cbpe is not None and self.cbpe.equals(other.cbpe)
             )
-            and (
-                other.embedding is None
-                if self.embedding is None
-                else other.embedding is not None and self.embedding.equals(other.embedding)
-            )
+            and _same_part(self.embedding, other.embedding)
+            and _same_part(self.multivariate, other.multivariate)
             and bool(np.array_equal(self.counters, other.counters))
         )
+
+
+def _same_part(a: State | None, b: State | None) -> bool:
+    return b is None if a is None else b is not None and a.equals(b)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from drifthouse.detectors.base import Result
+from drifthouse.detectors.model_reference import part_contexts
 from drifthouse.detectors.model_sketch import EVENTS, ModelSketch, ModelState, SegmentState
 
 __all__ = ["AttributionSettings", "attribute"]
@@ -27,6 +28,7 @@ def attribute(
     state: ModelState,
     segments: Sequence[tuple[str, SegmentState]],
     settings: AttributionSettings,
+    reference: ModelState | None = None,
 ) -> list[tuple[str, Result]]:
     """``(segment, row)`` of a window's drift attribution: per feature (and the prediction) whose
     PSI reaches ``attribution_min_psi``, its ``attribution_top_k`` bins (segment ``''``), and each
@@ -35,11 +37,19 @@ def attribute(
     k, floor = settings.attribution_top_k, settings.attribution_min_psi
     if k <= 0 or not int(state.counters[EVENTS]):
         return []
-    out = sketch.numeric.contributions(state.numeric, top_k=k, min_psi=floor)
-    out += sketch.categorical.contributions(state.categorical, top_k=k, min_psi=floor)
+    ref = part_contexts(reference)  # compared with reference's parts when given
+    out = sketch.numeric.contributions(state.numeric, top_k=k, min_psi=floor, context=ref.numeric)
+    out += sketch.categorical.contributions(
+        state.categorical, top_k=k, min_psi=floor, context=ref.categorical
+    )
     if sketch.prediction is not None and state.prediction is not None:
-        out += sketch.prediction.contributions(state.prediction, top_k=k, min_psi=floor)  # type: ignore[arg-type]
+        out += sketch.prediction.contributions(
+            state.prediction,  # type: ignore[arg-type]
+            top_k=k,
+            min_psi=floor,
+            context=ref.prediction,
+        )
     rows = [("", r) for r in out]
     return rows + sketch.segment.prediction_shares(
-        state.prediction, segments, top_k=k, min_psi=floor
+        state.prediction, segments, top_k=k, min_psi=floor, context=ref.prediction
     )
