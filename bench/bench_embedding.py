@@ -15,7 +15,7 @@ fit the multivariate part over numeric features (PCA reconstruction error, a ``m
 field of the profile), the numeric layouts are measured with it on, and again with it off
 (``numeric25-mv-off``). Next to the embedding's
 ``update``, its NumPy twin on the same arrays (as ``tests/naive.py``: the unit vectors and
-``cos(x @ W + b)`` through BLAS, summed in fixed point), the peer the kernel must beat.
+``cos(x @ W + b)`` through BLAS, summed in fixed point), the peer the kernel is held against.
 
 Usage::
 
