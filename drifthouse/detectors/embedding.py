@@ -81,6 +81,11 @@ def _draw(
     return np.ascontiguousarray(w.T), b
 
 
+def _scratch(n_rff: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """The kernel's work arrays: a block of events' Fourier sums and their rows."""
+    return np.empty((_k.BLOCK, n_rff)), np.empty(_k.BLOCK, dtype=np.int64)
+
+
 def rff_digest(wt: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> str:
     """A short digest of a drawn map: a profile refuses a map drawn otherwise."""
     return hashlib.blake2b(wt.tobytes() + b.tobytes(), digest_size=8).hexdigest()
@@ -192,7 +197,7 @@ def reference_moments(
     counts = np.zeros(len(SLOTS), dtype=np.int64)
     unit = np.zeros(values.shape[1], dtype=np.int64)
     rff = np.zeros(n_rff, dtype=np.int64)
-    _k._embedding_update(values, status, wt, b, counts, unit, rff, np.empty(n_rff))
+    _k._embedding_update(values, status, wt, b, counts, unit, rff, *_scratch(n_rff))
     n = max(int(counts[0]), 1)
     return (
         ReferenceMoments(
@@ -284,7 +289,7 @@ class EmbeddingSketch(Sketch[EmbeddingState, EmbeddingBatch]):
                 state.counts[j],
                 state.unit_sum[self._unit_at[j] : self._unit_at[j + 1]],
                 state.rff_sum[self._rff_at[j] : self._rff_at[j + 1]],
-                np.empty(b.shape[0]),
+                *_scratch(b.shape[0]),
             )
         return state
 
