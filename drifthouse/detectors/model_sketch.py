@@ -221,9 +221,8 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
             embeddings=self.embedding.layout_pairs if self.embedding is not None else (),
         )
         self.segment = SegmentSketch(self.latency, self.status, self.prediction)
-        self.cbpe = sketch_for(profile)  # performance estimation (docs/model-performance.md)
+        self.cbpe, self.dle = sketch_for(profile), dle_for(profile, self.numeric.names, cat.names)
         self.multivariate = multivariate_for(profile, self.numeric.names, cat.names)  # PCA
-        self.dle = dle_for(profile, self.numeric.names, cat.names)  # regression estimation
 
     def empty(self) -> ModelState:
         return ModelState(
