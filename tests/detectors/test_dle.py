@@ -8,11 +8,16 @@ import math
 import numpy as np
 import pytest
 
+from drifthouse.config import MetricsConfig
 from drifthouse.detectors._dle_kernels import dle_update
+from drifthouse.detectors.base import Context
 from drifthouse.detectors.categorical import CategoricalBlock
+from drifthouse.detectors.columns import extract
 from drifthouse.detectors.dle import CAP, DleBatch, DleSketch, LossModel, slots_of
 from drifthouse.detectors.dle_fit import fit_additive, fit_loss_model
+from drifthouse.detectors.model_sketch import ModelBatch, ModelSketch, ModelState
 from drifthouse.errors import ProfileError, SketchError
+from drifthouse.events import PredictionEvent
 from tests.detectors.strategies import make_profile
 
 
@@ -186,3 +191,36 @@ def test_slots_of_missing_and_outer_bins() -> None:
     dle_update(slots, ok, sk.offsets, sk.table_abs, sk.table_sq, m.intercept_abs,
                m.intercept_sq, 1 / m.unit_abs, 1 / m.unit_sq, CAP, out)  # fmt: skip
     assert out[0] == 3
+
+
+def test_model_sketch_writes_estimates_from_panes_that_merge_and_serialise() -> None:
+    """A regression model's panes carry the DLE state: merged in any order and through bytes
+    they give the window the same bits as one pass."""
+    _, profile = _sketch()
+    model = ModelSketch("m", profile, MetricsConfig())  # type: ignore[arg-type]
+    assert model.dle is not None
+    feats, pred, _ = _data(900, 8)
+    events = [
+        PredictionEvent(
+            model="m",
+            ts_ms=i,
+            features={"x": float(feats["x"][i]), "c": feats["c"][i]},  # type: ignore[index]
+            prediction=float(pred[i]),
+        )
+        for i in range(900)
+    ]
+
+    def pane(lo: int, hi: int) -> ModelState:
+        return model.update(model.empty(), ModelBatch(extract(events[lo:hi], model.layout)))
+
+    one = pane(0, 900)
+    a, b, c = pane(0, 300), pane(300, 600), pane(600, 900)
+    merged = model.merge(model.merge(c, a), b)
+    wire = ModelState.from_bytes(merged.to_bytes())
+    assert wire.dle is not None
+    assert one.dle is not None
+    assert wire.dle.equals(one.dle)  # (float moments of other parts merge up to rounding)
+    ctx = Context(window_ms=60_000)
+    rows = {r.metric: r.value for r in model.evaluate(wire, ctx) if r.metric.startswith("est")}
+    assert rows == {r.metric: r.value for r in model.dle.evaluate(one.dle)}
+    assert {"estimated_mae", "estimated_rmse"} <= rows.keys()
