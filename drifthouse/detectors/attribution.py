@@ -30,6 +30,7 @@ from numpy.typing import ArrayLike
 
 from drifthouse.detectors import stats
 from drifthouse.detectors.base import Result
+from drifthouse.rows import ATTRIBUTION_METRICS
 
 __all__ = [
     "ATTRIBUTION_METRICS",
@@ -38,11 +39,6 @@ __all__ = [
     "format_edge",
     "segment_shares",
 ]
-
-#: The metrics attribution writes (each row names its bin, or its segment value).
-ATTRIBUTION_METRICS = frozenset(
-    {"psi_contribution", "js_contribution", "mass_shift", "psi_segment_share"}
-)
 
 
 def format_edge(x: float, digits: int = 17) -> str:

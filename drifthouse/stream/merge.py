@@ -342,8 +342,7 @@ class MergeStage:
         rows: list[Row] = list(self._build_references(ready)) if self._pending else []
         out = self._emit_predictions(ready) if self._pending else []
         for result in out:
-            rows.extend(result.metrics)
-            rows.extend(result.sketches)
+            rows.extend(result.rows())
         rows += self._state_rows
         self._state_rows = []
         later: list[WindowResult] = []
@@ -359,8 +358,7 @@ class MergeStage:
         if self.shadows is not None:
             later += self.shadows.flush(ready, run_id=self.run_id, computed_at=self.computed_at())
         for result in later:
-            rows.extend(result.metrics)
-            rows.extend(result.sketches)
+            rows.extend(result.rows())
         out += later
         if self.labels is not None:  # what the label join hands on to the late join, if on
             rows += self.labels.take_spill_rows(run_id=self.run_id, computed_at=self.computed_at())
@@ -407,6 +405,7 @@ class MergeStage:
                     self.sketches,
                     changes=self.changes,
                     defer_changes=bool(self._idle),
+                    rewrite=earlier is not None,
                     run_id=self.run_id,
                     computed_at=computed_at,
                 )
