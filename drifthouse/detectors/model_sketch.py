@@ -62,6 +62,7 @@ from drifthouse.detectors.numeric import NumericBatch, NumericBlock, SketchPart
 from drifthouse.detectors.quantiles import QuantileSketch
 from drifthouse.detectors.raw_panes import RawLeaf, RawTree, decode_events
 from drifthouse.detectors.reference import Profile
+from drifthouse.detectors.segment_features import FeatureBins
 from drifthouse.detectors.segments import Rows, SegmentSketch
 from drifthouse.detectors.status import StatusCounter
 from drifthouse.errors import SketchError
@@ -102,6 +103,8 @@ class SketchSettings(Protocol):
     def max_segment_attributes(self) -> int: ...
     @property
     def importance(self) -> bool: ...
+    @property
+    def attribution_top_k(self) -> int: ...
 
 
 class ModelOptions(Protocol):
@@ -214,7 +217,8 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
             if profile is not None and profile.calibration is not None
             else (),
         )
-        self.segment = SegmentSketch(self.latency, self.status, self.prediction)
+        bins = FeatureBins(self.numeric, cat) if metrics.attribution_top_k > 0 else None
+        self.segment = SegmentSketch(self.latency, self.status, self.prediction, bins)
         self.cbpe = sketch_for(profile)  # performance estimation (docs/model-performance.md)
 
     def empty(self) -> ModelState:

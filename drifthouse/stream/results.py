@@ -220,21 +220,12 @@ def evaluate_window(
         (withdrawal(spec, start, key, metrics, run_id=run_id, at=computed_at),) if on else ()
     )
     sketch_rows = [
-        SketchRow(
-            feature=p.feature,
-            metric="",
-            kind=p.kind,
-            edges=p.edges,
-            labels=p.labels,
-            counts=p.counts,
-            n=p.n,
-            **common,  # type: ignore[arg-type]
-        )
+        SketchRow(feature=p.feature, metric="", kind=p.kind, edges=p.edges, labels=p.labels,
+                  counts=p.counts, n=p.n, **common)  # type: ignore[arg-type]
         for p in sketch.sketch_parts(state)
-    ]
-    return WindowResult(
-        spec, start, start + spec.size_ms, model, version, metrics, sketch_rows, withdrawn
-    )
+    ]  # fmt: skip
+    end = start + spec.size_ms
+    return WindowResult(spec, start, end, model, version, metrics, sketch_rows, withdrawn)
 
 
 def withdrawal(
