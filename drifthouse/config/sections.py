@@ -421,7 +421,8 @@ class MetricsConfig(Strict):
         le=1_000,
         description="drift attribution: per drifted feature, the bins or categories with the "
         "largest PSI terms written (psi_contribution, js_contribution, mass_shift), and per "
-        "segment attribute the values with the largest share of the prediction's drift; 0: none",
+        "segment attribute the values with the largest share of its drift (and the prediction's); "
+        "0: none",
     )
     attribution_min_psi: float = Field(
         0.1,
