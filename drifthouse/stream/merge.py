@@ -120,6 +120,7 @@ class MergeStage:
         # Windows already written, kept a while: a partition that was idle and wakes up with
         # events for them leads to a rewrite holding every partition, never a partial row.
         self._emitted: dict[WindowKey, dict[int, Partial]] = {}
+        self.written_before: set[WindowKey] = set()  # by an earlier merger: rewrites too
         # Windows whose start + 2 sizes is at or before this are final: written and forgotten.
         self._final_horizon = NO_TIME
         self.dropped_partials = 0
@@ -389,6 +390,8 @@ class MergeStage:
             if earlier is not None:  # a rewrite: merge with the partitions already written
                 parts = {**earlier, **parts}
             self._emitted[wkey] = parts
+            again = earlier is not None or wkey in self.written_before
+            self.written_before.discard(wkey)
             sketch = self.sketches(key[0])
             state: ModelState | None = None
             for p in sorted(parts):  # a fixed merge order: results do not depend on timing
@@ -405,7 +408,7 @@ class MergeStage:
                     self.sketches,
                     changes=self.changes,
                     defer_changes=bool(self._idle),
-                    rewrite=earlier is not None,
+                    rewrite=again,
                     run_id=self.run_id,
                     computed_at=computed_at,
                 )
