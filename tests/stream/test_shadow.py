@@ -378,3 +378,51 @@ def test_two_shadows_of_one_primary_each_pair_and_later_copies_are_ignored() -> 
     }
     labels = pairs.with_shadows([LabelEvent(event_id="a", model="p", ts_ms=START, label=1)])
     assert sorted(lab.model for lab in labels) == ["p", "s1", "s2"]
+
+
+def _documented_shadow_rule() -> list[Any]:
+    """The shadow rule docs/alerting.md shows (the second block of "Canaries and shadows")."""
+    import yaml
+
+    from drifthouse.config import RuleConfig
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "alerting.md").read_text()
+    section = text[text.index("## Canaries and shadows") :]
+    second = section.index("```yaml", section.index("```yaml") + 7)
+    block = section[second + len("```yaml") : section.index("```\n", second + 7)]
+    return [RuleConfig.model_validate(r) for r in yaml.safe_load(block)["rules"]]
+
+
+def test_the_documented_shadow_rule_fires_when_the_shadow_starts_to_disagree(
+    tmp_path: Path,
+) -> None:
+    """The shadow agrees 19 times in 20 for two hours, then serves the other class for one
+    request in 5: the documented ``shadow-disagrees`` rule fires in the third hour, not before,
+    and its message names the shadow and the agreement."""
+    from drifthouse.alerts.rules import RuleEngine, validate_rules
+
+    events = _events()
+    for i, e in enumerate(events):
+        turn = e["model"] == "fraud-shadow" and e["ts"] >= START + 2 * HOUR
+        if turn and int(e["event_id"][1:]) % 5 == 1:
+            events[i] = {**e, "prediction": 1.0 - e["prediction"]}
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    sink = MemorySink()
+    replay(_config("127.0.0.1:1"), source=f"file:{path}", sink=sink, run_id="r")
+    rules = _documented_shadow_rule()
+    assert [r.name for r in rules] == ["shadow-disagrees"]
+    assert validate_rules(rules) == []
+    agreement = {
+        r.window_start: r.value for r in _shadow_rows(sink) if r.metric == "shadow_agreement"
+    }
+    assert agreement[START + HOUR] == pytest.approx(0.95, abs=0.002)
+    assert agreement[START + 2 * HOUR] < 0.8
+    rows = sorted(
+        (r for r in sink.rows("metrics") if isinstance(r, MetricRow)), key=lambda r: r.window_end
+    )
+    alerts = RuleEngine(rules).process(rows)
+    assert [(a.rule, a.model, a.segment, a.status, a.window_start) for a in alerts] == [
+        ("shadow-disagrees", "fraud", "shadow=fraud-shadow", "firing", START + 2 * HOUR)
+    ]
+    assert "fraud and shadow=fraud-shadow agree on 7" in alerts[0].message
