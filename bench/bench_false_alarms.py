@@ -3,51 +3,55 @@
     .venv/bin/python bench/bench_false_alarms.py [--data DIR] [--windows W] [--seed S] [--quick]
 
 Each dataset is cut in two halves: the first is the reference (a profile built with
-``build_profile``, the product's own code), the second the stream, cut into windows. Every
-window is sketched with ``ModelSketch.update`` and evaluated with
-``drifthouse.stream.results.evaluate_window`` (the rows a live worker writes, q-values
-included), and each rule set runs in its own ``RuleEngine`` over those rows. The tables:
+``build_profile``, the product's own code, multivariate fit included), the second the stream,
+cut into windows of an hour each. Every window is sketched with ``ModelSketch.update`` and
+evaluated twice with ``drifthouse.stream.results.evaluate_window`` (the rows a live worker
+writes, q-values included): against the profile, and against a trailing baseline of the
+:data:`TRAILING` windows before it (``reference: {trailing: 5h}``, merged by
+``drifthouse.stream.trailing.TrailingBaselines``). Each rule set runs in its own ``RuleEngine``
+over one of the two. The tables:
 
 - **false alarms** on stationary data (the reference period split against itself), per 1,000
-  feature-windows (a feature-window: one feature in one window): the feature-windows in which
-  an alert of the rule set is firing, and in parentheses the alerts raised (pages: an alert
-  that keeps firing pages once). A dataset in time order keeps it (first half against second
-  half); one without order is shuffled first (``--seed``). Windows are consecutive rows of the
-  second half while it has rows for ``--windows`` of them, otherwise drawn with replacement
-  from it. The 100,000-event rows draw every window with replacement from the second half: a
-  live window of a busy model.
-- **detection delay**: ``--windows`` windows, an onset half way, after which one numeric
-  feature is shifted by a quarter, then a half, of its reference standard deviation (each of
-  the four numeric features with the most distinct values in turn). The delay is the index of
-  the first window at or after the onset where the rule set raises an alert on that feature,
-  minus the onset's index (0: the first shifted window); "found" counts the runs where it did.
+  feature-windows (one feature in one window; per 1,000 model-windows for the model-wide
+  ``multivariate-drift``): the feature-windows in which an alert of the rule set is firing,
+  and in parentheses the alerts raised (an alert that keeps firing pages once). A dataset in
+  time order keeps it; one without is shuffled first (``--seed``). Windows are consecutive
+  rows of the second half while it has rows for ``--windows`` of them, otherwise drawn with
+  replacement from it (the 100,000-event rows always: a live window of a busy model).
+- **detection delay**: an onset half way, after which one numeric feature is shifted by a
+  quarter, then a half, of its reference standard deviation (each of the four numeric features
+  with the most distinct values in turn). The delay is the first window at or after the onset
+  where the rule set raises an alert on that feature (``multivariate-drift``: its model-wide
+  alert) minus the onset's index; "found" counts the runs where it did. For the shipped rules,
+  on either reference, the windows in alarm from the onset on.
 - **known drift** (with ``--data``): NannyML's synthetic car loan data, its whole reference
   period against its analysis period in time order, in windows of 1,000 rows. From row 25,000
   four features drift (:data:`CAR_LOAN_DRIFTED`); alerts before the onset and alerts on the
   three others after it are false alarms.
 
 Rule sets: ``psi > 0.25`` (``data-drift``, the only drift rule shipped before), a bare p-value
-rule as dashboards ship it (``ks_pvalue < 0.05``, ``chi2_pvalue < 0.05``), the q-value alone
-(``ks_qvalue``/``chi2_qvalue < 0.05``), and the drift rules shipped now
-(``drifthouse/config/default_rules.yaml``: ``data-drift`` and ``distribution-shift``).
+rule (``ks_pvalue``/``chi2_pvalue < 0.05``), the q-value alone (``< 0.05``), the drift rules
+shipped now (``drifthouse/config/default_rules.yaml``: ``data-drift`` and
+``distribution-shift``), the same on the trailing baseline, and ``multivariate-drift`` (its PCA
+and band are the profile's on either reference).
 
 Datasets: river's bundled files (``Phishing``, ``ImageSegments``, ``Shuttle``: in the wheel, no
 download), and, when ``--data DIR`` holds what ``--export DIR`` wrote from a scratch venv with
 scikit-learn and NannyML (never the project's venv)::
 
-    python3 -m venv /tmp/data-venv && /tmp/data-venv/bin/pip install nannyml scikit-learn
+    python3 -m venv /tmp/data-venv
+    /tmp/data-venv/bin/pip install nannyml scikit-learn statsmodels
     /tmp/data-venv/bin/python bench/bench_false_alarms.py --export /tmp/fa-data
     .venv/bin/python bench/bench_false_alarms.py --data /tmp/fa-data
 
 scikit-learn's bundled ``breast_cancer`` and ``digits``, and NannyML's bundled synthetic car
-loan dataset (its reference period, in time order, and its analysis period). About a minute. The figures of docs/statistics.md
-("False alarms") are this command's, with the defaults.
+loan dataset (its reference period, in time order, and its analysis period). The figures of
+docs/statistics.md ("False alarms") are this command's, with the defaults.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -58,90 +62,35 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from false_alarm_data import Dataset, export, load_exported, river_datasets
 
 HOUR = 3_600_000
 MODEL = ("m", "1")
 
 
-@dataclass(frozen=True)
-class Dataset:
-    name: str
-    numeric: dict[str, npt.NDArray[np.float64]]
-    categorical: dict[str, npt.NDArray[np.str_]]
-    ordered: bool  # rows in time order: keep it
-
-    @property
-    def rows(self) -> int:
-        first = next(iter({**self.numeric, **self.categorical}.values()))
-        return int(first.shape[0])
-
-
-# ---- export (run in a scratch venv with scikit-learn and nannyml) ------------------------------
-
-
-def _export(folder: Path) -> None:
-    """Write scikit-learn's and NannyML's bundled datasets as .npz files to ``folder``."""
-    from sklearn import datasets as skd  # type: ignore[import-not-found]
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, loader in (("breast_cancer", skd.load_breast_cancer), ("digits", skd.load_digits)):
-        bunch = loader()
-        names = [str(n) for n in getattr(bunch, "feature_names", range(bunch.data.shape[1]))]
-        cols = {f"num:{n}": bunch.data[:, i].astype(float) for i, n in enumerate(names)}
-        np.savez(folder / f"sklearn_{name}.npz", ordered=False, **cols)
-    import nannyml  # type: ignore[import-not-found]
-
-    reference, analysis, _targets = nannyml.load_synthetic_car_loan_dataset()
-    for name, frame in (("nannyml_car_loan", reference), ("nannyml_car_loan_analysis", analysis)):
-        cols = {}
-        for col in frame.columns:
-            if col in {"id", "timestamp", "y_pred_proba", "y_pred", "repaid", "period"}:
-                continue
-            series = frame[col]
-            if series.dtype.kind in "fi":
-                cols[f"num:{col}"] = series.to_numpy(dtype=float)
-            else:
-                cols[f"cat:{col}"] = np.array(series.astype(str).tolist(), dtype=str)
-        np.savez(folder / f"{name}.npz", ordered=True, **cols)
-    print(json.dumps({"exported": sorted(p.name for p in folder.glob("*.npz"))}))
-
-
-def _load_exported(folder: Path) -> list[Dataset]:
-    out = []
-    for path in sorted(folder.glob("*.npz")):
-        if path.stem.endswith("_analysis"):
-            continue  # the known-drift table's
-        with np.load(path, allow_pickle=False) as z:
-            num = {k[4:]: z[k].astype(float) for k in z.files if k.startswith("num:")}
-            cat = {k[4:]: z[k].astype(str) for k in z.files if k.startswith("cat:")}
-            out.append(Dataset(path.stem, num, cat, bool(z["ordered"])))
-    return out
-
-
-def _river_datasets() -> list[Dataset]:
-    from river import datasets
-
-    out = []
-    for name, ds in (
-        ("river_phishing", datasets.Phishing()),
-        ("river_image_segments", datasets.ImageSegments()),
-        ("river_shuttle", datasets.Shuttle()),
-    ):
-        rows = [x for x, _ in ds]
-        keys = list(rows[0])
-        num = {k: np.array([float(r[k]) for r in rows]) for k in keys}
-        out.append(Dataset(name, num, {}, ordered=False))
-    return out
-
-
 # ---- drifthouse on windows ---------------------------------------------------------------------
 
 
+#: The trailing baseline's span, in windows: an eighth of the 40 windows, so a step half way is
+#: absorbed well before the end (docs/configuration.md "Trailing baselines").
+TRAILING = 5
+
+
+@dataclass(frozen=True)
+class Rows:
+    """One window's metric rows: compared with the profile (``fixed``), and with the merge of
+    the :data:`TRAILING` windows before it (``trailing``; the first window has no drift rows)."""
+
+    fixed: list[Any]
+    trailing: list[Any]
+
+
 class Monitor:
-    """One model's sketches, laid out from the reference half; windows in, metric rows out."""
+    """One model's sketches, laid out from the reference half (a profile built by
+    ``build_profile``, multivariate fit included); windows in, metric rows out."""
 
     def __init__(self, ref: Dataset) -> None:
-        from drifthouse.config import MetricsConfig
+        from drifthouse.config import MetricsConfig, ModelConfig, TrailingReference
         from drifthouse.profiles.columns import build_profile
         from drifthouse.profiles.sketches import Sketches
 
@@ -155,15 +104,39 @@ class Monitor:
             model=MODEL[0], model_version=MODEL[1], created_at="2026-01-01T00:00:00Z",
             source_digest="bench", settings=MetricsConfig(), features=features, kinds=kinds,
         )  # fmt: skip
-        self.sketches = Sketches({MODEL[0]: profile}, MetricsConfig())
+        trailing = TrailingReference(trailing=f"{TRAILING}h")  # windows of an hour
+        models = {MODEL[0]: ModelConfig(reference=trailing)}
+        self.sketches = Sketches({MODEL[0]: profile}, MetricsConfig(), models)
         self.sketch = self.sketches(MODEL[0])
+        #: Whether the profile has a multivariate part (``multivariate-drift`` can fire).
+        self.multivariate = self.sketch.multivariate is not None
 
-    def rows(self, window: Dataset, index: int) -> list[Any]:
+    def stream(self, windows: Sequence[Dataset]) -> list[Rows]:
+        """The rows of ``windows``, one an hour in order, on a fresh trailing baseline."""
+        from drifthouse.stream.results import evaluate_window
+        from drifthouse.stream.trailing import TrailingBaselines
+        from drifthouse.stream.windows import WindowSpec
+
+        spec = WindowSpec.tumbling(HOUR)
+        baselines = TrailingBaselines([spec], self.sketches, None, lambda: None, "bench")
+        out = []
+        for i, window in enumerate(windows):
+            state = self._state(window, i)
+            rows = [
+                evaluate_window(
+                    spec, i * HOUR, MODEL, state, self.sketches, changes=None, run_id="bench",
+                    computed_at=0, baseline=baseline,
+                ).metrics
+                for baseline in (None, baselines.baseline(MODEL[0], i * HOUR))
+            ]  # fmt: skip
+            baselines.note(0, i * HOUR, MODEL, state)
+            out.append(Rows(*rows))
+        return out
+
+    def _state(self, window: Dataset, index: int) -> Any:
         from drifthouse.categories import category_key
         from drifthouse.detectors.columns import Columns
         from drifthouse.detectors.model_sketch import ModelBatch
-        from drifthouse.stream.results import evaluate_window
-        from drifthouse.stream.windows import WindowSpec
 
         layout, n = self.sketch.layout, window.rows
         numeric = np.ascontiguousarray(
@@ -183,12 +156,7 @@ class Monitor:
             status=np.isnan(numeric).view(np.uint8), codes=codes, latency=np.full(n, np.nan),
             http_status=np.full(n, 200, dtype=np.int32), score=np.full(n, np.nan),
         )  # fmt: skip
-        state = self.sketch.update(self.sketch.empty(), ModelBatch(cols))
-        result = evaluate_window(
-            WindowSpec.tumbling(HOUR), index * HOUR, MODEL, state, self.sketches,
-            changes=None, run_id="bench", computed_at=0,
-        )  # fmt: skip
-        return result.metrics
+        return self.sketch.update(self.sketch.empty(), ModelBatch(cols))
 
 
 def _take(ds: Dataset, idx: npt.NDArray[np.intp]) -> Dataset:
@@ -217,7 +185,25 @@ def _windows(
 # ---- rule sets ---------------------------------------------------------------------------------
 
 
-def _rule_sets() -> dict[str, list[Any]]:
+@dataclass(frozen=True)
+class RuleSet:
+    """Rules run together: on the rows compared with the profile, or (``trailing``) with the
+    trailing baseline; ``model_wide`` rules alert per model-window (feature ``""``)."""
+
+    rules: list[Any]
+    trailing: bool = False
+    model_wide: bool = False
+
+    def rows(self, windows: Sequence[Rows]) -> list[list[Any]]:
+        return [w.trailing if self.trailing else w.fixed for w in windows]
+
+
+SHIPPED = "after: shipped (`psi > 0.25`; `ks >= 0.1 and qvalue < 0.01`, for 2)"
+SHIPPED_TRAILING = f"shipped, on a trailing baseline of {TRAILING} windows"
+MULTIVARIATE = "`multivariate-drift`"
+
+
+def _rule_sets() -> dict[str, RuleSet]:
     from drifthouse.config import RuleConfig
     from drifthouse.config.default_rules import load_default_rules
 
@@ -226,38 +212,72 @@ def _rule_sets() -> dict[str, list[Any]]:
             {"name": name, "metric": metric, "when": when, "segment": "", **kw}
         )
 
-    shipped = [r for r in load_default_rules() if r.name in {"data-drift", "distribution-shift"}]
-    assert len(shipped) == 2, [r.name for r in load_default_rules()]
+    defaults = {r.name: r for r in load_default_rules()}
+    shipped = [defaults["data-drift"], defaults["distribution-shift"]]
     return {
-        "before: `psi > 0.25` (for 2)": [
-            rule("psi", "psi", "value > 0.25", clear="value < 0.1", **{"for": 2})
-        ],
-        "bare p-value `< 0.05`": [
-            rule("ks-p", "ks_pvalue", "value < 0.05"),
-            rule("chi2-p", "chi2_pvalue", "value < 0.05"),
-        ],
-        "q-value alone `< 0.05`": [
-            rule("ks-q", "ks_qvalue", "value < 0.05"),
-            rule("chi2-q", "chi2_qvalue", "value < 0.05"),
-        ],
-        "after: shipped (`psi > 0.25`; `ks >= 0.1 and qvalue < 0.01`, for 2)": shipped,
+        "before: `psi > 0.25` (for 2)": RuleSet(
+            [rule("psi", "psi", "value > 0.25", clear="value < 0.1", **{"for": 2})]
+        ),
+        "bare p-value `< 0.05`": RuleSet(
+            [
+                rule("ks-p", "ks_pvalue", "value < 0.05"),
+                rule("chi2-p", "chi2_pvalue", "value < 0.05"),
+            ]
+        ),
+        "q-value alone `< 0.05`": RuleSet(
+            [
+                rule("ks-q", "ks_qvalue", "value < 0.05"),
+                rule("chi2-q", "chi2_qvalue", "value < 0.05"),
+            ]
+        ),
+        SHIPPED: RuleSet(shipped),
+        SHIPPED_TRAILING: RuleSet(shipped, trailing=True),
+        # The PCA and its band stay the profile's on a trailing baseline: one column for both.
+        MULTIVARIATE: RuleSet([defaults["multivariate-drift"]], model_wide=True),
     }
 
 
-def _fired(rules: list[Any], windows: Sequence[list[Any]]) -> tuple[list[tuple[int, str]], int]:
-    """(window index, feature) of every alert the rules raise over the windows' rows, and the
-    feature-windows spent firing (a feature counted once per window whatever the rules)."""
+@dataclass(frozen=True)
+class Fired:
+    """What rules did over a stream of windows: every alert raised, ``(window, feature)``,
+    and each window's features with an alert firing (a feature once whatever the rules;
+    ``""`` for a model-wide alert)."""
+
+    raised: list[tuple[int, str]]
+    firing: list[frozenset[str]]
+
+    @property
+    def firing_windows(self) -> int:
+        """Feature-windows (model-windows for model-wide rules) spent firing."""
+        return sum(len(f) for f in self.firing)
+
+    def first(self, feature: str, onset: int) -> int | None:
+        """The delay of the first alert on ``feature`` at or after window ``onset``."""
+        return next((i - onset for i, f in self.raised if f == feature and i >= onset), None)
+
+    def in_alarm(self, feature: str, onset: int) -> int:
+        """Windows at or after ``onset`` in which an alert on ``feature`` is firing."""
+        return sum(1 for f in self.firing[onset:] if feature in f)
+
+
+def fired(rules: Sequence[Any], windows: Sequence[Sequence[Any]]) -> Fired:
+    """Run ``rules`` in one ``RuleEngine`` over the windows' rows, in order."""
     from drifthouse.alerts.rules import RuleEngine
 
-    engine = RuleEngine(rules)
-    raised, firing = [], 0
+    engine = RuleEngine(list(rules))
+    raised: list[tuple[int, str]] = []
+    firing: list[frozenset[str]] = []
     for i, rows in enumerate(windows):
         raised += [(i, a.feature) for a in engine.process(rows) if a.status == "firing"]
-        firing += len({a.feature for a in engine.firing()})
-    return raised, firing
+        firing.append(frozenset(a.feature for a in engine.firing()))
+    return Fired(raised, firing)
 
 
-# ---- the two tables ----------------------------------------------------------------------------
+def _median(values: Sequence[float]) -> str:
+    return f"{statistics.median(values):.1f}" if values else "–"
+
+
+# ---- the tables --------------------------------------------------------------------------------
 
 
 def false_alarms(
@@ -265,7 +285,11 @@ def false_alarms(
 ) -> list[str]:
     sets = _rule_sets()
     lines = [
-        "| dataset | rows per window | feature-windows | " + " | ".join(sets) + " |",
+        "| dataset | rows per window | feature-windows | "
+        + " | ".join(
+            f"{k} (per 1,000 model-windows)" if v.model_wide else k for k, v in sets.items()
+        )
+        + " |",
         "|---|---:|---:|" + "---:|" * len(sets),
     ]
     for ds in datasets:
@@ -273,13 +297,16 @@ def false_alarms(
             rng = np.random.default_rng(seed)
             ref, pool = _split(ds, rng)
             monitor = Monitor(ref)
-            rows = [monitor.rows(w, i) for i, w in enumerate(_windows(pool, size, count, rng))]
+            rows = monitor.stream(_windows(pool, size, count, rng))
             feature_windows = (len(ds.numeric) + len(ds.categorical)) * count
             cells = []
-            for rules in sets.values():
-                raised, firing = _fired(rules, rows)
-                per = 1000 / feature_windows
-                cells.append(f"{firing * per:.1f} ({len(raised) * per:.1f})")
+            for rule_set in sets.values():
+                if rule_set.model_wide and not monitor.multivariate:
+                    cells.append("no fit")
+                    continue
+                got = fired(rule_set.rules, rule_set.rows(rows))
+                per = 1000 / (count if rule_set.model_wide else feature_windows)
+                cells.append(f"{got.firing_windows * per:.1f} ({len(got.raised) * per:.1f})")
             lines.append(
                 f"| {ds.name} | {size:,} | {feature_windows:,} | " + " | ".join(cells) + " |"
             )
@@ -287,11 +314,16 @@ def false_alarms(
 
 
 def delays(datasets: Sequence[Dataset], size: int, count: int, seed: int, sds: float) -> list[str]:
+    """Per dataset and rule set: the median delay (found/runs); for the shipped rules on either
+    reference, the median windows in alarm from the onset on."""
     sets = _rule_sets()
+    spans = (SHIPPED, SHIPPED_TRAILING)
     onset = count // 2
     lines = [
-        "| dataset | rows per window | " + " | ".join(sets) + " |",
-        "|---|---:|" + "---:|" * len(sets),
+        "| dataset | rows per window | "
+        + " | ".join(sets)
+        + f" | in alarm (of {count - onset}): shipped | on a trailing baseline |",
+        "|---|---:|" + "---:|" * (len(sets) + 2),
     ]
     for ds in datasets:
         rng = np.random.default_rng(seed)
@@ -300,22 +332,32 @@ def delays(datasets: Sequence[Dataset], size: int, count: int, seed: int, sds: f
         windows = _windows(pool, size, count, rng)
         distinct = sorted(ds.numeric, key=lambda f: -len(np.unique(ref.numeric[f])))[:4]
         found: dict[str, list[int | None]] = {name: [] for name in sets}
+        early = 0  # runs a model-wide rule was in alarm before the onset: its delay is chance
+        alarm: dict[str, list[int]] = {name: [] for name in spans}
         for feature in distinct:
             shift = sds * float(np.std(ref.numeric[feature]))
-            rows = []
-            for i, w in enumerate(windows):
-                if i >= onset:
-                    w = Dataset(w.name, {**w.numeric, feature: w.numeric[feature] + shift},
-                                w.categorical, w.ordered)  # fmt: skip
-                rows.append(monitor.rows(w, i))
-            for name, rules in sets.items():
-                hits = [i for i, f in _fired(rules, rows)[0] if f == feature and i >= onset]
-                found[name].append(hits[0] - onset if hits else None)
+            shifted = [
+                w if i < onset else Dataset(w.name, {**w.numeric, feature: w.numeric[feature] + shift},
+                                            w.categorical, w.ordered)
+                for i, w in enumerate(windows)
+            ]  # fmt: skip
+            rows = monitor.stream(shifted)
+            for name, rule_set in sets.items():
+                got = fired(rule_set.rules, rule_set.rows(rows))
+                target = "" if rule_set.model_wide else feature
+                found[name].append(got.first(target, onset))
+                early += int(rule_set.model_wide and target in got.firing[onset - 1])
+                if name in alarm:
+                    alarm[name].append(got.in_alarm(target, onset))
         cells = []
-        for runs in found.values():
-            got = [d for d in runs if d is not None]
-            median = f"{statistics.median(got):.1f}" if got else "–"
-            cells.append(f"{median} ({len(got)}/{len(runs)})")
+        for name, runs in found.items():
+            if sets[name].model_wide and not monitor.multivariate:
+                cells.append("no fit")
+                continue
+            hits = [d for d in runs if d is not None]
+            before = f", {early} in alarm before" if sets[name].model_wide and early else ""
+            cells.append(f"{_median(hits)} ({len(hits)}/{len(runs)}{before})")
+        cells += [_median(alarm[name]) for name in spans]
         lines.append(f"| {ds.name} | {size:,} | " + " | ".join(cells) + " |")
     return lines
 
@@ -329,33 +371,39 @@ CAR_LOAN_DRIFTED = ("car_value", "loan_length", "repaid_loan_on_prev_car", "sala
 
 def known_drift(folder: Path, size: int) -> list[str]:
     """NannyML's car loan data: its whole reference period against its analysis period in
-    time order, windows of ``size`` rows; the onset is known (:data:`CAR_LOAN_ONSET_ROW`)."""
-    (ref,) = [d for d in _load_exported(folder) if d.name == "nannyml_car_loan"]
+    time order, windows of ``size`` rows; the onset is known (:data:`CAR_LOAN_ONSET_ROW`).
+    A model-wide rule has one series: its false alarms are per 1,000 model-windows before the
+    onset, its delay that of its first alert from the onset on."""
+    (ref,) = [d for d in load_exported(folder) if d.name == "nannyml_car_loan"]
     with np.load(folder / "nannyml_car_loan_analysis.npz", allow_pickle=False) as z:
         num = {k[4:]: z[k].astype(float) for k in z.files if k.startswith("num:")}
         cat = {k[4:]: z[k].astype(str) for k in z.files if k.startswith("cat:")}
     analysis = Dataset("analysis", num, cat, True)
     monitor = Monitor(ref)
     count, onset = analysis.rows // size, CAR_LOAN_ONSET_ROW // size
-    rows = [monitor.rows(w, i) for i, w in enumerate(_windows(analysis, size, count, None))]
+    rows = monitor.stream(_windows(analysis, size, count, None))
     features = [*ref.numeric, *ref.categorical]
     still = [f for f in features if f not in CAR_LOAN_DRIFTED]
     lines = [
         "| rule set | false alarms before the onset | on the 3 unchanged features after it | "
-        "delay, median (found/4 drifted features) |",
-        "|---|---:|---:|---:|",
+        f"delay, median (found/drifted) | windows in alarm from the onset (of {count - onset}), "
+        "median |",
+        "|---|---:|---:|---:|---:|",
     ]
-    for name, rules in _rule_sets().items():
-        raised, _ = _fired(rules, rows)
-        before = sum(1 for i, _ in raised if i < onset)
-        after = sum(1 for i, f in raised if i >= onset and f in still)
-        first = {f: min((i for i, g in raised if g == f and i >= onset), default=None)
-                 for f in CAR_LOAN_DRIFTED}  # fmt: skip
-        got = [i - onset for i in first.values() if i is not None]
-        median = f"{statistics.median(got):.1f}" if got else "–"
+    for name, rule_set in _rule_sets().items():
+        got = fired(rule_set.rules, rule_set.rows(rows))
+        drifted = [""] if rule_set.model_wide else list(CAR_LOAN_DRIFTED)
+        before = sum(1 for i, _ in got.raised if i < onset)
+        after = sum(1 for i, f in got.raised if i >= onset and f in still)
+        delay = [d for d in (got.first(f, onset) for f in drifted) if d is not None]
+        alarm = [got.in_alarm(f, onset) for f in drifted]
+        wide = 1 if rule_set.model_wide else len(features)
+        unchanged = (
+            "–" if rule_set.model_wide else f"{1000 * after / ((count - onset) * len(still)):.1f}"
+        )
         lines.append(
-            f"| {name} | {1000 * before / (onset * len(features)):.1f} | "
-            f"{1000 * after / ((count - onset) * len(still)):.1f} | {median} ({len(got)}/4) |"
+            f"| {name} | {1000 * before / (onset * wide):.1f} | {unchanged} | "
+            f"{_median(delay)} ({len(delay)}/{len(drifted)}) | {_median(alarm)} |"
         )
     return lines
 
@@ -369,10 +417,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer, smaller windows")
     args = parser.parse_args(argv)
     if args.export:
-        _export(args.export)
+        export(args.export)
         return 0
     started = time.perf_counter()
-    datasets = _river_datasets() + (_load_exported(args.data) if args.data else [])
+    datasets = river_datasets() + (load_exported(args.data) if args.data else [])
     count = 10 if args.quick else args.windows
     big = [] if args.quick else [100_000]
     sizes: dict[str, Sequence[int]] = {"*": [200, 1_000, *big]}

@@ -119,3 +119,14 @@ def kl(ref: np.ndarray, cur: np.ndarray, eps: float) -> float:
         q = max(c / n_cur, eps)
         total += q * math.log(q / p)
     return total
+
+
+def reconstruction_errors(
+    x: np.ndarray, center: np.ndarray, scale: np.ndarray, mean: np.ndarray, components: np.ndarray
+) -> np.ndarray:
+    """PCA reconstruction error per row: scikit-learn's ``StandardScaler``, then
+    ``PCA.inverse_transform(PCA.transform(z))``, spelled in NumPy (docs/statistics.md,
+    "Multivariate drift")."""
+    z = (x - center) / scale
+    back = (z - mean) @ components.T @ components + mean
+    return np.asarray(np.linalg.norm(z - back, axis=1))

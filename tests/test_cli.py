@@ -333,6 +333,12 @@ def test_check_tells_about_the_pii_key(
             ["eta (no reference)", "serving metrics only (metrics.default_reference: none)"],
             id="default-none",
         ),
+        pytest.param(
+            {"fraud": {"reference": {"trailing": "7d"}}},
+            {},
+            ["fraud (automatic reference, 1h, trailing baseline 1w)"],
+            id="trailing",
+        ),
     ],
 )  # fmt: skip
 def test_check_lists_the_models_on_an_automatic_reference(

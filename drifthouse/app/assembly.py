@@ -57,19 +57,16 @@ def load_profiles(config: Config) -> dict[str, Profile]:
     """The reference profiles named under ``models:`` (paths relative to the config file)."""
     out: dict[str, Profile] = {}
     for model, settings in config.models.items():
-        if settings.reference is None or settings.reference == "auto":
+        named = settings.profile_reference
+        if named is None or named == "auto":
             continue  # an automatic reference is built from the traffic (stream.auto_reference)
-        path = (
-            settings.reference
-            if settings.reference.is_absolute()
-            else config.base_dir / settings.reference
-        )
+        path = named if named.is_absolute() else config.base_dir / named
         try:
             data = path.read_bytes()
         except OSError as exc:
             raise ProfileError(
                 f"models.{model}.reference: cannot read {path} ({exc.strerror}); build it with "
-                f"`drifthouse profile INPUT --model {model} --out {settings.reference}`"
+                f"`drifthouse profile INPUT --model {model} --out {named}`"
             ) from exc
         profile = Profile.from_json(data)
         pii = sorted({f.name for f in profile.features} & set(settings.pii))

@@ -82,6 +82,9 @@ def _summary(config: Config) -> Table:
             if reference.is_file()
             else "reference missing"
         )
+        trailing = config.model(name).trailing
+        if trailing is not None:
+            state += f", trailing baseline {format_duration(trailing.trailing)}"
         models.append(f"{name} ({state})")
     table.add_row(
         "models", escape(", ".join(models)) or "none configured (every model gets the defaults)"

@@ -147,6 +147,13 @@ def _print_profile(built: Profile, title: str) -> None:
             f"calibrated: {', '.join(fitted) or 'none (calibrated already)'}",
             highlight=False,
         )
+    mv = built.multivariate
+    if mv is not None:  # docs/statistics.md, "Multivariate drift"
+        out.print(
+            f"multivariate drift: PCA of {mv.pca.width} features, {len(mv.pca.components)} "
+            f"components ({mv.pca.explained:.1%} of the variance)",
+            highlight=False,
+        )
     _print_type_errors(
         built.features if built.prediction is None else [*built.features, built.prediction]
     )

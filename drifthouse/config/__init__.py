@@ -49,6 +49,7 @@ from drifthouse.config.sections import (
     MetricsConfig,
     ModelConfig,
     StoreConfig,
+    TrailingReference,
     WindowConfig,
     auto_span_of,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "SecretDsn",
     "SlackReceiver",
     "StoreConfig",
+    "TrailingReference",
     "WebhookReceiver",
     "WindowConfig",
     "auto_span_of",

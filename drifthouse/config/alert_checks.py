@@ -41,6 +41,8 @@ KNOWN_METRICS = frozenset(
         # drift
         "psi", "ks", "ks_pvalue", "chi2", "chi2_pvalue", "js", "wasserstein", "importance_shift",
         "kl", "psi_contribution", "js_contribution", "mass_shift", "psi_segment_share",
+        "reconstruction_error", "reconstruction_error_lower", "reconstruction_error_upper",
+        "reconstruction_error_z",
         # multiple testing: the window's Benjamini-Hochberg q-values beside the p-values
         "ks_qvalue", "chi2_qvalue",
         # quality

@@ -13,10 +13,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from drifthouse.config.sections import WindowConfig
-from drifthouse.durations import window_name
+from drifthouse.config.sections import TrailingReference, WindowConfig
+from drifthouse.durations import format_duration, window_name
 
-__all__ = ["as_list", "raw_reference_problems", "reference_problems"]
+__all__ = ["as_list", "raw_reference_problems", "reference_problems", "trailing_problems"]
 
 
 def reference_problems(
@@ -62,9 +62,11 @@ def reference_problems(
 def raw_reference_problems(data: Mapping[str, Any]) -> list[tuple[tuple[int | str, ...], str]]:
     """:func:`reference_problems` on raw YAML data, skipping parts that are malformed."""
     windows: list[tuple[int, str]] = []
+    parsed: list[WindowConfig] = []
     for i, item in enumerate(as_list(data.get("windows"))):
         try:
-            windows.append((i, WindowConfig.model_validate(item).name))
+            parsed.append(WindowConfig.model_validate(item))
+            windows.append((i, parsed[-1].name))
         except ValidationError:
             continue
     raw_receivers = data.get("receivers")
@@ -84,6 +86,19 @@ def raw_reference_problems(data: Mapping[str, Any]) -> list[tuple[tuple[int | st
         if isinstance(rule, dict) and isinstance(rule.get("window"), str)
     ]
     problems = reference_problems(windows=windows, receivers=receivers, routes=routes, rules=rules)
+    models = data.get("models")
+    spans: dict[str, int] = {}
+    for name, model in models.items() if isinstance(models, dict) else ():
+        reference = model.get("reference") if isinstance(model, dict) else None
+        if isinstance(reference, dict):
+            try:
+                spans[str(name)] = TrailingReference.model_validate(reference).trailing
+            except ValidationError:
+                continue  # reported with the fields
+    if spans and (parsed or "windows" not in data):
+        problems += trailing_problems(
+            spans, parsed or [WindowConfig.model_validate({"size": "1h"})]
+        )
     store = data.get("store")
     if isinstance(store, dict) and store.get("path") is not None and store.get("dsn") is not None:
         problems.append(
@@ -95,3 +110,39 @@ def raw_reference_problems(data: Mapping[str, Any]) -> list[tuple[tuple[int | st
 def as_list(value: Any) -> list[Any]:
     """``value`` if it is a list, else an empty one (raw YAML may hold anything)."""
     return value if isinstance(value, list) else []
+
+
+def trailing_problems(
+    spans: Mapping[str, int], windows: list[WindowConfig]
+) -> list[tuple[tuple[int | str, ...], str]]:
+    """Problems of the models' trailing baselines (``spans``: model -> span, ms)."""
+    return [
+        (("models", name, "reference", "trailing"), problem)
+        for name, span in spans.items()
+        if (problem := trailing_problem(span, windows)) is not None
+    ]
+
+
+def trailing_problem(span: int, windows: list[WindowConfig]) -> str | None:
+    """What is wrong with a trailing baseline of ``span`` ms over ``windows``, if anything.
+
+    A trailing baseline merges stored states of the first window kept in the stream (its
+    *base*): the base must be tumbling and the span a whole number of base windows
+    (docs/configuration.md "Trailing baselines").
+    """
+    base = next((w for w in windows if w.base is None), None)
+    if base is None:
+        return "needs a window kept in the stream (one without 'from') to store states of"
+    if base.hop not in (None, base.size):
+        return (
+            f"the first window kept in the stream ({base.name}) must be tumbling: its stored "
+            f"states are the baseline's parts; list a tumbling window such as "
+            f"{{size: {format_duration(base.hop or base.size)}}} first"
+        )
+    size = base.size
+    if span % size:
+        return (
+            f"must be a whole number of {base.name} windows (the first window kept in the "
+            f"stream), got {format_duration(span)}; e.g. {format_duration(-(-span // size) * size)}"
+        )
+    return None

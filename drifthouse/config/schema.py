@@ -16,7 +16,7 @@ from drifthouse.config.alerting import (
     RuleConfig,
 )
 from drifthouse.config.base import Strict, mask_dsn
-from drifthouse.config.checks import reference_problems
+from drifthouse.config.checks import reference_problems, trailing_problems
 from drifthouse.config.default_rules import load_default_rules
 from drifthouse.config.locations import dotted, is_warning, locate
 from drifthouse.config.sections import (
@@ -123,6 +123,10 @@ class Config(Strict):
             ],
             rules=[(i, r.window) for i, r in enumerate(self.rules)],
         )
+        problems += trailing_problems(
+            {name: m.trailing.trailing for name, m in self.models.items() if m.trailing},
+            self.windows,
+        )
         errors = [f"{dotted(where)}: {msg}" for where, msg in problems if not is_warning(msg)]
         if errors:
             raise ValueError("; ".join(errors))
@@ -168,7 +172,7 @@ class Config(Strict):
 
     def reference_path(self, model: str) -> Path | None:
         """The absolute path of ``model``'s reference profile, if one is configured."""
-        reference = self.model(model).reference
+        reference = self.model(model).profile_reference
         return None if reference is None or reference == "auto" else self.resolve_path(reference)
 
     def auto_reference_span(self, model: str) -> int | None:

@@ -32,6 +32,7 @@ __all__ = [
     "MetricsConfig",
     "ModelConfig",
     "StoreConfig",
+    "TrailingReference",
     "WindowConfig",
     "auto_span_of",
 ]
@@ -284,13 +285,39 @@ class WindowConfig(Strict):
         return self.size if self.hop is None else math.gcd(self.size, self.hop)
 
 
+class TrailingReference(Strict):
+    """``reference: {trailing: 7d}``: each window compared with the merge of the model's
+    previous windows over ``trailing``, on the bins of ``profile`` (a file, or ``auto``: the
+    automatic reference's); docs/configuration.md "Trailing baselines"."""
+
+    trailing: DurationMs = Field(
+        gt=0, description="event time before each window whose windows are its baseline"
+    )
+    profile: Literal["auto"] | Path = Field(
+        "auto", description="where the bins come from: a profile file, or 'auto'"
+    )
+    min_events: int = Field(
+        100, ge=1, description="a baseline with fewer events gives the window no drift rows"
+    )
+
+    @field_validator("profile")
+    @classmethod
+    def _bins(cls, value: Literal["auto"] | Path) -> Literal["auto"] | Path:
+        if value != "auto" and str(value) == "none":
+            raise ValueError(
+                "a trailing baseline compares windows on bins: name a profile file or 'auto' "
+                "(bins of the automatic reference), got 'none'"
+            )
+        return value
+
+
 class ModelConfig(Strict):
     """Per-model settings."""
 
-    reference: Literal["auto"] | Path | None = Field(
+    reference: Literal["auto"] | Path | TrailingReference | None = Field(
         None,
-        description="a profile file, or 'auto': a reference built from the model's first traffic "
-        "(default: metrics.default_reference)",
+        description="a profile file, 'auto' (a reference built from the model's first traffic), "
+        "or {trailing: 7d}: the model's previous windows (default: metrics.default_reference)",
     )
     reference_span: DurationMs | None = Field(
         None, gt=0, description="event time an automatic reference covers (default: metrics')"
@@ -319,6 +346,18 @@ class ModelConfig(Strict):
         "primary's window waits for it)",
     )
 
+    @property
+    def profile_reference(self) -> Literal["auto"] | Path | None:
+        """Where the bins come from: the profile file, ``auto``, or ``None`` (the default)."""
+        if isinstance(self.reference, TrailingReference):
+            return self.reference.profile
+        return self.reference
+
+    @property
+    def trailing(self) -> TrailingReference | None:
+        """The trailing baseline, when the model's windows are compared with earlier ones."""
+        return self.reference if isinstance(self.reference, TrailingReference) else None
+
     @field_validator("bounds")
     @classmethod
     def _ordered_bounds(
@@ -333,9 +372,8 @@ class ModelConfig(Strict):
 def auto_span_of(settings: ModelConfig, metrics: MetricsConfig) -> int | None:
     """The span (ms) of the automatic reference of a model with these settings, or ``None``
     (see :meth:`Config.auto_reference_span`)."""
-    if settings.reference == "auto" or (
-        settings.reference is None and metrics.default_reference == "auto"
-    ):
+    reference = settings.profile_reference
+    if reference == "auto" or (reference is None and metrics.default_reference == "auto"):
         return settings.reference_span or metrics.auto_reference_span
     return None
 

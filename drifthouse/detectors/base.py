@@ -166,12 +166,13 @@ class State:
 class Context:
     """What :meth:`Sketch.evaluate` may need beside the window's state.
 
-    ``reference``: the state the window is compared with (``None``: the sketch's own
-    reference, when it has one); ``window_ms``: the window's length (``throughput_rps``);
-    ``predictions``: the predictions of the window (``labels_coverage``).
+    ``reference``: the state the window is compared with, of the sketch's own state type
+    (``None``: the sketch's own reference, when it has one; each sketch checks the type it
+    gets); ``window_ms``: the window's length (``throughput_rps``); ``predictions``: the
+    predictions of the window (``labels_coverage``).
     """
 
-    reference: State | None = None
+    reference: object = None
     window_ms: int = 0
     predictions: int = 0
 

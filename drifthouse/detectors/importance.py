@@ -294,8 +294,17 @@ class ImportanceSketch(Sketch[ImportanceState, ImportanceBatch]):
 
     def evaluate(self, state: ImportanceState, context: Context = NO_CONTEXT) -> list[Result]:
         """Per feature ``importance`` (its share of the window's total); model-level
-        ``importance_shift`` when the sketch has a reference importance vector."""
+        ``importance_shift`` when the sketch has a reference importance vector, or against the
+        importance of ``context.reference`` (a state of this sketch) when given."""
         ref, current = self.reference, state
+        other = context.reference
+        if other is not None:
+            if not isinstance(other, ImportanceState):
+                raise SketchError(
+                    f"ImportanceSketch compares with an ImportanceState (got {type(other).__name__})"
+                )
+            check_same_layout("ImportanceSketch", self.layout, other, state)
+            ref = self.importance(other) if other.joint.any() else None
         n = int(current.joint[0].sum()) if self.n_features else 0
         if n == 0:
             return []

@@ -45,11 +45,13 @@ import msgspec
 import numpy as np
 
 from drifthouse.detectors.base import NO_CONTEXT, Context, Result, Sketch, window_ms_of
+from drifthouse.detectors.baselines import baseline_of
 from drifthouse.detectors.categorical import CategoricalBlock
 from drifthouse.detectors.cbpe import batch_of, sketch_for
 from drifthouse.detectors.columns import Columns, extract
 from drifthouse.detectors.importance import ImportanceBatch, ImportanceSketch
 from drifthouse.detectors.layout import FeatureLayout
+from drifthouse.detectors.model_reference import part_contexts
 from drifthouse.detectors.model_state import (
     EVENTS,
     INVALID,
@@ -58,6 +60,8 @@ from drifthouse.detectors.model_state import (
     SegmentKey,
     SegmentState,
 )
+from drifthouse.detectors.multivariate import MultivariateBatch
+from drifthouse.detectors.multivariate import sketch_for as multivariate_for
 from drifthouse.detectors.numeric import NumericBatch, NumericBlock, SketchPart
 from drifthouse.detectors.quantiles import QuantileSketch
 from drifthouse.detectors.raw_panes import RawLeaf, RawTree, decode_events
@@ -220,6 +224,7 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
         bins = FeatureBins(self.numeric, cat) if metrics.attribution_top_k > 0 else None
         self.segment = SegmentSketch(self.latency, self.status, self.prediction, bins)
         self.cbpe = sketch_for(profile)  # performance estimation (docs/model-performance.md)
+        self.multivariate = multivariate_for(profile, self.numeric.names, cat.names)  # PCA
 
     def empty(self) -> ModelState:
         return ModelState(
@@ -232,6 +237,7 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
             importance=self.importance.empty() if self.importance is not None else None,
             raw=RawLeaf() if self.collects_raw else None,
             cbpe=self.cbpe.empty() if self.cbpe is not None else None,
+            multivariate=self.multivariate.empty() if self.multivariate is not None else None,
         )
 
     def empty_segment(self) -> SegmentState:
@@ -262,6 +268,9 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
             self._update_segments(state.segments, cols)
         if self.cbpe is not None and state.cbpe is not None:
             self.cbpe.update(state.cbpe, batch_of(self.cbpe, cols))
+        if self.multivariate is not None and state.multivariate is not None:
+            mv_batch = MultivariateBatch(cols.numeric, cols.status, cols.codes)
+            self.multivariate.update(state.multivariate, mv_batch)
         if self.importance is not None and state.importance is not None:
             self.importance.update(
                 state.importance, ImportanceBatch(cols.numeric, cols.status, cols.codes, cols.score)
@@ -368,6 +377,9 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
             cbpe=self.cbpe.merge(a.cbpe, b.cbpe)
             if self.cbpe is not None and a.cbpe is not None and b.cbpe is not None
             else None,
+            multivariate=self.multivariate.merge(a.multivariate, b.multivariate)
+            if self.multivariate and a.multivariate and b.multivariate
+            else None,
         )
 
     def merge_segment(self, a: SegmentState, b: SegmentState) -> SegmentState:
@@ -392,20 +404,23 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
 
     def evaluate(self, state: ModelState, context: Context = NO_CONTEXT) -> list[Result]:
         """Every metric of a closed window of ``context.window_ms``: per feature, then model
-        level (``feature == ''``)."""
+        level (``feature == ''``); compared with ``context.reference`` (a ModelState) if given."""
         window_ms = window_ms_of("ModelSketch", context)
         events = int(state.counters[EVENTS])
         out: list[Result] = []
         if events:
-            out += self.numeric.evaluate(state.numeric)
-            out += self.categorical.evaluate(state.categorical)
-            out += self.segment.prediction_results(state.prediction)
+            ref = part_contexts(context.reference)  # docs/statistics.md "Trailing baselines"
+            out += self.numeric.evaluate(state.numeric, ref.numeric)
+            out += self.categorical.evaluate(state.categorical, ref.categorical)
+            out += self.segment.prediction_results(state.prediction, ref.prediction)
             if self.importance is not None and state.importance is not None:
-                out += self.importance.evaluate(state.importance)
+                out += self.importance.evaluate(state.importance, ref.importance)
             out += self.latency.evaluate(state.latency)
             out += self.status.evaluate(state.status)
             if self.cbpe is not None and state.cbpe is not None:
                 out += self.cbpe.evaluate(state.cbpe)
+            if self.multivariate is not None and state.multivariate is not None:
+                out += self.multivariate.evaluate(state.multivariate)
         out += [
             Result("", "events", float(events), None, 0, events),
             Result("", "late_events", float(state.counters[LATE]), None, 0, events),
@@ -473,27 +488,4 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
 
     def baseline(self, feature: str, metric: str) -> float | None:
         """The reference value of a metric, for rules such as ``value > 2 * baseline``."""
-        if self.baselines is None:
-            return None
-        if feature == "":
-            value = getattr(self.baselines, metric, None)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                return float(value)
-            # estimated_<m> (and its band) is compared with the reference's realized <m>.
-            return self.baselines.labels.get(_realized_name(metric))
-        if self.profile is None:
-            return None
-        for f in self.profile.features:
-            if f.name == feature:
-                if metric == "missing_rate":
-                    return f.missing_rate
-                if metric in {"mean", "std", "min", "max"}:
-                    return getattr(f, metric)  # type: ignore[no-any-return]
-        return None
-
-
-def _realized_name(metric: str) -> str:
-    """``accuracy`` of ``estimated_accuracy``, ``estimated_accuracy_lower`` and ``_upper``."""
-    if not metric.startswith("estimated_"):
-        return metric
-    return metric.removeprefix("estimated_").removesuffix("_lower").removesuffix("_upper")
+        return baseline_of(self.profile, feature, metric)

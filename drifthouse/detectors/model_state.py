@@ -17,6 +17,7 @@ from drifthouse.detectors.categorical import CategoricalState
 from drifthouse.detectors.cbpe import CbpeState
 from drifthouse.detectors.importance import ImportanceState
 from drifthouse.detectors.numeric import NumericState
+from drifthouse.detectors.pca import ReconstructionState
 from drifthouse.detectors.quantiles import QuantileState
 from drifthouse.detectors.raw_panes import RawTree, decode_tree, encode_tree, same_tree
 from drifthouse.detectors.status import StatusState
@@ -54,6 +55,8 @@ class _WireState(msgspec.Struct, array_like=True):
     raw: bytes | None = None
     # Performance estimation's state (a profile with a calibration).
     cbpe: bytes | None = None
+    # Multivariate drift's state (a profile with a multivariate part).
+    multivariate: bytes | None = None
 
 
 _ENCODE = msgspec.msgpack.Encoder().encode
@@ -128,6 +131,8 @@ class ModelState:
     raw: RawTree | None = None
     # Performance estimation (drifthouse.detectors.cbpe), for a profile with a calibration.
     cbpe: CbpeState | None = None
+    # Multivariate drift (drifthouse.detectors.multivariate), for a profile with a PCA.
+    multivariate: ReconstructionState | None = None
 
     def to_bytes(self) -> bytes:
         """Serialise exactly, for partial-window messages between workers."""
@@ -146,6 +151,7 @@ class ModelState:
                 segments=self._segments_bytes() if self.segments else None,
                 raw=encode_tree(self.raw) if self.raw is not None else None,
                 cbpe=self.cbpe.to_bytes() if self.cbpe is not None else None,
+                multivariate=self.multivariate.to_bytes() if self.multivariate else None,
             )
         )
 
@@ -196,6 +202,9 @@ class ModelState:
             },
             raw=decode_tree(wire.raw) if wire.raw is not None else None,
             cbpe=CbpeState.from_bytes(wire.cbpe) if wire.cbpe is not None else None,
+            multivariate=ReconstructionState.from_bytes(wire.multivariate)
+            if wire.multivariate is not None
+            else None,
         )
 
     def equals(self, other: ModelState) -> bool:
@@ -223,5 +232,10 @@ class ModelState:
                 if self.cbpe is None
                 else other.cbpe is not None and self.cbpe.equals(other.cbpe)
             )
+            and _same_part(self.multivariate, other.multivariate)
             and bool(np.array_equal(self.counters, other.counters))
         )
+
+
+def _same_part(a: ReconstructionState | None, b: ReconstructionState | None) -> bool:
+    return b is None if a is None else b is not None and a.equals(b)

@@ -19,6 +19,7 @@ import numpy as np
 
 from drifthouse.categories import category_key
 from drifthouse.detectors.calibration import Calibration
+from drifthouse.detectors.multivariate import Multivariate
 from drifthouse.errors import ProfileError
 
 __all__ = [
@@ -200,6 +201,9 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True):
     #: Performance estimation's calibration (a labelled classifier's reference); ``None`` in
     #: profiles built without labels or before it existed (docs/model-performance.md).
     calibration: Calibration | None = None
+    #: The PCA of the features for multivariate drift; ``None`` in profiles built without one
+    #: (docs/statistics.md, "Multivariate drift").
+    multivariate: Multivariate | None = None
 
     def feature(self, name: str) -> FeatureProfile:
         for f in self.features:
@@ -240,6 +244,14 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True):
             self.prediction.validate("prediction")
         if self.calibration is not None:
             self.calibration.validate("calibration")
+        if self.multivariate is not None:
+            self.multivariate.validate(
+                "multivariate",
+                {
+                    f.name: len(f.categories) if f.kind == "categorical" else None
+                    for f in self.features
+                },
+            )
         return self
 
     def to_json(self) -> bytes:

@@ -133,7 +133,7 @@ class SegmentSketch(Sketch[SegmentState, Rows]):
         events = state.events
         out: list[Result] = []
         if events:
-            out += self.prediction_results(state.prediction)
+            out += self.prediction_results(state.prediction, context)
             out += self.latency.evaluate(state.latency)
             out += self.status.evaluate(state.status)
         out += [
@@ -142,13 +142,16 @@ class SegmentSketch(Sketch[SegmentState, Rows]):
         ]
         return out
 
-    def prediction_results(self, state: PredictionState | None) -> list[Result]:
-        """The prediction's drift metrics (``feature == '__prediction__'``)."""
+    def prediction_results(
+        self, state: PredictionState | None, context: Context = NO_CONTEXT
+    ) -> list[Result]:
+        """The prediction's drift metrics (``feature == '__prediction__'``), against
+        ``context.reference`` when given."""
         if self.prediction is None or state is None:
             return []
         return [
             r
-            for r in self.prediction.evaluate(state)  # type: ignore[arg-type]
+            for r in self.prediction.evaluate(state, context)  # type: ignore[arg-type]
             if r.metric in PREDICTION_METRICS
         ]
 
@@ -159,18 +162,19 @@ class SegmentSketch(Sketch[SegmentState, Rows]):
         *,
         top_k: int,
         min_psi: float,
+        context: Context = NO_CONTEXT,
     ) -> list[tuple[str, Result]]:
         """``(segment, psi_segment_share)`` of a window whose model-wide prediction PSI is at
         least ``min_psi``: the share of the prediction's drift each segment value carries
         (:func:`~drifthouse.detectors.attribution.segment_shares`, each value's PSI weighted by
         the predictions it rests on), the ``top_k`` largest per attribute."""
-        model = [r for r in self.prediction_results(model_prediction) if r.metric == "psi"]
+        model = [r for r in self.prediction_results(model_prediction, context) if r.metric == "psi"]
         if top_k <= 0 or not model or model[0].value < min_psi:
             return []
         items = [
             (name, r.n_cur, r.value)
             for name, seg in segments
-            for r in self.prediction_results(seg.prediction)
+            for r in self.prediction_results(seg.prediction, context)
             if r.metric == "psi"
         ]
         n_ref = model[0].n_ref

@@ -30,6 +30,7 @@ from drifthouse.detectors.reference import (
 )
 from drifthouse.errors import ProfileError
 from drifthouse.profiles.calibration import reference_calibration
+from drifthouse.profiles.multivariate import fit_multivariate
 
 __all__ = [
     "KNOWN_OTHER_CAP",
@@ -290,7 +291,7 @@ def build_profile(
         profile = msgspec.structs.replace(
             profile, baselines=msgspec.structs.replace(baselines, importance=importance)
         )
-    return profile
+    return msgspec.structs.replace(profile, multivariate=fit_multivariate(profile, features))
 
 
 def _calibration(

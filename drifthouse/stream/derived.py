@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
+from drifthouse.config import TrailingReference
 from drifthouse.detectors.change import ChangeDetectors
 from drifthouse.detectors.model_sketch import EVENTS, ModelState
 from drifthouse.errors import SketchError, StoreError
@@ -37,9 +38,10 @@ from drifthouse.sinks.window_states import StoredState, WindowStates, encode_sta
 from drifthouse.stream.compare import compare_windows
 from drifthouse.stream.results import WindowResult, evaluate_window
 from drifthouse.stream.stage import Key
+from drifthouse.stream.trailing import Baseline
 from drifthouse.stream.windows import NO_TIME, WindowSpec
 
-__all__ = ["DerivedWindows", "Owed"]
+__all__ = ["DerivedWindows", "Owed", "window_state_row"]
 
 log = get_logger("merge")
 
@@ -97,6 +99,23 @@ def _batches(due: Sequence[DerivedKey], specs: Sequence[WindowSpec]) -> list[lis
     return out
 
 
+def window_state_row(
+    spec: WindowSpec, start: int, key: Key, state: ModelState, *, run_id: str, computed_at: int
+) -> WindowStateRow:
+    """The ``window_states`` row of a window just written: its whole state."""
+    return WindowStateRow(
+        window_start=start,
+        window_end=start + spec.size_ms,
+        window=spec.name,
+        model=key[0],
+        model_version=key[1],
+        state=encode_state(state.to_bytes()),
+        n=int(state.counters[EVENTS]),
+        run_id=run_id,
+        computed_at=computed_at,
+    )
+
+
 def _utc(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M")
 
@@ -142,12 +161,21 @@ class DerivedWindows:
         return bool(self.built_from)
 
     def state_row(
-        self, k: int, start: int, key: Key, state: ModelState, *, run_id: str, computed_at: int
+        self,
+        k: int,
+        start: int,
+        key: Key,
+        state: ModelState,
+        *,
+        run_id: str,
+        computed_at: int,
+        keep: bool = False,
     ) -> WindowStateRow | None:
         """The ``window_states`` row of a base window just written (``None`` for a window no
-        derived window is built from); the derived windows holding it now owe its start."""
-        derived = self.built_from.get(k)
-        if not derived:
+        derived window is built from, unless ``keep``); the derived windows holding it now owe
+        its start."""
+        derived = self.built_from.get(k, [])
+        if not derived and not keep:
             return None
         for d in derived:
             size, hop = self.specs[d].size_ms, self.specs[d].hop_ms
@@ -157,18 +185,20 @@ class DerivedWindows:
                 owed.bases.add(start)
                 owed.dirty = True
                 self._earliest = min(self._earliest, first + size)
-        spec = self.specs[k]
-        return WindowStateRow(
-            window_start=start,
-            window_end=start + spec.size_ms,
-            window=spec.name,
-            model=key[0],
-            model_version=key[1],
-            state=encode_state(state.to_bytes()),
-            n=int(state.counters[EVENTS]),
-            run_id=run_id,
-            computed_at=computed_at,
+        return window_state_row(
+            self.specs[k], start, key, state, run_id=run_id, computed_at=computed_at
         )
+
+    def touch(self, model: str, start: int, trailing: TrailingReference | None) -> None:
+        """A base window of ``model`` starting at ``start`` was rewritten: the derived windows
+        owed whose trailing span holds it are built again (docs/statistics.md "Trailing
+        baselines")."""
+        if trailing is None:
+            return
+        for dk, owed in self._owed.items():
+            if dk[2][0] == model and start < dk[1] <= start + trailing.trailing and owed.written:
+                owed.dirty = True
+                self._earliest = NO_TIME
 
     def emit(
         self,
@@ -180,6 +210,7 @@ class DerivedWindows:
         changes: ChangeDetectors | None,
         run_id: str,
         computed_at: Callable[[], int],
+        baselines: Callable[[str, int], Baseline | None] = lambda _m, _s: None,
     ) -> tuple[list[WindowResult], int]:
         """The derived windows now due, built from their stored base states, and how many
         rows were written: ``rows`` (holding the base states just closed) are written and the
@@ -208,8 +239,9 @@ class DerivedWindows:
                 loaded = self.load(batch, self.states, run_id)
                 for dk in batch:
                     result = self._build(
-                        dk, loaded, ready, sketches, changes, run_id, computed_at, merged
-                    )
+                        dk, loaded, ready, sketches, changes, run_id, computed_at, merged,
+                        baselines,
+                    )  # fmt: skip
                     if result is not None:
                         out.append(result)
                 due = due[len(batch) :]
@@ -233,6 +265,7 @@ class DerivedWindows:
         run_id: str,
         computed_at: Callable[[], int],
         merged: dict[DerivedKey, ModelState],
+        baselines: Callable[[str, int], Baseline | None],
     ) -> WindowResult | None:
         """One derived window from its stored base states (its merged state put in
         ``merged``); ``None`` when some are missing."""
@@ -264,6 +297,7 @@ class DerivedWindows:
             rewrite=rewrite,
             run_id=run_id,
             computed_at=computed_at(),
+            baseline=baselines(key[0], start),
         )
 
     def _later(self, dk: DerivedKey, ready: int | None) -> None:

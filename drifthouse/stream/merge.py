@@ -13,7 +13,8 @@ and :meth:`MergeStage.restore_snapshot` carry them over a restart.
 
 A model on an automatic reference has its windows held until the watermark passes the end of
 its first span of traffic; the reference is then built from the span's events (see
-:mod:`drifthouse.profiles.auto`), stored, and every held window evaluated on it.
+:mod:`drifthouse.profiles.auto`), stored, and every held window evaluated on it. A model on a
+trailing baseline is compared with its stored earlier windows (:mod:`drifthouse.stream.trailing`).
 """
 
 from __future__ import annotations
@@ -31,12 +32,7 @@ from drifthouse.detectors.model_sketch import ModelState
 from drifthouse.detectors.reference import Profile
 from drifthouse.events import LabelEvent, MetricEvent
 from drifthouse.logs import get_logger
-from drifthouse.profiles.auto import (
-    AutoReference,
-    build_auto_reference,
-    source_of,
-    span_end,
-)
+from drifthouse.profiles.auto import AutoReference, source_of
 from drifthouse.profiles.sketches import Sketches
 from drifthouse.rows import MetricRow, ReferenceRow, Row, SketchRow
 from drifthouse.sinks.base import Sink
@@ -44,12 +40,15 @@ from drifthouse.sinks.references import reference_rows
 from drifthouse.sinks.window_states import WindowStates, states_of
 from drifthouse.stream.compare import compare_windows
 from drifthouse.stream.derived import DerivedWindows
+from drifthouse.stream.frontier import take_fresh
 from drifthouse.stream.labels import LabelStage, PredictionRecord
+from drifthouse.stream.merge_references import due_references
 from drifthouse.stream.merge_snapshot import MergeSnapshot, decode_snapshot, encode_snapshot
 from drifthouse.stream.metric_events import MetricEventWindows
 from drifthouse.stream.results import WindowResult, change_results, evaluate_window, metric_rows
 from drifthouse.stream.shadow import ShadowPairs
 from drifthouse.stream.stage import Key, Partial, StageStats
+from drifthouse.stream.trailing import Baseline, TrailingBaselines
 from drifthouse.stream.windows import NO_TIME, WindowSpec
 
 __all__ = ["MergeStage", "WindowKey", "WindowResult"]
@@ -127,6 +126,10 @@ class MergeStage:
         # Windows built from stored base windows (docs/configuration.md "windows").
         self.derived = DerivedWindows(self.specs, self.states or states_of(self.sink))
         self._state_rows: list[Row] = []
+        # Models compared with their earlier windows (docs/statistics.md "Trailing baselines").
+        self.trailing = TrailingBaselines(
+            self.specs, self.sketches, self.derived.states, self._flush_states, self.run_id
+        )
         # The first window kept in the stream: automatic references are built from it.
         self._first = next(i for i, s in enumerate(self.specs) if not s.derived)
         if self.labels is not None:  # the shadows see what the label join sees
@@ -210,24 +213,9 @@ class MergeStage:
             self.labels.add_records(records)
 
     def fresh(self, stream: str, offsets: Sequence[int]) -> list[int]:
-        """Positions in ``offsets`` beyond what ``stream`` has taken; taken now.
-
-        Offsets come in ascending order from a worker, but an offset is taken once whatever
-        the order: one at or below the highest taken so far, in this message or before, is
-        left out, and the frontier never moves back. The events of one batched message share
-        its offset and come together: a run of one offset just taken is taken whole.
-        """
-        frontier = self._frontier.get(stream, -1)
-        if not offsets:
-            return []
-        keep: list[int] = []
-        last = frontier
-        for i, offset in enumerate(offsets):
-            if offset > last or (offset == last and keep and keep[-1] == i - 1):
-                keep.append(i)
-                last = offset
-        self._frontier[stream] = last
-        return keep
+        """Positions in ``offsets`` beyond what ``stream`` has taken; taken now (see
+        :func:`~drifthouse.stream.frontier.take_fresh`)."""
+        return take_fresh(self._frontier, stream, offsets)
 
     def add_labels(self, labels: Sequence[LabelEvent]) -> None:
         """Decoded label events, in arrival order."""
@@ -295,28 +283,8 @@ class MergeStage:
     def _build_references(self, ready: int | None) -> list[MetricRow | SketchRow | ReferenceRow]:
         """Build the automatic references whose span the watermark has passed (all of them
         when ``ready`` is ``None``); return their ``references`` and reference ``sketches`` rows."""
-        k0 = self._first
-        size = self.specs[k0].size_ms
-        first: dict[str, int] = {}
-        for k, start, key in self._pending:
-            if k == k0 and start % size == 0 and self.sketches(key[0]).collects_raw:
-                first[key[0]] = min(first.get(key[0], start), start)
         rows: list[MetricRow | SketchRow | ReferenceRow] = []
-        for model in sorted(first):
-            span = self.sketches(model).auto_span
-            assert span is not None
-            start, end = first[model], span_end(first[model], span, size)
-            if ready is not None and ready < end:
-                continue
-            states = [
-                parts[p].state
-                for (k, s, key), parts in sorted(
-                    self._pending.items(), key=lambda t: (t[0][1], t[0][2])
-                )
-                if k == k0 and key[0] == model and start <= s < end and s % size == 0
-                for p in sorted(parts)
-            ]
-            ref = build_auto_reference(model, start, end, states, self.sketches)
+        for ref in due_references(self._pending, self.specs, self._first, self.sketches, ready):
             self._set_auto(ref)
             if ref.profile is not None:
                 reference, sketches = reference_rows(ref.profile, source=source_of(ref))
@@ -351,6 +319,7 @@ class MergeStage:
             later, written = self.derived.emit(
                 ready, rows, sink=self.sink, sketches=self.sketches, changes=self.changes,
                 run_id=self.run_id, computed_at=self.computed_at,
+                baselines=self.trailing.baseline,
             )  # fmt: skip
             self.stats.rows += written
         later += self._release_changes(ready)
@@ -379,53 +348,84 @@ class MergeStage:
     def _emit_predictions(self, ready: int | None) -> list[WindowResult]:
         out: list[WindowResult] = []
         merged: dict[WindowKey, ModelState] = {}  # for the versions' comparisons
-        for wkey in sorted(self._pending, key=lambda t: (t[1], t[0], t[2])):
+        order = lambda t: (t[1], t[0], t[2])  # noqa: E731
+        redo: set[WindowKey] = set()  # written windows whose trailing baseline was rewritten
+        waiting: set[str] = set()  # models whose trailing baselines cannot be read now
+        for wkey in sorted(self._pending, key=order):
             k, start, key = wkey
             if ready is not None and start + self.specs[k].size_ms > ready:
                 continue
-            if self.sketches(key[0]).collects_raw:
+            if self.sketches(key[0]).collects_raw or key[0] in waiting:
                 continue  # held until the model's automatic reference is built
+            read, baseline = self.trailing.read(key[0], start)
+            if not read:  # the store is away: the model's windows wait for it, in order
+                waiting.add(key[0])
+                continue
             parts = self._pending.pop(wkey)
             earlier = self._emitted.get(wkey)
             if earlier is not None:  # a rewrite: merge with the partitions already written
                 parts = {**earlier, **parts}
+                if self.trailing.stores(k, key[0]):  # a part of later windows' baselines
+                    redo.update(self.trailing.dependents(start, key[0], self._emitted))
+                    self.derived.touch(key[0], start, self.trailing.settings(key[0]))
             self._emitted[wkey] = parts
             again = earlier is not None or wkey in self.written_before
             self.written_before.discard(wkey)
-            sketch = self.sketches(key[0])
-            state: ModelState | None = None
-            for p in sorted(parts):  # a fixed merge order: results do not depend on timing
-                state = parts[p].state if state is None else sketch.merge(state, parts[p].state)
-            assert state is not None
-            state = merged[wkey] = sketch.resolve(state)
-            computed_at = self.computed_at()
-            out.append(
-                evaluate_window(
-                    self.specs[k],
-                    start,
-                    key,
-                    state,
-                    self.sketches,
-                    changes=self.changes,
-                    defer_changes=bool(self._idle),
-                    rewrite=again,
-                    run_id=self.run_id,
-                    computed_at=computed_at,
-                )
-            )
-            if self.labels is not None:  # estimated_* kept for the label window's errors
-                self.labels.note_estimates(out[-1].metrics)
-            stored = self.derived.state_row(
-                k, start, key, state, run_id=self.run_id, computed_at=computed_at
-            )
-            if stored is not None:
-                self._state_rows.append(stored)
+            redo.discard(wkey)
+            out.append(self._write_window(wkey, parts, merged, baseline, rewrite=again))
+        for wkey in sorted(redo, key=order):  # (store away: kept as written on the old one)
+            read, baseline = self.trailing.read(wkey[2][0], wkey[1])
+            if read:
+                parts = self._emitted[wkey]
+                out.append(self._write_window(wkey, parts, merged, baseline, rewrite=True))
         out += compare_windows(
             out, merged, self._emitted, specs=self.specs, sketches=self.sketches,
             run_id=self.run_id, computed_at=self.computed_at(),
         )  # fmt: skip
         self._forget_emitted(ready)
         return out
+
+    def _write_window(
+        self,
+        wkey: WindowKey,
+        parts: dict[int, Partial],
+        merged: dict[WindowKey, ModelState],
+        baseline: Baseline | None,
+        rewrite: bool = False,
+    ) -> WindowResult:
+        """One window's result from its partials; its state stored when windows are built
+        from it (derived windows, trailing baselines)."""
+        k, start, key = wkey
+        sketch = self.sketches(key[0])
+        state: ModelState | None = None
+        for p in sorted(parts):  # a fixed merge order: results do not depend on timing
+            state = parts[p].state if state is None else sketch.merge(state, parts[p].state)
+        assert state is not None
+        state = merged[wkey] = sketch.resolve(state)
+        computed_at = self.computed_at()
+        self.trailing.note(k, start, key, state)
+        result = evaluate_window(
+            self.specs[k], start, key, state, self.sketches, changes=self.changes,
+            defer_changes=bool(self._idle), run_id=self.run_id, computed_at=computed_at,
+            baseline=baseline, rewrite=rewrite,
+        )  # fmt: skip
+        if self.labels is not None:  # estimated_* kept for the label window's errors
+            self.labels.note_estimates(result.metrics)
+        stored = self.derived.state_row(
+            k, start, key, state, run_id=self.run_id, computed_at=computed_at,
+            keep=self.trailing.stores(k, key[0]),
+        )  # fmt: skip
+        if stored is not None:
+            self._state_rows.append(stored)
+        return result
+
+    def _flush_states(self) -> None:
+        """Make the stored states readable: write those held, flush the sink."""
+        if self._state_rows:
+            self.sink.write(self._state_rows)
+            self.stats.rows += len(self._state_rows)
+            self._state_rows = []
+        self.sink.flush()
 
     def _release_changes(self, ready: int | None) -> list[WindowResult]:
         """Change rows of windows written while a partition was idle, once every partition's

@@ -16,13 +16,14 @@ import msgspec
 
 from drifthouse.detectors.base import Context, Result
 from drifthouse.detectors.change import ChangeDetectors
-from drifthouse.detectors.model_sketch import EVENTS, ModelState
+from drifthouse.detectors.model_sketch import EVENTS, ModelSketch, ModelState, SegmentState
 from drifthouse.detectors.multiple_testing import bh_qvalues
 from drifthouse.detectors.window_attribution import attribute
 from drifthouse.profiles.auto import DRIFT_METRICS
 from drifthouse.profiles.sketches import Sketches
 from drifthouse.rows import ATTRIBUTION_METRICS, AttributionWithdrawal, MetricRow, Row, SketchRow
 from drifthouse.stream.stage import Key
+from drifthouse.stream.trailing import Baseline
 from drifthouse.stream.windows import WindowSpec
 
 __all__ = [
@@ -148,6 +149,35 @@ def change_results(
     return out
 
 
+def _segment_rows(
+    sketch: ModelSketch,
+    spec: WindowSpec,
+    common: dict[str, object],
+    segments: Sequence[tuple[str, SegmentState]],
+    attributed: Sequence[tuple[str, Result]],
+    reference: object,
+    *,
+    drop: bool,
+) -> list[MetricRow]:
+    """Serving metrics per segment value (capped per attribute; see model_sketch), their
+    prediction compared with ``reference`` (``drop``: not compared), and each value's share of
+    the prediction's drift (docs/statistics.md, "Drift attribution") in ``attributed``."""
+    out: list[MetricRow] = []
+    events = {segment: seg.events for segment, seg in segments}
+    for segment, seg in segments:
+        per = {**common, "segment": segment}
+        out += [
+            MetricRow(feature=r.feature, metric=r.metric, value=r.value, n=seg.events, **per)  # type: ignore[arg-type]
+            for r in sketch.evaluate_segment(seg, Context(reference, spec.size_ms))
+            if not drop or r.metric not in DRIFT_METRICS
+        ]
+    for segment, r in attributed:
+        if segment:
+            row = {**common, "segment": segment, "n": events[segment]}
+            out.append(MetricRow(feature=r.feature, metric=r.metric, value=r.value, **row))  # type: ignore[arg-type]
+    return out
+
+
 def evaluate_window(
     spec: WindowSpec,
     start: int,
@@ -160,11 +190,13 @@ def evaluate_window(
     rewrite: bool = False,
     run_id: str,
     computed_at: int,
+    baseline: Baseline | None = None,
 ) -> WindowResult:
     """The rows of one model's merged prediction window; feeds the change detectors once
     (``defer_changes``: it may be rewritten; its change rows come once no partition can add to it).
-    A ``rewrite`` of a window written before also withdraws the attribution rows of the earlier
-    writes that it does not write again (:func:`withdrawal`)."""
+    A model on a trailing ``baseline`` is compared with its state, or not at all when it has
+    none (docs/statistics.md "Trailing baselines"). A ``rewrite`` also withdraws the attribution
+    rows of earlier writes that it does not write again (:func:`withdrawal`)."""
     model, version = key
     sketch = sketches(model)
     n = int(state.counters[EVENTS])
@@ -178,32 +210,25 @@ def evaluate_window(
         "run_id": run_id,
         "computed_at": computed_at,
     }
-    results = sketch.evaluate(state, Context(window_ms=spec.size_ms))
+    reference = baseline.state if baseline is not None else None
+    results = sketch.evaluate(state, Context(reference=reference, window_ms=spec.size_ms))
     segments = list(sketch.capped_segments(state))
-    attributed = attribute(sketch, state, segments, sketches.metrics)
+    attributed = attribute(sketch, state, segments, sketches.metrics, reference)
     results += [r for segment, r in attributed if not segment]
     auto = sketches.auto_references.get(model)
-    if auto is not None and start < auto.end:
-        # Inside the reference's own span: quality yes, comparisons with itself no.
+    # Inside an automatic reference's own span: quality yes, comparisons with itself no.
+    compare = (auto is None or start >= auto.end) if baseline is None else reference is not None
+    if not compare:
         results = [r for r in results if r.metric not in DRIFT_METRICS]
     metrics = [
         MetricRow(feature=r.feature, metric=r.metric, value=r.value, n=n, bin=r.bin, **common)  # type: ignore[arg-type]
         for r in results
     ]
-    # Serving metrics per segment value (capped per attribute; see model_sketch).
-    events = {segment: seg.events for segment, seg in segments}
-    for segment, seg in segments:
-        per = {**common, "segment": segment}
-        metrics += [
-            MetricRow(feature=r.feature, metric=r.metric, value=r.value, n=seg.events, **per)  # type: ignore[arg-type]
-            for r in sketch.evaluate_segment(seg, Context(window_ms=spec.size_ms))
-        ]
-    # Each segment value's share of the prediction's drift (docs/statistics.md, "Drift
-    # attribution"), a comparison with the reference like the model-wide rows above.
-    for segment, r in attributed if auto is None or start >= auto.end else []:
-        if segment:
-            row = {**common, "segment": segment, "n": events[segment]}
-            metrics.append(MetricRow(feature=r.feature, metric=r.metric, value=r.value, **row))  # type: ignore[arg-type]
+    own = reference.prediction if reference is not None else None
+    drop = baseline is not None and not compare  # a trailing baseline too small: no drift rows
+    metrics += _segment_rows(
+        sketch, spec, common, segments, attributed if compare else [], own, drop=drop
+    )
     metrics += qvalue_rows(metrics)
     if changes is not None:
         # Fed once per window, in window order: a rewritten window is skipped; attribution rows

@@ -20,6 +20,7 @@ MODULES = [
     "drifthouse.detectors.label_kinds",
     "drifthouse.detectors.label_sketch",
     "drifthouse.detectors.typed_decode",
+    "drifthouse.detectors.pca",
 ]
 
 

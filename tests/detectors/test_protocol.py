@@ -43,7 +43,9 @@ from drifthouse.detectors.importance import ImportanceBatch, ImportanceSketch
 from drifthouse.detectors.label_kinds import BinarySketch, ClassSketch, Pairs, RegressionSketch
 from drifthouse.detectors.label_sketch import LabelBatch, LabelSketch
 from drifthouse.detectors.model_sketch import ModelBatch, ModelSketch
+from drifthouse.detectors.multivariate import MultivariateBatch, MultivariateSketch, sketch_for
 from drifthouse.detectors.numeric import NumericBatch, NumericBlock
+from drifthouse.detectors.pca import ReconstructionSketch
 from drifthouse.detectors.quantiles import QuantileSketch
 from drifthouse.detectors.segments import Rows, SegmentSketch
 from drifthouse.detectors.status import StatusCounter
@@ -183,6 +185,25 @@ def _rows(sk: ModelSketch) -> st.SearchStrategy[Rows]:
     )
 
 
+def _multivariate() -> MultivariateSketch:
+    assert PROFILE.multivariate is not None
+    sk = sketch_for(PROFILE, ("x", "y", "z"), ("c", "flag"))
+    assert sk is not None
+    return sk
+
+
+def _multivariate_batch(sk: MultivariateSketch) -> st.SearchStrategy[MultivariateBatch]:
+    top = sk.tables.shape[1] - 2
+    return st.integers(0, 40).flatmap(
+        lambda n: st.builds(
+            MultivariateBatch,
+            hnp.arrays(np.float64, (n, 3), elements=float_values),
+            hnp.arrays(np.uint8, (n, 3), elements=st.sampled_from([0, 0, 0, 1, 2])),
+            hnp.arrays(np.int32, (n, 2), elements=st.integers(-1, top)),
+        )
+    )
+
+
 _metric_values = st.dictionaries(
     st.sampled_from(["cpu", "gpu", "mem"]), st.floats(0, 100), max_size=3
 )
@@ -218,6 +239,15 @@ CASES: dict[type[Any], Case] = {
     ),
     MetricEventSketch: Case(
         MetricEventSketch, st.lists(_metric_values, max_size=10), rounding=True
+    ),
+    MultivariateSketch: Case(_multivariate, _multivariate_batch(_multivariate())),
+    ReconstructionSketch: Case(
+        lambda: _multivariate().inner,
+        hnp.arrays(
+            np.float64,
+            st.tuples(st.integers(0, 40), st.just(5)),
+            elements=st.one_of(st.floats(-1e6, 1e6), st.sampled_from([0.0, 1e300, -1e300])),
+        ),
     ),
     CbpeSketch: Case(
         lambda: CbpeSketch(Calibration(maps=[IsotonicMap(x=[0.1, 0.9], y=[0.2, 0.8])]), bins=20),
