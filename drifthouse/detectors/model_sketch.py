@@ -221,10 +221,14 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
             if profile is not None and profile.calibration is not None
             else (),
         )
-        bins = FeatureBins(self.numeric, cat) if metrics.attribution_top_k > 0 else None
-        self.segment = SegmentSketch(self.latency, self.status, self.prediction, bins)
+        self.segment = SegmentSketch(self.latency, self.status, self.prediction, self._bins(metrics))  # fmt: skip
         self.cbpe = sketch_for(profile)  # performance estimation (docs/model-performance.md)
         self.multivariate = multivariate_for(profile, self.numeric.names, cat.names)  # PCA
+
+    def _bins(self, metrics: SketchSettings) -> FeatureBins | None:
+        """Each segment value's counts on the features' PSI bins, kept while attribution is on."""
+        on = metrics.attribution_top_k > 0
+        return FeatureBins(self.numeric, self.categorical) if on else None
 
     def empty(self) -> ModelState:
         return ModelState(
