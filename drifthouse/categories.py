@@ -23,6 +23,8 @@ The rules (``docs/statistics.md``, "Categorical features"):
   unambiguously: it has at most 15 significant digits, or its value is exactly a double.
   Longer numerals (``"12345678901234567891"``, an account number) stay as they are, so two
   different identifiers never become one category.
+- An array (a list, tuple or NumPy array: an embedding's value) is never a category: it is
+  missing.
 - Any other string is itself: ``"01"``, ``"+1"``, ``" 1"``, ``".5"``, ``"1."``, ``"nan"``,
   ``"Infinity"``, ``"yes"`` and ``""`` are categories of their own (a leading zero marks a
   code, not a number).
@@ -106,4 +108,6 @@ def category_key(value: object) -> str | None:
             return "inf" if n > 0 else "-inf"
     if isinstance(value, str):  # a str subclass (numpy.str_)
         return _string_key(str(value))
+    if isinstance(value, list | tuple | np.ndarray):
+        return None  # an array (an embedding's value) is never a category: missing here
     return str(value)

@@ -6,7 +6,7 @@ Slow and obvious on purpose: each mirrors a definition in the docs, not the fast
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -119,6 +119,26 @@ def kl(ref: np.ndarray, cur: np.ndarray, eps: float) -> float:
         q = max(c / n_cur, eps)
         total += q * math.log(q / p)
     return total
+
+
+class EmbeddingMoments(NamedTuple):
+    """What the embedding kernel sums, computed the plain NumPy way."""
+
+    unit_sum: np.ndarray  # int64 (d,): sum of rint(x / |x| * 2**32) over valid rows
+    rff_sum: np.ndarray  # int64 (D,): sum of rint(cos(x @ w + b) * 2**32) over valid rows
+
+
+def naive_embedding_moments(values: np.ndarray, w: np.ndarray, b: np.ndarray) -> EmbeddingMoments:
+    """Valid rows (finite, non-zero) of ``values`` (n, d) through the unit map and the random
+    Fourier map ``cos(x @ w + b)`` (``w`` (d, D), ``b`` (D,)), summed in fixed point."""
+    finite = np.isfinite(values).all(axis=1)
+    x = values[finite]
+    norm = np.sqrt((x * x).sum(axis=1))
+    x = x[norm > 0]
+    norm = norm[norm > 0]
+    unit = np.rint(x / norm[:, None] * 2.0**32).astype(np.int64).sum(axis=0)
+    rff = np.rint(np.cos(x @ w + b) * 2.0**32).astype(np.int64).sum(axis=0)
+    return EmbeddingMoments(unit, rff)
 
 
 def reconstruction_errors(

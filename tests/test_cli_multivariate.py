@@ -16,7 +16,7 @@ import pytest
 
 from drifthouse.detectors.reference import Profile
 from tests.cli_process import run_cli
-from tests.detectors.test_multivariate_nannyml import FIXTURE, columns
+from tests.detectors.test_multivariate_nannyml import FIXTURE, columns, widened_thresholds
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 STEP = 720  # ms: 5,000 events an hour
@@ -68,7 +68,8 @@ def test_replay_writes_nannymls_reconstruction_error_and_alerts_on_its_chunks(
     assert "multivariate drift: PCA of 7 features, 4 components (78.1% of the variance)" in (
         " ".join(done.stdout.split())
     )
-    assert Profile.from_json((tmp_path / "m.json").read_bytes()).multivariate is not None
+    multivariate = Profile.from_json((tmp_path / "m.json").read_bytes()).multivariate
+    assert multivariate is not None
     config = tmp_path / "drifthouse.yaml"
     config.write_text(
         json.dumps(
@@ -100,12 +101,13 @@ def test_replay_writes_nannymls_reconstruction_error_and_alerts_on_its_chunks(
     for i, chunk in enumerate(chunks):
         values = got[start + i * HOUR]
         assert values["reconstruction_error"] == pytest.approx(chunk["value"], rel=1e-9)
-        assert values["reconstruction_error_upper"] == pytest.approx(
-            chunk["upper_threshold"], rel=1e-9
-        )
-        assert values["reconstruction_error_lower"] == pytest.approx(
-            chunk["lower_threshold"], rel=1e-9
-        )
+        # NannyML's band, widened by the reference mean's own error (docs/statistics.md)
+        center, spread = multivariate.band.at(size)
+        assert center + 3 * spread == pytest.approx(chunk["upper_threshold"], rel=1e-9)
+        assert max(0.0, center - 3 * spread) == pytest.approx(chunk["lower_threshold"], rel=1e-9)
+        lower, upper = widened_thresholds(multivariate.band, size)
+        assert values["reconstruction_error_upper"] == pytest.approx(upper, rel=1e-12)
+        assert values["reconstruction_error_lower"] == pytest.approx(lower, rel=1e-12)
     alerts = _sql(
         config,
         tmp_path,

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from drifthouse.app.pipeline import Pipeline
 from drifthouse.config import Config
-from drifthouse.simulate import Scenario, simulate
+from drifthouse.simulate import Record, Scenario, simulate
 from drifthouse.sinks import MemorySink
 from drifthouse.stream.dead_letters import MemoryDeadLetters
 from drifthouse.stream.sources import Message
@@ -37,11 +39,32 @@ def written() -> dict[str, set[str]]:
     return run_pipeline()
 
 
+def _with_embedding(records: list[Record]) -> list[Record]:
+    """``fraud``'s predictions with an embedding feature ``emb`` (4 numbers), a few of the
+    wrong length, all zeros or holding a null: the embedding metrics' rows."""
+    rng = np.random.default_rng(9)
+    out = []
+    for i, r in enumerate(records):
+        if r.topic == "predictions" and json.loads(r.value)["model"] == "fraud":
+            event = json.loads(r.value)
+            emb: list[float | None] = [float(v) for v in rng.normal(size=4) + 1.0]
+            if i % 50 == 7:
+                emb = emb[:3]
+            elif i % 70 == 9:
+                emb = [0.0] * 4
+            elif i % 90 == 11:
+                emb[1] = None
+            event["features"]["emb"] = emb
+            r = dataclasses.replace(r, value=json.dumps(event).encode())
+        out.append(r)
+    return out
+
+
 def run_pipeline() -> dict[str, set[str]]:
     """Metric name -> scopes, from a simulated day with labels, segments, metric events, a
     canary version serving every tenth prediction and a shadow of ``fraud``."""
     sc = Scenario.demo(days=0.5, rate_per_min=6, reference_hours=4)
-    records = list(simulate(sc, seed=5, label_delay_min=(1, 30)))
+    records = _with_embedding(list(simulate(sc, seed=5, label_delay_min=(1, 30))))
     config = Config.model_validate(
         {
             "windows": [{"size": "1h"}],

@@ -125,7 +125,8 @@ def _kinds(categorical: list[str], numeric: list[str]) -> dict[str, Kind]:
 
 
 def _print_profile(built: Profile, title: str) -> None:
-    """Each feature's kind, count, missing rate and bins; then the values that are not numbers."""
+    """Each feature's kind, count, missing rate and bins (an embedding's dimension); then the
+    values that are not numbers."""
     table = Table(title=escape(title))
     for column in ("feature", "kind", "count", "missing rate", "bins / categories"):
         table.add_column(column)
@@ -136,6 +137,10 @@ def _print_profile(built: Profile, title: str) -> None:
             else str(len(f.categories))
         )
         table.add_row(Text(f.name), f.kind, str(f.count), f"{f.missing_rate:.3f}", shape)
+    for e in built.embeddings:  # docs/statistics.md, "Embedding features"
+        table.add_row(
+            Text(e.name), "embedding", str(e.count), f"{e.missing_rate:.3f}", f"dim {e.dim}"
+        )
     out.print(table)
     cal = built.calibration
     if cal is not None:  # docs/model-performance.md, "Performance without labels"

@@ -41,10 +41,13 @@ KNOWN_METRICS = frozenset(
         # drift
         "psi", "ks", "ks_pvalue", "chi2", "chi2_pvalue", "js", "wasserstein", "importance_shift",
         "kl", "psi_contribution", "js_contribution", "mass_shift", "psi_segment_share",
+        # embedding features
+        "embedding_cosine_distance", "embedding_mmd2", "embedding_mmd2_pvalue",
+        "wrong_length", "zero_vector",
         "reconstruction_error", "reconstruction_error_lower", "reconstruction_error_upper",
         "reconstruction_error_z",
         # multiple testing: the window's Benjamini-Hochberg q-values beside the p-values
-        "ks_qvalue", "chi2_qvalue",
+        "ks_qvalue", "chi2_qvalue", "embedding_mmd2_qvalue",
         # quality
         "count", "missing", "missing_rate", "non_finite", "type_error", "out_of_range",
         "new_category", "min", "max", "mean", "std",

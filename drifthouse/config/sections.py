@@ -328,6 +328,14 @@ class ModelConfig(Strict):
         None,
         description="a rule expression over the prediction; matching predictions are always logged",
     )
+    log_arrays: Literal["truncate", "hash"] = Field(
+        "truncate",
+        description="how the prediction log stores a feature that is an array (an embedding): "
+        "its length and first log_array_head elements, or a SHA-256 of the whole array",
+    )
+    log_array_head: int = Field(
+        8, ge=0, description="elements of an array the prediction log keeps when truncating"
+    )
     threshold: float = Field(0.5, ge=0.0, le=1.0)
     task: Literal["auto", "classification", "regression"] = "auto"
     labels: bool = Field(

@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from drifthouse.categories import category_key
 from drifthouse.detectors.base import MISSING, PRESENT, TYPE_ERROR
+from drifthouse.detectors.embedding import array_column
 from drifthouse.detectors.layout import FeatureLayout
 from drifthouse.detectors.reference import prediction_score
 from drifthouse.detectors.typed_decode import TypedFeatures
@@ -56,6 +57,10 @@ class Columns:
     # none usable) and the index of each event's predicted class (-1: another), when laid out.
     proba: npt.NDArray[np.float64] | None = None
     proba_pred: npt.NDArray[np.intp] | None = None
+    # Per embedding feature its values (n, dim), and their status (n, F_emb): base's codes and
+    # WRONG_LENGTH (drifthouse.detectors.embedding), when the layout has embeddings.
+    embeddings: tuple[npt.NDArray[np.float64], ...] = ()
+    embedding_status: npt.NDArray[np.uint8] | None = None
 
     def take(self, idx: npt.NDArray[np.intp]) -> Columns:
         """The rows ``idx`` (distinct), in that order."""
@@ -84,6 +89,8 @@ class Columns:
             segments,
             None if self.proba is None else self.proba[idx],
             None if self.proba_pred is None else self.proba_pred[idx],
+            tuple(e[idx] for e in self.embeddings),
+            None if self.embedding_status is None else self.embedding_status[idx],
         )
 
     def __len__(self) -> int:
@@ -159,7 +166,10 @@ def _codes(
     """Codes of one categorical column into ``out``: ``known`` (names and ``None``) looked up
     in C; the values it lacks (another spelling such as ``1.0`` or ``"1.0"`` for ``"1"``, or a
     new category) go through :func:`category_key`."""
-    out[:] = list(map(known.get, col, repeat(_UNKNOWN, len(col))))
+    try:
+        out[:] = list(map(known.get, col, repeat(_UNKNOWN, len(col))))
+    except TypeError:  # an unhashable value (an array): value by value below
+        out[:] = [_UNKNOWN if type(v).__hash__ is None else known.get(v, _UNKNOWN) for v in col]
     for i in np.flatnonzero(out == _UNKNOWN).tolist():
         key = category_key(col[i])
         out[i] = -1 if key is None else cmap.get(key, unseen)
@@ -237,6 +247,20 @@ def _typed(feats: list[Any], layout: FeatureLayout) -> _Block:
     return numeric, status, np.ascontiguousarray(codes.T)
 
 
+def _embeddings(
+    columns: Sequence[list[Any]], layout: FeatureLayout, n: int
+) -> tuple[tuple[npt.NDArray[np.float64], ...], npt.NDArray[np.uint8] | None]:
+    """Values and status of the embedding features (:func:`~drifthouse.detectors.embedding.array_column`)."""
+    if not layout.embedding:
+        return (), None
+    status = np.empty((n, len(layout.embedding)), dtype=np.uint8)
+    arrays = []
+    for j, (col, dim) in enumerate(zip(columns, layout.embedding_dims, strict=True)):
+        values, status[:, j] = array_column(col, dim)
+        arrays.append(values)
+    return tuple(arrays), status
+
+
 def _has_segment(events: Sequence[Any]) -> bool:
     # The one cost events without a segment pay: about 15 ns an event (an attribute load and a
     # truth test; a 25-feature event costs about 6 us in the worker), stopping at the first hit.
@@ -272,14 +296,18 @@ def extract(events: Sequence[Any], layout: FeatureLayout) -> Columns:
     kind: type[Any] = type(feats[0]) if feats else dict
     if (
         issubclass(kind, TypedFeatures)
-        and kind.names == (*layout.numeric, *layout.categorical)
+        and kind.names == (*layout.numeric, *layout.categorical, *layout.embedding)
         and all(type(f) is kind for f in feats)
     ):
         numeric, status, codes = _typed(feats, layout)
+        first = len(kind.names) - len(layout.embedding)
+        arrays = [list(map(attrgetter(f"f{first + j}"), feats)) for j in range(kind.embedding)]
     else:
         if any(isinstance(f, TypedFeatures) for f in feats):  # a batch mixing both decodes
             feats = [f.as_dict() if isinstance(f, TypedFeatures) else f for f in feats]
         numeric, status, codes = _general(feats, layout)
+        arrays = [_mapping_column(feats, name) for name in layout.embedding]
+    embeddings, embedding_status = _embeddings(arrays, layout, len(feats))
     latency = np.array([e.latency_ms for e in events], dtype=np.float64)
     http_status = np.array([e.status for e in events], dtype=np.int32)
     preds = [e.prediction for e in events]
@@ -299,6 +327,8 @@ def extract(events: Sequence[Any], layout: FeatureLayout) -> Columns:
         segments=_segments(events) if _has_segment(events) else {},
         proba=proba,
         proba_pred=proba_pred,
+        embeddings=embeddings,
+        embedding_status=embedding_status,
     )
 
 
@@ -347,6 +377,8 @@ def extract_columns(block: ColumnBatch, layout: FeatureLayout) -> Columns:
     preds, served = block.column("prediction"), block.column("predicted_class")
     score, pred_codes = _predictions(preds, served, layout)
     proba, proba_pred = _probabilities(preds, served, layout)
+    arrays = [block.features.get(name, none) for name in layout.embedding]
+    embeddings, embedding_status = _embeddings(arrays, layout, n)
     return Columns(
         ts=np.array(block.ts, dtype=np.int64),
         numeric=numeric,
@@ -360,6 +392,8 @@ def extract_columns(block: ColumnBatch, layout: FeatureLayout) -> Columns:
         segments=_block_segments(block) if block.segment else {},
         proba=proba,
         proba_pred=proba_pred,
+        embeddings=embeddings,
+        embedding_status=embedding_status,
     )
 
 
@@ -389,4 +423,11 @@ def concat(parts: Sequence[Columns]) -> Columns:
         proba_pred=None
         if parts[0].proba_pred is None
         else np.concatenate([p.proba_pred for p in parts]),
+        embeddings=tuple(
+            np.concatenate([p.embeddings[j] for p in parts])
+            for j in range(len(parts[0].embeddings))
+        ),
+        embedding_status=None
+        if parts[0].embedding_status is None
+        else np.concatenate([p.embedding_status for p in parts]),
     )

@@ -1,4 +1,4 @@
-"""Which features of a model are numeric and categorical, and their category codes."""
+"""Which features of a model are numeric, categorical and embeddings, and their category codes."""
 
 from __future__ import annotations
 
@@ -26,6 +26,9 @@ class FeatureLayout:
     #: The classes of a multiclass model's ``{class: probability}`` predictions, when its
     #: profile has a calibration for them (performance estimation; sorted category keys).
     probability_classes: tuple[str, ...] = ()
+    #: Embedding features (arrays of numbers) with their dimensions (docs/statistics.md,
+    #: "Embedding features").
+    embeddings: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.categories) != len(self.categorical) or len(self.unseen) != len(
@@ -36,6 +39,16 @@ class FeatureLayout:
         object.__setattr__(
             self, "_with_missing", tuple({**cmap, None: -1} for cmap in self.categories)
         )
+
+    @property
+    def embedding(self) -> tuple[str, ...]:
+        """The embedding features' names."""
+        return tuple(name for name, _ in self.embeddings)
+
+    @property
+    def embedding_dims(self) -> tuple[int, ...]:
+        """The embedding features' dimensions."""
+        return tuple(dim for _, dim in self.embeddings)
 
     def codes_with_missing(self, j: int) -> Mapping[str | None, int]:
         """The codes of categorical feature ``j``, with ``None`` (missing) as ``-1``."""

@@ -49,6 +49,7 @@ from drifthouse.detectors.baselines import baseline_of
 from drifthouse.detectors.categorical import CategoricalBlock
 from drifthouse.detectors.cbpe import batch_of, sketch_for
 from drifthouse.detectors.columns import Columns, extract
+from drifthouse.detectors.embedding import EmbeddingBatch, EmbeddingSketch
 from drifthouse.detectors.importance import ImportanceBatch, ImportanceSketch
 from drifthouse.detectors.layout import FeatureLayout
 from drifthouse.detectors.model_reference import part_contexts
@@ -67,7 +68,7 @@ from drifthouse.detectors.quantiles import QuantileSketch
 from drifthouse.detectors.raw_panes import RawLeaf, RawTree, decode_events
 from drifthouse.detectors.reference import Profile
 from drifthouse.detectors.segment_features import FeatureBins
-from drifthouse.detectors.segments import Rows, SegmentSketch
+from drifthouse.detectors.segments import OTHER_VALUE, Rows, SegmentSketch, cap_segments
 from drifthouse.detectors.status import StatusCounter
 from drifthouse.errors import SketchError
 from drifthouse.logs import get_logger
@@ -89,7 +90,6 @@ __all__ = [
 log = get_logger("sketches")
 
 PREDICTION_FEATURE = "__prediction__"
-OTHER_VALUE = "__other__"
 PANE_LIMIT_FACTOR = 10  # distinct values per attribute one pane keeps apart, x max_segment_values
 
 
@@ -172,6 +172,7 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
         else:
             self.numeric = NumericBlock([], eps=metrics.eps)
             self.categorical = CategoricalBlock([], eps=metrics.eps)
+        self.embedding = EmbeddingSketch.of(profile, model_config.pii if model_config else ())
         self.latency = QuantileSketch(metrics.latency_relative_accuracy)
         self.max_segment_values = metrics.max_segment_values
         self.pane_segment_limit = PANE_LIMIT_FACTOR * metrics.max_segment_values
@@ -184,11 +185,9 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
         # class labels as categories.
         self.prediction: NumericBlock | CategoricalBlock | None = None
         if pred is not None:
+            block = NumericBlock if pred.kind == "numeric" else CategoricalBlock
             renamed = msgspec.structs.replace(pred, name=PREDICTION_FEATURE)
-            if pred.kind == "numeric":
-                self.prediction = NumericBlock([renamed], eps=metrics.eps)
-            else:
-                self.prediction = CategoricalBlock([renamed], eps=metrics.eps)
+            self.prediction = block([renamed], eps=metrics.eps)
         self.baselines = profile.baselines if profile is not None else None
         # Feature importance: joint (feature bin, prediction bin) histograms, for a numeric
         # prediction (a score or a regression output) and at least one sketched feature.
@@ -220,6 +219,7 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
             probability_classes=tuple(profile.calibration.classes)
             if profile is not None and profile.calibration is not None
             else (),
+            embeddings=self.embedding.layout_pairs if self.embedding is not None else (),
         )
         self.segment = SegmentSketch(self.latency, self.status, self.prediction, self._bins(metrics))  # fmt: skip
         self.cbpe = sketch_for(profile)  # performance estimation (docs/model-performance.md)
@@ -241,6 +241,7 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
             importance=self.importance.empty() if self.importance is not None else None,
             raw=RawLeaf() if self.collects_raw else None,
             cbpe=self.cbpe.empty() if self.cbpe is not None else None,
+            embedding=self.embedding.empty() if self.embedding is not None else None,
             multivariate=self.multivariate.empty() if self.multivariate is not None else None,
         )
 
@@ -272,6 +273,8 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
             self._update_segments(state.segments, cols)
         if self.cbpe is not None and state.cbpe is not None:
             self.cbpe.update(state.cbpe, batch_of(self.cbpe, cols))
+        if self.embedding is not None and state.embedding is not None:
+            self.embedding.update(state.embedding, EmbeddingBatch.of(cols))
         if self.multivariate is not None and state.multivariate is not None:
             mv_batch = MultivariateBatch(cols.numeric, cols.status, cols.codes)
             self.multivariate.update(state.multivariate, mv_batch)
@@ -381,6 +384,9 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
             cbpe=self.cbpe.merge(a.cbpe, b.cbpe)
             if self.cbpe is not None and a.cbpe is not None and b.cbpe is not None
             else None,
+            embedding=self.embedding.merge(a.embedding, b.embedding)
+            if self.embedding is not None and a.embedding is not None and b.embedding is not None
+            else None,
             multivariate=self.multivariate.merge(a.multivariate, b.multivariate)
             if self.multivariate and a.multivariate and b.multivariate
             else None,
@@ -423,6 +429,8 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
             out += self.status.evaluate(state.status)
             if self.cbpe is not None and state.cbpe is not None:
                 out += self.cbpe.evaluate(state.cbpe)
+            if self.embedding is not None and state.embedding is not None:
+                out += self.embedding.evaluate(state.embedding)
             if self.multivariate is not None and state.multivariate is not None:
                 out += self.multivariate.evaluate(state.multivariate)
         out += [
@@ -438,14 +446,12 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
         attributes with the most events (ties by name), and per attribute the
         ``max_segment_values`` values with the most events (ties by value) kept apart, the rest
         merged (in value order) into ``attr=__other__`` with what a pane pooled there."""
-        by_attr: dict[str, list[tuple[str, SegmentState]]] = {}
-        for (attr, value), seg in state.segments.items():
-            by_attr.setdefault(attr, []).append((value, seg))
-        if len(by_attr) > self.max_segment_attributes:
-            # Each event has at most one value per attribute: an attribute's events are the
-            # sum over its values.
-            ranked = sorted(by_attr, key=lambda a: (-sum(s.events for _, s in by_attr[a]), a))
-            dropped = ranked[self.max_segment_attributes :]
+        capped, dropped = cap_segments(
+            state.segments,
+            max_values=self.max_segment_values,
+            max_attributes=self.max_segment_attributes,
+        )
+        if dropped:
             (log.warning if not self._dropped_logged else log.debug)(
                 "segments.attributes_dropped",
                 model=self.model,
@@ -455,25 +461,15 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
                 hint="raise metrics.max_segment_attributes, or send fewer segment attributes",
             )
             self._dropped_logged = True
-            by_attr = {a: by_attr[a] for a in ranked[: self.max_segment_attributes]}
-        for attr in sorted(by_attr):
-            named = sorted(
-                (t for t in by_attr[attr] if t[0] != OTHER_VALUE),
-                key=lambda t: (-t[1].events, t[0]),
-            )
-            keep = named[: self.max_segment_values]
-            pool = sorted(
-                [t for t in by_attr[attr] if t[0] == OTHER_VALUE]
-                + named[self.max_segment_values :],
-                key=lambda t: t[0],
-            )
-            if pool:
-                merged = pool[0][1]
-                for _, seg in pool[1:]:
+        for c in capped:
+            keep = list(c.kept)
+            if c.pooled:
+                merged = c.pooled[0][1]
+                for _, seg in c.pooled[1:]:
                     merged = self.merge_segment(merged, seg)
                 keep.append((OTHER_VALUE, merged))
             for value, seg in sorted(keep, key=lambda t: t[0]):
-                yield f"{attr}={value}", seg
+                yield f"{c.attribute}={value}", seg
 
     def evaluate_segment(self, seg: SegmentState, context: Context = NO_CONTEXT) -> list[Result]:
         """The serving metrics of one segment value's window (:meth:`SegmentSketch.evaluate`)."""

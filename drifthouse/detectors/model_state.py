@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 import msgspec
 import numpy as np
 
+from drifthouse.detectors.base import State
 from drifthouse.detectors.categorical import CategoricalState
 from drifthouse.detectors.cbpe import CbpeState
+from drifthouse.detectors.embedding import EmbeddingState
 from drifthouse.detectors.importance import ImportanceState
 from drifthouse.detectors.numeric import NumericState
 from drifthouse.detectors.pca import ReconstructionState
@@ -55,6 +57,8 @@ class _WireState(msgspec.Struct, array_like=True):
     raw: bytes | None = None
     # Performance estimation's state (a profile with a calibration).
     cbpe: bytes | None = None
+    # The embedding features' state (a profile with embeddings).
+    embedding: bytes | None = None
     # Multivariate drift's state (a profile with a multivariate part).
     multivariate: bytes | None = None
 
@@ -131,6 +135,8 @@ class ModelState:
     raw: RawTree | None = None
     # Performance estimation (drifthouse.detectors.cbpe), for a profile with a calibration.
     cbpe: CbpeState | None = None
+    # Embedding features (drifthouse.detectors.embedding), for a profile with embeddings.
+    embedding: EmbeddingState | None = None
     # Multivariate drift (drifthouse.detectors.multivariate), for a profile with a PCA.
     multivariate: ReconstructionState | None = None
 
@@ -151,6 +157,7 @@ class ModelState:
                 segments=self._segments_bytes() if self.segments else None,
                 raw=encode_tree(self.raw) if self.raw is not None else None,
                 cbpe=self.cbpe.to_bytes() if self.cbpe is not None else None,
+                embedding=self.embedding.to_bytes() if self.embedding is not None else None,
                 multivariate=self.multivariate.to_bytes() if self.multivariate else None,
             )
         )
@@ -202,6 +209,9 @@ class ModelState:
             },
             raw=decode_tree(wire.raw) if wire.raw is not None else None,
             cbpe=CbpeState.from_bytes(wire.cbpe) if wire.cbpe is not None else None,
+            embedding=EmbeddingState.from_bytes(wire.embedding)
+            if wire.embedding is not None
+            else None,
             multivariate=ReconstructionState.from_bytes(wire.multivariate)
             if wire.multivariate is not None
             else None,
@@ -232,10 +242,11 @@ class ModelState:
                 if self.cbpe is None
                 else other.cbpe is not None and self.cbpe.equals(other.cbpe)
             )
+            and _same_part(self.embedding, other.embedding)
             and _same_part(self.multivariate, other.multivariate)
             and bool(np.array_equal(self.counters, other.counters))
         )
 
 
-def _same_part(a: ReconstructionState | None, b: ReconstructionState | None) -> bool:
+def _same_part(a: State | None, b: State | None) -> bool:
     return b is None if a is None else b is not None and a.equals(b)

@@ -141,6 +141,20 @@ class ErrorBand(msgspec.Struct, frozen=True, kw_only=True):
             spread = lo + t * (hi - lo)
         return center, spread
 
+    def reference_spread(self) -> float:
+        """The sampling error of the reference's own mean error: the spread of a mean of all
+        ``events`` reference errors, ``σ(S) · sqrt(S / events)`` from the largest chunk size
+        ``S`` (chunks keep what the errors' order holds, e.g. autocorrelation)."""
+        return self.spreads[-1] * math.sqrt(self.sizes[-1] / self.events)
+
+    def window_spread(self, n: int) -> float:
+        """The spread a window of ``n`` events is judged by: its own (:meth:`at`) and the
+        reference mean's (:meth:`reference_spread`) in quadrature, ``sqrt(σ(n)² + σ_ref²)``.
+        The window's mean and the reference's are two independent estimates of one mean: past
+        the reference's size the window's spread alone would shrink to nothing while the
+        reference's stays."""
+        return math.hypot(self.at(n)[1], self.reference_spread())
+
 
 def fit_pca(
     matrix: npt.NDArray[np.float64], *, variance_share: float = VARIANCE_SHARE
@@ -267,8 +281,8 @@ class ReconstructionSketch(Sketch[ReconstructionState, npt.NDArray[np.float64]])
 
     Batches are float matrices ``(n, d)`` of finite values in the PCA's column order.
     ``evaluate`` writes ``<metric>`` (the mean error), ``<metric>_lower`` and ``_upper`` (the
-    reference band at the window's size: center minus and plus three spreads, the lower end at
-    least 0) and ``<metric>_z`` (the distance from the center in spreads; none when the spread
+    reference band at the window's size: center minus and plus three
+    :meth:`ErrorBand.window_spread`, the lower end at least 0) and ``<metric>_z`` (the distance from the center in spreads; none when the spread
     is 0); nothing for a window without events.
 
     Examples
@@ -326,7 +340,8 @@ class ReconstructionSketch(Sketch[ReconstructionState, npt.NDArray[np.float64]])
             return []
         n = int(state.sums[0])
         ref = self.band.events
-        center, spread = self.band.at(n)
+        center, _ = self.band.at(n)
+        spread = self.band.window_spread(n)
         m = self.metric
         out = [
             Result("", m, value, None, ref, n),

@@ -27,6 +27,7 @@ __all__ = [
     "PREDICTION",
     "TYPE_ERROR_EXAMPLES",
     "Baselines",
+    "EmbeddingProfile",
     "FeatureProfile",
     "Kind",
     "Profile",
@@ -155,6 +156,53 @@ class FeatureProfile(msgspec.Struct, frozen=True, kw_only=True):
             raise ProfileError(f"{where}: missing_rate must be in [0, 1] (got {self.missing_rate})")
 
 
+class EmbeddingProfile(msgspec.Struct, frozen=True, kw_only=True):
+    """The reference of one embedding feature: a fixed-length array of numbers
+    (docs/statistics.md, "Embedding features").
+
+    Quality: ``count`` valid vectors (``dim`` finite numbers, not all zero), and the other
+    values by kind. Drift: ``unit_mean``, the mean of the valid vectors scaled to length 1;
+    the random Fourier map (``rff_features`` frequencies drawn by NumPy's PCG64 from ``seed``,
+    scaled by ``1 / bandwidth``; ``rff_digest`` pins the draw) with the reference's mean of
+    its cosine features ``rff_mean``, and the trace of their covariance and of its square
+    (``rff_trace``, ``rff_trace2``), which give the statistic's null distribution.
+    """
+
+    name: str
+    dim: int
+    count: int
+    missing: int
+    missing_rate: float
+    type_error: int = 0
+    wrong_length: int = 0
+    non_finite: int = 0
+    zero_vector: int = 0
+    unit_mean: list[float]
+    seed: int
+    bandwidth: float
+    rff_features: int
+    rff_digest: str
+    rff_mean: list[float]
+    rff_trace: float
+    rff_trace2: float
+
+    def validate(self, where: str) -> None:
+        """Raise :class:`ProfileError` if the embedding's parts disagree."""
+        if self.dim < 1 or self.rff_features < 1:
+            raise ProfileError(
+                f"{where}: dim and rff_features must be >= 1 (got {self.dim}, {self.rff_features})"
+            )
+        if len(self.unit_mean) != self.dim or len(self.rff_mean) != self.rff_features:
+            raise ProfileError(
+                f"{where}: unit_mean needs dim={self.dim} values and rff_mean rff_features="
+                f"{self.rff_features} (got {len(self.unit_mean)} and {len(self.rff_mean)})"
+            )
+        if not (self.bandwidth > 0 and np.isfinite(self.bandwidth)):
+            raise ProfileError(f"{where}: bandwidth must be finite and > 0 (got {self.bandwidth})")
+        if not 0.0 <= self.missing_rate <= 1.0:
+            raise ProfileError(f"{where}: missing_rate must be in [0, 1] (got {self.missing_rate})")
+
+
 class Baselines(msgspec.Struct, frozen=True, kw_only=True):
     """Model-level baselines; ``None`` where the reference data had no such column."""
 
@@ -201,6 +249,9 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True):
     #: Performance estimation's calibration (a labelled classifier's reference); ``None`` in
     #: profiles built without labels or before it existed (docs/model-performance.md).
     calibration: Calibration | None = None
+    #: Embedding features (arrays of numbers), apart from ``features``; empty in profiles
+    #: built before they existed.
+    embeddings: list[EmbeddingProfile] = msgspec.field(default_factory=list)
     #: The PCA of the features for multivariate drift; ``None`` in profiles built without one
     #: (docs/statistics.md, "Multivariate drift").
     multivariate: Multivariate | None = None
@@ -235,11 +286,13 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True):
             raise ProfileError(
                 f"created_at must be an RFC 3339 time with a zone, e.g. '2026-01-01T00:00:00Z' (got {self.created_at!r})"
             )
-        names = [f.name for f in self.features]
+        names = [f.name for f in self.features] + [e.name for e in self.embeddings]
         if len(set(names)) != len(names):
             raise ProfileError(f"profile of model {self.model!r} names a feature twice: {names}")
         for f in self.features:
             f.validate(f"feature {f.name!r}")
+        for e in self.embeddings:
+            e.validate(f"embedding {e.name!r}")
         if self.prediction is not None:
             self.prediction.validate("prediction")
         if self.calibration is not None:

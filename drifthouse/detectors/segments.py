@@ -17,13 +17,15 @@ from drifthouse.detectors.attribution import segment_shares
 from drifthouse.detectors.base import NO_CONTEXT, Context, Result, Sketch, window_ms_of
 from drifthouse.detectors.categorical import CategoricalBlock, CategoricalState
 from drifthouse.detectors.columns import Columns
-from drifthouse.detectors.model_state import EVENTS, SegmentState
+from drifthouse.detectors.model_state import EVENTS, SegmentKey, SegmentState
 from drifthouse.detectors.numeric import NumericBatch, NumericBlock, NumericState
 from drifthouse.detectors.quantiles import QuantileSketch, QuantileState
 from drifthouse.detectors.segment_features import FeatureBins
 from drifthouse.detectors.status import StatusCounter, StatusState
 
-__all__ = ["PREDICTION_METRICS", "Rows", "SegmentSketch"]
+__all__ = ["OTHER_VALUE", "PREDICTION_METRICS", "Capped", "Rows", "SegmentSketch", "cap_segments"]
+
+OTHER_VALUE = "__other__"
 
 #: The prediction's metrics a window writes (``feature == '__prediction__'``).
 PREDICTION_METRICS = frozenset(
@@ -203,3 +205,39 @@ class SegmentSketch(Sketch[SegmentState, Rows]):
             for feature in features
             for name, share, n in self.features.shares(feature, counts, top_k=top_k)
         ]
+
+
+@dataclass(frozen=True)
+class Capped:
+    """One segment attribute's values in a window: those ``kept`` apart (by value), and those
+    ``pooled`` into ``attr=__other__`` (in value order, with what panes pooled there)."""
+
+    attribute: str
+    kept: list[tuple[str, SegmentState]]
+    pooled: list[tuple[str, SegmentState]]
+
+
+def cap_segments(
+    segments: Mapping[SegmentKey, SegmentState], *, max_values: int, max_attributes: int
+) -> tuple[list[Capped], list[str]]:
+    """Which values of a window are written: the ``max_attributes`` attributes with the most
+    events (ties by name; the others are returned as dropped), and per attribute the
+    ``max_values`` values with the most events (ties by value) kept apart, the rest pooled."""
+    by_attr: dict[str, list[tuple[str, SegmentState]]] = {}
+    for (attr, value), seg in segments.items():
+        by_attr.setdefault(attr, []).append((value, seg))
+    dropped: list[str] = []
+    if len(by_attr) > max_attributes:
+        # Each event has at most one value per attribute: an attribute's events are the sum
+        # over its values.
+        ranked = sorted(by_attr, key=lambda a: (-sum(s.events for _, s in by_attr[a]), a))
+        dropped = ranked[max_attributes:]
+        by_attr = {a: by_attr[a] for a in ranked[:max_attributes]}
+    out = []
+    for attr in sorted(by_attr):
+        named = sorted(
+            (t for t in by_attr[attr] if t[0] != OTHER_VALUE), key=lambda t: (-t[1].events, t[0])
+        )
+        pool = [t for t in by_attr[attr] if t[0] == OTHER_VALUE] + named[max_values:]
+        out.append(Capped(attr, named[:max_values], sorted(pool, key=lambda t: t[0])))
+    return out, dropped

@@ -24,6 +24,12 @@ Sources
   distributions*, IEEE Trans. Inf. Theory 49(7); base 2, so it lies in [0, 1].
 - Wasserstein-1 between two histograms whose mass is uniform inside each bin: the integral of
   ``|F_ref - F_cur|`` over the bounded bins (Villani, *Optimal Transport*, remark 2.19).
+- Embeddings: the cosine distance of mean unit vectors; the squared maximum mean discrepancy
+  (Gretton et al. 2012, *A kernel two-sample test*, JMLR 13, eq. 3) under a Gaussian kernel
+  approximated by random Fourier features (Rahimi & Recht 2007, *Random features for
+  large-scale kernel machines*, NIPS), whose null distribution, a weighted sum of chi-squared
+  variables, is approximated by a scaled chi-squared matching its first two moments
+  (Satterthwaite 1946; Box 1954, *Some theorems on quadratic forms*, Ann. Math. Statist. 25).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from drifthouse.errors import SketchError
 
 __all__ = [
     "chi2_homogeneity",
+    "cosine_distance",
     "js_distance",
     "js_terms",
     "kl",
@@ -44,6 +51,7 @@ __all__ = [
     "mass_shift",
     "psi",
     "psi_terms",
+    "rff_mmd2",
     "wasserstein_binned",
 ]
 
@@ -308,3 +316,65 @@ def wasserstein_binned(
         (a * a + b * b) / (2.0 * np.maximum(np.abs(a) + np.abs(b), 1e-300)) * width,
     )
     return float(max(np.sum(area), 0.0))
+
+
+def cosine_distance(*, ref_mean: np.ndarray, cur_mean: np.ndarray) -> float | None:
+    """``1 - cos`` of the angle between the reference's and the window's mean unit vectors,
+    in [0, 2]; ``None`` when either mean is the zero vector (the vectors cancel out: no
+    direction to compare).
+
+    >>> cosine_distance(ref_mean=np.array([1.0, 0.0]), cur_mean=np.array([0.0, 0.5]))
+    1.0
+    """
+    ref, cur = np.asarray(ref_mean, dtype=np.float64), np.asarray(cur_mean, dtype=np.float64)
+    norms = float(np.linalg.norm(ref)) * float(np.linalg.norm(cur))
+    if not norms > 0:
+        return None
+    return min(max(1.0 - float(ref @ cur) / norms, 0.0), 2.0)
+
+
+def rff_mmd2(
+    *,
+    ref_mean: np.ndarray,
+    cur_mean: np.ndarray,
+    n_ref: int,
+    n_cur: int,
+    trace: float,
+    trace2: float,
+) -> tuple[float, float | None]:
+    """MMD² between reference and window from their mean random Fourier features, and its
+    p-value.
+
+    ``ref_mean``, ``cur_mean``: the means of ``cos(W x + b)`` (``D`` features); ``trace`` and
+    ``trace2``: ``tr C`` and ``tr C²`` of the reference covariance ``C`` of those features.
+    With ``delta = cur_mean - ref_mean`` and ``s = 1/n_cur + 1/n_ref``, the estimate is
+    ``(2/D) * (|delta|² - s * tr C)``: the squared distance of the two mean embeddings less its
+    expected value when both samples come from the reference's distribution, so it is near 0
+    without drift whatever the window's size (and may dip below 0). Under no drift
+    ``|delta|² / s`` is a weighted sum of chi-squared variables with the eigenvalues of ``C``
+    as weights; the p-value takes it as ``a * chi2(nu)`` with ``a = tr C² / tr C`` and
+    ``nu = (tr C)² / tr C²`` (same mean and variance). ``None`` when ``tr C`` is 0 (the
+    reference is one point).
+
+    >>> mmd2, p = rff_mmd2(ref_mean=np.zeros(2), cur_mean=np.zeros(2), n_ref=100, n_cur=100,
+    ...                    trace=1.0, trace2=0.5)
+    >>> (mmd2, p)
+    (-0.02, 1.0)
+    """
+    ref, cur = np.asarray(ref_mean, dtype=np.float64), np.asarray(cur_mean, dtype=np.float64)
+    if ref.shape != cur.shape or n_ref <= 0 or n_cur <= 0:
+        raise SketchError(
+            f"rff_mmd2 needs means of one shape and counts > 0 (got {ref.shape}, {cur.shape}, "
+            f"{n_ref}, {n_cur})"
+        )
+    delta = cur - ref
+    sq = float(delta @ delta)
+    s = 1.0 / n_cur + 1.0 / n_ref
+    mmd2 = 2.0 / ref.shape[0] * (sq - s * trace)
+    if not (trace > 0 and trace2 > 0):
+        return mmd2, None
+    from scipy.special import chdtrc
+
+    a, nu = trace2 / trace, trace * trace / trace2
+    p = float(chdtrc(nu, sq / s / a))
+    return mmd2, min(max(p, 0.0), 1.0)

@@ -6,7 +6,8 @@ type check value by value (a string or a bool in a numeric feature is a ``type_e
 number). For a model with a reference profile, :class:`TypedDecoders` builds a second decoder
 whose ``features`` is a struct with exactly the profile's features, each required: numeric
 ones ``float | None``, categorical ones any feature value (``str | float | bool | None``: a
-category may come as ``"1"``, ``1`` or ``true``), none other allowed, and whose ``model`` is
+category may come as ``"1"``, ``1`` or ``true``), embeddings an array of numbers or ``null``
+(any length: a wrong one is counted, not refused), none other allowed, and whose ``model`` is
 that model's name. An event that fits decodes about 40% faster, and its numeric columns come
 out without a type check (:func:`drifthouse.detectors.columns.extract`).
 
@@ -50,6 +51,8 @@ class TypedFeatures(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
     names: ClassVar[tuple[str, ...]] = ()
     numeric: ClassVar[int] = 0
+    #: The last ``embedding`` fields are the embedding features.
+    embedding: ClassVar[int] = 0
 
     def as_dict(self) -> dict[str, FeatureValue]:
         """The features as the general decoder gives them."""
@@ -61,22 +64,28 @@ def _nameable(layout: FeatureLayout) -> bool:
     # character; a model with such a feature takes the general path.
     return not any(
         '"' in name or "\\" in name or any(ord(c) < 0x20 for c in name)
-        for name in (*layout.numeric, *layout.categorical)
+        for name in (*layout.numeric, *layout.categorical, *layout.embedding)
     )
 
 
 def _features_type(model: str, layout: FeatureLayout) -> type[TypedFeatures]:
-    names = (*layout.numeric, *layout.categorical)
-    n_num = len(layout.numeric)
+    names = (*layout.numeric, *layout.categorical, *layout.embedding)
+    n_num, n_emb = len(layout.numeric), len(layout.embedding)
+    first_emb = len(names) - n_emb
+
+    def kind(j: int) -> Any:
+        if j < n_num:
+            return float | None
+        return list[float | None] | None if j >= first_emb else FeatureValue
+
     fields: list[tuple[str, Any, Any]] = [
-        (f"f{j}", float | None if j < n_num else FeatureValue, msgspec.field(name=name))
-        for j, name in enumerate(names)
+        (f"f{j}", kind(j), msgspec.field(name=name)) for j, name in enumerate(names)
     ]
     features: type[TypedFeatures] = msgspec.defstruct(  # type: ignore[assignment]
         f"Features[{model}]",
         fields,
         bases=(TypedFeatures,),
-        namespace={"names": names, "numeric": n_num},
+        namespace={"names": names, "numeric": n_num, "embedding": n_emb},
         forbid_unknown_fields=True,
         gc=False,
     )
@@ -199,6 +208,10 @@ class TypedDecoders:
 
     def _features(self, model: str) -> type[TypedFeatures] | None:
         layout = self._layouts(model)
-        if layout is not None and (layout.numeric or layout.categorical) and _nameable(layout):
+        if (
+            layout is not None
+            and (layout.numeric or layout.categorical or layout.embedding)
+            and _nameable(layout)
+        ):
             return _features_type(model, layout)
         return None

@@ -34,10 +34,10 @@ Example
 >>> ev = dec.decode(b'{"model": "fraud", "ts": "2024-05-01T12:00:00Z", "features": {"amount": 12}}')
 >>> ev.ts_ms, ev.model_version, ev.status, ev.features
 (1714564800000, 'unknown', 200, {'amount': 12.0})
->>> dec.decode(b'{"model": "fraud", "ts": 1, "features": {"amount": [1]}}')
+>>> dec.decode(b'{"model": "fraud", "ts": 1714564800000, "features": {"amount": {"a": 1}}}')
 Traceback (most recent call last):
 ...
-drifthouse.errors.DecodeError: expected a number, string, bool or null; got array [1] - at `$.features.amount`
+drifthouse.errors.DecodeError: expected a number, string, bool, array of numbers (an embedding) or null; got object {"a": 1} - at `$.features.amount`
 """
 
 from __future__ import annotations

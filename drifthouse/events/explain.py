@@ -55,8 +55,8 @@ SPECS: dict[type[Event], KindSpec] = {
             "model_version": "a string",
             "ts": _TS_EXPECT,
             "event_id": "a string",
-            "features": "an object of feature name -> number, string, bool or null",
-            "features.*": "a number, string, bool or null",
+            "features": "an object of feature name -> number, string, bool, array of numbers or null",
+            "features.*": "a number, string, bool, array of numbers (an embedding) or null",
             "prediction": "a number, a string, or an object of class -> probability",
             "prediction.*": "a finite number (a probability)",
             "predicted_class": "a class name (string) or an integer class id",
@@ -111,6 +111,10 @@ def slow_decode(kind: type[E], raw: Buffer, fast_error: BaseException) -> E:
         for key, value in features.items():
             if overflows(value):
                 features[key] = math.inf if value > 0 else -math.inf
+            elif type(value) is list and any(map(overflows, value)):  # inside an embedding
+                features[key] = [
+                    (math.inf if v > 0 else -math.inf) if overflows(v) else v for v in value
+                ]
     try:
         return msgspec.convert(obj, kind)
     except msgspec.ValidationError as exc:
@@ -196,8 +200,9 @@ def _translate(spec: KindSpec, message: str, obj: dict[str, Any]) -> DecodeError
             "schema", path, f"expected {wanted}; got nothing (required field missing)"
         )
     parts = _split_path(path)
-    if len(parts) == 2 and parts[1] == "[...]":
-        # msgspec does not name the key of a bad object member: find it.
+    if len(parts) >= 2 and parts[1] == "[...]":
+        # msgspec does not name the key of a bad object member (nor of an embedding holding a
+        # bad element, ``$.features[...][1]``): find it.
         located = _locate(spec, parts[0], obj)
         if located is not None:
             return located

@@ -30,8 +30,10 @@ __all__ = [
     "encode_event",
 ]
 
-FeatureValue: TypeAlias = float | str | bool | None
-"""A feature value after decoding: numbers are always ``float`` (JSON ``3`` becomes ``3.0``)."""
+FeatureValue: TypeAlias = float | str | bool | list[float | None] | None
+"""A feature value after decoding: numbers are always ``float`` (JSON ``3`` becomes ``3.0``);
+an array of numbers is an embedding (docs/events.md, "Embedding features"), its elements
+``float`` too (``null`` inside one is kept and counted as ``non_finite``)."""
 
 # Integers beyond 2**53 are not exact as floats: no sane class id or score needs them.
 _ExactInt = Annotated[int, msgspec.Meta(ge=-(2**53), le=2**53)]
@@ -62,9 +64,10 @@ class PredictionEvent(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False
         Model name (non-empty).
     ts_ms : int
         Event time in epoch milliseconds (JSON key ``ts``: RFC 3339 string or integer ms).
-    features : dict[str, float | str | bool | None]
+    features : dict[str, float | str | bool | list[float | None] | None]
         Model inputs. Numbers decode as ``float``; non-finite values (``NaN``, ``1e999``) are
-        kept here and counted as ``non_finite`` downstream, never rejected.
+        kept here and counted as ``non_finite`` downstream, never rejected. An array of numbers
+        is an embedding: the profile declares such a feature with its dimension.
     model_version : str
         Defaults to ``"unknown"``.
     event_id : str or None

@@ -22,6 +22,7 @@ from drifthouse.detectors.reference import (
     PREDICTION,
     TYPE_ERROR_EXAMPLES,
     Baselines,
+    EmbeddingProfile,
     FeatureProfile,
     Kind,
     Profile,
@@ -30,6 +31,7 @@ from drifthouse.detectors.reference import (
 )
 from drifthouse.errors import ProfileError
 from drifthouse.profiles.calibration import reference_calibration
+from drifthouse.profiles.embeddings import build_embedding_profile, is_embedding_column
 from drifthouse.profiles.multivariate import fit_multivariate
 
 __all__ = [
@@ -232,7 +234,9 @@ def build_profile(
     """Build a profile from columns of equal length.
 
     ``kinds`` forces the kind of the features it names (``{"zip": "categorical"}``); the others
-    are inferred (:func:`build_feature_profile`).
+    are inferred (:func:`build_feature_profile`). A column of arrays (a 2-D array, or values
+    that are mostly lists) not named in ``kinds`` is an embedding feature
+    (:func:`~drifthouse.profiles.embeddings.build_embedding_profile`).
 
     ``prediction`` is a numeric score (probability of the positive class, or a regression
     output) or class labels. With ``label`` the label metrics of the reference become baselines
@@ -250,6 +254,7 @@ def build_profile(
         raise ProfileError(
             f"kinds name features that are not in the data: {unknown} (features: {list(features)})"
         )
+    features, embeddings = _split_embeddings(features, kinds)
     feats = [
         build_feature_profile(name, col, s, kind=kinds.get(name)) for name, col in features.items()
     ]
@@ -263,18 +268,7 @@ def build_profile(
         resolved_task, label_metrics = _labels.reference_metrics(
             y_true=label, y_pred=prediction, threshold=threshold, task=task
         )
-    lat, err = _latency_baselines(latency_ms), _status_baselines(status)
-    baselines = Baselines(
-        events=events,
-        task=resolved_task,
-        threshold=threshold,
-        labels=label_metrics,
-        latency_p50=lat.get("latency_p50"),
-        latency_p95=lat.get("latency_p95"),
-        latency_p99=lat.get("latency_p99"),
-        error_rate_4xx=err.get("error_rate_4xx"),
-        error_rate_5xx=err.get("error_rate_5xx"),
-    )
+    baselines = _baselines(events, resolved_task, threshold, label_metrics, latency_ms, status)
     profile = Profile(
         model=model,
         model_version=model_version,
@@ -285,6 +279,7 @@ def build_profile(
         prediction=pred,
         baselines=baselines,
         calibration=_calibration(prediction, label, raw_predictions, threshold, resolved_task),
+        embeddings=embeddings,
     ).validate()
     if prediction is not None and pred is not None and pred.kind == "numeric" and feats:
         importance = reference_importance(profile, features, prediction)
@@ -292,6 +287,41 @@ def build_profile(
             profile, baselines=msgspec.structs.replace(baselines, importance=importance)
         )
     return msgspec.structs.replace(profile, multivariate=fit_multivariate(profile, features))
+
+
+def _split_embeddings(
+    features: Mapping[str, np.ndarray | Sequence[Any]], kinds: Mapping[str, Kind]
+) -> tuple[dict[str, np.ndarray | Sequence[Any]], list[EmbeddingProfile]]:
+    """The columns that are not embeddings, and the profiles of those that are (columns of
+    arrays not named in ``kinds``)."""
+    arrays = {n for n, c in features.items() if n not in kinds and is_embedding_column(c)}
+    return (
+        {n: c for n, c in features.items() if n not in arrays},
+        [build_embedding_profile(n, c) for n, c in features.items() if n in arrays],
+    )
+
+
+def _baselines(
+    events: int,
+    task: Literal["classification", "regression"] | None,
+    threshold: float,
+    labels: dict[str, float],
+    latency_ms: np.ndarray | Sequence[Any] | None,
+    status: np.ndarray | Sequence[Any] | None,
+) -> Baselines:
+    """The model-level baselines of the reference data."""
+    lat, err = _latency_baselines(latency_ms), _status_baselines(status)
+    return Baselines(
+        events=events,
+        task=task,
+        threshold=threshold,
+        labels=labels,
+        latency_p50=lat.get("latency_p50"),
+        latency_p95=lat.get("latency_p95"),
+        latency_p99=lat.get("latency_p99"),
+        error_rate_4xx=err.get("error_rate_4xx"),
+        error_rate_5xx=err.get("error_rate_5xx"),
+    )
 
 
 def _calibration(

@@ -9,6 +9,10 @@ Per model (``models.<name>`` in the config):
   hash of the model and event id against the rate (for an event without an id, of its model,
   version, time, prediction, latency, status and segment: not its features), so a replay, a
   restart and every worker keep the same events;
+- a feature that is an array (an embedding) is stored as ``{"len": n, "head": [...]}``, its
+  length and first ``log_array_head`` elements (default 8), or with ``log_arrays: hash`` as
+  ``sha256:<hex>`` of the whole array (equal arrays, equal hashes), so a 384-number embedding
+  does not multiply the table's size;
 - features, segment attributes and ``event_id`` named in ``pii`` (the model's and the global
   list) are replaced by ``hmac-sha256:<hex>``, a keyed hash (HMAC-SHA256) with the secret in
   environment variable ``DRIFTHOUSE_PII_KEY`` (at least 32 bytes): equal values still join and
@@ -101,6 +105,13 @@ def score_of(prediction: object) -> float | None:
                 return float(prediction[positive])
         return float(max(prediction.values()))
     return None
+
+
+def _array(value: list[Any], cfg: ModelConfig) -> object:
+    """How the log stores an array feature (``log_arrays``): truncated, or hashed whole."""
+    if cfg.log_arrays == "hash":
+        return "sha256:" + hashlib.sha256(_json.encode(value)).hexdigest()
+    return {"len": len(value), "head": value[: cfg.log_array_head]}
 
 
 def _mapping(features: Any) -> Mapping[str, Any]:
@@ -213,6 +224,11 @@ class PredictionLog:
                 )
             ).hexdigest()
         )
+        if any(type(v) is list for v in features.values()):
+            features = {
+                k: _array(v, cfg) if type(v) is list and k not in cfg.pii else v
+                for k, v in features.items()
+            }
         names = self._categorical.get(model)
         if names:
             # One key per category however it was typed (1, 1.0, "1"), as in profiles and

@@ -122,7 +122,7 @@ def valid_events(draw: st.DrawFn) -> dict[str, Any]:
 WRONG: dict[str, list[Any]] = {
     "model": [None, 123, "", [], {"a": 1}, True],
     "ts": [None, "yesterday", "2026-01-01T00:00:00", [], {}, -5, 1.5, True],
-    "features": [None, [], "x", 3, {"a": [1]}, {"a": {"b": 1}}],
+    "features": [None, [], "x", 3, {"a": [1, "x"]}, {"a": {"b": 1}}],  # [1]: an embedding
     "model_version": [None, 5, [], {}],
     "event_id": [5, [], {}],
     "prediction": [[0.1, 0.9], {"a": "x"}, {"a": None}, True],

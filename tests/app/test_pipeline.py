@@ -229,7 +229,7 @@ def test_bad_input_is_dead_lettered_and_counted(small_stream):
             b'{"model": "fraud", "ts": "yesterday", "features": {}}', 0, 0, "predictions", None
         ),
         Message(
-            b'{"model": "fraud", "ts": 1767225600000, "features": {"amount": [1]}}',
+            b'{"model": "fraud", "ts": 1767225600000, "features": {"amount": [1, "x"]}}',
             0,
             0,
             "predictions",

@@ -131,7 +131,7 @@ def test_bad_events_in_batches_count_as_single_bad_events_do(tmp_path: Path) -> 
     bad_single = {
         101: b'{"model": "fraud", "model_version": "1", "features": {"amount": 1}}',  # no ts
         102: b'{"model": "fraud", "model_version": "1", "ts": "?", "features": {}}',
-        103: b'{"model": "fraud", "model_version": "1", "ts": 1767225600000, "features": {"amount": [1]}}',
+        103: b'{"model": "fraud", "model_version": "1", "ts": 1767225600000, "features": {"amount": [1, "x"]}}',
     }  # fmt: skip
     for i, raw in bad_single.items():
         lines[i] = raw

@@ -280,3 +280,28 @@ def test_a_profile_whose_multivariate_part_disagrees_with_its_features_is_refuse
     renamed = msgspec.structs.replace(mv, numeric=["x", "nope"])
     with pytest.raises(ProfileError, match="'nope' is not a numeric feature"):
         Profile.from_json(msgspec.structs.replace(p, multivariate=renamed).to_json())
+
+
+# ---- windows larger than the reference ---------------------------------------------------------
+
+
+def test_fresh_windows_larger_than_the_reference_stay_inside_the_band() -> None:
+    """A window of 100,000 events drawn afresh from the reference's own distribution, against
+    references of 2,000 rows: its mean error differs from the reference's mean by that mean's
+    own sampling error (about ``σ(1) / sqrt(2000)``), which a band of the window's spread
+    alone (``σ(1) / sqrt(100000)``) would call seven spreads away. Over 20 references the z
+    stays about a standard normal: none past 3."""
+    zs = []
+    for seed in range(20):
+        rng = np.random.default_rng(100 + seed)
+        ref = _correlated(rng, 2_000, 0.8)
+        pca = fit_pca(ref, variance_share=0.65)
+        assert pca is not None
+        sk = ReconstructionSketch(pca, band_of(reconstruction_errors(pca, ref)))
+        state = sk.update(sk.empty(), _correlated(rng, 100_000, 0.8))
+        got = {r.metric: r.value for r in sk.evaluate(state)}
+        zs.append(got["reconstruction_error_z"])
+        assert got["reconstruction_error_lower"] < got["reconstruction_error"]
+        assert got["reconstruction_error"] < got["reconstruction_error_upper"]
+    assert max(abs(z) for z in zs) < 3, zs
+    assert 0.4 < float(np.std(zs)) < 1.6, zs

@@ -5,6 +5,7 @@ scripts/nannyml_reconstruction_fixture.py; docs/statistics.md, "Multivariate dri
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 
 from drifthouse.config import MetricsConfig
 from drifthouse.detectors.multivariate import MultivariateBatch, sketch_for
-from drifthouse.detectors.pca import reconstruction_errors
+from drifthouse.detectors.pca import ErrorBand, reconstruction_errors
 from drifthouse.detectors.reference import Profile
 from tests.detectors.strategies import make_profile
 
@@ -81,6 +82,23 @@ def test_each_chunks_error_band_and_alert_are_nannymls(profile: Profile, chunk: 
     state = sk.update(sk.empty(), _batch(profile, want["start"], want["end"]))
     got = {r.metric: r.value for r in sk.evaluate(state)}
     assert got["reconstruction_error"] == pytest.approx(want["value"], rel=1e-9)
-    assert got["reconstruction_error_upper"] == pytest.approx(want["upper_threshold"], rel=1e-9)
-    assert got["reconstruction_error_lower"] == pytest.approx(want["lower_threshold"], rel=1e-9)
+    # NannyML's thresholds are the chunk band's own, center ± 3 σ(n) ...
+    band = sk.spec.band
+    n = want["end"] - want["start"]
+    center, spread = band.at(n)
+    assert center + 3 * spread == pytest.approx(want["upper_threshold"], rel=1e-9)
+    assert max(0.0, center - 3 * spread) == pytest.approx(want["lower_threshold"], rel=1e-9)
+    # ... drifthouse widens them by the reference mean's own error (docs/statistics.md)
+    lower, upper = widened_thresholds(band, n)
+    assert got["reconstruction_error_upper"] == pytest.approx(upper, rel=1e-12)
+    assert got["reconstruction_error_lower"] == pytest.approx(lower, rel=1e-12)
+    assert upper - want["upper_threshold"] < 0.1 * (want["upper_threshold"] - center)
     assert (abs(got["reconstruction_error_z"]) >= 3) == want["alert"]
+
+
+def widened_thresholds(band: ErrorBand, n: int) -> tuple[float, float]:
+    """``(lower, upper)`` as drifthouse writes them for a window of ``n`` events: the chunk
+    band's center ± 3 × its spread and the reference mean's, in quadrature."""
+    center, spread = band.at(n)
+    wide = math.hypot(spread, band.reference_spread())
+    return max(0.0, center - 3 * wide), center + 3 * wide

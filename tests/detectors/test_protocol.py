@@ -39,6 +39,7 @@ from drifthouse.detectors.calibration import Calibration, IsotonicMap
 from drifthouse.detectors.categorical import CategoricalBlock
 from drifthouse.detectors.cbpe import CbpeBatch, CbpeSketch
 from drifthouse.detectors.columns import extract
+from drifthouse.detectors.embedding import EmbeddingBatch, EmbeddingSketch
 from drifthouse.detectors.importance import ImportanceBatch, ImportanceSketch
 from drifthouse.detectors.label_kinds import BinarySketch, ClassSketch, Pairs, RegressionSketch
 from drifthouse.detectors.label_sketch import LabelBatch, LabelSketch
@@ -208,6 +209,26 @@ _metric_values = st.dictionaries(
     st.sampled_from(["cpu", "gpu", "mem"]), st.floats(0, 100), max_size=3
 )
 
+EMBEDDED = make_profile(
+    {
+        "x": np.random.default_rng(5).normal(size=500),
+        "emb": np.random.default_rng(6).normal(size=(500, 4)),
+        "pair": np.random.default_rng(7).normal(size=(500, 2)),
+    }
+)
+
+
+def _embedding_batch(dims: Sequence[int]) -> st.SearchStrategy[EmbeddingBatch]:
+    """Vectors with NaN, infinities, zero rows and huge values, and every status code."""
+    return st.integers(0, 30).flatmap(
+        lambda n: st.builds(
+            EmbeddingBatch,
+            st.tuples(*(hnp.arrays(np.float64, (n, d), elements=float_values) for d in dims)),
+            hnp.arrays(np.uint8, (n, len(dims)), elements=st.sampled_from([0, 0, 0, 1, 2, 3])),
+        )
+    )
+
+
 CASES: dict[type[Any], Case] = {
     NumericBlock: Case(
         lambda: NumericBlock.from_profile(PROFILE), _numeric_batch(3), rounding=True
@@ -240,6 +261,7 @@ CASES: dict[type[Any], Case] = {
     MetricEventSketch: Case(
         MetricEventSketch, st.lists(_metric_values, max_size=10), rounding=True
     ),
+    EmbeddingSketch: Case(lambda: EmbeddingSketch(EMBEDDED.embeddings), _embedding_batch([4, 2])),
     MultivariateSketch: Case(_multivariate, _multivariate_batch(_multivariate())),
     ReconstructionSketch: Case(
         lambda: _multivariate().inner,

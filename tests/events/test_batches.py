@@ -83,7 +83,7 @@ def _rows_with(bad: dict[int, dict[str, object]]) -> bytes:
     ("change", "reason", "path"),
     [
         pytest.param({"ts": None}, "schema", "$.events[2].ts", id="missing-ts"),
-        pytest.param({"features": {"amount": [1]}}, "schema", "$.events[2].features.amount", id="array-feature"),
+        pytest.param({"features": {"amount": [1, "x"]}}, "schema", "$.events[2].features.amount", id="array-of-strings-feature"),
         pytest.param({"status": "?"}, "schema", "$.events[2].status", id="question-mark"),
         pytest.param({"ts": 1_714_564_800}, "implausible_ts", "$.events[2].ts", id="epoch-seconds"),
         pytest.param({"model": "churn"}, "schema", "$.events[2].model", id="another-model"),

@@ -67,7 +67,7 @@ def test_decode_batch_never_stops_on_a_bad_message() -> None:
         prediction(event_id="a"),
         b"not json",
         prediction(event_id="b", ts=NOW + 7_200_000),
-        prediction(event_id="c", features={"x": [1]}),
+        prediction(event_id="c", features={"x": {"y": 1}}),
         prediction(event_id="d"),
         b"{" * 2,
     ]

@@ -63,8 +63,8 @@ BAD_PREDICTIONS = [
     pytest.param(prediction(features=...), "schema", "$.features", "required field missing", id="features-missing"),
     pytest.param(prediction(features=[1, 2]), "schema", "$.features", "got array", id="features-array"),
     pytest.param(prediction(features={"amount": {"v": 1}}), "schema", "$.features.amount", 'got object {"v": 1}', id="feature-object"),
-    pytest.param(prediction(features={"a": 1, "amount": [1]}), "schema", "$.features.amount", "got array [1]", id="feature-array"),
-    pytest.param(prediction(features={"unit price": []}), "schema", '$.features["unit price"]', "got array", id="feature-odd-name"),
+    pytest.param(prediction(features={"a": 1, "amount": [1, "x"]}), "schema", "$.features.amount", 'array of numbers (an embedding) or null; got array [1, "x"]', id="feature-array-of-strings"),
+    pytest.param(prediction(features={"unit price": [[1]]}), "schema", '$.features["unit price"]', "got array", id="feature-odd-name"),
     # prediction
     pytest.param(prediction(prediction=[0.1, 0.9]), "schema", "$.prediction", "class -> probability; got array", id="prediction-array"),
     pytest.param(prediction(prediction=False), "schema", "$.prediction", "got bool false", id="prediction-bool"),
@@ -190,7 +190,13 @@ def test_mutated_predictions_are_accepted_valid_or_rejected_with_a_path(raw: byt
         return
     assert event.latency_ms is None or (math.isfinite(event.latency_ms) and event.latency_ms >= 0)
     assert 100 <= event.status <= 599
-    assert all(isinstance(v, (float, str, bool)) or v is None for v in event.features.values())
+    assert all(
+        isinstance(v, (float, str, bool))
+        or v is None
+        # an embedding (docs/events.md): an array of numbers, null where an element is
+        or (isinstance(v, list) and all(isinstance(x, float) or x is None for x in v))
+        for v in event.features.values()
+    )
     assert all(isinstance(v, str) for v in event.segment.values())
     if isinstance(event.prediction, dict):
         assert all(math.isfinite(p) for p in event.prediction.values())

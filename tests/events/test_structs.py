@@ -143,7 +143,8 @@ def test_valid_labels_and_metrics_round_trip(event: LabelEvent | MetricEvent) ->
 def test_the_examples_in_the_docs_decode() -> None:
     text = (Path(__file__).resolve().parents[2] / "docs" / "events.md").read_text()
     blocks = re.findall(r"```json\n(.*?)```", text, re.DOTALL)
-    assert len(blocks) == 3
-    decoders: list[EventDecoder[Any]] = [PREDICTIONS, LABELS, METRICS]
+    assert len(blocks) == 4
+    # A prediction, one with an embedding feature, a label, a metric event.
+    decoders: list[EventDecoder[Any]] = [PREDICTIONS, PREDICTIONS, LABELS, METRICS]
     for decoder, block in zip(decoders, blocks, strict=True):
         decoder.decode(block.encode())

@@ -245,3 +245,45 @@ def test_categorical_values_are_logged_as_their_category_key(served: Any, logged
     )  # fmt: skip
     assert other is not None
     assert json.loads(other.features) == {"zone": served}
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        pytest.param({}, {"len": 6, "head": [0.5, -1.0, None, 2.0]}, id="truncated-by-default"),
+        pytest.param({"log_array_head": 2}, {"len": 6, "head": [0.5, -1.0]}, id="shorter-head"),
+        pytest.param({"log_array_head": 0}, {"len": 6, "head": []}, id="length-only"),
+    ],
+)
+def test_arrays_are_logged_truncated(settings: dict[str, Any], expected: object) -> None:
+    log = PredictionLog(
+        {"fraud": ModelConfig(sample_rate=1.0, **{"log_array_head": 4, **settings})}
+    )
+    emb = [0.5, -1.0, None, 2.0, 3.0, 4.0]
+    row = log.row(**_event(1, features={"emb": emb, "amount": 1.0}))
+    assert row is not None
+    assert json.loads(row.features) == {"amount": 1.0, "emb": expected}
+
+
+def test_arrays_are_logged_hashed_when_asked() -> None:
+    log = PredictionLog({"fraud": ModelConfig(sample_rate=1.0, log_arrays="hash")})
+    a = log.row(**_event(1, features={"emb": [0.5, 1.0]}))
+    b = log.row(**_event(2, features={"emb": [0.5, 1.0]}))
+    c = log.row(**_event(3, features={"emb": [0.5, 1.5]}))
+    assert a is not None
+    assert b is not None
+    assert c is not None
+    got = [json.loads(r.features)["emb"] for r in (a, b, c)]
+    assert got[0] == got[1] != got[2]
+    assert got[0].startswith("sha256:")
+    assert len(got[0]) == len("sha256:") + 64
+
+
+def test_pii_arrays_are_keyed_hashes_whatever_the_array_setting() -> None:
+    log = PredictionLog(
+        {"fraud": ModelConfig(sample_rate=1.0, pii=["emb"], log_arrays="truncate")},
+        key=b"k" * 32,
+    )
+    row = log.row(**_event(1, features={"emb": [0.5, 1.0]}))
+    assert row is not None
+    assert json.loads(row.features)["emb"] == hash_pii([0.5, 1.0], b"k" * 32)
