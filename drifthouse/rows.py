@@ -9,7 +9,9 @@ from __future__ import annotations
 import msgspec
 
 __all__ = [
+    "ATTRIBUTION_METRICS",
     "AlertRow",
+    "AttributionWithdrawal",
     "LabelPaneRow",
     "LateLabelRow",
     "LatePredictionRow",
@@ -60,6 +62,44 @@ class MetricRow(msgspec.Struct, frozen=True, kw_only=True):
             self.metric,
             self.run_id,
         )
+
+
+class AttributionWithdrawal(msgspec.Struct, frozen=True, kw_only=True):
+    """A rewrite's withdrawal of drift attribution rows in table ``metrics``: of one window,
+    model version and run, every attribution row (``psi_contribution``, ``js_contribution``,
+    ``mass_shift``, ``psi_segment_share``) written at or before ``computed_at`` whose
+    ``(feature, segment, metric, bin)`` is not in ``keep``, the rewrite's own rows.
+
+    Which bins lead depends on a window's data: a window rewritten whole (a partition that was
+    idle woke up with its share) has rows its first write had not, and the other way round. A
+    ReplacingMergeTree replaces rows by key but never removes a key, so the sink deletes them
+    (docs/clickhouse.md, "Writing the same window twice").
+    """
+
+    window_start: int
+    window: str
+    model: str
+    model_version: str
+    run_id: str
+    computed_at: int
+    keep: tuple[tuple[str, str, str, str], ...] = ()
+
+    def withdraws(self, row: MetricRow) -> bool:
+        """Whether ``row`` is one of the rows withdrawn."""
+        return (
+            row.metric in ATTRIBUTION_METRICS
+            and (row.window_start, row.window, row.model, row.model_version, row.run_id)
+            == (self.window_start, self.window, self.model, self.model_version, self.run_id)
+            and row.computed_at <= self.computed_at
+            and (row.feature, row.segment, row.metric, row.bin) not in self.keep
+        )
+
+
+#: The metrics of drift attribution rows (docs/statistics.md, "Drift attribution"), each naming
+#: its bin (or, ``psi_segment_share``, its segment value).
+ATTRIBUTION_METRICS = frozenset(
+    {"psi_contribution", "js_contribution", "mass_shift", "psi_segment_share"}
+)
 
 
 class SketchRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -207,6 +247,7 @@ class WindowStateRow(msgspec.Struct, frozen=True, kw_only=True):
 
 Row = (
     MetricRow
+    | AttributionWithdrawal
     | SketchRow
     | AlertRow
     | PredictionRow

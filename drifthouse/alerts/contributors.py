@@ -2,10 +2,11 @@
 (docs/alerting.md "Top contributors", docs/statistics.md "Drift attribution").
 
 A window's attribution rows (``psi_contribution`` and ``mass_shift`` per bin, ``bin`` naming it;
-``psi_segment_share`` per segment value of the prediction) are read from the same batch of rows
-as the drift metric a rule fires on, so a replay writes the same message as the live run::
+``psi_segment_share`` per segment value of a feature or of the prediction) are read from the same
+batch of rows as the drift metric a rule fires on, so a replay writes the same message as the
+live run::
 
-    amount: +18% of events at or above 420.0, -9% of events below 12.5
+    amount: +18% of events at or above 420.0; segment country=BR carries 61% of the drift
     __prediction__: +20% of events in [0.8, 0.9); segment country=BR carries 61% of the drift
 """
 

@@ -161,6 +161,8 @@ class MergeSide:
                 self.stage.add([partial])
                 wkey = (partial.spec_index, partial.start, partial.key)
                 self._offsets.setdefault(wkey, offset)
+                if offset < self.hold_until:  # an earlier merger read it: it may have written
+                    self.stage.written_before.add(wkey)  # the window (its rewrite withdraws)
             elif isinstance(msg, WatermarkMessage):
                 self.stage.watermark(msg.source_partition, msg.watermark)
                 self.stage.mark_idle(msg.source_partition, msg.idle)

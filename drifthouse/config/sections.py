@@ -459,17 +459,16 @@ class MetricsConfig(Strict):
         "and per model and window written apart (the ones with the most events)",
     )
     importance: bool = True
-    # Off by default: the rows are written for drifted windows only, so a window rewritten
-    # live (an idle partition waking with its share) can keep the rows of its first write,
-    # which a replay does not have (docs/statistics.md, "Drift attribution").
+    # Which rows a window gets depends on its data; a rewrite withdraws the rows of its
+    # earlier writes that it does not write again (docs/statistics.md, "Drift attribution").
     attribution_top_k: int = Field(
-        0,
+        3,
         ge=0,
         le=1_000,
         description="drift attribution: per drifted feature, the bins or categories with the "
         "largest PSI terms written (psi_contribution, js_contribution, mass_shift), and per "
-        "segment attribute the values with the largest share of the prediction's drift; 0 (the "
-        "default): none",
+        "segment attribute the values with the largest share of its drift (and the prediction's); "
+        "0: none",
     )
     attribution_min_psi: float = Field(
         0.1,

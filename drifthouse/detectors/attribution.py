@@ -12,8 +12,10 @@ so attribution merges, replays and scales out exactly like the statistics it spl
   :func:`~drifthouse.detectors.stats.js_terms`); the terms add up to ``js ** 2``;
 - ``mass_shift``: ``q_i - p_i`` unfloored, the signed change of the bin's share of events
   (``+0.18``: 18% more of the window's events fall in the bin than of the reference's);
-- ``psi_segment_share``: per segment value, its prediction PSI weighted by its events, over the
-  sum of those products across the values of its attribute.
+- ``psi_segment_share``: per segment value, its PSI of the prediction (or of a drifted feature,
+  from the segment value's counts on the feature's PSI bins:
+  :mod:`~drifthouse.detectors.segment_features`) weighted by its values, over the sum of those
+  products across the values of its attribute.
 
 Rows are bounded: a feature gets its ``top_k`` bins with the largest PSI terms (ties by bin
 order), and only when its PSI is at least ``min_psi``; an attribute its ``top_k`` segment
@@ -30,6 +32,7 @@ from numpy.typing import ArrayLike
 
 from drifthouse.detectors import stats
 from drifthouse.detectors.base import Result
+from drifthouse.rows import ATTRIBUTION_METRICS
 
 __all__ = [
     "ATTRIBUTION_METRICS",
@@ -38,11 +41,6 @@ __all__ = [
     "format_edge",
     "segment_shares",
 ]
-
-#: The metrics attribution writes (each row names its bin, or its segment value).
-ATTRIBUTION_METRICS = frozenset(
-    {"psi_contribution", "js_contribution", "mass_shift", "psi_segment_share"}
-)
 
 
 def format_edge(x: float, digits: int = 17) -> str:

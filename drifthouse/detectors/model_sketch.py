@@ -69,6 +69,7 @@ from drifthouse.detectors.numeric import NumericBatch, NumericBlock, SketchPart
 from drifthouse.detectors.quantiles import QuantileSketch
 from drifthouse.detectors.raw_panes import RawLeaf, RawTree, decode_events
 from drifthouse.detectors.reference import Profile
+from drifthouse.detectors.segment_features import FeatureBins
 from drifthouse.detectors.segments import OTHER_VALUE, Rows, SegmentSketch, cap_segments
 from drifthouse.detectors.status import StatusCounter
 from drifthouse.errors import SketchError
@@ -108,6 +109,8 @@ class SketchSettings(Protocol):
     def max_segment_attributes(self) -> int: ...
     @property
     def importance(self) -> bool: ...
+    @property
+    def attribution_top_k(self) -> int: ...
 
 
 class ModelOptions(Protocol):
@@ -220,9 +223,14 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
             else (),
             embeddings=self.embedding.layout_pairs if self.embedding is not None else (),
         )
-        self.segment = SegmentSketch(self.latency, self.status, self.prediction)
+        self.segment = SegmentSketch(self.latency, self.status, self.prediction, self._bins(metrics))  # fmt: skip
         self.cbpe, self.dle = sketch_for(profile), dle_for(profile, self.numeric.names, cat.names)
         self.multivariate = multivariate_for(profile, self.numeric.names, cat.names)  # PCA
+
+    def _bins(self, metrics: SketchSettings) -> FeatureBins | None:
+        """Each segment value's counts on the features' PSI bins, kept while attribution is on."""
+        on = metrics.attribution_top_k > 0
+        return FeatureBins(self.numeric, self.categorical) if on else None
 
     def empty(self) -> ModelState:
         return ModelState(

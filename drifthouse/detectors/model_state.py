@@ -38,6 +38,8 @@ class _WireSegment(msgspec.Struct, array_like=True):
     latency: bytes
     status: bytes
     prediction: bytes | None
+    # int64 counts on every feature's PSI bins (drift attribution on), little-endian.
+    features: bytes | None = None
 
 
 class _WireState(msgspec.Struct, array_like=True):
@@ -95,6 +97,8 @@ class SegmentState:
     latency: QuantileState
     status: StatusState
     prediction: NumericState | CategoricalState | None
+    # Counts on every feature's PSI bins (drifthouse.detectors.segment_features), or None.
+    features: np.ndarray | None = None
 
     @property
     def events(self) -> int:
@@ -107,6 +111,12 @@ class SegmentState:
             and self.latency.equals(other.latency)
             and self.status.equals(other.status)
             and _same(self.prediction, other.prediction)
+            and (
+                other.features is None
+                if self.features is None
+                else other.features is not None
+                and bool(np.array_equal(self.features, other.features))
+            )
         )
 
 
@@ -167,6 +177,7 @@ class ModelState:
                 latency=seg.latency.to_bytes(),
                 status=seg.status.to_bytes(),
                 prediction=seg.prediction.to_bytes() if seg.prediction is not None else None,
+                features=seg.features.astype("<i8").tobytes() if seg.features is not None else None,
             )
             for (attr, value), seg in self.segments.items()
         ]
@@ -196,6 +207,9 @@ class ModelState:
                     latency=QuantileState.from_bytes(w.latency),
                     status=StatusState.from_bytes(w.status),
                     prediction=_decode_prediction(wire.prediction_kind, w.prediction),
+                    features=np.frombuffer(w.features, dtype="<i8").astype(np.int64)
+                    if w.features is not None
+                    else None,
                 )
                 for w in segments
             },

@@ -20,6 +20,7 @@ from drifthouse.detectors.columns import Columns
 from drifthouse.detectors.model_state import EVENTS, SegmentKey, SegmentState
 from drifthouse.detectors.numeric import NumericBatch, NumericBlock, NumericState
 from drifthouse.detectors.quantiles import QuantileSketch, QuantileState
+from drifthouse.detectors.segment_features import FeatureBins
 from drifthouse.detectors.status import StatusCounter, StatusState
 
 __all__ = ["OTHER_VALUE", "PREDICTION_METRICS", "Capped", "Rows", "SegmentSketch", "cap_segments"]
@@ -51,10 +52,14 @@ class SegmentSketch(Sketch[SegmentState, Rows]):
         latency: QuantileSketch,
         status: StatusCounter,
         prediction: NumericBlock | CategoricalBlock | None,
+        features: FeatureBins | None = None,
     ) -> None:
         self.latency = latency
         self.status = status
         self.prediction = prediction
+        #: Counts on every feature's PSI bins, for per-feature segment attribution (``None``:
+        #: attribution off, none kept).
+        self.features = features
 
     def empty(self) -> SegmentState:
         return SegmentState(
@@ -62,6 +67,7 @@ class SegmentSketch(Sketch[SegmentState, Rows]):
             latency=self.latency.empty(),
             status=self.status.empty(),
             prediction=self.prediction.empty() if self.prediction is not None else None,
+            features=self.features.empty() if self.features is not None else None,
         )
 
     def update(self, state: SegmentState, batch: Rows) -> SegmentState:
@@ -71,6 +77,8 @@ class SegmentSketch(Sketch[SegmentState, Rows]):
         if n == 0:
             return state
         self.serve(state.latency, state.status, state.prediction, batch.columns, idx)
+        if self.features is not None and state.features is not None:
+            self.features.add(state.features, batch.columns, idx)
         state.counters[EVENTS] += n
         return state
 
@@ -107,6 +115,10 @@ class SegmentSketch(Sketch[SegmentState, Rows]):
             latency=self.latency.merge(a.latency, b.latency),
             status=self.status.merge(a.status, b.status),
             prediction=self.merge_prediction(a.prediction, b.prediction),
+            # A state without counts (written with attribution off) makes a window without.
+            features=a.features + b.features
+            if a.features is not None and b.features is not None
+            else None,
         )
 
     def merge_prediction(
@@ -172,6 +184,26 @@ class SegmentSketch(Sketch[SegmentState, Rows]):
         return [
             (name, Result(model[0].feature, "psi_segment_share", share, None, n_ref, counts[name]))
             for name, share in segment_shares(items, top_k=top_k)
+        ]
+
+    def feature_shares(
+        self,
+        features: Sequence[str],
+        segments: Sequence[tuple[str, SegmentState]],
+        *,
+        top_k: int,
+        n_ref: Mapping[str, int],
+    ) -> list[tuple[str, Result]]:
+        """``(segment, psi_segment_share)`` of each of ``features`` (the drifted ones): the share
+        of the feature's drift each segment value carries, the ``top_k`` largest per attribute
+        (:meth:`FeatureBins.shares`); none without counts (attribution off)."""
+        if self.features is None or top_k <= 0:
+            return []
+        counts = [(name, seg.features) for name, seg in segments]
+        return [
+            (name, Result(feature, "psi_segment_share", share, None, n_ref[feature], n))
+            for feature in features
+            for name, share, n in self.features.shares(feature, counts, top_k=top_k)
         ]
 
 

@@ -9,7 +9,13 @@ from typing import Protocol
 
 from drifthouse.detectors.base import Result
 from drifthouse.detectors.model_reference import part_contexts
-from drifthouse.detectors.model_sketch import EVENTS, ModelSketch, ModelState, SegmentState
+from drifthouse.detectors.model_sketch import (
+    EVENTS,
+    PREDICTION_FEATURE,
+    ModelSketch,
+    ModelState,
+    SegmentState,
+)
 
 __all__ = ["AttributionSettings", "attribute"]
 
@@ -33,7 +39,8 @@ def attribute(
     """``(segment, row)`` of a window's drift attribution: per feature (and the prediction) whose
     PSI reaches ``attribution_min_psi``, its ``attribution_top_k`` bins (segment ``''``), and each
     of ``segments`` (:meth:`ModelSketch.capped_segments`) with its share of the prediction's
-    drift. None when ``attribution_top_k`` is 0 or the window has no events."""
+    drift and of each such feature's. None when ``attribution_top_k`` is 0 or the window has no
+    events."""
     k, floor = settings.attribution_top_k, settings.attribution_min_psi
     if k <= 0 or not int(state.counters[EVENTS]):
         return []
@@ -50,6 +57,12 @@ def attribute(
             context=ref.prediction,
         )
     rows = [("", r) for r in out]
-    return rows + sketch.segment.prediction_shares(
+    # The drifted features (their PSI reached the floor: they have bins), by segment value.
+    drifted = sorted(
+        {r.feature for r in out if r.metric == "psi_contribution"} - {PREDICTION_FEATURE}
+    )
+    n_ref = {r.feature: r.n_ref for r in out}
+    rows += sketch.segment.prediction_shares(
         state.prediction, segments, top_k=k, min_psi=floor, context=ref.prediction
     )
+    return rows + sketch.segment.feature_shares(drifted, segments, top_k=k, n_ref=n_ref)

@@ -123,8 +123,8 @@ class Contributors:
     """The top contributors of one feature's drift in the window where its PSI peaked, from the
     drift attribution rows (docs/statistics.md "Drift attribution").
 
-    ``bins`` are ``(bin, psi term, mass shift)``, largest term first; ``segments`` (the
-    prediction only) ``(segment, share of the drift)``, largest first.
+    ``bins`` are ``(bin, psi term, mass shift)``, largest term first; ``segments``
+    ``(segment, share of the drift)``, largest first.
     """
 
     feature: str

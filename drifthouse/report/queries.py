@@ -342,8 +342,8 @@ def read_contributors(
     client: Client, rng: Range, peaks: Mapping[str, tuple[int, float]]
 ) -> list[Contributors]:
     """The drift attribution rows of each feature of ``peaks`` (``{feature: (window start,
-    psi)}``) in that window: its bins ranked by PSI term with their mass shift, and for the
-    prediction its segment values ranked by share of the drift. Features without attribution
+    psi)}``) in that window: its bins ranked by PSI term with their mass shift, and its segment
+    values ranked by share of the drift. Features without attribution
     rows there are left out; the rest in the order of ``peaks``."""
     if not peaks:
         return []

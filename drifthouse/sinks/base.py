@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from drifthouse.errors import RowsNotStored
-from drifthouse.rows import Row
-from drifthouse.sinks.tables import spec_for
+from drifthouse.rows import AttributionWithdrawal, MetricRow, Row
+from drifthouse.sinks.tables import WITHDRAWALS, spec_for
 
 __all__ = ["MemorySink", "Refusal", "Sink", "WriteReport", "finish", "row_key"]
 
@@ -163,6 +163,9 @@ def row_key(row: Any) -> tuple[Any, ...]:
         return (row.model, row.run_id, row.event_id, row.ts)
     if table == "label_panes":
         return (row.model, row.run_id, row.window, row.pane_start, row.model_version, row.segment)
+    if table == WITHDRAWALS:
+        return (row.window_start, row.window, row.model, row.model_version, row.run_id,
+                row.computed_at)  # fmt: skip
     if table == "window_states":
         return (row.model, row.run_id, row.window, row.window_start, row.model_version)
     return (row.model, row.model_version, row.digest)
@@ -198,6 +201,13 @@ class MemorySink:
         if self.fail_next:
             raise self.fail_next.pop(0)
         for row in self._pending:
+            if isinstance(row, AttributionWithdrawal):  # deletes, in the order written
+                metrics = self._latest.get("metrics", {})
+                for key in [
+                    k for k, r in metrics.items() if isinstance(r, MetricRow) and row.withdraws(r)
+                ]:
+                    del metrics[key]
+                continue
             table = self._latest.setdefault(spec_for(row).name, {})
             key = row_key(row)
             old = table.get(key)

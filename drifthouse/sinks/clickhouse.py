@@ -37,7 +37,8 @@ from drifthouse.rows import Row
 from drifthouse.sinks.base import Refusal, WriteReport, row_key
 from drifthouse.sinks.spool import Spool
 from drifthouse.sinks.store import Client, call, insert
-from drifthouse.sinks.tables import partition_ids, spec_for, to_columns
+from drifthouse.sinks.tables import WITHDRAWALS, partition_ids, spec_for, to_columns
+from drifthouse.sinks.withdrawals import withdraw
 
 __all__ = ["ClickHouseSink"]
 
@@ -206,7 +207,8 @@ class ClickHouseSink:
         """
         self._last_flush = self._clock()
         spool_empty = self._drain_spool(force=False)
-        for table in list(self._buffer):
+        # Withdrawals last: they delete rows the other tables' rows of this flush may hold.
+        for table in sorted(self._buffer, key=lambda t: t == WITHDRAWALS):
             left = self._buffer[table]
             if spool_empty:
                 left, error = self._store(table, left, retries=self.retries)
@@ -450,16 +452,19 @@ class ClickHouseSink:
         delay = self.backoff_s
         for attempt in range(retries + 1):
             try:
-                insert(
-                    f"inserting {len(rows)} rows into {table}",
-                    self.client,
-                    table,
-                    columns,
-                    database=self.database,
-                    column_names=list(spec.columns),
-                    column_type_names=self._column_types(table),
-                    column_oriented=True,
-                )
+                if table == WITHDRAWALS:  # no rows to insert: rows of metrics to delete
+                    withdraw(self.client, self.database, rows)
+                else:
+                    insert(
+                        f"inserting {len(rows)} rows into {table}",
+                        self.client,
+                        table,
+                        columns,
+                        database=self.database,
+                        column_names=list(spec.columns),
+                        column_type_names=self._column_types(table),
+                        column_oriented=True,
+                    )
             except StoreUnavailable as exc:
                 self.available = False
                 if attempt == retries:

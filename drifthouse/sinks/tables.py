@@ -21,6 +21,7 @@ import numpy as np
 
 from drifthouse.rows import (
     AlertRow,
+    AttributionWithdrawal,
     LabelPaneRow,
     LateLabelRow,
     LatePredictionRow,
@@ -32,7 +33,9 @@ from drifthouse.rows import (
 )
 
 __all__ = [
+    "CHANGES",
     "TABLES",
+    "WITHDRAWALS",
     "TableSpec",
     "partition_ids",
     "spec_for",
@@ -105,7 +108,19 @@ TABLES: dict[type[Any], TableSpec] = {
         ("window_start", "month"),
     ),
 }
-_BY_NAME = {spec.name: spec for spec in TABLES.values()}
+#: The name under which the sinks buffer and spool :class:`AttributionWithdrawal` rows.
+WITHDRAWALS = "metrics_withdrawals"
+#: Rows that fill no table but change one, in the order they are written (after the rows
+#: written before them): an :class:`AttributionWithdrawal` deletes rows of ``metrics``.
+CHANGES: dict[type[Any], TableSpec] = {
+    AttributionWithdrawal: _spec(
+        WITHDRAWALS,
+        AttributionWithdrawal,
+        {"window_start", "computed_at"},
+        ("window_start", "month"),
+    ),
+}
+_BY_NAME = {spec.name: spec for spec in (*TABLES.values(), *CHANGES.values())}
 
 
 def spec_for(row_or_table: object) -> TableSpec:
@@ -118,7 +133,7 @@ def spec_for(row_or_table: object) -> TableSpec:
                 f"unknown table {row_or_table!r}; expected one of {sorted(_BY_NAME)}"
             ) from None
     try:
-        return TABLES[type(row_or_table)]
+        return TABLES.get(type(row_or_table)) or CHANGES[type(row_or_table)]
     except KeyError:
         raise TypeError(
             f"a sink takes MetricRow, SketchRow, AlertRow, PredictionRow or ReferenceRow (got {type(row_or_table).__name__})"

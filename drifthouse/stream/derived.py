@@ -284,6 +284,7 @@ class DerivedWindows:
             part = ModelState.from_bytes(s.state)
             state = part if state is None else sketch.merge(state, part)
         assert state is not None
+        rewrite = self._owed[dk].written
         self.written(dk)
         state = merged[dk] = sketch.resolve(state)
         return evaluate_window(
@@ -293,6 +294,7 @@ class DerivedWindows:
             state,
             sketches,
             changes=changes,
+            rewrite=rewrite,
             run_id=run_id,
             computed_at=computed_at(),
             baseline=baselines(key[0], start),

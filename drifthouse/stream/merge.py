@@ -119,6 +119,7 @@ class MergeStage:
         # Windows already written, kept a while: a partition that was idle and wakes up with
         # events for them leads to a rewrite holding every partition, never a partial row.
         self._emitted: dict[WindowKey, dict[int, Partial]] = {}
+        self.written_before: set[WindowKey] = set()  # by an earlier merger: rewrites too
         # Windows whose start + 2 sizes is at or before this are final: written and forgotten.
         self._final_horizon = NO_TIME
         self.dropped_partials = 0
@@ -310,8 +311,7 @@ class MergeStage:
         rows: list[Row] = list(self._build_references(ready)) if self._pending else []
         out = self._emit_predictions(ready) if self._pending else []
         for result in out:
-            rows.extend(result.metrics)
-            rows.extend(result.sketches)
+            rows.extend(result.rows())
         rows += self._state_rows
         self._state_rows = []
         later: list[WindowResult] = []
@@ -328,8 +328,7 @@ class MergeStage:
         if self.shadows is not None:
             later += self.shadows.flush(ready, run_id=self.run_id, computed_at=self.computed_at())
         for result in later:
-            rows.extend(result.metrics)
-            rows.extend(result.sketches)
+            rows.extend(result.rows())
         out += later
         if self.labels is not None:  # what the label join hands on to the late join, if on
             rows += self.labels.take_spill_rows(run_id=self.run_id, computed_at=self.computed_at())
@@ -370,12 +369,15 @@ class MergeStage:
                     redo.update(self.trailing.dependents(start, key[0], self._emitted))
                     self.derived.touch(key[0], start, self.trailing.settings(key[0]))
             self._emitted[wkey] = parts
+            again = earlier is not None or wkey in self.written_before
+            self.written_before.discard(wkey)
             redo.discard(wkey)
-            out.append(self._write_window(wkey, parts, merged, baseline))
+            out.append(self._write_window(wkey, parts, merged, baseline, rewrite=again))
         for wkey in sorted(redo, key=order):  # (store away: kept as written on the old one)
             read, baseline = self.trailing.read(wkey[2][0], wkey[1])
             if read:
-                out.append(self._write_window(wkey, self._emitted[wkey], merged, baseline))
+                parts = self._emitted[wkey]
+                out.append(self._write_window(wkey, parts, merged, baseline, rewrite=True))
         out += compare_windows(
             out, merged, self._emitted, specs=self.specs, sketches=self.sketches,
             run_id=self.run_id, computed_at=self.computed_at(),
@@ -389,6 +391,7 @@ class MergeStage:
         parts: dict[int, Partial],
         merged: dict[WindowKey, ModelState],
         baseline: Baseline | None,
+        rewrite: bool = False,
     ) -> WindowResult:
         """One window's result from its partials; its state stored when windows are built
         from it (derived windows, trailing baselines)."""
@@ -404,7 +407,7 @@ class MergeStage:
         result = evaluate_window(
             self.specs[k], start, key, state, self.sketches, changes=self.changes,
             defer_changes=bool(self._idle), run_id=self.run_id, computed_at=computed_at,
-            baseline=baseline,
+            baseline=baseline, rewrite=rewrite,
         )  # fmt: skip
         if self.labels is not None:  # estimated_* kept for the label window's errors
             self.labels.note_estimates(result.metrics)

@@ -21,7 +21,7 @@ from drifthouse.detectors.multiple_testing import bh_qvalues
 from drifthouse.detectors.window_attribution import attribute
 from drifthouse.profiles.auto import DRIFT_METRICS
 from drifthouse.profiles.sketches import Sketches
-from drifthouse.rows import MetricRow, SketchRow
+from drifthouse.rows import ATTRIBUTION_METRICS, AttributionWithdrawal, MetricRow, Row, SketchRow
 from drifthouse.stream.stage import Key
 from drifthouse.stream.trailing import Baseline
 from drifthouse.stream.windows import WindowSpec
@@ -35,6 +35,7 @@ __all__ = [
     "metric_rows",
     "qvalue_rows",
     "window_rows",
+    "withdrawal",
 ]
 
 PVALUE_SUFFIX = "_pvalue"
@@ -52,6 +53,13 @@ class WindowResult:
     model_version: str
     metrics: list[MetricRow]
     sketches: list[SketchRow]
+    #: A rewrite's withdrawal of the attribution rows it no longer has (see
+    #: :class:`~drifthouse.rows.AttributionWithdrawal`), written after ``metrics``.
+    withdrawn: tuple[AttributionWithdrawal, ...] = ()
+
+    def rows(self) -> list[Row]:
+        """What the sink is handed: the metric and sketch rows, then the withdrawals."""
+        return [*self.metrics, *self.sketches, *self.withdrawn]
 
 
 #: One row's own part: ``(feature, metric, value, n, bin)``.
@@ -179,6 +187,7 @@ def evaluate_window(
     *,
     changes: ChangeDetectors | None,
     defer_changes: bool = False,
+    rewrite: bool = False,
     run_id: str,
     computed_at: int,
     baseline: Baseline | None = None,
@@ -186,7 +195,8 @@ def evaluate_window(
     """The rows of one model's merged prediction window; feeds the change detectors once
     (``defer_changes``: it may be rewritten; its change rows come once no partition can add to it).
     A model on a trailing ``baseline`` is compared with its state, or not at all when it has
-    none (docs/statistics.md "Trailing baselines")."""
+    none (docs/statistics.md "Trailing baselines"). A ``rewrite`` also withdraws the attribution
+    rows of earlier writes that it does not write again (:func:`withdrawal`)."""
     model, version = key
     sketch = sketches(model)
     n = int(state.counters[EVENTS])
@@ -229,17 +239,29 @@ def evaluate_window(
         metrics += metric_rows(
             spec, start, model, version, changed, run_id=run_id, computed_at=computed_at
         )
+    # Attribution off (top_k 0) writes no attribution rows and withdraws none.
+    on = rewrite and sketches.metrics.attribution_top_k > 0
+    withdrawn = (
+        (withdrawal(spec, start, key, metrics, run_id=run_id, at=computed_at),) if on else ()
+    )
     sketch_rows = [
-        SketchRow(
-            feature=p.feature,
-            metric="",
-            kind=p.kind,
-            edges=p.edges,
-            labels=p.labels,
-            counts=p.counts,
-            n=p.n,
-            **common,  # type: ignore[arg-type]
-        )
+        SketchRow(feature=p.feature, metric="", kind=p.kind, edges=p.edges, labels=p.labels,
+                  counts=p.counts, n=p.n, **common)  # type: ignore[arg-type]
         for p in sketch.sketch_parts(state)
-    ]
-    return WindowResult(spec, start, start + spec.size_ms, model, version, metrics, sketch_rows)
+    ]  # fmt: skip
+    end = start + spec.size_ms
+    return WindowResult(spec, start, end, model, version, metrics, sketch_rows, withdrawn)
+
+
+def withdrawal(
+    spec: WindowSpec, start: int, key: Key, metrics: Sequence[MetricRow], *, run_id: str, at: int
+) -> AttributionWithdrawal:
+    """The withdrawal a rewrite of a window writes after its rows (``metrics``): every
+    attribution row of the window's earlier writes but the ones it writes again."""
+    keep = sorted(
+        (r.feature, r.segment, r.metric, r.bin) for r in metrics if r.metric in ATTRIBUTION_METRICS
+    )
+    return AttributionWithdrawal(
+        window_start=start, window=spec.name, model=key[0], model_version=key[1],
+        run_id=run_id, computed_at=at, keep=tuple(keep),
+    )  # fmt: skip

@@ -273,3 +273,56 @@ def test_batches_in_rows_and_in_columns_give_the_single_events_arrays() -> None:
         assert got.embedding_status is not None
         assert got.embedding_status.tolist() == [[0], [3], [1], [0], [0]]
         assert np.array_equal(got.embedding_status, expected.embedding_status)
+
+
+def _image_segments() -> tuple[np.ndarray, np.ndarray]:
+    """river's bundled ImageSegments (2,310 image regions, 18 features, 7 classes of 330) as an
+    18-dimension embedding set: each row z-scored by the whole set's mean and spread (constant
+    columns left at 0), shuffled with seed 1. Returns ``(rows, class index)``."""
+    from river import datasets
+
+    data = list(datasets.ImageSegments())
+    names = list(data[0][0])
+    classes = sorted({y for _, y in data})
+    x = np.array([[float(row[n]) for n in names] for row, _ in data])
+    y = np.array([classes.index(label) for _, label in data])
+    spread = x.std(axis=0)
+    x = (x - x.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+    order = np.random.default_rng(1).permutation(len(x))
+    return x[order], y[order]
+
+
+def test_a_class_shift_in_a_packaged_dataset_is_found_and_its_other_half_stays_quiet() -> None:
+    """ImageSegments split in two halves: the first is the reference. Windows of 300 drawn from
+    the second half with its own class mix stay quiet; windows drawn with two of the seven
+    classes (grass, sky) three times as likely and the rest as before are found, though each
+    of the 18 coordinates moves by a fraction of its spread."""
+    x, y = _image_segments()
+    half = len(x) // 2
+    rng = np.random.default_rng(12)
+    profile = make_profile({"x": rng.normal(size=half), "emb": x[:half]})
+    sk = ModelSketch("m", profile, MetricsConfig())  # type: ignore[arg-type]
+    rest, labels = x[half:], y[half:]
+
+    def window(weights: np.ndarray) -> dict[str, float | None]:
+        p = weights[labels] / weights[labels].sum()
+        rows = rest[rng.choice(len(rest), size=300, p=p)]
+        events = _events([list(map(float, r)) for r in rows])
+        state = sk.update(sk.empty(), ModelBatch(extract(events, sk.layout)))
+        out: dict[str, float | None] = {}
+        for r in sk.evaluate(state, _ctx()):  # type: ignore[arg-type]
+            if r.feature == "emb" and r.metric == "embedding_mmd2":
+                out["mmd2"], out["p"] = r.value, r.p_value
+        return out
+
+    quiet = [window(np.ones(7)) for _ in range(20)]
+    shifted_weights = np.ones(7)
+    shifted_weights[[3, 5]] = 3.0  # grass, sky
+    shifted = [window(shifted_weights) for _ in range(5)]
+    assert all(q["p"] is not None and q["p"] > 1e-3 for q in quiet), [q["p"] for q in quiet]
+    assert all(s["p"] is not None and s["p"] < 1e-4 for s in shifted), [s["p"] for s in shifted]
+    # ... and large enough for the shipped embedding-drift rule (value >= 0.001)
+    assert all(s["mmd2"] is not None and s["mmd2"] >= 0.001 for s in shifted), shifted
+    assert max(q["mmd2"] or 0.0 for q in quiet) < min(s["mmd2"] or 0.0 for s in shifted)
+    moved = np.abs(rest[np.isin(labels, [3, 5])].mean(axis=0) - rest.mean(axis=0))
+    assert moved.max() < 1.5  # no single coordinate jumps by more than 1.5 spreads

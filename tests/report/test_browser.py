@@ -155,21 +155,35 @@ def test_a_hover_shows_the_exact_value(loaded: Loaded) -> None:
 def test_the_top_contributors_of_each_drifted_feature_are_shown(
     loaded: Loaded, demo_run: DemoRun
 ) -> None:
+    with_segments = []
     for model, drifted in demo_run.drifted.items():
         section = loaded.page.locator(f"#model-{model} .contributors")
         for feature in drifted:
             block = section.locator(f'.contributor[data-feature="{feature}"]')
             block.scroll_into_view_if_needed()
             assert block.is_visible(), (model, feature)
-            head = block.locator("thead th").all_inner_texts()
+            tables = block.locator("table")
+            head = tables.first.locator("thead th").all_inner_texts()
             assert head == [
                 "bin or category",
                 "change of share of events",
                 "PSI term",
                 "of the PSI",
             ]
-            cells = block.locator("tbody tr").first.locator("td").all_inner_texts()
+            cells = tables.first.locator("tbody tr").first.locator("td").all_inner_texts()
             assert cells[0], (model, feature)
             assert cells[1].endswith("%")
             assert float(cells[2]) > 0
+            # The segment values carrying the feature's drift, when its model has segments.
+            if tables.count() > 1:
+                segments = tables.nth(1)
+                assert segments.locator("thead th").all_inner_texts() == [
+                    "segment value",
+                    "share of the drift",
+                ]
+                row = segments.locator("tbody tr").first.locator("td").all_inner_texts()
+                assert "=" in row[0], (model, feature, row)
+                assert row[1].endswith("%")
+                with_segments.append((model, feature))
         section.screenshot(path=str(loaded.shots / f"{model}-contributors.png"))
+    assert with_segments, "no drifted feature names the segment values carrying its drift"
