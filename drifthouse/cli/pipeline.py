@@ -152,6 +152,13 @@ def _print_profile(built: Profile, title: str) -> None:
             f"calibrated: {', '.join(fitted) or 'none (calibrated already)'}",
             highlight=False,
         )
+    if built.loss_model is not None:  # docs/model-performance.md, "Regression without labels"
+        lm = built.loss_model
+        out.print(
+            f"performance estimation: regression (DLE) from {lm.events:,} labelled events; "
+            f"{len(lm.sizes)} loss terms",
+            highlight=False,
+        )
     mv = built.multivariate
     if mv is not None:  # docs/statistics.md, "Multivariate drift"
         out.print(

@@ -49,6 +49,8 @@ from drifthouse.detectors.baselines import baseline_of
 from drifthouse.detectors.categorical import CategoricalBlock
 from drifthouse.detectors.cbpe import batch_of, sketch_for
 from drifthouse.detectors.columns import Columns, extract
+from drifthouse.detectors.dle import batch_of_columns
+from drifthouse.detectors.dle import sketch_for as dle_for
 from drifthouse.detectors.embedding import EmbeddingBatch, EmbeddingSketch
 from drifthouse.detectors.importance import ImportanceBatch, ImportanceSketch
 from drifthouse.detectors.layout import FeatureLayout
@@ -222,7 +224,7 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
             embeddings=self.embedding.layout_pairs if self.embedding is not None else (),
         )
         self.segment = SegmentSketch(self.latency, self.status, self.prediction, self._bins(metrics))  # fmt: skip
-        self.cbpe = sketch_for(profile)  # performance estimation (docs/model-performance.md)
+        self.cbpe, self.dle = sketch_for(profile), dle_for(profile, self.numeric.names, cat.names)
         self.multivariate = multivariate_for(profile, self.numeric.names, cat.names)  # PCA
 
     def _bins(self, metrics: SketchSettings) -> FeatureBins | None:
@@ -243,6 +245,7 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
             cbpe=self.cbpe.empty() if self.cbpe is not None else None,
             embedding=self.embedding.empty() if self.embedding is not None else None,
             multivariate=self.multivariate.empty() if self.multivariate is not None else None,
+            dle=self.dle.empty() if self.dle is not None else None,
         )
 
     def empty_segment(self) -> SegmentState:
@@ -273,6 +276,8 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
             self._update_segments(state.segments, cols)
         if self.cbpe is not None and state.cbpe is not None:
             self.cbpe.update(state.cbpe, batch_of(self.cbpe, cols))
+        if self.dle is not None and state.dle is not None:
+            self.dle.update(state.dle, batch_of_columns(cols))
         if self.embedding is not None and state.embedding is not None:
             self.embedding.update(state.embedding, EmbeddingBatch.of(cols))
         if self.multivariate is not None and state.multivariate is not None:
@@ -390,6 +395,7 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
             multivariate=self.multivariate.merge(a.multivariate, b.multivariate)
             if self.multivariate and a.multivariate and b.multivariate
             else None,
+            dle=self.dle.merge(a.dle, b.dle) if self.dle and a.dle and b.dle else None,
         )
 
     def merge_segment(self, a: SegmentState, b: SegmentState) -> SegmentState:
@@ -429,6 +435,8 @@ class ModelSketch(Sketch[ModelState, ModelBatch]):
             out += self.status.evaluate(state.status)
             if self.cbpe is not None and state.cbpe is not None:
                 out += self.cbpe.evaluate(state.cbpe)
+            if self.dle is not None and state.dle is not None:
+                out += self.dle.evaluate(state.dle)
             if self.embedding is not None and state.embedding is not None:
                 out += self.embedding.evaluate(state.embedding)
             if self.multivariate is not None and state.multivariate is not None:

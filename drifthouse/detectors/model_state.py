@@ -16,6 +16,7 @@ import numpy as np
 from drifthouse.detectors.base import State
 from drifthouse.detectors.categorical import CategoricalState
 from drifthouse.detectors.cbpe import CbpeState
+from drifthouse.detectors.dle import DleState
 from drifthouse.detectors.embedding import EmbeddingState
 from drifthouse.detectors.importance import ImportanceState
 from drifthouse.detectors.numeric import NumericState
@@ -61,6 +62,8 @@ class _WireState(msgspec.Struct, array_like=True):
     embedding: bytes | None = None
     # Multivariate drift's state (a profile with a multivariate part).
     multivariate: bytes | None = None
+    # Direct loss estimation's state (a regression profile with a loss model).
+    dle: bytes | None = None
 
 
 _ENCODE = msgspec.msgpack.Encoder().encode
@@ -139,6 +142,8 @@ class ModelState:
     embedding: EmbeddingState | None = None
     # Multivariate drift (drifthouse.detectors.multivariate), for a profile with a PCA.
     multivariate: ReconstructionState | None = None
+    # Direct loss estimation (drifthouse.detectors.dle), for a profile with a loss model.
+    dle: DleState | None = None
 
     def to_bytes(self) -> bytes:
         """Serialise exactly, for partial-window messages between workers."""
@@ -159,6 +164,7 @@ class ModelState:
                 cbpe=self.cbpe.to_bytes() if self.cbpe is not None else None,
                 embedding=self.embedding.to_bytes() if self.embedding is not None else None,
                 multivariate=self.multivariate.to_bytes() if self.multivariate else None,
+                dle=self.dle.to_bytes() if self.dle is not None else None,
             )
         )
 
@@ -215,6 +221,7 @@ class ModelState:
             multivariate=ReconstructionState.from_bytes(wire.multivariate)
             if wire.multivariate is not None
             else None,
+            dle=DleState.from_bytes(wire.dle) if wire.dle is not None else None,
         )
 
     def equals(self, other: ModelState) -> bool:
@@ -244,6 +251,7 @@ class ModelState:
             )
             and _same_part(self.embedding, other.embedding)
             and _same_part(self.multivariate, other.multivariate)
+            and _same_part(self.dle, other.dle)
             and bool(np.array_equal(self.counters, other.counters))
         )
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from drifthouse.categories import category_key
 from drifthouse.detectors.calibration import Calibration
+from drifthouse.detectors.dle import LossModel
 from drifthouse.detectors.multivariate import Multivariate
 from drifthouse.errors import ProfileError
 
@@ -255,6 +256,9 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True):
     #: The PCA of the features for multivariate drift; ``None`` in profiles built without one
     #: (docs/statistics.md, "Multivariate drift").
     multivariate: Multivariate | None = None
+    #: Direct loss estimation's loss model (a labelled regression reference); ``None`` otherwise
+    #: (docs/model-performance.md, "Regression without labels").
+    loss_model: LossModel | None = None
 
     def feature(self, name: str) -> FeatureProfile:
         for f in self.features:
@@ -297,6 +301,8 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True):
             self.prediction.validate("prediction")
         if self.calibration is not None:
             self.calibration.validate("calibration")
+        if self.loss_model is not None:
+            self.loss_model.validate("loss_model")
         if self.multivariate is not None:
             self.multivariate.validate(
                 "multivariate",

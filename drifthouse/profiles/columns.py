@@ -32,6 +32,7 @@ from drifthouse.detectors.reference import (
 from drifthouse.errors import ProfileError
 from drifthouse.profiles.calibration import reference_calibration
 from drifthouse.profiles.embeddings import build_embedding_profile, is_embedding_column
+from drifthouse.profiles.loss_model import reference_loss_model
 from drifthouse.profiles.multivariate import fit_multivariate
 
 __all__ = [
@@ -286,7 +287,12 @@ def build_profile(
         profile = msgspec.structs.replace(
             profile, baselines=msgspec.structs.replace(baselines, importance=importance)
         )
-    return msgspec.structs.replace(profile, multivariate=fit_multivariate(profile, features))
+    loss = None
+    if resolved_task == "regression" and prediction is not None and label is not None:
+        loss = reference_loss_model(profile, features, prediction, label)  # DLE
+    return msgspec.structs.replace(
+        profile, multivariate=fit_multivariate(profile, features), loss_model=loss
+    )
 
 
 def _split_embeddings(

@@ -196,7 +196,8 @@ def estimates(
         f"window, model_version, metric, value, n FROM `{database}`.metrics FINAL "
         "WHERE model = {model:String} AND run_id = {run:String} AND segment = '' "
         "AND feature = '' AND metric IN ('estimated_accuracy', 'estimated_precision', "
-        "'estimated_recall', 'estimated_f1', 'estimated_roc_auc') "
+        "'estimated_recall', 'estimated_f1', 'estimated_roc_auc', 'estimated_mae', "
+        "'estimated_rmse') "
         "AND window_start >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC') "
         "AND window_start < fromUnixTimestamp64Milli({hi:Int64}, 'UTC') "
         "ORDER BY window, window_start, model_version, metric",

@@ -39,6 +39,7 @@ from drifthouse.detectors.calibration import Calibration, IsotonicMap
 from drifthouse.detectors.categorical import CategoricalBlock
 from drifthouse.detectors.cbpe import CbpeBatch, CbpeSketch
 from drifthouse.detectors.columns import extract
+from drifthouse.detectors.dle import DleBatch, DleSketch
 from drifthouse.detectors.embedding import EmbeddingBatch, EmbeddingSketch
 from drifthouse.detectors.importance import ImportanceBatch, ImportanceSketch
 from drifthouse.detectors.label_kinds import BinarySketch, ClassSketch, Pairs, RegressionSketch
@@ -205,6 +206,32 @@ def _multivariate_batch(sk: MultivariateSketch) -> st.SearchStrategy[Multivariat
     )
 
 
+_RNG = np.random.default_rng(8)
+REGRESSION = make_profile(
+    {"x": _RNG.normal(size=1_000), "c": list(_RNG.choice(["a", "b"], size=1_000))},
+    prediction=np.arange(1_000.0),
+    label=np.arange(1_000.0) + _RNG.normal(size=1_000) * 30,
+    task="regression",
+)
+
+
+def _dle() -> DleSketch:
+    assert REGRESSION.loss_model is not None
+    return DleSketch(REGRESSION.loss_model, [0], [0])
+
+
+def _dle_batch() -> st.SearchStrategy[DleBatch]:
+    return st.integers(0, 40).flatmap(
+        lambda n: st.builds(
+            DleBatch,
+            hnp.arrays(np.float64, (n, 1), elements=float_values),
+            hnp.arrays(np.uint8, (n, 1), elements=st.sampled_from([0, 0, 0, 1, 2])),
+            hnp.arrays(np.int32, (n, 1), elements=st.integers(-1, 3)),
+            hnp.arrays(np.float64, n, elements=float_values),
+        )
+    )
+
+
 _metric_values = st.dictionaries(
     st.sampled_from(["cpu", "gpu", "mem"]), st.floats(0, 100), max_size=3
 )
@@ -271,6 +298,7 @@ CASES: dict[type[Any], Case] = {
             elements=st.one_of(st.floats(-1e6, 1e6), st.sampled_from([0.0, 1e300, -1e300])),
         ),
     ),
+    DleSketch: Case(_dle, _dle_batch()),
     CbpeSketch: Case(
         lambda: CbpeSketch(Calibration(maps=[IsotonicMap(x=[0.1, 0.9], y=[0.2, 0.8])]), bins=20),
         hnp.arrays(

@@ -20,7 +20,7 @@ from drifthouse.rows import MetricRow
 __all__ = ["ERROR_PREFIX", "METRICS", "HeldEstimates"]
 
 #: The metrics both estimated (``estimated_<m>``) and realized from labels (``<m>``).
-METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
+METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "mae", "rmse")
 ERROR_PREFIX = "estimation_error_"
 _ESTIMATED = {f"estimated_{m}": m for m in METRICS}
 
