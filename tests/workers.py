@@ -321,7 +321,10 @@ def stored_rows(config_path: Path, run_id: str = "live") -> Metrics:
 # Regression label metrics are float sums over joined pairs, and which pair completes first
 # depends on how the labels and predictions topics interleave: they agree to rounding only
 # (docs/model-performance.md, "Exactness").
-FLOAT_SUMS = frozenset({"mae", "rmse", "r2", "mape"})
+FLOAT_SUMS = frozenset(
+    # ... and the estimation errors of the regression estimates: estimated − realized
+    {"mae", "rmse", "r2", "mape", "estimation_error_mae", "estimation_error_rmse"}
+)
 
 
 def _same(key: tuple[Any, ...], live: tuple[float, int], want: tuple[float, int]) -> bool:
@@ -367,6 +370,42 @@ def sentinels(records: Sequence[Record], partitions: int = PARTITIONS) -> tuple[
         ).encode()
         for p in range(partitions)
     ]
+
+
+def produce_records(bootstrap: str, topic: str, records: Sequence[Record]) -> None:
+    """The records, keyed by event id hash across partitions (:func:`partition_of`), and no
+    sentinels: the first part of a stream whose rest :func:`produce_stream` sends."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
+    for r in records:
+        producer.send(topic, key=r.key, value=r.value, partition=partition_of(r.value))
+    producer.flush()
+    producer.close()
+
+
+def caught_up(report: dict[str, Any], partitions: int = PARTITIONS) -> bool:
+    """The worker read every partition to its end and wrote windows."""
+    parts = report.get("partitions") or {}
+    merger = report.get("merger") or {}
+    return (
+        len(parts) == partitions
+        and all(p["lag"] == 0 for p in parts.values())
+        and merger.get("windows_written", 0) > 0
+    )
+
+
+def kill_once_caught_up(workers: Workers, port: int, timeout_s: float = 120.0) -> None:
+    """Wait until the worker on ``port`` has read what was sent (:func:`caught_up`), let its
+    checkpoints commit (every second), then SIGKILL it: the middle of a stream for the next."""
+    deadline = time.monotonic() + timeout_s
+    report: dict[str, Any] = {}
+    while time.monotonic() < deadline and not caught_up(report, workers.partitions):
+        time.sleep(0.5)
+        report = workers.status(port)
+    assert caught_up(report, workers.partitions), workers.logs()[-3000:]
+    time.sleep(3)
+    workers.kill(port, signal.SIGKILL)
 
 
 def produce_stream(bootstrap: str, topic: str, records: Sequence[Record]) -> int:
