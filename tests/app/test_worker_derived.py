@@ -7,8 +7,6 @@ derived windows included, and no derived window is held back."""
 from __future__ import annotations
 
 import json
-import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,9 @@ from tests.workers import (
     PARTITIONS,
     Workers,
     assert_same,
+    kill_once_caught_up,
     partition_of,
+    produce_records,
     produce_stream,
     replayed_rows,
     stored_rows,
@@ -45,7 +45,7 @@ def test_a_worker_killed_mid_stream_writes_the_derived_windows_of_a_replay(
     # Cut mid-way through a 3h window (5.5 h in): a 3h window kept in the stream would be
     # re-read from its start, 2.5 hours back.
     half = next(i for i, r in enumerate(records) if r.ts_ms >= records[0].ts_ms + 19_800_000)
-    _produce(kafka_bootstrap, topic, records[:half])
+    produce_records(kafka_bootstrap, topic, records[:half])
     config = write_config(
         tmp_path, kafka_bootstrap, topic, "derived", small_stream.profiles,
         extra={"windows": WINDOWS},
@@ -53,15 +53,7 @@ def test_a_worker_killed_mid_stream_writes_the_derived_windows_of_a_replay(
     cfg = load_config(config)
     workers = Workers(config, PARTITIONS)
     try:
-        first = workers.start()
-        deadline = time.monotonic() + 120
-        report: dict[str, Any] = {}
-        while time.monotonic() < deadline and not _caught_up(report):
-            time.sleep(0.5)
-            report = workers.status(first)
-        assert _caught_up(report), workers.logs()[-3000:]
-        time.sleep(3)  # its checkpoints are committed (every second): where it had read to
-        workers.kill(first, signal.SIGKILL)
+        kill_once_caught_up(workers, workers.start())
         closed_until = produce_stream(kafka_bootstrap, topic, records[half:])
         second = workers.start()
         workers.wait_done(cfg, len(records))
@@ -84,17 +76,6 @@ def test_a_worker_killed_mid_stream_writes_the_derived_windows_of_a_replay(
     assert_same(stored_rows(config), want)
 
 
-def _caught_up(report: dict[str, Any]) -> bool:
-    """The worker read every partition to its end and wrote windows."""
-    parts = report.get("partitions") or {}
-    merger = report.get("merger") or {}
-    return (
-        len(parts) == PARTITIONS
-        and all(p["lag"] == 0 for p in parts.values())
-        and merger.get("windows_written", 0) > 0
-    )
-
-
 def _two_hours(records: list[Any]) -> dict[int, int]:
     """Per partition, the most messages of two consecutive hours."""
     hourly: dict[int, dict[int, int]] = {p: {} for p in range(PARTITIONS)}
@@ -102,16 +83,6 @@ def _two_hours(records: list[Any]) -> dict[int, int]:
         by_hour = hourly[partition_of(r.value)]
         by_hour[r.ts_ms // 3_600_000] = by_hour.get(r.ts_ms // 3_600_000, 0) + 1
     return {p: max(h.get(k, 0) + h.get(k + 1, 0) for k in h) if h else 0 for p, h in hourly.items()}
-
-
-def _produce(bootstrap: str, topic: str, records: list[Any]) -> None:
-    from kafka import KafkaProducer
-
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
-    for r in records:
-        producer.send(topic, key=r.key, value=r.value, partition=partition_of(r.value))
-    producer.flush()
-    producer.close()
 
 
 def test_two_merge_shards_write_the_derived_windows_of_a_replay(

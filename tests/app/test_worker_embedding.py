@@ -6,8 +6,6 @@ replay's to the last digit, drift on the shifted hours included."""
 from __future__ import annotations
 
 import json
-import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +15,13 @@ import pytest
 from drifthouse.config import Config, load_config
 from drifthouse.profiles.columns import build_profile
 from drifthouse.simulate import Record
-from tests.app.test_worker_trailing import _caught_up, _produce
 from tests.detectors.test_embedding import SHIFTED, UNIFORM, _cluster_embeddings
 from tests.workers import (
     PARTITIONS,
     Workers,
     assert_same,
+    kill_once_caught_up,
+    produce_records,
     produce_stream,
     replayed_rows,
     stored_rows,
@@ -81,7 +80,7 @@ def test_a_worker_killed_mid_stream_writes_the_embedding_rows_of_a_replay(
     topic = make_topic(partitions=PARTITIONS)
     records = _records()
     half = len(records) // 2 + PER_HOUR // 3
-    _produce(kafka_bootstrap, topic, records[:half])
+    produce_records(kafka_bootstrap, topic, records[:half])
     config = write_config(
         tmp_path, kafka_bootstrap, topic, "embedding", {"fraud": profile},
         extra={"windows": [{"size": "1h"}]},
@@ -89,15 +88,7 @@ def test_a_worker_killed_mid_stream_writes_the_embedding_rows_of_a_replay(
     cfg = load_config(config)
     workers = Workers(config, PARTITIONS)
     try:
-        first = workers.start()
-        deadline = time.monotonic() + 120
-        report: dict[str, Any] = {}
-        while time.monotonic() < deadline and not _caught_up(report):
-            time.sleep(0.5)
-            report = workers.status(first)
-        assert _caught_up(report), workers.logs()[-3000:]
-        time.sleep(3)  # its checkpoints are committed (every second)
-        workers.kill(first, signal.SIGKILL)
+        kill_once_caught_up(workers, workers.start())
         closed_until = produce_stream(kafka_bootstrap, topic, records[half:])
         second = workers.start()
         workers.wait_done(cfg, len(records))
