@@ -61,3 +61,29 @@ def store_held(workspace: Path) -> Iterator[None]:
     finally:
         proc.stdin.close()
         proc.wait(timeout=30)
+
+
+def replay_labelled(folder: Path, config: Path, task: str, query: str) -> list[dict[str, object]]:
+    """Model ``m`` on the profile ``m.json`` (``task``), one-hour windows, the embedded store
+    in ``folder/data``: replay ``predictions.jsonl`` with ``labels.jsonl`` from ``folder``,
+    then return what ``drifthouse sql`` prints for ``query`` as JSON rows."""
+    import json
+
+    config.write_text(
+        json.dumps(
+            {
+                "store": {"path": "./data"},
+                "windows": [{"size": "1h"}],
+                "models": {"m": {"reference": "m.json", "task": task}},
+            }
+        )
+    )
+    done = run_cli(
+        "replay", "-c", str(config), "--source", "file:predictions.jsonl",
+        "--labels", "file:labels.jsonl", cwd=folder, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    done = run_cli("sql", "-c", str(config), "--format", "json", query, cwd=folder)
+    assert done.returncode == 0, done.stderr
+    rows: list[dict[str, object]] = json.loads(done.stdout)
+    return rows

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from drifthouse.detectors.reference import Profile
-from tests.cli_process import run_cli
+from tests.cli_process import replay_labelled, run_cli
 
 DATA = Path(__file__).parent / "detectors" / "data"
 FIXTURE: dict[str, Any] = json.loads((DATA / "nannyml_cbpe.json").read_text())
@@ -82,28 +82,12 @@ def test_replay_estimates_like_nannyml(tmp_path: Path, kind: str) -> None:
             "performance estimation: multiclass (3 classes) from 60,000 labelled events; "
             "calibrated: highstreet_card, prepaid_card, upmarket_card"
         ) in said
-    config.write_text(
-        json.dumps(
-            {
-                "store": {"path": "./data"},
-                "windows": [{"size": "1h"}],
-                "models": {"m": {"reference": "m.json", "task": "classification"}},
-            }
-        )
-    )
-    done = run_cli(
-        "replay", "-c", str(config), "--source", "file:predictions.jsonl",
-        "--labels", "file:labels.jsonl", cwd=tmp_path, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
     query = (
         "SELECT window_start, metric, value FROM metrics FINAL WHERE model = 'm' AND segment = '' "
         "AND feature = '' AND (metric LIKE 'estimat%' OR metric IN "
         "('accuracy', 'precision', 'recall', 'f1', 'roc_auc')) ORDER BY window_start, metric"
     )
-    done = run_cli("sql", "-c", str(config), "--format", "json", query, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    rows = json.loads(done.stdout)
+    rows = replay_labelled(tmp_path, config, "classification", query)
     got: dict[int, dict[str, float]] = {}
     for r in rows:
         ws = r["window_start"]

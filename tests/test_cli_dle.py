@@ -18,7 +18,7 @@ import numpy as np
 from drifthouse.detectors.categorical import CategoricalBlock
 from drifthouse.detectors.dle import DleBatch, DleSketch
 from drifthouse.detectors.reference import Profile
-from tests.cli_process import run_cli
+from tests.cli_process import replay_labelled, run_cli
 from tests.detectors.test_dle_nannyml import ARRAYS, FIXTURE, TOLERANCE, _columns
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -62,30 +62,14 @@ def test_replay_estimates_mae_and_rmse(tmp_path: Path) -> None:
     assert profile.loss_model is not None
     said = " ".join(done.stdout.split())
     assert "performance estimation: regression (DLE) from 60,000 labelled events" in said
-    config = tmp_path / "drifthouse.yaml"
-    config.write_text(
-        json.dumps(
-            {
-                "store": {"path": "./data"},
-                "windows": [{"size": "1h"}],
-                "models": {"m": {"reference": "m.json", "task": "regression"}},
-            }
-        )
-    )
-    done = run_cli(
-        "replay", "-c", str(config), "--source", "file:predictions.jsonl",
-        "--labels", "file:labels.jsonl", cwd=tmp_path, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
     query = (
         "SELECT toUnixTimestamp64Milli(window_start) AS ws, metric, value FROM metrics FINAL "
         "WHERE model = 'm' AND segment = '' AND feature = '' AND (metric LIKE 'estimat%' OR "
         "metric IN ('mae', 'rmse')) ORDER BY ws, metric"
     )
-    done = run_cli("sql", "-c", str(config), "--format", "json", query, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    rows = replay_labelled(tmp_path, tmp_path / "drifthouse.yaml", "regression", query)
     got: dict[int, dict[str, float]] = {}
-    for r in json.loads(done.stdout):
+    for r in rows:
         got.setdefault(int(r["ws"]), {})[r["metric"]] = float(r["value"])
     assert len(got) == len(CHUNKS)
     model = profile.loss_model
