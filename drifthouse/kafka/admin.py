@@ -150,18 +150,26 @@ def ensure_topics(
             return []
         response = admin.create_topics(missing, timeout_ms=timeout_ms, raise_errors=False)
         created: list[str] = []
+        raced: list[str] = []
         for result in response["topics"]:
             code = result["error_code"]
             if code == 0:
                 created.append(result["name"])
-            elif code != _TOPIC_ALREADY_EXISTS:  # another worker won the race: fine
+            elif code == _TOPIC_ALREADY_EXISTS:
+                # Another worker won the race. The controller knows the topic, but this broker's
+                # metadata may not show it yet (KRaft publishes it a moment later, and later
+                # still under load): wait for it like the winner does, or the caller's next
+                # describe reads "does not exist".
+                raced.append(result["name"])
+            else:
                 fix = _CREATE_FIXES.get(code, "see the broker log")
                 raise SourceError(
                     f"creating topic {result['name']!r} at {cfg.bootstrap} failed: "
                     f"{result.get('error_message') or f'error code {code}'}; {fix}"
                 )
+        if created or raced:
+            admin.wait_for_topics(created + raced, timeout_ms=timeout_ms)
         if created:
-            admin.wait_for_topics(created, timeout_ms=timeout_ms)
             log.info("kafka.topics_created", topics=created)
         return created
 

@@ -33,6 +33,7 @@ from drifthouse.kafka import (
     partitions_for,
     redacted,
 )
+from drifthouse.kafka.admin import ensure_partials_topic
 from drifthouse.stream.dead_letters import DeadLetters
 from drifthouse.stream.sources import Message
 
@@ -698,6 +699,39 @@ def test_ensure_topics_is_idempotent(cfg: KafkaConfig, drop_topics: list[str]) -
     assert partitions_for(cfg, a) == [0, 1, 2]
     assert partitions_for(cfg, c) == [0, 1]
     assert end_offsets(cfg, a) == {0: 0, 1: 0, 2: 0}
+
+
+@pytest.mark.kafka
+def test_workers_racing_to_create_the_partials_topic_all_find_it(
+    cfg: KafkaConfig, drop_topics: list[str]
+) -> None:
+    """Workers started at once all create the partials topic: the losers (``TOPIC_ALREADY_EXISTS``)
+    must wait, like the winner, until it has a leader for each partition, and not read it before
+    the broker's metadata shows it (seen failing: "does not exist")."""
+    racers, rounds = 6, 8
+
+    def race(racer_cfg: KafkaConfig, start: threading.Barrier, errors: list[BaseException]) -> None:
+        start.wait()
+        try:
+            ensure_partials_topic(racer_cfg)
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    for round_ in range(rounds):
+        name = f"race-{time.monotonic_ns()}-{round_}-partials"
+        drop_topics.append(name)
+        racer_cfg = KafkaConfig(bootstrap=cfg.bootstrap, partials_topic=name, partials_partitions=3)
+        start = threading.Barrier(racers)
+        errors: list[BaseException] = []
+        threads = [
+            threading.Thread(target=race, args=(racer_cfg, start, errors)) for _ in range(racers)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == [], f"round {round_}: {errors}"
+        assert partitions_for(cfg, name) == [0, 1, 2]
 
 
 @pytest.mark.kafka
