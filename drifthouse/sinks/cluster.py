@@ -40,7 +40,10 @@ _AFTER_NAME = re.compile(
     rf"|ALTER TABLE {_NAME})(?=\s|$)"
 )
 #: Statements whose ON CLUSTER clause ends them.
-_AT_END = re.compile(rf"^(?:EXCHANGE TABLES {_NAME} AND {_NAME}|DROP TABLE IF EXISTS {_NAME})$")
+_AT_END = re.compile(
+    rf"^(?:EXCHANGE TABLES {_NAME} AND {_NAME}|RENAME TABLE {_NAME} TO {_NAME}"
+    rf"|DROP TABLE IF EXISTS {_NAME})$"
+)
 _DROP = "DROP TABLE"
 _ENGINE = re.compile(r"\bENGINE = (\w*MergeTree)\b(?:\(([^()]*)\))?")
 _LEFT_ALONE = ("INSERT ",)
@@ -71,7 +74,7 @@ def on_cluster(statement: str, cluster: str | None) -> str:
         raise StoreError(
             f"cannot run this statement on cluster {cluster!r}: {_first_line(statement)!r}; "
             "drifthouse.sinks.cluster knows CREATE DATABASE/TABLE/VIEW IF NOT EXISTS, ALTER TABLE, "
-            "EXCHANGE TABLES, DROP TABLE IF EXISTS and INSERT"
+            "EXCHANGE TABLES, RENAME TABLE, DROP TABLE IF EXISTS and INSERT"
         )
     rendered = f"{head.group(1)} {clause}{statement[head.end() :]}"
     if statement.startswith("CREATE TABLE"):

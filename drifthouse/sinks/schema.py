@@ -31,6 +31,7 @@ from __future__ import annotations
 import random
 import re
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -79,6 +80,9 @@ _ERROR_CODE = re.compile(r"\bCode:\s*(\d+)", re.IGNORECASE)
 _ATTEMPTS = 6
 #: Tables a migration creates only for a while (see _rebuild_predictions).
 _SCRATCH_TABLES = frozenset({"predictions_by_month"})
+#: The prefix of a copy of the prediction log one process claimed for its exchange.
+_CLAIMED = "predictions_by_month_claimed_"
+_UNKNOWN_TABLE = 60
 
 
 @dataclass
@@ -355,9 +359,9 @@ def _rebuild_predictions(client: Client, database: str, cluster: str | None) -> 
 
     Each step may run again after a crash, or in several processes at once: the copy is repeated
     only while ``predictions`` is still partitioned by day (its key collapses rows copied twice),
-    and the table dropped at the end is the one partitioned by day. Two processes that both saw
-    the log by day exchange the tables twice, which undoes the move: each one checks the log
-    after its exchange and moves it again, after a short random pause, until it is by month.
+    and a process exchanges the log only with a copy it alone holds (see
+    :func:`_move_predictions`), so every exchange leaves the log by month and none undoes
+    another. A process whose copy another one claimed checks again after a short random pause.
     """
     for attempt in range(_ATTEMPTS):
         if _partition_key(client, database, "predictions") != "toYYYYMMDD(ts)":
@@ -368,22 +372,42 @@ def _rebuild_predictions(client: Client, database: str, cluster: str | None) -> 
     else:
         raise StoreError(
             f"the prediction log of database {database} is still partitioned by day after "
-            f"{_ATTEMPTS} moves to partitions by month; other processes migrating at once keep "
-            "undoing the move: stop them and run `drifthouse migrate` alone"
+            f"{_ATTEMPTS} attempts to move it to partitions by month; other processes migrating "
+            "at once keep claiming the copy first: stop them and run `drifthouse migrate` alone"
         )
     if _partition_key(client, database, "predictions") == "toYYYYMM(ts)":
-        call(
-            "dropping the old prediction log",
-            client.command,
-            on_cluster(f"DROP TABLE IF EXISTS `{database}`.predictions_by_month", cluster),
-        )
+        for table in ("predictions_by_month", *_claimed_copies(client, database)):
+            call(
+                "dropping the old prediction log",
+                client.command,
+                on_cluster(f"DROP TABLE IF EXISTS `{database}`.{table}", cluster),
+            )
+
+
+def _claimed_copies(client: Client, database: str) -> list[str]:
+    """Copies of the log claimed for an exchange and left behind (a process stopped in between,
+    or one whose copy was not needed): only ever dropped once the log is by month."""
+    result = call(
+        "listing claimed copies of the prediction log",
+        client.query,
+        "SELECT name FROM system.tables WHERE database = {db:String} AND startsWith(name, {p:String})",
+        parameters={"db": database, "p": _CLAIMED},
+    )
+    return sorted(str(row[0]) for row in result.result_rows if str(row[0]).startswith(_CLAIMED))
 
 
 def _move_predictions(client: Client, database: str, cluster: str | None) -> None:
-    """One move of the log by day: copy it into ``predictions_by_month``, exchange the two."""
+    """One move of the log by day: copy it into ``predictions_by_month``, claim the copy, exchange.
+
+    The claim is a ``RENAME`` of the copy to a name only this process uses: ClickHouse renames a
+    table once, so of processes claiming at the same moment one gets it and the others find no
+    table (UNKNOWN_TABLE) and go back to the loop. ``EXCHANGE TABLES`` swaps two tables both
+    ways, so two processes exchanging the log with one shared copy would undo each other; with a
+    copy of its own, each exchange leaves a log by month, whatever the order.
+    """
     db = f"`{database}`"
     if _partition_key(client, database, "predictions_by_month") is None:
-        # Dropped by another process that had moved the log, which a third one then moved back.
+        # Claimed or dropped by another process, or not made yet.
         call(
             "creating the prediction log by month",
             client.command,
@@ -395,17 +419,35 @@ def _move_predictions(client: Client, database: str, cluster: str | None) -> Non
         client.command,
         f"INSERT INTO {db}.predictions_by_month ({columns}) SELECT {columns} FROM {db}.predictions",
     )
-    # Checked again just before: another process migrating at once may have done it.
-    if (
-        _partition_key(client, database, "predictions") == "toYYYYMMDD(ts)"
-        and _partition_key(client, database, "predictions_by_month") == "toYYYYMM(ts)"
-    ):
+    if _partition_key(client, database, "predictions") != "toYYYYMMDD(ts)":
+        return  # moved by another process meanwhile
+    mine = f"{_CLAIMED}{uuid.uuid4().hex[:12]}"
+    try:
         call(
-            "exchanging the prediction log tables",
+            "claiming the copy of the prediction log",
             client.command,
-            on_cluster(f"EXCHANGE TABLES {db}.predictions AND {db}.predictions_by_month", cluster),
+            on_cluster(f"RENAME TABLE {db}.predictions_by_month TO {db}.{mine}", cluster),
         )
-        log.info("schema.repartitioned", table="predictions", partition_key="toYYYYMM(ts)")
+    except StoreError as exc:
+        if _race_code(exc) != _UNKNOWN_TABLE:
+            raise
+        return  # another process claimed it first: the loop looks again
+    try:
+        # Checked again just before: another process may have exchanged its own copy.
+        if _partition_key(client, database, "predictions") == "toYYYYMMDD(ts)":
+            call(
+                "exchanging the prediction log tables",
+                client.command,
+                on_cluster(f"EXCHANGE TABLES {db}.predictions AND {db}.{mine}", cluster),
+            )
+            log.info("schema.repartitioned", table="predictions", partition_key="toYYYYMM(ts)")
+    finally:
+        # The old log after an exchange, else a copy no longer needed.
+        call(
+            "dropping the old prediction log",
+            client.command,
+            on_cluster(f"DROP TABLE IF EXISTS {db}.{mine}", cluster),
+        )
 
 
 def _pause(attempt: int) -> None:

@@ -101,26 +101,7 @@ def test_concurrent_upgrades_keep_every_prediction(http_clickhouse: HttpClickHou
     try:
         for round_ in range(ROUNDS):
             database = f"upgrade_{round_}"
-            client.command(f"CREATE DATABASE `{database}`")
-            client.command(
-                f"CREATE TABLE `{database}`.schema_migrations (version UInt32, name String, "
-                "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
-                "ENGINE = ReplacingMergeTree ORDER BY version"
-            )
-            for migration in load_migrations()[:2]:
-                for statement in migration.statements(database):
-                    client.command(statement)
-                client.command(
-                    f"INSERT INTO `{database}`.schema_migrations (version, name) "
-                    f"VALUES ({migration.version}, '{migration.name}')"
-                )
-            client.command(
-                f"INSERT INTO `{database}`.predictions (ts, model, model_version, event_id, "
-                "features, prediction, latency_ms, status, segment, kept_because, sample_rate) "
-                "SELECT toDateTime64('2023-01-01 00:00:00', 3, 'UTC') + number * 3600, 'fraud', "
-                "'1', toString(number), '{}', '0.5', 1.0, 200, '{}', 'sample', 1.0 "
-                "FROM numbers(300)"
-            )
+            _old_store(client, database)
             errors = _migrate_together(_dsn(http_clickhouse), database)
             assert errors == [], f"round {round_}: {[repr(e) for e in errors]}"
             tables = dict(
@@ -136,6 +117,70 @@ def test_concurrent_upgrades_keep_every_prediction(http_clickhouse: HttpClickHou
                 f"SELECT count(), uniqExact(event_id) FROM `{database}`.predictions FINAL"
             ).result_rows
             assert got == [(300, 300)], round_
+    finally:
+        client.close()
+
+
+def _old_store(client: Any, database: str) -> None:
+    """``database`` at version 2: the prediction log by day, with 300 rows."""
+    client.command(f"CREATE DATABASE `{database}`")
+    client.command(
+        f"CREATE TABLE `{database}`.schema_migrations (version UInt32, name String, "
+        "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+        "ENGINE = ReplacingMergeTree ORDER BY version"
+    )
+    for migration in load_migrations()[:2]:
+        for statement in migration.statements(database):
+            client.command(statement)
+        client.command(
+            f"INSERT INTO `{database}`.schema_migrations (version, name) "
+            f"VALUES ({migration.version}, '{migration.name}')"
+        )
+    client.command(
+        f"INSERT INTO `{database}`.predictions (ts, model, model_version, event_id, "
+        "features, prediction, latency_ms, status, segment, kept_because, sample_rate) "
+        "SELECT toDateTime64('2023-01-01 00:00:00', 3, 'UTC') + number * 3600, 'fraud', "
+        "'1', toString(number), '{}', '0.5', 1.0, 200, '{}', 'sample', 1.0 "
+        "FROM numbers(300)"
+    )
+
+
+def test_upgrades_exchanging_at_the_same_moment_every_time_still_move_the_log(
+    http_clickhouse: HttpClickHouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Processes upgrading one store in lockstep: every exchange of the prediction log tables
+    waits, up to 3 s, for every other process to reach its own exchange too, on every attempt.
+    Exchanging one shared copy, an even number of exchanges undid the move every time, until the
+    attempts ran out (seen failing: "still partitioned by day after 6 moves"). The log must come
+    out by month, every row kept, in every process."""
+    barrier = threading.Barrier(WORKERS)
+    real_call = schema.call
+
+    def in_lockstep(what: str, *args: Any, **kwargs: Any) -> Any:
+        if what.startswith("exchanging the prediction log"):
+            try:
+                barrier.wait(timeout=3)
+            except threading.BrokenBarrierError:  # fewer exchange this time: line up again later
+                barrier.reset()
+        return real_call(what, *args, **kwargs)
+
+    monkeypatch.setattr(schema, "call", in_lockstep)
+    client = open_store(_dsn(http_clickhouse), database="default", create_database=False)
+    try:
+        _old_store(client, "lockstep")
+        errors = _migrate_together(_dsn(http_clickhouse), "lockstep")
+        assert errors == [], [repr(e) for e in errors]
+        tables = dict(
+            client.query(
+                "SELECT name, engine_full FROM system.tables WHERE database = 'lockstep'"
+            ).result_rows
+        )
+        assert sorted(t for t in tables if t.startswith("predictions")) == ["predictions"]
+        assert "PARTITION BY toYYYYMM(ts)" in tables["predictions"]
+        got = client.query(
+            "SELECT count(), uniqExact(event_id) FROM `lockstep`.predictions FINAL"
+        ).result_rows
+        assert got == [(300, 300)]
     finally:
         client.close()
 
