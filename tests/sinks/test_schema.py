@@ -14,6 +14,7 @@ from drifthouse.sinks.schema import (
     split_statements,
 )
 from drifthouse.sinks.tables import TABLES as TABLES_BY_ROW
+from tests.sinks.old_store import schema_at
 
 TABLES = {
     "metrics",
@@ -128,19 +129,8 @@ def test_the_prediction_log_moves_to_partitions_by_month(store_client: Any) -> N
     """A store migrated before version 3: its prediction log by day keeps its rows."""
     database = f"upgrade_{os.getpid()}"
     store_client.command(f"DROP DATABASE IF EXISTS `{database}`")
-    store_client.command(f"CREATE DATABASE `{database}`")
+    schema_at(store_client, database, 2)
     try:
-        store_client.command(
-            f"CREATE TABLE `{database}`.schema_migrations (version UInt32, name String, "
-            "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY version"
-        )
-        for migration in load_migrations()[:2]:
-            for statement in migration.statements(database):
-                store_client.command(statement)
-            store_client.command(
-                f"INSERT INTO `{database}`.schema_migrations (version, name) "
-                f"VALUES ({migration.version}, '{migration.name}')"
-            )
         store_client.command(
             f"INSERT INTO `{database}`.predictions (ts, model, model_version, event_id, features, "
             "prediction, latency_ms, status, segment, kept_because, sample_rate) VALUES "

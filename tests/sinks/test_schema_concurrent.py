@@ -18,6 +18,7 @@ from drifthouse.sinks import schema
 from drifthouse.sinks.schema import expected_tables, load_migrations, migrate
 from drifthouse.sinks.store import open_store
 from tests.sinks.conftest import HttpClickHouse
+from tests.sinks.old_store import schema_at
 
 WORKERS = 4
 ROUNDS = 4
@@ -123,19 +124,7 @@ def test_concurrent_upgrades_keep_every_prediction(http_clickhouse: HttpClickHou
 
 def _old_store(client: Any, database: str) -> None:
     """``database`` at version 2: the prediction log by day, with 300 rows."""
-    client.command(f"CREATE DATABASE `{database}`")
-    client.command(
-        f"CREATE TABLE `{database}`.schema_migrations (version UInt32, name String, "
-        "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
-        "ENGINE = ReplacingMergeTree ORDER BY version"
-    )
-    for migration in load_migrations()[:2]:
-        for statement in migration.statements(database):
-            client.command(statement)
-        client.command(
-            f"INSERT INTO `{database}`.schema_migrations (version, name) "
-            f"VALUES ({migration.version}, '{migration.name}')"
-        )
+    schema_at(client, database, 2)
     client.command(
         f"INSERT INTO `{database}`.predictions (ts, model, model_version, event_id, "
         "features, prediction, latency_ms, status, segment, kept_because, sample_rate) "
