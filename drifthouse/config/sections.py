@@ -342,6 +342,12 @@ class ModelConfig(Strict):
         True, description="hold this model's predictions for their delayed labels (label metrics)"
     )
     bounds: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    baseline_version: str | None = Field(
+        None,
+        min_length=1,
+        description="the model_version every other version of this model is compared with "
+        "(vs_* rows) in each window; default: the version with the most events in the window",
+    )
     shadow_of: str | None = Field(
         None,
         description="this model is a shadow of that one: it scores the same requests (same "

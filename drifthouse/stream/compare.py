@@ -5,7 +5,8 @@ canary beside the main version), the merge stage hands this module every version
 state of that window, and each version other than the **baseline** gets ``vs_*`` rows
 (:func:`~drifthouse.detectors.compare.compare_states`) with ``segment = 'vs=<baseline>'``,
 plus ``vs_traffic_share``, its share of the model's events in the window. The baseline is the
-version with the most events in the window (ties: the smallest name), so a canary on a few
+model's ``baseline_version`` when configured (no rows in a window where it has no events), else
+the version with the most events in the window (ties: the smallest name), so a canary on a few
 percent of the traffic is compared with the version serving the rest, with nothing to
 configure (docs/metrics.md, "Version comparisons and shadows").
 
@@ -23,6 +24,7 @@ from collections.abc import Mapping, Sequence
 
 from drifthouse.detectors.compare import PREFIX, compare_states
 from drifthouse.detectors.model_sketch import EVENTS, ModelSketch, ModelState
+from drifthouse.logs import get_logger
 from drifthouse.profiles.sketches import Sketches
 from drifthouse.rows import MetricRow
 from drifthouse.stream.results import WindowResult, window_rows
@@ -33,14 +35,19 @@ __all__ = ["SEGMENT_PREFIX", "baseline_version", "compare_windows", "comparison_
 
 WindowKey = tuple[int, int, Key]  # (spec index, start, (model, version)), as the merge stage's
 
+log = get_logger("merge")
+
 #: The segment of a comparison row: ``vs=`` and the baseline version.
 SEGMENT_PREFIX = "vs="
 
 
-def baseline_version(events: Mapping[str, int]) -> str:
-    """The version with the most events (ties: the smallest name)."""
+def baseline_version(events: Mapping[str, int], configured: str | None = None) -> str | None:
+    """``configured`` when it has events (``None`` when it has none), else the version with the
+    most events (ties: the smallest name)."""
     if not events:
         raise ValueError("a baseline needs at least one version")
+    if configured is not None:
+        return configured if configured in events else None
     return min(events, key=lambda v: (-events[v], v))
 
 
@@ -53,13 +60,21 @@ def comparison_rows(
     *,
     run_id: str,
     computed_at: int,
+    configured: str | None = None,
 ) -> dict[str, list[MetricRow]]:
-    """The ``vs_*`` rows of every version but the baseline, by version (none with fewer than
-    two versions with events). ``n`` is the compared version's events in the window."""
+    """The ``vs_*`` rows of every version but the baseline (``configured``, else the one with
+    the most events), by version; none with fewer than two versions with events, or when the
+    configured baseline has none. ``n`` is the compared version's events in the window."""
     events = {v: int(s.counters[EVENTS]) for v, s in states.items() if int(s.counters[EVENTS])}
     if len(events) < 2:
         return {}
-    base = baseline_version(events)
+    base = baseline_version(events, configured)
+    if base is None:  # retired, or a misspelt name: say which versions the window has
+        log.warning(
+            "merge.baseline_version_absent", model=model, window=spec.name, start=start,
+            baseline_version=configured, versions=sorted(events),
+        )  # fmt: skip
+        return {}
     total = sum(events.values())
     out: dict[str, list[MetricRow]] = {}
     for version in sorted(events):
@@ -107,9 +122,11 @@ def compare_windows(
     for (k, start, model), states in sorted(spans.items(), key=lambda t: t[0]):
         sketch = sketches(model)
         spec = specs[k]
+        settings = sketches.models.get(model)
         rows = comparison_rows(
-            spec, start, model, states, sketch, run_id=run_id, computed_at=computed_at
-        )
+            spec, start, model, states, sketch, run_id=run_id, computed_at=computed_at,
+            configured=settings.baseline_version if settings is not None else None,
+        )  # fmt: skip
         for version, vs in rows.items():
             result = by_key.get((spec.name, start, model, version))
             if result is not None:

@@ -317,3 +317,75 @@ def test_a_window_built_from_stored_windows_compares_as_one_kept_in_the_stream(
     for key, (value, n) in kept.items():
         assert derived[key][1] == n
         assert derived[key][0] == pytest.approx(value, rel=1e-12, abs=1e-12), key
+
+
+def _ramp(path: Path) -> None:
+    """Five hours of ``fraud``: canary ``v2`` (scores 0.3 higher) serves 10%, 30%, 60%, 90%,
+    then 100% of the traffic, one event every two seconds."""
+    rng = random.Random(5)
+    shares = [0.1, 0.3, 0.6, 0.9, 1.0]
+    lines = []
+    for i in range(HOURS * 1800):
+        canary = rng.random() < shares[i // 1800]
+        score = min(1.0, rng.betavariate(2, 5) + (0.3 if canary else 0.0))
+        event = {
+            "model": "fraud", "model_version": "v2" if canary else "v1",
+            "ts": START + i * 2000, "event_id": f"e{i}", "features": {"amount": 1.0},
+            "prediction": round(score, 6), "latency_ms": 10.0, "status": 200,
+        }  # fmt: skip
+        lines.append(json.dumps(event) + "\n")
+    path.write_text("".join(lines))
+
+
+def test_a_configured_baseline_version_stays_the_yardstick_as_the_canary_ramps_up(
+    tmp_path: Path,
+) -> None:
+    """``models.<m>.baseline_version``: every other version is compared with that one, even
+    once the canary serves most of the traffic (by default the baseline then flips to the
+    canary and the stable version becomes the one compared); a window where it has no events
+    gets no comparison rows."""
+    path = tmp_path / "ramp.jsonl"
+    _ramp(path)
+
+    def vs_psi(model: dict[str, Any]) -> dict[int, tuple[str, str, float]]:
+        config = Config.model_validate(
+            {"windows": [{"size": "1h"}], "models": {"fraud": model}, "rules": []}
+        )
+        sink = MemorySink()
+        replay(config, source=f"file:{path}", sink=sink, run_id="r")
+        return {
+            (r.window_start - START) // HOUR: (r.model_version, r.segment, r.value)
+            for r in _vs_rows(sink)
+            if r.metric == "vs_psi"
+        }
+
+    default = vs_psi({"reference": "auto"})
+    assert [default[h][:2] for h in range(4)] == [("v2", "vs=v1")] * 2 + [("v1", "vs=v2")] * 2
+    fixed = vs_psi({"reference": "auto", "baseline_version": "v1"})
+    assert sorted(fixed) == [0, 1, 2, 3]  # hour 4: v1 serves nothing, nothing to compare with
+    assert {fixed[h][:2] for h in fixed} == {("v2", "vs=v1")}
+    assert all(fixed[h][2] > 0.5 for h in fixed)  # the shifted canary, every hour
+    assert fixed[0] == default[0]  # where v1 is the larger anyway
+    assert fixed[1] == default[1]
+
+
+def test_a_baseline_version_that_never_serves_is_named_in_a_warning(tmp_path: Path) -> None:
+    """A misspelt ``baseline_version`` writes no comparison rows, and says so per window with
+    the versions the window has."""
+    from structlog.testing import capture_logs
+
+    path = tmp_path / "ramp.jsonl"
+    _ramp(path)
+    config = Config.model_validate(
+        {"windows": [{"size": "1h"}], "rules": [],
+         "models": {"fraud": {"reference": "auto", "baseline_version": "v1.0"}}}
+    )  # fmt: skip
+    sink = MemorySink()
+    with capture_logs() as logs:
+        replay(config, source=f"file:{path}", sink=sink, run_id="r")
+    assert _vs_rows(sink) == []
+    absent = [e for e in logs if e["event"] == "merge.baseline_version_absent"]
+    assert [(e["start"] - START) // HOUR for e in absent] == [0, 1, 2, 3]
+    assert {(e["baseline_version"], tuple(e["versions"])) for e in absent} == {
+        ("v1.0", ("v1", "v2"))
+    }
