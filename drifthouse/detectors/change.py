@@ -181,13 +181,13 @@ class ChangeDetectors:
         if s.adwin is None:
             s.warm.append(value)
             if len(s.warm) >= self.config.warmup:
-                n = len(s.warm)
-                s.mean = math.fsum(s.warm) / n
-                var = math.fsum((v - s.mean) ** 2 for v in s.warm) / n
-                s.std = max(math.sqrt(var), self.config.min_std)
+                s.mean, std = _mean_std(s.warm)
+                s.std = max(std, self.config.min_std)
                 self._detectors(s)
             return None
-        z = (value - s.mean) / s.std
+        # A value far beyond the warm-up's spread (a score of 1e300) is as much a change at
+        # a million standard deviations as at more: clamped, it cannot overflow the detectors.
+        z = min(max((value - s.mean) / s.std, -_Z_MAX), _Z_MAX)
         s.adwin.update(z)
         s.ph.update(z)
         fired = bool(s.adwin.drift_detected or s.ph.drift_detected)
@@ -287,3 +287,26 @@ def _result(name: str, fired: bool, n: int) -> Result:
     from drifthouse.detectors.base import Result
 
     return Result(name, "change_detected", 1.0 if fired else 0.0, None, 0, n)
+
+
+#: The largest standardised value the detectors are fed (see :meth:`ChangeDetectors.feed`).
+_Z_MAX = 1e6
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and population standard deviation of finite ``values``.
+
+    Values up to ``2**500`` in magnitude take the plain formulas (their squares cannot
+    overflow); larger ones (a score of ``1e300``) are first scaled by a power of two, which is
+    exact, so that neither the sum nor the squares overflow for any finite input.
+    """
+    top = max(abs(v) for v in values)
+    scale = 1.0 if top < _PLAIN else math.ldexp(1.0, math.frexp(top)[1] - 1)
+    w = [v / scale for v in values]
+    n = len(w)
+    mean = math.fsum(w) / n
+    var = math.fsum((x - mean) ** 2 for x in w) / n
+    return mean * scale, math.sqrt(var) * scale
+
+
+_PLAIN = math.ldexp(1.0, 500)

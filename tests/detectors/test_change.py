@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -30,6 +32,20 @@ def test_false_alarm_rate_of_the_defaults(make: object) -> None:
     out = [r for r in _run(ChangeDetectors(ChangeConfig(series=("s",))), x) if r is not None]
     rate = sum(out) / len(out)
     assert rate < 0.002  # measured ~0.06% (docs/model-performance.md)
+
+
+@pytest.mark.parametrize("huge", [1e300, -1e300, 1.7e308])
+def test_a_huge_but_finite_value_is_fed_without_overflow(huge: float) -> None:
+    """A window whose mean score is 1e300 (a finite number the events accept) neither in the
+    warm-up (its variance overflowed: OverflowError, the whole replay lost) nor after it."""
+    cd = ChangeDetectors(ChangeConfig(series=("s",), warmup=5))
+    assert _run(cd, np.array([1.0, 2.0, huge, 1.0, 1.0])) == [None] * 5
+    assert all(r is not None for r in _run(cd, np.array([1.0, huge, 1.0, 1.0]), first=5))
+    rng = np.random.default_rng(3)
+    calm = ChangeDetectors(ChangeConfig(series=("s",), warmup=5))
+    out = _run(calm, np.r_[rng.normal(1.0, 0.1, 45), [huge] * 5])
+    assert not any(out[:45])
+    assert any(out[45:])  # a value that far out is a change
 
 
 def test_detects_a_shift_in_the_5xx_rate() -> None:
@@ -151,3 +167,33 @@ def test_deferred_windows_survive_a_snapshot() -> None:
     s = cd._series[KEY]
     del s.queued
     assert ChangeDetectors.from_bytes(cd.to_bytes()).deferred() == 0
+
+
+def test_the_warm_up_statistics_are_exact_to_rounding_over_every_finite_float() -> None:
+    """Against exact rational arithmetic, from subnormals to the largest float."""
+    from fractions import Fraction
+
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from drifthouse.detectors.change import _mean_std
+
+    finite = st.floats(allow_nan=False, allow_infinity=False)
+
+    @given(st.lists(finite, min_size=1, max_size=40))
+    def check(values: list[float]) -> None:
+        exact = [Fraction(v) for v in values]
+        mean = sum(exact) / len(exact)
+        var = sum((v - mean) ** 2 for v in exact) / len(exact)
+        got_mean, got_std = _mean_std(values)
+        assert math.isfinite(got_mean)
+        assert math.isfinite(got_std)
+        spread = float(max(abs(v) for v in exact))
+        assert abs(Fraction(got_mean) - mean) <= Fraction(1e-12) * Fraction(spread) + Fraction(
+            1e-300
+        )
+        # std**2 against the exact variance (its float may overflow where the std does not)
+        tolerance = Fraction(1e-9) * var + Fraction(1e-12 * spread) ** 2
+        assert abs(Fraction(got_std) ** 2 - var) <= tolerance
+
+    check()
