@@ -146,7 +146,9 @@ class Pipeline:
             self.merge.watermark(out.partition, out.watermark)
             if out.prediction_rows:
                 self.merge.sink.write(out.prediction_rows)
-        self._release(self.max_event_time())
+        seen = self.max_event_time()
+        if seen is not None:  # no prediction yet (refused lines, all before --from): hold on
+            self._release(seen)
         return self.merge.emit()
 
     def hold(

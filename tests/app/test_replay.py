@@ -133,6 +133,40 @@ def test_file_replay_joins_every_label_whatever_the_span(
     assert got == sorted(_key(r) for r in _live(config, preds, labels).rows("metrics"))
 
 
+@pytest.mark.parametrize("lead", ["invalid-lines-first", "from-later"])
+def test_labels_join_when_the_first_batches_hold_no_prediction(tmp_path: Path, lead: str) -> None:
+    """Micro-batches with no prediction in them (a file's first 1,100 lines refused, or every
+    event before ``--from``) released every held label at once: the join's clock jumped to the
+    last label and its horizon evicted the labels of the predictions still to come (seen
+    failing: most labels "unmatched"). Labels must join as in the plain run."""
+    config = _config(label_horizon="7d")
+    preds, labels = _stream(30, 10 * MINUTE, 3 * HOUR)
+    from_ms = None
+    if lead == "invalid-lines-first":
+        lines = [b'{"model": "fraud", "ts": "not a time"}'] * 1_100 + preds
+    else:  # the first 1,440 lines are before it, and most labels more than 7 days after it
+        lines, from_ms = preds, START + 10 * DAY
+    plain_preds = [p for p in preds if from_ms is None or json.loads(p)["ts"] >= from_ms]
+
+    def run(source: Sequence[bytes], name: str, start: int | None) -> tuple[LabelCounts, list]:
+        sink = MemorySink()
+        summary = replay(
+            config, source=_write(tmp_path / f"{name}.jsonl", source),
+            labels=_write(tmp_path / "labels.jsonl", labels), sink=sink, run_id="r",
+            profiles={}, dead_letters=MemoryDeadLetters(), from_ms=start,
+        )  # fmt: skip
+        assert summary.labels is not None
+        return summary.labels, sorted(_key(r) for r in sink.rows("metrics"))
+
+    counts, rows = run(lines, "lead", from_ms)
+    want_counts, want_rows = run(plain_preds, "plain", None)
+    assert counts.joined == want_counts.joined == len(plain_preds)
+    # the same rows, but the count of the refused lines
+    assert [r for r in rows if r[5] != "invalid_events"] == [
+        r for r in want_rows if r[5] != "invalid_events"
+    ]
+
+
 def test_file_replay_keeps_metric_events_of_every_window_whatever_the_span(
     tmp_path: Path,
 ) -> None:
