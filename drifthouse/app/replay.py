@@ -141,6 +141,9 @@ class ReplaySummary:
     labels: LabelCounts | None = None
     #: Models on an automatic reference, with the span it was built from.
     auto_references: dict[str, AutoReference] = field(default_factory=dict)
+    #: Dead letters (events, labels, metric events) by reason, and the first of each reason.
+    refused: dict[str, int] = field(default_factory=dict)
+    first_refused: dict[str, str] = field(default_factory=dict)
 
     @property
     def events_per_second(self) -> float:
@@ -329,6 +332,8 @@ def replay(
         dlq_where,
         labels=LabelCounts.of(pipeline) if labels else None,
         auto_references=pipeline.merge.auto_references(),
+        refused=dict(refusals.counts),
+        first_refused={r: f"{e.detail} (at `{e.path}`)" for r, e in refusals.first.items()},
     )
 
 

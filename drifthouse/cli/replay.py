@@ -47,6 +47,7 @@ def replay(
     # No collection over the start-up's objects until the first batch is through.
     with StartUp.held() as start:
         from drifthouse.app.replay import parse_time, replay_to_store
+        from drifthouse.app.unused import check_inputs
         from drifthouse.config import load_config
 
         cfg = load_config(config)
@@ -71,6 +72,7 @@ def replay(
         if other_rules is not None:
             _print_backtest(done.alerts.rows, other_rules, done.profiles)
         done.written.check()  # a replay that did not store every row fails, saying which and why
+        check_inputs(done.summary)  # and one that left events or labels out of the store
 
 
 @contextmanager

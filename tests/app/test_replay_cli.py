@@ -201,7 +201,9 @@ def test_replay_with_labels_and_metric_events_writes_their_metrics(
         "--labels", "file:labels.jsonl", "--metric-events", "file:metrics.jsonl",
         "--run-id", "lab", cwd=cwd,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    # One label refused: stored is everything else, but the run says so and fails.
+    assert result.returncode == 1, result.stderr
+    assert "1 label was not used" in " ".join(result.stderr.split()), result.stderr
     windows = _count(
         cwd,
         "SELECT uniqExact(window_start) FROM metrics FINAL WHERE run_id = 'lab' "
@@ -263,3 +265,36 @@ def test_the_shipped_rules_stay_quiet_on_five_event_windows(tmp_path: Path) -> N
     )  # fmt: skip
     assert psi_over > 1000, "the windows' PSI is noise far above 0.25"
     assert _count(tmp_path, "SELECT count() FROM alerts FINAL WHERE run_id = 'sp'") == 0
+
+
+def test_a_replay_that_leaves_events_out_of_the_store_says_which_and_fails(
+    workspace: tuple[Path, FakeApi], small_stream: Any
+) -> None:
+    """Events dead-lettered (not JSON, a field missing, far behind the others) are not in the
+    store: the replay stores the rest, prints its summary, then names what was left out, why,
+    where it is kept and the fix, and exits 1 (it exited 0, the loss told only by a count)."""
+    cwd, _ = workspace
+    start = small_stream.scenario.start_ms
+    late = {"model": "fraud", "model_version": "2.3.0", "ts": start, "event_id": "old",
+            "prediction": 0.5, "features": {}}  # fmt: skip
+    with (cwd / "stream.jsonl").open("ab") as fh:
+        fh.write(b"this is not json\n")
+        fh.write(b'{"model": "fraud", "features": {}}\n')
+        fh.write(json.dumps(late).encode() + b"\n")
+    result = _cli(
+        "replay", "-c", "drifthouse.yaml", "--source", "file:stream.jsonl", "--run-id", "lost",
+        cwd=cwd,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    said = " ".join(result.stderr.split())
+    assert "3 events were not used" in said, said
+    assert "2 invalid" in said
+    assert "1 late" in said
+    assert "stream.jsonl.dlq" in said
+    assert "sort" in said  # the fix for late events in a file
+    assert "Traceback" not in result.stderr
+    stored = _count(
+        cwd, "SELECT toUInt64(sum(value)) FROM metrics FINAL WHERE run_id = 'lost' "
+        "AND metric = 'events' AND feature = '' AND segment = '' AND window = '1h'",
+    )  # fmt: skip
+    assert stored == len(small_stream.records)  # the others are all in
