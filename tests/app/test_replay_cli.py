@@ -376,3 +376,17 @@ def test_a_small_automatic_reference_is_flagged_in_the_summary(tmp_path: Path) -
     summary = " ".join(done.stdout.split())
     assert "rare: 2026-01-01T00:00:00.000Z/2026-01-01T01:00:00.000Z (60 events" in summary
     assert "fewer than 1,000" in summary, done.stdout
+
+
+def test_a_reference_file_that_cannot_be_read_is_a_configuration_error(tmp_path: Path) -> None:
+    """``models.<name>.reference`` naming a file that is not there is the configuration's
+    fault: exit code 2, as docs/cli.md promises for configuration errors (it was 1)."""
+    (tmp_path / "drifthouse.yaml").write_text(
+        json.dumps({"store": {"path": "./data"}, "models": {"m": {"reference": "gone.json"}}})
+    )
+    (tmp_path / "events.jsonl").write_text("")
+    done = _cli("replay", "-c", "drifthouse.yaml", "--source", "file:events.jsonl", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    said = " ".join(done.stderr.split())
+    assert "models.m.reference: cannot read" in said
+    assert "drifthouse profile INPUT --model m --out gone.json" in said
