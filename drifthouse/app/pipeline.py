@@ -105,6 +105,10 @@ class Pipeline:
         #: Label messages taken, and those refused (dead-lettered).
         self.labels_read = 0
         self.labels_refused = 0
+        #: With held labels: how far (ms) a prediction came behind the latest one before it.
+        #: Past the label horizon, labels released by the later predictions' time expire before
+        #: theirs come (an unsorted file; docs/cli.md).
+        self.max_disorder_ms = 0
 
     @property
     def sink(self) -> Sink:
@@ -185,6 +189,8 @@ class Pipeline:
                 if due is not None and due < clock:
                     steps.append((records[start:i], held.release(clock)))
                     start, due = i, held.next_time()
+            elif clock - r.ts_ms > self.max_disorder_ms:
+                self.max_disorder_ms = clock - r.ts_ms
         steps.append((records[start:], ()))
         self._side_clock = clock
         stage.add_interleaved(steps)

@@ -144,6 +144,9 @@ class ReplaySummary:
     #: Dead letters (events, labels, metric events) by reason, and the first of each reason.
     refused: dict[str, int] = field(default_factory=dict)
     first_refused: dict[str, str] = field(default_factory=dict)
+    #: With labels: how far a prediction came behind an earlier one (ms), and the horizon.
+    disorder_ms: int = 0
+    label_horizon_ms: int = 0
 
     @property
     def events_per_second(self) -> float:
@@ -333,6 +336,8 @@ def replay(
         labels=LabelCounts.of(pipeline) if labels else None,
         auto_references=pipeline.merge.auto_references(),
         refused=dict(refusals.counts),
+        disorder_ms=pipeline.max_disorder_ms,
+        label_horizon_ms=config.metrics.label_horizon,
         first_refused={r: f"{e.detail} (at `{e.path}`)" for r, e in refusals.first.items()},
     )
 

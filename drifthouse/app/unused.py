@@ -1,8 +1,10 @@
-"""What a bounded run left out of the store, said once it is over (docs/cli.md, "Exit codes").
+"""What a bounded run left out of the store, said once it is over (docs/cli.md, "`drifthouse
+replay`: nothing left out without a failure").
 
 A replay stores every window its usable events make, then fails (exit code 1) when any event or
 label did not reach the store: events dead-lettered as invalid or late, labels refused or
-expired. The rows of everything else are stored; the message says how many were left out,
+expired, or left unmatched because the predictions came out of event-time order by more than
+the label horizon. The rows of everything else are stored; the message says how many were left out,
 why (the reasons, with the first of each), where they are kept and the fix.
 """
 
@@ -18,6 +20,14 @@ if TYPE_CHECKING:
 __all__ = ["check_inputs"]
 
 _TABLES = (".csv", ".csv.gz", ".parquet", ".pq", ".tsv")
+
+
+def _span(ms: int) -> str:
+    """``ms`` as whole days, hours, minutes or seconds (the largest unit that divides it)."""
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("min", 60_000), ("s", 1_000)):
+        if ms >= size:
+            return f"{ms / size:,.1f} {unit}".replace(".0 ", " ")
+    return f"{ms} ms"
 
 
 def _counted(n: int, one: str, many: str) -> str:
@@ -41,6 +51,17 @@ def check_inputs(summary: ReplaySummary) -> None:
             f"{_counted(refused_labels + expired, 'label was', 'labels were')} not used "
             f"({refused_labels:,} refused, {expired:,} expired)"
         )
+    disordered = (
+        labels is not None and labels.unmatched and summary.disorder_ms > summary.label_horizon_ms
+    )
+    if disordered:
+        assert labels is not None
+        parts.append(
+            f"{_counted(labels.unmatched, 'label', 'labels')} met no prediction, and the "
+            f"predictions are out of event-time order by up to {_span(summary.disorder_ms)}, "
+            f"more than metrics.label_horizon ({_span(summary.label_horizon_ms)}): a label "
+            "released as the predictions' time passed it expired before its prediction came"
+        )
     if not parts:
         return
     where = summary.dead_letters or "the dead letters"
@@ -62,6 +83,10 @@ def check_inputs(summary: ReplaySummary) -> None:
             "Late events came after their window closed (more than `metrics.allowed_lateness` "
             "behind the newest event): a file must be in event-time order (sort it by `ts` "
             "first), or raise `metrics.allowed_lateness`."
+        )
+    if disordered:
+        lines.append(
+            "Sort the predictions file by `ts` (or raise `metrics.label_horizon`) and replay it."
         )
     if expired:
         lines.append(

@@ -167,6 +167,50 @@ def test_labels_join_when_the_first_batches_hold_no_prediction(tmp_path: Path, l
     ]
 
 
+def test_predictions_out_of_order_by_more_than_the_label_horizon_fail_the_run(
+    tmp_path: Path,
+) -> None:
+    """Predictions shuffled within each day (none late: their windows are open) with a label
+    horizon of 2 hours: a label released as the predictions' time passed it waits for a
+    prediction that comes hours of event time later, and the horizon drops it. The replay
+    stored the rest and exited 0, the labels only "unmatched" (a tester saw MAE off by 33%).
+    Now the run says the file is out of order by more than the horizon, and fails."""
+    import random
+
+    from drifthouse.app.unused import check_inputs
+    from drifthouse.errors import InputsNotUsed
+
+    config = Config.model_validate(
+        {"windows": [{"size": "1d"}], "models": {"fraud": {"task": "classification"}, "churn": {}},
+         "metrics": {"label_horizon": "2h"}}
+    )  # fmt: skip
+    preds, labels = _stream(10, 30 * MINUTE, HOUR)
+    rng = random.Random(4)
+    by_day: dict[int, list[bytes]] = {}
+    for p in preds:
+        by_day.setdefault((json.loads(p)["ts"] - START) // DAY, []).append(p)
+    shuffled = []
+    for day in sorted(by_day):
+        rng.shuffle(by_day[day])
+        shuffled += by_day[day]
+    sorted_summary = replay(
+        config, source=_write(tmp_path / "sorted.jsonl", preds),
+        labels=_write(tmp_path / "labels.jsonl", labels), sink=MemorySink(), run_id="r",
+        profiles={}, dead_letters=MemoryDeadLetters(),
+    )  # fmt: skip
+    check_inputs(sorted_summary)  # in order: every label joins, nothing to say
+    summary = replay(
+        config, source=_write(tmp_path / "shuffled.jsonl", shuffled),
+        labels=_write(tmp_path / "labels.jsonl", labels), sink=MemorySink(), run_id="r",
+        profiles={}, dead_letters=MemoryDeadLetters(),
+    )  # fmt: skip
+    assert summary.stats.late == 0
+    assert summary.labels is not None
+    assert summary.labels.unmatched > 0
+    with pytest.raises(InputsNotUsed, match=r"out of event-time order by up to \d+"):
+        check_inputs(summary)
+
+
 def test_file_replay_keeps_metric_events_of_every_window_whatever_the_span(
     tmp_path: Path,
 ) -> None:
