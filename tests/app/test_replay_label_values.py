@@ -14,11 +14,13 @@ import pytest
 from drifthouse.app.pipeline import Pipeline
 from drifthouse.app.replay import replay
 from drifthouse.config import Config
-from drifthouse.detectors.labels import regression_metrics
+from drifthouse.detectors.cbpe import CbpeBatch, CbpeSketch
+from drifthouse.detectors.labels import binary_metrics, regression_metrics
 from drifthouse.detectors.reference import Profile
 from drifthouse.sinks.base import MemorySink
 from drifthouse.stream.dead_letters import MemoryDeadLetters
 from drifthouse.stream.sources import Message
+from tests.detectors.strategies import make_profile
 
 START = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 EVERY = 30_000
@@ -133,6 +135,64 @@ def test_replay_counts_unusable_labels_and_scores_numeric_strings(tmp_path: Path
     for metric in ("mae", "rmse", "r2", "mape"):
         assert rows[(START, metric)] == pytest.approx(naive[metric], rel=1e-12), metric
     live = _live(config, preds, labels, {})
+    assert sorted(_key(r) for r in sink.rows("metrics")) == sorted(
+        _key(r) for r in live.rows("metrics")
+    )
+
+
+def _binary_stream(n: int) -> tuple[list[bytes], list[bytes], np.ndarray, np.ndarray]:
+    """Scores labelled a minute later; 20% of the scores sent as percentages (87.0)."""
+    rng = np.random.default_rng(6)
+    score = rng.uniform(size=n)
+    y = (rng.uniform(size=n) < score).astype(int)
+    sent = np.where(np.arange(n) % 5 == 0, np.round(score * 100), score)
+    preds, labels = [], []
+    for i in range(n):
+        ts = START + i * EVERY
+        preds.append(
+            json.dumps(
+                {"model": "m", "ts": ts, "event_id": f"b{i}", "prediction": float(sent[i]),
+                 "features": {"x": float(score[i])}}
+            ).encode()
+        )  # fmt: skip
+        labels.append(
+            json.dumps({"event_id": f"b{i}", "model": "m", "ts": ts + 60_000, "label": int(y[i])})
+            .encode()
+        )  # fmt: skip
+    return preds, labels, sent, y
+
+
+def test_replay_leaves_out_scores_that_are_no_probabilities(tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    ref_score = rng.uniform(size=3_000)
+    ref_label = (rng.uniform(size=ref_score.size) < ref_score).astype(int)
+    profile = make_profile({"x": ref_score}, prediction=ref_score, label=ref_label)
+    assert profile.calibration is not None
+    config = Config.model_validate(
+        {"windows": [{"size": "1d"}], "models": {"m": {"task": "classification"}}}
+    )
+    n = 2_880
+    preds, labels, sent, y = _binary_stream(n)
+    sink = MemorySink()
+    replay(
+        config,
+        source=_write(tmp_path / "preds.jsonl", preds),
+        labels=_write(tmp_path / "labels.jsonl", labels),
+        sink=sink,
+        run_id="r",
+        profiles={"m": profile},
+        dead_letters=MemoryDeadLetters(),
+    )
+    rows = _rows(sink, "m")
+    ok = (sent >= 0) & (sent <= 1)
+    sk = CbpeSketch(profile.calibration)
+    naive = sk.values(sk.estimates(sk.update(sk.empty(), CbpeBatch(sent[ok]))))
+    assert rows[(START, "estimated_accuracy")] == naive["accuracy"]
+    assert rows[(START, "cbpe_unusable")] == n - int(ok.sum()) > n // 6
+    realized = binary_metrics(y_true=y[ok] == 1, score=sent[ok])
+    assert rows[(START, "accuracy")] == pytest.approx(realized["accuracy"], abs=1e-12)
+    assert rows[(START, "labels_unusable")] == n - int(ok.sum())
+    live = _live(config, preds, labels, {"m": profile})
     assert sorted(_key(r) for r in sink.rows("metrics")) == sorted(
         _key(r) for r in live.rows("metrics")
     )
