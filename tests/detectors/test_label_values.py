@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from drifthouse.detectors.base import Context
 from drifthouse.detectors.label_sketch import LabelBatch, LabelSketch, label_number
-from drifthouse.detectors.labels import binary_metrics, regression_metrics
+from drifthouse.detectors.labels import binary_metrics, reference_metrics, regression_metrics
 
 
 def _values(sk: LabelSketch, labels: list[object], scores: np.ndarray) -> dict[str, float]:
@@ -133,3 +133,15 @@ def test_labels_are_the_used_pairs_plus_the_unusable(
     binary, classes = sk.binary.count(state.binary), sk.classes.count(state.classes)
     used = (binary or classes) + sk.regression.count(state.regression)
     assert got["labels"] == len(pairs) == used + got.get("labels_unusable", 0)
+
+
+def test_a_reference_reads_numeric_string_labels_as_the_stream_does() -> None:
+    """A reference whose labels include numerals sent as text is a regression reference, with
+    the metrics of the numbers they denote (as the windows score them)."""
+    labels, p = _regression_case(1_000, 4)
+    usable = [i for i, v in enumerate(labels) if v not in ("?", "")]
+    sent = [labels[i] for i in usable]
+    task, got = reference_metrics(y_true=sent, y_pred=list(p[usable]))
+    y = np.array([float(v) for v in sent])  # type: ignore[arg-type]
+    assert task == "regression"
+    assert got == pytest.approx(regression_metrics(y_true=y, y_pred=p[usable]), rel=1e-12)
