@@ -44,7 +44,7 @@ from decimal import Decimal
 
 import numpy as np
 
-__all__ = ["category_key"]
+__all__ = ["category_key", "numeral_value"]
 
 _EXACT = 2**53
 _NUMERAL = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
@@ -85,6 +85,20 @@ def _string_key(text: str) -> str:
     key = _float_key(x)
     assert key is not None
     return key
+
+
+def numeral_value(text: str) -> float | None:
+    """The finite number a string denotes when it is a decimal numeral as programs write
+    numbers (the rule above: ``"2973.0"``, ``"-1.5e3"``), else ``None`` (``"01"``, ``" 3"``,
+    ``"nan"``, ``"1e999"``, ``"?"``). Label metrics read a numeric label sent as text with it.
+
+    >>> [numeral_value(t) for t in ("2973.0", "1e0", "01", "?")]
+    [2973.0, 1.0, None, None]
+    """
+    if not _NUMERAL.fullmatch(text):
+        return None
+    x = float(text)
+    return x if math.isfinite(x) else None
 
 
 def category_key(value: object) -> str | None:

@@ -57,6 +57,7 @@ KNOWN_METRICS = frozenset(
         # with labels
         "accuracy", "precision", "recall", "f1", "roc_auc", "mae", "rmse", "r2", "mape",
         "labels", "labels_coverage", "labels_unmatched", "labels_expired", "labels_duplicate",
+        "labels_unusable", "cbpe_unusable",
         # fairness
         "demographic_parity_diff", "equal_opportunity_diff",
         # importance, change detection, metric events

@@ -149,7 +149,11 @@ class State:
         if env.kind != cls.__name__:
             raise SketchError(f"expected a serialised {cls.__name__} (got a {env.kind})")
         names = {f.name for f in dataclasses.fields(cls)} - {"layout"}
-        if set(env.arrays) != names:
+        # An array added to a state later has a default: older bytes load with it.
+        optional = {
+            f.name for f in dataclasses.fields(cls) if f.default_factory is not dataclasses.MISSING
+        }
+        if not names - optional <= set(env.arrays) <= names:
             raise SketchError(
                 f"serialised {cls.__name__} has fields {sorted(env.arrays)} (expected {sorted(names)})"
             )

@@ -40,6 +40,7 @@ __all__ = [
     "BINS",
     "METRICS",
     "SCALE",
+    "SUM_TOLERANCE",
     "CbpeBatch",
     "CbpeSketch",
     "CbpeState",
@@ -57,15 +58,25 @@ BAND = 3.0
 #: NannyML scales the multiclass AUC sampling error by 1.2 ("std of class variances
 #: underestimated sampling error by 20%").
 MULTICLASS_AUC_FACTOR = 1.2
+#: How far, per class, a multiclass event's probabilities may sum from 1 and still be used:
+#: probabilities rounded to two decimals miss by at most 0.005 each; ``3 * p`` or
+#: percentages miss by far more.
+SUM_TOLERANCE = 0.005
+
+
+def _one_vote() -> npt.NDArray[np.int64]:
+    return np.zeros(1, dtype=np.int64)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class CbpeState(State):
     """``counts`` and ``mass`` of shape ``(classes, 2, bins)`` (int64); ``mass`` in units of
-    ``2**-32``."""
+    ``2**-32``; ``unusable`` (1,) the events left out for want of a usable score (0 in a
+    state stored before it was kept)."""
 
     counts: npt.NDArray[np.int64]
     mass: npt.NDArray[np.int64]
+    unusable: npt.NDArray[np.int64] = dataclasses.field(default_factory=_one_vote)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -145,14 +156,29 @@ class CbpeSketch(Sketch[CbpeState, CbpeBatch]):
             out = np.where(total > 0, p / np.where(total > 0, total, 1.0), 1.0 / self.n_classes)
         return np.where(np.isnan(total), np.nan, out)
 
+    def usable(self, scores: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+        """Which events have a score CBPE can use: a binary score in [0, 1]; class
+        probabilities each in [0, 1] whose sum is within ``SUM_TOLERANCE`` per class of 1.
+        Anything else (NaN, a percentage, a negative or scaled probability) is no probability
+        and is left out, never clipped into one."""
+        raw = scores[:, None] if scores.ndim == 1 else scores
+        with np.errstate(invalid="ignore"):
+            ok: npt.NDArray[np.bool_] = np.all((raw >= 0.0) & (raw <= 1.0), axis=1)  # NaN: False
+            if self.calibration.multiclass:
+                slack = SUM_TOLERANCE * self.n_classes + 1e-9
+                ok &= np.abs(raw.sum(axis=1) - 1.0) <= slack
+        return ok
+
     def update(self, state: CbpeState, batch: CbpeBatch) -> CbpeState:
-        """Add a batch, in place (integer sums: the order of events never matters)."""
+        """Add a batch, in place (integer sums: the order of events never matters); events
+        without a usable score (:meth:`usable`) are counted in ``state.unusable``."""
         scores = np.asarray(batch.scores, dtype=np.float64)
         if scores.shape[0] == 0:
             return state
         p = self.calibrated(batch)
         raw = scores[:, None] if scores.ndim == 1 else scores
-        ok = ~(np.isnan(p).any(axis=1) | np.isnan(raw).any(axis=1))
+        ok = self.usable(scores) & ~np.isnan(p).any(axis=1)
+        state.unusable[0] += int(ok.size - np.count_nonzero(ok))
         if self.calibration.multiclass:
             if batch.predicted is None or batch.predicted.shape[0] != scores.shape[0]:
                 raise SketchError("a multiclass batch needs the predicted class of every event")
@@ -160,6 +186,8 @@ class CbpeSketch(Sketch[CbpeState, CbpeBatch]):
         else:
             side = raw >= self.calibration.threshold
         raw, p, side = raw[ok], p[ok], side[ok]
+        # raw and p are in [0, 1] here; the clips only keep a raw score of 1.0 in the last bin
+        # and a calibrated probability's rounding inside [0, 1].
         b = np.clip(np.floor(raw * self.bins), 0, self.bins - 1).astype(np.intp)
         q = np.rint(np.clip(p, 0.0, 1.0) * SCALE).astype(np.int64)
         cls = np.broadcast_to(np.arange(self.n_classes)[None, :], b.shape)
@@ -171,7 +199,12 @@ class CbpeSketch(Sketch[CbpeState, CbpeBatch]):
     def merge(self, a: CbpeState, b: CbpeState) -> CbpeState:
         if a.layout != b.layout:
             raise SketchError("cannot merge CBPE states of different calibrations")
-        return CbpeState(layout=a.layout, counts=a.counts + b.counts, mass=a.mass + b.mass)
+        return CbpeState(
+            layout=a.layout,
+            counts=a.counts + b.counts,
+            mass=a.mass + b.mass,
+            unusable=a.unusable + b.unusable,
+        )
 
     def estimates(self, state: CbpeState) -> Estimates:
         """The expected confusion counts and AUC of each class (exact integer sums, then
@@ -198,14 +231,18 @@ class CbpeSketch(Sketch[CbpeState, CbpeBatch]):
 
     def evaluate(self, state: CbpeState, context: Context = NO_CONTEXT) -> list[Result]:
         """``estimated_<metric>`` with ``_lower`` and ``_upper`` (the estimate plus or minus
-        three sampling errors, within [0, 1]) and ``estimated_roc_auc_binning_error``; nothing
-        for a window without scored events."""
+        three sampling errors, within [0, 1]) and ``estimated_roc_auc_binning_error``, none
+        for a window without scored events; and ``cbpe_unusable``, the events left out for
+        want of a usable score, when there are any."""
         est = self.estimates(state)
-        if est.n == 0:
-            return []
-        values = self.values(est)
-        out: list[Result] = []
         ref = self.calibration.events
+        left_out = int(state.unusable[0])
+        out: list[Result] = []
+        if left_out:
+            out.append(Result("", "cbpe_unusable", float(left_out), None, ref, est.n + left_out))
+        if est.n == 0:
+            return out
+        values = self.values(est)
         for metric in METRICS:
             value = values[metric]
             if math.isnan(value):

@@ -33,7 +33,7 @@ from typing import Literal
 import msgspec
 import numpy as np
 
-from drifthouse.categories import category_key
+from drifthouse.categories import category_key, numeral_value
 from drifthouse.detectors.base import NO_CONTEXT, Context, Result, Sketch
 from drifthouse.detectors.label_kinds import (
     BinarySketch,
@@ -63,6 +63,7 @@ __all__ = [
     "auc_binning_error",
     "binary_label",
     "class_name",
+    "label_number",
     "roc_auc_binned",
 ]
 
@@ -86,15 +87,31 @@ _NEGATIVE = frozenset({"0", "0.0", "false", "no", "negative", "neg"})
 
 
 def binary_label(value: object) -> int:
-    """1 for a positive label (``1``, ``true``, ``yes``...), 0 for a negative one, -1 otherwise."""
+    """1 for a positive label (``1``, ``true``, ``yes``...), 0 for a negative one, -1 otherwise.
+
+    Text is read by its category key, so ``"1"``, ``"1.0"`` and ``"1e0"`` are ``1``."""
     if isinstance(value, bool | np.bool_):
         return int(bool(value))
     if isinstance(value, int | float | np.integer | np.floating):
         return 1 if value == 1 else 0 if value == 0 else -1
     if isinstance(value, str):
-        key = value.strip().lower()
+        key = (category_key(value) or "").strip().lower()
         return 1 if key in _POSITIVE else 0 if key in _NEGATIVE else -1
     return -1
+
+
+def label_number(value: object) -> float | None:
+    """A label as the finite number regression scores it with: a number (not a bool), or a
+    string that is a decimal numeral (``"2973.0"``, as :func:`category_key` reads ``"1"`` and
+    ``1`` alike); ``None`` for anything else (``"?"``, ``""``, ``"01"``, NaN, an infinity)."""
+    if isinstance(value, bool | np.bool_):
+        return None
+    if isinstance(value, int | float | np.integer | np.floating):
+        x = float(value)
+        return x if math.isfinite(x) else None
+    if isinstance(value, str):
+        return numeral_value(value)
+    return None
 
 
 def class_name(value: object) -> str:
@@ -176,12 +193,16 @@ class LabelBatch:
 class LabelSketch(Sketch[LabelState, LabelBatch]):
     """The label sketches of one model, and how its pairs are routed to them.
 
-    ``task`` ``regression`` sends every numeric pair to :class:`RegressionSketch`;
-    ``classification`` sends pairs with a finite score and a 0/1 label to
+    ``task`` ``regression`` sends every pair of a finite prediction and a numeric label (a
+    number, or a numeral string: :func:`label_number`) to :class:`RegressionSketch`;
+    ``classification`` sends pairs with a score in [0, 1] and a 0/1 label to
     :class:`BinarySketch` and pairs with a predicted class name to :class:`ClassSketch`;
-    ``auto`` does the same but sends numeric labels other than 0/1 (with a finite score) to
-    regression. Under ``classification`` an integer score with a label that is not 0/1 is a
-    class id, compared with the label by name (:class:`ClassSketch`). Pairs none can take are counted as ``unusable``.
+    ``auto`` does the same but sends other numeric labels (with a finite score) to
+    regression. Under ``classification`` any other integer score is a class id, compared with
+    the label by name (:class:`ClassSketch`). Pairs none can take are counted as
+    ``unusable``, and so are the class pairs of a window whose binary metrics win
+    (:meth:`evaluate`): ``labels`` is always the pairs the metrics use plus
+    ``labels_unusable``.
 
     Examples
     --------
@@ -255,7 +276,6 @@ class LabelSketch(Sketch[LabelState, LabelBatch]):
         finite = np.isfinite(s).tolist()
         for i in range(len(labels)):
             label, cls = labels[i], pred_classes[i]
-            numeric = isinstance(label, int | float) and not isinstance(label, bool)
             if self.task != "regression" and cls is not None:
                 c_true.append(class_name(label))
                 c_pred.append(cls)
@@ -263,20 +283,23 @@ class LabelSketch(Sketch[LabelState, LabelBatch]):
             if not finite[i]:
                 unusable += 1
                 continue
+            number = label_number(label)
             if self.task == "regression":
-                if numeric and math.isfinite(float(label)):
+                if number is not None:
                     r_idx.append(i)
-                    r_y.append(float(label))
+                    r_y.append(number)
                 else:
                     unusable += 1
                 continue
             y = binary_label(label)
-            if y >= 0 and (self.task == "classification" or 0.0 <= s[i] <= 1.0):
+            # A score outside [0, 1] is no probability (87.0: a percentage): no decision at
+            # the threshold can be read from it (docs/model-performance.md).
+            if y >= 0 and 0.0 <= s[i] <= 1.0:
                 b_idx.append(i)
                 b_y.append(y)
-            elif self.task == "auto" and numeric and math.isfinite(float(label)):
+            elif self.task == "auto" and number is not None:
                 r_idx.append(i)
-                r_y.append(float(label))
+                r_y.append(number)
             elif self.task == "classification" and float(s[i]).is_integer():
                 # An integer class id as the prediction: compared with the label by name.
                 c_true.append(class_name(label))
@@ -315,7 +338,7 @@ class LabelSketch(Sketch[LabelState, LabelBatch]):
             binary = finite & (y >= 0) & (s >= 0.0) & (s <= 1.0)
             regression = finite & ~binary & np.isfinite(lab)
         else:
-            binary = finite & (y >= 0)
+            binary = finite & (y >= 0) & (s >= 0.0) & (s <= 1.0)
             if np.any(finite & ~binary & (s == np.floor(s))):
                 return None
             regression = np.zeros_like(finite)
@@ -352,17 +375,24 @@ class LabelSketch(Sketch[LabelState, LabelBatch]):
         """Label metrics of a window whose predictions number ``context.predictions``.
 
         Binary metrics win over class metrics when a window holds both (one model, one kind
-        of output, normally). ``labels`` counts joined pairs; ``labels_coverage`` is
-        ``labels / predictions`` (omitted without predictions).
+        of output, normally). ``labels`` counts joined pairs; ``labels_unusable`` (written when
+        not 0) those no metric uses: a label or a score the task cannot score (``"?"``, a
+        class outside 0/1, a binary score outside [0, 1]), or the class pairs of a window
+        with binary metrics; ``labels_coverage`` is ``labels / predictions`` (omitted without
+        predictions).
         """
         out: list[Result] = []
+        unusable = int(state.counters[UNUSABLE])
         if self.binary.count(state.binary):
             out += self.binary.evaluate(state.binary)
+            unusable += self.classes.count(state.classes)  # no metric of this window uses them
         elif self.classes.count(state.classes):
             out += self.classes.evaluate(state.classes)
         out += self.regression.evaluate(state.regression)
         labelled = int(state.counters[LABELLED])
         out.append(Result("", "labels", float(labelled), None, 0, labelled))
+        if unusable:
+            out.append(Result("", "labels_unusable", float(unusable), None, 0, labelled))
         predictions = context.predictions
         if predictions > 0:
             out.append(Result("", "labels_coverage", labelled / predictions, None, 0, predictions))

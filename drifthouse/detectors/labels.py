@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from drifthouse.categories import category_key
+from drifthouse.categories import category_key, numeral_value
 from drifthouse.errors import ProfileError
 
 __all__ = ["binary_metrics", "class_metrics", "reference_metrics", "regression_metrics", "roc_auc"]
@@ -100,6 +100,15 @@ def _is_number(v: object) -> bool:
     )
 
 
+def _as_number(v: object) -> object:
+    """A numeral sent as text as the number it denotes (``"2973.0"``: 2973.0), as the label
+    windows read it; anything else as it is."""
+    if isinstance(v, str):
+        x = numeral_value(v)
+        return v if x is None else x
+    return v
+
+
 _NUMBER_TYPES = frozenset({int, float, np.float64, np.float32, np.int64, np.int32, type(None)})
 
 
@@ -132,7 +141,8 @@ def reference_metrics(
     """Label metrics of a reference data set, and the task they were computed for.
 
     ``auto`` picks classification when every label is 0/1, true/false or a string, and
-    regression for other numeric labels. Classification with numeric predictions treats them
+    regression for other numeric labels (with numeric predictions a numeral string such as
+    ``"2973.0"`` is a number). Classification with numeric predictions treats them
     as scores of the positive class; with class-label predictions it reports ``accuracy``
     (and precision/recall/F1 when the labels are binary 0/1 or true/false).
     Rows where the label or the prediction is missing are skipped.
@@ -155,8 +165,11 @@ def reference_metrics(
         for t, p in zip(y_true, y_pred, strict=True)
         if _key(t) is not None and _key(p) is not None
     ]
-    labels = [t for t, _ in pairs]
     preds = [p for _, p in pairs]
+    # Against numeric predictions a numeral label is its number, as the windows score it
+    # (docs/model-performance.md, "Label values"); against class names it stays a name.
+    numeric_preds = all(_is_number(p) for p in preds)
+    labels = [_as_number(t) if numeric_preds else t for t, _ in pairs]
     if not pairs:
         return ("classification" if task == "auto" else task), {}
     keys = {_key(t) for t in labels}

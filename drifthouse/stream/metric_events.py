@@ -47,6 +47,7 @@ RESERVED = frozenset(
         "latency_p95", "latency_p99", "error_rate_4xx", "error_rate_5xx", "accuracy",
         "precision", "recall", "f1", "roc_auc", "mae", "rmse", "r2", "mape", "labels",
         "labels_coverage", "labels_unmatched", "labels_expired", "labels_duplicate",
+        "labels_unusable", "cbpe_unusable",
         "demographic_parity_diff", "equal_opportunity_diff", "importance_shift",
         "change_detected", "metric_events", "metric_events_ignored", "psi", "ks", "ks_pvalue",
         "js", "chi2", "chi2_pvalue",

@@ -242,3 +242,42 @@ def test_the_late_join_rewrites_estimation_errors(ch_database: tuple[Any, str]) 
             assert after[(w, s, v, seg, f, "estimation_error_accuracy")][0] == est - value
             checked += 1
     assert checked > 1_000
+
+
+def _spoiled(items: list[tuple[int, int, Any]]) -> list[tuple[int, int, Any]]:
+    """One label in ten ``"?"``, one ``""``, one sent as text (``"1"``, ``"0"``)."""
+    out: list[tuple[int, int, Any]] = []
+    for k, (ts, kind, item) in enumerate(items):
+        if kind == 1 and not item.event_id.startswith("ghost"):
+            spoil = {0: "?", 1: "", 2: str(item.label)}.get(k % 10)
+            if spoil is not None:
+                item = LabelEvent(event_id=item.event_id, model=MODEL, ts_ms=ts, label=spoil)
+        out.append((ts, kind, item))
+    return out
+
+
+def test_the_late_join_counts_unusable_labels_as_the_stream_does(
+    ch_database: tuple[Any, str],
+) -> None:
+    """``labels_unusable`` (and every other label row) from the late join in ClickHouse equals
+    a stream whose horizon holds every label: one sketch decides what a label is worth."""
+    client, database = ch_database
+    migrate(client, database)
+    items = _spoiled(_inputs(seed=9))
+    long_rows: list[Row] = []
+    _run(_config("400d", late=False), items, long_rows)
+    expected = _latest(long_rows)
+    assert (
+        sum(v for k, (v, _) in expected.items() if k[5] == "labels_unusable" and k[0] == "1h") > 200
+    )
+
+    short_rows: list[Row] = []
+    _run(_config("7d", late=True), items, short_rows)
+    sink = ClickHouseSink(client, database=database)
+    sink.write(short_rows)
+    sink.flush()
+    join_late_labels(client, database, _config("7d", late=True), {}, sink, run_id=RUN)
+    after = _stored(client, database)
+    assert after.keys() == expected.keys()
+    wrong = {k: (after[k], expected[k]) for k in expected if after[k] != expected[k]}
+    assert not wrong, f"{len(wrong)} rows differ, e.g. {list(wrong.items())[:3]}"
