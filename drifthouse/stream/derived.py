@@ -222,7 +222,8 @@ class DerivedWindows:
         sink flushed first, so that they are read back. A window whose stored states are
         missing is held back (:meth:`held_back`; at a final emit, :meth:`raise_incomplete`).
         Each window's ``estimated_*`` go to ``labels`` (:meth:`LabelStage.note_estimates`),
-        as a window kept in the stream's do, for its label window's ``estimation_error_*``."""
+        as a window kept in the stream's do, for its label window's ``estimation_error_*``;
+        a label window written before it has them written with it."""
         due = self.due(ready)
         waiting = {dk for dk in due if sketches(dk[2][0]).collects_raw}
         if waiting:  # not yet on their reference: looked at again at the next batch
@@ -251,8 +252,8 @@ class DerivedWindows:
                     )  # fmt: skip
                     if result is not None:
                         out.append(result)
-                        if labels is not None:
-                            labels.note_estimates(result.metrics)
+                        if labels is not None:  # the errors of a label window written first
+                            result.metrics.extend(labels.note_estimates(result.metrics))
                 due = due[len(batch) :]
         except StoreError as exc:  # the store is away: the windows left stay due
             log.warning("merge.derived_waiting", windows=len(due), reason=str(exc))

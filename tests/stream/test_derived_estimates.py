@@ -21,6 +21,7 @@ from drifthouse.app.pipeline import Pipeline
 from drifthouse.app.replay import replay
 from drifthouse.config import Config
 from drifthouse.detectors.reference import Profile
+from drifthouse.errors import StoreUnavailable
 from drifthouse.rows import MetricRow
 from drifthouse.simulate import Record, Scenario, simulate
 from drifthouse.sinks import ClickHouseSink, migrate
@@ -49,9 +50,9 @@ class Labelled:
 
 
 @cache
-def labelled() -> Labelled:
+def labelled(delay_min: tuple[int, int] = (1, 90)) -> Labelled:
     sc = Scenario.demo(days=2.5, rate_per_min=2, reference_hours=6)
-    records = list(simulate(sc, seed=11, label_delay_min=(1, 90)))
+    records = list(simulate(sc, seed=11, label_delay_min=delay_min))
     predictions = [r for r in records if r.topic == "predictions"]
     labels = [r for r in records if r.topic == "labels"]
     by_id = {(e := json.loads(r.value))["event_id"]: e["label"] for r in labels}
@@ -123,11 +124,18 @@ def test_a_derived_day_has_the_estimation_errors_of_the_stream_day(tmp_path: Pat
     assert_same_rows(got, expected)
 
 
-def _pipeline_run(long: dict[str, Any], cut: int | None) -> list[tuple[Any, ...]]:
+def _pipeline_run(
+    long: dict[str, Any],
+    cut: int | None,
+    *,
+    data: Labelled | None = None,
+    store_away_at: int | None = None,
+) -> list[tuple[Any, ...]]:
     """Predictions and labels through a pipeline in event-time order, 200 records a batch;
     at record ``cut`` its merger is replaced by one resumed from its snapshot (taking the
-    partials not written yet, as a restarted worker re-reads them)."""
-    data = labelled()
+    partials not written yet, as a restarted worker re-reads them); the store is away for the
+    batch holding the first prediction at or after ``store_away_at``."""
+    data = data or labelled()
     config = _config(long)
     sink = MemorySink()
     pipe = Pipeline(config=config, profiles=data.profiles, sink=sink,
@@ -145,6 +153,11 @@ def _pipeline_run(long: dict[str, Any], cut: int | None) -> list[tuple[Any, ...]
         chunk = [Message(r.value, 0, lo + i, topic=r.topic)
                  for i, r in enumerate(records[lo : lo + 200])]  # fmt: skip
         pipe.add_labels([m for m in chunk if m.topic == "labels"])
+        if store_away_at is not None and any(
+            r.topic == "predictions" and r.ts_ms >= store_away_at for r in records[lo : lo + 200]
+        ):
+            sink.fail_next.append(StoreUnavailable("the store is away"))
+            store_away_at = None
         pipe.process([m for m in chunk if m.topic == "predictions"])
     pipe.finish()
     sink.flush()
@@ -156,6 +169,18 @@ def test_a_merger_writes_the_derived_days_estimation_errors(cut: int | None) -> 
     expected = _pipeline_run(STREAM, None)
     assert sum(1 for r in expected if r[6] in _ERRORS) == 3 * 7
     got = _pipeline_run(DERIVED, cut)
+    _check_errors(got)
+    assert_same_rows(got, expected)
+
+
+def test_a_derived_day_written_after_its_label_window_still_gets_its_errors() -> None:
+    """The store is away when the first day is due: the derived day is written a base window
+    later, after the label window (whose labels all came within two minutes) was written."""
+    data = labelled((1, 2))
+    day_end = 1_767_225_600_000 + 86_400_000
+    expected = _pipeline_run(STREAM, None, data=data)
+    assert sum(1 for r in expected if r[6] in _ERRORS) == 3 * 7
+    got = _pipeline_run(DERIVED, None, data=data, store_away_at=day_end + 60_000)
     _check_errors(got)
     assert_same_rows(got, expected)
 
