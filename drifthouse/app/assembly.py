@@ -100,7 +100,7 @@ def baselines_for(profiles: Mapping[str, Profile]) -> Baselines:
     return baseline
 
 
-def open_sink(config: Config, profiles: Mapping[str, Profile] | None = None) -> Sink:
+def open_sink(config: Config, profiles: Mapping[str, Profile] | None = None) -> ClickHouseSink:
     """The store's sink, with the schema migrated (safe at every start).
 
     ``profiles`` (the configured references) are stored too, as :func:`store_reference` does:
