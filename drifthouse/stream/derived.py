@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -40,6 +41,9 @@ from drifthouse.stream.results import WindowResult, evaluate_window
 from drifthouse.stream.stage import Key
 from drifthouse.stream.trailing import Baseline
 from drifthouse.stream.windows import NO_TIME, WindowSpec
+
+if TYPE_CHECKING:
+    from drifthouse.stream.labels.stage import LabelStage
 
 __all__ = ["DerivedWindows", "Owed", "window_state_row"]
 
@@ -211,11 +215,15 @@ class DerivedWindows:
         run_id: str,
         computed_at: Callable[[], int],
         baselines: Callable[[str, int], Baseline | None] = lambda _m, _s: None,
+        labels: LabelStage | None = None,
     ) -> tuple[list[WindowResult], int]:
         """The derived windows now due, built from their stored base states, and how many
         rows were written: ``rows`` (holding the base states just closed) are written and the
         sink flushed first, so that they are read back. A window whose stored states are
-        missing is held back (:meth:`held_back`; at a final emit, :meth:`raise_incomplete`)."""
+        missing is held back (:meth:`held_back`; at a final emit, :meth:`raise_incomplete`).
+        Each window's ``estimated_*`` go to ``labels`` (:meth:`LabelStage.note_estimates`),
+        as a window kept in the stream's do, for its label window's ``estimation_error_*``;
+        a label window written before it has them written with it."""
         due = self.due(ready)
         waiting = {dk for dk in due if sketches(dk[2][0]).collects_raw}
         if waiting:  # not yet on their reference: looked at again at the next batch
@@ -244,6 +252,8 @@ class DerivedWindows:
                     )  # fmt: skip
                     if result is not None:
                         out.append(result)
+                        if labels is not None:  # the errors of a label window written first
+                            result.metrics.extend(labels.note_estimates(result.metrics))
                 due = due[len(batch) :]
         except StoreError as exc:  # the store is away: the windows left stay due
             log.warning("merge.derived_waiting", windows=len(due), reason=str(exc))

@@ -319,7 +319,7 @@ class MergeStage:
             later, written = self.derived.emit(
                 ready, rows, sink=self.sink, sketches=self.sketches, changes=self.changes,
                 run_id=self.run_id, computed_at=self.computed_at,
-                baselines=self.trailing.baseline,
+                baselines=self.trailing.baseline, labels=self.labels,
             )  # fmt: skip
             self.stats.rows += written
         later += self._release_changes(ready)

@@ -195,7 +195,8 @@ class LabelStage:
         out = []
         for w in self.windows.flush(ready_until, force=force):
             rows = self.windows.rows(w, run_id=run_id, computed_at=computed_at)
-            out.append((w, rows + self.estimates.errors(rows)))
+            derived = self.windows.specs[w.spec_index].derived  # its estimate may come later
+            out.append((w, rows + self.estimates.errors(rows, keep=derived)))
         if ready_until is not None:
             self.estimates.forget(ready_until, self.windows.horizon_ms)
         if ready_until is None:  # the end of a bounded input: hand on what is held
@@ -203,10 +204,11 @@ class LabelStage:
             self.windows.spill_all()
         return out
 
-    def note_estimates(self, rows: Iterable[MetricRow]) -> None:
+    def note_estimates(self, rows: Iterable[MetricRow]) -> list[MetricRow]:
         """A prediction window's rows as written: its ``estimated_*`` are kept for the
-        estimation errors of its label window."""
-        self.estimates.note(rows)
+        estimation errors of its label window; returned: the errors of a label window written
+        before it (a derived window's, see :mod:`~drifthouse.stream.labels.estimates`)."""
+        return self.estimates.note(rows)
 
     def take_spill_rows(
         self, *, run_id: str, computed_at: int

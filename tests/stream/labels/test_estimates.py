@@ -106,3 +106,30 @@ def test_a_pipeline_writes_estimates_and_their_errors() -> None:
                 assert values[f"estimation_error_{m}"] == values[f"estimated_{m}"] - values[m]
                 checked += 1
     assert checked >= 5 * 8  # every metric of most of the half day's windows
+
+
+def test_an_estimate_noted_after_its_label_window_gives_the_errors_then() -> None:
+    """A derived window's estimate may come after its label window was written (it waits for
+    its stored base states): the realized values kept (``keep``) give the errors at ``note``."""
+    held = HeldEstimates()
+    realized = [_row("accuracy", 0.85, window="1d", n=40), _row("f1", 0.5, segment="a=b")]
+    assert held.errors(realized, keep=True) == []
+    assert held.errors([_row("accuracy", 0.8)]) == []  # not kept: a stream window's
+    restored = HeldEstimates.from_bytes(held.to_bytes())
+    estimated = [_row("estimated_accuracy", 0.9, window="1d", computed_at=7),
+                 _row("estimated_f1", 0.6, window="1d")]  # fmt: skip
+    for h in (held, restored):
+        errors = h.note(estimated)
+        assert errors == [
+            _row("estimation_error_accuracy", 0.9 - 0.85, window="1d", n=40, computed_at=7)
+        ]
+        assert h.note(estimated) == []  # the same estimate again: already written
+        assert h.note([_row("estimated_accuracy", 0.95, window="1d")])[0].value == 0.95 - 0.85
+
+
+def test_held_estimates_from_before_realized_values_were_kept_still_load() -> None:
+    import msgspec
+
+    old = msgspec.msgpack.encode([("1d", 0, 86_400_000, "m", "1", {"accuracy": 0.9})])
+    held = HeldEstimates.from_bytes(old)
+    assert held.errors([_row("accuracy", 0.85, window="1d")])[0].value == 0.9 - 0.85
