@@ -32,6 +32,7 @@ from drifthouse.detectors.reference import (
 from drifthouse.errors import ProfileError
 from drifthouse.profiles.calibration import reference_calibration
 from drifthouse.profiles.embeddings import build_embedding_profile, is_embedding_column
+from drifthouse.profiles.labels import type_labels
 from drifthouse.profiles.loss_model import reference_loss_model
 from drifthouse.profiles.multivariate import fit_multivariate
 
@@ -265,11 +266,27 @@ def build_profile(
         prediction = [v if _is_number(v) else None for v in prediction]
     label_metrics: dict[str, float] = {}
     resolved_task: Literal["classification", "regression"] | None = None
+    typed = None
     if label is not None and prediction is not None:
+        typed = type_labels(
+            label,
+            raw_predictions=raw_predictions,
+            prediction_kind=pred.kind if pred is not None else None,
+            task=task,
+            numeric_share=NUMERIC_SHARE,
+        )
+        label = typed.values
         resolved_task, label_metrics = _labels.reference_metrics(
-            y_true=label, y_pred=prediction, threshold=threshold, task=task
+            y_true=label, y_pred=prediction, threshold=threshold, task=typed.task
         )
     baselines = _baselines(events, resolved_task, threshold, label_metrics, latency_ms, status)
+    if typed is not None:
+        baselines = msgspec.structs.replace(
+            baselines,
+            label_type_error=typed.type_error,
+            label_type_error_examples=list(typed.examples),
+            binary_classes=list(typed.binary_classes or ()),
+        )
     profile = Profile(
         model=model,
         model_version=model_version,
