@@ -183,6 +183,11 @@ class LabelSketch(Sketch[LabelState, LabelBatch]):
     regression. Under ``classification`` an integer score with a label that is not 0/1 is a
     class id, compared with the label by name (:class:`ClassSketch`). Pairs none can take are counted as ``unusable``.
 
+    ``binary_classes`` (negative, positive) are the two classes of a ``{class: probability}``
+    prediction whose score is the positive class's probability: a label naming one of them
+    (as a class name: ``"good"``, or ``2`` for class ``"2"``) is 0 or 1; another label is a
+    0/1 spelling or unusable (docs/model-performance.md, "Label metrics").
+
     Examples
     --------
     >>> import numpy as np
@@ -200,8 +205,14 @@ class LabelSketch(Sketch[LabelState, LabelBatch]):
         threshold: float = 0.5,
         classes: Sequence[str] = (),
         bins: int = 1_000,
+        binary_classes: Sequence[str] = (),
     ) -> None:
         self.task = task
+        if binary_classes and len(binary_classes) != 2:
+            raise SketchError(f"binary_classes must be two classes (got {list(binary_classes)})")
+        self.binary_codes = {str(c): y for y, c in enumerate(binary_classes)}
+        # Labels 0/1 as numbers mean what they always mean: the arrays' fast path stays.
+        self._plain = self.binary_codes in ({}, {"0": 0, "1": 1})
         self.binary = BinarySketch(threshold=threshold, bins=bins)
         self.classes = ClassSketch(classes)
         self.regression = RegressionSketch()
@@ -270,7 +281,12 @@ class LabelSketch(Sketch[LabelState, LabelBatch]):
                 else:
                     unusable += 1
                 continue
-            y = binary_label(label)
+            y = self.binary_codes.get(class_name(label), -2) if self.binary_codes else -2
+            if y == -2:
+                y = binary_label(label)
+                if y < 0 and self.binary_codes:
+                    unusable += 1  # a label of neither class of a two-class model
+                    continue
             if y >= 0 and (self.task == "classification" or 0.0 <= s[i] <= 1.0):
                 b_idx.append(i)
                 b_y.append(y)
@@ -300,7 +316,11 @@ class LabelSketch(Sketch[LabelState, LabelBatch]):
         and numeric predictions; ``None`` for any other batch, or one holding an integer
         class id compared by name (``task='classification'`` with a score outside the
         binary labels)."""
-        if not set(map(type, labels)) <= _NUMBERS or any(c is not None for c in pred_classes):
+        if (
+            not self._plain
+            or not set(map(type, labels)) <= _NUMBERS
+            or any(c is not None for c in pred_classes)
+        ):
             return None
         try:
             lab = np.asarray(labels, dtype=np.float64)  # as float(label), pair by pair
