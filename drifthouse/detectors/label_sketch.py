@@ -211,8 +211,9 @@ class LabelSketch(Sketch[LabelState, LabelBatch]):
         if binary_classes and len(binary_classes) != 2:
             raise SketchError(f"binary_classes must be two classes (got {list(binary_classes)})")
         self.binary_codes = {str(c): y for y, c in enumerate(binary_classes)}
-        # Labels 0/1 as numbers mean what they always mean: the arrays' fast path stays.
-        self._plain = self.binary_codes in ({}, {"0": 0, "1": 1})
+        # Classes spelled as 0/1 labels ("no"/"yes", "0"/"1") map labels as binary_label does:
+        # the arrays' fast path stays.
+        self._plain = all(binary_label(k) == y for k, y in self.binary_codes.items())
         self.binary = BinarySketch(threshold=threshold, bins=bins)
         self.classes = ClassSketch(classes)
         self.regression = RegressionSketch()

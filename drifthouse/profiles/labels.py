@@ -129,8 +129,6 @@ def type_labels(
 ) -> LabelColumn:
     """The label column as the profile scores it (see the module); raise
     :class:`ProfileError` when the labels of a two-class prediction match neither class."""
-    if isinstance(label, np.ndarray) and label.dtype.kind in "iuf":
-        return LabelColumn(label, task)  # a numeric column read as such: nothing to type
     classes = two_classes(raw_predictions) if task != "regression" else None
     if classes is not None:
         values, odd = _two_class_labels(label, classes)
@@ -148,6 +146,8 @@ def type_labels(
         return LabelColumn(values, "classification", len(odd), _examples(odd), classes)
     if prediction_kind == "categorical" and task != "regression":
         return LabelColumn(label, "classification")  # class names: labels are classes
+    if isinstance(label, np.ndarray) and label.dtype.kind in "iufb":
+        return LabelColumn(label, task)  # a column of numbers (or bools): nothing to leave out
     present = [v for v in label if category_key(v) is not None]
     keys = {_key(v) for v in present}
     if not present or keys <= _POSITIVE | _NEGATIVE:

@@ -245,3 +245,19 @@ def test_a_few_labels_matching_no_class_are_left_out_and_reported(tmp_path: Path
     )
     assert b.labels == pytest.approx(expected, rel=1e-12)
     assert (b.label_type_error, b.label_type_error_examples) == (1, ["unknown"])
+
+
+def test_columns_given_as_arrays_are_typed_alike() -> None:
+    """``build_profile`` with an integer label array and class-name predictions: classes."""
+    from drifthouse.config import MetricsConfig
+    from drifthouse.profiles.columns import build_profile
+
+    truth = np.arange(300) % 3
+    served = np.where(np.arange(300) % 4 == 0, (truth + 1) % 3, truth)
+    profile = build_profile(
+        model="m", model_version="1", created_at="2026-01-01T00:00:00Z", source_digest="0" * 64,
+        settings=MetricsConfig(), features={"x": np.arange(300.0)},
+        prediction=[str(c) for c in served], label=truth,
+    )  # fmt: skip
+    assert profile.baselines.task == "classification"
+    assert profile.baselines.labels["accuracy"] == 0.75
