@@ -18,6 +18,7 @@ third-party libraries are translated once, at the edge, with ``raise ... from ex
     ├── NotifyError            a receiver failed to take a notification
     │   └── NotifyRetryable    429, 5xx or a connection error; retry later
     └── SourceError            a source (Kafka topic, file) cannot be read
+        └── InputsNotUsed      a bounded run ends with events or labels left out of the store
 
 Messages say what went wrong, where, what was expected, what came, and the fix.
 """
@@ -28,6 +29,7 @@ __all__ = [
     "ConfigError",
     "DecodeError",
     "DrifthouseError",
+    "InputsNotUsed",
     "LateEventError",
     "NotifyError",
     "NotifyRetryable",
@@ -140,3 +142,8 @@ class NotifyRetryable(NotifyError):
 
 class SourceError(DrifthouseError):
     """A source (Kafka topic, file) cannot be read."""
+
+
+class InputsNotUsed(SourceError):
+    """A bounded run (replay) stored what it could but left events or labels out (dead-lettered,
+    late, expired); its message says how many, why, where they are kept and the fix."""

@@ -27,7 +27,7 @@ from drifthouse.alerts.rules import Baselines
 from drifthouse.config import Config, MetricsConfig
 from drifthouse.detectors.model_sketch import ModelSketch
 from drifthouse.detectors.reference import Profile
-from drifthouse.errors import ProfileError
+from drifthouse.errors import ConfigError
 from drifthouse.profiles.sketches import Sketches
 from drifthouse.rows import MetricRow
 from drifthouse.sinks import ClickHouseSink, migrate, open_store, store_reference
@@ -54,7 +54,9 @@ OnWindow = Callable[[WindowResult], None]
 
 
 def load_profiles(config: Config) -> dict[str, Profile]:
-    """The reference profiles named under ``models:`` (paths relative to the config file)."""
+    """The reference profiles named under ``models:`` (paths relative to the config file); a
+    file that cannot be read, or that is another model's, is a :class:`ConfigError` (a profile
+    that cannot be decoded stays a :class:`ProfileError`)."""
     out: dict[str, Profile] = {}
     for model, settings in config.models.items():
         named = settings.profile_reference
@@ -64,20 +66,20 @@ def load_profiles(config: Config) -> dict[str, Profile]:
         try:
             data = path.read_bytes()
         except OSError as exc:
-            raise ProfileError(
+            raise ConfigError(
                 f"models.{model}.reference: cannot read {path} ({exc.strerror}); build it with "
                 f"`drifthouse profile INPUT --model {model} --out {named}`"
             ) from exc
         profile = Profile.from_json(data)
         pii = sorted({f.name for f in profile.features} & set(settings.pii))
         if pii:
-            raise ProfileError(
+            raise ConfigError(
                 f"models.{model}.reference: {path} profiles PII feature(s) {pii}, whose values would "
                 f"reach the store; rebuild it with `drifthouse profile ... -c CONFIG` (which leaves "
                 f"them out) or `--exclude {pii[0]}`"
             )
         if profile.model != model:
-            raise ProfileError(
+            raise ConfigError(
                 f"models.{model}.reference: {path} is the profile of model {profile.model!r}"
             )
         out[model] = profile
@@ -100,7 +102,7 @@ def baselines_for(profiles: Mapping[str, Profile]) -> Baselines:
     return baseline
 
 
-def open_sink(config: Config, profiles: Mapping[str, Profile] | None = None) -> Sink:
+def open_sink(config: Config, profiles: Mapping[str, Profile] | None = None) -> ClickHouseSink:
     """The store's sink, with the schema migrated (safe at every start).
 
     ``profiles`` (the configured references) are stored too, as :func:`store_reference` does:

@@ -141,6 +141,9 @@ class ReplaySummary:
     labels: LabelCounts | None = None
     #: Models on an automatic reference, with the span it was built from.
     auto_references: dict[str, AutoReference] = field(default_factory=dict)
+    #: Dead letters (events, labels, metric events) by reason, and the first of each reason.
+    refused: dict[str, int] = field(default_factory=dict)
+    first_refused: dict[str, str] = field(default_factory=dict)
 
     @property
     def events_per_second(self) -> float:
@@ -329,6 +332,8 @@ def replay(
         dlq_where,
         labels=LabelCounts.of(pipeline) if labels else None,
         auto_references=pipeline.merge.auto_references(),
+        refused=dict(refusals.counts),
+        first_refused={r: f"{e.detail} (at `{e.path}`)" for r, e in refusals.first.items()},
     )
 
 
@@ -356,6 +361,8 @@ class StoredReplay:
     profiles: Mapping[str, Profile]
     #: The late join run at the end (``metrics.late_labels``), if any.
     late: LateJoinReport | None = None
+    #: Rows of the run id deleted first (``--replace``), per table.
+    replaced: dict[str, int] = field(default_factory=dict)
 
 
 def replay_to_store(
@@ -370,13 +377,27 @@ def replay_to_store(
     progress: Progress | None = None,
     labels: str | None = None,
     metric_events: str | None = None,
+    replace: bool = False,
 ) -> StoredReplay:
     """:func:`replay` into the configured store, with the rules: alert rows under the
     replay's run id, receivers told only with ``notify``, metric rows kept with
-    ``keep_rows``. The sink is closed at the end."""
+    ``keep_rows``. A run id that already holds rows is refused, or with ``replace`` its rows
+    are deleted first (:mod:`drifthouse.app.reuse`). The sink is closed at the end."""
+    from drifthouse.app.reuse import claim_run_id, free_run_id
+
     profiles = load_profiles(config)
+    if run_id == "live":
+        raise UsageError("--run-id 'live' is reserved for the live worker; choose another id")
     sink = open_sink(config, profiles)  # the references too: recipe psi_range compares with them
-    run_id = run_id or default_run_id()
+    try:
+        if run_id is None:
+            run_id = free_run_id(sink.client, sink.database, default_run_id())
+        replaced = claim_run_id(
+            sink.client, sink.database, run_id, replace=replace, cluster=config.store.cluster
+        )
+    except BaseException:
+        sink.close()
+        raise
     alerts = replay_alerts(
         config, sink, profiles, run_id=run_id, notify=notify, keep_rows=keep_rows
     )
@@ -395,4 +416,4 @@ def replay_to_store(
     )
     alerts.finish()
     late = join_at_end(config, sink, profiles, run_id)  # metrics.late_labels
-    return StoredReplay(summary, alerts, finish(sink), profiles, late)
+    return StoredReplay(summary, alerts, finish(sink), profiles, late, replaced)

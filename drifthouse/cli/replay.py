@@ -42,11 +42,15 @@ def replay(
     rules: Annotated[
         Path | None, typer.Option(help="Also count what these rules would have raised.")
     ] = None,
+    replace: Annotated[
+        bool, typer.Option(help="Delete the run id's rows first, if it has any.")
+    ] = False,
 ) -> None:
     """Historical data through the same pipeline, with a progress bar."""
     # No collection over the start-up's objects until the first batch is through.
     with StartUp.held() as start:
         from drifthouse.app.replay import parse_time, replay_to_store
+        from drifthouse.app.unused import check_inputs
         from drifthouse.config import load_config
 
         cfg = load_config(config)
@@ -66,11 +70,13 @@ def replay(
                 progress=progress,
                 labels=labels,
                 metric_events=metric_events,
+                replace=replace,
             )
         out.print(_summary_table(done, notify))
         if other_rules is not None:
             _print_backtest(done.alerts.rows, other_rules, done.profiles)
         done.written.check()  # a replay that did not store every row fails, saying which and why
+        check_inputs(done.summary)  # and one that left events or labels out of the store
 
 
 @contextmanager
@@ -106,11 +112,14 @@ def _progress_bar(
 
 
 def _summary_table(done: StoredReplay, notify: bool) -> Table:
-    from drifthouse.profiles.auto import source_of
+    from drifthouse.profiles.auto import SMALL_REFERENCE, source_of
 
     summary, written = done.summary, done.written
     stats = summary.stats
     table = Table(title=escape(f"replay {summary.run_id}"), show_header=False, box=None)
+    if done.replaced:
+        rows = ", ".join(f"{t} {n:,}" for t, n in sorted(done.replaced.items()))
+        table.add_row("replaced", f"deleted the run's earlier rows first ({rows})")
     table.add_row("events", f"{stats.events:,} ({summary.events_per_second:,.0f}/s)")
     table.add_row("invalid / late", f"{stats.invalid:,} / {stats.late:,}")
     # Counted from the store's acknowledgements, not from what the pipeline handed the sink.
@@ -146,12 +155,18 @@ def _summary_table(done: StoredReplay, notify: bool) -> Table:
     if summary.dead_letters:
         table.add_row("dead letters", Text(summary.dead_letters))
     for model, ref in sorted(summary.auto_references.items()):
-        table.add_row(
-            "automatic reference",
-            escape(f"{model}: {source_of(ref).removeprefix('auto ')}")
-            if ref.profile is not None
-            else escape(f"{model}: none (no event to profile in its first span)"),
-        )
+        if ref.profile is None:
+            text = f"{model}: none (no event to profile in its first span)"
+        else:
+            events = ref.profile.baselines.events
+            text = f"{model}: {source_of(ref).removeprefix('auto ')} ({events:,} events"
+            text += (
+                f"; fewer than {SMALL_REFERENCE:,}: drift against it is noisy, set "
+                "a longer reference_span or profile the model)"
+                if events < SMALL_REFERENCE
+                else ")"
+            )
+        table.add_row("automatic reference", escape(text))
     return table
 
 

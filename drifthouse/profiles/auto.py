@@ -42,6 +42,7 @@ from drifthouse.profiles.sketches import AutoReference, Sketches
 __all__ = [
     "AUTO_VERSION",
     "DRIFT_METRICS",
+    "SMALL_REFERENCE",
     "AutoReference",
     "build_auto_reference",
     "source_of",
@@ -61,6 +62,12 @@ DRIFT_METRICS = frozenset(
     }
     | {"ks_qvalue", "chi2_qvalue"}  # the q-values of those p-values (stream/results.py)
 )  # fmt: skip
+
+
+#: An automatic reference with fewer events than this is said to be small (the replay summary,
+#: a warning): a PSI of 10 bins is about 0.02 by chance alone at 1,000 events a side, 0.09 at
+#: 100 (docs/statistics.md, "False alarms").
+SMALL_REFERENCE = 1_000
 
 
 def span_end(start: int, span_ms: int, window_ms: int) -> int:
@@ -109,6 +116,12 @@ def build_auto_reference(
     except ProfileError as exc:
         log.warning("reference.auto_failed", model=model, error=str(exc))
         return AutoReference(model, start, end, None)
+    if len(raw) < SMALL_REFERENCE:
+        log.warning(
+            "reference.auto_small", model=model, events=len(raw), fewer_than=SMALL_REFERENCE,
+            fix="drift against so small a reference is noisy: set a longer reference_span "
+            "(models.<name> or metrics.auto_reference_span) or profile the model",
+        )  # fmt: skip
     log.info(
         "reference.auto_built",
         model=model,

@@ -201,7 +201,9 @@ def test_replay_with_labels_and_metric_events_writes_their_metrics(
         "--labels", "file:labels.jsonl", "--metric-events", "file:metrics.jsonl",
         "--run-id", "lab", cwd=cwd,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    # One label refused: stored is everything else, but the run says so and fails.
+    assert result.returncode == 1, result.stderr
+    assert "1 label was not used" in " ".join(result.stderr.split()), result.stderr
     windows = _count(
         cwd,
         "SELECT uniqExact(window_start) FROM metrics FINAL WHERE run_id = 'lab' "
@@ -263,3 +265,128 @@ def test_the_shipped_rules_stay_quiet_on_five_event_windows(tmp_path: Path) -> N
     )  # fmt: skip
     assert psi_over > 1000, "the windows' PSI is noise far above 0.25"
     assert _count(tmp_path, "SELECT count() FROM alerts FINAL WHERE run_id = 'sp'") == 0
+
+
+def test_a_replay_that_leaves_events_out_of_the_store_says_which_and_fails(
+    workspace: tuple[Path, FakeApi], small_stream: Any
+) -> None:
+    """Events dead-lettered (not JSON, a field missing, far behind the others) are not in the
+    store: the replay stores the rest, prints its summary, then names what was left out, why,
+    where it is kept and the fix, and exits 1 (it exited 0, the loss told only by a count)."""
+    cwd, _ = workspace
+    start = small_stream.scenario.start_ms
+    late = {"model": "fraud", "model_version": "2.3.0", "ts": start, "event_id": "old",
+            "prediction": 0.5, "features": {}}  # fmt: skip
+    with (cwd / "stream.jsonl").open("ab") as fh:
+        fh.write(b"this is not json\n")
+        fh.write(b'{"model": "fraud", "features": {}}\n')
+        fh.write(json.dumps(late).encode() + b"\n")
+    result = _cli(
+        "replay", "-c", "drifthouse.yaml", "--source", "file:stream.jsonl", "--run-id", "lost",
+        cwd=cwd,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    said = " ".join(result.stderr.split())
+    assert "3 events were not used" in said, said
+    assert "2 invalid" in said
+    assert "1 late" in said
+    assert "stream.jsonl.dlq" in said
+    assert "sort" in said  # the fix for late events in a file
+    assert "Traceback" not in result.stderr
+    stored = _count(
+        cwd, "SELECT toUInt64(sum(value)) FROM metrics FINAL WHERE run_id = 'lost' "
+        "AND metric = 'events' AND feature = '' AND segment = '' AND window = '1h'",
+    )  # fmt: skip
+    assert stored == len(small_stream.records)  # the others are all in
+
+
+def test_a_run_id_that_holds_rows_is_refused_unless_replaced(
+    workspace: tuple[Path, FakeApi],
+) -> None:
+    """A second replay under a run id already in the store mixed its rows with the first's:
+    windows it did not rewrite (or rows it does not write, such as label metrics of a replay
+    without labels) kept the old ones, silently. It is refused (exit 2, nothing written)
+    unless ``--replace``, which deletes the run's rows first."""
+    cwd, _ = workspace
+    args = ("replay", "-c", "drifthouse.yaml", "--source", "file:stream.jsonl", "--run-id", "again")
+    assert _cli(*args, cwd=cwd).returncode == 0
+    rows_sql = "SELECT count() FROM metrics FINAL WHERE run_id = 'again'"
+    rows = _count(cwd, rows_sql)
+    # The second half of the stream only: mixed with the first replay, the first half's
+    # windows would have stayed.
+    lines = (cwd / "stream.jsonl").read_bytes().splitlines(keepends=True)
+    (cwd / "half.jsonl").write_bytes(b"".join(lines[len(lines) // 2 :]))
+    half = ("replay", "-c", "drifthouse.yaml", "--source", "file:half.jsonl", "--run-id", "again")
+    refused = _cli(*half, cwd=cwd)
+    assert refused.returncode == 2, refused.stderr
+    said = " ".join(refused.stderr.split())
+    assert "run id 'again' already holds" in said, said
+    assert "--replace" in said
+    assert _count(cwd, rows_sql) == rows  # nothing written
+    replaced = _cli(*half, "--replace", cwd=cwd)
+    assert replaced.returncode == 0, replaced.stderr
+    assert "deleted" in " ".join(replaced.stderr.split()) + " ".join(replaced.stdout.split())
+    _cli(*half[:-1], "fresh", cwd=cwd)
+    assert _count(cwd, rows_sql) == _count(
+        cwd, "SELECT count() FROM metrics FINAL WHERE run_id = 'fresh'"
+    )
+
+
+def test_replays_started_in_the_same_second_get_run_ids_of_their_own(
+    workspace: tuple[Path, FakeApi],
+) -> None:
+    """The default run id is the start second: a second replay in that second is not refused
+    (its id would hold the first's rows), it gets ``-2``."""
+    import subprocess
+    import sys
+
+    cwd, _ = workspace
+    pinned = "replay-20260101T000000Z"
+    # In a process of its own: it opens the workspace's embedded store (one per process).
+    script = f"""
+import drifthouse.app.replay as r
+from drifthouse.config import load_config
+r.default_run_id = lambda: {pinned!r}
+config = load_config("drifthouse.yaml")
+for _ in range(3):
+    print(r.replay_to_store(config, source="file:stream.jsonl").summary.run_id)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [pinned, f"{pinned}-2", f"{pinned}-3"]
+
+
+def test_a_small_automatic_reference_is_flagged_in_the_summary(tmp_path: Path) -> None:
+    """A model nobody profiled, at 60 events an hour: its automatic reference (the first hour)
+    holds 60 events, against which a PSI of 10 bins is about 0.15 by chance alone. The summary
+    says how many events it holds and that drift against it is noisy (it said only the span)."""
+    (tmp_path / "drifthouse.yaml").write_text(
+        json.dumps({"store": {"path": "./data"}, "windows": [{"size": "1h"}], "rules": []})
+    )
+    start = 1_767_225_600_000
+    with (tmp_path / "events.jsonl").open("w") as fh:
+        for i in range(6 * 60):
+            event = {"model": "rare", "ts": start + i * 60_000, "prediction": (i % 10) / 10,
+                     "features": {"x": float(i % 7)}}  # fmt: skip
+            fh.write(json.dumps(event) + "\n")
+    done = _cli("replay", "-c", "drifthouse.yaml", "--source", "file:events.jsonl", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    summary = " ".join(done.stdout.split())
+    assert "rare: 2026-01-01T00:00:00.000Z/2026-01-01T01:00:00.000Z (60 events" in summary
+    assert "fewer than 1,000" in summary, done.stdout
+
+
+def test_a_reference_file_that_cannot_be_read_is_a_configuration_error(tmp_path: Path) -> None:
+    """``models.<name>.reference`` naming a file that is not there is the configuration's
+    fault: exit code 2, as docs/cli.md promises for configuration errors (it was 1)."""
+    (tmp_path / "drifthouse.yaml").write_text(
+        json.dumps({"store": {"path": "./data"}, "models": {"m": {"reference": "gone.json"}}})
+    )
+    (tmp_path / "events.jsonl").write_text("")
+    done = _cli("replay", "-c", "drifthouse.yaml", "--source", "file:events.jsonl", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    said = " ".join(done.stderr.split())
+    assert "models.m.reference: cannot read" in said
+    assert "drifthouse profile INPUT --model m --out gone.json" in said
