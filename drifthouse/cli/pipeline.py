@@ -169,6 +169,28 @@ def _print_profile(built: Profile, title: str) -> None:
     _print_type_errors(
         built.features if built.prediction is None else [*built.features, built.prediction]
     )
+    _print_label_type_errors(built)
+
+
+def _print_label_type_errors(built: Profile) -> None:
+    """The labels left out of the label baselines (docs/statistics.md, "Reference profiles")."""
+    b = built.baselines
+    if not b.label_type_error:
+        return
+    what = (
+        f"names neither class of the prediction ({', '.join(map(json.dumps, b.binary_classes))})"
+        if b.binary_classes
+        else "is not a number"
+    )
+    n, events = b.label_type_error, b.events
+    share = f" ({n / events:.3%})" if events else ""
+    examples = ", ".join(json.dumps(e, ensure_ascii=False) for e in b.label_type_error_examples)
+    out.print(
+        Text(
+            f"labels: {b.task}; {n} label{'s' if n > 1 else ''} of {events} "
+            f"{what}{share}, left out of the label baselines: {examples}"
+        )
+    )
 
 
 def _print_type_errors(features: Sequence[Any]) -> None:

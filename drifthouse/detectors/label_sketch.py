@@ -204,6 +204,11 @@ class LabelSketch(Sketch[LabelState, LabelBatch]):
     (:meth:`evaluate`): ``labels`` is always the pairs the metrics use plus
     ``labels_unusable``.
 
+    ``binary_classes`` (negative, positive) are the two classes of a ``{class: probability}``
+    prediction whose score is the positive class's probability: a label naming one of them
+    (as a class name: ``"good"``, or ``2`` for class ``"2"``) is 0 or 1; another label is a
+    0/1 spelling or unusable (docs/model-performance.md, "Label metrics").
+
     Examples
     --------
     >>> import numpy as np
@@ -221,8 +226,15 @@ class LabelSketch(Sketch[LabelState, LabelBatch]):
         threshold: float = 0.5,
         classes: Sequence[str] = (),
         bins: int = 1_000,
+        binary_classes: Sequence[str] = (),
     ) -> None:
         self.task = task
+        if binary_classes and len(binary_classes) != 2:
+            raise SketchError(f"binary_classes must be two classes (got {list(binary_classes)})")
+        self.binary_codes = {str(c): y for y, c in enumerate(binary_classes)}
+        # Classes spelled as 0/1 labels ("no"/"yes", "0"/"1") map labels as binary_label does:
+        # the arrays' fast path stays.
+        self._plain = all(binary_label(k) == y for k, y in self.binary_codes.items())
         self.binary = BinarySketch(threshold=threshold, bins=bins)
         self.classes = ClassSketch(classes)
         self.regression = RegressionSketch()
@@ -291,7 +303,12 @@ class LabelSketch(Sketch[LabelState, LabelBatch]):
                 else:
                     unusable += 1
                 continue
-            y = binary_label(label)
+            y = self.binary_codes.get(class_name(label), -2) if self.binary_codes else -2
+            if y == -2:
+                y = binary_label(label)
+                if y < 0 and self.binary_codes:
+                    unusable += 1  # a label of neither class of a two-class model
+                    continue
             # A score outside [0, 1] is no probability (87.0: a percentage): no decision at
             # the threshold can be read from it (docs/model-performance.md).
             if y >= 0 and 0.0 <= s[i] <= 1.0:
@@ -323,7 +340,11 @@ class LabelSketch(Sketch[LabelState, LabelBatch]):
         and numeric predictions; ``None`` for any other batch, or one holding an integer
         class id compared by name (``task='classification'`` with a score outside the
         binary labels)."""
-        if not set(map(type, labels)) <= _NUMBERS or any(c is not None for c in pred_classes):
+        if (
+            not self._plain
+            or not set(map(type, labels)) <= _NUMBERS
+            or any(c is not None for c in pred_classes)
+        ):
             return None
         try:
             lab = np.asarray(labels, dtype=np.float64)  # as float(label), pair by pair

@@ -216,6 +216,14 @@ class Baselines(msgspec.Struct, frozen=True, kw_only=True):
     task: Literal["classification", "regression"] | None = None
     threshold: float = 0.5
     labels: dict[str, float] = msgspec.field(default_factory=dict)
+    #: Label cells left out of ``labels`` because they are not of the labels' type (a ``?``
+    #: among numbers, a name of no class of the prediction), with examples (docs/statistics.md,
+    #: "Reference profiles").
+    label_type_error: int = 0
+    label_type_error_examples: list[str] = msgspec.field(default_factory=list)
+    #: The two classes of a ``{class: probability}`` prediction, negative then positive (as
+    #: category keys): a label naming one is 0 or 1 (docs/model-performance.md).
+    binary_classes: list[str] = msgspec.field(default_factory=list)
     #: Mutual information (nats) of each feature with the prediction in the reference data
     #: (numeric predictions only); the yardstick of ``importance_shift``.
     importance: dict[str, float] = msgspec.field(default_factory=dict)

@@ -7,6 +7,7 @@ latency percentiles, error rates, label metrics and feature importance.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -32,6 +33,7 @@ from drifthouse.detectors.reference import (
 from drifthouse.errors import ProfileError
 from drifthouse.profiles.calibration import reference_calibration
 from drifthouse.profiles.embeddings import build_embedding_profile, is_embedding_column
+from drifthouse.profiles.labels import LabelColumn, type_labels
 from drifthouse.profiles.loss_model import reference_loss_model
 from drifthouse.profiles.multivariate import fit_multivariate
 
@@ -263,13 +265,12 @@ def build_profile(
     if pred is not None and pred.type_error and prediction is not None:
         # A score with a few odd cells: the baselines skip those rows, as windows do.
         prediction = [v if _is_number(v) else None for v in prediction]
-    label_metrics: dict[str, float] = {}
-    resolved_task: Literal["classification", "regression"] | None = None
     if label is not None and prediction is not None:
-        resolved_task, label_metrics = _labels.reference_metrics(
-            y_true=label, y_pred=prediction, threshold=threshold, task=task
-        )
-    baselines = _baselines(events, resolved_task, threshold, label_metrics, latency_ms, status)
+        label, typed = _typed_labels(label, prediction, pred, raw_predictions, threshold, task)
+    else:
+        typed = None
+    baselines = _baselines(events, typed, threshold, latency_ms, status)
+    resolved_task = baselines.task
     profile = Profile(
         model=model,
         model_version=model_version,
@@ -307,21 +308,55 @@ def _split_embeddings(
     )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _LabelBaselines:
+    """The label column as typed (:mod:`drifthouse.profiles.labels`) and its metrics."""
+
+    column: LabelColumn
+    task: Literal["classification", "regression"]
+    metrics: dict[str, float]
+
+
+def _typed_labels(
+    label: np.ndarray | Sequence[Any],
+    prediction: np.ndarray | Sequence[Any],
+    pred: FeatureProfile | None,
+    raw_predictions: Sequence[Any] | None,
+    threshold: float,
+    task: Literal["auto", "classification", "regression"],
+) -> tuple[np.ndarray | Sequence[Any], _LabelBaselines]:
+    """The labels as scored (left-out cells ``None``) and their baselines."""
+    typed = type_labels(
+        label,
+        raw_predictions=raw_predictions,
+        prediction_kind=pred.kind if pred is not None else None,
+        task=task,
+        numeric_share=NUMERIC_SHARE,
+    )
+    resolved, metrics = _labels.reference_metrics(
+        y_true=typed.values, y_pred=prediction, threshold=threshold, task=typed.task
+    )
+    return typed.values, _LabelBaselines(typed, resolved, metrics)
+
+
 def _baselines(
     events: int,
-    task: Literal["classification", "regression"] | None,
+    labels: _LabelBaselines | None,
     threshold: float,
-    labels: dict[str, float],
     latency_ms: np.ndarray | Sequence[Any] | None,
     status: np.ndarray | Sequence[Any] | None,
 ) -> Baselines:
     """The model-level baselines of the reference data."""
     lat, err = _latency_baselines(latency_ms), _status_baselines(status)
+    column = labels.column if labels is not None else None
     return Baselines(
         events=events,
-        task=task,
+        task=labels.task if labels is not None else None,
         threshold=threshold,
-        labels=labels,
+        labels=labels.metrics if labels is not None else {},
+        label_type_error=column.type_error if column is not None else 0,
+        label_type_error_examples=list(column.examples) if column is not None else [],
+        binary_classes=list(column.binary_classes or ()) if column is not None else [],
         latency_p50=lat.get("latency_p50"),
         latency_p95=lat.get("latency_p95"),
         latency_p99=lat.get("latency_p99"),

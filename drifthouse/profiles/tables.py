@@ -169,7 +169,7 @@ def _table_profile(
     special = {ts_col, pred_col, label_col, lat_col, status_col, *_META} - {None}
     selected = select_features([n for n in names if n not in special], include, exclude)
     kinds = kinds or {}
-    for n in (*selected, pred_col):
+    for n in (*selected, pred_col, label_col):  # labels: docs/statistics.md, "Reference profiles"
         if n is not None and isinstance(columns[n], list) and kinds.get(n) != "categorical":
             columns[n] = _numbers_in_text(columns[n], force=kinds.get(n) == "numeric")
 

@@ -378,3 +378,58 @@ def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
     assert result.attempted > 0
+
+
+@pytest.mark.parametrize(
+    ("task", "classes", "labels", "scores", "expected", "unusable"),
+    [
+        pytest.param(
+            "classification",
+            ["bad", "good"],
+            ["good", "bad", "good", "bad"],
+            [0.9, 0.2, 0.4, 0.6],
+            {"accuracy": 0.5, "recall": 0.5, "roc_auc": 0.75},
+            0,
+            id="class-names",
+        ),
+        pytest.param(
+            "auto",
+            ["bad", "good"],
+            ["Good", "bad", 1, "false", "spam"],
+            [0.9, 0.2, 0.3, 0.1, 0.7],
+            {"accuracy": 2 / 3, "recall": 0.0},
+            2,
+            id="spellings-and-strangers",  # "Good" is not "good": classes keep their case
+        ),
+        pytest.param(
+            "auto",
+            ["2", "1"],
+            [1, 2, 2.0, 1],
+            [0.9, 0.2, 0.3, 0.1],
+            {"accuracy": 0.75, "recall": 0.5},
+            0,
+            id="numeric-class-keys-not-regression",
+        ),
+        pytest.param(
+            "classification",
+            ["bad", "good"],
+            ["spam"],
+            [1.0],
+            {},
+            1,
+            id="stranger-with-integer-score-is-not-a-class-id",
+        ),
+    ],
+)
+def test_labels_of_a_two_class_prediction_name_its_classes(
+    task: Any, classes: list[str], labels: list[Any], scores: list[float],
+    expected: dict[str, float], unusable: int,
+) -> None:  # fmt: skip
+    """``binary_classes`` (negative, positive) maps a label naming a class to 0/1: the score
+    is the positive class's probability (docs/model-performance.md, "Label metrics")."""
+    sk = LabelSketch(task=task, binary_classes=classes)
+    state = sk.update(sk.empty(), LabelBatch(labels, np.array(scores), [None] * len(labels)))
+    got = _values(sk.evaluate(state))
+    assert {k: got[k] for k in expected} == pytest.approx(expected)
+    assert "mae" not in got
+    assert int(state.counters[1]) == unusable

@@ -44,14 +44,20 @@ def sketch_for_model(
 ) -> LabelSketch:
     """A model's :class:`LabelSketch` from its settings: ``task`` and ``threshold`` from
     ``ModelConfig``; with ``task: auto`` the profile's baseline task decides when it has one;
-    the classes are the profile's prediction categories when its prediction is categorical."""
+    the classes are the profile's prediction categories when its prediction is categorical,
+    and the labels of a two-class ``{class: probability}`` prediction are mapped to 0/1 by
+    the profile's ``binary_classes``."""
     classes: Sequence[str] = ()
+    binary_classes: Sequence[str] = ()
     if profile is not None:
+        binary_classes = profile.baselines.binary_classes
         if task == "auto" and profile.baselines.task is not None:
             task = profile.baselines.task
         if profile.prediction is not None and profile.prediction.kind == "categorical":
             classes = profile.prediction.categories
-    return LabelSketch(task=task, threshold=threshold, classes=classes, bins=bins)
+    return LabelSketch(
+        task=task, threshold=threshold, classes=classes, bins=bins, binary_classes=binary_classes
+    )
 
 
 class LabelStage:

@@ -136,3 +136,29 @@ def test_pii_event_ids_join_as_keyed_hashes(
     coverage = [r.value for r in rows if r.metric == "labels_coverage" and r.segment == ""]
     assert coverage == [1.0]
     assert b"example.com" not in held
+
+
+def test_sketch_for_model_maps_labels_of_a_two_class_prediction() -> None:
+    """A profile of ``{"bad": 1 - p, "good": p}`` predictions gives the sketch its classes, so
+    ``"good"`` is a positive label in the windows as in the profile's baselines."""
+    from drifthouse.profiles.build import profile_from_events
+
+    rows = [
+        {
+            "features": {"x": float(i)},
+            "prediction": {"bad": 1 - i % 10 / 10, "good": i % 10 / 10},
+            "label": "good" if i % 10 >= 5 else "bad",
+        }
+        for i in range(200)
+    ]
+    p = profile_from_events(
+        rows, model="m", model_version="1", created_at="2026-01-01T00:00:00Z",
+        source_digest="0" * 64,
+    )  # fmt: skip
+    assert p.baselines.labels["accuracy"] == 1.0
+    sk = sketch_for_model(p)
+    assert sk.binary_codes == {"bad": 0, "good": 1}
+    from drifthouse.detectors.label_sketch import LabelBatch
+
+    state = sk.update(sk.empty(), LabelBatch(["good", "bad"], np.array([0.7, 0.6]), [None, None]))
+    assert {r.metric: r.value for r in sk.evaluate(state)}["accuracy"] == 0.5
