@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from drifthouse.app.pipeline import Pipeline
 from drifthouse.app.replay import LabelCounts, replay
 from drifthouse.config import Config
 from drifthouse.errors import SourceError
 from drifthouse.sinks.base import MemorySink
 from drifthouse.stream.dead_letters import MemoryDeadLetters
-from drifthouse.stream.sources import Message
+from tests.live_feed import live_run
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE
@@ -72,32 +71,6 @@ def _key(row: object) -> tuple[object, ...]:
     )
 
 
-def _live(config: Config, preds: Sequence[bytes], labels: Sequence[bytes]) -> MemorySink:
-    """What a live worker sees: every message at its own event time (ties: the prediction
-    first), predictions of one partition, labels as they arrive."""
-    sink = MemorySink()
-    pipe = Pipeline(
-        config=config, profiles={}, sink=sink, dead_letters=MemoryDeadLetters(), run_id="r"
-    )
-    timed = [(json.loads(v)["ts"], 0, i, v) for i, v in enumerate(preds)]
-    timed += [(json.loads(v)["ts"], 1, i, v) for i, v in enumerate(labels)]
-    timed.sort()
-    run: list[Message] = []
-    for _, kind, i, v in timed:
-        if kind == 0:
-            run.append(Message(v, 0, i))
-            continue
-        if run:
-            pipe.process(run)
-            run = []
-        pipe.add_labels([Message(v, 0, i)])
-    if run:
-        pipe.process(run)
-    pipe.finish()
-    sink.flush()
-    return sink
-
-
 @pytest.mark.parametrize(
     ("days", "every_ms", "delay_ms", "horizon"),
     [
@@ -130,7 +103,7 @@ def test_file_replay_joins_every_label_whatever_the_span(
         if (r.window, r.metric, r.segment) == ("1d", "labels", "")
     )
     assert labelled == len(labels)  # the windows' label metrics hold every label
-    assert got == sorted(_key(r) for r in _live(config, preds, labels).rows("metrics"))
+    assert got == sorted(_key(r) for r in live_run(config, preds, labels).rows("metrics"))
 
 
 @pytest.mark.parametrize("lead", ["invalid-lines-first", "from-later"])

@@ -11,16 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drifthouse.app.pipeline import Pipeline
 from drifthouse.app.replay import replay
 from drifthouse.config import Config
 from drifthouse.detectors.cbpe import CbpeBatch, CbpeSketch
 from drifthouse.detectors.labels import binary_metrics, regression_metrics
-from drifthouse.detectors.reference import Profile
 from drifthouse.sinks.base import MemorySink
 from drifthouse.stream.dead_letters import MemoryDeadLetters
-from drifthouse.stream.sources import Message
 from tests.detectors.strategies import make_profile
+from tests.live_feed import live_run
 
 START = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 EVERY = 30_000
@@ -66,33 +64,6 @@ def _write(path: Path, lines: Sequence[bytes]) -> str:
     return f"file:{path}"
 
 
-def _live(
-    config: Config, preds: Sequence[bytes], labels: Sequence[bytes], profiles: dict[str, Profile]
-) -> MemorySink:
-    """Every message at its own event time (ties: the prediction first), as a live worker."""
-    sink = MemorySink()
-    pipe = Pipeline(
-        config=config, profiles=profiles, sink=sink, dead_letters=MemoryDeadLetters(), run_id="r"
-    )
-    timed = [(json.loads(v)["ts"], 0, i, v) for i, v in enumerate(preds)]
-    timed += [(json.loads(v)["ts"], 1, i, v) for i, v in enumerate(labels)]
-    timed.sort()
-    run: list[Message] = []
-    for _, kind, i, v in timed:
-        if kind == 0:
-            run.append(Message(v, 0, i))
-            continue
-        if run:
-            pipe.process(run)
-            run = []
-        pipe.add_labels([Message(v, 0, i)])
-    if run:
-        pipe.process(run)
-    pipe.finish()
-    sink.flush()
-    return sink
-
-
 def _rows(sink: MemorySink, model: str) -> dict[tuple[int, str], float]:
     return {
         (int(r.window_start), r.metric): float(r.value)
@@ -134,7 +105,7 @@ def test_replay_counts_unusable_labels_and_scores_numeric_strings(tmp_path: Path
     assert rows[(START, "labels_unusable")] == n - len(usable) == 2 * n // 100 + 1
     for metric in ("mae", "rmse", "r2", "mape"):
         assert rows[(START, metric)] == pytest.approx(naive[metric], rel=1e-12), metric
-    live = _live(config, preds, labels, {})
+    live = live_run(config, preds, labels, {})
     assert sorted(_key(r) for r in sink.rows("metrics")) == sorted(
         _key(r) for r in live.rows("metrics")
     )
@@ -192,7 +163,7 @@ def test_replay_leaves_out_scores_that_are_no_probabilities(tmp_path: Path) -> N
     realized = binary_metrics(y_true=y[ok] == 1, score=sent[ok])
     assert rows[(START, "accuracy")] == pytest.approx(realized["accuracy"], abs=1e-12)
     assert rows[(START, "labels_unusable")] == n - int(ok.sum())
-    live = _live(config, preds, labels, {"m": profile})
+    live = live_run(config, preds, labels, {"m": profile})
     assert sorted(_key(r) for r in sink.rows("metrics")) == sorted(
         _key(r) for r in live.rows("metrics")
     )
