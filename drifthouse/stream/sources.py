@@ -44,8 +44,15 @@ class FileSource:
     batch_bytes: int = 4 << 20
 
     def __post_init__(self) -> None:
+        if not self.path.exists():
+            # The path given on the command line (--source, --labels, --metric-events): a usage
+            # mistake, exit code 2 (docs/cli.md).
+            raise UsageError(
+                f"file:{self.path}: no such file; check the path given to --source, --labels "
+                "or --metric-events (relative paths start from the current directory)"
+            )
         if not self.path.is_file():
-            raise SourceError(f"input file {self.path} does not exist or is not a file")
+            raise SourceError(f"input file {self.path} is not a file (a directory?)")
 
     def total_bytes(self) -> int:
         return self.path.stat().st_size
@@ -63,6 +70,8 @@ class FileSource:
         with self._open() as fh:
             for lineno, line in enumerate(fh, start=1):
                 done += len(line)
+                if lineno == 1 and line.startswith(_BOM):
+                    line = line[len(_BOM) :]  # a UTF-8 byte-order mark: not part of the event
                 stripped = line.strip()
                 if not stripped:
                     continue
@@ -73,6 +82,10 @@ class FileSource:
                     batch, held = [], 0
         if batch:
             yield batch, done
+
+
+#: The UTF-8 byte-order mark some editors write at the start of a file.
+_BOM = b"\xef\xbb\xbf"
 
 
 def parse_source(spec: str) -> tuple[str, str]:
