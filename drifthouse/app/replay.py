@@ -99,7 +99,9 @@ class LabelCounts:
     within the label horizon (or no ``event_id``). ``expired``: late, stamped more than the
     horizon behind the model's clock, so never held. ``duplicate``: a second label of one
     prediction. ``waiting``: came before their prediction, which the input did not hold by its
-    end. ``refused``: not a valid label event (dead-lettered).
+    end. ``refused``: not a valid label event (dead-lettered). Beside them,
+    ``predictions_sent_twice``: predictions whose ``event_id`` the join already held (counted
+    as events each time, joined once).
     """
 
     read: int
@@ -109,6 +111,7 @@ class LabelCounts:
     duplicate: int
     waiting: int
     refused: int
+    predictions_sent_twice: int = 0
 
     @classmethod
     def of(cls, pipeline: Pipeline) -> LabelCounts:
@@ -124,6 +127,7 @@ class LabelCounts:
             duplicate=s.duplicate,
             waiting=stage.join.waiting,
             refused=pipeline.labels_refused,
+            predictions_sent_twice=s.predictions_duplicate,
         )
 
 

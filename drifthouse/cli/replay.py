@@ -144,7 +144,13 @@ def _summary_table(done: StoredReplay, notify: bool) -> Table:
             f"{lab.read:,}: {lab.joined:,} joined, {lab.unmatched:,} unmatched, "
             f"{lab.expired:,} expired (late), {lab.duplicate:,} duplicate"
             + (f", {lab.waiting:,} without their prediction" if lab.waiting else "")
-            + (f", {lab.refused:,} refused" if lab.refused else ""),
+            + (f", {lab.refused:,} refused" if lab.refused else "")
+            + (
+                f"; {lab.predictions_sent_twice:,} predictions sent twice (an event_id seen "
+                "before: counted as events, joined once)"
+                if lab.predictions_sent_twice
+                else ""
+            ),
         )
     if done.late is not None:
         late = done.late

@@ -184,6 +184,23 @@ def test_predictions_out_of_order_by_more_than_the_label_horizon_fail_the_run(
         check_inputs(summary)
 
 
+def test_the_summary_counts_predictions_sent_twice(tmp_path: Path) -> None:
+    """A prediction sent twice (same ``event_id``) is counted twice as an event, but joins its
+    label once: ``labels_coverage`` then looks low with no reason given. The summary counts
+    them (it said nothing)."""
+    config = _config(label_horizon="7d")
+    preds, labels = _stream(2, 30 * MINUTE, HOUR)
+    twice = [p for i, p in enumerate(preds) for _ in range(2 if i % 10 == 0 else 1)]
+    summary = replay(
+        config, source=_write(tmp_path / "preds.jsonl", twice),
+        labels=_write(tmp_path / "labels.jsonl", labels), sink=MemorySink(), run_id="r",
+        profiles={}, dead_letters=MemoryDeadLetters(),
+    )  # fmt: skip
+    assert summary.labels is not None
+    assert summary.labels.joined == len(labels)
+    assert summary.labels.predictions_sent_twice == len(twice) - len(preds)
+
+
 def test_file_replay_keeps_metric_events_of_every_window_whatever_the_span(
     tmp_path: Path,
 ) -> None:
